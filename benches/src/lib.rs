@@ -1,0 +1,1 @@
+//! Benchmark-only package: see `benches/` for criterion benches and the comparison scripts.

@@ -1,0 +1,78 @@
+//! `Transcoder`: decode -> resample -> encode for one 20 ms frame at a time.
+//!
+//! The same chain a call leg runs in the daemon, and what `voxbridge
+//! transcode` drives over a file. Buffers are sized at construction; a frame
+//! allocates nothing.
+
+use crate::codec::{Codec, FrameDecoder, FrameEncoder};
+use crate::error::CodecError;
+use crate::plc::Concealer;
+use crate::resample::Resampler;
+
+/// Converts frames of one codec/rate into another.
+#[derive(Debug)]
+pub struct Transcoder {
+    from: Codec,
+    to: Codec,
+    decoder: FrameDecoder,
+    resampler: Resampler,
+    encoder: FrameEncoder,
+    plc: Concealer,
+    pcm_in: Box<[i16]>,
+    pcm_out: Box<[i16]>,
+}
+
+impl Transcoder {
+    /// A chain from `from` to `to`.
+    pub fn new(from: Codec, to: Codec) -> Result<Self, CodecError> {
+        let decoder = FrameDecoder::new(from)?;
+        let encoder = FrameEncoder::new(to)?;
+        let resampler = Resampler::new(from.pcm_rate(), to.pcm_rate())?;
+        Ok(Transcoder {
+            from,
+            to,
+            decoder,
+            resampler,
+            encoder,
+            plc: Concealer::new(from.pcm_rate()),
+            pcm_in: vec![0; from.frame_samples()].into_boxed_slice(),
+            pcm_out: vec![0; to.frame_samples()].into_boxed_slice(),
+        })
+    }
+
+    /// Input codec.
+    pub fn from_codec(&self) -> Codec {
+        self.from
+    }
+
+    /// Output codec.
+    pub fn to_codec(&self) -> Codec {
+        self.to
+    }
+
+    /// Delay the chain adds (the resampler's; the codecs add their own fixed delay).
+    pub fn delay_seconds(&self) -> f64 {
+        self.resampler.delay_seconds()
+    }
+
+    /// Converts one 20 ms input payload into `out`; returns bytes written.
+    ///
+    /// A payload that decodes to fewer samples than a frame (a truncated last
+    /// frame) is padded with silence.
+    pub fn process(&mut self, payload: &[u8], out: &mut [u8]) -> Result<usize, CodecError> {
+        let n = self.decoder.decode(payload, &mut self.pcm_in)?;
+        self.pcm_in[n..].fill(0);
+        self.finish(out)
+    }
+
+    /// Produces the output frame for a lost input frame (concealment).
+    pub fn conceal(&mut self, out: &mut [u8]) -> Result<usize, CodecError> {
+        self.decoder.conceal(&mut self.plc, &mut self.pcm_in)?;
+        self.finish(out)
+    }
+
+    fn finish(&mut self, out: &mut [u8]) -> Result<usize, CodecError> {
+        self.resampler.process(&self.pcm_in, &mut self.pcm_out)?;
+        self.encoder.encode(&self.pcm_out, out)
+    }
+}

@@ -1,0 +1,194 @@
+//! The codecs a call leg can use, behind two frame-level enums (`FrameDecoder`,
+//! `FrameEncoder`) so pipelines hold one concrete type and never box per frame.
+
+use crate::error::CodecError;
+use crate::g711;
+use crate::g722::{G722Decoder, G722Encoder};
+use crate::plc::Concealer;
+use crate::resample::SUPPORTED_RATES;
+
+/// A telephony payload format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// G.711 u-law, 8 kHz.
+    Pcmu,
+    /// G.711 A-law, 8 kHz.
+    Pcma,
+    /// G.722, 16 kHz audio (RTP clock 8 kHz), 64 kbit/s.
+    G722,
+    /// Linear PCM16 little-endian at the given rate.
+    L16 {
+        /// Sample rate, Hz.
+        rate: u32,
+    },
+    /// Opus, mono, decoded/encoded at the given rate.
+    #[cfg(feature = "opus")]
+    Opus {
+        /// PCM rate, Hz.
+        rate: u32,
+    },
+}
+
+impl Codec {
+    /// The PCM sample rate this codec carries.
+    pub fn pcm_rate(&self) -> u32 {
+        match self {
+            Codec::Pcmu | Codec::Pcma => 8000,
+            Codec::G722 => 16000,
+            Codec::L16 { rate } => *rate,
+            #[cfg(feature = "opus")]
+            Codec::Opus { rate } => *rate,
+        }
+    }
+
+    /// PCM samples in one 20 ms frame.
+    pub fn frame_samples(&self) -> usize {
+        (self.pcm_rate() / 50) as usize
+    }
+
+    /// Encoded bytes in one 20 ms frame, for fixed-rate codecs (`None` for Opus).
+    pub fn frame_bytes(&self) -> Option<usize> {
+        match self {
+            Codec::Pcmu | Codec::Pcma => Some(160),
+            Codec::G722 => Some(160),
+            Codec::L16 { rate } => Some((*rate / 50) as usize * 2),
+            #[cfg(feature = "opus")]
+            Codec::Opus { .. } => None,
+        }
+    }
+
+    /// Checks the codec's own parameters.
+    pub fn validate(&self) -> Result<(), CodecError> {
+        match self {
+            Codec::L16 { rate } if !SUPPORTED_RATES.contains(rate) => {
+                Err(CodecError::UnsupportedRate { rate: *rate })
+            }
+            #[cfg(feature = "opus")]
+            Codec::Opus { rate } if ![8000, 12000, 16000, 24000, 48000].contains(rate) => {
+                Err(CodecError::UnsupportedRate { rate: *rate })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Decoder for one stream of one codec.
+#[derive(Debug)]
+pub enum FrameDecoder {
+    /// u-law.
+    Pcmu,
+    /// A-law.
+    Pcma,
+    /// G.722 with its state.
+    G722(G722Decoder),
+    /// PCM16 LE.
+    L16,
+    /// Opus.
+    #[cfg(feature = "opus")]
+    Opus(crate::opus::OpusDecoder),
+}
+
+impl FrameDecoder {
+    /// A decoder for `codec`.
+    pub fn new(codec: Codec) -> Result<Self, CodecError> {
+        codec.validate()?;
+        Ok(match codec {
+            Codec::Pcmu => FrameDecoder::Pcmu,
+            Codec::Pcma => FrameDecoder::Pcma,
+            Codec::G722 => FrameDecoder::G722(G722Decoder::new()),
+            Codec::L16 { .. } => FrameDecoder::L16,
+            #[cfg(feature = "opus")]
+            Codec::Opus { rate } => FrameDecoder::Opus(crate::opus::OpusDecoder::new(rate)?),
+        })
+    }
+
+    /// Decodes one payload into `out`; returns samples written.
+    pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        Ok(match self {
+            FrameDecoder::Pcmu => {
+                let n = payload.len().min(out.len());
+                g711::decode_ulaw(&payload[..n], &mut out[..n]);
+                n
+            }
+            FrameDecoder::Pcma => {
+                let n = payload.len().min(out.len());
+                g711::decode_alaw(&payload[..n], &mut out[..n]);
+                n
+            }
+            FrameDecoder::G722(d) => d.decode(payload, out),
+            FrameDecoder::L16 => {
+                if payload.len() % 2 != 0 {
+                    return Err(CodecError::OddByteCount(payload.len()));
+                }
+                crate::frame::read_le(payload, out)
+            }
+            #[cfg(feature = "opus")]
+            FrameDecoder::Opus(d) => d.decode(payload, out)?,
+        })
+    }
+
+    /// Produces a frame for a lost payload: codec PLC for Opus, pitch repetition otherwise.
+    pub fn conceal(&mut self, plc: &mut Concealer, out: &mut [i16]) -> Result<usize, CodecError> {
+        #[cfg(feature = "opus")]
+        if let FrameDecoder::Opus(d) = self {
+            return d.conceal(out);
+        }
+        plc.conceal(out);
+        Ok(out.len())
+    }
+}
+
+/// Encoder for one stream of one codec.
+#[derive(Debug)]
+pub enum FrameEncoder {
+    /// u-law.
+    Pcmu,
+    /// A-law.
+    Pcma,
+    /// G.722 with its state.
+    G722(G722Encoder),
+    /// PCM16 LE.
+    L16,
+    /// Opus.
+    #[cfg(feature = "opus")]
+    Opus(crate::opus::OpusEncoder),
+}
+
+impl FrameEncoder {
+    /// An encoder for `codec` (Opus with default settings at its rate).
+    pub fn new(codec: Codec) -> Result<Self, CodecError> {
+        codec.validate()?;
+        Ok(match codec {
+            Codec::Pcmu => FrameEncoder::Pcmu,
+            Codec::Pcma => FrameEncoder::Pcma,
+            Codec::G722 => FrameEncoder::G722(G722Encoder::new()),
+            Codec::L16 { .. } => FrameEncoder::L16,
+            #[cfg(feature = "opus")]
+            Codec::Opus { rate } => FrameEncoder::Opus(crate::opus::OpusEncoder::new(crate::opus::OpusSettings {
+                rate,
+                ..Default::default()
+            })?),
+        })
+    }
+
+    /// Encodes one frame of PCM into `out`; returns bytes written.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
+        Ok(match self {
+            FrameEncoder::Pcmu => {
+                let n = pcm.len().min(out.len());
+                g711::encode_ulaw(&pcm[..n], &mut out[..n]);
+                n
+            }
+            FrameEncoder::Pcma => {
+                let n = pcm.len().min(out.len());
+                g711::encode_alaw(&pcm[..n], &mut out[..n]);
+                n
+            }
+            FrameEncoder::G722(e) => e.encode(pcm, out),
+            FrameEncoder::L16 => crate::frame::write_le(pcm, out),
+            #[cfg(feature = "opus")]
+            FrameEncoder::Opus(e) => e.encode(pcm, out)?,
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! voxbridge-codecs: the DSP every call runs 100 times a second.
+//!
+//! G.711 u/A-law, G.722, Opus (libopus), a streaming 20 ms-exact resampler,
+//! packet loss concealment, and a PCM16 frame type over `bytes::Bytes`.
+//! Pure computation: no I/O, no async, no clock, and no allocation per frame
+//! once a stream is set up. Wire formats live in `voxbridge-proto`; sockets
+//! and pacing in `voxbridge-media`.
+#![deny(unsafe_code)]
+
+pub mod chain;
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod g711;
+pub mod g722;
+#[cfg(feature = "opus")]
+pub mod opus;
+pub mod plc;
+pub mod resample;
+
+pub use chain::Transcoder;
+pub use codec::{Codec, FrameDecoder, FrameEncoder};
+pub use error::CodecError;
+pub use frame::Pcm16Frame;
+pub use plc::Concealer;
+pub use resample::{frame_len, Resampler, SUPPORTED_RATES};

@@ -1,0 +1,303 @@
+//! `voxbridge transcode IN OUT`: file conversion in 20 ms frames.
+//!
+//! Reads and writes in large blocks; every frame goes through the daemon's
+//! `FrameDecoder` -> `Resampler` -> `FrameEncoder` chain (`codecs::Transcoder`).
+//! The resampler's constant delay is compensated (leading samples dropped,
+//! a silent frame flushed at the end) so the output lines up with the input
+//! and has the same duration, as ffmpeg's and sox's output does.
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use voxbridge_codecs::{Codec, Transcoder, SUPPORTED_RATES};
+use voxbridge_proto::wav::{self, WavEncoding};
+
+/// Frames converted per read/write block (5.12 s of audio).
+const BLOCK_FRAMES: usize = 256;
+/// Show a progress bar for inputs longer than this many frames (10 minutes).
+const PROGRESS_MIN_FRAMES: u64 = 30_000;
+
+/// Formats on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Raw G.711 u-law, 8 kHz.
+    Ulaw,
+    /// Raw G.711 A-law, 8 kHz.
+    Alaw,
+    /// Raw G.722 (64 kbit/s), 16 kHz audio.
+    G722,
+    /// Raw PCM16 little-endian (rate from --from-rate/--to-rate).
+    Pcm16,
+    /// WAV with PCM16 samples (input: any mono PCM16/u-law/A-law WAV).
+    Wav,
+    /// WAV with u-law samples (output only).
+    WavUlaw,
+    /// WAV with A-law samples (output only).
+    WavAlaw,
+}
+
+/// Arguments of `voxbridge transcode`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Input file.
+    input: PathBuf,
+    /// Output file.
+    output: PathBuf,
+    /// Input format (default: from the extension: .ul/.ulaw/.pcmu, .al/.alaw/.pcma, .g722, .wav, .sln/.sln16/.raw/.pcm).
+    #[arg(long)]
+    from: Option<Format>,
+    /// Input sample rate for raw PCM16 (Hz).
+    #[arg(long)]
+    from_rate: Option<u32>,
+    /// Output format (default: from the extension).
+    #[arg(long)]
+    to: Option<Format>,
+    /// Output sample rate for PCM16/WAV (Hz; default: the input's).
+    #[arg(long)]
+    to_rate: Option<u32>,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn format_from_ext(path: &Path) -> Option<(Format, Option<u32>)> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "ul" | "ulaw" | "mulaw" | "pcmu" | "u8" => (Format::Ulaw, None),
+        "al" | "alaw" | "pcma" | "a8" => (Format::Alaw, None),
+        "g722" => (Format::G722, None),
+        "wav" => (Format::Wav, None),
+        "sln" => (Format::Pcm16, Some(8000)),
+        "sln12" => (Format::Pcm16, Some(12000)),
+        "sln16" => (Format::Pcm16, Some(16000)),
+        "sln24" => (Format::Pcm16, Some(24000)),
+        "sln32" => (Format::Pcm16, Some(32000)),
+        "sln44" => (Format::Pcm16, Some(44100)),
+        "sln48" => (Format::Pcm16, Some(48000)),
+        "raw" | "pcm" | "s16" | "s16le" => (Format::Pcm16, None),
+        _ => return None,
+    })
+}
+
+fn check_rate(rate: u32, what: &str) -> Result<u32> {
+    if SUPPORTED_RATES.contains(&rate) {
+        Ok(rate)
+    } else {
+        bail!("{what} rate {rate} Hz is not supported (use one of 8000, 12000, 16000, 24000, 32000, 44100, 48000)")
+    }
+}
+
+/// The resolved input: codec, where samples start, how many bytes of them.
+struct Input {
+    codec: Codec,
+    offset: u64,
+    len: u64,
+}
+
+fn open_input(args: &Args, file: &mut File) -> Result<Input> {
+    let file_len = file.metadata().context("reading input size")?.len();
+    let ext = format_from_ext(&args.input);
+    let fmt = args.from.or(ext.map(|e| e.0)).with_context(|| {
+        format!("cannot tell the format of {} from its extension; pass --from", args.input.display())
+    })?;
+    let raw = |codec: Codec| Input {
+        codec,
+        offset: 0,
+        len: file_len,
+    };
+    let input = match fmt {
+        Format::Ulaw => raw(Codec::Pcmu),
+        Format::Alaw => raw(Codec::Pcma),
+        Format::G722 => raw(Codec::G722),
+        Format::Pcm16 => {
+            let rate = args
+                .from_rate
+                .or(ext.and_then(|e| e.1))
+                .context("raw PCM16 input needs --from-rate")?;
+            raw(Codec::L16 {
+                rate: check_rate(rate, "input")?,
+            })
+        }
+        Format::Wav | Format::WavUlaw | Format::WavAlaw => {
+            let mut head = vec![0u8; 4096.min(file_len as usize)];
+            file.read_exact(&mut head).context("reading WAV header")?;
+            let h = match wav::parse_header(&head) {
+                Err(voxbridge_proto::ProtoError::Incomplete { needed }) => {
+                    bail!("truncated WAV header: needs {needed} bytes, file has {file_len}")
+                }
+                other => other.context("parsing WAV header")?,
+            };
+            let rate = check_rate(h.rate, "input")?;
+            let codec = match h.encoding {
+                WavEncoding::Pcm16 => Codec::L16 { rate },
+                WavEncoding::Ulaw | WavEncoding::Alaw if rate != 8000 => {
+                    bail!("G.711 WAV at {rate} Hz: G.711 is 8000 Hz only")
+                }
+                WavEncoding::Ulaw => Codec::Pcmu,
+                WavEncoding::Alaw => Codec::Pcma,
+            };
+            let available = file_len - h.data_offset as u64;
+            let len = match h.data_len {
+                Some(n) if n as u64 > available => {
+                    bail!("truncated WAV: header says {n} data bytes, file has {available}")
+                }
+                Some(n) => n as u64,
+                None => available,
+            };
+            Input {
+                codec,
+                offset: h.data_offset as u64,
+                len,
+            }
+        }
+    };
+    if matches!(input.codec, Codec::L16 { .. }) && input.len % 2 != 0 {
+        bail!("odd byte count {} in PCM16 input: samples are 2 bytes", input.len);
+    }
+    Ok(input)
+}
+
+fn output_codec(args: &Args, input: Codec) -> Result<(Codec, Option<WavEncoding>)> {
+    let fmt = args.to.or(format_from_ext(&args.output).map(|e| e.0)).with_context(|| {
+        format!("cannot tell the format of {} from its extension; pass --to", args.output.display())
+    })?;
+    let fixed = |codec: Codec, wav: Option<WavEncoding>| -> Result<(Codec, Option<WavEncoding>)> {
+        if let Some(r) = args.to_rate {
+            if r != codec.pcm_rate() {
+                bail!("--to-rate {r}: this output format is {} Hz only", codec.pcm_rate());
+            }
+        }
+        Ok((codec, wav))
+    };
+    let ext_rate = format_from_ext(&args.output).and_then(|e| e.1);
+    match fmt {
+        Format::Ulaw => fixed(Codec::Pcmu, None),
+        Format::Alaw => fixed(Codec::Pcma, None),
+        Format::G722 => fixed(Codec::G722, None),
+        Format::WavUlaw => fixed(Codec::Pcmu, Some(WavEncoding::Ulaw)),
+        Format::WavAlaw => fixed(Codec::Pcma, Some(WavEncoding::Alaw)),
+        Format::Pcm16 | Format::Wav => {
+            let rate = check_rate(args.to_rate.or(ext_rate).unwrap_or(input.pcm_rate()), "output")?;
+            let wav = (fmt == Format::Wav).then_some(WavEncoding::Pcm16);
+            Ok((Codec::L16 { rate }, wav))
+        }
+    }
+}
+
+/// Bytes one PCM sample takes in the encoded output, as (numerator, denominator).
+fn bytes_per_sample(codec: Codec) -> (u64, u64) {
+    match codec {
+        Codec::Pcmu | Codec::Pcma => (1, 1),
+        Codec::G722 => (1, 2),
+        _ => (2, 1),
+    }
+}
+
+/// Runs the conversion.
+pub fn run(args: Args) -> Result<()> {
+    let mut file = File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let input = open_input(&args, &mut file)?;
+    let (out_codec, out_wav) = output_codec(&args, input.codec)?;
+    let mut chain = Transcoder::new(input.codec, out_codec).context("setting up the conversion")?;
+
+    let in_frame = input.codec.frame_bytes().context("input codec has no fixed frame size")?;
+    let out_frame = out_codec.frame_bytes().context("output codec has no fixed frame size")?;
+    let in_bps = bytes_per_sample(input.codec);
+    let out_bps = bytes_per_sample(out_codec);
+    let in_samples = input.len * in_bps.1 / in_bps.0;
+    let out_samples = in_samples * out_codec.pcm_rate() as u64 / input.codec.pcm_rate() as u64;
+    let mut out_total = out_samples * out_bps.0 / out_bps.1;
+    // Leading output to drop: the resampler's delay, rounded to whole encoded bytes.
+    let delay_samples = (chain.delay_seconds() * out_codec.pcm_rate() as f64).round() as u64;
+    let mut skip = delay_samples * out_bps.0 / out_bps.1;
+
+    file.seek(SeekFrom::Start(input.offset)).context("seeking to audio data")?;
+    let mut reader = file.take(input.len);
+    let out_file = File::create(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, out_file);
+    if let Some(enc) = out_wav {
+        let len = u32::try_from(out_total).context("output too long for a WAV file (over 4 GiB)")?;
+        writer.write_all(&wav::write_header(enc, out_codec.pcm_rate(), len))?;
+    }
+
+    let frames = input.len.div_ceil(in_frame as u64);
+    let bar = if !args.quiet && frames >= PROGRESS_MIN_FRAMES {
+        let b = ProgressBar::new(frames);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {percent:>3}% {pos}/{len} frames, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+
+    let mut in_buf = vec![0u8; in_frame * BLOCK_FRAMES];
+    let mut out_buf = vec![0u8; out_frame * (BLOCK_FRAMES + 1)];
+    let flush_frames = (skip as usize).div_ceil(out_frame) + 1;
+    let mut done = false;
+    let mut flushed = 0;
+    while !done {
+        let got = read_full(&mut reader, &mut in_buf).context("reading input")?;
+        let mut produced = 0;
+        let mut frames_now = got.div_ceil(in_frame);
+        if got < in_buf.len() {
+            // End of input: pad the last partial frame, then flush the delay with silence.
+            in_buf[got..].fill(silence_byte(input.codec));
+            done = true;
+        }
+        for chunk in in_buf.chunks(in_frame).take(frames_now) {
+            produced += chain
+                .process(chunk, &mut out_buf[produced..])
+                .context("converting a frame")?;
+        }
+        if done {
+            let silent = vec![silence_byte(input.codec); in_frame];
+            while flushed < flush_frames && produced + out_frame <= out_buf.len() {
+                produced += chain.process(&silent, &mut out_buf[produced..])?;
+                flushed += 1;
+                frames_now += 0;
+            }
+        }
+        let mut slice = &out_buf[..produced];
+        let drop = (skip as usize).min(slice.len());
+        slice = &slice[drop..];
+        skip -= drop as u64;
+        let keep = (out_total as usize).min(slice.len());
+        writer.write_all(&slice[..keep]).context("writing output")?;
+        out_total -= keep as u64;
+        if let Some(b) = &bar {
+            b.inc(frames_now as u64);
+        }
+    }
+    writer.flush().context("writing output")?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(())
+}
+
+/// The byte that encodes silence in a raw stream of `codec`.
+fn silence_byte(codec: Codec) -> u8 {
+    match codec {
+        Codec::Pcmu => 0xFF,
+        Codec::Pcma => 0xD5,
+        // 0x00 is not silence for G.722 but a padded tail only feeds the flush.
+        _ => 0x00,
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
