@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "voxbridge", version, about = "Connects telephone calls to AI voice bots")]
+#[command(
+    name = "voxbridge",
+    version,
+    about = "Connects telephone calls to AI voice bots"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

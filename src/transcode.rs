@@ -100,7 +100,10 @@ fn open_input(args: &Args, file: &mut File) -> Result<Input> {
     let file_len = file.metadata().context("reading input size")?.len();
     let ext = format_from_ext(&args.input);
     let fmt = args.from.or(ext.map(|e| e.0)).with_context(|| {
-        format!("cannot tell the format of {} from its extension; pass --from", args.input.display())
+        format!(
+            "cannot tell the format of {} from its extension; pass --from",
+            args.input.display()
+        )
     })?;
     let raw = |codec: Codec| Input {
         codec,
@@ -154,19 +157,31 @@ fn open_input(args: &Args, file: &mut File) -> Result<Input> {
         }
     };
     if matches!(input.codec, Codec::L16 { .. }) && input.len % 2 != 0 {
-        bail!("odd byte count {} in PCM16 input: samples are 2 bytes", input.len);
+        bail!(
+            "odd byte count {} in PCM16 input: samples are 2 bytes",
+            input.len
+        );
     }
     Ok(input)
 }
 
 fn output_codec(args: &Args, input: Codec) -> Result<(Codec, Option<WavEncoding>)> {
-    let fmt = args.to.or(format_from_ext(&args.output).map(|e| e.0)).with_context(|| {
-        format!("cannot tell the format of {} from its extension; pass --to", args.output.display())
-    })?;
+    let fmt = args
+        .to
+        .or(format_from_ext(&args.output).map(|e| e.0))
+        .with_context(|| {
+            format!(
+                "cannot tell the format of {} from its extension; pass --to",
+                args.output.display()
+            )
+        })?;
     let fixed = |codec: Codec, wav: Option<WavEncoding>| -> Result<(Codec, Option<WavEncoding>)> {
         if let Some(r) = args.to_rate {
             if r != codec.pcm_rate() {
-                bail!("--to-rate {r}: this output format is {} Hz only", codec.pcm_rate());
+                bail!(
+                    "--to-rate {r}: this output format is {} Hz only",
+                    codec.pcm_rate()
+                );
             }
         }
         Ok((codec, wav))
@@ -179,7 +194,10 @@ fn output_codec(args: &Args, input: Codec) -> Result<(Codec, Option<WavEncoding>
         Format::WavUlaw => fixed(Codec::Pcmu, Some(WavEncoding::Ulaw)),
         Format::WavAlaw => fixed(Codec::Pcma, Some(WavEncoding::Alaw)),
         Format::Pcm16 | Format::Wav => {
-            let rate = check_rate(args.to_rate.or(ext_rate).unwrap_or(input.pcm_rate()), "output")?;
+            let rate = check_rate(
+                args.to_rate.or(ext_rate).unwrap_or(input.pcm_rate()),
+                "output",
+            )?;
             let wav = (fmt == Format::Wav).then_some(WavEncoding::Pcm16);
             Ok((Codec::L16 { rate }, wav))
         }
@@ -197,13 +215,19 @@ fn bytes_per_sample(codec: Codec) -> (u64, u64) {
 
 /// Runs the conversion.
 pub fn run(args: Args) -> Result<()> {
-    let mut file = File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let mut file =
+        File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let input = open_input(&args, &mut file)?;
     let (out_codec, out_wav) = output_codec(&args, input.codec)?;
     let mut chain = Transcoder::new(input.codec, out_codec).context("setting up the conversion")?;
 
-    let in_frame = input.codec.frame_bytes().context("input codec has no fixed frame size")?;
-    let out_frame = out_codec.frame_bytes().context("output codec has no fixed frame size")?;
+    let in_frame = input
+        .codec
+        .frame_bytes()
+        .context("input codec has no fixed frame size")?;
+    let out_frame = out_codec
+        .frame_bytes()
+        .context("output codec has no fixed frame size")?;
     let in_bps = bytes_per_sample(input.codec);
     let out_bps = bytes_per_sample(out_codec);
     let in_samples = input.len * in_bps.1 / in_bps.0;
@@ -213,12 +237,15 @@ pub fn run(args: Args) -> Result<()> {
     let delay_samples = (chain.delay_seconds() * out_codec.pcm_rate() as f64).round() as u64;
     let mut skip = delay_samples * out_bps.0 / out_bps.1;
 
-    file.seek(SeekFrom::Start(input.offset)).context("seeking to audio data")?;
+    file.seek(SeekFrom::Start(input.offset))
+        .context("seeking to audio data")?;
     let mut reader = file.take(input.len);
-    let out_file = File::create(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
+    let out_file = File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
     let mut writer = BufWriter::with_capacity(1 << 20, out_file);
     if let Some(enc) = out_wav {
-        let len = u32::try_from(out_total).context("output too long for a WAV file (over 4 GiB)")?;
+        let len =
+            u32::try_from(out_total).context("output too long for a WAV file (over 4 GiB)")?;
         writer.write_all(&wav::write_header(enc, out_codec.pcm_rate(), len))?;
     }
 

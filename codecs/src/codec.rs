@@ -165,10 +165,12 @@ impl FrameEncoder {
             Codec::G722 => FrameEncoder::G722(G722Encoder::new()),
             Codec::L16 { .. } => FrameEncoder::L16,
             #[cfg(feature = "opus")]
-            Codec::Opus { rate } => FrameEncoder::Opus(crate::opus::OpusEncoder::new(crate::opus::OpusSettings {
-                rate,
-                ..Default::default()
-            })?),
+            Codec::Opus { rate } => {
+                FrameEncoder::Opus(crate::opus::OpusEncoder::new(crate::opus::OpusSettings {
+                    rate,
+                    ..Default::default()
+                })?)
+            }
         })
     }
 

@@ -67,21 +67,21 @@ pub fn alaw_to_linear(code: u8) -> i16 {
 
 /// Encodes one linear sample to u-law (14-bit law, G.191 truncation).
 ///
-/// Branch-light arithmetic rather than a 16 KiB table: at 1,000 calls the
-/// table would compete with call state for L1/L2, the arithmetic does not.
+/// Branch-free arithmetic rather than a 16 KiB table: at 1,000 calls the table
+/// would compete with call state for L1, and this form vectorises (the segment
+/// comes from the float exponent, so no per-lane leading-zero count is needed).
 #[inline(always)]
 pub fn linear_to_ulaw(sample: i16) -> u8 {
     let x = sample as i32;
     // One's complement for negatives: -1..-4 share magnitude 0 with +0..+3.
     let sign = x >> 31; // 0 or -1
-    let abs = ((x ^ sign) >> 2) + 33;
-    let abs = abs.min(0x1FFF);
-    // Segment number: position of the highest set bit above bit 5.
-    // Segment: 1 + bit length of abs >> 6 (1..=8).
-    let seg = 33 - ((abs as u32) >> 6).leading_zeros() as i32;
+    let abs = (((x ^ sign) >> 2) + 33).min(0x1FFF);
+    // Segment 1..=8 = max(floor(log2(abs)) - 4, 1); abs >= 33 so the exponent is exact.
+    let exp = ((abs as f32).to_bits() >> 23) as i32 - 127;
+    let seg = (exp - 4).max(1);
     let low = 0xF - ((abs >> seg) & 0xF);
     let code = ((8 - seg) << 4) | low;
-    (if sign == 0 { code | 0x80 } else { code }) as u8
+    (code | (!sign & 0x80)) as u8
 }
 
 /// Encodes one linear sample to A-law (13-bit law, G.191 truncation).
@@ -89,16 +89,14 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
 pub fn linear_to_alaw(sample: i16) -> u8 {
     let x = sample as i32;
     let sign = x >> 31;
-    let mut ix = (x ^ sign) >> 4;
-    if ix > 15 {
-        // Exponent = how many halvings bring ix into 16..=31, plus one.
-        let exp = (31 - (ix as u32).leading_zeros()) as i32 - 3; // ix in [2^(e+3), 2^(e+4))
-        ix = ((ix >> (exp - 1)) - 16) + (exp << 4);
-    }
-    if sign == 0 {
-        ix |= 0x80;
-    }
-    (ix ^ 0x55) as u8
+    let ix = (x ^ sign) >> 4; // 0..=2047
+                              // Exponent 0 for ix < 32, else floor(log2(ix)) - 3 (1..=7).
+    let log2 = ((ix.max(1) as f32).to_bits() >> 23) as i32 - 127;
+    let exp = (log2 - 3).max(0);
+    let shift = (exp - 1).max(0);
+    let mant = (ix >> shift) - if exp > 0 { 16 } else { 0 };
+    let code = mant + (exp << 4);
+    ((code | (!sign & 0x80)) ^ 0x55) as u8
 }
 
 /// Decodes a buffer of u-law codes into `out` (same length).
@@ -116,6 +114,7 @@ pub fn decode_alaw(codes: &[u8], out: &mut [i16]) {
 }
 
 /// Encodes PCM16 into u-law codes (same length).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
 pub fn encode_ulaw(pcm: &[i16], out: &mut [u8]) {
     for (o, &s) in out.iter_mut().zip(pcm) {
         *o = linear_to_ulaw(s);
@@ -123,6 +122,7 @@ pub fn encode_ulaw(pcm: &[i16], out: &mut [u8]) {
 }
 
 /// Encodes PCM16 into A-law codes (same length).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
 pub fn encode_alaw(pcm: &[i16], out: &mut [u8]) {
     for (o, &s) in out.iter_mut().zip(pcm) {
         *o = linear_to_alaw(s);
@@ -183,7 +183,11 @@ mod tests {
         for c in 0..=255u8 {
             // u-law has two zeros (0x7F = -0, 0xFF = +0); -0 decodes to 0, which encodes as +0.
             let expect_u = if c == 0x7F { 0xFF } else { c };
-            assert_eq!(linear_to_ulaw(ulaw_to_linear(c)), expect_u, "ulaw code {c:#x}");
+            assert_eq!(
+                linear_to_ulaw(ulaw_to_linear(c)),
+                expect_u,
+                "ulaw code {c:#x}"
+            );
             assert_eq!(linear_to_alaw(alaw_to_linear(c)), c, "alaw code {c:#x}");
         }
     }

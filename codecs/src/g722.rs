@@ -85,7 +85,9 @@ impl Band {
         self.part_sign[0] = cur_sign;
 
         self.pole[1] = clip(
-            ((sg0 * clip(self.pole[0], -8191, 8191)) >> 5) + (sg1 << 7) + ((self.pole[1] * 127) >> 7),
+            ((sg0 * clip(self.pole[0], -8191, 8191)) >> 5)
+                + (sg1 << 7)
+                + ((self.pole[1] * 127) >> 7),
             -12288,
             12288,
         );
@@ -114,7 +116,9 @@ impl Band {
 
         let cur_reconst = clip16((self.s_predictor + cur_diff) << 1);
         self.s_predictor = clip16(
-            self.s_zero + ((self.pole[0] * cur_reconst) >> 15) + ((self.pole[1] * self.prev_reconst) >> 15),
+            self.s_zero
+                + ((self.pole[0] * cur_reconst) >> 15)
+                + ((self.pole[1] * self.prev_reconst) >> 15),
         );
         self.prev_reconst = cur_reconst;
     }
@@ -131,13 +135,21 @@ impl Band {
 
     fn update_low(&mut self, code4: usize) {
         self.adapt((self.scale_factor * LOW_INV_QUANT4[code4]) >> 10);
-        self.log_factor = clip(((self.log_factor * 127) >> 7) + LOW_LOG_STEP[code4], 0, 18432);
+        self.log_factor = clip(
+            ((self.log_factor * 127) >> 7) + LOW_LOG_STEP[code4],
+            0,
+            18432,
+        );
         self.scale_factor = Self::linear_scale(self.log_factor - (8 << 11));
     }
 
     fn update_high(&mut self, dhigh: i32, code2: usize) {
         self.adapt(dhigh);
-        self.log_factor = clip(((self.log_factor * 127) >> 7) + HIGH_LOG_STEP[code2 & 1], 0, 22528);
+        self.log_factor = clip(
+            ((self.log_factor * 127) >> 7) + HIGH_LOG_STEP[code2 & 1],
+            0,
+            22528,
+        );
         self.scale_factor = Self::linear_scale(self.log_factor - (10 << 11));
     }
 }
@@ -282,7 +294,11 @@ fn encode_low(band: &Band, xlow: i32) -> usize {
     let diff = clip16(xlow - band.s_predictor);
     let magnitude = diff ^ (diff >> 31);
     let limit = (magnitude + 1) << 10;
-    let mut i = if limit > LOW_QUANT[8] * band.scale_factor { 9 } else { 0 };
+    let mut i = if limit > LOW_QUANT[8] * band.scale_factor {
+        9
+    } else {
+        0
+    };
     while i < 29 && limit > LOW_QUANT[i] * band.scale_factor {
         i += 1;
     }

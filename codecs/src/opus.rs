@@ -65,7 +65,9 @@ pub struct OpusEncoder {
 
 impl std::fmt::Debug for OpusEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusEncoder").field("frame", &self.frame).finish()
+        f.debug_struct("OpusEncoder")
+            .field("frame", &self.frame)
+            .finish()
     }
 }
 
@@ -121,7 +123,9 @@ pub struct OpusDecoder {
 
 impl std::fmt::Debug for OpusDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusDecoder").field("frame", &self.frame).finish()
+        f.debug_struct("OpusDecoder")
+            .field("frame", &self.frame)
+            .finish()
     }
 }
 
@@ -146,13 +150,20 @@ impl OpusDecoder {
     /// leaves the decoder usable for the next packet.
     pub fn decode(&mut self, packet: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
         if packet.is_empty() {
-            return Err(CodecError::Opus("empty packet (use conceal for a lost one)".into()));
+            return Err(CodecError::Opus(
+                "empty packet (use conceal for a lost one)".into(),
+            ));
         }
         if packet.len() > MAX_PACKET {
-            return Err(CodecError::Opus(format!("packet of {} bytes exceeds {MAX_PACKET}", packet.len())));
+            return Err(CodecError::Opus(format!(
+                "packet of {} bytes exceeds {MAX_PACKET}",
+                packet.len()
+            )));
         }
         let samples: &mut [u16] = bytemuck::cast_slice_mut(out);
-        self.inner.decode_to_slice(packet, samples, false).map_err(err)
+        self.inner
+            .decode_to_slice(packet, samples, false)
+            .map_err(err)
     }
 
     /// Fills one 20 ms frame with libopus loss concealment.
@@ -170,7 +181,9 @@ impl OpusDecoder {
         }
         let n = self.frame.min(out.len());
         let samples: &mut [u16] = bytemuck::cast_slice_mut(&mut out[..n]);
-        self.inner.decode_to_slice(next_packet, samples, true).map_err(err)
+        self.inner
+            .decode_to_slice(next_packet, samples, true)
+            .map_err(err)
     }
 }
 
@@ -229,7 +242,10 @@ mod tests {
                 decoded.extend_from_slice(&out);
             }
             let lost = &decoded[20 * frame..21 * frame];
-            assert!(energy(lost) > energy(&pcm[20 * frame..21 * frame]) * 0.1, "FEC frame at {rate} is near silent");
+            assert!(
+                energy(lost) > energy(&pcm[20 * frame..21 * frame]) * 0.1,
+                "FEC frame at {rate} is near silent"
+            );
         }
     }
 
@@ -241,6 +257,10 @@ mod tests {
         assert!(dec.decode(&[0xFF; 2000], &mut out).is_err());
         // 0x7B 0xFF: code 3 packet with an impossible frame count.
         assert!(dec.decode(&[0x7B, 0xFF, 0xFF], &mut out).is_err());
-        assert!(OpusEncoder::new(OpusSettings { rate: 44100, ..OpusSettings::default() }).is_err());
+        assert!(OpusEncoder::new(OpusSettings {
+            rate: 44100,
+            ..OpusSettings::default()
+        })
+        .is_err());
     }
 }

@@ -55,7 +55,9 @@ impl Concealer {
             for (i, s) in frame.iter_mut().take(fade).enumerate() {
                 let w = (i + 1) as f32 / (fade + 1) as f32;
                 let synth = self.next_synth();
-                *s = (w * *s as f32 + (1.0 - w) * synth).round().clamp(-32768.0, 32767.0) as i16;
+                *s = (w * *s as f32 + (1.0 - w) * synth)
+                    .round()
+                    .clamp(-32768.0, 32767.0) as i16;
             }
             self.lost_samples = 0;
         }
@@ -164,7 +166,10 @@ mod tests {
     }
 
     fn max_step(x: &[i16]) -> i32 {
-        x.windows(2).map(|w| (w[1] as i32 - w[0] as i32).abs()).max().unwrap_or(0)
+        x.windows(2)
+            .map(|w| (w[1] as i32 - w[0] as i32).abs())
+            .max()
+            .unwrap_or(0)
     }
 
     #[test]
@@ -184,7 +189,10 @@ mod tests {
         }
         let natural = max_step(&sig);
         let stitched = max_step(&out[700..1000]);
-        assert!(stitched <= natural * 3 / 2, "step {stitched} vs natural {natural}");
+        assert!(
+            stitched <= natural * 3 / 2,
+            "step {stitched} vs natural {natural}"
+        );
         // A periodic signal is concealed closely: SNR over the lost frame.
         let (mut s, mut e) = (0f64, 0f64);
         for i in 800..960 {
@@ -209,7 +217,10 @@ mod tests {
             peaks.push(frame.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0));
         }
         assert!(peaks[0] > 5000, "first frame keeps level: {peaks:?}");
-        assert!(peaks[1] < peaks[0] && peaks[2] < peaks[1], "fading: {peaks:?}");
+        assert!(
+            peaks[1] < peaks[0] && peaks[2] < peaks[1],
+            "fading: {peaks:?}"
+        );
         assert_eq!(peaks[3], 0, "silent after 60 ms: {peaks:?}");
     }
 }

@@ -70,14 +70,17 @@ pub fn parse_header(b: &[u8]) -> Result<WavHeader, ProtoError> {
     let mut format: Option<(WavEncoding, u32)> = None;
     loop {
         if at > MAX_HEADER {
-            return Err(ProtoError::BadWav(format!("no data chunk in the first {MAX_HEADER} bytes")));
+            return Err(ProtoError::BadWav(format!(
+                "no data chunk in the first {MAX_HEADER} bytes"
+            )));
         }
         need(b, at + 8)?;
         let id = &b[at..at + 4];
         let size = u32_at(b, at + 4);
         let body = at + 8;
         if id == b"data" {
-            let (encoding, rate) = format.ok_or_else(|| ProtoError::BadWav("data chunk before fmt chunk".into()))?;
+            let (encoding, rate) =
+                format.ok_or_else(|| ProtoError::BadWav("data chunk before fmt chunk".into()))?;
             let data_len = match size {
                 0 | u32::MAX => None,
                 n => Some(n),
@@ -92,7 +95,9 @@ pub fn parse_header(b: &[u8]) -> Result<WavHeader, ProtoError> {
         let padded = size as usize + (size as usize & 1);
         if id == b"fmt " {
             if size < 16 {
-                return Err(ProtoError::BadWav(format!("fmt chunk of {size} bytes (needs 16)")));
+                return Err(ProtoError::BadWav(format!(
+                    "fmt chunk of {size} bytes (needs 16)"
+                )));
             }
             need(b, body + size as usize)?;
             format = Some(parse_fmt(&b[body..body + size as usize])?);
@@ -111,12 +116,16 @@ fn parse_fmt(f: &[u8]) -> Result<(WavEncoding, u32), ProtoError> {
     if tag == 0xFFFE {
         // WAVE_FORMAT_EXTENSIBLE: the real tag is the first two bytes of the sub-format GUID.
         if f.len() < 40 {
-            return Err(ProtoError::BadWav("extensible fmt chunk shorter than 40 bytes".into()));
+            return Err(ProtoError::BadWav(
+                "extensible fmt chunk shorter than 40 bytes".into(),
+            ));
         }
         tag = u16_at(f, 24);
     }
     if channels != 1 {
-        return Err(ProtoError::UnsupportedWav(format!("{channels} channels (only mono)")));
+        return Err(ProtoError::UnsupportedWav(format!(
+            "{channels} channels (only mono)"
+        )));
     }
     if rate == 0 {
         return Err(ProtoError::BadWav("sample rate 0".into()));
@@ -125,8 +134,16 @@ fn parse_fmt(f: &[u8]) -> Result<(WavEncoding, u32), ProtoError> {
         (1, 16) => WavEncoding::Pcm16,
         (6, 8) => WavEncoding::Alaw,
         (7, 8) => WavEncoding::Ulaw,
-        (1, b) => return Err(ProtoError::UnsupportedWav(format!("{b}-bit PCM (only 16-bit)"))),
-        (t, b) => return Err(ProtoError::UnsupportedWav(format!("format tag {t:#06x} with {b} bits"))),
+        (1, b) => {
+            return Err(ProtoError::UnsupportedWav(format!(
+                "{b}-bit PCM (only 16-bit)"
+            )))
+        }
+        (t, b) => {
+            return Err(ProtoError::UnsupportedWav(format!(
+                "format tag {t:#06x} with {b} bits"
+            )))
+        }
     };
     Ok((encoding, rate))
 }
@@ -166,7 +183,15 @@ mod tests {
         for enc in [WavEncoding::Pcm16, WavEncoding::Alaw, WavEncoding::Ulaw] {
             let h = write_header(enc, 16000, 640);
             let p = parse_header(&h).expect("valid");
-            assert_eq!(p, WavHeader { encoding: enc, rate: 16000, data_offset: 44, data_len: Some(640) });
+            assert_eq!(
+                p,
+                WavHeader {
+                    encoding: enc,
+                    rate: 16000,
+                    data_offset: 44,
+                    data_len: Some(640)
+                }
+            );
         }
     }
 
@@ -174,7 +199,10 @@ mod tests {
     fn every_short_prefix_is_incomplete_not_invalid() {
         let h = write_header(WavEncoding::Pcm16, 8000, 0);
         for n in 0..44 {
-            assert!(matches!(parse_header(&h[..n]), Err(ProtoError::Incomplete { .. })), "prefix {n}");
+            assert!(
+                matches!(parse_header(&h[..n]), Err(ProtoError::Incomplete { .. })),
+                "prefix {n}"
+            );
         }
     }
 
@@ -190,7 +218,10 @@ mod tests {
         assert_eq!(p.data_offset, 12 + 12 + 32);
         let mut stereo = write_header(WavEncoding::Pcm16, 8000, 0);
         stereo[22] = 2;
-        assert!(matches!(parse_header(&stereo), Err(ProtoError::UnsupportedWav(_))));
+        assert!(matches!(
+            parse_header(&stereo),
+            Err(ProtoError::UnsupportedWav(_))
+        ));
     }
 
     proptest! {

@@ -115,7 +115,10 @@ mod tests {
         let b0 = branch(&proto, 2, 0);
         let b1 = branch(&proto, 2, 1);
         let nonzero = |b: &[f64]| b.iter().filter(|v| **v != 0.0).count();
-        assert!(nonzero(&b0) == 1 || nonzero(&b1) == 1, "one branch must be a delay");
+        assert!(
+            nonzero(&b0) == 1 || nonzero(&b1) == 1,
+            "one branch must be a delay"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@
 
 mod design;
 mod fir;
+#[cfg(target_arch = "x86_64")]
+mod simd_x86;
 
 pub use design::{PASS_EDGE, STOPBAND_DB, STOP_EDGE};
 
@@ -292,23 +294,14 @@ impl Resampler {
                     let dst = &mut per_phase[p * phase_len..(p + 1) * phase_len];
                     apply_branch(b, window, dst, false);
                 }
-                let out_f = &mut rest[..out_len];
-                for q in 0..phase_len {
-                    for p in 0..l {
-                        out_f[q * l + p] = per_phase[p * phase_len + q];
-                    }
-                }
-                fir::f32_to_i16(out_f, output);
+                let _ = rest;
+                fir::interleave_to_i16(per_phase, l, output);
             }
             Plan::Down { subs } => {
                 let m = subs.len();
                 let stride = window.len().div_ceil(m);
                 let (split, rest) = rest.split_at_mut(stride * m);
-                for (j, dst) in split.chunks_exact_mut(stride).enumerate() {
-                    for (d, s) in dst.iter_mut().zip(window.iter().skip(j).step_by(m)) {
-                        *d = *s;
-                    }
-                }
+                fir::deinterleave(window, m, stride, split);
                 let out_f = &mut rest[..out_len];
                 for (j, sub) in subs.iter().enumerate() {
                     apply_branch(sub, &split[j * stride..(j + 1) * stride], out_f, j > 0);
@@ -372,7 +365,11 @@ mod tests {
                     r.process(&input, &mut out).expect("exact frame");
                 }
                 // After the delay has passed, DC passes at unity gain.
-                assert!(out.iter().all(|&s| (s - 1000).abs() <= 1), "{from}->{to}: {:?}", &out[..4]);
+                assert!(
+                    out.iter().all(|&s| (s - 1000).abs() <= 1),
+                    "{from}->{to}: {:?}",
+                    &out[..4]
+                );
             }
         }
     }
@@ -385,14 +382,27 @@ mod tests {
         );
         let mut r = Resampler::new(8000, 16000).expect("supported");
         let mut out = [0i16; 320];
-        assert!(matches!(r.process(&[0; 159], &mut out), Err(CodecError::FrameLength { .. })));
+        assert!(matches!(
+            r.process(&[0; 159], &mut out),
+            Err(CodecError::FrameLength { .. })
+        ));
     }
 
     #[test]
     fn per_stream_state_is_small() {
-        for &(a, b) in &[(8000, 16000), (16000, 8000), (24000, 8000), (48000, 16000), (16000, 48000)] {
+        for &(a, b) in &[
+            (8000, 16000),
+            (16000, 8000),
+            (24000, 8000),
+            (48000, 16000),
+            (16000, 48000),
+        ] {
             let r = Resampler::new(a, b).expect("supported");
-            assert!(r.state_bytes() < 1024, "{a}->{b}: {} bytes", r.state_bytes());
+            assert!(
+                r.state_bytes() < 1024,
+                "{a}->{b}: {} bytes",
+                r.state_bytes()
+            );
         }
     }
 }
