@@ -1,0 +1,81 @@
+//! Helpers for tests that drive real peers (ffmpeg, sox, espeak-ng).
+//!
+//! The README's test command installs those tools; a test that cannot find one
+//! fails with a message saying so, rather than silently passing.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs a peer tool, failing the test with its stderr if it does not succeed.
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} not runnable ({e}); run the README's test command, which installs it"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("voxbridge-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Real speech from espeak-ng, resampled by ffmpeg to raw PCM16 at `rate`.
+pub fn speech(dir: &Path, rate: u32) -> PathBuf {
+    let wav = dir.join("espeak.wav");
+    run(
+        "espeak-ng",
+        &[
+            "-s",
+            "150",
+            "-w",
+            wav.to_str().expect("utf-8 path"),
+            "Hello, thank you for calling. Please tell me how I can help you today.",
+        ],
+    );
+    let raw = dir.join(format!("speech_{rate}.raw"));
+    run(
+        "ffmpeg",
+        &[
+            "-nostdin", "-v", "error", "-y", "-i", wav.to_str().expect("utf-8"), "-ar", &rate.to_string(), "-ac",
+            "1", "-f", "s16le", raw.to_str().expect("utf-8"),
+        ],
+    );
+    raw
+}
+
+/// Reads a raw PCM16 LE file.
+pub fn read_pcm(path: &Path) -> Vec<i16> {
+    std::fs::read(path)
+        .expect("read pcm")
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// Writes a raw PCM16 LE file.
+pub fn write_pcm(path: &Path, pcm: &[i16]) {
+    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+    std::fs::write(path, bytes).expect("write pcm");
+}
+
+/// SNR of `test` against `reference` (dB) over their common length, after `skip` samples.
+pub fn snr_db(reference: &[i16], test: &[i16], skip: usize) -> f64 {
+    let n = reference.len().min(test.len());
+    let (mut s, mut e) = (0f64, 0f64);
+    for i in skip..n {
+        let r = reference[i] as f64;
+        s += r * r;
+        e += (r - test[i] as f64).powi(2);
+    }
+    10.0 * (s / e.max(1e-9)).log10()
+}
