@@ -7,7 +7,9 @@
 # Needs libsoxr-dev and libspeexdsp-dev (Debian packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench -p voxbridge-benches --bench bridge_path -- --noplot >/dev/null
+log=$(mktemp)
+cargo bench -p voxbridge-benches --bench bridge_path -- --noplot >"$log" 2>&1 || { cat "$log"; exit 1; }
+rm -f "$log"
 python3 - <<'PY'
 import json, os
 base = "target/criterion/bridge_path"

@@ -157,10 +157,7 @@ fn open_input(args: &Args, file: &mut File) -> Result<Input> {
         }
     };
     if matches!(input.codec, Codec::L16 { .. }) && input.len % 2 != 0 {
-        bail!(
-            "odd byte count {} in PCM16 input: samples are 2 bytes",
-            input.len
-        );
+        bail!("odd byte count {} in PCM16 input: samples are 2 bytes", input.len);
     }
     Ok(input)
 }
@@ -194,10 +191,7 @@ fn output_codec(args: &Args, input: Codec) -> Result<(Codec, Option<WavEncoding>
         Format::WavUlaw => fixed(Codec::Pcmu, Some(WavEncoding::Ulaw)),
         Format::WavAlaw => fixed(Codec::Pcma, Some(WavEncoding::Alaw)),
         Format::Pcm16 | Format::Wav => {
-            let rate = check_rate(
-                args.to_rate.or(ext_rate).unwrap_or(input.pcm_rate()),
-                "output",
-            )?;
+            let rate = check_rate(args.to_rate.or(ext_rate).unwrap_or(input.pcm_rate()), "output")?;
             let wav = (fmt == Format::Wav).then_some(WavEncoding::Pcm16);
             Ok((Codec::L16 { rate }, wav))
         }
@@ -215,8 +209,7 @@ fn bytes_per_sample(codec: Codec) -> (u64, u64) {
 
 /// Runs the conversion.
 pub fn run(args: Args) -> Result<()> {
-    let mut file =
-        File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let mut file = File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let input = open_input(&args, &mut file)?;
     let (out_codec, out_wav) = output_codec(&args, input.codec)?;
     let mut chain = Transcoder::new(input.codec, out_codec).context("setting up the conversion")?;
@@ -240,12 +233,11 @@ pub fn run(args: Args) -> Result<()> {
     file.seek(SeekFrom::Start(input.offset))
         .context("seeking to audio data")?;
     let mut reader = file.take(input.len);
-    let out_file = File::create(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
+    let out_file =
+        File::create(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
     let mut writer = BufWriter::with_capacity(1 << 20, out_file);
     if let Some(enc) = out_wav {
-        let len =
-            u32::try_from(out_total).context("output too long for a WAV file (over 4 GiB)")?;
+        let len = u32::try_from(out_total).context("output too long for a WAV file (over 4 GiB)")?;
         writer.write_all(&wav::write_header(enc, out_codec.pcm_rate(), len))?;
     }
 

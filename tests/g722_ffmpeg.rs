@@ -17,8 +17,44 @@ fn ffmpeg_and_voxbridge_g722_agree_bit_for_bit() {
     let p = |n: &str| dir.join(n).to_str().expect("utf-8").to_string();
 
     // FFmpeg encodes, FFmpeg decodes.
-    run("ffmpeg", &["-nostdin", "-v", "error", "-y", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", &p("speech_16000.raw"), "-c:a", "g722", "-f", "g722", &p("ff.g722")]);
-    run("ffmpeg", &["-nostdin", "-v", "error", "-y", "-f", "g722", "-i", &p("ff.g722"), "-f", "s16le", &p("ff_dec.raw")]);
+    run(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "s16le",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-i",
+            &p("speech_16000.raw"),
+            "-c:a",
+            "g722",
+            "-f",
+            "g722",
+            &p("ff.g722"),
+        ],
+    );
+    run(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "g722",
+            "-i",
+            &p("ff.g722"),
+            "-f",
+            "s16le",
+            &p("ff_dec.raw"),
+        ],
+    );
     let ff_codes = std::fs::read(p("ff.g722")).expect("g722 file");
     let ff_dec = read_pcm(std::path::Path::new(&p("ff_dec.raw")));
 
@@ -30,7 +66,10 @@ fn ffmpeg_and_voxbridge_g722_agree_bit_for_bit() {
     }
     assert_eq!(ours.len(), ff_dec.len());
     let mismatches = ours.iter().zip(&ff_dec).filter(|(a, b)| a != b).count();
-    assert_eq!(mismatches, 0, "decoder differs from FFmpeg on {mismatches} samples");
+    assert_eq!(
+        mismatches, 0,
+        "decoder differs from FFmpeg on {mismatches} samples"
+    );
 
     // Our encoder on the same input.
     let mut enc = G722Encoder::new();
@@ -39,12 +78,31 @@ fn ffmpeg_and_voxbridge_g722_agree_bit_for_bit() {
         enc.encode(pcm, out);
     }
     let n = our_codes.len().min(ff_codes.len());
-    let differ = our_codes[..n].iter().zip(&ff_codes[..n]).filter(|(a, b)| a != b).count();
+    let differ = our_codes[..n]
+        .iter()
+        .zip(&ff_codes[..n])
+        .filter(|(a, b)| a != b)
+        .count();
     assert_eq!(differ, 0, "encoder differs from FFmpeg on {differ} of {n} bytes");
 
     // FFmpeg decodes what we encoded; compare with the input (codec delay 22 samples).
     std::fs::write(p("ours.g722"), &our_codes).expect("write");
-    run("ffmpeg", &["-nostdin", "-v", "error", "-y", "-f", "g722", "-i", &p("ours.g722"), "-f", "s16le", &p("ours_ff_dec.raw")]);
+    run(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "g722",
+            "-i",
+            &p("ours.g722"),
+            "-f",
+            "s16le",
+            &p("ours_ff_dec.raw"),
+        ],
+    );
     let back = read_pcm(std::path::Path::new(&p("ours_ff_dec.raw")));
     let delayed: Vec<i16> = back[22..].to_vec();
     let snr = snr_db(&input, &delayed, 0);

@@ -23,15 +23,59 @@ fn ulaw_to_16k_matches_ffmpeg_and_keeps_length_and_alignment() {
     let dir = tempdir("tc-up");
     let raw8 = speech(&dir, 8000);
     let ul = dir.join("in.ul");
-    run("ffmpeg", &["-nostdin", "-v", "error", "-y", "-f", "s16le", "-ar", "8000", "-ac", "1", "-i", s(&raw8), "-f", "mulaw", s(&ul)]);
+    run(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "s16le",
+            "-ar",
+            "8000",
+            "-ac",
+            "1",
+            "-i",
+            s(&raw8),
+            "-f",
+            "mulaw",
+            s(&ul),
+        ],
+    );
     let ours = dir.join("out.sln16");
     let out = voxbridge(&["transcode", "--quiet", s(&ul), s(&ours)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let theirs = dir.join("ff.raw");
-    run("ffmpeg", &["-nostdin", "-v", "error", "-y", "-f", "mulaw", "-ar", "8000", "-ac", "1", "-i", s(&ul), "-ar", "16000", "-f", "s16le", s(&theirs)]);
+    run(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "mulaw",
+            "-ar",
+            "8000",
+            "-ac",
+            "1",
+            "-i",
+            s(&ul),
+            "-ar",
+            "16000",
+            "-f",
+            "s16le",
+            s(&theirs),
+        ],
+    );
     let (a, b) = (read_pcm(&ours), read_pcm(&theirs));
     let ul_len = std::fs::metadata(&ul).expect("size").len() as usize;
-    assert_eq!(a.len(), ul_len * 2, "output must be exactly twice as many samples");
+    assert_eq!(
+        a.len(),
+        ul_len * 2,
+        "output must be exactly twice as many samples"
+    );
     // Same timing as FFmpeg (delay compensated) and close in value; the rest is
     // the different passband edge (ours is flat to 3.4 kHz and rolls off to 4).
     let snr = snr_db(&b, &a, 0);
@@ -45,24 +89,73 @@ fn wav_in_g722_out_decodes_in_ffmpeg_and_wav_out_parses() {
     let dir = tempdir("tc-g722");
     let raw16 = speech(&dir, 16000);
     let wav = dir.join("in.wav");
-    run("ffmpeg", &["-nostdin", "-v", "error", "-y", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", s(&raw16), s(&wav)]);
+    run(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "s16le",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-i",
+            s(&raw16),
+            s(&wav),
+        ],
+    );
     let g722 = dir.join("out.g722");
     let out = voxbridge(&["transcode", "--quiet", s(&wav), s(&g722)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dec = dir.join("dec.raw");
-    run("ffmpeg", &["-nostdin", "-v", "error", "-y", "-f", "g722", "-i", s(&g722), "-f", "s16le", s(&dec)]);
+    run(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "g722",
+            "-i",
+            s(&g722),
+            "-f",
+            "s16le",
+            s(&dec),
+        ],
+    );
     let back = read_pcm(&dec);
     let input = read_pcm(&raw16);
     let snr = snr_db(&input, &back[22..], 0);
-    assert!(snr > 20.0, "G.722 via transcode, decoded by FFmpeg: SNR {snr:.1} dB");
+    assert!(
+        snr > 20.0,
+        "G.722 via transcode, decoded by FFmpeg: SNR {snr:.1} dB"
+    );
 
     // And back to a 48 kHz WAV that FFmpeg reads with the right rate and length.
     let wav48 = dir.join("out48.wav");
     let out = voxbridge(&["transcode", "--quiet", "--to-rate", "48000", s(&g722), s(&wav48)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let probe = run("ffprobe", &["-v", "error", "-show_entries", "stream=sample_rate,channels,duration_ts", "-of", "csv=p=0", s(&wav48)]);
+    let probe = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=sample_rate,channels,duration_ts",
+            "-of",
+            "csv=p=0",
+            s(&wav48),
+        ],
+    );
     let text = String::from_utf8_lossy(&probe.stdout).trim().to_string();
-    let expect = format!("48000,1,{}", std::fs::metadata(&g722).expect("size").len() * 2 * 3);
+    let expect = format!(
+        "48000,1,{}",
+        std::fs::metadata(&g722).expect("size").len() * 2 * 3
+    );
     assert_eq!(text, expect);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -80,13 +173,17 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     let dir = tempdir("tc-bad");
     let p = |n: &str| dir.join(n).to_str().expect("utf-8").to_string();
     // Truncated WAV: header claims more data than the file has.
-    let mut wav = voxbridge_proto::wav::write_header(voxbridge_proto::wav::WavEncoding::Pcm16, 8000, 64000).to_vec();
+    let mut wav =
+        voxbridge_proto::wav::write_header(voxbridge_proto::wav::WavEncoding::Pcm16, 8000, 64000).to_vec();
     wav.extend_from_slice(&[0u8; 100]);
     std::fs::write(p("trunc.wav"), &wav).expect("write");
     fails_cleanly(&["transcode", &p("trunc.wav"), &p("o.ul")], "truncated WAV");
     // A header cut short.
     std::fs::write(p("short.wav"), &wav[..30]).expect("write");
-    fails_cleanly(&["transcode", &p("short.wav"), &p("o.ul")], "truncated WAV header");
+    fails_cleanly(
+        &["transcode", &p("short.wav"), &p("o.ul")],
+        "truncated WAV header",
+    );
     // Not a WAV at all.
     std::fs::write(p("junk.wav"), b"this is not a wav file, just text").expect("write");
     fails_cleanly(&["transcode", &p("junk.wav"), &p("o.ul")], "not a WAV file");
@@ -94,21 +191,39 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     std::fs::write(p("odd.sln"), [0u8; 321]).expect("write");
     fails_cleanly(&["transcode", &p("odd.sln"), &p("o.ul")], "odd byte count");
     // Wrong format flag.
-    fails_cleanly(&["transcode", "--from", "mp3", &p("odd.sln"), &p("o.ul")], "invalid value 'mp3'");
+    fails_cleanly(
+        &["transcode", "--from", "mp3", &p("odd.sln"), &p("o.ul")],
+        "invalid value 'mp3'",
+    );
     // Unknown extension without a flag.
     std::fs::write(p("odd.xyz"), [0u8; 4]).expect("write");
     fails_cleanly(&["transcode", &p("odd.xyz"), &p("o.ul")], "pass --from");
     // Unsupported rate.
     write_pcm(&dir.join("a.raw"), &[0; 320]);
-    fails_cleanly(&["transcode", "--from-rate", "11025", &p("a.raw"), &p("o.ul")], "11025 Hz is not supported");
+    fails_cleanly(
+        &["transcode", "--from-rate", "11025", &p("a.raw"), &p("o.ul")],
+        "11025 Hz is not supported",
+    );
     // Raw PCM without a rate.
     fails_cleanly(&["transcode", &p("a.raw"), &p("o.ul")], "needs --from-rate");
     // u-law output at another rate.
-    fails_cleanly(&["transcode", "--from-rate", "8000", "--to-rate", "16000", &p("a.raw"), &p("o.ul")], "8000 Hz only");
+    fails_cleanly(
+        &[
+            "transcode",
+            "--from-rate",
+            "8000",
+            "--to-rate",
+            "16000",
+            &p("a.raw"),
+            &p("o.ul"),
+        ],
+        "8000 Hz only",
+    );
     // Missing input file.
     fails_cleanly(&["transcode", &p("missing.ul"), &p("o.sln")], "opening");
     // Stereo WAV.
-    let mut stereo = voxbridge_proto::wav::write_header(voxbridge_proto::wav::WavEncoding::Pcm16, 8000, 4).to_vec();
+    let mut stereo =
+        voxbridge_proto::wav::write_header(voxbridge_proto::wav::WavEncoding::Pcm16, 8000, 4).to_vec();
     stereo[22] = 2;
     stereo.extend_from_slice(&[0u8; 4]);
     std::fs::write(p("stereo.wav"), &stereo).expect("write");

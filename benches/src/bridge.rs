@@ -121,8 +121,7 @@ pub fn inputs(frames: usize) -> (Vec<u8>, Vec<i16>) {
     }
     for (i, p) in pcm24.iter_mut().enumerate() {
         let t = i as f32 / 24000.0;
-        *p = ((t * 2.0 * std::f32::consts::PI * 220.0).sin() * 7000.0 + noise() as f32 / 40.0)
-            as i16;
+        *p = ((t * 2.0 * std::f32::consts::PI * 220.0).sin() * 7000.0 + noise() as f32 / 40.0) as i16;
     }
     (ulaw, pcm24)
 }

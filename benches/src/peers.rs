@@ -107,17 +107,7 @@ impl SoxrStream {
         let mut err: *const c_char = std::ptr::null();
         // SAFETY: all pointers point at live locals for the duration of the call;
         // a null runtime spec selects libsoxr's defaults (single-threaded here).
-        let raw = unsafe {
-            soxr_create(
-                from as f64,
-                to as f64,
-                1,
-                &mut err,
-                &io,
-                &q,
-                std::ptr::null(),
-            )
-        };
+        let raw = unsafe { soxr_create(from as f64, to as f64, 1, &mut err, &io, &q, std::ptr::null()) };
         (err.is_null() && !raw.is_null()).then_some(SoxrStream { raw })
     }
 

@@ -74,6 +74,11 @@ impl Codec {
 }
 
 /// Decoder for one stream of one codec.
+///
+/// The G.722/Opus variants are larger than the stateless ones; they are kept
+/// inline (not boxed) because a decoder is built once per call and read every
+/// frame, where a box would add a pointer chase.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum FrameDecoder {
     /// u-law.
@@ -139,7 +144,8 @@ impl FrameDecoder {
     }
 }
 
-/// Encoder for one stream of one codec.
+/// Encoder for one stream of one codec (inline variants, as for [`FrameDecoder`]).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum FrameEncoder {
     /// u-law.

@@ -183,11 +183,7 @@ mod tests {
         for c in 0..=255u8 {
             // u-law has two zeros (0x7F = -0, 0xFF = +0); -0 decodes to 0, which encodes as +0.
             let expect_u = if c == 0x7F { 0xFF } else { c };
-            assert_eq!(
-                linear_to_ulaw(ulaw_to_linear(c)),
-                expect_u,
-                "ulaw code {c:#x}"
-            );
+            assert_eq!(linear_to_ulaw(ulaw_to_linear(c)), expect_u, "ulaw code {c:#x}");
             assert_eq!(linear_to_alaw(alaw_to_linear(c)), c, "alaw code {c:#x}");
         }
     }

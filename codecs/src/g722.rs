@@ -9,8 +9,8 @@
 
 /// 2^(i/32) in Q11: the inverse-log table used to turn the log scale factor into a linear one.
 const INV_LOG2: [i32; 32] = [
-    2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383, 2435, 2489, 2543, 2599, 2656, 2714, 2774, 2834,
-    2896, 2960, 3025, 3091, 3158, 3228, 3298, 3371, 3444, 3520, 3597, 3676, 3756, 3838, 3922, 4008,
+    2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383, 2435, 2489, 2543, 2599, 2656, 2714, 2774, 2834, 2896,
+    2960, 3025, 3091, 3158, 3228, 3298, 3371, 3444, 3520, 3597, 3676, 3756, 3838, 3922, 4008,
 ];
 /// High-band log scale factor step, indexed by the low bit of the 2-bit code.
 const HIGH_LOG_STEP: [i32; 2] = [798, -214];
@@ -26,15 +26,15 @@ const LOW_INV_QUANT4: [i32; 16] = [
 ];
 /// Low-band inverse quantiser for the full 6-bit code (64 kbit/s mode).
 const LOW_INV_QUANT6: [i32; 64] = [
-    -17, -17, -17, -17, -3101, -2738, -2376, -2088, -1873, -1689, -1535, -1399, -1279, -1170,
-    -1072, -982, -899, -822, -750, -682, -618, -558, -501, -447, -396, -347, -300, -254, -211,
-    -170, -130, -91, 3101, 2738, 2376, 2088, 1873, 1689, 1535, 1399, 1279, 1170, 1072, 982, 899,
-    822, 750, 682, 618, 558, 501, 447, 396, 347, 300, 254, 211, 170, 130, 91, 54, 17, -54, -17,
+    -17, -17, -17, -17, -3101, -2738, -2376, -2088, -1873, -1689, -1535, -1399, -1279, -1170, -1072, -982,
+    -899, -822, -750, -682, -618, -558, -501, -447, -396, -347, -300, -254, -211, -170, -130, -91, 3101,
+    2738, 2376, 2088, 1873, 1689, 1535, 1399, 1279, 1170, 1072, 982, 899, 822, 750, 682, 618, 558, 501, 447,
+    396, 347, 300, 254, 211, 170, 130, 91, 54, 17, -54, -17,
 ];
 /// Low-band quantiser decision levels (encoder).
 const LOW_QUANT: [i32; 29] = [
-    35, 72, 110, 150, 190, 233, 276, 323, 370, 422, 473, 530, 587, 650, 714, 786, 858, 940, 1023,
-    1121, 1219, 1339, 1458, 1612, 1765, 1980, 2195, 2557, 2919,
+    35, 72, 110, 150, 190, 233, 276, 323, 370, 422, 473, 530, 587, 650, 714, 786, 858, 940, 1023, 1121, 1219,
+    1339, 1458, 1612, 1765, 1980, 2195, 2557, 2919,
 ];
 /// QMF coefficients, ITU-T G.722 table 11 (one half; the filter is symmetric).
 const QMF: [i32; 12] = [3, -11, 12, 32, -210, 951, 3876, -805, 362, -156, 53, -11];
@@ -85,9 +85,7 @@ impl Band {
         self.part_sign[0] = cur_sign;
 
         self.pole[1] = clip(
-            ((sg0 * clip(self.pole[0], -8191, 8191)) >> 5)
-                + (sg1 << 7)
-                + ((self.pole[1] * 127) >> 7),
+            ((sg0 * clip(self.pole[0], -8191, 8191)) >> 5) + (sg1 << 7) + ((self.pole[1] * 127) >> 7),
             -12288,
             12288,
         );
@@ -116,9 +114,7 @@ impl Band {
 
         let cur_reconst = clip16((self.s_predictor + cur_diff) << 1);
         self.s_predictor = clip16(
-            self.s_zero
-                + ((self.pole[0] * cur_reconst) >> 15)
-                + ((self.pole[1] * self.prev_reconst) >> 15),
+            self.s_zero + ((self.pole[0] * cur_reconst) >> 15) + ((self.pole[1] * self.prev_reconst) >> 15),
         );
         self.prev_reconst = cur_reconst;
     }
@@ -135,11 +131,7 @@ impl Band {
 
     fn update_low(&mut self, code4: usize) {
         self.adapt((self.scale_factor * LOW_INV_QUANT4[code4]) >> 10);
-        self.log_factor = clip(
-            ((self.log_factor * 127) >> 7) + LOW_LOG_STEP[code4],
-            0,
-            18432,
-        );
+        self.log_factor = clip(((self.log_factor * 127) >> 7) + LOW_LOG_STEP[code4], 0, 18432);
         self.scale_factor = Self::linear_scale(self.log_factor - (8 << 11));
     }
 

@@ -65,9 +65,7 @@ pub struct OpusEncoder {
 
 impl std::fmt::Debug for OpusEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusEncoder")
-            .field("frame", &self.frame)
-            .finish()
+        f.debug_struct("OpusEncoder").field("frame", &self.frame).finish()
     }
 }
 
@@ -123,9 +121,7 @@ pub struct OpusDecoder {
 
 impl std::fmt::Debug for OpusDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusDecoder")
-            .field("frame", &self.frame)
-            .finish()
+        f.debug_struct("OpusDecoder").field("frame", &self.frame).finish()
     }
 }
 
@@ -161,9 +157,7 @@ impl OpusDecoder {
             )));
         }
         let samples: &mut [u16] = bytemuck::cast_slice_mut(out);
-        self.inner
-            .decode_to_slice(packet, samples, false)
-            .map_err(err)
+        self.inner.decode_to_slice(packet, samples, false).map_err(err)
     }
 
     /// Fills one 20 ms frame with libopus loss concealment.

@@ -217,10 +217,7 @@ mod tests {
             peaks.push(frame.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0));
         }
         assert!(peaks[0] > 5000, "first frame keeps level: {peaks:?}");
-        assert!(
-            peaks[1] < peaks[0] && peaks[2] < peaks[1],
-            "fading: {peaks:?}"
-        );
+        assert!(peaks[1] < peaks[0] && peaks[2] < peaks[1], "fading: {peaks:?}");
         assert_eq!(peaks[3], 0, "silent after 60 ms: {peaks:?}");
     }
 }

@@ -15,7 +15,10 @@ const ULAW_DEC: &[u8] = include_bytes!("data/g711_ulaw_dec_all.bin");
 const ALAW_DEC: &[u8] = include_bytes!("data/g711_alaw_dec_all.bin");
 
 fn pcm(bytes: &[u8]) -> Vec<i16> {
-    bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
 
 #[test]
@@ -41,7 +44,11 @@ fn encoder_differences(reference: &[u8], encode: fn(i16) -> u8, decode: fn(u8) -
         let ours = encode(x);
         if ours != theirs {
             differ += 1;
-            assert_eq!(rank(ours).abs_diff(rank(theirs)), 1, "x={x}: ours {ours:#04x} theirs {theirs:#04x} not neighbours");
+            assert_eq!(
+                rank(ours).abs_diff(rank(theirs)),
+                1,
+                "x={x}: ours {ours:#04x} theirs {theirs:#04x} not neighbours"
+            );
         }
     }
     differ
@@ -64,7 +71,15 @@ fn the_law_is_symmetric_around_minus_half() {
     // G.191: x and -x-1 get the same magnitude code with opposite signs.
     for x in 0..=i16::MAX {
         let neg = -x - 1;
-        assert_eq!(g711::linear_to_ulaw(x) ^ 0x80, g711::linear_to_ulaw(neg), "ulaw {x}");
-        assert_eq!(g711::linear_to_alaw(x) ^ 0x80, g711::linear_to_alaw(neg), "alaw {x}");
+        assert_eq!(
+            g711::linear_to_ulaw(x) ^ 0x80,
+            g711::linear_to_ulaw(neg),
+            "ulaw {x}"
+        );
+        assert_eq!(
+            g711::linear_to_alaw(x) ^ 0x80,
+            g711::linear_to_alaw(neg),
+            "alaw {x}"
+        );
     }
 }

@@ -63,7 +63,7 @@ fn passband_is_flat_and_delay_is_as_reported() {
     let mut worst = 0f64;
     for (from, to) in pairs() {
         let nyq = from.min(to) as f64 / 2.0;
-        let mut r0 = Resampler::new(from, to).expect("pair");
+        let r0 = Resampler::new(from, to).expect("pair");
         let delay = r0.delay_seconds();
         assert!(delay > 0.0 && delay <= 0.003, "{from}->{to}: delay {delay}");
         for k in 1..=12 {
@@ -154,9 +154,8 @@ fn speechlike(rate: u32, frames: usize) -> Vec<i16> {
                 break;
             }
             *ph += 2.0 * PI * f / rate as f64;
-            let env = (-((f - 700.0) / 400.0).powi(2)).exp()
-                + 0.6 * (-((f - 1800.0) / 500.0).powi(2)).exp()
-                + 0.05;
+            let env =
+                (-((f - 700.0) / 400.0).powi(2)).exp() + 0.6 * (-((f - 1800.0) / 500.0).powi(2)).exp() + 0.05;
             v += env * ph.sin();
         }
         let syllable = 0.55 + 0.45 * (2.0 * PI * 4.0 * t).sin();

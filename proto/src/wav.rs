@@ -134,11 +134,7 @@ fn parse_fmt(f: &[u8]) -> Result<(WavEncoding, u32), ProtoError> {
         (1, 16) => WavEncoding::Pcm16,
         (6, 8) => WavEncoding::Alaw,
         (7, 8) => WavEncoding::Ulaw,
-        (1, b) => {
-            return Err(ProtoError::UnsupportedWav(format!(
-                "{b}-bit PCM (only 16-bit)"
-            )))
-        }
+        (1, b) => return Err(ProtoError::UnsupportedWav(format!("{b}-bit PCM (only 16-bit)"))),
         (t, b) => {
             return Err(ProtoError::UnsupportedWav(format!(
                 "format tag {t:#06x} with {b} bits"

@@ -9,10 +9,9 @@ use std::process::{Command, Output};
 
 /// Runs a peer tool, failing the test with its stderr if it does not succeed.
 pub fn run(cmd: &str, args: &[&str]) -> Output {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} not runnable ({e}); run the README's test command, which installs it"));
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
+        panic!("{cmd} not runnable ({e}); run the README's test command, which installs it")
+    });
     assert!(
         out.status.success(),
         "{cmd} {args:?} failed: {}",
@@ -46,8 +45,19 @@ pub fn speech(dir: &Path, rate: u32) -> PathBuf {
     run(
         "ffmpeg",
         &[
-            "-nostdin", "-v", "error", "-y", "-i", wav.to_str().expect("utf-8"), "-ar", &rate.to_string(), "-ac",
-            "1", "-f", "s16le", raw.to_str().expect("utf-8"),
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            wav.to_str().expect("utf-8"),
+            "-ar",
+            &rate.to_string(),
+            "-ac",
+            "1",
+            "-f",
+            "s16le",
+            raw.to_str().expect("utf-8"),
         ],
     );
     raw

@@ -107,8 +107,8 @@ pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
             lanes[k] += x[k] * y[k];
         }
     }
-    let mut sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    let mut sum =
+        ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
     for k in chunks * 8..a.len() {
         sum += a[k] * b[k];
     }
@@ -158,9 +158,7 @@ pub fn interleave_portable(phases: &[f32], l: usize, out: &mut [i16]) {
     let len = out.len() / l;
     for (q, o) in out.chunks_exact_mut(l).enumerate() {
         for (p, v) in o.iter_mut().enumerate() {
-            *v = phases[p * len + q]
-                .round_ties_even()
-                .clamp(-32768.0, 32767.0) as i16;
+            *v = phases[p * len + q].round_ties_even().clamp(-32768.0, 32767.0) as i16;
         }
     }
 }
@@ -187,7 +185,7 @@ pub fn deinterleave(src: &[f32], m: usize, stride: usize, dst: &mut [f32]) {
 fn deinterleave_fixed<const M: usize>(src: &[f32], stride: usize, dst: &mut [f32]) {
     let full = src.len() / M;
     let (phases, _) = dst.split_at_mut(M * stride);
-    let mut cols: [&mut [f32]; M] = {
+    let cols: [&mut [f32]; M] = {
         let mut rest = phases;
         std::array::from_fn(|_| {
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(stride);
@@ -231,13 +229,7 @@ mod tests {
             let input: Vec<f32> = (0..400).map(|i| (i as f32 * 0.11).cos() * 1000.0).collect();
             for n in [0, 1, 7, 8, 9, 15, 16, 17, 33, 63, 64, 65, 97, 160, 320] {
                 let naive: Vec<f32> = (0..n)
-                    .map(|i| {
-                        coefs
-                            .iter()
-                            .enumerate()
-                            .map(|(s, c)| c * input[i + s])
-                            .sum()
-                    })
+                    .map(|i| coefs.iter().enumerate().map(|(s, c)| c * input[i + s]).sum())
                     .collect();
                 let mut a = vec![0f32; n];
                 fir(&coefs, &input, &mut a);
@@ -246,14 +238,8 @@ mod tests {
                 let mut c = vec![1f32; n];
                 fir_add(&coefs, &input, &mut c);
                 for i in 0..n {
-                    assert!(
-                        (a[i] - naive[i]).abs() < 1e-2,
-                        "fir taps={taps} n={n} i={i}"
-                    );
-                    assert!(
-                        (b[i] - naive[i]).abs() < 1e-2,
-                        "portable taps={taps} n={n} i={i}"
-                    );
+                    assert!((a[i] - naive[i]).abs() < 1e-2, "fir taps={taps} n={n} i={i}");
+                    assert!((b[i] - naive[i]).abs() < 1e-2, "portable taps={taps} n={n} i={i}");
                     assert!(
                         (c[i] - 1.0 - naive[i]).abs() < 1e-2,
                         "add taps={taps} n={n} i={i}"

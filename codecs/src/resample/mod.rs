@@ -176,7 +176,8 @@ impl Kernel {
 
     /// The shared kernel for a pair, designed on first use.
     fn shared(from: u32, to: u32) -> Arc<Kernel> {
-        static CACHE: OnceLock<Mutex<HashMap<(u32, u32), Arc<Kernel>>>> = OnceLock::new();
+        type Cache = Mutex<HashMap<(u32, u32), Arc<Kernel>>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
         let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
         // A poisoned lock only means another thread panicked mid-insert of an
         // immutable value; the map is still valid.
@@ -398,11 +399,7 @@ mod tests {
             (16000, 48000),
         ] {
             let r = Resampler::new(a, b).expect("supported");
-            assert!(
-                r.state_bytes() < 1024,
-                "{a}->{b}: {} bytes",
-                r.state_bytes()
-            );
+            assert!(r.state_bytes() < 1024, "{a}->{b}: {} bytes", r.state_bytes());
         }
     }
 }

@@ -18,13 +18,8 @@ pub fn fir(coefs: &[f32], input: &[f32], out: &mut [f32], add: bool) {
     if out.is_empty() || coefs.is_empty() {
         return;
     }
-    assert!(
-        input.len() + 1 >= out.len() + coefs.len(),
-        "fir window too short"
-    );
-    assert!(
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    );
+    assert!(input.len() + 1 >= out.len() + coefs.len(), "fir window too short");
+    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
     // SAFETY: the CPU supports AVX2 and FMA (checked above), and every
     // pointer offset below stays within `input`/`out` by the length check.
     unsafe { fir_avx2(coefs, input, out, add) }
@@ -129,9 +124,7 @@ unsafe fn fir_avx2(coefs: &[f32], input: &[f32], out: &mut [f32], add: bool) {
 /// If the slices differ in length.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot of unequal lengths");
-    assert!(
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    );
+    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
     // SAFETY: features checked above; indices below stay under a.len() == b.len().
     unsafe { dot_avx2(a, b) }
 }
@@ -228,8 +221,8 @@ unsafe fn interleave2_avx2(a: &[f32], b: &[f32], out: &mut [i16]) {
         let lane = _mm256_shuffle_epi8(
             p,
             _mm256_setr_epi8(
-                0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4,
-                5, 12, 13, 6, 7, 14, 15,
+                0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13,
+                6, 7, 14, 15,
             ),
         );
         _mm256_storeu_si256(o.add(2 * q).cast(), lane);

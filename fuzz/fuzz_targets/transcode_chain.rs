@@ -1,0 +1,31 @@
+#![no_main]
+//! The whole decode -> resample -> encode chain on arbitrary payloads and rate pairs.
+use voxbridge_codecs::{Codec, Transcoder, SUPPORTED_RATES};
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let Some((&sel, payload)) = data.split_first() else {
+        return;
+    };
+    let codecs = [
+        Codec::Pcmu,
+        Codec::Pcma,
+        Codec::G722,
+        Codec::L16 {
+            rate: SUPPORTED_RATES[(sel as usize) % 7],
+        },
+    ];
+    let from = codecs[(sel as usize >> 3) % 4];
+    let to = codecs[(sel as usize >> 5) % 4];
+    let Ok(mut t) = Transcoder::new(from, to) else {
+        return;
+    };
+    let mut out = vec![0u8; 2048];
+    let frame = from.frame_bytes().unwrap_or(160);
+    for (i, chunk) in payload.chunks(frame).enumerate() {
+        if i % 5 == 4 {
+            let _ = t.conceal(&mut out);
+        } else {
+            let _ = t.process(chunk, &mut out);
+        }
+    }
+});

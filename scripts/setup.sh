@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing voxbridge needs, skipping what is already there:
+#   Debian: ffmpeg, sox, espeak-ng (real audio peers), cmake + pkg-config (libopus
+#   build), libsoxr-dev + libspeexdsp-dev (C peers in benches), bc (scripts);
+#   cargo: cargo-fuzz (fuzz smoke run).
+# Safe to run repeatedly; on a warm machine it finishes in about a second.
+set -euo pipefail
+
+apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --version 0.13.2 --quiet
+fi
