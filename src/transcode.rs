@@ -225,23 +225,70 @@ pub fn run(args: Args) -> Result<()> {
     let out_bps = bytes_per_sample(out_codec);
     let in_samples = input.len * in_bps.1 / in_bps.0;
     let out_samples = in_samples * out_codec.pcm_rate() as u64 / input.codec.pcm_rate() as u64;
-    let mut out_total = out_samples * out_bps.0 / out_bps.1;
+    let out_total = out_samples * out_bps.0 / out_bps.1;
     // Leading output to drop: the resampler's delay, rounded to whole encoded bytes.
     let delay_samples = (chain.delay_seconds() * out_codec.pcm_rate() as f64).round() as u64;
-    let mut skip = delay_samples * out_bps.0 / out_bps.1;
+    let skip = delay_samples * out_bps.0 / out_bps.1;
 
     file.seek(SeekFrom::Start(input.offset))
         .context("seeking to audio data")?;
     let mut reader = file.take(input.len);
     let out_file =
         File::create(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
+    let result = convert(
+        &args,
+        &mut chain,
+        &mut reader,
+        out_file,
+        out_wav,
+        Plan {
+            in_frame,
+            out_frame,
+            frames: input.len.div_ceil(in_frame as u64),
+            skip,
+            out_total,
+        },
+    );
+    if result.is_err() {
+        // Leave no half-written output behind.
+        let _ = std::fs::remove_file(&args.output);
+    }
+    result
+}
+
+/// Sizes of one conversion, worked out before any sample moves.
+struct Plan {
+    in_frame: usize,
+    out_frame: usize,
+    frames: u64,
+    /// Leading output bytes to drop (the resampler's delay).
+    skip: u64,
+    /// Output bytes to write in all.
+    out_total: u64,
+}
+
+fn convert(
+    args: &Args,
+    chain: &mut Transcoder,
+    reader: &mut impl Read,
+    out_file: File,
+    out_wav: Option<WavEncoding>,
+    plan: Plan,
+) -> Result<()> {
+    let Plan {
+        in_frame,
+        out_frame,
+        frames,
+        mut skip,
+        mut out_total,
+    } = plan;
+    let out_codec = chain.to_codec();
     let mut writer = BufWriter::with_capacity(1 << 20, out_file);
     if let Some(enc) = out_wav {
         let len = u32::try_from(out_total).context("output too long for a WAV file (over 4 GiB)")?;
         writer.write_all(&wav::write_header(enc, out_codec.pcm_rate(), len))?;
     }
 
-    let frames = input.len.div_ceil(in_frame as u64);
     let bar = if !args.quiet && frames >= PROGRESS_MIN_FRAMES {
         let b = ProgressBar::new(frames);
         b.set_style(
@@ -253,31 +300,26 @@ pub fn run(args: Args) -> Result<()> {
         None
     };
 
-    let mut in_buf = vec![0u8; in_frame * BLOCK_FRAMES];
-    let mut out_buf = vec![0u8; out_frame * (BLOCK_FRAMES + 1)];
+    // Frames of silence that push the resampler's delay out after the last input frame.
     let flush_frames = (skip as usize).div_ceil(out_frame) + 1;
+    let mut in_buf = vec![0u8; in_frame * BLOCK_FRAMES];
+    let mut out_buf = vec![0u8; out_frame * (BLOCK_FRAMES + flush_frames)];
     let mut done = false;
-    let mut flushed = 0;
     while !done {
-        let got = read_full(&mut reader, &mut in_buf).context("reading input")?;
+        let got = read_full(reader, &mut in_buf).context("reading input")?;
+        let frames_now = got.div_ceil(in_frame);
+        // A short read is the end of the input; a partial last frame is
+        // decoded as it is and padded with silence by the chain.
+        done = got < in_buf.len();
         let mut produced = 0;
-        let mut frames_now = got.div_ceil(in_frame);
-        if got < in_buf.len() {
-            // End of input: pad the last partial frame, then flush the delay with silence.
-            in_buf[got..].fill(silence_byte(input.codec));
-            done = true;
-        }
-        for chunk in in_buf.chunks(in_frame).take(frames_now) {
+        for chunk in in_buf[..got].chunks(in_frame) {
             produced += chain
                 .process(chunk, &mut out_buf[produced..])
                 .context("converting a frame")?;
         }
         if done {
-            let silent = vec![silence_byte(input.codec); in_frame];
-            while flushed < flush_frames && produced + out_frame <= out_buf.len() {
-                produced += chain.process(&silent, &mut out_buf[produced..])?;
-                flushed += 1;
-                frames_now += 0;
+            for _ in 0..flush_frames {
+                produced += chain.flush(&mut out_buf[produced..]).context("flushing")?;
             }
         }
         let mut slice = &out_buf[..produced];
@@ -296,16 +338,6 @@ pub fn run(args: Args) -> Result<()> {
         b.finish_and_clear();
     }
     Ok(())
-}
-
-/// The byte that encodes silence in a raw stream of `codec`.
-fn silence_byte(codec: Codec) -> u8 {
-    match codec {
-        Codec::Pcmu => 0xFF,
-        Codec::Pcma => 0xD5,
-        // 0x00 is not silence for G.722 but a padded tail only feeds the flush.
-        _ => 0x00,
-    }
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -5,8 +5,12 @@
 
 mod common;
 
-use common::{read_pcm, run, snr_db, speech, tempdir};
+use common::{ffmpeg, path, read_pcm, snr_db, speech, tempdir};
+use std::path::Path;
 use voxbridge_codecs::g722::{G722Decoder, G722Encoder};
+
+/// Samples the two QMFs delay G.722 by (encoder + decoder).
+const CODEC_DELAY: usize = 22;
 
 #[test]
 fn ffmpeg_and_voxbridge_g722_agree_bit_for_bit() {
@@ -14,49 +18,20 @@ fn ffmpeg_and_voxbridge_g722_agree_bit_for_bit() {
     let raw = speech(&dir, 16000);
     let input = read_pcm(&raw);
     assert!(input.len() > 16000, "espeak produced {} samples", input.len());
-    let p = |n: &str| dir.join(n).to_str().expect("utf-8").to_string();
+    let p = |n: &str| path(&dir, n);
 
-    // FFmpeg encodes, FFmpeg decodes.
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            "16000",
-            "-ac",
-            "1",
-            "-i",
-            &p("speech_16000.raw"),
-            "-c:a",
-            "g722",
-            "-f",
-            "g722",
-            &p("ff.g722"),
-        ],
-    );
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "g722",
-            "-i",
-            &p("ff.g722"),
-            "-f",
-            "s16le",
-            &p("ff_dec.raw"),
-        ],
-    );
+    ffmpeg(&format!(
+        "-f s16le -ar 16000 -ac 1 -i {} -c:a g722 -f g722 {}",
+        p("speech_16000.raw"),
+        p("ff.g722")
+    ));
+    ffmpeg(&format!(
+        "-f g722 -i {} -f s16le {}",
+        p("ff.g722"),
+        p("ff_dec.raw")
+    ));
     let ff_codes = std::fs::read(p("ff.g722")).expect("g722 file");
-    let ff_dec = read_pcm(std::path::Path::new(&p("ff_dec.raw")));
+    let ff_dec = read_pcm(Path::new(&p("ff_dec.raw")));
 
     // Our decoder on FFmpeg's stream, frame by frame (160 bytes = 20 ms).
     let mut dec = G722Decoder::new();
@@ -85,27 +60,15 @@ fn ffmpeg_and_voxbridge_g722_agree_bit_for_bit() {
         .count();
     assert_eq!(differ, 0, "encoder differs from FFmpeg on {differ} of {n} bytes");
 
-    // FFmpeg decodes what we encoded; compare with the input (codec delay 22 samples).
+    // FFmpeg decodes what we encoded; compare with the input.
     std::fs::write(p("ours.g722"), &our_codes).expect("write");
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "g722",
-            "-i",
-            &p("ours.g722"),
-            "-f",
-            "s16le",
-            &p("ours_ff_dec.raw"),
-        ],
-    );
-    let back = read_pcm(std::path::Path::new(&p("ours_ff_dec.raw")));
-    let delayed: Vec<i16> = back[22..].to_vec();
-    let snr = snr_db(&input, &delayed, 0);
+    ffmpeg(&format!(
+        "-f g722 -i {} -f s16le {}",
+        p("ours.g722"),
+        p("ours_ff_dec.raw")
+    ));
+    let back = read_pcm(Path::new(&p("ours_ff_dec.raw")));
+    let snr = snr_db(&input, &back[CODEC_DELAY..], 0);
     println!("G.722 through FFmpeg's decoder: SNR {snr:.1} dB on espeak-ng speech");
     assert!(snr > 20.0, "SNR {snr:.1} dB");
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{read_pcm, run, snr_db, speech, tempdir, write_pcm};
+use common::{ffmpeg, read_pcm, run, snr_db, speech, tempdir, write_pcm};
 use std::path::Path;
 use std::process::Command;
 
@@ -23,52 +23,20 @@ fn ulaw_to_16k_matches_ffmpeg_and_keeps_length_and_alignment() {
     let dir = tempdir("tc-up");
     let raw8 = speech(&dir, 8000);
     let ul = dir.join("in.ul");
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            "8000",
-            "-ac",
-            "1",
-            "-i",
-            s(&raw8),
-            "-f",
-            "mulaw",
-            s(&ul),
-        ],
-    );
+    ffmpeg(&format!(
+        "-f s16le -ar 8000 -ac 1 -i {} -f mulaw {}",
+        s(&raw8),
+        s(&ul)
+    ));
     let ours = dir.join("out.sln16");
     let out = voxbridge(&["transcode", "--quiet", s(&ul), s(&ours)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let theirs = dir.join("ff.raw");
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "mulaw",
-            "-ar",
-            "8000",
-            "-ac",
-            "1",
-            "-i",
-            s(&ul),
-            "-ar",
-            "16000",
-            "-f",
-            "s16le",
-            s(&theirs),
-        ],
-    );
+    ffmpeg(&format!(
+        "-f mulaw -ar 8000 -ac 1 -i {} -ar 16000 -f s16le {}",
+        s(&ul),
+        s(&theirs)
+    ));
     let (a, b) = (read_pcm(&ours), read_pcm(&theirs));
     let ul_len = std::fs::metadata(&ul).expect("size").len() as usize;
     assert_eq!(
@@ -89,44 +57,12 @@ fn wav_in_g722_out_decodes_in_ffmpeg_and_wav_out_parses() {
     let dir = tempdir("tc-g722");
     let raw16 = speech(&dir, 16000);
     let wav = dir.join("in.wav");
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            "16000",
-            "-ac",
-            "1",
-            "-i",
-            s(&raw16),
-            s(&wav),
-        ],
-    );
+    ffmpeg(&format!("-f s16le -ar 16000 -ac 1 -i {} {}", s(&raw16), s(&wav)));
     let g722 = dir.join("out.g722");
     let out = voxbridge(&["transcode", "--quiet", s(&wav), s(&g722)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dec = dir.join("dec.raw");
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "g722",
-            "-i",
-            s(&g722),
-            "-f",
-            "s16le",
-            s(&dec),
-        ],
-    );
+    ffmpeg(&format!("-f g722 -i {} -f s16le {}", s(&g722), s(&dec)));
     let back = read_pcm(&dec);
     let input = read_pcm(&raw16);
     let snr = snr_db(&input, &back[22..], 0);

@@ -71,6 +71,13 @@ impl Transcoder {
         self.finish(out)
     }
 
+    /// Feeds one frame of digital silence past the decoder (to push the
+    /// resampler's delay out at the end of a stream); returns bytes written.
+    pub fn flush(&mut self, out: &mut [u8]) -> Result<usize, CodecError> {
+        self.pcm_in.fill(0);
+        self.finish(out)
+    }
+
     fn finish(&mut self, out: &mut [u8]) -> Result<usize, CodecError> {
         self.resampler.process(&self.pcm_in, &mut self.pcm_out)?;
         self.encoder.encode(&self.pcm_out, out)

@@ -43,16 +43,26 @@ fn allocations(mut f: impl FnMut()) -> usize {
 
 #[test]
 fn steady_state_frames_allocate_nothing() {
-    let pcm8: Vec<i16> = (0..160).map(|i| ((i as f32 * 0.3).sin() * 5000.0) as i16).collect();
-    let pcm16: Vec<i16> = (0..320).map(|i| ((i as f32 * 0.2).sin() * 5000.0) as i16).collect();
-    let pcm24: Vec<i16> = (0..480).map(|i| ((i as f32 * 0.1).sin() * 5000.0) as i16).collect();
+    let pcm8: Vec<i16> = (0..160)
+        .map(|i| ((i as f32 * 0.3).sin() * 5000.0) as i16)
+        .collect();
+    let pcm16: Vec<i16> = (0..320)
+        .map(|i| ((i as f32 * 0.2).sin() * 5000.0) as i16)
+        .collect();
+    let pcm24: Vec<i16> = (0..480)
+        .map(|i| ((i as f32 * 0.1).sin() * 5000.0) as i16)
+        .collect();
     let mut up = Resampler::new(8000, 16000).expect("pair");
     let mut down = Resampler::new(24000, 8000).expect("pair");
     let mut odd = Resampler::new(44100, 16000).expect("pair");
     let pcm441 = vec![100i16; 882];
     let mut g722e = G722Encoder::new();
     let mut g722d = G722Decoder::new();
-    let mut opus_e = OpusEncoder::new(OpusSettings { rate: 16000, ..OpusSettings::default() }).expect("opus");
+    let mut opus_e = OpusEncoder::new(OpusSettings {
+        rate: 16000,
+        ..OpusSettings::default()
+    })
+    .expect("opus");
     let mut opus_d = OpusDecoder::new(16000).expect("opus");
     let mut plc = Concealer::new(8000);
     let mut chain = Transcoder::new(Codec::Pcmu, Codec::L16 { rate: 16000 }).expect("chain");

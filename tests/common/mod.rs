@@ -20,6 +20,18 @@ pub fn run(cmd: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Runs ffmpeg quietly (`-nostdin -v error -y` + `args` split on whitespace; paths must have none).
+pub fn ffmpeg(args: &str) -> Output {
+    let mut all = vec!["-nostdin", "-v", "error", "-y"];
+    all.extend(args.split_whitespace());
+    run("ffmpeg", &all)
+}
+
+/// A path inside `dir` as a string, for command lines.
+pub fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().expect("utf-8 path").to_string()
+}
+
 /// A fresh temporary directory for one test.
 pub fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("voxbridge-test-{name}-{}", std::process::id()));
@@ -42,24 +54,11 @@ pub fn speech(dir: &Path, rate: u32) -> PathBuf {
         ],
     );
     let raw = dir.join(format!("speech_{rate}.raw"));
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            wav.to_str().expect("utf-8"),
-            "-ar",
-            &rate.to_string(),
-            "-ac",
-            "1",
-            "-f",
-            "s16le",
-            raw.to_str().expect("utf-8"),
-        ],
-    );
+    ffmpeg(&format!(
+        "-i {} -ar {rate} -ac 1 -f s16le {}",
+        wav.to_str().expect("utf-8"),
+        raw.to_str().expect("utf-8")
+    ));
     raw
 }
 

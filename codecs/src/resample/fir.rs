@@ -19,7 +19,7 @@ pub fn fir(coefs: &[f32], input: &[f32], out: &mut [f32]) {
     if has_avx2_fma() {
         return super::simd_x86::fir(coefs, input, out, false);
     }
-    fir_portable(coefs, input, out)
+    fir_portable(coefs, input, out, false)
 }
 
 /// Like [`fir`] but adds into `out` (used to sum polyphase sub-filters).
@@ -28,7 +28,7 @@ pub fn fir_add(coefs: &[f32], input: &[f32], out: &mut [f32]) {
     if has_avx2_fma() {
         return super::simd_x86::fir(coefs, input, out, true);
     }
-    fir_add_portable(coefs, input, out)
+    fir_portable(coefs, input, out, true)
 }
 
 /// Dot product of equal-length slices.
@@ -43,14 +43,17 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Outputs computed per block; 16 f32 = two AVX registers of accumulators.
 const BLOCK: usize = 16;
 
-/// Portable [`fir`].
+/// Portable [`fir`] / [`fir_add`] (`add`: accumulate into `out` instead of overwriting).
 #[multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
-pub fn fir_portable(coefs: &[f32], input: &[f32], out: &mut [f32]) {
+pub fn fir_portable(coefs: &[f32], input: &[f32], out: &mut [f32], add: bool) {
     let n = out.len();
     debug_assert!(input.len() + 1 >= n + coefs.len());
     let mut i = 0;
     while i + BLOCK <= n {
         let mut acc = [0f32; BLOCK];
+        if add {
+            acc.copy_from_slice(&out[i..i + BLOCK]);
+        }
         for (s, &c) in coefs.iter().enumerate() {
             let x = &input[i + s..i + s + BLOCK];
             for k in 0..BLOCK {
@@ -61,33 +64,7 @@ pub fn fir_portable(coefs: &[f32], input: &[f32], out: &mut [f32]) {
         i += BLOCK;
     }
     for (j, o) in out.iter_mut().enumerate().skip(i) {
-        let mut acc = 0f32;
-        for (s, &c) in coefs.iter().enumerate() {
-            acc += c * input[j + s];
-        }
-        *o = acc;
-    }
-}
-
-/// Portable [`fir_add`].
-#[multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
-pub fn fir_add_portable(coefs: &[f32], input: &[f32], out: &mut [f32]) {
-    let n = out.len();
-    let mut i = 0;
-    while i + BLOCK <= n {
-        let mut acc = [0f32; BLOCK];
-        acc.copy_from_slice(&out[i..i + BLOCK]);
-        for (s, &c) in coefs.iter().enumerate() {
-            let x = &input[i + s..i + s + BLOCK];
-            for k in 0..BLOCK {
-                acc[k] += c * x[k];
-            }
-        }
-        out[i..i + BLOCK].copy_from_slice(&acc);
-        i += BLOCK;
-    }
-    for (j, o) in out.iter_mut().enumerate().skip(i) {
-        let mut acc = *o;
+        let mut acc = if add { *o } else { 0.0 };
         for (s, &c) in coefs.iter().enumerate() {
             acc += c * input[j + s];
         }
@@ -234,7 +211,7 @@ mod tests {
                 let mut a = vec![0f32; n];
                 fir(&coefs, &input, &mut a);
                 let mut b = vec![0f32; n];
-                fir_portable(&coefs, &input, &mut b);
+                fir_portable(&coefs, &input, &mut b, false);
                 let mut c = vec![1f32; n];
                 fir_add(&coefs, &input, &mut c);
                 for i in 0..n {
