@@ -1,6 +1,10 @@
 //! The one error type of the proto crate.
 
 /// What can go wrong parsing or writing a voxbridge byte format.
+///
+/// "Incomplete" (wait for more bytes) is kept apart from every "invalid"
+/// variant; each invalid variant names the precise cause so it can be logged
+/// and counted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 #[non_exhaustive]
 pub enum ProtoError {
@@ -19,4 +23,88 @@ pub enum ProtoError {
     /// A valid WAV we do not support (multi-channel, float, odd bit depths).
     #[error("unsupported WAV: {0}")]
     UnsupportedWav(String),
+
+    /// AudioSocket: a type byte the protocol does not define.
+    #[error("unknown AudioSocket message type {0:#04x}")]
+    UnknownType(u8),
+    /// A length field over the configured maximum.
+    #[error("payload length {len} exceeds the maximum {max}")]
+    LengthTooLarge {
+        /// Length announced.
+        len: usize,
+        /// Maximum allowed.
+        max: usize,
+    },
+    /// AudioSocket: a length that does not fit the message type.
+    #[error("AudioSocket type {kind:#04x} with length {len} (expected {expected})")]
+    BadLength {
+        /// Message type.
+        kind: u8,
+        /// Length announced.
+        len: usize,
+        /// What the type requires.
+        expected: &'static str,
+    },
+    /// A DTMF digit outside `0-9 * # A-D`.
+    #[error("invalid DTMF digit {0:#04x}")]
+    BadDtmfDigit(u8),
+    /// A sample rate the format cannot carry.
+    #[error("unsupported sample rate {0} Hz")]
+    UnsupportedRate(u32),
+    /// AudioSocket: zero-length audio (Asterisk rejects it).
+    #[error("zero-length audio frame (Asterisk rejects it)")]
+    EmptyAudio,
+    /// AudioSocket: a message type Asterisk does not accept from a server.
+    #[error("Asterisk does not accept {0} frames from a server")]
+    NotSendable(&'static str),
+
+    /// RTP/RTCP: version field other than 2.
+    #[error("RTP/RTCP version {0} (expected 2)")]
+    BadVersion(u8),
+    /// RTP/RTCP: a packet shorter than its header says.
+    #[error("{what}: {len} bytes, needs {needed}")]
+    Truncated {
+        /// Which structure.
+        what: &'static str,
+        /// Bytes available.
+        len: usize,
+        /// Bytes its header requires.
+        needed: usize,
+    },
+    /// RTP/RTCP: a padding count of zero or larger than the packet body.
+    #[error("bad padding length {pad} for a body of {body} bytes")]
+    BadPadding {
+        /// Padding count from the last byte.
+        pad: usize,
+        /// Bytes it would be taken from.
+        body: usize,
+    },
+    /// RTCP: a packet type where another was required (e.g. compound must start with SR/RR).
+    #[error("RTCP: {0}")]
+    BadRtcp(&'static str),
+    /// RFC 4733: payload not 4 bytes (or a multiple, for redundancy).
+    #[error("telephone-event payload of {0} bytes (expected 4)")]
+    BadTelephoneEvent(usize),
+
+    /// Protobuf bytes that do not decode as a pipecat `Frame`.
+    #[error("protobuf: {0}")]
+    Protobuf(String),
+    /// A protobuf `Frame` with no frame set in its oneof.
+    #[error("protobuf Frame with no frame set")]
+    EmptyFrame,
+    /// JSON that does not parse or does not match the message shape.
+    #[error("json: {0}")]
+    Json(String),
+    /// Base64 payload that does not decode.
+    #[error("base64: {0}")]
+    Base64(String),
+    /// The transport under a codec failed (only from `tokio_util` framing).
+    #[error("i/o: {0}")]
+    Io(String),
+}
+
+impl From<std::io::Error> for ProtoError {
+    fn from(e: std::io::Error) -> Self {
+        ProtoError::Io(e.to_string())
+    }
 }

@@ -1,13 +1,29 @@
 //! voxbridge-proto: every byte format voxbridge reads or writes, sans-IO.
 //!
-//! Pure parsers and writers: no sockets, no tokio, no clock. Incomplete input
+//! Pure parsers and writers: no sockets, no runtime, no clock. Incomplete input
 //! is reported apart from invalid input, lengths are checked once up front,
-//! and nothing panics on outside bytes (each parser has a fuzz target).
-//! Today: WAV headers. RTP/RTCP, RFC 4733, AudioSocket, pipecat Protobuf and
-//! Twilio Media Streams JSON follow (issue 3).
+//! and nothing panics on outside bytes (each parser has a fuzz target and a
+//! property test). Payloads are `bytes::Bytes` slices of what was received.
+//!
+//! | module | format |
+//! |---|---|
+//! | [`rtp`], [`rtcp`] | RTP/RTCP (RFC 3550) |
+//! | [`dtmf`] | RFC 4733 telephone-events |
+//! | [`audiosocket`] | Asterisk AudioSocket framing (`tokio_util` codec) |
+//! | [`pipecat`] | pipecat's Protobuf frames |
+//! | [`twilio`] | Twilio-style Media Streams JSON |
+//! | [`envelope`] | the control plane's event envelope (JSON Schema in `schema/`) |
+//! | [`wav`] | WAV headers |
 #![forbid(unsafe_code)]
 
+pub mod audiosocket;
+pub mod dtmf;
+pub mod envelope;
 pub mod error;
+pub mod pipecat;
+pub mod rtcp;
+pub mod rtp;
+pub mod twilio;
 pub mod wav;
 
 pub use error::ProtoError;
