@@ -2,9 +2,12 @@
 # Installs what building and testing voxbridge needs, skipping what is already there:
 #   Debian: ffmpeg, sox, espeak-ng (real audio peers), cmake + pkg-config (libopus
 #   build), libsoxr-dev + libspeexdsp-dev (C peers in benches), bc (scripts);
-#   cargo: cargo-fuzz (fuzz smoke run).
+#   cargo: cargo-fuzz (fuzz smoke run);
+#   Python venv (~/.cache/voxbridge/interop-venv): pipecat-ai and what its
+#   serializers import, for tests/pipecat_interop.rs.
 # Safe to run repeatedly; on a warm machine it finishes in about a second.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc)
 missing=()
@@ -22,4 +25,18 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install cargo-fuzz --locked --version 0.13.2 --quiet
+fi
+
+# Python peers in a venv of their own, rebuilt when the requirement files change.
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/voxbridge
+venv=$cache/interop-venv
+stamp=$(cat tests/interop/requirements*.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: building $venv"
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/requirements.txt
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r tests/interop/requirements-nodeps.txt
+  echo "$stamp" > "$venv/.stamp"
 fi

@@ -1,0 +1,184 @@
+//! Wire compatibility with pipecat itself: frames voxbridge writes are read by
+//! pipecat's `ProtobufFrameSerializer` and `TwilioFrameSerializer` (PyPI
+//! `pipecat-ai`), and frames pipecat writes are read by voxbridge, including
+//! an InterruptionFrame and audio wrapped in a WAV header. A wire change that
+//! breaks pipecat fails here.
+//!
+//! Python comes from the venv `scripts/setup.sh` builds (or `VOXBRIDGE_INTEROP_PYTHON`).
+
+mod common;
+
+use bytes::{Bytes, BytesMut};
+use common::tempdir;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use voxbridge_codecs::g711;
+use voxbridge_proto::pipecat::{self, Kind};
+use voxbridge_proto::twilio::{self, BotCommand, StreamEvent};
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("VOXBRIDGE_INTEROP_PYTHON") {
+        return p.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{home}/.cache"));
+    Path::new(&cache).join("voxbridge/interop-venv/bin/python")
+}
+
+fn pb_file(dir: &Path, name: &str, kind: Kind) {
+    let mut buf = BytesMut::new();
+    pipecat::encode(kind, &mut buf);
+    std::fs::write(dir.join(name), &buf).expect("write");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn read_frame(dir: &Path, name: &str) -> Kind {
+    pipecat::decode(Bytes::from(
+        std::fs::read(dir.join(name)).expect("pipecat wrote it"),
+    ))
+    .expect("decodes")
+}
+
+#[test]
+fn pipecat_reads_our_frames_and_we_read_pipecats() {
+    let py = python();
+    assert!(
+        py.exists(),
+        "{} missing: run scripts/setup.sh (the README's test command does)",
+        py.display()
+    );
+    let dir = tempdir("pipecat");
+
+    // 20 ms of 16 kHz PCM16.
+    let pcm: Vec<u8> = (0..320i32)
+        .flat_map(|i| (((i * 97) % 2000 - 1000) as i16).to_le_bytes())
+        .collect();
+    let ulaw: Vec<u8> = (0..160u32).map(|i| (i * 37 % 256) as u8).collect();
+    let mut ulaw_pcm = vec![0i16; 160];
+    g711::decode_ulaw(&ulaw, &mut ulaw_pcm);
+    let ulaw_pcm_bytes: Vec<u8> = ulaw_pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let message = serde_json::json!({"type": "dtmf", "digit": "5", "call_id": "c1"});
+
+    pb_file(
+        &dir,
+        "vb_text.bin",
+        Kind::Text(pipecat::TextFrame {
+            text: "hello from voxbridge".into(),
+            ..Default::default()
+        }),
+    );
+    let mut audio = BytesMut::new();
+    pipecat::encode_audio(Bytes::from(pcm.clone()), 16000, &mut audio);
+    std::fs::write(dir.join("vb_audio.bin"), &audio).expect("write");
+    pb_file(
+        &dir,
+        "vb_transcription.bin",
+        Kind::Transcription(pipecat::TranscriptionFrame {
+            text: "the caller said this".into(),
+            user_id: "caller".into(),
+            timestamp: "2026-11-24T09:00:00Z".into(),
+            ..Default::default()
+        }),
+    );
+    pb_file(
+        &dir,
+        "vb_message.bin",
+        Kind::Message(pipecat::MessageFrame {
+            data: message.to_string(),
+        }),
+    );
+    pb_file(
+        &dir,
+        "vb_interruption.bin",
+        Kind::Interruption(pipecat::InterruptionFrame::default()),
+    );
+    let mut b64 = String::new();
+    twilio::encode_payload(&ulaw, &mut b64);
+    let media = StreamEvent::Media {
+        sequence: 3,
+        stream_sid: "MZ1".into(),
+        track: "inbound".into(),
+        chunk: 1,
+        timestamp: 20,
+        payload: b64.into(),
+    };
+    std::fs::write(dir.join("vb_twilio_media.json"), media.to_json()).expect("write");
+    let dtmf = StreamEvent::Dtmf {
+        stream_sid: "MZ1".into(),
+        digit: "5".into(),
+    };
+    std::fs::write(dir.join("vb_twilio_dtmf.json"), dtmf.to_json()).expect("write");
+    let expect = serde_json::json!({
+        "text": "hello from voxbridge",
+        "audio_hex": hex(&pcm),
+        "transcript": "the caller said this",
+        "message": message,
+        "ulaw_pcm_hex": hex(&ulaw_pcm_bytes),
+    });
+    std::fs::write(dir.join("vb_expect.json"), expect.to_string()).expect("write");
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pipecat_check.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(&dir)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "pipecat rejected our frames:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // pipecat -> voxbridge
+    let Kind::Audio(a) = read_frame(&dir, "pc_audio.bin") else {
+        panic!("not audio")
+    };
+    assert_eq!((a.sample_rate, a.num_channels), (16000, 1));
+    let (samples, rate) = pipecat::audio_pcm(&a).expect("pcm");
+    assert_eq!((&samples[..], rate), (&pcm[..], 16000));
+    let Kind::Audio(a) = read_frame(&dir, "pc_audio_wav.bin") else {
+        panic!("not audio")
+    };
+    assert!(a.audio.starts_with(b"RIFF"), "pipecat wrapped the audio in WAV");
+    let (samples, rate) = pipecat::audio_pcm(&a).expect("pcm");
+    assert_eq!((&samples[..], rate), (&pcm[..], 24000), "WAV header stripped");
+    assert!(matches!(read_frame(&dir, "pc_text.bin"), Kind::Text(t) if t.text == "hello from pipecat"));
+    assert!(
+        matches!(read_frame(&dir, "pc_transcription.bin"), Kind::Transcription(t) if t.text == "I need help" && t.user_id == "u1")
+    );
+    assert!(matches!(
+        read_frame(&dir, "pc_interruption.bin"),
+        Kind::Interruption(_)
+    ));
+    let Kind::Message(m) = read_frame(&dir, "pc_message.bin") else {
+        panic!("not a message")
+    };
+    let v: serde_json::Value = serde_json::from_str(&m.data).expect("JSON");
+    assert_eq!(v["type"], "bot-tts-text");
+
+    let media = std::fs::read_to_string(dir.join("pc_twilio_media.json")).expect("read");
+    let BotCommand::Media { stream_sid, payload } = BotCommand::parse(&media).expect("parses") else {
+        panic!("not media")
+    };
+    assert_eq!(stream_sid, "MZ1");
+    let mut codes = Vec::new();
+    twilio::decode_payload(&payload, &mut codes).expect("base64");
+    let mut back = vec![0i16; codes.len()];
+    g711::decode_ulaw(&codes, &mut back);
+    assert_eq!(
+        back, ulaw_pcm,
+        "pipecat's u-law of our decoded PCM decodes back to it"
+    );
+    let clear = std::fs::read_to_string(dir.join("pc_twilio_clear.json")).expect("read");
+    assert_eq!(
+        BotCommand::parse(&clear).expect("parses"),
+        BotCommand::Clear {
+            stream_sid: "MZ1".into()
+        }
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
