@@ -2,43 +2,21 @@
 //! every codec and of the bridge resampler pairs make zero heap allocations
 //! (counted by a global allocator wrapper).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
 use voxbridge_codecs::g722::{G722Decoder, G722Encoder};
 use voxbridge_codecs::opus::{OpusDecoder, OpusEncoder, OpusSettings};
 use voxbridge_codecs::{g711, Codec, Concealer, Resampler, Transcoder};
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Allocations made by `f`, run on this thread (tests in this file run one at a time).
-fn allocations(mut f: impl FnMut()) -> usize {
-    let before = ALLOCS.load(Ordering::SeqCst);
+/// Heap allocations and reallocations made by `f` (tests in this file run one at a time).
+fn count(mut f: impl FnMut()) -> usize {
+    let region = Region::new(GLOBAL);
     f();
-    ALLOCS.load(Ordering::SeqCst) - before
+    let c = region.change();
+    c.allocations + c.reallocations
 }
 
 #[test]
@@ -92,9 +70,9 @@ fn steady_state_frames_allocate_nothing() {
         }
     };
     // The counter sees allocations at all (so a zero below means something).
-    assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 64]))) >= 1);
+    assert!(count(|| drop(std::hint::black_box(vec![1u8; 64]))) >= 1);
     frame(0); // warm-up: the resampler's per-thread scratch is sized here, once
-    let n = allocations(|| {
+    let n = count(|| {
         for i in 1..=1000 {
             frame(i);
         }

@@ -172,38 +172,22 @@ impl RtpHeader {
     }
 }
 
-/// Extends 16-bit sequence numbers to 64 bits, choosing the value nearest the last one.
+/// Extends a `BITS`-wide wrapping counter to 64 bits, choosing the value
+/// nearest the highest one seen (so late packets land before the wrap).
 #[derive(Debug, Clone, Default)]
-pub struct SeqUnwrapper {
+pub struct Unwrapper<const BITS: u32> {
     last: Option<u64>,
 }
 
-impl SeqUnwrapper {
-    /// The extended value of `seq`.
-    pub fn unwrap(&mut self, seq: u16) -> u64 {
-        let v = extend(self.last, seq as u64, 16);
-        if self.last.is_none_or(|l| v > l) {
-            self.last = Some(v);
-        }
-        v
-    }
+/// 16-bit RTP sequence numbers.
+pub type SeqUnwrapper = Unwrapper<16>;
+/// 32-bit RTP timestamps.
+pub type TsUnwrapper = Unwrapper<32>;
 
-    /// Forgets history (after an SSRC change).
-    pub fn reset(&mut self) {
-        self.last = None;
-    }
-}
-
-/// Extends 32-bit timestamps to 64 bits, choosing the value nearest the last one.
-#[derive(Debug, Clone, Default)]
-pub struct TsUnwrapper {
-    last: Option<u64>,
-}
-
-impl TsUnwrapper {
-    /// The extended value of `ts`.
-    pub fn unwrap(&mut self, ts: u32) -> u64 {
-        let v = extend(self.last, ts as u64, 32);
+impl<const BITS: u32> Unwrapper<BITS> {
+    /// The extended value of `v` (only its low `BITS` bits count).
+    pub fn unwrap(&mut self, v: u32) -> u64 {
+        let v = extend(self.last, v as u64 & ((1u64 << BITS) - 1), BITS);
         if self.last.is_none_or(|l| v > l) {
             self.last = Some(v);
         }
@@ -262,7 +246,7 @@ impl StreamTracker {
         }
         self.ssrc = Some(ssrc);
         Observed {
-            seq: self.seq.unwrap(seq),
+            seq: self.seq.unwrap(seq as u32),
             ts: self.ts.unwrap(ts),
             ssrc_changed: changed,
         }
@@ -392,9 +376,9 @@ mod tests {
         #[test]
         fn unwrapping_is_monotonic_for_in_order_streams(start in any::<u16>(), n in 1usize..5000) {
             let mut u = SeqUnwrapper::default();
-            let first = u.unwrap(start);
+            let first = u.unwrap(start as u32);
             for i in 1..n {
-                prop_assert_eq!(u.unwrap(start.wrapping_add(i as u16)), first + i as u64);
+                prop_assert_eq!(u.unwrap(start.wrapping_add(i as u16) as u32), first + i as u64);
             }
         }
     }

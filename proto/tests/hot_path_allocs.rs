@@ -4,41 +4,21 @@
 //! global allocator wrapper over 1,000 frames after a warm-up.
 
 use bytes::{Bytes, BytesMut};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
 use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 use voxbridge_proto::pipecat;
 use voxbridge_proto::rtp::{RtpHeader, RtpPacket, StreamTracker};
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
+/// Heap allocations and reallocations made by `f` (tests in this file run one at a time).
 fn count(mut f: impl FnMut()) -> usize {
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let region = Region::new(GLOBAL);
     f();
-    ALLOCS.load(Ordering::SeqCst) - before
+    let c = region.change();
+    c.allocations + c.reallocations
 }
 
 #[test]
