@@ -1,8 +1,11 @@
 //! voxbridge-media: the real-time engine.
 //!
-//! Will hold one driver task per call wrapping sans-IO state (jitter buffer,
-//! pacer, barge-in), AudioSocket and RTP ingress, and the bot WebSocket link
-//! (issues 4 and 5). It uses `voxbridge-codecs` for DSP and `voxbridge-proto`
-//! for wire formats, and exposes only event and command types to `control`.
-//! Empty until then.
+//! Sans-IO per-call state driven by frames and `Instant`s, to be wrapped by one
+//! tokio driver task per call (issue 4): today the egress [`pacer`] and the
+//! bot-audio [`playout`] buffer (burst smoothing, barge-in, marks). AudioSocket
+//! and RTP ingress and the bot WebSocket link follow. `control` will see only
+//! this crate's event and command types.
 #![forbid(unsafe_code)]
+
+pub mod pacer;
+pub mod playout;
