@@ -6,7 +6,6 @@
 
 use crate::codec::{Codec, FrameDecoder, FrameEncoder};
 use crate::error::CodecError;
-use crate::plc::Concealer;
 use crate::resample::Resampler;
 
 /// Converts frames of one codec/rate into another.
@@ -17,7 +16,6 @@ pub struct Transcoder {
     decoder: FrameDecoder,
     resampler: Resampler,
     encoder: FrameEncoder,
-    plc: Concealer,
     pcm_in: Box<[i16]>,
     pcm_out: Box<[i16]>,
 }
@@ -34,7 +32,6 @@ impl Transcoder {
             decoder,
             resampler,
             encoder,
-            plc: Concealer::new(from.pcm_rate()),
             pcm_in: vec![0; from.frame_samples()].into_boxed_slice(),
             pcm_out: vec![0; to.frame_samples()].into_boxed_slice(),
         })
@@ -67,7 +64,7 @@ impl Transcoder {
 
     /// Produces the output frame for a lost input frame (concealment).
     pub fn conceal(&mut self, out: &mut [u8]) -> Result<usize, CodecError> {
-        self.decoder.conceal(&mut self.plc, &mut self.pcm_in)?;
+        self.decoder.conceal(&mut self.pcm_in)?;
         self.finish(out)
     }
 
@@ -81,5 +78,36 @@ impl Transcoder {
     fn finish(&mut self, out: &mut [u8]) -> Result<usize, CodecError> {
         self.resampler.process(&self.pcm_in, &mut self.pcm_out)?;
         self.encoder.encode(&self.pcm_out, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_frame_repeats_the_voice_instead_of_going_silent() {
+        // 125 Hz voice-like tone as 8 kHz u-law, straight through to PCM16 at 8 kHz.
+        let mut t = Transcoder::new(Codec::Pcmu, Codec::L16 { rate: 8000 }).expect("chain");
+        let mut out = [0u8; 320];
+        for f in 0..10 {
+            let payload: Vec<u8> = (0..160)
+                .map(|i| {
+                    let x = ((f * 160 + i) as f32 * 2.0 * std::f32::consts::PI * 125.0 / 8000.0).sin();
+                    crate::g711::linear_to_ulaw((x * 8000.0) as i16)
+                })
+                .collect();
+            t.process(&payload, &mut out).expect("frame");
+        }
+        t.conceal(&mut out).expect("plc");
+        let peak = out
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs())
+            .max()
+            .unwrap_or(0);
+        assert!(
+            peak > 4000,
+            "concealed frame peak {peak}: the loss was not concealed"
+        );
     }
 }

@@ -73,73 +73,92 @@ impl Codec {
     }
 }
 
-/// Decoder for one stream of one codec.
+/// The decoding state proper of one codec.
 ///
 /// The G.722/Opus variants are larger than the stateless ones; they are kept
 /// inline (not boxed) because a decoder is built once per call and read every
 /// frame, where a box would add a pointer chase.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum FrameDecoder {
-    /// u-law.
+enum DecoderKind {
     Pcmu,
-    /// A-law.
     Pcma,
-    /// G.722 with its state.
     G722(G722Decoder),
-    /// PCM16 LE.
     L16,
-    /// Opus.
     #[cfg(feature = "opus")]
     Opus(crate::opus::OpusDecoder),
+}
+
+/// Decoder for one stream of one codec, with its loss concealment.
+///
+/// Waveform codecs (G.711, G.722, PCM) carry a [`Concealer`] that every
+/// decoded frame passes through, so a lost frame repeats the last pitch
+/// period and the next good frame is cross-faded in; Opus conceals inside
+/// libopus and carries none.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    kind: DecoderKind,
+    plc: Option<Concealer>,
 }
 
 impl FrameDecoder {
     /// A decoder for `codec`.
     pub fn new(codec: Codec) -> Result<Self, CodecError> {
         codec.validate()?;
-        Ok(match codec {
-            Codec::Pcmu => FrameDecoder::Pcmu,
-            Codec::Pcma => FrameDecoder::Pcma,
-            Codec::G722 => FrameDecoder::G722(G722Decoder::new()),
-            Codec::L16 { .. } => FrameDecoder::L16,
+        let kind = match codec {
+            Codec::Pcmu => DecoderKind::Pcmu,
+            Codec::Pcma => DecoderKind::Pcma,
+            Codec::G722 => DecoderKind::G722(G722Decoder::new()),
+            Codec::L16 { .. } => DecoderKind::L16,
             #[cfg(feature = "opus")]
-            Codec::Opus { rate } => FrameDecoder::Opus(crate::opus::OpusDecoder::new(rate)?),
-        })
+            Codec::Opus { rate } => DecoderKind::Opus(crate::opus::OpusDecoder::new(rate)?),
+        };
+        let plc = match kind {
+            #[cfg(feature = "opus")]
+            DecoderKind::Opus(_) => None,
+            _ => Some(Concealer::new(codec.pcm_rate())),
+        };
+        Ok(FrameDecoder { kind, plc })
     }
 
     /// Decodes one payload into `out`; returns samples written.
     pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
-        Ok(match self {
-            FrameDecoder::Pcmu => {
+        let n = match &mut self.kind {
+            DecoderKind::Pcmu => {
                 let n = payload.len().min(out.len());
                 g711::decode_ulaw(&payload[..n], &mut out[..n]);
                 n
             }
-            FrameDecoder::Pcma => {
+            DecoderKind::Pcma => {
                 let n = payload.len().min(out.len());
                 g711::decode_alaw(&payload[..n], &mut out[..n]);
                 n
             }
-            FrameDecoder::G722(d) => d.decode(payload, out),
-            FrameDecoder::L16 => {
+            DecoderKind::G722(d) => d.decode(payload, out),
+            DecoderKind::L16 => {
                 if payload.len() % 2 != 0 {
                     return Err(CodecError::OddByteCount(payload.len()));
                 }
                 crate::frame::read_le(payload, out)
             }
             #[cfg(feature = "opus")]
-            FrameDecoder::Opus(d) => d.decode(payload, out)?,
-        })
+            DecoderKind::Opus(d) => d.decode(payload, out)?,
+        };
+        if let Some(plc) = &mut self.plc {
+            plc.good(&mut out[..n]);
+        }
+        Ok(n)
     }
 
     /// Produces a frame for a lost payload: codec PLC for Opus, pitch repetition otherwise.
-    pub fn conceal(&mut self, plc: &mut Concealer, out: &mut [i16]) -> Result<usize, CodecError> {
+    pub fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
         #[cfg(feature = "opus")]
-        if let FrameDecoder::Opus(d) = self {
+        if let DecoderKind::Opus(d) = &mut self.kind {
             return d.conceal(out);
         }
-        plc.conceal(out);
+        if let Some(plc) = &mut self.plc {
+            plc.conceal(out);
+        }
         Ok(out.len())
     }
 }
