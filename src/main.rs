@@ -1,12 +1,12 @@
 //! The `voxbridge` binary: a thin clap front over the library crates.
 //!
-//! Subcommands today: `transcode` (file conversion through the call-path DSP).
-//! The daemon (`serve`), `loadgen` and the demo arrive with their issues.
-
-mod transcode;
+//! Subcommands: `serve` (the daemon), `bot echo` (a built-in bot),
+//! `loadgen` (Asterisk-like callers that measure the daemon) and `transcode`
+//! (file conversion through the call-path DSP).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use voxbridge::{bot, loadgen, serve, transcode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,14 +21,38 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the daemon: AudioSocket in, bot WebSocket out, /metrics.
+    Serve(serve::Args),
+    /// A built-in bot for demos and load tests.
+    #[command(subcommand)]
+    Bot(BotCommand),
+    /// N concurrent AudioSocket callers against a daemon, with the echo bot;
+    /// reports added latency, lost frames and daemon CPU per call-second.
+    Loadgen(loadgen::Args),
     /// Convert audio between u-law, A-law, G.722, PCM16 and WAV, and between rates,
     /// in 20 ms frames through the same DSP a call uses.
     Transcode(transcode::Args),
 }
 
+#[derive(Subcommand, Debug)]
+enum BotCommand {
+    /// Answer each call with its own audio (or a tone).
+    Echo(bot::Args),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Bot(BotCommand::Echo(args)) => bot::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
         Command::Transcode(args) => transcode::run(args),
     };
     match result {

@@ -1,11 +1,25 @@
 //! voxbridge-media: the real-time engine.
 //!
-//! Sans-IO per-call state driven by frames and `Instant`s, to be wrapped by one
-//! tokio driver task per call (issue 4): today the egress [`pacer`] and the
-//! bot-audio [`playout`] buffer (burst smoothing, barge-in, marks). AudioSocket
-//! and RTP ingress and the bot WebSocket link follow. `control` will see only
-//! this crate's event and command types.
+//! Sans-IO per-call state ([`pipeline`], [`pacer`], [`playout`], [`botcodec`])
+//! driven by frames and `Instant`s, wrapped by one tokio task per call
+//! ([`call`]) that owns the call's sockets. [`server`] accepts AudioSocket
+//! connections and drains calls on shutdown; [`events`] and [`metrics`] are
+//! what the rest of voxbridge (`control/`, `/metrics`) sees of a call.
 #![forbid(unsafe_code)]
 
+pub mod botcodec;
+pub mod botlink;
+pub mod call;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod metrics;
 pub mod pacer;
+pub mod pipeline;
 pub mod playout;
+pub mod server;
+
+pub use config::Config;
+pub use error::MediaError;
+pub use events::{CallEvent, EventSink, HangupCause};
+pub use server::{MediaServer, ShutdownHandle};

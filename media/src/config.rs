@@ -1,0 +1,366 @@
+//! The daemon's configuration: TOML file, embedded defaults, env overrides.
+//!
+//! With no file, `voxbridge serve` listens for AudioSocket on 127.0.0.1:9092,
+//! serves /metrics on 127.0.0.1:9100 and sends every call to a pipecat bot at
+//! ws://127.0.0.1:8765 at 16 kHz. [`Config::validate`] checks everything at
+//! startup so a bad config fails before the first call, with the key named.
+
+use crate::error::MediaError;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Bot wire protocol of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotProtocolKind {
+    /// pipecat `ProtobufFrameSerializer` frames (binary).
+    Pipecat,
+    /// Twilio Media Streams JSON (text).
+    Twilio,
+}
+
+/// Audio encoding inside Twilio-style `media` payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TwilioEncoding {
+    /// `audio/x-mulaw` at 8 kHz, as Twilio sends.
+    Mulaw,
+    /// `audio/x-l16` (PCM16 LE) at the route's rate.
+    L16,
+}
+
+/// What to do when the bot never answers or drops mid-call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotFailurePolicy {
+    /// Hang the caller up with cause `bot_unavailable` / `bot_dropped`.
+    Hangup,
+    /// Keep the caller (hearing silence) and reconnect every
+    /// `reconnect_interval_ms`, up to `max_reconnects` times, then hang up.
+    Silence,
+}
+
+/// Where a call's audio goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Route {
+    /// Bot WebSocket URL (`ws://` or `wss://`; TLS via rustls with webpki roots).
+    pub url: String,
+    /// Wire protocol.
+    pub protocol: BotProtocolKind,
+    /// Bot-side sample rate: 8000, 16000 or 24000.
+    pub sample_rate: u32,
+    /// Twilio payload encoding (Twilio routes only; `mulaw` forces 8 kHz).
+    pub twilio_encoding: TwilioEncoding,
+    /// TCP + TLS + WebSocket handshake deadline.
+    pub connect_timeout_ms: u64,
+    /// Never answered / dropped policy.
+    pub on_bot_failure: BotFailurePolicy,
+    /// Pause between reconnect attempts (silence policy).
+    pub reconnect_interval_ms: u64,
+    /// Reconnect attempts before giving up (silence policy).
+    pub max_reconnects: u32,
+    /// Cap on bot audio queued for one caller; beyond it the newest audio is dropped and counted.
+    pub playout_cap_ms: u32,
+    /// Sent to the bot at start (Twilio `customParameters`, pipecat start message).
+    pub params: BTreeMap<String, String>,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Route {
+            url: "ws://127.0.0.1:8765".into(),
+            protocol: BotProtocolKind::Pipecat,
+            sample_rate: 16000,
+            twilio_encoding: TwilioEncoding::L16,
+            connect_timeout_ms: 3000,
+            on_bot_failure: BotFailurePolicy::Hangup,
+            reconnect_interval_ms: 1000,
+            max_reconnects: 5,
+            playout_cap_ms: crate::playout::DEFAULT_CAPACITY_MS,
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+impl Route {
+    /// The rate audio is exchanged with the bot at.
+    pub fn bot_rate(&self) -> u32 {
+        match (self.protocol, self.twilio_encoding) {
+            (BotProtocolKind::Twilio, TwilioEncoding::Mulaw) => 8000,
+            _ => self.sample_rate,
+        }
+    }
+
+    /// Connect deadline.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    fn validate(&self, name: &str) -> Result<(), MediaError> {
+        let bad = |what: String| Err(MediaError::Config(format!("routes.{name}.{what}")));
+        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
+            return bad(format!("url: {:?} is not a ws:// or wss:// URL", self.url));
+        }
+        if ![8000, 16000, 24000].contains(&self.sample_rate) {
+            return bad(format!(
+                "sample_rate: {} (use 8000, 16000 or 24000)",
+                self.sample_rate
+            ));
+        }
+        if self.connect_timeout_ms == 0 {
+            return bad("connect_timeout_ms: must be > 0".into());
+        }
+        if self.playout_cap_ms < 100 {
+            return bad(format!("playout_cap_ms: {} (at least 100)", self.playout_cap_ms));
+        }
+        Ok(())
+    }
+}
+
+/// One AudioSocket listener and the route its calls take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSocketListener {
+    /// Address to listen on (Asterisk connects here).
+    pub listen: SocketAddr,
+    /// Route name.
+    #[serde(default = "default_route_name")]
+    pub route: String,
+}
+
+fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+fn default_route_name() -> String {
+    "default".into()
+}
+
+/// Limits and timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Concurrent calls; more are refused (counted, cause `overload`).
+    pub max_calls: usize,
+    /// A connection must send its UUID within this time.
+    pub uuid_timeout_ms: u64,
+    /// On shutdown, calls may go on this long before being hung up.
+    pub shutdown_grace_ms: u64,
+    /// Largest AudioSocket payload accepted.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_calls: 10_000,
+            uuid_timeout_ms: 2000,
+            shutdown_grace_ms: 30_000,
+            max_frame_bytes: voxbridge_proto::audiosocket::DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// AudioSocket listeners.
+    pub audiosocket: Vec<AudioSocketListener>,
+    /// Where /metrics is served; `"off"` in the file disables it.
+    #[serde(deserialize_with = "addr_or_off")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Tokio worker threads (0: one per core available to the process).
+    pub workers: usize,
+    /// Routes by name; `default` is used when a listener names none.
+    pub routes: BTreeMap<String, Route>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            audiosocket: vec![AudioSocketListener {
+                listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+                route: default_route_name(),
+            }],
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9100))),
+            workers: 0,
+            routes: BTreeMap::from([(default_route_name(), Route::default())]),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Environment variables that override the file (applied by [`Config::apply_env`]).
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    (
+        "VOXBRIDGE_AUDIOSOCKET_LISTEN",
+        "address of the first AudioSocket listener",
+    ),
+    ("VOXBRIDGE_METRICS_LISTEN", "/metrics address, or 'off'"),
+    ("VOXBRIDGE_BOT_URL", "url of the default route"),
+    (
+        "VOXBRIDGE_BOT_PROTOCOL",
+        "protocol of the default route (pipecat|twilio)",
+    ),
+    ("VOXBRIDGE_WORKERS", "tokio worker threads"),
+    ("VOXBRIDGE_MAX_CALLS", "call limit"),
+];
+
+impl Config {
+    /// Parses TOML (missing keys take the embedded defaults).
+    pub fn from_toml(text: &str) -> Result<Self, MediaError> {
+        toml::from_str(text).map_err(|e| MediaError::Config(e.to_string()))
+    }
+
+    /// Applies [`ENV_OVERRIDES`] read through `get` (so tests need not touch the process env).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), MediaError> {
+        let parse_addr = |k: &str, v: &str| {
+            v.parse::<SocketAddr>()
+                .map_err(|e| MediaError::Config(format!("{k}={v:?}: {e}")))
+        };
+        if let Some(v) = get("VOXBRIDGE_AUDIOSOCKET_LISTEN") {
+            let addr = parse_addr("VOXBRIDGE_AUDIOSOCKET_LISTEN", &v)?;
+            match self.audiosocket.first_mut() {
+                Some(l) => l.listen = addr,
+                None => self.audiosocket.push(AudioSocketListener {
+                    listen: addr,
+                    route: default_route_name(),
+                }),
+            }
+        }
+        if let Some(v) = get("VOXBRIDGE_METRICS_LISTEN") {
+            self.metrics_listen = if v == "off" {
+                None
+            } else {
+                Some(parse_addr("VOXBRIDGE_METRICS_LISTEN", &v)?)
+            };
+        }
+        let route = self.routes.entry(default_route_name()).or_default();
+        if let Some(v) = get("VOXBRIDGE_BOT_URL") {
+            route.url = v;
+        }
+        if let Some(v) = get("VOXBRIDGE_BOT_PROTOCOL") {
+            route.protocol = match v.as_str() {
+                "pipecat" => BotProtocolKind::Pipecat,
+                "twilio" => BotProtocolKind::Twilio,
+                other => {
+                    return Err(MediaError::Config(format!(
+                        "VOXBRIDGE_BOT_PROTOCOL={other:?}: use pipecat or twilio"
+                    )))
+                }
+            };
+        }
+        let num = |k: &str| -> Result<Option<usize>, MediaError> {
+            get(k)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|e| MediaError::Config(format!("{k}={v:?}: {e}")))
+                })
+                .transpose()
+        };
+        if let Some(n) = num("VOXBRIDGE_WORKERS")? {
+            self.workers = n;
+        }
+        if let Some(n) = num("VOXBRIDGE_MAX_CALLS")? {
+            self.limits.max_calls = n;
+        }
+        Ok(())
+    }
+
+    /// Checks every route and that each listener's route exists.
+    pub fn validate(&self) -> Result<(), MediaError> {
+        for (name, r) in &self.routes {
+            r.validate(name)?;
+        }
+        for l in &self.audiosocket {
+            if !self.routes.contains_key(&l.route) {
+                return Err(MediaError::Config(format!(
+                    "audiosocket listener {} names route {:?}, which is not defined",
+                    l.listen, l.route
+                )));
+            }
+        }
+        if self.limits.max_calls == 0 {
+            return Err(MediaError::Config("limits.max_calls: must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_embedded_defaults() {
+        let c = Config::from_toml("").expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.audiosocket[0].listen.port(), 9092);
+        assert_eq!(c.routes["default"].bot_rate(), 16000);
+    }
+
+    #[test]
+    fn routes_and_listeners_parse() {
+        let c = Config::from_toml(
+            r#"
+            [[audiosocket]]
+            listen = "0.0.0.0:9093"
+            route = "sales"
+            [routes.sales]
+            url = "wss://bot.example/ws"
+            protocol = "twilio"
+            twilio_encoding = "mulaw"
+            on_bot_failure = "silence"
+            params = { campaign = "spring" }
+            "#,
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        let r = &c.routes["sales"];
+        assert_eq!(r.bot_rate(), 8000, "mulaw forces 8 kHz");
+        assert_eq!(r.on_bot_failure, BotFailurePolicy::Silence);
+        assert_eq!(r.params["campaign"], "spring");
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let e = Config::from_toml("[limits]\nmax_cals = 3").expect_err("unknown key");
+        assert!(e.to_string().contains("max_cals"), "{e}");
+        let c = Config::from_toml("[routes.default]\nsample_rate = 11025").expect("parses");
+        let e = c.validate().expect_err("bad rate");
+        assert!(e.to_string().contains("routes.default.sample_rate"), "{e}");
+        let c =
+            Config::from_toml("[[audiosocket]]\nlisten = \"127.0.0.1:1\"\nroute = \"nope\"").expect("parses");
+        assert!(c.validate().expect_err("no route").to_string().contains("nope"));
+        let c = Config::from_toml("metrics_listen = \"off\"").expect("parses");
+        assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "VOXBRIDGE_BOT_URL" => Some("ws://10.0.0.1:9000/bot".into()),
+            "VOXBRIDGE_METRICS_LISTEN" => Some("off".into()),
+            "VOXBRIDGE_MAX_CALLS" => Some("7".into()),
+            _ => None,
+        })
+        .expect("applies");
+        assert_eq!(c.routes["default"].url, "ws://10.0.0.1:9000/bot");
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.limits.max_calls, 7);
+        assert!(c
+            .apply_env(|k| (k == "VOXBRIDGE_WORKERS").then(|| "x".into()))
+            .is_err());
+    }
+}

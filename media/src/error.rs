@@ -1,0 +1,33 @@
+//! The one error type of the media crate.
+
+use voxbridge_codecs::CodecError;
+use voxbridge_proto::ProtoError;
+
+/// What can go wrong in the media engine: bad configuration (at startup),
+/// bad bytes from a caller or a bot (per call: logged, counted, the call ends
+/// or the message is dropped), and I/O.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// The configuration is invalid; the daemon refuses to start.
+    #[error("config: {0}")]
+    Config(String),
+    /// A wire format error from a peer.
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+    /// A DSP error (unsupported rate, frame length).
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The bot sent something we cannot use.
+    #[error("bot protocol: {0}")]
+    BotProtocol(String),
+    /// The bot link could not be set up.
+    #[error("bot connect: {0}")]
+    BotConnect(String),
+    /// A caller leg broke its protocol (first frame not a UUID, ...).
+    #[error("caller protocol: {0}")]
+    CallerProtocol(String),
+    /// Socket I/O.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}

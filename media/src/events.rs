@@ -1,0 +1,253 @@
+//! Call lifecycle events and the one sink they go through.
+//!
+//! The media plane reports what happened to a call (created, bot connected or
+//! failed, answered, DTMF, transcript segments, hung up with cause and
+//! duration) as [`CallEvent`]s into an [`EventSink`]. `control/` implements
+//! the sink (store + outbox); this module has a log sink and a channel sink
+//! for tests. Sinks must not block: `emit` runs on the call's task.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+/// Why a call ended. Stable snake_case names (metrics labels, event payloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HangupCause {
+    /// The caller sent a hangup.
+    CallerHangup,
+    /// The caller's connection closed without a hangup.
+    CallerGone,
+    /// The caller sent an error frame.
+    CallerError,
+    /// The caller sent bytes that break the protocol.
+    Malformed,
+    /// The caller's audio format is not supported.
+    UnsupportedAudio,
+    /// The bot never answered (connect failed or timed out) and policy is hang up.
+    BotUnavailable,
+    /// The bot link dropped mid-call and policy is hang up (or reconnects ran out).
+    BotDropped,
+    /// The bot closed the link normally or asked to hang up.
+    BotHangup,
+    /// The daemon is shutting down and the grace period ran out.
+    Shutdown,
+    /// The daemon is at its call limit.
+    Overload,
+}
+
+impl HangupCause {
+    /// Every cause, for metrics.
+    pub const ALL: [HangupCause; 10] = [
+        HangupCause::CallerHangup,
+        HangupCause::CallerGone,
+        HangupCause::CallerError,
+        HangupCause::Malformed,
+        HangupCause::UnsupportedAudio,
+        HangupCause::BotUnavailable,
+        HangupCause::BotDropped,
+        HangupCause::BotHangup,
+        HangupCause::Shutdown,
+        HangupCause::Overload,
+    ];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HangupCause::CallerHangup => "caller_hangup",
+            HangupCause::CallerGone => "caller_gone",
+            HangupCause::CallerError => "caller_error",
+            HangupCause::Malformed => "malformed",
+            HangupCause::UnsupportedAudio => "unsupported_audio",
+            HangupCause::BotUnavailable => "bot_unavailable",
+            HangupCause::BotDropped => "bot_dropped",
+            HangupCause::BotHangup => "bot_hangup",
+            HangupCause::Shutdown => "shutdown",
+            HangupCause::Overload => "overload",
+        }
+    }
+
+    /// Index into [`HangupCause::ALL`].
+    pub fn index(self) -> usize {
+        HangupCause::ALL.iter().position(|&c| c == self).unwrap_or(0)
+    }
+}
+
+/// Who said a transcript segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    /// The caller (the bot's speech-to-text).
+    Caller,
+    /// The bot (what it says).
+    Bot,
+}
+
+/// Metadata of a call as known at its start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallInfo {
+    /// voxbridge's call id (for AudioSocket: the stream UUID).
+    pub call_id: String,
+    /// Route name from the config.
+    pub route: String,
+    /// Calling number, if the ingress knows it.
+    pub caller: Option<String>,
+    /// Called number, if the ingress knows it.
+    pub callee: Option<String>,
+    /// Ingress kind ("audiosocket", "rtp").
+    pub ingress: &'static str,
+    /// Route parameters passed to the bot.
+    pub params: BTreeMap<String, String>,
+}
+
+/// Something that happened to a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallEvent {
+    /// A caller connected and identified the call.
+    Created {
+        /// The call.
+        info: CallInfo,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
+    /// The bot link is up (after `connect_time`).
+    BotConnected {
+        /// Call id.
+        call_id: String,
+        /// Time to connect (TCP + TLS + WebSocket handshake).
+        connect_time: Duration,
+        /// 0 for the first connect, n for the n-th reconnect.
+        attempt: u32,
+    },
+    /// The bot link failed to come up or dropped.
+    BotFailed {
+        /// Call id.
+        call_id: String,
+        /// Why.
+        reason: String,
+        /// Whether the call keeps going (silence policy) or hangs up.
+        will_retry: bool,
+    },
+    /// Audio flows both ways (first bot link up).
+    Answered {
+        /// Call id.
+        call_id: String,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
+    /// The caller pressed a key.
+    Dtmf {
+        /// Call id.
+        call_id: String,
+        /// `0-9 * # A-D`.
+        digit: char,
+    },
+    /// A transcript segment from the bot (its STT of the caller, or its own text).
+    Transcript {
+        /// Call id.
+        call_id: String,
+        /// Who spoke.
+        speaker: Speaker,
+        /// The words.
+        text: String,
+        /// The bot's user id field, if any.
+        user_id: String,
+    },
+    /// The call ended.
+    Hungup {
+        /// Call id.
+        call_id: String,
+        /// Why.
+        cause: HangupCause,
+        /// Time from created to hung up.
+        duration: Duration,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
+}
+
+impl CallEvent {
+    /// The call this event belongs to.
+    pub fn call_id(&self) -> &str {
+        match self {
+            CallEvent::Created { info, .. } => &info.call_id,
+            CallEvent::BotConnected { call_id, .. }
+            | CallEvent::BotFailed { call_id, .. }
+            | CallEvent::Answered { call_id, .. }
+            | CallEvent::Dtmf { call_id, .. }
+            | CallEvent::Transcript { call_id, .. }
+            | CallEvent::Hungup { call_id, .. } => call_id,
+        }
+    }
+}
+
+/// Where call events go. `emit` must not block (it runs on the call's task).
+pub trait EventSink: Send + Sync + 'static {
+    /// Takes one event.
+    fn emit(&self, event: CallEvent);
+}
+
+/// Writes each event as one `tracing` line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogSink;
+
+impl EventSink for LogSink {
+    fn emit(&self, event: CallEvent) {
+        match &event {
+            CallEvent::Hungup {
+                call_id,
+                cause,
+                duration,
+                ..
+            } => {
+                tracing::info!(
+                    call_id,
+                    cause = cause.as_str(),
+                    duration_ms = duration.as_millis() as u64,
+                    "call hung up"
+                )
+            }
+            CallEvent::BotFailed {
+                call_id,
+                reason,
+                will_retry,
+            } => {
+                tracing::warn!(call_id, reason, will_retry, "bot link failed")
+            }
+            other => tracing::info!(call_id = other.call_id(), event = ?other, "call event"),
+        }
+    }
+}
+
+/// Sends events into an unbounded channel (tests, and a simple fan-out). An
+/// unbounded channel because a sink must never block a call; consumers that
+/// fall behind grow memory, so production sinks bound and count instead.
+#[derive(Debug, Clone)]
+pub struct ChannelSink(pub mpsc::UnboundedSender<CallEvent>);
+
+impl ChannelSink {
+    /// A sink and the receiving end.
+    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<CallEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(ChannelSink(tx)), rx)
+    }
+}
+
+impl EventSink for ChannelSink {
+    fn emit(&self, event: CallEvent) {
+        // A dropped receiver means nobody listens any more; that is fine.
+        let _ = self.0.send(event);
+    }
+}
+
+/// Sends each event to several sinks.
+pub struct FanOut(pub Vec<Arc<dyn EventSink>>);
+
+impl EventSink for FanOut {
+    fn emit(&self, event: CallEvent) {
+        for s in &self.0 {
+            s.emit(event.clone());
+        }
+    }
+}

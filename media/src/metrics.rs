@@ -1,0 +1,384 @@
+//! Daemon-wide counters and histograms, rendered in Prometheus text format.
+//!
+//! Calls never touch shared state per frame: each call counts into its own
+//! [`CallCounters`] and folds them into the shared [`Metrics`] (relaxed
+//! atomic adds, no locks) once a second and when it ends. A scrape therefore
+//! lags by up to a second, which is what a 15 s scrape interval needs.
+
+use crate::events::HangupCause;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+];
+/// Upper bounds (seconds) of the bot connect-time buckets.
+pub const CONNECT_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// A fixed-bucket histogram a call keeps locally.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalHistogram<const N: usize> {
+    counts: [u64; N],
+    overflow: u64,
+    sum_ns: u64,
+}
+
+impl<const N: usize> Default for LocalHistogram<N> {
+    fn default() -> Self {
+        LocalHistogram {
+            counts: [0; N],
+            overflow: 0,
+            sum_ns: 0,
+        }
+    }
+}
+
+impl<const N: usize> LocalHistogram<N> {
+    /// Records one observation against `bounds`.
+    pub fn observe(&mut self, bounds: &[f64; N], d: Duration) {
+        let s = d.as_secs_f64();
+        match bounds.iter().position(|&b| s <= b) {
+            Some(i) => self.counts[i] += 1,
+            None => self.overflow += 1,
+        }
+        self.sum_ns += d.as_nanos() as u64;
+    }
+}
+
+/// The shared side of a histogram.
+#[derive(Debug)]
+pub struct Histogram<const N: usize> {
+    bounds: &'static [f64; N],
+    counts: [AtomicU64; N],
+    overflow: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    fn new(bounds: &'static [f64; N]) -> Self {
+        Histogram {
+            bounds,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            overflow: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds a call's local histogram and zeroes it.
+    pub fn absorb(&self, local: &mut LocalHistogram<N>) {
+        for (c, l) in self.counts.iter().zip(local.counts.iter()) {
+            if *l > 0 {
+                c.fetch_add(*l, Relaxed);
+            }
+        }
+        self.overflow.fetch_add(local.overflow, Relaxed);
+        self.sum_ns.fetch_add(local.sum_ns, Relaxed);
+        *local = LocalHistogram::default();
+    }
+
+    /// Records one observation directly (rare events only).
+    pub fn observe(&self, d: Duration) {
+        let mut l = LocalHistogram::default();
+        l.observe(self.bounds, d);
+        self.absorb(&mut l);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cum = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.bounds.iter().zip(self.counts.iter()) {
+            cum += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cum}");
+        }
+        cum += self.overflow.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cum}");
+        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cum}");
+    }
+}
+
+/// What one call counts between folds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallCounters {
+    /// Audio frames received from the caller.
+    pub frames_in: u64,
+    /// 20 ms frames sent to the bot.
+    pub frames_to_bot: u64,
+    /// Audio messages received from the bot.
+    pub frames_from_bot: u64,
+    /// 20 ms frames sent to the caller.
+    pub frames_out: u64,
+    /// Paced frames sent more than 2 ms after their tick.
+    pub frames_late: u64,
+    /// Frames lost: ticks skipped, caller audio dropped while no bot was up.
+    pub frames_lost: u64,
+    /// Frames concealed (RTP ingress).
+    pub frames_concealed: u64,
+    /// Samples of bot audio refused because the playout buffer was full.
+    pub overflow_samples: u64,
+    /// Bad messages from the bot (dropped, call continues).
+    pub bot_protocol_errors: u64,
+    /// Caller-to-bot added latency per forwarded batch.
+    pub to_bot: LocalHistogram<10>,
+    /// Lateness of each paced frame against its tick.
+    pub to_caller: LocalHistogram<10>,
+}
+
+/// Daemon-wide metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Calls in progress.
+    pub active_calls: AtomicI64,
+    /// Calls ended, by cause (index of [`HangupCause::ALL`]).
+    pub hangups: [AtomicU64; HangupCause::ALL.len()],
+    /// Connections refused before becoming calls (no UUID, timeout, limit).
+    pub rejected_connections: AtomicU64,
+    /// Protocol errors from callers.
+    pub caller_protocol_errors: AtomicU64,
+    /// Bot connect attempts that failed.
+    pub bot_connect_failures: AtomicU64,
+    /// Bot links that dropped mid-call.
+    pub bot_drops: AtomicU64,
+    /// Time to connect to the bot.
+    pub bot_connect_seconds: Histogram<8>,
+    frames_in: AtomicU64,
+    frames_to_bot: AtomicU64,
+    frames_from_bot: AtomicU64,
+    frames_out: AtomicU64,
+    frames_late: AtomicU64,
+    frames_lost: AtomicU64,
+    frames_concealed: AtomicU64,
+    overflow_samples: AtomicU64,
+    bot_protocol_errors: AtomicU64,
+    to_bot: Histogram<10>,
+    to_caller: Histogram<10>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            active_calls: AtomicI64::new(0),
+            hangups: std::array::from_fn(|_| AtomicU64::new(0)),
+            rejected_connections: AtomicU64::new(0),
+            caller_protocol_errors: AtomicU64::new(0),
+            bot_connect_failures: AtomicU64::new(0),
+            bot_drops: AtomicU64::new(0),
+            bot_connect_seconds: Histogram::new(&CONNECT_BUCKETS),
+            frames_in: AtomicU64::new(0),
+            frames_to_bot: AtomicU64::new(0),
+            frames_from_bot: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            frames_late: AtomicU64::new(0),
+            frames_lost: AtomicU64::new(0),
+            frames_concealed: AtomicU64::new(0),
+            overflow_samples: AtomicU64::new(0),
+            bot_protocol_errors: AtomicU64::new(0),
+            to_bot: Histogram::new(&LATENCY_BUCKETS),
+            to_caller: Histogram::new(&LATENCY_BUCKETS),
+        }
+    }
+}
+
+/// A point-in-time copy of the frame counters (for tests and loadgen).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameTotals {
+    /// See [`CallCounters::frames_in`].
+    pub frames_in: u64,
+    /// See [`CallCounters::frames_to_bot`].
+    pub frames_to_bot: u64,
+    /// See [`CallCounters::frames_from_bot`].
+    pub frames_from_bot: u64,
+    /// See [`CallCounters::frames_out`].
+    pub frames_out: u64,
+    /// See [`CallCounters::frames_late`].
+    pub frames_late: u64,
+    /// See [`CallCounters::frames_lost`].
+    pub frames_lost: u64,
+    /// See [`CallCounters::overflow_samples`].
+    pub overflow_samples: u64,
+    /// See [`CallCounters::bot_protocol_errors`].
+    pub bot_protocol_errors: u64,
+}
+
+impl Metrics {
+    /// Folds a call's counters in and zeroes them.
+    pub fn absorb(&self, c: &mut CallCounters) {
+        let add = |a: &AtomicU64, v: u64| {
+            if v > 0 {
+                a.fetch_add(v, Relaxed);
+            }
+        };
+        add(&self.frames_in, c.frames_in);
+        add(&self.frames_to_bot, c.frames_to_bot);
+        add(&self.frames_from_bot, c.frames_from_bot);
+        add(&self.frames_out, c.frames_out);
+        add(&self.frames_late, c.frames_late);
+        add(&self.frames_lost, c.frames_lost);
+        add(&self.frames_concealed, c.frames_concealed);
+        add(&self.overflow_samples, c.overflow_samples);
+        add(&self.bot_protocol_errors, c.bot_protocol_errors);
+        self.to_bot.absorb(&mut c.to_bot);
+        self.to_caller.absorb(&mut c.to_caller);
+        *c = CallCounters::default();
+    }
+
+    /// Counts a hangup.
+    pub fn hangup(&self, cause: HangupCause) {
+        self.hangups[cause.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Calls ended with `cause` so far.
+    pub fn hangups_with(&self, cause: HangupCause) -> u64 {
+        self.hangups[cause.index()].load(Relaxed)
+    }
+
+    /// The frame counters now.
+    pub fn totals(&self) -> FrameTotals {
+        FrameTotals {
+            frames_in: self.frames_in.load(Relaxed),
+            frames_to_bot: self.frames_to_bot.load(Relaxed),
+            frames_from_bot: self.frames_from_bot.load(Relaxed),
+            frames_out: self.frames_out.load(Relaxed),
+            frames_late: self.frames_late.load(Relaxed),
+            frames_lost: self.frames_lost.load(Relaxed),
+            overflow_samples: self.overflow_samples.load(Relaxed),
+            bot_protocol_errors: self.bot_protocol_errors.load(Relaxed),
+        }
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        let gauge = |o: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        gauge(
+            &mut o,
+            "voxbridge_active_calls",
+            "Calls in progress.",
+            self.active_calls.load(Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_calls_total Calls ended, by hangup cause.\n# TYPE voxbridge_calls_total counter"
+        );
+        for c in HangupCause::ALL {
+            let _ = writeln!(
+                o,
+                "voxbridge_calls_total{{cause=\"{}\"}} {}",
+                c.as_str(),
+                self.hangups_with(c)
+            );
+        }
+        let t = self.totals();
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_frames_total Audio frames by direction and fate.\n# TYPE voxbridge_frames_total counter"
+        );
+        for (kind, v) in [
+            ("in", t.frames_in),
+            ("to_bot", t.frames_to_bot),
+            ("from_bot", t.frames_from_bot),
+            ("out", t.frames_out),
+            ("late", t.frames_late),
+            ("lost", t.frames_lost),
+            ("concealed", self.frames_concealed.load(Relaxed)),
+        ] {
+            let _ = writeln!(o, "voxbridge_frames_total{{kind=\"{kind}\"}} {v}");
+        }
+        counter(
+            &mut o,
+            "voxbridge_playout_overflow_samples_total",
+            "Bot audio samples refused because a call's playout buffer was full.",
+            t.overflow_samples,
+        );
+        counter(
+            &mut o,
+            "voxbridge_rejected_connections_total",
+            "Connections refused before becoming calls (no UUID in time, call limit, shutdown).",
+            self.rejected_connections.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_caller_protocol_errors_total",
+            "Malformed input from callers.",
+            self.caller_protocol_errors.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_bot_protocol_errors_total",
+            "Malformed or unusable messages from bots (dropped).",
+            t.bot_protocol_errors,
+        );
+        counter(
+            &mut o,
+            "voxbridge_bot_connect_failures_total",
+            "Bot connect attempts that failed or timed out.",
+            self.bot_connect_failures.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_bot_drops_total",
+            "Bot links that dropped mid-call.",
+            self.bot_drops.load(Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_added_latency_seconds Latency the daemon adds: caller->bot forwarding time, and lateness of each paced frame to the caller against its 20 ms tick.\n# TYPE voxbridge_added_latency_seconds histogram"
+        );
+        self.to_bot
+            .render(&mut o, "voxbridge_added_latency_seconds", "direction=\"to_bot\"");
+        self.to_caller.render(
+            &mut o,
+            "voxbridge_added_latency_seconds",
+            "direction=\"to_caller\"",
+        );
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_bot_connect_seconds Time to bring a bot link up.\n# TYPE voxbridge_bot_connect_seconds histogram"
+        );
+        self.bot_connect_seconds
+            .render(&mut o, "voxbridge_bot_connect_seconds", "");
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_is_prometheus_text_with_cumulative_buckets() {
+        let m = Metrics::default();
+        let mut c = CallCounters {
+            frames_in: 3,
+            ..Default::default()
+        };
+        c.to_caller.observe(&LATENCY_BUCKETS, Duration::from_micros(300));
+        c.to_caller.observe(&LATENCY_BUCKETS, Duration::from_millis(3));
+        m.absorb(&mut c);
+        m.hangup(HangupCause::CallerHangup);
+        let text = m.render();
+        assert!(text.contains("voxbridge_frames_total{kind=\"in\"} 3"));
+        assert!(text.contains("voxbridge_calls_total{cause=\"caller_hangup\"} 1"));
+        assert!(
+            text.contains("voxbridge_added_latency_seconds_bucket{direction=\"to_caller\",le=\"0.0005\"} 1")
+        );
+        assert!(
+            text.contains("voxbridge_added_latency_seconds_bucket{direction=\"to_caller\",le=\"0.005\"} 2")
+        );
+        assert!(text.contains("voxbridge_added_latency_seconds_count{direction=\"to_caller\"} 2"));
+        assert_eq!(c.frames_in, 0, "absorbed counters are zeroed");
+    }
+}

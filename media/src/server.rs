@@ -1,0 +1,233 @@
+//! The media server: AudioSocket listeners, the UUID handshake, the call
+//! limit and graceful shutdown.
+//!
+//! Asterisk connects as the TCP client and must send its UUID frame first,
+//! within `limits.uuid_timeout_ms`; anything else is logged, counted and
+//! closed without becoming a call. Shutdown: [`ShutdownHandle::shutdown`]
+//! stops accepting, calls go on for up to `limits.shutdown_grace_ms`, then
+//! the rest are hung up with cause `shutdown` and [`MediaServer::run`] returns.
+
+use crate::call::{self, CallContext};
+use crate::config::{Config, Route};
+use crate::error::MediaError;
+use crate::events::{EventSink, HangupCause};
+use crate::metrics::Metrics;
+use bytes::BytesMut;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
+
+/// Asks a running server to stop (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Stops accepting calls and starts the grace period.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A bound, not yet running, media server.
+pub struct MediaServer {
+    config: Config,
+    listeners: Vec<(TcpListener, String)>,
+    routes: BTreeMap<String, Arc<Route>>,
+    sink: Arc<dyn EventSink>,
+    metrics: Arc<Metrics>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl MediaServer {
+    /// Validates `config` and binds every listener (port 0 picks a free port).
+    pub async fn bind(config: Config, sink: Arc<dyn EventSink>) -> Result<Self, MediaError> {
+        config.validate()?;
+        let mut listeners = Vec::new();
+        for l in &config.audiosocket {
+            let listener = TcpListener::bind(l.listen)
+                .await
+                .map_err(|e| MediaError::Config(format!("audiosocket listen {}: {e}", l.listen)))?;
+            listeners.push((listener, l.route.clone()));
+        }
+        let routes = config
+            .routes
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+            .collect();
+        Ok(MediaServer {
+            config,
+            listeners,
+            routes,
+            sink,
+            metrics: Arc::new(Metrics::default()),
+            stop: Arc::new(watch::channel(false).0),
+        })
+    }
+
+    /// The addresses the AudioSocket listeners are bound to.
+    pub fn audiosocket_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// A handle that stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.stop.clone())
+    }
+
+    /// Accepts calls until shutdown, then drains them (see the module docs).
+    pub async fn run(self) {
+        let tracker = TaskTracker::new();
+        let (hangup_tx, hangup_rx) = watch::channel(false);
+        let limits = self.config.limits.clone();
+        let mut accept_loops = Vec::new();
+        for (listener, route_name) in self.listeners {
+            let route = self.routes.get(&route_name).cloned().unwrap_or_default();
+            let ctx = CallContext {
+                route_name,
+                route,
+                sink: self.sink.clone(),
+                metrics: self.metrics.clone(),
+                hangup_now: hangup_rx.clone(),
+                max_frame_bytes: limits.max_frame_bytes,
+            };
+            let acceptor = Acceptor {
+                listener,
+                ctx,
+                tracker: tracker.clone(),
+                max_calls: limits.max_calls,
+                uuid_timeout: Duration::from_millis(limits.uuid_timeout_ms),
+            };
+            accept_loops.push(tokio::spawn(acceptor.run(self.stop.subscribe())));
+        }
+        let mut stop = self.stop.subscribe();
+        // Err: every handle is gone, which also means stop.
+        let _ = stop.wait_for(|s| *s).await;
+        for a in &accept_loops {
+            a.abort();
+        }
+        tracker.close();
+        let active = self.metrics.active_calls.load(Relaxed);
+        tracing::info!(
+            active,
+            grace_ms = limits.shutdown_grace_ms,
+            "shutting down: no new calls"
+        );
+        let grace = Duration::from_millis(limits.shutdown_grace_ms);
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::info!(
+                active = self.metrics.active_calls.load(Relaxed),
+                "grace period over: hanging up"
+            );
+            hangup_tx.send_replace(true);
+            tracker.wait().await;
+        }
+        tracing::info!("media server stopped");
+    }
+}
+
+struct Acceptor {
+    listener: TcpListener,
+    ctx: CallContext,
+    tracker: TaskTracker,
+    max_calls: usize,
+    uuid_timeout: Duration,
+}
+
+impl Acceptor {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let (sock, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = sock.set_nodelay(true);
+            let metrics = &self.ctx.metrics;
+            if metrics.active_calls.load(Relaxed) >= self.max_calls as i64 {
+                metrics.rejected_connections.fetch_add(1, Relaxed);
+                metrics.hangup(HangupCause::Overload);
+                tracing::warn!(%peer, max_calls = self.max_calls, "call limit reached; refusing");
+                let _ = sock.try_write(&[voxbridge_proto::audiosocket::kind::HANGUP, 0, 0]);
+                continue;
+            }
+            let ctx = self.ctx.clone();
+            let timeout = self.uuid_timeout;
+            self.tracker.spawn(async move {
+                match handshake(sock, timeout, ctx.max_frame_bytes).await {
+                    Ok((sock, rest, id)) => call::run(sock, rest, id, ctx).await,
+                    Err(e) => {
+                        ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
+                        if matches!(e, MediaError::CallerProtocol(_) | MediaError::Proto(_)) {
+                            ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+                        }
+                        tracing::warn!(%peer, error = %e, "AudioSocket connection refused");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Reads until the first frame; it must be a UUID. Returns the socket, the
+/// bytes read past the UUID frame, and the UUID as Asterisk prints it.
+async fn handshake(
+    mut sock: TcpStream,
+    timeout: Duration,
+    max_frame: usize,
+) -> Result<(TcpStream, BytesMut, String), MediaError> {
+    let codec = AudioSocketCodec::new(max_frame);
+    let mut buf = BytesMut::with_capacity(4096);
+    let first = tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(f) = codec.decode_frame(&mut buf)? {
+                return Ok::<_, MediaError>(f);
+            }
+            if sock.read_buf(&mut buf).await? == 0 {
+                return Err(MediaError::CallerProtocol("closed before sending a UUID".into()));
+            }
+        }
+    })
+    .await
+    .map_err(|_| MediaError::CallerProtocol(format!("no UUID within {timeout:?}")))??;
+    match first {
+        Frame::Uuid(id) => Ok((sock, buf, Frame::uuid_string(&id))),
+        other => Err(MediaError::CallerProtocol(format!(
+            "first frame must be a UUID, got {}",
+            frame_name(&other)
+        ))),
+    }
+}
+
+fn frame_name(f: &Frame) -> &'static str {
+    match f {
+        Frame::Hangup => "hangup",
+        Frame::Uuid(_) => "uuid",
+        Frame::Silence(_) => "silence",
+        Frame::Dtmf(_) => "dtmf",
+        Frame::Audio { .. } => "audio",
+        Frame::Error(_) => "error",
+    }
+}

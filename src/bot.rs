@@ -1,0 +1,241 @@
+//! `voxbridge bot echo`: a built-in bot that answers over either bot
+//! protocol, for demos, tests and `loadgen`.
+//!
+//! It accepts WebSocket connections from the daemon, tells pipecat from
+//! Twilio-style by the first message (binary vs text), and answers every
+//! audio frame with either the same audio (echo, optionally delayed) or a
+//! tone of the same length. A [`Probe`] sees each call start and each audio
+//! frame arrive, which is how `loadgen` measures caller->bot latency.
+
+use anyhow::Context as _;
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use voxbridge_codecs::g711;
+use voxbridge_media::botlink::ws_config;
+use voxbridge_proto::pipecat::{self, AudioRawFrame, Kind};
+use voxbridge_proto::twilio::{self, BotCommand, StreamEvent};
+
+/// What the bot answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The caller's own audio.
+    Echo,
+    /// A 440 Hz tone, one frame per frame received.
+    Tone,
+}
+
+/// `voxbridge bot echo` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Address to listen on (the daemon's default route points here).
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    pub listen: SocketAddr,
+    /// Echo or tone.
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+    /// Delay before each answer, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+}
+
+/// Observes the bot's traffic (used by loadgen).
+pub trait Probe: Send + Sync + 'static {
+    /// A call started; returns a handle for its later audio, if it is one of ours.
+    fn started(&self, call_id: &str) -> Option<usize>;
+    /// Audio frame number `seq` (from 0) of call `handle` arrived at `at`.
+    fn audio(&self, handle: usize, seq: u64, at: Instant);
+}
+
+/// `voxbridge bot echo`: runs until Ctrl-C.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listen on {}", args.listen))?;
+        println!(
+            "voxbridge bot: {:?} on ws://{}",
+            args.mode,
+            listener.local_addr()?
+        );
+        tokio::select! {
+            () = serve(listener, args.mode, Duration::from_millis(args.delay_ms), None) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
+}
+
+/// Accepts bot links forever.
+pub async fn serve(listener: TcpListener, mode: Mode, delay: Duration, probe: Option<Arc<dyn Probe>>) {
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            if let Err(e) = session(sock, mode, delay, probe).await {
+                tracing::debug!(error = %e, "bot session ended");
+            }
+        });
+    }
+}
+
+struct Tone {
+    phase: f32,
+}
+
+impl Tone {
+    fn fill(&mut self, rate: u32, samples: usize, out: &mut BytesMut) {
+        let step = 2.0 * std::f32::consts::PI * 440.0 / rate.max(1) as f32;
+        for _ in 0..samples {
+            let s = (self.phase.sin() * 8000.0) as i16;
+            out.extend_from_slice(&s.to_le_bytes());
+            self.phase = (self.phase + step) % (2.0 * std::f32::consts::PI);
+        }
+    }
+}
+
+async fn session(
+    sock: TcpStream,
+    mode: Mode,
+    delay: Duration,
+    probe: Option<Arc<dyn Probe>>,
+) -> anyhow::Result<()> {
+    let mut ws = tokio_tungstenite::accept_async_with_config(sock, Some(ws_config())).await?;
+    let mut handle: Option<usize> = None;
+    let mut seq = 0u64;
+    let mut tone = Tone { phase: 0.0 };
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut b64 = String::new();
+    let mut raw = Vec::new();
+    let mut stream_sid = String::new();
+    let mut tw_mulaw = false;
+    let mut tw_rate = 8000;
+    let mut pending: VecDeque<(Instant, Message)> = VecDeque::new();
+    loop {
+        let next_due = pending.front().map(|(t, _)| *t);
+        let msg = tokio::select! {
+            m = ws.next() => match m {
+                Some(Ok(m)) => m,
+                _ => return Ok(()),
+            },
+            () = async {
+                match next_due {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = Instant::now();
+                while pending.front().is_some_and(|(t, _)| *t <= now) {
+                    if let Some((_, m)) = pending.pop_front() {
+                        ws.feed(m).await?;
+                    }
+                }
+                ws.flush().await?;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        let reply = match msg {
+            Message::Binary(b) => match pipecat::decode(b.clone()) {
+                Ok(Kind::Audio(a)) => {
+                    if let (Some(p), Some(h)) = (&probe, handle) {
+                        p.audio(h, seq, now);
+                    }
+                    seq += 1;
+                    match mode {
+                        // The frame is already an AudioRawFrame: send it back as is.
+                        Mode::Echo => Some(Message::Binary(b)),
+                        Mode::Tone => {
+                            let (pcm, rate) = pipecat::audio_pcm(&a)?;
+                            let mut out = BytesMut::with_capacity(pcm.len());
+                            tone.fill(rate, pcm.len() / 2, &mut out);
+                            pipecat::encode(
+                                Kind::Audio(AudioRawFrame {
+                                    audio: out.freeze(),
+                                    sample_rate: rate,
+                                    num_channels: 1,
+                                    ..Default::default()
+                                }),
+                                &mut buf,
+                            );
+                            Some(Message::Binary(buf.split().freeze()))
+                        }
+                    }
+                }
+                Ok(Kind::Message(m)) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.data) {
+                        if v["type"] == "voxbridge.start" {
+                            let id = v["call_id"].as_str().unwrap_or_default();
+                            handle = probe.as_ref().and_then(|p| p.started(id));
+                        }
+                    }
+                    None
+                }
+                _ => None,
+            },
+            Message::Text(t) => match StreamEvent::parse(t.as_str()) {
+                Ok(StreamEvent::Start { start, .. }) => {
+                    handle = probe.as_ref().and_then(|p| p.started(&start.call_sid));
+                    stream_sid = start.stream_sid;
+                    tw_mulaw = start.media_format.encoding == "audio/x-mulaw";
+                    tw_rate = start.media_format.sample_rate;
+                    None
+                }
+                Ok(StreamEvent::Media { payload, .. }) => {
+                    if let (Some(p), Some(h)) = (&probe, handle) {
+                        p.audio(h, seq, now);
+                    }
+                    seq += 1;
+                    let answer = match mode {
+                        Mode::Echo => payload.into_owned(),
+                        Mode::Tone => {
+                            twilio::decode_payload(&payload, &mut raw)?;
+                            let samples = if tw_mulaw { raw.len() } else { raw.len() / 2 };
+                            buf.clear();
+                            tone.fill(tw_rate, samples, &mut buf);
+                            if tw_mulaw {
+                                raw.clear();
+                                raw.extend(
+                                    buf.chunks_exact(2)
+                                        .map(|p| g711::linear_to_ulaw(i16::from_le_bytes([p[0], p[1]]))),
+                                );
+                                twilio::encode_payload(&raw, &mut b64);
+                            } else {
+                                twilio::encode_payload(&buf, &mut b64);
+                            }
+                            b64.clone()
+                        }
+                    };
+                    Some(Message::Text(
+                        BotCommand::Media {
+                            stream_sid: stream_sid.as_str().into(),
+                            payload: answer.into(),
+                        }
+                        .to_json()
+                        .into(),
+                    ))
+                }
+                _ => None,
+            },
+            Message::Close(_) => return Ok(()),
+            _ => None,
+        };
+        if let Some(r) = reply {
+            if delay.is_zero() {
+                ws.send(r).await?;
+            } else {
+                pending.push_back((now + delay, r));
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `voxbridge serve`: the daemon. Loads the config (file, embedded defaults,
+//! env overrides), runs the media server and `/metrics`, and shuts down
+//! gracefully on SIGINT/SIGTERM.
+
+use anyhow::Context as _;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use voxbridge_media::events::LogSink;
+use voxbridge_media::{Config, MediaServer};
+
+/// `voxbridge serve` arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// TOML config file; without one the embedded defaults apply (see README).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Reads the file (if any) and applies the environment.
+pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    let mut config = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+            Config::from_toml(&text).with_context(|| format!("config {}", p.display()))?
+        }
+        None => Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok())?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Runs the daemon until a signal.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    if args.check {
+        println!("{config:#?}");
+        return Ok(());
+    }
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    };
+    // One worker: a current-thread runtime has no work-stealing overhead.
+    let rt = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics_addr = config.metrics_listen;
+    let server = MediaServer::bind(config, Arc::new(LogSink)).await?;
+    let metrics = server.metrics();
+    let shutdown = server.shutdown_handle();
+    let addrs: Vec<String> = server.audiosocket_addrs().iter().map(|a| a.to_string()).collect();
+    let mut http_addr = String::from("off");
+    if let Some(addr) = metrics_addr {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics listen {addr}"))?;
+        http_addr = listener.local_addr()?.to_string();
+        let m = metrics.clone();
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let m = m.clone();
+                    async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()) }
+                }),
+            )
+            .route("/healthz", get(|| async { "ok\n" }));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+    }
+    // One line scripts can wait for and parse (ports may be 0 in the config).
+    println!(
+        "voxbridge serve: audiosocket={} metrics={} pid={}",
+        addrs.join(","),
+        http_addr,
+        std::process::id()
+    );
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: stopping");
+        shutdown.shutdown();
+    });
+    server.run().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
