@@ -33,8 +33,9 @@ use voxbridge_proto::audiosocket::{audio_kind, AudioSocketCodec, Frame, HEADER_L
 pub const FRAME: Duration = Duration::from_millis(20);
 /// A paced frame later than this against its tick counts as late.
 pub const LATE: Duration = Duration::from_millis(2);
-/// Caller audio kept while the bot link first comes up (1 s of frames).
-const BACKLOG_FRAMES: usize = 50;
+/// Most caller audio kept while the bot link first comes up (5 s of frames);
+/// the route's connect timeout sets the actual bound.
+const BACKLOG_MAX_FRAMES: usize = 250;
 /// Counters are folded into the shared metrics every this many ticks (1 s).
 const FOLD_TICKS: u64 = 50;
 /// A caller whose socket has taken nothing for this many ticks is gone.
@@ -297,7 +298,8 @@ impl Call {
             }
             _ if !self.ever_connected => {
                 for o in self.outbox.drain(..) {
-                    if self.backlog.len() == BACKLOG_FRAMES {
+                    let cap = (self.ctx.route.connect_timeout_ms / 20).clamp(1, BACKLOG_MAX_FRAMES as u64) as usize;
+                    if self.backlog.len() >= cap {
                         self.backlog.pop_front();
                         self.counters.frames_lost += 1;
                     }

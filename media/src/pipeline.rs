@@ -74,6 +74,13 @@ impl Framer {
         self.run(emit)
     }
 
+    /// Pushes one frame of silence through, so the filter's tail (its group
+    /// delay's worth of the last real samples) comes out.
+    fn flush_tail(&mut self, emit: impl FnMut(&[i16])) -> usize {
+        self.acc.fill(0);
+        self.run(emit)
+    }
+
     fn run(&mut self, mut emit: impl FnMut(&[i16])) -> usize {
         self.fill = 0;
         // Lengths are fixed at construction, so process() cannot fail here.
@@ -109,6 +116,8 @@ pub struct Pipeline {
     up: Framer,
     down: Framer,
     playout: Playout,
+    /// Bot audio went into the down resampler since its tail was last flushed.
+    down_dirty: bool,
     egress: Vec<i16>,
     stats: PipelineStats,
 }
@@ -123,6 +132,7 @@ impl Pipeline {
             up: Framer::new(caller_rate, bot_rate)?,
             down: Framer::new(bot_rate, caller_rate)?,
             playout: Playout::new(caller_rate, playout_cap_ms),
+            down_dirty: false,
             egress: vec![0; frame_len(caller_rate)],
             stats: PipelineStats::default(),
         })
@@ -185,6 +195,7 @@ impl Pipeline {
             playout.push(f);
         });
         self.stats.frames_down += n as u64;
+        self.down_dirty |= !pcm.is_empty();
         Ok(())
     }
 
@@ -207,11 +218,21 @@ impl Pipeline {
     /// bot has nothing queued) and what it contained.
     pub fn tick(&mut self) -> (&[i16], FrameFill) {
         if self.playout.buffered_ms() < 20 {
-            // The bot paused mid-frame: play the tail instead of holding it.
+            // The bot paused: play what it sent instead of holding it back.
+            // First the half frame waiting in the framer, then (on the next
+            // dry tick) the resampler's tail, as if the bot had sent silence.
             let playout = &mut self.playout;
-            let n = self.down.flush(|f| {
+            let push = |f: &[i16]| {
                 playout.push(f);
-            });
+            };
+            let n = if self.down.fill > 0 {
+                self.down.flush(push)
+            } else if self.down_dirty && self.down.resampler.from_rate() != self.down.resampler.to_rate() {
+                self.down_dirty = false;
+                self.down.flush_tail(push)
+            } else {
+                0
+            };
             self.stats.frames_down += n as u64;
         }
         let fill = self.playout.next_frame(&mut self.egress);
@@ -222,6 +243,7 @@ impl Pipeline {
     pub fn clear(&mut self) {
         self.playout.clear();
         self.down.reset();
+        self.down_dirty = false;
     }
 
     /// A mark placed after the bot audio queued so far.
@@ -261,6 +283,19 @@ mod tests {
 
     fn le(pcm: &[i16]) -> Vec<u8> {
         pcm.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn a_resampled_utterance_ends_with_its_filter_tail() {
+        let mut p = Pipeline::new(8000, 16000, 1000).expect("pipeline");
+        p.bot_audio(&[8000i16; 320], 16000).expect("queued");
+        assert_eq!(p.tick().1, FrameFill::Audio);
+        // The bot stopped: the next tick carries the resampler's tail (the
+        // last 2.5 ms of the utterance), then silence.
+        let (tail, _) = p.tick();
+        assert!(tail[..10].iter().all(|&s| s > 4000), "{:?}", &tail[..10]);
+        assert!(tail[60..].iter().all(|&s| s.abs() < 50));
+        assert_eq!(p.tick().1, FrameFill::Silence);
     }
 
     #[test]

@@ -1,0 +1,294 @@
+//! In-process harness for the bridge scenarios: a daemon on 127.0.0.1:0, a
+//! scripted Asterisk-like caller and a scripted bot.
+//!
+//! Every wait has a 10 s guard that fails the test with what it was waiting
+//! for; nothing sleeps to synchronise.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use voxbridge_media::config::{AudioSocketListener, Route};
+use voxbridge_media::events::ChannelSink;
+use voxbridge_media::metrics::Metrics;
+use voxbridge_media::{CallEvent, Config, MediaServer, ShutdownHandle};
+use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
+
+/// Failure guard for every wait.
+pub const GUARD: Duration = Duration::from_secs(10);
+
+/// Awaits `f`, failing the test after [`GUARD`] with `what`.
+pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(GUARD, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A daemon running in this process.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
+    pub shutdown: ShutdownHandle,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    /// A daemon whose only listener uses `route`.
+    pub async fn start(route: Route) -> Daemon {
+        let mut config = Config::default();
+        config.routes.insert("default".into(), route);
+        Daemon::with_config(config).await
+    }
+
+    /// A daemon with `config`, its listener moved to a free port, metrics HTTP off.
+    pub async fn with_config(mut config: Config) -> Daemon {
+        config.audiosocket = vec![AudioSocketListener {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            route: "default".into(),
+        }];
+        config.metrics_listen = None;
+        let (sink, events) = ChannelSink::new();
+        let server = MediaServer::bind(config, sink).await.expect("daemon binds");
+        let addr = server.audiosocket_addrs()[0];
+        let metrics = server.metrics();
+        let shutdown = server.shutdown_handle();
+        let task = tokio::spawn(server.run());
+        Daemon {
+            addr,
+            metrics,
+            events,
+            shutdown,
+            task,
+        }
+    }
+
+    /// The next event that `pred` accepts (earlier ones are skipped).
+    pub async fn event(&mut self, what: &str, pred: impl Fn(&CallEvent) -> bool) -> CallEvent {
+        within(what, async {
+            loop {
+                let e = self.events.recv().await.expect("event channel open");
+                if pred(&e) {
+                    return e;
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// A route to `url` at `rate` over pipecat.
+pub fn pipecat_route(url: &str, rate: u32) -> Route {
+    Route {
+        url: url.into(),
+        sample_rate: rate,
+        ..Route::default()
+    }
+}
+
+/// A bot listener; each accepted WebSocket arrives on `conns`.
+pub struct TestBot {
+    pub url: String,
+    pub conns: mpsc::UnboundedReceiver<BotConn>,
+}
+
+impl TestBot {
+    pub async fn start() -> TestBot {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind bot");
+        let url = format!("ws://{}", listener.local_addr().expect("addr"));
+        let (tx, conns) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Ok(ws) = tokio_tungstenite::accept_async(sock).await {
+                        let _ = tx.send(BotConn { ws });
+                    }
+                });
+            }
+        });
+        TestBot { url, conns }
+    }
+
+    pub async fn accept(&mut self) -> BotConn {
+        within("the daemon to connect to the bot", self.conns.recv())
+            .await
+            .expect("bot listener alive")
+    }
+}
+
+/// One bot-side WebSocket.
+pub struct BotConn {
+    pub ws: WebSocketStream<TcpStream>,
+}
+
+impl BotConn {
+    /// The next data message (pings skipped); `None` when the link closed.
+    pub async fn recv(&mut self) -> Option<Message> {
+        within("a message at the bot", async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                    Some(Ok(m)) => return Some(m),
+                }
+            }
+        })
+        .await
+    }
+
+    pub async fn send(&mut self, m: Message) {
+        self.ws.send(m).await.expect("bot send");
+    }
+
+    /// Drops the TCP connection without a close frame.
+    pub fn drop_abruptly(self) {
+        drop(self.ws.into_inner());
+    }
+}
+
+/// The next pipecat frame at the bot.
+pub async fn pipecat_next(bot: &mut BotConn) -> Option<voxbridge_proto::pipecat::Kind> {
+    match bot.recv().await? {
+        Message::Binary(b) => Some(voxbridge_proto::pipecat::decode(b).expect("valid pipecat frame")),
+        other => panic!("pipecat link got {other:?}"),
+    }
+}
+
+/// The JSON of a pipecat `MessageFrame`, if `k` is one.
+pub fn message_json(k: &voxbridge_proto::pipecat::Kind) -> Option<serde_json::Value> {
+    match k {
+        voxbridge_proto::pipecat::Kind::Message(m) => serde_json::from_str(&m.data).ok(),
+        _ => None,
+    }
+}
+
+/// A pipecat audio frame.
+pub fn pipecat_audio(pcm: &[i16], rate: u32) -> Message {
+    let mut b = BytesMut::new();
+    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+    voxbridge_proto::pipecat::encode_audio(bytes.into(), rate, &mut b);
+    Message::Binary(b.freeze())
+}
+
+/// A scripted Asterisk-like AudioSocket client.
+pub struct Caller {
+    pub sock: TcpStream,
+    buf: BytesMut,
+    codec: AudioSocketCodec,
+}
+
+impl Caller {
+    /// Connects and sends the UUID frame.
+    pub async fn connect(addr: SocketAddr, uuid: [u8; 16]) -> Caller {
+        let mut c = Caller::connect_raw(addr).await;
+        let mut hello = vec![0x01, 0x00, 0x10];
+        hello.extend_from_slice(&uuid);
+        c.send_raw(&hello).await;
+        c
+    }
+
+    /// Connects without sending anything.
+    pub async fn connect_raw(addr: SocketAddr) -> Caller {
+        let sock = TcpStream::connect(addr).await.expect("connect to daemon");
+        Caller {
+            sock,
+            buf: BytesMut::with_capacity(8192),
+            codec: AudioSocketCodec::default(),
+        }
+    }
+
+    pub async fn send_raw(&mut self, b: &[u8]) {
+        self.sock.write_all(b).await.expect("caller write");
+    }
+
+    /// One 8 kHz slin frame per 160 samples.
+    pub async fn send_audio(&mut self, pcm: &[i16]) {
+        let mut out = Vec::with_capacity(pcm.len() * 2 + 16);
+        for chunk in pcm.chunks(160) {
+            out.push(0x10);
+            out.extend_from_slice(&((chunk.len() * 2) as u16).to_be_bytes());
+            for s in chunk {
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+        }
+        self.send_raw(&out).await;
+    }
+
+    /// The next frame from the daemon; `None` at EOF.
+    pub async fn next(&mut self) -> Option<Frame> {
+        within("a frame at the caller", async {
+            loop {
+                if let Some(f) = self.codec.decode_frame(&mut self.buf).expect("daemon sends valid frames") {
+                    return Some(f);
+                }
+                match self.sock.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+    }
+
+    /// The samples of the next audio frame (panics on anything else).
+    pub async fn next_audio(&mut self) -> Vec<i16> {
+        match self.next().await {
+            Some(Frame::Audio { rate, pcm }) => {
+                assert_eq!(rate, 8000, "the caller spoke 8 kHz, so it hears 8 kHz");
+                pcm.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect()
+            }
+            other => panic!("expected audio, got {other:?}"),
+        }
+    }
+
+    /// Every frame already received, without waiting.
+    pub fn drain_now(&mut self) -> Vec<Frame> {
+        let mut out = Vec::new();
+        loop {
+            let mut tmp = [0u8; 65536];
+            match self.sock.try_read(&mut tmp) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        while let Ok(Some(f)) = self.codec.decode_frame(&mut self.buf) {
+            out.push(f);
+        }
+        out
+    }
+
+    /// Reads until a hangup frame or EOF; returns whether a hangup frame came.
+    pub async fn until_hangup(&mut self) -> bool {
+        loop {
+            match self.next().await {
+                Some(Frame::Hangup) => return true,
+                Some(_) => continue,
+                None => return false,
+            }
+        }
+    }
+}
+
+/// The first `frames` x 20 ms of the bundled speech sample, 8 kHz.
+pub fn speech_8k(frames: usize) -> Vec<i16> {
+    let ul = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/hello_8k.ul")).expect("sample");
+    ul.iter()
+        .take(frames * 160)
+        .map(|&c| voxbridge_codecs::g711::ulaw_to_linear(c))
+        .collect()
+}
+
+/// A UUID whose last byte is `n`.
+pub fn uuid(n: u8) -> [u8; 16] {
+    let mut id = [0x5a; 16];
+    id[15] = n;
+    id
+}
