@@ -170,6 +170,13 @@ pub fn message_json(k: &voxbridge_proto::pipecat::Kind) -> Option<serde_json::Va
     }
 }
 
+/// Any pipecat frame as a WebSocket message.
+pub fn pipecat_msg(kind: voxbridge_proto::pipecat::Kind) -> Message {
+    let mut b = BytesMut::new();
+    voxbridge_proto::pipecat::encode(kind, &mut b);
+    Message::Binary(b.freeze())
+}
+
 /// A pipecat audio frame.
 pub fn pipecat_audio(pcm: &[i16], rate: u32) -> Message {
     let mut b = BytesMut::new();

@@ -1,0 +1,207 @@
+//! What goes wrong: a bot that never answers or drops mid-call (under both
+//! policies), a bot that hangs up, malformed caller input (the call ends,
+//! counted; other calls are unaffected), connections that never identify,
+//! and shutdown with calls in progress.
+
+mod harness;
+
+use harness::*;
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use voxbridge_media::config::{BotFailurePolicy, Route};
+use voxbridge_media::{CallEvent, Config, HangupCause};
+use voxbridge_proto::pipecat::{Kind, MessageFrame};
+
+async fn hung_up_with(d: &mut Daemon, cause: HangupCause) {
+    let e = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
+    assert!(matches!(e, CallEvent::Hungup { cause: c, .. } if c == cause), "{e:?}");
+}
+
+/// A TCP listener that accepts and then says nothing (a hung bot).
+async fn silent_listener() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}", l.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    url
+}
+
+/// A URL nothing listens on.
+async fn refused_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    format!("ws://{}", l.local_addr().expect("addr"))
+}
+
+#[tokio::test]
+async fn a_bot_that_never_answers_hangs_the_caller_up_under_the_hangup_policy() {
+    let url = silent_listener().await;
+    let mut d = Daemon::start(Route {
+        connect_timeout_ms: 300,
+        ..pipecat_route(&url, 16000)
+    })
+    .await;
+    let mut caller = Caller::connect(d.addr, uuid(20)).await;
+    assert!(caller.until_hangup().await, "the caller gets an AudioSocket hangup");
+    let e = d.event("bot failed", |e| matches!(e, CallEvent::BotFailed { .. })).await;
+    assert!(matches!(e, CallEvent::BotFailed { will_retry: false, .. }), "{e:?}");
+    hung_up_with(&mut d, HangupCause::BotUnavailable).await;
+    assert_eq!(d.metrics.bot_connect_failures.load(Relaxed), 1);
+    assert_eq!(d.metrics.active_calls.load(Relaxed), 0, "the call's resources are released");
+}
+
+#[tokio::test]
+async fn under_the_silence_policy_the_caller_hears_silence_while_reconnects_run_out() {
+    let url = refused_url().await;
+    let mut d = Daemon::start(Route {
+        on_bot_failure: BotFailurePolicy::Silence,
+        reconnect_interval_ms: 30,
+        max_reconnects: 2,
+        ..pipecat_route(&url, 16000)
+    })
+    .await;
+    let mut caller = Caller::connect(d.addr, uuid(21)).await;
+    for _ in 0..3 {
+        assert!(caller.next_audio().await.iter().all(|&s| s == 0));
+    }
+    for retry in [true, true, false] {
+        let e = d.event("bot failed", |e| matches!(e, CallEvent::BotFailed { .. })).await;
+        assert!(matches!(e, CallEvent::BotFailed { will_retry, .. } if will_retry == retry), "{e:?}");
+    }
+    assert!(caller.until_hangup().await);
+    hung_up_with(&mut d, HangupCause::BotUnavailable).await;
+    assert_eq!(d.metrics.bot_connect_failures.load(Relaxed), 3);
+}
+
+#[tokio::test]
+async fn a_bot_dropping_mid_call_hangs_up_under_the_hangup_policy() {
+    let mut bot = TestBot::start().await;
+    let mut d = Daemon::start(pipecat_route(&bot.url, 16000)).await;
+    let mut caller = Caller::connect(d.addr, uuid(22)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    caller.next_audio().await;
+    link.drop_abruptly();
+    assert!(caller.until_hangup().await);
+    hung_up_with(&mut d, HangupCause::BotDropped).await;
+    assert_eq!(d.metrics.bot_drops.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_bot_dropping_mid_call_is_reconnected_under_the_silence_policy() {
+    let mut bot = TestBot::start().await;
+    let mut d = Daemon::start(Route {
+        on_bot_failure: BotFailurePolicy::Silence,
+        reconnect_interval_ms: 20,
+        ..pipecat_route(&bot.url, 8000)
+    })
+    .await;
+    let mut caller = Caller::connect(d.addr, uuid(23)).await;
+    let mut first = bot.accept().await;
+    pipecat_next(&mut first).await.expect("start");
+    first.drop_abruptly();
+    let mut second = bot.accept().await;
+    let start = message_json(&pipecat_next(&mut second).await.expect("start again")).expect("json");
+    assert_eq!(start["type"], "voxbridge.start");
+    let e = d
+        .event("reconnected", |e| matches!(e, CallEvent::BotConnected { attempt: 1, .. }))
+        .await;
+    assert!(matches!(e, CallEvent::BotConnected { .. }));
+    // Audio flows to the new link.
+    caller.send_audio(&[321i16; 160]).await;
+    loop {
+        if let Kind::Audio(a) = pipecat_next(&mut second).await.expect("audio") {
+            assert_eq!(&a.audio[..2], &321i16.to_le_bytes());
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bot_can_end_the_call() {
+    let mut bot = TestBot::start().await;
+    let mut d = Daemon::start(pipecat_route(&bot.url, 16000)).await;
+    let mut caller = Caller::connect(d.addr, uuid(24)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    link.send(pipecat_msg(Kind::Message(MessageFrame {
+        data: r#"{"type":"voxbridge.hangup"}"#.into(),
+    })))
+    .await;
+    assert!(caller.until_hangup().await);
+    hung_up_with(&mut d, HangupCause::BotHangup).await;
+}
+
+#[tokio::test]
+async fn a_malformed_frame_ends_that_call_only() {
+    let mut bot = TestBot::start().await;
+    let mut d = Daemon::start(pipecat_route(&bot.url, 8000)).await;
+    let mut good = Caller::connect(d.addr, uuid(25)).await;
+    let mut good_link = bot.accept().await;
+    pipecat_next(&mut good_link).await.expect("start");
+    let mut bad = Caller::connect(d.addr, uuid(26)).await;
+    let mut bad_link = bot.accept().await;
+    pipecat_next(&mut bad_link).await.expect("start");
+    // Type 0x42 does not exist.
+    bad.send_raw(&[0x42, 0x00, 0x02, 1, 2]).await;
+    assert!(bad.until_hangup().await, "told to hang up, then closed");
+    hung_up_with(&mut d, HangupCause::Malformed).await;
+    assert_eq!(d.metrics.caller_protocol_errors.load(Relaxed), 1);
+    // The other call goes on both ways.
+    good.send_audio(&[55i16; 160]).await;
+    loop {
+        if let Kind::Audio(a) = pipecat_next(&mut good_link).await.expect("audio") {
+            assert_eq!(&a.audio[..2], &55i16.to_le_bytes());
+            break;
+        }
+    }
+    good_link.send(pipecat_audio(&[66i16; 160], 8000)).await;
+    loop {
+        if good.next_audio().await.iter().all(|&s| s == 66) {
+            break;
+        }
+    }
+    assert_eq!(d.metrics.active_calls.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn connections_that_do_not_start_with_a_uuid_are_refused_and_counted() {
+    let mut config = Config::default();
+    config.limits.uuid_timeout_ms = 200;
+    config.routes.get_mut("default").expect("default route").url = refused_url().await;
+    let d = Daemon::with_config(config).await;
+    // Audio before any UUID.
+    let mut c = Caller::connect_raw(d.addr).await;
+    c.send_audio(&[0i16; 160]).await;
+    assert_eq!(c.next().await, None, "closed without becoming a call");
+    // Nothing at all: closed after the UUID timeout.
+    let mut quiet = Caller::connect_raw(d.addr).await;
+    let mut b = [0u8; 16];
+    let n = within("the quiet connection to close", quiet.sock.read(&mut b)).await;
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert_eq!(d.metrics.rejected_connections.load(Relaxed), 2);
+    assert_eq!(d.metrics.caller_protocol_errors.load(Relaxed), 2);
+    assert_eq!(d.metrics.active_calls.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn shutdown_hangs_up_calls_left_after_the_grace_period() {
+    let mut bot = TestBot::start().await;
+    let mut config = Config::default();
+    config.limits.shutdown_grace_ms = 100;
+    config.routes.get_mut("default").expect("default route").url = bot.url.clone();
+    let mut d = Daemon::with_config(config).await;
+    let mut caller = Caller::connect(d.addr, uuid(27)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    d.shutdown.shutdown();
+    assert!(caller.until_hangup().await);
+    hung_up_with(&mut d, HangupCause::Shutdown).await;
+    within("the server to stop", &mut d.task).await.expect("server task");
+    // No new calls once stopped.
+    assert!(tokio::net::TcpStream::connect(d.addr).await.is_err());
+}
