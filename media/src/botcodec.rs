@@ -22,6 +22,16 @@ use voxbridge_proto::twilio::{self, BotCommand, MediaFormat, StartInfo, StreamEv
 /// Arena size; one pipecat 24 kHz frame is ~1 KB, a Twilio one ~1.3 KB.
 const ARENA: usize = 64 * 1024;
 
+/// Makes room for `need` bytes before writing a message. Called before the
+/// next message is built, when the socket has copied and dropped the earlier
+/// ones, so `reserve` finds the block unshared and reclaims it in place
+/// instead of allocating (reserving right after a split never could).
+fn ensure(buf: &mut BytesMut, need: usize, block: usize) {
+    if buf.capacity() - buf.len() < need {
+        buf.reserve(block.max(need));
+    }
+}
+
 /// A WebSocket payload to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
@@ -104,13 +114,7 @@ impl BotCodec {
     }
 
     fn take(&mut self) -> Bytes {
-        let out = self.arena.split().freeze();
-        if self.arena.capacity() < 4096 {
-            // Reclaims the block in place once every earlier frame has been
-            // dropped (the socket copies them out), else allocates a new one.
-            self.arena.reserve(ARENA);
-        }
-        out
+        self.arena.split().freeze()
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -178,6 +182,7 @@ impl BotCodec {
     }
 
     fn message(&mut self, v: serde_json::Value) -> Outgoing {
+        ensure(&mut self.arena, 4096, ARENA);
         pipecat::encode(
             Kind::Message(MessageFrame { data: v.to_string() }),
             &mut self.arena,
@@ -189,14 +194,12 @@ impl BotCodec {
     pub fn audio(&mut self, pcm: &[i16]) -> Outgoing {
         match self.kind {
             BotProtocolKind::Pipecat => {
-                self.pcm.reserve(pcm.len() * 2);
+                ensure(&mut self.pcm, pcm.len() * 2, ARENA / 4);
+                ensure(&mut self.arena, pcm.len() * 2 + 64, ARENA);
                 for s in pcm {
                     self.pcm.put_i16_le(*s);
                 }
                 let samples = self.pcm.split().freeze();
-                if self.pcm.capacity() < 4096 {
-                    self.pcm.reserve(ARENA / 4);
-                }
                 pipecat::encode_audio(samples, self.rate, &mut self.arena);
                 Outgoing::Binary(self.take())
             }
@@ -212,6 +215,7 @@ impl BotCodec {
                 twilio::encode_payload(&self.raw, &mut self.b64);
                 let seq = self.next_seq();
                 self.chunk += 1;
+                ensure(&mut self.arena, self.b64.len() + 256, ARENA);
                 let ts_ms = (self.chunk - 1) * 20;
                 // Hand-written so no per-frame String or serde_json::Value is built.
                 let _ = write!(

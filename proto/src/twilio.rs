@@ -29,6 +29,15 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
     })
 }
 
+/// An optional string borrowed from the message. serde's `borrow` does not
+/// reach through `Option<Cow>` (it would allocate every `streamSid`), so the
+/// Cow is wrapped in a newtype that does borrow.
+fn borrowed_opt<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct B<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<B<'a>>::deserialize(d)?.map(|b| b.0))
+}
+
 /// `start.mediaFormat`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaFormat {
@@ -148,13 +157,13 @@ pub enum BotCommand<'a> {
 struct Wire<'a> {
     #[serde(borrow)]
     event: Cow<'a, str>,
-    #[serde(rename = "streamSid", borrow, default)]
+    #[serde(rename = "streamSid", borrow, default, deserialize_with = "borrowed_opt")]
     stream_sid: Option<Cow<'a, str>>,
     #[serde(rename = "sequenceNumber", default, deserialize_with = "lenient_u64")]
     sequence: Option<u64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     protocol: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     version: Option<Cow<'a, str>>,
     #[serde(default)]
     start: Option<StartInfo>,
@@ -170,7 +179,7 @@ struct Wire<'a> {
 
 #[derive(Deserialize)]
 struct WireMedia<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     track: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient_u64")]
     chunk: Option<u64>,
@@ -194,7 +203,7 @@ struct WireMark<'a> {
 
 #[derive(Deserialize)]
 struct WireStop<'a> {
-    #[serde(rename = "callSid", borrow, default)]
+    #[serde(rename = "callSid", borrow, default, deserialize_with = "borrowed_opt")]
     call_sid: Option<Cow<'a, str>>,
 }
 
