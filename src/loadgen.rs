@@ -102,9 +102,11 @@ impl Probe for ProbeImpl {
         let s = &self.0;
         let Some(c) = s.calls.get(h) else { return };
         c.bot_frames.fetch_add(1, Relaxed);
-        let sent = c.sends[seq as usize % RING].load(Relaxed);
-        // 0 = sent outside the measured window.
-        if sent != 0 && s.measuring.load(Relaxed) {
+        // Slot k is written before frame k is sent; 0 = sent outside the
+        // measured window (frames sent inside it count even if they reach
+        // the bot just after it closed).
+        let sent = c.sends[seq as usize % RING].swap(0, Relaxed);
+        if sent != 0 {
             let now = s.ns(at);
             s.bot_measured.fetch_add(1, Relaxed);
             if let Ok(mut h) = s.up.lock() {

@@ -44,12 +44,15 @@ async fn an_8k_echo_round_trip_is_bit_exact() {
     // Silence until the echo arrives, then the 2 s of speech, then silence.
     let heard = hear(&mut caller, 160).await;
     let at = find(&heard, &speech).expect("the echo is bit-exact somewhere in what the caller heard");
-    assert!(heard[..at].iter().all(|&s| s == 0), "only silence before the echo");
+    assert!(
+        heard[..at].iter().all(|&s| s == 0),
+        "only silence before the echo"
+    );
     caller.send_raw(&[0x00, 0x00, 0x00]).await;
-    let e = d
-        .event("hangup", |e| matches!(e, CallEvent::Hungup { .. }))
-        .await;
-    let CallEvent::Hungup { cause, .. } = e else { unreachable!() };
+    let e = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
+    let CallEvent::Hungup { cause, .. } = e else {
+        unreachable!()
+    };
     assert_eq!(cause, HangupCause::CallerHangup);
     assert_eq!(d.metrics.totals().frames_to_bot, 100);
 }
@@ -64,15 +67,18 @@ async fn a_16k_bot_round_trip_keeps_40_db_snr() {
     let mut link = bot.accept().await;
     // Metadata first, then 100 frames of 16 kHz audio, echoed back as they come.
     let start = pipecat_next(&mut link).await.expect("start");
-    assert_eq!(message_json(&start).expect("start is a MessageFrame")["sample_rate"], 16000);
+    assert_eq!(
+        message_json(&start).expect("start is a MessageFrame")["sample_rate"],
+        16000
+    );
     for _ in 0..100 {
         match pipecat_next(&mut link).await.expect("audio") {
             Kind::Audio(a) => {
                 assert_eq!(a.sample_rate, 16000);
                 assert_eq!(a.audio.len(), 640, "20 ms at 16 kHz");
-                link.send(tokio_tungstenite::tungstenite::Message::Binary(
-                    pipecat_bytes(&a.audio, 16000),
-                ))
+                link.send(tokio_tungstenite::tungstenite::Message::Binary(pipecat_bytes(
+                    &a.audio, 16000,
+                )))
                 .await;
             }
             other => panic!("expected audio, got {other:?}"),
@@ -148,7 +154,18 @@ async fn a_silent_caller_still_gets_a_frame_every_tick_and_the_bot_hears_the_han
     assert_eq!(stop["type"], "voxbridge.stop");
     assert_eq!(stop["cause"], "caller_hangup");
     assert!(link.recv().await.is_none(), "then the link closes");
-    d.event("hangup", |e| matches!(e, CallEvent::Hungup { cause: HangupCause::CallerHangup, .. }))
-        .await;
-    assert_eq!(d.metrics.active_calls.load(std::sync::atomic::Ordering::Relaxed), 0);
+    d.event("hangup", |e| {
+        matches!(
+            e,
+            CallEvent::Hungup {
+                cause: HangupCause::CallerHangup,
+                ..
+            }
+        )
+    })
+    .await;
+    assert_eq!(
+        d.metrics.active_calls.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }

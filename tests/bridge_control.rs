@@ -64,7 +64,8 @@ async fn dtmf_reaches_a_pipecat_bot_and_the_event_sink() {
     };
     assert_eq!(msg["type"], "voxbridge.dtmf");
     assert_eq!(msg["digit"], "7");
-    d.event("dtmf", |e| matches!(e, CallEvent::Dtmf { digit: '7', .. })).await;
+    d.event("dtmf", |e| matches!(e, CallEvent::Dtmf { digit: '7', .. }))
+        .await;
 }
 
 #[tokio::test]
@@ -73,7 +74,10 @@ async fn a_twilio_bot_gets_connected_start_with_metadata_then_media_and_dtmf() {
     let d = Daemon::start(twilio_route(&bot.url)).await;
     let mut caller = Caller::connect(d.addr, uuid(11)).await;
     let mut link = bot.accept().await;
-    assert!(matches!(twilio_next(&mut link).await, StreamEvent::Connected { .. }));
+    assert!(matches!(
+        twilio_next(&mut link).await,
+        StreamEvent::Connected { .. }
+    ));
     let StreamEvent::Start { start, .. } = twilio_next(&mut link).await else {
         panic!("start second")
     };
@@ -88,7 +92,10 @@ async fn a_twilio_bot_gets_connected_start_with_metadata_then_media_and_dtmf() {
     };
     let mut raw = Vec::new();
     twilio::decode_payload(&payload, &mut raw).expect("base64");
-    let got: Vec<i16> = raw.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect();
+    let got: Vec<i16> = raw
+        .chunks_exact(2)
+        .map(|p| i16::from_le_bytes([p[0], p[1]]))
+        .collect();
     assert_eq!(got, speech, "8 kHz L16 passes bit-exact");
     caller.send_raw(&[0x03, 0x00, 0x01, b'#']).await;
     let StreamEvent::Dtmf { digit, .. } = twilio_next(&mut link).await else {
@@ -144,7 +151,10 @@ async fn barge_in_drops_queued_bot_audio_and_what_follows_plays_next() {
     assert_eq!(old_after_new, 0, "no old audio after the new");
     // Old audio still in flight when the bot interrupted (the test reads
     // slower than the daemon writes); nowhere near the 100 frames left of it.
-    assert!(old_before_new < 25, "{old_before_new} old frames after the interruption");
+    assert!(
+        old_before_new < 25,
+        "{old_before_new} old frames after the interruption"
+    );
 }
 
 #[tokio::test]
@@ -201,12 +211,16 @@ async fn bot_transcripts_and_text_become_call_events() {
         ..Default::default()
     })))
     .await;
-    let e = d.event("caller transcript", |e| matches!(e, CallEvent::Transcript { .. })).await;
+    let e = d
+        .event("caller transcript", |e| matches!(e, CallEvent::Transcript { .. }))
+        .await;
     assert!(
         matches!(&e, CallEvent::Transcript { speaker: Speaker::Caller, text, user_id, .. } if text == "I'd like to pay my bill" && user_id == "caller"),
         "{e:?}"
     );
-    let e = d.event("bot text", |e| matches!(e, CallEvent::Transcript { .. })).await;
+    let e = d
+        .event("bot text", |e| matches!(e, CallEvent::Transcript { .. }))
+        .await;
     assert!(
         matches!(&e, CallEvent::Transcript { speaker: Speaker::Bot, text, .. } if text == "Sure, one moment."),
         "{e:?}"

@@ -15,7 +15,10 @@ use voxbridge_proto::pipecat::{Kind, MessageFrame};
 
 async fn hung_up_with(d: &mut Daemon, cause: HangupCause) {
     let e = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
-    assert!(matches!(e, CallEvent::Hungup { cause: c, .. } if c == cause), "{e:?}");
+    assert!(
+        matches!(e, CallEvent::Hungup { cause: c, .. } if c == cause),
+        "{e:?}"
+    );
 }
 
 /// A TCP listener that accepts and then says nothing (a hung bot).
@@ -46,12 +49,30 @@ async fn a_bot_that_never_answers_hangs_the_caller_up_under_the_hangup_policy() 
     })
     .await;
     let mut caller = Caller::connect(d.addr, uuid(20)).await;
-    assert!(caller.until_hangup().await, "the caller gets an AudioSocket hangup");
-    let e = d.event("bot failed", |e| matches!(e, CallEvent::BotFailed { .. })).await;
-    assert!(matches!(e, CallEvent::BotFailed { will_retry: false, .. }), "{e:?}");
+    assert!(
+        caller.until_hangup().await,
+        "the caller gets an AudioSocket hangup"
+    );
+    let e = d
+        .event("bot failed", |e| matches!(e, CallEvent::BotFailed { .. }))
+        .await;
+    assert!(
+        matches!(
+            e,
+            CallEvent::BotFailed {
+                will_retry: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     hung_up_with(&mut d, HangupCause::BotUnavailable).await;
     assert_eq!(d.metrics.bot_connect_failures.load(Relaxed), 1);
-    assert_eq!(d.metrics.active_calls.load(Relaxed), 0, "the call's resources are released");
+    assert_eq!(
+        d.metrics.active_calls.load(Relaxed),
+        0,
+        "the call's resources are released"
+    );
 }
 
 #[tokio::test]
@@ -69,8 +90,13 @@ async fn under_the_silence_policy_the_caller_hears_silence_while_reconnects_run_
         assert!(caller.next_audio().await.iter().all(|&s| s == 0));
     }
     for retry in [true, true, false] {
-        let e = d.event("bot failed", |e| matches!(e, CallEvent::BotFailed { .. })).await;
-        assert!(matches!(e, CallEvent::BotFailed { will_retry, .. } if will_retry == retry), "{e:?}");
+        let e = d
+            .event("bot failed", |e| matches!(e, CallEvent::BotFailed { .. }))
+            .await;
+        assert!(
+            matches!(e, CallEvent::BotFailed { will_retry, .. } if will_retry == retry),
+            "{e:?}"
+        );
     }
     assert!(caller.until_hangup().await);
     hung_up_with(&mut d, HangupCause::BotUnavailable).await;
@@ -108,7 +134,9 @@ async fn a_bot_dropping_mid_call_is_reconnected_under_the_silence_policy() {
     let start = message_json(&pipecat_next(&mut second).await.expect("start again")).expect("json");
     assert_eq!(start["type"], "voxbridge.start");
     let e = d
-        .event("reconnected", |e| matches!(e, CallEvent::BotConnected { attempt: 1, .. }))
+        .event("reconnected", |e| {
+            matches!(e, CallEvent::BotConnected { attempt: 1, .. })
+        })
         .await;
     assert!(matches!(e, CallEvent::BotConnected { .. }));
     // Audio flows to the new link.
@@ -201,7 +229,9 @@ async fn shutdown_hangs_up_calls_left_after_the_grace_period() {
     d.shutdown.shutdown();
     assert!(caller.until_hangup().await);
     hung_up_with(&mut d, HangupCause::Shutdown).await;
-    within("the server to stop", &mut d.task).await.expect("server task");
+    within("the server to stop", &mut d.task)
+        .await
+        .expect("server task");
     // No new calls once stopped.
     assert!(tokio::net::TcpStream::connect(d.addr).await.is_err());
 }

@@ -31,9 +31,12 @@ pub const MAX_MESSAGE: usize = 4 << 20;
 pub type Connecting = Pin<Box<dyn Future<Output = Result<(Ws, Duration), MediaError>> + Send>>;
 
 /// WebSocket settings per link: small buffers (thousands of calls per core).
+/// tungstenite zero-fills `read_buffer_size` bytes before every read, so it
+/// is kept near the size of one 20 ms message (a 24 kHz frame is ~1 KB);
+/// TTS bursts simply take several reads.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(Some(MAX_MESSAGE))

@@ -195,7 +195,15 @@ impl Call {
         }
         let sleep = tokio::time::sleep_until(self.pacer.next_deadline().into());
         tokio::pin!(sleep);
-        let mut hangup_now = self.ctx.hangup_now.clone();
+        // One future for the whole call (building a `changed()` future per
+        // loop turn costs a waiter registration each time). The flag only
+        // ever goes from false to true, so any change means hang up.
+        let mut hangup_rx = self.ctx.hangup_now.clone();
+        if *hangup_rx.borrow_and_update() {
+            return HangupCause::Shutdown;
+        }
+        let hangup_now = hangup_rx.changed();
+        tokio::pin!(hangup_now);
         loop {
             if self.rbuf.capacity() - self.rbuf.len() < 1024 {
                 // Reclaims the buffer in place once earlier frames are dropped.
@@ -212,11 +220,8 @@ impl Call {
                     sleep.as_mut().reset(self.pacer.next_deadline().into());
                     r
                 }
-                r = hangup_now.changed() => match r {
-                    Ok(()) if !*hangup_now.borrow() => Ok(()),
-                    // Grace period over, or the daemon is gone.
-                    _ => Err(HangupCause::Shutdown),
-                },
+                // Grace period over, or the daemon is gone.
+                _ = &mut hangup_now => Err(HangupCause::Shutdown),
             };
             if let Err(cause) = step {
                 return cause;
@@ -298,7 +303,8 @@ impl Call {
             }
             _ if !self.ever_connected => {
                 for o in self.outbox.drain(..) {
-                    let cap = (self.ctx.route.connect_timeout_ms / 20).clamp(1, BACKLOG_MAX_FRAMES as u64) as usize;
+                    let cap =
+                        (self.ctx.route.connect_timeout_ms / 20).clamp(1, BACKLOG_MAX_FRAMES as u64) as usize;
                     if self.backlog.len() >= cap {
                         self.backlog.pop_front();
                         self.counters.frames_lost += 1;

@@ -32,7 +32,7 @@ impl Framer {
         })
     }
 
-    fn from_rate(&self) -> u32 {
+    fn input_rate(&self) -> u32 {
         self.resampler.from_rate()
     }
 
@@ -156,7 +156,7 @@ impl Pipeline {
         }
         let cap = self.playout.capacity_ms() as u32;
         self.up = Framer::new(rate, self.bot_rate)?;
-        self.down = Framer::new(self.down.from_rate(), rate)?;
+        self.down = Framer::new(self.down.input_rate(), rate)?;
         self.playout = Playout::new(rate, cap);
         self.egress = vec![0; frame_len(rate)];
         self.caller_rate = rate;
@@ -174,7 +174,7 @@ impl Pipeline {
     /// Bot audio at `rate` (PCM16 samples, any length): queued for playout.
     /// A new rate rebuilds the down stage (allocates once per change).
     pub fn bot_audio(&mut self, pcm: &[i16], rate: u32) -> Result<(), MediaError> {
-        if rate != self.down.from_rate() {
+        if rate != self.down.input_rate() {
             match Framer::new(rate, self.caller_rate) {
                 Ok(f) => {
                     // Whatever was half a frame at the old rate plays first.

@@ -46,7 +46,9 @@ impl Call {
         }
         // The socket copies them out; the Bytes are dropped.
         self.outbox.clear();
-        self.counters.to_bot.observe(&LATENCY_BUCKETS, Duration::from_micros(80));
+        self.counters
+            .to_bot
+            .observe(&LATENCY_BUCKETS, Duration::from_micros(80));
         // The bot's answer.
         let input = if self.text_reply.is_empty() {
             self.codec.decode_binary(self.bot_reply.clone())
@@ -65,7 +67,9 @@ impl Call {
             self.wbuf.put_i16_le(*s);
         }
         self.counters.frames_out += 1;
-        self.counters.to_caller.observe(&LATENCY_BUCKETS, Duration::from_micros(300));
+        self.counters
+            .to_caller
+            .observe(&LATENCY_BUCKETS, Duration::from_micros(300));
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
             self.rbuf.reserve(4096);
         }

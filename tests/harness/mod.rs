@@ -233,7 +233,11 @@ impl Caller {
     pub async fn next(&mut self) -> Option<Frame> {
         within("a frame at the caller", async {
             loop {
-                if let Some(f) = self.codec.decode_frame(&mut self.buf).expect("daemon sends valid frames") {
+                if let Some(f) = self
+                    .codec
+                    .decode_frame(&mut self.buf)
+                    .expect("daemon sends valid frames")
+                {
                     return Some(f);
                 }
                 match self.sock.read_buf(&mut self.buf).await {
@@ -250,7 +254,9 @@ impl Caller {
         match self.next().await {
             Some(Frame::Audio { rate, pcm }) => {
                 assert_eq!(rate, 8000, "the caller spoke 8 kHz, so it hears 8 kHz");
-                pcm.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect()
+                pcm.chunks_exact(2)
+                    .map(|p| i16::from_le_bytes([p[0], p[1]]))
+                    .collect()
             }
             other => panic!("expected audio, got {other:?}"),
         }

@@ -1,0 +1,71 @@
+//! Property tests over outside input to a call: whatever a bot sends, in
+//! whatever order, the call keeps handing the caller exactly one frame per
+//! tick and never panics; caller audio in any chunking comes out as whole
+//! 20 ms bot frames, one per 20 ms of input.
+
+use proptest::prelude::*;
+use voxbridge_media::botcodec::{BotCodec, BotInput};
+use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
+use voxbridge_media::pipeline::Pipeline;
+
+fn feed(kind: BotProtocolKind, msgs: &[Vec<u8>]) {
+    let mut codec = BotCodec::new(kind, TwilioEncoding::L16, 16000, "prop");
+    let mut p = Pipeline::new(8000, 16000, 500).expect("pipeline");
+    for m in msgs {
+        let input = match kind {
+            BotProtocolKind::Pipecat => codec.decode_binary(bytes::Bytes::copy_from_slice(m)),
+            BotProtocolKind::Twilio => codec.decode_text(&String::from_utf8_lossy(m)),
+        };
+        match input {
+            Ok(BotInput::Audio { pcm, rate }) => {
+                let _ = p.bot_audio(pcm, rate);
+            }
+            Ok(BotInput::Clear) => p.clear(),
+            Ok(BotInput::Mark(m)) => p.mark(m),
+            _ => {}
+        }
+        assert_eq!(p.tick().0.len(), 160);
+    }
+}
+
+fn pipecat_audio(samples: Vec<i16>, rate: u32) -> Vec<u8> {
+    let mut b = bytes::BytesMut::new();
+    let le: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    voxbridge_proto::pipecat::encode_audio(le.into(), rate, &mut b);
+    b.to_vec()
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_pipecat_bytes_never_break_a_call(msgs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20)) {
+        feed(BotProtocolKind::Pipecat, &msgs);
+    }
+
+    #[test]
+    fn arbitrary_twilio_text_never_breaks_a_call(msgs in prop::collection::vec(".{0,200}", 0..20)) {
+        let msgs: Vec<Vec<u8>> = msgs.into_iter().map(String::into_bytes).collect();
+        feed(BotProtocolKind::Twilio, &msgs);
+    }
+
+    #[test]
+    fn valid_audio_at_any_rate_and_length_plays_without_loss(
+        chunks in prop::collection::vec((prop::collection::vec(any::<i16>(), 0..2000), prop::sample::select(vec![8000u32, 12000, 16000, 24000, 48000, 11025])), 1..10)
+    ) {
+        let msgs: Vec<Vec<u8>> = chunks.into_iter().map(|(s, r)| pipecat_audio(s, r)).collect();
+        feed(BotProtocolKind::Pipecat, &msgs);
+    }
+
+    #[test]
+    fn caller_audio_in_any_chunking_leaves_as_whole_bot_frames(cuts in prop::collection::vec(0usize..700, 0..30)) {
+        let mut p = Pipeline::new(8000, 16000, 500).expect("pipeline");
+        let total: usize = cuts.iter().sum::<usize>() * 2;
+        let bytes = vec![7u8; total];
+        let mut frames = 0;
+        let mut at = 0;
+        for c in &cuts {
+            p.caller_audio(&bytes[at..at + c * 2], |f| { assert_eq!(f.len(), 320); frames += 1; });
+            at += c * 2;
+        }
+        prop_assert_eq!(frames, total / 320);
+    }
+}
