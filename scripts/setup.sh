@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc)
+apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc fonts-dejavu-core curl)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
