@@ -216,18 +216,7 @@ async fn handshake(
         Frame::Uuid(id) => Ok((sock, buf, Frame::uuid_string(&id))),
         other => Err(MediaError::CallerProtocol(format!(
             "first frame must be a UUID, got {}",
-            frame_name(&other)
+            other.name()
         ))),
-    }
-}
-
-fn frame_name(f: &Frame) -> &'static str {
-    match f {
-        Frame::Hangup => "hangup",
-        Frame::Uuid(_) => "uuid",
-        Frame::Silence(_) => "silence",
-        Frame::Dtmf(_) => "dtmf",
-        Frame::Audio { .. } => "audio",
-        Frame::Error(_) => "error",
     }
 }

@@ -259,6 +259,13 @@ impl AudioSocketCodec {
     }
 }
 
+impl Frame {
+    /// The message type's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        frame_name(self)
+    }
+}
+
 fn frame_name(f: &Frame) -> &'static str {
     match f {
         Frame::Hangup => "hangup",
