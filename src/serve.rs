@@ -1,10 +1,9 @@
 //! `voxbridge serve`: the daemon. Loads the config (file, embedded defaults,
-//! env overrides), runs the media server and `/metrics`, and shuts down
+//! env overrides), runs the media server and its HTTP side (`/metrics`, the
+//! RTP session API in [`crate::http`]), and shuts down
 //! gracefully on SIGINT/SIGTERM.
 
 use anyhow::Context as _;
-use axum::http::header::CONTENT_TYPE;
-use axum::routing::get;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -73,19 +72,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("metrics listen {addr}"))?;
         http_addr = listener.local_addr()?.to_string();
-        let m = metrics.clone();
-        let app = axum::Router::new()
-            .route(
-                "/metrics",
-                get(move || {
-                    let m = m.clone();
-                    async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()) }
-                }),
-            )
-            .route("/healthz", get(|| async { "ok\n" }));
+        let app = crate::http::router(metrics.clone(), server.rtp_sessions());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics server failed");
+                tracing::error!(error = %e, "HTTP server (metrics, media API) failed");
             }
         });
     }

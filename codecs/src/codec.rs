@@ -150,6 +150,17 @@ impl FrameDecoder {
         Ok(n)
     }
 
+    /// Rebuilds a lost frame from the in-band FEC of the packet after it
+    /// (Opus); other codecs conceal as [`FrameDecoder::conceal`] does.
+    pub fn recover(&mut self, next_payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        #[cfg(feature = "opus")]
+        if let DecoderKind::Opus(d) = &mut self.kind {
+            return d.recover(next_payload, out);
+        }
+        let _ = next_payload;
+        self.conceal(out)
+    }
+
     /// Produces a frame for a lost payload: codec PLC for Opus, pitch repetition otherwise.
     pub fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
         #[cfg(feature = "opus")]

@@ -51,7 +51,10 @@ impl Concealer {
     /// Passes a good frame through; after a loss it is cross-faded in place from the concealment.
     pub fn good(&mut self, frame: &mut [i16]) {
         if self.lost_samples > 0 {
-            let fade = (self.cycle.len() / 4).clamp(self.rate as usize / 1000, frame.len());
+            // A good frame may be shorter than 1 ms (a tiny RTP payload): fade over what there is.
+            let fade = (self.cycle.len() / 4)
+                .max(self.rate as usize / 1000)
+                .min(frame.len());
             for (i, s) in frame.iter_mut().take(fade).enumerate() {
                 let w = (i + 1) as f32 / (fade + 1) as f32;
                 let synth = self.next_synth();
@@ -151,6 +154,16 @@ impl Concealer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_good_frame_shorter_than_the_fade_after_a_loss_is_fine() {
+        let mut c = super::Concealer::new(8000);
+        c.good(&mut [1000; 160]);
+        c.conceal(&mut [0; 160]);
+        let mut tiny = [500i16; 3];
+        c.good(&mut tiny);
+        assert!(!c.in_loss());
+    }
+
     use super::*;
 
     fn voiced(n: usize, rate: u32, f0: f32) -> Vec<i16> {

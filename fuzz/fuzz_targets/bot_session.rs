@@ -8,7 +8,9 @@ use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
 use voxbridge_media::pipeline::Pipeline;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&mode, mut rest)) = data.split_first() else { return };
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
     let (kind, enc) = match mode % 3 {
         0 => (BotProtocolKind::Pipecat, TwilioEncoding::L16),
         1 => (BotProtocolKind::Twilio, TwilioEncoding::L16),
@@ -16,7 +18,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let rate = if enc == TwilioEncoding::Mulaw { 8000 } else { 16000 };
     let mut codec = BotCodec::new(kind, enc, rate, "fuzz");
-    let Ok(mut p) = Pipeline::new(8000, rate, 1000) else { return };
+    let Ok(mut p) = Pipeline::new(8000, rate, 1000) else {
+        return;
+    };
     // Messages: 2-byte length prefix, then the bytes.
     while rest.len() >= 2 {
         let len = (u16::from_le_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);

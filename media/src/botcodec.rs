@@ -66,6 +66,9 @@ pub enum BotInput<'a> {
     },
     /// The bot asks to end the call.
     Hangup,
+    /// The bot asks for a key press to be played to the caller
+    /// (pipecat `voxbridge.dtmf` message with `digit`, Twilio-style `dtmf`).
+    Dtmf(char),
     /// Understood and not needed (pipecat frames voxbridge has no use for).
     Ignored,
 }
@@ -330,6 +333,9 @@ impl BotCodec {
                     serde_json::from_str(&m.data).map_err(|e| MediaError::BotProtocol(e.to_string()))?;
                 match v.get("type").and_then(|t| t.as_str()) {
                     Some("voxbridge.hangup") => BotInput::Hangup,
+                    Some("voxbridge.dtmf") => {
+                        BotInput::Dtmf(one_digit(v.get("digit").and_then(|d| d.as_str()).unwrap_or(""))?)
+                    }
                     _ => BotInput::Ignored,
                 }
             }
@@ -368,7 +374,17 @@ impl BotCodec {
             }
             BotCommand::Mark { name, .. } => BotInput::Mark(name.into_owned()),
             BotCommand::Clear { .. } => BotInput::Clear,
+            BotCommand::Dtmf { digit, .. } => BotInput::Dtmf(one_digit(&digit)?),
         })
+    }
+}
+
+/// A DTMF key from a bot message: exactly one of 0-9, *, #, A-D.
+fn one_digit(s: &str) -> Result<char, MediaError> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if voxbridge_proto::dtmf::event_of(c).is_some() => Ok(c),
+        _ => Err(MediaError::BotProtocol(format!("{s:?} is not a DTMF digit"))),
     }
 }
 

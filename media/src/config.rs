@@ -143,6 +143,86 @@ fn default_route_name() -> String {
     "default".into()
 }
 
+/// RTP ingress: where sessions get their ports and how they behave.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpConfig {
+    /// Address RTP sockets bind to.
+    pub bind_ip: std::net::IpAddr,
+    /// Address written into SDP answers (`c=`); `bind_ip` when absent (set it
+    /// when binding 0.0.0.0 or behind NAT).
+    pub advertise_ip: Option<std::net::IpAddr>,
+    /// First port of the range (even; RTP on even ports, RTCP on the next odd one).
+    pub port_min: u16,
+    /// Last port of the range.
+    pub port_max: u16,
+    /// Symmetric RTP: send to wherever the first valid packet came from and
+    /// ignore other sources (needed behind NAT); off sends to the negotiated address.
+    pub symmetric: bool,
+    /// Hang up with cause `media_timeout` when nothing arrives for this long.
+    pub media_timeout_ms: u64,
+    /// Route RTP calls take unless the request names one.
+    pub route: String,
+    /// Codecs accepted, in voxbridge's order of preference for plain sessions
+    /// (`pcmu`, `pcma`, `g722`, `opus`); offers are answered in their own order.
+    pub codecs: Vec<String>,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            bind_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            advertise_ip: None,
+            port_min: 40000,
+            port_max: 49999,
+            symmetric: true,
+            media_timeout_ms: 30_000,
+            route: default_route_name(),
+            codecs: ["opus", "g722", "pcmu", "pcma"].map(String::from).to_vec(),
+        }
+    }
+}
+
+impl RtpConfig {
+    /// The codecs as negotiable values (validated by [`Config::validate`]).
+    pub fn allowed_codecs(&self) -> Vec<voxbridge_proto::sdp::AudioCodec> {
+        self.codecs
+            .iter()
+            .filter_map(|c| voxbridge_proto::sdp::AudioCodec::from_name(c))
+            .collect()
+    }
+
+    fn validate(&self, routes: &BTreeMap<String, Route>) -> Result<(), MediaError> {
+        let bad = |what: String| Err(MediaError::Config(format!("rtp.{what}")));
+        if self.port_min > self.port_max || self.port_max - self.port_min < 1 {
+            return bad(format!(
+                "port_min/port_max: {}-{} holds no RTP/RTCP pair",
+                self.port_min, self.port_max
+            ));
+        }
+        if self.media_timeout_ms < 1000 {
+            return bad(format!(
+                "media_timeout_ms: {} (at least 1000)",
+                self.media_timeout_ms
+            ));
+        }
+        // The implicit default may be absent when RTP is not used; a route
+        // named explicitly must exist.
+        if self.route != default_route_name() && !routes.contains_key(&self.route) {
+            return bad(format!("route: {:?} is not defined", self.route));
+        }
+        for c in &self.codecs {
+            if voxbridge_proto::sdp::AudioCodec::from_name(c).is_none() {
+                return bad(format!("codecs: unknown codec {c:?} (pcmu, pcma, g722, opus)"));
+            }
+        }
+        if self.codecs.is_empty() {
+            return bad("codecs: empty".into());
+        }
+        Ok(())
+    }
+}
+
 /// Limits and timers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -174,7 +254,10 @@ impl Default for Limits {
 pub struct Config {
     /// AudioSocket listeners.
     pub audiosocket: Vec<AudioSocketListener>,
-    /// Where /metrics is served; `"off"` in the file disables it.
+    /// RTP ingress (sessions are created through the HTTP API).
+    pub rtp: RtpConfig,
+    /// Where /metrics and the media API (`/v1/rtp/sessions`) are served;
+    /// `"off"` in the file disables both.
     #[serde(deserialize_with = "addr_or_off")]
     pub metrics_listen: Option<SocketAddr>,
     /// Tokio worker threads (0: one per core available to the process).
@@ -192,6 +275,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
                 route: default_route_name(),
             }],
+            rtp: RtpConfig::default(),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9100))),
             workers: 0,
             routes: BTreeMap::from([(default_route_name(), Route::default())]),
@@ -290,6 +374,7 @@ impl Config {
                 )));
             }
         }
+        self.rtp.validate(&self.routes)?;
         if self.limits.max_calls == 0 {
             return Err(MediaError::Config("limits.max_calls: must be > 0".into()));
         }

@@ -27,6 +27,13 @@ pub enum MediaError {
     /// A caller leg broke its protocol (first frame not a UUID, ...).
     #[error("caller protocol: {0}")]
     CallerProtocol(String),
+    /// An RTP session request that is wrong (the reason says why).
+    #[error("session: {0}")]
+    Session(String),
+    /// An RTP session request that is fine but cannot be served now
+    /// (shutting down, call limit, no free port).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Socket I/O.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

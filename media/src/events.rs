@@ -33,13 +33,17 @@ pub enum HangupCause {
     BotHangup,
     /// The daemon is shutting down and the grace period ran out.
     Shutdown,
+    /// RTP: nothing received for the configured media timeout.
+    MediaTimeout,
+    /// Hung up through the media plane's HTTP API.
+    ApiHangup,
     /// The daemon is at its call limit.
     Overload,
 }
 
 impl HangupCause {
     /// Every cause, for metrics.
-    pub const ALL: [HangupCause; 10] = [
+    pub const ALL: [HangupCause; 12] = [
         HangupCause::CallerHangup,
         HangupCause::CallerGone,
         HangupCause::CallerError,
@@ -49,6 +53,8 @@ impl HangupCause {
         HangupCause::BotDropped,
         HangupCause::BotHangup,
         HangupCause::Shutdown,
+        HangupCause::MediaTimeout,
+        HangupCause::ApiHangup,
         HangupCause::Overload,
     ];
 
@@ -64,6 +70,8 @@ impl HangupCause {
             HangupCause::BotDropped => "bot_dropped",
             HangupCause::BotHangup => "bot_hangup",
             HangupCause::Shutdown => "shutdown",
+            HangupCause::MediaTimeout => "media_timeout",
+            HangupCause::ApiHangup => "api_hangup",
             HangupCause::Overload => "overload",
         }
     }
@@ -98,6 +106,33 @@ pub struct CallInfo {
     pub ingress: &'static str,
     /// Route parameters passed to the bot.
     pub params: BTreeMap<String, String>,
+}
+
+/// Per-call RTP figures (from the receiver, the jitter buffer and RTCP).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtpCallStats {
+    /// RTP packets received (valid).
+    pub packets_received: u64,
+    /// Packets lost per sequence numbers (RFC 3550 cumulative; negative with duplicates).
+    pub packets_lost: i64,
+    /// Interarrival jitter, ms (RFC 3550).
+    pub jitter_ms: u32,
+    /// Jitter buffer's current deliberate delay, ms.
+    pub jitter_buffer_ms: u32,
+    /// Packets that arrived after their playout point.
+    pub late: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Frames concealed (loss, lateness).
+    pub concealed_frames: u64,
+    /// Datagrams that were not usable RTP (malformed, unknown payload type).
+    pub malformed: u64,
+    /// Round-trip time from the peer's RTCP reports, ms.
+    pub rtt_ms: Option<u32>,
+    /// Fraction lost reported by the peer for what voxbridge sent, 1/256.
+    pub remote_fraction_lost: Option<u8>,
+    /// RTP packets sent.
+    pub packets_sent: u64,
 }
 
 /// Something that happened to a call.
@@ -154,6 +189,13 @@ pub enum CallEvent {
         /// The bot's user id field, if any.
         user_id: String,
     },
+    /// RTP reception and transmission figures (every RTCP interval, 5 s, and at the end).
+    RtpStats {
+        /// Call id.
+        call_id: String,
+        /// The figures.
+        stats: RtpCallStats,
+    },
     /// The call ended.
     Hungup {
         /// Call id.
@@ -177,6 +219,7 @@ impl CallEvent {
             | CallEvent::Answered { call_id, .. }
             | CallEvent::Dtmf { call_id, .. }
             | CallEvent::Transcript { call_id, .. }
+            | CallEvent::RtpStats { call_id, .. }
             | CallEvent::Hungup { call_id, .. } => call_id,
         }
     }

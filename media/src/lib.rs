@@ -1,9 +1,10 @@
 //! voxbridge-media: the real-time engine.
 //!
-//! Sans-IO per-call state ([`pipeline`], [`pacer`], [`playout`], [`botcodec`])
-//! driven by frames and `Instant`s, wrapped by one tokio task per call
-//! ([`call`]) that owns the call's sockets. [`server`] accepts AudioSocket
-//! connections and drains calls on shutdown; [`events`] and [`metrics`] are
+//! Sans-IO per-call state ([`pipeline`], [`pacer`], [`playout`], [`botcodec`],
+//! [`jitter`], [`rtp`]) driven by frames and `Instant`s, wrapped by one tokio
+//! task per call ([`call`]) that owns the call's sockets. [`server`] accepts
+//! AudioSocket connections and drains calls on shutdown; [`sessions`] creates
+//! RTP calls from SDP offers or plain parameters; [`events`] and [`metrics`] are
 //! what the rest of voxbridge (`control/`, `/metrics`) sees of a call.
 #![forbid(unsafe_code)]
 
@@ -13,13 +14,17 @@ pub mod call;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod jitter;
 pub mod metrics;
 pub mod pacer;
 pub mod pipeline;
 pub mod playout;
+pub mod rtp;
 pub mod server;
+pub mod sessions;
 
 pub use config::Config;
 pub use error::MediaError;
 pub use events::{CallEvent, EventSink, HangupCause};
 pub use server::{MediaServer, ShutdownHandle};
+pub use sessions::RtpSessions;

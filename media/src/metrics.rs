@@ -160,6 +160,32 @@ pub struct Metrics {
     bot_protocol_errors: AtomicU64,
     to_bot: Histogram<10>,
     to_caller: Histogram<10>,
+    /// RTP packet counters (all RTP sessions).
+    pub rtp: RtpMetrics,
+}
+
+/// RTP packet counters, folded in by each RTP call once a second.
+#[derive(Debug, Default)]
+pub struct RtpMetrics {
+    /// RTP sessions created through the API.
+    pub sessions_created: AtomicU64,
+    /// Session requests refused (bad SDP, no codec, no port, shutting down).
+    pub sessions_refused: AtomicU64,
+    /// Valid RTP packets received.
+    pub packets_in: AtomicU64,
+    /// RTP packets sent.
+    pub packets_out: AtomicU64,
+    /// Datagrams that were not usable RTP/RTCP (malformed, unknown payload
+    /// type, from an unexpected source).
+    pub malformed: AtomicU64,
+    /// Packets lost (declared at playout by the jitter buffer).
+    pub lost: AtomicU64,
+    /// Packets after their playout point.
+    pub late: AtomicU64,
+    /// Duplicates.
+    pub duplicates: AtomicU64,
+    /// RTCP packets received.
+    pub rtcp_in: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -183,6 +209,7 @@ impl Default for Metrics {
             bot_protocol_errors: AtomicU64::new(0),
             to_bot: Histogram::new(&LATENCY_BUCKETS),
             to_caller: Histogram::new(&LATENCY_BUCKETS),
+            rtp: RtpMetrics::default(),
         }
     }
 }
@@ -302,6 +329,38 @@ impl Metrics {
             "voxbridge_playout_overflow_samples_total",
             "Bot audio samples refused because a call's playout buffer was full.",
             t.overflow_samples,
+        );
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_rtp_packets_total RTP/RTCP packets by kind.\n# TYPE voxbridge_rtp_packets_total counter"
+        );
+        let r = &self.rtp;
+        for (kind, v) in [
+            ("in", &r.packets_in),
+            ("out", &r.packets_out),
+            ("malformed", &r.malformed),
+            ("lost", &r.lost),
+            ("late", &r.late),
+            ("duplicate", &r.duplicates),
+            ("rtcp_in", &r.rtcp_in),
+        ] {
+            let _ = writeln!(
+                o,
+                "voxbridge_rtp_packets_total{{kind=\"{kind}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        counter(
+            &mut o,
+            "voxbridge_rtp_sessions_created_total",
+            "RTP sessions created through the media API.",
+            r.sessions_created.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_rtp_sessions_refused_total",
+            "RTP session requests refused (bad SDP, no common codec, no free port, shutting down).",
+            r.sessions_refused.load(Relaxed),
         );
         counter(
             &mut o,

@@ -171,6 +171,14 @@ impl Pipeline {
         n
     }
 
+    /// Caller audio as samples at the caller's rate (RTP, after decoding);
+    /// otherwise as [`Pipeline::caller_audio`].
+    pub fn caller_pcm(&mut self, pcm: &[i16], emit: impl FnMut(&[i16])) -> usize {
+        let n = self.up.push(pcm, emit);
+        self.stats.frames_up += n as u64;
+        n
+    }
+
     /// Bot audio at `rate` (PCM16 samples, any length): queued for playout.
     /// A new rate rebuilds the down stage (allocates once per change).
     pub fn bot_audio(&mut self, pcm: &[i16], rate: u32) -> Result<(), MediaError> {

@@ -1,5 +1,5 @@
 //! The media server: AudioSocket listeners, the UUID handshake, the call
-//! limit and graceful shutdown.
+//! limit, the RTP session registry, and graceful shutdown.
 //!
 //! Asterisk connects as the TCP client and must send its UUID frame first,
 //! within `limits.uuid_timeout_ms`; anything else is logged, counted and
@@ -12,6 +12,7 @@ use crate::config::{Config, Route};
 use crate::error::MediaError;
 use crate::events::{EventSink, HangupCause};
 use crate::metrics::Metrics;
+use crate::sessions::{RegistryParts, RtpSessions};
 use bytes::BytesMut;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,6 +44,9 @@ pub struct MediaServer {
     sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
     stop: Arc<watch::Sender<bool>>,
+    hangup_tx: watch::Sender<bool>,
+    tracker: TaskTracker,
+    rtp: RtpSessions,
 }
 
 impl MediaServer {
@@ -56,19 +60,41 @@ impl MediaServer {
                 .map_err(|e| MediaError::Config(format!("audiosocket listen {}: {e}", l.listen)))?;
             listeners.push((listener, l.route.clone()));
         }
-        let routes = config
+        let routes: BTreeMap<String, Arc<Route>> = config
             .routes
             .iter()
             .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
             .collect();
+        let metrics = Arc::new(Metrics::default());
+        let stop = Arc::new(watch::channel(false).0);
+        let (hangup_tx, hangup_rx) = watch::channel(false);
+        let tracker = TaskTracker::new();
+        let rtp = RtpSessions::new(RegistryParts {
+            cfg: config.rtp.clone(),
+            routes: routes.clone(),
+            sink: sink.clone(),
+            metrics: metrics.clone(),
+            hangup_now: hangup_rx,
+            stopping: stop.subscribe(),
+            tracker: tracker.clone(),
+            max_calls: config.limits.max_calls,
+        });
         Ok(MediaServer {
             config,
             listeners,
             routes,
             sink,
-            metrics: Arc::new(Metrics::default()),
-            stop: Arc::new(watch::channel(false).0),
+            metrics,
+            stop,
+            hangup_tx,
+            tracker,
+            rtp,
         })
+    }
+
+    /// The RTP session registry (what the media API drives).
+    pub fn rtp_sessions(&self) -> RtpSessions {
+        self.rtp.clone()
     }
 
     /// The addresses the AudioSocket listeners are bound to.
@@ -91,8 +117,9 @@ impl MediaServer {
 
     /// Accepts calls until shutdown, then drains them (see the module docs).
     pub async fn run(self) {
-        let tracker = TaskTracker::new();
-        let (hangup_tx, hangup_rx) = watch::channel(false);
+        let tracker = self.tracker.clone();
+        let hangup_tx = self.hangup_tx;
+        let hangup_rx = hangup_tx.subscribe();
         let limits = self.config.limits.clone();
         let mut accept_loops = Vec::new();
         for (listener, route_name) in self.listeners {

@@ -2,7 +2,9 @@
 //! the whole sans-IO path (AudioSocket frame decoded from the read buffer,
 //! 8 kHz -> 16 kHz resampling, bot message encoded, bot audio message
 //! decoded, resampled back and queued, one paced frame written, latency
-//! observed) make zero heap allocations, for both bot protocols. Counted by a
+//! observed) make zero heap allocations, for both bot protocols; and 1,000
+//! frames of an RTP leg (packet in, jitter buffer, decode, encode, packet
+//! out) for PCMU, G.722 and Opus. Counted by a
 //! global allocator wrapper; this file holds one test so nothing else runs
 //! while it counts.
 
@@ -14,6 +16,8 @@ use voxbridge_media::botcodec::{BotCodec, BotInput, Outgoing};
 use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
 use voxbridge_media::metrics::{CallCounters, LATENCY_BUCKETS};
 use voxbridge_media::pipeline::Pipeline;
+use voxbridge_media::rtp::receiver::{FrameSource, RtpReceiver};
+use voxbridge_media::rtp::sender::RtpSender;
 use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 
 #[global_allocator]
@@ -131,5 +135,46 @@ fn a_thousand_frames_of_a_call_allocate_nothing() {
         );
         assert_eq!(c.counters.frames_out, 1200);
         assert!(c.pipeline.stats().frames_down >= 1000, "the bot audio was played");
+    }
+    // RTP legs: the far end's packet built, received into the jitter buffer,
+    // the tick's frame decoded, and the answer encoded into one datagram.
+    for (codec, clock, pt) in [
+        (voxbridge_codecs::Codec::Pcmu, 8000u32, 0u8),
+        (voxbridge_codecs::Codec::G722, 8000, 9),
+        (voxbridge_codecs::Codec::Opus { rate: 16000 }, 48000, 96),
+    ] {
+        let mut far = RtpSender::new(codec, clock, pt, Some(101), 1).expect("far end");
+        let mut tx = RtpSender::new(codec, clock, pt, Some(101), 2).expect("sender");
+        let mut rx = RtpReceiver::new(codec, clock, pt, Some(101)).expect("receiver");
+        let n = codec.frame_samples();
+        let pcm: Vec<i16> = (0..n).map(|i| ((i as f32 * 0.3).sin() * 5000.0) as i16).collect();
+        let (mut wire, mut out, mut frame) =
+            (Vec::with_capacity(2048), Vec::with_capacity(2048), vec![0i16; n]);
+        let step = clock as u64 / 50;
+        let mut k = 0u64;
+        let mut tick = |k: u64, wire: &mut Vec<u8>, out: &mut Vec<u8>, frame: &mut Vec<i16>| {
+            far.frame(&pcm, wire).expect("encode");
+            rx.datagram(wire, k * step).expect("valid");
+            let src = rx.frame(k * step + step / 2, frame);
+            tx.frame(frame, out).expect("encode");
+            src
+        };
+        for _ in 0..200 {
+            tick(k, &mut wire, &mut out, &mut frame);
+            k += 1;
+        }
+        let region = Region::new(GLOBAL);
+        let mut audio = 0;
+        for _ in 0..1000 {
+            audio += (tick(k, &mut wire, &mut out, &mut frame) == FrameSource::Audio) as u32;
+            k += 1;
+        }
+        let stats = region.change();
+        assert_eq!(
+            (stats.allocations, stats.reallocations),
+            (0, 0),
+            "RTP {codec:?}: allocations per 1,000 frames"
+        );
+        assert_eq!(audio, 1000, "{codec:?}: every tick played a packet");
     }
 }

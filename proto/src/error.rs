@@ -95,6 +95,9 @@ pub enum ProtoError {
     /// JSON that does not parse or does not match the message shape.
     #[error("json: {0}")]
     Json(String),
+    /// An SDP that cannot be used (the message names the line and the problem).
+    #[error("sdp: {0}")]
+    Sdp(String),
     /// Base64 payload that does not decode.
     #[error("base64: {0}")]
     Base64(String),

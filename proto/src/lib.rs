@@ -13,6 +13,7 @@
 //! | [`pipecat`] | pipecat's Protobuf frames |
 //! | [`twilio`] | Twilio-style Media Streams JSON |
 //! | [`envelope`] | the control plane's event envelope (JSON Schema in `schema/`) |
+//! | [`sdp`] | SDP offer/answer for one audio stream (RFC 4566/3264) |
 //! | [`wav`] | WAV headers |
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod pipecat;
 pub mod rtcp;
 pub mod rtp;
+pub mod sdp;
 pub mod twilio;
 pub mod wav;
 

@@ -35,10 +35,31 @@ pub struct RtpPacket {
     padding: u8,
 }
 
-impl RtpPacket {
+/// The header fields of an RTP datagram and where its payload lies, parsed
+/// from a borrowed buffer (for receivers that copy the payload into their own
+/// storage instead of keeping the datagram).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpView {
+    /// Marker bit.
+    pub marker: bool,
+    /// Payload type (7 bits).
+    pub payload_type: u8,
+    /// Sequence number.
+    pub sequence: u16,
+    /// Media timestamp.
+    pub timestamp: u32,
+    /// Synchronisation source.
+    pub ssrc: u32,
+    csrc_count: u8,
+    extension: Option<(u16, Range<usize>)>,
+    /// Byte range of the payload in the parsed buffer.
+    pub payload: Range<usize>,
+    padding: u8,
+}
+
+impl RtpView {
     /// Parses a datagram. Checks every length once; never panics.
-    pub fn parse(buf: Bytes) -> Result<RtpPacket, ProtoError> {
-        let b = &buf[..];
+    pub fn parse(b: &[u8]) -> Result<RtpView, ProtoError> {
         if b.len() < HEADER_LEN {
             return Err(ProtoError::Truncated {
                 what: "RTP header",
@@ -96,7 +117,7 @@ impl RtpPacket {
             end -= pad;
             padding = pad as u8;
         }
-        Ok(RtpPacket {
+        Ok(RtpView {
             marker: b[1] & 0x80 != 0,
             payload_type: b[1] & 0x7F,
             sequence: u16::from_be_bytes([b[2], b[3]]),
@@ -106,6 +127,24 @@ impl RtpPacket {
             extension,
             payload: at..end,
             padding,
+        })
+    }
+}
+
+impl RtpPacket {
+    /// Parses a datagram. Checks every length once; never panics.
+    pub fn parse(buf: Bytes) -> Result<RtpPacket, ProtoError> {
+        let v = RtpView::parse(&buf)?;
+        Ok(RtpPacket {
+            marker: v.marker,
+            payload_type: v.payload_type,
+            sequence: v.sequence,
+            timestamp: v.timestamp,
+            ssrc: v.ssrc,
+            csrc_count: v.csrc_count,
+            extension: v.extension,
+            payload: v.payload,
+            padding: v.padding,
             buf,
         })
     }

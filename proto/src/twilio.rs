@@ -150,6 +150,14 @@ pub enum BotCommand<'a> {
         /// Stream id.
         stream_sid: Cow<'a, str>,
     },
+    /// Play a key press to the caller (voxbridge extension, same shape as the
+    /// inbound `dtmf` event; RTP callers get RFC 4733 events).
+    Dtmf {
+        /// Stream id.
+        stream_sid: Cow<'a, str>,
+        /// The key: 0-9, *, #, A-D.
+        digit: Cow<'a, str>,
+    },
 }
 
 /// The shape every message shares; fields absent in a type stay `None`.
@@ -307,6 +315,10 @@ impl<'a> BotCommand<'a> {
                 name: w.mark.ok_or_else(|| missing("mark"))?.name,
             },
             "clear" => BotCommand::Clear { stream_sid },
+            "dtmf" => BotCommand::Dtmf {
+                stream_sid,
+                digit: w.dtmf.ok_or_else(|| missing("dtmf"))?.digit,
+            },
             other => return Err(ProtoError::Json(format!("unknown bot event {other:?}"))),
         })
     }
@@ -322,6 +334,9 @@ impl<'a> BotCommand<'a> {
             }
             BotCommand::Clear { stream_sid } => {
                 serde_json::json!({"event": "clear", "streamSid": stream_sid})
+            }
+            BotCommand::Dtmf { stream_sid, digit } => {
+                serde_json::json!({"event": "dtmf", "streamSid": stream_sid, "dtmf": {"digit": digit}})
             }
         }
         .to_string()

@@ -38,6 +38,7 @@ pub struct Daemon {
     pub events: mpsc::UnboundedReceiver<CallEvent>,
     pub shutdown: ShutdownHandle,
     pub task: tokio::task::JoinHandle<()>,
+    pub rtp: voxbridge_media::RtpSessions,
 }
 
 impl Daemon {
@@ -60,6 +61,7 @@ impl Daemon {
         let addr = server.audiosocket_addrs()[0];
         let metrics = server.metrics();
         let shutdown = server.shutdown_handle();
+        let rtp = server.rtp_sessions();
         let task = tokio::spawn(server.run());
         Daemon {
             addr,
@@ -67,6 +69,7 @@ impl Daemon {
             events,
             shutdown,
             task,
+            rtp,
         }
     }
 

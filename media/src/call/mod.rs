@@ -1,14 +1,18 @@
-//! The driver task of one AudioSocket call: the only place a call's sockets,
-//! clock and sans-IO state meet.
+//! The driver task of one call: the only place a call's sockets, clock and
+//! sans-IO state meet.
 //!
-//! One task owns everything of the call (caller socket, bot link, pipeline,
+//! One task owns everything of the call (caller leg, bot link, pipeline,
 //! codec, pacer, counters) as plain `&mut` state and waits on three things:
-//! caller bytes (every frame already received is handled in one wake-up and
+//! caller input (everything already received is handled in one wake-up and
 //! forwarded to the bot in one flush), bot messages, and the next 20 ms tick.
-//! Writes to the caller are non-blocking `try_write`s of one whole frame; a
-//! frame the kernel cannot take is dropped and counted, so a stalled caller
-//! never stalls the clock. Nothing here is shared with other calls except
-//! the metrics it folds in once a second.
+//! The caller side is a [`Leg`]: AudioSocket over TCP ([`audiosocket`]) or
+//! RTP over UDP ([`rtp`]); everything else ([`Core`]) is the same for both.
+//! Writes to the caller never block; what the kernel cannot take is dropped
+//! and counted, so a stalled caller never stalls the clock. Nothing here is
+//! shared with other calls except the metrics it folds in once a second.
+
+mod audiosocket;
+pub mod rtp;
 
 use crate::botcodec::{BotCodec, BotInput, Outgoing};
 use crate::botlink::{self, Connecting, Ws};
@@ -18,16 +22,15 @@ use crate::events::{CallEvent, CallInfo, EventSink, HangupCause};
 use crate::metrics::{CallCounters, Metrics, LATENCY_BUCKETS};
 use crate::pacer::Pacer;
 use crate::pipeline::Pipeline;
-use bytes::{BufMut, BytesMut};
 use futures_util::StreamExt;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
-use voxbridge_proto::audiosocket::{audio_kind, AudioSocketCodec, Frame, HEADER_LEN};
+
+pub use audiosocket::run;
 
 /// One egress frame period.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -38,8 +41,6 @@ pub const LATE: Duration = Duration::from_millis(2);
 const BACKLOG_MAX_FRAMES: usize = 250;
 /// Counters are folded into the shared metrics every this many ticks (1 s).
 const FOLD_TICKS: u64 = 50;
-/// A caller whose socket has taken nothing for this many ticks is gone.
-const STALLED_TICKS: u32 = 100;
 
 /// What a call needs from the daemon.
 #[derive(Clone)]
@@ -90,18 +91,57 @@ async fn bot_wake(bot: &mut Bot) -> BotWake {
     }
 }
 
-/// The state of one call while it runs.
-struct Call {
+/// The caller side of a call.
+enum Leg {
+    AudioSocket(audiosocket::AudioSocketLeg),
+    Rtp(Box<rtp::RtpLeg>),
+}
+
+impl Leg {
+    /// Waits until the caller has sent something (cancel-safe).
+    async fn ready(&mut self) -> Result<(), HangupCause> {
+        match self {
+            Leg::AudioSocket(l) => l.ready().await,
+            Leg::Rtp(l) => l.ready().await,
+        }
+    }
+
+    /// Handles everything received.
+    fn input(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
+        match self {
+            Leg::AudioSocket(l) => l.input(core, now),
+            Leg::Rtp(l) => l.input(core, now),
+        }
+    }
+
+    /// The caller's part of a tick: (RTP) the jitter buffer's frame goes up,
+    /// then the playout frame goes out.
+    fn tick(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
+        match self {
+            Leg::AudioSocket(l) => l.tick(core),
+            Leg::Rtp(l) => l.tick(core, now),
+        }
+    }
+
+    fn fold(&mut self, core: &Core) {
+        if let Leg::Rtp(l) = self {
+            l.fold(core);
+        }
+    }
+
+    fn finish(&mut self, core: &Core, cause: HangupCause) {
+        match self {
+            Leg::AudioSocket(l) => l.finish(cause),
+            Leg::Rtp(l) => l.finish(core),
+        }
+    }
+}
+
+/// Everything of a call but its caller leg.
+struct Core {
     info: CallInfo,
     ctx: CallContext,
     started: Instant,
-    sock: TcpStream,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    /// Bytes of a frame the caller socket took only partly (kept so framing survives).
-    wpending: usize,
-    stalled_ticks: u32,
-    asc: AudioSocketCodec,
     pipeline: Pipeline,
     codec: BotCodec,
     bot: Bot,
@@ -113,48 +153,38 @@ struct Call {
     ticks: u64,
     last_overflow: u64,
     bot_errors_logged: bool,
+    /// Key presses the bot asked to play to the caller.
+    digits_out: Vec<char>,
 }
 
-/// Runs one call to its end. `rbuf` holds whatever followed the UUID frame.
-pub async fn run(sock: TcpStream, rbuf: BytesMut, call_id: String, ctx: CallContext) {
+/// A call about to run: emits `Created` and counts it active. `None` when
+/// the pipeline cannot be built (the call is then already reported hung up).
+fn start_core(info: CallInfo, ctx: CallContext, caller_rate: u32) -> Option<Core> {
     let route = ctx.route.clone();
-    let info = CallInfo {
-        call_id: call_id.clone(),
-        route: ctx.route_name.clone(),
-        caller: None,
-        callee: None,
-        ingress: "audiosocket",
-        params: route.params.clone(),
-    };
-    let now = Instant::now();
-    ctx.metrics
-        .active_calls
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics.active_calls.fetch_add(1, Relaxed);
     ctx.sink.emit(CallEvent::Created {
         info: info.clone(),
         at: SystemTime::now(),
     });
-    // Asterisk's AudioSocket starts at 8 kHz signed linear; a different
-    // audio type in the first frame switches the caller side.
-    let pipeline = match Pipeline::new(8000, route.bot_rate(), route.playout_cap_ms) {
+    let now = Instant::now();
+    let pipeline = match Pipeline::new(caller_rate, route.bot_rate(), route.playout_cap_ms) {
         Ok(p) => p,
         Err(e) => {
             // Config validation makes this unreachable; end the call cleanly anyway.
-            tracing::error!(call_id, error = %e, "cannot build the pipeline");
-            finish_early(&ctx, &call_id, now, HangupCause::UnsupportedAudio);
-            return;
+            tracing::error!(call_id = info.call_id, error = %e, "cannot build the pipeline");
+            finish_early(&ctx, &info.call_id, now, HangupCause::UnsupportedAudio);
+            return None;
         }
     };
-    let mut call = Call {
-        codec: BotCodec::new(route.protocol, route.twilio_encoding, route.bot_rate(), &call_id),
+    Some(Core {
+        codec: BotCodec::new(
+            route.protocol,
+            route.twilio_encoding,
+            route.bot_rate(),
+            &info.call_id,
+        ),
         info,
         started: now,
-        sock,
-        rbuf,
-        wbuf: BytesMut::with_capacity(4096),
-        wpending: 0,
-        stalled_ticks: 0,
-        asc: AudioSocketCodec::new(ctx.max_frame_bytes),
         pipeline,
         bot: Bot::Connecting {
             fut: botlink::connect(&route),
@@ -168,17 +198,14 @@ pub async fn run(sock: TcpStream, rbuf: BytesMut, call_id: String, ctx: CallCont
         ticks: 0,
         last_overflow: 0,
         bot_errors_logged: false,
+        digits_out: Vec::new(),
         ctx,
-    };
-    let cause = call.drive().await;
-    call.finish(cause);
+    })
 }
 
 fn finish_early(ctx: &CallContext, call_id: &str, started: Instant, cause: HangupCause) {
     ctx.metrics.hangup(cause);
-    ctx.metrics
-        .active_calls
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics.active_calls.fetch_sub(1, Relaxed);
     ctx.sink.emit(CallEvent::Hungup {
         call_id: call_id.to_string(),
         cause,
@@ -187,103 +214,102 @@ fn finish_early(ctx: &CallContext, call_id: &str, started: Instant, cause: Hangu
     });
 }
 
-impl Call {
-    async fn drive(&mut self) -> HangupCause {
-        // Handles whatever arrived together with the UUID.
-        if let Err(cause) = self.caller_bytes(Instant::now()) {
+/// Runs a call to its end; `stop` hangs it up early (API hangup) with its cause.
+async fn drive(mut core: Core, mut leg: Leg, stop: Option<watch::Receiver<Option<HangupCause>>>) {
+    let cause = drive_loop(&mut core, &mut leg, stop).await;
+    leg.finish(&core, cause);
+    core.finish(cause, &mut leg);
+}
+
+async fn drive_loop(
+    core: &mut Core,
+    leg: &mut Leg,
+    stop: Option<watch::Receiver<Option<HangupCause>>>,
+) -> HangupCause {
+    // Handles whatever arrived before the call started (AudioSocket: with the UUID).
+    if let Err(cause) = leg.input(core, Instant::now()) {
+        return cause;
+    }
+    let sleep = tokio::time::sleep_until(core.pacer.next_deadline().into());
+    tokio::pin!(sleep);
+    // One future for the whole call (building a `changed()` future per
+    // loop turn costs a waiter registration each time). The flag only
+    // ever goes from false to true, so any change means hang up.
+    let mut hangup_rx = core.ctx.hangup_now.clone();
+    if *hangup_rx.borrow_and_update() {
+        return HangupCause::Shutdown;
+    }
+    let hangup_now = hangup_rx.changed();
+    tokio::pin!(hangup_now);
+    let api_stop = async move {
+        match stop {
+            Some(mut rx) => {
+                let cause = rx.wait_for(|c| c.is_some()).await.map(|c| *c);
+                match cause {
+                    Ok(c) => c.unwrap_or(HangupCause::ApiHangup),
+                    // The registry is gone; only the other ends apply.
+                    Err(_) => std::future::pending().await,
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(api_stop);
+    loop {
+        let step = tokio::select! {
+            r = leg.ready() => match r {
+                Ok(()) => leg.input(core, Instant::now()),
+                Err(cause) => Err(cause),
+            },
+            w = bot_wake(&mut core.bot) => core.bot_event(w),
+            () = &mut sleep => {
+                let r = core.tick(leg, Instant::now());
+                sleep.as_mut().reset(core.pacer.next_deadline().into());
+                r
+            }
+            // Grace period over, or the daemon is gone.
+            _ = &mut hangup_now => Err(HangupCause::Shutdown),
+            cause = &mut api_stop => Err(cause),
+        };
+        if let Err(cause) = step {
             return cause;
         }
-        let sleep = tokio::time::sleep_until(self.pacer.next_deadline().into());
-        tokio::pin!(sleep);
-        // One future for the whole call (building a `changed()` future per
-        // loop turn costs a waiter registration each time). The flag only
-        // ever goes from false to true, so any change means hang up.
-        let mut hangup_rx = self.ctx.hangup_now.clone();
-        if *hangup_rx.borrow_and_update() {
-            return HangupCause::Shutdown;
-        }
-        let hangup_now = hangup_rx.changed();
-        tokio::pin!(hangup_now);
-        loop {
-            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                // Reclaims the buffer in place once earlier frames are dropped.
-                self.rbuf.reserve(4096);
-            }
-            let step = tokio::select! {
-                r = self.sock.read_buf(&mut self.rbuf) => match r {
-                    Ok(0) | Err(_) => Err(HangupCause::CallerGone),
-                    Ok(_) => self.caller_bytes(Instant::now()),
-                },
-                w = bot_wake(&mut self.bot) => self.bot_event(w),
-                () = &mut sleep => {
-                    let r = self.tick(Instant::now());
-                    sleep.as_mut().reset(self.pacer.next_deadline().into());
-                    r
-                }
-                // Grace period over, or the daemon is gone.
-                _ = &mut hangup_now => Err(HangupCause::Shutdown),
-            };
-            if let Err(cause) = step {
-                return cause;
-            }
-        }
+    }
+}
+
+impl Core {
+    /// Caller PCM at the pipeline's caller rate: each finished 20 ms frame
+    /// is queued for the bot (sent by [`Core::flush_up`]).
+    fn caller_pcm_le(&mut self, le: &[u8]) {
+        let codec = &mut self.codec;
+        let outbox = &mut self.outbox;
+        let n = self.pipeline.caller_audio(le, |f| outbox.push(codec.audio(f)));
+        self.counters.frames_to_bot += n as u64;
     }
 
-    /// Every complete frame in the read buffer, then one flush to the bot.
-    fn caller_bytes(&mut self, t0: Instant) -> Result<(), HangupCause> {
-        loop {
-            match self.asc.decode_frame(&mut self.rbuf) {
-                Ok(Some(frame)) => self.caller_frame(frame)?,
-                Ok(None) => break,
-                Err(e) => {
-                    self.ctx
-                        .metrics
-                        .caller_protocol_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(call_id = self.info.call_id, error = %e, "malformed AudioSocket frame; closing");
-                    return Err(HangupCause::Malformed);
-                }
-            }
-        }
+    /// As [`Core::caller_pcm_le`] for decoded samples.
+    fn caller_pcm(&mut self, pcm: &[i16]) {
+        let codec = &mut self.codec;
+        let outbox = &mut self.outbox;
+        let n = self.pipeline.caller_pcm(pcm, |f| outbox.push(codec.audio(f)));
+        self.counters.frames_to_bot += n as u64;
+    }
+
+    /// A key press from the caller: an event and a message to the bot.
+    fn caller_digit(&mut self, digit: char) {
+        self.ctx.sink.emit(CallEvent::Dtmf {
+            call_id: self.info.call_id.clone(),
+            digit,
+        });
+        self.outbox.push(self.codec.dtmf(digit));
+    }
+
+    /// Sends what the caller side queued, timing the forward from `t0`.
+    fn flush_up(&mut self, t0: Instant) {
         if !self.outbox.is_empty() {
             self.send_outbox();
             self.counters.to_bot.observe(&LATENCY_BUCKETS, t0.elapsed());
         }
-        Ok(())
-    }
-
-    fn caller_frame(&mut self, frame: Frame) -> Result<(), HangupCause> {
-        match frame {
-            Frame::Audio { rate, pcm } => {
-                self.counters.frames_in += 1;
-                if rate != self.pipeline.caller_rate() {
-                    if let Err(e) = self.pipeline.set_caller_rate(rate) {
-                        tracing::warn!(call_id = self.info.call_id, rate, error = %e, "unsupported caller audio");
-                        return Err(HangupCause::UnsupportedAudio);
-                    }
-                }
-                let codec = &mut self.codec;
-                let outbox = &mut self.outbox;
-                let n = self.pipeline.caller_audio(&pcm, |f| outbox.push(codec.audio(f)));
-                self.counters.frames_to_bot += n as u64;
-            }
-            Frame::Dtmf(d) => {
-                let digit = d as char;
-                self.ctx.sink.emit(CallEvent::Dtmf {
-                    call_id: self.info.call_id.clone(),
-                    digit,
-                });
-                self.outbox.push(self.codec.dtmf(digit));
-            }
-            Frame::Hangup => return Err(HangupCause::CallerHangup),
-            Frame::Error(code) => {
-                tracing::warn!(call_id = self.info.call_id, code = ?&code[..], "caller sent an error frame");
-                return Err(HangupCause::CallerError);
-            }
-            // A repeated UUID or a silence indication carries nothing to forward.
-            Frame::Uuid(_) | Frame::Silence(_) => {}
-        }
-        Ok(())
     }
 
     /// Sends queued messages to the bot (or keeps them while it first connects).
@@ -348,10 +374,7 @@ impl Call {
                 Ok(())
             }
             BotWake::ConnectFailed(e) => {
-                self.ctx
-                    .metrics
-                    .bot_connect_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.ctx.metrics.bot_connect_failures.fetch_add(1, Relaxed);
                 let attempt = match &self.bot {
                     Bot::Connecting { attempt, .. } => *attempt,
                     _ => 0,
@@ -359,10 +382,7 @@ impl Call {
                 self.bot_down(e.to_string(), attempt, HangupCause::BotUnavailable)
             }
             BotWake::Dropped(reason) => {
-                self.ctx
-                    .metrics
-                    .bot_drops
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.ctx.metrics.bot_drops.fetch_add(1, Relaxed);
                 self.bot_down(reason, 0, HangupCause::BotDropped)
             }
             BotWake::Retry => {
@@ -442,6 +462,7 @@ impl Call {
                 text,
                 user_id,
             }),
+            BotInput::Dtmf(d) => self.digits_out.push(d),
             BotInput::Hangup => return Err(HangupCause::BotHangup),
             BotInput::Ignored => {}
         }
@@ -462,8 +483,8 @@ impl Call {
         }
     }
 
-    /// One 20 ms tick: exactly one frame to the caller.
-    fn tick(&mut self, now: Instant) -> Result<(), HangupCause> {
+    /// One 20 ms tick: the leg sends exactly one frame to the caller.
+    fn tick(&mut self, leg: &mut Leg, now: Instant) -> Result<(), HangupCause> {
         let Some(tick) = self.pacer.poll(now) else {
             return Ok(());
         };
@@ -472,48 +493,11 @@ impl Call {
         if tick.lateness > LATE {
             self.counters.frames_late += 1;
         }
-        if self.wpending > 0 {
-            // Finish the frame the socket took only partly before anything new.
-            let start = self.wbuf.len() - self.wpending;
-            match self.sock.try_write(&self.wbuf[start..]) {
-                Ok(n) => self.wpending -= n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(HangupCause::CallerGone),
-            }
-        }
-        let kind = audio_kind(self.pipeline.caller_rate()).unwrap_or(0x10);
-        let (frame, _fill) = self.pipeline.tick();
-        if self.wpending == 0 {
-            self.wbuf.clear();
-            self.wbuf.reserve(HEADER_LEN + frame.len() * 2);
-            self.wbuf.put_u8(kind);
-            self.wbuf.put_u16((frame.len() * 2) as u16);
-            for s in frame {
-                self.wbuf.put_i16_le(*s);
-            }
-            match self.sock.try_write(&self.wbuf) {
-                Ok(n) => {
-                    self.wpending = self.wbuf.len() - n;
-                    self.counters.frames_out += 1;
-                    self.stalled_ticks = 0;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.counters.frames_lost += 1;
-                    self.stalled_ticks += 1;
-                }
-                Err(_) => return Err(HangupCause::CallerGone),
-            }
-        } else {
-            self.counters.frames_lost += 1;
-            self.stalled_ticks += 1;
-        }
-        if self.stalled_ticks >= STALLED_TICKS {
-            tracing::warn!(call_id = self.info.call_id, "caller stopped reading for 2 s");
-            return Err(HangupCause::CallerGone);
-        }
+        leg.tick(self, now)?;
         self.release_marks();
         self.ticks += 1;
         if self.ticks % FOLD_TICKS == 0 {
+            leg.fold(self);
             self.fold();
         }
         Ok(())
@@ -526,13 +510,7 @@ impl Call {
         self.ctx.metrics.absorb(&mut self.counters);
     }
 
-    fn finish(mut self, cause: HangupCause) {
-        if !matches!(cause, HangupCause::CallerHangup | HangupCause::CallerGone) {
-            // Tell Asterisk to hang up (best effort; the socket closes right after).
-            let _ = self
-                .sock
-                .try_write(&[voxbridge_proto::audiosocket::kind::HANGUP, 0, 0]);
-        }
+    fn finish(mut self, cause: HangupCause, leg: &mut Leg) {
         if let Bot::Up(ws) = std::mem::replace(
             &mut self.bot,
             Bot::Waiting {
@@ -543,10 +521,11 @@ impl Call {
             let stop = (cause != HangupCause::BotHangup).then(|| self.codec.stop(cause));
             botlink::close_with(*ws, stop);
         }
+        leg.fold(&self);
         self.fold();
         let m = &self.ctx.metrics;
         m.hangup(cause);
-        m.active_calls.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        m.active_calls.fetch_sub(1, Relaxed);
         self.ctx.sink.emit(CallEvent::Hungup {
             call_id: self.info.call_id.clone(),
             cause,

@@ -1,0 +1,165 @@
+//! The AudioSocket caller leg: Asterisk's TCP stream of typed frames.
+//!
+//! Every complete frame in the read buffer is handled in one wake-up and the
+//! audio forwarded to the bot in one flush. Each tick writes one audio frame
+//! with a non-blocking `try_write`; a frame the socket takes only partly is
+//! finished first on the next tick so framing survives, and a caller that
+//! takes nothing for 2 s is gone.
+
+use super::{drive, start_core, CallContext, Core, Leg};
+use crate::events::{CallInfo, HangupCause};
+use bytes::{BufMut, BytesMut};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use voxbridge_proto::audiosocket::{audio_kind, AudioSocketCodec, Frame, HEADER_LEN};
+
+/// A caller whose socket has taken nothing for this many ticks is gone.
+const STALLED_TICKS: u32 = 100;
+
+pub(super) struct AudioSocketLeg {
+    sock: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// Bytes of a frame the caller socket took only partly (kept so framing survives).
+    wpending: usize,
+    stalled_ticks: u32,
+    asc: AudioSocketCodec,
+}
+
+/// Runs one AudioSocket call to its end. `rbuf` holds whatever followed the UUID frame.
+pub async fn run(sock: TcpStream, rbuf: BytesMut, call_id: String, ctx: CallContext) {
+    let info = CallInfo {
+        call_id,
+        route: ctx.route_name.clone(),
+        caller: None,
+        callee: None,
+        ingress: "audiosocket",
+        params: ctx.route.params.clone(),
+    };
+    let max_frame = ctx.max_frame_bytes;
+    // Asterisk's AudioSocket starts at 8 kHz signed linear; a different
+    // audio type in the first frame switches the caller side.
+    let Some(core) = start_core(info, ctx, 8000) else {
+        return;
+    };
+    let leg = AudioSocketLeg {
+        sock,
+        rbuf,
+        wbuf: BytesMut::with_capacity(4096),
+        wpending: 0,
+        stalled_ticks: 0,
+        asc: AudioSocketCodec::new(max_frame),
+    };
+    drive(core, Leg::AudioSocket(leg), None).await;
+}
+
+impl AudioSocketLeg {
+    pub(super) async fn ready(&mut self) -> Result<(), HangupCause> {
+        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            // Reclaims the buffer in place once earlier frames are dropped.
+            self.rbuf.reserve(4096);
+        }
+        match self.sock.read_buf(&mut self.rbuf).await {
+            Ok(0) | Err(_) => Err(HangupCause::CallerGone),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Every complete frame in the read buffer, then one flush to the bot.
+    pub(super) fn input(&mut self, core: &mut Core, t0: Instant) -> Result<(), HangupCause> {
+        loop {
+            match self.asc.decode_frame(&mut self.rbuf) {
+                Ok(Some(frame)) => caller_frame(core, frame)?,
+                Ok(None) => break,
+                Err(e) => {
+                    core.ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(call_id = core.info.call_id, error = %e, "malformed AudioSocket frame; closing");
+                    return Err(HangupCause::Malformed);
+                }
+            }
+        }
+        core.flush_up(t0);
+        Ok(())
+    }
+
+    /// Writes the tick's frame.
+    pub(super) fn tick(&mut self, core: &mut Core) -> Result<(), HangupCause> {
+        // AudioSocket has no way to play a digit; the request is dropped.
+        core.digits_out.clear();
+        if self.wpending > 0 {
+            // Finish the frame the socket took only partly before anything new.
+            let start = self.wbuf.len() - self.wpending;
+            match self.sock.try_write(&self.wbuf[start..]) {
+                Ok(n) => self.wpending -= n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(HangupCause::CallerGone),
+            }
+        }
+        let kind = audio_kind(core.pipeline.caller_rate()).unwrap_or(0x10);
+        let (frame, _fill) = core.pipeline.tick();
+        if self.wpending == 0 {
+            self.wbuf.clear();
+            self.wbuf.reserve(HEADER_LEN + frame.len() * 2);
+            self.wbuf.put_u8(kind);
+            self.wbuf.put_u16((frame.len() * 2) as u16);
+            for s in frame {
+                self.wbuf.put_i16_le(*s);
+            }
+            match self.sock.try_write(&self.wbuf) {
+                Ok(n) => {
+                    self.wpending = self.wbuf.len() - n;
+                    core.counters.frames_out += 1;
+                    self.stalled_ticks = 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    core.counters.frames_lost += 1;
+                    self.stalled_ticks += 1;
+                }
+                Err(_) => return Err(HangupCause::CallerGone),
+            }
+        } else {
+            core.counters.frames_lost += 1;
+            self.stalled_ticks += 1;
+        }
+        if self.stalled_ticks >= STALLED_TICKS {
+            tracing::warn!(call_id = core.info.call_id, "caller stopped reading for 2 s");
+            return Err(HangupCause::CallerGone);
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(&mut self, cause: HangupCause) {
+        if !matches!(cause, HangupCause::CallerHangup | HangupCause::CallerGone) {
+            // Tell Asterisk to hang up (best effort; the socket closes right after).
+            let _ = self
+                .sock
+                .try_write(&[voxbridge_proto::audiosocket::kind::HANGUP, 0, 0]);
+        }
+    }
+}
+
+fn caller_frame(core: &mut Core, frame: Frame) -> Result<(), HangupCause> {
+    match frame {
+        Frame::Audio { rate, pcm } => {
+            core.counters.frames_in += 1;
+            if rate != core.pipeline.caller_rate() {
+                if let Err(e) = core.pipeline.set_caller_rate(rate) {
+                    tracing::warn!(call_id = core.info.call_id, rate, error = %e, "unsupported caller audio");
+                    return Err(HangupCause::UnsupportedAudio);
+                }
+            }
+            core.caller_pcm_le(&pcm);
+        }
+        Frame::Dtmf(d) => core.caller_digit(d as char),
+        Frame::Hangup => return Err(HangupCause::CallerHangup),
+        Frame::Error(code) => {
+            tracing::warn!(call_id = core.info.call_id, code = ?&code[..], "caller sent an error frame");
+            return Err(HangupCause::CallerError);
+        }
+        // A repeated UUID or a silence indication carries nothing to forward.
+        Frame::Uuid(_) | Frame::Silence(_) => {}
+    }
+    Ok(())
+}

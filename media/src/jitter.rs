@@ -1,0 +1,510 @@
+//! Adaptive jitter buffer for one RTP stream, sans-IO.
+//!
+//! Packets go in with their extended sequence number, extended timestamp and
+//! arrival time (all in the stream's RTP clock units, so no clock is read
+//! here); the 20 ms tick asks for the next packet. A packet is *due* when
+//! `ts + base + target <= now`, where `base` is the smallest transit delay
+//! seen recently (arrival - timestamp) and `target` the deliberate delay.
+//! `target` follows measured jitter: every 16 packets it becomes the spread
+//! between the fastest and the 95th-percentile transit of the last 128
+//! packets (plus half a frame), clamped to `[min_ms, max_ms]`.
+//!
+//! Per tick: the expected packet is played if present; a missing one whose
+//! time has come is declared lost (the caller conceals it) once a later
+//! packet proves it was sent; with nothing at all buffered the tick is an
+//! underrun (conceal, keep waiting: the stream is either late, so playout
+//! stretches by a frame, or silent, DTX). A buffer deeper than `target` by
+//! more than two frames drops one frame to catch up. Duplicates and packets
+//! older than the playout point are counted and dropped. Payloads are copied
+//! into slots that are reused, so steady state never allocates.
+
+/// Slots (packets) held at most; 32 x 20 ms = 640 ms, well above `max_ms`.
+const SLOTS: usize = 32;
+/// Payload bytes each slot holds before growing (20 ms of G.711/G.722 is
+/// 160, Opus voice 40-160): reserved up front so no packet allocates.
+const SLOT_BYTES: usize = 320;
+/// Transit samples the target is computed from.
+const WINDOW: usize = 128;
+/// Packets between target updates.
+const RETARGET_EVERY: u32 = 16;
+
+/// Jitter-buffer parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct JitterConfig {
+    /// RTP clock rate, Hz.
+    pub clock: u32,
+    /// Smallest deliberate delay, ms.
+    pub min_ms: u32,
+    /// Largest deliberate delay, ms.
+    pub max_ms: u32,
+}
+
+impl JitterConfig {
+    /// 20-200 ms at `clock`.
+    pub fn new(clock: u32) -> Self {
+        JitterConfig {
+            clock,
+            min_ms: 20,
+            max_ms: 200,
+        }
+    }
+}
+
+/// What became of an inserted packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Buffered.
+    Queued,
+    /// Already buffered or played (dropped, counted).
+    Duplicate,
+    /// Older than the playout point (dropped, counted).
+    Late,
+    /// So far from the playout point that the stream restarted there
+    /// (buffer flushed; the sender jumped without changing SSRC).
+    Resynced,
+}
+
+/// What the tick gets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pop<'a> {
+    /// Playback has not started (no packet yet, or the first is not due).
+    Idle,
+    /// The next packet.
+    Packet {
+        /// Payload type.
+        pt: u8,
+        /// Payload.
+        payload: &'a [u8],
+        /// Timestamp units until the next packet's timestamp (its duration, as far as known).
+        duration: u32,
+    },
+    /// A packet that was sent but did not arrive in time: conceal one frame.
+    Lost,
+    /// Nothing buffered when something was due: conceal (late or silent stream).
+    Underrun,
+}
+
+/// Counters of one buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Packets inserted (duplicates and late ones included).
+    pub received: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Packets that came after their playout point (dropped).
+    pub late: u64,
+    /// Packets declared lost at playout.
+    pub lost: u64,
+    /// Ticks with nothing to play.
+    pub underruns: u64,
+    /// Packets dropped to bring the delay back to the target.
+    pub dropped_for_delay: u64,
+    /// Packets that arrived out of order (played in order).
+    pub reordered: u64,
+    /// Stream restarts (sequence jumps).
+    pub resyncs: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    seq: u64,
+    ts: u64,
+    pt: u8,
+    data: Vec<u8>,
+    full: bool,
+}
+
+/// The buffer (see the module docs).
+#[derive(Debug)]
+pub struct JitterBuffer {
+    cfg: JitterConfig,
+    slots: Vec<Slot>,
+    held: usize,
+    /// Next sequence number to play; `None` before playback starts.
+    play_seq: Option<u64>,
+    /// Timestamp of the next packet to play (its expected value).
+    play_ts: u64,
+    /// Duration of one packet, timestamp units (learned; 20 ms until known).
+    packet_ts: u32,
+    highest_seq: Option<u64>,
+    /// Playback was running when the stream restarted: the new stream's
+    /// first packet plays at once instead of waiting for the target delay.
+    continuing: bool,
+    transits: [i64; WINDOW],
+    transit_n: usize,
+    since_retarget: u32,
+    base: i64,
+    target: u64,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    /// An empty buffer.
+    pub fn new(cfg: JitterConfig) -> Self {
+        let slots = (0..SLOTS)
+            .map(|_| Slot {
+                seq: 0,
+                ts: 0,
+                pt: 0,
+                data: Vec::with_capacity(SLOT_BYTES),
+                full: false,
+            })
+            .collect();
+        JitterBuffer {
+            cfg,
+            slots,
+            held: 0,
+            play_seq: None,
+            play_ts: 0,
+            packet_ts: cfg.clock / 50,
+            highest_seq: None,
+            continuing: false,
+            transits: [0; WINDOW],
+            transit_n: 0,
+            since_retarget: 0,
+            base: i64::MAX,
+            target: ms_to_ts(cfg.min_ms, cfg.clock),
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// The current deliberate delay, ms.
+    pub fn target_ms(&self) -> u32 {
+        (self.target * 1000 / self.cfg.clock.max(1) as u64) as u32
+    }
+
+    /// Packets held.
+    pub fn len(&self) -> usize {
+        self.held
+    }
+
+    /// Nothing held.
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    /// Forgets the stream (SSRC change): playback continues with the next
+    /// packet, without waiting. Counters and the learned target are kept.
+    pub fn reset(&mut self) {
+        for s in &mut self.slots {
+            s.full = false;
+        }
+        self.held = 0;
+        self.continuing |= self.play_seq.is_some();
+        self.play_seq = None;
+        self.highest_seq = None;
+        self.transit_n = 0;
+        self.base = i64::MAX;
+    }
+
+    /// Adds a packet. `arrival` is in clock units on any monotonic origin
+    /// that stays the same for the stream.
+    pub fn insert(&mut self, seq: u64, ts: u64, pt: u8, payload: &[u8], arrival: u64) -> Inserted {
+        self.stats.received += 1;
+        let mut result = Inserted::Queued;
+        if let Some(play) = self.play_seq {
+            if seq + SLOTS as u64 <= play {
+                // Far behind: the sender restarted lower without a new SSRC.
+                self.reset();
+                self.stats.resyncs += 1;
+                result = Inserted::Resynced;
+            } else if seq < play {
+                self.stats.late += 1;
+                return Inserted::Late;
+            }
+            if seq >= play + SLOTS as u64 {
+                // Far ahead: the sender restarted its numbering; follow it.
+                self.reset();
+                self.stats.resyncs += 1;
+                result = Inserted::Resynced;
+            }
+        } else if let Some(h) = self.highest_seq {
+            if seq.abs_diff(h) >= SLOTS as u64 {
+                self.reset();
+                self.stats.resyncs += 1;
+                result = Inserted::Resynced;
+            }
+        }
+        let i = (seq % SLOTS as u64) as usize;
+        let slot = &mut self.slots[i];
+        if slot.full {
+            if slot.seq == seq {
+                self.stats.duplicates += 1;
+                return Inserted::Duplicate;
+            }
+            // An old packet that was never played (a gap we skipped past).
+            self.held -= 1;
+        }
+        slot.seq = seq;
+        slot.ts = ts;
+        slot.pt = pt;
+        slot.data.clear();
+        slot.data.extend_from_slice(payload);
+        slot.full = true;
+        self.held += 1;
+        match self.highest_seq {
+            Some(h) if seq < h => self.stats.reordered += 1,
+            _ => self.highest_seq = Some(seq),
+        }
+        self.observe_transit(arrival as i64 - ts as i64);
+        result
+    }
+
+    fn observe_transit(&mut self, transit: i64) {
+        self.transits[self.transit_n % WINDOW] = transit;
+        self.transit_n += 1;
+        self.base = self.base.min(transit);
+        self.since_retarget += 1;
+        if self.since_retarget >= RETARGET_EVERY {
+            self.since_retarget = 0;
+            let n = self.transit_n.min(WINDOW);
+            let mut w = self.transits;
+            let w = &mut w[..n];
+            w.sort_unstable();
+            let min = w[0];
+            let p95 = w[(n * 95 / 100).min(n - 1)];
+            self.base = min;
+            let spread = (p95 - min).max(0) as u64 + self.packet_ts as u64 / 2;
+            let lo = ms_to_ts(self.cfg.min_ms, self.cfg.clock);
+            let hi = ms_to_ts(self.cfg.max_ms, self.cfg.clock);
+            self.target = spread.clamp(lo, hi);
+        }
+    }
+
+    fn due(&self, ts: u64, now: u64) -> bool {
+        (ts as i64)
+            .saturating_add(self.base)
+            .saturating_add(self.target as i64)
+            <= now as i64
+    }
+
+    fn slot_of(&self, seq: u64) -> Option<usize> {
+        let i = (seq % SLOTS as u64) as usize;
+        let s = &self.slots[i];
+        (s.full && s.seq == seq).then_some(i)
+    }
+
+    /// The payload of the packet to be played next, if it is already here
+    /// (after [`Pop::Lost`]: the packet whose FEC can rebuild the lost one).
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        let i = self.slot_of(self.play_seq?)?;
+        Some(&self.slots[i].data)
+    }
+
+    /// The earliest held packet (sequence order).
+    fn earliest(&self) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.full)
+            .min_by_key(|(_, s)| s.seq)
+            .map(|(i, _)| i)
+    }
+
+    /// The tick's packet (see the module docs); `now` in clock units.
+    pub fn pop(&mut self, now: u64) -> Pop<'_> {
+        let Some(play) = self.play_seq else {
+            let Some(i) = self.earliest() else {
+                return Pop::Idle;
+            };
+            if !self.continuing && !self.due(self.slots[i].ts, now) {
+                return Pop::Idle;
+            }
+            self.continuing = false;
+            self.play_seq = Some(self.slots[i].seq);
+            self.play_ts = self.slots[i].ts;
+            return self.take(i);
+        };
+        if let Some(i) = self.slot_of(play) {
+            // Too deep? Drop this packet when the next one is here too.
+            let excess = self.target + 2 * self.packet_ts as u64;
+            let deep = (now as i64).saturating_sub((self.slots[i].ts as i64).saturating_add(self.base))
+                > excess as i64;
+            if deep {
+                if let Some(j) = self.slot_of(play + 1) {
+                    self.slots[i].full = false;
+                    self.held -= 1;
+                    self.stats.dropped_for_delay += 1;
+                    self.play_seq = Some(play + 1);
+                    return self.take(j);
+                }
+            }
+            return self.take(i);
+        }
+        if self.held == 0 {
+            self.stats.underruns += 1;
+            return Pop::Underrun;
+        }
+        // Something later is held, so `play` was sent: lost once its time has come.
+        if self.due(self.play_ts, now) {
+            self.stats.lost += 1;
+            self.play_seq = Some(play + 1);
+            self.play_ts += self.packet_ts as u64;
+            return Pop::Lost;
+        }
+        self.stats.underruns += 1;
+        Pop::Underrun
+    }
+
+    fn take(&mut self, i: usize) -> Pop<'_> {
+        let seq = self.slots[i].seq;
+        let ts = self.slots[i].ts;
+        // Learn the packet duration from the next packet when it is here.
+        if let Some(j) = self.slot_of(seq + 1) {
+            let d = self.slots[j].ts.saturating_sub(ts);
+            if d > 0 && d <= self.cfg.clock as u64 / 5 {
+                self.packet_ts = d as u32;
+            }
+        }
+        self.play_seq = Some(seq + 1);
+        self.play_ts = ts + self.packet_ts as u64;
+        self.held -= 1;
+        let s = &mut self.slots[i];
+        s.full = false;
+        Pop::Packet {
+            pt: s.pt,
+            payload: &s.data,
+            duration: self.packet_ts,
+        }
+    }
+}
+
+fn ms_to_ts(ms: u32, clock: u32) -> u64 {
+    ms as u64 * clock as u64 / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const F: u64 = 160; // 20 ms at 8 kHz
+
+    fn payload(seq: u64) -> [u8; 4] {
+        (seq as u32).to_be_bytes()
+    }
+
+    /// Plays `ticks` ticks starting at `t0` (clock units), returning what each gave.
+    fn run(jb: &mut JitterBuffer, t0: u64, ticks: u64) -> Vec<Option<u32>> {
+        (0..ticks)
+            .map(|k| match jb.pop(t0 + k * F) {
+                Pop::Packet { payload, .. } => Some(u32::from_be_bytes(payload.try_into().expect("4 bytes"))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_order_stream_plays_every_packet_after_the_minimum_delay() {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        for s in 0..10 {
+            jb.insert(s, s * F, 0, &payload(s), s * F);
+        }
+        assert_eq!(jb.pop(0), Pop::Idle, "20 ms target: not due at once");
+        let played = run(&mut jb, F, 10);
+        assert_eq!(played, (0..10).map(Some).collect::<Vec<_>>());
+        assert_eq!(jb.stats().lost + jb.stats().duplicates + jb.stats().late, 0);
+    }
+
+    #[test]
+    fn reordered_and_duplicated_packets_play_once_in_order() {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        for s in [0u64, 2, 1, 1, 3, 5, 4, 4] {
+            jb.insert(s, s * F, 0, &payload(s), s * F);
+        }
+        let played = run(&mut jb, F, 6);
+        assert_eq!(played, (0..6).map(Some).collect::<Vec<_>>());
+        assert_eq!(jb.stats().duplicates, 2);
+        assert!(jb.stats().reordered >= 2);
+    }
+
+    #[test]
+    fn a_missing_packet_is_lost_only_when_due_and_a_late_one_is_dropped() {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        for s in [0u64, 1, 3] {
+            jb.insert(s, s * F, 0, &payload(s), s * F);
+        }
+        // 0 plays at 20 ms, 1 at 40 ms, 2 is due at 60 ms: lost; 3 at 80 ms.
+        assert_eq!(run(&mut jb, F, 2), vec![Some(0), Some(1)]);
+        assert_eq!(jb.pop(3 * F), Pop::Lost);
+        jb.insert(2, 2 * F, 0, &payload(2), 3 * F + 1);
+        assert_eq!(jb.stats().late, 1, "2 came after its playout point");
+        assert_eq!(run(&mut jb, 4 * F, 1), vec![Some(3)]);
+        assert_eq!(jb.stats().lost, 1);
+    }
+
+    #[test]
+    fn an_empty_buffer_underruns_and_then_resumes_where_it_was() {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        jb.insert(0, 0, 0, &payload(0), 0);
+        assert_eq!(run(&mut jb, F, 1), vec![Some(0)]);
+        assert_eq!(jb.pop(2 * F), Pop::Underrun);
+        assert_eq!(jb.pop(3 * F), Pop::Underrun);
+        // Packet 1 was late, not lost: it plays when it comes (playout stretched).
+        jb.insert(1, F, 0, &payload(1), 3 * F + 5);
+        assert_eq!(run(&mut jb, 4 * F, 1), vec![Some(1)]);
+        assert_eq!((jb.stats().underruns, jb.stats().lost), (2, 0));
+    }
+
+    #[test]
+    fn target_follows_jitter_within_bounds() {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        // Transit alternates 0 and 60 ms: target ~60 ms + half a frame.
+        for s in 0..128u64 {
+            let extra = if s % 2 == 0 { 0 } else { 480 };
+            jb.insert(s, s * F, 0, &payload(s), s * F + extra);
+            let _ = jb.pop(s * F);
+        }
+        assert!((60..=80).contains(&jb.target_ms()), "{}", jb.target_ms());
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        for s in 0..128u64 {
+            let extra = if s % 2 == 0 { 0 } else { 8000 };
+            jb.insert(s, s * F, 0, &payload(s), s * F + extra);
+        }
+        assert_eq!(jb.target_ms(), 200, "clamped at max");
+    }
+
+    #[test]
+    fn sequence_jump_resyncs() {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        jb.insert(10, 10 * F, 0, &payload(10), 0);
+        assert_eq!(run(&mut jb, F, 1), vec![Some(10)]);
+        assert_eq!(
+            jb.insert(5000, 5000 * F, 0, &payload(5000), 2 * F),
+            Inserted::Resynced
+        );
+        // base changes with the new stream's transit; it plays once due.
+        let played = run(&mut jb, 2 * F, 40);
+        assert!(played.contains(&Some(5000)), "{played:?}");
+    }
+
+    proptest! {
+        /// Any arrival order, duplicates and drops: every packet plays at
+        /// most once, in increasing sequence order, and nothing panics.
+        #[test]
+        fn plays_each_packet_at_most_once_in_order(
+            events in proptest::collection::vec((0u64..30, 0u64..2000, any::<bool>()), 0..300)
+        ) {
+            let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+            let mut now = 0u64;
+            let mut last: Option<u32> = None;
+            for (seq, jitter, tick) in events {
+                jb.insert(seq, seq * F, 0, &payload(seq), seq * F + jitter);
+                if tick {
+                    now += F;
+                    if let Pop::Packet { payload, .. } = jb.pop(now) {
+                        let s = u32::from_be_bytes(payload.try_into().expect("4 bytes"));
+                        prop_assert!(last.is_none_or(|l| s > l), "{s} after {last:?}");
+                        last = Some(s);
+                    }
+                }
+            }
+            prop_assert!(jb.len() <= SLOTS);
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The receive half of an RTP leg, sans-IO: datagrams in, one 20 ms PCM
+//! frame per tick out, DTMF digits and RTCP receiver statistics on the side.
+//!
+//! Audio, comfort noise (RFC 3389, PT 13) and telephone-event packets share
+//! one sequence space, so all of them go through the jitter buffer (DTMF
+//! digits are reported at arrival, once per key press, and their slots play
+//! as silence). At the tick, decoded packets fill a staging buffer and the
+//! frame is cut from it, so packets of any ptime work; a lost packet is
+//! rebuilt from the next one's FEC (Opus) or concealed (codec PLC), an empty
+//! buffer conceals for three ticks and then plays silence (the sender went
+//! quiet, DTX). An SSRC change restarts the stream without a glitch: the
+//! jitter buffer and statistics start over, the decoder keeps its history.
+
+use crate::error::MediaError;
+use crate::jitter::{Inserted, JitterBuffer, JitterConfig, Pop};
+use voxbridge_codecs::{Codec, FrameDecoder};
+use voxbridge_proto::dtmf::{DtmfEvent, DtmfReceiver};
+use voxbridge_proto::rtcp::{ReceiverStats, ReportBlock};
+use voxbridge_proto::rtp::{RtpView, StreamTracker};
+use voxbridge_proto::sdp::AudioCodec;
+use voxbridge_proto::ProtoError;
+
+/// Comfort noise payload type (RFC 3389, static).
+pub const CN_PT: u8 = 13;
+/// Ticks of concealment before an empty buffer plays silence instead.
+const CONCEAL_TICKS: u32 = 3;
+/// Longest packet decoded whole, ms (longer ones are cut).
+const STAGE_MS: u32 = 240;
+
+/// What one tick's frame was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameSource {
+    /// Nothing received yet: silence.
+    Idle,
+    /// Decoded audio.
+    Audio,
+    /// Concealment of a lost or late packet.
+    Concealed,
+    /// Silence (DTX, comfort noise, DTMF tones in progress).
+    Silence,
+}
+
+/// Receive counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxCounters {
+    /// Valid RTP packets.
+    pub packets: u64,
+    /// Datagrams that were not RTP (counted, dropped).
+    pub malformed: u64,
+    /// RTP with a payload type not negotiated (counted, dropped).
+    pub unknown_pt: u64,
+    /// Payloads the decoder refused (concealed instead).
+    pub decode_errors: u64,
+    /// SSRC changes followed.
+    pub ssrc_changes: u64,
+    /// Frames concealed.
+    pub concealed_frames: u64,
+}
+
+/// The receive half of one leg.
+#[derive(Debug)]
+pub struct RtpReceiver {
+    pt: u8,
+    dtmf_pt: Option<u8>,
+    tracker: StreamTracker,
+    jb: JitterBuffer,
+    dtmf: DtmfReceiver,
+    stats: ReceiverStats,
+    decoder: FrameDecoder,
+    frame: usize,
+    stage: Vec<i16>,
+    staged: usize,
+    dry_ticks: u32,
+    noise: ComfortNoise,
+    counters: RxCounters,
+}
+
+/// White noise at an RFC 3389 level (a cheap LCG; not for cryptography).
+#[derive(Debug)]
+struct ComfortNoise(u32);
+
+impl ComfortNoise {
+    /// Fills `out` with noise `level` dB below full scale (silence for `None`
+    /// or levels under -90 dBov).
+    fn fill(&mut self, out: &mut [i16], level: Option<u8>) {
+        let Some(db) = level.filter(|l| *l < 90) else {
+            out.fill(0);
+            return;
+        };
+        // Uniform noise in [-amp/2, amp/2) has an RMS of amp / sqrt(12).
+        let amp = 32767.0 * 10f32.powf(-(db as f32) / 20.0) * 12f32.sqrt();
+        for s in out {
+            self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let u = (self.0 >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            *s = (u * amp).clamp(-32768.0, 32767.0) as i16;
+        }
+    }
+}
+
+/// The PCM codec (and its rate) an RTP codec decodes to; Opus decodes straight
+/// to `opus_rate` (the bot's rate) so no resampler runs.
+pub fn pcm_codec(codec: AudioCodec, opus_rate: u32) -> Codec {
+    match codec {
+        AudioCodec::Pcmu => Codec::Pcmu,
+        AudioCodec::Pcma => Codec::Pcma,
+        AudioCodec::G722 => Codec::G722,
+        AudioCodec::Opus => Codec::Opus { rate: opus_rate },
+    }
+}
+
+impl RtpReceiver {
+    /// A receiver for `codec` on payload type `pt`, DTMF on `dtmf_pt`.
+    pub fn new(codec: Codec, rtp_clock: u32, pt: u8, dtmf_pt: Option<u8>) -> Result<Self, MediaError> {
+        let rate = codec.pcm_rate();
+        Ok(RtpReceiver {
+            pt,
+            dtmf_pt,
+            tracker: StreamTracker::default(),
+            jb: JitterBuffer::new(JitterConfig::new(rtp_clock)),
+            dtmf: DtmfReceiver::default(),
+            stats: ReceiverStats::default(),
+            decoder: FrameDecoder::new(codec)?,
+            frame: codec.frame_samples(),
+            stage: vec![0; (rate * STAGE_MS / 1000) as usize + codec.frame_samples()],
+            staged: 0,
+            dry_ticks: 0,
+            noise: ComfortNoise(0x1234_5678),
+            counters: RxCounters::default(),
+        })
+    }
+
+    /// One RTP datagram that arrived at `arrival` (RTP clock units, monotonic).
+    /// Malformed input is counted and returned as an error; the stream goes on.
+    pub fn datagram(&mut self, data: &[u8], arrival: u64) -> Result<Inserted, ProtoError> {
+        let v = match RtpView::parse(data) {
+            Ok(v) => v,
+            Err(e) => {
+                self.counters.malformed += 1;
+                return Err(e);
+            }
+        };
+        let is_dtmf = Some(v.payload_type) == self.dtmf_pt;
+        if v.payload_type != self.pt && v.payload_type != CN_PT && !is_dtmf {
+            self.counters.unknown_pt += 1;
+            return Err(ProtoError::UnknownType(v.payload_type));
+        }
+        let o = self.tracker.observe(v.ssrc, v.sequence, v.timestamp);
+        if o.ssrc_changed {
+            self.counters.ssrc_changes += 1;
+            self.jb.reset();
+            self.stats = ReceiverStats::default();
+        }
+        self.counters.packets += 1;
+        let payload = data.get(v.payload.clone()).unwrap_or_default();
+        if is_dtmf {
+            // Malformed events are dropped; the slot still plays as silence.
+            if self.dtmf.handle(v.timestamp, payload).is_err() {
+                self.counters.malformed += 1;
+            }
+        }
+        let inserted = self.jb.insert(o.seq, o.ts, v.payload_type, payload, arrival);
+        // Duplicates are left out of the loss arithmetic, so "lost" is what
+        // never arrived (RFC 3550 would let duplicates hide losses).
+        if inserted != Inserted::Duplicate {
+            self.stats.record(o.seq, o.ts, arrival);
+        }
+        Ok(inserted)
+    }
+
+    /// The next key press the caller made (once per press, at its start).
+    pub fn poll_digit(&mut self) -> Option<char> {
+        while let Some(e) = self.dtmf.poll_event() {
+            if let DtmfEvent::Begin { digit, .. } = e {
+                return Some(digit);
+            }
+        }
+        None
+    }
+
+    /// One 20 ms frame of PCM at the codec's rate into `out` (`out.len()` is
+    /// one frame); `now` in RTP clock units on the same origin as arrivals.
+    pub fn frame(&mut self, now: u64, out: &mut [i16]) -> FrameSource {
+        let want = self.frame.min(out.len());
+        let mut source = FrameSource::Audio;
+        while self.staged < want {
+            let room = self.stage.len() - self.staged;
+            let dst = &mut self.stage[self.staged..];
+            let (n, what) = match self.jb.pop(now) {
+                Pop::Idle => {
+                    dst[..want - self.staged].fill(0);
+                    (want - self.staged, FrameSource::Idle)
+                }
+                Pop::Packet { pt, payload, .. } if pt == self.pt => {
+                    self.dry_ticks = 0;
+                    match self.decoder.decode(payload, dst) {
+                        Ok(n) if n > 0 => (n.min(room), FrameSource::Audio),
+                        _ => {
+                            self.counters.decode_errors += 1;
+                            (
+                                conceal(&mut self.decoder, dst, self.frame),
+                                FrameSource::Concealed,
+                            )
+                        }
+                    }
+                }
+                Pop::Packet { pt, payload, .. } => {
+                    // Comfort noise at the level it gives (RFC 3389: first
+                    // byte is -dBov), or a DTMF slot played as silence.
+                    self.dry_ticks = 0;
+                    let level = if pt == CN_PT {
+                        payload.first().copied()
+                    } else {
+                        None
+                    };
+                    self.noise.fill(&mut dst[..self.frame], level);
+                    (self.frame, FrameSource::Silence)
+                }
+                Pop::Lost => {
+                    let n = match self.jb.peek_next() {
+                        Some(next) => self.decoder.recover(next, &mut dst[..self.frame]).unwrap_or(0),
+                        None => 0,
+                    };
+                    let n = if n == 0 {
+                        conceal(&mut self.decoder, dst, self.frame)
+                    } else {
+                        n
+                    };
+                    (n, FrameSource::Concealed)
+                }
+                Pop::Underrun => {
+                    self.dry_ticks += 1;
+                    if self.dry_ticks <= CONCEAL_TICKS {
+                        (
+                            conceal(&mut self.decoder, dst, self.frame),
+                            FrameSource::Concealed,
+                        )
+                    } else {
+                        dst[..self.frame].fill(0);
+                        (self.frame, FrameSource::Silence)
+                    }
+                }
+            };
+            if what == FrameSource::Concealed {
+                self.counters.concealed_frames += 1;
+            }
+            if what != FrameSource::Audio {
+                source = what;
+            }
+            self.staged += n.max(1).min(room);
+        }
+        out[..want].copy_from_slice(&self.stage[..want]);
+        self.stage.copy_within(want..self.staged, 0);
+        self.staged -= want;
+        source
+    }
+
+    /// A reception report block about the current source, if any.
+    pub fn report(&mut self, last_sr: u32, delay_since_last_sr: u32) -> Option<ReportBlock> {
+        let ssrc = self.tracker.ssrc()?;
+        Some(self.stats.report(ssrc, last_sr, delay_since_last_sr))
+    }
+
+    /// The remote source, once a packet was seen.
+    pub fn remote_ssrc(&self) -> Option<u32> {
+        self.tracker.ssrc()
+    }
+
+    /// Loss (from sequence numbers) and interarrival jitter (clock units).
+    pub fn loss_and_jitter(&self) -> (i64, u32) {
+        (self.stats.lost(), self.stats.jitter())
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> RxCounters {
+        self.counters
+    }
+
+    /// The jitter buffer's counters and current target.
+    pub fn jitter(&self) -> (crate::jitter::JitterStats, u32) {
+        (self.jb.stats(), self.jb.target_ms())
+    }
+}
+
+fn conceal(decoder: &mut FrameDecoder, dst: &mut [i16], frame: usize) -> usize {
+    let dst = &mut dst[..frame];
+    match decoder.conceal(dst) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            dst.fill(0);
+            frame
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxbridge_codecs::g711;
+    use voxbridge_proto::rtp::RtpHeader;
+
+    fn packet(seq: u16, ts: u32, ssrc: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        RtpHeader {
+            marker: false,
+            payload_type: pt,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+        }
+        .write(payload, &mut v);
+        v
+    }
+
+    fn tone(k: usize) -> Vec<u8> {
+        (0..160)
+            .map(|i| {
+                let s = (8000.0 * ((k * 160 + i) as f64 * 0.1).sin()) as i16;
+                g711::linear_to_ulaw(s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pcmu_stream_with_wraps_and_ssrc_change_plays_continuously() {
+        let mut rx = RtpReceiver::new(Codec::Pcmu, 8000, 0, Some(101)).expect("rx");
+        let mut out = vec![0i16; 160];
+        let mut sources = Vec::new();
+        // Sequence and timestamp both wrap mid-stream; then a new SSRC starts elsewhere.
+        for k in 0..60u32 {
+            let (seq, ts, ssrc) = if k < 30 {
+                (
+                    65520u16.wrapping_add(k as u16),
+                    (u32::MAX - 1000).wrapping_add(k * 160),
+                    7,
+                )
+            } else {
+                (100 + k as u16, 5_000_000 + k * 160, 9)
+            };
+            let arrival = k as u64 * 160;
+            rx.datagram(&packet(seq, ts, ssrc, 0, &tone(k as usize)), arrival)
+                .expect("valid");
+            sources.push(rx.frame(arrival, &mut out));
+        }
+        assert_eq!(
+            sources[0],
+            FrameSource::Idle,
+            "the first packet waits the 20 ms target"
+        );
+        assert!(
+            sources[1..].iter().all(|s| *s == FrameSource::Audio),
+            "no glitch on wrap or SSRC change: {sources:?}"
+        );
+        assert_eq!(rx.counters().ssrc_changes, 1);
+        assert_eq!(rx.loss_and_jitter().0, 0);
+    }
+
+    #[test]
+    fn dtmf_train_is_one_digit_and_bad_input_is_counted() {
+        let mut rx = RtpReceiver::new(Codec::Pcmu, 8000, 0, Some(101)).expect("rx");
+        for (i, p) in voxbridge_proto::dtmf::digit_train('7', 1600, 100, 8000, 20, 10)
+            .expect("digit")
+            .enumerate()
+        {
+            let pkt = packet(10 + i as u16, p.timestamp, 1, 101, &p.event.to_bytes());
+            rx.datagram(&pkt, i as u64 * 160).expect("valid");
+        }
+        assert_eq!(rx.poll_digit(), Some('7'));
+        assert_eq!(rx.poll_digit(), None, "one digit per key press");
+        // Comfort noise at -40 dBov plays as quiet noise, not as digital silence.
+        let mut rx2 = RtpReceiver::new(Codec::Pcmu, 8000, 0, None).expect("rx");
+        rx2.datagram(&packet(1, 0, 1, CN_PT, &[40]), 0).expect("valid");
+        let mut out = vec![0i16; 160];
+        assert_eq!(rx2.frame(160, &mut out), FrameSource::Silence);
+        let rms = (out.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / 160.0).sqrt();
+        let dbov = 20.0 * (rms / 32767.0).log10();
+        assert!((-44.0..-36.0).contains(&dbov), "{dbov:.1} dBov");
+        assert!(rx.datagram(&[0x40, 0, 0], 0).is_err());
+        assert!(rx.datagram(&packet(1, 1, 1, 96, &[1, 2]), 0).is_err());
+        let c = rx.counters();
+        assert_eq!((c.malformed, c.unknown_pt), (1, 1));
+    }
+}

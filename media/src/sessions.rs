@@ -1,0 +1,404 @@
+//! RTP session registry: what the media API (`/v1/rtp/sessions`) drives.
+//!
+//! A session is created from an SDP offer (answered with voxbridge's SDP) or
+//! from plain parameters (remote address and codec, as Asterisk ARI
+//! `externalMedia` gives them). Each gets an even RTP port from the
+//! configured range (RTCP on the next port, unless the offer asked for
+//! rtcp-mux) and a call task of its own; it ends on RTCP BYE, on
+//! [`RtpSessions::hangup`], on the media timeout or when the bot policy says
+//! so. Refusals (bad SDP, no common codec, no free port, call limit,
+//! shutting down) are errors with the reason and are counted.
+
+use crate::call::rtp::{run, RtpLegParams};
+use crate::call::CallContext;
+use crate::config::{Route, RtpConfig};
+use crate::error::MediaError;
+use crate::events::{CallInfo, EventSink, HangupCause};
+use crate::metrics::Metrics;
+use crate::rtp::receiver::pcm_codec;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use voxbridge_proto::sdp::{self, AudioCodec, AudioOffer, LocalMedia};
+
+/// Who the call is for; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct SessionRequest {
+    /// Call id to use (one is generated when absent; must be unique).
+    pub call_id: Option<String>,
+    /// Route name (the `rtp.route` config default when absent).
+    pub route: Option<String>,
+    /// Caller number/URI, passed to the bot.
+    pub caller: Option<String>,
+    /// Callee number/URI, passed to the bot.
+    pub callee: Option<String>,
+    /// Extra parameters for the bot (merged over the route's).
+    pub params: BTreeMap<String, String>,
+}
+
+/// A session without SDP.
+#[derive(Debug, Clone)]
+pub struct PlainSession {
+    /// Where to send RTP; with symmetric RTP it may be left out and is
+    /// learnt from the first packet.
+    pub remote: Option<SocketAddr>,
+    /// Codec.
+    pub codec: AudioCodec,
+    /// Payload type (the codec's static one, or 96 for Opus, when absent).
+    pub pt: Option<u8>,
+    /// telephone-event payload type (none when absent).
+    pub dtmf_pt: Option<u8>,
+    /// Overrides the configured symmetric-RTP setting.
+    pub symmetric: Option<bool>,
+}
+
+/// A created session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// Call id.
+    pub call_id: String,
+    /// Where voxbridge receives RTP.
+    pub local: SocketAddr,
+    /// voxbridge's SDP (the answer, or a description for a plain session).
+    pub sdp: String,
+    /// Codec chosen.
+    pub codec: AudioCodec,
+    /// Its payload type.
+    pub pt: u8,
+    /// telephone-event payload type.
+    pub dtmf_pt: Option<u8>,
+}
+
+/// One running session as listed by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// Call id.
+    pub call_id: String,
+    /// Local RTP address.
+    pub local: SocketAddr,
+    /// Codec.
+    pub codec: AudioCodec,
+    /// Created at.
+    pub created: SystemTime,
+}
+
+struct Entry {
+    summary: SessionSummary,
+    stop: watch::Sender<Option<HangupCause>>,
+}
+
+struct Inner {
+    cfg: RtpConfig,
+    allowed: Vec<AudioCodec>,
+    routes: BTreeMap<String, Arc<Route>>,
+    sink: Arc<dyn EventSink>,
+    metrics: Arc<Metrics>,
+    hangup_now: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
+    tracker: TaskTracker,
+    max_calls: usize,
+    sessions: Mutex<HashMap<String, Entry>>,
+    next_port: Mutex<u16>,
+}
+
+/// Handle to the registry (cheap to clone).
+#[derive(Clone)]
+pub struct RtpSessions(Arc<Inner>);
+
+/// Everything [`RtpSessions`] needs from the server.
+pub(crate) struct RegistryParts {
+    pub cfg: RtpConfig,
+    pub routes: BTreeMap<String, Arc<Route>>,
+    pub sink: Arc<dyn EventSink>,
+    pub metrics: Arc<Metrics>,
+    pub hangup_now: watch::Receiver<bool>,
+    pub stopping: watch::Receiver<bool>,
+    pub tracker: TaskTracker,
+    pub max_calls: usize,
+}
+
+impl RtpSessions {
+    pub(crate) fn new(p: RegistryParts) -> Self {
+        let first = p.cfg.port_min + p.cfg.port_min % 2;
+        RtpSessions(Arc::new(Inner {
+            allowed: p.cfg.allowed_codecs(),
+            cfg: p.cfg,
+            routes: p.routes,
+            sink: p.sink,
+            metrics: p.metrics,
+            hangup_now: p.hangup_now,
+            stopping: p.stopping,
+            tracker: p.tracker,
+            max_calls: p.max_calls,
+            sessions: Mutex::new(HashMap::new()),
+            next_port: Mutex::new(first),
+        }))
+    }
+
+    /// Creates a session from an SDP offer; the result carries the answer.
+    pub async fn offer(&self, offer: &str, req: SessionRequest) -> Result<Created, MediaError> {
+        let r = async {
+            let offer = AudioOffer::parse(offer)?;
+            let n = offer.negotiate(&self.0.allowed)?;
+            let setup = Setup {
+                codec: n.codec,
+                pt: n.pt,
+                dtmf_pt: n.dtmf_pt,
+                remote: Some(n.remote),
+                remote_rtcp: Some(n.remote_rtcp),
+                rtcp_mux: n.rtcp_mux,
+                symmetric: self.0.cfg.symmetric,
+            };
+            self.start(setup, req, |local| sdp::write_answer(&local, &n))
+                .await
+        }
+        .await;
+        self.count(r)
+    }
+
+    /// Creates a session from plain parameters; the result carries an SDP
+    /// describing voxbridge's side (for peers that read one).
+    pub async fn plain(&self, p: PlainSession, req: SessionRequest) -> Result<Created, MediaError> {
+        let r = async {
+            if !self.0.allowed.contains(&p.codec) {
+                return Err(MediaError::Session(format!(
+                    "codec {} is not enabled (rtp.codecs)",
+                    p.codec.encoding_name()
+                )));
+            }
+            let pt = p.pt.or(p.codec.static_pt()).unwrap_or(96);
+            if pt >= 128 || p.dtmf_pt.is_some_and(|d| d >= 128 || d == pt) {
+                return Err(MediaError::Session(format!(
+                    "payload types must be < 128 and distinct (pt {pt}, dtmf_pt {:?})",
+                    p.dtmf_pt
+                )));
+            }
+            let symmetric = p.symmetric.unwrap_or(self.0.cfg.symmetric);
+            if p.remote.is_none() && !symmetric {
+                return Err(MediaError::Session(
+                    "remote is required when symmetric RTP is off".into(),
+                ));
+            }
+            let setup = Setup {
+                codec: p.codec,
+                pt,
+                dtmf_pt: p.dtmf_pt,
+                remote: p.remote,
+                remote_rtcp: p
+                    .remote
+                    .map(|r| SocketAddr::new(r.ip(), r.port().wrapping_add(1))),
+                rtcp_mux: false,
+                symmetric,
+            };
+            self.start(setup, req, |local| {
+                sdp::write_description(&local, p.codec, pt, p.dtmf_pt)
+            })
+            .await
+        }
+        .await;
+        self.count(r)
+    }
+
+    fn count(&self, r: Result<Created, MediaError>) -> Result<Created, MediaError> {
+        let m = &self.0.metrics.rtp;
+        match &r {
+            Ok(_) => m.sessions_created.fetch_add(1, Relaxed),
+            Err(e) => {
+                tracing::warn!(error = %e, "RTP session refused");
+                m.sessions_refused.fetch_add(1, Relaxed)
+            }
+        };
+        r
+    }
+
+    /// Hangs a session up (cause `api_hangup`); `false` if there is none.
+    pub fn hangup(&self, call_id: &str) -> bool {
+        let map = self.0.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(call_id) {
+            Some(e) => {
+                e.stop.send_replace(Some(HangupCause::ApiHangup));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The running sessions.
+    pub fn list(&self) -> Vec<SessionSummary> {
+        let map = self.0.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = map.values().map(|e| e.summary.clone()).collect();
+        v.sort_by(|a, b| a.created.cmp(&b.created).then(a.call_id.cmp(&b.call_id)));
+        v
+    }
+
+    async fn start(
+        &self,
+        s: Setup,
+        req: SessionRequest,
+        write_sdp: impl FnOnce(LocalMedia) -> String,
+    ) -> Result<Created, MediaError> {
+        let inner = &self.0;
+        if *inner.stopping.borrow() {
+            return Err(MediaError::Unavailable("shutting down".into()));
+        }
+        if inner.metrics.active_calls.load(Relaxed) >= inner.max_calls as i64 {
+            inner.metrics.hangup(HangupCause::Overload);
+            return Err(MediaError::Unavailable(format!(
+                "call limit {} reached",
+                inner.max_calls
+            )));
+        }
+        let route_name = req.route.clone().unwrap_or_else(|| inner.cfg.route.clone());
+        let route = inner
+            .routes
+            .get(&route_name)
+            .cloned()
+            .ok_or_else(|| MediaError::Session(format!("route {route_name:?} is not defined")))?;
+        let call_id = match req.call_id.clone() {
+            Some(id) if id.is_empty() || id.len() > 128 => {
+                return Err(MediaError::Session("call_id must be 1-128 characters".into()))
+            }
+            Some(id) => id,
+            None => new_call_id(),
+        };
+        if inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&call_id)
+        {
+            return Err(MediaError::Session(format!("call_id {call_id:?} is in use")));
+        }
+        let (sock, rtcp_sock) = self.bind_pair(!s.rtcp_mux).await?;
+        let bound = sock
+            .local_addr()
+            .map_err(|e| MediaError::Session(format!("local address: {e}")))?;
+        let advertised = SocketAddr::new(inner.cfg.advertise_ip.unwrap_or(bound.ip()), bound.port());
+        let sdp = write_sdp(LocalMedia {
+            addr: advertised,
+            session_id: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        });
+        let codec = pcm_codec(s.codec, route.bot_rate());
+        let params = RtpLegParams {
+            codec,
+            clock: s.codec.rtp_clock(),
+            pt: s.pt,
+            dtmf_pt: s.dtmf_pt,
+            remote: s.remote,
+            remote_rtcp: if s.rtcp_mux { s.remote } else { s.remote_rtcp },
+            symmetric: s.symmetric,
+            media_timeout: Duration::from_millis(inner.cfg.media_timeout_ms),
+        };
+        let mut bot_params = route.params.clone();
+        bot_params.extend(req.params);
+        let info = CallInfo {
+            call_id: call_id.clone(),
+            route: route_name.clone(),
+            caller: req.caller,
+            callee: req.callee,
+            ingress: "rtp",
+            params: bot_params,
+        };
+        let ctx = CallContext {
+            route_name,
+            route,
+            sink: inner.sink.clone(),
+            metrics: inner.metrics.clone(),
+            hangup_now: inner.hangup_now.clone(),
+            max_frame_bytes: 0,
+        };
+        let (stop_tx, stop_rx) = watch::channel(None);
+        inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            call_id.clone(),
+            Entry {
+                summary: SessionSummary {
+                    call_id: call_id.clone(),
+                    local: advertised,
+                    codec: s.codec,
+                    created: SystemTime::now(),
+                },
+                stop: stop_tx,
+            },
+        );
+        let registry = self.clone();
+        let id = call_id.clone();
+        inner.tracker.spawn(async move {
+            run(sock, rtcp_sock, params, info, ctx, stop_rx).await;
+            registry
+                .0
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        });
+        Ok(Created {
+            call_id,
+            local: advertised,
+            sdp,
+            codec: s.codec,
+            pt: s.pt,
+            dtmf_pt: s.dtmf_pt,
+        })
+    }
+
+    /// Binds an even RTP port (and the next one for RTCP) from the range.
+    async fn bind_pair(&self, with_rtcp: bool) -> Result<(UdpSocket, Option<UdpSocket>), MediaError> {
+        let cfg = &self.0.cfg;
+        let first = cfg.port_min + cfg.port_min % 2;
+        let pairs = ((cfg.port_max.saturating_sub(first)) / 2 + 1) as usize;
+        for _ in 0..pairs {
+            let port = {
+                let mut next = self.0.next_port.lock().unwrap_or_else(|e| e.into_inner());
+                let p = *next;
+                *next = if p.saturating_add(3) > cfg.port_max {
+                    first
+                } else {
+                    p + 2
+                };
+                p
+            };
+            let Ok(rtp) = UdpSocket::bind((cfg.bind_ip, port)).await else {
+                continue;
+            };
+            if !with_rtcp {
+                return Ok((rtp, None));
+            }
+            if let Ok(rtcp) = UdpSocket::bind((cfg.bind_ip, port + 1)).await {
+                return Ok((rtp, Some(rtcp)));
+            }
+        }
+        Err(MediaError::Unavailable(format!(
+            "no free RTP port pair in {}-{} on {}",
+            cfg.port_min, cfg.port_max, cfg.bind_ip
+        )))
+    }
+}
+
+struct Setup {
+    codec: AudioCodec,
+    pt: u8,
+    dtmf_pt: Option<u8>,
+    remote: Option<SocketAddr>,
+    remote_rtcp: Option<SocketAddr>,
+    rtcp_mux: bool,
+    symmetric: bool,
+}
+
+/// A random call id (`rtp-` and 16 hex digits).
+fn new_call_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("rtp-{:016x}", h.finish())
+}
