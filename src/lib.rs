@@ -6,6 +6,7 @@
 pub mod bot;
 pub mod http;
 pub mod loadgen;
+pub mod loadgen_rtp;
 mod plot;
 pub mod serve;
 pub mod transcode;

@@ -1,9 +1,12 @@
-//! `voxbridge loadgen`: N concurrent Asterisk-like AudioSocket callers
-//! against a daemon, with the built-in echo bot on the other side, measuring
-//! what the daemon adds.
+//! `voxbridge loadgen`: N concurrent callers against a daemon, with the
+//! built-in echo bot on the other side, measuring what the daemon adds.
 //!
-//! Each caller sends its UUID, then a 320-byte 8 kHz slin frame every 20 ms
-//! (real speech, looped). Callers are spread over 20 phase groups, one timer
+//! `--mode audiosocket` (default): each caller is Asterisk-like, sending its
+//! UUID, then a 320-byte 8 kHz slin frame every 20 ms (real speech, looped).
+//! `--mode rtp-pcmu` / `rtp-opus`: each caller creates an RTP session
+//! through the media API (`--api`) and sends one RTP packet per 20 ms
+//! ([`crate::loadgen_rtp`]); caller->bot latency then includes the jitter
+//! buffer's deliberate delay (20 ms minimum) and the wait for the tick. Callers are spread over 20 phase groups, one timer
 //! each, like calls that started at random moments. Measured while all calls
 //! are up:
 //! - caller->bot: the time from writing frame k to the bot receiving its
@@ -15,6 +18,7 @@
 //!   `/proc/<pid>/stat` when `--daemon-pid` is given.
 
 use crate::bot::{self, Mode, Probe};
+use crate::loadgen_rtp::{self as rtp, RtpCaller, RtpCodec};
 use anyhow::{bail, Context as _};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
@@ -37,9 +41,26 @@ const RING: usize = 512;
 const GROUPS: usize = 20;
 const FRAME: Duration = Duration::from_millis(20);
 
+/// How loadgen's callers reach the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CallerMode {
+    /// Asterisk AudioSocket over TCP.
+    Audiosocket,
+    /// RTP with G.711 u-law.
+    RtpPcmu,
+    /// RTP with Opus.
+    RtpOpus,
+}
+
 /// `voxbridge loadgen` arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Caller transport.
+    #[arg(long, value_enum, default_value_t = CallerMode::Audiosocket)]
+    pub mode: CallerMode,
+    /// The daemon's HTTP address (media API), for RTP modes.
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    pub api: SocketAddr,
     /// Daemon AudioSocket address.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub target: SocketAddr,
@@ -224,12 +245,60 @@ async fn read_caller(
 /// Runs the load; prints a summary and a `LOADGEN key=value ...` line.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pcm = load_audio(&args.audio)?;
-    let frames = Arc::new(frames(&pcm));
+    let frames = Arc::new(match rtp_codec(args.mode) {
+        None => frames(&pcm),
+        Some(c) => rtp::payloads(&pcm, c)?,
+    });
     // Loadgen and its bot share one thread: it is meant to be pinned to one core.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(go(args, frames))
+}
+
+fn rtp_codec(mode: CallerMode) -> Option<RtpCodec> {
+    match mode {
+        CallerMode::Audiosocket => None,
+        CallerMode::RtpPcmu => Some(RtpCodec::Pcmu),
+        CallerMode::RtpOpus => Some(RtpCodec::Opus),
+    }
+}
+
+/// One caller's sending side.
+enum CallerTx {
+    Tcp(OwnedWriteHalf),
+    Rtp(RtpCaller),
+}
+
+/// Reads one RTP caller's returned packets until `stop` and a quiet 500 ms.
+async fn read_rtp(
+    sock: Arc<tokio::net::UdpSocket>,
+    codec: RtpCodec,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) -> Reader {
+    let mut buf = vec![0u8; 2048];
+    let mut r = Reader {
+        offsets: Vec::new(),
+        received: 0,
+        hung_up_by_daemon: false,
+    };
+    let mut k: i64 = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => {
+                let now = Instant::now();
+                if rtp::is_audio(&buf[..n], codec) && shared.measuring.load(Relaxed) {
+                    r.offsets.push(shared.ns(now) as i64 - k * 20_000_000);
+                    r.received += 1;
+                    k += 1;
+                }
+            }
+            Ok(Err(_)) => return r,
+            Err(_) if stop.load(Relaxed) => return r,
+            Err(_) => {}
+        }
+    }
 }
 
 async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
@@ -263,20 +332,39 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
 
     // Connect every caller, spread over the ramp.
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writers: Vec<Vec<(usize, OwnedWriteHalf)>> = (0..GROUPS).map(|_| Vec::new()).collect();
+    let mut writers: Vec<Vec<(usize, CallerTx)>> = (0..GROUPS).map(|_| Vec::new()).collect();
     let mut readers = Vec::new();
+    let mut rtp_ids = Vec::new();
     let gap = Duration::from_micros(args.ramp_ms * 1000 / args.calls.max(1) as u64);
     for i in 0..args.calls {
-        let sock = TcpStream::connect(args.target)
-            .await
-            .with_context(|| format!("connect to the daemon at {}", args.target))?;
-        sock.set_nodelay(true)?;
-        let (rd, mut wr) = sock.into_split();
-        let mut hello = vec![0x01, 0x00, 0x10];
-        hello.extend_from_slice(&uuid(run_id, i));
-        wr.write_all(&hello).await?;
-        readers.push(tokio::spawn(read_caller(rd, shared.clone(), stop.clone())));
-        writers[i % GROUPS].push((i, wr));
+        let tx = match rtp_codec(args.mode) {
+            None => {
+                let sock = TcpStream::connect(args.target)
+                    .await
+                    .with_context(|| format!("connect to the daemon at {}", args.target))?;
+                sock.set_nodelay(true)?;
+                let (rd, mut wr) = sock.into_split();
+                let mut hello = vec![0x01, 0x00, 0x10];
+                hello.extend_from_slice(&uuid(run_id, i));
+                wr.write_all(&hello).await?;
+                readers.push(tokio::spawn(read_caller(rd, shared.clone(), stop.clone())));
+                CallerTx::Tcp(wr)
+            }
+            Some(codec) => {
+                let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await?);
+                let id = Frame::uuid_string(&uuid(run_id, i));
+                let to = rtp::create_session(args.api, sock.local_addr()?, codec, &id).await?;
+                rtp_ids.push(id);
+                readers.push(tokio::spawn(read_rtp(
+                    sock.clone(),
+                    codec,
+                    shared.clone(),
+                    stop.clone(),
+                )));
+                CallerTx::Rtp(RtpCaller::new(sock, to, codec, i as u32 + 1))
+            }
+        };
+        writers[i % GROUPS].push((i, tx));
         if !gap.is_zero() {
             tokio::time::sleep(gap).await;
         }
@@ -306,29 +394,34 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
                 expected = at + FRAME;
                 let measuring = shared.measuring.load(Relaxed);
                 let f = &frames[(k as usize) % frames.len()];
-                for (i, wr) in group.iter_mut() {
+                for (i, tx) in group.iter_mut() {
                     let now = Instant::now();
                     let c = &shared.calls[*i];
                     c.sends[k as usize % RING].store(if measuring { shared.ns(now) } else { 0 }, Relaxed);
                     if measuring {
                         shared.sent_measured.fetch_add(1, Relaxed);
                     }
-                    match wr.try_write(f) {
-                        Ok(n) if n == f.len() => {}
-                        Ok(n) => {
-                            let _ = wr.write_all(&f[n..]).await;
-                        }
-                        Err(_) => {
-                            let _ = wr.write_all(f).await;
-                        }
+                    match tx {
+                        CallerTx::Rtp(r) => r.send(f),
+                        CallerTx::Tcp(wr) => match wr.try_write(f) {
+                            Ok(n) if n == f.len() => {}
+                            Ok(n) => {
+                                let _ = wr.write_all(&f[n..]).await;
+                            }
+                            Err(_) => {
+                                let _ = wr.write_all(f).await;
+                            }
+                        },
                     }
                 }
                 k += 1;
             }
             // Let the last frames through, then hang up like Asterisk.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            for (_, wr) in group.iter_mut() {
-                let _ = wr.write_all(&[0x00, 0x00, 0x00]).await;
+            for (_, tx) in group.iter_mut() {
+                if let CallerTx::Tcp(wr) = tx {
+                    let _ = wr.write_all(&[0x00, 0x00, 0x00]).await;
+                }
             }
         }));
     }
@@ -346,6 +439,9 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
     stop.store(true, Relaxed);
     for w in writer_tasks {
         let _ = w.await;
+    }
+    for id in &rtp_ids {
+        rtp::hangup_session(args.api, id).await;
     }
     let mut down = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut received = 0u64;
@@ -406,7 +502,12 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
         println!("  histogram: {}", png.display());
     }
     println!(
-        "LOADGEN calls={} seconds={:.1} cpu_us_per_call_s={} p50_up_ms={:.3} p99_up_ms={:.3} max_up_ms={:.3} p50_down_ms={:.3} p99_down_ms={:.3} max_down_ms={:.3} frames_lost={} hung_up_early={} loadgen_skipped={}",
+        "LOADGEN mode={} calls={} seconds={:.1} cpu_us_per_call_s={} p50_up_ms={:.3} p99_up_ms={:.3} max_up_ms={:.3} p50_down_ms={:.3} p99_down_ms={:.3} max_down_ms={:.3} frames_lost={} hung_up_early={} loadgen_skipped={}",
+        match args.mode {
+            CallerMode::Audiosocket => "audiosocket",
+            CallerMode::RtpPcmu => "rtp-pcmu",
+            CallerMode::RtpOpus => "rtp-opus",
+        },
         args.calls,
         measured.as_secs_f64(),
         cpu,

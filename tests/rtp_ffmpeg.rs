@@ -134,6 +134,14 @@ async fn round_trip(case: Case) {
         None,
     ));
     let mut config = Config::default();
+    // VOXBRIDGE_OPUS_COMPLEXITY / _FEC pick encoder settings to compare quality.
+    config
+        .apply_env(|k| {
+            k.starts_with("VOXBRIDGE_OPUS_")
+                .then(|| std::env::var(k).ok())
+                .flatten()
+        })
+        .expect("env");
     config.routes.insert(
         "default".into(),
         Route {

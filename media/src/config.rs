@@ -163,6 +163,12 @@ pub struct RtpConfig {
     pub media_timeout_ms: u64,
     /// Route RTP calls take unless the request names one.
     pub route: String,
+    /// Opus encoder complexity, 0-10: each step costs CPU per call (see
+    /// benches/RESULTS.md for the cost and quality at 0 and 5).
+    pub opus_complexity: u8,
+    /// Opus in-band FEC in what voxbridge sends (lets the caller rebuild a
+    /// lost packet; costs a second, low-rate encode per frame).
+    pub opus_fec: bool,
     /// Codecs accepted, in voxbridge's order of preference for plain sessions
     /// (`pcmu`, `pcma`, `g722`, `opus`); offers are answered in their own order.
     pub codecs: Vec<String>,
@@ -178,6 +184,8 @@ impl Default for RtpConfig {
             symmetric: true,
             media_timeout_ms: 30_000,
             route: default_route_name(),
+            opus_complexity: 1,
+            opus_fec: true,
             codecs: ["opus", "g722", "pcmu", "pcma"].map(String::from).to_vec(),
         }
     }
@@ -199,6 +207,9 @@ impl RtpConfig {
                 "port_min/port_max: {}-{} holds no RTP/RTCP pair",
                 self.port_min, self.port_max
             ));
+        }
+        if self.opus_complexity > 10 {
+            return bad(format!("opus_complexity: {} (0-10)", self.opus_complexity));
         }
         if self.media_timeout_ms < 1000 {
             return bad(format!(
@@ -298,6 +309,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("VOXBRIDGE_WORKERS", "tokio worker threads"),
     ("VOXBRIDGE_MAX_CALLS", "call limit"),
+    (
+        "VOXBRIDGE_OPUS_COMPLEXITY",
+        "Opus encoder complexity of RTP legs (0-10)",
+    ),
+    ("VOXBRIDGE_OPUS_FEC", "Opus in-band FEC of RTP legs (1 on, 0 off)"),
 ];
 
 impl Config {
@@ -357,6 +373,12 @@ impl Config {
         }
         if let Some(n) = num("VOXBRIDGE_MAX_CALLS")? {
             self.limits.max_calls = n;
+        }
+        if let Some(n) = num("VOXBRIDGE_OPUS_COMPLEXITY")? {
+            self.rtp.opus_complexity = n.min(u8::MAX as usize) as u8;
+        }
+        if let Some(n) = num("VOXBRIDGE_OPUS_FEC")? {
+            self.rtp.opus_fec = n != 0;
         }
         Ok(())
     }

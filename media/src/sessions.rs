@@ -295,6 +295,8 @@ impl RtpSessions {
             remote_rtcp: if s.rtcp_mux { s.remote } else { s.remote_rtcp },
             symmetric: s.symmetric,
             media_timeout: Duration::from_millis(inner.cfg.media_timeout_ms),
+            opus_complexity: inner.cfg.opus_complexity,
+            opus_fec: inner.cfg.opus_fec,
         };
         let mut bot_params = route.params.clone();
         bot_params.extend(req.params);

@@ -4,8 +4,9 @@
 //! On readiness every datagram queued on the socket is read in one wake-up
 //! (`try_recv_from` until it would block) and put into the jitter buffer;
 //! caller digits go to the bot at once. Each tick the receiver's frame goes
-//! up to the bot and the playout frame goes out as one RTP packet (or a
-//! telephone-event packet while a digit the bot asked for plays). An SR with
+//! up to the bot (from the first packet on) and the playout frame goes out
+//! as one RTP packet (or a telephone-event packet while a digit the bot
+//! asked for plays). An SR with
 //! a report block goes out every 5 s together with a `RtpStats` event.
 //! Symmetric RTP latches the send address to the first valid packet's
 //! source; later packets from elsewhere are dropped and counted.
@@ -49,6 +50,10 @@ pub struct RtpLegParams {
     pub symmetric: bool,
     /// Hang up when nothing arrives for this long.
     pub media_timeout: Duration,
+    /// Opus encoder complexity (0-10).
+    pub opus_complexity: u8,
+    /// Opus in-band FEC in what voxbridge sends.
+    pub opus_fec: bool,
 }
 
 pub(crate) struct RtpLeg {
@@ -125,7 +130,8 @@ fn build(
     let now = Instant::now();
     Ok(RtpLeg {
         rx: RtpReceiver::new(params.codec, params.clock, params.pt, params.dtmf_pt)?,
-        tx: RtpSender::new(params.codec, params.clock, params.pt, params.dtmf_pt, seed)?,
+        tx: RtpSender::new(params.codec, params.clock, params.pt, params.dtmf_pt, seed)?
+            .with_opus(params.opus_complexity, params.opus_fec)?,
         sock,
         rtcp_sock,
         remote: params.remote,
@@ -306,16 +312,17 @@ impl RtpLeg {
         }
         // Up: the jitter buffer's frame for this tick.
         let units = self.units(now);
-        match self.rx.frame(units, &mut self.pcm) {
-            FrameSource::Idle => {}
-            FrameSource::Concealed => {
-                core.counters.frames_in += 1;
+        // Nothing goes up before the caller's first packet; from then on one
+        // frame per tick, concealment and silence filling the gaps.
+        let source = self.rx.frame(units, &mut self.pcm);
+        if source != FrameSource::Idle {
+            core.counters.frames_in += 1;
+            if source == FrameSource::Concealed {
                 core.counters.frames_concealed += 1;
             }
-            FrameSource::Audio | FrameSource::Silence => core.counters.frames_in += 1,
+            core.caller_pcm(&self.pcm);
+            core.flush_up(now);
         }
-        core.caller_pcm(&self.pcm);
-        core.flush_up(now);
         // Down: one packet to the caller.
         for d in core.digits_out.drain(..) {
             if !self.tx.queue_digit(d) {

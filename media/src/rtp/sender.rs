@@ -71,6 +71,25 @@ impl RtpSender {
         })
     }
 
+    /// Rebuilds an Opus encoder at `complexity` (0-10; libopus's cost per
+    /// frame grows with it, see benches/RESULTS.md), with or without in-band
+    /// FEC (which encodes each frame a second time at low rate). Other codecs
+    /// are unchanged.
+    pub fn with_opus(mut self, complexity: u8, fec: bool) -> Result<Self, MediaError> {
+        if let FrameEncoder::Opus(e) = &self.encoder {
+            let rate = (e.frame_len() * 50) as u32;
+            self.encoder = FrameEncoder::Opus(voxbridge_codecs::opus::OpusEncoder::new(
+                voxbridge_codecs::opus::OpusSettings {
+                    rate,
+                    complexity,
+                    fec,
+                    ..Default::default()
+                },
+            )?);
+        }
+        Ok(self)
+    }
+
     /// This leg's SSRC.
     pub fn ssrc(&self) -> u32 {
         self.ssrc
