@@ -5,8 +5,8 @@
 //! codec, pacer, counters) as plain `&mut` state and waits on three things:
 //! caller input (everything already received is handled in one wake-up and
 //! forwarded to the bot in one flush), bot messages, and the next 20 ms tick.
-//! The caller side is a [`Leg`]: AudioSocket over TCP ([`audiosocket`]) or
-//! RTP over UDP ([`rtp`]); everything else ([`Core`]) is the same for both.
+//! The caller side is a `Leg`: AudioSocket over TCP (`audiosocket`) or
+//! RTP over UDP ([`rtp`]); everything else (`Core`) is the same for both.
 //! Writes to the caller never block; what the kernel cannot take is dropped
 //! and counted, so a stalled caller never stalls the clock. Nothing here is
 //! shared with other calls except the metrics it folds in once a second.

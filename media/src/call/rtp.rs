@@ -206,9 +206,10 @@ impl RtpLeg {
         loop {
             let (n, from) = match self.sock.try_recv_from(&mut self.rbuf) {
                 Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // ICMP port unreachable from an earlier send and the like: not fatal.
-                Err(_) => continue,
+                // WouldBlock: all read. Anything else (an ICMP error from an
+                // earlier send) is not fatal; the socket stays ready, so what
+                // is left is read on the next turn instead of spinning here.
+                Err(_) => break,
             };
             if is_rtcp(&self.rbuf[..n]) {
                 self.rtcp(core, n, now);
@@ -226,8 +227,7 @@ impl RtpLeg {
                         }
                         self.rtcp(core, n, now)
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => continue,
+                    Err(_) => break,
                 }
             }
             self.rtcp_sock = Some(r);
