@@ -203,32 +203,23 @@ impl RtpLeg {
 
     pub(super) fn input(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
         let arrival = self.units(now);
-        loop {
-            let (n, from) = match self.sock.try_recv_from(&mut self.rbuf) {
-                Ok(x) => x,
-                // WouldBlock: all read. Anything else (an ICMP error from an
-                // earlier send) is not fatal; the socket stays ready, so what
-                // is left is read on the next turn instead of spinning here.
-                Err(_) => break,
-            };
+        // Until WouldBlock: all read. Any other error (an ICMP error from an
+        // earlier send) is not fatal; the socket stays ready, so what is left
+        // is read on the next turn instead of spinning here.
+        while let Ok((n, from)) = self.sock.try_recv_from(&mut self.rbuf) {
             if is_rtcp(&self.rbuf[..n]) {
                 self.rtcp(core, n, now);
-                continue;
+            } else {
+                self.rtp(core, n, from, arrival, now);
             }
-            self.rtp(core, n, from, arrival, now);
         }
         if let Some(r) = self.rtcp_sock.take() {
-            loop {
-                match r.try_recv_from(&mut self.rbuf) {
-                    Ok((n, from)) => {
-                        if self.params.symmetric {
-                            // Symmetric RTCP: answer where reports come from.
-                            self.remote_rtcp = Some(from);
-                        }
-                        self.rtcp(core, n, now)
-                    }
-                    Err(_) => break,
+            while let Ok((n, from)) = r.try_recv_from(&mut self.rbuf) {
+                if self.params.symmetric {
+                    // Symmetric RTCP: answer where reports come from.
+                    self.remote_rtcp = Some(from);
                 }
+                self.rtcp(core, n, now);
             }
             self.rtcp_sock = Some(r);
         }
