@@ -429,3 +429,20 @@ async fn silence_on_the_wire_ends_the_call_with_media_timeout() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn rtcp_on_its_own_port_is_read_and_a_bye_there_ends_the_call() {
+    let mut bot = TestBot::start().await;
+    let mut d = daemon(&bot, |_| {}).await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.expect("peer");
+    let target = session_to(&d, &peer, None).await;
+    let _conn = bot.accept().await;
+    let rtcp_port = std::net::SocketAddr::new(target.ip(), target.port() + 1);
+    let mut bye = Vec::new();
+    voxbridge_proto::rtcp::write_receiver_report(&mut bye, 77, &[]);
+    voxbridge_proto::rtcp::write_bye(&mut bye, 77);
+    peer.send_to(&bye, rtcp_port).await.expect("send");
+    let e = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
+    assert!(matches!(e, CallEvent::Hungup { cause: HangupCause::CallerHangup, .. }), "{e:?}");
+    assert_eq!(d.metrics.rtp.rtcp_in.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

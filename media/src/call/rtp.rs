@@ -3,7 +3,8 @@
 //!
 //! On readiness every datagram queued on the socket is read in one wake-up
 //! (`try_recv_from` until it would block) and put into the jitter buffer;
-//! caller digits go to the bot at once. Each tick the receiver's frame goes
+//! caller digits go to the bot at once. A separate RTCP socket is drained on
+//! the tick (reports come every few seconds). Each tick the receiver's frame goes
 //! up to the bot (from the first packet on) and the playout frame goes out
 //! as one RTP packet (or a telephone-event packet while a digit the bot
 //! asked for plays). An SR with
@@ -190,15 +191,11 @@ impl RtpLeg {
         (d.as_nanos() * self.params.clock as u128 / 1_000_000_000) as u64
     }
 
+    /// Waits for RTP. The RTCP socket (reports every few seconds) is not
+    /// waited on: the tick drains it, which keeps one readiness future per
+    /// call in the hot loop instead of two.
     pub(super) async fn ready(&mut self) -> Result<(), HangupCause> {
-        let r = match &self.rtcp_sock {
-            Some(r) => tokio::select! {
-                x = self.sock.readable() => x,
-                x = r.readable() => x,
-            },
-            None => self.sock.readable().await,
-        };
-        r.map_err(|_| HangupCause::CallerGone)
+        self.sock.readable().await.map_err(|_| HangupCause::CallerGone)
     }
 
     pub(super) fn input(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
@@ -213,6 +210,18 @@ impl RtpLeg {
                 self.rtp(core, n, from, arrival, now);
             }
         }
+        while let Some(d) = self.rx.poll_digit() {
+            core.caller_digit(d);
+        }
+        core.flush_up(now);
+        if self.bye {
+            return Err(HangupCause::CallerHangup);
+        }
+        Ok(())
+    }
+
+    /// Reads every report queued on the RTCP socket (not used with rtcp-mux).
+    fn drain_rtcp(&mut self, core: &mut Core, now: Instant) {
         if let Some(r) = self.rtcp_sock.take() {
             while let Ok((n, from)) = r.try_recv_from(&mut self.rbuf) {
                 if self.params.symmetric {
@@ -223,14 +232,6 @@ impl RtpLeg {
             }
             self.rtcp_sock = Some(r);
         }
-        while let Some(d) = self.rx.poll_digit() {
-            core.caller_digit(d);
-        }
-        core.flush_up(now);
-        if self.bye {
-            return Err(HangupCause::CallerHangup);
-        }
-        Ok(())
     }
 
     fn rtp(&mut self, core: &mut Core, n: usize, from: SocketAddr, arrival: u64, now: Instant) {
@@ -293,6 +294,10 @@ impl RtpLeg {
     }
 
     pub(super) fn tick(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
+        self.drain_rtcp(core, now);
+        if self.bye {
+            return Err(HangupCause::CallerHangup);
+        }
         if now.saturating_duration_since(self.last_rx) > self.params.media_timeout {
             tracing::info!(
                 call_id = core.info.call_id,
