@@ -443,6 +443,18 @@ async fn rtcp_on_its_own_port_is_read_and_a_bye_there_ends_the_call() {
     voxbridge_proto::rtcp::write_bye(&mut bye, 77);
     peer.send_to(&bye, rtcp_port).await.expect("send");
     let e = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
-    assert!(matches!(e, CallEvent::Hungup { cause: HangupCause::CallerHangup, .. }), "{e:?}");
-    assert_eq!(d.metrics.rtp.rtcp_in.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(
+        matches!(
+            e,
+            CallEvent::Hungup {
+                cause: HangupCause::CallerHangup,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        d.metrics.rtp.rtcp_in.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
