@@ -458,3 +458,49 @@ async fn rtcp_on_its_own_port_is_read_and_a_bye_there_ends_the_call() {
         1
     );
 }
+
+#[tokio::test]
+async fn symmetric_rtp_ignores_a_bye_from_another_host() {
+    let mut bot = TestBot::start().await;
+    let mut d = daemon(&bot, |_| {}).await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.expect("peer");
+    let target = d
+        .rtp
+        .plain(
+            PlainSession {
+                remote: None,
+                codec: AudioCodec::Pcmu,
+                pt: None,
+                dtmf_pt: None,
+                symmetric: Some(true),
+            },
+            SessionRequest::default(),
+        )
+        .await
+        .expect("session")
+        .local;
+    let mut conn = bot.accept().await;
+    // The caller's first packet latches the session to 127.0.0.1.
+    peer.send_to(&pcmu_packet(0, 0, 9, &[0; 160]), target)
+        .await
+        .expect("send");
+    bot_audio(&mut conn, 1).await;
+    let mut bye = Vec::new();
+    voxbridge_proto::rtcp::write_receiver_report(&mut bye, 9, &[]);
+    voxbridge_proto::rtcp::write_bye(&mut bye, 9);
+    // 127.0.0.2 is loopback too, but another host as far as the session knows.
+    let spoofer = UdpSocket::bind("127.0.0.2:0").await.expect("spoofer");
+    let rtcp_port = std::net::SocketAddr::new(target.ip(), target.port() + 1);
+    spoofer.send_to(&bye, rtcp_port).await.expect("send");
+    // Audio keeps flowing after the spoofed BYE; then the caller's own BYE ends it.
+    peer.send_to(&pcmu_packet(1, 160, 9, &[0; 160]), target)
+        .await
+        .expect("send");
+    bot_audio(&mut conn, 5).await;
+    peer.send_to(&bye, rtcp_port).await.expect("send");
+    let stats = final_stats(&mut d).await;
+    assert_eq!(
+        stats.malformed, 1,
+        "the spoofed BYE was dropped and counted: {stats:?}"
+    );
+}

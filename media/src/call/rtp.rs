@@ -205,7 +205,11 @@ impl RtpLeg {
         // is read on the next turn instead of spinning here.
         while let Ok((n, from)) = self.sock.try_recv_from(&mut self.rbuf) {
             if is_rtcp(&self.rbuf[..n]) {
-                self.rtcp(core, n, now);
+                if self.foreign(from.ip()) {
+                    self.bad_source += 1;
+                } else {
+                    self.rtcp(core, n, now);
+                }
             } else {
                 self.rtp(core, n, from, arrival, now);
             }
@@ -220,10 +224,20 @@ impl RtpLeg {
         Ok(())
     }
 
+    /// With symmetric RTP latched, RTCP from another host is not the
+    /// caller's (a spoofed BYE must not end the call): dropped and counted.
+    fn foreign(&self, ip: std::net::IpAddr) -> bool {
+        self.params.symmetric && self.latched && self.remote.is_some_and(|r| r.ip() != ip)
+    }
+
     /// Reads every report queued on the RTCP socket (not used with rtcp-mux).
     fn drain_rtcp(&mut self, core: &mut Core, now: Instant) {
         if let Some(r) = self.rtcp_sock.take() {
             while let Ok((n, from)) = r.try_recv_from(&mut self.rbuf) {
+                if self.foreign(from.ip()) {
+                    self.bad_source += 1;
+                    continue;
+                }
                 if self.params.symmetric {
                     // Symmetric RTCP: answer where reports come from.
                     self.remote_rtcp = Some(from);
