@@ -209,6 +209,14 @@ async fn impaired_network_gives_the_bot_continuous_frames_and_stats_report_the_l
         stats.jitter_buffer_ms > 20,
         "the buffer adapted to the jitter: {stats:?}"
     );
+    // The 5 s RTCP interval passed during the 5.5 s call: jitter went to /metrics.
+    let m = d.metrics.render();
+    let count = m
+        .lines()
+        .find(|l| l.starts_with("voxbridge_rtp_jitter_seconds_count"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(count.is_some_and(|c| c >= 1), "{m}");
 }
 
 #[tokio::test]

@@ -17,6 +17,9 @@ pub const LATENCY_BUCKETS: [f64; 10] = [
 /// Upper bounds (seconds) of the bot connect-time buckets.
 pub const CONNECT_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
+/// Upper bounds (seconds) of the RTP jitter and round-trip buckets.
+pub const RTP_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
+
 /// A fixed-bucket histogram a call keeps locally.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalHistogram<const N: usize> {
@@ -164,8 +167,9 @@ pub struct Metrics {
     pub rtp: RtpMetrics,
 }
 
-/// RTP packet counters, folded in by each RTP call once a second.
-#[derive(Debug, Default)]
+/// RTP figures: packet counters folded in by each RTP call once a second,
+/// jitter and RTT observed at each RTCP report.
+#[derive(Debug)]
 pub struct RtpMetrics {
     /// RTP sessions created through the API.
     pub sessions_created: AtomicU64,
@@ -186,6 +190,28 @@ pub struct RtpMetrics {
     pub duplicates: AtomicU64,
     /// RTCP packets received.
     pub rtcp_in: AtomicU64,
+    /// Each RTP call's interarrival jitter (RFC 3550), observed every 5 s.
+    pub jitter_seconds: Histogram<8>,
+    /// Each RTP call's round-trip time from RTCP, observed every 5 s once known.
+    pub rtt_seconds: Histogram<8>,
+}
+
+impl Default for RtpMetrics {
+    fn default() -> Self {
+        RtpMetrics {
+            sessions_created: AtomicU64::new(0),
+            sessions_refused: AtomicU64::new(0),
+            packets_in: AtomicU64::new(0),
+            packets_out: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            rtcp_in: AtomicU64::new(0),
+            jitter_seconds: Histogram::new(&RTP_BUCKETS),
+            rtt_seconds: Histogram::new(&RTP_BUCKETS),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -409,6 +435,20 @@ impl Metrics {
         );
         self.bot_connect_seconds
             .render(&mut o, "voxbridge_bot_connect_seconds", "");
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_rtp_jitter_seconds RTP interarrival jitter per call, every 5 s.\n# TYPE voxbridge_rtp_jitter_seconds histogram"
+        );
+        self.rtp
+            .jitter_seconds
+            .render(&mut o, "voxbridge_rtp_jitter_seconds", "");
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_rtp_rtt_seconds RTP round-trip time per call from RTCP, every 5 s.\n# TYPE voxbridge_rtp_rtt_seconds histogram"
+        );
+        self.rtp
+            .rtt_seconds
+            .render(&mut o, "voxbridge_rtp_rtt_seconds", "");
         o
     }
 }

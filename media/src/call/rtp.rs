@@ -374,9 +374,18 @@ impl RtpLeg {
         self.tx
             .sender_report(ntp_now(), block, &self.cname, &mut self.out);
         self.send_rtcp();
+        let stats = self.stats();
+        let m = &core.ctx.metrics.rtp;
+        if stats.packets_received > 0 {
+            m.jitter_seconds
+                .observe(Duration::from_millis(stats.jitter_ms as u64));
+        }
+        if let Some(rtt) = stats.rtt_ms {
+            m.rtt_seconds.observe(Duration::from_millis(rtt as u64));
+        }
         core.ctx.sink.emit(CallEvent::RtpStats {
             call_id: core.info.call_id.clone(),
-            stats: self.stats(),
+            stats,
         });
     }
 
