@@ -135,6 +135,16 @@ async fn sessions_are_created_listed_and_hung_up_over_http() {
     .await;
     assert_eq!(status, 400, "{got}");
     assert!(got.contains("in use"), "{got}");
+    let (status, _, got) = request(
+        addr,
+        "POST",
+        "/v1/rtp/sessions?call_id=a%2Fb",
+        "application/sdp",
+        offer,
+    )
+    .await;
+    assert_eq!(status, 400, "{got}");
+    assert!(got.contains("without '/'"), "{got}");
 
     let (status, _, _) = request(addr, "DELETE", "/v1/rtp/sessions/api-1", "text/plain", "").await;
     assert_eq!(status, 204);
@@ -162,7 +172,7 @@ async fn sessions_are_created_listed_and_hung_up_over_http() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("voxbridge_rtp_sessions_refused_total 6"),
+        metrics.contains("voxbridge_rtp_sessions_refused_total 7"),
         "{metrics}"
     );
     assert!(

@@ -260,8 +260,16 @@ impl RtpSessions {
             .cloned()
             .ok_or_else(|| MediaError::Session(format!("route {route_name:?} is not defined")))?;
         let call_id = match req.call_id.clone() {
-            Some(id) if id.is_empty() || id.len() > 128 => {
-                return Err(MediaError::Session("call_id must be 1-128 characters".into()))
+            Some(id)
+                if id.is_empty()
+                    || id.len() > 128
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?' && b != b'#') =>
+            {
+                return Err(MediaError::Session(
+                    "call_id must be 1-128 printable ASCII characters without '/', '?' or '#'".into(),
+                ))
             }
             Some(id) => id,
             None => new_call_id(),
