@@ -195,6 +195,28 @@ struct Reader {
     offsets: Vec<i64>,
     received: u64,
     hung_up_by_daemon: bool,
+    /// Frames counted so far (the k of the next one on the call's 20 ms grid).
+    k: i64,
+}
+
+impl Reader {
+    fn new() -> Self {
+        Reader {
+            offsets: Vec::new(),
+            received: 0,
+            hung_up_by_daemon: false,
+            k: 0,
+        }
+    }
+
+    /// A frame arrived at `now`: its offset against the 20 ms grid, while measuring.
+    fn frame(&mut self, shared: &Shared, now: Instant) {
+        if shared.measuring.load(Relaxed) {
+            self.offsets.push(shared.ns(now) as i64 - self.k * 20_000_000);
+            self.received += 1;
+            self.k += 1;
+        }
+    }
 }
 
 async fn read_caller(
@@ -204,12 +226,7 @@ async fn read_caller(
 ) -> Reader {
     let codec = AudioSocketCodec::default();
     let mut buf = BytesMut::with_capacity(8192);
-    let mut r = Reader {
-        offsets: Vec::new(),
-        received: 0,
-        hung_up_by_daemon: false,
-    };
-    let mut k: i64 = 0;
+    let mut r = Reader::new();
     loop {
         match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return r,
@@ -218,13 +235,7 @@ async fn read_caller(
         let now = Instant::now();
         loop {
             match codec.decode_frame(&mut buf) {
-                Ok(Some(Frame::Audio { .. })) => {
-                    if shared.measuring.load(Relaxed) {
-                        r.offsets.push(shared.ns(now) as i64 - k * 20_000_000);
-                        r.received += 1;
-                        k += 1;
-                    }
-                }
+                Ok(Some(Frame::Audio { .. })) => r.frame(&shared, now),
                 Ok(Some(Frame::Hangup)) => {
                     if !stop.load(Relaxed) {
                         r.hung_up_by_daemon = true;
@@ -278,20 +289,12 @@ async fn read_rtp(
     stop: Arc<AtomicBool>,
 ) -> Reader {
     let mut buf = vec![0u8; 2048];
-    let mut r = Reader {
-        offsets: Vec::new(),
-        received: 0,
-        hung_up_by_daemon: false,
-    };
-    let mut k: i64 = 0;
+    let mut r = Reader::new();
     loop {
         match tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await {
             Ok(Ok((n, _))) => {
-                let now = Instant::now();
-                if rtp::is_audio(&buf[..n], codec) && shared.measuring.load(Relaxed) {
-                    r.offsets.push(shared.ns(now) as i64 - k * 20_000_000);
-                    r.received += 1;
-                    k += 1;
+                if rtp::is_audio(&buf[..n], codec) {
+                    r.frame(&shared, Instant::now());
                 }
             }
             Ok(Err(_)) => return r,
