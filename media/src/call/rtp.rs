@@ -16,7 +16,7 @@ use super::{drive, start_core, CallContext, Core, Leg};
 use crate::error::MediaError;
 use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats};
 use crate::rtp::receiver::{FrameSource, RtpReceiver};
-use crate::rtp::sender::RtpSender;
+use crate::rtp::sender::{encoder_for, RtpSender};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -131,8 +131,13 @@ fn build(
     let now = Instant::now();
     Ok(RtpLeg {
         rx: RtpReceiver::new(params.codec, params.clock, params.pt, params.dtmf_pt)?,
-        tx: RtpSender::new(params.codec, params.clock, params.pt, params.dtmf_pt, seed)?
-            .with_opus(params.opus_complexity, params.opus_fec)?,
+        tx: RtpSender::with_encoder(
+            encoder_for(params.codec, params.opus_complexity, params.opus_fec)?,
+            params.clock,
+            params.pt,
+            params.dtmf_pt,
+            seed,
+        ),
         sock,
         rtcp_sock,
         remote: params.remote,

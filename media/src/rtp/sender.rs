@@ -19,6 +19,23 @@ pub const DIGIT_MS: u32 = 100;
 /// Largest encoded frame (Opus at its highest rate is far below this).
 const MAX_PAYLOAD: usize = 1275;
 
+/// The encoder for `codec`; Opus at `complexity` (0-10; libopus's cost per
+/// frame grows with it, see benches/RESULTS.md), with or without in-band FEC
+/// (which encodes each frame a second time at low rate).
+pub fn encoder_for(codec: Codec, complexity: u8, fec: bool) -> Result<FrameEncoder, MediaError> {
+    Ok(match codec {
+        Codec::Opus { rate } => FrameEncoder::Opus(voxbridge_codecs::opus::OpusEncoder::new(
+            voxbridge_codecs::opus::OpusSettings {
+                rate,
+                complexity,
+                fec,
+                ..Default::default()
+            },
+        )?),
+        c => FrameEncoder::new(c)?,
+    })
+}
+
 /// What one tick sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
@@ -52,7 +69,18 @@ impl RtpSender {
     /// A sender of `codec` on payload type `pt` at `clock`; `seed` gives the
     /// SSRC and initial sequence and timestamp (random in production).
     pub fn new(codec: Codec, clock: u32, pt: u8, dtmf_pt: Option<u8>, seed: u64) -> Result<Self, MediaError> {
-        Ok(RtpSender {
+        Ok(Self::with_encoder(
+            FrameEncoder::new(codec)?,
+            clock,
+            pt,
+            dtmf_pt,
+            seed,
+        ))
+    }
+
+    /// As [`RtpSender::new`] with an encoder built by the caller (see [`encoder_for`]).
+    pub fn with_encoder(encoder: FrameEncoder, clock: u32, pt: u8, dtmf_pt: Option<u8>, seed: u64) -> Self {
+        RtpSender {
             ssrc: (seed >> 32) as u32,
             seq: seed as u16,
             ts: (seed as u32).rotate_left(11),
@@ -60,7 +88,7 @@ impl RtpSender {
             clock,
             pt,
             dtmf_pt,
-            encoder: FrameEncoder::new(codec)?,
+            encoder,
             payload: vec![0; MAX_PAYLOAD],
             marker: true,
             packets: 0,
@@ -68,26 +96,7 @@ impl RtpSender {
             digits: VecDeque::new(),
             train: Vec::new(),
             train_at: 0,
-        })
-    }
-
-    /// Rebuilds an Opus encoder at `complexity` (0-10; libopus's cost per
-    /// frame grows with it, see benches/RESULTS.md), with or without in-band
-    /// FEC (which encodes each frame a second time at low rate). Other codecs
-    /// are unchanged.
-    pub fn with_opus(mut self, complexity: u8, fec: bool) -> Result<Self, MediaError> {
-        if let FrameEncoder::Opus(e) = &self.encoder {
-            let rate = (e.frame_len() * 50) as u32;
-            self.encoder = FrameEncoder::Opus(voxbridge_codecs::opus::OpusEncoder::new(
-                voxbridge_codecs::opus::OpusSettings {
-                    rate,
-                    complexity,
-                    fec,
-                    ..Default::default()
-                },
-            )?);
         }
-        Ok(self)
     }
 
     /// This leg's SSRC.
