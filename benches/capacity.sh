@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Capacity of the bridge: the daemon pinned to core 0 (one tokio worker),
 # loadgen and its built-in echo bot pinned to core 1; CALLS calls (default
-# 500) for SECS seconds (default 60) after a 5 s ramp.
+# 500) for SECS seconds (default 60) after a 5 s ramp. SHARED_PORT=1 runs
+# the RTP modes on one shared port (batched recvmmsg/sendmmsg) instead of a
+# port pair per call; the RESULT line then says io=shared (else io=per-call).
 #
 #   benches/capacity.sh [--mode audiosocket|rtp-pcmu|rtp-opus]
 #
@@ -31,7 +33,10 @@ bin=target/release/voxbridge
 tmp=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
-VOXBRIDGE_WORKERS=1 VOXBRIDGE_MAX_CALLS=100000 VOXBRIDGE_OPUS_COMPLEXITY=${OPUS_COMPLEXITY:-1} VOXBRIDGE_OPUS_FEC=${OPUS_FEC:-1} \
+SHARED=0
+IO=per-call
+if [ "${SHARED_PORT:-0}" = 1 ] && [ "$MODE" != audiosocket ]; then SHARED=40000; IO=shared; fi
+VOXBRIDGE_RTP_SHARED_PORT=$SHARED VOXBRIDGE_WORKERS=1 VOXBRIDGE_MAX_CALLS=100000 VOXBRIDGE_OPUS_COMPLEXITY=${OPUS_COMPLEXITY:-1} VOXBRIDGE_OPUS_FEC=${OPUS_FEC:-1} \
 VOXBRIDGE_AUDIOSOCKET_LISTEN=127.0.0.1:19092 VOXBRIDGE_METRICS_LISTEN=127.0.0.1:19100 \
 VOXBRIDGE_BOT_URL=ws://127.0.0.1:18765 RUST_LOG=warn \
   taskset -c 0 "$bin" serve >"$tmp/serve.out" 2>"$tmp/serve.err" &
@@ -45,7 +50,7 @@ RUST_LOG=warn taskset -c 1 "$bin" loadgen --target 127.0.0.1:19092 --bot-listen 
   --calls "$CALLS" --seconds "$SECS" --ramp-ms 5000 --daemon-pid "$pid" --png "$PNG" | tee "$tmp/lg.out"
 curl -s 127.0.0.1:19100/metrics >"$tmp/metrics" || true
 echo "daemon counters:"
-grep -E '^voxbridge_(frames_total|rtp_packets_total|calls_total\{cause="(caller_hangup|bot_dropped|bot_unavailable|malformed|media_timeout)"|bot_connect_failures_total|rejected_connections_total)' "$tmp/metrics" | sed 's/^/  /'
+grep -E '^voxbridge_(frames_total|rtp_packets_total|rtp_shared_syscalls_total|calls_total\{cause="(caller_hangup|bot_dropped|bot_unavailable|malformed|media_timeout)"|bot_connect_failures_total|rejected_connections_total)' "$tmp/metrics" | sed 's/^/  /'
 
 line=$(grep '^LOADGEN ' "$tmp/lg.out")
 get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
@@ -54,4 +59,4 @@ jb=0
 p99=$(awk -v a="$(get p99_up_ms)" -v b="$(get p99_down_ms)" -v jb="$jb" 'BEGIN { a -= jb; if (a < 0) a = 0; printf "%.3f", (a > b ? a : b) }')
 daemon_lost=$(sed -n 's/^voxbridge_frames_total{kind="lost"} //p' "$tmp/metrics")
 lost=$(( $(get frames_lost) + ${daemon_lost:-0} ))
-echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$(get cpu_us_per_call_s) p99_added_ms=$p99 frames_lost=$lost"
+echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$(get cpu_us_per_call_s) p99_added_ms=$p99 frames_lost=$lost io=$IO"

@@ -13,7 +13,7 @@
 use crate::config::{BotProtocolKind, TwilioEncoding};
 use crate::error::MediaError;
 use crate::events::{CallInfo, HangupCause, Speaker};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use std::fmt::Write as _;
 use voxbridge_codecs::g711;
 use voxbridge_proto::pipecat::{self, Kind, MessageFrame};
@@ -199,8 +199,12 @@ impl BotCodec {
             BotProtocolKind::Pipecat => {
                 ensure(&mut self.pcm, pcm.len() * 2, ARENA / 4);
                 ensure(&mut self.arena, pcm.len() * 2 + 64, ARENA);
-                for s in pcm {
-                    self.pcm.put_i16_le(*s);
+                // One resize and a loop the compiler vectorises (a `put_i16_le`
+                // per sample checked capacity 320 times a frame: ~1 us).
+                let start = self.pcm.len();
+                self.pcm.resize(start + pcm.len() * 2, 0);
+                for (d, s) in self.pcm[start..].chunks_exact_mut(2).zip(pcm) {
+                    d.copy_from_slice(&s.to_le_bytes());
                 }
                 let samples = self.pcm.split().freeze();
                 pipecat::encode_audio(samples, self.rate, &mut self.arena);

@@ -156,6 +156,12 @@ pub struct RtpConfig {
     pub port_min: u16,
     /// Last port of the range.
     pub port_max: u16,
+    /// Shared-port mode: when not 0, every session receives RTP on this one
+    /// port (RTCP on the next) instead of a pair of its own, told apart by
+    /// the caller's address and SSRC, with batched `recvmmsg`/`sendmmsg`
+    /// I/O. Sessions must then name the caller's address (SDP `c=`/`m=` or
+    /// plain `remote`).
+    pub shared_port: u16,
     /// Symmetric RTP: send to wherever the first valid packet came from and
     /// ignore other sources (needed behind NAT); off sends to the negotiated address.
     pub symmetric: bool,
@@ -181,6 +187,7 @@ impl Default for RtpConfig {
             advertise_ip: None,
             port_min: 40000,
             port_max: 49999,
+            shared_port: 0,
             symmetric: true,
             media_timeout_ms: 30_000,
             route: default_route_name(),
@@ -207,6 +214,9 @@ impl RtpConfig {
                 "port_min/port_max: {}-{} holds no RTP/RTCP pair",
                 self.port_min, self.port_max
             ));
+        }
+        if self.shared_port == u16::MAX {
+            return bad("shared_port: 65535 leaves no port for RTCP".into());
         }
         if self.opus_complexity > 10 {
             return bad(format!("opus_complexity: {} (0-10)", self.opus_complexity));
@@ -314,6 +324,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "Opus encoder complexity of RTP legs (0-10)",
     ),
     ("VOXBRIDGE_OPUS_FEC", "Opus in-band FEC of RTP legs (1 on, 0 off)"),
+    (
+        "VOXBRIDGE_RTP_SHARED_PORT",
+        "shared RTP port for every session (0 off)",
+    ),
 ];
 
 impl Config {
@@ -379,6 +393,10 @@ impl Config {
         }
         if let Some(n) = num("VOXBRIDGE_OPUS_FEC")? {
             self.rtp.opus_fec = n != 0;
+        }
+        if let Some(n) = num("VOXBRIDGE_RTP_SHARED_PORT")? {
+            self.rtp.shared_port = u16::try_from(n)
+                .map_err(|_| MediaError::Config(format!("VOXBRIDGE_RTP_SHARED_PORT={n}: not a port")))?;
         }
         Ok(())
     }

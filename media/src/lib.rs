@@ -2,7 +2,8 @@
 //!
 //! Sans-IO per-call state ([`pipeline`], [`pacer`], [`playout`], [`botcodec`],
 //! [`jitter`], [`rtp`]) driven by frames and `Instant`s, wrapped by one tokio
-//! task per call ([`call`]) that owns the call's sockets. [`server`] accepts
+//! task per call ([`call`]) that owns the call's sockets (or, in shared-port
+//! mode, a slot on the [`net`] hub that batches one UDP port's I/O). [`server`] accepts
 //! AudioSocket connections and drains calls on shutdown; [`sessions`] creates
 //! RTP calls from SDP offers or plain parameters; [`events`] and [`metrics`] are
 //! what the rest of voxbridge (`control/`, `/metrics`) sees of a call.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod jitter;
 pub mod metrics;
+pub mod net;
 pub mod pacer;
 pub mod pipeline;
 pub mod playout;

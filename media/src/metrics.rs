@@ -190,6 +190,16 @@ pub struct RtpMetrics {
     pub duplicates: AtomicU64,
     /// RTCP packets received.
     pub rtcp_in: AtomicU64,
+    /// Shared-port datagrams that matched no session.
+    pub unmatched: AtomicU64,
+    /// Shared-port datagrams dropped because their session's inbox was full.
+    pub overflow: AtomicU64,
+    /// Shared-port RTP packets the kernel did not take (dropped).
+    pub send_dropped: AtomicU64,
+    /// Shared-port receive system calls (`recvmmsg`), each up to 32 datagrams.
+    pub recv_batches: AtomicU64,
+    /// Shared-port send system calls (`sendmmsg`), each up to 32 datagrams.
+    pub send_batches: AtomicU64,
     /// Each RTP call's interarrival jitter (RFC 3550), observed every 5 s.
     pub jitter_seconds: Histogram<8>,
     /// Each RTP call's round-trip time from RTCP, observed every 5 s once known.
@@ -208,6 +218,11 @@ impl Default for RtpMetrics {
             late: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             rtcp_in: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
+            overflow: AtomicU64::new(0),
+            send_dropped: AtomicU64::new(0),
+            recv_batches: AtomicU64::new(0),
+            send_batches: AtomicU64::new(0),
             jitter_seconds: Histogram::new(&RTP_BUCKETS),
             rtt_seconds: Histogram::new(&RTP_BUCKETS),
         }
@@ -369,10 +384,24 @@ impl Metrics {
             ("late", &r.late),
             ("duplicate", &r.duplicates),
             ("rtcp_in", &r.rtcp_in),
+            ("unmatched", &r.unmatched),
+            ("overflow", &r.overflow),
+            ("send_dropped", &r.send_dropped),
         ] {
             let _ = writeln!(
                 o,
                 "voxbridge_rtp_packets_total{{kind=\"{kind}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_rtp_shared_syscalls_total Shared-port recvmmsg/sendmmsg calls (each up to 32 datagrams).\n# TYPE voxbridge_rtp_shared_syscalls_total counter"
+        );
+        for (dir, v) in [("recv", &r.recv_batches), ("send", &r.send_batches)] {
+            let _ = writeln!(
+                o,
+                "voxbridge_rtp_shared_syscalls_total{{dir=\"{dir}\"}} {}",
                 v.load(Relaxed)
             );
         }

@@ -12,6 +12,7 @@ use crate::config::{Config, Route};
 use crate::error::MediaError;
 use crate::events::{EventSink, HangupCause};
 use crate::metrics::Metrics;
+use crate::net::shared_port::SharedPort;
 use crate::sessions::{RegistryParts, RtpSessions};
 use bytes::BytesMut;
 use std::collections::BTreeMap;
@@ -69,7 +70,24 @@ impl MediaServer {
         let stop = Arc::new(watch::channel(false).0);
         let (hangup_tx, hangup_rx) = watch::channel(false);
         let tracker = TaskTracker::new();
+        let shared = match config.rtp.shared_port {
+            0 => None,
+            port => Some(
+                SharedPort::bind(
+                    config.rtp.bind_ip,
+                    port,
+                    config.limits.max_calls.saturating_mul(2),
+                    metrics.clone(),
+                    stop.subscribe(),
+                )
+                .await
+                .map_err(|e| {
+                    MediaError::Config(format!("rtp.shared_port {}:{port}: {e}", config.rtp.bind_ip))
+                })?,
+            ),
+        };
         let rtp = RtpSessions::new(RegistryParts {
+            shared,
             cfg: config.rtp.clone(),
             routes: routes.clone(),
             sink: sink.clone(),

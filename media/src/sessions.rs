@@ -4,17 +4,19 @@
 //! from plain parameters (remote address and codec, as Asterisk ARI
 //! `externalMedia` gives them). Each gets an even RTP port from the
 //! configured range (RTCP on the next port, unless the offer asked for
-//! rtcp-mux) and a call task of its own; it ends on RTCP BYE, on
+//! rtcp-mux), or a slot on the shared port when `rtp.shared_port` is set,
+//! and a call task of its own; it ends on RTCP BYE, on
 //! [`RtpSessions::hangup`], on the media timeout or when the bot policy says
 //! so. Refusals (bad SDP, no common codec, no free port, call limit,
 //! shutting down) are errors with the reason and are counted.
 
-use crate::call::rtp::{run, RtpLegParams};
+use crate::call::rtp::{run, LegIo, RtpLegParams};
 use crate::call::CallContext;
 use crate::config::{Route, RtpConfig};
 use crate::error::MediaError;
 use crate::events::{CallInfo, EventSink, HangupCause};
 use crate::metrics::Metrics;
+use crate::net::shared_port::SharedPort;
 use crate::rtp::receiver::pcm_codec;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -104,6 +106,7 @@ struct Inner {
     max_calls: usize,
     sessions: Mutex<HashMap<String, Entry>>,
     next_port: Mutex<u16>,
+    shared: Option<SharedPort>,
 }
 
 /// Handle to the registry (cheap to clone).
@@ -112,6 +115,7 @@ pub struct RtpSessions(Arc<Inner>);
 
 /// Everything [`RtpSessions`] needs from the server.
 pub(crate) struct RegistryParts {
+    pub shared: Option<SharedPort>,
     pub cfg: RtpConfig,
     pub routes: BTreeMap<String, Arc<Route>>,
     pub sink: Arc<dyn EventSink>,
@@ -137,6 +141,7 @@ impl RtpSessions {
             max_calls: p.max_calls,
             sessions: Mutex::new(HashMap::new()),
             next_port: Mutex::new(first),
+            shared: p.shared,
         }))
     }
 
@@ -282,10 +287,7 @@ impl RtpSessions {
         {
             return Err(MediaError::Session(format!("call_id {call_id:?} is in use")));
         }
-        let (sock, rtcp_sock) = self.bind_pair(!s.rtcp_mux).await?;
-        let bound = sock
-            .local_addr()
-            .map_err(|e| MediaError::Session(format!("local address: {e}")))?;
+        let (io, bound) = self.leg_io(&s).await?;
         let advertised = SocketAddr::new(inner.cfg.advertise_ip.unwrap_or(bound.ip()), bound.port());
         let sdp = write_sdp(LocalMedia {
             addr: advertised,
@@ -305,6 +307,7 @@ impl RtpSessions {
             media_timeout: Duration::from_millis(inner.cfg.media_timeout_ms),
             opus_complexity: inner.cfg.opus_complexity,
             opus_fec: inner.cfg.opus_fec,
+            rtcp_mux: s.rtcp_mux,
         };
         let mut bot_params = route.params.clone();
         bot_params.extend(req.params);
@@ -340,7 +343,7 @@ impl RtpSessions {
         let registry = self.clone();
         let id = call_id.clone();
         inner.tracker.spawn(async move {
-            run(sock, rtcp_sock, params, info, ctx, stop_rx).await;
+            run(io, params, info, ctx, stop_rx).await;
             registry
                 .0
                 .sessions
@@ -356,6 +359,25 @@ impl RtpSessions {
             pt: s.pt,
             dtmf_pt: s.dtmf_pt,
         })
+    }
+
+    /// The leg's sockets (a port pair of its own) or its shared-port slot,
+    /// and the local RTP address.
+    async fn leg_io(&self, s: &Setup) -> Result<(LegIo, SocketAddr), MediaError> {
+        let local = |r: std::io::Result<SocketAddr>| {
+            r.map_err(|e| MediaError::Session(format!("local address: {e}")))
+        };
+        if let Some(shared) = &self.0.shared {
+            let remote = s.remote.filter(|r| !r.ip().is_unspecified()).ok_or_else(|| {
+                MediaError::Session(
+                    "shared-port mode tells callers apart by address: the session needs the caller's address (SDP c=/m= or plain remote)".into(),
+                )
+            })?;
+            return Ok((LegIo::Shared(shared.attach(remote)), local(shared.local_addr())?));
+        }
+        let (rtp, rtcp) = self.bind_pair(!s.rtcp_mux).await?;
+        let bound = local(rtp.local_addr())?;
+        Ok((LegIo::Own { rtp, rtcp }, bound))
     }
 
     /// Binds an even RTP port (and the next one for RTCP) from the range.

@@ -126,3 +126,53 @@ mod rtp_receive {
         }
     }
 }
+
+mod shared_port_routes {
+    use proptest::prelude::*;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+    use voxbridge_media::net::shared_port::Routes;
+
+    fn addr(host: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, host], port))
+    }
+
+    proptest! {
+        /// Any datagrams from any of a few hosts, sessions coming and going:
+        /// no panic, and a datagram only ever reaches a session created for
+        /// its own host (never another caller's call).
+        #[test]
+        fn datagrams_only_reach_sessions_of_their_own_host(
+            steps in prop::collection::vec(
+                prop_oneof![
+                    (0u8..4, 4000u16..4003, prop::collection::vec(any::<u8>(), 0..40))
+                        .prop_map(|(h, p, mut d)| { if d.len() > 1 && p != 4002 { d[0] = 0x80; d[1] &= 0x7f; } (0u8, h, p, d) }),
+                    (0u8..4, 4000u16..4003).prop_map(|(h, p)| (1u8, h, p, Vec::new())),
+                    (0u8..8).prop_map(|i| (2u8, i, 0, Vec::new())),
+                ],
+                0..120),
+        ) {
+            let mut r = Routes::default();
+            let mut live = Vec::new();
+            let now = Instant::now();
+            for (op, h, p, d) in steps {
+                match op {
+                    0 => {
+                        let from = addr(h, p);
+                        if let Some(s) = r.datagram(&d, from) {
+                            prop_assert_eq!(s.expected().ip(), from.ip());
+                        }
+                    }
+                    1 => live.push(r.add(addr(h, p))),
+                    _ => {
+                        if !live.is_empty() {
+                            let s = live.remove(usize::from(h) % live.len());
+                            r.remove(&s, now);
+                        }
+                    }
+                }
+                prop_assert_eq!(r.len(), live.len());
+            }
+        }
+    }
+}

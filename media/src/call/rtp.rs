@@ -1,10 +1,15 @@
 //! The RTP caller leg: one UDP socket pair per session (RTP on an even port,
-//! RTCP on the next, or one socket with rtcp-mux).
+//! RTCP on the next, or one socket with rtcp-mux), or a slot on the shared
+//! port (`crate::net::shared_port`).
 //!
-//! On readiness every datagram queued on the socket is read in one wake-up
-//! (`try_recv_from` until it would block) and put into the jitter buffer;
-//! caller digits go to the bot at once. A separate RTCP socket is drained on
-//! the tick (reports come every few seconds). Each tick the receiver's frame goes
+//! Own sockets: on readiness every datagram queued on the socket is read in
+//! one wake-up (`try_recv_from` until it would block) and put into the
+//! jitter buffer; caller digits go to the bot at once. A separate RTCP socket
+//! is drained on the tick (reports come every few seconds). Shared port: the
+//! hub has already read and routed the datagrams; the tick empties the
+//! slot's inbox (arrival times as the hub stamped them) and hands the
+//! outgoing packet to the hub, which sends many calls' packets in one
+//! `sendmmsg`. Each tick the receiver's frame goes
 //! up to the bot (from the first packet on) and the playout frame goes out
 //! as one RTP packet (or a telephone-event packet while a digit the bot
 //! asked for plays). An SR with
@@ -15,6 +20,7 @@
 use super::{drive, start_core, CallContext, Core, Leg};
 use crate::error::MediaError;
 use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats};
+use crate::net::shared_port::Attachment;
 use crate::rtp::receiver::{FrameSource, RtpReceiver};
 use crate::rtp::sender::{encoder_for, RtpSender};
 use std::net::SocketAddr;
@@ -55,11 +61,25 @@ pub struct RtpLegParams {
     pub opus_complexity: u8,
     /// Opus in-band FEC in what voxbridge sends.
     pub opus_fec: bool,
+    /// RTCP shares the RTP port (RFC 5761).
+    pub rtcp_mux: bool,
+}
+
+/// Where a leg's datagrams come from and go to.
+pub enum LegIo {
+    /// Its own RTP socket and, without rtcp-mux, its own RTCP socket.
+    Own {
+        /// RTP (and muxed RTCP).
+        rtp: UdpSocket,
+        /// RTCP on the next port.
+        rtcp: Option<UdpSocket>,
+    },
+    /// A slot on the shared port.
+    Shared(Attachment),
 }
 
 pub(crate) struct RtpLeg {
-    sock: UdpSocket,
-    rtcp_sock: Option<UdpSocket>,
+    io: LegIo,
     params: RtpLegParams,
     remote: Option<SocketAddr>,
     remote_rtcp: Option<SocketAddr>,
@@ -96,10 +116,10 @@ struct Folded {
     rtcp_in: u64,
 }
 
-/// Runs one RTP call to its end (the sockets are bound by the session registry).
+/// Runs one RTP call to its end (the sockets are bound, or the slot
+/// attached, by the session registry).
 pub async fn run(
-    sock: UdpSocket,
-    rtcp_sock: Option<UdpSocket>,
+    io: LegIo,
     params: RtpLegParams,
     info: CallInfo,
     ctx: CallContext,
@@ -107,7 +127,7 @@ pub async fn run(
 ) {
     let seed = seed_from(&info.call_id);
     let call_id = info.call_id.clone();
-    let leg = match build(sock, rtcp_sock, params, seed, &call_id) {
+    let leg = match build(io, params, seed, &call_id) {
         Ok(l) => l,
         Err(e) => {
             // Codec parameters were validated when the session was created.
@@ -121,13 +141,7 @@ pub async fn run(
     drive(core, Leg::Rtp(Box::new(leg)), Some(stop)).await;
 }
 
-fn build(
-    sock: UdpSocket,
-    rtcp_sock: Option<UdpSocket>,
-    params: RtpLegParams,
-    seed: u64,
-    call_id: &str,
-) -> Result<RtpLeg, MediaError> {
+fn build(io: LegIo, params: RtpLegParams, seed: u64, call_id: &str) -> Result<RtpLeg, MediaError> {
     let now = Instant::now();
     Ok(RtpLeg {
         rx: RtpReceiver::new(params.codec, params.clock, params.pt, params.dtmf_pt)?,
@@ -138,8 +152,7 @@ fn build(
             params.dtmf_pt,
             seed,
         ),
-        sock,
-        rtcp_sock,
+        io,
         remote: params.remote,
         remote_rtcp: params.remote_rtcp,
         latched: false,
@@ -196,29 +209,30 @@ impl RtpLeg {
         (d.as_nanos() * self.params.clock as u128 / 1_000_000_000) as u64
     }
 
-    /// Waits for RTP. The RTCP socket (reports every few seconds) is not
-    /// waited on: the tick drains it, which keeps one readiness future per
-    /// call in the hot loop instead of two.
+    /// Waits for RTP on the leg's own socket. The RTCP socket (reports
+    /// every few seconds) is not waited on: the tick drains it, which keeps
+    /// one readiness future per call in the hot loop instead of two. On the
+    /// shared port this never wakes: the tick empties the inbox.
     pub(super) async fn ready(&mut self) -> Result<(), HangupCause> {
-        self.sock.readable().await.map_err(|_| HangupCause::CallerGone)
+        match &self.io {
+            LegIo::Own { rtp, .. } => rtp.readable().await.map_err(|_| HangupCause::CallerGone),
+            LegIo::Shared(_) => std::future::pending().await,
+        }
     }
 
     pub(super) fn input(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
         let arrival = self.units(now);
+        let mut rbuf = std::mem::take(&mut self.rbuf);
         // Until WouldBlock: all read. Any other error (an ICMP error from an
         // earlier send) is not fatal; the socket stays ready, so what is left
         // is read on the next turn instead of spinning here.
-        while let Ok((n, from)) = self.sock.try_recv_from(&mut self.rbuf) {
-            if is_rtcp(&self.rbuf[..n]) {
-                if self.foreign(from.ip()) {
-                    self.bad_source += 1;
-                } else {
-                    self.rtcp(core, n, now);
-                }
-            } else {
-                self.rtp(core, n, from, arrival, now);
-            }
+        while let LegIo::Own { rtp, .. } = &self.io {
+            let Ok((n, from)) = rtp.try_recv_from(&mut rbuf) else {
+                break;
+            };
+            self.datagram(core, &rbuf[..n], from, arrival, now);
         }
+        self.rbuf = rbuf;
         while let Some(d) = self.rx.poll_digit() {
             core.caller_digit(d);
         }
@@ -229,42 +243,74 @@ impl RtpLeg {
         Ok(())
     }
 
+    /// One datagram from `from`: RTCP (packet type 200-204, RFC 5761) or RTP.
+    fn datagram(&mut self, core: &mut Core, d: &[u8], from: SocketAddr, arrival: u64, now: Instant) {
+        if !is_rtcp(d) {
+            self.rtp(core, d, from, arrival, now);
+        } else if self.foreign(from.ip()) {
+            self.bad_source += 1;
+        } else {
+            if self.params.symmetric {
+                // Symmetric RTCP: answer where reports come from.
+                self.remote_rtcp = Some(from);
+            }
+            self.rtcp(core, d, now);
+        }
+    }
+
     /// With symmetric RTP latched, RTCP from another host is not the
     /// caller's (a spoofed BYE must not end the call): dropped and counted.
     fn foreign(&self, ip: std::net::IpAddr) -> bool {
         self.params.symmetric && self.latched && self.remote.is_some_and(|r| r.ip() != ip)
     }
 
-    /// Reads every report queued on the RTCP socket (not used with rtcp-mux).
-    fn drain_rtcp(&mut self, core: &mut Core, now: Instant) {
-        if let Some(r) = self.rtcp_sock.take() {
-            while let Ok((n, from)) = r.try_recv_from(&mut self.rbuf) {
-                if self.foreign(from.ip()) {
-                    self.bad_source += 1;
-                    continue;
+    /// What arrived outside `input`: the reports queued on the leg's own
+    /// RTCP socket, or everything in the shared port's inbox.
+    fn drain(&mut self, core: &mut Core, now: Instant) {
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        loop {
+            match &self.io {
+                LegIo::Own { rtcp: Some(r), .. } => {
+                    let Ok((n, from)) = r.try_recv_from(&mut rbuf) else {
+                        break;
+                    };
+                    if is_rtcp(&rbuf[..n]) {
+                        self.datagram(core, &rbuf[..n], from, 0, now);
+                    } else {
+                        self.bad_source += 1;
+                    }
                 }
-                if self.params.symmetric {
-                    // Symmetric RTCP: answer where reports come from.
-                    self.remote_rtcp = Some(from);
+                LegIo::Own { rtcp: None, .. } => break,
+                LegIo::Shared(slot) => {
+                    let Some(p) = slot.pop() else { break };
+                    let arrival = self.units(p.at);
+                    self.datagram(core, p.bytes(), p.from, arrival, now);
+                    if let LegIo::Shared(slot) = &self.io {
+                        slot.recycle(p);
+                    }
                 }
-                self.rtcp(core, n, now);
             }
-            self.rtcp_sock = Some(r);
+        }
+        self.rbuf = rbuf;
+        if matches!(self.io, LegIo::Shared(_)) {
+            while let Some(d) = self.rx.poll_digit() {
+                core.caller_digit(d);
+            }
         }
     }
 
-    fn rtp(&mut self, core: &mut Core, n: usize, from: SocketAddr, arrival: u64, now: Instant) {
+    fn rtp(&mut self, core: &mut Core, d: &[u8], from: SocketAddr, arrival: u64, now: Instant) {
         if self.params.symmetric && self.latched && Some(from) != self.remote {
             self.bad_source += 1;
             return;
         }
-        match self.rx.datagram(&self.rbuf[..n], arrival) {
+        match self.rx.datagram(d, arrival) {
             Ok(_) => {
                 self.last_rx = now;
                 if self.params.symmetric && !self.latched {
                     self.latched = true;
                     self.remote = Some(from);
-                    if self.rtcp_sock.is_none() {
+                    if self.params.rtcp_mux {
                         // rtcp-mux: RTCP goes where RTP goes.
                         self.remote_rtcp = Some(from);
                     } else if self.remote_rtcp.is_none() {
@@ -278,8 +324,8 @@ impl RtpLeg {
         }
     }
 
-    fn rtcp(&mut self, core: &mut Core, n: usize, now: Instant) {
-        let data = bytes::Bytes::copy_from_slice(&self.rbuf[..n]);
+    fn rtcp(&mut self, core: &mut Core, d: &[u8], now: Instant) {
+        let data = bytes::Bytes::copy_from_slice(d);
         let Ok(pkts) = rtcp::parse_compound(&data) else {
             self.bad_source += 1;
             return;
@@ -313,7 +359,7 @@ impl RtpLeg {
     }
 
     pub(super) fn tick(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
-        self.drain_rtcp(core, now);
+        self.drain(core, now);
         if self.bye {
             return Err(HangupCause::CallerHangup);
         }
@@ -351,13 +397,17 @@ impl RtpLeg {
         }
         // No address yet: a symmetric session that has not heard from the caller.
         if let Some(to) = self.remote {
-            match self.sock.try_send_to(&self.out, to) {
-                Ok(_) => {
-                    core.counters.frames_out += 1;
-                    self.packets_out += 1;
-                }
-                // A full socket buffer drops the frame; the clock goes on.
-                Err(_) => core.counters.frames_lost += 1,
+            let sent = match &self.io {
+                LegIo::Own { rtp, .. } => rtp.try_send_to(&self.out, to).is_ok(),
+                LegIo::Shared(slot) => slot.send_rtp(&self.out, to),
+            };
+            if sent {
+                core.counters.frames_out += 1;
+                self.packets_out += 1;
+            } else {
+                // A full socket buffer or send queue drops the frame; the
+                // clock goes on.
+                core.counters.frames_lost += 1;
             }
         }
         if now >= self.next_rtcp {
@@ -396,8 +446,12 @@ impl RtpLeg {
 
     fn send_rtcp(&self) {
         if let Some(to) = self.remote_rtcp {
-            let sock = self.rtcp_sock.as_ref().unwrap_or(&self.sock);
-            let _ = sock.try_send_to(&self.out, to);
+            match &self.io {
+                LegIo::Own { rtp, rtcp } => {
+                    let _ = rtcp.as_ref().unwrap_or(rtp).try_send_to(&self.out, to);
+                }
+                LegIo::Shared(slot) => slot.send_rtcp(&self.out, to, self.params.rtcp_mux),
+            }
         }
     }
 
