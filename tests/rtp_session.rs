@@ -7,7 +7,9 @@
 
 mod harness;
 
-use harness::{message_json, pipecat_msg, pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot};
+use harness::{
+    digit_packets, message_json, pipecat_msg, pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot,
+};
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use voxbridge_media::events::RtpCallStats;
@@ -295,19 +297,7 @@ async fn dtmf_reaches_the_bot_once_per_key_and_the_bot_can_press_keys() {
     let target = session_to(&d, &peer, Some(101)).await;
     let mut conn = bot.accept().await;
     // RFC 4733 train for '5' (7 packets, the end one three times).
-    for (i, p) in voxbridge_proto::dtmf::digit_train('5', 800, 100, 8000, 20, 10)
-        .expect("digit")
-        .enumerate()
-    {
-        let mut v = Vec::new();
-        RtpHeader {
-            marker: p.marker,
-            payload_type: 101,
-            sequence: i as u16,
-            timestamp: p.timestamp,
-            ssrc: 3,
-        }
-        .write(&p.event.to_bytes(), &mut v);
+    for v in digit_packets('5', 3) {
         peer.send_to(&v, target).await.expect("send");
     }
     let mut digits = Vec::new();

@@ -5,16 +5,18 @@
 
 mod harness;
 
-use harness::{message_json, pipecat_msg, pipecat_next, pipecat_route, within, Daemon, TestBot};
+use harness::{
+    digit_packets, message_json, pipecat_msg, pipecat_next, pipecat_route, within, Daemon, TestBot,
+};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::net::UdpSocket;
 use voxbridge_media::sessions::{PlainSession, SessionRequest};
 use voxbridge_media::{CallEvent, Config, MediaError};
-use voxbridge_proto::dtmf::{digit_train, TelephoneEvent};
+use voxbridge_proto::dtmf::TelephoneEvent;
 use voxbridge_proto::pipecat::{Kind, MessageFrame};
-use voxbridge_proto::rtp::{RtpHeader, RtpPacket};
+use voxbridge_proto::rtp::RtpPacket;
 use voxbridge_proto::sdp::AudioCodec;
 
 /// A port whose pair (port, port + 1) was free a moment ago.
@@ -59,26 +61,6 @@ async fn session(
         )
         .await
         .map(|c| c.local)
-}
-
-/// RFC 4733 packets for `digit` with `ssrc`.
-fn digit_packets(digit: char, ssrc: u32) -> Vec<Vec<u8>> {
-    digit_train(digit, 800, 100, 8000, 20, 10)
-        .expect("digit")
-        .enumerate()
-        .map(|(i, p)| {
-            let mut v = Vec::new();
-            RtpHeader {
-                marker: p.marker,
-                payload_type: 101,
-                sequence: i as u16,
-                timestamp: p.timestamp,
-                ssrc,
-            }
-            .write(&p.event.to_bytes(), &mut v);
-            v
-        })
-        .collect()
 }
 
 /// The next caller digit the bot connection sees, with the call id it names.

@@ -308,3 +308,24 @@ pub fn uuid(n: u8) -> [u8; 16] {
     id[15] = n;
     id
 }
+
+/// The RTP packets of one RFC 4733 key press (`digit`, telephone-event PT
+/// 101, 8 kHz, 100 ms, the end packet three times) with `ssrc`.
+pub fn digit_packets(digit: char, ssrc: u32) -> Vec<Vec<u8>> {
+    voxbridge_proto::dtmf::digit_train(digit, 800, 100, 8000, 20, 10)
+        .expect("digit")
+        .enumerate()
+        .map(|(i, p)| {
+            let mut v = Vec::new();
+            voxbridge_proto::rtp::RtpHeader {
+                marker: p.marker,
+                payload_type: 101,
+                sequence: i as u16,
+                timestamp: p.timestamp,
+                ssrc,
+            }
+            .write(&p.event.to_bytes(), &mut v);
+            v
+        })
+        .collect()
+}
