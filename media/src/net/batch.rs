@@ -24,7 +24,22 @@ pub const DATAGRAM_MAX: usize = 1500;
     target_os = "freebsd",
     target_os = "netbsd"
 ))]
-mod sys {
+use mmsg as sys;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd"
+)))]
+use portable as sys;
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd"
+))]
+mod mmsg {
     //! recvmmsg / sendmmsg.
     use super::{BATCH, DATAGRAM_MAX};
     use nix::sys::socket::{recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
@@ -116,13 +131,18 @@ mod sys {
     }
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd"
-)))]
-mod sys {
+/// Compiled everywhere (and unit-tested here) though only used where the
+/// platform has no `recvmmsg`.
+#[cfg_attr(
+    any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    ),
+    allow(dead_code)
+)]
+mod portable {
     //! One datagram per system call.
     use super::{BATCH, DATAGRAM_MAX};
     use std::io;
@@ -363,6 +383,36 @@ mod tests {
             assert!(d.iter().all(|x| usize::from(*x) == i));
         }
         assert!(rb.get(BATCH).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_fallback_without_mmsg_sends_and_receives_the_same() {
+        let a = UdpSocket::bind("127.0.0.1:0").await.expect("test");
+        let b = UdpSocket::bind("127.0.0.1:0").await.expect("test");
+        a.writable().await.expect("test");
+        let mut buf = vec![0u8; BATCH * DATAGRAM_MAX];
+        for i in 0..3 {
+            buf[i * DATAGRAM_MAX..i * DATAGRAM_MAX + 5].fill(i as u8 + 1);
+        }
+        let to = [b.local_addr().expect("test"); 3];
+        let mut h = portable::Headers::new();
+        assert_eq!(
+            portable::send(&a, &mut h, &buf, &[5, 5, 5], &to).expect("send"),
+            3
+        );
+        let mut meta = [(0, None); BATCH];
+        let mut got = 0;
+        while got < 3 {
+            b.readable().await.expect("test");
+            let Ok(n) = portable::recv(&b, &mut h, &mut buf, &mut meta) else {
+                continue;
+            };
+            for (len, from) in &meta[..n] {
+                assert_eq!((*len, *from), (5, Some(a.local_addr().expect("test"))));
+            }
+            got += n;
+        }
+        assert_eq!(got, 3);
     }
 
     #[tokio::test]
