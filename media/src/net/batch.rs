@@ -131,8 +131,8 @@ mod mmsg {
     }
 }
 
-/// Compiled everywhere (and unit-tested here) though only used where the
-/// platform has no `recvmmsg`.
+// Compiled everywhere (and unit-tested here) though only used where the
+// platform has no `recvmmsg`.
 #[cfg_attr(
     any(
         target_os = "linux",
