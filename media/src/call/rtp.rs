@@ -293,8 +293,13 @@ impl RtpLeg {
         }
         self.rbuf = rbuf;
         if matches!(self.io, LegIo::Shared(_)) {
+            let mut digits = false;
             while let Some(d) = self.rx.poll_digit() {
                 core.caller_digit(d);
+                digits = true;
+            }
+            if digits {
+                core.flush_up(now);
             }
         }
     }
