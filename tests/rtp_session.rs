@@ -81,6 +81,14 @@ async fn bot_audio(bot: &mut harness::BotConn, n: usize) -> Vec<Vec<i16>> {
     frames
 }
 
+/// The cause of the next hangup.
+async fn hangup_cause(d: &mut Daemon) -> HangupCause {
+    match d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await {
+        CallEvent::Hungup { cause, .. } => cause,
+        e => unreachable!("{e:?}"),
+    }
+}
+
 async fn final_stats(d: &mut Daemon) -> RtpCallStats {
     loop {
         if let CallEvent::RtpStats { stats, .. } = d
@@ -375,17 +383,7 @@ async fn sdp_offer_is_answered_and_rtcp_bye_ends_the_call() {
     voxbridge_proto::rtcp::write_receiver_report(&mut bye, 77, &[]);
     voxbridge_proto::rtcp::write_bye(&mut bye, 77);
     peer.send_to(&bye, created.local).await.expect("send");
-    let e = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
-    assert!(
-        matches!(
-            e,
-            CallEvent::Hungup {
-                cause: HangupCause::CallerHangup,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_eq!(hangup_cause(&mut d).await, HangupCause::CallerHangup);
     // Offers voxbridge cannot serve are refused with the reason, and counted.
     let e = d
         .rtp
@@ -409,17 +407,7 @@ async fn silence_on_the_wire_ends_the_call_with_media_timeout() {
     let peer = UdpSocket::bind("127.0.0.1:0").await.expect("peer");
     let _ = session_to(&d, &peer, None).await;
     let _conn = bot.accept().await;
-    let e = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
-    assert!(
-        matches!(
-            e,
-            CallEvent::Hungup {
-                cause: HangupCause::MediaTimeout,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_eq!(hangup_cause(&mut d).await, HangupCause::MediaTimeout);
     within("registry cleanup", async {
         while !d.rtp.list().is_empty() {
             tokio::task::yield_now().await;
@@ -440,17 +428,7 @@ async fn rtcp_on_its_own_port_is_read_and_a_bye_there_ends_the_call() {
     voxbridge_proto::rtcp::write_receiver_report(&mut bye, 77, &[]);
     voxbridge_proto::rtcp::write_bye(&mut bye, 77);
     peer.send_to(&bye, rtcp_port).await.expect("send");
-    let e = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
-    assert!(
-        matches!(
-            e,
-            CallEvent::Hungup {
-                cause: HangupCause::CallerHangup,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_eq!(hangup_cause(&mut d).await, HangupCause::CallerHangup);
     assert_eq!(
         d.metrics.rtp.rtcp_in.load(std::sync::atomic::Ordering::Relaxed),
         1
