@@ -39,6 +39,7 @@ if [ "${SHARED_PORT:-0}" = 1 ] && [ "$MODE" != audiosocket ]; then SHARED=40000;
 VOXBRIDGE_RTP_SHARED_PORT=$SHARED VOXBRIDGE_WORKERS=1 VOXBRIDGE_MAX_CALLS=100000 VOXBRIDGE_OPUS_COMPLEXITY=${OPUS_COMPLEXITY:-1} VOXBRIDGE_OPUS_FEC=${OPUS_FEC:-1} \
 VOXBRIDGE_AUDIOSOCKET_LISTEN=127.0.0.1:19092 VOXBRIDGE_METRICS_LISTEN=127.0.0.1:19100 \
 VOXBRIDGE_BOT_URL=ws://127.0.0.1:18765 RUST_LOG=warn \
+VOXBRIDGE_CONTROL_LISTEN=127.0.0.1:0 VOXBRIDGE_DATA_DIR="$tmp/data" \
   taskset -c 0 "$bin" serve >"$tmp/serve.out" 2>"$tmp/serve.err" &
 pid=$!
 for _ in $(seq 100); do grep -q "voxbridge serve:" "$tmp/serve.out" 2>/dev/null && break; sleep 0.1; done

@@ -4,7 +4,11 @@
 #   build), libsoxr-dev + libspeexdsp-dev (C peers in benches), bc (scripts);
 #   cargo: cargo-fuzz (fuzz smoke run);
 #   Python venv (~/.cache/voxbridge/interop-venv): pipecat-ai and what its
-#   serializers import, for tests/pipecat_interop.rs.
+#   serializers import, for tests/pipecat_interop.rs;
+#   Python venv (~/.cache/voxbridge/control-venv): confluent-kafka and
+#   schemathesis, independent peers for the control sidecar's tests;
+#   tansu 0.6.0 (~/.cache/tansu-0.6.0), the Kafka-protocol broker the Kafka
+#   tests start (see ../shared/KAFKA.md; 11-13 min to compile on 2 cores, once).
 # Safe to run repeatedly; on a warm machine it finishes in about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,10 +31,17 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.2 --quiet
 fi
 
-# Python peers in a venv of their own, rebuilt when the requirement files change.
+tansu_root=${XDG_CACHE_HOME:-$HOME/.cache}/tansu-0.6.0
+if [ ! -x "$tansu_root/bin/tansu" ]; then
+  echo "setup: installing tansu 0.6.0 (Kafka-protocol broker for the Kafka tests; long compile, once)"
+  cargo install tansu --version 0.6.0 --locked --no-default-features --features libsql \
+    --root "$tansu_root" --quiet
+fi
+
+# Python peers in venvs of their own, rebuilt when their requirement files change.
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/voxbridge
 venv=$cache/interop-venv
-stamp=$(cat tests/interop/requirements*.txt | sha256sum | cut -c1-16)
+stamp=$(cat tests/interop/requirements.txt tests/interop/requirements-nodeps.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "setup: building $venv"
   rm -rf "$venv"
@@ -38,5 +49,15 @@ if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/requirements.txt
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r tests/interop/requirements-nodeps.txt
+  echo "$stamp" > "$venv/.stamp"
+fi
+venv=$cache/control-venv
+stamp=$(sha256sum < tests/interop/control-requirements.txt | cut -c1-16)
+if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: building $venv"
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/control-requirements.txt
   echo "$stamp" > "$venv/.stamp"
 fi

@@ -1,13 +1,16 @@
 //! `voxbridge serve`: the daemon. Loads the config (file, embedded defaults,
 //! env overrides), runs the media server and its HTTP side (`/metrics`, the
-//! RTP session API in [`crate::http`]), and shuts down
+//! RTP session API in [`crate::http`]), the control sidecar (store, outbox
+//! relay, `/v1` REST API) unless `[control] enabled = false`, and shuts down
 //! gracefully on SIGINT/SIGTERM.
 
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use voxbridge_media::events::LogSink;
+use voxbridge_control::config::ControlConfig;
+use voxbridge_control::service::Control;
+use voxbridge_media::events::{EventSink, LogSink};
 use voxbridge_media::{Config, MediaServer};
 
 /// `voxbridge serve` arguments.
@@ -21,25 +24,39 @@ pub struct Args {
     pub check: bool,
 }
 
-/// Reads the file (if any) and applies the environment.
-pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    let mut config = match path {
+/// Reads the file (if any) and applies the environment: the media plane's
+/// config and the `[control]` section.
+pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<(Config, ControlConfig)> {
+    let (mut config, mut control) = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
-            Config::from_toml(&text).with_context(|| format!("config {}", p.display()))?
+            split_config(&text).with_context(|| format!("config {}", p.display()))?
         }
-        None => Config::default(),
+        None => (Config::default(), ControlConfig::default()),
     };
     config.apply_env(|k| std::env::var(k).ok())?;
     config.validate()?;
-    Ok(config)
+    control.apply_env(|k| std::env::var(k).ok())?;
+    Ok((config, control))
+}
+
+/// One file, two owners: `[control]` goes to the control sidecar, the rest
+/// to the media plane (each refuses keys it does not know).
+fn split_config(text: &str) -> anyhow::Result<(Config, ControlConfig)> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    let control = match table.remove("control") {
+        Some(v) => v.try_into::<ControlConfig>().context("[control]")?,
+        None => ControlConfig::default(),
+    };
+    let media = Config::from_toml(&toml::to_string(&table)?)?;
+    Ok((media, control))
 }
 
 /// Runs the daemon until a signal.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = load_config(args.config.as_ref())?;
+    let (config, control) = load_config(args.config.as_ref())?;
     if args.check {
-        println!("{config:#?}");
+        println!("{config:#?}\n{control:#?}");
         return Ok(());
     }
     let workers = match config.workers {
@@ -57,12 +74,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
-    rt.block_on(serve(config))
+    rt.block_on(serve(config, control))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, control_cfg: ControlConfig) -> anyhow::Result<()> {
     let metrics_addr = config.metrics_listen;
-    let server = MediaServer::bind(config, Arc::new(LogSink)).await?;
+    let control = match control_cfg.enabled {
+        true => Some(Control::start(&control_cfg).await.context("control sidecar")?),
+        false => None,
+    };
+    let sink: Arc<dyn EventSink> = match &control {
+        Some(c) => Arc::new(c.sink()),
+        None => Arc::new(LogSink),
+    };
+    let server = MediaServer::bind(config, sink).await?;
+    let mut control_addr = String::from("off");
+    if let Some(c) = &control {
+        let listener = TcpListener::bind(control_cfg.listen)
+            .await
+            .with_context(|| format!("control API listen {}", control_cfg.listen))?;
+        control_addr = listener.local_addr()?.to_string();
+        let app = c.router(Arc::new(server.commands()));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "control API server failed");
+            }
+        });
+    }
     let metrics = server.metrics();
     let shutdown = server.shutdown_handle();
     let addrs: Vec<String> = server.audiosocket_addrs().iter().map(|a| a.to_string()).collect();
@@ -81,9 +119,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // One line scripts can wait for and parse (ports may be 0 in the config).
     println!(
-        "voxbridge serve: audiosocket={} metrics={} pid={}",
+        "voxbridge serve: audiosocket={} metrics={} control={} pid={}",
         addrs.join(","),
         http_addr,
+        control_addr,
         std::process::id()
     );
     tokio::spawn(async move {
@@ -92,6 +131,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.shutdown();
     });
     server.run().await;
+    if let Some(c) = control {
+        c.shutdown().await;
+    }
     Ok(())
 }
 

@@ -13,6 +13,13 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// A fresh directory for the daemon's embedded store.
+fn data_dir(tag: u16) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("voxbridge-loadgen-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -30,6 +37,8 @@ fn serve(bot_port: u16) -> (Daemon, String, String) {
         .env("VOXBRIDGE_METRICS_LISTEN", "127.0.0.1:0")
         .env("VOXBRIDGE_BOT_URL", format!("ws://127.0.0.1:{bot_port}"))
         .env("VOXBRIDGE_WORKERS", "1")
+        .env("VOXBRIDGE_CONTROL_LISTEN", "127.0.0.1:0")
+        .env("VOXBRIDGE_DATA_DIR", data_dir(bot_port))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

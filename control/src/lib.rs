@@ -1,7 +1,22 @@
 //! voxbridge-control: the control sidecar.
 //!
-//! Will hold the store (PostgreSQL or embedded), call state machine, outbox
-//! relay to Kafka or an in-process bus, REST API and live subscriptions
-//! (issues 6-8). It sees the media plane only through its event and command
-//! types. Empty until then.
+//! It keeps the truth about calls in a [`store::Store`] (PostgreSQL, or the
+//! embedded SQLite default), moves calls along the state machine in
+//! [`state`] as the media plane reports events ([`sink`]), writes every
+//! change's event to an outbox in the same transaction and relays it to
+//! Kafka or an in-process bus ([`relay`]), and serves the REST API ([`api`]).
+//! It sees the media plane only through media's event and command types.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod relay;
+pub mod service;
+pub mod sink;
+pub mod state;
+pub mod store;
+pub mod time;
+
+pub use error::{ControlError, Result};

@@ -12,6 +12,7 @@
 pub mod botcodec;
 pub mod botlink;
 pub mod call;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -25,6 +26,7 @@ pub mod rtp;
 pub mod server;
 pub mod sessions;
 
+pub use commands::{CallCommands, MediaCommands};
 pub use config::Config;
 pub use error::MediaError;
 pub use events::{CallEvent, EventSink, HangupCause};

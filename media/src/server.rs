@@ -8,6 +8,7 @@
 //! the rest are hung up with cause `shutdown` and [`MediaServer::run`] returns.
 
 use crate::call::{self, CallContext};
+use crate::commands::{CallRegistry, MediaCommands};
 use crate::config::{Config, Route};
 use crate::error::MediaError;
 use crate::events::{EventSink, HangupCause};
@@ -48,6 +49,7 @@ pub struct MediaServer {
     hangup_tx: watch::Sender<bool>,
     tracker: TaskTracker,
     rtp: RtpSessions,
+    calls: CallRegistry,
 }
 
 impl MediaServer {
@@ -107,12 +109,21 @@ impl MediaServer {
             hangup_tx,
             tracker,
             rtp,
+            calls: CallRegistry::default(),
         })
     }
 
     /// The RTP session registry (what the media API drives).
     pub fn rtp_sessions(&self) -> RtpSessions {
         self.rtp.clone()
+    }
+
+    /// Commands (hangup) for every call of this server, AudioSocket or RTP.
+    pub fn commands(&self) -> MediaCommands {
+        MediaCommands {
+            rtp: self.rtp.clone(),
+            audiosocket: self.calls.clone(),
+        }
     }
 
     /// The addresses the AudioSocket listeners are bound to.
@@ -154,6 +165,7 @@ impl MediaServer {
                 listener,
                 ctx,
                 tracker: tracker.clone(),
+                calls: self.calls.clone(),
                 max_calls: limits.max_calls,
                 uuid_timeout: Duration::from_millis(limits.uuid_timeout_ms),
             };
@@ -189,6 +201,7 @@ struct Acceptor {
     listener: TcpListener,
     ctx: CallContext,
     tracker: TaskTracker,
+    calls: CallRegistry,
     max_calls: usize,
     uuid_timeout: Duration,
 }
@@ -220,9 +233,13 @@ impl Acceptor {
             }
             let ctx = self.ctx.clone();
             let timeout = self.uuid_timeout;
+            let calls = self.calls.clone();
             self.tracker.spawn(async move {
                 match handshake(sock, timeout, ctx.max_frame_bytes).await {
-                    Ok((sock, rest, id)) => call::run(sock, rest, id, ctx).await,
+                    Ok((sock, rest, id)) => {
+                        let (stop, _registered) = calls.register(&id);
+                        call::run(sock, rest, id, ctx, Some(stop)).await
+                    }
                     Err(e) => {
                         ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
                         if matches!(e, MediaError::CallerProtocol(_) | MediaError::Proto(_)) {

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use voxbridge_proto::audiosocket::{audio_kind, AudioSocketCodec, Frame, HEADER_LEN};
 
 /// A caller whose socket has taken nothing for this many ticks is gone.
@@ -28,8 +29,15 @@ pub(super) struct AudioSocketLeg {
     asc: AudioSocketCodec,
 }
 
-/// Runs one AudioSocket call to its end. `rbuf` holds whatever followed the UUID frame.
-pub async fn run(sock: TcpStream, rbuf: BytesMut, call_id: String, ctx: CallContext) {
+/// Runs one AudioSocket call to its end. `rbuf` holds whatever followed the
+/// UUID frame; `stop` turns `Some(cause)` when the call is hung up by command.
+pub async fn run(
+    sock: TcpStream,
+    rbuf: BytesMut,
+    call_id: String,
+    ctx: CallContext,
+    stop: Option<watch::Receiver<Option<HangupCause>>>,
+) {
     let info = CallInfo {
         call_id,
         route: ctx.route_name.clone(),
@@ -52,7 +60,7 @@ pub async fn run(sock: TcpStream, rbuf: BytesMut, call_id: String, ctx: CallCont
         stalled_ticks: 0,
         asc: AudioSocketCodec::new(max_frame),
     };
-    drive(core, Leg::AudioSocket(leg), None).await;
+    drive(core, Leg::AudioSocket(leg), stop).await;
 }
 
 impl AudioSocketLeg {

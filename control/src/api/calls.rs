@@ -1,0 +1,144 @@
+//! `/v1/calls`: list, get, hangup, and the tenant's audit log.
+
+use super::auth::Principal;
+use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use super::AppState;
+use crate::model::{AuditEntry, Call, CallChange, CallFilter, Page, PageReq};
+use crate::state::{self, CallStatus, Direction, HangupBy, HangupReason};
+use crate::time::Millis;
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Filters and paging for `GET /v1/calls`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListCalls {
+    /// Only calls with this status.
+    pub status: Option<CallStatus>,
+    /// Only calls in this direction.
+    pub direction: Option<Direction>,
+    /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
+    pub since: Option<String>,
+    /// Created before (RFC 3339).
+    #[param(format = DateTime)]
+    pub until: Option<String>,
+    /// Page size, 1-100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
+    pub cursor: Option<String>,
+}
+
+/// Paging only.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// Page size, 1-100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
+    pub cursor: Option<String>,
+}
+
+fn time(v: Option<&str>, name: &str) -> Result<Option<Millis>, ApiError> {
+    v.map(|s| {
+        Millis::parse(s).ok_or_else(|| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+/// Lists the caller's calls, newest first.
+#[utoipa::path(get, path = "/v1/calls", tag = "calls", params(ListCalls),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 200, body = Page<Call>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<ListCalls>,
+) -> Result<Json<Page<Call>>, ApiError> {
+    let filter = CallFilter {
+        status: q.status,
+        direction: q.direction,
+        since: time(q.since.as_deref(), "since")?,
+        until: time(q.until.as_deref(), "until")?,
+    };
+    let page = PageReq::new(q.limit, q.cursor.as_deref())?;
+    Ok(Json(s.store.list_calls(p.customer()?, &filter, page).await?))
+}
+
+/// One call.
+#[utoipa::path(get, path = "/v1/calls/{id}", tag = "calls", params(("id" = String, Path, description = "Call id")),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 200, body = Call), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Call>, ApiError> {
+    Ok(Json(s.store.get_call(p.customer()?, &id).await?))
+}
+
+/// Hangs a call up: `terminating` (answered) or `canceling` (not yet), then
+/// `hangup` when the media plane confirms. If no media plane of this
+/// process runs the call, it is closed here at once. A call already on its
+/// way out is returned as it is.
+#[utoipa::path(post, path = "/v1/calls/{id}/hangup", tag = "calls", params(("id" = String, Path, description = "Call id")),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 200, body = Call), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn hangup(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Call>, ApiError> {
+    let customer = p.customer()?;
+    let call = s.store.get_call(customer, &id).await?;
+    let Some(to) = state::hangup_request(call.status) else {
+        return Ok(Json(call));
+    };
+    let change = CallChange {
+        to,
+        at: Millis::now(),
+        hangup: None,
+    };
+    let t = s
+        .store
+        .transition_call(Some(customer), &id, &change, Some(&p.actor))
+        .await?;
+    if s.commands.hangup(&id) {
+        return Ok(Json(t.call));
+    }
+    let reason = if to == CallStatus::Canceling {
+        HangupReason::Cancel
+    } else {
+        HangupReason::Normal
+    };
+    let done = CallChange {
+        to: CallStatus::Hangup,
+        at: Millis::now(),
+        hangup: Some((HangupBy::Local, reason, "api_hangup".into())),
+    };
+    let t = s
+        .store
+        .transition_call(Some(customer), &id, &done, Some(&p.actor))
+        .await?;
+    Ok(Json(t.call))
+}
+
+/// The caller's audit log, newest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(Paging),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 200, body = Page<AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn audit(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<Paging>,
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
+    let page = PageReq::new(q.limit, q.cursor.as_deref())?;
+    Ok(Json(s.store.list_audit(p.customer()?, page).await?))
+}

@@ -1,0 +1,178 @@
+//! The REST API under `/v1/` (axum): calls, transcribes/transcripts, the
+//! audit log, customers and access keys (admin), health, readiness, and the
+//! OpenAPI 3.1 document generated from these handlers at `/v1/openapi.json`.
+//!
+//! Every tenant endpoint scopes its SQL by the caller's `customer_id`, so
+//! another tenant's resource is `404 not_found`, never `403` with a hint.
+//! Bodies are capped at [`BODY_LIMIT`]; errors are JSON (`error.rs`).
+
+pub mod admin;
+pub mod auth;
+pub mod calls;
+pub mod error;
+pub mod transcripts;
+
+use crate::store::Store;
+use auth::Auth;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use error::{ApiError, ErrorBody};
+use serde::Serialize;
+use std::sync::Arc;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use voxbridge_media::CallCommands;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Commands to the media plane (hangup).
+    pub commands: Arc<dyn CallCommands>,
+    /// Prepared auth keys.
+    pub auth: Auth,
+}
+
+/// A media plane that runs no calls (control without media in-process).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMedia;
+
+impl CallCommands for NoMedia {
+    fn hangup(&self, _call_id: &str) -> bool {
+        false
+    }
+}
+
+/// Health and readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or `unavailable`.
+    pub status: &'static str,
+    /// The store kind (readiness only).
+    pub store: Option<&'static str>,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/v1/health", tag = "health", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        store: None,
+    })
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/v1/ready", tag = "health",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+    let store = Some(match s.store.dialect() {
+        crate::store::Dialect::Postgres => "postgres",
+        crate::store::Dialect::Sqlite => "sqlite",
+    });
+    match s.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready",
+                store,
+            }),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: store");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: "unavailable",
+                    store,
+                }),
+            )
+        }
+    }
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found()
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "access_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Access-Key"))),
+        );
+    }
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "voxbridge control API", description = "Calls, transcripts, customers and access keys. Errors are {\"error\": {\"code\", \"message\"}}."),
+    paths(
+        health, ready,
+        calls::list, calls::get, calls::hangup, calls::audit,
+        transcripts::list_transcribes, transcripts::get_transcribe,
+        transcripts::list_transcripts, transcripts::get_transcript,
+        admin::list_customers, admin::create_customer, admin::get_customer, admin::delete_customer,
+        admin::list_keys, admin::create_key, admin::delete_key,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+/// The `/v1` router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/ready", get(ready))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/calls", get(calls::list))
+        .route("/v1/calls/{id}", get(calls::get))
+        .route("/v1/calls/{id}/hangup", post(calls::hangup))
+        .route("/v1/audit", get(calls::audit))
+        .route("/v1/transcribes", get(transcripts::list_transcribes))
+        .route("/v1/transcribes/{id}", get(transcripts::get_transcribe))
+        .route("/v1/transcripts", get(transcripts::list_transcripts))
+        .route("/v1/transcripts/{id}", get(transcripts::get_transcript))
+        .route(
+            "/v1/customers",
+            get(admin::list_customers).post(admin::create_customer),
+        )
+        .route(
+            "/v1/customers/{id}",
+            get(admin::get_customer).delete(admin::delete_customer),
+        )
+        .route(
+            "/v1/customers/{id}/access_keys",
+            get(admin::list_keys).post(admin::create_key),
+        )
+        .route(
+            "/v1/customers/{id}/access_keys/{key_id}",
+            axum::routing::delete(admin::delete_key),
+        )
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

@@ -1,0 +1,219 @@
+//! The `[control]` section of the daemon's config, with its defaults (the
+//! embedded store under `data_dir`, the in-process bus, no Kafka) and the
+//! environment overrides.
+
+use crate::api::auth::AuthConfig;
+use crate::error::{ControlError, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where events go after the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventsTo {
+    /// The in-process bus (embedded default).
+    Bus,
+    /// Kafka (`[control.kafka]`).
+    Kafka,
+}
+
+/// `[control.kafka]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    /// Topic prefix: topics are `<prefix>.<resource>.events`.
+    pub topic_prefix: String,
+    /// Per-message delivery timeout before the relay retries from the outbox, ms.
+    pub message_timeout_ms: u32,
+    /// Partitions of topics created at start.
+    pub partitions: i32,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        KafkaSection {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: "voxbridge".into(),
+            message_timeout_ms: 30_000,
+            partitions: 3,
+        }
+    }
+}
+
+/// `[control.auth]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// HS256 secret for JWTs.
+    pub jwt_hs256_secret: Option<String>,
+    /// File with the RS256 public key (PEM) for JWTs.
+    pub jwt_rs256_public_key_file: Option<PathBuf>,
+    /// Clock skew tolerated on `exp`, seconds.
+    pub leeway_s: u64,
+    /// Key for the admin endpoints (customers, access keys).
+    pub admin_key: Option<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            jwt_hs256_secret: None,
+            jwt_rs256_public_key_file: None,
+            leeway_s: 30,
+            admin_key: None,
+        }
+    }
+}
+
+/// `[control]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Run the control sidecar in this process.
+    pub enabled: bool,
+    /// REST API address.
+    pub listen: SocketAddr,
+    /// `postgres://...` or `sqlite://<path>`; the embedded SQLite file under
+    /// `data_dir` when absent.
+    pub store: Option<String>,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Owner of calls whose route has no `customer_id` parameter (created at
+    /// start if missing).
+    pub default_customer: String,
+    /// Where events go.
+    pub events: EventsTo,
+    /// Kafka settings (when `events = "kafka"`).
+    pub kafka: KafkaSection,
+    /// API authentication.
+    pub auth: AuthSection,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: None,
+            data_dir: PathBuf::from("voxbridge-data"),
+            default_customer: "default".into(),
+            events: EventsTo::Bus,
+            kafka: KafkaSection::default(),
+            auth: AuthSection::default(),
+        }
+    }
+}
+
+/// Environment variables that override the file.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("VOXBRIDGE_CONTROL", "on/off: run the control sidecar"),
+    ("VOXBRIDGE_CONTROL_LISTEN", "REST API address"),
+    ("VOXBRIDGE_STORE_URL", "postgres://... or sqlite://<path>"),
+    ("VOXBRIDGE_DATA_DIR", "directory of the embedded store"),
+    (
+        "VOXBRIDGE_KAFKA_BROKERS",
+        "brokers; also switches events to Kafka",
+    ),
+    ("VOXBRIDGE_ADMIN_KEY", "admin key for /v1/customers"),
+    ("VOXBRIDGE_JWT_HS256_SECRET", "HS256 secret for JWTs"),
+];
+
+impl ControlConfig {
+    /// Applies [`ENV_OVERRIDES`] read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = get("VOXBRIDGE_CONTROL") {
+            self.enabled = match v.as_str() {
+                "on" | "1" | "true" => true,
+                "off" | "0" | "false" => false,
+                _ => {
+                    return Err(ControlError::Config(format!(
+                        "VOXBRIDGE_CONTROL={v:?}: use on or off"
+                    )))
+                }
+            };
+        }
+        if let Some(v) = get("VOXBRIDGE_CONTROL_LISTEN") {
+            self.listen = v
+                .parse()
+                .map_err(|e| ControlError::Config(format!("VOXBRIDGE_CONTROL_LISTEN={v:?}: {e}")))?;
+        }
+        if let Some(v) = get("VOXBRIDGE_STORE_URL") {
+            self.store = Some(v);
+        }
+        if let Some(v) = get("VOXBRIDGE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("VOXBRIDGE_KAFKA_BROKERS") {
+            self.kafka.brokers = v;
+            self.events = EventsTo::Kafka;
+        }
+        if let Some(v) = get("VOXBRIDGE_ADMIN_KEY") {
+            self.auth.admin_key = Some(v);
+        }
+        if let Some(v) = get("VOXBRIDGE_JWT_HS256_SECRET") {
+            self.auth.jwt_hs256_secret = Some(v);
+        }
+        Ok(())
+    }
+
+    /// The store URL in effect.
+    pub fn store_url(&self) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("control.db").display()))
+    }
+
+    /// Reads the key files and returns the API's auth settings.
+    pub fn auth_config(&self) -> Result<AuthConfig> {
+        let a = &self.auth;
+        if a.admin_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(ControlError::Config(
+                "admin_key must be at least 16 characters".into(),
+            ));
+        }
+        let rs256_public_pem = match &a.jwt_rs256_public_key_file {
+            Some(p) => Some(std::fs::read(p).map_err(|e| {
+                ControlError::Config(format!("jwt_rs256_public_key_file {}: {e}", p.display()))
+            })?),
+            None => None,
+        };
+        Ok(AuthConfig {
+            hs256_secret: a.jwt_hs256_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            rs256_public_pem,
+            leeway_s: a.leeway_s,
+            admin_key: a.admin_key.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_switches_to_kafka_and_postgres() {
+        let mut c = ControlConfig::default();
+        assert_eq!(c.store_url(), "sqlite://voxbridge-data/control.db");
+        c.apply_env(|k| match k {
+            "VOXBRIDGE_KAFKA_BROKERS" => Some("127.0.0.1:19092".into()),
+            "VOXBRIDGE_STORE_URL" => Some("postgres://x@127.0.0.1/test".into()),
+            _ => None,
+        })
+        .expect("env");
+        assert_eq!(c.events, EventsTo::Kafka);
+        assert_eq!(c.store_url(), "postgres://x@127.0.0.1/test");
+        assert!(c
+            .apply_env(|k| (k == "VOXBRIDGE_CONTROL").then(|| "maybe".into()))
+            .is_err());
+    }
+
+    #[test]
+    fn short_admin_keys_are_refused() {
+        let mut c = ControlConfig::default();
+        c.auth.admin_key = Some("short".into());
+        assert!(c.auth_config().is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! The rows the store keeps and the API shows. Field names follow the
+//! telephony conventions the issue asks for (`tm_*` times, `hangup_by`).
+
+use crate::state::{CallStatus, Direction, HangupBy, HangupReason};
+use crate::time::Millis;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Customer {
+    /// Customer id (UUID unless given at creation).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Contact address, if any.
+    pub email: Option<String>,
+    /// Created.
+    #[schema(value_type = String, format = DateTime)]
+    pub tm_create: Millis,
+}
+
+/// An API access key (its secret is shown once, at creation; the store
+/// keeps only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AccessKey {
+    /// Key id.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// Label.
+    pub name: String,
+    /// The first characters of the secret, to tell keys apart.
+    pub prefix: String,
+    /// Created.
+    #[schema(value_type = String, format = DateTime)]
+    pub tm_create: Millis,
+    /// Expiry, if any.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub tm_expire: Option<Millis>,
+}
+
+/// A call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Call {
+    /// Call id (the media plane's id: AudioSocket UUID or RTP session id).
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// Status (see the state machine in `state.rs`).
+    pub status: CallStatus,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Calling party (number or address), empty if unknown.
+    pub source: String,
+    /// Called party, empty if unknown.
+    pub destination: String,
+    /// Media route (bot) the call uses.
+    pub route: String,
+    /// How the media arrived (`audiosocket`, `rtp`).
+    pub ingress: String,
+    /// Which side hung up.
+    pub hangup_by: Option<HangupBy>,
+    /// Why, in telephony terms.
+    pub hangup_reason: Option<HangupReason>,
+    /// The media plane's own cause (`caller_hangup`, `media_timeout`, ...).
+    pub hangup_cause: Option<String>,
+    /// Created.
+    #[schema(value_type = String, format = DateTime)]
+    pub tm_create: Millis,
+    /// Started ringing.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub tm_ringing: Option<Millis>,
+    /// Answered.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub tm_progressing: Option<Millis>,
+    /// Ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub tm_hangup: Option<Millis>,
+    /// Length in milliseconds (created to hangup).
+    pub duration_ms: Option<i64>,
+    /// Last change.
+    #[schema(value_type = String, format = DateTime)]
+    pub tm_update: Millis,
+}
+
+/// A call as the media plane announces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCall {
+    /// Call id.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// First status (`ringing` for inbound, `dialing` for outbound).
+    pub status: CallStatus,
+    /// Direction.
+    pub direction: Direction,
+    /// Calling party.
+    pub source: String,
+    /// Called party.
+    pub destination: String,
+    /// Route.
+    pub route: String,
+    /// Ingress.
+    pub ingress: String,
+    /// When.
+    pub at: Millis,
+}
+
+/// A status change for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallChange {
+    /// The status asked for.
+    pub to: CallStatus,
+    /// When it happened.
+    pub at: Millis,
+    /// For `hangup`: who, why, and the media cause.
+    pub hangup: Option<(HangupBy, HangupReason, String)>,
+}
+
+/// Who made a change through the API (for the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// `admin`, `customer:<id>`, `agent:<id>` or `key:<id>`.
+    pub id: String,
+}
+
+/// A transcription session of one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Transcribe {
+    /// Transcribe id.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// The call transcribed.
+    pub call_id: String,
+    /// Created.
+    #[schema(value_type = String, format = DateTime)]
+    pub tm_create: Millis,
+}
+
+/// One transcript segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Transcript {
+    /// Transcript id.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// Its transcribe.
+    pub transcribe_id: String,
+    /// The call.
+    pub call_id: String,
+    /// `in` (the caller, via the bot's STT) or `out` (the bot).
+    pub direction: String,
+    /// The words.
+    pub message: String,
+    /// Milliseconds since the call was created.
+    pub tm_transcript: i64,
+    /// Stored.
+    #[schema(value_type = String, format = DateTime)]
+    pub tm_create: Millis,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// Entry id.
+    pub id: String,
+    /// Tenant whose data changed.
+    pub customer_id: String,
+    /// Who.
+    pub actor: String,
+    /// What (`call.hangup`, `customer.delete`, ...).
+    pub action: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// Resource id.
+    pub resource_id: String,
+    /// State before, as JSON (null for creations).
+    #[schema(value_type = Option<Object>)]
+    pub before: serde_json::Value,
+    /// State after, as JSON (null for deletions).
+    #[schema(value_type = Option<Object>)]
+    pub after: serde_json::Value,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    pub tm_create: Millis,
+}
+
+/// One page of a list, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Which page to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageReq {
+    /// Rows per page (1..=100).
+    pub limit: u32,
+    /// Rows older than this position (from `next_cursor`).
+    pub before: Option<i64>,
+}
+
+impl PageReq {
+    /// Largest page.
+    pub const MAX: u32 = 100;
+
+    /// Checks `limit` and decodes `cursor`.
+    pub fn new(limit: Option<u32>, cursor: Option<&str>) -> crate::Result<Self> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=Self::MAX).contains(&limit) {
+            return Err(crate::ControlError::Invalid(format!(
+                "limit must be 1..={}",
+                Self::MAX
+            )));
+        }
+        let before = match cursor {
+            None => None,
+            Some(c) => Some(
+                c.parse::<i64>()
+                    .ok()
+                    .filter(|v| *v > 0 && c.len() <= 18)
+                    .ok_or_else(|| crate::ControlError::Invalid("bad cursor".into()))?,
+            ),
+        };
+        Ok(PageReq { limit, before })
+    }
+}
+
+/// Filters for listing calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Only this status.
+    pub status: Option<CallStatus>,
+    /// Only this direction.
+    pub direction: Option<Direction>,
+    /// Created at or after.
+    pub since: Option<Millis>,
+    /// Created before.
+    pub until: Option<Millis>,
+}

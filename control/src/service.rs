@@ -1,0 +1,121 @@
+//! The control sidecar as one running thing: opens the store, makes sure the
+//! default customer exists, starts the event sink worker and the outbox
+//! relay (to Kafka or the in-process bus), builds the API router, and on
+//! shutdown lets the sink drain and the relay publish what is pending.
+
+use crate::api::{self, auth::Auth, AppState};
+use crate::config::{ControlConfig, EventsTo};
+use crate::error::Result;
+use crate::relay::{self, bus::Bus, Publisher, RelayStats};
+use crate::sink::ControlSink;
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use voxbridge_media::CallCommands;
+
+/// A running control sidecar.
+pub struct Control {
+    /// The store.
+    pub store: Store,
+    /// The in-process bus (also when events go to Kafka: nothing publishes
+    /// to it then).
+    pub bus: Bus,
+    /// Relay counters.
+    pub relay_stats: Arc<RelayStats>,
+    sink: ControlSink,
+    sink_worker: JoinHandle<()>,
+    relay: JoinHandle<()>,
+    stop_sink: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    auth: Auth,
+}
+
+impl Control {
+    /// Starts everything but the API listener.
+    pub async fn start(cfg: &ControlConfig) -> Result<Self> {
+        let auth = Auth::new(&cfg.auth_config()?)?;
+        let store = Store::connect(&cfg.store_url()).await?;
+        store
+            .ensure_customer(&cfg.default_customer, "Default customer")
+            .await?;
+        let bus = Bus::default();
+        let publisher: Arc<dyn Publisher> = match cfg.events {
+            EventsTo::Bus => Arc::new(bus.clone()),
+            EventsTo::Kafka => kafka_publisher(cfg).await?,
+        };
+        let (stop_sink, stop_sink_rx) = watch::channel(false);
+        let (sink, sink_worker) =
+            ControlSink::spawn(store.clone(), cfg.default_customer.clone(), stop_sink_rx);
+        let relay_stats = Arc::new(RelayStats::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let relay = tokio::spawn(relay::run(store.clone(), publisher, relay_stats.clone(), stop_rx));
+        Ok(Control {
+            store,
+            bus,
+            relay_stats,
+            sink,
+            sink_worker,
+            relay,
+            stop_sink,
+            stop,
+            auth,
+        })
+    }
+
+    /// The sink the media server reports to.
+    pub fn sink(&self) -> ControlSink {
+        self.sink.clone()
+    }
+
+    /// The `/v1` API, giving hangups to `commands`.
+    pub fn router(&self, commands: Arc<dyn CallCommands>) -> axum::Router {
+        api::router(AppState {
+            store: self.store.clone(),
+            commands,
+            auth: self.auth.clone(),
+        })
+    }
+
+    /// Call after the media server stopped: stores the call events still
+    /// queued, then lets the relay make its last pass.
+    pub async fn shutdown(self) {
+        let Control {
+            sink_worker,
+            relay,
+            stop_sink,
+            stop,
+            ..
+        } = self;
+        stop_sink.send_replace(true);
+        let _ = sink_worker.await;
+        stop.send_replace(true);
+        let _ = relay.await;
+    }
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka_publisher(cfg: &ControlConfig) -> Result<Arc<dyn Publisher>> {
+    use crate::relay::kafka::{KafkaConfig, KafkaPublisher};
+    let k = KafkaConfig {
+        brokers: cfg.kafka.brokers.clone(),
+        topic_prefix: cfg.kafka.topic_prefix.clone(),
+        message_timeout_ms: cfg.kafka.message_timeout_ms,
+        partitions: cfg.kafka.partitions,
+        ..KafkaConfig::default()
+    };
+    let p = KafkaPublisher::new(k)?;
+    // Topics are not auto-created everywhere; a broker that is down now is
+    // not fatal (the relay retries), so only log.
+    if let Err(e) = p.ensure_topics().await {
+        tracing::warn!(error = %e, "kafka: could not ensure topics; the relay will retry publishing");
+    }
+    Ok(Arc::new(p))
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_publisher(_cfg: &ControlConfig) -> Result<Arc<dyn Publisher>> {
+    Err(crate::ControlError::Config(
+        "events = \"kafka\" needs voxbridge built with the kafka feature".into(),
+    ))
+}

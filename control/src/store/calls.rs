@@ -1,0 +1,242 @@
+//! Calls: created by the media plane's events, moved along the state machine
+//! (`state.rs`) by later events and by the API, each change with its outbox
+//! event (and, through the API, its audit record) in the same transaction.
+//! Every tenant-facing read and write has `customer_id = $1` in its SQL.
+
+use super::audit::{self, Audit};
+use super::{outbox, vals, Row, Store};
+use crate::error::{ControlError, Result};
+use crate::model::{Actor, Call, CallChange, CallFilter, NewCall, Page, PageReq};
+use crate::state::{self, CallStatus, Direction, HangupBy, HangupReason, Step};
+
+const COLS: &str = "seq, id, customer_id, status, direction, source, destination, route, ingress, \
+     hangup_by, hangup_reason, hangup_cause, tm_create, tm_ringing, tm_progressing, tm_hangup, \
+     duration_ms, tm_update";
+
+fn call(r: &Row) -> Result<Call> {
+    Ok(Call {
+        id: r.text(1)?,
+        customer_id: r.text(2)?,
+        status: r.enum_of(3, CallStatus::parse)?,
+        direction: r.enum_of(4, Direction::parse)?,
+        source: r.text(5)?,
+        destination: r.text(6)?,
+        route: r.text(7)?,
+        ingress: r.text(8)?,
+        hangup_by: r.opt_enum(9, HangupBy::parse)?,
+        hangup_reason: r.opt_enum(10, HangupReason::parse)?,
+        hangup_cause: r.opt_text(11)?,
+        tm_create: r.millis(12)?,
+        tm_ringing: r.opt_millis(13)?,
+        tm_progressing: r.opt_millis(14)?,
+        tm_hangup: r.opt_millis(15)?,
+        duration_ms: r.opt_int(16)?,
+        tm_update: r.millis(17)?,
+    })
+}
+
+/// The result of asking for a status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The call after the change (or as it was, for a replay).
+    pub call: Call,
+    /// `false` when the call already had that status (nothing written).
+    pub applied: bool,
+}
+
+impl Store {
+    /// Records a new call and its `call_created` event. A replay of the same
+    /// call id changes nothing and returns the stored call with `false`.
+    pub async fn create_call(&self, new: &NewCall) -> Result<(Call, bool)> {
+        let tm_ringing = (new.status == CallStatus::Ringing).then_some(new.at);
+        let mut tx = self.db.begin().await?;
+        let sql = format!(
+            "INSERT INTO calls (id, customer_id, status, direction, source, destination, route, ingress, \
+             tm_create, tm_ringing, tm_update) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9) \
+             ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+        );
+        let rows = tx
+            .query(
+                &sql,
+                vals![
+                    &new.id,
+                    &new.customer_id,
+                    new.status.as_str(),
+                    new.direction.as_str(),
+                    &new.source,
+                    &new.destination,
+                    &new.route,
+                    &new.ingress,
+                    new.at,
+                    tm_ringing
+                ],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            self.commit(tx).await?;
+            let existing = self.call_by_id(&new.id).await?;
+            return Ok((existing, false));
+        };
+        let c = call(row)?;
+        outbox::push(tx.as_mut(), "call_created", &c.customer_id, "call", &c.id, &c).await?;
+        self.commit(tx).await?;
+        Ok((c, true))
+    }
+
+    /// A call by id, whoever owns it (for the media plane's events, never
+    /// for the API).
+    pub async fn call_by_id(&self, id: &str) -> Result<Call> {
+        let sql = format!("SELECT {COLS} FROM calls WHERE id = $1");
+        let rows = self.db.read(&sql, vals![id]).await?;
+        rows.first().map(call).unwrap_or(Err(ControlError::NotFound))
+    }
+
+    /// One of a tenant's calls.
+    pub async fn get_call(&self, customer_id: &str, id: &str) -> Result<Call> {
+        let sql = format!("SELECT {COLS} FROM calls WHERE customer_id = $1 AND id = $2");
+        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
+        rows.first().map(call).unwrap_or(Err(ControlError::NotFound))
+    }
+
+    /// A tenant's calls, newest first.
+    pub async fn list_calls(
+        &self,
+        customer_id: &str,
+        filter: &CallFilter,
+        page: PageReq,
+    ) -> Result<Page<Call>> {
+        let mut sql = format!("SELECT {COLS} FROM calls WHERE customer_id = $1 AND seq < $2");
+        let mut params = vec![
+            customer_id.into(),
+            super::Val::from(page.before.unwrap_or(i64::MAX)),
+        ];
+        let mut add = |cond: &str, v: super::Val| {
+            params.push(v);
+            sql.push_str(&format!(" AND {cond} ${}", params.len()));
+        };
+        if let Some(s) = filter.status {
+            add("status =", s.as_str().into());
+        }
+        if let Some(d) = filter.direction {
+            add("direction =", d.as_str().into());
+        }
+        if let Some(t) = filter.since {
+            add("tm_create >=", t.into());
+        }
+        if let Some(t) = filter.until {
+            add("tm_create <", t.into());
+        }
+        params.push(super::Val::from(i64::from(page.limit) + 1));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", params.len()));
+        let rows = self.db.read(&sql, &params).await?;
+        super::page(rows, page, call)
+    }
+
+    /// Moves a call to `change.to` if the state machine allows it, with its
+    /// `call_<status>` event, and an audit record when `actor` is given.
+    /// `customer_id` scopes the call (the API always passes one).
+    pub async fn transition_call(
+        &self,
+        customer_id: Option<&str>,
+        id: &str,
+        change: &CallChange,
+        actor: Option<&Actor>,
+    ) -> Result<Transition> {
+        let lock = self.dialect().for_update();
+        let mut tx = self.db.begin().await?;
+        let rows = match customer_id {
+            Some(c) => {
+                let sql = format!("SELECT {COLS} FROM calls WHERE customer_id = $1 AND id = $2{lock}");
+                tx.query(&sql, vals![c, id]).await?
+            }
+            None => {
+                let sql = format!("SELECT {COLS} FROM calls WHERE id = $1{lock}");
+                tx.query(&sql, vals![id]).await?
+            }
+        };
+        let before = rows.first().map(call).unwrap_or(Err(ControlError::NotFound))?;
+        match state::step(before.status, change.to) {
+            Step::Replay => {
+                return Ok(Transition {
+                    call: before,
+                    applied: false,
+                })
+            }
+            Step::Refuse => {
+                tracing::warn!(call_id = id, from = %before.status, to = %change.to, "call transition refused");
+                return Err(ControlError::Transition {
+                    call_id: id.to_owned(),
+                    from: before.status.as_str(),
+                    to: change.to.as_str(),
+                });
+            }
+            Step::Apply => {}
+        }
+        let mut after = before.clone();
+        after.status = change.to;
+        after.tm_update = change.at;
+        match change.to {
+            CallStatus::Ringing => after.tm_ringing = Some(change.at),
+            CallStatus::Progressing => after.tm_progressing = Some(change.at),
+            CallStatus::Hangup => {
+                after.tm_hangup = Some(change.at);
+                after.duration_ms = Some((change.at.0 - before.tm_create.0).max(0));
+                let (by, reason, cause) =
+                    change
+                        .hangup
+                        .clone()
+                        .unwrap_or((HangupBy::Local, HangupReason::Normal, String::new()));
+                after.hangup_by = Some(by);
+                after.hangup_reason = Some(reason);
+                after.hangup_cause = Some(cause);
+            }
+            _ => {}
+        }
+        tx.execute(
+            "UPDATE calls SET status = $1, tm_update = $2, tm_ringing = $3, tm_progressing = $4, tm_hangup = $5, \
+             duration_ms = $6, hangup_by = $7, hangup_reason = $8, hangup_cause = $9 WHERE id = $10",
+            vals![
+                after.status.as_str(),
+                after.tm_update,
+                after.tm_ringing,
+                after.tm_progressing,
+                after.tm_hangup,
+                after.duration_ms,
+                after.hangup_by.map(|b| b.as_str()),
+                after.hangup_reason.map(|r| r.as_str()),
+                after.hangup_cause.clone(),
+                id
+            ],
+        )
+        .await?;
+        let event = format!(
+            "call_{}",
+            if change.to == CallStatus::Hangup {
+                "hungup"
+            } else {
+                change.to.as_str()
+            }
+        );
+        outbox::push(tx.as_mut(), &event, &after.customer_id, "call", id, &after).await?;
+        if let Some(actor) = actor {
+            audit::write(
+                tx.as_mut(),
+                Audit {
+                    customer_id: &after.customer_id,
+                    actor,
+                    action: &format!("call.{}", change.to),
+                    resource_type: "call",
+                    resource_id: id,
+                    before: Some(&before),
+                    after: Some(&after),
+                },
+            )
+            .await?;
+        }
+        self.commit(tx).await?;
+        Ok(Transition {
+            call: after,
+            applied: true,
+        })
+    }
+}

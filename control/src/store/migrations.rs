@@ -1,0 +1,136 @@
+//! Versioned schema migrations, applied in order at start inside one
+//! transaction each and recorded in `schema_migrations`. The SQL is written
+//! once; `{SEQ}` becomes each dialect's auto-increment key. On PostgreSQL an
+//! advisory lock keeps two instances starting together from racing.
+//!
+//! Never edit a released migration: add a new one.
+
+use super::{Backend, Dialect};
+use crate::error::Result;
+
+/// (version, SQL). Append only.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "
+CREATE TABLE customers (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    email TEXT,
+    tm_create BIGINT NOT NULL
+);
+CREATE TABLE access_keys (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    tm_create BIGINT NOT NULL,
+    tm_expire BIGINT
+);
+CREATE INDEX access_keys_customer ON access_keys (customer_id, seq);
+CREATE TABLE calls (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    route TEXT NOT NULL,
+    ingress TEXT NOT NULL,
+    hangup_by TEXT,
+    hangup_reason TEXT,
+    hangup_cause TEXT,
+    tm_create BIGINT NOT NULL,
+    tm_ringing BIGINT,
+    tm_progressing BIGINT,
+    tm_hangup BIGINT,
+    duration_ms BIGINT,
+    tm_update BIGINT NOT NULL
+);
+CREATE INDEX calls_customer ON calls (customer_id, seq);
+CREATE TABLE transcribes (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    call_id TEXT NOT NULL UNIQUE,
+    tm_create BIGINT NOT NULL
+);
+CREATE INDEX transcribes_customer ON transcribes (customer_id, seq);
+CREATE TABLE transcripts (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    transcribe_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    message TEXT NOT NULL,
+    tm_transcript BIGINT NOT NULL,
+    tm_create BIGINT NOT NULL
+);
+CREATE INDEX transcripts_customer ON transcripts (customer_id, seq);
+CREATE TABLE audit_log (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    before_state TEXT,
+    after_state TEXT,
+    tm_create BIGINT NOT NULL
+);
+CREATE INDEX audit_log_customer ON audit_log (customer_id, seq);
+CREATE TABLE outbox (
+    {SEQ},
+    event_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    tm_create BIGINT NOT NULL,
+    tm_sent BIGINT
+);
+CREATE INDEX outbox_pending ON outbox (seq) WHERE tm_sent IS NULL;
+",
+)];
+
+fn render(sql: &str, d: Dialect) -> String {
+    let seq = match d {
+        Dialect::Postgres => "seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        Dialect::Sqlite => "seq INTEGER PRIMARY KEY AUTOINCREMENT",
+    };
+    sql.replace("{SEQ}", seq)
+}
+
+/// Applies what the database lacks.
+pub(crate) async fn apply(db: &dyn Backend) -> Result<()> {
+    let mut tx = db.begin().await?;
+    if db.dialect() == Dialect::Postgres {
+        // Any fixed number: serialises concurrent starts until commit.
+        tx.query("SELECT pg_advisory_xact_lock(7450012)::TEXT", &[])
+            .await?;
+    }
+    tx.batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, tm_applied BIGINT NOT NULL)",
+    )
+    .await?;
+    let done = tx
+        .query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+        .await?;
+    let current = done.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
+    for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tracing::info!(version, "applying store migration");
+        tx.batch(&render(sql, db.dialect())).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, tm_applied) VALUES ($1, $2)",
+            super::vals![version, crate::time::Millis::now()],
+        )
+        .await?;
+    }
+    tx.commit().await
+}

@@ -1,0 +1,164 @@
+//! The store: one [`Store`] with the business rules (transactions, the call
+//! state machine, outbox rows, audit rows, tenant scoping) written once, over
+//! a small [`Backend`] that each database implements: PostgreSQL
+//! ([`postgres`], production) and SQLite ([`sqlite`], the embedded default).
+//!
+//! Why not one `Store` trait implemented twice: every rule would then exist
+//! twice and drift. Here a backend only runs SQL (`$1` placeholders, `BIGINT`
+//! and `TEXT` columns, `RETURNING`, `ON CONFLICT`, all of which both accept);
+//! the conformance suite (`tests/store_conformance.rs`) runs the same cases
+//! against both.
+
+mod audit;
+mod calls;
+mod migrations;
+mod outbox;
+pub mod postgres;
+pub mod sqlite;
+mod tenants;
+mod transcripts;
+mod value;
+
+pub use outbox::OutboxRow;
+pub use tenants::NewCustomer;
+pub use value::{Row, Val};
+
+use crate::error::{ControlError, Result};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// The SQL dialect a backend speaks (for the few statements that differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL: `FOR UPDATE` row locks, identity columns.
+    Postgres,
+    /// SQLite: one writer at a time (`BEGIN IMMEDIATE`), so no row locks.
+    Sqlite,
+}
+
+impl Dialect {
+    /// The row-lock suffix for a `SELECT` that precedes an update.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+}
+
+/// A database connection source.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Which SQL it speaks.
+    fn dialect(&self) -> Dialect;
+    /// Starts a write transaction.
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+    /// Runs one read-only statement outside a transaction.
+    async fn read(&self, sql: &str, params: &[Val]) -> Result<Vec<Row>>;
+}
+
+/// An open transaction. Dropping it without [`Tx::commit`] rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    /// Runs a statement that returns rows.
+    async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>>;
+    /// Runs a statement; returns the rows it changed.
+    async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64>;
+    /// Runs several statements without parameters (migrations).
+    async fn batch(&mut self, sql: &str) -> Result<()>;
+    /// Commits; only after this returns `Ok` is the write durable.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// The control plane's store (cheap to clone).
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<dyn Backend>,
+    /// Woken after every commit, so the outbox relay need not poll.
+    committed: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dialect", &self.db.dialect())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Wraps a backend and applies the migrations it lacks.
+    pub async fn open(db: Arc<dyn Backend>) -> Result<Self> {
+        migrations::apply(db.as_ref()).await?;
+        Ok(Store {
+            db,
+            committed: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// Opens the store a URL names: `postgres://...` or `sqlite://<path>`
+    /// (`sqlite::memory:` for a throwaway one).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let db: Arc<dyn Backend> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(postgres::PgBackend::connect(url, 16).await?)
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Arc::new(sqlite::SqliteBackend::open(path)?)
+        } else if url == "sqlite::memory:" {
+            Arc::new(sqlite::SqliteBackend::open(":memory:")?)
+        } else {
+            return Err(ControlError::Config(format!(
+                "store url must start with postgres:// or sqlite:// (got {url:?})"
+            )));
+        };
+        Self::open(db).await
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    /// Commits and wakes the outbox relay.
+    pub(crate) async fn commit(&self, tx: Box<dyn Tx>) -> Result<()> {
+        tx.commit().await?;
+        self.committed.notify_one();
+        Ok(())
+    }
+
+    /// Resolves after the next commit of this process (the relay's wake-up).
+    pub async fn committed(&self) {
+        self.committed.notified().await
+    }
+
+    /// Checks that the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        self.db.read("SELECT 1", &[]).await.map(|_| ())
+    }
+}
+
+/// A new random id.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `Val`s from a list of expressions.
+macro_rules! vals {
+    ($($v:expr),* $(,)?) => { &[$($crate::store::Val::from($v)),*] };
+}
+pub(crate) use vals;
+
+/// Turns `limit + 1` rows (column 0 = `seq`) into a page and its cursor.
+pub(crate) fn page<T>(
+    mut rows: Vec<Row>,
+    req: crate::model::PageReq,
+    map: impl Fn(&Row) -> Result<T>,
+) -> Result<crate::model::Page<T>> {
+    let more = rows.len() > req.limit as usize;
+    rows.truncate(req.limit as usize);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some(last)) => Some(last.int(0)?.to_string()),
+        _ => None,
+    };
+    let items = rows.iter().map(map).collect::<Result<Vec<_>>>()?;
+    Ok(crate::model::Page { items, next_cursor })
+}

@@ -1,0 +1,121 @@
+//! The transactional outbox: every state change inserts its event here in
+//! the same transaction as the change; the relay (`relay/`) reads pending
+//! rows in commit order per resource, publishes them and marks them sent.
+//!
+//! Order per resource: a change locks its resource row before it inserts the
+//! event, so for one resource a later `seq` always commits later; the relay
+//! reads by `seq` and never skips a row it has not published.
+
+use super::{vals, Store, Tx};
+use crate::error::{ControlError, Result};
+use crate::time::Millis;
+use serde::Serialize;
+use voxbridge_proto::envelope::{EventEnvelope, Resource};
+
+/// A pending event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// Position (commit order per resource).
+    pub seq: i64,
+    /// The event as committed.
+    pub event: EventEnvelope,
+}
+
+/// Builds the envelope for `resource` (its serialised fields, less `id`)
+/// and inserts it in `tx`.
+pub(crate) async fn push<T: Serialize>(
+    tx: &mut dyn Tx,
+    event_type: &str,
+    customer_id: &str,
+    kind: &str,
+    id: &str,
+    resource: &T,
+) -> Result<EventEnvelope> {
+    let mut fields = match serde_json::to_value(resource) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => {
+            return Err(ControlError::Row(format!(
+                "{kind} does not serialise to an object"
+            )))
+        }
+    };
+    fields.remove("id");
+    let now = Millis::now();
+    let event = EventEnvelope {
+        event_id: super::new_id(),
+        event_type: event_type.to_owned(),
+        timestamp: now.rfc3339(),
+        customer_id: customer_id.to_owned(),
+        resource: Resource {
+            id: id.to_owned(),
+            kind: kind.to_owned(),
+            fields,
+        },
+    };
+    tx.execute(
+        "INSERT INTO outbox (event_id, event_type, customer_id, resource_type, resource_id, payload, tm_create) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        vals![&event.event_id, event_type, customer_id, kind, id, event.to_json(), now],
+    )
+    .await?;
+    Ok(event)
+}
+
+fn outbox_row(r: &super::Row) -> Result<OutboxRow> {
+    let payload = r.text(1)?;
+    Ok(OutboxRow {
+        seq: r.int(0)?,
+        event: EventEnvelope::parse(&payload)
+            .map_err(|e| ControlError::Row(format!("outbox payload: {e}")))?,
+    })
+}
+
+impl Store {
+    /// Up to `limit` unsent events, oldest first.
+    pub async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = self
+            .db
+            .read(
+                "SELECT seq, payload FROM outbox WHERE tm_sent IS NULL ORDER BY seq LIMIT $1",
+                vals![i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// Every event after position `after`, sent or not, oldest first (for
+    /// audits, replays and tests).
+    pub async fn outbox_rows(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = self
+            .db
+            .read(
+                "SELECT seq, payload FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+                vals![after, i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// Marks events published.
+    pub async fn outbox_mark_sent(&self, seqs: &[i64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let now = Millis::now();
+        let mut tx = self.db.begin().await?;
+        for &seq in seqs {
+            tx.execute("UPDATE outbox SET tm_sent = $1 WHERE seq = $2", vals![now, seq])
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Number of unsent events (for metrics and tests).
+    pub async fn outbox_backlog(&self) -> Result<i64> {
+        let rows = self
+            .db
+            .read("SELECT COUNT(*) FROM outbox WHERE tm_sent IS NULL", &[])
+            .await?;
+        rows.first().map(|r| r.int(0)).unwrap_or(Ok(0))
+    }
+}

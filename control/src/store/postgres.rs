@@ -1,0 +1,146 @@
+//! The production store: PostgreSQL through tokio-postgres and a deadpool
+//! pool. Statements are prepared once per connection (`prepare_cached`).
+//!
+//! A transaction is `BEGIN` ... `COMMIT` on one pooled connection. If it is
+//! dropped before commit (an error on the way), the connection is taken out
+//! of the pool and closed, which makes the server roll back; it is never
+//! handed to another request mid-transaction.
+
+use super::{Backend, Dialect, Row, Tx, Val};
+use crate::error::{ControlError, Result};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::NoTls;
+
+/// PostgreSQL backend.
+pub struct PgBackend {
+    pool: Pool,
+}
+
+impl PgBackend {
+    /// Connects a pool of up to `max` connections and checks one.
+    pub async fn connect(url: &str, max: usize) -> Result<Self> {
+        let cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| ControlError::Config(format!("postgres url: {e}")))?;
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(max)
+            .build()
+            .map_err(|e| ControlError::Config(format!("postgres pool: {e}")))?;
+        // Fail at start, with the server's reason, rather than on first use.
+        drop(pool.get().await?);
+        Ok(PgBackend { pool })
+    }
+}
+
+fn params(p: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
+    p.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+fn convert(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Row>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut vals = Vec::with_capacity(r.len());
+        for (i, col) in r.columns().iter().enumerate() {
+            let t = col.type_();
+            vals.push(if *t == Type::INT8 {
+                Val::Int(r.try_get::<_, Option<i64>>(i)?)
+            } else if *t == Type::INT4 {
+                Val::Int(r.try_get::<_, Option<i32>>(i)?.map(i64::from))
+            } else if *t == Type::TEXT || *t == Type::VARCHAR {
+                Val::Text(r.try_get::<_, Option<String>>(i)?)
+            } else if *t == Type::BOOL {
+                Val::Int(r.try_get::<_, Option<bool>>(i)?.map(i64::from))
+            } else {
+                return Err(ControlError::Row(format!("column {i}: unexpected type {t}")));
+            });
+        }
+        out.push(Row(vals));
+    }
+    Ok(out)
+}
+
+async fn query(c: &Object, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
+    let stmt = c.prepare_cached(sql).await?;
+    convert(c.query(&stmt, &params(p)).await?)
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        let conn = self.pool.get().await?;
+        conn.batch_execute("BEGIN").await?;
+        Ok(Box::new(PgTx { conn: Some(conn) }))
+    }
+
+    async fn read(&self, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
+        let conn = self.pool.get().await?;
+        query(&conn, sql, p).await
+    }
+}
+
+struct PgTx {
+    /// `None` once committed.
+    conn: Option<Object>,
+}
+
+impl PgTx {
+    fn conn(&self) -> Result<&Object> {
+        self.conn
+            .as_ref()
+            .ok_or_else(|| ControlError::Store("transaction already finished".into()))
+    }
+}
+
+#[async_trait]
+impl Tx for PgTx {
+    async fn query(&mut self, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
+        query(self.conn()?, sql, p).await
+    }
+
+    async fn execute(&mut self, sql: &str, p: &[Val]) -> Result<u64> {
+        let c = self.conn()?;
+        let stmt = c.prepare_cached(sql).await?;
+        Ok(c.execute(&stmt, &params(p)).await?)
+    }
+
+    async fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.conn()?.batch_execute(sql).await?)
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let conn = self
+            .conn
+            .take()
+            .ok_or_else(|| ControlError::Store("transaction already finished".into()))?;
+        match conn.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Unknown state: do not return this connection to the pool.
+                let _ = Object::take(conn);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Closing the connection rolls the transaction back server-side.
+            let _ = Object::take(conn);
+        }
+    }
+}

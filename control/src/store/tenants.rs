@@ -1,0 +1,294 @@
+//! Customers (tenants) and their access keys. Keys are random 32-byte
+//! secrets shown once; the store keeps their SHA-256, so a leaked database
+//! does not leak working keys.
+
+use super::audit::{self, Audit};
+use super::{outbox, vals, Store};
+use crate::error::{ControlError, Result};
+use crate::model::{AccessKey, Actor, Customer, Page, PageReq};
+use crate::time::Millis;
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+/// A customer to create.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    /// Id to use (1-64 of `A-Za-z0-9_-`); a UUID when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub id: Option<String>,
+    /// Display name: 1-200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    pub name: String,
+    /// Contact address.
+    pub email: Option<String>,
+}
+
+const CUSTOMER_COLS: &str = "seq, id, name, email, tm_create";
+const KEY_COLS: &str = "seq, id, customer_id, name, prefix, tm_create, tm_expire";
+
+fn customer(r: &super::Row) -> Result<Customer> {
+    Ok(Customer {
+        id: r.text(1)?,
+        name: r.text(2)?,
+        email: r.opt_text(3)?,
+        tm_create: r.millis(4)?,
+    })
+}
+
+fn access_key(r: &super::Row) -> Result<AccessKey> {
+    Ok(AccessKey {
+        id: r.text(1)?,
+        customer_id: r.text(2)?,
+        name: r.text(3)?,
+        prefix: r.text(4)?,
+        tm_create: r.millis(5)?,
+        tm_expire: r.opt_millis(6)?,
+    })
+}
+
+/// SHA-256 of a key secret, hex.
+pub fn hash_key(secret: &str) -> String {
+    let d = Sha256::digest(secret.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Store {
+    /// Creates a customer.
+    pub async fn create_customer(&self, actor: &Actor, new: NewCustomer) -> Result<Customer> {
+        let id = new.id.unwrap_or_else(super::new_id);
+        if !valid_id(&id) {
+            return Err(ControlError::Invalid(
+                "id must be 1-64 characters of A-Z a-z 0-9 _ -".into(),
+            ));
+        }
+        if new.name.trim().is_empty() || new.name.chars().count() > 200 {
+            return Err(ControlError::Invalid("name must be 1-200 characters".into()));
+        }
+        let c = Customer {
+            id,
+            name: new.name,
+            email: new.email,
+            tm_create: Millis::now(),
+        };
+        let mut tx = self.db.begin().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO customers (id, name, email, tm_create) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                vals![&c.id, &c.name, c.email.clone(), c.tm_create],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(ControlError::Conflict(format!("customer {} exists", c.id)));
+        }
+        audit::write::<(), _>(
+            tx.as_mut(),
+            Audit {
+                customer_id: &c.id,
+                actor,
+                action: "customer.create",
+                resource_type: "customer",
+                resource_id: &c.id,
+                before: None,
+                after: Some(&c),
+            },
+        )
+        .await?;
+        outbox::push(tx.as_mut(), "customer_created", &c.id, "customer", &c.id, &c).await?;
+        self.commit(tx).await?;
+        Ok(c)
+    }
+
+    /// Creates the customer if it does not exist (the embedded default
+    /// tenant at start); no audit, no event when it already exists.
+    pub async fn ensure_customer(&self, id: &str, name: &str) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            "INSERT INTO customers (id, name, tm_create) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            vals![id, name, Millis::now()],
+        )
+        .await?;
+        self.commit(tx).await
+    }
+
+    /// One customer.
+    pub async fn get_customer(&self, id: &str) -> Result<Customer> {
+        let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1");
+        let rows = self.db.read(&sql, vals![id]).await?;
+        rows.first().map(customer).unwrap_or(Err(ControlError::NotFound))
+    }
+
+    /// All customers, newest first.
+    pub async fn list_customers(&self, page: PageReq) -> Result<Page<Customer>> {
+        let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+        let rows = self
+            .db
+            .read(
+                &sql,
+                vals![page.before.unwrap_or(i64::MAX), i64::from(page.limit) + 1],
+            )
+            .await?;
+        super::page(rows, page, customer)
+    }
+
+    /// Deletes a customer and its access keys (its calls stay, as history).
+    pub async fn delete_customer(&self, actor: &Actor, id: &str) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let sql = format!(
+            "SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1{}",
+            self.dialect().for_update()
+        );
+        let rows = tx.query(&sql, vals![id]).await?;
+        let before = rows
+            .first()
+            .map(customer)
+            .unwrap_or(Err(ControlError::NotFound))?;
+        tx.execute("DELETE FROM access_keys WHERE customer_id = $1", vals![id])
+            .await?;
+        tx.execute("DELETE FROM customers WHERE id = $1", vals![id])
+            .await?;
+        audit::write::<_, ()>(
+            tx.as_mut(),
+            Audit {
+                customer_id: id,
+                actor,
+                action: "customer.delete",
+                resource_type: "customer",
+                resource_id: id,
+                before: Some(&before),
+                after: None,
+            },
+        )
+        .await?;
+        outbox::push(tx.as_mut(), "customer_deleted", id, "customer", id, &before).await?;
+        self.commit(tx).await
+    }
+
+    /// Makes a key for a customer; returns it and its secret (shown once).
+    pub async fn create_access_key(
+        &self,
+        actor: &Actor,
+        customer_id: &str,
+        name: &str,
+        tm_expire: Option<Millis>,
+    ) -> Result<(AccessKey, String)> {
+        if name.chars().count() > 200 {
+            return Err(ControlError::Invalid(
+                "name must be at most 200 characters".into(),
+            ));
+        }
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let secret = format!(
+            "vbk_{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let key = AccessKey {
+            id: super::new_id(),
+            customer_id: customer_id.to_owned(),
+            name: name.to_owned(),
+            prefix: secret.chars().take(12).collect(),
+            tm_create: Millis::now(),
+            tm_expire,
+        };
+        let mut tx = self.db.begin().await?;
+        let sql = format!(
+            "SELECT id FROM customers WHERE id = $1{}",
+            self.dialect().for_update()
+        );
+        if tx.query(&sql, vals![customer_id]).await?.is_empty() {
+            return Err(ControlError::NotFound);
+        }
+        tx.execute(
+            "INSERT INTO access_keys (id, customer_id, name, key_hash, prefix, tm_create, tm_expire) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vals![
+                &key.id,
+                customer_id,
+                name,
+                hash_key(&secret),
+                &key.prefix,
+                key.tm_create,
+                key.tm_expire
+            ],
+        )
+        .await?;
+        audit::write::<(), _>(
+            tx.as_mut(),
+            Audit {
+                customer_id,
+                actor,
+                action: "access_key.create",
+                resource_type: "access_key",
+                resource_id: &key.id,
+                before: None,
+                after: Some(&key),
+            },
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok((key, secret))
+    }
+
+    /// A customer's keys.
+    pub async fn list_access_keys(&self, customer_id: &str) -> Result<Vec<AccessKey>> {
+        let sql = format!("SELECT {KEY_COLS} FROM access_keys WHERE customer_id = $1 ORDER BY seq DESC");
+        let rows = self.db.read(&sql, vals![customer_id]).await?;
+        rows.iter().map(access_key).collect()
+    }
+
+    /// Deletes one of a customer's keys.
+    pub async fn delete_access_key(&self, actor: &Actor, customer_id: &str, id: &str) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let sql = format!(
+            "SELECT {KEY_COLS} FROM access_keys WHERE customer_id = $1 AND id = $2{}",
+            self.dialect().for_update()
+        );
+        let rows = tx.query(&sql, vals![customer_id, id]).await?;
+        let before = rows
+            .first()
+            .map(access_key)
+            .unwrap_or(Err(ControlError::NotFound))?;
+        tx.execute(
+            "DELETE FROM access_keys WHERE customer_id = $1 AND id = $2",
+            vals![customer_id, id],
+        )
+        .await?;
+        audit::write::<_, ()>(
+            tx.as_mut(),
+            Audit {
+                customer_id,
+                actor,
+                action: "access_key.delete",
+                resource_type: "access_key",
+                resource_id: id,
+                before: Some(&before),
+                after: None,
+            },
+        )
+        .await?;
+        self.commit(tx).await
+    }
+
+    /// The key a secret belongs to, if it exists and has not expired.
+    pub async fn authenticate_key(&self, secret: &str) -> Result<Option<AccessKey>> {
+        let sql = format!("SELECT {KEY_COLS} FROM access_keys WHERE key_hash = $1");
+        let rows = self.db.read(&sql, vals![hash_key(secret)]).await?;
+        let Some(key) = rows.first().map(access_key).transpose()? else {
+            return Ok(None);
+        };
+        if key.tm_expire.is_some_and(|e| e <= Millis::now()) {
+            return Ok(None);
+        }
+        Ok(Some(key))
+    }
+}

@@ -1,0 +1,162 @@
+//! Transcribes (one per transcribed call) and their transcript segments,
+//! from the bot's TranscriptionFrames/TextFrames via media events. Each
+//! segment commits with its `transcript_created` event.
+
+use super::{outbox, vals, Row, Store};
+use crate::error::{ControlError, Result};
+use crate::model::{Page, PageReq, Transcribe, Transcript};
+use crate::time::Millis;
+
+const TRANSCRIBE_COLS: &str = "seq, id, customer_id, call_id, tm_create";
+const TRANSCRIPT_COLS: &str =
+    "seq, id, customer_id, transcribe_id, call_id, direction, message, tm_transcript, tm_create";
+
+fn transcribe(r: &Row) -> Result<Transcribe> {
+    Ok(Transcribe {
+        id: r.text(1)?,
+        customer_id: r.text(2)?,
+        call_id: r.text(3)?,
+        tm_create: r.millis(4)?,
+    })
+}
+
+fn transcript(r: &Row) -> Result<Transcript> {
+    Ok(Transcript {
+        id: r.text(1)?,
+        customer_id: r.text(2)?,
+        transcribe_id: r.text(3)?,
+        call_id: r.text(4)?,
+        direction: r.text(5)?,
+        message: r.text(6)?,
+        tm_transcript: r.int(7)?,
+        tm_create: r.millis(8)?,
+    })
+}
+
+impl Store {
+    /// Adds a segment to a call's transcribe (made on the first segment).
+    /// `direction` is `in` (caller) or `out` (bot).
+    pub async fn add_transcript(
+        &self,
+        call_id: &str,
+        direction: &str,
+        message: &str,
+        at: Millis,
+    ) -> Result<Transcript> {
+        let mut tx = self.db.begin().await?;
+        let rows = tx
+            .query(
+                "SELECT customer_id, tm_create FROM calls WHERE id = $1",
+                vals![call_id],
+            )
+            .await?;
+        let (customer_id, call_start) = match rows.first() {
+            Some(r) => (r.text(0)?, r.millis(1)?),
+            None => return Err(ControlError::NotFound),
+        };
+        let now = Millis::now();
+        tx.execute(
+            "INSERT INTO transcribes (id, customer_id, call_id, tm_create) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (call_id) DO NOTHING",
+            vals![super::new_id(), &customer_id, call_id, now],
+        )
+        .await?;
+        let rows = tx
+            .query("SELECT id FROM transcribes WHERE call_id = $1", vals![call_id])
+            .await?;
+        let transcribe_id = rows
+            .first()
+            .map(|r| r.text(0))
+            .unwrap_or(Err(ControlError::NotFound))?;
+        let t = Transcript {
+            id: super::new_id(),
+            customer_id,
+            transcribe_id,
+            call_id: call_id.to_owned(),
+            direction: direction.to_owned(),
+            message: message.to_owned(),
+            tm_transcript: (at.0 - call_start.0).max(0),
+            tm_create: now,
+        };
+        tx.execute(
+            "INSERT INTO transcripts (id, customer_id, transcribe_id, call_id, direction, message, tm_transcript, tm_create) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            vals![&t.id, &t.customer_id, &t.transcribe_id, &t.call_id, &t.direction, &t.message, t.tm_transcript, t.tm_create],
+        )
+        .await?;
+        outbox::push(
+            tx.as_mut(),
+            "transcript_created",
+            &t.customer_id,
+            "transcript",
+            &t.id,
+            &t,
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(t)
+    }
+
+    /// A tenant's transcribes, newest first, optionally of one call.
+    pub async fn list_transcribes(
+        &self,
+        customer_id: &str,
+        call_id: Option<&str>,
+        page: PageReq,
+    ) -> Result<Page<Transcribe>> {
+        let before = page.before.unwrap_or(i64::MAX);
+        let limit = i64::from(page.limit) + 1;
+        let rows = match call_id {
+            Some(c) => {
+                let sql = format!("SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE customer_id = $1 AND seq < $2 AND call_id = $3 ORDER BY seq DESC LIMIT $4");
+                self.db.read(&sql, vals![customer_id, before, c, limit]).await?
+            }
+            None => {
+                let sql = format!("SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE customer_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+                self.db.read(&sql, vals![customer_id, before, limit]).await?
+            }
+        };
+        super::page(rows, page, transcribe)
+    }
+
+    /// One of a tenant's transcribes.
+    pub async fn get_transcribe(&self, customer_id: &str, id: &str) -> Result<Transcribe> {
+        let sql = format!("SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE customer_id = $1 AND id = $2");
+        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
+        rows.first()
+            .map(transcribe)
+            .unwrap_or(Err(ControlError::NotFound))
+    }
+
+    /// A tenant's transcript segments, newest first, optionally of one
+    /// transcribe.
+    pub async fn list_transcripts(
+        &self,
+        customer_id: &str,
+        transcribe_id: Option<&str>,
+        page: PageReq,
+    ) -> Result<Page<Transcript>> {
+        let before = page.before.unwrap_or(i64::MAX);
+        let limit = i64::from(page.limit) + 1;
+        let rows = match transcribe_id {
+            Some(t) => {
+                let sql = format!("SELECT {TRANSCRIPT_COLS} FROM transcripts WHERE customer_id = $1 AND seq < $2 AND transcribe_id = $3 ORDER BY seq DESC LIMIT $4");
+                self.db.read(&sql, vals![customer_id, before, t, limit]).await?
+            }
+            None => {
+                let sql = format!("SELECT {TRANSCRIPT_COLS} FROM transcripts WHERE customer_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+                self.db.read(&sql, vals![customer_id, before, limit]).await?
+            }
+        };
+        super::page(rows, page, transcript)
+    }
+
+    /// One of a tenant's transcript segments.
+    pub async fn get_transcript(&self, customer_id: &str, id: &str) -> Result<Transcript> {
+        let sql = format!("SELECT {TRANSCRIPT_COLS} FROM transcripts WHERE customer_id = $1 AND id = $2");
+        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
+        rows.first()
+            .map(transcript)
+            .unwrap_or(Err(ControlError::NotFound))
+    }
+}

@@ -1,0 +1,477 @@
+//! The REST API through its router (no socket): auth (JWT HS256/RS256,
+//! access keys, admin key), tenant isolation on every endpoint, the JSON
+//! errors, hangup through the media command interface, the OpenAPI document.
+//! Runs against both stores.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+use voxbridge_control::api::auth::{Auth, AuthConfig};
+use voxbridge_control::api::{router, AppState};
+use voxbridge_control::model::{CallChange, NewCall};
+use voxbridge_control::state::{CallStatus, Direction};
+use voxbridge_control::store::Store;
+use voxbridge_control::time::Millis;
+use voxbridge_media::CallCommands;
+
+both_stores!(
+    credentials_are_checked,
+    foreign_tenants_get_404_everywhere,
+    bad_requests_get_documented_errors,
+    admin_manages_customers_and_keys,
+    hangup_reaches_the_media_plane,
+    openapi_document_lists_every_route,
+);
+
+const SECRET: &[u8] = b"test-hs256-secret-0123456789";
+const ADMIN: &str = "admin-key-0123456789abcdef";
+const RSA_PRIVATE: &[u8] = include_bytes!("data/jwt_rs256_private.pem");
+const RSA_PUBLIC: &[u8] = include_bytes!("data/jwt_rs256_public.pem");
+
+/// Records hangup commands; says the call runs here when `running`.
+#[derive(Default)]
+struct FakeMedia {
+    running: bool,
+    hangups: Mutex<Vec<String>>,
+}
+
+impl CallCommands for FakeMedia {
+    fn hangup(&self, call_id: &str) -> bool {
+        self.hangups.lock().expect("lock").push(call_id.to_owned());
+        self.running
+    }
+}
+
+fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
+    let auth = Auth::new(&AuthConfig {
+        hs256_secret: Some(SECRET.to_vec()),
+        rs256_public_pem: Some(RSA_PUBLIC.to_vec()),
+        leeway_s: 30,
+        admin_key: Some(ADMIN.into()),
+    })
+    .expect("auth");
+    router(AppState {
+        store,
+        commands: media,
+        auth,
+    })
+}
+
+fn now_s() -> i64 {
+    Millis::now().0 / 1000
+}
+
+fn hs256(claims: Value) -> String {
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET)).expect("sign")
+}
+
+fn token(customer: &str) -> String {
+    hs256(json!({"customer_id": customer, "agent_id": "agent-7", "exp": now_s() + 300}))
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = auth {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(s) => {
+            b = b.header("content-type", "application/json");
+            Body::from(s.to_owned())
+        }
+        None => Body::empty(),
+    };
+    let resp = app
+        .clone()
+        .oneshot(b.body(body).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
+    (status, v)
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+async fn seed_call(store: &Store, id: &str, customer: &str) {
+    store
+        .create_call(&NewCall {
+            id: id.into(),
+            customer_id: customer.into(),
+            status: CallStatus::Ringing,
+            direction: Direction::Incoming,
+            source: "1000".into(),
+            destination: "2000".into(),
+            route: "default".into(),
+            ingress: "audiosocket".into(),
+            at: Millis::now(),
+        })
+        .await
+        .expect("call");
+}
+
+async fn credentials_are_checked(store: Store) {
+    seed_call(&store, "c1", "a").await;
+    let app = app(store, Arc::default());
+    let (s, v) = call(&app, "GET", "/v1/calls", None, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (s, v) = call(&app, "GET", "/v1/calls", Some(&token("a")), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["id"], "c1");
+    // Expired 10 s ago: inside the 30 s leeway. 100 s ago: refused.
+    let (s, _) = call(
+        &app,
+        "GET",
+        "/v1/calls",
+        Some(&hs256(json!({"customer_id": "a", "exp": now_s() - 10}))),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(
+        &app,
+        "GET",
+        "/v1/calls",
+        Some(&hs256(json!({"customer_id": "a", "exp": now_s() - 100}))),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (s, _) = call(
+        &app,
+        "GET",
+        "/v1/calls",
+        Some(&hs256(json!({"customer_id": "a"}))),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "exp is required");
+    let forged = encode(
+        &Header::default(),
+        &json!({"customer_id": "a", "exp": now_s() + 60}),
+        &EncodingKey::from_secret(b"other"),
+    )
+    .expect("sign");
+    let (s, _) = call(&app, "GET", "/v1/calls", Some(&forged), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let rs = encode(
+        &Header::new(jsonwebtoken::Algorithm::RS256),
+        &json!({"customer_id": "a", "exp": now_s() + 60}),
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("rsa key"),
+    )
+    .expect("sign");
+    let (s, v) = call(&app, "GET", "/v1/calls/c1", Some(&rs), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = call(&app, "GET", "/v1/calls", Some("not.a.jwt"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, "GET", "/v1/calls", Some("vbk_unknown"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+async fn foreign_tenants_get_404_everywhere(store: Store) {
+    seed_call(&store, "b-call", "b").await;
+    store
+        .add_transcript("b-call", "in", "private words", Millis::now())
+        .await
+        .expect("transcript");
+    let b_transcripts = store
+        .list_transcripts(
+            "b",
+            None,
+            voxbridge_control::model::PageReq::new(None, None).expect("page"),
+        )
+        .await
+        .expect("list");
+    let t = &b_transcripts.items[0];
+    let app = app(store.clone(), Arc::default());
+    let a = token("a");
+    for (method, uri) in [
+        ("GET", "/v1/calls/b-call".to_string()),
+        ("POST", "/v1/calls/b-call/hangup".to_string()),
+        ("GET", format!("/v1/transcribes/{}", t.transcribe_id)),
+        ("GET", format!("/v1/transcripts/{}", t.id)),
+    ] {
+        let (s, v) = call(&app, method, &uri, Some(&a), None).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{method} {uri}"
+        );
+        assert!(
+            !v.to_string().contains("b-call") && !v.to_string().contains("private"),
+            "{v}"
+        );
+    }
+    for uri in [
+        "/v1/calls",
+        "/v1/transcribes",
+        "/v1/transcripts",
+        "/v1/audit",
+        "/v1/transcribes?call_id=b-call",
+        &format!("/v1/transcripts?transcribe_id={}", t.transcribe_id),
+    ] {
+        let (s, v) = call(&app, "GET", uri, Some(&a), None).await;
+        assert_eq!(s, StatusCode::OK, "{uri}");
+        assert_eq!(v["items"], json!([]), "{uri} leaks: {v}");
+    }
+    assert_eq!(
+        store.get_call("b", "b-call").await.expect("get").status,
+        CallStatus::Ringing
+    );
+    let (s, v) = call(&app, "GET", "/v1/transcripts", Some(&token("b")), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["items"][0]["message"], "private words");
+}
+
+async fn bad_requests_get_documented_errors(store: Store) {
+    let app = app(store, Arc::default());
+    let cases: [(&str, &str, Option<String>, StatusCode, &str); 7] = [
+        (
+            "POST",
+            "/v1/customers",
+            Some("{not json".into()),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/customers",
+            Some(r#"{"name":"x","surprise":1}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/v1/customers",
+            Some(r#"{"email":"x@y"}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/v1/customers",
+            Some(format!(r#"{{"name":"{}"}}"#, "x".repeat(70_000))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "GET",
+            "/v1/calls?limit=0",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/calls?status=answered",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/nothing-here",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (method, uri, body, status, want) in cases {
+        let tok = if uri.starts_with("/v1/customers") {
+            ADMIN.to_string()
+        } else {
+            token("a")
+        };
+        let (s, v) = call(&app, method, uri, Some(&tok), body.as_deref()).await;
+        assert_eq!((s, code(&v)), (status, want), "{method} {uri}: {v}");
+        assert!(v["error"]["message"].is_string());
+    }
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/customers")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::from(r#"{"name":"x"}"#))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, v) = call(&app, "GET", "/v1/calls?cursor=zzz", Some(&token("a")), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "bad_request"));
+}
+
+async fn admin_manages_customers_and_keys(store: Store) {
+    let app = app(store.clone(), Arc::default());
+    let (s, v) = call(&app, "GET", "/v1/customers", Some(&token("a")), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers",
+        Some(ADMIN),
+        Some(r#"{"id":"acme","name":"Acme"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers",
+        Some(ADMIN),
+        Some(r#"{"id":"acme","name":"Again"}"#),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"));
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers/acme/access_keys",
+        Some(ADMIN),
+        Some(r#"{"name":"ci"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let secret = v["secret"].as_str().expect("secret").to_owned();
+    let key_id = v["key"]["id"].as_str().expect("id").to_owned();
+    seed_call(&store, "acme-call", "acme").await;
+    // The key works as a header, as a bearer token and as a query parameter.
+    let req = Request::builder()
+        .uri("/v1/calls")
+        .header("x-access-key", &secret)
+        .body(Body::empty())
+        .expect("req");
+    let resp = app.clone().oneshot(req).await.expect("resp");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (s, v) = call(&app, "GET", "/v1/calls/acme-call", Some(&secret), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = call(&app, "GET", &format!("/v1/calls?accesskey={secret}"), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(&app, "GET", "/v1/customers/acme/access_keys", Some(ADMIN), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!v.to_string().contains(&secret), "the secret is shown once only");
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/v1/customers/acme/access_keys/{key_id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = call(&app, "GET", "/v1/calls", Some(&secret), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a deleted key stops working");
+    let (s, _) = call(&app, "DELETE", "/v1/customers/acme", Some(ADMIN), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v) = call(&app, "GET", "/v1/customers/acme", Some(ADMIN), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    let (s, v) = call(&app, "GET", "/v1/audit", Some(&token("acme")), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let actions: Vec<_> = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "customer.delete",
+            "access_key.delete",
+            "access_key.create",
+            "customer.create"
+        ]
+    );
+}
+
+async fn hangup_reaches_the_media_plane(store: Store) {
+    seed_call(&store, "live", "a").await;
+    seed_call(&store, "stale", "a").await;
+    let answer = CallChange {
+        to: CallStatus::Progressing,
+        at: Millis::now(),
+        hangup: None,
+    };
+    store
+        .transition_call(None, "live", &answer, None)
+        .await
+        .expect("answer");
+    let media = Arc::new(FakeMedia {
+        running: true,
+        ..Default::default()
+    });
+    let app = app(store.clone(), media.clone());
+    let (s, v) = call(&app, "POST", "/v1/calls/live/hangup", Some(&token("a")), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["status"], "terminating",
+        "answered: terminating until media confirms"
+    );
+    assert_eq!(*media.hangups.lock().expect("lock"), ["live"]);
+    let (_, v) = call(&app, "POST", "/v1/calls/live/hangup", Some(&token("a")), None).await;
+    assert_eq!(v["status"], "terminating", "a second hangup is a no-op");
+    assert_eq!(media.hangups.lock().expect("lock").len(), 1);
+    // A call no media plane here runs is closed at once.
+    let app = self::app(store.clone(), Arc::default());
+    let (s, v) = call(&app, "POST", "/v1/calls/stale/hangup", Some(&token("a")), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "hangup");
+    assert_eq!(v["hangup_reason"], "cancel");
+    assert_eq!(v["hangup_by"], "local");
+    let (_, v) = call(&app, "GET", "/v1/audit", Some(&token("a")), None).await;
+    let actions: Vec<_> = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(actions, ["call.hangup", "call.canceling", "call.terminating"]);
+    assert_eq!(v["items"][2]["actor"], "agent:agent-7");
+    assert_eq!(v["items"][2]["before"]["status"], "progressing");
+    assert_eq!(v["items"][2]["after"]["status"], "terminating");
+}
+
+async fn openapi_document_lists_every_route(store: Store) {
+    let app = app(store, Arc::default());
+    let (s, doc) = call(&app, "GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap_or("").starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for path in [
+        "/v1/calls",
+        "/v1/calls/{id}",
+        "/v1/calls/{id}/hangup",
+        "/v1/transcribes",
+        "/v1/transcripts/{id}",
+        "/v1/customers",
+        "/v1/customers/{id}/access_keys/{key_id}",
+        "/v1/health",
+        "/v1/ready",
+        "/v1/audit",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["Call"].is_object());
+    let (s, v) = call(&app, "GET", "/v1/ready", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "ready");
+}

@@ -1,0 +1,61 @@
+//! Shared test helpers: a fresh store of each kind.
+//!
+//! PostgreSQL is real: `VOXBRIDGE_TEST_PG` (set by `scripts/test.sh`, which
+//! starts a server when none answers) or `postgres://postgres@127.0.0.1:5432/test`.
+//! Each store gets its own schema, so tests run in parallel without seeing
+//! each other's rows.
+#![allow(dead_code)]
+
+use voxbridge_control::store::Store;
+
+/// The PostgreSQL URL tests use.
+pub fn pg_url() -> String {
+    std::env::var("VOXBRIDGE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A store on a new, empty PostgreSQL schema.
+pub async fn pg_store() -> Store {
+    let url = pg_url();
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} (run scripts/test.sh, which starts one): {e}"));
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create schema");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    Store::connect(&scoped).await.expect("open PostgreSQL store")
+}
+
+/// A store on a new SQLite file in a temp dir (kept until the process ends).
+pub async fn sqlite_store() -> Store {
+    let dir = std::env::temp_dir().join(format!("voxbridge-test-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}/control.db", dir.display());
+    Store::connect(&url).await.expect("open SQLite store")
+}
+
+/// Runs one async test body against both stores.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::sqlite_store().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::pg_store().await).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,137 @@
+//! Media and control in one process, as `voxbridge serve` runs them: a real
+//! AudioSocket call with a bot becomes a call row that follows the state
+//! machine, its events come out of the outbox on the in-process bus in
+//! order, a bot transcript becomes a transcript row, and a hangup through
+//! the REST API reaches the running call through media's command interface.
+
+mod harness;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use harness::{pipecat_msg, pipecat_next, pipecat_route, uuid, within, Caller, TestBot};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use tower::ServiceExt;
+use voxbridge_control::config::ControlConfig;
+use voxbridge_control::model::Actor;
+use voxbridge_control::service::Control;
+use voxbridge_media::config::AudioSocketListener;
+use voxbridge_media::{Config, MediaServer};
+use voxbridge_proto::audiosocket::Frame;
+use voxbridge_proto::envelope::EventEnvelope;
+use voxbridge_proto::pipecat::{Kind, TranscriptionFrame};
+
+async fn next_event(bus: &mut tokio::sync::broadcast::Receiver<Arc<EventEnvelope>>) -> Arc<EventEnvelope> {
+    within("an event on the bus", bus.recv()).await.expect("bus open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_flows_through_store_outbox_bus_and_api() {
+    let dir = std::env::temp_dir().join(format!("voxbridge-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ccfg = ControlConfig {
+        data_dir: dir.clone(),
+        ..ControlConfig::default()
+    };
+    let control = Control::start(&ccfg).await.expect("control starts");
+    let mut bus = control.bus.subscribe();
+    let (_, secret) = control
+        .store
+        .create_access_key(&Actor { id: "test".into() }, "default", "e2e", None)
+        .await
+        .expect("key");
+
+    let mut bot = TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 16000));
+    config.audiosocket = vec![AudioSocketListener {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        route: "default".into(),
+    }];
+    config.metrics_listen = None;
+    let server = MediaServer::bind(config, Arc::new(control.sink()))
+        .await
+        .expect("media binds");
+    let addr = server.audiosocket_addrs()[0];
+    let api = control.router(Arc::new(server.commands()));
+    let shutdown = server.shutdown_handle();
+    let media = tokio::spawn(server.run());
+
+    let mut caller = Caller::connect(addr, uuid(42)).await;
+    let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2a";
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start message");
+
+    let e = next_event(&mut bus).await;
+    assert_eq!(
+        (e.event_type.as_str(), e.resource.id.as_str()),
+        ("call_created", call_id)
+    );
+    assert_eq!(e.customer_id, "default");
+    assert_eq!(e.resource.fields["status"], "ringing");
+    assert_eq!(e.resource.fields["ingress"], "audiosocket");
+    let e = next_event(&mut bus).await;
+    assert_eq!(e.event_type, "call_progressing");
+
+    link.send(pipecat_msg(Kind::Transcription(TranscriptionFrame {
+        text: "I'd like to pay my bill".into(),
+        user_id: "caller".into(),
+        ..Default::default()
+    })))
+    .await;
+    let e = next_event(&mut bus).await;
+    assert_eq!(e.event_type, "transcript_created");
+    assert_eq!(e.resource.fields["message"], "I'd like to pay my bill");
+    assert_eq!(e.resource.fields["direction"], "in");
+    assert_eq!(e.resource.fields["call_id"], call_id);
+
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/calls/{call_id}/hangup"))
+        .header("x-access-key", &secret)
+        .body(Body::empty())
+        .expect("request");
+    let resp = api.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes()).expect("json");
+    assert_eq!(body["status"], "terminating");
+
+    // The running call hears the hangup.
+    loop {
+        match caller.next().await {
+            Some(Frame::Hangup) | None => break,
+            Some(_) => continue,
+        }
+    }
+    let e = next_event(&mut bus).await;
+    assert_eq!(e.event_type, "call_terminating");
+    let e = next_event(&mut bus).await;
+    assert_eq!(e.event_type, "call_hungup");
+    assert_eq!(e.resource.fields["status"], "hangup");
+    assert_eq!(e.resource.fields["hangup_cause"], "api_hangup");
+    assert_eq!(e.resource.fields["hangup_by"], "local");
+    assert_eq!(e.resource.fields["hangup_reason"], "normal");
+    assert!(e.resource.fields["duration_ms"].as_i64().is_some());
+
+    let stored = control
+        .store
+        .get_call("default", call_id)
+        .await
+        .expect("call row");
+    assert_eq!(stored.status, voxbridge_control::state::CallStatus::Hangup);
+    shutdown.shutdown();
+    within("media to stop", media).await.expect("media task");
+    within("control to stop", control.shutdown()).await;
+    let reopened = voxbridge_control::store::Store::connect(&ccfg.store_url())
+        .await
+        .expect("reopen");
+    assert_eq!(
+        reopened.outbox_backlog().await.expect("backlog"),
+        0,
+        "every event was relayed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
