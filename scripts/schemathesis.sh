@@ -17,11 +17,11 @@ trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 secret=schemathesis-secret-0123456789
 VOXBRIDGE_CONTROL_LISTEN=127.0.0.1:0 VOXBRIDGE_DATA_DIR="$tmp/data" VOXBRIDGE_JWT_HS256_SECRET=$secret \
 VOXBRIDGE_AUDIOSOCKET_LISTEN=127.0.0.1:0 VOXBRIDGE_METRICS_LISTEN=127.0.0.1:0 RUST_LOG=warn \
-  target/debug/voxbridge serve >"$tmp/serve.out" 2>"$tmp/serve.err" &
+  "${CARGO_TARGET_DIR:-target}/debug/voxbridge" serve >"$tmp/serve.out" 2>"$tmp/serve.err" &
 pid=$!
 for _ in $(seq 100); do grep -q "voxbridge serve:" "$tmp/serve.out" 2>/dev/null && break; sleep 0.1; done
-api=$(grep -oE 'control=[0-9.:]+' "$tmp/serve.out" | cut -d= -f2)
-[ -n "$api" ] || { cat "$tmp/serve.err"; exit 1; }
+api=$(grep -oE 'control=[0-9.:]+' "$tmp/serve.out" | cut -d= -f2 || true)
+[ -n "$api" ] || { echo "schemathesis.sh: voxbridge serve did not start"; cat "$tmp/serve.err"; exit 1; }
 token=$("$venv/bin/python" - "$secret" <<'PY'
 import base64, hashlib, hmac, json, sys, time
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()

@@ -96,17 +96,22 @@ impl Store {
         rows.iter().map(outbox_row).collect()
     }
 
-    /// Marks events published.
+    /// Marks events published, in one statement (the relay's hot path).
     pub async fn outbox_mark_sent(&self, seqs: &[i64]) -> Result<()> {
         if seqs.is_empty() {
             return Ok(());
         }
-        let now = Millis::now();
+        // The positions are integers read from the outbox itself, so they
+        // are written into the statement (one unprepared statement instead
+        // of a prepared one per batch size, or one round trip per row).
+        let list: Vec<String> = seqs.iter().map(i64::to_string).collect();
+        let sql = format!(
+            "UPDATE outbox SET tm_sent = {} WHERE seq IN ({})",
+            Millis::now().0,
+            list.join(",")
+        );
         let mut tx = self.db.begin().await?;
-        for &seq in seqs {
-            tx.execute("UPDATE outbox SET tm_sent = $1 WHERE seq = $2", vals![now, seq])
-                .await?;
-        }
+        tx.batch(&sql).await?;
         tx.commit().await
     }
 

@@ -1,0 +1,311 @@
+//! Load tool for `benches/control.sh`: the control sidecar's two latency
+//! goals, measured open-loop (each request or event has a scheduled time;
+//! latency counts from it, so a slow server cannot hide its queue).
+//!
+//! 1. API: a `voxbridge serve` on PostgreSQL (a fresh schema seeded with
+//!    calls) gets `GET /v1/calls?limit=20` and `GET /v1/calls/{id}` at
+//!    `--rate` requests/s over keep-alive connections.
+//! 2. Outbox: calls are created at `--rate` events/s in this process; the
+//!    relay publishes them to Kafka; an rdkafka consumer reads them. Latency
+//!    is from the write's commit returning to the consumer receiving it.
+//!
+//! Prints `LOAD api_p99_ms=.. api_rps=.. outbox_p99_ms=.. events_per_s=..`
+//! (benches/control.sh adds the peer figures and prints the RESULT line).
+
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message};
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use voxbridge_control::model::{Actor, NewCall};
+use voxbridge_control::relay::kafka::{KafkaConfig, KafkaPublisher};
+use voxbridge_control::relay::{self, RelayStats};
+use voxbridge_control::state::{CallStatus, Direction};
+use voxbridge_control::store::Store;
+use voxbridge_control::time::Millis;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+struct Args {
+    pg: String,
+    kafka: String,
+    bin: String,
+    rate: u64,
+    seconds: u64,
+    conns: usize,
+}
+
+fn args() -> Res<Args> {
+    let mut a = Args {
+        pg: "postgres://postgres@127.0.0.1:5432/test".into(),
+        kafka: String::new(),
+        bin: "target/release/voxbridge".into(),
+        rate: 1000,
+        seconds: 10,
+        conns: 16,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().ok_or(format!("{k} needs a value"))?;
+        match k.as_str() {
+            "--pg" => a.pg = v,
+            "--kafka" => a.kafka = v,
+            "--bin" => a.bin = v,
+            "--rate" => a.rate = v.parse()?,
+            "--seconds" => a.seconds = v.parse()?,
+            "--conns" => a.conns = v.parse()?,
+            _ => return Err(format!("unknown argument {k}").into()),
+        }
+    }
+    Ok(a)
+}
+
+/// A store on a fresh schema; returns it and its URL.
+async fn fresh_store(pg: &str) -> Res<(Store, String)> {
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) = tokio_postgres::connect(pg, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    client.batch_execute(&format!("CREATE SCHEMA {schema}")).await?;
+    let sep = if pg.contains('?') { '&' } else { '?' };
+    let url = format!("{pg}{sep}options=-c%20search_path%3D{schema}");
+    Ok((Store::connect(&url).await?, url))
+}
+
+fn call(id: String) -> NewCall {
+    NewCall {
+        id,
+        customer_id: "bench".into(),
+        status: CallStatus::Ringing,
+        direction: Direction::Incoming,
+        source: "+15550100".into(),
+        destination: "+15550199".into(),
+        route: "default".into(),
+        ingress: "rtp".into(),
+        at: Millis::now(),
+    }
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// One keep-alive HTTP/1.1 connection; returns the status of each GET.
+struct Http {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    key: String,
+}
+
+impl Http {
+    async fn get(&mut self, path: &str) -> Res<u16> {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nhost: bench\r\nx-access-key: {}\r\n\r\n",
+            self.key
+        );
+        self.w.write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        self.r.read_line(&mut line).await?;
+        let status: u16 = line.split_whitespace().nth(1).ok_or("no status")?.parse()?;
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).await?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse()?;
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.r.read_exact(&mut body).await?;
+        Ok(status)
+    }
+}
+
+async fn api(a: &Args) -> Res<(f64, f64, f64)> {
+    let (store, url) = fresh_store(&a.pg).await?;
+    store.ensure_customer("bench", "Bench").await?;
+    let n_calls = 2000;
+    for i in 0..n_calls {
+        store.create_call(&call(format!("call-{i}"))).await?;
+    }
+    let (_, key) = store
+        .create_access_key(&Actor { id: "bench".into() }, "bench", "bench", None)
+        .await?;
+    let mut child = std::process::Command::new(&a.bin)
+        .arg("serve")
+        .env("VOXBRIDGE_STORE_URL", &url)
+        .env("VOXBRIDGE_CONTROL_LISTEN", "127.0.0.1:0")
+        .env("VOXBRIDGE_AUDIOSOCKET_LISTEN", "127.0.0.1:0")
+        .env("VOXBRIDGE_METRICS_LISTEN", "127.0.0.1:0")
+        .env("VOXBRIDGE_WORKERS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("control="))
+        .ok_or(format!("no control= in {line:?}"))?
+        .to_string();
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let errors = Arc::new(Mutex::new(0u64));
+    let total = a.rate * a.seconds;
+    let start = Instant::now() + Duration::from_millis(200);
+    let mut tasks = Vec::new();
+    for c in 0..a.conns {
+        let sock = TcpStream::connect(&addr).await?;
+        sock.set_nodelay(true)?;
+        let (r, w) = sock.into_split();
+        let mut http = Http {
+            r: BufReader::new(r),
+            w,
+            key: key.clone(),
+        };
+        let (hist, errors) = (hist.clone(), errors.clone());
+        let (rate, conns) = (a.rate, a.conns as u64);
+        tasks.push(tokio::spawn(async move {
+            let mut i = c as u64;
+            while i < total {
+                let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let path = if i % 2 == 0 {
+                    "/v1/calls?limit=20".to_string()
+                } else {
+                    format!("/v1/calls/call-{}", (i * 7919) % n_calls)
+                };
+                match http.get(&path).await {
+                    Ok(200) => {
+                        let us = due.elapsed().as_micros() as u64;
+                        let _ = hist.lock().map(|mut h| h.record(us.max(1)));
+                    }
+                    _ => {
+                        let _ = errors.lock().map(|mut e| *e += 1);
+                    }
+                }
+                i += conns;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    let h = hist.lock().map_err(|_| "lock")?;
+    let errs = *errors.lock().map_err(|_| "lock")?;
+    println!(
+        "api: {} requests in {elapsed:.1}s, {errs} errors, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        h.len(),
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        ms(&h, 0.999),
+        h.max() as f64 / 1000.0
+    );
+    if errs > 0 {
+        return Err(format!("{errs} API requests failed").into());
+    }
+    Ok((ms(&h, 0.99), h.len() as f64 / elapsed, elapsed))
+}
+
+async fn outbox(a: &Args) -> Res<(f64, f64)> {
+    let (store, _) = fresh_store(&a.pg).await?;
+    let config = KafkaConfig {
+        brokers: a.kafka.clone(),
+        ..KafkaConfig::default()
+    };
+    let publisher = KafkaPublisher::new(config.clone())?;
+    publisher.ensure_topics().await?;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &a.kafka)
+        .set("group.id", format!("bench-{}", uuid::Uuid::new_v4().simple()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .set("fetch.min.bytes", "1")
+        .create()?;
+    consumer.subscribe(&[&config.topic("call")])?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let stats = Arc::new(RelayStats::default());
+    let relay = tokio::spawn(relay::run(store.clone(), Arc::new(publisher), stats, stop_rx));
+    // Warm up: one event through, so the consumer has its partitions.
+    store.create_call(&call("warmup".into())).await?;
+    let mut stream = consumer.stream();
+    tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await?
+        .ok_or("consumer ended")??;
+
+    let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let total = a.rate * a.seconds;
+    let writers = 8u64;
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (store, committed, rate) = (store.clone(), committed.clone(), a.rate);
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < total {
+                tokio::time::sleep_until((start + Duration::from_nanos(i * 1_000_000_000 / rate)).into())
+                    .await;
+                let id = format!("ev-{i}");
+                if store.create_call(&call(id.clone())).await.is_ok() {
+                    let _ = committed.lock().map(|mut m| m.insert(id, Instant::now()));
+                }
+                i += writers;
+            }
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut got = 0u64;
+    let deadline = start + Duration::from_secs(a.seconds + 30);
+    while got < total && Instant::now() < deadline {
+        let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await else {
+            continue;
+        };
+        let now = Instant::now();
+        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            continue;
+        };
+        if let Some(t) = committed.lock().map_err(|_| "lock")?.remove(key) {
+            hist.record(now.saturating_duration_since(t).as_micros().max(1) as u64)?;
+            got += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await?;
+    }
+    stop.send_replace(true);
+    relay.await?;
+    println!(
+        "outbox: {got}/{total} events in {elapsed:.1}s, commit->consumer p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        ms(&hist, 0.5),
+        ms(&hist, 0.99),
+        ms(&hist, 0.999),
+        hist.max() as f64 / 1000.0
+    );
+    if got < total {
+        return Err(format!("only {got} of {total} events arrived").into());
+    }
+    Ok((ms(&hist, 0.99), got as f64 / elapsed))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Res<()> {
+    let a = args()?;
+    let (api_p99, api_rps, _) = api(&a).await?;
+    let (outbox_p99, eps) = outbox(&a).await?;
+    println!(
+        "LOAD api_p99_ms={api_p99:.2} api_rps={api_rps:.0} outbox_p99_ms={outbox_p99:.2} events_per_s={eps:.0}"
+    );
+    Ok(())
+}
