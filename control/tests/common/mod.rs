@@ -15,6 +15,13 @@ pub fn pg_url() -> String {
 
 /// A store on a new, empty PostgreSQL schema.
 pub async fn pg_store() -> Store {
+    Store::connect(&fresh_pg_url().await)
+        .await
+        .expect("open PostgreSQL store")
+}
+
+/// The URL of a new, empty PostgreSQL schema (to open it more than once).
+pub async fn fresh_pg_url() -> String {
     let url = pg_url();
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -26,15 +33,20 @@ pub async fn pg_store() -> Store {
         .await
         .expect("create schema");
     let sep = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    Store::connect(&scoped).await.expect("open PostgreSQL store")
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// A store on a new SQLite file in a temp dir (kept until the process ends).
 pub async fn sqlite_store() -> Store {
+    Store::connect(&fresh_sqlite_url())
+        .await
+        .expect("open SQLite store")
+}
+
+/// The URL of a new SQLite file in a temp dir.
+pub fn fresh_sqlite_url() -> String {
     let dir = std::env::temp_dir().join(format!("voxbridge-test-{}", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}/control.db", dir.display());
-    Store::connect(&url).await.expect("open SQLite store")
+    format!("sqlite://{}/control.db", dir.display())
 }
 
 /// Runs one async test body against both stores.
