@@ -30,24 +30,37 @@ use voxbridge_media::sessions::{Created, PlainSession, SessionRequest};
 use voxbridge_media::{MediaError, RtpSessions};
 use voxbridge_proto::sdp::AudioCodec;
 
+/// More Prometheus text appended to `/metrics` (the control sidecar's).
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
     rtp: RtpSessions,
+    extra: Option<ExtraMetrics>,
 }
 
 /// The router.
 pub fn router(metrics: Arc<Metrics>, rtp: RtpSessions) -> Router {
+    router_with(metrics, rtp, None)
+}
+
+/// The router, with `extra` appended to `/metrics`.
+pub fn router_with(metrics: Arc<Metrics>, rtp: RtpSessions, extra: Option<ExtraMetrics>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/rtp/sessions", get(list).post(create))
         .route("/v1/rtp/sessions/{call_id}", axum::routing::delete(hangup))
-        .with_state(AppState { metrics, rtp })
+        .with_state(AppState { metrics, rtp, extra })
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    let mut text = s.metrics.render();
+    if let Some(extra) = &s.extra {
+        text.push_str(&extra());
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// JSON body of a plain session.

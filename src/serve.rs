@@ -110,7 +110,11 @@ async fn serve(config: Config, control_cfg: ControlConfig) -> anyhow::Result<()>
             .await
             .with_context(|| format!("metrics listen {addr}"))?;
         http_addr = listener.local_addr()?.to_string();
-        let app = crate::http::router(metrics.clone(), server.rtp_sessions());
+        let extra = control.as_ref().map(|c| {
+            let m = c.metrics();
+            Arc::new(move || m.render()) as crate::http::ExtraMetrics
+        });
+        let app = crate::http::router_with(metrics.clone(), server.rtp_sessions(), extra);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "HTTP server (metrics, media API) failed");

@@ -63,6 +63,14 @@ impl Control {
         })
     }
 
+    /// The sidecar's counters, for `/metrics`.
+    pub fn metrics(&self) -> ControlMetrics {
+        ControlMetrics {
+            sink: self.sink.stats(),
+            relay: self.relay_stats.clone(),
+        }
+    }
+
     /// The sink the media server reports to.
     pub fn sink(&self) -> ControlSink {
         self.sink.clone()
@@ -91,6 +99,48 @@ impl Control {
         let _ = sink_worker.await;
         stop.send_replace(true);
         let _ = relay.await;
+    }
+}
+
+/// The sidecar's counters (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct ControlMetrics {
+    sink: Arc<crate::sink::SinkStats>,
+    relay: Arc<RelayStats>,
+}
+
+impl ControlMetrics {
+    /// Prometheus text format.
+    pub fn render(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.sink;
+        let r = &self.relay;
+        format!(
+            "# HELP voxbridge_control_call_events_total Media call events taken by the control sidecar, by result.\n\
+             # TYPE voxbridge_control_call_events_total counter\n\
+             voxbridge_control_call_events_total{{result=\"applied\"}} {}\n\
+             voxbridge_control_call_events_total{{result=\"ignored\"}} {}\n\
+             voxbridge_control_call_events_total{{result=\"refused\"}} {}\n\
+             # HELP voxbridge_control_call_events_queued Media call events waiting to be stored.\n\
+             # TYPE voxbridge_control_call_events_queued gauge\n\
+             voxbridge_control_call_events_queued {}\n\
+             # HELP voxbridge_control_store_retries_total Store errors retried by the event worker.\n\
+             # TYPE voxbridge_control_store_retries_total counter\n\
+             voxbridge_control_store_retries_total {}\n\
+             # HELP voxbridge_outbox_published_total Outbox events published and marked sent.\n\
+             # TYPE voxbridge_outbox_published_total counter\n\
+             voxbridge_outbox_published_total {}\n\
+             # HELP voxbridge_outbox_publish_failures_total Failed outbox publish or mark attempts.\n\
+             # TYPE voxbridge_outbox_publish_failures_total counter\n\
+             voxbridge_outbox_publish_failures_total {}\n",
+            s.applied.load(Relaxed),
+            s.ignored.load(Relaxed),
+            s.refused.load(Relaxed),
+            s.queued.load(Relaxed),
+            s.retries.load(Relaxed),
+            r.published.load(Relaxed),
+            r.failures.load(Relaxed),
+        )
     }
 }
 
