@@ -157,15 +157,19 @@ pub async fn apply(store: &Store, default_customer: &str, event: &CallEvent) -> 
         CallEvent::Hungup {
             call_id, cause, at, ..
         } => {
-            let current = store.call_by_id(call_id).await?;
-            let answered = current.tm_progressing.is_some();
-            let (by, reason) = state::hangup_of(*cause, answered);
-            let change = CallChange {
-                to: CallStatus::Hangup,
-                at: Millis::from_system(*at),
-                hangup: Some((by, reason, cause.as_str().to_owned())),
-            };
-            Ok(store.transition_call(None, call_id, &change, None).await?.applied)
+            // Who hung up and why depends on whether the call was answered:
+            // decided on the locked row, in the change's own transaction.
+            let t = store
+                .transition_call_with(None, call_id, None, |current| {
+                    let (by, reason) = state::hangup_of(*cause, current.tm_progressing.is_some());
+                    Some(CallChange {
+                        to: CallStatus::Hangup,
+                        at: Millis::from_system(*at),
+                        hangup: Some((by, reason, cause.as_str().to_owned())),
+                    })
+                })
+                .await?;
+            Ok(t.applied)
         }
         CallEvent::Transcript {
             call_id,

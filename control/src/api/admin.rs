@@ -2,10 +2,10 @@
 //! key, or a JWT with `role: "admin"`).
 
 use super::auth::Principal;
-use super::calls::Paging;
-use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use super::paging::{Page as Pages, Paging};
 use super::AppState;
-use crate::model::{AccessKey, Customer, Page, PageReq};
+use crate::model::{AccessKey, Customer, Page};
 use crate::store::NewCustomer;
 use crate::time::Millis;
 use axum::extract::State;
@@ -43,10 +43,9 @@ pub struct CreatedAccessKey {
 pub async fn list_customers(
     State(s): State<AppState>,
     p: Principal,
-    ApiQuery(q): ApiQuery<Paging>,
+    Pages(page): Pages,
 ) -> Result<Json<Page<Customer>>, ApiError> {
     p.require_admin()?;
-    let page = PageReq::new(q.limit, q.cursor.as_deref())?;
     Ok(Json(s.store.list_customers(page).await?))
 }
 

@@ -2,8 +2,9 @@
 
 use super::auth::Principal;
 use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use super::paging::{Page as Pages, Paging};
 use super::AppState;
-use crate::model::{AuditEntry, Call, CallChange, CallFilter, Page, PageReq};
+use crate::model::{AuditEntry, Call, CallChange, CallFilter, Page};
 use crate::state::{self, CallStatus, Direction, HangupBy, HangupReason};
 use crate::time::Millis;
 use axum::extract::State;
@@ -11,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-/// Filters and paging for `GET /v1/calls`.
+/// Filters for `GET /v1/calls`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListCalls {
@@ -25,24 +26,6 @@ pub struct ListCalls {
     /// Created before (RFC 3339).
     #[param(format = DateTime)]
     pub until: Option<String>,
-    /// Page size, 1-100 (default 50).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,17}$")]
-    pub cursor: Option<String>,
-}
-
-/// Paging only.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct Paging {
-    /// Page size, 1-100 (default 50).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,17}$")]
-    pub cursor: Option<String>,
 }
 
 fn time(v: Option<&str>, name: &str) -> Result<Option<Millis>, ApiError> {
@@ -53,13 +36,14 @@ fn time(v: Option<&str>, name: &str) -> Result<Option<Millis>, ApiError> {
 }
 
 /// Lists the caller's calls, newest first.
-#[utoipa::path(get, path = "/v1/calls", tag = "calls", params(ListCalls),
+#[utoipa::path(get, path = "/v1/calls", tag = "calls", params(ListCalls, Paging),
     security(("bearer" = []), ("access_key" = [])),
     responses((status = 200, body = Page<Call>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ListCalls>,
+    Pages(page): Pages,
 ) -> Result<Json<Page<Call>>, ApiError> {
     let filter = CallFilter {
         status: q.status,
@@ -67,7 +51,6 @@ pub async fn list(
         since: time(q.since.as_deref(), "since")?,
         until: time(q.until.as_deref(), "until")?,
     };
-    let page = PageReq::new(q.limit, q.cursor.as_deref())?;
     Ok(Json(s.store.list_calls(p.customer()?, &filter, page).await?))
 }
 
@@ -97,19 +80,23 @@ pub async fn hangup(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Call>, ApiError> {
     let customer = p.customer()?;
-    let call = s.store.get_call(customer, &id).await?;
-    let Some(to) = state::hangup_request(call.status) else {
-        return Ok(Json(call));
-    };
-    let change = CallChange {
-        to,
-        at: Millis::now(),
-        hangup: None,
-    };
+    // What to ask for depends on the call's status: decided on the locked
+    // row, in the change's own transaction.
     let t = s
         .store
-        .transition_call(Some(customer), &id, &change, Some(&p.actor))
+        .transition_call_with(Some(customer), &id, Some(&p.actor), |call| {
+            state::hangup_request(call.status).map(|to| CallChange {
+                to,
+                at: Millis::now(),
+                hangup: None,
+            })
+        })
         .await?;
+    if !t.applied {
+        // Already on its way out.
+        return Ok(Json(t.call));
+    }
+    let to = t.call.status;
     if s.commands.hangup(&id) {
         return Ok(Json(t.call));
     }
@@ -137,8 +124,7 @@ pub async fn hangup(
 pub async fn audit(
     State(s): State<AppState>,
     p: Principal,
-    ApiQuery(q): ApiQuery<Paging>,
+    Pages(page): Pages,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
-    let page = PageReq::new(q.limit, q.cursor.as_deref())?;
     Ok(Json(s.store.list_audit(p.customer()?, page).await?))
 }

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod calls;
 pub mod error;
+pub mod paging;
 pub mod transcripts;
 
 use crate::store::Store;

@@ -2,51 +2,40 @@
 
 use super::auth::Principal;
 use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use super::paging::{Page as Pages, Paging};
 use super::AppState;
-use crate::model::{Page, PageReq, Transcribe, Transcript};
+use crate::model::{Page, Transcribe, Transcript};
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-/// Filters and paging for transcribes.
+/// Filters for transcribes.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListTranscribes {
     /// Only the transcribe of this call.
     pub call_id: Option<String>,
-    /// Page size, 1-100 (default 50).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,17}$")]
-    pub cursor: Option<String>,
 }
 
-/// Filters and paging for transcripts.
+/// Filters for transcripts.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListTranscripts {
     /// Only segments of this transcribe.
     pub transcribe_id: Option<String>,
-    /// Page size, 1-100 (default 50).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,17}$")]
-    pub cursor: Option<String>,
 }
 
 /// Lists transcribes, newest first.
-#[utoipa::path(get, path = "/v1/transcribes", tag = "transcripts", params(ListTranscribes),
+#[utoipa::path(get, path = "/v1/transcribes", tag = "transcripts", params(ListTranscribes, Paging),
     security(("bearer" = []), ("access_key" = [])),
     responses((status = 200, body = Page<Transcribe>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_transcribes(
     State(s): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ListTranscribes>,
+    Pages(page): Pages,
 ) -> Result<Json<Page<Transcribe>>, ApiError> {
-    let page = PageReq::new(q.limit, q.cursor.as_deref())?;
     Ok(Json(
         s.store
             .list_transcribes(p.customer()?, q.call_id.as_deref(), page)
@@ -67,15 +56,15 @@ pub async fn get_transcribe(
 }
 
 /// Lists transcript segments, newest first.
-#[utoipa::path(get, path = "/v1/transcripts", tag = "transcripts", params(ListTranscripts),
+#[utoipa::path(get, path = "/v1/transcripts", tag = "transcripts", params(ListTranscripts, Paging),
     security(("bearer" = []), ("access_key" = [])),
     responses((status = 200, body = Page<Transcript>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_transcripts(
     State(s): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ListTranscripts>,
+    Pages(page): Pages,
 ) -> Result<Json<Page<Transcript>>, ApiError> {
-    let page = PageReq::new(q.limit, q.cursor.as_deref())?;
     Ok(Json(
         s.store
             .list_transcripts(p.customer()?, q.transcribe_id.as_deref(), page)

@@ -43,16 +43,14 @@ pub(crate) async fn write<B: Serialize, A: Serialize>(tx: &mut dyn Tx, a: Audit<
     Ok(())
 }
 
+const AUDIT_COLS: &str =
+    "seq, id, customer_id, actor, action, resource_type, resource_id, before_state, after_state, tm_create";
+
 impl Store {
     /// A tenant's audit log, newest first.
     pub async fn list_audit(&self, customer_id: &str, page: PageReq) -> Result<Page<AuditEntry>> {
         let rows = self
-            .db
-            .read(
-                "SELECT seq, id, customer_id, actor, action, resource_type, resource_id, before_state, after_state, tm_create \
-                 FROM audit_log WHERE customer_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-                vals![customer_id, page.before.unwrap_or(i64::MAX), i64::from(page.limit) + 1],
-            )
+            .tenant_rows(AUDIT_COLS, "audit_log", customer_id, None, page)
             .await?;
         super::page(rows, page, |r| {
             Ok(AuditEntry {

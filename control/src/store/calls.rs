@@ -73,7 +73,7 @@ impl Store {
             )
             .await?;
         let Some(row) = rows.first() else {
-            self.commit(tx).await?;
+            drop(tx);
             let existing = self.call_by_id(&new.id).await?;
             return Ok((existing, false));
         };
@@ -142,6 +142,21 @@ impl Store {
         change: &CallChange,
         actor: Option<&Actor>,
     ) -> Result<Transition> {
+        self.transition_call_with(customer_id, id, actor, |_| Some(change.clone()))
+            .await
+    }
+
+    /// As [`Store::transition_call`], with the change decided from the call
+    /// as it is inside the transaction (row locked), so a decision that
+    /// depends on the current state (was it answered? is it already ending?)
+    /// cannot race another writer. `decide` returning `None` changes nothing.
+    pub async fn transition_call_with(
+        &self,
+        customer_id: Option<&str>,
+        id: &str,
+        actor: Option<&Actor>,
+        decide: impl FnOnce(&Call) -> Option<CallChange> + Send,
+    ) -> Result<Transition> {
         let lock = self.dialect().for_update();
         let mut tx = self.db.begin().await?;
         let rows = match customer_id {
@@ -155,6 +170,13 @@ impl Store {
             }
         };
         let before = rows.first().map(call).unwrap_or(Err(ControlError::NotFound))?;
+        let Some(change) = decide(&before) else {
+            // Nothing written: dropping `tx` rolls it back.
+            return Ok(Transition {
+                call: before,
+                applied: false,
+            });
+        };
         match state::step(before.status, change.to) {
             Step::Replay => {
                 return Ok(Transition {

@@ -130,6 +130,36 @@ impl Store {
         self.committed.notified().await
     }
 
+    /// One page of a tenant's rows of `table` (newest first), optionally
+    /// where `column = value`; `limit + 1` rows, for [`page`].
+    pub(crate) async fn tenant_rows(
+        &self,
+        cols: &str,
+        table: &str,
+        customer_id: &str,
+        filter: Option<(&str, &str)>,
+        page: crate::model::PageReq,
+    ) -> Result<Vec<Row>> {
+        let before = Val::from(page.before.unwrap_or(i64::MAX));
+        let limit = Val::from(i64::from(page.limit) + 1);
+        match filter {
+            Some((column, value)) => {
+                let sql = format!(
+                    "SELECT {cols} FROM {table} WHERE customer_id = $1 AND seq < $2 AND {column} = $3 ORDER BY seq DESC LIMIT $4"
+                );
+                self.db
+                    .read(&sql, &[customer_id.into(), before, value.into(), limit])
+                    .await
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {cols} FROM {table} WHERE customer_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+                );
+                self.db.read(&sql, &[customer_id.into(), before, limit]).await
+            }
+        }
+    }
+
     /// Checks that the database answers (readiness).
     pub async fn ping(&self) -> Result<()> {
         self.db.read("SELECT 1", &[]).await.map(|_| ())

@@ -2,9 +2,11 @@
 //! pool. Statements are prepared once per connection (`prepare_cached`).
 //!
 //! A transaction is `BEGIN` ... `COMMIT` on one pooled connection. If it is
-//! dropped before commit (an error on the way), the connection is taken out
-//! of the pool and closed, which makes the server roll back; it is never
-//! handed to another request mid-transaction.
+//! dropped before commit (an error, a refused change, a replay), a task
+//! sends `ROLLBACK` and only then returns the connection to the pool; if
+//! that fails, or there is no runtime to run it, the connection is closed
+//! instead (which makes the server roll back). A connection is never handed
+//! to another request mid-transaction.
 
 use super::{Backend, Dialect, Row, Tx, Val};
 use crate::error::{ControlError, Result};
@@ -138,9 +140,17 @@ impl Tx for PgTx {
 
 impl Drop for PgTx {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        let Some(conn) = self.conn.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if conn.batch_execute("ROLLBACK").await.is_err() {
+                        let _ = Object::take(conn);
+                    }
+                });
+            }
             // Closing the connection rolls the transaction back server-side.
-            let _ = Object::take(conn);
+            Err(_) => drop(Object::take(conn)),
         }
     }
 }

@@ -104,18 +104,10 @@ impl Store {
         call_id: Option<&str>,
         page: PageReq,
     ) -> Result<Page<Transcribe>> {
-        let before = page.before.unwrap_or(i64::MAX);
-        let limit = i64::from(page.limit) + 1;
-        let rows = match call_id {
-            Some(c) => {
-                let sql = format!("SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE customer_id = $1 AND seq < $2 AND call_id = $3 ORDER BY seq DESC LIMIT $4");
-                self.db.read(&sql, vals![customer_id, before, c, limit]).await?
-            }
-            None => {
-                let sql = format!("SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE customer_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
-                self.db.read(&sql, vals![customer_id, before, limit]).await?
-            }
-        };
+        let filter = call_id.map(|c| ("call_id", c));
+        let rows = self
+            .tenant_rows(TRANSCRIBE_COLS, "transcribes", customer_id, filter, page)
+            .await?;
         super::page(rows, page, transcribe)
     }
 
@@ -136,18 +128,10 @@ impl Store {
         transcribe_id: Option<&str>,
         page: PageReq,
     ) -> Result<Page<Transcript>> {
-        let before = page.before.unwrap_or(i64::MAX);
-        let limit = i64::from(page.limit) + 1;
-        let rows = match transcribe_id {
-            Some(t) => {
-                let sql = format!("SELECT {TRANSCRIPT_COLS} FROM transcripts WHERE customer_id = $1 AND seq < $2 AND transcribe_id = $3 ORDER BY seq DESC LIMIT $4");
-                self.db.read(&sql, vals![customer_id, before, t, limit]).await?
-            }
-            None => {
-                let sql = format!("SELECT {TRANSCRIPT_COLS} FROM transcripts WHERE customer_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
-                self.db.read(&sql, vals![customer_id, before, limit]).await?
-            }
-        };
+        let filter = transcribe_id.map(|t| ("transcribe_id", t));
+        let rows = self
+            .tenant_rows(TRANSCRIPT_COLS, "transcripts", customer_id, filter, page)
+            .await?;
         super::page(rows, page, transcript)
     }
 
