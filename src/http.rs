@@ -45,6 +45,20 @@ pub fn router(metrics: Arc<Metrics>, rtp: RtpSessions) -> Router {
     router_with(metrics, rtp, None)
 }
 
+/// `/metrics` and `/healthz` only, for a process without a media plane
+/// (`voxbridge serve --role control`).
+pub fn metrics_only(render: ExtraMetrics) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let text = render();
+                async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+}
+
 /// The router, with `extra` appended to `/metrics`.
 pub fn router_with(metrics: Arc<Metrics>, rtp: RtpSessions, extra: Option<ExtraMetrics>) -> Router {
     Router::new()

@@ -2,16 +2,19 @@
 //! env overrides), runs the media server and its HTTP side (`/metrics`, the
 //! RTP session API in [`crate::http`]), the control sidecar (store, outbox
 //! relay, `/v1` REST API) unless `[control] enabled = false`, and shuts down
-//! gracefully on SIGINT/SIGTERM.
+//! gracefully on SIGINT/SIGTERM. With `--role media` / `--role control` the
+//! two run as separate processes linked by Kafka ([`crate::link`]).
 
 use anyhow::Context as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use voxbridge_control::config::ControlConfig;
+use voxbridge_control::link::media_side::MediaSide;
 use voxbridge_control::service::Control;
 use voxbridge_media::events::{EventSink, LogSink};
-use voxbridge_media::{Config, MediaServer};
+use voxbridge_media::{CallCommands, Config, MediaServer};
 
 /// `voxbridge serve` arguments.
 #[derive(clap::Args, Debug)]
@@ -22,6 +25,10 @@ pub struct Args {
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub check: bool,
+    /// What this process runs (env `VOXBRIDGE_ROLE`): `all`, or `media` and
+    /// `control` as separate processes linked by Kafka.
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
 }
 
 /// Reads the file (if any) and applies the environment: the media plane's
@@ -55,8 +62,13 @@ fn split_config(text: &str) -> anyhow::Result<(Config, ControlConfig)> {
 /// Runs the daemon until a signal.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (config, control) = load_config(args.config.as_ref())?;
+    let role = match (args.role, std::env::var("VOXBRIDGE_ROLE")) {
+        (Some(r), _) => r,
+        (None, Ok(v)) => Role::parse_env(&v)?,
+        (None, Err(_)) => Role::All,
+    };
     if args.check {
-        println!("{config:#?}\n{control:#?}");
+        println!("role: {}\n{config:#?}\n{control:#?}", role.name());
         return Ok(());
     }
     let workers = match config.workers {
@@ -74,71 +86,149 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
-    rt.block_on(serve(config, control))
+    rt.block_on(serve(config, control, role))
 }
 
-async fn serve(config: Config, control_cfg: ControlConfig) -> anyhow::Result<()> {
+/// What one `voxbridge serve` process runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Media plane and control sidecar in one process (events and commands
+    /// are function calls); `[control] enabled = false` leaves control out.
+    All,
+    /// The media plane only: call events go to Kafka, hangup commands come
+    /// from Kafka (`[control.kafka] brokers`).
+    Media,
+    /// The control sidecar only: call events come from media processes over
+    /// Kafka, API hangups go to them over Kafka.
+    Control,
+}
+
+impl Role {
+    fn parse_env(v: &str) -> anyhow::Result<Self> {
+        <Role as clap::ValueEnum>::from_str(v, true)
+            .map_err(|_| anyhow::anyhow!("VOXBRIDGE_ROLE={v:?}: use all, media or control"))
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Media => "media",
+            Role::Control => "control",
+        }
+    }
+}
+
+async fn serve(config: Config, control_cfg: ControlConfig, role: Role) -> anyhow::Result<()> {
+    if role == Role::Control {
+        return serve_control(config, control_cfg).await;
+    }
     let metrics_addr = config.metrics_listen;
-    let control = match control_cfg.enabled {
+    let control = match control_cfg.enabled && role == Role::All {
         true => Some(Control::start(&control_cfg).await.context("control sidecar")?),
         false => None,
     };
-    let sink: Arc<dyn EventSink> = match &control {
-        Some(c) => Arc::new(c.sink()),
-        None => Arc::new(LogSink),
+    let link = match role {
+        Role::Media => Some(MediaSide::new(control_cfg.link_config()).context("media link")?),
+        _ => None,
+    };
+    let sink: Arc<dyn EventSink> = match (&control, &link) {
+        (Some(c), _) => Arc::new(c.sink()),
+        (None, Some(l)) => l.sink.clone() as Arc<dyn EventSink>,
+        (None, None) => Arc::new(LogSink),
     };
     let server = MediaServer::bind(config, sink).await?;
     let mut control_addr = String::from("off");
     if let Some(c) = &control {
-        let listener = TcpListener::bind(control_cfg.listen)
-            .await
-            .with_context(|| format!("control API listen {}", control_cfg.listen))?;
-        control_addr = listener.local_addr()?.to_string();
-        let app = c.router(Arc::new(server.commands()));
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "control API server failed");
-            }
-        });
+        control_addr = serve_api(c, control_cfg.listen, Arc::new(server.commands())).await?;
+    }
+    let mut link = link;
+    if let Some(l) = &mut link {
+        l.listen(Arc::new(server.commands())).await;
     }
     let metrics = server.metrics();
     let shutdown = server.shutdown_handle();
     let addrs: Vec<String> = server.audiosocket_addrs().iter().map(|a| a.to_string()).collect();
     let mut http_addr = String::from("off");
     if let Some(addr) = metrics_addr {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics listen {addr}"))?;
-        http_addr = listener.local_addr()?.to_string();
-        let extra = control.as_ref().map(|c| {
-            let m = c.metrics();
-            Arc::new(move || m.render()) as crate::http::ExtraMetrics
-        });
-        let app = crate::http::router_with(metrics.clone(), server.rtp_sessions(), extra);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "HTTP server (metrics, media API) failed");
+        let extra: Option<crate::http::ExtraMetrics> = match (&control, &link) {
+            (Some(c), _) => {
+                let m = c.metrics();
+                Some(Arc::new(move || m.render()))
             }
-        });
+            (None, Some(l)) => {
+                let stats = l.stats.clone();
+                Some(Arc::new(move || stats.render()))
+            }
+            (None, None) => None,
+        };
+        let app = crate::http::router_with(metrics.clone(), server.rtp_sessions(), extra);
+        http_addr = serve_http(addr, app, "HTTP server (metrics, media API)").await?;
     }
-    // One line scripts can wait for and parse (ports may be 0 in the config).
-    println!(
-        "voxbridge serve: audiosocket={} metrics={} control={} pid={}",
-        addrs.join(","),
-        http_addr,
-        control_addr,
-        std::process::id()
-    );
+    announce(&addrs.join(","), &http_addr, &control_addr, role);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received: stopping");
         shutdown.shutdown();
     });
     server.run().await;
+    if let Some(l) = link {
+        l.stop().await;
+    }
     if let Some(c) = control {
         c.shutdown().await;
     }
     Ok(())
+}
+
+/// One line scripts can wait for and parse (ports may be 0 in the config).
+fn announce(audiosocket: &str, metrics: &str, control: &str, role: Role) {
+    println!(
+        "voxbridge serve: audiosocket={audiosocket} metrics={metrics} control={control} pid={} role={}",
+        std::process::id(),
+        role.name()
+    );
+}
+
+/// `--role control`: the sidecar without a media plane.
+async fn serve_control(config: Config, control_cfg: ControlConfig) -> anyhow::Result<()> {
+    let mut control = Control::start(&control_cfg).await.context("control sidecar")?;
+    let commands = control
+        .link_media_over_kafka(&control_cfg)
+        .await
+        .context("media link")?;
+    let control_addr = serve_api(&control, control_cfg.listen, commands).await?;
+    let mut http_addr = String::from("off");
+    if let Some(addr) = config.metrics_listen {
+        let m = control.metrics();
+        let app = crate::http::metrics_only(Arc::new(move || m.render()));
+        http_addr = serve_http(addr, app, "metrics server").await?;
+    }
+    announce("off", &http_addr, &control_addr, Role::Control);
+    wait_for_signal().await;
+    tracing::info!("signal received: stopping");
+    control.shutdown().await;
+    Ok(())
+}
+
+async fn serve_api(
+    control: &Control,
+    listen: SocketAddr,
+    commands: Arc<dyn CallCommands>,
+) -> anyhow::Result<String> {
+    serve_http(listen, control.router(commands), "control API").await
+}
+
+async fn serve_http(addr: SocketAddr, app: axum::Router, what: &'static str) -> anyhow::Result<String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{what} listen {addr}"))?;
+    let local = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "{what} failed");
+        }
+    });
+    Ok(local)
 }
 
 async fn wait_for_signal() {

@@ -159,6 +159,17 @@ impl ControlConfig {
         Ok(())
     }
 
+    /// The Kafka topics media and control processes share when they run
+    /// apart (`voxbridge serve --role media|control`).
+    #[cfg(feature = "kafka")]
+    pub fn link_config(&self) -> crate::link::LinkConfig {
+        crate::link::LinkConfig {
+            brokers: self.kafka.brokers.clone(),
+            topic_prefix: self.kafka.topic_prefix.clone(),
+            partitions: self.kafka.partitions,
+        }
+    }
+
     /// The store URL in effect.
     pub fn store_url(&self) -> String {
         self.store

@@ -5,12 +5,16 @@
 //! [`state`] as the media plane reports events ([`sink`]), writes every
 //! change's event to an outbox in the same transaction and relays it to
 //! Kafka or an in-process bus ([`relay`]), and serves the REST API ([`api`]).
-//! It sees the media plane only through media's event and command types.
+//! When media runs in another process, [`link`] carries its events and the
+//! API's commands over Kafka. It sees the media plane only through media's
+//! event and command types.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
 pub mod error;
+#[cfg(feature = "kafka")]
+pub mod link;
 pub mod model;
 pub mod relay;
 pub mod service;

@@ -29,7 +29,12 @@ pub struct Control {
     stop_sink: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     auth: Auth,
+    /// Tasks that end with the sink (the Kafka event link).
+    inbound: Vec<JoinHandle<()>>,
+    link_metrics: Option<Render>,
 }
+
+type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl Control {
     /// Starts everything but the API listener.
@@ -60,7 +65,37 @@ impl Control {
             stop_sink,
             stop,
             auth,
+            inbound: Vec::new(),
+            link_metrics: None,
         })
+    }
+
+    /// Split mode (`--role control`): takes call events from media processes
+    /// over Kafka (see [`crate::link`]) instead of from [`Control::sink`],
+    /// and returns the command handle the API gives hangups to.
+    #[cfg(feature = "kafka")]
+    pub async fn link_media_over_kafka(&mut self, cfg: &ControlConfig) -> Result<Arc<dyn CallCommands>> {
+        use crate::link::{commands::KafkaCommands, events_in, LinkStats};
+        let link = cfg.link_config();
+        if let Err(e) = link.ensure_topics().await {
+            tracing::warn!(error = %e, "link: could not ensure topics (Kafka down?); the consumer will wait");
+        }
+        let stats = Arc::new(LinkStats::default());
+        let consumer = events_in::subscribe(&link)?;
+        let ctx = events_in::EventsIn {
+            store: self.store.clone(),
+            default_customer: cfg.default_customer.clone(),
+            sink_stats: self.sink.stats(),
+            link_stats: stats.clone(),
+        };
+        self.inbound.push(tokio::spawn(events_in::run(
+            consumer,
+            ctx,
+            self.stop_sink.subscribe(),
+        )));
+        let render = stats.clone();
+        self.link_metrics = Some(Arc::new(move || render.render()));
+        Ok(Arc::new(KafkaCommands::new(&link, stats)?))
     }
 
     /// The sidecar's counters, for `/metrics`.
@@ -68,6 +103,7 @@ impl Control {
         ControlMetrics {
             sink: self.sink.stats(),
             relay: self.relay_stats.clone(),
+            link: self.link_metrics.clone(),
         }
     }
 
@@ -93,20 +129,25 @@ impl Control {
             relay,
             stop_sink,
             stop,
+            inbound,
             ..
         } = self;
         stop_sink.send_replace(true);
         let _ = sink_worker.await;
+        for t in inbound {
+            let _ = t.await;
+        }
         stop.send_replace(true);
         let _ = relay.await;
     }
 }
 
 /// The sidecar's counters (cheap to clone).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControlMetrics {
     sink: Arc<crate::sink::SinkStats>,
     relay: Arc<RelayStats>,
+    link: Option<Render>,
 }
 
 impl ControlMetrics {
@@ -115,6 +156,7 @@ impl ControlMetrics {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.sink;
         let r = &self.relay;
+        let link = self.link.as_ref().map(|l| l()).unwrap_or_default();
         format!(
             "# HELP voxbridge_control_call_events_total Media call events taken by the control sidecar, by result.\n\
              # TYPE voxbridge_control_call_events_total counter\n\
@@ -132,7 +174,7 @@ impl ControlMetrics {
              voxbridge_outbox_published_total {}\n\
              # HELP voxbridge_outbox_publish_failures_total Failed outbox publish or mark attempts.\n\
              # TYPE voxbridge_outbox_publish_failures_total counter\n\
-             voxbridge_outbox_publish_failures_total {}\n",
+             voxbridge_outbox_publish_failures_total {}\n{link}",
             s.applied.load(Relaxed),
             s.ignored.load(Relaxed),
             s.refused.load(Relaxed),

@@ -93,31 +93,50 @@ async fn run(
                 Err(_) => return,
             },
         };
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match apply(&store, &default_customer, &event).await {
-                Ok(true) => stats.applied.fetch_add(1, Relaxed),
-                Ok(false) => stats.ignored.fetch_add(1, Relaxed),
-                Err(ControlError::Store(e)) => {
-                    stats.retries.fetch_add(1, Relaxed);
-                    tracing::warn!(error = %e, call_id = event.call_id(), ?backoff, "store unavailable: retrying call event");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, call_id = event.call_id(), "call event refused");
-                    stats.refused.fetch_add(1, Relaxed)
-                }
-            };
-            break;
-        }
+        apply_retrying(&store, &default_customer, &event, None, &stats).await;
         stats.queued.fetch_sub(1, Relaxed);
     }
 }
 
+/// Applies one event, retrying while the store is unreachable (backoff
+/// 50 ms doubling to 5 s), and counts the outcome. `event_id` is the id a
+/// media process gave the event when it came over the link (it makes a
+/// redelivered transcript segment a no-op); `None` in process.
+pub async fn apply_retrying(
+    store: &Store,
+    default_customer: &str,
+    event: &CallEvent,
+    event_id: Option<&str>,
+    stats: &SinkStats,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match apply(store, default_customer, event, event_id).await {
+            Ok(true) => stats.applied.fetch_add(1, Relaxed),
+            Ok(false) => stats.ignored.fetch_add(1, Relaxed),
+            Err(ControlError::Store(e)) => {
+                stats.retries.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, call_id = event.call_id(), ?backoff, "store unavailable: retrying call event");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, call_id = event.call_id(), "call event refused");
+                stats.refused.fetch_add(1, Relaxed)
+            }
+        };
+        return;
+    }
+}
+
 /// Applies one event; `Ok(false)` when it changed nothing.
-pub async fn apply(store: &Store, default_customer: &str, event: &CallEvent) -> crate::Result<bool> {
+pub async fn apply(
+    store: &Store,
+    default_customer: &str,
+    event: &CallEvent,
+    event_id: Option<&str>,
+) -> crate::Result<bool> {
     match event {
         CallEvent::Created { info, at } => {
             let outgoing = info.params.get("direction").is_some_and(|d| d == "outgoing");
@@ -181,10 +200,11 @@ pub async fn apply(store: &Store, default_customer: &str, event: &CallEvent) -> 
                 Speaker::Caller => "in",
                 Speaker::Bot => "out",
             };
-            store
-                .add_transcript(call_id, direction, text, Millis::now())
+            let id = event_id.map_or_else(crate::store::new_id, str::to_owned);
+            let (_, added) = store
+                .add_transcript_once(&id, call_id, direction, text, Millis::now())
                 .await?;
-            Ok(true)
+            Ok(added)
         }
         _ => Ok(false),
     }

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::broker::Broker;
+
 use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -21,87 +23,6 @@ use voxbridge_control::relay::{self, RelayStats};
 use voxbridge_control::state::{CallStatus, Direction, HangupBy, HangupReason};
 use voxbridge_control::store::Store;
 use voxbridge_control::time::Millis;
-
-fn tansu() -> PathBuf {
-    if let Ok(p) = std::env::var("VOXBRIDGE_TANSU") {
-        return p.into();
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    PathBuf::from(home).join(".cache/tansu-0.6.0/bin/tansu")
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// One tansu broker with SQLite storage in its own directory.
-struct Broker {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn new() -> Broker {
-        let dir = std::env::temp_dir().join(format!("voxbridge-kafka-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("broker dir");
-        let mut b = Broker {
-            dir,
-            port: free_port(),
-            child: None,
-        };
-        b.start();
-        b
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self) {
-        let url = format!("tcp://{}", self.addr());
-        let bin = tansu();
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {} (scripts/setup.sh installs it): {e}", bin.display()));
-        self.child = Some(child);
-        // Ready in ~50 ms; poll the port (bounded), the broker has no other signal.
-        for _ in 0..200 {
-            if TcpStream::connect(self.addr()).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("tansu did not listen on {}", self.addr());
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn call_events(store: &Store, prefix: &str, n: usize) {
     for i in 0..n {

@@ -375,10 +375,27 @@ async fn transcripts(s: Store) {
         ["hi there", "hello"]
     );
     assert_eq!(s.get_transcript("a", &t2.id).await.expect("get"), t2);
+    // A redelivered media event (same id) adds nothing and emits nothing.
+    let (t3, added) = s
+        .add_transcript_once("ev-1", "c1", "in", "once", Millis(14_000))
+        .await
+        .expect("add");
+    assert!(added);
+    let (again, added) = s
+        .add_transcript_once("ev-1", "c1", "in", "once", Millis(14_000))
+        .await
+        .expect("add again");
+    assert!(!added);
+    assert_eq!(again, t3);
     let types: Vec<_> = events(&s).await.into_iter().map(|e| e.0).collect();
     assert_eq!(
         types,
-        ["call_created", "transcript_created", "transcript_created"]
+        [
+            "call_created",
+            "transcript_created",
+            "transcript_created",
+            "transcript_created"
+        ]
     );
 }
 

@@ -34,6 +34,10 @@ pub enum MediaError {
     /// (shutting down, call limit, no free port).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A call event or command between a media and a control process that
+    /// could not be decoded (see [`crate::event_wire`]).
+    #[error("wire: {0}")]
+    Wire(String),
     /// Socket I/O.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

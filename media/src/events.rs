@@ -76,6 +76,11 @@ impl HangupCause {
         }
     }
 
+    /// The cause with this stable name.
+    pub fn parse(name: &str) -> Option<Self> {
+        HangupCause::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// Index into [`HangupCause::ALL`].
     pub fn index(self) -> usize {
         HangupCause::ALL.iter().position(|&c| c == self).unwrap_or(0)

@@ -15,6 +15,7 @@ pub mod call;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod event_wire;
 pub mod events;
 pub mod jitter;
 pub mod metrics;

@@ -166,8 +166,8 @@ impl Store {
     }
 }
 
-/// A new random id.
-pub(crate) fn new_id() -> String {
+/// A new random id (UUID v4).
+pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 

@@ -43,6 +43,23 @@ impl Store {
         message: &str,
         at: Millis,
     ) -> Result<Transcript> {
+        let (t, _) = self
+            .add_transcript_once(&super::new_id(), call_id, direction, message, at)
+            .await?;
+        Ok(t)
+    }
+
+    /// [`Store::add_transcript`] with the segment's id chosen by the caller:
+    /// a second call with the same id changes nothing and returns the stored
+    /// segment and `false` (a redelivered media event).
+    pub async fn add_transcript_once(
+        &self,
+        id: &str,
+        call_id: &str,
+        direction: &str,
+        message: &str,
+        at: Millis,
+    ) -> Result<(Transcript, bool)> {
         let mut tx = self.db.begin().await?;
         let rows = tx
             .query(
@@ -69,7 +86,7 @@ impl Store {
             .map(|r| r.text(0))
             .unwrap_or(Err(ControlError::NotFound))?;
         let t = Transcript {
-            id: super::new_id(),
+            id: id.to_owned(),
             customer_id,
             transcribe_id,
             call_id: call_id.to_owned(),
@@ -78,12 +95,22 @@ impl Store {
             tm_transcript: (at.0 - call_start.0).max(0),
             tm_create: now,
         };
-        tx.execute(
+        let inserted = tx.execute(
             "INSERT INTO transcripts (id, customer_id, transcribe_id, call_id, direction, message, tm_transcript, tm_create) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
             vals![&t.id, &t.customer_id, &t.transcribe_id, &t.call_id, &t.direction, &t.message, t.tm_transcript, t.tm_create],
         )
         .await?;
+        if inserted == 0 {
+            drop(tx);
+            let sql = format!("SELECT {TRANSCRIPT_COLS} FROM transcripts WHERE id = $1");
+            let rows = self.db.read(&sql, vals![id]).await?;
+            let stored = rows
+                .first()
+                .map(transcript)
+                .unwrap_or(Err(ControlError::NotFound))?;
+            return Ok((stored, false));
+        }
         outbox::push(
             tx.as_mut(),
             "transcript_created",
@@ -94,7 +121,7 @@ impl Store {
         )
         .await?;
         self.commit(tx).await?;
-        Ok(t)
+        Ok((t, true))
     }
 
     /// A tenant's transcribes, newest first, optionally of one call.

@@ -6,6 +6,8 @@
 //! each other's rows.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use voxbridge_control::store::Store;
 
 /// The PostgreSQL URL tests use.

@@ -1,0 +1,152 @@
+//! Commands from a control process to media processes over
+//! `<prefix>.media.commands`: [`KafkaCommands`] is the control API's
+//! [`CallCommands`] in split mode; [`listen`] runs in each media process and
+//! hands every command to the local [`CallCommands`] (the media server's).
+//!
+//! Every media process reads every command (no consumer group: it assigns
+//! itself all partitions from the end offsets it found at start), because
+//! only the one running the call can act on it.
+
+use super::{kafka, producer_config, LinkConfig, LinkStats};
+use crate::error::Result;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use voxbridge_media::event_wire::CallCommand;
+use voxbridge_media::CallCommands;
+
+/// Sends commands to the media processes.
+pub struct KafkaCommands {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    topic: String,
+    stats: Arc<LinkStats>,
+}
+
+impl KafkaCommands {
+    /// Builds the producer; Kafka need not be up yet.
+    pub fn new(config: &LinkConfig, stats: Arc<LinkStats>) -> Result<Self> {
+        let producer = producer_config(&config.brokers).create().map_err(kafka)?;
+        Ok(KafkaCommands {
+            producer,
+            topic: config.commands_topic(),
+            stats,
+        })
+    }
+}
+
+impl CallCommands for KafkaCommands {
+    /// `true` once the command is queued for Kafka: whether a media process
+    /// runs the call is not known here. The call then stays `terminating`
+    /// until its media process reports the hangup.
+    fn hangup(&self, call_id: &str) -> bool {
+        let payload = CallCommand::Hangup {
+            call_id: call_id.to_owned(),
+        }
+        .encode();
+        let record = BaseRecord::to(&self.topic).key(call_id).payload(&payload);
+        match self.producer.send(record) {
+            Ok(()) => {
+                self.stats.commands_sent.fetch_add(1, Relaxed);
+                true
+            }
+            Err((e, _)) => {
+                tracing::error!(error = %e, call_id, "link: hangup command not queued");
+                false
+            }
+        }
+    }
+}
+
+/// Assigns all partitions of the commands topic from their current end, so
+/// every command sent after this returns is seen. Blocks (metadata and
+/// offset requests); run it off the async workers.
+fn assign_from_end(config: &LinkConfig) -> Result<StreamConsumer> {
+    let topic = config.commands_topic();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set(
+            "group.id",
+            format!("{}.media.{}", config.topic_prefix, crate::store::new_id()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(kafka)?;
+    let timeout = Duration::from_secs(5);
+    let meta = consumer.fetch_metadata(Some(&topic), timeout).map_err(kafka)?;
+    let partitions: Vec<i32> = meta
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(kafka(format!("topic {topic} has no partitions (not created?)")));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        let (_, high) = consumer.fetch_watermarks(&topic, p, timeout).map_err(kafka)?;
+        tpl.add_partition_offset(&topic, p, Offset::Offset(high))
+            .map_err(kafka)?;
+    }
+    consumer.assign(&tpl).map_err(kafka)?;
+    Ok(consumer)
+}
+
+/// Media side: connects (retrying with backoff while Kafka is unreachable),
+/// sets `ready` once it reads from the end offsets, and then carries out
+/// commands until `stop` turns true.
+pub async fn listen(
+    config: LinkConfig,
+    commands: Arc<dyn CallCommands>,
+    stats: Arc<LinkStats>,
+    ready: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    let consumer = loop {
+        let c = config.clone();
+        match tokio::task::spawn_blocking(move || assign_from_end(&c)).await {
+            Ok(Ok(consumer)) => break consumer,
+            Ok(Err(e)) => tracing::warn!(error = %e, ?backoff, "link: command listener not ready; retrying"),
+            Err(e) => tracing::warn!(error = %e, "link: command listener setup panicked; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    };
+    ready.send_replace(true);
+    loop {
+        let msg = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "link: command consumer");
+                continue;
+            }
+        };
+        stats.commands_received.fetch_add(1, Relaxed);
+        match CallCommand::decode(msg.payload().unwrap_or_default()) {
+            Ok(CallCommand::Hangup { call_id }) => {
+                if commands.hangup(&call_id) {
+                    stats.commands_applied.fetch_add(1, Relaxed);
+                    tracing::info!(call_id, "link: hangup command carried out");
+                }
+            }
+            Ok(other) => tracing::warn!(call_id = other.call_id(), "link: command not known here"),
+            Err(e) => {
+                stats.commands_malformed.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "link: undecodable command skipped");
+            }
+        }
+    }
+}
