@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod link;
+pub mod live;
 pub mod model;
 pub mod relay;
 pub mod service;

@@ -23,6 +23,7 @@ pub struct Control {
     pub bus: Bus,
     /// Relay counters.
     pub relay_stats: Arc<RelayStats>,
+    live: Arc<crate::api::ws::LiveStats>,
     sink: ControlSink,
     sink_worker: JoinHandle<()>,
     relay: JoinHandle<()>,
@@ -47,7 +48,12 @@ impl Control {
         let bus = Bus::default();
         let publisher: Arc<dyn Publisher> = match cfg.events {
             EventsTo::Bus => Arc::new(bus.clone()),
-            EventsTo::Kafka => kafka_publisher(cfg).await?,
+            // Events also reach this process's bus once Kafka has them, for
+            // `/v1/ws` (one relay per database: see ARCHITECTURE.md).
+            EventsTo::Kafka => Arc::new(relay::Tee {
+                first: kafka_publisher(cfg).await?,
+                then: bus.clone(),
+            }),
         };
         let (stop_sink, stop_sink_rx) = watch::channel(false);
         let (sink, sink_worker) =
@@ -59,6 +65,7 @@ impl Control {
             store,
             bus,
             relay_stats,
+            live: Arc::default(),
             sink,
             sink_worker,
             relay,
@@ -104,6 +111,7 @@ impl Control {
             sink: self.sink.stats(),
             relay: self.relay_stats.clone(),
             link: self.link_metrics.clone(),
+            live: self.live.clone(),
         }
     }
 
@@ -118,6 +126,8 @@ impl Control {
             store: self.store.clone(),
             commands,
             auth: self.auth.clone(),
+            bus: self.bus.clone(),
+            live: self.live.clone(),
         })
     }
 
@@ -148,6 +158,7 @@ pub struct ControlMetrics {
     sink: Arc<crate::sink::SinkStats>,
     relay: Arc<RelayStats>,
     link: Option<Render>,
+    live: Arc<crate::api::ws::LiveStats>,
 }
 
 impl ControlMetrics {
@@ -156,7 +167,8 @@ impl ControlMetrics {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.sink;
         let r = &self.relay;
-        let link = self.link.as_ref().map(|l| l()).unwrap_or_default();
+        let mut link = self.link.as_ref().map(|l| l()).unwrap_or_default();
+        link.push_str(&self.live.render());
         format!(
             "# HELP voxbridge_control_call_events_total Media call events taken by the control sidecar, by result.\n\
              # TYPE voxbridge_control_call_events_total counter\n\

@@ -60,6 +60,8 @@ fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
         store,
         commands: media,
         auth,
+        bus: Default::default(),
+        live: Default::default(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The REST API under `/v1/` (axum): calls, transcribes/transcripts, the
-//! audit log, customers and access keys (admin), health, readiness, and the
-//! OpenAPI 3.1 document generated from these handlers at `/v1/openapi.json`.
+//! audit log, customers and access keys (admin), health, readiness, live
+//! event subscriptions over WebSocket (`/v1/ws`, [`ws`]), and the OpenAPI
+//! 3.1 document generated from the REST handlers at `/v1/openapi.json`.
 //!
 //! Every tenant endpoint scopes its SQL by the caller's `customer_id`, so
 //! another tenant's resource is `404 not_found`, never `403` with a hint.
@@ -12,6 +13,7 @@ pub mod calls;
 pub mod error;
 pub mod paging;
 pub mod transcripts;
+pub mod ws;
 
 use crate::store::Store;
 use auth::Auth;
@@ -38,6 +40,10 @@ pub struct AppState {
     pub commands: Arc<dyn CallCommands>,
     /// Prepared auth keys.
     pub auth: Auth,
+    /// Published events, for `/v1/ws`.
+    pub bus: crate::relay::bus::Bus,
+    /// `/v1/ws` counters.
+    pub live: Arc<ws::LiveStats>,
 }
 
 /// A media plane that runs no calls (control without media in-process).
@@ -153,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/calls/{id}", get(calls::get))
         .route("/v1/calls/{id}/hangup", post(calls::hangup))
         .route("/v1/audit", get(calls::audit))
+        .route("/v1/ws", get(ws::ws))
         .route("/v1/transcribes", get(transcripts::list_transcribes))
         .route("/v1/transcribes/{id}", get(transcripts::get_transcribe))
         .route("/v1/transcripts", get(transcripts::list_transcripts))

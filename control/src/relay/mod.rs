@@ -33,6 +33,24 @@ pub trait Publisher: Send + Sync + 'static {
     async fn publish(&self, rows: &[OutboxRow]) -> Result<usize>;
 }
 
+/// Publishes to `first` (Kafka), then hands what it confirmed to `then`
+/// (this process's bus), so local subscribers see events too.
+pub struct Tee {
+    /// The durable destination.
+    pub first: Arc<dyn Publisher>,
+    /// The local bus.
+    pub then: bus::Bus,
+}
+
+#[async_trait]
+impl Publisher for Tee {
+    async fn publish(&self, rows: &[OutboxRow]) -> Result<usize> {
+        let done = self.first.publish(rows).await?.min(rows.len());
+        self.then.publish(&rows[..done]).await?;
+        Ok(done)
+    }
+}
+
 /// Relay counters.
 #[derive(Debug, Default)]
 pub struct RelayStats {

@@ -1,0 +1,171 @@
+//! `GET /v1/ws`: live event subscriptions over WebSocket, authenticated like
+//! the REST API (browsers, which cannot set headers, use `?accesskey=`).
+//! The protocol and the topic rules are in [`crate::live`]; this is the I/O.
+//!
+//! Each connection reads the in-process bus (every event the outbox relay
+//! publishes) and forwards what its subscriptions match. Memory per client
+//! is bounded: at most [`SEND_QUEUE`] messages wait for a slow socket; one
+//! more, or the bus lapping the client, closes the connection with code
+//! 1008 and a reason that says so. The client then resubscribes and reads
+//! what it missed from the REST API.
+
+use super::auth::Principal;
+use super::AppState;
+use crate::live::{LiveSession, ServerMsg};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use voxbridge_proto::envelope::EventEnvelope;
+
+/// Messages that may wait for one client's socket.
+pub const SEND_QUEUE: usize = 256;
+/// Close code for a client that cannot keep up (policy violation).
+pub const CLOSE_SLOW: u16 = 1008;
+/// Largest client message, bytes.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Counters of the live subscriptions.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Open connections.
+    pub connections: AtomicI64,
+    /// Events sent to clients.
+    pub events_sent: AtomicU64,
+    /// Connections closed because the client fell behind.
+    pub closed_slow: AtomicU64,
+}
+
+impl LiveStats {
+    /// Prometheus text format.
+    pub fn render(&self) -> String {
+        format!(
+            "# HELP voxbridge_ws_connections Open /v1/ws connections.\n\
+             # TYPE voxbridge_ws_connections gauge\n\
+             voxbridge_ws_connections {}\n\
+             # HELP voxbridge_ws_events_sent_total Events pushed to /v1/ws clients.\n\
+             # TYPE voxbridge_ws_events_sent_total counter\n\
+             voxbridge_ws_events_sent_total {}\n\
+             # HELP voxbridge_ws_closed_slow_total /v1/ws connections closed because the client fell behind.\n\
+             # TYPE voxbridge_ws_closed_slow_total counter\n\
+             voxbridge_ws_closed_slow_total {}\n",
+            self.connections.load(Relaxed),
+            self.events_sent.load(Relaxed),
+            self.closed_slow.load(Relaxed),
+        )
+    }
+}
+
+/// The upgrade: authentication first (a JSON 401 without it).
+pub async fn ws(State(s): State<AppState>, p: Principal, up: WebSocketUpgrade) -> Response {
+    let session = LiveSession::new(p.customer_id.clone(), p.admin);
+    let events = s.bus.subscribe();
+    let stats = s.live.clone();
+    up.max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| serve(socket, session, events, stats))
+}
+
+type Close = (u16, String);
+
+async fn serve(
+    socket: WebSocket,
+    mut session: LiveSession,
+    mut events: broadcast::Receiver<Arc<EventEnvelope>>,
+    stats: Arc<LiveStats>,
+) {
+    stats.connections.fetch_add(1, Relaxed);
+    let (sink, mut stream) = socket.split();
+    let (out, out_rx) = mpsc::channel::<Message>(SEND_QUEUE);
+    let (close, close_rx) = oneshot::channel::<Close>();
+    let writer = tokio::spawn(write(sink, out_rx, close_rx));
+    let slow = |why: String| -> Close {
+        stats.closed_slow.fetch_add(1, Relaxed);
+        (CLOSE_SLOW, why)
+    };
+    let ending: Option<Close> = loop {
+        tokio::select! {
+            m = stream.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    let reply = session.on_text(t.as_str()).to_json();
+                    if out.try_send(Message::Text(reply.into())).is_err() {
+                        break Some(slow(format!("slow consumer: {SEND_QUEUE} messages waiting")));
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let reply = ServerMsg::Error { code: "invalid_message", message: "send JSON text frames".into() };
+                    if out.try_send(Message::Text(reply.to_json().into())).is_err() {
+                        break Some(slow(format!("slow consumer: {SEND_QUEUE} messages waiting")));
+                    }
+                }
+                // Pings are answered by the socket itself.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
+            },
+            e = events.recv() => match e {
+                Ok(e) => {
+                    if session.wants(&e) {
+                        if out.try_send(Message::Text(e.to_json().into())).is_err() {
+                            break Some(slow(format!("slow consumer: {SEND_QUEUE} messages waiting")));
+                        }
+                        stats.events_sent.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    break Some(slow(format!("slow consumer: {n} events missed")));
+                }
+                Err(broadcast::error::RecvError::Closed) => break Some((1001, "server shutting down".into())),
+            },
+        }
+    };
+    match ending {
+        Some(c) => {
+            let _ = close.send(c);
+        }
+        None => drop(out),
+    }
+    let _ = writer.await;
+    stats.connections.fetch_sub(1, Relaxed);
+}
+
+/// Writes queued messages; on a close request, drops what is queued and
+/// sends the close frame (giving up after 10 s on a stuck socket).
+async fn write(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Message>,
+    mut close: oneshot::Receiver<Close>,
+) {
+    loop {
+        let next = tokio::select! {
+            c = &mut close => Err(c.ok()),
+            m = queue.recv() => Ok(m),
+        };
+        let m = match next {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(c) => return send_close(&mut sink, c).await,
+        };
+        let closing = tokio::select! {
+            c = &mut close => Some(c.ok()),
+            r = sink.send(m) => match r {
+                Ok(()) => None,
+                Err(_) => return,
+            },
+        };
+        if let Some(c) = closing {
+            return send_close(&mut sink, c).await;
+        }
+    }
+}
+
+async fn send_close(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, c: Option<Close>) {
+    let Some((code, reason)) = c else { return };
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), sink.send(Message::Close(Some(frame)))).await;
+}
