@@ -9,11 +9,9 @@
 mod common;
 
 use common::broker::Broker;
-
 use std::collections::{HashMap, HashSet};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
