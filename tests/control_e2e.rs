@@ -2,7 +2,8 @@
 //! AudioSocket call with a bot becomes a call row that follows the state
 //! machine, its events come out of the outbox on the in-process bus in
 //! order, a bot transcript becomes a transcript row, and a hangup through
-//! the REST API reaches the running call through media's command interface.
+//! the REST API reaches the running call through media's command interface;
+//! billing charges the call from its `call_hungup` event.
 
 mod harness;
 
@@ -40,6 +41,24 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
         .create_access_key(&Actor { id: "test".into() }, "default", "e2e", None)
         .await
         .expect("key");
+    let plan = voxbridge_control::billing::RatePlan {
+        price_per_minute_micros: 60_000,
+        increment_first_s: 1,
+        increment_next_s: 1,
+        min_charge_micros: 0,
+        low_balance_threshold_micros: 0,
+    };
+    let admin = Actor { id: "test".into() };
+    control
+        .store
+        .set_rate_plan(&admin, "default", &plan)
+        .await
+        .expect("plan");
+    control
+        .store
+        .credit(&admin, "default", 1_000_000)
+        .await
+        .expect("credit");
 
     let mut bot = TestBot::start().await;
     let mut config = Config::default();
@@ -115,6 +134,17 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
     assert_eq!(e.resource.fields["hangup_by"], "local");
     assert_eq!(e.resource.fields["hangup_reason"], "normal");
     assert!(e.resource.fields["duration_ms"].as_i64().is_some());
+    // Billing charged the answered time from the call_hungup event.
+    let hungup_id = e.event_id.clone();
+    let e = next_event(&mut bus).await;
+    assert_eq!(e.event_type, "billing_record_created");
+    assert_eq!(e.resource.fields["call_id"], call_id);
+    assert_eq!(e.resource.fields["event_id"], hungup_id.as_str());
+    let cost = e.resource.fields["cost_micros"].as_i64().expect("cost");
+    let answered = e.resource.fields["answered_ms"].as_i64().expect("answered");
+    assert_eq!(cost, plan.cost(plan.billable_seconds(answered)));
+    let account = control.store.billing_account("default").await.expect("account");
+    assert_eq!(account.balance_micros, 1_000_000 - cost);
 
     let stored = control
         .store

@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod billing;
+pub mod billing_worker;
 pub mod config;
 pub mod error;
 #[cfg(feature = "kafka")]

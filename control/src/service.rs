@@ -4,6 +4,7 @@
 //! shutdown lets the sink drain and the relay publish what is pending.
 
 use crate::api::{self, auth::Auth, AppState};
+use crate::billing_worker::{self, BillingStats};
 use crate::config::{ControlConfig, EventsTo};
 use crate::error::Result;
 use crate::relay::{self, bus::Bus, Publisher, RelayStats};
@@ -24,6 +25,7 @@ pub struct Control {
     /// Relay counters.
     pub relay_stats: Arc<RelayStats>,
     live: Arc<crate::api::ws::LiveStats>,
+    billing: Arc<BillingStats>,
     sink: ControlSink,
     sink_worker: JoinHandle<()>,
     relay: JoinHandle<()>,
@@ -32,6 +34,7 @@ pub struct Control {
     auth: Auth,
     /// Tasks that end with the sink (the Kafka event link).
     inbound: Vec<JoinHandle<()>>,
+    billing_task: JoinHandle<()>,
     link_metrics: Option<Render>,
 }
 
@@ -55,17 +58,32 @@ impl Control {
                 then: bus.clone(),
             }),
         };
+        // Subscribed before anything can publish (billing_worker docs).
+        let billing_events = bus.subscribe();
         let (stop_sink, stop_sink_rx) = watch::channel(false);
         let (sink, sink_worker) =
             ControlSink::spawn(store.clone(), cfg.default_customer.clone(), stop_sink_rx);
         let relay_stats = Arc::new(RelayStats::default());
         let (stop, stop_rx) = watch::channel(false);
-        let relay = tokio::spawn(relay::run(store.clone(), publisher, relay_stats.clone(), stop_rx));
+        let relay = tokio::spawn(relay::run(
+            store.clone(),
+            publisher,
+            relay_stats.clone(),
+            stop_rx.clone(),
+        ));
+        let billing = Arc::new(BillingStats::default());
+        let billing_task = tokio::spawn(billing_worker::run(
+            store.clone(),
+            billing_events,
+            billing.clone(),
+            stop_rx,
+        ));
         Ok(Control {
             store,
             bus,
             relay_stats,
             live: Arc::default(),
+            billing,
             sink,
             sink_worker,
             relay,
@@ -73,6 +91,7 @@ impl Control {
             stop,
             auth,
             inbound: Vec::new(),
+            billing_task,
             link_metrics: None,
         })
     }
@@ -112,6 +131,7 @@ impl Control {
             relay: self.relay_stats.clone(),
             link: self.link_metrics.clone(),
             live: self.live.clone(),
+            billing: self.billing.clone(),
         }
     }
 
@@ -140,6 +160,7 @@ impl Control {
             stop_sink,
             stop,
             inbound,
+            billing_task,
             ..
         } = self;
         stop_sink.send_replace(true);
@@ -149,6 +170,7 @@ impl Control {
         }
         stop.send_replace(true);
         let _ = relay.await;
+        let _ = billing_task.await;
     }
 }
 
@@ -159,6 +181,7 @@ pub struct ControlMetrics {
     relay: Arc<RelayStats>,
     link: Option<Render>,
     live: Arc<crate::api::ws::LiveStats>,
+    billing: Arc<BillingStats>,
 }
 
 impl ControlMetrics {
@@ -169,6 +192,7 @@ impl ControlMetrics {
         let r = &self.relay;
         let mut link = self.link.as_ref().map(|l| l()).unwrap_or_default();
         link.push_str(&self.live.render());
+        link.push_str(&self.billing.render());
         format!(
             "# HELP voxbridge_control_call_events_total Media call events taken by the control sidecar, by result.\n\
              # TYPE voxbridge_control_call_events_total counter\n\

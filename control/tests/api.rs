@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 use voxbridge_control::api::auth::{Auth, AuthConfig};
 use voxbridge_control::api::{router, AppState};
+use voxbridge_control::billing::RatePlan;
 use voxbridge_control::model::{CallChange, NewCall};
-use voxbridge_control::state::{CallStatus, Direction};
+use voxbridge_control::state::{CallStatus, Direction, HangupBy, HangupReason};
+use voxbridge_control::store::billing::{Billed, BillingRecord};
 use voxbridge_control::store::Store;
 use voxbridge_control::time::Millis;
 use voxbridge_media::CallCommands;
@@ -189,6 +191,35 @@ async fn credentials_are_checked(store: Store) {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
+/// A hung-up call of `customer` (given a rate plan and credit), billed.
+async fn billed_call(store: &Store, customer: &str, id: &str) -> BillingRecord {
+    let admin = voxbridge_control::model::Actor { id: "t".into() };
+    store.ensure_customer(customer, customer).await.expect("customer");
+    let plan = RatePlan {
+        price_per_minute_micros: 10_000,
+        increment_first_s: 1,
+        increment_next_s: 1,
+        min_charge_micros: 0,
+        low_balance_threshold_micros: 0,
+    };
+    store.set_rate_plan(&admin, customer, &plan).await.expect("plan");
+    store.credit(&admin, customer, 1_000_000).await.expect("credit");
+    seed_call(store, id, customer).await;
+    let hangup = CallChange {
+        to: CallStatus::Hangup,
+        at: Millis::now(),
+        hangup: Some((HangupBy::Remote, HangupReason::Normal, "caller_hangup".into())),
+    };
+    store
+        .transition_call(None, id, &hangup, None)
+        .await
+        .expect("hangup");
+    match store.bill_call("ev-1", id).await.expect("bill") {
+        Billed::New(r) => r,
+        other => panic!("expected a charge, got {other:?}"),
+    }
+}
+
 async fn foreign_tenants_get_404_everywhere(store: Store) {
     seed_call(&store, "b-call", "b").await;
     store
@@ -204,6 +235,7 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         .await
         .expect("list");
     let t = &b_transcripts.items[0];
+    let record = billed_call(&store, "b", "b-billed").await;
     let app = app(store.clone(), Arc::default());
     let a = token("a");
     for (method, uri) in [
@@ -211,6 +243,8 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         ("POST", "/v1/calls/b-call/hangup".to_string()),
         ("GET", format!("/v1/transcribes/{}", t.transcribe_id)),
         ("GET", format!("/v1/transcripts/{}", t.id)),
+        ("GET", format!("/v1/billing/records/{}", record.id)),
+        ("GET", "/v1/billing".to_string()),
     ] {
         let (s, v) = call(&app, method, &uri, Some(&a), None).await;
         assert_eq!(
@@ -229,6 +263,8 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         "/v1/transcripts",
         "/v1/audit",
         "/v1/transcribes?call_id=b-call",
+        "/v1/billing/records",
+        "/v1/billing/records?call_id=b-billed",
         &format!("/v1/transcripts?transcribe_id={}", t.transcribe_id),
     ] {
         let (s, v) = call(&app, "GET", uri, Some(&a), None).await;
@@ -352,6 +388,43 @@ async fn admin_manages_customers_and_keys(store: Store) {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let secret = v["secret"].as_str().expect("secret").to_owned();
     let key_id = v["key"]["id"].as_str().expect("id").to_owned();
+    // Billing: the admin sets a plan and credits; the tenant reads it.
+    let plan = r#"{"price_per_minute_micros":12000,"increment_first_s":6,"increment_next_s":6,"min_charge_micros":0,"low_balance_threshold_micros":1000}"#;
+    let (s, v) = call(
+        &app,
+        "PUT",
+        "/v1/customers/acme/billing",
+        Some(&secret),
+        Some(plan),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "tenants cannot set plans"
+    );
+    let (s, v) = call(&app, "PUT", "/v1/customers/acme/billing", Some(ADMIN), Some(plan)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let bad = plan.replace("\"increment_first_s\":6", "\"increment_first_s\":0");
+    let (s, _) = call(&app, "PUT", "/v1/customers/acme/billing", Some(ADMIN), Some(&bad)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers/acme/billing/credit",
+        Some(ADMIN),
+        Some(r#"{"amount_micros":2500000}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, v["balance_micros"].as_i64()),
+        (StatusCode::OK, Some(2_500_000)),
+        "{v}"
+    );
+    let (s, v) = call(&app, "GET", "/v1/billing", Some(&secret), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["plan"]["increment_next_s"], 6);
+    assert_eq!(v["balance_micros"], 2_500_000);
     seed_call(&store, "acme-call", "acme").await;
     // The key works as a header, as a bearer token and as a query parameter.
     let req = Request::builder()
@@ -396,6 +469,8 @@ async fn admin_manages_customers_and_keys(store: Store) {
         [
             "customer.delete",
             "access_key.delete",
+            "billing.credit",
+            "billing.plan",
             "access_key.create",
             "customer.create"
         ]
@@ -469,6 +544,10 @@ async fn openapi_document_lists_every_route(store: Store) {
         "/v1/health",
         "/v1/ready",
         "/v1/audit",
+        "/v1/billing",
+        "/v1/billing/records/{id}",
+        "/v1/customers/{id}/billing",
+        "/v1/customers/{id}/billing/credit",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

@@ -1,5 +1,6 @@
 //! The REST API under `/v1/` (axum): calls, transcribes/transcripts, the
-//! audit log, customers and access keys (admin), health, readiness, live
+//! audit log, billing (balance, records; rate plans and credits for admins),
+//! customers and access keys (admin), health, readiness, live
 //! event subscriptions over WebSocket (`/v1/ws`, [`ws`]), and the OpenAPI
 //! 3.1 document generated from the REST handlers at `/v1/openapi.json`.
 //!
@@ -9,6 +10,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod billing;
 pub mod calls;
 pub mod error;
 pub mod paging;
@@ -143,6 +145,7 @@ impl Modify for Security {
         transcripts::list_transcripts, transcripts::get_transcript,
         admin::list_customers, admin::create_customer, admin::get_customer, admin::delete_customer,
         admin::list_keys, admin::create_key, admin::delete_key,
+        billing::account, billing::list_records, billing::get_record, billing::set_plan, billing::credit,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security)
@@ -160,6 +163,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/calls/{id}/hangup", post(calls::hangup))
         .route("/v1/audit", get(calls::audit))
         .route("/v1/ws", get(ws::ws))
+        .route("/v1/billing", get(billing::account))
+        .route("/v1/billing/records", get(billing::list_records))
+        .route("/v1/billing/records/{id}", get(billing::get_record))
+        .route(
+            "/v1/customers/{id}/billing",
+            axum::routing::put(billing::set_plan),
+        )
+        .route("/v1/customers/{id}/billing/credit", post(billing::credit))
         .route("/v1/transcribes", get(transcripts::list_transcribes))
         .route("/v1/transcribes/{id}", get(transcripts::get_transcribe))
         .route("/v1/transcripts", get(transcripts::list_transcripts))

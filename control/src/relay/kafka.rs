@@ -50,7 +50,12 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             topic_prefix: "voxbridge".into(),
             message_timeout_ms: 30_000,
-            resource_types: vec!["call".into(), "customer".into(), "transcript".into()],
+            resource_types: vec![
+                "call".into(),
+                "customer".into(),
+                "transcript".into(),
+                "billing_record".into(),
+            ],
             partitions: 3,
         }
     }

@@ -9,9 +9,10 @@ use super::{Backend, Dialect};
 use crate::error::Result;
 
 /// (version, SQL). Append only.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE customers (
     {SEQ},
     id TEXT NOT NULL UNIQUE,
@@ -97,7 +98,38 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (seq) WHERE tm_sent IS NULL;
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE billing_accounts (
+    customer_id TEXT PRIMARY KEY,
+    balance_micros BIGINT NOT NULL,
+    price_per_minute_micros BIGINT NOT NULL,
+    increment_first_s BIGINT NOT NULL,
+    increment_next_s BIGINT NOT NULL,
+    min_charge_micros BIGINT NOT NULL,
+    low_balance_threshold_micros BIGINT NOT NULL,
+    tm_update BIGINT NOT NULL
+);
+CREATE TABLE billing_records (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    call_id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL UNIQUE,
+    answered_ms BIGINT NOT NULL,
+    billable_s BIGINT NOT NULL,
+    cost_micros BIGINT NOT NULL,
+    balance_after_micros BIGINT NOT NULL,
+    tm_create BIGINT NOT NULL
+);
+CREATE INDEX billing_records_customer ON billing_records (customer_id, seq);
+CREATE INDEX calls_hangup ON calls (tm_hangup);
+CREATE INDEX outbox_resource ON outbox (resource_id, event_type);
+",
+    ),
+];
 
 fn render(sql: &str, d: Dialect) -> String {
     let seq = match d {

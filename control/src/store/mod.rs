@@ -10,6 +10,7 @@
 //! against both.
 
 mod audit;
+pub mod billing;
 mod calls;
 mod migrations;
 mod outbox;

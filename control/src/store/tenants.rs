@@ -140,7 +140,8 @@ impl Store {
         super::page(rows, page, customer)
     }
 
-    /// Deletes a customer and its access keys (its calls stay, as history).
+    /// Deletes a customer, its access keys and its billing account (its calls
+    /// and billing records stay, as history).
     pub async fn delete_customer(&self, actor: &Actor, id: &str) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let sql = format!(
@@ -153,6 +154,8 @@ impl Store {
             .map(customer)
             .unwrap_or(Err(ControlError::NotFound))?;
         tx.execute("DELETE FROM access_keys WHERE customer_id = $1", vals![id])
+            .await?;
+        tx.execute("DELETE FROM billing_accounts WHERE customer_id = $1", vals![id])
             .await?;
         tx.execute("DELETE FROM customers WHERE id = $1", vals![id])
             .await?;
