@@ -3,7 +3,7 @@
 //! RTP session API in [`crate::http`]), the control sidecar (store, outbox
 //! relay, `/v1` REST API) unless `[control] enabled = false`, and shuts down
 //! gracefully on SIGINT/SIGTERM. With `--role media` / `--role control` the
-//! two run as separate processes linked by Kafka ([`crate::link`]).
+//! two run as separate processes linked by Kafka ([`voxbridge_control::link`]).
 
 use anyhow::Context as _;
 use std::net::SocketAddr;

@@ -90,6 +90,8 @@ pub struct ControlConfig {
     pub kafka: KafkaSection,
     /// API authentication.
     pub auth: AuthSection,
+    /// Webhook delivery.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Default for ControlConfig {
@@ -103,6 +105,7 @@ impl Default for ControlConfig {
             events: EventsTo::Bus,
             kafka: KafkaSection::default(),
             auth: AuthSection::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 }

@@ -25,5 +25,6 @@ pub mod sink;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod webhooks;
 
 pub use error::{ControlError, Result};

@@ -10,6 +10,8 @@ use crate::error::Result;
 use crate::relay::{self, bus::Bus, Publisher, RelayStats};
 use crate::sink::ControlSink;
 use crate::store::Store;
+use crate::webhooks::ssrf::Allow;
+use crate::webhooks::worker::WebhookStats;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,6 +28,9 @@ pub struct Control {
     pub relay_stats: Arc<RelayStats>,
     live: Arc<crate::api::ws::LiveStats>,
     billing: Arc<BillingStats>,
+    webhooks: Arc<WebhookStats>,
+    webhook_allow: Arc<Allow>,
+    webhook_task: Option<JoinHandle<()>>,
     sink: ControlSink,
     sink_worker: JoinHandle<()>,
     relay: JoinHandle<()>,
@@ -76,14 +81,28 @@ impl Control {
             store.clone(),
             billing_events,
             billing.clone(),
-            stop_rx,
+            stop_rx.clone(),
         ));
+        let webhooks = Arc::new(WebhookStats::default());
+        let webhook_allow = Arc::new(Allow(cfg.webhooks.allow.clone()));
+        let webhook_task = cfg.webhooks.enabled.then(|| {
+            tokio::spawn(crate::webhooks::worker::run(
+                store.clone(),
+                Allow(cfg.webhooks.allow.clone()),
+                cfg.webhooks.backoff(),
+                webhooks.clone(),
+                stop_rx,
+            ))
+        });
         Ok(Control {
             store,
             bus,
             relay_stats,
             live: Arc::default(),
             billing,
+            webhooks,
+            webhook_allow,
+            webhook_task,
             sink,
             sink_worker,
             relay,
@@ -132,6 +151,7 @@ impl Control {
             link: self.link_metrics.clone(),
             live: self.live.clone(),
             billing: self.billing.clone(),
+            webhooks: self.webhooks.clone(),
         }
     }
 
@@ -148,6 +168,7 @@ impl Control {
             auth: self.auth.clone(),
             bus: self.bus.clone(),
             live: self.live.clone(),
+            webhook_allow: self.webhook_allow.clone(),
         })
     }
 
@@ -161,6 +182,7 @@ impl Control {
             stop,
             inbound,
             billing_task,
+            webhook_task,
             ..
         } = self;
         stop_sink.send_replace(true);
@@ -171,6 +193,9 @@ impl Control {
         stop.send_replace(true);
         let _ = relay.await;
         let _ = billing_task.await;
+        if let Some(t) = webhook_task {
+            let _ = t.await;
+        }
     }
 }
 
@@ -182,6 +207,7 @@ pub struct ControlMetrics {
     link: Option<Render>,
     live: Arc<crate::api::ws::LiveStats>,
     billing: Arc<BillingStats>,
+    webhooks: Arc<WebhookStats>,
 }
 
 impl ControlMetrics {
@@ -193,6 +219,7 @@ impl ControlMetrics {
         let mut link = self.link.as_ref().map(|l| l()).unwrap_or_default();
         link.push_str(&self.live.render());
         link.push_str(&self.billing.render());
+        link.push_str(&self.webhooks.render());
         format!(
             "# HELP voxbridge_control_call_events_total Media call events taken by the control sidecar, by result.\n\
              # TYPE voxbridge_control_call_events_total counter\n\

@@ -18,6 +18,7 @@ use voxbridge_control::billing::RatePlan;
 use voxbridge_control::model::{CallChange, NewCall};
 use voxbridge_control::state::{CallStatus, Direction, HangupBy, HangupReason};
 use voxbridge_control::store::billing::{Billed, BillingRecord};
+use voxbridge_control::store::webhooks::EndpointSpec;
 use voxbridge_control::store::Store;
 use voxbridge_control::time::Millis;
 use voxbridge_media::CallCommands;
@@ -29,6 +30,7 @@ both_stores!(
     admin_manages_customers_and_keys,
     hangup_reaches_the_media_plane,
     openapi_document_lists_every_route,
+    webhook_urls_to_internal_addresses_are_refused,
 );
 
 const SECRET: &[u8] = b"test-hs256-secret-0123456789";
@@ -64,6 +66,7 @@ fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
         auth,
         bus: Default::default(),
         live: Default::default(),
+        webhook_allow: Default::default(),
     })
 }
 
@@ -236,6 +239,17 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         .expect("list");
     let t = &b_transcripts.items[0];
     let record = billed_call(&store, "b", "b-billed").await;
+    let spec = EndpointSpec {
+        url: "https://hooks.example.com/b".into(),
+        event_types: Vec::new(),
+        enabled: Some(false),
+        max_concurrency: None,
+        timeout_ms: None,
+    };
+    let (hook, _) = store
+        .create_webhook(&voxbridge_control::model::Actor { id: "t".into() }, "b", &spec)
+        .await
+        .expect("b's webhook");
     let app = app(store.clone(), Arc::default());
     let a = token("a");
     for (method, uri) in [
@@ -244,6 +258,9 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         ("GET", format!("/v1/transcribes/{}", t.transcribe_id)),
         ("GET", format!("/v1/transcripts/{}", t.id)),
         ("GET", format!("/v1/billing/records/{}", record.id)),
+        ("GET", format!("/v1/webhooks/{}", hook.id)),
+        ("DELETE", format!("/v1/webhooks/{}", hook.id)),
+        ("GET", format!("/v1/webhooks/{}/deliveries", hook.id)),
         ("GET", "/v1/billing".to_string()),
     ] {
         let (s, v) = call(&app, method, &uri, Some(&a), None).await;
@@ -265,6 +282,7 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         "/v1/transcribes?call_id=b-call",
         "/v1/billing/records",
         "/v1/billing/records?call_id=b-billed",
+        "/v1/webhooks",
         &format!("/v1/transcripts?transcribe_id={}", t.transcribe_id),
     ] {
         let (s, v) = call(&app, "GET", uri, Some(&a), None).await;
@@ -353,6 +371,34 @@ async fn bad_requests_get_documented_errors(store: Store) {
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (s, v) = call(&app, "GET", "/v1/calls?cursor=zzz", Some(&token("a")), None).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "bad_request"));
+}
+
+async fn webhook_urls_to_internal_addresses_are_refused(store: Store) {
+    let app = app(store, Arc::default());
+    let a = token("a");
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://10.0.0.7/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://localhost:9000/hook",
+        "http://[::ffff:192.168.0.1]/hook",
+        "file:///etc/passwd",
+    ] {
+        let body = json!({ "url": url }).to_string();
+        let (s, v) = call(&app, "POST", "/v1/webhooks", Some(&a), Some(&body)).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{url}: {v}"
+        );
+    }
+    let (s, v) = call(&app, "GET", "/v1/webhooks", Some(&a), None).await;
+    assert_eq!(
+        (s, v["items"].clone()),
+        (StatusCode::OK, json!([])),
+        "nothing was saved"
+    );
 }
 
 async fn admin_manages_customers_and_keys(store: Store) {
@@ -548,6 +594,9 @@ async fn openapi_document_lists_every_route(store: Store) {
         "/v1/billing/records/{id}",
         "/v1/customers/{id}/billing",
         "/v1/customers/{id}/billing/credit",
+        "/v1/webhooks",
+        "/v1/webhooks/{id}/rotate_secret",
+        "/v1/webhook_deliveries/{id}/redeliver",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

@@ -1,5 +1,6 @@
 //! The REST API under `/v1/` (axum): calls, transcribes/transcripts, the
 //! audit log, billing (balance, records; rate plans and credits for admins),
+//! webhook endpoints and their deliveries,
 //! customers and access keys (admin), health, readiness, live
 //! event subscriptions over WebSocket (`/v1/ws`, [`ws`]), and the OpenAPI
 //! 3.1 document generated from the REST handlers at `/v1/openapi.json`.
@@ -15,6 +16,7 @@ pub mod calls;
 pub mod error;
 pub mod paging;
 pub mod transcripts;
+pub mod webhooks;
 pub mod ws;
 
 use crate::store::Store;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub bus: crate::relay::bus::Bus,
     /// `/v1/ws` counters.
     pub live: Arc<ws::LiveStats>,
+    /// Internal ranges webhook URLs may use anyway.
+    pub webhook_allow: Arc<crate::webhooks::ssrf::Allow>,
 }
 
 /// A media plane that runs no calls (control without media in-process).
@@ -146,6 +150,8 @@ impl Modify for Security {
         admin::list_customers, admin::create_customer, admin::get_customer, admin::delete_customer,
         admin::list_keys, admin::create_key, admin::delete_key,
         billing::account, billing::list_records, billing::get_record, billing::set_plan, billing::credit,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate,
+        webhooks::deliveries, webhooks::get_delivery, webhooks::attempts, webhooks::redeliver,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security)
@@ -171,6 +177,16 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(billing::set_plan),
         )
         .route("/v1/customers/{id}/billing/credit", post(billing::credit))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get).put(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/rotate_secret", post(webhooks::rotate))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhook_deliveries/{id}", get(webhooks::get_delivery))
+        .route("/v1/webhook_deliveries/{id}/attempts", get(webhooks::attempts))
+        .route("/v1/webhook_deliveries/{id}/redeliver", post(webhooks::redeliver))
         .route("/v1/transcribes", get(transcripts::list_transcribes))
         .route("/v1/transcribes/{id}", get(transcripts::get_transcribe))
         .route("/v1/transcripts", get(transcripts::list_transcripts))

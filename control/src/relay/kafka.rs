@@ -55,6 +55,7 @@ impl Default for KafkaConfig {
                 "customer".into(),
                 "transcript".into(),
                 "billing_record".into(),
+                "webhook_endpoint".into(),
             ],
             partitions: 3,
         }

@@ -129,6 +129,65 @@ CREATE INDEX calls_hangup ON calls (tm_hangup);
 CREATE INDEX outbox_resource ON outbox (resource_id, event_type);
 ",
     ),
+    (
+        3,
+        "
+CREATE TABLE webhook_endpoints (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    event_types TEXT NOT NULL,
+    enabled BIGINT NOT NULL,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_secret_until BIGINT,
+    max_concurrency BIGINT NOT NULL,
+    timeout_ms BIGINT NOT NULL,
+    disabled_reason TEXT,
+    tm_create BIGINT NOT NULL,
+    tm_update BIGINT NOT NULL
+);
+CREATE INDEX webhook_endpoints_customer ON webhook_endpoints (customer_id, seq);
+CREATE TABLE webhook_deliveries (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    endpoint_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    first_attempt_at BIGINT,
+    last_status_code BIGINT,
+    last_error TEXT,
+    last_latency_ms BIGINT,
+    tm_create BIGINT NOT NULL,
+    tm_update BIGINT NOT NULL,
+    UNIQUE (endpoint_id, event_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint_id, resource_id, seq) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_customer ON webhook_deliveries (customer_id, seq);
+CREATE TABLE webhook_attempts (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    delivery_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    status_code BIGINT,
+    latency_ms BIGINT NOT NULL,
+    error TEXT,
+    tm_create BIGINT NOT NULL
+);
+CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, seq);
+CREATE INDEX webhook_attempts_customer ON webhook_attempts (customer_id, seq);
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {

@@ -19,6 +19,7 @@ pub mod sqlite;
 mod tenants;
 mod transcripts;
 mod value;
+pub mod webhooks;
 
 pub use outbox::OutboxRow;
 pub use tenants::NewCustomer;

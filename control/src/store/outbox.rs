@@ -58,6 +58,25 @@ pub(crate) async fn push<T: Serialize>(
         vals![&event.event_id, event_type, customer_id, kind, id, event.to_json(), now],
     )
     .await?;
+    // One delivery per subscribed, enabled webhook endpoint, in the same
+    // transaction, so no committed event can miss its webhooks.
+    tx.execute(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, customer_id, event_id, event_type, resource_id, payload, \
+         status, attempts, next_attempt_at, lease_until, tm_create, tm_update) \
+         SELECT e.id || '-' || $1, e.id, e.customer_id, $1, $2, $3, $4, 'pending', 0, $5, 0, $5, $5 \
+         FROM webhook_endpoints e WHERE e.customer_id = $6 AND e.enabled = 1 \
+         AND (e.event_types = '*' OR e.event_types LIKE $7 ESCAPE '\\')",
+        vals![
+            &event.event_id,
+            event_type,
+            id,
+            event.to_json(),
+            now,
+            customer_id,
+            crate::webhooks::type_pattern(event_type)
+        ],
+    )
+    .await?;
     Ok(event)
 }
 
