@@ -92,6 +92,16 @@ pub struct ControlConfig {
     pub auth: AuthSection,
     /// Webhook delivery.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// Billing.
+    pub billing: BillingSection,
+}
+
+/// `[control.billing]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingSection {
+    /// Hang up new calls of customers whose billing account has no balance.
+    pub refuse_without_balance: bool,
 }
 
 impl Default for ControlConfig {
@@ -106,6 +116,7 @@ impl Default for ControlConfig {
             kafka: KafkaSection::default(),
             auth: AuthSection::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
+            billing: BillingSection::default(),
         }
     }
 }

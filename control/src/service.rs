@@ -8,7 +8,7 @@ use crate::billing_worker::{self, BillingStats};
 use crate::config::{ControlConfig, EventsTo};
 use crate::error::Result;
 use crate::relay::{self, bus::Bus, Publisher, RelayStats};
-use crate::sink::ControlSink;
+use crate::sink::{CallGate, ControlSink, SinkCtx};
 use crate::store::Store;
 use crate::webhooks::ssrf::Allow;
 use crate::webhooks::worker::WebhookStats;
@@ -28,6 +28,7 @@ pub struct Control {
     pub relay_stats: Arc<RelayStats>,
     live: Arc<crate::api::ws::LiveStats>,
     billing: Arc<BillingStats>,
+    sink_ctx: SinkCtx,
     webhooks: Arc<WebhookStats>,
     webhook_allow: Arc<Allow>,
     webhook_task: Option<JoinHandle<()>>,
@@ -66,8 +67,11 @@ impl Control {
         // Subscribed before anything can publish (billing_worker docs).
         let billing_events = bus.subscribe();
         let (stop_sink, stop_sink_rx) = watch::channel(false);
-        let (sink, sink_worker) =
-            ControlSink::spawn(store.clone(), cfg.default_customer.clone(), stop_sink_rx);
+        let sink_ctx = SinkCtx {
+            default_customer: cfg.default_customer.clone(),
+            gate: Arc::new(CallGate::new(cfg.billing.refuse_without_balance)),
+        };
+        let (sink, sink_worker) = ControlSink::spawn(store.clone(), sink_ctx.clone(), stop_sink_rx);
         let relay_stats = Arc::new(RelayStats::default());
         let (stop, stop_rx) = watch::channel(false);
         let relay = tokio::spawn(relay::run(
@@ -100,6 +104,7 @@ impl Control {
             relay_stats,
             live: Arc::default(),
             billing,
+            sink_ctx,
             webhooks,
             webhook_allow,
             webhook_task,
@@ -129,7 +134,7 @@ impl Control {
         let consumer = events_in::subscribe(&link)?;
         let ctx = events_in::EventsIn {
             store: self.store.clone(),
-            default_customer: cfg.default_customer.clone(),
+            ctx: self.sink_ctx.clone(),
             sink_stats: self.sink.stats(),
             link_stats: stats.clone(),
         };
@@ -152,6 +157,7 @@ impl Control {
             live: self.live.clone(),
             billing: self.billing.clone(),
             webhooks: self.webhooks.clone(),
+            gate: self.sink_ctx.gate.clone(),
         }
     }
 
@@ -162,6 +168,7 @@ impl Control {
 
     /// The `/v1` API, giving hangups to `commands`.
     pub fn router(&self, commands: Arc<dyn CallCommands>) -> axum::Router {
+        self.sink_ctx.gate.set_commands(commands.clone());
         api::router(AppState {
             store: self.store.clone(),
             commands,
@@ -208,6 +215,7 @@ pub struct ControlMetrics {
     live: Arc<crate::api::ws::LiveStats>,
     billing: Arc<BillingStats>,
     webhooks: Arc<WebhookStats>,
+    gate: Arc<CallGate>,
 }
 
 impl ControlMetrics {
@@ -220,6 +228,12 @@ impl ControlMetrics {
         link.push_str(&self.live.render());
         link.push_str(&self.billing.render());
         link.push_str(&self.webhooks.render());
+        link.push_str(&format!(
+            "# HELP voxbridge_control_calls_refused_total Calls hung up by the pre-call check.\n\
+             # TYPE voxbridge_control_calls_refused_total counter\n\
+             voxbridge_control_calls_refused_total{{reason=\"no_balance\"}} {}\n",
+            self.gate.refused.load(Relaxed)
+        ));
         format!(
             "# HELP voxbridge_control_call_events_total Media call events taken by the control sidecar, by result.\n\
              # TYPE voxbridge_control_call_events_total counter\n\

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use voxbridge_media::events::{CallEvent, EventSink, Speaker};
+use voxbridge_media::CallCommands;
 
 /// Counters of the sink worker.
 #[derive(Debug, Default)]
@@ -34,6 +35,78 @@ pub struct SinkStats {
     pub refused: AtomicU64,
     /// Store errors retried.
     pub retries: AtomicU64,
+}
+
+/// The optional pre-call check (`[control.billing] refuse_without_balance`):
+/// a new call of a customer whose billing account has no balance left is
+/// hung up through media's command interface as soon as it is stored.
+/// Customers without an account are not checked. A store error lets the
+/// call through (logged): the check must not take calls down with it.
+#[derive(Default)]
+pub struct CallGate {
+    /// Whether the check runs.
+    pub refuse_without_balance: bool,
+    commands: std::sync::OnceLock<Arc<dyn CallCommands>>,
+    /// Calls refused.
+    pub refused: AtomicU64,
+}
+
+impl std::fmt::Debug for CallGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallGate")
+            .field("refuse_without_balance", &self.refuse_without_balance)
+            .finish()
+    }
+}
+
+impl CallGate {
+    /// A gate; `refuse_without_balance` turns the check on.
+    pub fn new(refuse_without_balance: bool) -> Self {
+        CallGate {
+            refuse_without_balance,
+            ..CallGate::default()
+        }
+    }
+
+    /// Where refusals go (the media server's commands, or the Kafka link);
+    /// the first one set stays.
+    pub fn set_commands(&self, commands: Arc<dyn CallCommands>) {
+        let _ = self.commands.set(commands);
+    }
+
+    async fn check(&self, store: &Store, customer_id: &str, call_id: &str) {
+        if !self.refuse_without_balance {
+            return;
+        }
+        match store.billing_account(customer_id).await {
+            Ok(a) if a.balance_micros <= 0 => {
+                self.refused.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    call_id,
+                    customer_id,
+                    balance_micros = a.balance_micros,
+                    "call refused: no balance"
+                );
+                match self.commands.get() {
+                    Some(c) => {
+                        c.hangup(call_id);
+                    }
+                    None => tracing::warn!(call_id, "no media command interface: refused call keeps running"),
+                }
+            }
+            Ok(_) | Err(ControlError::NotFound) => {}
+            Err(e) => tracing::warn!(error = %e, call_id, "balance check failed: call let through"),
+        }
+    }
+}
+
+/// What applying an event needs besides the store.
+#[derive(Debug, Clone)]
+pub struct SinkCtx {
+    /// Owner of calls whose route has no `customer_id` parameter.
+    pub default_customer: String,
+    /// The pre-call check.
+    pub gate: Arc<CallGate>,
 }
 
 /// The sink media's calls report to.
@@ -60,12 +133,12 @@ impl ControlSink {
     /// is dropped, or when `stop` turns true, after storing what is queued.
     pub fn spawn(
         store: Store,
-        default_customer: String,
+        ctx: SinkCtx,
         stop: watch::Receiver<bool>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(SinkStats::default());
-        let worker = tokio::spawn(run(store, default_customer, rx, stats.clone(), stop));
+        let worker = tokio::spawn(run(store, ctx, rx, stats.clone(), stop));
         (ControlSink { tx, stats }, worker)
     }
 
@@ -77,7 +150,7 @@ impl ControlSink {
 
 async fn run(
     store: Store,
-    default_customer: String,
+    ctx: SinkCtx,
     mut rx: mpsc::UnboundedReceiver<CallEvent>,
     stats: Arc<SinkStats>,
     mut stop: watch::Receiver<bool>,
@@ -93,7 +166,7 @@ async fn run(
                 Err(_) => return,
             },
         };
-        apply_retrying(&store, &default_customer, &event, None, &stats).await;
+        apply_retrying(&store, &ctx, &event, None, &stats).await;
         stats.queued.fetch_sub(1, Relaxed);
     }
 }
@@ -104,14 +177,14 @@ async fn run(
 /// redelivered transcript segment a no-op); `None` in process.
 pub async fn apply_retrying(
     store: &Store,
-    default_customer: &str,
+    ctx: &SinkCtx,
     event: &CallEvent,
     event_id: Option<&str>,
     stats: &SinkStats,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match apply(store, default_customer, event, event_id).await {
+        match apply(store, ctx, event, event_id).await {
             Ok(true) => stats.applied.fetch_add(1, Relaxed),
             Ok(false) => stats.ignored.fetch_add(1, Relaxed),
             Err(ControlError::Store(e)) => {
@@ -133,7 +206,7 @@ pub async fn apply_retrying(
 /// Applies one event; `Ok(false)` when it changed nothing.
 pub async fn apply(
     store: &Store,
-    default_customer: &str,
+    ctx: &SinkCtx,
     event: &CallEvent,
     event_id: Option<&str>,
 ) -> crate::Result<bool> {
@@ -146,7 +219,7 @@ pub async fn apply(
                     .params
                     .get("customer_id")
                     .cloned()
-                    .unwrap_or_else(|| default_customer.to_owned()),
+                    .unwrap_or_else(|| ctx.default_customer.clone()),
                 status: if outgoing {
                     CallStatus::Dialing
                 } else {
@@ -163,7 +236,11 @@ pub async fn apply(
                 ingress: info.ingress.to_owned(),
                 at: Millis::from_system(*at),
             };
-            Ok(store.create_call(&new).await?.1)
+            let (_, created) = store.create_call(&new).await?;
+            if created {
+                ctx.gate.check(store, &new.customer_id, &new.id).await;
+            }
+            Ok(created)
         }
         CallEvent::Answered { call_id, at } => {
             let change = CallChange {

@@ -23,6 +23,7 @@ both_stores!(
     concurrent_hangups_keep_the_balance_exact,
     balance_low_fires_once_per_crossing,
     the_sweep_bills_what_the_worker_missed,
+    the_precall_check_refuses_calls_without_balance,
 );
 
 fn admin() -> Actor {
@@ -257,6 +258,64 @@ async fn balance_low_fires_once_per_crossing(s: Store) {
         1,
         "above the threshold again"
     );
+}
+
+#[derive(Default)]
+struct FakeMedia(std::sync::Mutex<Vec<String>>);
+
+impl voxbridge_media::CallCommands for FakeMedia {
+    fn hangup(&self, call_id: &str) -> bool {
+        self.0.lock().expect("lock").push(call_id.to_owned());
+        true
+    }
+}
+
+fn created(call: &str, customer: &str) -> voxbridge_media::events::CallEvent {
+    let mut info = voxbridge_media::events::CallInfo {
+        call_id: call.into(),
+        route: "default".into(),
+        ingress: "audiosocket",
+        ..Default::default()
+    };
+    info.params.insert("customer_id".into(), customer.into());
+    voxbridge_media::events::CallEvent::Created {
+        info,
+        at: std::time::SystemTime::now(),
+    }
+}
+
+async fn the_precall_check_refuses_calls_without_balance(s: Store) {
+    use voxbridge_control::sink::{apply, CallGate, SinkCtx};
+    customer(&s, "broke", Some(plan(1, 1, 6_000, 0)), 0).await;
+    customer(&s, "rich", Some(plan(1, 1, 6_000, 0)), 1_000).await;
+    customer(&s, "unbilled", None, 0).await;
+    let media = Arc::new(FakeMedia::default());
+    let gate = Arc::new(CallGate::new(true));
+    gate.set_commands(media.clone());
+    let ctx = SinkCtx {
+        default_customer: "unbilled".into(),
+        gate: gate.clone(),
+    };
+    for (call, customer) in [
+        ("c-broke", "broke"),
+        ("c-rich", "rich"),
+        ("c-unbilled", "unbilled"),
+    ] {
+        let e = created(call, customer);
+        assert!(apply(&s, &ctx, &e, None).await.expect("apply"));
+        // A replay is not a new call: no second refusal.
+        assert!(!apply(&s, &ctx, &e, None).await.expect("replay"));
+    }
+    assert_eq!(*media.0.lock().expect("lock"), ["c-broke"]);
+    assert_eq!(gate.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let off = SinkCtx {
+        default_customer: "unbilled".into(),
+        gate: Arc::new(CallGate::new(false)),
+    };
+    apply(&s, &off, &created("c-broke-2", "broke"), None)
+        .await
+        .expect("apply");
+    assert_eq!(media.0.lock().expect("lock").len(), 1, "off by default");
 }
 
 async fn the_sweep_bills_what_the_worker_missed(s: Store) {

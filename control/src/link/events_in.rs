@@ -24,8 +24,8 @@ use voxbridge_media::event_wire::WireEvent;
 pub struct EventsIn {
     /// The store events go to.
     pub store: Store,
-    /// Owner of calls without a `customer_id` route parameter.
-    pub default_customer: String,
+    /// Default customer and pre-call check.
+    pub ctx: crate::sink::SinkCtx,
     /// Outcome counters (shared with the in-process sink's).
     pub sink_stats: Arc<SinkStats>,
     /// Link counters.
@@ -67,16 +67,7 @@ pub async fn run(consumer: StreamConsumer, ctx: EventsIn, mut stop: watch::Recei
         };
         ctx.link_stats.events_received.fetch_add(1, Relaxed);
         match WireEvent::decode(msg.payload().unwrap_or_default()) {
-            Ok(w) => {
-                apply_retrying(
-                    &ctx.store,
-                    &ctx.default_customer,
-                    &w.event,
-                    Some(&w.event_id),
-                    &ctx.sink_stats,
-                )
-                .await
-            }
+            Ok(w) => apply_retrying(&ctx.store, &ctx.ctx, &w.event, Some(&w.event_id), &ctx.sink_stats).await,
             Err(e) => {
                 ctx.link_stats.events_malformed.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, partition = msg.partition(), offset = msg.offset(), "link: undecodable call event skipped");
