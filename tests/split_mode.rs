@@ -5,7 +5,9 @@
 //! call as a Kafka command; while no control process runs, a second call's
 //! events wait in Kafka and are applied, in order and without replaying the
 //! first call's, by the next control process; a message that is not a call
-//! event is counted and skipped.
+//! event is counted and skipped. The outbox goes to Kafka as well: the
+//! events this test reads come back from Kafka into each process's bus, and
+//! billing charges from its consumer group.
 
 mod harness;
 
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tower::ServiceExt;
-use voxbridge_control::config::{ControlConfig, KafkaSection};
+use voxbridge_control::config::{ControlConfig, EventsTo, KafkaSection};
 use voxbridge_control::link::media_side::MediaSide;
 use voxbridge_control::model::Actor;
 use voxbridge_control::service::Control;
@@ -51,6 +53,7 @@ async fn control(cfg: &ControlConfig) -> (Control, axum::Router) {
     let mut control = Control::start(cfg).await.expect("control starts");
     let commands = control.link_media_over_kafka(cfg).await.expect("link to media");
     let api = control.router(commands);
+    soon("the bus fed from Kafka", control.events_ready()).await;
     (control, api)
 }
 
@@ -70,6 +73,9 @@ async fn media_and_control_apart_exchange_events_and_commands_over_kafka() {
             partitions: 2,
             ..KafkaSection::default()
         },
+        // The outbox goes to Kafka too; the bus this test reads is fed back
+        // from Kafka, and billing reads call_hungup in its consumer group.
+        events: EventsTo::Kafka,
         ..ControlConfig::default()
     };
 
@@ -81,6 +87,19 @@ async fn media_and_control_apart_exchange_events_and_commands_over_kafka() {
         .create_access_key(&Actor { id: "test".into() }, "default", "split", None)
         .await
         .expect("key");
+    let plan = voxbridge_control::billing::RatePlan {
+        price_per_minute_micros: 60_000,
+        increment_first_s: 1,
+        increment_next_s: 1,
+        min_charge_micros: 0,
+        low_balance_threshold_micros: 0,
+    };
+    let admin = Actor { id: "test".into() };
+    control1
+        .store
+        .set_rate_plan(&admin, "default", &plan)
+        .await
+        .expect("plan");
 
     // The media process: its only tie to control is the Kafka link.
     let mut bot = TestBot::start().await;
@@ -146,6 +165,10 @@ async fn media_and_control_apart_exchange_events_and_commands_over_kafka() {
     assert_eq!(e.event_type, "call_hungup");
     assert_eq!(e.resource.fields["hangup_cause"], "api_hangup");
     assert_eq!(e.resource.fields["hangup_by"], "local");
+    // Billing's consumer group charged it.
+    let b = next_event(&mut bus).await;
+    assert_eq!(b.event_type, "billing_record_created");
+    assert_eq!(b.resource.fields["event_id"], e.event_id.as_str());
     let text = control1.metrics().render();
     assert!(
         text.contains("voxbridge_link_messages_total{kind=\"command\",result=\"sent\"} 1"),

@@ -8,8 +8,8 @@
 //!
 //! With several control instances on one PostgreSQL, each runs a worker;
 //! the account row lock and the unique keys make whichever comes first
-//! charge. (Only the instance running the outbox relay sees bus events;
-//! the others bill through the sweep.)
+//! charge. With Kafka, `call_hungup` comes from the billing consumer group
+//! instead of the bus (`relay/kafka_feed.rs`) and this worker only sweeps.
 
 use crate::error::ControlError;
 use crate::store::billing::Billed;
@@ -72,10 +72,12 @@ impl BillingStats {
 }
 
 /// Runs until `stop` turns true. `events` must be subscribed before the
-/// caller starts anything that publishes, so nothing slips past.
+/// caller starts anything that publishes, so nothing slips past; `None`
+/// when another consumer takes `call_hungup` (the Kafka billing group) and
+/// this worker only sweeps.
 pub async fn run(
     store: Store,
-    mut events: broadcast::Receiver<Arc<EventEnvelope>>,
+    events: Option<broadcast::Receiver<Arc<EventEnvelope>>>,
     stats: Arc<BillingStats>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -85,6 +87,8 @@ pub async fn run(
         Stop,
     }
     let mut sweep_at = tokio::time::interval(SWEEP_EVERY);
+    let (_never_tx, never) = broadcast::channel(1);
+    let mut events = events.unwrap_or(never);
     loop {
         let next = tokio::select! {
             e = events.recv() => match e {
@@ -113,6 +117,16 @@ pub async fn run(
 
 /// Bills one call, retrying while the store is unreachable; `false` when
 /// stopped meanwhile.
+pub async fn bill_one(
+    store: &Store,
+    event_id: &str,
+    call_id: &str,
+    stats: &BillingStats,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    bill(store, event_id, call_id, stats, stop).await
+}
+
 async fn bill(
     store: &Store,
     event_id: &str,

@@ -41,6 +41,9 @@ pub struct Control {
     /// Tasks that end with the sink (the Kafka event link).
     inbound: Vec<JoinHandle<()>>,
     billing_task: JoinHandle<()>,
+    /// With Kafka: the bus feed and the billing consumer group.
+    feeds: Vec<JoinHandle<()>>,
+    events_ready: watch::Receiver<bool>,
     link_metrics: Option<Render>,
 }
 
@@ -57,15 +60,12 @@ impl Control {
         let bus = Bus::default();
         let publisher: Arc<dyn Publisher> = match cfg.events {
             EventsTo::Bus => Arc::new(bus.clone()),
-            // Events also reach this process's bus once Kafka has them, for
-            // `/v1/ws` (one relay per database: see ARCHITECTURE.md).
-            EventsTo::Kafka => Arc::new(relay::Tee {
-                first: kafka_publisher(cfg).await?,
-                then: bus.clone(),
-            }),
+            // The bus is fed back from Kafka (relay/kafka_feed.rs).
+            EventsTo::Kafka => kafka_publisher(cfg).await?,
         };
-        // Subscribed before anything can publish (billing_worker docs).
-        let billing_events = bus.subscribe();
+        // Subscribed before anything can publish (billing_worker docs); with
+        // Kafka, the billing consumer group takes call_hungup instead.
+        let billing_events = (cfg.events == EventsTo::Bus).then(|| bus.subscribe());
         let (stop_sink, stop_sink_rx) = watch::channel(false);
         let sink_ctx = SinkCtx {
             default_customer: cfg.default_customer.clone(),
@@ -87,6 +87,11 @@ impl Control {
             billing.clone(),
             stop_rx.clone(),
         ));
+        let (events_ready_tx, events_ready) = watch::channel(cfg.events == EventsTo::Bus);
+        let feeds = match cfg.events {
+            EventsTo::Bus => Vec::new(),
+            EventsTo::Kafka => kafka_feeds(cfg, &bus, &store, &billing, events_ready_tx, &stop_rx),
+        };
         let webhooks = Arc::new(WebhookStats::default());
         let webhook_allow = Arc::new(Allow(cfg.webhooks.allow.clone()));
         let webhook_task = cfg.webhooks.enabled.then(|| {
@@ -116,6 +121,8 @@ impl Control {
             auth,
             inbound: Vec::new(),
             billing_task,
+            feeds,
+            events_ready,
             link_metrics: None,
         })
     }
@@ -146,6 +153,14 @@ impl Control {
         let render = stats.clone();
         self.link_metrics = Some(Arc::new(move || render.render()));
         Ok(Arc::new(KafkaCommands::new(&link, stats)?))
+    }
+
+    /// Resolves once this process's bus sees every event published from now
+    /// on (at once on the in-process bus; with Kafka, once the feed reads
+    /// the topics' ends).
+    pub async fn events_ready(&self) {
+        let mut r = self.events_ready.clone();
+        let _ = r.wait_for(|ok| *ok).await;
     }
 
     /// The sidecar's counters, for `/metrics`.
@@ -190,6 +205,7 @@ impl Control {
             inbound,
             billing_task,
             webhook_task,
+            feeds,
             ..
         } = self;
         stop_sink.send_replace(true);
@@ -200,6 +216,9 @@ impl Control {
         stop.send_replace(true);
         let _ = relay.await;
         let _ = billing_task.await;
+        for f in feeds {
+            let _ = f.await;
+        }
         if let Some(t) = webhook_task {
             let _ = t.await;
         }
@@ -264,16 +283,54 @@ impl ControlMetrics {
 }
 
 #[cfg(feature = "kafka")]
-async fn kafka_publisher(cfg: &ControlConfig) -> Result<Arc<dyn Publisher>> {
-    use crate::relay::kafka::{KafkaConfig, KafkaPublisher};
-    let k = KafkaConfig {
+fn kafka_config(cfg: &ControlConfig) -> crate::relay::kafka::KafkaConfig {
+    crate::relay::kafka::KafkaConfig {
         brokers: cfg.kafka.brokers.clone(),
         topic_prefix: cfg.kafka.topic_prefix.clone(),
         message_timeout_ms: cfg.kafka.message_timeout_ms,
         partitions: cfg.kafka.partitions,
-        ..KafkaConfig::default()
-    };
-    let p = KafkaPublisher::new(k)?;
+        ..crate::relay::kafka::KafkaConfig::default()
+    }
+}
+
+/// The bus feed and the billing consumer group (relay/kafka_feed.rs).
+#[cfg(feature = "kafka")]
+fn kafka_feeds(
+    cfg: &ControlConfig,
+    bus: &Bus,
+    store: &Store,
+    billing: &Arc<BillingStats>,
+    ready: watch::Sender<bool>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    use crate::relay::kafka_feed::{billing_group, bus_feed};
+    vec![
+        tokio::spawn(bus_feed(kafka_config(cfg), bus.clone(), ready, stop.clone())),
+        tokio::spawn(billing_group(
+            kafka_config(cfg),
+            store.clone(),
+            billing.clone(),
+            stop.clone(),
+        )),
+    ]
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_feeds(
+    _: &ControlConfig,
+    _: &Bus,
+    _: &Store,
+    _: &Arc<BillingStats>,
+    _: watch::Sender<bool>,
+    _: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    Vec::new()
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka_publisher(cfg: &ControlConfig) -> Result<Arc<dyn Publisher>> {
+    use crate::relay::kafka::KafkaPublisher;
+    let p = KafkaPublisher::new(kafka_config(cfg))?;
     // Topics are not auto-created everywhere; a broker that is down now is
     // not fatal (the relay retries), so only log.
     if let Err(e) = p.ensure_topics().await {

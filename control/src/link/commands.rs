@@ -7,12 +7,10 @@
 //! itself all partitions from the end offsets it found at start), because
 //! only the one running the call can act on it.
 
-use super::{kafka, producer_config, LinkConfig, LinkStats};
+use super::{assign_from_end, kafka, producer_config, LinkConfig, LinkStats};
 use crate::error::Result;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,41 +60,6 @@ impl CallCommands for KafkaCommands {
     }
 }
 
-/// Assigns all partitions of the commands topic from their current end, so
-/// every command sent after this returns is seen. Blocks (metadata and
-/// offset requests); run it off the async workers.
-fn assign_from_end(config: &LinkConfig) -> Result<StreamConsumer> {
-    let topic = config.commands_topic();
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set(
-            "group.id",
-            format!("{}.media.{}", config.topic_prefix, crate::store::new_id()),
-        )
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(kafka)?;
-    let timeout = Duration::from_secs(5);
-    let meta = consumer.fetch_metadata(Some(&topic), timeout).map_err(kafka)?;
-    let partitions: Vec<i32> = meta
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(kafka(format!("topic {topic} has no partitions (not created?)")));
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        let (_, high) = consumer.fetch_watermarks(&topic, p, timeout).map_err(kafka)?;
-        tpl.add_partition_offset(&topic, p, Offset::Offset(high))
-            .map_err(kafka)?;
-    }
-    consumer.assign(&tpl).map_err(kafka)?;
-    Ok(consumer)
-}
-
 /// Media side: connects (retrying with backoff while Kafka is unreachable),
 /// sets `ready` once it reads from the end offsets, and then carries out
 /// commands until `stop` turns true.
@@ -110,7 +73,9 @@ pub async fn listen(
     let mut backoff = Duration::from_millis(200);
     let consumer = loop {
         let c = config.clone();
-        match tokio::task::spawn_blocking(move || assign_from_end(&c)).await {
+        let topics = [c.commands_topic()];
+        let group = format!("{}.media", c.topic_prefix);
+        match tokio::task::spawn_blocking(move || assign_from_end(&c.brokers, &group, &topics)).await {
             Ok(Ok(consumer)) => break consumer,
             Ok(Err(e)) => tracing::warn!(error = %e, ?backoff, "link: command listener not ready; retrying"),
             Err(e) => tracing::warn!(error = %e, "link: command listener setup panicked; retrying"),

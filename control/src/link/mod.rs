@@ -135,6 +135,46 @@ impl LinkStats {
     }
 }
 
+/// A consumer (no group membership: its group id, `<group_prefix>.<uuid>`,
+/// is never joined) assigned every partition of `topics` at its current end
+/// offset, so it sees every message sent after this returns. Blocks
+/// (metadata and offset requests): run it off the async workers.
+pub(crate) fn assign_from_end(
+    brokers: &str,
+    group_prefix: &str,
+    topics: &[String],
+) -> Result<rdkafka::consumer::StreamConsumer> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{group_prefix}.{}", crate::store::new_id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(kafka)?;
+    let timeout = Duration::from_secs(5);
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let meta = consumer.fetch_metadata(Some(topic), timeout).map_err(kafka)?;
+        let partitions: Vec<i32> = meta
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(kafka(format!("topic {topic} has no partitions (not created?)")));
+        }
+        for p in partitions {
+            let (_, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(kafka)?;
+            tpl.add_partition_offset(topic, p, Offset::Offset(high))
+                .map_err(kafka)?;
+        }
+    }
+    consumer.assign(&tpl).map_err(kafka)?;
+    Ok(consumer)
+}
+
 fn kafka(e: impl std::fmt::Display) -> ControlError {
     ControlError::Kafka(e.to_string())
 }

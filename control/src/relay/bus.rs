@@ -31,6 +31,11 @@ impl Default for Bus {
 }
 
 impl Bus {
+    /// Publishes one event (the Kafka feed).
+    pub fn send(&self, event: EventEnvelope) {
+        let _ = self.tx.send(Arc::new(event));
+    }
+
     /// A new subscriber that sees events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
         self.tx.subscribe()

@@ -15,6 +15,8 @@
 pub mod bus;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
+pub mod kafka_feed;
 
 use crate::error::Result;
 use crate::store::{OutboxRow, Store};
@@ -31,24 +33,6 @@ pub trait Publisher: Send + Sync + 'static {
     /// are confirmed published (all of them on success); an error means
     /// none are.
     async fn publish(&self, rows: &[OutboxRow]) -> Result<usize>;
-}
-
-/// Publishes to `first` (Kafka), then hands what it confirmed to `then`
-/// (this process's bus), so local subscribers see events too.
-pub struct Tee {
-    /// The durable destination.
-    pub first: Arc<dyn Publisher>,
-    /// The local bus.
-    pub then: bus::Bus,
-}
-
-#[async_trait]
-impl Publisher for Tee {
-    async fn publish(&self, rows: &[OutboxRow]) -> Result<usize> {
-        let done = self.first.publish(rows).await?.min(rows.len());
-        self.then.publish(&rows[..done]).await?;
-        Ok(done)
-    }
 }
 
 /// Relay counters.

@@ -1,0 +1,144 @@
+//! With `events = "kafka"`, what each control process reads back from the
+//! event topics:
+//!
+//! - [`bus_feed`]: every event, into this process's bus (for `/v1/ws`), so
+//!   every instance's subscribers see every event whichever instance's relay
+//!   published it. Each process reads all partitions from the end offsets it
+//!   found at start (no group).
+//! - [`billing_group`]: `call_hungup` events for billing, in the consumer
+//!   group `<prefix>.billing`, so several instances share the partitions;
+//!   an offset is stored only after its call is charged (a redelivery
+//!   charges nothing, see `Store::bill_call`).
+//!
+//! Webhooks need no consumer: their deliveries are rows written with the
+//! event itself (`crate::webhooks`).
+
+use super::bus::Bus;
+use super::kafka::KafkaConfig;
+use crate::billing_worker::{bill_one, BillingStats};
+use crate::link::assign_from_end;
+use crate::store::Store;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::Message;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use voxbridge_proto::envelope::EventEnvelope;
+
+/// Reads every event topic into `bus` until `stop`; `ready` turns true once
+/// events sent from then on will be seen.
+pub async fn bus_feed(
+    config: KafkaConfig,
+    bus: Bus,
+    ready: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let topics: Vec<String> = config.resource_types.iter().map(|t| config.topic(t)).collect();
+    let mut backoff = Duration::from_millis(200);
+    let consumer = loop {
+        let (brokers, group, topics) = (
+            config.brokers.clone(),
+            format!("{}.bus", config.topic_prefix),
+            topics.clone(),
+        );
+        match tokio::task::spawn_blocking(move || assign_from_end(&brokers, &group, &topics)).await {
+            Ok(Ok(c)) => break c,
+            Ok(Err(e)) => tracing::warn!(error = %e, ?backoff, "kafka bus feed not ready; retrying"),
+            Err(e) => tracing::warn!(error = %e, "kafka bus feed setup panicked; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    };
+    ready.send_replace(true);
+    loop {
+        let msg = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match msg {
+            Ok(m) => match std::str::from_utf8(m.payload().unwrap_or_default())
+                .map_err(|e| e.to_string())
+                .and_then(|t| EventEnvelope::parse(t).map_err(|e| e.to_string()))
+            {
+                Ok(e) => bus.send(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = m.topic(), "kafka bus feed: not an event envelope; skipped")
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "kafka bus feed"),
+        }
+    }
+}
+
+/// Charges `call_hungup` events from `<prefix>.call.events` in the group
+/// `<prefix>.billing` until `stop`.
+pub async fn billing_group(
+    config: KafkaConfig,
+    store: Store,
+    stats: Arc<BillingStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let consumer: StreamConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{}.billing", config.topic_prefix))
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "billing consumer: not started (the sweep still bills)");
+            return;
+        }
+    };
+    if let Err(e) = consumer.subscribe(&[&config.topic("call")]) {
+        tracing::error!(error = %e, "billing consumer: cannot subscribe (the sweep still bills)");
+        return;
+    }
+    loop {
+        let msg = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let m = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "billing consumer");
+                continue;
+            }
+        };
+        let is_hangup = m
+            .headers()
+            .and_then(|h| {
+                use rdkafka::message::Headers;
+                h.iter().find(|h| h.key == "event_type").and_then(|h| h.value)
+            })
+            .is_some_and(|v| v == b"call_hungup");
+        if is_hangup {
+            let parsed = std::str::from_utf8(m.payload().unwrap_or_default())
+                .ok()
+                .and_then(|t| EventEnvelope::parse(t).ok());
+            match parsed {
+                Some(e) => {
+                    if !bill_one(&store, &e.event_id, &e.resource.id, &stats, &mut stop).await {
+                        break;
+                    }
+                }
+                None => tracing::warn!(
+                    offset = m.offset(),
+                    "billing consumer: bad call_hungup message skipped"
+                ),
+            }
+        }
+        if let Err(e) = consumer.store_offset_from_message(&m) {
+            tracing::warn!(error = %e, "billing consumer: could not store the offset");
+        }
+    }
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+}
