@@ -10,7 +10,6 @@ mod common;
 
 use common::broker::Broker;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,16 +75,6 @@ async fn drained(store: &Store, what: &str) {
     .unwrap_or_else(|_| panic!("outbox not drained: {what}"));
 }
 
-fn python() -> PathBuf {
-    let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache",
-            std::env::var("HOME").unwrap_or_else(|_| "/root".into())
-        )
-    });
-    PathBuf::from(cache).join("voxbridge/control-venv/bin/python")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_survives_a_broker_outage_and_keeps_order_per_call() {
     let _ = tracing_subscriber::fmt()
@@ -146,7 +135,7 @@ async fn relay_survives_a_broker_outage_and_keeps_order_per_call() {
     // Expected: every committed call event, in commit order per call.
     let all = store_events(&store).await;
     assert_eq!(all.len(), 180);
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../tests/interop/kafka_consume.py"

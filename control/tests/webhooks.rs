@@ -20,7 +20,6 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -170,16 +169,6 @@ async fn call_events(control: &Control, id: &str) {
     }
 }
 
-fn python() -> PathBuf {
-    let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache",
-            std::env::var("HOME").unwrap_or_else(|_| "/root".into())
-        )
-    });
-    PathBuf::from(cache).join("voxbridge/control-venv/bin/python")
-}
-
 /// Runs the independent verifier over captured requests.
 fn verify_with_python(captured: &[(HeaderMap, String)], secret: &str) {
     let reqs: Vec<Value> = captured
@@ -197,7 +186,7 @@ fn verify_with_python(captured: &[(HeaderMap, String)], secret: &str) {
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::write(&file, serde_json::to_vec(&reqs).expect("json")).expect("write");
-    let out = std::process::Command::new(python())
+    let out = std::process::Command::new(common::python())
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../tests/interop/verify_webhooks.py"

@@ -7,13 +7,12 @@
 //! itself all partitions from the end offsets it found at start), because
 //! only the one running the call can act on it.
 
-use super::{assign_from_end, kafka, producer_config, LinkConfig, LinkStats};
+use super::{assign_from_end_retrying, kafka, producer_config, LinkConfig, LinkStats};
 use crate::error::Result;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::Message;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use voxbridge_media::event_wire::CallCommand;
 use voxbridge_media::CallCommands;
@@ -70,21 +69,12 @@ pub async fn listen(
     ready: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(200);
-    let consumer = loop {
-        let c = config.clone();
-        let topics = [c.commands_topic()];
-        let group = format!("{}.media", c.topic_prefix);
-        match tokio::task::spawn_blocking(move || assign_from_end(&c.brokers, &group, &topics)).await {
-            Ok(Ok(consumer)) => break consumer,
-            Ok(Err(e)) => tracing::warn!(error = %e, ?backoff, "link: command listener not ready; retrying"),
-            Err(e) => tracing::warn!(error = %e, "link: command listener setup panicked; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+    let group = format!("{}.media", config.topic_prefix);
+    let topics = [config.commands_topic()];
+    let what = "link: command listener";
+    let Some(consumer) = assign_from_end_retrying(&config.brokers, &group, &topics, what, &mut stop).await
+    else {
+        return;
     };
     ready.send_replace(true);
     loop {

@@ -175,6 +175,32 @@ pub(crate) fn assign_from_end(
     Ok(consumer)
 }
 
+/// [`assign_from_end`], retried with backoff (200 ms doubling to 5 s) while
+/// Kafka is unreachable or the topics are missing; `None` if `stop` turns
+/// true first. `what` names the reader in logs.
+pub(crate) async fn assign_from_end_retrying(
+    brokers: &str,
+    group_prefix: &str,
+    topics: &[String],
+    what: &str,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<rdkafka::consumer::StreamConsumer> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let (b, g, t) = (brokers.to_owned(), group_prefix.to_owned(), topics.to_vec());
+        match tokio::task::spawn_blocking(move || assign_from_end(&b, &g, &t)).await {
+            Ok(Ok(c)) => return Some(c),
+            Ok(Err(e)) => tracing::warn!(error = %e, ?backoff, "{what} not ready; retrying"),
+            Err(e) => tracing::warn!(error = %e, "{what} setup panicked; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 fn kafka(e: impl std::fmt::Display) -> ControlError {
     ControlError::Kafka(e.to_string())
 }

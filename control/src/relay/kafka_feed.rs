@@ -16,13 +16,12 @@
 use super::bus::Bus;
 use super::kafka::KafkaConfig;
 use crate::billing_worker::{bill_one, BillingStats};
-use crate::link::assign_from_end;
+use crate::link::assign_from_end_retrying;
 use crate::store::Store;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::Message;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use voxbridge_proto::envelope::EventEnvelope;
 
@@ -35,23 +34,11 @@ pub async fn bus_feed(
     mut stop: watch::Receiver<bool>,
 ) {
     let topics: Vec<String> = config.resource_types.iter().map(|t| config.topic(t)).collect();
-    let mut backoff = Duration::from_millis(200);
-    let consumer = loop {
-        let (brokers, group, topics) = (
-            config.brokers.clone(),
-            format!("{}.bus", config.topic_prefix),
-            topics.clone(),
-        );
-        match tokio::task::spawn_blocking(move || assign_from_end(&brokers, &group, &topics)).await {
-            Ok(Ok(c)) => break c,
-            Ok(Err(e)) => tracing::warn!(error = %e, ?backoff, "kafka bus feed not ready; retrying"),
-            Err(e) => tracing::warn!(error = %e, "kafka bus feed setup panicked; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+    let group = format!("{}.bus", config.topic_prefix);
+    let what = "kafka bus feed";
+    let Some(consumer) = assign_from_end_retrying(&config.brokers, &group, &topics, what, &mut stop).await
+    else {
+        return;
     };
     ready.send_replace(true);
     loop {

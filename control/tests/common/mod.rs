@@ -73,3 +73,14 @@ macro_rules! both_stores {
         }
     };
 }
+
+/// The Python of the control tests' venv (`scripts/setup.sh` makes it).
+pub fn python() -> std::path::PathBuf {
+    let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache",
+            std::env::var("HOME").unwrap_or_else(|_| "/root".into())
+        )
+    });
+    std::path::PathBuf::from(cache).join("voxbridge/control-venv/bin/python")
+}
