@@ -22,19 +22,24 @@ pub const MAX_INCREMENT_S: i64 = 3_600;
 pub struct RatePlan {
     /// Price of one minute, micro-units.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::model::lenient_int")]
     pub price_per_minute_micros: i64,
     /// First billed block, seconds (the `6` of 6/6).
     #[schema(minimum = 1, maximum = 3600)]
+    #[serde(deserialize_with = "crate::model::lenient_int")]
     pub increment_first_s: i64,
     /// Each later block, seconds.
     #[schema(minimum = 1, maximum = 3600)]
+    #[serde(deserialize_with = "crate::model::lenient_int")]
     pub increment_next_s: i64,
     /// Least a billed call costs, micro-units.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::model::lenient_int")]
     pub min_charge_micros: i64,
     /// A `customer_balance_low` event goes out when the balance drops
     /// below this, micro-units.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::model::lenient_int")]
     pub low_balance_threshold_micros: i64,
 }
 

@@ -243,3 +243,27 @@ pub struct CallFilter {
     /// Created before.
     pub until: Option<Millis>,
 }
+
+/// Deserialises an integer that JSON may spell as `126` or `126.0` (JSON
+/// Schema's `integer` admits both, and so do API clients); other fractions
+/// and values beyond 2^53 written as floats are refused.
+pub fn lenient_int<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
+    use serde::de::Error as _;
+    use serde::Deserialize as _;
+    let v = serde_json::Number::deserialize(d)?;
+    if let Some(i) = v.as_i64() {
+        return Ok(i);
+    }
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => Ok(f as i64),
+        _ => Err(D::Error::custom(format!("{v} is not an integer in range"))),
+    }
+}
+
+/// [`lenient_int`] for optional fields (`null` or absent is `None`).
+pub fn lenient_opt_int<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct W(#[serde(deserialize_with = "lenient_int")] i64);
+    use serde::Deserialize as _;
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+}

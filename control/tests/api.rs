@@ -383,7 +383,19 @@ async fn webhook_urls_to_internal_addresses_are_refused(store: Store) {
         "http://[::1]/hook",
         "http://localhost:9000/hook",
         "http://[::ffff:192.168.0.1]/hook",
+    ] {
+        let body = json!({ "url": url }).to_string();
+        let (s, v) = call(&app, "POST", "/v1/webhooks", Some(&a), Some(&body)).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::FORBIDDEN, "forbidden_destination"),
+            "{url}: {v}"
+        );
+    }
+    for url in [
         "file:///etc/passwd",
+        "not a url",
+        "https://user:pw@hooks.example.com/",
     ] {
         let body = json!({ "url": url }).to_string();
         let (s, v) = call(&app, "POST", "/v1/webhooks", Some(&a), Some(&body)).await;
@@ -467,6 +479,25 @@ async fn admin_manages_customers_and_keys(store: Store) {
         (StatusCode::OK, Some(2_500_000)),
         "{v}"
     );
+    // JSON integers may be written 1.0; real fractions are refused.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers/acme/billing/credit",
+        Some(ADMIN),
+        Some(r#"{"amount_micros":0.0}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers/acme/billing/credit",
+        Some(ADMIN),
+        Some(r#"{"amount_micros":1.5}"#),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_body"), "{v}");
     let (s, v) = call(&app, "GET", "/v1/billing", Some(&secret), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["plan"]["increment_next_s"], 6);
@@ -515,6 +546,7 @@ async fn admin_manages_customers_and_keys(store: Store) {
         [
             "customer.delete",
             "access_key.delete",
+            "billing.credit",
             "billing.credit",
             "billing.plan",
             "access_key.create",

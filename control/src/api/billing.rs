@@ -27,6 +27,7 @@ pub struct ListRecords {
 pub struct Credit {
     /// Micro-units to add.
     #[schema(minimum = -1_000_000_000_000_000_i64, maximum = 1_000_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::model::lenient_int")]
     pub amount_micros: i64,
 }
 

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 400 | `bad_request`, `invalid_json`, `invalid_body` |
 //! | 401 | `unauthorized` |
-//! | 403 | `forbidden` |
+//! | 403 | `forbidden`, `forbidden_destination` (a webhook URL that is or resolves to an internal address) |
 //! | 404 | `not_found` |
 //! | 409 | `conflict`, `invalid_transition` |
 //! | 413 | `payload_too_large` |

@@ -30,7 +30,7 @@ pub struct EndpointWithSecret {
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
     /// Seconds, 0-604800 (7 days); default 86400.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::lenient_opt_int")]
     #[schema(minimum = 0, maximum = 604800)]
     pub overlap_s: Option<i64>,
 }
@@ -40,14 +40,18 @@ async fn check(s: &AppState, spec: &EndpointSpec) -> Result<(), ApiError> {
         return Err(ApiError::bad_request("url longer than 2048 bytes"));
     }
     let url = reqwest::Url::parse(&spec.url).map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
-    let host = ssrf::check_url(&url, &s.webhook_allow).map_err(ApiError::bad_request)?;
+    let refused = |r: ssrf::Refused| match r {
+        ssrf::Refused::Malformed(m) => ApiError::bad_request(m),
+        ssrf::Refused::Internal(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden_destination", m),
+    };
+    let host = ssrf::check_url(&url, &s.webhook_allow).map_err(refused)?;
     ssrf::check_host(
         &host,
         url.port_or_known_default().unwrap_or(443),
         &s.webhook_allow,
     )
     .await
-    .map_err(ApiError::bad_request)?;
+    .map_err(refused)?;
     validate_types(&spec.event_types).map_err(ApiError::bad_request)?;
     if spec.max_concurrency.is_some_and(|c| !(1..=16).contains(&c)) {
         return Err(ApiError::bad_request("max_concurrency must be 1-16"));
@@ -58,7 +62,8 @@ async fn check(s: &AppState, spec: &EndpointSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Registers an endpoint.
+/// Registers an endpoint. A URL that is or resolves to an internal address
+/// is refused with 403 `forbidden_destination`.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = EndpointSpec,
     security(("bearer" = []), ("access_key" = [])),
     responses((status = 201, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

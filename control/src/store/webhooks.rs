@@ -47,23 +47,42 @@ pub struct WebhookEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
-    /// `http` or `https` URL; internal addresses are refused.
-    #[schema(max_length = 2048)]
+    /// `http` or `https` URL; internal addresses are refused (403
+    /// `forbidden_destination`).
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://([a-z0-9]+\\.)*[a-z][a-z0-9]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub url: String,
     /// Event types (`*` or e.g. `call_hungup`); all when empty or absent.
     #[serde(default)]
+    #[schema(schema_with = event_types_schema)]
     pub event_types: Vec<String>,
     /// Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
     /// 1-16, default 4.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::lenient_opt_int")]
     #[schema(minimum = 1, maximum = 16)]
     pub max_concurrency: Option<i64>,
     /// 1000-60000 ms, default 10000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::lenient_opt_int")]
     #[schema(minimum = 1000, maximum = 60000)]
     pub timeout_ms: Option<i64>,
+}
+
+/// `event_types` in the OpenAPI document: at most 50 of `*` or lower-case
+/// names (what `webhooks::validate_types` accepts).
+fn event_types_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^(\\*|[a-z_]{1,64})$")),
+        )
+        .max_items(Some(50))
+        .build()
 }
 
 /// One event's delivery to one endpoint.

@@ -63,46 +63,68 @@ impl Allow {
     }
 }
 
+/// Why a URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not an http(s) URL with a host and without credentials.
+    Malformed(String),
+    /// It is, or resolves to, an internal address.
+    Internal(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Malformed(m) | Refused::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Checks a URL's form (http or https, a host, no credentials) and, for an
 /// IP literal, the address. Returns the host.
-pub fn check_url(url: &reqwest::Url, allow: &Allow) -> Result<String, String> {
+pub fn check_url(url: &reqwest::Url, allow: &Allow) -> Result<String, Refused> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err("url must be http or https".into());
+        return Err(Refused::Malformed("url must be http or https".into()));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("url must not carry credentials".into());
+        return Err(Refused::Malformed("url must not carry credentials".into()));
     }
     let host = match url.host() {
         Some(url::Host::Domain(d)) => d.to_owned(),
         Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip), allow)?,
         Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), allow)?,
-        None => return Err("url has no host".into()),
+        None => return Err(Refused::Malformed("url has no host".into())),
     };
     Ok(host)
 }
 
-fn check_ip(ip: IpAddr, allow: &Allow) -> Result<String, String> {
+fn check_ip(ip: IpAddr, allow: &Allow) -> Result<String, Refused> {
     match allow.permits(ip) {
         true => Ok(ip.to_string()),
-        false => Err(format!(
+        false => Err(Refused::Internal(format!(
             "{ip} is a loopback, private, link-local or otherwise internal address"
-        )),
+        ))),
     }
 }
 
-/// Resolves `host` and refuses it unless every address is permitted (at
-/// save time: one inside address is enough to refuse).
-pub async fn check_host(host: &str, port: u16, allow: &Allow) -> Result<(), String> {
+/// Resolves `host` and refuses it if any address it has now is internal. A
+/// name that does not resolve (yet) passes: every delivery checks again.
+pub async fn check_host(host: &str, port: u16, allow: &Allow) -> Result<(), Refused> {
     if host.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("{host} does not resolve: {e}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            tracing::info!(host, error = %e, "webhook host does not resolve now; checked again at delivery");
+            return Ok(());
+        }
+    };
     match addrs.iter().find(|a| !allow.permits(a.ip())) {
-        Some(bad) => Err(format!("{host} resolves to {}, an internal address", bad.ip())),
-        None if addrs.is_empty() => Err(format!("{host} has no addresses")),
+        Some(bad) => Err(Refused::Internal(format!(
+            "{host} resolves to {}, an internal address",
+            bad.ip()
+        ))),
         None => Ok(()),
     }
 }
