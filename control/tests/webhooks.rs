@@ -7,7 +7,8 @@
 //! - a delivery that keeps failing gives up, disables its endpoint with a
 //!   `webhook_endpoint_disabled` event, and after the endpoint is enabled
 //!   again and the delivery redelivered through the API, it arrives;
-//! - a rotated secret signs alongside the new one.
+//! - a rotated secret signs alongside the new one;
+//! - at most `max_concurrency` deliveries are open at once per endpoint.
 //!
 //! (Refused internal URLs are in `tests/api.rs` and `webhooks::ssrf`.)
 
@@ -424,4 +425,98 @@ async fn sqlite_a_failing_endpoint_is_disabled_and_redelivery_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_failing_endpoint_is_disabled_and_redelivery_works() {
     a_failing_endpoint_is_disabled_and_redelivery_works(common::fresh_pg_url().await).await;
+}
+
+/// Holds every request until the test lets it go, counting how many are
+/// open at once.
+#[derive(Clone)]
+struct Holding {
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+    arrived: Option<mpsc::UnboundedSender<()>>,
+}
+
+async fn hold(State(h): State<Holding>) -> StatusCode {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = h.open.fetch_add(1, SeqCst) + 1;
+    h.most.fetch_max(now, SeqCst);
+    if let Some(a) = &h.arrived {
+        let _ = a.send(());
+    }
+    if let Ok(p) = h.gate.acquire().await {
+        p.forget();
+    }
+    h.open.fetch_sub(1, SeqCst);
+    StatusCode::OK
+}
+
+async fn the_concurrency_limit_holds(store: String) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let control = start(store, 3_600, "limit").await;
+    let (_, key) = control
+        .store
+        .create_access_key(&Actor { id: "t".into() }, "default", "wh", None)
+        .await
+        .expect("key");
+    let app = control.router(Arc::new(voxbridge_control::api::NoMedia));
+    let (tx, mut arrived) = mpsc::unbounded_channel();
+    let holding = Holding {
+        open: Arc::default(),
+        most: Arc::default(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        arrived: Some(tx),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hook_app = Router::new()
+        .route("/hook", post(hold))
+        .with_state(holding.clone());
+    tokio::spawn(async move { axum::serve(listener, hook_app).await });
+    let spec = json!({"url": format!("http://127.0.0.1:{port}/hook"), "event_types": ["call_created"], "max_concurrency": 2});
+    let (status, created) = api(&app, &key, "POST", "/v1/webhooks", Some(spec)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    // Six calls: six resources, so only the limit holds them back.
+    for i in 0..6 {
+        control
+            .store
+            .create_call(&NewCall {
+                id: format!("lim-{i}"),
+                customer_id: "default".into(),
+                status: CallStatus::Ringing,
+                direction: Direction::Incoming,
+                source: String::new(),
+                destination: String::new(),
+                route: "default".into(),
+                ingress: "rtp".into(),
+                at: voxbridge_control::time::Millis::now(),
+            })
+            .await
+            .expect("create");
+    }
+    // Let one go only once two are open: a third request while two are
+    // held would show as three open.
+    for n in 1..=6 {
+        within("a held request", arrived.recv()).await.expect("receiver");
+        if n >= 2 {
+            holding.gate.add_permits(1);
+        }
+    }
+    holding.gate.add_permits(1);
+    assert_eq!(
+        holding.most.load(SeqCst),
+        2,
+        "at most max_concurrency in flight, and it was used"
+    );
+    control.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_concurrency_limit_holds() {
+    the_concurrency_limit_holds(common::fresh_sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_concurrency_limit_holds() {
+    the_concurrency_limit_holds(common::fresh_pg_url().await).await;
 }
