@@ -35,7 +35,17 @@ fn world() -> &'static World {
                 ..AuthConfig::default()
             })
             .expect("auth");
-            (router(AppState { store, commands: Arc::new(NoMedia), auth }), key)
+            (
+                router(AppState {
+                    store,
+                    commands: Arc::new(NoMedia),
+                    auth,
+                    bus: Default::default(),
+                    live: Default::default(),
+                    webhook_allow: Default::default(),
+                }),
+                key,
+            )
         });
         World { rt, app, key }
     })
@@ -53,6 +63,13 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/v1/customers/c2"),
     ("POST", "/v1/customers/c/access_keys"),
     ("GET", "/v1/ready"),
+    ("GET", "/v1/billing/records"),
+    ("PUT", "/v1/customers/c/billing"),
+    ("POST", "/v1/customers/c/billing/credit"),
+    ("POST", "/v1/webhooks"),
+    ("PUT", "/v1/webhooks/x"),
+    ("POST", "/v1/webhooks/x/rotate_secret"),
+    ("POST", "/v1/webhook_deliveries/x/redeliver"),
 ];
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
