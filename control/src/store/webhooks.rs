@@ -533,6 +533,20 @@ impl Store {
         limit: u32,
         mut take: impl FnMut(&Claimed) -> bool + Send,
     ) -> Result<Vec<Claimed>> {
+        // The worker wakes on every commit; most find nothing due. One
+        // read on the partial index answers that without a write
+        // transaction (SQLite's would take the one write lock).
+        let due = self
+            .db
+            .read(
+                "SELECT seq FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 AND lease_until <= $1 LIMIT 1",
+                vals![now],
+            )
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
         let lock = match self.dialect() {
             Dialect::Postgres => " FOR UPDATE OF d SKIP LOCKED",
             Dialect::Sqlite => "",
