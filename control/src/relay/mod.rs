@@ -59,8 +59,11 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut commits = store.commits();
     loop {
         let stopping = *stop.borrow();
+        // Commits from here on wake the next wait: the pass reads after this.
+        commits.borrow_and_update();
         match pass(&store, publisher.as_ref(), &stats).await {
             Ok(n) if n as u32 == BATCH => {
                 backoff = Duration::from_millis(100);
@@ -85,7 +88,7 @@ pub async fn run(
             return;
         }
         tokio::select! {
-            _ = store.committed() => {}
+            _ = commits.changed() => {}
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.wait_for(|s| *s) => {}
         }

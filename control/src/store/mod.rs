@@ -77,7 +77,9 @@ pub trait Tx: Send {
 pub struct Store {
     db: Arc<dyn Backend>,
     /// Woken after every commit, so the outbox relay need not poll.
-    committed: Arc<tokio::sync::Notify>,
+    /// Counts commits; every waiter holds its own receiver, so each one
+    /// (the relay, the webhook worker) sees every commit, none is lost.
+    committed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -94,7 +96,7 @@ impl Store {
         migrations::apply(db.as_ref()).await?;
         Ok(Store {
             db,
-            committed: Arc::new(tokio::sync::Notify::new()),
+            committed: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -123,13 +125,15 @@ impl Store {
     /// Commits and wakes the outbox relay.
     pub(crate) async fn commit(&self, tx: Box<dyn Tx>) -> Result<()> {
         tx.commit().await?;
-        self.committed.notify_one();
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
-    /// Resolves after the next commit of this process (the relay's wake-up).
-    pub async fn committed(&self) {
-        self.committed.notified().await
+    /// Commits of this process, as a counter to wait on: `changed()`
+    /// resolves once a commit happened since the receiver last looked (the
+    /// relay's and the webhook worker's wake-up).
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// One page of a tenant's rows of `table` (newest first), optionally

@@ -109,7 +109,9 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut in_flight: HashMap<String, i64> = HashMap::new();
     let mut tasks = JoinSet::new();
+    let mut commits = store.commits();
     loop {
+        commits.borrow_and_update();
         let now = Millis::now();
         let mut tentative = in_flight.clone();
         let claimed = store
@@ -139,7 +141,7 @@ pub async fn run(
                     release(&mut in_flight, &ep);
                 }
             }
-            _ = store.committed() => {}
+            _ = commits.changed() => {}
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
