@@ -231,11 +231,25 @@ async fn every_event_arrives_in_order_and_verifies(store: String) {
     let secret = created["secret"].as_str().expect("secret").to_owned();
     let endpoint = created["endpoint"]["id"].as_str().expect("id").to_owned();
 
-    // The receiver is down while 8 calls make 24 events.
+    // The receiver is down while 8 calls make 24 events, until an attempt
+    // has failed against it (checked after each commit).
+    let mut commits = control.store.commits();
     let calls: Vec<String> = (0..8).map(|i| format!("call-{i}")).collect();
     for c in &calls {
         call_events(&control, c).await;
     }
+    let deliveries = format!("/v1/webhooks/{endpoint}/deliveries?limit=100");
+    within("an attempt against the down receiver", async {
+        loop {
+            let (_, page) = api(&app, &key, "GET", &deliveries, None).await;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            if items.iter().any(|d| d["attempts"].as_i64() >= Some(1)) {
+                break;
+            }
+            commits.changed().await.expect("store open");
+        }
+    })
+    .await;
     // Up again: three 500s, one hang past the timeout, then 200s.
     let script = vec![
         Answer::Status(500),

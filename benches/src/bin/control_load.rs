@@ -22,14 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use voxbridge_control::model::{Actor, NewCall};
+use voxbridge_benches::control_setup::{call, fresh_schema, ms, Res};
+use voxbridge_control::model::Actor;
 use voxbridge_control::relay::kafka::{KafkaConfig, KafkaPublisher};
 use voxbridge_control::relay::{self, RelayStats};
-use voxbridge_control::state::{CallStatus, Direction};
 use voxbridge_control::store::Store;
-use voxbridge_control::time::Millis;
-
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 struct Args {
     pg: String,
@@ -63,35 +60,6 @@ fn args() -> Res<Args> {
         }
     }
     Ok(a)
-}
-
-/// A store on a fresh schema; returns it and its URL.
-async fn fresh_store(pg: &str) -> Res<(Store, String)> {
-    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let (client, conn) = tokio_postgres::connect(pg, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE SCHEMA {schema}")).await?;
-    let sep = if pg.contains('?') { '&' } else { '?' };
-    let url = format!("{pg}{sep}options=-c%20search_path%3D{schema}");
-    Ok((Store::connect(&url).await?, url))
-}
-
-fn call(id: String) -> NewCall {
-    NewCall {
-        id,
-        customer_id: "bench".into(),
-        status: CallStatus::Ringing,
-        direction: Direction::Incoming,
-        source: "+15550100".into(),
-        destination: "+15550199".into(),
-        route: "default".into(),
-        ingress: "rtp".into(),
-        at: Millis::now(),
-    }
-}
-
-fn ms(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64 / 1000.0
 }
 
 /// One keep-alive HTTP/1.1 connection; returns the status of each GET.
@@ -130,11 +98,12 @@ impl Http {
 }
 
 async fn api(a: &Args) -> Res<(f64, f64, f64)> {
-    let (store, url) = fresh_store(&a.pg).await?;
+    let url = fresh_schema(&a.pg).await?;
+    let store = Store::connect(&url).await?;
     store.ensure_customer("bench", "Bench").await?;
     let n_calls = 2000;
     for i in 0..n_calls {
-        store.create_call(&call(format!("call-{i}"))).await?;
+        store.create_call(&call(format!("call-{i}"), "bench")).await?;
     }
     let (_, key) = store
         .create_access_key(&Actor { id: "bench".into() }, "bench", "bench", None)
@@ -218,7 +187,7 @@ async fn api(a: &Args) -> Res<(f64, f64, f64)> {
 }
 
 async fn outbox(a: &Args) -> Res<(f64, f64)> {
-    let (store, _) = fresh_store(&a.pg).await?;
+    let store = Store::connect(&fresh_schema(&a.pg).await?).await?;
     let config = KafkaConfig {
         brokers: a.kafka.clone(),
         ..KafkaConfig::default()
@@ -238,7 +207,7 @@ async fn outbox(a: &Args) -> Res<(f64, f64)> {
     let stats = Arc::new(RelayStats::default());
     let relay = tokio::spawn(relay::run(store.clone(), Arc::new(publisher), stats, stop_rx));
     // Warm up: one event through, so the consumer has its partitions.
-    store.create_call(&call("warmup".into())).await?;
+    store.create_call(&call("warmup".into(), "bench")).await?;
     let mut stream = consumer.stream();
     tokio::time::timeout(Duration::from_secs(30), stream.next())
         .await?
@@ -257,7 +226,7 @@ async fn outbox(a: &Args) -> Res<(f64, f64)> {
                 tokio::time::sleep_until((start + Duration::from_nanos(i * 1_000_000_000 / rate)).into())
                     .await;
                 let id = format!("ev-{i}");
-                if store.create_call(&call(id.clone())).await.is_ok() {
+                if store.create_call(&call(id.clone(), "bench")).await.is_ok() {
                     let _ = committed.lock().map(|mut m| m.insert(id, Instant::now()));
                 }
                 i += writers;

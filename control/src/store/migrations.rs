@@ -188,6 +188,13 @@ CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, seq);
 CREATE INDEX webhook_attempts_customer ON webhook_attempts (customer_id, seq);
 ",
     ),
+    (
+        4,
+        "
+CREATE INDEX webhook_deliveries_endpoint_due ON webhook_deliveries (endpoint_id, next_attempt_at, seq)
+    WHERE status = 'pending';
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {

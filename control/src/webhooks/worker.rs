@@ -1,8 +1,11 @@
 //! The delivery worker: leases due deliveries from the store (the head of
 //! each resource's queue per endpoint, within each endpoint's concurrency
-//! limit), POSTs each on its own task, records the attempt and schedules
-//! the retry. It wakes on every commit (new deliveries), on every finished
-//! attempt, and at least every [`POLL`] (retries coming due).
+//! limit) and POSTs each on its own task. A recorder task writes finished
+//! attempts (and their retry schedule) in batches, one transaction for all
+//! that finished meanwhile; a delivery's concurrency slot, and the next
+//! delivery of its resource, free up once its attempt is committed. The
+//! worker wakes on every commit (new deliveries), on every recorded batch,
+//! and at least every [`POLL`] (retries coming due).
 //!
 //! A lease outlives the longest request, so a crashed worker's deliveries
 //! are picked up again after it expires: delivery is at least once, and
@@ -11,7 +14,7 @@
 use super::schedule::{Backoff, Next};
 use super::sign;
 use super::ssrf::{check_url, Allow, GuardedResolver};
-use crate::store::webhooks::{Claimed, Outcome};
+use crate::store::webhooks::{Claimed, Finished, Outcome};
 use crate::store::Store;
 use crate::time::Millis;
 use std::collections::HashMap;
@@ -27,6 +30,8 @@ pub const POLL: Duration = Duration::from_millis(500);
 const LEASE: Duration = Duration::from_secs(90);
 /// Deliveries claimed per pass.
 const CLAIM: u32 = 64;
+/// Finished attempts recorded per transaction, at most.
+const RECORD_BATCH: usize = 256;
 /// Response bodies read at most this far (then dropped).
 const MAX_RESPONSE: usize = 64 * 1024;
 
@@ -107,6 +112,8 @@ pub async fn run(
         stats,
     });
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let (record_tx, record_rx) = mpsc::unbounded_channel::<Finished>();
+    let recorder = tokio::spawn(record(ctx.clone(), record_rx, done_tx));
     let mut in_flight: HashMap<String, i64> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut commits = store.commits();
@@ -129,7 +136,7 @@ pub async fn run(
             Ok(claimed) => {
                 for c in claimed {
                     *in_flight.entry(c.endpoint_id.clone()).or_insert(0) += 1;
-                    tasks.spawn(deliver(ctx.clone(), c, done_tx.clone()));
+                    tasks.spawn(deliver(ctx.clone(), c, record_tx.clone()));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "webhooks: could not claim deliveries; retrying"),
@@ -148,6 +155,9 @@ pub async fn run(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+    // Every attempt is handed over; the recorder writes them and ends.
+    drop(record_tx);
+    let _ = recorder.await;
 }
 
 fn release(in_flight: &mut HashMap<String, i64>, endpoint: &str) {
@@ -159,7 +169,7 @@ fn release(in_flight: &mut HashMap<String, i64>, endpoint: &str) {
     }
 }
 
-async fn deliver(ctx: Arc<Ctx>, c: Claimed, done: mpsc::UnboundedSender<String>) {
+async fn deliver(ctx: Arc<Ctx>, c: Claimed, record: mpsc::UnboundedSender<Finished>) {
     let started = Millis::now();
     let t0 = Instant::now();
     let (status_code, error) = attempt(&ctx, &c).await;
@@ -192,30 +202,46 @@ async fn deliver(ctx: Arc<Ctx>, c: Claimed, done: mpsc::UnboundedSender<String>)
         error,
         retry_in_ms,
     };
-    // The attempt happened; record it, waiting out a short store outage.
-    // If the store stays away the lease expires and the delivery is made
-    // again (at least once).
-    let mut backoff = Duration::from_millis(50);
-    for _ in 0..8 {
-        match ctx.store.finish_attempt(&c, started, &outcome).await {
-            Ok(disabled) => {
-                if disabled {
-                    ctx.stats.endpoints_disabled.fetch_add(1, Relaxed);
-                    tracing::warn!(
-                        endpoint = c.endpoint_id,
-                        "webhook endpoint disabled after a delivery gave up"
-                    );
+    // The recorder lives until every sender is gone.
+    let _ = record.send(Finished {
+        claimed: c,
+        started,
+        outcome,
+    });
+}
+
+/// Writes finished attempts, a batch per transaction, then frees their
+/// endpoints' slots. A short store outage is waited out; if the store stays
+/// away the leases expire and those deliveries are made again (at least
+/// once).
+async fn record(
+    ctx: Arc<Ctx>,
+    mut rx: mpsc::UnboundedReceiver<Finished>,
+    done: mpsc::UnboundedSender<String>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let mut backoff = Duration::from_millis(50);
+        for _ in 0..8 {
+            match ctx.store.finish_attempts(&batch).await {
+                Ok(disabled) => {
+                    for endpoint in disabled {
+                        ctx.stats.endpoints_disabled.fetch_add(1, Relaxed);
+                        tracing::warn!(endpoint, "webhook endpoint disabled after a delivery gave up");
+                    }
+                    break;
                 }
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, delivery = c.id, "webhooks: could not record an attempt; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
+                Err(e) => {
+                    tracing::warn!(error = %e, attempts = batch.len(), "webhooks: could not record attempts; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
             }
         }
+        for f in batch.drain(..) {
+            let _ = done.send(f.claimed.endpoint_id);
+        }
     }
-    let _ = done.send(c.endpoint_id);
 }
 
 /// One POST: the status code and, for anything but a 2xx, what went wrong.
