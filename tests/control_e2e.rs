@@ -9,15 +9,16 @@ mod harness;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use harness::{pipecat_msg, pipecat_next, pipecat_route, uuid, within, Caller, TestBot};
+use harness::{
+    billed_default_customer, one_listener, pipecat_msg, pipecat_next, pipecat_route, uuid, within, Caller,
+    TestBot,
+};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use tower::ServiceExt;
 use voxbridge_control::config::ControlConfig;
-use voxbridge_control::model::Actor;
 use voxbridge_control::service::Control;
-use voxbridge_media::config::AudioSocketListener;
-use voxbridge_media::{Config, MediaServer};
+use voxbridge_media::MediaServer;
 use voxbridge_proto::audiosocket::Frame;
 use voxbridge_proto::envelope::EventEnvelope;
 use voxbridge_proto::pipecat::{Kind, TranscriptionFrame};
@@ -36,40 +37,10 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
     };
     let control = Control::start(&ccfg).await.expect("control starts");
     let mut bus = control.bus.subscribe();
-    let (_, secret) = control
-        .store
-        .create_access_key(&Actor { id: "test".into() }, "default", "e2e", None)
-        .await
-        .expect("key");
-    let plan = voxbridge_control::billing::RatePlan {
-        price_per_minute_micros: 60_000,
-        increment_first_s: 1,
-        increment_next_s: 1,
-        min_charge_micros: 0,
-        low_balance_threshold_micros: 0,
-    };
-    let admin = Actor { id: "test".into() };
-    control
-        .store
-        .set_rate_plan(&admin, "default", &plan)
-        .await
-        .expect("plan");
-    control
-        .store
-        .credit(&admin, "default", 1_000_000)
-        .await
-        .expect("credit");
+    let (secret, plan) = billed_default_customer(&control.store).await;
 
     let mut bot = TestBot::start().await;
-    let mut config = Config::default();
-    config
-        .routes
-        .insert("default".into(), pipecat_route(&bot.url, 16000));
-    config.audiosocket = vec![AudioSocketListener {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        route: "default".into(),
-    }];
-    config.metrics_listen = None;
+    let config = one_listener(pipecat_route(&bot.url, 16000));
     let server = MediaServer::bind(config, Arc::new(control.sink()))
         .await
         .expect("media binds");

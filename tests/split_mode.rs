@@ -17,7 +17,9 @@ mod broker;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use broker::Broker;
-use harness::{pipecat_msg, pipecat_next, pipecat_route, uuid, Caller, TestBot};
+use harness::{
+    billed_default_customer, one_listener, pipecat_msg, pipecat_next, pipecat_route, uuid, Caller, TestBot,
+};
 use http_body_util::BodyExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -27,10 +29,8 @@ use tokio::sync::broadcast;
 use tower::ServiceExt;
 use voxbridge_control::config::{ControlConfig, EventsTo, KafkaSection};
 use voxbridge_control::link::media_side::MediaSide;
-use voxbridge_control::model::Actor;
 use voxbridge_control::service::Control;
-use voxbridge_media::config::AudioSocketListener;
-use voxbridge_media::{Config, MediaServer};
+use voxbridge_media::MediaServer;
 use voxbridge_proto::envelope::EventEnvelope;
 use voxbridge_proto::pipecat::{Kind, TranscriptionFrame};
 
@@ -82,41 +82,11 @@ async fn media_and_control_apart_exchange_events_and_commands_over_kafka() {
     // The control process.
     let (control1, api) = control(&ccfg).await;
     let mut bus = control1.bus.subscribe();
-    let (_, secret) = control1
-        .store
-        .create_access_key(&Actor { id: "test".into() }, "default", "split", None)
-        .await
-        .expect("key");
-    let plan = voxbridge_control::billing::RatePlan {
-        price_per_minute_micros: 60_000,
-        increment_first_s: 1,
-        increment_next_s: 1,
-        min_charge_micros: 0,
-        low_balance_threshold_micros: 0,
-    };
-    let admin = Actor { id: "test".into() };
-    control1
-        .store
-        .set_rate_plan(&admin, "default", &plan)
-        .await
-        .expect("plan");
-    control1
-        .store
-        .credit(&admin, "default", 1_000_000)
-        .await
-        .expect("credit");
+    let (secret, _) = billed_default_customer(&control1.store).await;
 
     // The media process: its only tie to control is the Kafka link.
     let mut bot = TestBot::start().await;
-    let mut config = Config::default();
-    config
-        .routes
-        .insert("default".into(), pipecat_route(&bot.url, 16000));
-    config.audiosocket = vec![AudioSocketListener {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        route: "default".into(),
-    }];
-    config.metrics_listen = None;
+    let config = one_listener(pipecat_route(&bot.url, 16000));
     let mut link = MediaSide::new(ccfg.link_config()).expect("media link");
     let server = MediaServer::bind(config, link.sink.clone())
         .await

@@ -31,6 +31,48 @@ pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// One AudioSocket listener on a free loopback port, for route `default`,
+/// and no metrics HTTP listener.
+pub fn listen_locally(config: &mut Config) {
+    config.audiosocket = vec![AudioSocketListener {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        route: "default".into(),
+    }];
+    config.metrics_listen = None;
+}
+
+/// A config whose only route, `default`, is `route`, listening locally.
+pub fn one_listener(route: Route) -> Config {
+    let mut config = Config::default();
+    config.routes.insert("default".into(), route);
+    listen_locally(&mut config);
+    config
+}
+
+/// The `default` customer with an access key, a rate plan of 0.06 per
+/// minute billed per second, and a balance of 1.00; returns the key and the
+/// plan.
+pub async fn billed_default_customer(
+    store: &voxbridge_control::store::Store,
+) -> (String, voxbridge_control::billing::RatePlan) {
+    use voxbridge_control::model::Actor;
+    let admin = Actor { id: "test".into() };
+    let (_, secret) = store
+        .create_access_key(&admin, "default", "test", None)
+        .await
+        .expect("key");
+    let plan = voxbridge_control::billing::RatePlan {
+        price_per_minute_micros: 60_000,
+        increment_first_s: 1,
+        increment_next_s: 1,
+        min_charge_micros: 0,
+        low_balance_threshold_micros: 0,
+    };
+    store.set_rate_plan(&admin, "default", &plan).await.expect("plan");
+    store.credit(&admin, "default", 1_000_000).await.expect("credit");
+    (secret, plan)
+}
+
 /// A daemon running in this process.
 pub struct Daemon {
     pub addr: SocketAddr,
@@ -44,18 +86,12 @@ pub struct Daemon {
 impl Daemon {
     /// A daemon whose only listener uses `route`.
     pub async fn start(route: Route) -> Daemon {
-        let mut config = Config::default();
-        config.routes.insert("default".into(), route);
-        Daemon::with_config(config).await
+        Daemon::with_config(one_listener(route)).await
     }
 
     /// A daemon with `config`, its listener moved to a free port, metrics HTTP off.
     pub async fn with_config(mut config: Config) -> Daemon {
-        config.audiosocket = vec![AudioSocketListener {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            route: "default".into(),
-        }];
-        config.metrics_listen = None;
+        listen_locally(&mut config);
         let (sink, events) = ChannelSink::new();
         let server = MediaServer::bind(config, sink).await.expect("daemon binds");
         let addr = server.audiosocket_addrs()[0];
