@@ -371,8 +371,7 @@ impl Store {
 
     /// One of a tenant's billing records.
     pub async fn get_billing_record(&self, customer_id: &str, id: &str) -> Result<BillingRecord> {
-        let sql = format!("SELECT {RECORD_COLS} FROM billing_records WHERE customer_id = $1 AND id = $2");
-        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
-        rows.first().map(record).unwrap_or(Err(ControlError::NotFound))
+        self.tenant_row(RECORD_COLS, "billing_records", customer_id, id, record)
+            .await
     }
 }

@@ -93,9 +93,7 @@ impl Store {
 
     /// One of a tenant's calls.
     pub async fn get_call(&self, customer_id: &str, id: &str) -> Result<Call> {
-        let sql = format!("SELECT {COLS} FROM calls WHERE customer_id = $1 AND id = $2");
-        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
-        rows.first().map(call).unwrap_or(Err(ControlError::NotFound))
+        self.tenant_row(COLS, "calls", customer_id, id, call).await
     }
 
     /// A tenant's calls, newest first.

@@ -166,6 +166,21 @@ impl Store {
         }
     }
 
+    /// One row of a tenant's (`customer_id = $1 AND id = $2`), mapped by
+    /// `map`; `NotFound` when there is none, whoever else owns that id.
+    pub(crate) async fn tenant_row<T>(
+        &self,
+        cols: &str,
+        table: &str,
+        customer_id: &str,
+        id: &str,
+        map: fn(&Row) -> Result<T>,
+    ) -> Result<T> {
+        let sql = format!("SELECT {cols} FROM {table} WHERE customer_id = $1 AND id = $2");
+        let rows = self.db.read(&sql, &[customer_id.into(), id.into()]).await?;
+        rows.first().map(map).unwrap_or(Err(ControlError::NotFound))
+    }
+
     /// Checks that the database answers (readiness).
     pub async fn ping(&self) -> Result<()> {
         self.db.read("SELECT 1", &[]).await.map(|_| ())

@@ -140,11 +140,8 @@ impl Store {
 
     /// One of a tenant's transcribes.
     pub async fn get_transcribe(&self, customer_id: &str, id: &str) -> Result<Transcribe> {
-        let sql = format!("SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE customer_id = $1 AND id = $2");
-        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
-        rows.first()
-            .map(transcribe)
-            .unwrap_or(Err(ControlError::NotFound))
+        self.tenant_row(TRANSCRIBE_COLS, "transcribes", customer_id, id, transcribe)
+            .await
     }
 
     /// A tenant's transcript segments, newest first, optionally of one
@@ -164,10 +161,7 @@ impl Store {
 
     /// One of a tenant's transcript segments.
     pub async fn get_transcript(&self, customer_id: &str, id: &str) -> Result<Transcript> {
-        let sql = format!("SELECT {TRANSCRIPT_COLS} FROM transcripts WHERE customer_id = $1 AND id = $2");
-        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
-        rows.first()
-            .map(transcript)
-            .unwrap_or(Err(ControlError::NotFound))
+        self.tenant_row(TRANSCRIPT_COLS, "transcripts", customer_id, id, transcript)
+            .await
     }
 }

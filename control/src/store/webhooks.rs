@@ -440,9 +440,8 @@ impl Store {
 
     /// One of a tenant's endpoints.
     pub async fn get_webhook(&self, customer_id: &str, id: &str) -> Result<WebhookEndpoint> {
-        let sql = format!("SELECT {ENDPOINT_COLS} FROM webhook_endpoints WHERE customer_id = $1 AND id = $2");
-        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
-        rows.first().map(endpoint).unwrap_or(Err(ControlError::NotFound))
+        self.tenant_row(ENDPOINT_COLS, "webhook_endpoints", customer_id, id, endpoint)
+            .await
     }
 
     /// A tenant's deliveries to one endpoint, newest first.
@@ -466,10 +465,8 @@ impl Store {
 
     /// One of a tenant's deliveries.
     pub async fn get_delivery(&self, customer_id: &str, id: &str) -> Result<WebhookDelivery> {
-        let sql =
-            format!("SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE customer_id = $1 AND id = $2");
-        let rows = self.db.read(&sql, vals![customer_id, id]).await?;
-        rows.first().map(delivery).unwrap_or(Err(ControlError::NotFound))
+        self.tenant_row(DELIVERY_COLS, "webhook_deliveries", customer_id, id, delivery)
+            .await
     }
 
     /// A tenant's attempts of one delivery, newest first.
