@@ -28,6 +28,45 @@ pub enum Mode {
     Echo,
     /// A 440 Hz tone, one frame per frame received.
     Tone,
+    /// Echo, plus a greeting (`TextFrame`) when the call starts and, when
+    /// the caller stops talking, a `TranscriptionFrame` saying how long the
+    /// utterance was (no speech recognition: it shows the transcript path).
+    Demo,
+}
+
+/// Utterance tracking for [`Mode::Demo`]: a frame is speech when its RMS
+/// exceeds -40 dBFS; 300 ms of non-speech ends an utterance.
+#[derive(Debug, Default)]
+struct Utterances {
+    speech_frames: u32,
+    quiet_frames: u32,
+}
+
+impl Utterances {
+    /// Feeds one frame of PCM16 LE; returns an utterance's length (ms) when one ends.
+    fn frame(&mut self, pcm: &[u8], frame_ms: u32) -> Option<u32> {
+        let n = pcm.len() / 2;
+        if n == 0 {
+            return None;
+        }
+        let energy: f64 = pcm
+            .chunks_exact(2)
+            .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        if energy.sqrt() > 328.0 {
+            self.speech_frames += 1;
+            self.quiet_frames = 0;
+            return None;
+        }
+        self.quiet_frames += 1;
+        if self.speech_frames > 0 && self.quiet_frames * frame_ms >= 300 {
+            let ms = self.speech_frames * frame_ms;
+            self.speech_frames = 0;
+            return Some(ms);
+        }
+        None
+    }
 }
 
 /// `voxbridge bot echo` arguments.
@@ -121,6 +160,7 @@ async fn session(
     let mut tw_mulaw = false;
     let mut tw_rate = 8000;
     let mut pending: VecDeque<(Instant, Message)> = VecDeque::new();
+    let mut utterances = Utterances::default();
     loop {
         let next_due = pending.front().map(|(t, _)| *t);
         let msg = tokio::select! {
@@ -152,9 +192,23 @@ async fn session(
                         p.audio(h, seq, now);
                     }
                     seq += 1;
+                    if mode == Mode::Demo {
+                        let frame_ms = (a.audio.len() as u32 / 2) * 1000 / a.sample_rate.max(1);
+                        if let Some(ms) = utterances.frame(&a.audio, frame_ms.max(1)) {
+                            pipecat::encode(
+                                Kind::Transcription(pipecat::TranscriptionFrame {
+                                    text: format!("[spoke for {:.1} s]", f64::from(ms) / 1000.0),
+                                    user_id: "caller".into(),
+                                    ..Default::default()
+                                }),
+                                &mut buf,
+                            );
+                            ws.feed(Message::Binary(buf.split().freeze())).await?;
+                        }
+                    }
                     match mode {
                         // The frame is already an AudioRawFrame: send it back as is.
-                        Mode::Echo => Some(Message::Binary(b)),
+                        Mode::Echo | Mode::Demo => Some(Message::Binary(b)),
                         Mode::Tone => {
                             let (pcm, rate) = pipecat::audio_pcm(&a)?;
                             let mut out = BytesMut::with_capacity(pcm.len());
@@ -177,6 +231,17 @@ async fn session(
                         if v["type"] == "voxbridge.start" {
                             let id = v["call_id"].as_str().unwrap_or_default();
                             handle = probe.as_ref().and_then(|p| p.started(id));
+                            if mode == Mode::Demo {
+                                pipecat::encode(
+                                    Kind::Text(pipecat::TextFrame {
+                                        text: "Hello, this is the voxbridge demo bot. I repeat what you say."
+                                            .into(),
+                                        ..Default::default()
+                                    }),
+                                    &mut buf,
+                                );
+                                ws.send(Message::Binary(buf.split().freeze())).await?;
+                            }
                         }
                     }
                     None
@@ -197,7 +262,7 @@ async fn session(
                     }
                     seq += 1;
                     let answer = match mode {
-                        Mode::Echo => payload.into_owned(),
+                        Mode::Echo | Mode::Demo => payload.into_owned(),
                         Mode::Tone => {
                             twilio::decode_payload(&payload, &mut raw)?;
                             let samples = if tw_mulaw { raw.len() } else { raw.len() / 2 };

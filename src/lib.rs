@@ -1,9 +1,11 @@
 //! The `voxbridge` binary's commands, as a library so integration tests can
 //! drive them in-process: `transcode` (file conversion through the call-path
-//! DSP), `serve` (the daemon) and its [`http`] API, `bot` (a built-in echo/tone bot) and `loadgen`
+//! DSP), `serve` (the daemon) and its [`http`] API, `demo` (everything in one
+//! process running an outbound campaign), `bot` (a built-in echo/tone bot) and `loadgen`
 //! (Asterisk-like callers measuring the daemon).
 
 pub mod bot;
+pub mod demo;
 pub mod http;
 pub mod loadgen;
 pub mod loadgen_rtp;

@@ -1,12 +1,13 @@
 //! The `voxbridge` binary: a thin clap front over the library crates.
 //!
-//! Subcommands: `serve` (the daemon), `bot echo` (a built-in bot),
+//! Subcommands: `serve` (the daemon), `demo` (the whole system running an
+//! outbound campaign), `bot echo` (a built-in bot),
 //! `loadgen` (Asterisk-like callers that measure the daemon) and `transcode`
 //! (file conversion through the call-path DSP).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use voxbridge::{bot, loadgen, serve, transcode};
+use voxbridge::{bot, demo, loadgen, serve, transcode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run the daemon: AudioSocket in, bot WebSocket out, /metrics.
     Serve(serve::Args),
+    /// The whole system in one process: control, media, the built-in bot and
+    /// a simulated callee run a small outbound campaign with real speech.
+    Demo(demo::Args),
     /// A built-in bot for demos and load tests.
     #[command(subcommand)]
     Bot(BotCommand),
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Bot(BotCommand::Echo(args)) => bot::run(args),
         Command::Loadgen(args) => loadgen::run(args),
         Command::Transcode(args) => transcode::run(args),

@@ -124,7 +124,14 @@ async fn serve(config: Config, control_cfg: ControlConfig, role: Role) -> anyhow
     }
     let metrics_addr = config.metrics_listen;
     let control = match control_cfg.enabled && role == Role::All {
-        true => Some(Control::start(&control_cfg).await.context("control sidecar")?),
+        true => {
+            let c = Control::start(&control_cfg).await.context("control sidecar")?;
+            // This process's media plane is new: calls it ran before died with it.
+            c.end_orphaned_calls()
+                .await
+                .context("end calls of the previous run")?;
+            Some(c)
+        }
         false => None,
     };
     let link = match role {
@@ -137,6 +144,9 @@ async fn serve(config: Config, control_cfg: ControlConfig, role: Role) -> anyhow
         (None, None) => Arc::new(LogSink),
     };
     let server = MediaServer::bind(config, sink).await?;
+    if let Some(c) = &control {
+        c.set_media_routes(&server.audiosocket_routes());
+    }
     let mut control_addr = String::from("off");
     if let Some(c) = &control {
         control_addr = serve_api(c, control_cfg.listen, Arc::new(server.commands())).await?;

@@ -94,6 +94,14 @@ pub struct ControlConfig {
     pub webhooks: crate::webhooks::WebhookConfig,
     /// Billing.
     pub billing: BillingSection,
+    /// This instance's name, written on the calls it creates; at start it
+    /// ends the calls of its name that are not over (they died with the
+    /// previous run). Give each instance sharing a database its own.
+    pub node_id: String,
+    /// Outbound calls (`POST /v1/calls`, campaigns).
+    pub originate: crate::originate::OriginateConfig,
+    /// The campaign scheduler.
+    pub campaigns: crate::campaign::scheduler::CampaignsConfig,
 }
 
 /// `[control.billing]`.
@@ -117,6 +125,9 @@ impl Default for ControlConfig {
             auth: AuthSection::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
             billing: BillingSection::default(),
+            node_id: "local".into(),
+            originate: crate::originate::OriginateConfig::default(),
+            campaigns: crate::campaign::scheduler::CampaignsConfig::default(),
         }
     }
 }
@@ -133,6 +144,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("VOXBRIDGE_ADMIN_KEY", "admin key for /v1/customers"),
     ("VOXBRIDGE_JWT_HS256_SECRET", "HS256 secret for JWTs"),
+    ("VOXBRIDGE_NODE_ID", "this instance's node id"),
 ];
 
 impl ControlConfig {
@@ -169,6 +181,9 @@ impl ControlConfig {
         }
         if let Some(v) = get("VOXBRIDGE_JWT_HS256_SECRET") {
             self.auth.jwt_hs256_secret = Some(v);
+        }
+        if let Some(v) = get("VOXBRIDGE_NODE_ID") {
+            self.node_id = v;
         }
         Ok(())
     }

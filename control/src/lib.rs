@@ -13,12 +13,14 @@
 pub mod api;
 pub mod billing;
 pub mod billing_worker;
+pub mod campaign;
 pub mod config;
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod link;
 pub mod live;
 pub mod model;
+pub mod originate;
 pub mod relay;
 pub mod service;
 pub mod sink;

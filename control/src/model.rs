@@ -267,3 +267,18 @@ pub fn lenient_opt_int<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::R
     use serde::Deserialize as _;
     Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
 }
+
+/// [`lenient_int`] into a `u32` (negative or too large is refused).
+pub fn lenient_u32<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
+    use serde::de::Error as _;
+    let v = lenient_int(d)?;
+    u32::try_from(v).map_err(|_| D::Error::custom(format!("{v} is out of range")))
+}
+
+/// [`lenient_u32`] for optional fields.
+pub fn lenient_opt_u32<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct W(#[serde(deserialize_with = "lenient_u32")] u32);
+    use serde::Deserialize as _;
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+}

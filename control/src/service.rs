@@ -5,8 +5,10 @@
 
 use crate::api::{self, auth::Auth, AppState};
 use crate::billing_worker::{self, BillingStats};
+use crate::campaign::scheduler::{self, SchedulerStats};
 use crate::config::{ControlConfig, EventsTo};
 use crate::error::Result;
+use crate::originate::{Dialer, Originator};
 use crate::relay::{self, bus::Bus, Publisher, RelayStats};
 use crate::sink::{CallGate, ControlSink, SinkCtx};
 use crate::store::Store;
@@ -45,15 +47,25 @@ pub struct Control {
     feeds: Vec<JoinHandle<()>>,
     events_ready: watch::Receiver<bool>,
     link_metrics: Option<Render>,
+    dialer: Option<Arc<Dialer>>,
+    scheduler: Option<JoinHandle<()>>,
+    scheduler_stats: Arc<SchedulerStats>,
 }
 
 type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl Control {
-    /// Starts everything but the API listener.
+    /// Starts everything but the API listener, with the originator the
+    /// config names.
     pub async fn start(cfg: &ControlConfig) -> Result<Self> {
+        Self::start_with(cfg, cfg.originate.build()?).await
+    }
+
+    /// As [`Control::start`], placing outbound calls through `originator`
+    /// (`None`: outbound calls are refused).
+    pub async fn start_with(cfg: &ControlConfig, originator: Option<Arc<dyn Originator>>) -> Result<Self> {
         let auth = Auth::new(&cfg.auth_config()?)?;
-        let store = Store::connect(&cfg.store_url()).await?;
+        let store = Store::connect(&cfg.store_url()).await?.with_node(&cfg.node_id);
         store
             .ensure_customer(&cfg.default_customer, "Default customer")
             .await?;
@@ -100,6 +112,17 @@ impl Control {
                 Allow(cfg.webhooks.allow.clone()),
                 cfg.webhooks.backoff(),
                 webhooks.clone(),
+                stop_rx.clone(),
+            ))
+        });
+        let dialer = originator.map(|o| Arc::new(Dialer::new(store.clone(), o, &cfg.originate)));
+        let scheduler_stats = Arc::new(SchedulerStats::default());
+        let scheduler = dialer.as_ref().map(|d| {
+            tokio::spawn(scheduler::run(
+                store.clone(),
+                d.clone(),
+                cfg.campaigns.clone(),
+                scheduler_stats.clone(),
                 stop_rx,
             ))
         });
@@ -124,7 +147,40 @@ impl Control {
             feeds,
             events_ready,
             link_metrics: None,
+            dialer,
+            scheduler,
+            scheduler_stats,
         })
+    }
+
+    /// The outbound call dialer, if an originator is configured.
+    pub fn dialer(&self) -> Option<Arc<Dialer>> {
+        self.dialer.clone()
+    }
+
+    /// Tells the dialer where each route's AudioSocket listener is (the
+    /// media plane of this process).
+    pub fn set_media_routes(&self, routes: &[(String, std::net::SocketAddr)]) {
+        if let Some(d) = &self.dialer {
+            for (route, addr) in routes {
+                d.set_route_addr(route, *addr);
+            }
+        }
+    }
+
+    /// Ends the calls this node was running when it last stopped (its
+    /// media plane is new, so they are gone); call before media starts.
+    /// Returns how many.
+    pub async fn end_orphaned_calls(&self) -> Result<usize> {
+        let n = self.store.end_orphaned_calls().await?;
+        if n > 0 {
+            tracing::warn!(
+                calls = n,
+                node = self.store.node(),
+                "ended calls left over from the previous run"
+            );
+        }
+        Ok(n)
     }
 
     /// Split mode (`--role control`): takes call events from media processes
@@ -173,6 +229,8 @@ impl Control {
             billing: self.billing.clone(),
             webhooks: self.webhooks.clone(),
             gate: self.sink_ctx.gate.clone(),
+            dialer: self.dialer.clone(),
+            scheduler: self.scheduler_stats.clone(),
         }
     }
 
@@ -191,6 +249,7 @@ impl Control {
             bus: self.bus.clone(),
             live: self.live.clone(),
             webhook_allow: self.webhook_allow.clone(),
+            dialer: self.dialer.clone(),
         })
     }
 
@@ -206,6 +265,7 @@ impl Control {
             billing_task,
             webhook_task,
             feeds,
+            scheduler,
             ..
         } = self;
         stop_sink.send_replace(true);
@@ -222,6 +282,9 @@ impl Control {
         if let Some(t) = webhook_task {
             let _ = t.await;
         }
+        if let Some(t) = scheduler {
+            let _ = t.await;
+        }
     }
 }
 
@@ -235,6 +298,8 @@ pub struct ControlMetrics {
     billing: Arc<BillingStats>,
     webhooks: Arc<WebhookStats>,
     gate: Arc<CallGate>,
+    dialer: Option<Arc<Dialer>>,
+    scheduler: Arc<SchedulerStats>,
 }
 
 impl ControlMetrics {
@@ -247,6 +312,10 @@ impl ControlMetrics {
         link.push_str(&self.live.render());
         link.push_str(&self.billing.render());
         link.push_str(&self.webhooks.render());
+        if let Some(d) = &self.dialer {
+            link.push_str(&d.stats.render());
+            link.push_str(&self.scheduler.render());
+        }
         link.push_str(&format!(
             "# HELP voxbridge_control_calls_refused_total Calls hung up by the pre-call check.\n\
              # TYPE voxbridge_control_calls_refused_total counter\n\

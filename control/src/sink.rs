@@ -74,6 +74,17 @@ impl CallGate {
         let _ = self.commands.set(commands);
     }
 
+    /// Hangs up a media leg that answered a call already over.
+    fn end_late_answer(&self, call_id: &str) {
+        tracing::warn!(
+            call_id,
+            "media answered a call that is already over: hanging the leg up"
+        );
+        if let Some(c) = self.commands.get() {
+            c.hangup(call_id);
+        }
+    }
+
     async fn check(&self, store: &Store, customer_id: &str, call_id: &str) {
         if !self.refuse_without_balance {
             return;
@@ -248,7 +259,16 @@ pub async fn apply(
                 at: Millis::from_system(*at),
                 hangup: None,
             };
-            Ok(store.transition_call(None, call_id, &change, None).await?.applied)
+            match store.transition_call(None, call_id, &change, None).await {
+                Ok(t) => Ok(t.applied),
+                // Answered after the call was given up (an outbound call
+                // past its ring timeout, or cancelled): end the media leg.
+                Err(ControlError::Transition { from: "hangup", .. }) => {
+                    ctx.gate.end_late_answer(call_id);
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            }
         }
         CallEvent::Hungup {
             call_id, cause, at, ..

@@ -67,6 +67,7 @@ fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
         bus: Default::default(),
         live: Default::default(),
         webhook_allow: Default::default(),
+        dialer: None,
     })
 }
 
@@ -629,10 +630,28 @@ async fn openapi_document_lists_every_route(store: Store) {
         "/v1/webhooks",
         "/v1/webhooks/{id}/rotate_secret",
         "/v1/webhook_deliveries/{id}/redeliver",
+        "/v1/campaigns",
+        "/v1/campaigns/{id}/targets",
+        "/v1/campaigns/{id}/stats",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
+    assert!(doc["paths"]["/v1/calls"]["post"].is_object(), "originate missing");
     assert!(doc["components"]["schemas"]["Call"].is_object());
+    // The server checks webhook URLs against the very pattern it documents.
+    assert_eq!(
+        doc["components"]["schemas"]["EndpointSpec"]["properties"]["url"]["pattern"],
+        voxbridge_control::api::webhooks::URL_PATTERN
+    );
+    // Time zones are listed.
+    let zones = doc["components"]["schemas"]["CampaignSpec"]["properties"]["timezone"]["enum"]
+        .as_array()
+        .expect("timezone enum");
+    assert!(
+        zones.iter().any(|z| z == "Europe/Berlin") && zones.len() > 300,
+        "{} zones",
+        zones.len()
+    );
     let (s, v) = call(&app, "GET", "/v1/ready", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["status"], "ready");

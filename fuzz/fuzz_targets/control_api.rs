@@ -43,6 +43,7 @@ fn world() -> &'static World {
                     bus: Default::default(),
                     live: Default::default(),
                     webhook_allow: Default::default(),
+                    dialer: None,
                 }),
                 key,
             )

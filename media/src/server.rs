@@ -134,6 +134,15 @@ impl MediaServer {
             .collect()
     }
 
+    /// Each AudioSocket listener's route and bound address (where an
+    /// originated call's answered leg connects).
+    pub fn audiosocket_routes(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, route)| l.local_addr().ok().map(|a| (route.clone(), a)))
+            .collect()
+    }
+
     /// The server's metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()

@@ -1,16 +1,92 @@
 //! `/v1/calls`: list, get, hangup, and the tenant's audit log.
 
 use super::auth::Principal;
-use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use super::paging::{Page as Pages, Paging};
 use super::AppState;
-use crate::model::{AuditEntry, Call, CallChange, CallFilter, Page};
+use crate::model::{AuditEntry, Call, CallChange, CallFilter, NewCall, Page};
 use crate::state::{self, CallStatus, Direction, HangupBy, HangupReason};
 use crate::time::Millis;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
+
+/// An outbound call to place.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Originate {
+    /// Number or address to dial (1-64 characters, no blanks or control characters).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$")]
+    pub destination: String,
+    /// Caller id to present (at most 64 characters, no control characters).
+    #[serde(default)]
+    #[schema(max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub source: Option<String>,
+    /// Media route (bot); default `default`.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// Values passed to the originator (an object).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub vars: Option<serde_json::Value>,
+}
+
+/// Places an outbound call through the configured originator. The call is
+/// `dialing` until its media joins (`progressing`) or the originator or
+/// the ring timeout ends it (`hangup` with `busy`, `noanswer` or
+/// `dialout`).
+#[utoipa::path(post, path = "/v1/calls", tag = "calls", request_body = Originate,
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 201, body = Call), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
+pub async fn originate(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiJson(req): ApiJson<Originate>,
+) -> Result<(StatusCode, Json<Call>), ApiError> {
+    let customer = p.customer()?;
+    let dialer = s.dialer.clone().ok_or_else(super::campaigns::no_originator)?;
+    let destination = req.destination.trim();
+    if destination.is_empty() || destination.len() > 64 || destination.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "destination must be 1-64 bytes without control characters",
+        ));
+    }
+    let source = req.source.unwrap_or_default();
+    if source.len() > 64 || source.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "source must be at most 64 bytes without control characters",
+        ));
+    }
+    let route = req.route.unwrap_or_else(|| "default".into());
+    if !dialer.knows_route(&route) {
+        return Err(ApiError::bad_request(format!(
+            "route {route:?} has no AudioSocket listener here"
+        )));
+    }
+    let vars = match req.vars {
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(serde_json::Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::bad_request("vars must be an object")),
+    };
+    let new = NewCall {
+        id: crate::store::new_id(),
+        customer_id: customer.to_owned(),
+        status: CallStatus::Dialing,
+        direction: Direction::Outgoing,
+        source,
+        destination: destination.to_owned(),
+        route,
+        ingress: "audiosocket".into(),
+        at: Millis::now(),
+    };
+    let call = s.store.originate_call(&p.actor, &new).await?;
+    dialer.start(&call, vars, 1);
+    Ok((StatusCode::CREATED, Json(call)))
+}
 
 /// Filters for `GET /v1/calls`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -99,6 +175,10 @@ pub async fn hangup(
     let to = t.call.status;
     if s.commands.hangup(&id) {
         return Ok(Json(t.call));
+    }
+    if let (Direction::Outgoing, Some(d)) = (t.call.direction, &s.dialer) {
+        // Not in media yet: stop the originator from ringing it.
+        d.cancel(&id).await;
     }
     let reason = if to == CallStatus::Canceling {
         HangupReason::Cancel

@@ -1,4 +1,5 @@
-//! The REST API under `/v1/` (axum): calls, transcribes/transcripts, the
+//! The REST API under `/v1/` (axum): calls (and placing outbound ones),
+//! campaigns, transcribes/transcripts, the
 //! audit log, billing (balance, records; rate plans and credits for admins),
 //! webhook endpoints and their deliveries,
 //! customers and access keys (admin), health, readiness, live
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod calls;
+pub mod campaigns;
 pub mod error;
 pub mod paging;
 pub mod transcripts;
@@ -25,6 +27,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use campaigns::Zones;
 use error::{ApiError, ErrorBody};
 use serde::Serialize;
 use std::sync::Arc;
@@ -50,6 +53,8 @@ pub struct AppState {
     pub live: Arc<ws::LiveStats>,
     /// Internal ranges webhook URLs may use anyway.
     pub webhook_allow: Arc<crate::webhooks::ssrf::Allow>,
+    /// Places outbound calls (`None`: no originator configured).
+    pub dialer: Option<Arc<crate::originate::Dialer>>,
 }
 
 /// A media plane that runs no calls (control without media in-process).
@@ -144,7 +149,9 @@ impl Modify for Security {
     info(title = "voxbridge control API", description = "Calls, transcripts, customers and access keys. Errors are {\"error\": {\"code\", \"message\"}}."),
     paths(
         health, ready,
-        calls::list, calls::get, calls::hangup, calls::audit,
+        calls::list, calls::originate, calls::get, calls::hangup, calls::audit,
+        campaigns::create, campaigns::list, campaigns::get, campaigns::start, campaigns::pause, campaigns::stop,
+        campaigns::add_targets, campaigns::list_targets, campaigns::stats,
         transcripts::list_transcribes, transcripts::get_transcribe,
         transcripts::list_transcripts, transcripts::get_transcript,
         admin::list_customers, admin::create_customer, admin::get_customer, admin::delete_customer,
@@ -154,7 +161,7 @@ impl Modify for Security {
         webhooks::deliveries, webhooks::get_delivery, webhooks::attempts, webhooks::redeliver,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Security)
+    modifiers(&Security, &Zones)
 )]
 pub struct ApiDoc;
 
@@ -164,10 +171,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/ready", get(ready))
         .route("/v1/openapi.json", get(openapi_json))
-        .route("/v1/calls", get(calls::list))
+        .route("/v1/calls", get(calls::list).post(calls::originate))
         .route("/v1/calls/{id}", get(calls::get))
         .route("/v1/calls/{id}/hangup", post(calls::hangup))
         .route("/v1/audit", get(calls::audit))
+        .route("/v1/campaigns", get(campaigns::list).post(campaigns::create))
+        .route("/v1/campaigns/{id}", get(campaigns::get))
+        .route("/v1/campaigns/{id}/start", post(campaigns::start))
+        .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
+        .route("/v1/campaigns/{id}/stop", post(campaigns::stop))
+        .route(
+            "/v1/campaigns/{id}/targets",
+            get(campaigns::list_targets)
+                .post(campaigns::add_targets)
+                .layer(DefaultBodyLimit::max(campaigns::TARGETS_BODY_LIMIT)),
+        )
+        .route("/v1/campaigns/{id}/stats", get(campaigns::stats))
         .route("/v1/ws", get(ws::ws))
         .route("/v1/billing", get(billing::account))
         .route("/v1/billing/records", get(billing::list_records))

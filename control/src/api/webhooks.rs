@@ -35,9 +35,23 @@ pub struct Rotate {
     pub overlap_s: Option<i64>,
 }
 
+/// The shape of an endpoint URL, as `EndpointSpec.url`'s schema pattern
+/// says (a test checks the two are the same).
+pub const URL_PATTERN: &str = "^https?://(([a-z0-9-]+\\.)*[a-z][a-z0-9-]*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~/%-]*)?(\\?[A-Za-z0-9._~=&%-]*)?$";
+
+fn url_shape() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(URL_PATTERN).expect("URL_PATTERN is a valid regex"))
+}
+
 async fn check(s: &AppState, spec: &EndpointSpec) -> Result<(), ApiError> {
     if spec.url.len() > 2048 {
         return Err(ApiError::bad_request("url longer than 2048 bytes"));
+    }
+    if !url_shape().is_match(&spec.url) {
+        return Err(ApiError::bad_request(
+            "url must be http(s)://<lower-case host or IPv4>[:port][/path][?query] (see the schema's pattern)",
+        ));
     }
     let url = reqwest::Url::parse(&spec.url).map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
     let refused = |r: ssrf::Refused| match r {

@@ -4,10 +4,11 @@
 //! Every tenant-facing read and write has `customer_id = $1` in its SQL.
 
 use super::audit::{self, Audit};
-use super::{outbox, vals, Row, Store};
+use super::{outbox, vals, Row, Store, Tx};
 use crate::error::{ControlError, Result};
 use crate::model::{Actor, Call, CallChange, CallFilter, NewCall, Page, PageReq};
 use crate::state::{self, CallStatus, Direction, HangupBy, HangupReason, Step};
+use crate::time::Millis;
 
 const COLS: &str = "seq, id, customer_id, status, direction, source, destination, route, ingress, \
      hangup_by, hangup_reason, hangup_cause, tm_create, tm_ringing, tm_progressing, tm_hangup, \
@@ -48,11 +49,48 @@ impl Store {
     /// Records a new call and its `call_created` event. A replay of the same
     /// call id changes nothing and returns the stored call with `false`.
     pub async fn create_call(&self, new: &NewCall) -> Result<(Call, bool)> {
-        let tm_ringing = (new.status == CallStatus::Ringing).then_some(new.at);
         let mut tx = self.db.begin().await?;
+        let Some(c) = self.insert_call(tx.as_mut(), new).await? else {
+            drop(tx);
+            let existing = self.call_by_id(&new.id).await?;
+            return Ok((existing, false));
+        };
+        self.commit(tx).await?;
+        Ok((c, true))
+    }
+
+    /// Records an outbound call asked for through the API (`dialing`),
+    /// with its event and an audit record.
+    pub async fn originate_call(&self, actor: &Actor, new: &NewCall) -> Result<Call> {
+        let mut tx = self.db.begin().await?;
+        let c = self
+            .insert_call(tx.as_mut(), new)
+            .await?
+            .ok_or_else(|| ControlError::Conflict(format!("call {} exists", new.id)))?;
+        audit::write(
+            tx.as_mut(),
+            Audit {
+                customer_id: &c.customer_id,
+                actor,
+                action: "call.originate",
+                resource_type: "call",
+                resource_id: &c.id,
+                before: None::<&Call>,
+                after: Some(&c),
+            },
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(c)
+    }
+
+    /// Inserts a call (owned by this instance's node) and its
+    /// `call_created` event in `tx`; `None` if the id exists.
+    pub(crate) async fn insert_call(&self, tx: &mut dyn Tx, new: &NewCall) -> Result<Option<Call>> {
+        let tm_ringing = (new.status == CallStatus::Ringing).then_some(new.at);
         let sql = format!(
             "INSERT INTO calls (id, customer_id, status, direction, source, destination, route, ingress, \
-             tm_create, tm_ringing, tm_update) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9) \
+             tm_create, tm_ringing, tm_update, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11) \
              ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
         );
         let rows = tx
@@ -68,19 +106,76 @@ impl Store {
                     &new.route,
                     &new.ingress,
                     new.at,
-                    tm_ringing
+                    tm_ringing,
+                    &*self.node
                 ],
             )
             .await?;
         let Some(row) = rows.first() else {
-            drop(tx);
-            let existing = self.call_by_id(&new.id).await?;
-            return Ok((existing, false));
+            return Ok(None);
         };
         let c = call(row)?;
-        outbox::push(tx.as_mut(), "call_created", &c.customer_id, "call", &c.id, &c).await?;
-        self.commit(tx).await?;
-        Ok((c, true))
+        outbox::push(tx, "call_created", &c.customer_id, "call", &c.id, &c).await?;
+        Ok(Some(c))
+    }
+
+    /// Hangs up (`noanswer`, cause `ring_timeout`) the outgoing calls still
+    /// dialing or ringing that were created before `before`: calls whose
+    /// media never joined. Returns how many it ended.
+    pub async fn expire_unanswered(&self, before: Millis) -> Result<usize> {
+        let rows = self
+            .db
+            .read(
+                "SELECT id FROM calls WHERE direction = 'outgoing' AND status IN ('dialing', 'ringing') \
+                 AND tm_create < $1 ORDER BY tm_create LIMIT 500",
+                vals![before],
+            )
+            .await?;
+        let unanswered = |s| matches!(s, CallStatus::Dialing | CallStatus::Ringing);
+        self.hang_up_each(&rows, unanswered, HangupReason::Noanswer, "ring_timeout")
+            .await
+    }
+
+    /// Hangs up (`failed`, cause `node_restart`) every call of this node
+    /// that is not over: at start, when this process's media plane ran
+    /// them and they died with it. Returns how many it ended.
+    pub async fn end_orphaned_calls(&self) -> Result<usize> {
+        let rows = self
+            .db
+            .read(
+                "SELECT id FROM calls WHERE node = $1 AND status <> 'hangup'",
+                vals![&*self.node],
+            )
+            .await?;
+        let open = |s| s != CallStatus::Hangup;
+        self.hang_up_each(&rows, open, HangupReason::Failed, "node_restart")
+            .await
+    }
+
+    /// Hangs up (by `local`) each call of `rows` (column 0: id) whose status,
+    /// read under its row lock, `still` accepts. Returns how many it ended.
+    async fn hang_up_each(
+        &self,
+        rows: &[Row],
+        still: fn(CallStatus) -> bool,
+        reason: HangupReason,
+        cause: &str,
+    ) -> Result<usize> {
+        let mut n = 0;
+        for r in rows {
+            let id = r.text(0)?;
+            let t = self
+                .transition_call_with(None, &id, None, |c| {
+                    still(c.status).then(|| CallChange {
+                        to: CallStatus::Hangup,
+                        at: Millis::now(),
+                        hangup: Some((HangupBy::Local, reason, cause.to_owned())),
+                    })
+                })
+                .await?;
+            n += usize::from(t.applied);
+        }
+        Ok(n)
     }
 
     /// A call by id, whoever owns it (for the media plane's events, never
@@ -238,6 +333,9 @@ impl Store {
             }
         );
         outbox::push(tx.as_mut(), &event, &after.customer_id, "call", id, &after).await?;
+        if after.status == CallStatus::Hangup && after.direction == Direction::Outgoing {
+            super::campaigns::call_ended(tx.as_mut(), lock, &after).await?;
+        }
         if let Some(actor) = actor {
             audit::write(
                 tx.as_mut(),

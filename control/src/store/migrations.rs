@@ -195,6 +195,65 @@ CREATE INDEX webhook_deliveries_endpoint_due ON webhook_deliveries (endpoint_id,
     WHERE status = 'pending';
 ",
     ),
+    (
+        5,
+        "
+ALTER TABLE calls ADD COLUMN node TEXT;
+CREATE INDEX calls_outgoing_unanswered ON calls (tm_create)
+    WHERE direction = 'outgoing' AND status IN ('dialing', 'ringing');
+CREATE INDEX calls_node_open ON calls (node) WHERE status <> 'hangup';
+CREATE TABLE campaigns (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    route TEXT NOT NULL,
+    source TEXT NOT NULL,
+    max_concurrent BIGINT NOT NULL,
+    cps_milli BIGINT NOT NULL,
+    window_start TEXT,
+    window_end TEXT,
+    timezone TEXT NOT NULL,
+    retry TEXT NOT NULL,
+    dialed BIGINT NOT NULL,
+    answered BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    active BIGINT NOT NULL,
+    remaining BIGINT NOT NULL,
+    tm_create BIGINT NOT NULL,
+    tm_start BIGINT,
+    tm_end BIGINT,
+    tm_update BIGINT NOT NULL,
+    recent_starts TEXT NOT NULL
+);
+CREATE INDEX campaigns_customer ON campaigns (customer_id, seq);
+CREATE INDEX campaigns_running ON campaigns (seq) WHERE status = 'running';
+CREATE TABLE campaign_targets (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    campaign_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    vars TEXT NOT NULL,
+    status TEXT NOT NULL,
+    dial_count BIGINT NOT NULL,
+    busy_count BIGINT NOT NULL,
+    no_answer_count BIGINT NOT NULL,
+    failed_count BIGINT NOT NULL,
+    result TEXT,
+    call_id TEXT,
+    next_dial_at BIGINT NOT NULL,
+    last_dial_time BIGINT,
+    tm_create BIGINT NOT NULL,
+    tm_update BIGINT NOT NULL
+);
+CREATE INDEX campaign_targets_due ON campaign_targets (campaign_id, next_dial_at, seq) WHERE status = 'pending';
+CREATE INDEX campaign_targets_campaign ON campaign_targets (campaign_id, seq);
+CREATE INDEX campaign_targets_call ON campaign_targets (call_id);
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {

@@ -12,6 +12,7 @@
 mod audit;
 pub mod billing;
 mod calls;
+pub mod campaigns;
 mod migrations;
 mod outbox;
 pub mod postgres;
@@ -80,6 +81,9 @@ pub struct Store {
     /// Counts commits; every waiter holds its own receiver, so each one
     /// (the relay, the webhook worker) sees every commit, none is lost.
     committed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// This instance's node id, written on the calls it creates (so that
+    /// after a restart it can end the calls that died with it).
+    node: Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -97,6 +101,7 @@ impl Store {
         Ok(Store {
             db,
             committed: Arc::new(tokio::sync::watch::channel(0).0),
+            node: Arc::from("local"),
         })
     }
 
@@ -115,6 +120,17 @@ impl Store {
             )));
         };
         Self::open(db).await
+    }
+
+    /// The same store, writing `node` as the owner of the calls it creates.
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Arc::from(node);
+        self
+    }
+
+    /// This instance's node id.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Which database this is.

@@ -47,11 +47,12 @@ pub struct WebhookEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
-    /// `http` or `https` URL; internal addresses are refused (403
-    /// `forbidden_destination`).
+    /// `http` or `https` URL of the shape the pattern gives (lower-case host
+    /// name or IPv4 address, optional port, path and query); internal
+    /// addresses are refused (403 `forbidden_destination`).
     #[schema(
         max_length = 2048,
-        pattern = "^https?://([a-z0-9]+\\.)*[a-z][a-z0-9]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+        pattern = "^https?://(([a-z0-9-]+\\.)*[a-z][a-z0-9-]*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~/%-]*)?(\\?[A-Za-z0-9._~=&%-]*)?$"
     )]
     pub url: String,
     /// Event types (`*` or e.g. `call_hungup`); all when empty or absent.

@@ -107,16 +107,30 @@ fn check_ip(ip: IpAddr, allow: &Allow) -> Result<String, Refused> {
     }
 }
 
+/// How long saving an endpoint waits for its name to resolve. A resolver
+/// that retries an unknown name can take 10 s or more; the API answers
+/// sooner, and every delivery checks again anyway.
+pub const SAVE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Resolves `host` and refuses it if any address it has now is internal. A
-/// name that does not resolve (yet) passes: every delivery checks again.
+/// name that does not resolve (yet), or not within [`SAVE_LOOKUP_TIMEOUT`],
+/// passes: every delivery checks again.
 pub async fn check_host(host: &str, port: u16, allow: &Allow) -> Result<(), Refused> {
     if host.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
-    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
-        Ok(a) => a.collect(),
-        Err(e) => {
+    let lookup = tokio::time::timeout(SAVE_LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port))).await;
+    let addrs: Vec<SocketAddr> = match lookup {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => {
             tracing::info!(host, error = %e, "webhook host does not resolve now; checked again at delivery");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::info!(
+                host,
+                "webhook host did not resolve in time; checked again at delivery"
+            );
             return Ok(());
         }
     };
