@@ -501,3 +501,114 @@ async fn two_instances_on_one_database_never_dial_a_target_twice() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_stop_follow_the_campaign_state_machine() {
+    let s = stack(SimulatedConfig::default(), 60_000).await;
+    let body = serde_json::json!({"name": "paced", "calls_per_second": 0.01, "window": {"start": "00:00", "end": "00:00"}});
+    let (status, c) = s
+        .call("POST", "/v1/campaigns", "application/json", body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    let targets = serde_json::json!({"targets": [
+        {"destination": "+15551001", "vars": {"sim": "no_answer"}},
+        {"destination": "+15551002", "timezone": "Asia/Tokyo"},
+    ]});
+    let (status, added) = s
+        .call(
+            "POST",
+            &format!("/v1/campaigns/{id}/targets"),
+            "application/json",
+            targets.to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, added["added"].as_u64()),
+        (StatusCode::CREATED, Some(2)),
+        "{added}"
+    );
+    let path = |verb: &str| format!("/v1/campaigns/{id}/{verb}");
+    let (status, _) = s
+        .call("POST", &path("pause"), "application/json", String::new())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a pending campaign cannot pause");
+    let (_, c) = s
+        .call("POST", &path("start"), "application/json", String::new())
+        .await;
+    assert_eq!(c["status"], "running");
+    let (_, c) = s
+        .call("POST", &path("pause"), "application/json", String::new())
+        .await;
+    assert_eq!(c["status"], "paused");
+    // A paused campaign dials nothing, whoever runs the step.
+    let placed = s
+        .control
+        .store
+        .dial_due_targets(&id, voxbridge_control::time::Millis::now())
+        .await
+        .expect("step");
+    assert!(placed.is_empty());
+    let (_, c) = s
+        .call("POST", &path("start"), "application/json", String::new())
+        .await;
+    assert_eq!(c["status"], "running");
+    let (_, c) = s
+        .call("POST", &path("stop"), "application/json", String::new())
+        .await;
+    assert_eq!(c["status"], "stopped");
+    assert!(c["tm_end"].is_string());
+    let (status, err) = s
+        .call("POST", &path("start"), "application/json", String::new())
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/v1/campaigns/{id}/targets"),
+            "text/csv",
+            "destination\n+1\n".into(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a stopped campaign takes no targets"
+    );
+    // Bad bulk input names the row; an unknown type is refused.
+    let (status, err) = s
+        .call(
+            "POST",
+            "/v1/campaigns",
+            "application/json",
+            r#"{"name": "x", "timezone": "Mars/Base"}"#.into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/v1/campaigns/{id}/targets"),
+            "text/plain",
+            "destination\n+1\n".into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (_, stats) = s
+        .call(
+            "GET",
+            &format!("/v1/campaigns/{id}/stats"),
+            "application/json",
+            String::new(),
+        )
+        .await;
+    assert_eq!(stats["campaign"]["status"], "stopped");
+    assert_eq!(
+        stats["targets"]["pending"].as_i64().unwrap_or(0) + stats["targets"]["dialing"].as_i64().unwrap_or(0),
+        2
+    );
+    s.stop().await;
+}
