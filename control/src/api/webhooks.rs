@@ -48,17 +48,19 @@ async fn check(s: &AppState, spec: &EndpointSpec) -> Result<(), ApiError> {
     if spec.url.len() > 2048 {
         return Err(ApiError::bad_request("url longer than 2048 bytes"));
     }
-    if !url_shape().is_match(&spec.url) {
-        return Err(ApiError::bad_request(
-            "url must be http(s)://<lower-case host or IPv4>[:port][/path][?query] (see the schema's pattern)",
-        ));
-    }
     let url = reqwest::Url::parse(&spec.url).map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
     let refused = |r: ssrf::Refused| match r {
         ssrf::Refused::Malformed(m) => ApiError::bad_request(m),
         ssrf::Refused::Internal(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden_destination", m),
     };
+    // Internal literals (IPv6 included) are refused as such first; then
+    // the URL must have the documented shape.
     let host = ssrf::check_url(&url, &s.webhook_allow).map_err(refused)?;
+    if !url_shape().is_match(&spec.url) {
+        return Err(ApiError::bad_request(
+            "url must be http(s)://<lower-case host or IPv4>[:port][/path][?query] (see the schema's pattern)",
+        ));
+    }
     ssrf::check_host(
         &host,
         url.port_or_known_default().unwrap_or(443),
