@@ -33,7 +33,7 @@ use voxbridge_media::{Config, MediaServer};
 /// `voxbridge demo` arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory for the store, the transcript and the WAV (replaced).
+    /// Directory for the store (`data/`, replaced), the transcript and the WAV.
     #[arg(long, default_value = "voxbridge-demo")]
     pub out: PathBuf,
     /// Targets in the campaign (outcomes cycle: answer, busy then answer,
@@ -124,7 +124,9 @@ fn p99(mut v: Vec<f64>) -> f64 {
 
 async fn demo(args: Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let _ = std::fs::remove_dir_all(&args.out);
+    // Only the demo's own store is replaced: `--out` may name a directory
+    // that holds other things.
+    let _ = std::fs::remove_dir_all(args.out.join("data"));
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
     let tracer = Arc::new(Tracer::default());
 
