@@ -23,29 +23,11 @@ use tokio::sync::mpsc;
 use voxbridge::bot::{self, Mode};
 use voxbridge_control::campaign::targets_in;
 use voxbridge_control::campaign::{CampaignSpec, CampaignStatus, Retry, RetryPolicy, TargetStatus};
-use voxbridge_control::model::{Actor, CallFilter, PageReq};
+use voxbridge_control::model::{Actor, PageReq};
 use voxbridge_control::store::Store;
 use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 
 const SCRIPTS: [&str; 4] = ["answer", "busy,answer", "no_answer,answer", "busy,busy,busy"];
-
-async fn pg_url() -> String {
-    let url = std::env::var("VOXBRIDGE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("t_restart_{}", std::process::id());
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {url} (run scripts/test.sh, which starts one): {e}"));
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .await
-        .expect("create schema");
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
-}
 
 /// One originate request as the edge saw it.
 #[derive(Debug, Clone)]
@@ -145,7 +127,7 @@ fn serve(config: &std::path::Path, bot_url: &str) -> Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
-    let url = pg_url().await;
+    let url = harness::fresh_pg_url("restart").await;
     let store = Store::connect(&url).await.expect("store");
     let bot_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let bot_url = format!("ws://{}", bot_listener.local_addr().expect("addr"));
@@ -264,17 +246,10 @@ async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
         .await
         .expect("targets");
     assert_eq!(page.items.len(), 40);
-    let calls = store
-        .list_calls(
-            "default",
-            &CallFilter::default(),
-            PageReq::new(Some(100), None).expect("page"),
-        )
-        .await
-        .expect("calls");
+    let calls = harness::all_calls(&store).await;
     let mut calls_per_dest: HashMap<String, u32> = HashMap::new();
     let mut restarted = 0;
-    for call in &calls.items {
+    for call in &calls {
         assert_eq!(
             call.status.as_str(),
             "hangup",

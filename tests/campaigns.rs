@@ -21,36 +21,12 @@ use tower::ServiceExt;
 use voxbridge::bot::{self, Mode};
 use voxbridge_control::campaign::pacing::Pacing;
 use voxbridge_control::config::ControlConfig;
-use voxbridge_control::model::{CallFilter, PageReq};
+use voxbridge_control::model::PageReq;
 use voxbridge_control::originate::simulated::SimulatedConfig;
 use voxbridge_control::originate::{OriginateConfig, OriginatorKind};
 use voxbridge_control::service::Control;
 use voxbridge_media::{MediaServer, ShutdownHandle};
 use voxbridge_proto::envelope::EventEnvelope;
-
-/// A new, empty schema on the test PostgreSQL.
-async fn pg_url() -> String {
-    let url = std::env::var("VOXBRIDGE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!(
-        "t_campaign_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    );
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {url} (run scripts/test.sh, which starts one): {e}"));
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .expect("create schema");
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
-}
 
 struct Stack {
     control: Control,
@@ -61,7 +37,13 @@ struct Stack {
 }
 
 async fn stack(sim: SimulatedConfig, ring_timeout_ms: u64) -> Stack {
-    stack_on(pg_url().await, "local", sim, ring_timeout_ms).await
+    stack_on(
+        harness::fresh_pg_url("campaign").await,
+        "local",
+        sim,
+        ring_timeout_ms,
+    )
+    .await
 }
 
 async fn stack_on(store_url: String, node: &str, sim: SimulatedConfig, ring_timeout_ms: u64) -> Stack {
@@ -269,22 +251,11 @@ async fn a_200_target_campaign_completes_with_its_retries_within_its_limits() {
     let mut calls_per_dest: HashMap<String, u32> = HashMap::new();
     let mut starts = Vec::new();
     let mut spans = Vec::new();
-    let mut page = PageReq::new(Some(100), None).expect("page");
-    loop {
-        let p = store
-            .list_calls("default", &CallFilter::default(), page)
-            .await
-            .expect("calls");
-        for c in &p.items {
-            *calls_per_dest.entry(c.destination.clone()).or_default() += 1;
-            assert_eq!(c.status.as_str(), "hangup", "call {} left {}", c.id, c.status);
-            starts.push(c.tm_create.0);
-            spans.push((c.tm_create.0, c.tm_hangup.expect("hung up").0));
-        }
-        match p.next_cursor {
-            Some(c) => page = PageReq::new(Some(100), Some(&c)).expect("page"),
-            None => break,
-        }
+    for c in harness::all_calls(store).await {
+        *calls_per_dest.entry(c.destination.clone()).or_default() += 1;
+        assert_eq!(c.status.as_str(), "hangup", "call {} left {}", c.id, c.status);
+        starts.push(c.tm_create.0);
+        spans.push((c.tm_create.0, c.tm_hangup.expect("hung up").0));
     }
     for t in &targets {
         let i: usize = t.destination[5..].parse().expect("index");
@@ -408,7 +379,7 @@ async fn an_api_call_is_answered_by_its_media_leg_or_ends_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_database_never_dial_a_target_twice() {
-    let url = pg_url().await;
+    let url = harness::fresh_pg_url("campaign").await;
     let sim = SimulatedConfig {
         answer_delay_ms: 10,
         max_talk_ms: 60,
@@ -417,7 +388,9 @@ async fn two_instances_on_one_database_never_dial_a_target_twice() {
     };
     let a = stack_on(url.clone(), "node-a", sim.clone(), 2_000).await;
     let b = stack_on(url, "node-b", sim, 2_000).await;
-    let mut bus = a.control.bus.subscribe();
+    // Each instance relays the shared outbox to its own bus, and whichever
+    // relay gets to a row first marks it sent: watch both buses.
+    let (mut bus_a, mut bus_b) = (a.control.bus.subscribe(), b.control.bus.subscribe());
     let admin = voxbridge_control::model::Actor { id: "test".into() };
     let spec = voxbridge_control::campaign::CampaignSpec {
         name: "shared".into(),
@@ -461,27 +434,18 @@ async fn two_instances_on_one_database_never_dial_a_target_twice() {
         )
         .await
         .expect("start");
-    let done = event_where(&mut bus, "campaign_completed", Duration::from_secs(120), |e| {
-        e.event_type == "campaign_completed" && e.resource.id == c.id
-    })
-    .await;
+    let completed = |e: &EventEnvelope| e.event_type == "campaign_completed" && e.resource.id == c.id;
+    let wait = Duration::from_secs(120);
+    let done = tokio::select! {
+        e = event_where(&mut bus_a, "campaign_completed", wait, completed) => e,
+        e = event_where(&mut bus_b, "campaign_completed", wait, completed) => e,
+    };
     // 60 targets answer at once, 60 are busy once and then answer.
     assert_eq!(done.resource.fields["dialed"], 180);
     assert_eq!(done.resource.fields["answered"], 120);
     let mut per_dest: HashMap<String, u32> = HashMap::new();
-    let mut page = PageReq::new(Some(100), None).expect("page");
-    loop {
-        let p = store
-            .list_calls("default", &CallFilter::default(), page)
-            .await
-            .expect("calls");
-        for call in &p.items {
-            *per_dest.entry(call.destination.clone()).or_default() += 1;
-        }
-        match p.next_cursor {
-            Some(c) => page = PageReq::new(Some(100), Some(&c)).expect("page"),
-            None => break,
-        }
+    for call in harness::all_calls(store).await {
+        *per_dest.entry(call.destination.clone()).or_default() += 1;
     }
     for i in 0..120 {
         let want = if i % 2 == 0 { 1 } else { 2 };

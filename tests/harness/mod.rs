@@ -73,6 +73,46 @@ pub async fn billed_default_customer(
     (secret, plan)
 }
 
+/// The URL of a new, empty schema on the test PostgreSQL
+/// (`VOXBRIDGE_TEST_PG`, set by `scripts/test.sh`, which starts one when
+/// none answers).
+pub async fn fresh_pg_url(prefix: &str) -> String {
+    let url = std::env::var("VOXBRIDGE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let schema = format!("t_{prefix}_{}_{nanos}", std::process::id());
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} (run scripts/test.sh, which starts one): {e}"));
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create schema");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Every call of the `default` customer, all pages.
+pub async fn all_calls(store: &voxbridge_control::store::Store) -> Vec<voxbridge_control::model::Call> {
+    use voxbridge_control::model::{CallFilter, PageReq};
+    let mut calls = Vec::new();
+    let mut page = PageReq::new(Some(100), None).expect("page");
+    loop {
+        let p = store
+            .list_calls("default", &CallFilter::default(), page)
+            .await
+            .expect("calls");
+        calls.extend(p.items);
+        match p.next_cursor {
+            Some(c) => page = PageReq::new(Some(100), Some(&c)).expect("page"),
+            None => return calls,
+        }
+    }
+}
+
 /// A daemon running in this process.
 pub struct Daemon {
     pub addr: SocketAddr,
