@@ -184,8 +184,8 @@ impl Store {
         before: Option<&Campaign>,
         after: Campaign,
     ) -> Result<Campaign> {
+        announce(tx.as_mut(), event, &after).await?;
         let (customer_id, id) = (after.customer_id.as_str(), after.id.as_str());
-        outbox::push(tx.as_mut(), event, customer_id, "campaign", id, &after).await?;
         audit::write(
             tx.as_mut(),
             Audit {
@@ -245,11 +245,7 @@ impl Store {
              tm_start = CASE WHEN $1 = 'running' AND tm_start IS NULL THEN $2 ELSE tm_start END, \
              tm_end = CASE WHEN $1 = 'stopped' THEN $2 ELSE tm_end END WHERE id = $3 RETURNING {CCOLS}"
         );
-        let rows = tx.query(&sql, vals![to.as_str(), now, id]).await?;
-        let after = rows
-            .first()
-            .map(campaign)
-            .unwrap_or(Err(ControlError::NotFound))?;
+        let after = updated(tx.as_mut(), &sql, vals![to.as_str(), now, id]).await?;
         let event = format!(
             "campaign_{}",
             if to == CampaignStatus::Running {
@@ -321,11 +317,7 @@ impl Store {
         let sql = format!(
             "UPDATE campaigns SET remaining = remaining + $1, tm_update = $2 WHERE id = $3 RETURNING {CCOLS}"
         );
-        let rows = tx.query(&sql, vals![n, now, campaign_id]).await?;
-        let after = rows
-            .first()
-            .map(campaign)
-            .unwrap_or(Err(ControlError::NotFound))?;
+        let after = updated(tx.as_mut(), &sql, vals![n, now, campaign_id]).await?;
         self.finish_change(
             tx,
             actor,
@@ -428,20 +420,8 @@ impl Store {
             let sql = format!(
                 "UPDATE campaigns SET status = 'completed', tm_end = $1, tm_update = $1 WHERE id = $2 RETURNING {CCOLS}"
             );
-            let rows = tx.query(&sql, vals![now, campaign_id]).await?;
-            let after = rows
-                .first()
-                .map(campaign)
-                .unwrap_or(Err(ControlError::NotFound))?;
-            outbox::push(
-                tx.as_mut(),
-                "campaign_completed",
-                &c.customer_id,
-                "campaign",
-                campaign_id,
-                &after,
-            )
-            .await?;
+            let after = updated(tx.as_mut(), &sql, vals![now, campaign_id]).await?;
+            announce(tx.as_mut(), "campaign_completed", &after).await?;
             self.commit(tx).await?;
             return Ok(Vec::new());
         }
@@ -536,20 +516,8 @@ impl Store {
             "UPDATE campaigns SET active = active + $1, dialed = dialed + $1, recent_starts = $2, tm_update = $3 \
              WHERE id = $4 RETURNING {CCOLS}"
         );
-        let rows = tx.query(&sql, vals![k, recent, now, campaign_id]).await?;
-        let after = rows
-            .first()
-            .map(campaign)
-            .unwrap_or(Err(ControlError::NotFound))?;
-        outbox::push(
-            tx.as_mut(),
-            "campaign_progress",
-            &c.customer_id,
-            "campaign",
-            campaign_id,
-            &after,
-        )
-        .await?;
+        let after = updated(tx.as_mut(), &sql, vals![k, recent, now, campaign_id]).await?;
+        announce(tx.as_mut(), "campaign_progress", &after).await?;
         self.commit(tx).await?;
         Ok(placed)
     }
@@ -602,11 +570,19 @@ pub(crate) async fn call_ended(tx: &mut dyn Tx, lock: &str, call: &Call) -> Resu
         "UPDATE campaigns SET active = active - 1, answered = answered + $1, failed = failed + $2, \
          remaining = remaining - $3, tm_update = $4 WHERE id = $5 RETURNING {CCOLS}"
     );
-    let rows = tx
-        .query(&sql, vals![answered, 1 - answered, done, now, &t.campaign_id])
-        .await?;
-    if let Some(c) = rows.first().map(campaign).transpose()? {
-        outbox::push(tx, "campaign_progress", &c.customer_id, "campaign", &c.id, &c).await?;
-    }
+    let c = updated(tx, &sql, vals![answered, 1 - answered, done, now, &t.campaign_id]).await?;
+    announce(tx, "campaign_progress", &c).await
+}
+
+/// Runs an `UPDATE campaigns ... RETURNING {CCOLS}` and reads the campaign
+/// after it.
+async fn updated(tx: &mut dyn Tx, sql: &str, params: &[Val]) -> Result<Campaign> {
+    let rows = tx.query(sql, params).await?;
+    rows.first().map(campaign).unwrap_or(Err(ControlError::NotFound))
+}
+
+/// Writes `c` as `event` to the outbox in `tx`.
+async fn announce(tx: &mut dyn Tx, event: &str, c: &Campaign) -> Result<()> {
+    outbox::push(tx, event, &c.customer_id, "campaign", &c.id, c).await?;
     Ok(())
 }
