@@ -5,8 +5,9 @@
 //! UUID, then a 320-byte 8 kHz slin frame every 20 ms (real speech, looped).
 //! `--mode rtp-pcmu` / `rtp-opus`: each caller creates an RTP session
 //! through the media API (`--api`) and sends one RTP packet per 20 ms
-//! ([`crate::loadgen_rtp`]); caller->bot latency then includes the jitter
-//! buffer's deliberate delay (20 ms minimum) and the wait for the tick. Callers are spread over 20 phase groups, one timer
+//! ([`crate::loadgen_rtp`]); the jitter buffer forwards in-order packets
+//! at once, so caller->bot latency has no deliberate delay on a clean
+//! network. Callers are spread over 20 phase groups, one timer
 //! each, like calls that started at random moments. Measured while all calls
 //! are up:
 //! - caller->bot: the time from writing frame k to the bot receiving its

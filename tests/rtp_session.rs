@@ -166,9 +166,9 @@ async fn impaired_network_gives_the_bot_continuous_frames_and_stats_report_the_l
         }
         peer
     });
-    // The bot gets one 20 ms frame per tick from the first packet on: the
-    // session's whole length (5 s) arrives, nothing short, concealment
-    // filling the losses.
+    // The bot gets every packet in order as it can go, concealment filling
+    // the losses and, once the sender stops, one frame per 20 ms: the
+    // session's whole length (5 s) arrives, nothing short.
     let frames = within("5 s of frames at the bot", bot_audio(&mut conn, PACKETS + 25)).await;
     assert!(
         frames.iter().all(|f| f.len() == 160),

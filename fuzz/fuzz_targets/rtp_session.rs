@@ -1,8 +1,9 @@
 #![no_main]
 //! The receive side of a live RTP session: arbitrary datagrams (length
 //! prefixed; the codec is picked by the first byte) through the receiver and
-//! its jitter buffer, with a tick between them. Nothing on the wire may panic
-//! the session or change the size of the frame the bot gets.
+//! its jitter buffer, 20 ms apart, each followed by every frame the receiver
+//! releases. Nothing on the wire may panic the session, change the size of
+//! the frame the bot gets, or make the receiver release frames without end.
 use voxbridge_codecs::Codec;
 use voxbridge_media::rtp::receiver::RtpReceiver;
 
@@ -27,7 +28,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         rest = &rest[2 + len..];
         now += clock as u64 / 50;
         out.fill(1);
-        let _ = rx.frame(now, &mut out);
+        let mut n = 0;
+        while rx.frame(now, &mut out).is_some() {
+            n += 1;
+            assert!(n <= 64, "the receiver keeps releasing frames");
+        }
         while rx.poll_digit().is_some() {}
     }
     let _ = rx.report(0, 0);

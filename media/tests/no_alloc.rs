@@ -157,7 +157,7 @@ fn a_thousand_frames_of_a_call_allocate_nothing() {
             rx.datagram(wire, k * step).expect("valid");
             let src = rx.frame(k * step + step / 2, frame);
             tx.frame(frame, out).expect("encode");
-            src
+            src.expect("the packet goes at once")
         };
         for _ in 0..200 {
             tick(k, &mut wire, &mut out, &mut frame);

@@ -91,10 +91,11 @@ mod rtp_receive {
 
     proptest! {
         /// Any mix of valid packets (any seq/ts/ssrc/length), garbage and
-        /// ticks: no panic, and afterwards a clean stream plays again (the
+        /// ticks: no panic, a bounded number of frames released each time,
+        /// and afterwards a clean stream plays again (the
         /// session is never wedged by what came before).
         #[test]
-        fn any_datagram_sequence_keeps_one_frame_per_tick(
+        fn any_datagram_sequence_leaves_the_receiver_working(
             events in prop::collection::vec(
                 prop_oneof![
                     (any::<u16>(), any::<u32>(), 0u32..3, prop::sample::select(vec![0u8, 13, 101, 96]), 0usize..400)
@@ -111,14 +112,18 @@ mod rtp_receive {
             let mut k = 0u64;
             for d in &events {
                 let _ = rx.datagram(d, k * 160);
-                let _ = rx.frame(k * 160 + 80, &mut out);
+                let mut n = 0;
+                while rx.frame(k * 160 + 80, &mut out).is_some() {
+                    n += 1;
+                    prop_assert!(n <= 64, "the receiver keeps releasing frames");
+                }
                 k += 1;
             }
             let mut played = 0;
             for i in 0..20u32 {
                 let _ = rx.datagram(&packet(i as u16, i * 160, 99, pt, 160), k * 160);
-                if rx.frame(k * 160 + 80, &mut out) == FrameSource::Audio {
-                    played += 1;
+                while let Some(source) = rx.frame(k * 160 + 80, &mut out) {
+                    played += (source == FrameSource::Audio) as u32;
                 }
                 k += 1;
             }

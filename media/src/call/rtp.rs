@@ -4,15 +4,16 @@
 //!
 //! Own sockets: on readiness every datagram queued on the socket is read in
 //! one wake-up (`try_recv_from` until it would block) and put into the
-//! jitter buffer; caller digits go to the bot at once. A separate RTCP socket
-//! is drained on the tick (reports come every few seconds). Shared port: the
-//! hub has already read and routed the datagrams; the tick empties the
-//! slot's inbox (arrival times as the hub stamped them) and hands the
-//! outgoing packet to the hub, which sends many calls' packets in one
-//! `sendmmsg`. Each tick the receiver's frame goes
-//! up to the bot (from the first packet on) and the playout frame goes out
-//! as one RTP packet (or a telephone-event packet while a digit the bot
-//! asked for plays). An SR with
+//! jitter buffer. A separate RTCP socket is drained on the tick (reports
+//! come every few seconds). Shared port: the hub has already read and
+//! routed the datagrams and wakes the call, which empties the slot's inbox
+//! (arrival times as the hub stamped them); outgoing packets go to the hub,
+//! which sends many calls' packets in one `sendmmsg`. Either way, caller
+//! digits and every frame the jitter buffer releases go up to the bot in
+//! the same wake-up (in-order packets at once, no wait for the tick); the
+//! tick conceals what is overdue and sends the playout frame as one RTP
+//! packet (or a telephone-event packet while a digit the bot asked for
+//! plays). An SR with
 //! a report block goes out every 5 s together with a `RtpStats` event.
 //! Symmetric RTP latches the send address to the first valid packet's
 //! source; later packets from elsewhere are dropped and counted.
@@ -209,18 +210,35 @@ impl RtpLeg {
         (d.as_nanos() * self.params.clock as u128 / 1_000_000_000) as u64
     }
 
-    /// Waits for RTP on the leg's own socket. The RTCP socket (reports
-    /// every few seconds) is not waited on: the tick drains it, which keeps
-    /// one readiness future per call in the hot loop instead of two. On the
-    /// shared port this never wakes: the tick empties the inbox.
+    /// Waits for RTP on the leg's own socket, or for the hub to put some in
+    /// the shared port's inbox. The RTCP socket (reports every few seconds)
+    /// is not waited on: the tick drains it, which keeps one readiness future
+    /// per call in the hot loop instead of two.
     pub(super) async fn ready(&mut self) -> Result<(), HangupCause> {
         match &self.io {
             LegIo::Own { rtp, .. } => rtp.readable().await.map_err(|_| HangupCause::CallerGone),
-            LegIo::Shared(_) => std::future::pending().await,
+            LegIo::Shared(slot) => {
+                slot.arrived().await;
+                Ok(())
+            }
         }
     }
 
     pub(super) fn input(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
+        if matches!(self.io, LegIo::Own { .. }) {
+            self.read_own(core, now);
+        } else {
+            self.drain(core, now);
+        }
+        self.forward(core, now);
+        if self.bye {
+            return Err(HangupCause::CallerHangup);
+        }
+        Ok(())
+    }
+
+    /// Reads the leg's own RTP socket until it would block.
+    fn read_own(&mut self, core: &mut Core, now: Instant) {
         let arrival = self.units(now);
         let mut rbuf = std::mem::take(&mut self.rbuf);
         // Until WouldBlock: all read. Any other error (an ICMP error from an
@@ -233,14 +251,23 @@ impl RtpLeg {
             self.datagram(core, &rbuf[..n], from, arrival, now);
         }
         self.rbuf = rbuf;
+    }
+
+    /// Sends the bot what can go now: the caller's digits, then every frame
+    /// the receiver releases (concealment included).
+    fn forward(&mut self, core: &mut Core, now: Instant) {
         while let Some(d) = self.rx.poll_digit() {
             core.caller_digit(d);
         }
-        core.flush_up(now);
-        if self.bye {
-            return Err(HangupCause::CallerHangup);
+        let units = self.units(now);
+        while let Some(source) = self.rx.frame(units, &mut self.pcm) {
+            core.counters.frames_in += 1;
+            if source == FrameSource::Concealed {
+                core.counters.frames_concealed += 1;
+            }
+            core.caller_pcm(&self.pcm);
         }
-        Ok(())
+        core.flush_up(now);
     }
 
     /// One datagram from `from`: RTCP (packet type 200-204, RFC 5761) or RTP.
@@ -292,16 +319,6 @@ impl RtpLeg {
             }
         }
         self.rbuf = rbuf;
-        if matches!(self.io, LegIo::Shared(_)) {
-            let mut digits = false;
-            while let Some(d) = self.rx.poll_digit() {
-                core.caller_digit(d);
-                digits = true;
-            }
-            if digits {
-                core.flush_up(now);
-            }
-        }
     }
 
     fn rtp(&mut self, core: &mut Core, d: &[u8], from: SocketAddr, arrival: u64, now: Instant) {
@@ -376,19 +393,9 @@ impl RtpLeg {
             );
             return Err(HangupCause::MediaTimeout);
         }
-        // Up: the jitter buffer's frame for this tick.
-        let units = self.units(now);
-        // Nothing goes up before the caller's first packet; from then on one
-        // frame per tick, concealment and silence filling the gaps.
-        let source = self.rx.frame(units, &mut self.pcm);
-        if source != FrameSource::Idle {
-            core.counters.frames_in += 1;
-            if source == FrameSource::Concealed {
-                core.counters.frames_concealed += 1;
-            }
-            core.caller_pcm(&self.pcm);
-            core.flush_up(now);
-        }
+        // Up: what is overdue (a gap given up on, concealment of a late or
+        // silent stream); nothing goes up before the caller's first packet.
+        self.forward(core, now);
         // Down: one packet to the caller.
         for d in core.digits_out.drain(..) {
             if !self.tx.queue_digit(d) {

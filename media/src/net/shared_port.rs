@@ -4,10 +4,9 @@
 //! One hub task owns the receive side of both sockets. It reads
 //! [`BATCH`](super::batch::BATCH) datagrams per system call, finds each one's
 //! session in the [`Routes`] table and puts it in that session's inbox, a
-//! bounded lock-free queue, stamped with its arrival time. It does not wake
-//! the call: a call empties its inbox on its own 20 ms tick, which it runs
-//! anyway, so a packet costs a share of one `recvmmsg` and no task wake-up.
-//! Calls put their outgoing RTP on the hub's send queue and wake it; the hub
+//! bounded lock-free queue, stamped with its arrival time, and wakes the
+//! call (one wake-up per batch that had datagrams for it), which forwards
+//! the audio to its bot at once instead of on its next tick. Calls put their outgoing RTP on the hub's send queue and wake it; the hub
 //! first lets the other calls that are due run (`yield_now`), then sends
 //! everything queued with `sendmmsg`. RTCP (one packet per call every 5 s)
 //! is sent by the call directly.
@@ -85,6 +84,8 @@ pub struct Slot {
     free: ArrayQueue<Box<[u8]>>,
     /// Empty buffers for outgoing packets (`OUTBOX` of them).
     out_free: ArrayQueue<Box<[u8]>>,
+    /// Wakes the call when its inbox got datagrams.
+    arrived: Notify,
     expected: SocketAddr,
 }
 
@@ -130,6 +131,7 @@ impl Routes {
             inbox: ArrayQueue::new(INBOX),
             free,
             out_free,
+            arrived: Notify::new(),
             expected,
         });
         self.waiting.push(slot.clone());
@@ -331,9 +333,14 @@ impl Hub {
                     len: d.len(),
                     data,
                 };
-                if let Err(p) = slot.inbox.push(p) {
-                    let _ = slot.free.push(p.data);
-                    self.metrics.rtp.overflow.fetch_add(1, Relaxed);
+                match slot.inbox.push(p) {
+                    // A permit is kept if the call is not waiting: it reads
+                    // the inbox on its next turn either way.
+                    Ok(()) => slot.arrived.notify_one(),
+                    Err(p) => {
+                        let _ = slot.free.push(p.data);
+                        self.metrics.rtp.overflow.fetch_add(1, Relaxed);
+                    }
                 }
             }
         }
@@ -399,6 +406,12 @@ async fn run(hub: Arc<Hub>, mut stopping: watch::Receiver<bool>) {
 }
 
 impl Attachment {
+    /// Resolves when datagrams for this session arrived since the last
+    /// call (at once if some came while nobody waited).
+    pub async fn arrived(&self) {
+        self.slot.arrived.notified().await
+    }
+
     /// The next datagram waiting for this session; hand it back with
     /// [`Attachment::recycle`] once read.
     pub fn pop(&self) -> Option<InPacket> {

@@ -1,14 +1,16 @@
-//! The receive half of an RTP leg, sans-IO: datagrams in, one 20 ms PCM
-//! frame per tick out, DTMF digits and RTCP receiver statistics on the side.
+//! The receive half of an RTP leg, sans-IO: datagrams in, 20 ms PCM frames
+//! out as soon as they can go (see [`crate::jitter`]), DTMF digits and RTCP
+//! receiver statistics on the side.
 //!
 //! Audio, comfort noise (RFC 3389, PT 13) and telephone-event packets share
 //! one sequence space, so all of them go through the jitter buffer (DTMF
 //! digits are reported at arrival, once per key press, and their slots play
-//! as silence). At the tick, decoded packets fill a staging buffer and the
-//! frame is cut from it, so packets of any ptime work; a lost packet is
-//! rebuilt from the next one's FEC (Opus) or concealed (codec PLC), an empty
-//! buffer conceals for three ticks and then plays silence (the sender went
-//! quiet, DTX). An SSRC change restarts the stream without a glitch: the
+//! as silence). Released packets are decoded into a staging buffer and
+//! frames are cut from it, so packets of any ptime work; a lost packet is
+//! rebuilt from the next one's FEC (Opus) or concealed (codec PLC); an
+//! overdue stream conceals for three frames and then gives silence, one
+//! frame per 20 ms (the sender went quiet, DTX), so the bot's VAD still
+//! hears time pass. An SSRC change restarts the stream without a glitch: the
 //! jitter buffer and statistics start over, the decoder keeps its history.
 
 use crate::error::MediaError;
@@ -22,16 +24,14 @@ use voxbridge_proto::ProtoError;
 
 /// Comfort noise payload type (RFC 3389, static).
 pub const CN_PT: u8 = 13;
-/// Ticks of concealment before an empty buffer plays silence instead.
+/// Frames of concealment before an overdue stream gives silence instead.
 const CONCEAL_TICKS: u32 = 3;
 /// Longest packet decoded whole, ms (longer ones are cut).
 const STAGE_MS: u32 = 240;
 
-/// What one tick's frame was made from.
+/// What a frame was made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameSource {
-    /// Nothing received yet: silence.
-    Idle,
     /// Decoded audio.
     Audio,
     /// Concealment of a lost or late packet.
@@ -70,6 +70,8 @@ pub struct RtpReceiver {
     frame: usize,
     stage: Vec<i16>,
     staged: usize,
+    /// The worst source in the staged samples.
+    staged_source: FrameSource,
     dry_ticks: u32,
     noise: ComfortNoise,
     counters: RxCounters,
@@ -123,6 +125,7 @@ impl RtpReceiver {
             frame: codec.frame_samples(),
             stage: vec![0; (rate * STAGE_MS / 1000) as usize + codec.frame_samples()],
             staged: 0,
+            staged_source: FrameSource::Audio,
             dry_ticks: 0,
             noise: ComfortNoise(0x1234_5678),
             counters: RxCounters::default(),
@@ -177,19 +180,18 @@ impl RtpReceiver {
         None
     }
 
-    /// One 20 ms frame of PCM at the codec's rate into `out` (`out.len()` is
-    /// one frame); `now` in RTP clock units on the same origin as arrivals.
-    pub fn frame(&mut self, now: u64, out: &mut [i16]) -> FrameSource {
+    /// The next 20 ms frame of PCM at the codec's rate into `out`
+    /// (`out.len()` is one frame), if one can go at `now` (RTP clock units
+    /// on the same origin as arrivals). Call until it returns `None`: after
+    /// each datagram, and on the 20 ms tick (concealment of an overdue
+    /// stream).
+    pub fn frame(&mut self, now: u64, out: &mut [i16]) -> Option<FrameSource> {
         let want = self.frame.min(out.len());
-        let mut source = FrameSource::Audio;
         while self.staged < want {
             let room = self.stage.len() - self.staged;
             let dst = &mut self.stage[self.staged..];
             let (n, what) = match self.jb.pop(now) {
-                Pop::Idle => {
-                    dst[..want - self.staged].fill(0);
-                    (want - self.staged, FrameSource::Idle)
-                }
+                Pop::Idle => return None,
                 Pop::Packet { pt, payload, .. } if pt == self.pt => {
                     self.dry_ticks = 0;
                     match self.decoder.decode(payload, dst) {
@@ -244,14 +246,14 @@ impl RtpReceiver {
                 self.counters.concealed_frames += 1;
             }
             if what != FrameSource::Audio {
-                source = what;
+                self.staged_source = what;
             }
             self.staged += n.max(1).min(room);
         }
         out[..want].copy_from_slice(&self.stage[..want]);
         self.stage.copy_within(want..self.staged, 0);
         self.staged -= want;
-        source
+        Some(std::mem::replace(&mut self.staged_source, FrameSource::Audio))
     }
 
     /// A reception report block about the current source, if any.
@@ -340,15 +342,11 @@ mod tests {
             rx.datagram(&packet(seq, ts, ssrc, 0, &tone(k as usize)), arrival)
                 .expect("valid");
             sources.push(rx.frame(arrival, &mut out));
+            assert_eq!(rx.frame(arrival, &mut out), None, "one frame per packet");
         }
-        assert_eq!(
-            sources[0],
-            FrameSource::Idle,
-            "the first packet waits the 20 ms target"
-        );
         assert!(
-            sources[1..].iter().all(|s| *s == FrameSource::Audio),
-            "no glitch on wrap or SSRC change: {sources:?}"
+            sources.iter().all(|s| *s == Some(FrameSource::Audio)),
+            "each packet goes at once, no glitch on wrap or SSRC change: {sources:?}"
         );
         assert_eq!(rx.counters().ssrc_changes, 1);
         assert_eq!(rx.loss_and_jitter().0, 0);
@@ -370,7 +368,7 @@ mod tests {
         let mut rx2 = RtpReceiver::new(Codec::Pcmu, 8000, 0, None).expect("rx");
         rx2.datagram(&packet(1, 0, 1, CN_PT, &[40]), 0).expect("valid");
         let mut out = vec![0i16; 160];
-        assert_eq!(rx2.frame(160, &mut out), FrameSource::Silence);
+        assert_eq!(rx2.frame(0, &mut out), Some(FrameSource::Silence));
         let rms = (out.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / 160.0).sqrt();
         let dbov = 20.0 * (rms / 32767.0).log10();
         assert!((-44.0..-36.0).contains(&dbov), "{dbov:.1} dBov");
