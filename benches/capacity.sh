@@ -9,6 +9,12 @@
 #
 # Prints loadgen's report, the daemon's own counters from /metrics, and ends
 # with: RESULT mode=<mode> calls=<n> seconds=<s> cpu_us_per_call_s=<..> p99_added_ms=<..> frames_lost=<n>
+#   io=<shared|per-call> floor_us_per_call_s=<..> floor_sleeping_peer_us_per_call_s=<..> vs_floor=<..>
+# The floor is io_floor (benches/src/bin/io_floor.rs), run on the daemon's
+# core right after it: the same calls' datagrams and bot messages with
+# nothing but the system calls; floor_us_per_call_s with its peer spinning
+# (the server's own calls and wake-ups only), the other with its peer
+# sleeping between frames as loadgen does. vs_floor = daemon / floor.
 # p99_added_ms is the worse of the two directions (caller->bot forwarding,
 # bot->caller lateness against the 20 ms tick); nothing is taken off: the
 # RTP jitter buffer forwards in-order packets as they arrive, so on this
@@ -29,6 +35,7 @@ SECS=${SECS:-60}
 PNG=${PNG:-benches/capacity_latency_$MODE.png}
 [ "$(nproc)" -ge 2 ] || { echo "capacity.sh needs 2 cores (daemon and load on separate cores)"; exit 1; }
 cargo build --release --locked --quiet
+cargo build --release --locked --quiet -p voxbridge-benches --bin io_floor
 bin=target/release/voxbridge
 tmp=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -58,4 +65,16 @@ get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
 p99=$(awk -v a="$(get p99_up_ms)" -v b="$(get p99_down_ms)" 'BEGIN { printf "%.3f", (a > b ? a : b) }')
 daemon_lost=$(sed -n 's/^voxbridge_frames_total{kind="lost"} //p' "$tmp/metrics")
 lost=$(( $(get frames_lost) + ${daemon_lost:-0} ))
-echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$(get cpu_us_per_call_s) p99_added_ms=$p99 frames_lost=$lost io=$IO"
+cpu=$(get cpu_us_per_call_s)
+
+# The peer in the same run: the same traffic with nothing but the system
+# calls (benches/src/bin/io_floor.rs), on the daemon's core once it is gone.
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+floor_mode=rtp; [ "$MODE" = audiosocket ] && floor_mode=audiosocket
+floor=$(target/release/io_floor --mode "$floor_mode" --calls "$CALLS" --seconds "$(( SECS < 10 ? SECS : 10 ))" 2>/dev/null | grep '^FLOOR ')
+echo "$floor"
+fget() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$floor"; }
+busy=$(fget busy_peer_cpu_us_per_call_s)
+ratio=$(awk -v d="$cpu" -v f="$busy" 'BEGIN { if (f > 0) printf "%.2f", d / f; else print "nan" }')
+echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$cpu p99_added_ms=$p99 frames_lost=$lost io=$IO floor_us_per_call_s=$busy floor_sleeping_peer_us_per_call_s=$(fget cpu_us_per_call_s) vs_floor=$ratio"

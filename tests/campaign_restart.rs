@@ -127,7 +127,7 @@ fn serve(config: &std::path::Path, bot_url: &str) -> Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
-    let url = harness::fresh_pg_url("restart").await;
+    let url = harness::pg::fresh_pg_url().await;
     let store = Store::connect(&url).await.expect("store");
     let bot_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let bot_url = format!("ws://{}", bot_listener.local_addr().expect("addr"));

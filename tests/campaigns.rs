@@ -37,13 +37,7 @@ struct Stack {
 }
 
 async fn stack(sim: SimulatedConfig, ring_timeout_ms: u64) -> Stack {
-    stack_on(
-        harness::fresh_pg_url("campaign").await,
-        "local",
-        sim,
-        ring_timeout_ms,
-    )
-    .await
+    stack_on(harness::pg::fresh_pg_url().await, "local", sim, ring_timeout_ms).await
 }
 
 async fn stack_on(store_url: String, node: &str, sim: SimulatedConfig, ring_timeout_ms: u64) -> Stack {
@@ -379,7 +373,7 @@ async fn an_api_call_is_answered_by_its_media_leg_or_ends_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_database_never_dial_a_target_twice() {
-    let url = harness::fresh_pg_url("campaign").await;
+    let url = harness::pg::fresh_pg_url().await;
     let sim = SimulatedConfig {
         answer_delay_ms: 10,
         max_talk_ms: 60,

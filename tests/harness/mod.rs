@@ -21,6 +21,9 @@ use voxbridge_media::metrics::Metrics;
 use voxbridge_media::{CallEvent, Config, MediaServer, ShutdownHandle};
 use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 
+#[path = "../../control/tests/common/pg.rs"]
+pub mod pg;
+
 /// Failure guard for every wait.
 pub const GUARD: Duration = Duration::from_secs(10);
 
@@ -71,28 +74,6 @@ pub async fn billed_default_customer(
     store.set_rate_plan(&admin, "default", &plan).await.expect("plan");
     store.credit(&admin, "default", 1_000_000).await.expect("credit");
     (secret, plan)
-}
-
-/// The URL of a new, empty schema on the test PostgreSQL
-/// (`VOXBRIDGE_TEST_PG`, set by `scripts/test.sh`, which starts one when
-/// none answers).
-pub async fn fresh_pg_url(prefix: &str) -> String {
-    let url = std::env::var("VOXBRIDGE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let schema = format!("t_{prefix}_{}_{nanos}", std::process::id());
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {url} (run scripts/test.sh, which starts one): {e}"));
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .expect("create schema");
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// Every call of the `default` customer, all pages.
