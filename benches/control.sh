@@ -6,9 +6,12 @@
 # here (see ../shared/KAFKA.md; scripts/setup.sh installs it).
 #   benches/control.sh                    # 1,000/s for 10 s each
 #   RATE=2000 SECONDS_EACH=20 benches/control.sh
+#   RECORD_HEADERS=1 benches/control.sh   # the relay also sends record headers
 # Also measures the broker alone (benches/kafka_peer.py: Confluent's client,
-# produce->consume at the same rate) in the same run, for the ratio.
-# Ends with: RESULT api_p99_ms=<..> api_rps=<..> outbox_p99_ms=<..> events_per_s=<..> peer_p99_ms=<..> outbox_vs_peer_p99=<..>
+# produce->consume at the same rate, messages of the same size and headers)
+# in the same run, for the ratio.
+# Ends with: RESULT api_p99_ms=<..> api_rps=<..> outbox_p99_ms=<..> events_per_s=<..>
+#   payload_bytes=<..> record_headers=<0|1> peer_p99_ms=<..> outbox_vs_peer_p99=<..>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -32,11 +35,14 @@ start_broker voxbridge
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 out=${CARGO_TARGET_DIR:-target}/release
 "$out/control_load" --pg "$pg" --kafka "127.0.0.1:$port" --bin "$out/voxbridge" \
-  --rate "${RATE:-1000}" --seconds "${SECONDS_EACH:-10}" | tee "$tmp/load.out"
+  --rate "${RATE:-1000}" --seconds "${SECONDS_EACH:-10}" --record-headers "${RECORD_HEADERS:-0}" | tee "$tmp/load.out"
 kill "$bpid"; wait "$bpid" 2>/dev/null || true
 start_broker peer
 venv=${XDG_CACHE_HOME:-$HOME/.cache}/voxbridge/control-venv
-peer=$("$venv/bin/python" benches/kafka_peer.py "127.0.0.1:$port" "${RATE:-1000}" "${SECONDS_EACH:-10}")
+# The same number, size and headers of messages as voxbridge's events
+# (LOAD payload_bytes, record_headers).
+size=$(grep -oE 'payload_bytes=[0-9]+' "$tmp/load.out" | cut -d= -f2)
+peer=$("$venv/bin/python" benches/kafka_peer.py "127.0.0.1:$port" "${RATE:-1000}" "${SECONDS_EACH:-10}" "${size:-0}" "${RECORD_HEADERS:-0}")
 echo "peer (broker alone, confluent-kafka): $peer"
 result=$(grep '^LOAD ' "$tmp/load.out" | sed 's/^LOAD /RESULT /')
 p99=$(echo "$result" | grep -oE 'outbox_p99_ms=[0-9.]+' | cut -d= -f2)

@@ -3,7 +3,13 @@ latency through Confluent's Python client (its bundled librdkafka), at the
 same rate and with the same producer/consumer settings as voxbridge's relay
 and the bench consumer. Prints `peer_p50_ms=<..> peer_p99_ms=<..>`.
 
-usage: kafka_peer.py BROKERS RATE SECONDS
+With PAYLOAD_BYTES each message is that long (the timestamp padded with
+spaces); with HEADERS=1 it also carries the relay's two record headers
+(event_type, and event_id as a 36-character id). So the broker stores what
+it stores for voxbridge's events; without them the messages are bare
+timestamps.
+
+usage: kafka_peer.py BROKERS RATE SECONDS [PAYLOAD_BYTES [HEADERS]]
 """
 import sys
 import threading
@@ -15,6 +21,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 def main() -> None:
     brokers, rate, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    size = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    with_headers = len(sys.argv) > 5 and sys.argv[5] == "1"
     topic = f"peer.{int(time.time())}"
     admin = AdminClient({"bootstrap.servers": brokers})
     admin.create_topics([NewTopic(topic, 3, 1)])[topic].result()
@@ -45,7 +53,12 @@ def main() -> None:
         if wait > 0:
             time.sleep(wait)
         # Timestamp = scheduled time, as voxbridge's bench counts from commit.
-        p.produce(topic, key=str(i % 50), value=repr(start + i / rate).encode())
+        value = repr(start + i / rate).ljust(size).encode()
+        if with_headers:
+            headers = [("event_type", b"call_created"), ("event_id", f"{i:036d}".encode())]
+            p.produce(topic, key=str(i % 50), value=value, headers=headers)
+        else:
+            p.produce(topic, key=str(i % 50), value=value)
         p.poll(0)
     p.flush()
     t.join()

@@ -30,6 +30,9 @@ pub struct KafkaSection {
     pub message_timeout_ms: u32,
     /// Partitions of topics created at start.
     pub partitions: i32,
+    /// Also send `event_type` and `event_id` as Kafka record headers (the
+    /// JSON value always carries them; off by default, see relay/kafka.rs).
+    pub record_headers: bool,
 }
 
 impl Default for KafkaSection {
@@ -39,6 +42,7 @@ impl Default for KafkaSection {
             topic_prefix: "voxbridge".into(),
             message_timeout_ms: 30_000,
             partitions: 3,
+            record_headers: false,
         }
     }
 }

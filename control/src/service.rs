@@ -358,6 +358,7 @@ fn kafka_config(cfg: &ControlConfig) -> crate::relay::kafka::KafkaConfig {
         topic_prefix: cfg.kafka.topic_prefix.clone(),
         message_timeout_ms: cfg.kafka.message_timeout_ms,
         partitions: cfg.kafka.partitions,
+        record_headers: cfg.kafka.record_headers,
         ..crate::relay::kafka::KafkaConfig::default()
     }
 }

@@ -135,32 +135,17 @@ async fn relay_survives_a_broker_outage_and_keeps_order_per_call() {
     // Expected: every committed call event, in commit order per call.
     let all = store_events(&store).await;
     assert_eq!(all.len(), 180);
-    let out = Command::new(common::python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/interop/kafka_consume.py"
-        ))
-        .args([
-            &broker.addr(),
-            &config.topic("call"),
-            "voxbridge-test",
-            "180",
-            "60",
-        ])
-        .output()
-        .expect("run the Python consumer (scripts/setup.sh builds its venv)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "consumer failed: {stderr}");
-    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("consumer JSON line"))
-        .collect();
-
+    let got = python_consume(&broker.addr(), &config.topic("call"), "voxbridge-test", 180);
     let ids: HashSet<&str> = got.iter().filter_map(|m| m["event_id"].as_str()).collect();
     let missing: Vec<_> = all.iter().filter(|e| !ids.contains(e.0.as_str())).collect();
     assert!(missing.is_empty(), "lost events: {missing:?}");
     for m in &got {
         assert_eq!(m["key"], m["resource_id"], "key is the call id");
+        assert_eq!(
+            m["headers"],
+            serde_json::json!({}),
+            "no record headers by default"
+        );
     }
     // Per call: first sightings in Kafka order equal the commit order.
     let mut by_call: HashMap<String, Vec<String>> = HashMap::new();
@@ -188,6 +173,59 @@ async fn relay_survives_a_broker_outage_and_keeps_order_per_call() {
         duplicates,
         stats.failures.load(std::sync::atomic::Ordering::Relaxed)
     );
+}
+
+/// With `record_headers`, every message carries `event_type` and
+/// `event_id` headers equal to its envelope's, as an independent client
+/// (Python `confluent-kafka`) reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_headers_carry_the_event_type_and_id_when_enabled() {
+    let broker = Broker::new();
+    let store = common::pg_store().await;
+    let config = KafkaConfig {
+        brokers: broker.addr(),
+        record_headers: true,
+        ..KafkaConfig::default()
+    };
+    let publisher = KafkaPublisher::new(config.clone()).expect("producer");
+    publisher.ensure_topics().await.expect("topics");
+    let (stop, stop_rx) = watch::channel(false);
+    let relay = tokio::spawn(relay::run(
+        store.clone(),
+        Arc::new(publisher),
+        Arc::new(RelayStats::default()),
+        stop_rx,
+    ));
+    call_events(&store, "hdr", 3).await;
+    drained(&store, "headers").await;
+    stop.send_replace(true);
+    relay.await.expect("relay");
+    let got = python_consume(&broker.addr(), &config.topic("call"), "voxbridge-hdr", 9);
+    assert_eq!(got.len(), 9, "3 calls x 3 events: {got:?}");
+    for m in &got {
+        assert_eq!(m["headers"]["event_type"], m["event_type"], "{m}");
+        assert_eq!(m["headers"]["event_id"], m["event_id"], "{m}");
+    }
+}
+
+/// Reads `topic` from the start as a member of `group` with Python
+/// `confluent-kafka` (tests/interop/kafka_consume.py) until `expected`
+/// distinct events were seen; one JSON object per message.
+fn python_consume(brokers: &str, topic: &str, group: &str, expected: usize) -> Vec<serde_json::Value> {
+    let out = Command::new(common::python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/interop/kafka_consume.py"
+        ))
+        .args([brokers, topic, group, &expected.to_string(), "60"])
+        .output()
+        .expect("run the Python consumer (scripts/setup.sh builds its venv)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "consumer failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("consumer JSON line"))
+        .collect()
 }
 
 /// Every call event the store committed, (event_id, call id) in commit order.

@@ -3,7 +3,8 @@
 Reads a topic from the beginning as a consumer group member with Confluent's
 Python client (its own bundled librdkafka, not the one voxbridge links),
 commits its offsets, and prints one JSON line per message:
-{"key", "partition", "offset", "event_id", "event_type", "resource_id"}.
+{"key", "partition", "offset", "event_id", "event_type", "resource_id",
+"headers"} (headers as an object of name -> UTF-8 value).
 
 usage: kafka_consume.py BROKERS TOPIC GROUP EXPECTED_DISTINCT TIMEOUT_S
 Stops once EXPECTED_DISTINCT distinct event ids were seen and the topic is
@@ -50,6 +51,7 @@ def main() -> int:
             "event_id": e["event_id"],
             "event_type": e["event_type"],
             "resource_id": e["resource"]["id"],
+            "headers": {k: v.decode() for k, v in (m.headers() or [])},
         }), flush=True)
     if seen:
         c.commit(asynchronous=False)

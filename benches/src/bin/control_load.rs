@@ -9,7 +9,10 @@
 //!    relay publishes them to Kafka; an rdkafka consumer reads them. Latency
 //!    is from the write's commit returning to the consumer receiving it.
 //!
-//! Prints `LOAD api_p99_ms=.. api_rps=.. outbox_p99_ms=.. events_per_s=..`
+//! Prints `LOAD api_p99_ms=.. api_rps=.. outbox_p99_ms=.. events_per_s=..
+//! payload_bytes=.. record_headers=..` (the mean event size and whether the
+//! relay sent record headers, `--record-headers 1`, so the peer can send the
+//! same messages)
 //! (benches/control.sh adds the peer figures and prints the RESULT line).
 
 use futures_util::StreamExt;
@@ -35,6 +38,8 @@ struct Args {
     rate: u64,
     seconds: u64,
     conns: usize,
+    /// The relay's `record_headers` (0 or 1).
+    record_headers: bool,
 }
 
 fn args() -> Res<Args> {
@@ -45,6 +50,7 @@ fn args() -> Res<Args> {
         rate: 1000,
         seconds: 10,
         conns: 16,
+        record_headers: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,6 +62,7 @@ fn args() -> Res<Args> {
             "--rate" => a.rate = v.parse()?,
             "--seconds" => a.seconds = v.parse()?,
             "--conns" => a.conns = v.parse()?,
+            "--record-headers" => a.record_headers = v == "1",
             _ => return Err(format!("unknown argument {k}").into()),
         }
     }
@@ -186,10 +193,13 @@ async fn api(a: &Args) -> Res<(f64, f64, f64)> {
     Ok((ms(&h, 0.99), h.len() as f64 / elapsed, elapsed))
 }
 
-async fn outbox(a: &Args) -> Res<(f64, f64)> {
+/// The outbox figures: p99 ms, events/s, and the mean payload size in bytes
+/// (the peer in `benches/control.sh` sends messages of that size).
+async fn outbox(a: &Args) -> Res<(f64, f64, f64)> {
     let store = Store::connect(&fresh_schema(&a.pg).await?).await?;
     let config = KafkaConfig {
         brokers: a.kafka.clone(),
+        record_headers: a.record_headers,
         ..KafkaConfig::default()
     };
     let publisher = KafkaPublisher::new(config.clone())?;
@@ -235,6 +245,7 @@ async fn outbox(a: &Args) -> Res<(f64, f64)> {
     }
     let mut hist = Histogram::<u64>::new(3)?;
     let mut got = 0u64;
+    let mut payload_bytes = 0u64;
     let deadline = start + Duration::from_secs(a.seconds + 30);
     while got < total && Instant::now() < deadline {
         let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await else {
@@ -247,6 +258,7 @@ async fn outbox(a: &Args) -> Res<(f64, f64)> {
         if let Some(t) = committed.lock().map_err(|_| "lock")?.remove(key) {
             hist.record(now.saturating_duration_since(t).as_micros().max(1) as u64)?;
             got += 1;
+            payload_bytes += m.payload().map_or(0, <[u8]>::len) as u64;
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -265,16 +277,21 @@ async fn outbox(a: &Args) -> Res<(f64, f64)> {
     if got < total {
         return Err(format!("only {got} of {total} events arrived").into());
     }
-    Ok((ms(&hist, 0.99), got as f64 / elapsed))
+    Ok((
+        ms(&hist, 0.99),
+        got as f64 / elapsed,
+        payload_bytes as f64 / got.max(1) as f64,
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Res<()> {
     let a = args()?;
     let (api_p99, api_rps, _) = api(&a).await?;
-    let (outbox_p99, eps) = outbox(&a).await?;
+    let (outbox_p99, eps, payload) = outbox(&a).await?;
     println!(
-        "LOAD api_p99_ms={api_p99:.2} api_rps={api_rps:.0} outbox_p99_ms={outbox_p99:.2} events_per_s={eps:.0}"
+        "LOAD api_p99_ms={api_p99:.2} api_rps={api_rps:.0} outbox_p99_ms={outbox_p99:.2} events_per_s={eps:.0} payload_bytes={payload:.0} record_headers={}",
+        u8::from(a.record_headers)
     );
     Ok(())
 }

@@ -100,32 +100,102 @@ pub async fn billing_group(
                 continue;
             }
         };
-        let is_hangup = m
-            .headers()
-            .and_then(|h| {
-                use rdkafka::message::Headers;
-                h.iter().find(|h| h.key == "event_type").and_then(|h| h.value)
-            })
-            .is_some_and(|v| v == b"call_hungup");
-        if is_hangup {
-            let parsed = std::str::from_utf8(m.payload().unwrap_or_default())
-                .ok()
-                .and_then(|t| EventEnvelope::parse(t).ok());
-            match parsed {
-                Some(e) => {
-                    if !bill_one(&store, &e.event_id, &e.resource.id, &stats, &mut stop).await {
-                        break;
-                    }
+        let event_type = m.headers().and_then(|h| {
+            use rdkafka::message::Headers;
+            h.iter().find(|h| h.key == "event_type").and_then(|h| h.value)
+        });
+        match classify(event_type, m.payload()) {
+            Billable::Hangup(e) => {
+                if !bill_one(&store, &e.event_id, &e.resource.id, &stats, &mut stop).await {
+                    break;
                 }
-                None => tracing::warn!(
-                    offset = m.offset(),
-                    "billing consumer: bad call_hungup message skipped"
-                ),
             }
+            Billable::Other => {}
+            Billable::Unreadable => tracing::warn!(
+                offset = m.offset(),
+                "billing consumer: unreadable message skipped"
+            ),
         }
         if let Err(e) = consumer.store_offset_from_message(&m) {
             tracing::warn!(error = %e, "billing consumer: could not store the offset");
         }
     }
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
+}
+
+/// What a message on the call topic means for billing.
+#[derive(Debug)]
+enum Billable {
+    /// A `call_hungup` event: charge the call.
+    Hangup(Box<EventEnvelope>),
+    /// Any other event.
+    Other,
+    /// A value that is no event envelope (skipped, logged).
+    Unreadable,
+}
+
+/// Classifies a message by its `event_type` header when the relay sent
+/// headers (other events are then skipped without parsing), else by the
+/// envelope in its value (the default: no headers, see relay/kafka.rs).
+fn classify(event_type_header: Option<&[u8]>, payload: Option<&[u8]>) -> Billable {
+    if event_type_header.is_some_and(|v| v != b"call_hungup") {
+        return Billable::Other;
+    }
+    let parsed = payload
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|t| EventEnvelope::parse(t).ok());
+    match parsed {
+        Some(e) if e.event_type == "call_hungup" => Billable::Hangup(Box::new(e)),
+        Some(_) => Billable::Other,
+        None => Billable::Unreadable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxbridge_proto::envelope::Resource;
+
+    fn event(event_type: &str) -> String {
+        EventEnvelope {
+            event_id: "e1".into(),
+            event_type: event_type.into(),
+            timestamp: "2026-12-01T00:00:00Z".into(),
+            customer_id: "acme".into(),
+            resource: Resource {
+                kind: "call".into(),
+                id: "c1".into(),
+                fields: serde_json::Map::new(),
+            },
+        }
+        .to_json()
+    }
+
+    #[test]
+    fn hangups_are_found_with_and_without_headers() {
+        let hung = event("call_hungup");
+        let created = event("call_created");
+        assert!(
+            matches!(classify(None, Some(hung.as_bytes())), Billable::Hangup(e) if e.resource.id == "c1")
+        );
+        assert!(matches!(
+            classify(Some(b"call_hungup"), Some(hung.as_bytes())),
+            Billable::Hangup(_)
+        ));
+        assert!(matches!(
+            classify(None, Some(created.as_bytes())),
+            Billable::Other
+        ));
+        // A header that names another type is trusted: the value is not parsed.
+        assert!(matches!(
+            classify(Some(b"call_created"), Some(b"not json")),
+            Billable::Other
+        ));
+        assert!(matches!(classify(None, Some(b"not json")), Billable::Unreadable));
+        assert!(matches!(
+            classify(Some(b"call_hungup"), None),
+            Billable::Unreadable
+        ));
+        assert!(matches!(classify(None, None), Billable::Unreadable));
+    }
 }
