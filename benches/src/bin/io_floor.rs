@@ -386,15 +386,10 @@ mod linux {
         Ok(())
     }
 
-    fn server(
-        mode: Mode,
-        mut bots: Vec<TcpStream>,
-        mut callers: Vec<TcpStream>,
-        udp: UdpSocket,
-        stop: &AtomicBool,
-    ) {
-        pin(0);
-        let Ok(ep) = Epoll::new() else { return };
+    /// One epoll set over every socket of one side (tokens: call index for
+    /// the bots, CALLER + index for the callers, UDP for the shared port).
+    fn register(bots: &[TcpStream], callers: &[TcpStream], udp: &UdpSocket) -> Option<Epoll> {
+        let ep = Epoll::new().ok()?;
         let mut ok = ep.add(udp.as_raw_fd(), UDP).is_ok();
         for (i, b) in bots.iter().enumerate() {
             ok &= ep.add(b.as_raw_fd(), i as u64).is_ok();
@@ -404,8 +399,22 @@ mod linux {
         }
         if !ok {
             eprintln!("io_floor: epoll_ctl failed");
-            return;
+            return None;
         }
+        Some(ep)
+    }
+
+    fn server(
+        mode: Mode,
+        mut bots: Vec<TcpStream>,
+        mut callers: Vec<TcpStream>,
+        udp: UdpSocket,
+        stop: &AtomicBool,
+    ) {
+        pin(0);
+        let Some(ep) = register(&bots, &callers, &udp) else {
+            return;
+        };
         let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let (mut rx, mut tx) = (Mmsg::new(), Mmsg::new());
         let mut buf = vec![0u8; 4096];
@@ -463,18 +472,9 @@ mod linux {
         c: &Counters,
     ) {
         pin(1);
-        let Ok(ep) = Epoll::new() else { return };
-        let mut ok = ep.add(udp.as_raw_fd(), UDP).is_ok();
-        for (i, b) in bots.iter().enumerate() {
-            ok &= ep.add(b.as_raw_fd(), i as u64).is_ok();
-        }
-        for (i, s) in callers.iter().enumerate() {
-            ok &= ep.add(s.as_raw_fd(), CALLER + i as u64).is_ok();
-        }
-        if !ok {
-            eprintln!("io_floor: epoll_ctl failed");
+        let Some(ep) = register(&bots, &callers, &udp) else {
             return;
-        }
+        };
         let n = bots.len();
         let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let (mut rx, mut tx) = (Mmsg::new(), Mmsg::new());
