@@ -72,7 +72,7 @@ cpu=$(get cpu_us_per_call_s)
 kill "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 floor_mode=rtp; [ "$MODE" = audiosocket ] && floor_mode=audiosocket
-floor=$(target/release/io_floor --mode "$floor_mode" --calls "$CALLS" --seconds "$(( SECS < 10 ? SECS : 10 ))" 2>/dev/null | grep '^FLOOR ')
+floor=$(target/release/io_floor --mode "$floor_mode" --calls "$CALLS" --seconds "$(( SECS < 10 ? SECS : 10 ))" | grep '^FLOOR ')
 echo "$floor"
 fget() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$floor"; }
 busy=$(fget busy_peer_cpu_us_per_call_s)
