@@ -39,6 +39,9 @@ cargo build --release --locked --quiet -p voxbridge-benches --bin io_floor
 bin=target/release/voxbridge
 tmp=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# The media API's credential, read by the daemon and by loadgen alike.
+VOXBRIDGE_MEDIA_API_TOKEN=capacity-bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+export VOXBRIDGE_MEDIA_API_TOKEN
 
 SHARED=0
 IO=per-call

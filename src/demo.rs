@@ -184,7 +184,11 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let api = TcpListener::bind(ccfg.listen).await?;
     let api_addr = api.local_addr()?;
     let router = control.router(Arc::new(server.commands()));
-    tokio::spawn(async move { axum::serve(api, router).await });
+    tokio::spawn(crate::listener::serve(
+        api,
+        router,
+        crate::listener::HttpLimits::default(),
+    ));
     let shutdown = server.shutdown_handle();
     let media = tokio::spawn(server.run());
     println!(

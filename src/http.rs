@@ -13,6 +13,15 @@
 //! (unparsable SDP or JSON, no common codec), 415 for another content type,
 //! 503 when the daemon cannot take the call now (shutting down, call limit,
 //! no free port).
+//!
+//! Every session request needs `Authorization: Bearer <token>` with a token
+//! of `[[media_api.tokens]]` (401 without, counted). A token's tenant is
+//! the only one its sessions can belong to: its `customer_id` is written
+//! into the call's parameters whatever the request says (naming another is
+//! 403), and a token without one may not name any. A token lists and hangs
+//! up only the sessions of its tenant (another's is 404). `/metrics` and
+//! `/healthz` are open; `[media_api] listen` serves the session API on a
+//! listener of its own.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -24,7 +33,9 @@ use axum::Router;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use voxbridge_media::config::MediaApiToken;
 use voxbridge_media::metrics::Metrics;
 use voxbridge_media::sessions::{Created, PlainSession, SessionRequest};
 use voxbridge_media::{MediaError, RtpSessions};
@@ -38,11 +49,14 @@ struct AppState {
     metrics: Arc<Metrics>,
     rtp: RtpSessions,
     extra: Option<ExtraMetrics>,
+    tokens: Arc<Vec<MediaApiToken>>,
 }
 
-/// The router.
-pub fn router(metrics: Arc<Metrics>, rtp: RtpSessions) -> Router {
-    router_with(metrics, rtp, None)
+static UNAUTHORIZED: AtomicU64 = AtomicU64::new(0);
+
+/// The router: `/metrics`, `/healthz` and the session API for `tokens`.
+pub fn router(metrics: Arc<Metrics>, rtp: RtpSessions, tokens: Vec<MediaApiToken>) -> Router {
+    router_with(metrics, rtp, None, tokens)
 }
 
 /// `/metrics` and `/healthz` only, for a process without a media plane
@@ -52,21 +66,107 @@ pub fn metrics_only(render: ExtraMetrics) -> Router {
         .route(
             "/metrics",
             get(move || {
-                let text = render();
+                let mut text = render();
+                text.push_str(&crate::listener::render_metrics());
                 async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
 }
 
-/// The router, with `extra` appended to `/metrics`.
-pub fn router_with(metrics: Arc<Metrics>, rtp: RtpSessions, extra: Option<ExtraMetrics>) -> Router {
+/// [`router`] with `extra` appended to `/metrics`.
+pub fn router_with(
+    metrics: Arc<Metrics>,
+    rtp: RtpSessions,
+    extra: Option<ExtraMetrics>,
+    tokens: Vec<MediaApiToken>,
+) -> Router {
+    metrics_router(metrics.clone(), rtp.clone(), extra.clone())
+        .merge(sessions_router(metrics, rtp, extra, tokens))
+}
+
+/// `/metrics` and `/healthz` only (open).
+pub fn metrics_router(metrics: Arc<Metrics>, rtp: RtpSessions, extra: Option<ExtraMetrics>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(AppState {
+            metrics,
+            rtp,
+            extra,
+            tokens: Arc::default(),
+        })
+}
+
+/// The session API only (authenticated), for a listener of its own.
+pub fn sessions_router(
+    metrics: Arc<Metrics>,
+    rtp: RtpSessions,
+    extra: Option<ExtraMetrics>,
+    tokens: Vec<MediaApiToken>,
+) -> Router {
+    Router::new()
         .route("/v1/rtp/sessions", get(list).post(create))
         .route("/v1/rtp/sessions/{call_id}", axum::routing::delete(hangup))
-        .with_state(AppState { metrics, rtp, extra })
+        .with_state(AppState {
+            metrics,
+            rtp,
+            extra,
+            tokens: Arc::new(tokens),
+        })
+}
+
+/// The token a request presents, if it is one of the configured ones.
+fn authorize<'a>(s: &'a AppState, headers: &HeaderMap) -> Option<&'a MediaApiToken> {
+    let offered = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    offered.and_then(|t| s.tokens.iter().find(|k| k.token.matches(t)))
+}
+
+/// The 401 for a request without a valid token (counted).
+fn unauthorized(s: &AppState) -> Response {
+    UNAUTHORIZED.fetch_add(1, Relaxed);
+    let why = if s.tokens.is_empty() {
+        "the media API needs a token: configure [[media_api.tokens]] (or VOXBRIDGE_MEDIA_API_TOKEN)"
+    } else {
+        "send Authorization: Bearer <token> with a token of [[media_api.tokens]]"
+    };
+    let mut r = error(StatusCode::UNAUTHORIZED, why);
+    r.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+/// The call parameters a token may give: its tenant, and no other.
+fn tenant_params(
+    token: &MediaApiToken,
+    mut params: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    match (&token.customer_id, params.get("customer_id")) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(format!(
+                "token {:?} cannot create calls for customer {asked:?}",
+                token.name
+            ))
+        }
+        (None, Some(asked)) => {
+            return Err(format!(
+                "token {:?} has no customer: it cannot name customer {asked:?}",
+                token.name
+            ))
+        }
+        _ => {}
+    }
+    if let Some(own) = &token.customer_id {
+        params.insert("customer_id".into(), own.clone());
+    }
+    Ok(params)
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
@@ -74,6 +174,13 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     if let Some(extra) = &s.extra {
         text.push_str(&extra());
     }
+    text.push_str(&crate::listener::render_metrics());
+    text.push_str(&format!(
+        "# HELP voxbridge_media_api_unauthorized_total Media API requests refused for want of a valid token.\n\
+         # TYPE voxbridge_media_api_unauthorized_total counter\n\
+         voxbridge_media_api_unauthorized_total {}\n",
+        UNAUTHORIZED.load(Relaxed)
+    ));
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
@@ -124,6 +231,9 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let Some(token) = authorize(&s, &headers) else {
+        return unauthorized(&s);
+    };
     let ctype = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -138,12 +248,17 @@ async fn create(
             let Ok(offer) = std::str::from_utf8(&body) else {
                 return refused(&s, StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8");
             };
+            let params = match tenant_params(token, BTreeMap::new()) {
+                Ok(p) => p,
+                Err(e) => return refused(&s, StatusCode::FORBIDDEN, e),
+            };
             let req = SessionRequest {
                 call_id: q.get("call_id").cloned(),
                 route: q.get("route").cloned(),
                 caller: q.get("caller").cloned(),
                 callee: q.get("callee").cloned(),
-                params: BTreeMap::new(),
+                params,
+                owner: token.customer_id.clone(),
             };
             match s.rtp.offer(offer, req).await {
                 Ok(c) => {
@@ -179,12 +294,17 @@ async fn create(
                 dtmf_pt: b.dtmf_pt,
                 symmetric: b.symmetric,
             };
+            let params = match tenant_params(token, b.params) {
+                Ok(p) => p,
+                Err(e) => return refused(&s, StatusCode::FORBIDDEN, e),
+            };
             let req = SessionRequest {
                 call_id: b.call_id,
                 route: b.route,
                 caller: b.caller,
                 callee: b.callee,
-                params: b.params,
+                params,
+                owner: token.customer_id.clone(),
             };
             match s.rtp.plain(plain, req).await {
                 Ok(c) => (StatusCode::CREATED, axum::Json(created_json(&c))).into_response(),
@@ -210,11 +330,15 @@ fn created_json(c: &Created) -> serde_json::Value {
     })
 }
 
-async fn list(State(s): State<AppState>) -> Response {
+async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = authorize(&s, &headers) else {
+        return unauthorized(&s);
+    };
     let v: Vec<_> = s
         .rtp
         .list()
         .into_iter()
+        .filter(|x| x.owner == token.customer_id)
         .map(|x| {
             serde_json::json!({
                 "call_id": x.call_id,
@@ -227,8 +351,16 @@ async fn list(State(s): State<AppState>) -> Response {
     axum::Json(v).into_response()
 }
 
-async fn hangup(State(s): State<AppState>, Path(call_id): Path<String>) -> Response {
-    if s.rtp.hangup(&call_id) {
+async fn hangup(State(s): State<AppState>, headers: HeaderMap, Path(call_id): Path<String>) -> Response {
+    let Some(token) = authorize(&s, &headers) else {
+        return unauthorized(&s);
+    };
+    let owned = s
+        .rtp
+        .list()
+        .iter()
+        .any(|x| x.call_id == call_id && x.owner == token.customer_id);
+    if owned && s.rtp.hangup(&call_id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         error(StatusCode::NOT_FOUND, format!("no session {call_id:?}"))

@@ -7,6 +7,7 @@
 pub mod bot;
 pub mod demo;
 pub mod http;
+pub mod listener;
 pub mod loadgen;
 pub mod loadgen_rtp;
 mod plot;

@@ -62,6 +62,10 @@ pub struct Args {
     /// The daemon's HTTP address (media API), for RTP modes.
     #[arg(long, default_value = "127.0.0.1:9100")]
     pub api: SocketAddr,
+    /// Bearer token for the media API, for RTP modes (default: env
+    /// `VOXBRIDGE_MEDIA_API_TOKEN`, as the daemon reads it).
+    #[arg(long)]
+    pub api_token: Option<String>,
     /// Daemon AudioSocket address.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub target: SocketAddr,
@@ -357,7 +361,8 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
             Some(codec) => {
                 let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await?);
                 let id = Frame::uuid_string(&uuid(run_id, i));
-                let to = rtp::create_session(args.api, sock.local_addr()?, codec, &id).await?;
+                let to =
+                    rtp::create_session(args.api, &api_token(&args), sock.local_addr()?, codec, &id).await?;
                 rtp_ids.push(id);
                 readers.push(tokio::spawn(read_rtp(
                     sock.clone(),
@@ -445,7 +450,7 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
         let _ = w.await;
     }
     for id in &rtp_ids {
-        rtp::hangup_session(args.api, id).await;
+        rtp::hangup_session(args.api, &api_token(&args), id).await;
     }
     let mut down = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut received = 0u64;
@@ -526,4 +531,12 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
         loadgen_skipped.load(Relaxed)
     );
     Ok(())
+}
+
+/// The media API token: `--api-token`, else `VOXBRIDGE_MEDIA_API_TOKEN`.
+fn api_token(args: &Args) -> String {
+    args.api_token
+        .clone()
+        .or_else(|| std::env::var("VOXBRIDGE_MEDIA_API_TOKEN").ok())
+        .unwrap_or_default()
 }

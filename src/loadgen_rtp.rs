@@ -66,6 +66,7 @@ pub fn payloads(pcm: &[i16], codec: RtpCodec) -> anyhow::Result<Vec<Bytes>> {
 /// Creates a session through `POST /v1/rtp/sessions`; returns where to send.
 pub async fn create_session(
     api: SocketAddr,
+    token: &str,
     remote: SocketAddr,
     codec: RtpCodec,
     call_id: &str,
@@ -81,7 +82,7 @@ pub async fn create_session(
         .await
         .with_context(|| format!("connect to the media API at {api}"))?;
     let req = format!(
-        "POST /v1/rtp/sessions HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /v1/rtp/sessions HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await?;
@@ -147,12 +148,12 @@ pub fn is_audio(d: &[u8], codec: RtpCodec) -> bool {
 }
 
 /// Ends a session through `DELETE /v1/rtp/sessions/{call_id}` (best effort).
-pub async fn hangup_session(api: SocketAddr, call_id: &str) {
+pub async fn hangup_session(api: SocketAddr, token: &str, call_id: &str) {
     let Ok(mut s) = TcpStream::connect(api).await else {
         return;
     };
     let req =
-        format!("DELETE /v1/rtp/sessions/{call_id} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n");
+        format!("DELETE /v1/rtp/sessions/{call_id} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).await.is_ok() {
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink).await;

@@ -5,10 +5,12 @@
 //! gracefully on SIGINT/SIGTERM. With `--role media` / `--role control` the
 //! two run as separate processes linked by Kafka ([`voxbridge_control::link`]).
 
+use crate::listener::HttpLimits;
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use voxbridge_control::config::ControlConfig;
 use voxbridge_control::link::media_side::MediaSide;
@@ -123,9 +125,12 @@ async fn serve(config: Config, control_cfg: ControlConfig, role: Role) -> anyhow
         return serve_control(config, control_cfg).await;
     }
     let metrics_addr = config.metrics_listen;
+    let limits = http_limits(&config);
+    let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    let media_api = config.media_api.clone();
     let control = match control_cfg.enabled && role == Role::All {
         true => {
-            let c = Control::start(&control_cfg).await.context("control sidecar")?;
+            let mut c = Control::start(&control_cfg).await.context("control sidecar")?;
             // This process's media plane is new: calls it ran before died with it.
             c.end_orphaned_calls()
                 .await
@@ -149,7 +154,7 @@ async fn serve(config: Config, control_cfg: ControlConfig, role: Role) -> anyhow
     }
     let mut control_addr = String::from("off");
     if let Some(c) = &control {
-        control_addr = serve_api(c, control_cfg.listen, Arc::new(server.commands())).await?;
+        control_addr = serve_api(c, control_cfg.listen, Arc::new(server.commands()), limits).await?;
     }
     let mut link = link;
     if let Some(l) = &mut link {
@@ -159,20 +164,36 @@ async fn serve(config: Config, control_cfg: ControlConfig, role: Role) -> anyhow
     let shutdown = server.shutdown_handle();
     let addrs: Vec<String> = server.audiosocket_addrs().iter().map(|a| a.to_string()).collect();
     let mut http_addr = String::from("off");
-    if let Some(addr) = metrics_addr {
-        let extra: Option<crate::http::ExtraMetrics> = match (&control, &link) {
-            (Some(c), _) => {
-                let m = c.metrics();
-                Some(Arc::new(move || m.render()))
+    let extra: Option<crate::http::ExtraMetrics> = match (&control, &link) {
+        (Some(c), _) => {
+            let m = c.metrics();
+            Some(Arc::new(move || m.render()))
+        }
+        (None, Some(l)) => {
+            let stats = l.stats.clone();
+            Some(Arc::new(move || stats.render()))
+        }
+        (None, None) => None,
+    };
+    let rtp = server.rtp_sessions();
+    match media_api.listen {
+        // The session API on a listener of its own; /metrics apart.
+        Some(api_addr) => {
+            let api =
+                crate::http::sessions_router(metrics.clone(), rtp.clone(), extra.clone(), media_api.tokens);
+            let bound = serve_http(api_addr, api, "media API", limits).await?;
+            tracing::info!(addr = %bound, "media API listening");
+            if let Some(addr) = metrics_addr {
+                let app = crate::http::metrics_router(metrics.clone(), rtp, extra);
+                http_addr = serve_http(addr, app, "HTTP server (metrics)", limits).await?;
             }
-            (None, Some(l)) => {
-                let stats = l.stats.clone();
-                Some(Arc::new(move || stats.render()))
+        }
+        None => {
+            if let Some(addr) = metrics_addr {
+                let app = crate::http::router_with(metrics.clone(), rtp, extra, media_api.tokens);
+                http_addr = serve_http(addr, app, "HTTP server (metrics, media API)", limits).await?;
             }
-            (None, None) => None,
-        };
-        let app = crate::http::router_with(metrics.clone(), server.rtp_sessions(), extra);
-        http_addr = serve_http(addr, app, "HTTP server (metrics, media API)").await?;
+        }
     }
     announce(&addrs.join(","), &http_addr, &control_addr, role);
     tokio::spawn(async move {
@@ -181,11 +202,22 @@ async fn serve(config: Config, control_cfg: ControlConfig, role: Role) -> anyhow
         shutdown.shutdown();
     });
     server.run().await;
-    if let Some(l) = link {
-        l.stop().await;
-    }
-    if let Some(c) = control {
-        c.shutdown().await;
+    // The media plane is down; what is left (events to store, the relay's
+    // last pass) gets one more grace period whatever the store does.
+    let rest = async {
+        if let Some(l) = link {
+            l.stop().await;
+        }
+        if let Some(c) = control {
+            c.shutdown().await;
+        }
+    };
+    if tokio::time::timeout(grace, rest).await.is_err() {
+        tracing::error!(
+            grace_ms = grace.as_millis() as u64,
+            "shutdown: the event pipeline did not finish within the grace period (store or Kafka down?); \
+             events not yet stored are lost, events stored and not yet relayed go out at the next start"
+        );
     }
     Ok(())
 }
@@ -206,38 +238,53 @@ async fn serve_control(config: Config, control_cfg: ControlConfig) -> anyhow::Re
         .link_media_over_kafka(&control_cfg)
         .await
         .context("media link")?;
-    let control_addr = serve_api(&control, control_cfg.listen, commands).await?;
+    let limits = http_limits(&config);
+    let control_addr = serve_api(&control, control_cfg.listen, commands, limits).await?;
     let mut http_addr = String::from("off");
     if let Some(addr) = config.metrics_listen {
         let m = control.metrics();
         let app = crate::http::metrics_only(Arc::new(move || m.render()));
-        http_addr = serve_http(addr, app, "metrics server").await?;
+        http_addr = serve_http(addr, app, "metrics server", limits).await?;
     }
     announce("off", &http_addr, &control_addr, Role::Control);
     wait_for_signal().await;
     tracing::info!("signal received: stopping");
-    control.shutdown().await;
+    let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    if tokio::time::timeout(grace, control.shutdown()).await.is_err() {
+        tracing::error!("shutdown: the event pipeline did not finish within the grace period");
+    }
     Ok(())
+}
+
+fn http_limits(config: &Config) -> HttpLimits {
+    let l = &config.limits;
+    HttpLimits {
+        header_timeout: Duration::from_millis(l.http_header_timeout_ms),
+        request_timeout: Duration::from_millis(l.http_request_timeout_ms),
+        max_connections_per_ip: l.http_max_connections_per_ip,
+    }
 }
 
 async fn serve_api(
     control: &Control,
     listen: SocketAddr,
     commands: Arc<dyn CallCommands>,
+    limits: HttpLimits,
 ) -> anyhow::Result<String> {
-    serve_http(listen, control.router(commands), "control API").await
+    serve_http(listen, control.router(commands), "control API", limits).await
 }
 
-async fn serve_http(addr: SocketAddr, app: axum::Router, what: &'static str) -> anyhow::Result<String> {
+async fn serve_http(
+    addr: SocketAddr,
+    app: axum::Router,
+    what: &'static str,
+    limits: HttpLimits,
+) -> anyhow::Result<String> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("{what} listen {addr}"))?;
     let local = listener.local_addr()?.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "{what} failed");
-        }
-    });
+    tokio::spawn(crate::listener::serve(listener, app, limits));
     Ok(local)
 }
 

@@ -5,6 +5,13 @@
 //! The resampler's constant delay is compensated (leading samples dropped,
 //! a silent frame flushed at the end) so the output lines up with the input
 //! and has the same duration, as ffmpeg's and sox's output does.
+//!
+//! Safety rules: the output is written to a temporary file beside it and
+//! renamed over it only once complete, so a failed run leaves any earlier
+//! output untouched; an output that is the input (the same path, another
+//! spelling of it, a symlink or a hard link to it) is refused before
+//! anything is opened for writing. An input that starts with a RIFF/WAVE
+//! header is read as WAV whatever its extension, and the command says so.
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -96,15 +103,36 @@ struct Input {
     len: u64,
 }
 
+/// Whether `file` starts with a RIFF/WAVE header (the position is restored).
+fn starts_with_riff_wave(file: &mut File) -> Result<bool> {
+    let mut magic = [0u8; 12];
+    let n = read_full(file, &mut magic).context("reading input")?;
+    file.seek(SeekFrom::Start(0)).context("seeking input")?;
+    Ok(n == 12 && &magic[..4] == b"RIFF" && &magic[8..] == b"WAVE")
+}
+
 fn open_input(args: &Args, file: &mut File) -> Result<Input> {
     let file_len = file.metadata().context("reading input size")?.len();
     let ext = format_from_ext(&args.input);
-    let fmt = args.from.or(ext.map(|e| e.0)).with_context(|| {
-        format!(
-            "cannot tell the format of {} from its extension; pass --from",
-            args.input.display()
-        )
-    })?;
+    let declared = args.from.or(ext.map(|e| e.0));
+    let fmt = if starts_with_riff_wave(file)? {
+        if !matches!(declared, Some(Format::Wav | Format::WavUlaw | Format::WavAlaw)) {
+            eprintln!(
+                "note: {} has a RIFF/WAVE header: reading it as WAV, not as {}",
+                args.input.display(),
+                declared.map_or("an unknown format".to_owned(), |f| format!("{f:?}")
+                    .to_lowercase())
+            );
+        }
+        Format::Wav
+    } else {
+        declared.with_context(|| {
+            format!(
+                "cannot tell the format of {} from its extension; pass --from",
+                args.input.display()
+            )
+        })?
+    };
     let raw = |codec: Codec| Input {
         codec,
         offset: 0,
@@ -207,8 +235,75 @@ fn bytes_per_sample(codec: Codec) -> (u64, u64) {
     }
 }
 
+/// Refuses an output that is the input under another name: the same file
+/// (device and inode, so symlinks, hard links and other spellings of the
+/// path are caught), or, when the output does not exist yet, the same
+/// canonical path.
+fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let same = match (std::fs::metadata(input), std::fs::metadata(output)) {
+        (Ok(i), Ok(o)) => i.dev() == o.dev() && i.ino() == o.ino(),
+        _ => match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+            (Ok(i), Ok(o)) => i == o,
+            _ => false,
+        },
+    };
+    if same {
+        bail!(
+            "the output {} is the input {}: refusing to overwrite it (write to another file)",
+            output.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
+
+/// A temporary file beside `output` (same directory, so the final rename
+/// is atomic), removed on drop unless kept.
+struct TempOutput {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempOutput {
+    fn create(output: &Path) -> Result<(TempOutput, File)> {
+        let dir = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = output
+            .file_name()
+            .with_context(|| format!("{} names no file", output.display()))?
+            .to_string_lossy();
+        let path = dir.join(format!(".{name}.voxbridge-{}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok((TempOutput { path, kept: false }, file))
+    }
+
+    /// Renames the finished file over `output`.
+    fn commit(mut self, output: &Path) -> Result<()> {
+        std::fs::rename(&self.path, output)
+            .with_context(|| format!("renaming {} to {}", self.path.display(), output.display()))?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempOutput {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Runs the conversion.
 pub fn run(args: Args) -> Result<()> {
+    refuse_same_file(&args.input, &args.output)?;
     let mut file = File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let input = open_input(&args, &mut file)?;
     let (out_codec, out_wav) = output_codec(&args, input.codec)?;
@@ -233,9 +328,8 @@ pub fn run(args: Args) -> Result<()> {
     file.seek(SeekFrom::Start(input.offset))
         .context("seeking to audio data")?;
     let mut reader = file.take(input.len);
-    let out_file =
-        File::create(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
-    let result = convert(
+    let (temp, out_file) = TempOutput::create(&args.output)?;
+    convert(
         &args,
         &mut chain,
         &mut reader,
@@ -248,12 +342,10 @@ pub fn run(args: Args) -> Result<()> {
             skip,
             out_total,
         },
-    );
-    if result.is_err() {
-        // Leave no half-written output behind.
-        let _ = std::fs::remove_file(&args.output);
-    }
-    result
+    )?;
+    // Only a complete output replaces what was there (a failed run leaves
+    // no half-written file: the temporary one is removed on drop).
+    temp.commit(&args.output)
 }
 
 /// Sizes of one conversion, worked out before any sample moves.
@@ -334,6 +426,7 @@ fn convert(
         }
     }
     writer.flush().context("writing output")?;
+    writer.get_ref().sync_all().context("writing output to disk")?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -235,3 +235,153 @@ async fn shutdown_hangs_up_calls_left_after_the_grace_period() {
     // No new calls once stopped.
     assert!(tokio::net::TcpStream::connect(d.addr).await.is_err());
 }
+
+/// Rule: a call id in use is refused (counted, the connection closed),
+/// never merged; a call's record and its media stay the same call.
+#[tokio::test]
+async fn a_call_id_in_use_is_refused_never_merged() {
+    use voxbridge_media::sessions::{PlainSession, SessionRequest};
+    use voxbridge_proto::audiosocket::Frame;
+    let mut bot = TestBot::start().await;
+    let mut d = Daemon::start(pipecat_route(&bot.url, 8000)).await;
+    let mut first = Caller::connect(d.addr, uuid(30)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    d.event("the first call", |e| matches!(e, CallEvent::Created { .. }))
+        .await;
+
+    // The same UUID again (another listener, another tenant's route: the
+    // id space is the server's): told to hang up, then closed.
+    let mut second = Caller::connect(d.addr, uuid(30)).await;
+    assert!(second.until_hangup().await, "the duplicate is hung up");
+    // An RTP session cannot take the id either.
+    let id = Frame::uuid_string(&uuid(30));
+    let rtp = d
+        .rtp
+        .plain(
+            PlainSession {
+                remote: Some("127.0.0.1:9".parse().expect("addr")),
+                codec: voxbridge_proto::sdp::AudioCodec::Pcmu,
+                pt: None,
+                dtmf_pt: None,
+                symmetric: None,
+            },
+            SessionRequest {
+                call_id: Some(id),
+                ..SessionRequest::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(&rtp, Err(e) if e.to_string().contains("in use")),
+        "{rtp:?}"
+    );
+    assert_eq!(d.metrics.duplicate_call_ids.load(Relaxed), 2);
+    assert_eq!(d.metrics.rejected_connections.load(Relaxed), 1);
+
+    // The first call goes on, and nothing ended it.
+    first.send_audio(&[55i16; 160]).await;
+    loop {
+        if let Kind::Audio(a) = pipecat_next(&mut link).await.expect("audio") {
+            assert_eq!(&a.audio[..2], &55i16.to_le_bytes());
+            break;
+        }
+    }
+    assert_eq!(d.metrics.active_calls.load(Relaxed), 1);
+    while let Ok(e) = d.events.try_recv() {
+        assert!(
+            !matches!(e, CallEvent::Created { .. } | CallEvent::Hungup { .. }),
+            "the refused connection emitted {e:?}"
+        );
+    }
+}
+
+/// The next hangup event's cause.
+async fn next_hangup_cause(d: &mut Daemon) -> HangupCause {
+    match d
+        .event("a hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await
+    {
+        CallEvent::Hungup { cause, .. } => cause,
+        other => panic!("expected a hangup, got {other:?}"),
+    }
+}
+
+/// Rules: an AudioSocket frame must complete within `frame_timeout_ms`, a
+/// caller that sends nothing for `media_timeout_ms` is hung up with that
+/// cause, and a caller that never reads is dropped once its socket buffer
+/// stays full; all counted.
+#[tokio::test]
+async fn callers_that_stop_half_way_are_hung_up_and_counted() {
+    let mut bot = TestBot::start().await;
+    let mut config = one_listener(pipecat_route(&bot.url, 8000));
+    config.limits.frame_timeout_ms = 300;
+    config.limits.media_timeout_ms = 1000;
+    config.limits.send_buffer_bytes = 4096;
+    let mut d = Daemon::with_config(config).await;
+
+    // 16,000 bytes announced, 100 sent.
+    let mut partial = Caller::connect(d.addr, uuid(40)).await;
+    let mut link1 = bot.accept().await;
+    pipecat_next(&mut link1).await.expect("start");
+    let mut head = vec![0x10, 0x3e, 0x80];
+    head.extend_from_slice(&[0u8; 100]);
+    partial.send_raw(&head).await;
+    assert!(partial.until_hangup().await);
+    assert_eq!(next_hangup_cause(&mut d).await, HangupCause::Malformed);
+    assert_eq!(d.metrics.caller_protocol_errors.load(Relaxed), 1);
+
+    // A UUID, then nothing.
+    let mut mute = Caller::connect(d.addr, uuid(41)).await;
+    let mut link2 = bot.accept().await;
+    pipecat_next(&mut link2).await.expect("start");
+    assert!(mute.until_hangup().await);
+    assert_eq!(next_hangup_cause(&mut d).await, HangupCause::MediaTimeout);
+
+    // Keeps sending audio but never reads (a small receive window, so the
+    // daemon's send buffer fills within seconds).
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut deaf = sock.connect(d.addr).await.expect("connect");
+    let mut hello = vec![0x01, 0x00, 0x10];
+    hello.extend_from_slice(&uuid(42));
+    tokio::io::AsyncWriteExt::write_all(&mut deaf, &hello)
+        .await
+        .expect("uuid");
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    let frame: Vec<u8> = [0x10u8, 0x01, 0x40].into_iter().chain([0u8; 320]).collect();
+    let hangup = d.event("the deaf caller's hangup", |e| {
+        matches!(e, CallEvent::Hungup { .. })
+    });
+    let feed = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if tokio::io::AsyncWriteExt::write_all(&mut deaf, &frame)
+                .await
+                .is_err()
+            {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let e = tokio::select! {
+        e = hangup => e,
+        () = feed => unreachable!("the feed never ends"),
+    };
+    assert!(
+        matches!(
+            e,
+            CallEvent::Hungup {
+                cause: HangupCause::CallerGone,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        d.metrics.totals().frames_lost > 0,
+        "frames the deaf caller did not take are counted"
+    );
+}

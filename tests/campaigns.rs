@@ -47,7 +47,7 @@ async fn stack_on(store_url: String, node: &str, sim: SimulatedConfig, ring_time
     let bot_url = format!("ws://{}", bot.local_addr().expect("addr"));
     tokio::spawn(bot::serve(bot, Mode::Echo, Duration::ZERO, None));
     let mut ccfg = ControlConfig {
-        store: Some(store_url),
+        store: Some(store_url.into()),
         node_id: node.into(),
         ..ControlConfig::default()
     };

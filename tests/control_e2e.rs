@@ -23,8 +23,14 @@ use voxbridge_proto::audiosocket::Frame;
 use voxbridge_proto::envelope::EventEnvelope;
 use voxbridge_proto::pipecat::{Kind, TranscriptionFrame};
 
+/// The next event on the bus, past the bot link's reports (`bot_connected`).
 async fn next_event(bus: &mut tokio::sync::broadcast::Receiver<Arc<EventEnvelope>>) -> Arc<EventEnvelope> {
-    within("an event on the bus", bus.recv()).await.expect("bus open")
+    loop {
+        let e = within("an event on the bus", bus.recv()).await.expect("bus open");
+        if e.resource.kind != "bot_link" {
+            return e;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,6 +82,19 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
     assert_eq!(e.resource.fields["message"], "I'd like to pay my bill");
     assert_eq!(e.resource.fields["direction"], "in");
     assert_eq!(e.resource.fields["call_id"], call_id);
+
+    // DTMF reaches the control plane: stored and published (rule: no media
+    // event kind is dropped as "ignored").
+    caller
+        .send_raw(&[voxbridge_proto::audiosocket::kind::DTMF, 0, 1, b'7'])
+        .await;
+    let e = next_event(&mut bus).await;
+    assert_eq!(e.event_type, "dtmf_received");
+    assert_eq!(e.resource.kind, "dtmf");
+    assert_eq!(e.resource.fields["digit"], "7");
+    assert_eq!(e.resource.fields["call_id"], call_id);
+    let digits = control.store.list_dtmfs("default", call_id).await.expect("dtmfs");
+    assert_eq!(digits.iter().map(|d| d.digit.as_str()).collect::<Vec<_>>(), ["7"]);
 
     let req = Request::builder()
         .method("POST")

@@ -20,6 +20,9 @@ fn data_dir(tag: u16) -> std::path::PathBuf {
     d
 }
 
+/// The media API token the daemon is given and loadgen sends.
+const TOKEN: &str = "loadgen-test-token-0123456789";
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -39,6 +42,7 @@ fn serve(bot_port: u16) -> (Daemon, String, String) {
         .env("VOXBRIDGE_WORKERS", "1")
         .env("VOXBRIDGE_CONTROL_LISTEN", "127.0.0.1:0")
         .env("VOXBRIDGE_DATA_DIR", data_dir(bot_port))
+        .env("VOXBRIDGE_MEDIA_API_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -76,7 +80,7 @@ fn loadgen_drives_the_daemon_in_every_caller_mode() {
                 "--ramp-ms",
                 "0",
             ])
-            .args(["--target", &audiosocket, "--api", &api])
+            .args(["--target", &audiosocket, "--api", &api, "--api-token", TOKEN])
             .args(["--bot-listen", &format!("127.0.0.1:{bot_port}")])
             .args([
                 "--audio",

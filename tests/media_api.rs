@@ -1,14 +1,36 @@
 //! The media plane's HTTP API (`voxbridge::http`) over a real socket: SDP and
-//! plain-parameter sessions, listing, hangup, and the errors a client gets.
+//! plain-parameter sessions, listing, hangup, and the errors a client gets;
+//! its credentials and the tenant each may act for.
 
 mod harness;
 
 use harness::{pipecat_route, within, Daemon, TestBot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use voxbridge_media::config::MediaApiToken;
 use voxbridge_media::{CallEvent, Config, HangupCause};
 
-/// One HTTP/1.1 request; returns (status, headers, body).
+/// The edge's token (no tenant of its own: the route's).
+const EDGE: &str = "edge-token-0123456789abcdef";
+/// A tenant's token (customer `acme`).
+const ACME: &str = "acme-token-0123456789abcdef";
+
+fn tokens() -> Vec<MediaApiToken> {
+    vec![
+        MediaApiToken {
+            name: "edge".into(),
+            token: EDGE.into(),
+            customer_id: None,
+        },
+        MediaApiToken {
+            name: "acme".into(),
+            token: ACME.into(),
+            customer_id: Some("acme".into()),
+        },
+    ]
+}
+
+/// One HTTP/1.1 request with the edge's token; returns (status, headers, body).
 async fn request(
     addr: std::net::SocketAddr,
     method: &str,
@@ -16,9 +38,22 @@ async fn request(
     ctype: &str,
     body: &str,
 ) -> (u16, String, String) {
+    request_as(addr, Some(EDGE), method, path, ctype, body).await
+}
+
+/// One HTTP/1.1 request with `token` (or none).
+async fn request_as(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
@@ -41,7 +76,7 @@ async fn sessions_are_created_listed_and_hung_up_over_http() {
     let mut d = Daemon::with_config(config).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = voxbridge::http::router(d.metrics.clone(), d.rtp.clone());
+    let app = voxbridge::http::router(d.metrics.clone(), d.rtp.clone(), tokens());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -179,4 +214,119 @@ async fn sessions_are_created_listed_and_hung_up_over_http() {
         metrics.contains("voxbridge_calls_total{cause=\"api_hangup\"} 1"),
         "{metrics}"
     );
+}
+
+/// Rule: the media API needs a credential, and a credential cannot choose a
+/// tenant it does not own, nor see or hang up another tenant's calls.
+#[tokio::test]
+async fn the_media_api_needs_a_token_and_keeps_to_its_tenant() {
+    let mut bot = TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 16000));
+    let mut d = Daemon::with_config(config).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = voxbridge::http::router(d.metrics.clone(), d.rtp.clone(), tokens());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let plain = |id: &str, params: &str| {
+        format!(
+            r#"{{"remote":"127.0.0.1:9","codec":"pcmu","call_id":"{id}","symmetric":false,"params":{params}}}"#
+        )
+    };
+    let json = "application/json";
+
+    for token in [None, Some("wrong-token-0123456789abcdef")] {
+        for (method, path) in [("GET", "/v1/rtp/sessions"), ("DELETE", "/v1/rtp/sessions/x")] {
+            let (status, head, _) = request_as(addr, token, method, path, "text/plain", "").await;
+            assert_eq!(status, 401, "{method} {path} with {token:?}");
+            assert!(
+                head.to_ascii_lowercase().contains("www-authenticate: bearer"),
+                "{head}"
+            );
+        }
+        let (status, _, _) =
+            request_as(addr, token, "POST", "/v1/rtp/sessions", json, &plain("x", "{}")).await;
+        assert_eq!(status, 401);
+    }
+    // The metrics stay open.
+    let (status, _, metrics) = request_as(addr, None, "GET", "/metrics", "text/plain", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("voxbridge_media_api_unauthorized_total 6"),
+        "{metrics}"
+    );
+
+    // A tenant's token: its calls are its own, whatever the request says.
+    let (status, _, got) = request_as(
+        addr,
+        Some(ACME),
+        "POST",
+        "/v1/rtp/sessions",
+        json,
+        &plain("t-1", r#"{"customer_id":"other"}"#),
+    )
+    .await;
+    assert_eq!(status, 403, "{got}");
+    let (status, _, got) = request_as(
+        addr,
+        Some(EDGE),
+        "POST",
+        "/v1/rtp/sessions",
+        json,
+        &plain("t-2", r#"{"customer_id":"acme"}"#),
+    )
+    .await;
+    assert_eq!(status, 403, "the edge's token has no tenant to give: {got}");
+    let (status, _, got) = request_as(
+        addr,
+        Some(ACME),
+        "POST",
+        "/v1/rtp/sessions",
+        json,
+        &plain("t-3", "{}"),
+    )
+    .await;
+    assert_eq!(status, 201, "{got}");
+    let _link = bot.accept().await;
+    match d
+        .event("created", |e| matches!(e, CallEvent::Created { .. }))
+        .await
+    {
+        CallEvent::Created { info, .. } => {
+            assert_eq!(info.params.get("customer_id").map(String::as_str), Some("acme"))
+        }
+        _ => unreachable!(),
+    }
+    // The edge sees none of acme's sessions and cannot hang them up.
+    let (_, _, list) = request_as(addr, Some(EDGE), "GET", "/v1/rtp/sessions", "text/plain", "").await;
+    assert_eq!(list.trim(), "[]");
+    let (status, _, _) = request_as(
+        addr,
+        Some(EDGE),
+        "DELETE",
+        "/v1/rtp/sessions/t-3",
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, _, list) = request_as(addr, Some(ACME), "GET", "/v1/rtp/sessions", "text/plain", "").await;
+    assert!(list.contains("t-3"), "{list}");
+    let (status, _, _) = request_as(
+        addr,
+        Some(ACME),
+        "DELETE",
+        "/v1/rtp/sessions/t-3",
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(status, 204);
+    // A NUL in a caller id is refused where it enters.
+    let nul = r#"{"remote":"127.0.0.1:9","codec":"pcmu","call_id":"t-4","symmetric":false,"caller":"+1555\u00000100"}"#;
+    let (status, _, got) = request_as(addr, Some(EDGE), "POST", "/v1/rtp/sessions", json, nul).await;
+    assert_eq!(status, 400, "{got}");
+    assert!(got.contains("control character"), "{got}");
 }

@@ -178,3 +178,56 @@ fn odd_lengths_are_padded_to_whole_frames_and_trimmed_back() {
     assert_eq!(std::fs::metadata(&out).expect("size").len(), 1234 * 6 * 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Rules: the input is never the output (same path, another spelling, a
+/// symlink or a hard link), a failed run leaves the old output as it was
+/// and no temporary file, and a RIFF/WAVE header wins over the extension.
+#[test]
+fn the_input_is_never_overwritten_and_a_riff_header_wins_over_the_extension() {
+    let dir = tempdir("tc-same");
+    let p = |n: &str| dir.join(n).to_str().expect("utf-8").to_string();
+    let mut wav =
+        voxbridge_proto::wav::write_header(voxbridge_proto::wav::WavEncoding::Pcm16, 8000, 3200).to_vec();
+    wav.extend((0..1600i16).flat_map(|i| ((i % 200) * 50).to_le_bytes()));
+    std::fs::write(p("in.wav"), &wav).expect("write");
+    std::os::unix::fs::symlink(p("in.wav"), p("link.ul")).expect("symlink");
+    std::fs::hard_link(p("in.wav"), p("hard.wav")).expect("hard link");
+    for out in [
+        p("in.wav"),
+        format!("{}/./in.wav", s(&dir)),
+        p("link.ul"),
+        p("hard.wav"),
+    ] {
+        fails_cleanly(&["transcode", &p("in.wav"), &out], "is the input");
+        assert_eq!(
+            std::fs::read(p("in.wav")).expect("read"),
+            wav,
+            "input intact after {out}"
+        );
+    }
+
+    // A WAV named .ulaw: read as WAV (its 44-byte header is not audio).
+    std::fs::write(p("speech.ulaw"), &wav).expect("write");
+    let out = voxbridge(&["transcode", "--quiet", &p("speech.ulaw"), &p("out.sln")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RIFF/WAVE header"), "says so: {err:?}");
+    assert_eq!(
+        std::fs::read(p("out.sln")).expect("read"),
+        wav[44..],
+        "8 kHz PCM16 in, the same out"
+    );
+
+    // A failed run leaves the earlier output and no temporary file.
+    std::fs::write(p("trunc.wav"), &wav[..100]).expect("write");
+    fails_cleanly(&["transcode", &p("trunc.wav"), &p("out.sln")], "truncated WAV");
+    assert_eq!(std::fs::read(p("out.sln")).expect("read"), wav[44..]);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 
 use crate::api::auth::AuthConfig;
 use crate::error::{ControlError, Result};
+use crate::secret::{Secret, SecretUrl};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,13 +53,13 @@ impl Default for KafkaSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     /// HS256 secret for JWTs.
-    pub jwt_hs256_secret: Option<String>,
+    pub jwt_hs256_secret: Option<Secret>,
     /// File with the RS256 public key (PEM) for JWTs.
     pub jwt_rs256_public_key_file: Option<PathBuf>,
     /// Clock skew tolerated on `exp`, seconds.
     pub leeway_s: u64,
     /// Key for the admin endpoints (customers, access keys).
-    pub admin_key: Option<String>,
+    pub admin_key: Option<Secret>,
 }
 
 impl Default for AuthSection {
@@ -82,7 +83,7 @@ pub struct ControlConfig {
     pub listen: SocketAddr,
     /// `postgres://...` or `sqlite://<path>`; the embedded SQLite file under
     /// `data_dir` when absent.
-    pub store: Option<String>,
+    pub store: Option<SecretUrl>,
     /// Directory of the embedded store.
     pub data_dir: PathBuf,
     /// Owner of calls whose route has no `customer_id` parameter (created at
@@ -102,6 +103,10 @@ pub struct ControlConfig {
     /// ends the calls of its name that are not over (they died with the
     /// previous run). Give each instance sharing a database its own.
     pub node_id: String,
+    /// How often this node records that it is alive, ms. After a crash its
+    /// calls are ended (and billed) at the last heartbeat, so at most this
+    /// much of a call's last moments can go unbilled, and no downtime is billed.
+    pub heartbeat_ms: u64,
     /// Outbound calls (`POST /v1/calls`, campaigns).
     pub originate: crate::originate::OriginateConfig,
     /// The campaign scheduler.
@@ -130,6 +135,7 @@ impl Default for ControlConfig {
             webhooks: crate::webhooks::WebhookConfig::default(),
             billing: BillingSection::default(),
             node_id: "local".into(),
+            heartbeat_ms: 1000,
             originate: crate::originate::OriginateConfig::default(),
             campaigns: crate::campaign::scheduler::CampaignsConfig::default(),
         }
@@ -171,7 +177,7 @@ impl ControlConfig {
                 .map_err(|e| ControlError::Config(format!("VOXBRIDGE_CONTROL_LISTEN={v:?}: {e}")))?;
         }
         if let Some(v) = get("VOXBRIDGE_STORE_URL") {
-            self.store = Some(v);
+            self.store = Some(SecretUrl::new(v));
         }
         if let Some(v) = get("VOXBRIDGE_DATA_DIR") {
             self.data_dir = v.into();
@@ -181,10 +187,10 @@ impl ControlConfig {
             self.events = EventsTo::Kafka;
         }
         if let Some(v) = get("VOXBRIDGE_ADMIN_KEY") {
-            self.auth.admin_key = Some(v);
+            self.auth.admin_key = Some(Secret::new(v));
         }
         if let Some(v) = get("VOXBRIDGE_JWT_HS256_SECRET") {
-            self.auth.jwt_hs256_secret = Some(v);
+            self.auth.jwt_hs256_secret = Some(Secret::new(v));
         }
         if let Some(v) = get("VOXBRIDGE_NODE_ID") {
             self.node_id = v;
@@ -206,14 +212,15 @@ impl ControlConfig {
     /// The store URL in effect.
     pub fn store_url(&self) -> String {
         self.store
-            .clone()
+            .as_ref()
+            .map(|u| u.expose().to_owned())
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("control.db").display()))
     }
 
     /// Reads the key files and returns the API's auth settings.
     pub fn auth_config(&self) -> Result<AuthConfig> {
         let a = &self.auth;
-        if a.admin_key.as_deref().is_some_and(|k| k.len() < 16) {
+        if a.admin_key.as_ref().is_some_and(|k| k.expose().len() < 16) {
             return Err(ControlError::Config(
                 "admin_key must be at least 16 characters".into(),
             ));
@@ -225,10 +232,13 @@ impl ControlConfig {
             None => None,
         };
         Ok(AuthConfig {
-            hs256_secret: a.jwt_hs256_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            hs256_secret: a
+                .jwt_hs256_secret
+                .as_ref()
+                .map(|s| s.expose().as_bytes().to_vec()),
             rs256_public_pem,
             leeway_s: a.leeway_s,
-            admin_key: a.admin_key.clone(),
+            admin_key: a.admin_key.as_ref().map(|k| k.expose().to_owned()),
         })
     }
 }
@@ -257,7 +267,7 @@ mod tests {
     #[test]
     fn short_admin_keys_are_refused() {
         let mut c = ControlConfig::default();
-        c.auth.admin_key = Some("short".into());
+        c.auth.admin_key = Some(Secret::new("short"));
         assert!(c.auth_config().is_err());
     }
 }

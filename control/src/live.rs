@@ -130,6 +130,8 @@ pub struct LiveSession {
     /// The tenant whose topics it may hold; `None` with `admin` = any.
     customer_id: Option<String>,
     admin: bool,
+    /// The access key the client authenticated with, if any.
+    key_id: Option<String>,
     topics: BTreeMap<String, Topic>,
 }
 
@@ -140,7 +142,31 @@ impl LiveSession {
         LiveSession {
             customer_id,
             admin,
+            key_id: None,
             topics: BTreeMap::new(),
+        }
+    }
+
+    /// The session of a client that authenticated with access key `key_id`.
+    pub fn with_key(mut self, key_id: Option<String>) -> Self {
+        self.key_id = key_id;
+        self
+    }
+
+    /// Why `event` ends this session, if it revokes the credential the
+    /// client authenticated with: its customer was deleted, or its access
+    /// key was. Checked for every event on the bus, before any topic
+    /// filter, so a revocation reaches every instance's sockets as fast as
+    /// the event itself.
+    pub fn revoked_by(&self, event: &EventEnvelope) -> Option<&'static str> {
+        match event.event_type.as_str() {
+            "customer_deleted" if self.customer_id.as_deref() == Some(event.customer_id.as_str()) => {
+                Some("credential revoked: customer deleted")
+            }
+            "access_key_deleted" if self.key_id.as_deref() == Some(event.resource.id.as_str()) => {
+                Some("credential revoked: access key deleted")
+            }
+            _ => None,
         }
     }
 

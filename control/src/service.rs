@@ -50,6 +50,9 @@ pub struct Control {
     dialer: Option<Arc<Dialer>>,
     scheduler: Option<JoinHandle<()>>,
     scheduler_stats: Arc<SchedulerStats>,
+    heartbeat_ms: u64,
+    heartbeat: Option<JoinHandle<()>>,
+    stop_rx: watch::Receiver<bool>,
 }
 
 type Render = Arc<dyn Fn() -> String + Send + Sync>;
@@ -123,7 +126,7 @@ impl Control {
                 d.clone(),
                 cfg.campaigns.clone(),
                 scheduler_stats.clone(),
-                stop_rx,
+                stop_rx.clone(),
             ))
         });
         Ok(Control {
@@ -150,6 +153,9 @@ impl Control {
             dialer,
             scheduler,
             scheduler_stats,
+            heartbeat_ms: cfg.heartbeat_ms.max(100),
+            heartbeat: None,
+            stop_rx,
         })
     }
 
@@ -169,16 +175,24 @@ impl Control {
     }
 
     /// Ends the calls this node was running when it last stopped (its
-    /// media plane is new, so they are gone); call before media starts.
-    /// Returns how many.
-    pub async fn end_orphaned_calls(&self) -> Result<usize> {
+    /// media plane is new, so they are gone) at the previous run's last
+    /// heartbeat, then starts this run's heartbeat; call before media
+    /// starts. Returns how many calls it ended.
+    pub async fn end_orphaned_calls(&mut self) -> Result<usize> {
         let n = self.store.end_orphaned_calls().await?;
         if n > 0 {
             tracing::warn!(
                 calls = n,
                 node = self.store.node(),
-                "ended calls left over from the previous run"
+                "ended calls left over from the previous run at its last heartbeat"
             );
+        }
+        if self.heartbeat.is_none() {
+            self.heartbeat = Some(tokio::spawn(heartbeat(
+                self.store.clone(),
+                std::time::Duration::from_millis(self.heartbeat_ms),
+                self.stop_rx.clone(),
+            )));
         }
         Ok(n)
     }
@@ -243,6 +257,10 @@ impl Control {
     pub fn router(&self, commands: Arc<dyn CallCommands>) -> axum::Router {
         self.sink_ctx.gate.set_commands(commands.clone());
         api::router(AppState {
+            events: crate::sink::Pipeline {
+                ctx: self.sink_ctx.clone(),
+                stats: self.sink.stats(),
+            },
             store: self.store.clone(),
             commands,
             auth: self.auth.clone(),
@@ -266,6 +284,7 @@ impl Control {
             webhook_task,
             feeds,
             scheduler,
+            heartbeat,
             ..
         } = self;
         stop_sink.send_replace(true);
@@ -284,6 +303,25 @@ impl Control {
         }
         if let Some(t) = scheduler {
             let _ = t.await;
+        }
+        if let Some(t) = heartbeat {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Records every `every` that this node is alive, until `stop`. A store
+/// error is logged and the next beat tries again.
+async fn heartbeat(store: Store, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = store.heartbeat().await {
+            tracing::warn!(error = %e, "node heartbeat not stored");
         }
     }
 }
@@ -319,8 +357,10 @@ impl ControlMetrics {
         link.push_str(&format!(
             "# HELP voxbridge_control_calls_refused_total Calls hung up by the pre-call check.\n\
              # TYPE voxbridge_control_calls_refused_total counter\n\
-             voxbridge_control_calls_refused_total{{reason=\"no_balance\"}} {}\n",
-            self.gate.refused.load(Relaxed)
+             voxbridge_control_calls_refused_total{{reason=\"no_balance\"}} {}\n\
+             voxbridge_control_calls_refused_total{{reason=\"customer_inactive\"}} {}\n",
+            self.gate.refused.load(Relaxed),
+            self.gate.refused_inactive.load(Relaxed)
         ));
         format!(
             "# HELP voxbridge_control_call_events_total Media call events taken by the control sidecar, by result.\n\
@@ -328,6 +368,7 @@ impl ControlMetrics {
              voxbridge_control_call_events_total{{result=\"applied\"}} {}\n\
              voxbridge_control_call_events_total{{result=\"ignored\"}} {}\n\
              voxbridge_control_call_events_total{{result=\"refused\"}} {}\n\
+             voxbridge_control_call_events_total{{result=\"parked\"}} {}\n\
              # HELP voxbridge_control_call_events_queued Media call events waiting to be stored.\n\
              # TYPE voxbridge_control_call_events_queued gauge\n\
              voxbridge_control_call_events_queued {}\n\
@@ -343,6 +384,7 @@ impl ControlMetrics {
             s.applied.load(Relaxed),
             s.ignored.load(Relaxed),
             s.refused.load(Relaxed),
+            s.parked.load(Relaxed),
             s.queued.load(Relaxed),
             s.retries.load(Relaxed),
             r.published.load(Relaxed),

@@ -7,7 +7,11 @@
 //! purpose: an event is a few hundred bytes, a call emits a handful, and
 //! dropping one would lose a hangup; its depth is exposed in [`SinkStats`].
 //! While the database is unreachable the worker retries the same event with
-//! backoff instead of dropping it. Events the state machine refuses (a
+//! backoff instead of dropping it (and readiness reports the pipeline stuck
+//! after [`STUCK_AFTER`]). An event the store refuses for what it carries
+//! (invalid text, a constraint: [`ControlError::Rejected`]) is parked in
+//! the dead-letter table with its error and the worker moves on, so it
+//! never blocks the events behind it. Events the state machine refuses (a
 //! replay out of order, an event for an unknown call) are logged and counted.
 
 use crate::error::ControlError;
@@ -35,20 +39,46 @@ pub struct SinkStats {
     pub refused: AtomicU64,
     /// Store errors retried.
     pub retries: AtomicU64,
+    /// Events parked in the dead-letter table.
+    pub parked: AtomicU64,
+    /// Since when (ms since the epoch) the worker has been retrying one
+    /// event; 0 when it is not.
+    pub retrying_since_ms: AtomicI64,
 }
 
-/// The optional pre-call check (`[control.billing] refuse_without_balance`):
-/// a new call of a customer whose billing account has no balance left is
-/// hung up through media's command interface as soon as it is stored.
-/// Customers without an account are not checked. A store error lets the
-/// call through (logged): the check must not take calls down with it.
+/// How long the worker may retry one event before readiness says the
+/// pipeline is stuck.
+pub const STUCK_AFTER: Duration = Duration::from_secs(5);
+
+impl SinkStats {
+    /// `Some(how long)` when the worker has been retrying one event for
+    /// longer than [`STUCK_AFTER`].
+    pub fn stuck_for(&self) -> Option<Duration> {
+        let since = self.retrying_since_ms.load(Relaxed);
+        if since == 0 {
+            return None;
+        }
+        let d = Duration::from_millis(u64::try_from(Millis::now().0 - since).unwrap_or(0));
+        (d >= STUCK_AFTER).then_some(d)
+    }
+}
+
+/// The pre-call check. A new call of a customer that does not exist or was
+/// deleted is hung up through media's command interface as soon as it is
+/// stored (a deleted tenant's routes take no more calls). With
+/// `[control.billing] refuse_without_balance`, so is a call of a customer
+/// whose billing account has no balance left (customers without an account
+/// are not checked). A store error lets the call through (logged): the
+/// check must not take calls down with it.
 #[derive(Default)]
 pub struct CallGate {
     /// Whether the check runs.
     pub refuse_without_balance: bool,
     commands: std::sync::OnceLock<Arc<dyn CallCommands>>,
-    /// Calls refused.
+    /// Calls refused for want of balance.
     pub refused: AtomicU64,
+    /// Calls refused because their customer does not exist or was deleted.
+    pub refused_inactive: AtomicU64,
 }
 
 impl std::fmt::Debug for CallGate {
@@ -85,7 +115,29 @@ impl CallGate {
         }
     }
 
+    fn refuse(&self, call_id: &str) {
+        match self.commands.get() {
+            Some(c) => {
+                c.hangup(call_id);
+            }
+            None => tracing::warn!(call_id, "no media command interface: refused call keeps running"),
+        }
+    }
+
     async fn check(&self, store: &Store, customer_id: &str, call_id: &str) {
+        match store.customer_active(customer_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.refused_inactive.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    call_id,
+                    customer_id,
+                    "call refused: customer does not exist or was deleted"
+                );
+                return self.refuse(call_id);
+            }
+            Err(e) => tracing::warn!(error = %e, call_id, "customer check failed: call let through"),
+        }
         if !self.refuse_without_balance {
             return;
         }
@@ -98,17 +150,22 @@ impl CallGate {
                     balance_micros = a.balance_micros,
                     "call refused: no balance"
                 );
-                match self.commands.get() {
-                    Some(c) => {
-                        c.hangup(call_id);
-                    }
-                    None => tracing::warn!(call_id, "no media command interface: refused call keeps running"),
-                }
+                self.refuse(call_id);
             }
             Ok(_) | Err(ControlError::NotFound) => {}
             Err(e) => tracing::warn!(error = %e, call_id, "balance check failed: call let through"),
         }
     }
+}
+
+/// What the API needs of the event pipeline: the context to apply a parked
+/// event again, and the counters readiness reads.
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    /// As the worker applies events.
+    pub ctx: SinkCtx,
+    /// The worker's counters.
+    pub stats: Arc<SinkStats>,
 }
 
 /// What applying an event needs besides the store.
@@ -118,6 +175,15 @@ pub struct SinkCtx {
     pub default_customer: String,
     /// The pre-call check.
     pub gate: Arc<CallGate>,
+}
+
+impl Default for SinkCtx {
+    fn default() -> Self {
+        SinkCtx {
+            default_customer: "default".into(),
+            gate: Arc::default(),
+        }
+    }
 }
 
 /// The sink media's calls report to.
@@ -200,18 +266,69 @@ pub async fn apply_retrying(
             Ok(false) => stats.ignored.fetch_add(1, Relaxed),
             Err(ControlError::Store(e)) => {
                 stats.retries.fetch_add(1, Relaxed);
+                let _ = stats
+                    .retrying_since_ms
+                    .compare_exchange(0, Millis::now().0, Relaxed, Relaxed);
                 tracing::warn!(error = %e, call_id = event.call_id(), ?backoff, "store unavailable: retrying call event");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
+            }
+            Err(e @ (ControlError::Rejected(_) | ControlError::Row(_))) => {
+                match park(store, ctx, event, event_id, &e.to_string()).await {
+                    Ok(()) => {}
+                    // The park itself hit an outage: retry the whole event.
+                    Err(ControlError::Store(pe)) => {
+                        stats.retries.fetch_add(1, Relaxed);
+                        tracing::warn!(error = %pe, call_id = event.call_id(), "store unavailable: retrying parking");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                    Err(pe) => {
+                        tracing::error!(error = %pe, call_id = event.call_id(), "call event could not be parked: dropped")
+                    }
+                }
+                stats.parked.fetch_add(1, Relaxed)
             }
             Err(e) => {
                 tracing::warn!(error = %e, call_id = event.call_id(), "call event refused");
                 stats.refused.fetch_add(1, Relaxed)
             }
         };
+        stats.retrying_since_ms.store(0, Relaxed);
         return;
     }
+}
+
+/// Parks `event` in the dead-letter table (see the module docs).
+async fn park(
+    store: &Store,
+    ctx: &SinkCtx,
+    event: &CallEvent,
+    event_id: Option<&str>,
+    error: &str,
+) -> crate::Result<()> {
+    let id = event_id.map_or_else(crate::store::new_id, str::to_owned);
+    let wire = voxbridge_media::event_wire::WireEvent {
+        event_id: id.clone(),
+        event: event.clone(),
+    }
+    .encode();
+    let payload = String::from_utf8_lossy(&wire).into_owned();
+    let kind = serde_json::from_slice::<serde_json::Value>(&wire)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into());
+    let customer = match store.call_by_id(event.call_id()).await {
+        Ok(c) => c.customer_id,
+        Err(_) => ctx.default_customer.clone(),
+    };
+    tracing::error!(call_id = event.call_id(), event_id = %id, error, "call event refused by the store: parked");
+    store
+        .park_event(&id, event.call_id(), &kind, &payload, error, &customer)
+        .await
+        .map(|_| ())
 }
 
 /// Applies one event; `Ok(false)` when it changed nothing.
@@ -223,6 +340,13 @@ pub async fn apply(
 ) -> crate::Result<bool> {
     match event {
         CallEvent::Created { info, at } => {
+            // Text from the media plane is checked where it enters control
+            // (the same on every store): refused here, the event is parked.
+            for (what, v) in [("caller", &info.caller), ("callee", &info.callee)] {
+                if let Some(v) = v {
+                    voxbridge_media::text::check(what, v).map_err(ControlError::Rejected)?;
+                }
+            }
             let outgoing = info.params.get("direction").is_some_and(|d| d == "outgoing");
             let new = NewCall {
                 id: info.call_id.clone(),
@@ -293,6 +417,7 @@ pub async fn apply(
             text,
             ..
         } => {
+            voxbridge_media::text::check("transcript", text).map_err(ControlError::Rejected)?;
             let direction = match speaker {
                 Speaker::Caller => "in",
                 Speaker::Bot => "out",
@@ -303,6 +428,76 @@ pub async fn apply(
                 .await?;
             Ok(added)
         }
+        CallEvent::Dtmf { call_id, digit } => {
+            let id = event_id.map_or_else(crate::store::new_id, str::to_owned);
+            store.add_dtmf_once(&id, call_id, *digit).await
+        }
+        CallEvent::BotConnected {
+            call_id,
+            connect_time,
+            attempt,
+        } => {
+            let fields = json_map([
+                ("attempt", (*attempt).into()),
+                ("connect_time_ms", duration_ms(*connect_time).into()),
+            ]);
+            signal(store, event_id, call_id, "bot_connected", "bot_link", fields).await
+        }
+        CallEvent::BotFailed {
+            call_id,
+            reason,
+            will_retry,
+        } => {
+            let fields = json_map([
+                ("reason", reason.as_str().into()),
+                ("will_retry", (*will_retry).into()),
+            ]);
+            signal(store, event_id, call_id, "bot_failed", "bot_link", fields).await
+        }
+        CallEvent::RtpStats { call_id, stats } => {
+            let fields = json_map([
+                ("packets_received", stats.packets_received.into()),
+                ("packets_sent", stats.packets_sent.into()),
+                ("packets_lost", stats.packets_lost.into()),
+                ("jitter_ms", stats.jitter_ms.into()),
+                ("jitter_buffer_ms", stats.jitter_buffer_ms.into()),
+                ("late", stats.late.into()),
+                ("duplicates", stats.duplicates.into()),
+                ("concealed_frames", stats.concealed_frames.into()),
+                ("malformed", stats.malformed.into()),
+                ("rtt_ms", stats.rtt_ms.into()),
+                ("remote_fraction_lost", stats.remote_fraction_lost.into()),
+            ]);
+            signal(store, event_id, call_id, "rtp_stats", "rtp_stats", fields).await
+        }
+        // A kind a newer media plane emits: counted as ignored.
         _ => Ok(false),
     }
+}
+
+fn json_map<const N: usize>(
+    pairs: [(&str, serde_json::Value); N],
+) -> serde_json::Map<String, serde_json::Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn signal(
+    store: &Store,
+    event_id: Option<&str>,
+    call_id: &str,
+    event_type: &'static str,
+    resource_type: &'static str,
+    fields: serde_json::Map<String, serde_json::Value>,
+) -> crate::Result<bool> {
+    let id = event_id.map_or_else(crate::store::new_id, str::to_owned);
+    let signal = crate::store::CallSignal {
+        event_type,
+        resource_type,
+        fields,
+    };
+    store.publish_call_signal(&id, call_id, signal).await
 }

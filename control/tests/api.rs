@@ -28,6 +28,10 @@ both_stores!(
     foreign_tenants_get_404_everywhere,
     bad_requests_get_documented_errors,
     admin_manages_customers_and_keys,
+    every_request_resolves_to_an_active_customer,
+    jwt_nbf_is_checked_and_the_scheme_is_case_insensitive,
+    text_with_control_or_invisible_characters_is_a_400,
+    readiness_reports_a_stuck_pipeline,
     hangup_reaches_the_media_plane,
     openapi_document_lists_every_route,
     webhook_urls_to_internal_addresses_are_refused,
@@ -52,7 +56,20 @@ impl CallCommands for FakeMedia {
     }
 }
 
-fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
+/// The router, with customers `a` and `b` (the tokens' tenants) created.
+async fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
+    app_with(store, media, Default::default()).await
+}
+
+/// [`app`] over a given event pipeline.
+async fn app_with(
+    store: Store,
+    media: Arc<FakeMedia>,
+    events: voxbridge_control::sink::Pipeline,
+) -> axum::Router {
+    for c in ["a", "b"] {
+        store.ensure_customer(c, c).await.expect("customer");
+    }
     let auth = Auth::new(&AuthConfig {
         hs256_secret: Some(SECRET.to_vec()),
         rs256_public_pem: Some(RSA_PUBLIC.to_vec()),
@@ -68,6 +85,7 @@ fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
         live: Default::default(),
         webhook_allow: Default::default(),
         dialer: None,
+        events,
     })
 }
 
@@ -139,7 +157,7 @@ async fn seed_call(store: &Store, id: &str, customer: &str) {
 
 async fn credentials_are_checked(store: Store) {
     seed_call(&store, "c1", "a").await;
-    let app = app(store, Arc::default());
+    let app = app(store, Arc::default()).await;
     let (s, v) = call(&app, "GET", "/v1/calls", None, None).await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
     let (s, v) = call(&app, "GET", "/v1/calls", Some(&token("a")), None).await;
@@ -251,7 +269,7 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         .create_webhook(&voxbridge_control::model::Actor { id: "t".into() }, "b", &spec)
         .await
         .expect("b's webhook");
-    let app = app(store.clone(), Arc::default());
+    let app = app(store.clone(), Arc::default()).await;
     let a = token("a");
     for (method, uri) in [
         ("GET", "/v1/calls/b-call".to_string()),
@@ -300,7 +318,7 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
 }
 
 async fn bad_requests_get_documented_errors(store: Store) {
-    let app = app(store, Arc::default());
+    let app = app(store, Arc::default()).await;
     let cases: [(&str, &str, Option<String>, StatusCode, &str); 7] = [
         (
             "POST",
@@ -375,7 +393,7 @@ async fn bad_requests_get_documented_errors(store: Store) {
 }
 
 async fn webhook_urls_to_internal_addresses_are_refused(store: Store) {
-    let app = app(store, Arc::default());
+    let app = app(store, Arc::default()).await;
     let a = token("a");
     for url in [
         "http://127.0.0.1:8080/hook",
@@ -415,7 +433,7 @@ async fn webhook_urls_to_internal_addresses_are_refused(store: Store) {
 }
 
 async fn admin_manages_customers_and_keys(store: Store) {
-    let app = app(store.clone(), Arc::default());
+    let app = app(store.clone(), Arc::default()).await;
     let (s, v) = call(&app, "GET", "/v1/customers", Some(&token("a")), None).await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
     let (s, v) = call(
@@ -535,13 +553,22 @@ async fn admin_manages_customers_and_keys(store: Store) {
     let (s, v) = call(&app, "GET", "/v1/customers/acme", Some(ADMIN), None).await;
     assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (s, v) = call(&app, "GET", "/v1/audit", Some(&token("acme")), None).await;
-    assert_eq!(s, StatusCode::OK);
-    let actions: Vec<_> = v["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|e| e["action"].as_str().unwrap_or(""))
-        .collect();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "unauthorized"),
+        "a JWT naming a deleted customer is refused"
+    );
+    let audit = store
+        .list_audit(
+            "acme",
+            voxbridge_control::model::PageReq {
+                limit: 50,
+                before: None,
+            },
+        )
+        .await
+        .expect("audit");
+    let actions: Vec<_> = audit.items.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
         [
@@ -554,6 +581,174 @@ async fn admin_manages_customers_and_keys(store: Store) {
             "customer.create"
         ]
     );
+}
+
+/// Rule: every authenticated request resolves to an existing, active
+/// customer; deleting one disables what it owns in the same transaction
+/// and its id is never reused.
+async fn every_request_resolves_to_an_active_customer(store: Store) {
+    let media = Arc::new(FakeMedia {
+        running: true,
+        ..FakeMedia::default()
+    });
+    let app = app(store.clone(), media.clone()).await;
+    let (s, v) = call(&app, "GET", "/v1/calls", Some(&token("never-existed")), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"), "{v}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers",
+        Some(ADMIN),
+        Some(r#"{"id":"gone","name":"Gone"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers/gone/access_keys",
+        Some(ADMIN),
+        Some(r#"{"name":"k"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["secret"].as_str().expect("secret").to_owned();
+    let gone = token("gone");
+    let hook = r#"{"url":"https://hooks.example.com/gone","event_types":[]}"#;
+    let (s, v) = call(&app, "POST", "/v1/webhooks", Some(&gone), Some(hook)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let hook_id = v["endpoint"]["id"].as_str().expect("hook id").to_owned();
+    let actor = voxbridge_control::model::Actor { id: "t".into() };
+    let spec: voxbridge_control::campaign::CampaignSpec =
+        serde_json::from_value(json!({"name": "c"})).expect("spec");
+    let campaign = store
+        .create_campaign(&actor, "gone", &spec)
+        .await
+        .expect("campaign");
+    seed_call(&store, "gone-live", "gone").await;
+
+    let (s, _) = call(&app, "DELETE", "/v1/customers/gone", Some(ADMIN), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        *media.hangups.lock().expect("lock"),
+        ["gone-live"],
+        "its live call is hung up"
+    );
+    for (method, uri, body) in [
+        ("GET", "/v1/calls", None),
+        ("POST", "/v1/webhooks", Some(hook)),
+        ("POST", "/v1/calls", Some(r#"{"destination":"+15550100"}"#)),
+    ] {
+        for cred in [&gone, &key] {
+            let (s, v) = call(&app, method, uri, Some(cred), body).await;
+            assert_eq!(
+                (s, code(&v)),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "{method} {uri}: {v}"
+            );
+        }
+    }
+    let h = store
+        .get_webhook("gone", &hook_id)
+        .await
+        .expect("webhook kept as history");
+    assert!(!h.enabled, "its webhooks receive nothing more");
+    let c = store.get_campaign("gone", &campaign.id).await.expect("campaign");
+    assert_eq!(c.status.as_str(), "stopped");
+    // The id is a tombstone: a new customer cannot take over the old one's data.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/customers",
+        Some(ADMIN),
+        Some(r#"{"id":"gone","name":"New"}"#),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
+    let (s, _) = call(&app, "GET", "/v1/customers/gone", Some(ADMIN), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/v1/customers/gone/access_keys",
+        Some(ADMIN),
+        Some(r#"{"name":"k"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "no new keys for a deleted customer");
+}
+
+/// Rule: a JWT is not accepted before its `nbf`; the scheme is
+/// case-insensitive (RFC 9110).
+async fn jwt_nbf_is_checked_and_the_scheme_is_case_insensitive(store: Store) {
+    let app = app(store, Arc::default()).await;
+    let early = hs256(json!({"customer_id": "a", "exp": now_s() + 600, "nbf": now_s() + 300}));
+    let (s, v) = call(&app, "GET", "/v1/calls", Some(&early), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"), "{v}");
+    let ripe = hs256(json!({"customer_id": "a", "exp": now_s() + 600, "nbf": now_s() - 1}));
+    let (s, _) = call(&app, "GET", "/v1/calls", Some(&ripe), None).await;
+    assert_eq!(s, StatusCode::OK);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let req = Request::builder()
+            .uri("/v1/calls")
+            .header("authorization", format!("{scheme} {}", token("a")))
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::OK, "scheme {scheme}");
+    }
+}
+
+/// Rule: a NUL (or another control, bidirectional or invisible character)
+/// anywhere in a path, a query or a body is a 400, the same on both stores,
+/// never a 503 from the database.
+async fn text_with_control_or_invisible_characters_is_a_400(store: Store) {
+    let app = app(store, Arc::default()).await;
+    let a = token("a");
+    for (method, uri, body) in [
+        ("GET", "/v1/calls/abc%00def", None),
+        ("GET", "/v1/calls?cursor=%00", None),
+        (
+            "POST",
+            "/v1/webhooks",
+            Some(r#"{"url":"https://hooks.example.com/\u0000","event_types":[]}"#),
+        ),
+        ("POST", "/v1/calls", Some(r#"{"destination":"\u200b"}"#)),
+        ("POST", "/v1/calls", Some(r#"{"destination":"\u202e0100"}"#)),
+    ] {
+        let (s, v) = call(&app, method, uri, Some(&a), body).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::BAD_REQUEST, "invalid_text"),
+            "{method} {uri}: {v}"
+        );
+    }
+    let long = format!(
+        r#"{{"id":"x","name":"Acme","email":"{}@example.com"}}"#,
+        "a".repeat(5000)
+    );
+    let (s, v) = call(&app, "POST", "/v1/customers", Some(ADMIN), Some(&long)).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_text"), "{v}");
+    // The OpenAPI document says so on every free-text string.
+    let (_, doc) = call(&app, "GET", "/v1/openapi.json", None, None).await;
+    let email = &doc["components"]["schemas"]["NewCustomer"]["properties"]["email"];
+    assert_eq!(email["pattern"], voxbridge_control::api::text::PATTERN, "{email}");
+    assert_eq!(email["maxLength"], voxbridge_control::api::text::MAX_TEXT);
+}
+
+/// Rule: readiness reports a call event pipeline that is stuck.
+async fn readiness_reports_a_stuck_pipeline(store: Store) {
+    let events = voxbridge_control::sink::Pipeline::default();
+    let app = app_with(store, Arc::default(), events.clone()).await;
+    let (s, v) = call(&app, "GET", "/v1/ready", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    events
+        .stats
+        .retrying_since_ms
+        .store(Millis::now().0 - 10_000, std::sync::atomic::Ordering::Relaxed);
+    let (s, v) = call(&app, "GET", "/v1/ready", None, None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["reason"].as_str().unwrap_or("").contains("stuck"), "{v}");
 }
 
 async fn hangup_reaches_the_media_plane(store: Store) {
@@ -572,7 +767,7 @@ async fn hangup_reaches_the_media_plane(store: Store) {
         running: true,
         ..Default::default()
     });
-    let app = app(store.clone(), media.clone());
+    let app = app(store.clone(), media.clone()).await;
     let (s, v) = call(&app, "POST", "/v1/calls/live/hangup", Some(&token("a")), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(
@@ -584,7 +779,7 @@ async fn hangup_reaches_the_media_plane(store: Store) {
     assert_eq!(v["status"], "terminating", "a second hangup is a no-op");
     assert_eq!(media.hangups.lock().expect("lock").len(), 1);
     // A call no media plane here runs is closed at once.
-    let app = self::app(store.clone(), Arc::default());
+    let app = self::app(store.clone(), Arc::default()).await;
     let (s, v) = call(&app, "POST", "/v1/calls/stale/hangup", Some(&token("a")), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "hangup");
@@ -604,7 +799,7 @@ async fn hangup_reaches_the_media_plane(store: Store) {
 }
 
 async fn openapi_document_lists_every_route(store: Store) {
-    let app = app(store, Arc::default());
+    let app = app(store, Arc::default()).await;
     let (s, doc) = call(&app, "GET", "/v1/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(

@@ -316,6 +316,28 @@ async fn the_precall_check_refuses_calls_without_balance(s: Store) {
         .await
         .expect("apply");
     assert_eq!(media.0.lock().expect("lock").len(), 1, "off by default");
+    // A customer that never existed, or was deleted, takes no calls,
+    // whether or not the balance check is on.
+    let off_gate = off.gate.clone();
+    off_gate.set_commands(media.clone());
+    s.delete_customer(&voxbridge_control::model::Actor { id: "t".into() }, "rich")
+        .await
+        .expect("delete");
+    for (call, customer) in [("c-ghost", "ghost"), ("c-deleted", "rich")] {
+        apply(&s, &off, &created(call, customer), None)
+            .await
+            .expect("apply");
+    }
+    assert_eq!(
+        *media.0.lock().expect("lock"),
+        ["c-broke", "c-ghost", "c-deleted"]
+    );
+    assert_eq!(
+        off_gate
+            .refused_inactive
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
 }
 
 async fn the_sweep_bills_what_the_worker_missed(s: Store) {

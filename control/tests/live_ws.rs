@@ -243,3 +243,110 @@ async fn a_client_that_stops_reading_is_closed_not_buffered() {
     control.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads until the server's close frame; returns its code and reason.
+async fn close_of(ws: &mut Client) -> (u16, String) {
+    loop {
+        match within("the server to close", ws.next()).await {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// Rule: revoking a key, or deleting its customer, closes the live sockets
+/// opened with it (code 4401), and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_closes_live_sockets() {
+    let dir = std::env::temp_dir().join(format!("voxbridge-ws-revoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let control = Control::start(&ControlConfig {
+        data_dir: dir.clone(),
+        ..ControlConfig::default()
+    })
+    .await
+    .expect("control");
+    let store = control.store.clone();
+    let actor = Actor { id: "test".into() };
+    store
+        .create_customer(
+            &actor,
+            NewCustomer {
+                id: Some("r".into()),
+                name: "r".into(),
+                email: None,
+            },
+        )
+        .await
+        .expect("customer");
+    let (k1, key1) = store
+        .create_access_key(&actor, "r", "one", None)
+        .await
+        .expect("key");
+    let (_, key2) = store
+        .create_access_key(&actor, "r", "two", None)
+        .await
+        .expect("key");
+    let url = serve(control.router(Arc::new(voxbridge_control::api::NoMedia))).await;
+    let mut one = connect(&url, &key1).await;
+    let mut two = connect(&url, &key2).await;
+    for ws in [&mut one, &mut two] {
+        send(
+            ws,
+            json!({"type": "subscribe", "topics": ["customer_id:r:call:*"]}),
+        )
+        .await;
+        assert_eq!(next_json(ws).await["type"], "subscribed");
+    }
+
+    store
+        .delete_access_key(&actor, "r", &k1.id)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        close_of(&mut one).await,
+        (4401, "credential revoked: access key deleted".into())
+    );
+    // The other key's socket stays open: it still gets r's events.
+    store.create_call(&call("r-1", "r")).await.expect("call");
+    assert_eq!(next_json(&mut two).await["resource"]["id"], "r-1");
+
+    store.delete_customer(&actor, "r").await.expect("delete");
+    assert_eq!(
+        close_of(&mut two).await,
+        (4401, "credential revoked: customer deleted".into())
+    );
+    let metrics = control.metrics().render();
+    assert!(
+        metrics.contains("voxbridge_ws_closed_revoked_total 2"),
+        "{metrics}"
+    );
+    control.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rule: a socket opened with a credential that expires is closed when it
+/// does (a key that expires a moment after the upgrade).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_key_closes_its_socket() {
+    let dir = std::env::temp_dir().join(format!("voxbridge-ws-expire-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let control = Control::start(&ControlConfig {
+        data_dir: dir.clone(),
+        ..ControlConfig::default()
+    })
+    .await
+    .expect("control");
+    let expire = Millis(Millis::now().0 + 3_000);
+    let (_, key) = control
+        .store
+        .create_access_key(&Actor { id: "t".into() }, "default", "short", Some(expire))
+        .await
+        .expect("key");
+    let url = serve(control.router(Arc::new(voxbridge_control::api::NoMedia))).await;
+    let mut ws = connect(&url, &key).await;
+    assert_eq!(close_of(&mut ws).await, (4401, "credential expired".into()));
+    control.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

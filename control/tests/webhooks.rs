@@ -97,7 +97,7 @@ async fn start(store: String, give_up_after_s: u64, dir: &str) -> Control {
     let data = std::env::temp_dir().join(format!("voxbridge-wh-{dir}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     Control::start(&ControlConfig {
-        store: Some(store),
+        store: Some(store.into()),
         data_dir: data,
         webhooks: WebhookConfig {
             allow: vec!["127.0.0.0/8".parse().expect("net")],

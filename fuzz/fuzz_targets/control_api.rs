@@ -44,6 +44,7 @@ fn world() -> &'static World {
                     live: Default::default(),
                     webhook_allow: Default::default(),
                     dialer: None,
+                    events: Default::default(),
                 }),
                 key,
             )

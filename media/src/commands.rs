@@ -1,6 +1,11 @@
 //! The commands the rest of voxbridge (control/) may give the media plane,
-//! and the registry of running AudioSocket calls that carries them out.
-//! RTP sessions have their own registry ([`crate::sessions`]).
+//! and the registry of running calls that carries them out.
+//!
+//! The registry is also the one namespace of call ids: every call, from
+//! any ingress (AudioSocket UUID, RTP `call_id`), claims its id here before
+//! it starts, and a claim of an id in use is refused, never merged. So a
+//! call's record (keyed by id in control/) and its media are always the
+//! same call. RTP sessions keep a listing of their own ([`crate::sessions`]).
 
 use crate::events::HangupCause;
 use crate::sessions::RtpSessions;
@@ -17,8 +22,8 @@ pub trait CallCommands: Send + Sync + 'static {
 
 type Stop = watch::Sender<Option<HangupCause>>;
 
-/// Stop switches of the running AudioSocket calls, by call id. Touched at
-/// call start and end only, never per frame.
+/// Stop switches of the running calls, by call id. Touched at call start
+/// and end only, never per frame.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CallRegistry(Arc<Mutex<HashMap<String, Stop>>>);
 
@@ -27,6 +32,13 @@ pub(crate) struct Registered {
     registry: CallRegistry,
     call_id: String,
     stop: Stop,
+}
+
+impl Registered {
+    /// The call's stop switch.
+    pub(crate) fn stop(&self) -> Stop {
+        self.stop.clone()
+    }
 }
 
 impl Drop for Registered {
@@ -40,19 +52,22 @@ impl Drop for Registered {
 }
 
 impl CallRegistry {
-    /// Registers a call; the receiver turns `Some(cause)` on hangup.
-    pub(crate) fn register(&self, call_id: &str) -> (watch::Receiver<Option<HangupCause>>, Registered) {
+    /// Claims `call_id` for a new call; the receiver turns `Some(cause)` on
+    /// hangup, and the id is free again when the guard drops. `None` when a
+    /// live call holds the id.
+    pub(crate) fn claim(&self, call_id: &str) -> Option<(watch::Receiver<Option<HangupCause>>, Registered)> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(call_id) {
+            return None;
+        }
         let (tx, rx) = watch::channel(None);
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(call_id.to_owned(), tx.clone());
+        map.insert(call_id.to_owned(), tx.clone());
         let guard = Registered {
             registry: self.clone(),
             call_id: call_id.to_owned(),
             stop: tx,
         };
-        (rx, guard)
+        Some((rx, guard))
     }
 
     fn hangup(&self, call_id: &str) -> bool {
@@ -87,7 +102,7 @@ mod tests {
     #[test]
     fn registry_hangs_up_by_id_and_forgets_ended_calls() {
         let reg = CallRegistry::default();
-        let (rx, guard) = reg.register("a");
+        let (rx, guard) = reg.claim("a").expect("free");
         assert!(reg.hangup("a"));
         assert_eq!(*rx.borrow(), Some(HangupCause::ApiHangup));
         assert!(!reg.hangup("b"));
@@ -96,11 +111,14 @@ mod tests {
     }
 
     #[test]
-    fn an_ended_call_does_not_unregister_its_successor() {
+    fn a_call_id_in_use_is_refused_and_free_again_after_the_call() {
         let reg = CallRegistry::default();
-        let (_old_rx, old) = reg.register("a");
-        let (new_rx, _new) = reg.register("a");
+        let (old_rx, old) = reg.claim("a").expect("free");
+        assert!(reg.claim("a").is_none(), "a live call's id is never merged");
+        assert!(reg.hangup("a"));
+        assert_eq!(*old_rx.borrow(), Some(HangupCause::ApiHangup));
         drop(old);
+        let (new_rx, _new) = reg.claim("a").expect("free after the call ended");
         assert!(reg.hangup("a"));
         assert_eq!(*new_rx.borrow(), Some(HangupCause::ApiHangup));
     }

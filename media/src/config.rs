@@ -256,6 +256,25 @@ pub struct Limits {
     pub shutdown_grace_ms: u64,
     /// Largest AudioSocket payload accepted.
     pub max_frame_bytes: usize,
+    /// AudioSocket: a caller that sends nothing this long is hung up (cause
+    /// `media_timeout`). Asterisk sends a frame every 20 ms, silence included.
+    pub media_timeout_ms: u64,
+    /// AudioSocket: a frame whose header arrived must be complete within
+    /// this time, else the call ends as malformed.
+    pub frame_timeout_ms: u64,
+    /// AudioSocket: the caller socket's kernel send buffer, bytes. A caller
+    /// that stops reading fills it, and is dropped (cause `caller_gone`)
+    /// once it has taken nothing for 2 s more; a smaller buffer finds it
+    /// sooner (32 KiB hold about 1 s of 16 kHz audio).
+    pub send_buffer_bytes: usize,
+    /// HTTP listeners (REST API, media API, metrics): request headers must
+    /// arrive within this, which is also how long a kept-alive connection
+    /// may sit idle.
+    pub http_header_timeout_ms: u64,
+    /// HTTP listeners: a request (with its body) must be answered within this.
+    pub http_request_timeout_ms: u64,
+    /// HTTP listeners: open connections per client address.
+    pub http_max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -265,8 +284,40 @@ impl Default for Limits {
             uuid_timeout_ms: 2000,
             shutdown_grace_ms: 30_000,
             max_frame_bytes: voxbridge_proto::audiosocket::DEFAULT_MAX_PAYLOAD,
+            media_timeout_ms: 30_000,
+            frame_timeout_ms: 2_000,
+            send_buffer_bytes: 32 * 1024,
+            http_header_timeout_ms: 10_000,
+            http_request_timeout_ms: 30_000,
+            http_max_connections_per_ip: 512,
         }
     }
+}
+
+/// `[media_api]`: who may use the RTP session API, and where it is served.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaApiConfig {
+    /// A listener of its own for the session API; absent: served beside
+    /// `/metrics` on `metrics_listen`.
+    pub listen: Option<SocketAddr>,
+    /// The credentials (`Authorization: Bearer <token>`). With none, every
+    /// session request is refused (401).
+    pub tokens: Vec<MediaApiToken>,
+}
+
+/// One credential of the media API (an edge: an SBC, RTPEngine, ARI).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaApiToken {
+    /// Name, for logs.
+    pub name: String,
+    /// The bearer token (at least 16 characters).
+    pub token: crate::secret::Secret,
+    /// The tenant whose calls this edge creates (its sessions carry
+    /// `customer_id` = this, whatever the request says). Absent: the
+    /// route's tenant, and a request may not name one.
+    pub customer_id: Option<String>,
 }
 
 /// The whole configuration.
@@ -287,6 +338,8 @@ pub struct Config {
     pub routes: BTreeMap<String, Route>,
     /// Limits.
     pub limits: Limits,
+    /// The RTP session API's credentials and listener.
+    pub media_api: MediaApiConfig,
 }
 
 impl Default for Config {
@@ -301,6 +354,7 @@ impl Default for Config {
             workers: 0,
             routes: BTreeMap::from([(default_route_name(), Route::default())]),
             limits: Limits::default(),
+            media_api: MediaApiConfig::default(),
         }
     }
 }
@@ -328,6 +382,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "VOXBRIDGE_RTP_SHARED_PORT",
         "shared RTP port for every session (0 off)",
     ),
+    (
+        "VOXBRIDGE_MEDIA_API_TOKEN",
+        "a media API token (named \"env\", the route's tenant)",
+    ),
 ];
 
 impl Config {
@@ -351,6 +409,13 @@ impl Config {
                     route: default_route_name(),
                 }),
             }
+        }
+        if let Some(v) = get("VOXBRIDGE_MEDIA_API_TOKEN") {
+            self.media_api.tokens.push(MediaApiToken {
+                name: "env".into(),
+                token: v.into(),
+                customer_id: None,
+            });
         }
         if let Some(v) = get("VOXBRIDGE_METRICS_LISTEN") {
             self.metrics_listen = if v == "off" {
@@ -417,6 +482,47 @@ impl Config {
         self.rtp.validate(&self.routes)?;
         if self.limits.max_calls == 0 {
             return Err(MediaError::Config("limits.max_calls: must be > 0".into()));
+        }
+        if self.limits.media_timeout_ms < 1000 {
+            return Err(MediaError::Config(format!(
+                "limits.media_timeout_ms: {} (at least 1000)",
+                self.limits.media_timeout_ms
+            )));
+        }
+        if self.limits.frame_timeout_ms < 100 {
+            return Err(MediaError::Config(format!(
+                "limits.frame_timeout_ms: {} (at least 100)",
+                self.limits.frame_timeout_ms
+            )));
+        }
+        if self.limits.http_header_timeout_ms == 0
+            || self.limits.http_request_timeout_ms == 0
+            || self.limits.http_max_connections_per_ip == 0
+        {
+            return Err(MediaError::Config(
+                "limits.http_header_timeout_ms, http_request_timeout_ms and http_max_connections_per_ip must be > 0"
+                    .into(),
+            ));
+        }
+        for (i, t) in self.media_api.tokens.iter().enumerate() {
+            if t.token.expose().chars().count() < 16 {
+                return Err(MediaError::Config(format!(
+                    "media_api.tokens {:?}: the token must be at least 16 characters",
+                    t.name
+                )));
+            }
+            if self.media_api.tokens[..i].iter().any(|o| o.token == t.token) {
+                return Err(MediaError::Config(format!(
+                    "media_api.tokens {:?}: the same token twice",
+                    t.name
+                )));
+            }
+        }
+        if self.limits.send_buffer_bytes < 4096 {
+            return Err(MediaError::Config(format!(
+                "limits.send_buffer_bytes: {} (at least 4096)",
+                self.limits.send_buffer_bytes
+            )));
         }
         Ok(())
     }

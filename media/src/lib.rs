@@ -24,8 +24,10 @@ pub mod pacer;
 pub mod pipeline;
 pub mod playout;
 pub mod rtp;
+pub mod secret;
 pub mod server;
 pub mod sessions;
+pub mod text;
 
 pub use commands::{CallCommands, MediaCommands};
 pub use config::Config;

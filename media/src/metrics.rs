@@ -146,6 +146,8 @@ pub struct Metrics {
     pub rejected_connections: AtomicU64,
     /// Protocol errors from callers.
     pub caller_protocol_errors: AtomicU64,
+    /// Calls refused because their call id was in use by a live call.
+    pub duplicate_call_ids: AtomicU64,
     /// Bot connect attempts that failed.
     pub bot_connect_failures: AtomicU64,
     /// Bot links that dropped mid-call.
@@ -235,6 +237,7 @@ impl Default for Metrics {
             active_calls: AtomicI64::new(0),
             hangups: std::array::from_fn(|_| AtomicU64::new(0)),
             rejected_connections: AtomicU64::new(0),
+            duplicate_call_ids: AtomicU64::new(0),
             caller_protocol_errors: AtomicU64::new(0),
             bot_connect_failures: AtomicU64::new(0),
             bot_drops: AtomicU64::new(0),
@@ -422,6 +425,12 @@ impl Metrics {
             "voxbridge_rejected_connections_total",
             "Connections refused before becoming calls (no UUID in time, call limit, shutdown).",
             self.rejected_connections.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_duplicate_call_ids_total",
+            "Calls refused because their call id (AudioSocket UUID, RTP call_id) belonged to a live call.",
+            self.duplicate_call_ids.load(Relaxed),
         );
         counter(
             &mut o,

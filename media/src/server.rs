@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -72,6 +72,7 @@ impl MediaServer {
         let stop = Arc::new(watch::channel(false).0);
         let (hangup_tx, hangup_rx) = watch::channel(false);
         let tracker = TaskTracker::new();
+        let calls = CallRegistry::default();
         let shared = match config.rtp.shared_port {
             0 => None,
             port => Some(
@@ -98,6 +99,7 @@ impl MediaServer {
             stopping: stop.subscribe(),
             tracker: tracker.clone(),
             max_calls: config.limits.max_calls,
+            calls: calls.clone(),
         });
         Ok(MediaServer {
             config,
@@ -109,7 +111,7 @@ impl MediaServer {
             hangup_tx,
             tracker,
             rtp,
-            calls: CallRegistry::default(),
+            calls,
         })
     }
 
@@ -169,6 +171,8 @@ impl MediaServer {
                 metrics: self.metrics.clone(),
                 hangup_now: hangup_rx.clone(),
                 max_frame_bytes: limits.max_frame_bytes,
+                media_timeout: Duration::from_millis(limits.media_timeout_ms),
+                frame_timeout: Duration::from_millis(limits.frame_timeout_ms),
             };
             let acceptor = Acceptor {
                 listener,
@@ -177,6 +181,7 @@ impl MediaServer {
                 calls: self.calls.clone(),
                 max_calls: limits.max_calls,
                 uuid_timeout: Duration::from_millis(limits.uuid_timeout_ms),
+                send_buffer: limits.send_buffer_bytes,
             };
             accept_loops.push(tokio::spawn(acceptor.run(self.stop.subscribe())));
         }
@@ -213,6 +218,7 @@ struct Acceptor {
     calls: CallRegistry,
     max_calls: usize,
     uuid_timeout: Duration,
+    send_buffer: usize,
 }
 
 impl Acceptor {
@@ -232,6 +238,7 @@ impl Acceptor {
                 }
             };
             let _ = sock.set_nodelay(true);
+            set_send_buffer(&sock, self.send_buffer);
             let metrics = &self.ctx.metrics;
             if metrics.active_calls.load(Relaxed) >= self.max_calls as i64 {
                 metrics.rejected_connections.fetch_add(1, Relaxed);
@@ -245,10 +252,17 @@ impl Acceptor {
             let calls = self.calls.clone();
             self.tracker.spawn(async move {
                 match handshake(sock, timeout, ctx.max_frame_bytes).await {
-                    Ok((sock, rest, id)) => {
-                        let (stop, _registered) = calls.register(&id);
-                        call::run(sock, rest, id, ctx, Some(stop)).await
-                    }
+                    Ok((mut sock, rest, id)) => match calls.claim(&id) {
+                        Some((stop, _registered)) => call::run(sock, rest, id, ctx, Some(stop)).await,
+                        None => {
+                            // Another live call has this UUID: refused, never
+                            // merged (its record and media stay its own).
+                            ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
+                            ctx.metrics.duplicate_call_ids.fetch_add(1, Relaxed);
+                            tracing::warn!(%peer, call_id = %id, "AudioSocket connection refused: call id in use");
+                            let _ = sock.write_all(&[voxbridge_proto::audiosocket::kind::HANGUP, 0, 0]).await;
+                        }
+                    },
                     Err(e) => {
                         ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
                         if matches!(e, MediaError::CallerProtocol(_) | MediaError::Proto(_)) {
@@ -261,6 +275,19 @@ impl Acceptor {
         }
     }
 }
+
+/// Bounds the kernel's send buffer of a caller socket, so that a caller
+/// that stops reading is found within seconds (best effort).
+#[cfg(target_os = "linux")]
+fn set_send_buffer(sock: &TcpStream, bytes: usize) {
+    use nix::sys::socket::{setsockopt, sockopt::SndBuf};
+    if let Err(e) = setsockopt(sock, SndBuf, &bytes) {
+        tracing::debug!(error = %e, "SO_SNDBUF not set");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_send_buffer(_: &TcpStream, _: usize) {}
 
 /// Reads until the first frame; it must be a UUID. Returns the socket, the
 /// bytes read past the UUID frame, and the UUID as Asterisk prints it.

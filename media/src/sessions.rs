@@ -12,6 +12,7 @@
 
 use crate::call::rtp::{run, LegIo, RtpLegParams};
 use crate::call::CallContext;
+use crate::commands::CallRegistry;
 use crate::config::{Route, RtpConfig};
 use crate::error::MediaError;
 use crate::events::{CallInfo, EventSink, HangupCause};
@@ -41,6 +42,9 @@ pub struct SessionRequest {
     pub callee: Option<String>,
     /// Extra parameters for the bot (merged over the route's).
     pub params: BTreeMap<String, String>,
+    /// Who created it (the media API credential's tenant): only the same
+    /// owner sees and hangs it up through the API.
+    pub owner: Option<String>,
 }
 
 /// A session without SDP.
@@ -87,6 +91,8 @@ pub struct SessionSummary {
     pub codec: AudioCodec,
     /// Created at.
     pub created: SystemTime,
+    /// See [`SessionRequest::owner`].
+    pub owner: Option<String>,
 }
 
 struct Entry {
@@ -104,6 +110,7 @@ struct Inner {
     stopping: watch::Receiver<bool>,
     tracker: TaskTracker,
     max_calls: usize,
+    calls: CallRegistry,
     sessions: Mutex<HashMap<String, Entry>>,
     next_port: Mutex<u16>,
     shared: Option<SharedPort>,
@@ -124,6 +131,8 @@ pub(crate) struct RegistryParts {
     pub stopping: watch::Receiver<bool>,
     pub tracker: TaskTracker,
     pub max_calls: usize,
+    /// The server's one namespace of call ids.
+    pub calls: CallRegistry,
 }
 
 impl RtpSessions {
@@ -139,6 +148,7 @@ impl RtpSessions {
             stopping: p.stopping,
             tracker: p.tracker,
             max_calls: p.max_calls,
+            calls: p.calls,
             sessions: Mutex::new(HashMap::new()),
             next_port: Mutex::new(first),
             shared: p.shared,
@@ -279,14 +289,27 @@ impl RtpSessions {
             Some(id) => id,
             None => new_call_id(),
         };
-        if inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&call_id)
-        {
-            return Err(MediaError::Session(format!("call_id {call_id:?} is in use")));
+        // Text that would reach the store and the bot is checked here,
+        // where it enters (a NUL once stalled every tenant's call events).
+        for (what, v) in [("caller", &req.caller), ("callee", &req.callee)] {
+            if let Some(v) = v {
+                if v.chars().count() > 256 {
+                    return Err(MediaError::Session(format!(
+                        "{what} is longer than 256 characters"
+                    )));
+                }
+                crate::text::check(what, v).map_err(MediaError::Session)?;
+            }
         }
+        for (k, v) in &req.params {
+            crate::text::check("params key", k).map_err(MediaError::Session)?;
+            crate::text::check(&format!("params.{k}"), v).map_err(MediaError::Session)?;
+        }
+        let Some((stop_rx, claim)) = inner.calls.claim(&call_id) else {
+            inner.metrics.duplicate_call_ids.fetch_add(1, Relaxed);
+            return Err(MediaError::Session(format!("call_id {call_id:?} is in use")));
+        };
+        // On an error below, the claim drops and frees the id.
         let (io, bound) = self.leg_io(&s).await?;
         let advertised = SocketAddr::new(inner.cfg.advertise_ip.unwrap_or(bound.ip()), bound.port());
         let sdp = write_sdp(LocalMedia {
@@ -309,6 +332,7 @@ impl RtpSessions {
             opus_fec: inner.cfg.opus_fec,
             rtcp_mux: s.rtcp_mux,
         };
+        let req_owner = req.owner.clone();
         let mut bot_params = route.params.clone();
         bot_params.extend(req.params);
         let info = CallInfo {
@@ -326,8 +350,10 @@ impl RtpSessions {
             metrics: inner.metrics.clone(),
             hangup_now: inner.hangup_now.clone(),
             max_frame_bytes: 0,
+            media_timeout: Duration::from_millis(inner.cfg.media_timeout_ms),
+            frame_timeout: Duration::ZERO,
         };
-        let (stop_tx, stop_rx) = watch::channel(None);
+        let stop_tx = claim.stop();
         inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(
             call_id.clone(),
             Entry {
@@ -336,6 +362,7 @@ impl RtpSessions {
                     local: advertised,
                     codec: s.codec,
                     created: SystemTime::now(),
+                    owner: req_owner,
                 },
                 stop: stop_tx,
             },
@@ -343,6 +370,7 @@ impl RtpSessions {
         let registry = self.clone();
         let id = call_id.clone();
         inner.tracker.spawn(async move {
+            let _claim = claim;
             run(io, params, info, ctx, stop_rx).await;
             registry
                 .0

@@ -340,7 +340,7 @@ async fn read_events(mut ws: Ws, start: Instant, rate: u64, total: u64) -> Res<(
 async fn ws_fanout(a: &Args) -> Res<(f64, u64)> {
     let rt = server_runtime()?;
     let cfg = ControlConfig {
-        store: Some(fresh_schema(&a.pg).await?),
+        store: Some(fresh_schema(&a.pg).await?.into()),
         default_customer: CUSTOMER.into(),
         webhooks: WebhookConfig {
             enabled: false,

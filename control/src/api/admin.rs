@@ -6,6 +6,7 @@ use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use super::paging::{Page as Pages, Paging};
 use super::AppState;
 use crate::model::{AccessKey, Customer, Page};
+use crate::store::dead_letters::DeadLetter;
 use crate::store::NewCustomer;
 use crate::time::Millis;
 use axum::extract::State;
@@ -80,7 +81,10 @@ pub async fn get_customer(
     Ok(Json(s.store.get_customer(&id).await?))
 }
 
-/// Deletes a customer and its keys (its calls stay as history).
+/// Deletes a customer: its keys, billing account, webhooks (disabled) and
+/// campaigns (stopped) go with it in one transaction, its calls still
+/// running are hung up, its live subscriptions are closed, and its id is
+/// never reused. Its calls, records and transcripts stay as history.
 #[utoipa::path(delete, path = "/v1/customers/{id}", tag = "admin", params(("id" = String, Path, description = "Customer id")),
     security(("bearer" = []), ("access_key" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -90,7 +94,10 @@ pub async fn delete_customer(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     p.require_admin()?;
-    s.store.delete_customer(&p.actor, &id).await?;
+    let open_calls = s.store.delete_customer(&p.actor, &id).await?;
+    for call_id in &open_calls {
+        s.commands.hangup(call_id);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -146,5 +153,103 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     p.require_admin()?;
     s.store.delete_access_key(&p.actor, &id, &key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Parked call events (events the store refused for what they carry).
+#[utoipa::path(get, path = "/v1/dead_letters", tag = "admin", params(Paging),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 200, body = Page<DeadLetter>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn list_dead_letters(
+    State(s): State<AppState>,
+    p: Principal,
+    Pages(page): Pages,
+) -> Result<Json<Page<DeadLetter>>, ApiError> {
+    p.require_admin()?;
+    Ok(Json(s.store.list_dead_letters(page).await?))
+}
+
+/// One parked event.
+#[utoipa::path(get, path = "/v1/dead_letters/{id}", tag = "admin", params(("id" = String, Path, description = "Parked event id")),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 200, body = DeadLetter), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_dead_letter(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<DeadLetter>, ApiError> {
+    p.require_admin()?;
+    Ok(Json(s.store.get_dead_letter(&id).await?))
+}
+
+/// What a retry did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Retried {
+    /// Whether the event changed the store (false: it was a replay).
+    pub applied: bool,
+}
+
+/// Applies a parked event again; on success it is no longer parked. A
+/// refusal again is `409` with the store's reason (the event stays parked,
+/// its attempts counted).
+#[utoipa::path(post, path = "/v1/dead_letters/{id}/retry", tag = "admin", params(("id" = String, Path, description = "Parked event id")),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 200, body = Retried), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn retry_dead_letter(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Retried>, ApiError> {
+    p.require_admin()?;
+    let d = s.store.get_dead_letter(&id).await?;
+    let wire =
+        voxbridge_media::event_wire::WireEvent::decode(d.payload.to_string().as_bytes()).map_err(|e| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("parked event unreadable: {e}"),
+            )
+        })?;
+    match crate::sink::apply(&s.store, &s.events.ctx, &wire.event, Some(&wire.event_id)).await {
+        Ok(applied) => {
+            s.store.delete_dead_letter(&id).await?;
+            Ok(Json(Retried { applied }))
+        }
+        Err(e @ (crate::ControlError::Rejected(_) | crate::ControlError::Row(_))) => {
+            let customer = s.events.ctx.default_customer.clone();
+            s.store
+                .park_event(
+                    &id,
+                    &d.call_id,
+                    &d.event_type,
+                    &d.payload.to_string(),
+                    &e.to_string(),
+                    &customer,
+                )
+                .await?;
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("refused again: {e}"),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Drops a parked event for good.
+#[utoipa::path(delete, path = "/v1/dead_letters/{id}", tag = "admin", params(("id" = String, Path, description = "Parked event id")),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_dead_letter(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    p.require_admin()?;
+    s.store.delete_dead_letter(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

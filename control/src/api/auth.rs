@@ -1,13 +1,21 @@
 //! Who is calling: a JWT (`Authorization: Bearer <jwt>`, HS256 or RS256,
-//! claims `customer_id`, `agent_id`, `exp`, optional `role: "admin"`), an
-//! access key (`X-Access-Key` header or `accesskey` query parameter), or the
-//! configured admin key (same places). The result, [`Principal`], carries
-//! the customer id every tenant query is scoped by.
+//! claims `customer_id`, `agent_id`, `exp`, optional `nbf`, optional
+//! `role: "admin"`), an access key (`X-Access-Key` header or `accesskey`
+//! query parameter), or the configured admin key (same places). The
+//! result, [`Principal`], carries the customer id every tenant query is
+//! scoped by.
+//!
+//! The rule, enforced here and nowhere else: every credential that names a
+//! customer resolves to an existing, active (not deleted) customer, checked
+//! against the store on every request; a JWT naming a deleted or unknown
+//! customer is `401`. The authorization scheme is matched case-insensitively
+//! (RFC 9110 section 11.1).
 
 use super::error::ApiError;
 use super::AppState;
 use crate::model::Actor;
 use crate::store::Store;
+use crate::time::Millis;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -69,12 +77,14 @@ impl Auth {
     }
 }
 
-/// JWT claims voxbridge reads.
+/// JWT claims voxbridge reads (`exp` and `nbf` are checked by the
+/// validator; `exp` is kept to end live subscriptions when it passes).
 #[derive(Debug, Deserialize)]
 struct Claims {
     customer_id: Option<String>,
     agent_id: Option<String>,
     role: Option<String>,
+    exp: Option<i64>,
 }
 
 /// The authenticated caller.
@@ -88,6 +98,10 @@ pub struct Principal {
     pub admin: bool,
     /// For the audit log.
     pub actor: Actor,
+    /// The access key used, if any (live subscriptions end when it is revoked).
+    pub key_id: Option<String>,
+    /// When the credential stops being valid (JWT `exp`, key expiry).
+    pub expires: Option<Millis>,
 }
 
 impl Principal {
@@ -119,6 +133,7 @@ fn jwt(auth: &Auth, token: &str) -> Result<Principal, ApiError> {
     .ok_or_else(|| ApiError::unauthorized(format!("token algorithm {:?} is not accepted", header.alg)))?;
     let mut v = Validation::new(header.alg);
     v.leeway = auth.leeway;
+    v.validate_nbf = true;
     v.set_required_spec_claims(&["exp"]);
     v.validate_aud = false;
     let data = jsonwebtoken::decode::<Claims>(token, key, &v)
@@ -138,7 +153,28 @@ fn jwt(auth: &Auth, token: &str) -> Result<Principal, ApiError> {
         agent_id: c.agent_id,
         admin,
         actor: Actor { id: actor },
+        key_id: None,
+        // Accepted until exp + leeway: that is when it stops being valid.
+        expires: c.exp.map(|s| {
+            Millis(
+                s.saturating_add(i64::try_from(auth.leeway).unwrap_or(i64::MAX))
+                    .saturating_mul(1000),
+            )
+        }),
     })
+}
+
+/// 401 unless the principal's customer (if it names one) exists and is
+/// not deleted.
+async fn active(store: &Store, p: Principal) -> Result<Principal, ApiError> {
+    if let Some(c) = &p.customer_id {
+        if !store.customer_active(c).await? {
+            return Err(ApiError::unauthorized(format!(
+                "customer {c:?} does not exist or was deleted"
+            )));
+        }
+    }
+    Ok(p)
 }
 
 async fn access_key(auth: &Auth, store: &Store, key: &str) -> Result<Principal, ApiError> {
@@ -150,6 +186,8 @@ async fn access_key(auth: &Auth, store: &Store, key: &str) -> Result<Principal, 
             agent_id: None,
             admin: true,
             actor: Actor { id: "admin".into() },
+            key_id: None,
+            expires: None,
         });
     }
     match store.authenticate_key(key).await? {
@@ -160,9 +198,18 @@ async fn access_key(auth: &Auth, store: &Store, key: &str) -> Result<Principal, 
             customer_id: Some(k.customer_id),
             agent_id: None,
             admin: false,
+            expires: k.tm_expire,
+            key_id: Some(k.id),
         }),
         None => Err(ApiError::unauthorized("unknown or expired access key")),
     }
+}
+
+/// The token of `Bearer <token>`, the scheme in any case.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn query_key(parts: &Parts) -> Option<&str> {
@@ -178,16 +225,14 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        if let Some(bearer) = header("authorization") {
-            let token = bearer
-                .strip_prefix("Bearer ")
-                .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer <token>'"))?
-                .trim();
+        if let Some(value) = header("authorization") {
+            let token = bearer_token(value)
+                .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer <token>'"))?;
             // An access key may be sent as a bearer token too.
             if token.starts_with("vbk_") || token.matches('.').count() != 2 {
                 return access_key(&state.auth, &state.store, token).await;
             }
-            return jwt(&state.auth, token);
+            return active(&state.store, jwt(&state.auth, token)?).await;
         }
         if let Some(key) = header("x-access-key").or_else(|| query_key(parts)) {
             return access_key(&state.auth, &state.store, key).await;
@@ -195,5 +240,20 @@ impl FromRequestParts<AppState> for Principal {
         Err(ApiError::unauthorized(
             "send Authorization: Bearer <JWT> or an X-Access-Key header",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 }

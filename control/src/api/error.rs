@@ -63,6 +63,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 400 `invalid_text`: a string breaks the API's text rule.
+    pub fn invalid_text(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_text", message)
+    }
+
     /// 401 `unauthorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -99,6 +104,14 @@ impl From<ControlError> for ApiError {
             ControlError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             e @ ControlError::Transition { .. } => {
                 Self::new(StatusCode::CONFLICT, "invalid_transition", e.to_string())
+            }
+            ControlError::Rejected(m) => {
+                tracing::warn!(error = %m, "API request refused by the store");
+                Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "the store refused a value of this request; nothing was written",
+                )
             }
             ControlError::Store(m) => {
                 tracing::error!(error = %m, "API request failed: store");
@@ -152,10 +165,34 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// `Json<T>` whose rejections are [`ApiError`]s.
-#[derive(Debug, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `Json<T>` whose rejections are [`ApiError`]s, and whose every string
+/// obeys the API's text rule ([`super::text`]): a body is parsed, checked,
+/// then read into `T`.
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(v) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        super::text::check_json(&v)?;
+        if super::text::too_long(&v) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_text",
+                format!("a text field is longer than {} characters", super::text::MAX_TEXT),
+            ));
+        }
+        serde_json::from_value(v)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))
+    }
+}
 
 /// `Query<T>` whose rejections are [`ApiError`]s.
 #[derive(Debug, axum::extract::FromRequestParts)]

@@ -17,6 +17,7 @@ pub mod calls;
 pub mod campaigns;
 pub mod error;
 pub mod paging;
+pub mod text;
 pub mod transcripts;
 pub mod webhooks;
 pub mod ws;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub webhook_allow: Arc<crate::webhooks::ssrf::Allow>,
     /// Places outbound calls (`None`: no originator configured).
     pub dialer: Option<Arc<crate::originate::Dialer>>,
+    /// The call event pipeline (readiness, parked events).
+    pub events: crate::sink::Pipeline,
 }
 
 /// A media plane that runs no calls (control without media in-process).
@@ -74,6 +77,8 @@ pub struct Health {
     pub status: &'static str,
     /// The store kind (readiness only).
     pub store: Option<&'static str>,
+    /// Why it is not ready (readiness only).
+    pub reason: Option<String>,
 }
 
 /// Liveness: the process answers.
@@ -82,10 +87,13 @@ pub async fn health() -> Json<Health> {
     Json(Health {
         status: "ok",
         store: None,
+        reason: None,
     })
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers and the call event pipeline moves (its
+/// worker has not been retrying one event for longer than
+/// [`crate::sink::STUCK_AFTER`]).
 #[utoipa::path(get, path = "/v1/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -93,29 +101,51 @@ pub async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
         crate::store::Dialect::Postgres => "postgres",
         crate::store::Dialect::Sqlite => "sqlite",
     });
-    match s.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
+    let unavailable = |reason: String| {
+        tracing::warn!(reason, "not ready");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
-                status: "ready",
+                status: "unavailable",
                 store,
+                reason: Some(reason),
             }),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: store");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "unavailable",
-                    store,
-                }),
-            )
-        }
+        )
+    };
+    if let Err(e) = s.store.ping().await {
+        return unavailable(format!("store: {e}"));
     }
+    if let Some(d) = s.events.stats.stuck_for() {
+        return unavailable(format!(
+            "call event pipeline stuck: one event has been retried for {} s ({} queued)",
+            d.as_secs(),
+            s.events.stats.queued.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    (
+        StatusCode::OK,
+        Json(Health {
+            status: "ready",
+            store,
+            reason: None,
+        }),
+    )
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The OpenAPI document as served: the handlers' schemas with the text
+/// rule added to every string ([`text::constrain_schema`]). Built once.
+pub fn openapi_document() -> serde_json::Value {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut v = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        text::constrain_schema(&mut v);
+        v
+    })
+    .clone()
+}
+
+async fn openapi_json() -> Json<serde_json::Value> {
+    Json(openapi_document())
 }
 
 async fn fallback() -> ApiError {
@@ -156,6 +186,7 @@ impl Modify for Security {
         transcripts::list_transcripts, transcripts::get_transcript,
         admin::list_customers, admin::create_customer, admin::get_customer, admin::delete_customer,
         admin::list_keys, admin::create_key, admin::delete_key,
+        admin::list_dead_letters, admin::get_dead_letter, admin::retry_dead_letter, admin::delete_dead_letter,
         billing::account, billing::list_records, billing::get_record, billing::set_plan, billing::credit,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate,
         webhooks::deliveries, webhooks::get_delivery, webhooks::attempts, webhooks::redeliver,
@@ -226,7 +257,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/customers/{id}/access_keys/{key_id}",
             axum::routing::delete(admin::delete_key),
         )
+        .route("/v1/dead_letters", get(admin::list_dead_letters))
+        .route(
+            "/v1/dead_letters/{id}",
+            get(admin::get_dead_letter).delete(admin::delete_dead_letter),
+        )
+        .route("/v1/dead_letters/{id}/retry", post(admin::retry_dead_letter))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(text::guard_uri))
         .with_state(state)
 }

@@ -8,10 +8,18 @@
 //! more, or the bus lapping the client, closes the connection with code
 //! 1008 and a reason that says so. The client then resubscribes and reads
 //! what it missed from the REST API.
+//!
+//! Revocation: a connection ends with code [`CLOSE_REVOKED`] (4401) when the
+//! credential it was opened with stops being valid: its customer or its
+//! access key is deleted (seen as the `customer_deleted` /
+//! `access_key_deleted` event on the bus, so within the outbox relay's
+//! delay of the commit, on every instance), or its JWT `exp` (plus the
+//! leeway) or key expiry passes.
 
 use super::auth::Principal;
 use super::AppState;
 use crate::live::{LiveSession, ServerMsg};
+use crate::time::Millis;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -26,6 +34,8 @@ use voxbridge_proto::envelope::EventEnvelope;
 pub const SEND_QUEUE: usize = 256;
 /// Close code for a client that cannot keep up (policy violation).
 pub const CLOSE_SLOW: u16 = 1008;
+/// Close code for a connection whose credential was revoked or expired.
+pub const CLOSE_REVOKED: u16 = 4401;
 /// Largest client message, bytes.
 const MAX_MESSAGE: usize = 64 * 1024;
 /// Read buffer per connection. tungstenite zero-fills the whole buffer
@@ -43,6 +53,8 @@ pub struct LiveStats {
     pub events_sent: AtomicU64,
     /// Connections closed because the client fell behind.
     pub closed_slow: AtomicU64,
+    /// Connections closed because their credential was revoked or expired.
+    pub closed_revoked: AtomicU64,
 }
 
 impl LiveStats {
@@ -57,22 +69,29 @@ impl LiveStats {
              voxbridge_ws_events_sent_total {}\n\
              # HELP voxbridge_ws_closed_slow_total /v1/ws connections closed because the client fell behind.\n\
              # TYPE voxbridge_ws_closed_slow_total counter\n\
-             voxbridge_ws_closed_slow_total {}\n",
+             voxbridge_ws_closed_slow_total {}\n\
+             # HELP voxbridge_ws_closed_revoked_total /v1/ws connections closed because their credential was revoked or expired.\n\
+             # TYPE voxbridge_ws_closed_revoked_total counter\n\
+             voxbridge_ws_closed_revoked_total {}\n",
             self.connections.load(Relaxed),
             self.events_sent.load(Relaxed),
             self.closed_slow.load(Relaxed),
+            self.closed_revoked.load(Relaxed),
         )
     }
 }
 
 /// The upgrade: authentication first (a JSON 401 without it).
 pub async fn ws(State(s): State<AppState>, p: Principal, up: WebSocketUpgrade) -> Response {
-    let session = LiveSession::new(p.customer_id.clone(), p.admin);
+    let session = LiveSession::new(p.customer_id.clone(), p.admin).with_key(p.key_id.clone());
     let events = s.bus.subscribe();
     let stats = s.live.clone();
+    let valid_for = p
+        .expires
+        .map(|e| Duration::from_millis(u64::try_from(e.0 - Millis::now().0).unwrap_or(0)));
     up.max_message_size(MAX_MESSAGE)
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| serve(socket, session, events, stats))
+        .on_upgrade(move |socket| serve(socket, session, events, stats, valid_for))
 }
 
 type Close = (u16, String);
@@ -82,8 +101,12 @@ async fn serve(
     mut session: LiveSession,
     mut events: broadcast::Receiver<Arc<EventEnvelope>>,
     stats: Arc<LiveStats>,
+    valid_for: Option<Duration>,
 ) {
     stats.connections.fetch_add(1, Relaxed);
+    // A credential without an end never fires (a year is "never" here).
+    let expiry = tokio::time::sleep(valid_for.unwrap_or(Duration::from_secs(365 * 86_400)));
+    tokio::pin!(expiry);
     let (sink, mut stream) = socket.split();
     let (out, out_rx) = mpsc::channel::<Message>(SEND_QUEUE);
     let (close, close_rx) = oneshot::channel::<Close>();
@@ -91,6 +114,10 @@ async fn serve(
     let slow = |why: String| -> Close {
         stats.closed_slow.fetch_add(1, Relaxed);
         (CLOSE_SLOW, why)
+    };
+    let revoked = |why: &str| -> Close {
+        stats.closed_revoked.fetch_add(1, Relaxed);
+        (CLOSE_REVOKED, why.to_owned())
     };
     let ending: Option<Close> = loop {
         tokio::select! {
@@ -111,8 +138,12 @@ async fn serve(
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
             },
+            () = &mut expiry => break Some(revoked("credential expired")),
             e = events.recv() => match e {
                 Ok(e) => {
+                    if let Some(why) = session.revoked_by(&e) {
+                        break Some(revoked(why));
+                    }
                     if session.wants(&e) {
                         if out.try_send(Message::Text(e.to_json().into())).is_err() {
                             break Some(slow(format!("slow consumer: {SEND_QUEUE} messages waiting")));

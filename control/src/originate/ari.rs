@@ -35,7 +35,7 @@ pub struct AriConfig {
     /// ARI user.
     pub username: String,
     /// ARI password.
-    pub password: String,
+    pub password: crate::secret::Secret,
     /// Endpoint to dial; `{destination}` is replaced by the target.
     pub endpoint: String,
     /// Dialplan context for the answered channel (unless `app` is set).
@@ -58,7 +58,7 @@ impl Default for AriConfig {
         AriConfig {
             url: "http://127.0.0.1:8088".into(),
             username: "voxbridge".into(),
-            password: String::new(),
+            password: crate::secret::Secret::new(""),
             endpoint: "PJSIP/{destination}@trunk".into(),
             context: "voxbridge-outbound".into(),
             extension: "s".into(),
@@ -163,7 +163,7 @@ impl Originator for AriOriginator {
         let r = self
             .client
             .post(self.base())
-            .basic_auth(&self.cfg.username, Some(&self.cfg.password))
+            .basic_auth(&self.cfg.username, Some(self.cfg.password.expose()))
             .query(&self.originate_query(req))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(self.originate_body(req).to_string())
@@ -186,7 +186,7 @@ impl Originator for AriOriginator {
         let r = self
             .client
             .delete(url)
-            .basic_auth(&self.cfg.username, Some(&self.cfg.password))
+            .basic_auth(&self.cfg.username, Some(self.cfg.password.expose()))
             .query(&[("reason", "normal")])
             .send()
             .await;

@@ -22,7 +22,7 @@ pub struct HttpHookConfig {
     /// Where to `POST`.
     pub url: String,
     /// Sent as a bearer token, if set.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<crate::secret::Secret>,
     /// Request timeout, ms.
     pub timeout_ms: u64,
 }
@@ -67,7 +67,7 @@ impl HttpHook {
 
     fn auth(&self, b: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.cfg.bearer_token {
-            Some(t) => b.bearer_auth(t),
+            Some(t) => b.bearer_auth(t.expose()),
             None => b,
         }
     }

@@ -136,10 +136,41 @@ impl Store {
             .await
     }
 
+    /// Records that this node is alive now (its media plane carries its
+    /// calls). The heartbeat task calls it every `heartbeat_ms`.
+    pub async fn heartbeat(&self) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            "INSERT INTO node_heartbeats (node, tm_heartbeat) VALUES ($1, $2) \
+             ON CONFLICT (node) DO UPDATE SET tm_heartbeat = excluded.tm_heartbeat",
+            vals![&*self.node, Millis::now()],
+        )
+        .await?;
+        self.commit(tx).await
+    }
+
+    /// This node's last heartbeat, if it ever had one.
+    pub async fn last_heartbeat(&self) -> Result<Option<Millis>> {
+        let rows = self
+            .db
+            .read(
+                "SELECT tm_heartbeat FROM node_heartbeats WHERE node = $1",
+                vals![&*self.node],
+            )
+            .await?;
+        rows.first().map(|r| r.millis(0)).transpose()
+    }
+
     /// Hangs up (`failed`, cause `node_restart`) every call of this node
     /// that is not over: at start, when this process's media plane ran
-    /// them and they died with it. Returns how many it ended.
+    /// them and they died with it. Each ends, and is billed, at the last
+    /// moment it is known to have carried media: the node's last
+    /// heartbeat (never before the call started or was answered), not the
+    /// restart time, so downtime is never billed. Without any heartbeat
+    /// (a store from before heartbeats) the call ends at its last update.
+    /// Call before this run's first heartbeat. Returns how many it ended.
     pub async fn end_orphaned_calls(&self) -> Result<usize> {
+        let last_alive = self.last_heartbeat().await?;
         let rows = self
             .db
             .read(
@@ -147,9 +178,25 @@ impl Store {
                 vals![&*self.node],
             )
             .await?;
-        let open = |s| s != CallStatus::Hangup;
-        self.hang_up_each(&rows, open, HangupReason::Failed, "node_restart")
-            .await
+        let mut n = 0;
+        for r in &rows {
+            let id = r.text(0)?;
+            let t = self
+                .transition_call_with(None, &id, None, |c| {
+                    (c.status != CallStatus::Hangup).then(|| {
+                        let started = c.tm_progressing.unwrap_or(c.tm_create);
+                        let at = last_alive.unwrap_or(c.tm_update).max(started);
+                        CallChange {
+                            to: CallStatus::Hangup,
+                            at,
+                            hangup: Some((HangupBy::Local, HangupReason::Failed, "node_restart".into())),
+                        }
+                    })
+                })
+                .await?;
+            n += usize::from(t.applied);
+        }
+        Ok(n)
     }
 
     /// Hangs up (by `local`) each call of `rows` (column 0: id) whose status,

@@ -254,6 +254,37 @@ CREATE INDEX campaign_targets_campaign ON campaign_targets (campaign_id, seq);
 CREATE INDEX campaign_targets_call ON campaign_targets (call_id);
 ",
     ),
+    (
+        6,
+        "
+ALTER TABLE customers ADD COLUMN tm_delete BIGINT;
+CREATE INDEX calls_customer_open ON calls (customer_id) WHERE status <> 'hangup';
+CREATE TABLE call_dtmfs (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    digit TEXT NOT NULL,
+    tm_create BIGINT NOT NULL
+);
+CREATE INDEX call_dtmfs_call ON call_dtmfs (call_id, seq);
+CREATE TABLE dead_letters (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    call_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    tm_create BIGINT NOT NULL,
+    tm_update BIGINT NOT NULL
+);
+CREATE TABLE node_heartbeats (
+    node TEXT PRIMARY KEY,
+    tm_heartbeat BIGINT NOT NULL
+);
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {

@@ -11,8 +11,10 @@
 
 mod audit;
 pub mod billing;
+mod call_signals;
 mod calls;
 pub mod campaigns;
+pub mod dead_letters;
 mod migrations;
 mod outbox;
 pub mod postgres;
@@ -22,6 +24,7 @@ mod transcripts;
 mod value;
 pub mod webhooks;
 
+pub use call_signals::{CallSignal, Dtmf};
 pub use outbox::OutboxRow;
 pub use tenants::NewCustomer;
 pub use value::{Row, Val};
@@ -116,7 +119,8 @@ impl Store {
             Arc::new(sqlite::SqliteBackend::open(":memory:")?)
         } else {
             return Err(ControlError::Config(format!(
-                "store url must start with postgres:// or sqlite:// (got {url:?})"
+                "store url must start with postgres:// or sqlite:// (got {})",
+                crate::secret::SecretUrl::new(url)
             )));
         };
         Self::open(db).await

@@ -31,6 +31,20 @@ pub(crate) async fn push<T: Serialize>(
     id: &str,
     resource: &T,
 ) -> Result<EventEnvelope> {
+    push_as(tx, super::new_id(), event_type, customer_id, kind, id, resource).await
+}
+
+/// [`push`] with the event id chosen by the caller (a media event's own id,
+/// so that a redelivered one can be recognised).
+pub(crate) async fn push_as<T: Serialize>(
+    tx: &mut dyn Tx,
+    event_id: String,
+    event_type: &str,
+    customer_id: &str,
+    kind: &str,
+    id: &str,
+    resource: &T,
+) -> Result<EventEnvelope> {
     let mut fields = match serde_json::to_value(resource) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => {
@@ -42,7 +56,7 @@ pub(crate) async fn push<T: Serialize>(
     fields.remove("id");
     let now = Millis::now();
     let event = EventEnvelope {
-        event_id: super::new_id(),
+        event_id,
         event_type: event_type.to_owned(),
         timestamp: now.rfc3339(),
         customer_id: customer_id.to_owned(),

@@ -1,6 +1,13 @@
 //! Customers (tenants) and their access keys. Keys are random 32-byte
 //! secrets shown once; the store keeps their SHA-256, so a leaked database
 //! does not leak working keys.
+//!
+//! A deleted customer stays as a tombstone (`tm_delete` set): its id is
+//! never handed out again, so a new customer can never inherit the old
+//! one's calls, webhooks, campaigns, audit entries or transcripts. Deleting
+//! disables everything the customer owns in the same transaction (see
+//! [`Store::delete_customer`]); authentication accepts only active
+//! customers ([`Store::customer_active`], [`Store::authenticate_key`]).
 
 use super::audit::{self, Audit};
 use super::{outbox, vals, Store};
@@ -88,7 +95,10 @@ impl Store {
             )
             .await?;
         if inserted == 0 {
-            return Err(ControlError::Conflict(format!("customer {} exists", c.id)));
+            return Err(ControlError::Conflict(format!(
+                "customer {} exists or existed (ids of deleted customers are never reused)",
+                c.id
+            )));
         }
         audit::write::<(), _>(
             tx.as_mut(),
@@ -120,16 +130,30 @@ impl Store {
         self.commit(tx).await
     }
 
-    /// One customer.
+    /// One customer (not a deleted one).
     pub async fn get_customer(&self, id: &str) -> Result<Customer> {
-        let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1");
+        let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1 AND tm_delete IS NULL");
         let rows = self.db.read(&sql, vals![id]).await?;
         rows.first().map(customer).unwrap_or(Err(ControlError::NotFound))
     }
 
-    /// All customers, newest first.
+    /// Whether `id` names an existing customer that was not deleted.
+    pub async fn customer_active(&self, id: &str) -> Result<bool> {
+        let rows = self
+            .db
+            .read(
+                "SELECT 1 FROM customers WHERE id = $1 AND tm_delete IS NULL",
+                vals![id],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// All customers (not the deleted ones), newest first.
     pub async fn list_customers(&self, page: PageReq) -> Result<Page<Customer>> {
-        let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+        let sql = format!(
+            "SELECT {CUSTOMER_COLS} FROM customers WHERE seq < $1 AND tm_delete IS NULL ORDER BY seq DESC LIMIT $2"
+        );
         let rows = self
             .db
             .read(
@@ -140,12 +164,18 @@ impl Store {
         super::page(rows, page, customer)
     }
 
-    /// Deletes a customer, its access keys and its billing account (its calls
-    /// and billing records stay, as history).
-    pub async fn delete_customer(&self, actor: &Actor, id: &str) -> Result<()> {
+    /// Deletes a customer, in one transaction with its audit entry and its
+    /// `customer_deleted` event: the row stays as a tombstone (its id is
+    /// never reused), its access keys and billing account are removed, its
+    /// webhook endpoints are disabled (`disabled_reason` "customer
+    /// deleted") and their pending deliveries dropped, its campaigns not
+    /// yet over are stopped. Its calls, billing records, transcripts and
+    /// audit entries stay as history. Returns the ids of its calls not yet
+    /// over, for the caller to hang up on the media plane.
+    pub async fn delete_customer(&self, actor: &Actor, id: &str) -> Result<Vec<String>> {
         let mut tx = self.db.begin().await?;
         let sql = format!(
-            "SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1{}",
+            "SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1 AND tm_delete IS NULL{}",
             self.dialect().for_update()
         );
         let rows = tx.query(&sql, vals![id]).await?;
@@ -153,12 +183,42 @@ impl Store {
             .first()
             .map(customer)
             .unwrap_or(Err(ControlError::NotFound))?;
+        let now = Millis::now();
         tx.execute("DELETE FROM access_keys WHERE customer_id = $1", vals![id])
             .await?;
         tx.execute("DELETE FROM billing_accounts WHERE customer_id = $1", vals![id])
             .await?;
-        tx.execute("DELETE FROM customers WHERE id = $1", vals![id])
-            .await?;
+        tx.execute(
+            "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = 'customer deleted', tm_update = $1 \
+             WHERE customer_id = $2",
+            vals![now, id],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM webhook_deliveries WHERE customer_id = $1 AND status = 'pending'",
+            vals![id],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE campaigns SET status = 'stopped', tm_end = $1, tm_update = $1 \
+             WHERE customer_id = $2 AND status NOT IN ('completed', 'stopped')",
+            vals![now, id],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE customers SET tm_delete = $1 WHERE id = $2",
+            vals![now, id],
+        )
+        .await?;
+        let open = tx
+            .query(
+                "SELECT id FROM calls WHERE customer_id = $1 AND status <> 'hangup'",
+                vals![id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<Vec<_>>>()?;
         audit::write::<_, ()>(
             tx.as_mut(),
             Audit {
@@ -173,7 +233,8 @@ impl Store {
         )
         .await?;
         outbox::push(tx.as_mut(), "customer_deleted", id, "customer", id, &before).await?;
-        self.commit(tx).await
+        self.commit(tx).await?;
+        Ok(open)
     }
 
     /// Makes a key for a customer; returns it and its secret (shown once).
@@ -205,7 +266,7 @@ impl Store {
         };
         let mut tx = self.db.begin().await?;
         let sql = format!(
-            "SELECT id FROM customers WHERE id = $1{}",
+            "SELECT id FROM customers WHERE id = $1 AND tm_delete IS NULL{}",
             self.dialect().for_update()
         );
         if tx.query(&sql, vals![customer_id]).await?.is_empty() {
@@ -279,12 +340,30 @@ impl Store {
             },
         )
         .await?;
+        outbox::push(
+            tx.as_mut(),
+            "access_key_deleted",
+            customer_id,
+            "access_key",
+            id,
+            &before,
+        )
+        .await?;
         self.commit(tx).await
     }
 
-    /// The key a secret belongs to, if it exists and has not expired.
+    /// The key a secret belongs to, if it exists, has not expired and its
+    /// customer is active.
     pub async fn authenticate_key(&self, secret: &str) -> Result<Option<AccessKey>> {
-        let sql = format!("SELECT {KEY_COLS} FROM access_keys WHERE key_hash = $1");
+        let sql = format!(
+            "SELECT {} FROM access_keys k JOIN customers c ON c.id = k.customer_id \
+             WHERE k.key_hash = $1 AND c.tm_delete IS NULL",
+            KEY_COLS
+                .split(", ")
+                .map(|c| format!("k.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let rows = self.db.read(&sql, vals![hash_key(secret)]).await?;
         let Some(key) = rows.first().map(access_key).transpose()? else {
             return Ok(None);

@@ -5,12 +5,18 @@
 //! with a non-blocking `try_write`; a frame the socket takes only partly is
 //! finished first on the next tick so framing survives, and a caller that
 //! takes nothing for 2 s is gone.
+//!
+//! A caller that stops half way is hung up too, checked on every tick: one
+//! that sends nothing for `limits.media_timeout_ms` (cause
+//! `media_timeout`), and one whose started frame does not complete within
+//! `limits.frame_timeout_ms` (cause `malformed`, counted as a caller
+//! protocol error).
 
 use super::{drive, start_core, CallContext, Core, Leg};
 use crate::events::{CallInfo, HangupCause};
 use bytes::{BufMut, BytesMut};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -27,6 +33,13 @@ pub(super) struct AudioSocketLeg {
     wpending: usize,
     stalled_ticks: u32,
     asc: AudioSocketCodec,
+    /// When the caller last sent anything.
+    last_rx: Instant,
+    /// Since when the read buffer holds the start of a frame that has not
+    /// completed.
+    partial_since: Option<Instant>,
+    media_timeout: Duration,
+    frame_timeout: Duration,
 }
 
 /// Runs one AudioSocket call to its end. `rbuf` holds whatever followed the
@@ -47,6 +60,7 @@ pub async fn run(
         params: ctx.route.params.clone(),
     };
     let max_frame = ctx.max_frame_bytes;
+    let (media_timeout, frame_timeout) = (ctx.media_timeout, ctx.frame_timeout);
     // Asterisk's AudioSocket starts at 8 kHz signed linear; a different
     // audio type in the first frame switches the caller side.
     let Some(core) = start_core(info, ctx, 8000) else {
@@ -59,6 +73,10 @@ pub async fn run(
         wpending: 0,
         stalled_ticks: 0,
         asc: AudioSocketCodec::new(max_frame),
+        last_rx: Instant::now(),
+        partial_since: None,
+        media_timeout,
+        frame_timeout,
     };
     drive(core, Leg::AudioSocket(leg), stop).await;
 }
@@ -77,9 +95,14 @@ impl AudioSocketLeg {
 
     /// Every complete frame in the read buffer, then one flush to the bot.
     pub(super) fn input(&mut self, core: &mut Core, t0: Instant) -> Result<(), HangupCause> {
+        self.last_rx = t0;
+        let mut decoded = false;
         loop {
             match self.asc.decode_frame(&mut self.rbuf) {
-                Ok(Some(frame)) => caller_frame(core, frame)?,
+                Ok(Some(frame)) => {
+                    decoded = true;
+                    caller_frame(core, frame)?
+                }
                 Ok(None) => break,
                 Err(e) => {
                     core.ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
@@ -88,12 +111,41 @@ impl AudioSocketLeg {
                 }
             }
         }
+        if decoded || self.rbuf.is_empty() {
+            self.partial_since = None;
+        }
+        if !self.rbuf.is_empty() {
+            self.partial_since.get_or_insert(t0);
+        }
         core.flush_up(t0);
         Ok(())
     }
 
+    /// Whether the caller stopped half way (see the module docs).
+    fn check_caller(&self, core: &Core, now: Instant) -> Result<(), HangupCause> {
+        if now.saturating_duration_since(self.last_rx) >= self.media_timeout {
+            tracing::warn!(call_id = core.info.call_id, timeout = ?self.media_timeout, "caller sent nothing: hanging up");
+            return Err(HangupCause::MediaTimeout);
+        }
+        if self
+            .partial_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.frame_timeout)
+        {
+            core.ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+            tracing::warn!(
+                call_id = core.info.call_id,
+                buffered = self.rbuf.len(),
+                timeout = ?self.frame_timeout,
+                "AudioSocket frame not completed in time; closing"
+            );
+            return Err(HangupCause::Malformed);
+        }
+        Ok(())
+    }
+
     /// Writes the tick's frame.
-    pub(super) fn tick(&mut self, core: &mut Core) -> Result<(), HangupCause> {
+    pub(super) fn tick(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
+        self.check_caller(core, now)?;
         // AudioSocket has no way to play a digit; the request is dropped.
         core.digits_out.clear();
         if self.wpending > 0 {

@@ -57,6 +57,10 @@ pub struct CallContext {
     pub hangup_now: watch::Receiver<bool>,
     /// Largest AudioSocket payload accepted.
     pub max_frame_bytes: usize,
+    /// AudioSocket: nothing received this long ends the call.
+    pub media_timeout: Duration,
+    /// AudioSocket: a started frame must complete within this.
+    pub frame_timeout: Duration,
 }
 
 enum Bot {
@@ -118,7 +122,7 @@ impl Leg {
     /// then the playout frame goes out.
     fn tick(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
         match self {
-            Leg::AudioSocket(l) => l.tick(core),
+            Leg::AudioSocket(l) => l.tick(core, now),
             Leg::Rtp(l) => l.tick(core, now),
         }
     }
@@ -456,12 +460,24 @@ impl Core {
                 speaker,
                 text,
                 user_id,
-            } => self.ctx.sink.emit(CallEvent::Transcript {
-                call_id: self.info.call_id.clone(),
-                speaker,
-                text,
-                user_id,
-            }),
+            } => {
+                // Control characters (a NUL, say) never reach the store.
+                let (text, dirty) = crate::text::clean(text);
+                let (user_id, dirty_id) = crate::text::clean(user_id);
+                if dirty || dirty_id {
+                    self.counters.bot_protocol_errors += 1;
+                    tracing::warn!(
+                        call_id = self.info.call_id,
+                        "bot transcript had control characters: removed"
+                    );
+                }
+                self.ctx.sink.emit(CallEvent::Transcript {
+                    call_id: self.info.call_id.clone(),
+                    speaker,
+                    text,
+                    user_id,
+                })
+            }
             BotInput::Dtmf(d) => self.digits_out.push(d),
             BotInput::Hangup => return Err(HangupCause::BotHangup),
             BotInput::Ignored => {}

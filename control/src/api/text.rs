@@ -1,0 +1,195 @@
+//! The content rule for every text the REST API takes, enforced in one
+//! place ([`guard_uri`] for paths and query strings, [`check_json`] inside
+//! [`super::error::ApiJson`] for bodies) and published in one place (the
+//! OpenAPI document gets [`PATTERN`] and a `maxLength` on every string that
+//! has none of its own, [`constrain_schema`]).
+//!
+//! Refused: control characters (C0 but tab, line feed and carriage return;
+//! DEL; C1: a NUL once stalled every tenant's call events on PostgreSQL),
+//! bidirectional formatting controls (U+202A-U+202E, U+2066-U+2069: they
+//! make a destination display as another) and invisible characters
+//! (U+200B-U+200D, U+2060, U+FEFF: a destination made of a zero-width space
+//! looks empty). A string over [`MAX_TEXT`] characters is refused unless its
+//! field documents a limit of its own (which its handler enforces).
+
+use super::error::ApiError;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::Value;
+
+/// Longest string accepted in a field without a limit of its own.
+pub const MAX_TEXT: usize = 4096;
+
+/// The rule as a JSON Schema (ECMA 262) pattern: no refused character.
+pub const PATTERN: &str =
+    "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]*$";
+
+/// [`PATTERN`] that also needs one character that is not white space (for
+/// fields documented "not only spaces").
+pub const PATTERN_NOT_BLANK: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]*[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]*$";
+
+/// Whether the rule refuses `c`.
+pub fn refused(c: char) -> bool {
+    voxbridge_media::text::is_forbidden_control(c)
+        || matches!(c, '\u{200B}'..='\u{200D}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `Err` with the reason when `s` breaks the rule.
+pub fn check(what: &str, s: &str) -> Result<(), String> {
+    match s.chars().find(|c| refused(*c)) {
+        Some(c) => Err(format!(
+            "{what} contains U+{:04X}, which is not accepted (control, bidirectional or invisible character)",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks every string (and object key) of a JSON body.
+pub fn check_json(v: &Value) -> Result<(), ApiError> {
+    fn walk(v: &Value, at: &mut String) -> Result<(), String> {
+        match v {
+            Value::String(s) => check(if at.is_empty() { "body" } else { at }, s),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = at.len();
+                    at.push_str(&format!("[{i}]"));
+                    walk(item, at)?;
+                    at.truncate(len);
+                }
+                Ok(())
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    check("a field name", k)?;
+                    let len = at.len();
+                    if !at.is_empty() {
+                        at.push('.');
+                    }
+                    at.push_str(k);
+                    walk(item, at)?;
+                    at.truncate(len);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    walk(v, &mut String::new()).map_err(ApiError::invalid_text)
+}
+
+/// Middleware: the decoded path and query string obey the rule (an id
+/// with `%00` is a 400, never a database error).
+pub async fn guard_uri(req: Request, next: Next) -> Result<Response, ApiError> {
+    let uri = req.uri();
+    let path = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
+    check("the path", &path).map_err(ApiError::invalid_text)?;
+    if let Some(q) = uri.query() {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            check("a query parameter name", &k).map_err(ApiError::invalid_text)?;
+            check(&format!("query parameter {k}"), &v).map_err(ApiError::invalid_text)?;
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+/// Adds the rule to every string schema of an OpenAPI document (as JSON)
+/// that has no pattern, enum or format of its own, and [`MAX_TEXT`] where
+/// it has no `maxLength`. A `\S` pattern ("not only spaces") becomes
+/// [`PATTERN_NOT_BLANK`].
+pub fn constrain_schema(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let is_string = match map.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if is_string && !map.contains_key("enum") && !map.contains_key("format") {
+                match map.get("pattern").and_then(Value::as_str) {
+                    None => {
+                        map.insert("pattern".into(), PATTERN.into());
+                    }
+                    Some("\\S") => {
+                        map.insert("pattern".into(), PATTERN_NOT_BLANK.into());
+                    }
+                    Some(_) => {}
+                }
+                map.entry("maxLength").or_insert(MAX_TEXT.into());
+            }
+            for item in map.values_mut() {
+                constrain_schema(item);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(constrain_schema),
+        _ => {}
+    }
+}
+
+/// Whether a string over [`MAX_TEXT`] characters appears in `v`.
+pub fn too_long(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.chars().count() > MAX_TEXT,
+        Value::Array(items) => items.iter().any(too_long),
+        Value::Object(map) => map.values().any(too_long),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_refuses_nul_bidi_and_invisible_characters() {
+        for bad in [
+            "a\u{0}b",
+            "\u{202E}0100",
+            "\u{200B}",
+            "x\u{FEFF}",
+            "\u{1b}[2J",
+            "\u{85}",
+        ] {
+            assert!(check("f", bad).is_err(), "{bad:?}");
+        }
+        for good in ["+15550100", "Zoë Ñandú", "line\nbreak\ttab", "عربي", "日本語"] {
+            assert!(check("f", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn the_patterns_say_what_the_server_does() {
+        // The JSON Schema dialect spells \uXXXX; Rust's regex wants \x{XXXX}.
+        let rust = |p: &str| {
+            let mut out = String::new();
+            let mut rest = p;
+            while let Some(i) = rest.find("\\u") {
+                out.push_str(&rest[..i]);
+                out.push_str(&format!("\\x{{{}}}", &rest[i + 2..i + 6]));
+                rest = &rest[i + 6..];
+            }
+            out.push_str(rest);
+            regex::Regex::new(&out).expect("pattern compiles")
+        };
+        let any = rust(PATTERN);
+        let not_blank = rust(PATTERN_NOT_BLANK);
+        for s in [
+            "a\u{0}b",
+            "\u{202E}0100",
+            "\u{200B}",
+            "ok",
+            "   ",
+            "",
+            "line\nbreak",
+            "\u{7f}",
+        ] {
+            assert_eq!(any.is_match(s), check("f", s).is_ok(), "{s:?}");
+            assert_eq!(
+                not_blank.is_match(s),
+                check("f", s).is_ok() && !s.trim().is_empty(),
+                "{s:?}"
+            );
+        }
+    }
+}
