@@ -729,11 +729,16 @@ async fn text_with_control_or_invisible_characters_is_a_400(store: Store) {
     );
     let (s, v) = call(&app, "POST", "/v1/customers", Some(ADMIN), Some(&long)).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_text"), "{v}");
+    let email = r#"{"id":"x","name":"Acme","email":"a@b@c"}"#;
+    let (s, v) = call(&app, "POST", "/v1/customers", Some(ADMIN), Some(email)).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "bad_request"), "{v}");
     // The OpenAPI document says so on every free-text string.
     let (_, doc) = call(&app, "GET", "/v1/openapi.json", None, None).await;
+    let route = &doc["components"]["schemas"]["Originate"]["properties"]["route"];
+    assert_eq!(route["pattern"], voxbridge_control::api::text::PATTERN, "{route}");
+    assert_eq!(route["maxLength"], voxbridge_control::api::text::MAX_TEXT);
     let email = &doc["components"]["schemas"]["NewCustomer"]["properties"]["email"];
-    assert_eq!(email["pattern"], voxbridge_control::api::text::PATTERN, "{email}");
-    assert_eq!(email["maxLength"], voxbridge_control::api::text::MAX_TEXT);
+    assert_eq!(email["maxLength"], 254, "{email}");
 }
 
 /// Rule: readiness reports a call event pipeline that is stuck.

@@ -17,12 +17,20 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Originate {
-    /// Number or address to dial (1-64 characters, no blanks or control characters).
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$")]
+    /// Number or address to dial (1-64 characters; no blanks, control,
+    /// bidirectional or invisible characters).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]+$"
+    )]
     pub destination: String,
     /// Caller id to present (at most 64 characters, no control characters).
     #[serde(default)]
-    #[schema(max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    #[schema(
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]*$"
+    )]
     pub source: Option<String>,
     /// Media route (bot); default `default`.
     #[serde(default)]
@@ -50,11 +58,7 @@ pub async fn originate(
     let customer = p.customer()?;
     let dialer = s.dialer.clone().ok_or_else(super::campaigns::no_originator)?;
     let destination = req.destination.trim();
-    if destination.is_empty() || destination.len() > 64 || destination.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "destination must be 1-64 bytes without control characters",
-        ));
-    }
+    crate::campaign::targets_in::check_destination(destination).map_err(ApiError::bad_request)?;
     let source = req.source.unwrap_or_default();
     if source.len() > 64 || source.chars().any(char::is_control) {
         return Err(ApiError::bad_request(

@@ -138,7 +138,7 @@ pub fn openapi_document() -> serde_json::Value {
     static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     DOC.get_or_init(|| {
         let mut v = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-        text::constrain_schema(&mut v);
+        text::constrain_document(&mut v);
         v
     })
     .clone()

@@ -46,7 +46,13 @@ pub fn check(what: &str, s: &str) -> Result<(), String> {
     }
 }
 
-/// Checks every string (and object key) of a JSON body.
+/// Fields whose value is free-form JSON passed through as it is (a
+/// campaign target's or an outbound call's `vars`): stored and forwarded
+/// as escaped JSON, never as raw text, so the rule does not look inside.
+pub const FREE_FORM: &[&str] = &["vars"];
+
+/// Checks every string (and object key) of a JSON body, but inside
+/// [`FREE_FORM`] fields.
 pub fn check_json(v: &Value) -> Result<(), ApiError> {
     fn walk(v: &Value, at: &mut String) -> Result<(), String> {
         match v {
@@ -63,6 +69,9 @@ pub fn check_json(v: &Value) -> Result<(), ApiError> {
             Value::Object(map) => {
                 for (k, item) in map {
                     check("a field name", k)?;
+                    if FREE_FORM.contains(&k.as_str()) {
+                        continue;
+                    }
                     let len = at.len();
                     if !at.is_empty() {
                         at.push('.');
@@ -80,24 +89,60 @@ pub fn check_json(v: &Value) -> Result<(), ApiError> {
 }
 
 /// Middleware: the decoded path and query string obey the rule (an id
-/// with `%00` is a 400, never a database error).
+/// with `%00` is a 400, never a database error), and no path segment or
+/// query value is longer than [`MAX_TEXT`].
 pub async fn guard_uri(req: Request, next: Next) -> Result<Response, ApiError> {
     let uri = req.uri();
-    let path = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
-    check("the path", &path).map_err(ApiError::invalid_text)?;
+    let long = |what: &str, s: &str| {
+        if s.chars().count() > MAX_TEXT {
+            Err(ApiError::invalid_text(format!(
+                "{what} is longer than {MAX_TEXT} characters"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    for segment in uri.path().split('/') {
+        let segment = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        check("the path", &segment).map_err(ApiError::invalid_text)?;
+        long("a path segment", &segment)?;
+    }
     if let Some(q) = uri.query() {
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
             check("a query parameter name", &k).map_err(ApiError::invalid_text)?;
             check(&format!("query parameter {k}"), &v).map_err(ApiError::invalid_text)?;
+            long(&format!("query parameter {k}"), &v)?;
         }
     }
     Ok(next.run(req).await)
 }
 
+/// Publishes the rule in an OpenAPI document (as JSON): every operation
+/// documents the `400` it answers to a refused text, and
+/// [`constrain_schema`] runs over the rest.
+pub fn constrain_document(doc: &mut Value) {
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut().filter_map(Value::as_object_mut) {
+                if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                    responses.entry("400").or_insert_with(|| {
+                        serde_json::json!({
+                            "description": "Refused input: a text breaks the content rule or is too long (`invalid_text`), or the request is malformed",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                        })
+                    });
+                }
+            }
+        }
+    }
+    constrain_schema(doc);
+}
+
 /// Adds the rule to every string schema of an OpenAPI document (as JSON)
-/// that has no pattern, enum or format of its own, and [`MAX_TEXT`] where
-/// it has no `maxLength`. A `\S` pattern ("not only spaces") becomes
-/// [`PATTERN_NOT_BLANK`].
+/// that has no pattern, enum or format of its own, with [`MAX_TEXT`] where
+/// it has no `maxLength`; a `\S` pattern ("not only spaces") becomes
+/// [`PATTERN_NOT_BLANK`]. A string with a pattern of its own keeps it (the
+/// pattern bounds it). Free-form objects ([`FREE_FORM`]) are left as they are.
 pub fn constrain_schema(v: &mut Value) {
     match v {
         Value::Object(map) => {
@@ -107,19 +152,25 @@ pub fn constrain_schema(v: &mut Value) {
                 _ => false,
             };
             if is_string && !map.contains_key("enum") && !map.contains_key("format") {
-                match map.get("pattern").and_then(Value::as_str) {
+                let bound = match map.get("pattern").and_then(Value::as_str) {
                     None => {
                         map.insert("pattern".into(), PATTERN.into());
+                        true
                     }
                     Some("\\S") => {
                         map.insert("pattern".into(), PATTERN_NOT_BLANK.into());
+                        true
                     }
-                    Some(_) => {}
+                    Some(_) => false,
+                };
+                if bound {
+                    map.entry("maxLength").or_insert(MAX_TEXT.into());
                 }
-                map.entry("maxLength").or_insert(MAX_TEXT.into());
             }
-            for item in map.values_mut() {
-                constrain_schema(item);
+            for (k, item) in map.iter_mut() {
+                if !FREE_FORM.contains(&k.as_str()) {
+                    constrain_schema(item);
+                }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(constrain_schema),

@@ -359,7 +359,11 @@ pub struct Target {
 #[serde(deny_unknown_fields)]
 pub struct NewTarget {
     /// Number or address to dial (1-64 characters, no blanks or control characters).
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]+$"
+    )]
     pub destination: String,
     /// IANA zone; the campaign's when absent.
     #[serde(default)]

@@ -86,8 +86,10 @@ pub fn check_destination(d: &str) -> Result<(), String> {
     if d.is_empty() || d.chars().count() > 64 {
         return Err("destination must be 1-64 characters".into());
     }
-    if d.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("destination has blanks or control characters".into());
+    if d.chars()
+        .any(|c| c.is_whitespace() || crate::api::text::refused(c))
+    {
+        return Err("destination has blanks, control, bidirectional or invisible characters".into());
     }
     Ok(())
 }

@@ -29,7 +29,8 @@ pub struct NewCustomer {
     /// Display name: 1-200 characters, not only spaces.
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
-    /// Contact address.
+    /// Contact address: at most 254 characters (RFC 5321), one `@`, no spaces.
+    #[schema(max_length = 254, pattern = "^[^@\\s]+@[^@\\s]+$")]
     pub email: Option<String>,
 }
 
@@ -80,6 +81,20 @@ impl Store {
         }
         if new.name.trim().is_empty() || new.name.chars().count() > 200 {
             return Err(ControlError::Invalid("name must be 1-200 characters".into()));
+        }
+        if let Some(e) = &new.email {
+            let parts: Vec<&str> = e.split('@').collect();
+            if e.chars().count() > 254
+                || parts.len() != 2
+                || parts
+                    .iter()
+                    .any(|p| p.is_empty() || p.chars().any(char::is_whitespace))
+            {
+                return Err(ControlError::Invalid(
+                    "email must be at most 254 characters: one '@' between a non-empty local part and domain, no spaces"
+                        .into(),
+                ));
+            }
         }
         let c = Customer {
             id,
