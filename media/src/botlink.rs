@@ -50,11 +50,13 @@ pub fn connect(route: &Route) -> Connecting {
     Box::pin(async move {
         let t0 = Instant::now();
         let attempt = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true);
+        // The URL may carry a token: errors (and so logs) show it redacted.
+        let shown = crate::secret::redact_url(&url);
         match tokio::time::timeout(deadline, attempt).await {
             Err(_) => Err(MediaError::BotConnect(format!(
-                "{url}: no answer within {deadline:?}"
+                "{shown}: no answer within {deadline:?}"
             ))),
-            Ok(Err(e)) => Err(MediaError::BotConnect(format!("{url}: {e}"))),
+            Ok(Err(e)) => Err(MediaError::BotConnect(format!("{shown}: {e}"))),
             Ok(Ok((ws, _response))) => Ok((ws, t0.elapsed())),
         }
     })

@@ -42,8 +42,9 @@ pub enum BotFailurePolicy {
     Silence,
 }
 
-/// Where a call's audio goes.
-#[derive(Debug, Clone, Deserialize)]
+/// Where a call's audio goes. `Debug` shows the URL without credentials
+/// and the parameters' names only (they may carry keys for the bot).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Route {
     /// Bot WebSocket URL (`ws://` or `wss://`; TLS via rustls with webpki roots).
@@ -66,6 +67,23 @@ pub struct Route {
     pub playout_cap_ms: u32,
     /// Sent to the bot at start (Twilio `customParameters`, pipecat start message).
     pub params: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("url", &crate::secret::redact_url(&self.url))
+            .field("protocol", &self.protocol)
+            .field("sample_rate", &self.sample_rate)
+            .field("twilio_encoding", &self.twilio_encoding)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("on_bot_failure", &self.on_bot_failure)
+            .field("reconnect_interval_ms", &self.reconnect_interval_ms)
+            .field("max_reconnects", &self.max_reconnects)
+            .field("playout_cap_ms", &self.playout_cap_ms)
+            .field("params", &self.params.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Default for Route {

@@ -48,9 +48,46 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// `url` with what may be a credential hidden: the user info
+/// (`user:pass@`) and the query string (`?token=...`) become `***`. For bot
+/// URLs in logs, errors and `serve --check`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, _)) => format!("{path}?***"),
+        None => tail.to_owned(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{authority}{tail}"),
+        None => format!("{authority}{tail}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bot_urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("wss://bot.example.com/ws?token=abc"),
+            "wss://bot.example.com/ws?***"
+        );
+        assert_eq!(
+            redact_url("ws://user:pw@10.0.0.5:8765/x"),
+            "ws://***@10.0.0.5:8765/x"
+        );
+        assert_eq!(redact_url("ws://127.0.0.1:8765"), "ws://127.0.0.1:8765");
+    }
 
     #[test]
     fn a_secret_never_prints_and_compares_whole() {
