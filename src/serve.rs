@@ -88,7 +88,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
-    rt.block_on(serve(config, control, role))
+    let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    let result = rt.block_on(serve(config, control, role));
+    // Whatever is still running (a store call that never answers) is
+    // abandoned: the process ends now.
+    rt.shutdown_timeout(grace.min(Duration::from_secs(1)));
+    result
 }
 
 /// What one `voxbridge serve` process runs.

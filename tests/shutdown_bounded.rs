@@ -1,0 +1,95 @@
+//! Rule: on SIGTERM the process is gone within its grace periods whatever
+//! the store does. The real binary runs on PostgreSQL; the test locks the
+//! calls table from another session, so the daemon's call events wait on
+//! the lock forever, then sends SIGTERM and waits for the process to end.
+
+mod harness;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use voxbridge::bot::{self, Mode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_process_even_while_the_store_blocks() {
+    let url = harness::pg::fresh_pg_url().await;
+    // Migrations first (the daemon's own start would also make them).
+    drop(
+        voxbridge_control::store::Store::connect(&url)
+            .await
+            .expect("store"),
+    );
+    let bot_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let bot_url = format!("ws://{}", bot_listener.local_addr().expect("addr"));
+    tokio::spawn(bot::serve(bot_listener, Mode::Echo, Duration::ZERO, None));
+    let dir = std::env::temp_dir().join(format!("voxbridge-shutdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("voxbridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[limits]\nshutdown_grace_ms = 300\n[control]\nlisten = \"127.0.0.1:0\"\nstore = \"{url}\"\n"
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("VOXBRIDGE_AUDIOSOCKET_LISTEN", "127.0.0.1:0")
+        .env("VOXBRIDGE_METRICS_LISTEN", "off")
+        .env("VOXBRIDGE_BOT_URL", &bot_url)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("voxbridge serve runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("serve line");
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("audiosocket="))
+        .unwrap_or_else(|| panic!("no audiosocket address in {line:?}"))
+        .to_owned();
+
+    // Another session holds the calls table: every call write waits.
+    let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let mut caller = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut hello = vec![0x01, 0x00, 0x10];
+    hello.extend_from_slice(&harness::uuid(90));
+    caller.write_all(&hello).await.expect("uuid");
+    caller.write_all(&[0x10, 0x01, 0x40]).await.expect("frame header");
+    caller.write_all(&[0u8; 320]).await.expect("frame");
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    // Media grace (300 ms) + pipeline grace (300 ms): well inside the guard.
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if ended.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(ended.is_ok(), "the process was still running 20 s after SIGTERM");
+    drop(locker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
