@@ -14,8 +14,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,35 +94,6 @@ async fn answer(addr: String, call_id: String) {
     while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {}
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(config: &std::path::Path, bot_url: &str) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("VOXBRIDGE_AUDIOSOCKET_LISTEN", "127.0.0.1:0")
-        .env("VOXBRIDGE_METRICS_LISTEN", "127.0.0.1:0")
-        .env("VOXBRIDGE_BOT_URL", bot_url)
-        .env("VOXBRIDGE_WORKERS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("voxbridge serve runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("serve line");
-    assert!(line.starts_with("voxbridge serve:"), "{line:?}");
-    Daemon(child)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
     let url = harness::pg::fresh_pg_url().await;
@@ -198,7 +167,7 @@ async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
         .await
         .expect("targets");
 
-    let first = serve(&config, &bot_url);
+    let (first, _) = harness::ServeProcess::start(&config, &bot_url);
     store
         .set_campaign_status(&admin, "default", &c.id, CampaignStatus::Running)
         .await
@@ -209,7 +178,7 @@ async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
     }
     drop(first); // SIGKILL
     let dials_before = edge.seen.lock().expect("lock").len();
-    let _second = serve(&config, &bot_url);
+    let _second = harness::ServeProcess::start(&config, &bot_url);
 
     // Wait for the campaign to complete (the store is the only place that knows).
     let done = tokio::time::timeout(Duration::from_secs(90), async {

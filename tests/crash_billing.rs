@@ -6,49 +6,13 @@
 
 mod harness;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use voxbridge::bot::{self, Mode};
-use voxbridge_control::model::{Actor, PageReq};
+use voxbridge_control::model::PageReq;
 use voxbridge_control::state::CallStatus;
 use voxbridge_control::store::Store;
 use voxbridge_control::time::Millis;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill(); // SIGKILL
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `voxbridge serve`; returns it and its AudioSocket address.
-fn serve(config: &std::path::Path, bot_url: &str) -> (Daemon, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("VOXBRIDGE_AUDIOSOCKET_LISTEN", "127.0.0.1:0")
-        .env("VOXBRIDGE_METRICS_LISTEN", "off")
-        .env("VOXBRIDGE_BOT_URL", bot_url)
-        .env("VOXBRIDGE_WORKERS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("voxbridge serve runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("serve line");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("audiosocket="))
-        .unwrap_or_else(|| panic!("no audiosocket address in {line:?}"))
-        .to_owned();
-    (Daemon(child), addr)
-}
 
 /// Polls the store (every 20 ms, at most 20 s) until `done` accepts what
 /// `read` returns.
@@ -72,20 +36,11 @@ async fn a_killed_call_is_billed_up_to_its_last_heartbeat(store_url: String, tag
         .await
         .expect("store")
         .with_node("crash-node");
-    let admin = Actor { id: "test".into() };
     store
         .ensure_customer("default", "Default")
         .await
         .expect("customer");
-    let plan = voxbridge_control::billing::RatePlan {
-        price_per_minute_micros: 60_000,
-        increment_first_s: 1,
-        increment_next_s: 1,
-        min_charge_micros: 0,
-        low_balance_threshold_micros: 0,
-    };
-    store.set_rate_plan(&admin, "default", &plan).await.expect("plan");
-    store.credit(&admin, "default", 1_000_000).await.expect("credit");
+    harness::billed_default_customer(&store).await;
     let bot_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let bot_url = format!("ws://{}", bot_listener.local_addr().expect("addr"));
     tokio::spawn(bot::serve(bot_listener, Mode::Echo, Duration::ZERO, None));
@@ -101,7 +56,7 @@ async fn a_killed_call_is_billed_up_to_its_last_heartbeat(store_url: String, tag
     )
     .expect("config");
 
-    let (first, addr) = serve(&config, &bot_url);
+    let (first, addr) = harness::ServeProcess::start(&config, &bot_url);
     let mut caller = tokio::net::TcpStream::connect(&addr).await.expect("connect");
     let mut hello = vec![0x01, 0x00, 0x10];
     hello.extend_from_slice(&harness::uuid(77));
@@ -134,7 +89,7 @@ async fn a_killed_call_is_billed_up_to_its_last_heartbeat(store_url: String, tag
     drop(first); // kill -9, mid-call
     drop(caller);
 
-    let (_second, _) = serve(&config, &bot_url);
+    let (_second, _) = harness::ServeProcess::start(&config, &bot_url);
     let ended = store.call_by_id(&call_id).await.expect("call");
     assert_eq!(ended.status, CallStatus::Hangup, "{ended:?}");
     assert_eq!(ended.hangup_cause.as_deref(), Some("node_restart"));

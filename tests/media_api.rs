@@ -259,35 +259,15 @@ async fn the_media_api_needs_a_token_and_keeps_to_its_tenant() {
     );
 
     // A tenant's token: its calls are its own, whatever the request says.
-    let (status, _, got) = request_as(
-        addr,
-        Some(ACME),
-        "POST",
-        "/v1/rtp/sessions",
-        json,
-        &plain("t-1", r#"{"customer_id":"other"}"#),
-    )
-    .await;
+    let post = |token: &'static str, id: &'static str, params: &'static str| {
+        let body = plain(id, params);
+        async move { request_as(addr, Some(token), "POST", "/v1/rtp/sessions", json, &body).await }
+    };
+    let (status, _, got) = post(ACME, "t-1", r#"{"customer_id":"other"}"#).await;
     assert_eq!(status, 403, "{got}");
-    let (status, _, got) = request_as(
-        addr,
-        Some(EDGE),
-        "POST",
-        "/v1/rtp/sessions",
-        json,
-        &plain("t-2", r#"{"customer_id":"acme"}"#),
-    )
-    .await;
+    let (status, _, got) = post(EDGE, "t-2", r#"{"customer_id":"acme"}"#).await;
     assert_eq!(status, 403, "the edge's token has no tenant to give: {got}");
-    let (status, _, got) = request_as(
-        addr,
-        Some(ACME),
-        "POST",
-        "/v1/rtp/sessions",
-        json,
-        &plain("t-3", "{}"),
-    )
-    .await;
+    let (status, _, got) = post(ACME, "t-3", "{}").await;
     assert_eq!(status, 201, "{got}");
     let _link = bot.accept().await;
     match d

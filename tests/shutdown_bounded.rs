@@ -5,8 +5,7 @@
 
 mod harness;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use voxbridge::bot::{self, Mode};
@@ -33,26 +32,8 @@ async fn sigterm_ends_the_process_even_while_the_store_blocks() {
         ),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("VOXBRIDGE_AUDIOSOCKET_LISTEN", "127.0.0.1:0")
-        .env("VOXBRIDGE_METRICS_LISTEN", "off")
-        .env("VOXBRIDGE_BOT_URL", &bot_url)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("voxbridge serve runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("serve line");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("audiosocket="))
-        .unwrap_or_else(|| panic!("no audiosocket address in {line:?}"))
-        .to_owned();
+    let (mut daemon, addr) = harness::ServeProcess::start(&config, &bot_url);
+    let child = &mut daemon.0;
 
     // Another session holds the calls table: every call write waits.
     let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -85,10 +66,6 @@ async fn sigterm_ends_the_process_even_while_the_store_blocks() {
         }
     })
     .await;
-    if ended.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
     assert!(ended.is_ok(), "the process was still running 20 s after SIGTERM");
     drop(locker);
     let _ = std::fs::remove_dir_all(&dir);

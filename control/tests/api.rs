@@ -134,6 +134,13 @@ async fn call(
     (status, v)
 }
 
+/// POSTs `body` as `auth`; asserts a 201 and returns the body.
+async fn created(app: &axum::Router, uri: &str, auth: &str, body: &str) -> Value {
+    let (s, v) = call(app, "POST", uri, Some(auth), Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "POST {uri}: {v}");
+    v
+}
+
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<none>")
 }
@@ -594,29 +601,12 @@ async fn every_request_resolves_to_an_active_customer(store: Store) {
     let app = app(store.clone(), media.clone()).await;
     let (s, v) = call(&app, "GET", "/v1/calls", Some(&token("never-existed")), None).await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"), "{v}");
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/v1/customers",
-        Some(ADMIN),
-        Some(r#"{"id":"gone","name":"Gone"}"#),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/v1/customers/gone/access_keys",
-        Some(ADMIN),
-        Some(r#"{"name":"k"}"#),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    created(&app, "/v1/customers", ADMIN, r#"{"id":"gone","name":"Gone"}"#).await;
+    let v = created(&app, "/v1/customers/gone/access_keys", ADMIN, r#"{"name":"k"}"#).await;
     let key = v["secret"].as_str().expect("secret").to_owned();
     let gone = token("gone");
     let hook = r#"{"url":"https://hooks.example.com/gone","event_types":[]}"#;
-    let (s, v) = call(&app, "POST", "/v1/webhooks", Some(&gone), Some(hook)).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let v = created(&app, "/v1/webhooks", &gone, hook).await;
     let hook_id = v["endpoint"]["id"].as_str().expect("hook id").to_owned();
     let actor = voxbridge_control::model::Actor { id: "t".into() };
     let spec: voxbridge_control::campaign::CampaignSpec =

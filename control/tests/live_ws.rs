@@ -58,6 +58,19 @@ async fn next_json(ws: &mut Client) -> Value {
     }
 }
 
+/// A control sidecar on the embedded store in a fresh directory named `tag`.
+async fn start_control(tag: &str) -> (Control, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let control = Control::start(&ControlConfig {
+        data_dir: dir.clone(),
+        ..ControlConfig::default()
+    })
+    .await
+    .expect("control");
+    (control, dir)
+}
+
 fn call(id: &str, customer: &str) -> NewCall {
     NewCall {
         id: id.into(),
@@ -74,14 +87,7 @@ fn call(id: &str, customer: &str) -> NewCall {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_see_their_own_events_and_only_theirs() {
-    let dir = std::env::temp_dir().join(format!("voxbridge-ws-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let control = Control::start(&ControlConfig {
-        data_dir: dir.clone(),
-        ..ControlConfig::default()
-    })
-    .await
-    .expect("control");
+    let (control, dir) = start_control("voxbridge-ws").await;
     let store = control.store.clone();
     let actor = Actor { id: "test".into() };
     for c in ["a", "b"] {
@@ -176,14 +182,7 @@ async fn clients_see_their_own_events_and_only_theirs() {
 async fn a_client_that_stops_reading_is_closed_not_buffered() {
     // A bus this test feeds directly, with large events, so that socket
     // buffers fill after a few hundred.
-    let dir = std::env::temp_dir().join(format!("voxbridge-ws-slow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let control = Control::start(&ControlConfig {
-        data_dir: dir.clone(),
-        ..ControlConfig::default()
-    })
-    .await
-    .expect("control");
+    let (control, dir) = start_control("voxbridge-ws-slow").await;
     let (_, key) = control
         .store
         .create_access_key(&Actor { id: "t".into() }, "default", "ws", None)
@@ -259,14 +258,7 @@ async fn close_of(ws: &mut Client) -> (u16, String) {
 /// opened with it (code 4401), and only those.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_closes_live_sockets() {
-    let dir = std::env::temp_dir().join(format!("voxbridge-ws-revoke-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let control = Control::start(&ControlConfig {
-        data_dir: dir.clone(),
-        ..ControlConfig::default()
-    })
-    .await
-    .expect("control");
+    let (control, dir) = start_control("voxbridge-ws-revoke").await;
     let store = control.store.clone();
     let actor = Actor { id: "test".into() };
     store
@@ -330,14 +322,7 @@ async fn revocation_closes_live_sockets() {
 /// does (a key that expires a moment after the upgrade).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiring_key_closes_its_socket() {
-    let dir = std::env::temp_dir().join(format!("voxbridge-ws-expire-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let control = Control::start(&ControlConfig {
-        data_dir: dir.clone(),
-        ..ControlConfig::default()
-    })
-    .await
-    .expect("control");
+    let (control, dir) = start_control("voxbridge-ws-expire").await;
     let expire = Millis(Millis::now().0 + 3_000);
     let (_, key) = control
         .store

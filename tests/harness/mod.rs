@@ -386,3 +386,48 @@ pub fn digit_packets(digit: char, ssrc: u32) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// `voxbridge serve` (the built binary) as a child process; killed with
+/// SIGKILL when dropped, as a crash would end it.
+pub struct ServeProcess(pub std::process::Child);
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl ServeProcess {
+    /// Starts `voxbridge serve --config <config>`: AudioSocket on a free
+    /// loopback port, metrics off, one worker, the default route's bot at
+    /// `bot_url`. Returns once it printed its `voxbridge serve:` line, with
+    /// its AudioSocket address.
+    pub fn start(config: &std::path::Path, bot_url: &str) -> (ServeProcess, String) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voxbridge"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("VOXBRIDGE_AUDIOSOCKET_LISTEN", "127.0.0.1:0")
+            .env("VOXBRIDGE_METRICS_LISTEN", "off")
+            .env("VOXBRIDGE_BOT_URL", bot_url)
+            .env("VOXBRIDGE_WORKERS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("voxbridge serve runs");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("serve line");
+        assert!(line.starts_with("voxbridge serve:"), "{line:?}");
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("audiosocket="))
+            .unwrap_or_else(|| panic!("no audiosocket address in {line:?}"))
+            .to_owned();
+        (ServeProcess(child), addr)
+    }
+}

@@ -106,14 +106,7 @@ impl Store {
     /// Parked events, newest first.
     pub async fn list_dead_letters(&self, page: PageReq) -> Result<Page<DeadLetter>> {
         let sql = format!("SELECT {COLS} FROM dead_letters WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
-        let rows = self
-            .db
-            .read(
-                &sql,
-                vals![page.before.unwrap_or(i64::MAX), i64::from(page.limit) + 1],
-            )
-            .await?;
-        super::page(rows, page, dead_letter)
+        self.read_page(&sql, page, dead_letter).await
     }
 
     /// One parked event.

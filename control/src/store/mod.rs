@@ -218,6 +218,26 @@ macro_rules! vals {
 }
 pub(crate) use vals;
 
+impl Store {
+    /// One page of a listing not scoped to a tenant: `sql` takes `$1` =
+    /// the cursor (`seq <`) and `$2` = `limit + 1`.
+    pub(crate) async fn read_page<T>(
+        &self,
+        sql: &str,
+        req: crate::model::PageReq,
+        map: impl Fn(&Row) -> Result<T>,
+    ) -> Result<crate::model::Page<T>> {
+        let rows = self
+            .db
+            .read(
+                sql,
+                vals![req.before.unwrap_or(i64::MAX), i64::from(req.limit) + 1],
+            )
+            .await?;
+        page(rows, req, map)
+    }
+}
+
 /// Turns `limit + 1` rows (column 0 = `seq`) into a page and its cursor.
 pub(crate) fn page<T>(
     mut rows: Vec<Row>,

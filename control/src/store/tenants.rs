@@ -169,14 +169,7 @@ impl Store {
         let sql = format!(
             "SELECT {CUSTOMER_COLS} FROM customers WHERE seq < $1 AND tm_delete IS NULL ORDER BY seq DESC LIMIT $2"
         );
-        let rows = self
-            .db
-            .read(
-                &sql,
-                vals![page.before.unwrap_or(i64::MAX), i64::from(page.limit) + 1],
-            )
-            .await?;
-        super::page(rows, page, customer)
+        self.read_page(&sql, page, customer).await
     }
 
     /// Deletes a customer, in one transaction with its audit entry and its
