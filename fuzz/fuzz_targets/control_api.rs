@@ -1,7 +1,8 @@
 #![no_main]
 //! The control REST API on arbitrary requests (endpoint, credentials, query
 //! string, body) against an in-memory store: never a panic, never a 5xx,
-//! and every error is the documented JSON shape.
+//! and every error is the documented JSON shape. Bodies and query strings
+//! reach the text rule (`api/text.rs`) with whatever they hold.
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
@@ -72,6 +73,10 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("PUT", "/v1/webhooks/x"),
     ("POST", "/v1/webhooks/x/rotate_secret"),
     ("POST", "/v1/webhook_deliveries/x/redeliver"),
+    ("GET", "/v1/dead_letters"),
+    ("POST", "/v1/dead_letters/x/retry"),
+    ("GET", "/v1/calls/x%00y"),
+    ("GET", "/v1/ws"),
 ];
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
