@@ -81,8 +81,20 @@ impl LiveStats {
     }
 }
 
-/// The upgrade: authentication first (a JSON 401 without it).
-pub async fn ws(State(s): State<AppState>, p: Principal, up: WebSocketUpgrade) -> Response {
+/// The upgrade: authentication first (a JSON 401 without it); a request
+/// that is not a WebSocket upgrade gets a JSON error too.
+pub async fn ws(
+    State(s): State<AppState>,
+    p: Principal,
+    up: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    use axum::response::IntoResponse;
+    let up = match up {
+        Ok(up) => up,
+        Err(r) => {
+            return super::error::ApiError::new(r.status(), "not_websocket", r.body_text()).into_response()
+        }
+    };
     let session = LiveSession::new(p.customer_id.clone(), p.admin).with_key(p.key_id.clone());
     let events = s.bus.subscribe();
     let stats = s.live.clone();
