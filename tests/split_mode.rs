@@ -42,10 +42,17 @@ async fn soon<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// The next event from the control outbox, past the bot link's reports
+/// (`bot_connected`, on a topic of their own, in no fixed order with the rest).
 async fn next_event(bus: &mut broadcast::Receiver<Arc<EventEnvelope>>) -> Arc<EventEnvelope> {
-    soon("an event from the control outbox", bus.recv())
-        .await
-        .expect("bus open")
+    loop {
+        let e = soon("an event from the control outbox", bus.recv())
+            .await
+            .expect("bus open");
+        if e.resource.kind != "bot_link" {
+            return e;
+        }
+    }
 }
 
 /// Starts a control process's worth of sidecar, linked to media over Kafka.

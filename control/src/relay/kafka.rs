@@ -62,13 +62,13 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             topic_prefix: "voxbridge".into(),
             message_timeout_ms: 30_000,
-            resource_types: vec![
-                "call".into(),
-                "customer".into(),
-                "transcript".into(),
-                "billing_record".into(),
-                "webhook_endpoint".into(),
-            ],
+            // Every resource type the outbox writes: the brokers voxbridge
+            // is tested with do not create topics on first use, so a type
+            // missing here would stall the relay on its first event.
+            resource_types: crate::store::RESOURCE_TYPES
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
             partitions: 3,
             record_headers: false,
         }

@@ -25,7 +25,7 @@ mod value;
 pub mod webhooks;
 
 pub use call_signals::{CallSignal, Dtmf};
-pub use outbox::OutboxRow;
+pub use outbox::{OutboxRow, RESOURCE_TYPES};
 pub use tenants::NewCustomer;
 pub use value::{Row, Val};
 

@@ -12,6 +12,23 @@ use crate::time::Millis;
 use serde::Serialize;
 use voxbridge_proto::envelope::{EventEnvelope, Resource};
 
+/// Every resource type an outbox event can be about. Kafka topics are one
+/// per type and are created at start from this list (brokers need not
+/// create topics on first use), and the bus feed reads them all back.
+pub const RESOURCE_TYPES: &[&str] = &[
+    "call",
+    "customer",
+    "transcript",
+    "billing_record",
+    "webhook_endpoint",
+    "campaign",
+    "access_key",
+    "dtmf",
+    "bot_link",
+    "rtp_stats",
+    "dead_letter",
+];
+
 /// A pending event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
@@ -45,6 +62,10 @@ pub(crate) async fn push_as<T: Serialize>(
     id: &str,
     resource: &T,
 ) -> Result<EventEnvelope> {
+    debug_assert!(
+        RESOURCE_TYPES.contains(&kind),
+        "resource type {kind:?} is not in outbox::RESOURCE_TYPES (its Kafka topic would never be created)"
+    );
     let mut fields = match serde_json::to_value(resource) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => {
