@@ -29,8 +29,12 @@ pub struct NewCustomer {
     /// Display name: 1-200 characters, not only spaces.
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
-    /// Contact address: at most 254 characters (RFC 5321), one `@`, no spaces.
-    #[schema(max_length = 254, pattern = "^[^@\\s]+@[^@\\s]+$")]
+    /// Contact address: at most 254 characters (RFC 5321), one `@`, no
+    /// spaces, control, bidirectional or invisible characters.
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]+@[^@\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]+$"
+    )]
     pub email: Option<String>,
 }
 
