@@ -3,7 +3,7 @@
 //! calls table from another session, so the daemon's call events wait on
 //! the lock forever, then sends SIGTERM and waits for the process to end.
 
-mod harness;
+use crate::harness;
 
 use std::process::Command;
 use std::time::Duration;

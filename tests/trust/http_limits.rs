@@ -4,10 +4,8 @@
 //! request timeout (408), and one address may hold only so many
 //! connections; each refusal is counted.
 
-mod harness;
-
+use crate::harness::within;
 use axum::routing::get;
-use harness::within;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -4,7 +4,7 @@
 //! is never billed. The real binary runs on each store; the test kills it
 //! mid-call and starts it again with the same node id.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
