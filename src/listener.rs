@@ -40,7 +40,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            max_connections_per_ip: 512,
+            max_connections_per_ip: 1024,
         }
     }
 }

@@ -307,7 +307,7 @@ impl Default for Limits {
             send_buffer_bytes: 32 * 1024,
             http_header_timeout_ms: 10_000,
             http_request_timeout_ms: 30_000,
-            http_max_connections_per_ip: 512,
+            http_max_connections_per_ip: 1024,
         }
     }
 }
