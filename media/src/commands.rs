@@ -8,7 +8,6 @@
 //! same call. RTP sessions keep a listing of their own ([`crate::sessions`]).
 
 use crate::events::HangupCause;
-use crate::sessions::RtpSessions;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -27,27 +26,17 @@ type Stop = watch::Sender<Option<HangupCause>>;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CallRegistry(Arc<Mutex<HashMap<String, Stop>>>);
 
-/// Unregisters its call when dropped.
+/// Frees its call's id when dropped (a claim is never replaced while held,
+/// so the entry is this call's).
 pub(crate) struct Registered {
     registry: CallRegistry,
     call_id: String,
-    stop: Stop,
-}
-
-impl Registered {
-    /// The call's stop switch.
-    pub(crate) fn stop(&self) -> Stop {
-        self.stop.clone()
-    }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         let mut map = self.registry.0.lock().unwrap_or_else(|e| e.into_inner());
-        // A later call with the same id may have replaced this one.
-        if map.get(&self.call_id).is_some_and(|s| s.same_channel(&self.stop)) {
-            map.remove(&self.call_id);
-        }
+        map.remove(&self.call_id);
     }
 }
 
@@ -61,16 +50,16 @@ impl CallRegistry {
             return None;
         }
         let (tx, rx) = watch::channel(None);
-        map.insert(call_id.to_owned(), tx.clone());
+        map.insert(call_id.to_owned(), tx);
         let guard = Registered {
             registry: self.clone(),
             call_id: call_id.to_owned(),
-            stop: tx,
         };
         Some((rx, guard))
     }
 
-    fn hangup(&self, call_id: &str) -> bool {
+    /// Hangs a running call up (cause `api_hangup`); `false` if none has the id.
+    pub(crate) fn hangup(&self, call_id: &str) -> bool {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(call_id) {
             Some(s) => {
@@ -82,16 +71,16 @@ impl CallRegistry {
     }
 }
 
-/// Commands for every call of one media server (cheap to clone).
+/// Commands for every call of one media server, AudioSocket or RTP alike
+/// (cheap to clone).
 #[derive(Clone)]
 pub struct MediaCommands {
-    pub(crate) rtp: RtpSessions,
-    pub(crate) audiosocket: CallRegistry,
+    pub(crate) calls: CallRegistry,
 }
 
 impl CallCommands for MediaCommands {
     fn hangup(&self, call_id: &str) -> bool {
-        self.rtp.hangup(call_id) || self.audiosocket.hangup(call_id)
+        self.calls.hangup(call_id)
     }
 }
 

@@ -123,8 +123,7 @@ impl MediaServer {
     /// Commands (hangup) for every call of this server, AudioSocket or RTP.
     pub fn commands(&self) -> MediaCommands {
         MediaCommands {
-            rtp: self.rtp.clone(),
-            audiosocket: self.calls.clone(),
+            calls: self.calls.clone(),
         }
     }
 

@@ -95,9 +95,9 @@ pub struct SessionSummary {
     pub owner: Option<String>,
 }
 
+/// A running session, as listed (its stop switch is in the call registry).
 struct Entry {
     summary: SessionSummary,
-    stop: watch::Sender<Option<HangupCause>>,
 }
 
 struct Inner {
@@ -233,14 +233,13 @@ impl RtpSessions {
 
     /// Hangs a session up (cause `api_hangup`); `false` if there is none.
     pub fn hangup(&self, call_id: &str) -> bool {
-        let map = self.0.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(call_id) {
-            Some(e) => {
-                e.stop.send_replace(Some(HangupCause::ApiHangup));
-                true
-            }
-            None => false,
-        }
+        let is_session = self
+            .0
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(call_id);
+        is_session && self.0.calls.hangup(call_id)
     }
 
     /// The running sessions.
@@ -353,7 +352,6 @@ impl RtpSessions {
             media_timeout: Duration::from_millis(inner.cfg.media_timeout_ms),
             frame_timeout: Duration::ZERO,
         };
-        let stop_tx = claim.stop();
         inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(
             call_id.clone(),
             Entry {
@@ -364,7 +362,6 @@ impl RtpSessions {
                     created: SystemTime::now(),
                     owner: req_owner,
                 },
-                stop: stop_tx,
             },
         );
         let registry = self.clone();
