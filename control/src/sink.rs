@@ -261,43 +261,66 @@ pub async fn apply_retrying(
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match apply(store, ctx, event, event_id).await {
-            Ok(true) => stats.applied.fetch_add(1, Relaxed),
-            Ok(false) => stats.ignored.fetch_add(1, Relaxed),
-            Err(ControlError::Store(e)) => {
-                stats.retries.fetch_add(1, Relaxed);
-                let _ = stats
-                    .retrying_since_ms
-                    .compare_exchange(0, Millis::now().0, Relaxed, Relaxed);
-                tracing::warn!(error = %e, call_id = event.call_id(), ?backoff, "store unavailable: retrying call event");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
+        let outage = match apply(store, ctx, event, event_id).await {
+            Ok(true) => counted(&stats.applied),
+            Ok(false) => counted(&stats.ignored),
+            Err(ControlError::Store(e)) => Some(e),
             Err(e @ (ControlError::Rejected(_) | ControlError::Row(_))) => {
                 match park(store, ctx, event, event_id, &e.to_string()).await {
-                    Ok(()) => {}
+                    Ok(()) => counted(&stats.parked),
                     // The park itself hit an outage: retry the whole event.
-                    Err(ControlError::Store(pe)) => {
-                        stats.retries.fetch_add(1, Relaxed);
-                        tracing::warn!(error = %pe, call_id = event.call_id(), "store unavailable: retrying parking");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
+                    Err(ControlError::Store(pe)) => Some(pe),
                     Err(pe) => {
-                        tracing::error!(error = %pe, call_id = event.call_id(), "call event could not be parked: dropped")
+                        tracing::error!(error = %pe, call_id = event.call_id(), "call event could not be parked: dropped");
+                        counted(&stats.refused)
                     }
                 }
-                stats.parked.fetch_add(1, Relaxed)
             }
             Err(e) => {
                 tracing::warn!(error = %e, call_id = event.call_id(), "call event refused");
-                stats.refused.fetch_add(1, Relaxed)
+                counted(&stats.refused)
             }
         };
-        stats.retrying_since_ms.store(0, Relaxed);
-        return;
+        let Some(e) = outage else {
+            stats.retrying_since_ms.store(0, Relaxed);
+            return;
+        };
+        stats.retries.fetch_add(1, Relaxed);
+        let _ = stats
+            .retrying_since_ms
+            .compare_exchange(0, Millis::now().0, Relaxed, Relaxed);
+        tracing::warn!(error = %e, call_id = event.call_id(), ?backoff, "store unavailable: retrying call event");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Counts one outcome; no outage to wait out.
+fn counted(counter: &AtomicU64) -> Option<String> {
+    counter.fetch_add(1, Relaxed);
+    None
+}
+
+/// Applies a parked event again. Applied, it is no longer parked; refused
+/// again (`Rejected`), it stays parked with one more attempt and the new
+/// reason, and the refusal is returned.
+pub async fn retry_parked(
+    store: &Store,
+    ctx: &SinkCtx,
+    parked: &crate::store::dead_letters::DeadLetter,
+) -> crate::Result<bool> {
+    let wire = voxbridge_media::event_wire::WireEvent::decode(parked.payload.to_string().as_bytes())
+        .map_err(|e| ControlError::Rejected(format!("parked event unreadable: {e}")))?;
+    match apply(store, ctx, &wire.event, Some(&parked.id)).await {
+        Ok(applied) => {
+            store.delete_dead_letter(&parked.id).await?;
+            Ok(applied)
+        }
+        Err(e @ (ControlError::Rejected(_) | ControlError::Row(_))) => {
+            park(store, ctx, &wire.event, Some(&parked.id), &e.to_string()).await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -90,6 +90,11 @@ async fn a_refused_event_is_parked_and_never_blocks_the_ones_behind_it(store: St
         "parking publishes an event"
     );
     assert!(stats.stuck_for().is_none());
+    // A retry is refused again: the event stays parked, one more attempt.
+    let again = voxbridge_control::sink::retry_parked(&store, &SinkCtx::default(), d).await;
+    assert!(matches!(again, Err(ControlError::Rejected(_))), "{again:?}");
+    let d = store.get_dead_letter(&d.id).await.expect("still parked");
+    assert_eq!(d.attempts, 2);
 }
 
 /// PostgreSQL refuses a NUL in text (SQLSTATE 22021): that is a permanent

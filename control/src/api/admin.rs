@@ -204,38 +204,14 @@ pub async fn retry_dead_letter(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Retried>, ApiError> {
     p.require_admin()?;
-    let d = s.store.get_dead_letter(&id).await?;
-    let wire =
-        voxbridge_media::event_wire::WireEvent::decode(d.payload.to_string().as_bytes()).map_err(|e| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("parked event unreadable: {e}"),
-            )
-        })?;
-    match crate::sink::apply(&s.store, &s.events.ctx, &wire.event, Some(&wire.event_id)).await {
-        Ok(applied) => {
-            s.store.delete_dead_letter(&id).await?;
-            Ok(Json(Retried { applied }))
-        }
-        Err(e @ (crate::ControlError::Rejected(_) | crate::ControlError::Row(_))) => {
-            let customer = s.events.ctx.default_customer.clone();
-            s.store
-                .park_event(
-                    &id,
-                    &d.call_id,
-                    &d.event_type,
-                    &d.payload.to_string(),
-                    &e.to_string(),
-                    &customer,
-                )
-                .await?;
-            Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("refused again: {e}"),
-            ))
-        }
+    let parked = s.store.get_dead_letter(&id).await?;
+    match crate::sink::retry_parked(&s.store, &s.events.ctx, &parked).await {
+        Ok(applied) => Ok(Json(Retried { applied })),
+        Err(e @ (crate::ControlError::Rejected(_) | crate::ControlError::Row(_))) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("refused again: {e}"),
+        )),
         Err(e) => Err(e.into()),
     }
 }
