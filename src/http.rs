@@ -355,12 +355,7 @@ async fn hangup(State(s): State<AppState>, headers: HeaderMap, Path(call_id): Pa
     let Some(token) = authorize(&s, &headers) else {
         return unauthorized(&s);
     };
-    let owned = s
-        .rtp
-        .list()
-        .iter()
-        .any(|x| x.call_id == call_id && x.owner == token.customer_id);
-    if owned && s.rtp.hangup(&call_id) {
+    if s.rtp.hangup_owned(&call_id, token.customer_id.as_deref()) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         error(StatusCode::NOT_FOUND, format!("no session {call_id:?}"))

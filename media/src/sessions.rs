@@ -242,6 +242,19 @@ impl RtpSessions {
         is_session && self.0.calls.hangup(call_id)
     }
 
+    /// [`RtpSessions::hangup`] of a session `owner` created; `false` for a
+    /// session of another owner, as for none.
+    pub fn hangup_owned(&self, call_id: &str, owner: Option<&str>) -> bool {
+        let owned = self
+            .0
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(call_id)
+            .is_some_and(|e| e.summary.owner.as_deref() == owner);
+        owned && self.0.calls.hangup(call_id)
+    }
+
     /// The running sessions.
     pub fn list(&self) -> Vec<SessionSummary> {
         let map = self.0.sessions.lock().unwrap_or_else(|e| e.into_inner());
