@@ -66,18 +66,25 @@ async fn request_as(
     (status, head.to_string(), body.to_string())
 }
 
-#[tokio::test]
-async fn sessions_are_created_listed_and_hung_up_over_http() {
-    let mut bot = TestBot::start().await;
+/// A bot, a daemon whose default route uses it, and the media API with
+/// [`tokens`] on a free port.
+async fn serve_api() -> (TestBot, Daemon, std::net::SocketAddr) {
+    let bot = TestBot::start().await;
     let mut config = Config::default();
     config
         .routes
         .insert("default".into(), pipecat_route(&bot.url, 16000));
-    let mut d = Daemon::with_config(config).await;
+    let d = Daemon::with_config(config).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = voxbridge::http::router(d.metrics.clone(), d.rtp.clone(), tokens());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (bot, d, addr)
+}
+
+#[tokio::test]
+async fn sessions_are_created_listed_and_hung_up_over_http() {
+    let (mut bot, mut d, addr) = serve_api().await;
 
     let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
     let (status, head, answer) = request(
@@ -220,16 +227,7 @@ async fn sessions_are_created_listed_and_hung_up_over_http() {
 /// tenant it does not own, nor see or hang up another tenant's calls.
 #[tokio::test]
 async fn the_media_api_needs_a_token_and_keeps_to_its_tenant() {
-    let mut bot = TestBot::start().await;
-    let mut config = Config::default();
-    config
-        .routes
-        .insert("default".into(), pipecat_route(&bot.url, 16000));
-    let mut d = Daemon::with_config(config).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = voxbridge::http::router(d.metrics.clone(), d.rtp.clone(), tokens());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (mut bot, mut d, addr) = serve_api().await;
     let plain = |id: &str, params: &str| {
         format!(
             r#"{{"remote":"127.0.0.1:9","codec":"pcmu","call_id":"{id}","symmetric":false,"params":{params}}}"#
