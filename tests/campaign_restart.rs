@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use voxbridge::bot::{self, Mode};
 use voxbridge_control::campaign::targets_in;
 use voxbridge_control::campaign::{CampaignSpec, CampaignStatus, Retry, RetryPolicy, TargetStatus};
 use voxbridge_control::model::{Actor, PageReq};
@@ -98,9 +97,7 @@ async fn answer(addr: String, call_id: String) {
 async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
     let url = harness::pg::fresh_pg_url().await;
     let store = Store::connect(&url).await.expect("store");
-    let bot_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let bot_url = format!("ws://{}", bot_listener.local_addr().expect("addr"));
-    tokio::spawn(bot::serve(bot_listener, Mode::Echo, Duration::ZERO, None));
+    let bot_url = harness::echo_bot().await;
     let (tick, mut ticks) = mpsc::unbounded_channel();
     let edge = Edge {
         seen: Arc::default(),

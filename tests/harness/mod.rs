@@ -431,3 +431,16 @@ impl ServeProcess {
         (ServeProcess(child), addr)
     }
 }
+
+/// voxbridge's own echo bot on a free loopback port; returns its URL.
+pub async fn echo_bot() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind bot");
+    let url = format!("ws://{}", l.local_addr().expect("addr"));
+    tokio::spawn(voxbridge::bot::serve(
+        l,
+        voxbridge::bot::Mode::Echo,
+        Duration::ZERO,
+        None,
+    ));
+    url
+}

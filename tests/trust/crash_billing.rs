@@ -8,7 +8,6 @@ use crate::harness;
 
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use voxbridge::bot::{self, Mode};
 use voxbridge_control::model::PageReq;
 use voxbridge_control::state::CallStatus;
 use voxbridge_control::store::Store;
@@ -41,9 +40,7 @@ async fn a_killed_call_is_billed_up_to_its_last_heartbeat(store_url: String, tag
         .await
         .expect("customer");
     harness::billed_default_customer(&store).await;
-    let bot_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let bot_url = format!("ws://{}", bot_listener.local_addr().expect("addr"));
-    tokio::spawn(bot::serve(bot_listener, Mode::Echo, Duration::ZERO, None));
+    let bot_url = harness::echo_bot().await;
     let dir = std::env::temp_dir().join(format!("voxbridge-crash-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");

@@ -8,7 +8,6 @@ use crate::harness;
 use std::process::Command;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use voxbridge::bot::{self, Mode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_the_process_even_while_the_store_blocks() {
@@ -19,9 +18,7 @@ async fn sigterm_ends_the_process_even_while_the_store_blocks() {
             .await
             .expect("store"),
     );
-    let bot_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let bot_url = format!("ws://{}", bot_listener.local_addr().expect("addr"));
-    tokio::spawn(bot::serve(bot_listener, Mode::Echo, Duration::ZERO, None));
+    let bot_url = harness::echo_bot().await;
     let dir = std::env::temp_dir().join(format!("voxbridge-shutdown-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("voxbridge.toml");
