@@ -44,6 +44,13 @@ enum BotCommand {
     Echo(bot::Args),
 }
 
+/// Colour in the log only when a person reads it: stderr is a terminal and
+/// `NO_COLOR` (no-color.org) is unset. Files, pipes and journald get plain text.
+fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -52,6 +59,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour())
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
