@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use voxbridge_codecs::{Codec, Transcoder, SUPPORTED_RATES};
+use voxbridge_codecs::{is_supported_rate, Codec, Transcoder, MAX_RATE, MIN_RATE};
 use voxbridge_proto::wav::{self, WavEncoding};
 
 /// Frames converted per read/write block (5.12 s of audio).
@@ -89,10 +89,10 @@ fn format_from_ext(path: &Path) -> Option<(Format, Option<u32>)> {
 }
 
 fn check_rate(rate: u32, what: &str) -> Result<u32> {
-    if SUPPORTED_RATES.contains(&rate) {
+    if is_supported_rate(rate) {
         Ok(rate)
     } else {
-        bail!("{what} rate {rate} Hz is not supported (use one of 8000, 12000, 16000, 24000, 32000, 44100, 48000)")
+        bail!("{what} rate {rate} Hz is not supported (use a rate from {MIN_RATE} to {MAX_RATE} Hz)")
     }
 }
 
@@ -309,10 +309,16 @@ pub fn run(args: Args) -> Result<()> {
     let (out_codec, out_wav) = output_codec(&args, input.codec)?;
     let mut chain = Transcoder::new(input.codec, out_codec).context("setting up the conversion")?;
 
+    // Frames are 20 ms; for L16 at 11,025 Hz their byte counts alternate, so
+    // the longest and shortest bound the buffers and the chain says each one.
     let in_frame = input
         .codec
         .frame_bytes()
         .context("input codec has no fixed frame size")?;
+    let in_frame_min = match input.codec {
+        Codec::L16 { rate } => voxbridge_codecs::frame_len(rate) * 2,
+        _ => in_frame,
+    };
     let out_frame = out_codec
         .frame_bytes()
         .context("output codec has no fixed frame size")?;
@@ -337,8 +343,9 @@ pub fn run(args: Args) -> Result<()> {
         out_wav,
         Plan {
             in_frame,
+            in_frame_min,
             out_frame,
-            frames: input.len.div_ceil(in_frame as u64),
+            frames: input.len.div_ceil(in_frame_min as u64),
             skip,
             out_total,
         },
@@ -350,7 +357,10 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Sizes of one conversion, worked out before any sample moves.
 struct Plan {
+    /// Bytes of the longest and the shortest input frame.
     in_frame: usize,
+    in_frame_min: usize,
+    /// Bytes of the longest output frame.
     out_frame: usize,
     frames: u64,
     /// Leading output bytes to drop (the resampler's delay).
@@ -369,6 +379,7 @@ fn convert(
 ) -> Result<()> {
     let Plan {
         in_frame,
+        in_frame_min,
         out_frame,
         frames,
         mut skip,
@@ -395,20 +406,35 @@ fn convert(
     // Frames of silence that push the resampler's delay out after the last input frame.
     let flush_frames = (skip as usize).div_ceil(out_frame) + 1;
     let mut in_buf = vec![0u8; in_frame * BLOCK_FRAMES];
-    let mut out_buf = vec![0u8; out_frame * (BLOCK_FRAMES + flush_frames)];
+    // Frames one block can hold (more than BLOCK_FRAMES when lengths vary).
+    let block_frames = in_buf.len().div_ceil(in_frame_min);
+    let mut out_buf = vec![0u8; out_frame * (block_frames + flush_frames)];
+    // Input bytes carried over from the last block (less than one frame).
+    let mut held = 0;
     let mut done = false;
     while !done {
-        let got = read_full(reader, &mut in_buf).context("reading input")?;
-        let frames_now = got.div_ceil(in_frame);
+        let got = read_full(reader, &mut in_buf[held..]).context("reading input")?;
+        let avail = held + got;
         // A short read is the end of the input; a partial last frame is
         // decoded as it is and padded with silence by the chain.
-        done = got < in_buf.len();
+        done = avail < in_buf.len();
+        let mut at = 0;
         let mut produced = 0;
-        for chunk in in_buf[..got].chunks(in_frame) {
+        let mut frames_now = 0;
+        while at < avail {
+            let want = chain.next_input_bytes().unwrap_or(in_frame);
+            if avail - at < want && !done {
+                break;
+            }
+            let take = want.min(avail - at);
             produced += chain
-                .process(chunk, &mut out_buf[produced..])
+                .process(&in_buf[at..at + take], &mut out_buf[produced..])
                 .context("converting a frame")?;
+            at += take;
+            frames_now += 1;
         }
+        in_buf.copy_within(at..avail, 0);
+        held = avail - at;
         if done {
             for _ in 0..flush_frames {
                 produced += chain.flush(&mut out_buf[produced..]).context("flushing")?;

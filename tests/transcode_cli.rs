@@ -96,6 +96,101 @@ fn wav_in_g722_out_decodes_in_ffmpeg_and_wav_out_parses() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Rule: any rate from 8 to 48 kHz converts, the rates TTS engines speak at
+/// included: espeak-ng's own 22,050 Hz WAV and 11,025 Hz (220.5 samples per
+/// 20 ms), in and out, at the exact length and close to FFmpeg's result.
+#[test]
+fn tts_rates_22050_and_11025_convert_like_ffmpeg_at_exact_length() {
+    let dir = tempdir("tc-tts");
+    let raw16 = speech(&dir, 16000); // also leaves espeak-ng's own espeak.wav
+    let tts = dir.join("espeak.wav");
+    let probe_rate = |f: &Path| {
+        let out = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=sample_rate,duration_ts",
+                "-of",
+                "csv=p=0",
+                s(f),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(
+        probe_rate(&tts).starts_with("22050,"),
+        "espeak-ng speaks at 22,050 Hz"
+    );
+    let tts11 = dir.join("tts11.wav");
+    ffmpeg(&format!("-i {} -ar 11025 {}", s(&tts), s(&tts11)));
+
+    for (input, rate, to) in [
+        (&tts, 22050u64, 8000u64),
+        (&tts, 22050, 16000),
+        (&tts11, 11025, 8000),
+        (&tts11, 11025, 16000),
+    ] {
+        let in_samples: u64 = probe_rate(input)
+            .split(',')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("ffprobe gives the sample count");
+        let ours = dir.join(format!("ours_{rate}_{to}.raw"));
+        let out = voxbridge(&[
+            "transcode",
+            "--quiet",
+            "--to",
+            "pcm16",
+            "--to-rate",
+            &to.to_string(),
+            s(input),
+            s(&ours),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let theirs = dir.join(format!("ff_{rate}_{to}.raw"));
+        ffmpeg(&format!("-i {} -ar {to} -f s16le {}", s(input), s(&theirs)));
+        let (a, b) = (read_pcm(&ours), read_pcm(&theirs));
+        assert_eq!(
+            a.len() as u64,
+            in_samples * to / rate,
+            "{rate} -> {to}: exact length"
+        );
+        let snr = snr_db(&b, &a, 0);
+        println!("{rate} -> {to} Hz vs FFmpeg: SNR {snr:.1} dB");
+        assert!(snr > 30.0, "{rate} -> {to} Hz vs FFmpeg: SNR {snr:.1} dB");
+    }
+
+    // And out at 11,025 Hz: a WAV FFmpeg reads at that rate and length.
+    let wav11 = dir.join("out11.wav");
+    let out = voxbridge(&[
+        "transcode",
+        "--quiet",
+        "--from-rate",
+        "16000",
+        "--to-rate",
+        "11025",
+        s(&raw16),
+        s(&wav11),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n16 = std::fs::metadata(&raw16).expect("size").len() / 2;
+    assert_eq!(probe_rate(&wav11), format!("11025,{}", n16 * 11025 / 16000));
+    let theirs = dir.join("ff11.raw");
+    ffmpeg(&format!(
+        "-f s16le -ar 16000 -ac 1 -i {} -ar 11025 -f s16le {}",
+        s(&raw16),
+        s(&theirs)
+    ));
+    let back = dir.join("ours11.raw");
+    ffmpeg(&format!("-i {} -f s16le {}", s(&wav11), s(&back)));
+    let snr = snr_db(&read_pcm(&theirs), &read_pcm(&back), 0);
+    println!("16000 -> 11025 Hz vs FFmpeg: SNR {snr:.1} dB");
+    assert!(snr > 30.0, "16000 -> 11025 Hz vs FFmpeg: SNR {snr:.1} dB");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn fails_cleanly(args: &[&str], expect: &str) {
     let out = voxbridge(args);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -134,11 +229,19 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     // Unknown extension without a flag.
     std::fs::write(p("odd.xyz"), [0u8; 4]).expect("write");
     fails_cleanly(&["transcode", &p("odd.xyz"), &p("o.ul")], "pass --from");
-    // Unsupported rate.
+    // Rates out of range, and a ratio too fine to build a filter for.
     write_pcm(&dir.join("a.raw"), &[0; 320]);
     fails_cleanly(
-        &["transcode", "--from-rate", "11025", &p("a.raw"), &p("o.ul")],
-        "11025 Hz is not supported",
+        &["transcode", "--from-rate", "7000", &p("a.raw"), &p("o.ul")],
+        "7000 Hz is not supported",
+    );
+    fails_cleanly(
+        &["transcode", "--from-rate", "96000", &p("a.raw"), &p("o.ul")],
+        "96000 Hz is not supported",
+    );
+    fails_cleanly(
+        &["transcode", "--from-rate", "8001", &p("a.raw"), &p("o.ul")],
+        "needs 8000 filter phases",
     );
     // Raw PCM without a rate.
     fails_cleanly(&["transcode", &p("a.raw"), &p("o.ul")], "needs --from-rate");

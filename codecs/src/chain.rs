@@ -52,19 +52,32 @@ impl Transcoder {
         self.resampler.delay_seconds()
     }
 
+    /// Encoded bytes the next input frame holds, for fixed-rate codecs
+    /// (`None` for Opus). Constant, except for L16 at a rate that is not a
+    /// multiple of 50 Hz (11,025 Hz: 440 and 442 bytes in turn).
+    pub fn next_input_bytes(&self) -> Option<usize> {
+        match self.from {
+            Codec::L16 { .. } => Some(self.resampler.input_len() * 2),
+            other => other.frame_bytes(),
+        }
+    }
+
     /// Converts one 20 ms input payload into `out`; returns bytes written.
     ///
     /// A payload that decodes to fewer samples than a frame (a truncated last
     /// frame) is padded with silence.
     pub fn process(&mut self, payload: &[u8], out: &mut [u8]) -> Result<usize, CodecError> {
-        let n = self.decoder.decode(payload, &mut self.pcm_in)?;
-        self.pcm_in[n..].fill(0);
+        let len = self.resampler.input_len();
+        let pcm = &mut self.pcm_in[..len];
+        let n = self.decoder.decode(payload, pcm)?;
+        pcm[n..].fill(0);
         self.finish(out)
     }
 
     /// Produces the output frame for a lost input frame (concealment).
     pub fn conceal(&mut self, out: &mut [u8]) -> Result<usize, CodecError> {
-        self.decoder.conceal(&mut self.pcm_in)?;
+        let len = self.resampler.input_len();
+        self.decoder.conceal(&mut self.pcm_in[..len])?;
         self.finish(out)
     }
 
@@ -76,8 +89,10 @@ impl Transcoder {
     }
 
     fn finish(&mut self, out: &mut [u8]) -> Result<usize, CodecError> {
-        self.resampler.process(&self.pcm_in, &mut self.pcm_out)?;
-        self.encoder.encode(&self.pcm_out, out)
+        let (i, o) = (self.resampler.input_len(), self.resampler.output_len());
+        self.resampler
+            .process(&self.pcm_in[..i], &mut self.pcm_out[..o])?;
+        self.encoder.encode(&self.pcm_out[..o], out)
     }
 }
 

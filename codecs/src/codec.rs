@@ -5,7 +5,7 @@ use crate::error::CodecError;
 use crate::g711;
 use crate::g722::{G722Decoder, G722Encoder};
 use crate::plc::Concealer;
-use crate::resample::SUPPORTED_RATES;
+use crate::resample::{is_supported_rate, max_frame_len};
 
 /// A telephony payload format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,17 +42,20 @@ impl Codec {
         }
     }
 
-    /// PCM samples in one 20 ms frame.
+    /// PCM samples in the longest 20 ms frame: the length of every frame,
+    /// except for L16 at a rate that is not a multiple of 50 Hz, whose frames
+    /// vary by one sample (see [`crate::frame_len_at`]).
     pub fn frame_samples(&self) -> usize {
-        (self.pcm_rate() / 50) as usize
+        max_frame_len(self.pcm_rate())
     }
 
-    /// Encoded bytes in one 20 ms frame, for fixed-rate codecs (`None` for Opus).
+    /// Encoded bytes in one 20 ms frame, for fixed-rate codecs (`None` for
+    /// Opus); the longest frame's where lengths vary (as [`Codec::frame_samples`]).
     pub fn frame_bytes(&self) -> Option<usize> {
         match self {
             Codec::Pcmu | Codec::Pcma => Some(160),
             Codec::G722 => Some(160),
-            Codec::L16 { rate } => Some((*rate / 50) as usize * 2),
+            Codec::L16 { rate } => Some(max_frame_len(*rate) * 2),
             #[cfg(feature = "opus")]
             Codec::Opus { .. } => None,
         }
@@ -61,7 +64,7 @@ impl Codec {
     /// Checks the codec's own parameters.
     pub fn validate(&self) -> Result<(), CodecError> {
         match self {
-            Codec::L16 { rate } if !SUPPORTED_RATES.contains(rate) => {
+            Codec::L16 { rate } if !is_supported_rate(*rate) => {
                 Err(CodecError::UnsupportedRate { rate: *rate })
             }
             #[cfg(feature = "opus")]

@@ -9,10 +9,21 @@
 #[non_exhaustive]
 pub enum CodecError {
     /// The sample rate is not one the component supports.
-    #[error("unsupported sample rate {rate} Hz (supported: 8000, 12000, 16000, 24000, 32000, 44100, 48000)")]
+    #[error("unsupported sample rate {rate} Hz (supported: 8000 to 48000 Hz)")]
     UnsupportedRate {
         /// The rate asked for.
         rate: u32,
+    },
+    /// Both rates are in range but their ratio needs more filter phases than
+    /// the resampler builds (see `resample::MAX_PHASES`).
+    #[error("cannot resample {from} Hz to {to} Hz: the ratio needs {phases} filter phases (at most 2048); use a standard rate such as 8000, 11025, 16000, 22050, 24000, 44100 or 48000 Hz")]
+    UnsupportedRatio {
+        /// Input rate.
+        from: u32,
+        /// Output rate.
+        to: u32,
+        /// Phases the ratio needs.
+        phases: u32,
     },
     /// A buffer did not hold exactly one frame.
     #[error("frame length mismatch: expected {expected} samples, got {got}")]

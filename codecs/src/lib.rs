@@ -23,4 +23,6 @@ pub use codec::{Codec, FrameDecoder, FrameEncoder};
 pub use error::CodecError;
 pub use frame::Pcm16Frame;
 pub use plc::Concealer;
-pub use resample::{frame_len, Resampler, SUPPORTED_RATES};
+pub use resample::{
+    frame_len, frame_len_at, is_supported_rate, max_frame_len, Resampler, MAX_RATE, MIN_RATE, STANDARD_RATES,
+};

@@ -4,11 +4,17 @@ use proptest::prelude::*;
 use voxbridge_codecs::g722::{G722Decoder, G722Encoder};
 use voxbridge_codecs::opus::OpusDecoder;
 use voxbridge_codecs::{
-    frame_len, g711, Codec, Concealer, Pcm16Frame, Resampler, Transcoder, SUPPORTED_RATES,
+    frame_len_at, g711, max_frame_len, Codec, Concealer, Pcm16Frame, Resampler, Transcoder, MAX_RATE,
+    MIN_RATE, STANDARD_RATES,
 };
 
 fn rate() -> impl Strategy<Value = u32> {
-    prop::sample::select(SUPPORTED_RATES.to_vec())
+    prop::sample::select(STANDARD_RATES.to_vec())
+}
+
+/// Any rate the resampler takes: the standard ones, or any in range.
+fn any_rate() -> impl Strategy<Value = u32> {
+    prop_oneof![rate(), MIN_RATE..=MAX_RATE]
 }
 
 proptest! {
@@ -51,16 +57,41 @@ proptest! {
     fn resampler_gives_exact_frames_for_any_input(from in rate(), to in rate(), frames in 1usize..12, seed in any::<u64>()) {
         let mut r = Resampler::new(from, to).expect("supported");
         let mut state = seed | 1;
-        let mut out = vec![0i16; frame_len(to)];
-        for _ in 0..frames {
-            let input: Vec<i16> = (0..frame_len(from)).map(|_| {
+        let mut out = vec![0i16; max_frame_len(to)];
+        for k in 0..frames as u64 {
+            prop_assert_eq!(r.output_len(), frame_len_at(to, k));
+            let input: Vec<i16> = (0..r.input_len()).map(|_| {
                 state ^= state << 13; state ^= state >> 7; state ^= state << 17;
                 state as i16
             }).collect();
-            prop_assert!(r.process(&input, &mut out).is_ok());
+            let o = r.output_len();
+            prop_assert!(r.process(&input, &mut out[..o]).is_ok());
         }
         // Any other length is refused, not resized.
-        prop_assert!(r.process(&vec![0; frame_len(from) + 1], &mut out).is_err());
+        let o = r.output_len();
+        prop_assert!(r.process(&vec![0; r.input_len() + 1], &mut out[..o]).is_err());
+    }
+
+    #[test]
+    fn any_rate_pair_in_range_is_resampled_or_refused_by_its_ratio(from in any_rate(), to in any_rate()) {
+        match Resampler::new(from, to) {
+            Ok(mut r) => {
+                // Two periods of frames (at most 100): exact lengths, exact time.
+                let mut out = vec![0i16; max_frame_len(to)];
+                let (mut took, mut gave) = (0u64, 0u64);
+                for _ in 0..100 {
+                    let (i, o) = (r.input_len(), r.output_len());
+                    prop_assert!(r.process(&vec![0; i], &mut out[..o]).is_ok());
+                    took += i as u64;
+                    gave += o as u64;
+                }
+                prop_assert_eq!((took, gave), (2 * from as u64, 2 * to as u64));
+            }
+            Err(voxbridge_codecs::CodecError::UnsupportedRatio { phases, .. }) => {
+                prop_assert!(phases > voxbridge_codecs::resample::MAX_PHASES);
+            }
+            Err(e) => prop_assert!(false, "{from}->{to}: {e}"),
+        }
     }
 
     #[test]
@@ -77,7 +108,7 @@ proptest! {
     #[test]
     fn concealment_keeps_frame_sizes_for_any_loss_pattern(losses in prop::collection::vec(any::<bool>(), 1..40), r in rate()) {
         let mut plc = Concealer::new(r);
-        let n = frame_len(r);
+        let n = max_frame_len(r);
         for (i, lost) in losses.iter().enumerate() {
             let mut frame: Vec<i16> = (0..n).map(|k| (((i * n + k) as f32 * 0.05).sin() * 8000.0) as i16).collect();
             if *lost { plc.conceal(&mut frame) } else { plc.good(&mut frame) }
@@ -89,8 +120,8 @@ proptest! {
     fn transcoder_output_is_one_frame_per_frame(payload in prop::collection::vec(any::<u8>(), 160..161), to in rate()) {
         let mut t = Transcoder::new(Codec::Pcmu, Codec::L16 { rate: to }).expect("chain");
         let mut out = vec![0u8; 4096];
-        prop_assert_eq!(t.process(&payload, &mut out).expect("frame"), frame_len(to) * 2);
-        prop_assert_eq!(t.conceal(&mut out).expect("plc"), frame_len(to) * 2);
+        prop_assert_eq!(t.process(&payload, &mut out).expect("frame"), frame_len_at(to, 0) * 2);
+        prop_assert_eq!(t.conceal(&mut out).expect("plc"), frame_len_at(to, 1) * 2);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Up: caller PCM (any chunking, the caller's rate) is cut into 20 ms frames
 //! and resampled to the bot's rate, one bot frame out per caller frame in, so
-//! nothing waits for a tick. Down: bot PCM (any chunking, any supported rate,
-//! the rate may change between messages) is cut into 20 ms frames at its own
+//! nothing waits for a tick. Down: bot PCM (any chunking, any of the standard
+//! rates from 8 to 48 kHz, 11,025 and 22,050 Hz included; the rate may change
+//! between messages) is cut into 20 ms frames at its own
 //! rate, resampled to the caller's rate and queued in the [`Playout`] buffer;
 //! each pacer tick takes exactly one caller frame out. All buffers are sized at
 //! construction (or on a rate change); per-frame work never allocates. The
@@ -11,7 +12,20 @@
 
 use crate::error::MediaError;
 use crate::playout::{FrameFill, Playout};
-use voxbridge_codecs::{frame_len, Resampler};
+use voxbridge_codecs::{frame_len, max_frame_len, Resampler, STANDARD_RATES};
+
+/// The caller's side ticks one frame per 20 ms of the same length, so its rate
+/// must give whole-sample frames (every telephony rate does; 11,025 Hz does
+/// not, and is a bot-side rate only).
+fn check_caller_rate(rate: u32) -> Result<(), MediaError> {
+    if rate % 50 == 0 && voxbridge_codecs::is_supported_rate(rate) {
+        Ok(())
+    } else {
+        Err(MediaError::Codec(voxbridge_codecs::CodecError::UnsupportedRate {
+            rate,
+        }))
+    }
+}
 
 /// One direction's "cut into 20 ms frames, then resample" stage.
 #[derive(Debug)]
@@ -25,10 +39,10 @@ struct Framer {
 impl Framer {
     fn new(from: u32, to: u32) -> Result<Self, MediaError> {
         Ok(Framer {
-            resampler: Resampler::new(from, to)?,
-            acc: vec![0; frame_len(from)],
+            acc: vec![0; max_frame_len(from)],
             fill: 0,
-            out: vec![0; frame_len(to)],
+            out: vec![0; max_frame_len(to)],
+            resampler: Resampler::new(from, to)?,
         })
     }
 
@@ -42,7 +56,7 @@ impl Framer {
         for pair in le.chunks_exact(2) {
             self.acc[self.fill] = i16::from_le_bytes([pair[0], pair[1]]);
             self.fill += 1;
-            if self.fill == self.acc.len() {
+            if self.fill == self.resampler.input_len() {
                 frames += self.run(&mut emit);
             }
         }
@@ -54,11 +68,11 @@ impl Framer {
         let mut frames = 0;
         let mut rest = pcm;
         while !rest.is_empty() {
-            let take = rest.len().min(self.acc.len() - self.fill);
+            let take = rest.len().min(self.resampler.input_len() - self.fill);
             self.acc[self.fill..self.fill + take].copy_from_slice(&rest[..take]);
             self.fill += take;
             rest = &rest[take..];
-            if self.fill == self.acc.len() {
+            if self.fill == self.resampler.input_len() {
                 frames += self.run(&mut emit);
             }
         }
@@ -70,7 +84,8 @@ impl Framer {
         if self.fill == 0 {
             return 0;
         }
-        self.acc[self.fill..].fill(0);
+        let len = self.resampler.input_len();
+        self.acc[self.fill..len].fill(0);
         self.run(emit)
     }
 
@@ -83,11 +98,16 @@ impl Framer {
 
     fn run(&mut self, mut emit: impl FnMut(&[i16])) -> usize {
         self.fill = 0;
-        // Lengths are fixed at construction, so process() cannot fail here.
-        if self.resampler.process(&self.acc, &mut self.out).is_err() {
+        // Lengths come from the resampler itself, so process() cannot fail here.
+        let (i, o) = (self.resampler.input_len(), self.resampler.output_len());
+        if self
+            .resampler
+            .process(&self.acc[..i], &mut self.out[..o])
+            .is_err()
+        {
             return 0;
         }
-        emit(&self.out);
+        emit(&self.out[..o]);
         1
     }
 
@@ -126,6 +146,7 @@ impl Pipeline {
     /// A call whose caller speaks PCM at `caller_rate` and whose bot at
     /// `bot_rate`; at most `playout_cap_ms` of bot audio is queued.
     pub fn new(caller_rate: u32, bot_rate: u32, playout_cap_ms: u32) -> Result<Self, MediaError> {
+        check_caller_rate(caller_rate)?;
         Ok(Pipeline {
             caller_rate,
             bot_rate,
@@ -154,6 +175,7 @@ impl Pipeline {
         if rate == self.caller_rate {
             return Ok(());
         }
+        check_caller_rate(rate)?;
         let cap = self.playout.capacity_ms() as u32;
         self.up = Framer::new(rate, self.bot_rate)?;
         self.down = Framer::new(self.down.input_rate(), rate)?;
@@ -183,6 +205,14 @@ impl Pipeline {
     /// A new rate rebuilds the down stage (allocates once per change).
     pub fn bot_audio(&mut self, pcm: &[i16], rate: u32) -> Result<(), MediaError> {
         if rate != self.down.input_rate() {
+            if !STANDARD_RATES.contains(&rate) {
+                // Only the standard rates: their filters are designed once per
+                // process, where another rate would cost a design per call.
+                self.stats.bad_bot_audio += 1;
+                return Err(MediaError::BotProtocol(format!(
+                    "bot audio at {rate} Hz: use one of {STANDARD_RATES:?}"
+                )));
+            }
             match Framer::new(rate, self.caller_rate) {
                 Ok(f) => {
                     // Whatever was half a frame at the old rate plays first.
@@ -306,6 +336,53 @@ mod tests {
         assert_eq!(p.tick().1, FrameFill::Silence);
     }
 
+    /// A tone's frequency, estimated from its zero crossings.
+    fn frequency(pcm: &[i16], rate: u32) -> f64 {
+        let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        crossings as f64 / 2.0 / (pcm.len() as f64 / rate as f64)
+    }
+
+    fn tone(rate: u32, hz: f64, samples: usize) -> Vec<i16> {
+        (0..samples)
+            .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / rate as f64).sin()) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn bot_audio_at_tts_rates_plays_at_the_right_pitch_and_length() {
+        for bot_rate in [11025u32, 22050, 44100] {
+            let mut p = Pipeline::new(8000, 16000, 5000).expect("pipeline");
+            // One second of 440 Hz from the bot, in odd-sized messages.
+            let pcm = tone(bot_rate, 440.0, bot_rate as usize);
+            for chunk in pcm.chunks(1234) {
+                p.bot_audio(chunk, bot_rate).expect("standard rate");
+            }
+            let mut heard = Vec::new();
+            while let (frame, FrameFill::Audio) = p.tick() {
+                heard.extend_from_slice(frame);
+            }
+            // A second of audio and the filter's tail: 50 frames and one more.
+            assert_eq!(heard.len(), 51 * 160, "{bot_rate} Hz");
+            let f = frequency(&heard[400..7600], 8000);
+            assert!(
+                (f - 440.0).abs() < 3.0,
+                "{bot_rate} Hz bot audio played at {f} Hz"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bot_at_11025_gets_frames_of_220_and_221_samples() {
+        let mut p = Pipeline::new(8000, 11025, 1000).expect("pipeline");
+        let mut lens = Vec::new();
+        let caller = le(&tone(8000, 300.0, 8000));
+        p.caller_audio(&caller, |f| lens.push(f.len()));
+        assert_eq!(lens.len(), 50);
+        assert!(lens.iter().step_by(2).all(|&n| n == 220), "{lens:?}");
+        assert!(lens.iter().skip(1).step_by(2).all(|&n| n == 221), "{lens:?}");
+        assert_eq!(lens.iter().sum::<usize>(), 11025, "one second is 11,025 samples");
+    }
+
     #[test]
     fn same_rate_is_bit_exact_both_ways() {
         let mut p = Pipeline::new(8000, 8000, 1000).expect("pipeline");
@@ -376,7 +453,14 @@ mod tests {
     #[test]
     fn unsupported_bot_rate_and_odd_bytes_are_refused_and_counted() {
         let mut p = Pipeline::new(8000, 16000, 1000).expect("pipeline");
-        assert!(p.bot_audio(&[0i16; 10], 11025).is_err());
+        let e = p
+            .bot_audio(&[0i16; 10], 9000)
+            .expect_err("9 kHz is not a standard rate");
+        assert!(e.to_string().contains("9000 Hz"), "{e}");
+        assert!(
+            Pipeline::new(11025, 16000, 1000).is_err(),
+            "the caller side ticks whole frames"
+        );
         let mut scratch = Vec::new();
         assert!(p.bot_audio_le(&[0u8; 3], 16000, &mut scratch).is_err());
         assert_eq!(p.stats().bad_bot_audio, 2);

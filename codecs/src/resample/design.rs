@@ -42,19 +42,33 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
-/// Designs the prototype for resampling `from` -> `to` Hz with up-sampling factor `l`.
-pub fn prototype(from: u32, to: u32, l: usize) -> Prototype {
+/// Designs the prototype for resampling `from` -> `to` Hz with up-sampling
+/// factor `l` and down-sampling factor `m`.
+///
+/// The filter is made just long enough that its delay plus `extra_input`
+/// whole input samples (what the framing adds, see the resampler's general
+/// kernel) is a whole number of output samples: `(centre + extra_input * l)`
+/// is a multiple of `m`. So a stream's output lines up with its input to the
+/// sample once the delay is dropped (as `voxbridge transcode` does), with no
+/// fractional offset left over; it costs at most `2 (m - 1) / l` taps per phase.
+/// An integer up-sampling (`m == 1`) is also delayed by whole input samples.
+pub fn prototype(from: u32, to: u32, l: usize, m: usize, extra_input: usize) -> Prototype {
     let fs = from as f64 * l as f64;
     let nyquist_low = from.min(to) as f64 / 2.0;
     let transition = (STOP_EDGE - PASS_EDGE) * nyquist_low;
     let a = STOPBAND_DB;
     let beta = 0.1102 * (a - 8.7);
     let dw = 2.0 * std::f64::consts::PI * transition / fs;
-    let mut n = ((a - 7.95) / (2.285 * dw)).ceil() as usize + 1;
-    if n % 2 == 0 {
-        n += 1; // odd length: the centre is a tap, so the delay is a whole number of taps
+    let n = ((a - 7.95) / (2.285 * dw)).ceil() as usize + 1;
+    // Odd length: the centre is a tap, so the delay is a whole number of taps;
+    // then the centre moves out to the next whole output sample.
+    // An integer up-sampling also delays by whole input samples (at most
+    // l - 1 taps more), so a down-and-up round trip lines up too.
+    let mut centre = n / 2;
+    while (centre + extra_input * l) % m != 0 || (m == 1 && centre % l != 0) {
+        centre += 1;
     }
-    let centre = (n - 1) / 2;
+    let n = 2 * centre + 1;
     let taps_per_phase = n.div_ceil(l);
     let mut taps = vec![0.0; l * taps_per_phase];
     // Normalised cut-off (cycles per sample at the up-sampled rate).
@@ -111,7 +125,7 @@ mod tests {
 
     #[test]
     fn half_band_prototype_has_a_pure_delay_branch() {
-        let proto = prototype(8000, 16000, 2);
+        let proto = prototype(8000, 16000, 2, 1, 0);
         let b0 = branch(&proto, 2, 0);
         let b1 = branch(&proto, 2, 1);
         let nonzero = |b: &[f64]| b.iter().filter(|v| **v != 0.0).count();
@@ -126,7 +140,7 @@ mod tests {
         for &(from, to) in &[(8000, 16000), (24000, 8000), (48000, 8000), (44100, 8000)] {
             let g = gcd(from, to);
             let l = (to / g) as usize;
-            let proto = prototype(from, to, l);
+            let proto = prototype(from, to, l, (from / g) as usize, 0);
             let delay_ms = proto.centre as f64 / (from as f64 * l as f64) * 1000.0;
             assert!(delay_ms <= 3.0, "{from}->{to}: {delay_ms} ms");
         }

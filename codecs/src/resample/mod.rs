@@ -1,8 +1,13 @@
-//! Streaming resampler: exactly one 20 ms frame in, exactly one 20 ms frame out.
+//! Streaming resampler: one 20 ms frame in, one 20 ms frame out.
 //!
-//! Rational polyphase FIR between any two of 8, 12, 16, 24, 32, 44.1 and 48 kHz.
-//! Every 20 ms frame is a whole number of samples at each rate, and the phase
-//! pattern repeats every frame, so there is never a 638-instead-of-640 frame.
+//! Rational polyphase FIR between any two rates from 8 to 48 kHz. Where a
+//! 20 ms frame is a whole number of samples at both rates (8, 12, 16, 22.05,
+//! 24, 32, 44.1 and 48 kHz) every frame has the same length and the same phase
+//! pattern, so there is never a 638-instead-of-640 frame. Where it is not
+//! (11,025 Hz: 220.5 samples per 20 ms) frame `k` holds the samples from
+//! `floor(k * rate / 50)` up to `floor((k + 1) * rate / 50)`, so frames
+//! alternate 220 and 221 samples and the pattern repeats every few frames
+//! ([`frame_len_at`]); time stays exact, only the lengths vary.
 //! The delay is constant (linear phase) and reported by [`Resampler::delay_seconds`].
 //!
 //! Why our own instead of rubato or libsoxr (measured in `benches/`): per-stream
@@ -25,28 +30,70 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The rates the resampler (and the rest of voxbridge) accepts.
-pub const SUPPORTED_RATES: [u32; 7] = [8000, 12000, 16000, 24000, 32000, 44100, 48000];
+/// The rates audio software uses between 8 and 48 kHz. Their pairs' filter
+/// tables are designed once per process and shared; the daemon accepts bot
+/// audio at these rates only (a finite set, so a bot cannot make it design
+/// and keep tables without end).
+pub const STANDARD_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
 
-/// Samples in one 20 ms frame at `rate`.
+/// Lowest rate the resampler accepts, Hz.
+pub const MIN_RATE: u32 = 8000;
+/// Highest rate the resampler accepts, Hz.
+pub const MAX_RATE: u32 = 48000;
+/// Most polyphase branches a rate pair may need (`to / gcd(from, to)`); it
+/// bounds a pair's table to a few MB. Every pair of [`STANDARD_RATES`] needs
+/// at most 640; a pair like 8,001 -> 8,000 Hz would need 8,000.
+pub const MAX_PHASES: u32 = 2048;
+
+/// Samples in a 20 ms frame at `rate` when that is a whole number (rounded
+/// down otherwise; see [`frame_len_at`] and [`max_frame_len`]).
 pub const fn frame_len(rate: u32) -> usize {
     (rate / 50) as usize
 }
 
+/// Samples in 20 ms frame number `index` of a stream at `rate`: the samples
+/// from `floor(index * rate / 50)` up to `floor((index + 1) * rate / 50)`.
+/// The same for every frame where `rate` is a multiple of 50 Hz; 220 and 221
+/// in turn at 11,025 Hz.
+pub const fn frame_len_at(rate: u32, index: u64) -> usize {
+    let r = rate as u64;
+    (((index + 1) * r) / 50 - (index * r) / 50) as usize
+}
+
+/// The longest 20 ms frame at `rate` (what a buffer for one frame needs).
+pub const fn max_frame_len(rate: u32) -> usize {
+    rate.div_ceil(50) as usize
+}
+
+/// Frames after which the frame lengths at `rate` repeat (1 when `rate` is a
+/// multiple of 50 Hz, 2 at 11,025 Hz).
+pub const fn frame_period(rate: u32) -> u32 {
+    50 / gcd(rate, 50)
+}
+
+/// Whether `rate` is one the resampler accepts ([`MIN_RATE`]..=[`MAX_RATE`]).
+pub const fn is_supported_rate(rate: u32) -> bool {
+    rate >= MIN_RATE && rate <= MAX_RATE
+}
+
 fn check_rate(rate: u32) -> Result<(), CodecError> {
-    if SUPPORTED_RATES.contains(&rate) {
+    if is_supported_rate(rate) {
         Ok(())
     } else {
         Err(CodecError::UnsupportedRate { rate })
     }
 }
 
-fn gcd(a: u32, b: u32) -> u32 {
+const fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
         a
     } else {
         gcd(b, a % b)
     }
+}
+
+const fn lcm(a: u32, b: u32) -> u32 {
+    a / gcd(a, b) * b
 }
 
 /// One polyphase branch or sub-filter, with leading and trailing zero taps trimmed.
@@ -87,10 +134,14 @@ enum Plan {
     /// each filtered by its sub-filter at the output rate, and summed.
     Down { subs: Box<[Branch]> },
     /// General L/M: a dot product per output with that output's phase.
+    /// `steps` holds (window start, phase) for every output of one period of
+    /// the framing pattern; frame `k` of the period uses
+    /// `steps[frame_steps[k]..frame_steps[k + 1]]`.
     Rational {
         taps: usize,
         table: Box<[f32]>,
         steps: Box<[(u32, u32)]>,
+        frame_steps: Box<[u32]>,
     },
 }
 
@@ -106,12 +157,13 @@ struct Kernel {
     delay: f64,
     /// Scratch floats one frame needs.
     scratch: usize,
+    /// Frames after which both sides' frame lengths repeat.
+    period: u32,
 }
 
 impl Kernel {
     fn build(from: u32, to: u32) -> Kernel {
-        let in_len = frame_len(from);
-        let out_len = frame_len(to);
+        let period = lcm(frame_period(from), frame_period(to));
         if from == to {
             return Kernel {
                 from,
@@ -120,13 +172,20 @@ impl Kernel {
                 history: 0,
                 delay: 0.0,
                 scratch: 0,
+                period,
             };
         }
         let g = gcd(from, to);
         let l = (to / g) as usize;
         let m = (from / g) as usize;
-        let proto = design::prototype(from, to, l);
+        if period > 1 || (l > 1 && m > 1) {
+            // Frame lengths vary, or the ratio is not an integer: the general kernel.
+            return Self::rational(from, to, l, m, period);
+        }
+        let proto = design::prototype(from, to, l, m, 0);
         let t = proto.taps_per_phase;
+        let in_len = frame_len(from);
+        let out_len = frame_len(to);
         let history = t - 1;
         let delay = proto.centre as f64 / (from as f64 * l as f64);
         let window = history + in_len;
@@ -135,7 +194,8 @@ impl Kernel {
                 .map(|p| Branch::from_coefs(&design::branch(&proto, l, p)))
                 .collect();
             (Plan::Up { branches }, window + out_len + out_len)
-        } else if l == 1 {
+        } else {
+            // l == 1: an integer down-sampling (the other cases left above).
             let c = design::branch(&proto, 1, 0);
             let subs: Box<[Branch]> = (0..m)
                 .map(|j| {
@@ -144,25 +204,6 @@ impl Kernel {
                 })
                 .collect();
             (Plan::Down { subs }, window + window + m + out_len)
-        } else {
-            let mut table = Vec::with_capacity(l * t);
-            for p in 0..l {
-                table.extend(design::branch(&proto, l, p).iter().map(|v| *v as f32));
-            }
-            let steps = (0..out_len)
-                .map(|r| {
-                    let pos = r * m;
-                    ((pos / l) as u32, (pos % l) as u32)
-                })
-                .collect();
-            (
-                Plan::Rational {
-                    taps: t,
-                    table: table.into(),
-                    steps,
-                },
-                window + out_len,
-            )
         };
         Kernel {
             from,
@@ -171,11 +212,81 @@ impl Kernel {
             history,
             delay,
             scratch,
+            period,
         }
     }
 
-    /// The shared kernel for a pair, designed on first use.
+    /// The general L/M kernel over one period of the framing pattern.
+    ///
+    /// Output `r` of the period (counted from its start) is the dot product of
+    /// its phase `(r * m) % l` with the input ending at sample `(r * m) / l`
+    /// (counted likewise). A frame's window is the kept history followed by
+    /// the frame's input; where frame lengths vary, an output near a frame
+    /// edge can reach a sample or two before the history the integer-length
+    /// design keeps, or past the frame's end, so the history grows by what
+    /// the worst frame needs and the delay by whole input samples to match.
+    fn rational(from: u32, to: u32, l: usize, m: usize, period: u32) -> Kernel {
+        let frames = period as u64;
+        let in_offset = |k: u64| (k * from as u64 / 50) as i64;
+        let out_offset = |k: u64| (k * to as u64 / 50) as i64;
+        // Over every output: how far its input lies before its frame's first
+        // sample (`lead`) and past its frame's last one (`lag`).
+        let (mut lead, mut lag) = (0i64, i64::MIN);
+        for k in 0..frames {
+            for r in out_offset(k)..out_offset(k + 1) {
+                let newest = r * m as i64 / l as i64;
+                lead = lead.max(in_offset(k) - newest);
+                lag = lag.max(newest - (in_offset(k + 1) - 1));
+            }
+        }
+        let shift = lead.max(0) as usize;
+        let extra = lag.max(0) as usize;
+        let proto = &design::prototype(from, to, l, m, extra);
+        let t = proto.taps_per_phase;
+        let history = t - 1 + shift + extra;
+        let mut steps = Vec::with_capacity(out_offset(frames) as usize);
+        let mut frame_steps = Vec::with_capacity(period as usize + 1);
+        for k in 0..frames {
+            frame_steps.push(steps.len() as u32);
+            for r in out_offset(k)..out_offset(k + 1) {
+                let pos = r * m as i64;
+                // Window index of the output's oldest tap.
+                let start = pos / l as i64 - in_offset(k) + shift as i64;
+                steps.push((start as u32, (pos % l as i64) as u32));
+            }
+        }
+        frame_steps.push(steps.len() as u32);
+        let mut table = Vec::with_capacity(l * t);
+        for p in 0..l {
+            table.extend(design::branch(proto, l, p).iter().map(|v| *v as f32));
+        }
+        // The newest sample an output uses lies `extra` input samples further
+        // back than in the integer-length design.
+        let delay = proto.centre as f64 / (from as f64 * l as f64) + extra as f64 / from as f64;
+        let scratch = history + max_frame_len(from) + max_frame_len(to);
+        Kernel {
+            from,
+            to,
+            plan: Plan::Rational {
+                taps: t,
+                table: table.into(),
+                steps: steps.into(),
+                frame_steps: frame_steps.into(),
+            },
+            history,
+            delay,
+            scratch,
+            period,
+        }
+    }
+
+    /// The kernel for a pair: designed on first use and shared when both
+    /// rates are standard ones, designed for this stream alone otherwise (so
+    /// that unusual rates cannot fill the cache).
     fn shared(from: u32, to: u32) -> Arc<Kernel> {
+        if !(STANDARD_RATES.contains(&from) && STANDARD_RATES.contains(&to)) {
+            return Arc::new(Kernel::build(from, to));
+        }
         type Cache = Mutex<HashMap<(u32, u32), Arc<Kernel>>>;
         static CACHE: OnceLock<Cache> = OnceLock::new();
         let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
@@ -202,16 +313,27 @@ thread_local! {
 pub struct Resampler {
     kernel: Arc<Kernel>,
     history: Box<[f32]>,
+    /// Index of the next frame within the framing period.
+    frame: u32,
 }
 
 impl Resampler {
-    /// A resampler from `from` Hz to `to` Hz, both in [`SUPPORTED_RATES`].
+    /// A resampler from `from` Hz to `to` Hz, both from [`MIN_RATE`] to
+    /// [`MAX_RATE`], whose ratio needs at most [`MAX_PHASES`] filter phases.
     pub fn new(from: u32, to: u32) -> Result<Self, CodecError> {
         check_rate(from)?;
         check_rate(to)?;
+        let phases = to / gcd(from, to);
+        if phases > MAX_PHASES {
+            return Err(CodecError::UnsupportedRatio { from, to, phases });
+        }
         let kernel = Kernel::shared(from, to);
         let history = vec![0f32; kernel.history].into_boxed_slice();
-        Ok(Resampler { kernel, history })
+        Ok(Resampler {
+            kernel,
+            history,
+            frame: 0,
+        })
     }
 
     /// Input rate, Hz.
@@ -224,14 +346,25 @@ impl Resampler {
         self.kernel.to
     }
 
-    /// Input samples per frame.
+    /// Input samples the next frame takes (the same every frame unless the
+    /// input rate is not a multiple of 50 Hz; see [`frame_len_at`]).
     pub fn input_len(&self) -> usize {
-        frame_len(self.kernel.from)
+        frame_len_at(self.kernel.from, self.frame as u64)
     }
 
-    /// Output samples per frame.
+    /// Output samples the next frame gives.
     pub fn output_len(&self) -> usize {
-        frame_len(self.kernel.to)
+        frame_len_at(self.kernel.to, self.frame as u64)
+    }
+
+    /// The longest input frame ([`max_frame_len`] of the input rate).
+    pub fn max_input_len(&self) -> usize {
+        max_frame_len(self.kernel.from)
+    }
+
+    /// The longest output frame.
+    pub fn max_output_len(&self) -> usize {
+        max_frame_len(self.kernel.to)
     }
 
     /// Group delay from input to output, seconds (constant: the filters are linear-phase).
@@ -244,12 +377,15 @@ impl Resampler {
         std::mem::size_of::<Self>() + self.history.len() * std::mem::size_of::<f32>()
     }
 
-    /// Forgets the signal history (as after a discontinuity), keeping the kernel.
+    /// Forgets the signal history (as after a discontinuity), keeping the
+    /// kernel; the next frame is frame 0 of the framing pattern.
     pub fn reset(&mut self) {
         self.history.fill(0.0);
+        self.frame = 0;
     }
 
-    /// Resamples exactly one 20 ms frame: `input.len() == input_len()`, `output.len() == output_len()`.
+    /// Resamples exactly one 20 ms frame: `input.len() == input_len()`,
+    /// `output.len() == output_len()`, both taken before the call.
     pub fn process(&mut self, input: &[i16], output: &mut [i16]) -> Result<(), CodecError> {
         if input.len() != self.input_len() {
             return Err(CodecError::FrameLength {
@@ -263,6 +399,8 @@ impl Resampler {
                 got: output.len(),
             });
         }
+        let frame = self.frame;
+        self.frame = (frame + 1) % self.kernel.period;
         if let Plan::Identity = self.kernel.plan {
             output.copy_from_slice(input);
             return Ok(());
@@ -272,12 +410,12 @@ impl Resampler {
             if guard.len() < self.kernel.scratch {
                 guard.resize(self.kernel.scratch, 0.0);
             }
-            self.run(input, output, &mut guard);
+            self.run(input, output, frame as usize, &mut guard);
         });
         Ok(())
     }
 
-    fn run(&mut self, input: &[i16], output: &mut [i16], scratch: &mut [f32]) {
+    fn run(&mut self, input: &[i16], output: &mut [i16], frame: usize, scratch: &mut [f32]) {
         let k = &*self.kernel;
         let h = k.history;
         let in_len = input.len();
@@ -309,9 +447,16 @@ impl Resampler {
                 }
                 fir::f32_to_i16(out_f, output);
             }
-            Plan::Rational { taps, table, steps } => {
+            Plan::Rational {
+                taps,
+                table,
+                steps,
+                frame_steps,
+            } => {
                 let out_f = &mut rest[..out_len];
-                for (o, &(start, phase)) in out_f.iter_mut().zip(steps.iter()) {
+                let first = frame_steps[frame] as usize;
+                let steps = &steps[first..first + out_len];
+                for (o, &(start, phase)) in out_f.iter_mut().zip(steps) {
                     let c = &table[phase as usize * taps..(phase as usize + 1) * taps];
                     let w = &window[start as usize..start as usize + taps];
                     *o = fir::dot(c, w);
@@ -357,29 +502,62 @@ mod tests {
 
     #[test]
     fn every_pair_gives_exact_frames_forever() {
-        for &from in &SUPPORTED_RATES {
-            for &to in &SUPPORTED_RATES {
+        for &from in &STANDARD_RATES {
+            for &to in &STANDARD_RATES {
                 let mut r = Resampler::new(from, to).expect("supported");
-                let input = vec![1000i16; frame_len(from)];
-                let mut out = vec![0i16; frame_len(to)];
-                for _ in 0..60 {
-                    r.process(&input, &mut out).expect("exact frame");
+                let input = vec![1000i16; max_frame_len(from)];
+                let mut out = vec![0i16; max_frame_len(to)];
+                let (mut took, mut gave) = (0usize, 0usize);
+                for k in 0..60u64 {
+                    let (i, o) = (r.input_len(), r.output_len());
+                    assert_eq!((i, o), (frame_len_at(from, k), frame_len_at(to, k)));
+                    r.process(&input[..i], &mut out[..o]).expect("exact frame");
+                    // After the delay has passed, DC passes at unity gain.
+                    if k >= 50 {
+                        assert!(
+                            out[..o].iter().all(|&s| (s - 1000).abs() <= 1),
+                            "{from}->{to} frame {k}: {:?}",
+                            &out[..4]
+                        );
+                    }
+                    took += i;
+                    gave += o;
                 }
-                // After the delay has passed, DC passes at unity gain.
-                assert!(
-                    out.iter().all(|&s| (s - 1000).abs() <= 1),
-                    "{from}->{to}: {:?}",
-                    &out[..4]
-                );
+                // 60 frames are 1.2 s at both rates, to the sample.
+                assert_eq!((took, gave), (from as usize * 6 / 5, to as usize * 6 / 5));
             }
         }
     }
 
     #[test]
+    fn frames_at_11025_alternate_and_keep_exact_time() {
+        assert_eq!(frame_period(11025), 2);
+        assert_eq!(frame_period(22050), 1);
+        assert_eq!((frame_len_at(11025, 0), frame_len_at(11025, 1)), (220, 221));
+        assert_eq!(max_frame_len(11025), 221);
+        let total: usize = (0..50).map(|k| frame_len_at(11025, k)).sum();
+        assert_eq!(total, 11025);
+        let odd: usize = (0..50).map(|k| frame_len_at(8001, k)).sum();
+        assert_eq!(odd, 8001, "any rate: 50 frames are one second");
+    }
+
+    #[test]
     fn wrong_sizes_and_rates_are_errors() {
         assert_eq!(
-            Resampler::new(11025, 8000).err(),
-            Some(CodecError::UnsupportedRate { rate: 11025 })
+            Resampler::new(7999, 8000).err(),
+            Some(CodecError::UnsupportedRate { rate: 7999 })
+        );
+        assert_eq!(
+            Resampler::new(8000, 48001).err(),
+            Some(CodecError::UnsupportedRate { rate: 48001 })
+        );
+        assert_eq!(
+            Resampler::new(8001, 8000).err(),
+            Some(CodecError::UnsupportedRatio {
+                from: 8001,
+                to: 8000,
+                phases: 8000
+            })
         );
         let mut r = Resampler::new(8000, 16000).expect("supported");
         let mut out = [0i16; 320];

@@ -106,7 +106,12 @@ pub fn pcm_codec(codec: AudioCodec, opus_rate: u32) -> Codec {
         AudioCodec::Pcmu => Codec::Pcmu,
         AudioCodec::Pcma => Codec::Pcma,
         AudioCodec::G722 => Codec::G722,
-        AudioCodec::Opus => Codec::Opus { rate: opus_rate },
+        // libopus decodes at 8, 12, 16, 24 or 48 kHz; a bot at another rate
+        // (22,050 Hz, say) gets full-band audio resampled from 48 kHz.
+        AudioCodec::Opus if [8000, 12000, 16000, 24000, 48000].contains(&opus_rate) => {
+            Codec::Opus { rate: opus_rate }
+        }
+        AudioCodec::Opus => Codec::Opus { rate: 48000 },
     }
 }
 
