@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use voxbridge_control::config::ControlConfig;
 use voxbridge_control::link::media_side::MediaSide;
 use voxbridge_control::service::Control;
-use voxbridge_media::events::{EventSink, LogSink};
+use voxbridge_media::events::{EventSink, FanOut, LogSink};
 use voxbridge_media::{CallCommands, Config, MediaServer};
 
 /// `voxbridge serve` arguments.
@@ -148,10 +148,13 @@ async fn serve(config: Config, control_cfg: ControlConfig, role: Role) -> anyhow
         Role::Media => Some(MediaSide::new(control_cfg.link_config()).context("media link")?),
         _ => None,
     };
+    // The call log (a line per call start and end, a warning per bot
+    // failure) is written whatever else takes the events.
+    let log: Arc<dyn EventSink> = Arc::new(LogSink);
     let sink: Arc<dyn EventSink> = match (&control, &link) {
-        (Some(c), _) => Arc::new(c.sink()),
-        (None, Some(l)) => l.sink.clone() as Arc<dyn EventSink>,
-        (None, None) => Arc::new(LogSink),
+        (Some(c), _) => Arc::new(FanOut(vec![log, Arc::new(c.sink())])),
+        (None, Some(l)) => Arc::new(FanOut(vec![log, l.sink.clone() as Arc<dyn EventSink>])),
+        (None, None) => log,
     };
     let server = MediaServer::bind(config, sink).await?;
     if let Some(c) = &control {

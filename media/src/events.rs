@@ -236,34 +236,42 @@ pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, event: CallEvent);
 }
 
-/// Writes each event as one `tracing` line.
+/// The operator's log of calls: one `info` line when a call starts and one
+/// when it ends (with its cause and duration), a `warn` line for each bot
+/// failure, everything else at `debug`. `serve` puts it beside whatever
+/// other sink is on (the control sidecar, the media link), so the log says
+/// the same whatever the deployment.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LogSink;
 
 impl EventSink for LogSink {
     fn emit(&self, event: CallEvent) {
         match &event {
+            CallEvent::Created { info, .. } => tracing::info!(
+                call_id = info.call_id,
+                route = info.route,
+                ingress = info.ingress,
+                caller = info.caller.as_deref().unwrap_or(""),
+                callee = info.callee.as_deref().unwrap_or(""),
+                "call started"
+            ),
             CallEvent::Hungup {
                 call_id,
                 cause,
                 duration,
                 ..
-            } => {
-                tracing::info!(
-                    call_id,
-                    cause = cause.as_str(),
-                    duration_ms = duration.as_millis() as u64,
-                    "call hung up"
-                )
-            }
+            } => tracing::info!(
+                call_id,
+                cause = cause.as_str(),
+                duration_ms = duration.as_millis() as u64,
+                "call ended"
+            ),
             CallEvent::BotFailed {
                 call_id,
                 reason,
                 will_retry,
-            } => {
-                tracing::warn!(call_id, reason, will_retry, "bot link failed")
-            }
-            other => tracing::info!(call_id = other.call_id(), event = ?other, "call event"),
+            } => tracing::warn!(call_id, reason, will_retry, "bot link failed"),
+            other => tracing::debug!(call_id = other.call_id(), event = ?other, "call event"),
         }
     }
 }
@@ -294,8 +302,11 @@ pub struct FanOut(pub Vec<Arc<dyn EventSink>>);
 
 impl EventSink for FanOut {
     fn emit(&self, event: CallEvent) {
-        for s in &self.0 {
-            s.emit(event.clone());
+        if let Some((last, rest)) = self.0.split_last() {
+            for s in rest {
+                s.emit(event.clone());
+            }
+            last.emit(event);
         }
     }
 }

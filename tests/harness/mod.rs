@@ -404,9 +404,19 @@ impl ServeProcess {
     /// `bot_url`. Returns once it printed its `voxbridge serve:` line, with
     /// its AudioSocket address.
     pub fn start(config: &std::path::Path, bot_url: &str) -> (ServeProcess, String) {
+        Self::start_with(config, bot_url, |_| {})
+    }
+
+    /// As [`ServeProcess::start`], with `customize` applied to the command
+    /// last (to set the log level, or send stderr to a file).
+    pub fn start_with(
+        config: &std::path::Path,
+        bot_url: &str,
+        customize: impl FnOnce(&mut std::process::Command),
+    ) -> (ServeProcess, String) {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voxbridge"))
-            .args(["serve", "--config"])
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_voxbridge"));
+        cmd.args(["serve", "--config"])
             .arg(config)
             .env("VOXBRIDGE_AUDIOSOCKET_LISTEN", "127.0.0.1:0")
             .env("VOXBRIDGE_METRICS_LISTEN", "off")
@@ -414,9 +424,9 @@ impl ServeProcess {
             .env("VOXBRIDGE_WORKERS", "1")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("voxbridge serve runs");
+            .stderr(std::process::Stdio::inherit());
+        customize(&mut cmd);
+        let mut child = cmd.spawn().expect("voxbridge serve runs");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         std::io::BufReader::new(stdout)

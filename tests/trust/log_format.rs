@@ -1,39 +1,89 @@
-//! Rule: the log is plain text unless a person reads it on a terminal. The
-//! daemon runs with stderr on a pipe (as under systemd, docker or `2> file`)
-//! and must write no ANSI escape codes there.
+//! Rules of the operator's log: one `info` line per call start and end
+//! (with its cause) whatever else takes the call events (here the control
+//! sidecar, the default), and plain text unless a person reads it on a
+//! terminal: with stderr on a pipe or a file (systemd, docker, `2> file`)
+//! no ANSI escape codes.
+
+use crate::harness;
 
 use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
-#[test]
-fn logs_on_a_pipe_carry_no_colour_codes() {
-    let dir = std::env::temp_dir().join(format!("voxbridge-logfmt-{}", std::process::id()));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_logs_its_start_and_end_in_plain_text() {
+    let bot_url = harness::echo_bot().await;
+    let dir = std::env::temp_dir().join(format!("voxbridge-calllog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    // A taken port: the daemon opens its store (logging the migrations) and
-    // then fails to bind, so it exits by itself after writing log lines.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let config = dir.join("voxbridge.toml");
     std::fs::write(
         &config,
         format!(
-            "metrics_listen = \"off\"\n[control]\nlisten = \"{}\"\nstore = \"sqlite://{}\"\n",
-            taken.local_addr().expect("addr"),
-            dir.join("store.db").display()
+            "[control]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+            dir.display()
         ),
     )
     .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("NO_COLOR")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("voxbridge serve runs");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the port was taken: {log}");
-    assert!(log.contains(" INFO "), "no log lines to check: {log}");
-    assert!(!log.contains('\u{1b}'), "ANSI escape codes on a pipe: {log:?}");
+    let log_path = dir.join("stderr.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let (mut daemon, addr) = harness::ServeProcess::start_with(&config, &bot_url, |cmd| {
+        cmd.env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stderr(Stdio::from(log));
+    });
+
+    // One AudioSocket call: its UUID, a frame, then the caller hangs up and
+    // the daemon closes the connection.
+    let mut caller = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut hello = vec![0x01, 0x00, 0x10];
+    hello.extend_from_slice(&harness::uuid(77));
+    caller.write_all(&hello).await.expect("uuid");
+    caller.write_all(&[0x10, 0x01, 0x40]).await.expect("frame header");
+    caller.write_all(&[0u8; 320]).await.expect("frame");
+    caller.write_all(&[0x00, 0x00, 0x00]).await.expect("hangup");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        use tokio::io::AsyncReadExt;
+        caller.read_to_end(&mut rest).await
+    })
+    .await;
+    assert!(closed.is_ok(), "the daemon did not close the call's connection");
+
+    // SIGTERM and wait: once the process is gone its log is complete.
+    let child = &mut daemon.0;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the daemon ends after SIGTERM");
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    assert!(status.success(), "{text}");
+    let call_id = uuid::Uuid::from_bytes(harness::uuid(77)).to_string();
+    let started = text
+        .lines()
+        .find(|l| l.contains("call started") && l.contains(&call_id));
+    assert!(
+        started.is_some_and(|l| l.contains(" INFO ")),
+        "no start line for {call_id}: {text}"
+    );
+    let ended = text
+        .lines()
+        .find(|l| l.contains("call ended") && l.contains(&call_id));
+    assert!(
+        ended.is_some_and(|l| l.contains(" INFO ") && l.contains("cause=\"caller_hangup\"")),
+        "no end line with its cause for {call_id}: {text}"
+    );
+    assert!(!text.contains('\u{1b}'), "ANSI escape codes in a file: {text:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
