@@ -1,5 +1,5 @@
 //! What goes wrong: a bot that never answers or drops mid-call (under both
-//! policies), a bot that hangs up, malformed caller input (the call ends,
+//! policies), a bot that hangs up or closes with a failure code, malformed caller input (the call ends,
 //! counted; other calls are unaffected), connections that never identify,
 //! and shutdown with calls in progress.
 
@@ -162,6 +162,50 @@ async fn a_bot_can_end_the_call() {
     .await;
     assert!(caller.until_hangup().await);
     hung_up_with(&mut d, HangupCause::BotHangup).await;
+}
+
+/// Rule: a bot's close code says whether it ended the call or failed. A
+/// normal close (1000) is the bot hanging up; 1013 (what pipecat's server
+/// answers a second client with, right after the handshake) and 1011 are
+/// failures that go through `on_bot_failure`, counted as bot drops.
+#[tokio::test]
+async fn a_bots_close_code_tells_a_hangup_from_a_failure() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    for (n, code, cause) in [
+        (31u8, CloseCode::Normal, HangupCause::BotHangup),
+        (32, CloseCode::Again, HangupCause::BotUnavailable),
+        (33, CloseCode::Error, HangupCause::BotDropped),
+    ] {
+        let mut bot = TestBot::start().await;
+        let mut d = Daemon::start(pipecat_route(&bot.url, 8000)).await;
+        let mut caller = Caller::connect(d.addr, uuid(n)).await;
+        let mut link = bot.accept().await;
+        link.ws
+            .close(Some(CloseFrame {
+                code,
+                reason: "busy".into(),
+            }))
+            .await
+            .expect("close");
+        assert!(caller.until_hangup().await);
+        if code != CloseCode::Normal {
+            let e = d
+                .event("bot failure", |e| matches!(e, CallEvent::BotFailed { .. }))
+                .await;
+            let CallEvent::BotFailed {
+                reason, will_retry, ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert!(reason.contains(&u16::from(code).to_string()), "{reason}");
+            assert!(!will_retry, "the route's policy is to hang up");
+        }
+        hung_up_with(&mut d, cause).await;
+        let drops = u64::from(code != CloseCode::Normal);
+        assert_eq!(d.metrics.bot_drops.load(Relaxed), drops, "{code:?}");
+    }
 }
 
 #[tokio::test]

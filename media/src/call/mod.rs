@@ -28,6 +28,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 pub use audiosocket::run;
@@ -427,7 +429,7 @@ impl Core {
         let decoded = match m {
             Message::Binary(b) => self.codec.decode_binary(b),
             Message::Text(t) => self.codec.decode_text(t.as_str()),
-            Message::Close(_) => return Err(HangupCause::BotHangup),
+            Message::Close(frame) => return self.bot_closed(frame),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
         };
         let input = match decoded {
@@ -483,6 +485,30 @@ impl Core {
             BotInput::Ignored => {}
         }
         Ok(())
+    }
+
+    /// The bot closed its WebSocket. A normal close (1000, or no code) is the
+    /// bot ending the call; any other code means it failed (1011 internal
+    /// error, 1013 try again later as pipecat's server answers a second
+    /// client, 1001 going away, ...), which goes through the route's
+    /// `on_bot_failure` policy like a dropped link.
+    fn bot_closed(&mut self, frame: Option<CloseFrame>) -> Result<(), HangupCause> {
+        let Some(frame) = frame.filter(|f| f.code != CloseCode::Normal) else {
+            return Err(HangupCause::BotHangup);
+        };
+        let code = u16::from(frame.code);
+        let reason = if frame.reason.is_empty() {
+            format!("bot closed the link with code {code}")
+        } else {
+            format!("bot closed the link with code {code}: {}", frame.reason)
+        };
+        self.ctx.metrics.bot_drops.fetch_add(1, Relaxed);
+        let cause = match frame.code {
+            // Overloaded or restarting: the bot is not there for this call.
+            CloseCode::Again | CloseCode::Restart => HangupCause::BotUnavailable,
+            _ => HangupCause::BotDropped,
+        };
+        self.bot_down(reason, 0, cause)
     }
 
     /// Echoes every mark whose audio has played.
