@@ -216,3 +216,31 @@ async fn a_silent_caller_still_gets_a_frame_every_tick_and_the_bot_hears_the_han
         0
     );
 }
+
+/// Rule: the caller's last partial frame reaches the bot. Asterisk ends a
+/// file with a short AudioSocket frame (178 or 222 bytes); it goes to the
+/// bot padded with silence to 20 ms when the call ends, so the bot hears
+/// the last 11-14 ms of speech.
+#[tokio::test]
+async fn the_last_partial_frame_reaches_the_bot_padded_to_20_ms() {
+    let mut bot = TestBot::start().await;
+    let d = Daemon::start(pipecat_route(&bot.url, 8000)).await;
+    let mut caller = Caller::connect(d.addr, uuid(5)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    let speech = speech_8k(3);
+    let tail: Vec<i16> = (1..=89).map(|i| i * 100).collect();
+    caller.send_audio(&speech).await;
+    caller.send_audio(&tail).await; // one frame of 178 bytes
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    let mut heard = Vec::new();
+    while let Some(k) = pipecat_next(&mut link).await {
+        if let Kind::Audio(a) = k {
+            heard.extend(a.audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+        }
+    }
+    assert_eq!(heard.len(), 4 * 160, "three frames and the padded fourth");
+    assert_eq!(&heard[..480], &speech[..]);
+    assert_eq!(&heard[480..569], &tail[..], "the partial frame's samples");
+    assert!(heard[569..].iter().all(|&s| s == 0), "then silence");
+}

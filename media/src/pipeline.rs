@@ -201,6 +201,15 @@ impl Pipeline {
         n
     }
 
+    /// The end of the caller's audio: a partial 20 ms frame still in the
+    /// framer (Asterisk ends a file with a short frame) is padded with
+    /// silence and emitted, so the bot hears the last milliseconds too.
+    pub fn flush_caller(&mut self, emit: impl FnMut(&[i16])) -> usize {
+        let n = self.up.flush(emit);
+        self.stats.frames_up += n as u64;
+        n
+    }
+
     /// Bot audio at `rate` (PCM16 samples, any length): queued for playout.
     /// A new rate rebuilds the down stage (allocates once per change).
     pub fn bot_audio(&mut self, pcm: &[i16], rate: u32) -> Result<(), MediaError> {

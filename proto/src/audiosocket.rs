@@ -236,6 +236,30 @@ impl AudioSocketCodec {
         }
     }
 
+    /// Appends an audio frame of samples at `rate` (written little-endian),
+    /// refusing what Asterisk would reject, as [`AudioSocketCodec::encode_frame`]
+    /// does; the hot path's form (no `Bytes` to build per frame).
+    pub fn encode_audio(&self, rate: u32, pcm: &[i16], dst: &mut BytesMut) -> Result<(), ProtoError> {
+        let t = audio_kind(rate).ok_or(ProtoError::UnsupportedRate(rate))?;
+        if pcm.is_empty() {
+            return Err(ProtoError::EmptyAudio);
+        }
+        let len = pcm.len() * 2;
+        if len > self.max_payload || len > u16::MAX as usize {
+            return Err(ProtoError::LengthTooLarge {
+                len,
+                max: self.max_payload.min(u16::MAX as usize),
+            });
+        }
+        dst.reserve(HEADER_LEN + len);
+        dst.put_u8(t);
+        dst.put_u16(len as u16);
+        for s in pcm {
+            dst.put_i16_le(*s);
+        }
+        Ok(())
+    }
+
     /// Appends any frame, including those only Asterisk sends (for test peers and loadgen).
     pub fn encode_any(&self, frame: &Frame, dst: &mut BytesMut) -> Result<(), ProtoError> {
         let (t, payload): (u8, &[u8]) = match frame {
@@ -425,6 +449,31 @@ mod tests {
         assert!(buf.is_empty());
         c.encode_frame(&Frame::Hangup, &mut buf).expect("hangup");
         assert_eq!(&buf[..], &[0, 0, 0]);
+    }
+
+    #[test]
+    fn audio_samples_encode_as_the_frame_of_their_bytes() {
+        let c = AudioSocketCodec::default();
+        let pcm = [1i16, -2, 300, i16::MIN];
+        let mut a = BytesMut::new();
+        c.encode_audio(16000, &pcm, &mut a).expect("16 kHz");
+        let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut b = BytesMut::new();
+        c.encode_frame(
+            &Frame::Audio {
+                rate: 16000,
+                pcm: bytes.into(),
+            },
+            &mut b,
+        )
+        .expect("16 kHz");
+        assert_eq!(a, b);
+        assert_eq!(
+            c.encode_audio(11025, &pcm, &mut a),
+            Err(ProtoError::UnsupportedRate(11025)),
+            "no silent fallback to 8 kHz"
+        );
+        assert_eq!(c.encode_audio(8000, &[], &mut a), Err(ProtoError::EmptyAudio));
     }
 
     fn frame() -> impl Strategy<Value = Frame> {

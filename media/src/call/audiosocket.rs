@@ -14,13 +14,13 @@
 
 use super::{drive, start_core, CallContext, Core, Leg};
 use crate::events::{CallInfo, HangupCause};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use voxbridge_proto::audiosocket::{audio_kind, AudioSocketCodec, Frame, HEADER_LEN};
+use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 
 /// A caller whose socket has taken nothing for this many ticks is gone.
 const STALLED_TICKS: u32 = 100;
@@ -157,15 +157,15 @@ impl AudioSocketLeg {
                 Err(_) => return Err(HangupCause::CallerGone),
             }
         }
-        let kind = audio_kind(core.pipeline.caller_rate()).unwrap_or(0x10);
+        let rate = core.pipeline.caller_rate();
         let (frame, _fill) = core.pipeline.tick();
         if self.wpending == 0 {
             self.wbuf.clear();
-            self.wbuf.reserve(HEADER_LEN + frame.len() * 2);
-            self.wbuf.put_u8(kind);
-            self.wbuf.put_u16((frame.len() * 2) as u16);
-            for s in frame {
-                self.wbuf.put_i16_le(*s);
+            if let Err(e) = self.asc.encode_audio(rate, frame, &mut self.wbuf) {
+                // The caller's rate came from its own frames, so Asterisk
+                // takes it back; this is a configuration the call cannot run.
+                tracing::warn!(call_id = core.info.call_id, rate, error = %e, "cannot send audio to the caller");
+                return Err(HangupCause::UnsupportedAudio);
             }
             match self.sock.try_write(&self.wbuf) {
                 Ok(n) => {

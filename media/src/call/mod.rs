@@ -553,6 +553,15 @@ impl Core {
     }
 
     fn finish(mut self, cause: HangupCause, leg: &mut Leg) {
+        // The caller's last partial frame, and whatever its last read queued,
+        // go to the bot before the link closes.
+        let codec = &mut self.codec;
+        let outbox = &mut self.outbox;
+        let n = self.pipeline.flush_caller(|f| outbox.push(codec.audio(f)));
+        self.counters.frames_to_bot += n as u64;
+        if !self.outbox.is_empty() {
+            self.send_outbox();
+        }
         if let Bot::Up(ws) = std::mem::replace(
             &mut self.bot,
             Bot::Waiting {
