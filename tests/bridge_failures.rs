@@ -1,5 +1,6 @@
 //! What goes wrong: a bot that never answers or drops mid-call (under both
-//! policies), a bot that hangs up or closes with a failure code, malformed caller input (the call ends,
+//! policies), a bot that hangs up or closes with a failure code, a bot that
+//! stops reading, malformed caller input (the call ends,
 //! counted; other calls are unaffected), connections that never identify,
 //! and shutdown with calls in progress.
 
@@ -206,6 +207,53 @@ async fn a_bots_close_code_tells_a_hangup_from_a_failure() {
         let drops = u64::from(code != CloseCode::Normal);
         assert_eq!(d.metrics.bot_drops.load(Relaxed), drops, "{code:?}");
     }
+}
+
+/// Rule: a bot that stops reading fails like any other bot. Its link's
+/// write buffer fills (4 MiB after the kernel's buffers), the next send is
+/// refused, and the call goes through `on_bot_failure` (here: hang up),
+/// counted in `voxbridge_bot_stalls_total` and as a bot drop; the frames
+/// that could not be queued are counted lost, never dropped unseen.
+#[tokio::test]
+async fn a_bot_that_stops_reading_fails_like_any_other_bot() {
+    use tokio::io::AsyncWriteExt;
+    let mut bot = TestBot::start().await;
+    // 48 kHz to the bot: each 20 ms is ~1.9 KB on its link, so it fills fast.
+    let mut d = Daemon::start(pipecat_route(&bot.url, 48000)).await;
+    let caller = Caller::connect(d.addr, uuid(34)).await;
+    let _never_read = bot.accept().await;
+    let (mut rd, mut wr) = caller.sock.into_split();
+    // The caller itself keeps reading what the daemon plays to it.
+    let reader = tokio::spawn(async move {
+        let mut b = vec![0u8; 1 << 16];
+        while matches!(rd.read(&mut b).await, Ok(n) if n > 0) {}
+    });
+    let frame: Vec<u8> = [0x10, 0x01, 0x40]
+        .into_iter()
+        .chain((0..160i16).flat_map(|i| (i * 50).to_le_bytes()))
+        .collect();
+    let second = frame.repeat(50);
+    // As fast as the socket takes it (far faster than real time); at most
+    // an hour of audio, far more than the buffers hold.
+    let writer = tokio::spawn(async move {
+        for _ in 0..3600 {
+            if wr.write_all(&second).await.is_err() {
+                break;
+            }
+        }
+    });
+    let e = d
+        .event("bot failure", |e| matches!(e, CallEvent::BotFailed { .. }))
+        .await;
+    let CallEvent::BotFailed { reason, .. } = e else {
+        unreachable!()
+    };
+    assert!(reason.contains("stopped reading"), "{reason}");
+    hung_up_with(&mut d, HangupCause::BotDropped).await;
+    assert_eq!(d.metrics.bot_stalls.load(Relaxed), 1);
+    assert_eq!(d.metrics.bot_drops.load(Relaxed), 1);
+    writer.abort();
+    reader.abort();
 }
 
 #[tokio::test]

@@ -4,8 +4,10 @@
 //! Sends never wait on a slow bot: messages are queued in tungstenite's write
 //! buffer and flushed once per batch with a single poll; what the socket does
 //! not take now goes out with the next flush (at most 20 ms later). A bot that
-//! stops reading fills the buffer up to [`MAX_WRITE_BUFFER`] and then counts as
-//! dropped, so a stuck bot can never stall the caller's 20 ms clock.
+//! stops reading fills the buffer up to [`MAX_WRITE_BUFFER`]; the next send is
+//! refused ([`MediaError::BotStalled`]) and the call treats the bot as failed
+//! (its route's `on_bot_failure`), so a stuck bot can never stall the
+//! caller's 20 ms clock nor swallow its audio unseen.
 
 use crate::botcodec::Outgoing;
 use crate::config::Route;
@@ -78,9 +80,12 @@ pub fn to_message(o: Outgoing) -> Message {
 /// Queues a message without waiting (see the module docs).
 pub fn queue(ws: &mut Ws, o: Outgoing) -> Result<(), MediaError> {
     let mut sink = Pin::new(ws);
-    sink.as_mut()
-        .start_send(to_message(o))
-        .map_err(|e| MediaError::BotProtocol(format!("send: {e}")))
+    sink.as_mut().start_send(to_message(o)).map_err(|e| match e {
+        tokio_tungstenite::tungstenite::Error::WriteBufferFull(_) => MediaError::BotStalled {
+            unsent: MAX_WRITE_BUFFER,
+        },
+        e => MediaError::BotProtocol(format!("send: {e}")),
+    })
 }
 
 /// One non-blocking flush attempt; an error means the link is gone.

@@ -21,6 +21,12 @@ pub enum MediaError {
     /// The bot sent something we cannot use.
     #[error("bot protocol: {0}")]
     BotProtocol(String),
+    /// The bot stopped reading: its link's write buffer is full.
+    #[error("bot stopped reading: {unsent} bytes queued and unsent")]
+    BotStalled {
+        /// Bytes waiting for the bot.
+        unsent: usize,
+    },
     /// The bot link could not be set up.
     #[error("bot connect: {0}")]
     BotConnect(String),

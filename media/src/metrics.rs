@@ -152,6 +152,9 @@ pub struct Metrics {
     pub bot_connect_failures: AtomicU64,
     /// Bot links that dropped mid-call.
     pub bot_drops: AtomicU64,
+    /// Of those, bots dropped because they stopped reading (their link's
+    /// write buffer full).
+    pub bot_stalls: AtomicU64,
     /// Time to connect to the bot.
     pub bot_connect_seconds: Histogram<8>,
     frames_in: AtomicU64,
@@ -241,6 +244,7 @@ impl Default for Metrics {
             caller_protocol_errors: AtomicU64::new(0),
             bot_connect_failures: AtomicU64::new(0),
             bot_drops: AtomicU64::new(0),
+            bot_stalls: AtomicU64::new(0),
             bot_connect_seconds: Histogram::new(&CONNECT_BUCKETS),
             frames_in: AtomicU64::new(0),
             frames_to_bot: AtomicU64::new(0),
@@ -455,6 +459,12 @@ impl Metrics {
             "voxbridge_bot_drops_total",
             "Bot links that dropped mid-call.",
             self.bot_drops.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_bot_stalls_total",
+            "Bot links dropped because the bot stopped reading (write buffer full); also in voxbridge_bot_drops_total.",
+            self.bot_stalls.load(Relaxed),
         );
         let _ = writeln!(
             o,

@@ -161,6 +161,9 @@ struct Core {
     bot_errors_logged: bool,
     /// Key presses the bot asked to play to the caller.
     digits_out: Vec<char>,
+    /// Why the last send to the bot failed (a bot that stopped reading);
+    /// the driver turns it into a bot failure after the current step.
+    send_failed: Option<MediaError>,
 }
 
 /// A call about to run: emits `Created` and counts it active. `None` when
@@ -205,6 +208,7 @@ fn start_core(info: CallInfo, ctx: CallContext, caller_rate: u32) -> Option<Core
         last_overflow: 0,
         bot_errors_logged: false,
         digits_out: Vec::new(),
+        send_failed: None,
         ctx,
     })
 }
@@ -280,6 +284,14 @@ async fn drive_loop(
         if let Err(cause) = step {
             return cause;
         }
+        if let Some(e) = core.send_failed.take() {
+            if matches!(e, MediaError::BotStalled { .. }) {
+                core.ctx.metrics.bot_stalls.fetch_add(1, Relaxed);
+            }
+            if let Err(cause) = core.bot_event(BotWake::Dropped(e.to_string())) {
+                return cause;
+            }
+        }
     }
 }
 
@@ -322,15 +334,22 @@ impl Core {
     fn send_outbox(&mut self) {
         match &mut self.bot {
             Bot::Up(ws) => {
-                let mut failed = false;
+                let mut failed = None;
                 for o in self.outbox.drain(..) {
-                    if !failed && botlink::queue(ws, o).is_err() {
-                        failed = true;
+                    if failed.is_some() {
+                        self.counters.frames_lost += 1;
+                    } else if let Err(e) = botlink::queue(ws, o) {
+                        self.counters.frames_lost += 1;
+                        failed = Some(e);
                     }
                 }
-                if failed || botlink::flush(ws).is_err() {
-                    // The read side sees the same broken socket and reports the drop.
-                    tracing::debug!(call_id = self.info.call_id, "bot send failed");
+                if failed.is_none() {
+                    failed = botlink::flush(ws).err();
+                }
+                if let Some(e) = failed {
+                    // A bot that stops reading fills the write buffer; it fails
+                    // like any other bot (see `drive_loop`), never silently.
+                    self.send_failed.get_or_insert(e);
                 }
             }
             _ if !self.ever_connected => {
