@@ -1,22 +1,20 @@
 //! The hot path allocates nothing: after one warm-up frame, 1,000 frames of
 //! every codec and of the bridge resampler pairs make zero heap allocations
-//! (counted by a global allocator wrapper).
+//! (counted by a global allocator that counts this thread's allocations only).
 
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use std::alloc::System;
 use voxbridge_codecs::g722::{G722Decoder, G722Encoder};
 use voxbridge_codecs::opus::{OpusDecoder, OpusEncoder, OpusSettings};
 use voxbridge_codecs::{g711, Codec, Concealer, Resampler, Transcoder};
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+#[path = "../../tests/support/alloc_count.rs"]
+mod alloc_count;
 
-/// Heap allocations and reallocations made by `f` (tests in this file run one at a time).
-fn count(mut f: impl FnMut()) -> usize {
-    let region = Region::new(GLOBAL);
-    f();
-    let c = region.change();
-    c.allocations + c.reallocations
+#[global_allocator]
+static GLOBAL: alloc_count::ThreadCounting = alloc_count::ThreadCounting;
+
+/// Heap allocations and reallocations made by `f` on this thread.
+fn count(f: impl FnMut()) -> usize {
+    alloc_count::allocations_in(f) as usize
 }
 
 #[test]

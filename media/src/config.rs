@@ -65,6 +65,9 @@ pub struct Route {
     pub max_reconnects: u32,
     /// Cap on bot audio queued for one caller; beyond it the newest audio is dropped and counted.
     pub playout_cap_ms: u32,
+    /// Start cushion for bot audio, ms: how long an utterance's first audio
+    /// waits before it plays (adapts per call; see `playout`). 0 plays at once.
+    pub bot_cushion_ms: u32,
     /// Sent to the bot at start (Twilio `customParameters`, pipecat start message).
     pub params: BTreeMap<String, String>,
 }
@@ -81,6 +84,7 @@ impl std::fmt::Debug for Route {
             .field("reconnect_interval_ms", &self.reconnect_interval_ms)
             .field("max_reconnects", &self.max_reconnects)
             .field("playout_cap_ms", &self.playout_cap_ms)
+            .field("bot_cushion_ms", &self.bot_cushion_ms)
             .field("params", &self.params.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -98,6 +102,7 @@ impl Default for Route {
             reconnect_interval_ms: 1000,
             max_reconnects: 5,
             playout_cap_ms: crate::playout::DEFAULT_CAPACITY_MS,
+            bot_cushion_ms: crate::playout::DEFAULT_CUSHION_MS,
             params: BTreeMap::new(),
         }
     }
@@ -131,6 +136,13 @@ impl Route {
         }
         if self.connect_timeout_ms == 0 {
             return bad("connect_timeout_ms: must be > 0".into());
+        }
+        if self.bot_cushion_ms > crate::playout::MAX_CUSHION_MS {
+            return bad(format!(
+                "bot_cushion_ms: {} (at most {})",
+                self.bot_cushion_ms,
+                crate::playout::MAX_CUSHION_MS
+            ));
         }
         if self.playout_cap_ms < 100 {
             return bad(format!("playout_cap_ms: {} (at least 100)", self.playout_cap_ms));

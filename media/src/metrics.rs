@@ -127,6 +127,10 @@ pub struct CallCounters {
     pub frames_concealed: u64,
     /// Samples of bot audio refused because the playout buffer was full.
     pub overflow_samples: u64,
+    /// Frames of silence inserted inside a bot utterance (its audio ran dry).
+    pub frames_bot_gap: u64,
+    /// Frames of start cushion waited before an utterance played.
+    pub frames_cushion: u64,
     /// Bad messages from the bot (dropped, call continues).
     pub bot_protocol_errors: u64,
     /// Caller-to-bot added latency per forwarded batch.
@@ -164,6 +168,8 @@ pub struct Metrics {
     frames_late: AtomicU64,
     frames_lost: AtomicU64,
     frames_concealed: AtomicU64,
+    frames_bot_gap: AtomicU64,
+    frames_cushion: AtomicU64,
     overflow_samples: AtomicU64,
     bot_protocol_errors: AtomicU64,
     to_bot: Histogram<10>,
@@ -253,6 +259,8 @@ impl Default for Metrics {
             frames_late: AtomicU64::new(0),
             frames_lost: AtomicU64::new(0),
             frames_concealed: AtomicU64::new(0),
+            frames_bot_gap: AtomicU64::new(0),
+            frames_cushion: AtomicU64::new(0),
             overflow_samples: AtomicU64::new(0),
             bot_protocol_errors: AtomicU64::new(0),
             to_bot: Histogram::new(&LATENCY_BUCKETS),
@@ -279,6 +287,10 @@ pub struct FrameTotals {
     pub frames_lost: u64,
     /// See [`CallCounters::overflow_samples`].
     pub overflow_samples: u64,
+    /// See [`CallCounters::frames_bot_gap`].
+    pub frames_bot_gap: u64,
+    /// See [`CallCounters::frames_cushion`].
+    pub frames_cushion: u64,
     /// See [`CallCounters::bot_protocol_errors`].
     pub bot_protocol_errors: u64,
 }
@@ -298,6 +310,8 @@ impl Metrics {
         add(&self.frames_late, c.frames_late);
         add(&self.frames_lost, c.frames_lost);
         add(&self.frames_concealed, c.frames_concealed);
+        add(&self.frames_bot_gap, c.frames_bot_gap);
+        add(&self.frames_cushion, c.frames_cushion);
         add(&self.overflow_samples, c.overflow_samples);
         add(&self.bot_protocol_errors, c.bot_protocol_errors);
         self.to_bot.absorb(&mut c.to_bot);
@@ -325,6 +339,8 @@ impl Metrics {
             frames_late: self.frames_late.load(Relaxed),
             frames_lost: self.frames_lost.load(Relaxed),
             overflow_samples: self.overflow_samples.load(Relaxed),
+            frames_bot_gap: self.frames_bot_gap.load(Relaxed),
+            frames_cushion: self.frames_cushion.load(Relaxed),
             bot_protocol_errors: self.bot_protocol_errors.load(Relaxed),
         }
     }
@@ -369,6 +385,8 @@ impl Metrics {
             ("late", t.frames_late),
             ("lost", t.frames_lost),
             ("concealed", self.frames_concealed.load(Relaxed)),
+            ("bot_gap", self.frames_bot_gap.load(Relaxed)),
+            ("cushion", self.frames_cushion.load(Relaxed)),
         ] {
             let _ = writeln!(o, "voxbridge_frames_total{{kind=\"{kind}\"}} {v}");
         }

@@ -5,12 +5,9 @@
 //! observed) make zero heap allocations, for both bot protocols; and 1,000
 //! frames of an RTP leg (packet in, jitter buffer, decode, encode, packet
 //! out) for PCMU, G.722 and Opus. Counted by a
-//! global allocator wrapper; this file holds one test so nothing else runs
-//! while it counts.
+//! global allocator that counts this thread's allocations only.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use std::alloc::System;
 use std::time::Duration;
 use voxbridge_media::botcodec::{BotCodec, BotInput, Outgoing};
 use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
@@ -20,8 +17,11 @@ use voxbridge_media::rtp::receiver::{FrameSource, RtpReceiver};
 use voxbridge_media::rtp::sender::RtpSender;
 use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 
+#[path = "../../tests/support/alloc_count.rs"]
+mod alloc_count;
+
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: alloc_count::ThreadCounting = alloc_count::ThreadCounting;
 
 struct Call {
     asc: AudioSocketCodec,
@@ -117,22 +117,20 @@ fn call(kind: BotProtocolKind) -> Call {
 
 #[test]
 fn a_thousand_frames_of_a_call_allocate_nothing() {
+    // The counter sees allocations at all (so a zero below means something).
+    assert!(alloc_count::allocations_in(|| drop(std::hint::black_box(vec![1u8; 64]))) >= 1);
     for kind in [BotProtocolKind::Pipecat, BotProtocolKind::Twilio] {
         let mut c = call(kind);
         // Warm-up: arenas reach their steady size, buffers their capacity.
         for _ in 0..200 {
             c.frame();
         }
-        let region = Region::new(GLOBAL);
-        for _ in 0..1000 {
-            c.frame();
-        }
-        let stats = region.change();
-        assert_eq!(
-            (stats.allocations, stats.reallocations),
-            (0, 0),
-            "{kind:?}: allocations per 1,000 frames"
-        );
+        let n = alloc_count::allocations_in(|| {
+            for _ in 0..1000 {
+                c.frame();
+            }
+        });
+        assert_eq!(n, 0, "{kind:?}: allocations per 1,000 frames");
         assert_eq!(c.counters.frames_out, 1200);
         assert!(c.pipeline.stats().frames_down >= 1000, "the bot audio was played");
     }
@@ -163,18 +161,14 @@ fn a_thousand_frames_of_a_call_allocate_nothing() {
             tick(k, &mut wire, &mut out, &mut frame);
             k += 1;
         }
-        let region = Region::new(GLOBAL);
         let mut audio = 0;
-        for _ in 0..1000 {
-            audio += (tick(k, &mut wire, &mut out, &mut frame) == FrameSource::Audio) as u32;
-            k += 1;
-        }
-        let stats = region.change();
-        assert_eq!(
-            (stats.allocations, stats.reallocations),
-            (0, 0),
-            "RTP {codec:?}: allocations per 1,000 frames"
-        );
+        let n = alloc_count::allocations_in(|| {
+            for _ in 0..1000 {
+                audio += (tick(k, &mut wire, &mut out, &mut frame) == FrameSource::Audio) as u32;
+                k += 1;
+            }
+        });
+        assert_eq!(n, 0, "RTP {codec:?}: allocations per 1,000 frames");
         assert_eq!(audio, 1000, "{codec:?}: every tick played a packet");
     }
 }

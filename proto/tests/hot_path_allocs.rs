@@ -1,24 +1,22 @@
 //! Zero heap allocations on the per-frame paths: RTP parse + payload slice,
 //! AudioSocket stream decoding (a connection's read buffer, refilled like a
 //! socket read), and pipecat audio encoding into a reused buffer. Counted by a
-//! global allocator wrapper over 1,000 frames after a warm-up.
+//! global allocator (this thread's allocations only) over 1,000 frames after a warm-up.
 
 use bytes::{Bytes, BytesMut};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use std::alloc::System;
 use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 use voxbridge_proto::pipecat;
 use voxbridge_proto::rtp::{RtpHeader, RtpPacket, StreamTracker};
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+#[path = "../../tests/support/alloc_count.rs"]
+mod alloc_count;
 
-/// Heap allocations and reallocations made by `f` (tests in this file run one at a time).
-fn count(mut f: impl FnMut()) -> usize {
-    let region = Region::new(GLOBAL);
-    f();
-    let c = region.change();
-    c.allocations + c.reallocations
+#[global_allocator]
+static GLOBAL: alloc_count::ThreadCounting = alloc_count::ThreadCounting;
+
+/// Heap allocations and reallocations made by `f` on this thread.
+fn count(f: impl FnMut()) -> usize {
+    alloc_count::allocations_in(f) as usize
 }
 
 #[test]

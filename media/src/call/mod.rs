@@ -157,7 +157,8 @@ struct Core {
     pacer: Pacer,
     counters: CallCounters,
     ticks: u64,
-    last_overflow: u64,
+    /// Playout counters as last folded into the metrics.
+    last_playout: crate::playout::PlayoutStats,
     bot_errors_logged: bool,
     /// Key presses the bot asked to play to the caller.
     digits_out: Vec<char>,
@@ -177,7 +178,7 @@ fn start_core(info: CallInfo, ctx: CallContext, caller_rate: u32) -> Option<Core
     });
     let now = Instant::now();
     let pipeline = match Pipeline::new(caller_rate, route.bot_rate(), route.playout_cap_ms) {
-        Ok(p) => p,
+        Ok(p) => p.with_bot_cushion(route.bot_cushion_ms),
         Err(e) => {
             // Config validation makes this unreachable; end the call cleanly anyway.
             tracing::error!(call_id = info.call_id, error = %e, "cannot build the pipeline");
@@ -205,7 +206,7 @@ fn start_core(info: CallInfo, ctx: CallContext, caller_rate: u32) -> Option<Core
         pacer: Pacer::new(now + FRAME, FRAME),
         counters: CallCounters::default(),
         ticks: 0,
-        last_overflow: 0,
+        last_playout: Default::default(),
         bot_errors_logged: false,
         digits_out: Vec::new(),
         send_failed: None,
@@ -565,9 +566,11 @@ impl Core {
     }
 
     fn fold(&mut self) {
-        let overflow = self.pipeline.playout_stats().overflow_samples;
-        self.counters.overflow_samples += overflow - self.last_overflow;
-        self.last_overflow = overflow;
+        let stats = self.pipeline.playout_stats();
+        self.counters.overflow_samples += stats.overflow_samples - self.last_playout.overflow_samples;
+        self.counters.frames_bot_gap += stats.gap_frames - self.last_playout.gap_frames;
+        self.counters.frames_cushion += stats.cushion_frames - self.last_playout.cushion_frames;
+        self.last_playout = stats;
         self.ctx.metrics.absorb(&mut self.counters);
     }
 
