@@ -7,21 +7,25 @@
 //! forwarded to the bot in one flush), bot messages, and the next 20 ms tick.
 //! The caller side is a `Leg`: AudioSocket over TCP (`audiosocket`) or
 //! RTP over UDP ([`rtp`]); everything else (`Core`) is the same for both.
+//! When to connect to the bot, retry or give up is `bot_policy`'s
+//! (sans-IO, time in); this task only does what it says.
 //! Writes to the caller never block; what the kernel cannot take is dropped
 //! and counted, so a stalled caller never stalls the clock. Nothing here is
 //! shared with other calls except the metrics it folds in once a second.
 
 mod audiosocket;
+mod bot_policy;
 pub mod rtp;
 
 use crate::botcodec::{BotCodec, BotInput, Outgoing};
 use crate::botlink::{self, Connecting, Ws};
-use crate::config::{BotFailurePolicy, Route};
+use crate::config::Route;
 use crate::error::MediaError;
 use crate::events::{CallEvent, CallInfo, EventSink, HangupCause};
 use crate::metrics::{CallCounters, Metrics, LATENCY_BUCKETS};
 use crate::pacer::Pacer;
 use crate::pipeline::Pipeline;
+use bot_policy::{AfterFailure, BotPolicy};
 use futures_util::StreamExt;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -65,10 +69,12 @@ pub struct CallContext {
     pub frame_timeout: Duration,
 }
 
-enum Bot {
-    Connecting { fut: Connecting, attempt: u32 },
+/// The bot link's I/O; when to connect is [`BotPolicy`]'s to say.
+enum Link {
+    Connecting(Connecting),
     Up(Box<Ws>),
-    Waiting { until: Instant, attempt: u32 },
+    /// No link: waiting for the policy's next attempt (or the call's end).
+    Down,
 }
 
 enum BotWake {
@@ -79,21 +85,24 @@ enum BotWake {
     Retry,
 }
 
-async fn bot_wake(bot: &mut Bot) -> BotWake {
-    match bot {
-        Bot::Up(ws) => match ws.next().await {
+async fn bot_wake(link: &mut Link, policy: &BotPolicy) -> BotWake {
+    match link {
+        Link::Up(ws) => match ws.next().await {
             Some(Ok(m)) => BotWake::Msg(m),
             Some(Err(e)) => BotWake::Dropped(e.to_string()),
             None => BotWake::Dropped("connection closed".into()),
         },
-        Bot::Connecting { fut, .. } => match fut.as_mut().await {
+        Link::Connecting(fut) => match fut.as_mut().await {
             Ok((ws, took)) => BotWake::Connected(Box::new(ws), took),
             Err(e) => BotWake::ConnectFailed(e),
         },
-        Bot::Waiting { until, .. } => {
-            tokio::time::sleep_until((*until).into()).await;
-            BotWake::Retry
-        }
+        Link::Down => match policy.poll_timeout() {
+            Some(at) => {
+                tokio::time::sleep_until(at.into()).await;
+                BotWake::Retry
+            }
+            None => std::future::pending().await,
+        },
     }
 }
 
@@ -150,8 +159,8 @@ struct Core {
     started: Instant,
     pipeline: Pipeline,
     codec: BotCodec,
-    bot: Bot,
-    ever_connected: bool,
+    link: Link,
+    policy: BotPolicy,
     outbox: Vec<Outgoing>,
     backlog: VecDeque<Outgoing>,
     pacer: Pacer,
@@ -196,11 +205,8 @@ fn start_core(info: CallInfo, ctx: CallContext, caller_rate: u32) -> Option<Core
         info,
         started: now,
         pipeline,
-        bot: Bot::Connecting {
-            fut: botlink::connect(&route),
-            attempt: 0,
-        },
-        ever_connected: false,
+        link: Link::Connecting(botlink::connect(&route)),
+        policy: BotPolicy::new(&route),
         outbox: Vec::with_capacity(8),
         backlog: VecDeque::new(),
         pacer: Pacer::new(now + FRAME, FRAME),
@@ -272,7 +278,7 @@ async fn drive_loop(
                 Ok(()) => leg.input(core, Instant::now()),
                 Err(cause) => Err(cause),
             },
-            w = bot_wake(&mut core.bot) => core.bot_event(w),
+            w = bot_wake(&mut core.link, &core.policy) => core.bot_event(w),
             () = &mut sleep => {
                 let r = core.tick(leg, Instant::now());
                 sleep.as_mut().reset(core.pacer.next_deadline().into());
@@ -333,8 +339,8 @@ impl Core {
 
     /// Sends queued messages to the bot (or keeps them while it first connects).
     fn send_outbox(&mut self) {
-        match &mut self.bot {
-            Bot::Up(ws) => {
+        match &mut self.link {
+            Link::Up(ws) => {
                 let mut failed = None;
                 for o in self.outbox.drain(..) {
                     if failed.is_some() {
@@ -353,7 +359,7 @@ impl Core {
                     self.send_failed.get_or_insert(e);
                 }
             }
-            _ if !self.ever_connected => {
+            _ if !self.policy.ever_connected() => {
                 for o in self.outbox.drain(..) {
                     let cap =
                         (self.ctx.route.connect_timeout_ms / 20).clamp(1, BACKLOG_MAX_FRAMES as u64) as usize;
@@ -374,19 +380,15 @@ impl Core {
     fn bot_event(&mut self, w: BotWake) -> Result<(), HangupCause> {
         match w {
             BotWake::Connected(ws, took) => {
-                let attempt = match &self.bot {
-                    Bot::Connecting { attempt, .. } => *attempt,
-                    _ => 0,
-                };
-                self.bot = Bot::Up(ws);
+                let (attempt, first) = self.policy.connected();
+                self.link = Link::Up(ws);
                 self.ctx.metrics.bot_connect_seconds.observe(took);
                 self.ctx.sink.emit(CallEvent::BotConnected {
                     call_id: self.info.call_id.clone(),
                     connect_time: took,
                     attempt,
                 });
-                if !self.ever_connected {
-                    self.ever_connected = true;
+                if first {
                     self.ctx.sink.emit(CallEvent::Answered {
                         call_id: self.info.call_id.clone(),
                         at: SystemTime::now(),
@@ -401,48 +403,35 @@ impl Core {
             }
             BotWake::ConnectFailed(e) => {
                 self.ctx.metrics.bot_connect_failures.fetch_add(1, Relaxed);
-                let attempt = match &self.bot {
-                    Bot::Connecting { attempt, .. } => *attempt,
-                    _ => 0,
-                };
-                self.bot_down(e.to_string(), attempt, HangupCause::BotUnavailable)
+                self.bot_down(e.to_string(), HangupCause::BotUnavailable)
             }
             BotWake::Dropped(reason) => {
                 self.ctx.metrics.bot_drops.fetch_add(1, Relaxed);
-                self.bot_down(reason, 0, HangupCause::BotDropped)
+                self.bot_down(reason, HangupCause::BotDropped)
             }
             BotWake::Retry => {
-                let attempt = match &self.bot {
-                    Bot::Waiting { attempt, .. } => *attempt,
-                    _ => 0,
-                };
-                self.bot = Bot::Connecting {
-                    fut: botlink::connect(&self.ctx.route),
-                    attempt,
-                };
+                if self.policy.handle_timeout(Instant::now()) {
+                    self.link = Link::Connecting(botlink::connect(&self.ctx.route));
+                }
                 Ok(())
             }
             BotWake::Msg(m) => self.bot_message(m),
         }
     }
 
-    /// The link failed: hang up or wait and reconnect, per the route's policy.
-    fn bot_down(&mut self, reason: String, attempt: u32, cause: HangupCause) -> Result<(), HangupCause> {
-        let route = &self.ctx.route;
-        let retry = route.on_bot_failure == BotFailurePolicy::Silence && attempt < route.max_reconnects;
+    /// The link failed: hang up or wait and reconnect, as the policy says.
+    fn bot_down(&mut self, reason: String, cause: HangupCause) -> Result<(), HangupCause> {
+        self.link = Link::Down;
+        let after = self.policy.failed(Instant::now());
         self.ctx.sink.emit(CallEvent::BotFailed {
             call_id: self.info.call_id.clone(),
             reason,
-            will_retry: retry,
+            will_retry: matches!(after, AfterFailure::RetryAt { .. }),
         });
-        if !retry {
-            return Err(cause);
+        match after {
+            AfterFailure::HangUp => Err(cause),
+            AfterFailure::RetryAt { .. } => Ok(()),
         }
-        self.bot = Bot::Waiting {
-            until: Instant::now() + Duration::from_millis(route.reconnect_interval_ms),
-            attempt: attempt + 1,
-        };
-        Ok(())
     }
 
     fn bot_message(&mut self, m: Message) -> Result<(), HangupCause> {
@@ -528,7 +517,7 @@ impl Core {
             CloseCode::Again | CloseCode::Restart => HangupCause::BotUnavailable,
             _ => HangupCause::BotDropped,
         };
-        self.bot_down(reason, 0, cause)
+        self.bot_down(reason, cause)
     }
 
     /// Echoes every mark whose audio has played.
@@ -584,13 +573,7 @@ impl Core {
         if !self.outbox.is_empty() {
             self.send_outbox();
         }
-        if let Bot::Up(ws) = std::mem::replace(
-            &mut self.bot,
-            Bot::Waiting {
-                until: Instant::now(),
-                attempt: 0,
-            },
-        ) {
+        if let Link::Up(ws) = std::mem::replace(&mut self.link, Link::Down) {
             let stop = (cause != HangupCause::BotHangup).then(|| self.codec.stop(cause));
             botlink::close_with(*ws, stop);
         }
