@@ -10,11 +10,15 @@
 # Prints loadgen's report, the daemon's own counters from /metrics, and ends
 # with: RESULT mode=<mode> calls=<n> seconds=<s> cpu_us_per_call_s=<..> p99_added_ms=<..> frames_lost=<n>
 #   io=<shared|per-call> floor_us_per_call_s=<..> floor_sleeping_peer_us_per_call_s=<..> vs_floor=<..>
+#   rss_kib_per_call=<..>
 # The floor is io_floor (benches/src/bin/io_floor.rs), run on the daemon's
 # core right after it: the same calls' datagrams and bot messages with
 # nothing but the system calls; floor_us_per_call_s with its peer spinning
 # (the server's own calls and wake-ups only), the other with its peer
 # sleeping between frames as loadgen does. vs_floor = daemon / floor.
+# rss_kib_per_call: the daemon's resident memory at its peak during the run
+# minus what it held before the first call, over the calls (sampled from
+# /proc every 200 ms).
 # p99_added_ms is the worse of the two directions (caller->bot forwarding,
 # bot->caller lateness against the 20 ms tick); nothing is taken off: the
 # RTP jitter buffer forwards in-order packets as they arrive, so on this
@@ -38,7 +42,7 @@ cargo build --release --locked --quiet
 cargo build --release --locked --quiet -p voxbridge-benches --bin io_floor
 bin=target/release/voxbridge
 tmp=$(mktemp -d)
-trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'kill "${pid:-}" "${sampler:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # The media API's credential, read by the daemon and by loadgen alike.
 VOXBRIDGE_MEDIA_API_TOKEN=capacity-bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 export VOXBRIDGE_MEDIA_API_TOKEN
@@ -55,11 +59,18 @@ pid=$!
 for _ in $(seq 100); do grep -q "voxbridge serve:" "$tmp/serve.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "voxbridge serve:" "$tmp/serve.out" || { cat "$tmp/serve.err"; exit 1; }
 ulimit -n 65536 2>/dev/null || true
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+rss_base=$(rss_kib "$pid")
+( peak=0; while kill -0 "$pid" 2>/dev/null; do r=$(rss_kib "$pid"); [ "${r:-0}" -gt "$peak" ] && peak=$r && echo "$peak" >"$tmp/rss_peak"; sleep 0.2; done ) &
+sampler=$!
 
 RUST_LOG=warn taskset -c 1 "$bin" loadgen --target 127.0.0.1:19092 --bot-listen 127.0.0.1:18765 \
   --mode "$MODE" --api 127.0.0.1:19100 \
   --calls "$CALLS" --seconds "$SECS" --ramp-ms 5000 --daemon-pid "$pid" --png "$PNG" | tee "$tmp/lg.out"
 curl -s 127.0.0.1:19100/metrics >"$tmp/metrics" || true
+rss_peak=$(cat "$tmp/rss_peak" 2>/dev/null || echo "$rss_base")
+rss_per_call=$(awk -v p="$rss_peak" -v b="$rss_base" -v n="$CALLS" 'BEGIN { printf "%.1f", (p - b) / n }')
+echo "daemon RSS: ${rss_base} KiB before the calls, ${rss_peak} KiB at peak: ${rss_per_call} KiB per call"
 echo "daemon counters:"
 grep -E '^voxbridge_(frames_total|rtp_packets_total|rtp_shared_syscalls_total|calls_total\{cause="(caller_hangup|bot_dropped|bot_unavailable|malformed|media_timeout)"|bot_connect_failures_total|rejected_connections_total)' "$tmp/metrics" | sed 's/^/  /'
 
@@ -80,4 +91,4 @@ echo "$floor"
 fget() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$floor"; }
 busy=$(fget busy_peer_cpu_us_per_call_s)
 ratio=$(awk -v d="$cpu" -v f="$busy" 'BEGIN { if (f > 0) printf "%.2f", d / f; else print "nan" }')
-echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$cpu p99_added_ms=$p99 frames_lost=$lost io=$IO floor_us_per_call_s=$busy floor_sleeping_peer_us_per_call_s=$(fget cpu_us_per_call_s) vs_floor=$ratio"
+echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$cpu p99_added_ms=$p99 frames_lost=$lost io=$IO floor_us_per_call_s=$busy floor_sleeping_peer_us_per_call_s=$(fget cpu_us_per_call_s) vs_floor=$ratio rss_kib_per_call=$rss_per_call"

@@ -12,7 +12,7 @@
 
 use crate::error::MediaError;
 use crate::playout::{FrameFill, Playout};
-use voxbridge_codecs::{frame_len, max_frame_len, Resampler, STANDARD_RATES};
+use voxbridge_codecs::{frame, frame_len, max_frame_len, Resampler, STANDARD_RATES};
 
 /// The caller's side ticks one frame per 20 ms of the same length, so its rate
 /// must give whole-sample frames (every telephony rate does; 11,025 Hz does
@@ -53,9 +53,12 @@ impl Framer {
     /// Feeds little-endian PCM16; calls `emit` with each finished output frame.
     fn push_le(&mut self, le: &[u8], mut emit: impl FnMut(&[i16])) -> usize {
         let mut frames = 0;
-        for pair in le.chunks_exact(2) {
-            self.acc[self.fill] = i16::from_le_bytes([pair[0], pair[1]]);
-            self.fill += 1;
+        let mut rest = le;
+        while rest.len() >= 2 {
+            let take = (rest.len() / 2).min(self.resampler.input_len() - self.fill);
+            frame::read_le(&rest[..take * 2], &mut self.acc[self.fill..self.fill + take]);
+            self.fill += take;
+            rest = &rest[take * 2..];
             if self.fill == self.resampler.input_len() {
                 frames += self.run(&mut emit);
             }
@@ -264,8 +267,8 @@ impl Pipeline {
                 le.len()
             )));
         }
-        scratch.clear();
-        scratch.extend(le.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])));
+        scratch.resize(le.len() / 2, 0);
+        frame::read_le(le, scratch);
         self.bot_audio(scratch, rate)
     }
 
