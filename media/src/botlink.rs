@@ -5,13 +5,13 @@
 //! buffer and flushed once per batch with a single poll; what the socket does
 //! not take now goes out with the next flush (at most 20 ms later). A bot that
 //! stops reading fills the buffer up to [`MAX_WRITE_BUFFER`]; the next send is
-//! refused ([`MediaError::BotStalled`]) and the call treats the bot as failed
+//! refused ([`BotLinkError::Stalled`]) and the call treats the bot as failed
 //! (its route's `on_bot_failure`), so a stuck bot can never stall the
 //! caller's 20 ms clock nor swallow its audio unseen.
 
 use crate::botcodec::Outgoing;
 use crate::config::Route;
-use crate::error::MediaError;
+use crate::error::BotLinkError;
 use futures_util::{FutureExt, Sink, SinkExt};
 use std::future::Future;
 use std::pin::Pin;
@@ -30,7 +30,7 @@ pub const MAX_WRITE_BUFFER: usize = 4 << 20;
 pub const MAX_MESSAGE: usize = 4 << 20;
 
 /// A connect in progress.
-pub type Connecting = Pin<Box<dyn Future<Output = Result<(Ws, Duration), MediaError>> + Send>>;
+pub type Connecting = Pin<Box<dyn Future<Output = Result<(Ws, Duration), BotLinkError>> + Send>>;
 
 /// WebSocket settings per link: small buffers (thousands of calls per core).
 /// tungstenite zero-fills `read_buffer_size` bytes before every read, so it
@@ -55,10 +55,14 @@ pub fn connect(route: &Route) -> Connecting {
         // The URL may carry a token: errors (and so logs) show it redacted.
         let shown = crate::secret::redact_url(&url);
         match tokio::time::timeout(deadline, attempt).await {
-            Err(_) => Err(MediaError::BotConnect(format!(
-                "{shown}: no answer within {deadline:?}"
-            ))),
-            Ok(Err(e)) => Err(MediaError::BotConnect(format!("{shown}: {e}"))),
+            Err(_) => Err(BotLinkError::ConnectTimeout {
+                url: shown,
+                timeout_ms: deadline.as_millis() as u64,
+            }),
+            Ok(Err(e)) => Err(BotLinkError::Connect {
+                url: shown,
+                reason: e.to_string(),
+            }),
             Ok(Ok((ws, _response))) => Ok((ws, t0.elapsed())),
         }
     })
@@ -78,21 +82,21 @@ pub fn to_message(o: Outgoing) -> Message {
 }
 
 /// Queues a message without waiting (see the module docs).
-pub fn queue(ws: &mut Ws, o: Outgoing) -> Result<(), MediaError> {
+pub fn queue(ws: &mut Ws, o: Outgoing) -> Result<(), BotLinkError> {
     let mut sink = Pin::new(ws);
     sink.as_mut().start_send(to_message(o)).map_err(|e| match e {
-        tokio_tungstenite::tungstenite::Error::WriteBufferFull(_) => MediaError::BotStalled {
+        tokio_tungstenite::tungstenite::Error::WriteBufferFull(_) => BotLinkError::Stalled {
             unsent: MAX_WRITE_BUFFER,
         },
-        e => MediaError::BotProtocol(format!("send: {e}")),
+        e => BotLinkError::Dropped(format!("send: {e}")),
     })
 }
 
 /// One non-blocking flush attempt; an error means the link is gone.
-pub fn flush(ws: &mut Ws) -> Result<(), MediaError> {
+pub fn flush(ws: &mut Ws) -> Result<(), BotLinkError> {
     match ws.flush().now_or_never() {
         None | Some(Ok(())) => Ok(()),
-        Some(Err(e)) => Err(MediaError::BotProtocol(format!("flush: {e}"))),
+        Some(Err(e)) => Err(BotLinkError::Dropped(format!("flush: {e}"))),
     }
 }
 

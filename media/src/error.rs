@@ -21,15 +21,9 @@ pub enum MediaError {
     /// The bot sent something we cannot use.
     #[error("bot protocol: {0}")]
     BotProtocol(String),
-    /// The bot stopped reading: its link's write buffer is full.
-    #[error("bot stopped reading: {unsent} bytes queued and unsent")]
-    BotStalled {
-        /// Bytes waiting for the bot.
-        unsent: usize,
-    },
-    /// The bot link could not be set up.
-    #[error("bot connect: {0}")]
-    BotConnect(String),
+    /// The bot link failed (see [`BotLinkError`]).
+    #[error(transparent)]
+    BotLink(#[from] BotLinkError),
     /// A caller leg broke its protocol (first frame not a UUID, ...).
     #[error("caller protocol: {0}")]
     CallerProtocol(String),
@@ -47,4 +41,44 @@ pub enum MediaError {
     /// Socket I/O.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// How a bot link fails; each one goes through the route's `on_bot_failure`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BotLinkError {
+    /// No answer to the connect within the route's `connect_timeout_ms`.
+    #[error("bot connect: {url}: no answer within {timeout_ms} ms")]
+    ConnectTimeout {
+        /// The bot URL, credentials redacted.
+        url: String,
+        /// The deadline.
+        timeout_ms: u64,
+    },
+    /// The connect was refused or the handshake failed.
+    #[error("bot connect: {url}: {reason}")]
+    Connect {
+        /// The bot URL, credentials redacted.
+        url: String,
+        /// What the network or the WebSocket handshake said.
+        reason: String,
+    },
+    /// The bot stopped reading: its link's write buffer is full.
+    #[error("bot stopped reading: {unsent} bytes queued and unsent")]
+    Stalled {
+        /// Bytes waiting for the bot.
+        unsent: usize,
+    },
+    /// The bot closed its WebSocket with a code other than 1000.
+    #[error("bot closed the link with code {code}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    Closed {
+        /// The close code.
+        code: u16,
+        /// The close reason the bot gave.
+        reason: String,
+    },
+    /// The connection broke (reset, closed without a close frame, a write
+    /// the socket refused).
+    #[error("bot link dropped: {0}")]
+    Dropped(String),
 }

@@ -31,7 +31,7 @@ pub mod text;
 
 pub use commands::{CallCommands, MediaCommands};
 pub use config::Config;
-pub use error::MediaError;
+pub use error::{BotLinkError, MediaError};
 pub use events::{CallEvent, EventSink, HangupCause};
 pub use server::{MediaServer, ShutdownHandle};
 pub use sessions::RtpSessions;

@@ -20,7 +20,7 @@ pub mod rtp;
 use crate::botcodec::{BotCodec, BotInput, Outgoing};
 use crate::botlink::{self, Connecting, Ws};
 use crate::config::Route;
-use crate::error::MediaError;
+use crate::error::BotLinkError;
 use crate::events::{CallEvent, CallInfo, EventSink, HangupCause};
 use crate::metrics::{CallCounters, Metrics, LATENCY_BUCKETS};
 use crate::pacer::Pacer;
@@ -79,9 +79,9 @@ enum Link {
 
 enum BotWake {
     Connected(Box<Ws>, Duration),
-    ConnectFailed(MediaError),
+    ConnectFailed(BotLinkError),
     Msg(Message),
-    Dropped(String),
+    Dropped(BotLinkError),
     Retry,
 }
 
@@ -89,8 +89,8 @@ async fn bot_wake(link: &mut Link, policy: &BotPolicy) -> BotWake {
     match link {
         Link::Up(ws) => match ws.next().await {
             Some(Ok(m)) => BotWake::Msg(m),
-            Some(Err(e)) => BotWake::Dropped(e.to_string()),
-            None => BotWake::Dropped("connection closed".into()),
+            Some(Err(e)) => BotWake::Dropped(BotLinkError::Dropped(e.to_string())),
+            None => BotWake::Dropped(BotLinkError::Dropped("connection closed".into())),
         },
         Link::Connecting(fut) => match fut.as_mut().await {
             Ok((ws, took)) => BotWake::Connected(Box::new(ws), took),
@@ -173,7 +173,7 @@ struct Core {
     digits_out: Vec<char>,
     /// Why the last send to the bot failed (a bot that stopped reading);
     /// the driver turns it into a bot failure after the current step.
-    send_failed: Option<MediaError>,
+    send_failed: Option<BotLinkError>,
 }
 
 /// A call about to run: emits `Created` and counts it active. `None` when
@@ -292,10 +292,10 @@ async fn drive_loop(
             return cause;
         }
         if let Some(e) = core.send_failed.take() {
-            if matches!(e, MediaError::BotStalled { .. }) {
+            if matches!(e, BotLinkError::Stalled { .. }) {
                 core.ctx.metrics.bot_stalls.fetch_add(1, Relaxed);
             }
-            if let Err(cause) = core.bot_event(BotWake::Dropped(e.to_string())) {
+            if let Err(cause) = core.bot_event(BotWake::Dropped(e)) {
                 return cause;
             }
         }
@@ -403,11 +403,11 @@ impl Core {
             }
             BotWake::ConnectFailed(e) => {
                 self.ctx.metrics.bot_connect_failures.fetch_add(1, Relaxed);
-                self.bot_down(e.to_string(), HangupCause::BotUnavailable)
+                self.bot_down(e, HangupCause::BotUnavailable)
             }
-            BotWake::Dropped(reason) => {
+            BotWake::Dropped(e) => {
                 self.ctx.metrics.bot_drops.fetch_add(1, Relaxed);
-                self.bot_down(reason, HangupCause::BotDropped)
+                self.bot_down(e, HangupCause::BotDropped)
             }
             BotWake::Retry => {
                 if self.policy.handle_timeout(Instant::now()) {
@@ -420,12 +420,12 @@ impl Core {
     }
 
     /// The link failed: hang up or wait and reconnect, as the policy says.
-    fn bot_down(&mut self, reason: String, cause: HangupCause) -> Result<(), HangupCause> {
+    fn bot_down(&mut self, error: BotLinkError, cause: HangupCause) -> Result<(), HangupCause> {
         self.link = Link::Down;
         let after = self.policy.failed(Instant::now());
         self.ctx.sink.emit(CallEvent::BotFailed {
             call_id: self.info.call_id.clone(),
-            reason,
+            reason: error.to_string(),
             will_retry: matches!(after, AfterFailure::RetryAt { .. }),
         });
         match after {
@@ -505,11 +505,9 @@ impl Core {
         let Some(frame) = frame.filter(|f| f.code != CloseCode::Normal) else {
             return Err(HangupCause::BotHangup);
         };
-        let code = u16::from(frame.code);
-        let reason = if frame.reason.is_empty() {
-            format!("bot closed the link with code {code}")
-        } else {
-            format!("bot closed the link with code {code}: {}", frame.reason)
+        let error = BotLinkError::Closed {
+            code: u16::from(frame.code),
+            reason: frame.reason.to_string(),
         };
         self.ctx.metrics.bot_drops.fetch_add(1, Relaxed);
         let cause = match frame.code {
@@ -517,7 +515,7 @@ impl Core {
             CloseCode::Again | CloseCode::Restart => HangupCause::BotUnavailable,
             _ => HangupCause::BotDropped,
         };
-        self.bot_down(reason, cause)
+        self.bot_down(error, cause)
     }
 
     /// Echoes every mark whose audio has played.
