@@ -19,8 +19,12 @@ use voxbridge_codecs::{frame, g711};
 use voxbridge_proto::pipecat::{self, Kind, MessageFrame};
 use voxbridge_proto::twilio::{self, BotCommand, MediaFormat, StartInfo, StreamEvent};
 
-/// Arena size; one pipecat 24 kHz frame is ~1 KB, a Twilio one ~1.3 KB.
-const ARENA: usize = 64 * 1024;
+/// Arena size; one pipecat 24 kHz frame is ~1 KB, a Twilio one ~1.3 KB, a
+/// 48 kHz one ~2 KB. Each message is copied into the WebSocket's buffer as
+/// it is sent, so the arena is free again by the next frame and a few
+/// frames' worth is enough (it is resident for every call: 64 KiB here made
+/// a quarter of a call's memory).
+const ARENA: usize = 8 * 1024;
 
 /// Makes room for `need` bytes before writing a message. Called before the
 /// next message is built, when the socket has copied and dropped the earlier
@@ -107,7 +111,7 @@ impl BotCodec {
             pcm: BytesMut::with_capacity(ARENA / 4),
             b64: String::with_capacity(2048),
             raw: Vec::with_capacity(4096),
-            samples: Vec::with_capacity(8192),
+            samples: Vec::with_capacity(1024),
         }
     }
 

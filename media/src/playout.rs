@@ -8,8 +8,10 @@
 //! (the newest samples are dropped and counted), so a runaway bot cannot grow
 //! memory and what is already playing stays continuous. An empty buffer gives
 //! silence; a frame that runs dry part-way counts as an underrun, one with
-//! no audio at all as a silent frame. The ring is allocated for 10 s of audio
-//! up front and grows at most to the cap; taking a frame never allocates.
+//! no audio at all as a silent frame. The ring is allocated for 0.5 s of audio
+//! up front (a ring touches all of its memory as it turns, so what is
+//! allocated is resident for every call) and grows, doubling, at most to the
+//! cap when a bot sends more ahead; taking a frame never allocates.
 //!
 //! Start cushion (a jitter buffer for the bot's side): bots send audio on
 //! their own clock (pipecat: 40 ms chunks 27-54 ms apart), so an utterance
@@ -116,7 +118,7 @@ impl Playout {
             rate,
             frame: (rate / 50) as usize,
             capacity,
-            samples: VecDeque::with_capacity(capacity.min(rate as usize * 10)),
+            samples: VecDeque::with_capacity(capacity.min(rate as usize / 2)),
             pushed: 0,
             consumed: 0,
             marks: VecDeque::new(),
