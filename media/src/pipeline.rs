@@ -141,6 +141,8 @@ pub struct Pipeline {
     playout: Playout,
     /// Bot audio went into the down resampler since its tail was last flushed.
     down_dirty: bool,
+    /// Bot audio arrived since the last tick (the bot is mid-utterance).
+    bot_active: bool,
     egress: Vec<i16>,
     stats: PipelineStats,
 }
@@ -157,6 +159,7 @@ impl Pipeline {
             down: Framer::new(bot_rate, caller_rate)?,
             playout: Playout::new(caller_rate, playout_cap_ms),
             down_dirty: false,
+            bot_active: false,
             egress: vec![0; frame_len(caller_rate)],
             stats: PipelineStats::default(),
         })
@@ -254,6 +257,7 @@ impl Pipeline {
         });
         self.stats.frames_down += n as u64;
         self.down_dirty |= !pcm.is_empty();
+        self.bot_active |= !pcm.is_empty();
         Ok(())
     }
 
@@ -275,10 +279,13 @@ impl Pipeline {
     /// One pacer tick: the next 20 ms frame for the caller (silence when the
     /// bot has nothing queued) and what it contained.
     pub fn tick(&mut self) -> (&[i16], FrameFill) {
-        if self.playout.buffered_ms() < 20 {
-            // The bot paused: play what it sent instead of holding it back.
-            // First the half frame waiting in the framer, then (on the next
-            // dry tick) the resampler's tail, as if the bot had sent silence.
+        // The bot paused (nothing came for a whole tick) and less than a
+        // frame is queued: play what it sent instead of holding it back.
+        // First the half frame waiting in the framer, then (on the next dry
+        // tick) the resampler's tail, as if the bot had sent silence. While
+        // audio keeps coming, a half frame waits for the rest (a bot sending
+        // 10 ms chunks would otherwise get silence padded into its speech).
+        if self.playout.buffered_ms() < 20 && !self.bot_active {
             let playout = &mut self.playout;
             let push = |f: &[i16]| {
                 playout.push(f);
@@ -293,6 +300,7 @@ impl Pipeline {
             };
             self.stats.frames_down += n as u64;
         }
+        self.bot_active = false;
         let fill = self.playout.next_frame(&mut self.egress);
         (&self.egress, fill)
     }
@@ -302,6 +310,7 @@ impl Pipeline {
         self.playout.clear();
         self.down.reset();
         self.down_dirty = false;
+        self.bot_active = false;
     }
 
     /// A mark placed after the bot audio queued so far.
@@ -451,11 +460,31 @@ mod tests {
     fn a_tail_shorter_than_a_frame_still_plays() {
         let mut p = Pipeline::new(8000, 8000, 1000).expect("pipeline");
         p.bot_audio(&[1000i16; 100], 8000).expect("queued");
+        // The bot sent audio during this tick: the half frame waits for more.
+        assert_eq!(p.tick().1, FrameFill::Silence);
+        // Nothing came for a whole tick: the tail is padded to a whole frame
+        // rather than held back.
         let (frame, fill) = p.tick();
-        // The tail is padded to a whole frame rather than held back.
         assert_eq!(fill, FrameFill::Audio);
         assert_eq!(&frame[..100], &[1000i16; 100][..]);
         assert!(frame[100..].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn a_bot_sending_10_ms_chunks_gets_no_silence_padded_into_its_speech() {
+        let mut p = Pipeline::new(8000, 8000, 1000).expect("pipeline");
+        let mut heard = Vec::new();
+        // 10 ms chunks on the bot's clock, two per tick, the first at mid-tick.
+        for k in 0..100i16 {
+            p.bot_audio(&[1000 + k; 80], 8000).expect("queued");
+            if k % 2 == 0 {
+                let (frame, fill) = p.tick();
+                if fill != FrameFill::Silence {
+                    heard.extend_from_slice(frame);
+                }
+            }
+        }
+        assert!(heard.iter().all(|&s| s >= 1000), "zeros padded into the speech");
     }
 
     #[test]
