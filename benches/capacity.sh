@@ -10,12 +10,15 @@
 # Prints loadgen's report, the daemon's own counters from /metrics, and ends
 # with: RESULT mode=<mode> calls=<n> seconds=<s> cpu_us_per_call_s=<..> p99_added_ms=<..> frames_lost=<n>
 #   io=<shared|per-call> floor_us_per_call_s=<..> floor_sleeping_peer_us_per_call_s=<..> vs_floor=<..>
-#   rss_kib_per_call=<..>
+#   rss_kib_per_call=<..> loadgen_cpu_us_per_call_s=<..>
 # The floor is io_floor (benches/src/bin/io_floor.rs), run on the daemon's
 # core right after it: the same calls' datagrams and bot messages with
 # nothing but the system calls; floor_us_per_call_s with its peer spinning
 # (the server's own calls and wake-ups only), the other with its peer
 # sleeping between frames as loadgen does. vs_floor = daemon / floor.
+# loadgen_cpu_us_per_call_s: loadgen's own CPU (its callers and the echo
+# bot) per call-second, on its own core; it must stay at or below the
+# daemon's, or the load generator is what is measured.
 # rss_kib_per_call: the daemon's resident memory at its peak during the run
 # minus what it held before the first call, over the calls (sampled from
 # /proc every 200 ms).
@@ -91,4 +94,4 @@ echo "$floor"
 fget() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$floor"; }
 busy=$(fget busy_peer_cpu_us_per_call_s)
 ratio=$(awk -v d="$cpu" -v f="$busy" 'BEGIN { if (f > 0) printf "%.2f", d / f; else print "nan" }')
-echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$cpu p99_added_ms=$p99 frames_lost=$lost io=$IO floor_us_per_call_s=$busy floor_sleeping_peer_us_per_call_s=$(fget cpu_us_per_call_s) vs_floor=$ratio rss_kib_per_call=$rss_per_call"
+echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$cpu p99_added_ms=$p99 frames_lost=$lost io=$IO floor_us_per_call_s=$busy floor_sleeping_peer_us_per_call_s=$(fget cpu_us_per_call_s) vs_floor=$ratio rss_kib_per_call=$rss_per_call loadgen_cpu_us_per_call_s=$(get loadgen_cpu_us_per_call_s)"

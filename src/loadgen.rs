@@ -437,12 +437,14 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
     // Warm-up: let every call's bot link come up and its grid settle.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let cpu0 = args.daemon_pid.map(cpu_us).transpose()?;
+    let own0 = cpu_us(std::process::id())?;
     let t0 = Instant::now();
     shared.measuring.store(true, Relaxed);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     shared.measuring.store(false, Relaxed);
     let measured = t0.elapsed();
     let cpu1 = args.daemon_pid.map(cpu_us).transpose()?;
+    let own1 = cpu_us(std::process::id())?;
     // Frames sent in the window may still be in flight to the bot: drain.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Relaxed);
@@ -480,6 +482,9 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
         (Some(a), Some(b)) => format!("{:.0}", (b - a) as f64 / call_s),
         _ => "na".into(),
     };
+    // This process: the callers and the echo bot they talk to. It must cost
+    // no more per call than the daemon, or it, not the daemon, is measured.
+    let own = format!("{:.0}", own1.saturating_sub(own0) as f64 / call_s);
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "loadgen: {} calls x {:.1} s measured; daemon hung up {} calls early; loadgen skipped {} ticks",
@@ -505,13 +510,13 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
         ms(&down, 0.99),
         down.max() as f64 / 1000.0
     );
-    println!("  daemon CPU per call-second: {cpu} us");
+    println!("  daemon CPU per call-second: {cpu} us; loadgen's own (callers and echo bot): {own} us");
     if let Some(png) = &args.png {
         crate::plot::latency_png(png, &up, &down)?;
         println!("  histogram: {}", png.display());
     }
     println!(
-        "LOADGEN mode={} calls={} seconds={:.1} cpu_us_per_call_s={} p50_up_ms={:.3} p99_up_ms={:.3} max_up_ms={:.3} p50_down_ms={:.3} p99_down_ms={:.3} max_down_ms={:.3} frames_lost={} hung_up_early={} loadgen_skipped={}",
+        "LOADGEN mode={} calls={} seconds={:.1} cpu_us_per_call_s={} p50_up_ms={:.3} p99_up_ms={:.3} max_up_ms={:.3} p50_down_ms={:.3} p99_down_ms={:.3} max_down_ms={:.3} frames_lost={} hung_up_early={} loadgen_skipped={} loadgen_cpu_us_per_call_s={}",
         match args.mode {
             CallerMode::Audiosocket => "audiosocket",
             CallerMode::RtpPcmu => "rtp-pcmu",
@@ -528,7 +533,8 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
         down.max() as f64 / 1000.0,
         lost_up + lost_down,
         hung_up,
-        loadgen_skipped.load(Relaxed)
+        loadgen_skipped.load(Relaxed),
+        own
     );
     Ok(())
 }

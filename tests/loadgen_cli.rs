@@ -109,6 +109,10 @@ fn loadgen_drives_the_daemon_in_every_caller_mode() {
         assert!(line.contains(&format!("mode={mode} ")), "{line}");
         assert_eq!(get("calls"), 3.0);
         assert_eq!(get("hung_up_early"), 0.0, "{mode}: {stdout}");
+        assert!(
+            get("loadgen_cpu_us_per_call_s") > 0.0,
+            "loadgen reports its own CPU: {line}"
+        );
         // Audio went both ways: frames reached the bot and came back.
         let count_before = |marker: &str| -> u64 {
             stdout
