@@ -26,7 +26,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::UdpSocket;
@@ -80,13 +80,28 @@ struct OutPacket {
 #[derive(Debug)]
 pub struct Slot {
     inbox: ArrayQueue<InPacket>,
-    /// Empty datagram buffers (`INBOX` of them, made with the slot).
+    /// Empty datagram buffers, made as needed up to `INBOX` of them.
     free: ArrayQueue<Box<[u8]>>,
-    /// Empty buffers for outgoing packets (`OUTBOX` of them).
+    /// Empty buffers for outgoing packets, made as needed up to `OUTBOX`.
     out_free: ArrayQueue<Box<[u8]>>,
+    /// Buffers made so far for `free` and `out_free`. A session in steady
+    /// state keeps two or three in circulation each way; making all of them
+    /// up front cost 30 KB of resident memory per call.
+    made_in: AtomicUsize,
+    made_out: AtomicUsize,
     /// Wakes the call when its inbox got datagrams.
     arrived: Notify,
     expected: SocketAddr,
+}
+
+/// A free buffer from `free`, or a new one while fewer than `max` were made
+/// (so a session's buffers appear as its traffic needs them, then recycle).
+fn take_buffer(free: &ArrayQueue<Box<[u8]>>, made: &AtomicUsize, max: usize) -> Option<Box<[u8]>> {
+    free.pop().or_else(|| {
+        made.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| vec![0; DATAGRAM_MAX].into_boxed_slice())
+    })
 }
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -119,18 +134,12 @@ impl Slot {
 impl Routes {
     /// Adds a session that expects RTP from `expected`.
     pub fn add(&mut self, expected: SocketAddr) -> Arc<Slot> {
-        let free = ArrayQueue::new(INBOX);
-        for _ in 0..INBOX {
-            let _ = free.push(vec![0; DATAGRAM_MAX].into_boxed_slice());
-        }
-        let out_free = ArrayQueue::new(OUTBOX);
-        for _ in 0..OUTBOX {
-            let _ = out_free.push(vec![0; DATAGRAM_MAX].into_boxed_slice());
-        }
         let slot = Arc::new(Slot {
             inbox: ArrayQueue::new(INBOX),
-            free,
-            out_free,
+            free: ArrayQueue::new(INBOX),
+            out_free: ArrayQueue::new(OUTBOX),
+            made_in: AtomicUsize::new(0),
+            made_out: AtomicUsize::new(0),
             arrived: Notify::new(),
             expected,
         });
@@ -322,7 +331,7 @@ impl Hub {
                 };
                 // No free buffer: the call has not emptied its inbox for
                 // INBOX datagrams.
-                let Some(mut data) = slot.free.pop() else {
+                let Some(mut data) = take_buffer(&slot.free, &slot.made_in, INBOX) else {
                     self.metrics.rtp.overflow.fetch_add(1, Relaxed);
                     continue;
                 };
@@ -429,7 +438,7 @@ impl Attachment {
         if data.len() > DATAGRAM_MAX {
             return false;
         }
-        let Some(mut buf) = self.slot.out_free.pop() else {
+        let Some(mut buf) = take_buffer(&self.slot.out_free, &self.slot.made_out, OUTBOX) else {
             return false;
         };
         buf[..data.len()].copy_from_slice(data);
