@@ -110,9 +110,7 @@ async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
         .with_state(edge.clone());
     tokio::spawn(async move { axum::serve(hook, app).await });
 
-    let dir = std::env::temp_dir().join(format!("voxbridge-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = harness::fresh_dir("restart");
     let config = dir.join("voxbridge.toml");
     std::fs::write(
         &config,

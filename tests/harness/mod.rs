@@ -398,7 +398,37 @@ impl Drop for ServeProcess {
     }
 }
 
+/// A fresh, empty temporary directory for one test's daemon
+/// (`voxbridge-<name>-<pid>`).
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("voxbridge-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 impl ServeProcess {
+    /// Sends SIGTERM and waits for the process to end, at most `within`;
+    /// `None` when it was still running then.
+    pub async fn sigterm(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = &mut self.0;
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(term.success(), "kill -TERM failed");
+        tokio::time::timeout(within, async {
+            loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .ok()
+    }
+
     /// Starts `voxbridge serve --config <config>`: AudioSocket on a free
     /// loopback port, metrics off, one worker, the default route's bot at
     /// `bot_url`. Returns once it printed its `voxbridge serve:` line, with

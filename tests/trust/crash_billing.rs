@@ -41,9 +41,7 @@ async fn a_killed_call_is_billed_up_to_its_last_heartbeat(store_url: String, tag
         .expect("customer");
     harness::billed_default_customer(&store).await;
     let bot_url = harness::echo_bot().await;
-    let dir = std::env::temp_dir().join(format!("voxbridge-crash-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = harness::fresh_dir(&format!("crash-{tag}"));
     let config = dir.join("voxbridge.toml");
     std::fs::write(
         &config,

@@ -6,16 +6,13 @@
 
 use crate::harness;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_logs_its_start_and_end_in_plain_text() {
     let bot_url = harness::echo_bot().await;
-    let dir = std::env::temp_dir().join(format!("voxbridge-calllog-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = harness::fresh_dir("calllog");
     let config = dir.join("voxbridge.toml");
     std::fs::write(
         &config,
@@ -35,38 +32,22 @@ async fn a_call_logs_its_start_and_end_in_plain_text() {
 
     // One AudioSocket call: its UUID, a frame, then the caller hangs up and
     // the daemon closes the connection.
-    let mut caller = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    let mut hello = vec![0x01, 0x00, 0x10];
-    hello.extend_from_slice(&harness::uuid(77));
-    caller.write_all(&hello).await.expect("uuid");
-    caller.write_all(&[0x10, 0x01, 0x40]).await.expect("frame header");
-    caller.write_all(&[0u8; 320]).await.expect("frame");
-    caller.write_all(&[0x00, 0x00, 0x00]).await.expect("hangup");
+    let mut caller = harness::Caller::connect(addr.parse().expect("addr"), harness::uuid(77)).await;
+    caller.send_audio(&[0; 160]).await;
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(20), async {
         use tokio::io::AsyncReadExt;
-        caller.read_to_end(&mut rest).await
+        caller.sock.read_to_end(&mut rest).await
     })
     .await;
     assert!(closed.is_ok(), "the daemon did not close the call's connection");
 
     // SIGTERM and wait: once the process is gone its log is complete.
-    let child = &mut daemon.0;
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(term.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the daemon ends after SIGTERM");
+    let status = daemon
+        .sigterm(Duration::from_secs(30))
+        .await
+        .expect("the daemon ends after SIGTERM");
     let text = std::fs::read_to_string(&log_path).expect("log");
     assert!(status.success(), "{text}");
     let call_id = uuid::Uuid::from_bytes(harness::uuid(77)).to_string();

@@ -5,9 +5,7 @@
 
 use crate::harness;
 
-use std::process::Command;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_the_process_even_while_the_store_blocks() {
@@ -19,8 +17,7 @@ async fn sigterm_ends_the_process_even_while_the_store_blocks() {
             .expect("store"),
     );
     let bot_url = harness::echo_bot().await;
-    let dir = std::env::temp_dir().join(format!("voxbridge-shutdown-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = harness::fresh_dir("shutdown");
     let config = dir.join("voxbridge.toml");
     std::fs::write(
         &config,
@@ -30,7 +27,6 @@ async fn sigterm_ends_the_process_even_while_the_store_blocks() {
     )
     .expect("config");
     let (mut daemon, addr) = harness::ServeProcess::start(&config, &bot_url);
-    let child = &mut daemon.0;
 
     // Another session holds the calls table: every call write waits.
     let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -41,29 +37,15 @@ async fn sigterm_ends_the_process_even_while_the_store_blocks() {
         .batch_execute("BEGIN; LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
         .await
         .expect("lock");
-    let mut caller = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    let mut hello = vec![0x01, 0x00, 0x10];
-    hello.extend_from_slice(&harness::uuid(90));
-    caller.write_all(&hello).await.expect("uuid");
-    caller.write_all(&[0x10, 0x01, 0x40]).await.expect("frame header");
-    caller.write_all(&[0u8; 320]).await.expect("frame");
+    let mut caller = harness::Caller::connect(addr.parse().expect("addr"), harness::uuid(90)).await;
+    caller.send_audio(&[0; 160]).await;
 
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(term.success());
     // Media grace (300 ms) + pipeline grace (300 ms): well inside the guard.
-    let ended = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the process was still running 20 s after SIGTERM");
+    let ended = daemon.sigterm(Duration::from_secs(20)).await;
+    assert!(
+        ended.is_some(),
+        "the process was still running 20 s after SIGTERM"
+    );
     drop(locker);
     let _ = std::fs::remove_dir_all(&dir);
 }
