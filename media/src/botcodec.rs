@@ -359,7 +359,8 @@ impl BotCodec {
         Ok(match BotCommand::parse(msg)? {
             BotCommand::Media { payload, .. } => {
                 twilio::decode_payload(&payload, &mut self.raw)?;
-                self.samples.clear();
+                // Each branch sizes `samples` and overwrites all of it (a
+                // resize to the same length as last frame fills nothing).
                 match self.encoding {
                     TwilioEncoding::Mulaw => {
                         self.samples.resize(self.raw.len(), 0);

@@ -168,8 +168,7 @@ impl Pipeline {
     /// Sets the bot audio's start cushion (see [`crate::playout`]; 0 by
     /// default here, a route's `bot_cushion_ms` in the daemon).
     pub fn with_bot_cushion(mut self, ms: u32) -> Self {
-        let cap = self.playout.capacity_ms() as u32;
-        self.playout = Playout::new(self.caller_rate, cap).with_cushion(ms);
+        self.playout.set_cushion(ms);
         self
     }
 
@@ -193,7 +192,9 @@ impl Pipeline {
         let cap = self.playout.capacity_ms() as u32;
         self.up = Framer::new(rate, self.bot_rate)?;
         self.down = Framer::new(self.down.input_rate(), rate)?;
-        self.playout = Playout::new(rate, cap).with_cushion(self.playout.cushion_ms());
+        let cushion = self.playout.cushion_ms();
+        self.playout = Playout::new(rate, cap);
+        self.playout.set_cushion(cushion);
         self.egress = vec![0; frame_len(rate)];
         self.caller_rate = rate;
         Ok(())

@@ -134,8 +134,13 @@ impl Playout {
     /// Sets the start cushion (0: play the first chunk at once; it still
     /// grows when the bot's audio runs dry inside an utterance).
     pub fn with_cushion(mut self, ms: u32) -> Self {
-        self.cushion_ms = ms.min(MAX_CUSHION_MS);
+        self.set_cushion(ms);
         self
+    }
+
+    /// As [`Playout::with_cushion`], in place.
+    pub fn set_cushion(&mut self, ms: u32) {
+        self.cushion_ms = ms.min(MAX_CUSHION_MS);
     }
 
     /// The start cushion now, ms.
