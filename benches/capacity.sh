@@ -4,6 +4,10 @@
 # 500) for SECS seconds (default 60) after a 5 s ramp. SHARED_PORT=1 runs
 # the RTP modes on one shared port (batched recvmmsg/sendmmsg) instead of a
 # port pair per call; the RESULT line then says io=shared (else io=per-call).
+# LOADGEN_ARGS adds loadgen options: LOADGEN_ARGS=--quiet makes every caller
+# send one frame a second (calls in which nobody speaks), for the daemon's
+# memory at many calls (rss_kib_per_call; the CPU and floor figures then
+# do not compare like for like).
 #
 #   benches/capacity.sh [--mode audiosocket|rtp-pcmu|rtp-opus]
 #
@@ -69,7 +73,7 @@ sampler=$!
 
 RUST_LOG=warn taskset -c 1 "$bin" loadgen --target 127.0.0.1:19092 --bot-listen 127.0.0.1:18765 \
   --mode "$MODE" --api 127.0.0.1:19100 \
-  --calls "$CALLS" --seconds "$SECS" --ramp-ms 5000 --daemon-pid "$pid" --png "$PNG" | tee "$tmp/lg.out"
+  --calls "$CALLS" --seconds "$SECS" --ramp-ms 5000 --daemon-pid "$pid" --png "$PNG" ${LOADGEN_ARGS:-} | tee "$tmp/lg.out"
 curl -s 127.0.0.1:19100/metrics >"$tmp/metrics" || true
 rss_peak=$(cat "$tmp/rss_peak" 2>/dev/null || echo "$rss_base")
 rss_per_call=$(awk -v p="$rss_peak" -v b="$rss_base" -v n="$CALLS" 'BEGIN { printf "%.1f", (p - b) / n }')

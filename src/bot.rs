@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use voxbridge_codecs::g711;
-use voxbridge_media::botlink::ws_config;
+use voxbridge_media::ws_config;
 use voxbridge_proto::pipecat::{self, AudioRawFrame, Kind};
 use voxbridge_proto::twilio::{self, BotCommand, StreamEvent};
 

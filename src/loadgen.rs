@@ -87,6 +87,12 @@ pub struct Args {
     /// Caller audio: 8 kHz mono WAV (PCM16) or raw u-law `.ul`; looped.
     #[arg(long, default_value = "samples/hello_8k.ul")]
     pub audio: PathBuf,
+    /// Quiet callers: each sends one frame a second instead of fifty (an
+    /// established call in which nobody speaks; the daemon still plays 50
+    /// frames a second to it). For the daemon's memory at many calls; the
+    /// latency and loss figures then cover those frames only.
+    #[arg(long)]
+    pub quiet: bool,
     /// The daemon's pid, to read its CPU time from /proc.
     #[arg(long)]
     pub daemon_pid: Option<u32>,
@@ -390,6 +396,8 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
             loadgen_skipped.clone(),
         );
         let phase = start + FRAME * g as u32 / GROUPS as u32;
+        // Quiet: one tick in fifty sends.
+        let every: u64 = if args.quiet { 50 } else { 1 };
         writer_tasks.push(tokio::spawn(async move {
             let mut group = group;
             let mut tick = tokio::time::interval_at(phase.into(), FRAME);
@@ -401,12 +409,18 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
                 let behind = at.saturating_duration_since(expected).as_nanos() / FRAME.as_nanos();
                 skipped.fetch_add(behind as u64, Relaxed);
                 expected = at + FRAME;
+                if k % every != 0 {
+                    k += 1;
+                    continue;
+                }
                 let measuring = shared.measuring.load(Relaxed);
                 let f = &frames[(k as usize) % frames.len()];
                 for (i, tx) in group.iter_mut() {
                     let now = Instant::now();
                     let c = &shared.calls[*i];
-                    c.sends[k as usize % RING].store(if measuring { shared.ns(now) } else { 0 }, Relaxed);
+                    // The bot numbers the frames it gets 0, 1, 2, ...: so do the sends.
+                    let n = (k / every) as usize;
+                    c.sends[n % RING].store(if measuring { shared.ns(now) } else { 0 }, Relaxed);
                     if measuring {
                         shared.sent_measured.fetch_add(1, Relaxed);
                     }

@@ -113,19 +113,9 @@ async fn final_stats(d: &mut Daemon) -> RtpCallStats {
     }
 }
 
-/// Deterministic pseudo-random numbers (xorshift), so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impaired_network_gives_the_bot_continuous_frames_and_stats_report_the_loss() {
@@ -144,16 +134,16 @@ async fn impaired_network_gives_the_bot_continuous_frames_and_stats_report_the_l
     let mut schedule: Vec<(Duration, Vec<u8>)> = Vec::new();
     let mut dropped = 0;
     for k in 0..PACKETS {
-        if rng.chance(5) {
+        if rng.percent(5) {
             dropped += 1;
             continue;
         }
         let pkt = pcmu_packet(k as u16, k as u32 * 160, 0xABCD, &speech[k * 160..(k + 1) * 160]);
         let mut at = Duration::from_millis(20 * k as u64 + rng.next() % 61);
-        if rng.chance(5) {
+        if rng.percent(5) {
             at += Duration::from_millis(25); // lands after its successor
         }
-        if rng.chance(3) {
+        if rng.percent(3) {
             schedule.push((at + Duration::from_millis(5), pkt.clone()));
         }
         schedule.push((at, pkt));

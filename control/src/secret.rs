@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-pub use voxbridge_media::secret::Secret;
+pub use voxbridge_contract::secret::Secret;
 
 impl From<&str> for SecretUrl {
     fn from(s: &str) -> Self {

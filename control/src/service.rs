@@ -17,7 +17,7 @@ use crate::webhooks::worker::WebhookStats;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use voxbridge_media::CallCommands;
+use voxbridge_contract::commands::CallCommands;
 
 /// A running control sidecar.
 pub struct Control {

@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use voxbridge_media::events::{CallEvent, EventSink, Speaker};
-use voxbridge_media::CallCommands;
+use voxbridge_contract::commands::CallCommands;
+use voxbridge_contract::events::{CallEvent, EventSink, Speaker};
 
 /// Counters of the sink worker.
 #[derive(Debug, Default)]
@@ -309,7 +309,7 @@ pub async fn retry_parked(
     ctx: &SinkCtx,
     parked: &crate::store::dead_letters::DeadLetter,
 ) -> crate::Result<bool> {
-    let wire = voxbridge_media::event_wire::WireEvent::decode(parked.payload.to_string().as_bytes())
+    let wire = voxbridge_contract::event_wire::WireEvent::decode(parked.payload.to_string().as_bytes())
         .map_err(|e| ControlError::Rejected(format!("parked event unreadable: {e}")))?;
     match apply(store, ctx, &wire.event, Some(&parked.id)).await {
         Ok(applied) => {
@@ -333,7 +333,7 @@ async fn park(
     error: &str,
 ) -> crate::Result<()> {
     let id = event_id.map_or_else(crate::store::new_id, str::to_owned);
-    let wire = voxbridge_media::event_wire::WireEvent {
+    let wire = voxbridge_contract::event_wire::WireEvent {
         event_id: id.clone(),
         event: event.clone(),
     }
@@ -367,7 +367,7 @@ pub async fn apply(
             // (the same on every store): refused here, the event is parked.
             for (what, v) in [("caller", &info.caller), ("callee", &info.callee)] {
                 if let Some(v) = v {
-                    voxbridge_media::text::check(what, v).map_err(ControlError::Rejected)?;
+                    voxbridge_contract::text::check(what, v).map_err(ControlError::Rejected)?;
                 }
             }
             let outgoing = info.params.get("direction").is_some_and(|d| d == "outgoing");
@@ -440,7 +440,7 @@ pub async fn apply(
             text,
             ..
         } => {
-            voxbridge_media::text::check("transcript", text).map_err(ControlError::Rejected)?;
+            voxbridge_contract::text::check("transcript", text).map_err(ControlError::Rejected)?;
             let direction = match speaker {
                 Speaker::Caller => "in",
                 Speaker::Bot => "out",

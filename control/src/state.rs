@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use voxbridge_media::events::HangupCause;
+use voxbridge_contract::events::HangupCause;
 
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {

@@ -12,6 +12,7 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
+use voxbridge_contract::commands::CallCommands;
 use voxbridge_control::api::auth::{Auth, AuthConfig};
 use voxbridge_control::api::{router, AppState};
 use voxbridge_control::billing::RatePlan;
@@ -21,7 +22,6 @@ use voxbridge_control::store::billing::{Billed, BillingRecord};
 use voxbridge_control::store::webhooks::EndpointSpec;
 use voxbridge_control::store::Store;
 use voxbridge_control::time::Millis;
-use voxbridge_media::CallCommands;
 
 both_stores!(
     credentials_are_checked,

@@ -263,22 +263,22 @@ async fn balance_low_fires_once_per_crossing(s: Store) {
 #[derive(Default)]
 struct FakeMedia(std::sync::Mutex<Vec<String>>);
 
-impl voxbridge_media::CallCommands for FakeMedia {
+impl voxbridge_contract::commands::CallCommands for FakeMedia {
     fn hangup(&self, call_id: &str) -> bool {
         self.0.lock().expect("lock").push(call_id.to_owned());
         true
     }
 }
 
-fn created(call: &str, customer: &str) -> voxbridge_media::events::CallEvent {
-    let mut info = voxbridge_media::events::CallInfo {
+fn created(call: &str, customer: &str) -> voxbridge_contract::events::CallEvent {
+    let mut info = voxbridge_contract::events::CallInfo {
         call_id: call.into(),
         route: "default".into(),
         ingress: "audiosocket",
         ..Default::default()
     };
     info.params.insert("customer_id".into(), customer.into());
-    voxbridge_media::events::CallEvent::Created {
+    voxbridge_contract::events::CallEvent::Created {
         info,
         at: std::time::SystemTime::now(),
     }

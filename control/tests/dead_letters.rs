@@ -8,12 +8,12 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
+use voxbridge_contract::events::{CallEvent, CallInfo, EventSink, HangupCause};
 use voxbridge_control::model::PageReq;
 use voxbridge_control::sink::{ControlSink, SinkCtx};
 use voxbridge_control::state::CallStatus;
 use voxbridge_control::store::Store;
 use voxbridge_control::ControlError;
-use voxbridge_media::events::{CallEvent, CallInfo, EventSink, HangupCause};
 
 both_stores!(
     a_refused_event_is_parked_and_never_blocks_the_ones_behind_it,

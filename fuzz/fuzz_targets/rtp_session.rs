@@ -5,7 +5,7 @@
 //! releases. Nothing on the wire may panic the session, change the size of
 //! the frame the bot gets, or make the receiver release frames without end.
 use voxbridge_codecs::Codec;
-use voxbridge_media::rtp::receiver::RtpReceiver;
+use voxbridge_media::sansio::rtp::receiver::RtpReceiver;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&mode, mut rest)) = data.split_first() else {

@@ -1,23 +1,17 @@
-//! The commands the rest of voxbridge (control/) may give the media plane,
-//! and the registry of running calls that carries them out.
+//! The registry of running calls that carries out the commands the rest of
+//! voxbridge (control/) may give the media plane (`voxbridge_contract::commands`).
 //!
 //! The registry is also the one namespace of call ids: every call, from
 //! any ingress (AudioSocket UUID, RTP `call_id`), claims its id here before
 //! it starts, and a claim of an id in use is refused, never merged. So a
 //! call's record (keyed by id in control/) and its media are always the
-//! same call. RTP sessions keep a listing of their own ([`crate::sessions`]).
+//! same call. RTP sessions keep a listing of their own ([`crate::driver::sessions`]).
 
 use crate::events::HangupCause;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
-
-/// What control/ may ask of running calls.
-pub trait CallCommands: Send + Sync + 'static {
-    /// Hangs a running call up with cause `api_hangup`; `false` if no call
-    /// with that id runs here.
-    fn hangup(&self, call_id: &str) -> bool;
-}
+pub use voxbridge_contract::commands::CallCommands;
 
 type Stop = watch::Sender<Option<HangupCause>>;
 

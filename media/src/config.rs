@@ -5,7 +5,7 @@
 //! ws://127.0.0.1:8765 at 16 kHz. [`Config::validate`] checks everything at
 //! startup so a bad config fails before the first call, with the key named.
 
-use crate::error::MediaError;
+use crate::error::ConfigError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -101,8 +101,8 @@ impl Default for Route {
             on_bot_failure: BotFailurePolicy::Hangup,
             reconnect_interval_ms: 1000,
             max_reconnects: 5,
-            playout_cap_ms: crate::playout::DEFAULT_CAPACITY_MS,
-            bot_cushion_ms: crate::playout::DEFAULT_CUSHION_MS,
+            playout_cap_ms: crate::sansio::playout::DEFAULT_CAPACITY_MS,
+            bot_cushion_ms: crate::sansio::playout::DEFAULT_CUSHION_MS,
             params: BTreeMap::new(),
         }
     }
@@ -122,8 +122,8 @@ impl Route {
         Duration::from_millis(self.connect_timeout_ms)
     }
 
-    fn validate(&self, name: &str) -> Result<(), MediaError> {
-        let bad = |what: String| Err(MediaError::Config(format!("routes.{name}.{what}")));
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let bad = |what: String| Err(ConfigError(format!("routes.{name}.{what}")));
         if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
             return bad(format!("url: {:?} is not a ws:// or wss:// URL", self.url));
         }
@@ -137,11 +137,11 @@ impl Route {
         if self.connect_timeout_ms == 0 {
             return bad("connect_timeout_ms: must be > 0".into());
         }
-        if self.bot_cushion_ms > crate::playout::MAX_CUSHION_MS {
+        if self.bot_cushion_ms > crate::sansio::playout::MAX_CUSHION_MS {
             return bad(format!(
                 "bot_cushion_ms: {} (at most {})",
                 self.bot_cushion_ms,
-                crate::playout::MAX_CUSHION_MS
+                crate::sansio::playout::MAX_CUSHION_MS
             ));
         }
         if self.playout_cap_ms < 100 {
@@ -238,8 +238,8 @@ impl RtpConfig {
             .collect()
     }
 
-    fn validate(&self, routes: &BTreeMap<String, Route>) -> Result<(), MediaError> {
-        let bad = |what: String| Err(MediaError::Config(format!("rtp.{what}")));
+    fn validate(&self, routes: &BTreeMap<String, Route>) -> Result<(), ConfigError> {
+        let bad = |what: String| Err(ConfigError(format!("rtp.{what}")));
         if self.port_min > self.port_max || self.port_max - self.port_min < 1 {
             return bad(format!(
                 "port_min/port_max: {}-{} holds no RTP/RTCP pair",
@@ -421,15 +421,15 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 
 impl Config {
     /// Parses TOML (missing keys take the embedded defaults).
-    pub fn from_toml(text: &str) -> Result<Self, MediaError> {
-        toml::from_str(text).map_err(|e| MediaError::Config(e.to_string()))
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
     }
 
     /// Applies [`ENV_OVERRIDES`] read through `get` (so tests need not touch the process env).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), MediaError> {
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let parse_addr = |k: &str, v: &str| {
             v.parse::<SocketAddr>()
-                .map_err(|e| MediaError::Config(format!("{k}={v:?}: {e}")))
+                .map_err(|e| ConfigError(format!("{k}={v:?}: {e}")))
         };
         if let Some(v) = get("VOXBRIDGE_AUDIOSOCKET_LISTEN") {
             let addr = parse_addr("VOXBRIDGE_AUDIOSOCKET_LISTEN", &v)?;
@@ -464,18 +464,15 @@ impl Config {
                 "pipecat" => BotProtocolKind::Pipecat,
                 "twilio" => BotProtocolKind::Twilio,
                 other => {
-                    return Err(MediaError::Config(format!(
+                    return Err(ConfigError(format!(
                         "VOXBRIDGE_BOT_PROTOCOL={other:?}: use pipecat or twilio"
                     )))
                 }
             };
         }
-        let num = |k: &str| -> Result<Option<usize>, MediaError> {
+        let num = |k: &str| -> Result<Option<usize>, ConfigError> {
             get(k)
-                .map(|v| {
-                    v.parse()
-                        .map_err(|e| MediaError::Config(format!("{k}={v:?}: {e}")))
-                })
+                .map(|v| v.parse().map_err(|e| ConfigError(format!("{k}={v:?}: {e}"))))
                 .transpose()
         };
         if let Some(n) = num("VOXBRIDGE_WORKERS")? {
@@ -492,19 +489,19 @@ impl Config {
         }
         if let Some(n) = num("VOXBRIDGE_RTP_SHARED_PORT")? {
             self.rtp.shared_port = u16::try_from(n)
-                .map_err(|_| MediaError::Config(format!("VOXBRIDGE_RTP_SHARED_PORT={n}: not a port")))?;
+                .map_err(|_| ConfigError(format!("VOXBRIDGE_RTP_SHARED_PORT={n}: not a port")))?;
         }
         Ok(())
     }
 
     /// Checks every route and that each listener's route exists.
-    pub fn validate(&self) -> Result<(), MediaError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, r) in &self.routes {
             r.validate(name)?;
         }
         for l in &self.audiosocket {
             if !self.routes.contains_key(&l.route) {
-                return Err(MediaError::Config(format!(
+                return Err(ConfigError(format!(
                     "audiosocket listener {} names route {:?}, which is not defined",
                     l.listen, l.route
                 )));
@@ -512,16 +509,16 @@ impl Config {
         }
         self.rtp.validate(&self.routes)?;
         if self.limits.max_calls == 0 {
-            return Err(MediaError::Config("limits.max_calls: must be > 0".into()));
+            return Err(ConfigError("limits.max_calls: must be > 0".into()));
         }
         if self.limits.media_timeout_ms < 1000 {
-            return Err(MediaError::Config(format!(
+            return Err(ConfigError(format!(
                 "limits.media_timeout_ms: {} (at least 1000)",
                 self.limits.media_timeout_ms
             )));
         }
         if self.limits.frame_timeout_ms < 100 {
-            return Err(MediaError::Config(format!(
+            return Err(ConfigError(format!(
                 "limits.frame_timeout_ms: {} (at least 100)",
                 self.limits.frame_timeout_ms
             )));
@@ -530,27 +527,27 @@ impl Config {
             || self.limits.http_request_timeout_ms == 0
             || self.limits.http_max_connections_per_ip == 0
         {
-            return Err(MediaError::Config(
+            return Err(ConfigError(
                 "limits.http_header_timeout_ms, http_request_timeout_ms and http_max_connections_per_ip must be > 0"
                     .into(),
             ));
         }
         for (i, t) in self.media_api.tokens.iter().enumerate() {
             if t.token.expose().chars().count() < 16 {
-                return Err(MediaError::Config(format!(
+                return Err(ConfigError(format!(
                     "media_api.tokens {:?}: the token must be at least 16 characters",
                     t.name
                 )));
             }
             if self.media_api.tokens[..i].iter().any(|o| o.token == t.token) {
-                return Err(MediaError::Config(format!(
+                return Err(ConfigError(format!(
                     "media_api.tokens {:?}: the same token twice",
                     t.name
                 )));
             }
         }
         if self.limits.send_buffer_bytes < 4096 {
-            return Err(MediaError::Config(format!(
+            return Err(ConfigError(format!(
                 "limits.send_buffer_bytes: {} (at least 4096)",
                 self.limits.send_buffer_bytes
             )));

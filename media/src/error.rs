@@ -3,6 +3,13 @@
 use voxbridge_codecs::CodecError;
 use voxbridge_proto::ProtoError;
 
+/// A configuration the daemon refuses to start with: which key, and why.
+/// Apart from [`MediaError`]'s runtime errors, as rustls and rubato keep
+/// construction errors apart from what happens while running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
 /// What can go wrong in the media engine: bad configuration (at startup),
 /// bad bytes from a caller or a bot (per call: logged, counted, the call ends
 /// or the message is dropped), and I/O.
@@ -10,8 +17,8 @@ use voxbridge_proto::ProtoError;
 #[non_exhaustive]
 pub enum MediaError {
     /// The configuration is invalid; the daemon refuses to start.
-    #[error("config: {0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A wire format error from a peer.
     #[error(transparent)]
     Proto(#[from] ProtoError),
@@ -36,8 +43,8 @@ pub enum MediaError {
     Unavailable(String),
     /// A call event or command between a media and a control process that
     /// could not be decoded (see [`crate::event_wire`]).
-    #[error("wire: {0}")]
-    Wire(String),
+    #[error(transparent)]
+    Wire(#[from] voxbridge_contract::ContractError),
     /// Socket I/O.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -1,20 +1,23 @@
 //! A call's per-frame work allocates nothing in steady state: 1,000 frames of
-//! the whole sans-IO path (AudioSocket frame decoded from the read buffer,
-//! 8 kHz -> 16 kHz resampling, bot message encoded, bot audio message
-//! decoded, resampled back and queued, one paced frame written, latency
-//! observed) make zero heap allocations, for both bot protocols; and 1,000
-//! frames of an RTP leg (packet in, jitter buffer, decode, encode, packet
-//! out) for PCMU, G.722 and Opus. Counted by a
-//! global allocator that counts this thread's allocations only.
+//! the real sans-IO `Call` (AudioSocket frame decoded from the read buffer,
+//! 8 kHz -> 16 kHz resampling, bot message encoded and taken off the queue
+//! toward the bot, bot audio message decoded, resampled back and queued, one
+//! paced tick and its frame encoded for the caller, latency observed) make
+//! zero heap allocations, for both bot protocols; and 1,000 frames of an RTP
+//! leg (packet in, jitter buffer, decode, encode, packet out) for PCMU,
+//! G.722 and Opus. Counted by a global allocator that counts this thread's
+//! allocations only.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use std::time::Duration;
-use voxbridge_media::botcodec::{BotCodec, BotInput, Outgoing};
-use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
-use voxbridge_media::metrics::{CallCounters, LATENCY_BUCKETS};
-use voxbridge_media::pipeline::Pipeline;
-use voxbridge_media::rtp::receiver::{FrameSource, RtpReceiver};
-use voxbridge_media::rtp::sender::RtpSender;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use voxbridge_media::config::{BotProtocolKind, Route, TwilioEncoding};
+use voxbridge_media::events::CallInfo;
+use voxbridge_media::metrics::Metrics;
+use voxbridge_media::sansio::botcodec::{BotCodec, Outgoing};
+use voxbridge_media::sansio::call::{BotMessage, Call, FrameOutcome, LinkRequest};
+use voxbridge_media::sansio::rtp::receiver::{FrameSource, RtpReceiver};
+use voxbridge_media::sansio::rtp::sender::RtpSender;
 use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 
 #[path = "../../tests/support/alloc_count.rs"]
@@ -23,64 +26,64 @@ mod alloc_count;
 #[global_allocator]
 static GLOBAL: alloc_count::ThreadCounting = alloc_count::ThreadCounting;
 
-struct Call {
+/// The real call, its AudioSocket leg's codec and buffers, and a bot that
+/// answers each frame with 20 ms of audio.
+struct Bench {
+    call: Call,
+    now: Instant,
     asc: AudioSocketCodec,
     rbuf: BytesMut,
     wbuf: BytesMut,
-    pipeline: Pipeline,
-    codec: BotCodec,
-    outbox: Vec<Outgoing>,
-    counters: CallCounters,
-    /// What the bot sends back for each frame (an echo of a 16 kHz frame).
+    /// What the bot sends back for each frame (a 16 kHz frame).
     bot_reply: Bytes,
     text_reply: String,
     caller_frame: Vec<u8>,
+    to_bot: u64,
+    frames_out: u64,
 }
 
-impl Call {
+impl Bench {
     fn frame(&mut self) {
-        // Caller bytes arrive in the read buffer.
+        // Caller bytes arrive in the read buffer; the leg hands each frame in.
         self.rbuf.extend_from_slice(&self.caller_frame);
         while let Ok(Some(f)) = self.asc.decode_frame(&mut self.rbuf) {
-            if let Frame::Audio { pcm, .. } = f {
-                let codec = &mut self.codec;
-                let outbox = &mut self.outbox;
-                self.pipeline.caller_audio(&pcm, |f| outbox.push(codec.audio(f)));
+            if let Frame::Audio { rate, pcm } = f {
+                self.call.caller_audio_le(rate, &pcm, self.now);
             }
         }
-        // The socket copies them out; the Bytes are dropped.
-        self.outbox.clear();
-        self.counters
-            .to_bot
-            .observe(&LATENCY_BUCKETS, Duration::from_micros(80));
+        // The link driver writes what is queued (the socket copies it; the Bytes are dropped).
+        while self.call.next_to_bot().is_some() {
+            self.call.sent_to_bot();
+            self.to_bot += 1;
+        }
+        self.call.forwarded(Duration::from_micros(80));
         // The bot's answer.
-        let input = if self.text_reply.is_empty() {
-            self.codec.decode_binary(self.bot_reply.clone())
+        if self.text_reply.is_empty() {
+            self.call
+                .bot_message(BotMessage::Binary(&self.bot_reply), self.now);
         } else {
-            self.codec.decode_text(&self.text_reply)
-        };
-        if let Ok(BotInput::Audio { pcm, rate }) = input {
-            self.pipeline.bot_audio(pcm, rate).expect("supported rate");
+            self.call
+                .bot_message(BotMessage::Text(&self.text_reply), self.now);
         }
         // The tick.
-        let (frame, _) = self.pipeline.tick();
+        self.now += Duration::from_millis(20);
+        let tick = self.call.handle_timeout(self.now).expect("a tick is due");
+        let rate = self.call.caller_rate();
         self.wbuf.clear();
-        self.wbuf.put_u8(0x10);
-        self.wbuf.put_u16((frame.len() * 2) as u16);
-        for s in frame {
-            self.wbuf.put_i16_le(*s);
-        }
-        self.counters.frames_out += 1;
-        self.counters
-            .to_caller
-            .observe(&LATENCY_BUCKETS, Duration::from_micros(300));
+        let frame = self.call.take_caller_frame();
+        self.asc
+            .encode_audio(rate, frame, &mut self.wbuf)
+            .expect("encode");
+        self.call.caller_frame_done(FrameOutcome::Sent, tick);
+        self.frames_out += 1;
+        while self.call.poll_event().is_some() {}
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
             self.rbuf.reserve(4096);
         }
     }
 }
 
-fn call(kind: BotProtocolKind) -> Call {
+fn bench(kind: BotProtocolKind) -> Bench {
     let mut caller_frame = vec![0x10, 0x01, 0x40];
     for i in 0..160 {
         caller_frame.extend_from_slice(&(((i as f32 * 0.3).sin() * 5000.0) as i16).to_le_bytes());
@@ -101,17 +104,40 @@ fn call(kind: BotProtocolKind) -> Call {
             )
         }
     };
-    Call {
+    let route = Route {
+        protocol: kind,
+        twilio_encoding: TwilioEncoding::L16,
+        sample_rate: 16000,
+        ..Route::default()
+    };
+    let info = CallInfo {
+        call_id: "5a5a5a5a-0000".into(),
+        ingress: "audiosocket",
+        ..CallInfo::default()
+    };
+    let now = Instant::now();
+    let mut call = Call::new(
+        info,
+        Arc::new(route),
+        Arc::new(Metrics::default()),
+        8000,
+        now,
+        SystemTime::now(),
+    )
+    .expect("call");
+    assert_eq!(call.poll_link(), Some(LinkRequest::Connect));
+    call.bot_connected(Duration::from_millis(5), now);
+    Bench {
+        call,
+        now,
         asc: AudioSocketCodec::default(),
         rbuf: BytesMut::with_capacity(4096),
         wbuf: BytesMut::with_capacity(1024),
-        pipeline: Pipeline::new(8000, 16000, 60_000).expect("pipeline"),
-        codec,
-        outbox: Vec::with_capacity(8),
-        counters: CallCounters::default(),
         bot_reply,
         text_reply,
         caller_frame,
+        to_bot: 0,
+        frames_out: 0,
     }
 }
 
@@ -120,7 +146,7 @@ fn a_thousand_frames_of_a_call_allocate_nothing() {
     // The counter sees allocations at all (so a zero below means something).
     assert!(alloc_count::allocations_in(|| drop(std::hint::black_box(vec![1u8; 64]))) >= 1);
     for kind in [BotProtocolKind::Pipecat, BotProtocolKind::Twilio] {
-        let mut c = call(kind);
+        let mut c = bench(kind);
         // Warm-up: arenas reach their steady size, buffers their capacity.
         for _ in 0..200 {
             c.frame();
@@ -131,8 +157,12 @@ fn a_thousand_frames_of_a_call_allocate_nothing() {
             }
         });
         assert_eq!(n, 0, "{kind:?}: allocations per 1,000 frames");
-        assert_eq!(c.counters.frames_out, 1200);
-        assert!(c.pipeline.stats().frames_down >= 1000, "the bot audio was played");
+        assert_eq!(c.frames_out, 1200);
+        assert!(c.to_bot >= 1200, "every caller frame went to the bot");
+        assert!(
+            c.call.pipeline().stats().frames_down >= 1000,
+            "the bot audio was played"
+        );
     }
     // RTP legs: the far end's packet built, received into the jitter buffer,
     // the tick's frame decoded, and the answer encoded into one datagram.

@@ -4,9 +4,9 @@
 //! 20 ms bot frames, one per 20 ms of input.
 
 use proptest::prelude::*;
-use voxbridge_media::botcodec::{BotCodec, BotInput};
 use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
-use voxbridge_media::pipeline::Pipeline;
+use voxbridge_media::sansio::botcodec::{BotCodec, BotInput};
+use voxbridge_media::sansio::pipeline::Pipeline;
 
 fn feed(kind: BotProtocolKind, msgs: &[Vec<u8>]) {
     let mut codec = BotCodec::new(kind, TwilioEncoding::L16, 16000, "prop");
@@ -73,7 +73,7 @@ proptest! {
 mod rtp_receive {
     use proptest::prelude::*;
     use voxbridge_codecs::Codec;
-    use voxbridge_media::rtp::receiver::{FrameSource, RtpReceiver};
+    use voxbridge_media::sansio::rtp::receiver::{FrameSource, RtpReceiver};
     use voxbridge_proto::rtp::RtpHeader;
 
     fn packet(seq: u16, ts: u32, ssrc: u32, pt: u8, len: usize) -> Vec<u8> {

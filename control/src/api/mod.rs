@@ -34,7 +34,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
-use voxbridge_media::CallCommands;
+use voxbridge_contract::commands::CallCommands;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;

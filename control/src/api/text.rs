@@ -31,7 +31,7 @@ pub const PATTERN_NOT_BLANK: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u
 
 /// Whether the rule refuses `c`.
 pub fn refused(c: char) -> bool {
-    voxbridge_media::text::is_forbidden_control(c)
+    voxbridge_contract::text::is_forbidden_control(c)
         || matches!(c, '\u{200B}'..='\u{200D}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 

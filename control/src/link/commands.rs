@@ -14,8 +14,8 @@ use rdkafka::Message;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::watch;
-use voxbridge_media::event_wire::CallCommand;
-use voxbridge_media::CallCommands;
+use voxbridge_contract::commands::CallCommands;
+use voxbridge_contract::event_wire::CallCommand;
 
 /// Sends commands to the media processes.
 pub struct KafkaCommands {

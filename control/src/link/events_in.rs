@@ -18,7 +18,7 @@ use rdkafka::Message;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::watch;
-use voxbridge_media::event_wire::WireEvent;
+use voxbridge_contract::event_wire::WireEvent;
 
 /// What the consumer needs.
 pub struct EventsIn {

@@ -9,8 +9,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use voxbridge_media::event_wire::WireEvent;
-use voxbridge_media::events::{CallEvent, EventSink};
+use voxbridge_contract::event_wire::WireEvent;
+use voxbridge_contract::events::{CallEvent, EventSink};
 
 /// Counts deliveries that failed for good (none while Kafka is merely
 /// down: messages have no deadline).

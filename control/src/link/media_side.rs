@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use voxbridge_media::CallCommands;
+use voxbridge_contract::commands::CallCommands;
 
 /// How long queued events may take to reach Kafka at shutdown.
 const FLUSH: Duration = Duration::from_secs(10);

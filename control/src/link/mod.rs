@@ -22,9 +22,9 @@
 //! Commands are for running calls only: a media process that starts later
 //! does not see earlier ones.
 //!
-//! [`CallEvent`]: voxbridge_media::CallEvent
-//! [`WireEvent`]: voxbridge_media::event_wire::WireEvent
-//! [`CallCommand`]: voxbridge_media::event_wire::CallCommand
+//! [`CallEvent`]: voxbridge_contract::events::CallEvent
+//! [`WireEvent`]: voxbridge_contract::event_wire::WireEvent
+//! [`CallCommand`]: voxbridge_contract::event_wire::CallCommand
 
 pub mod commands;
 pub mod events_in;

@@ -4,7 +4,7 @@
 //! behind it. Each parking commits with a `call_event_parked` event;
 //! admins list, read, retry and drop parked events through the API.
 //!
-//! The payload is the event's JSON wire form (`voxbridge_media::event_wire`),
+//! The payload is the event's JSON wire form (`voxbridge_contract::event_wire`),
 //! in which any control character is escaped, so even the text that made
 //! the store refuse the event can be stored here.
 

@@ -12,10 +12,13 @@
 //! `limits.frame_timeout_ms` (cause `malformed`, counted as a caller
 //! protocol error).
 
-use super::{drive, start_core, CallContext, Core, Leg};
+use super::call_task::{drive, start_call, CallContext, Leg};
 use crate::events::{CallInfo, HangupCause};
+use crate::metrics::Metrics;
+use crate::sansio::call::{Call, FrameOutcome, Tick};
 use bytes::BytesMut;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -25,8 +28,9 @@ use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 /// A caller whose socket has taken nothing for this many ticks is gone.
 const STALLED_TICKS: u32 = 100;
 
-pub(super) struct AudioSocketLeg {
+pub(crate) struct AudioSocketLeg {
     sock: TcpStream,
+    metrics: Arc<Metrics>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Bytes of a frame the caller socket took only partly (kept so framing survives).
@@ -63,11 +67,12 @@ pub async fn run(
     let (media_timeout, frame_timeout) = (ctx.media_timeout, ctx.frame_timeout);
     // Asterisk's AudioSocket starts at 8 kHz signed linear; a different
     // audio type in the first frame switches the caller side.
-    let Some(core) = start_core(info, ctx, 8000) else {
+    let Some(call) = start_call(info, &ctx, 8000) else {
         return;
     };
     let leg = AudioSocketLeg {
         sock,
+        metrics: ctx.metrics.clone(),
         rbuf,
         wbuf: BytesMut::with_capacity(4096),
         wpending: 0,
@@ -78,7 +83,7 @@ pub async fn run(
         media_timeout,
         frame_timeout,
     };
-    drive(core, Leg::AudioSocket(leg), stop).await;
+    drive(call, Leg::AudioSocket(leg), ctx, stop).await;
 }
 
 impl AudioSocketLeg {
@@ -93,20 +98,20 @@ impl AudioSocketLeg {
         }
     }
 
-    /// Every complete frame in the read buffer, then one flush to the bot.
-    pub(super) fn input(&mut self, core: &mut Core, t0: Instant) -> Result<(), HangupCause> {
+    /// Every complete frame in the read buffer, handed to the call.
+    pub(super) fn input(&mut self, call: &mut Call, t0: Instant) -> Result<(), HangupCause> {
         self.last_rx = t0;
         let mut decoded = false;
         loop {
             match self.asc.decode_frame(&mut self.rbuf) {
                 Ok(Some(frame)) => {
                     decoded = true;
-                    caller_frame(core, frame)?
+                    caller_frame(call, frame, t0)?
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    core.ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(call_id = core.info.call_id, error = %e, "malformed AudioSocket frame; closing");
+                    self.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(call_id = call.call_id(), error = %e, "malformed AudioSocket frame; closing");
                     return Err(HangupCause::Malformed);
                 }
             }
@@ -117,23 +122,22 @@ impl AudioSocketLeg {
         if !self.rbuf.is_empty() {
             self.partial_since.get_or_insert(t0);
         }
-        core.flush_up(t0);
         Ok(())
     }
 
     /// Whether the caller stopped half way (see the module docs).
-    fn check_caller(&self, core: &Core, now: Instant) -> Result<(), HangupCause> {
+    fn check_caller(&self, call: &Call, now: Instant) -> Result<(), HangupCause> {
         if now.saturating_duration_since(self.last_rx) >= self.media_timeout {
-            tracing::warn!(call_id = core.info.call_id, timeout = ?self.media_timeout, "caller sent nothing: hanging up");
+            tracing::warn!(call_id = call.call_id(), timeout = ?self.media_timeout, "caller sent nothing: hanging up");
             return Err(HangupCause::MediaTimeout);
         }
         if self
             .partial_since
             .is_some_and(|t| now.saturating_duration_since(t) >= self.frame_timeout)
         {
-            core.ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+            self.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
             tracing::warn!(
-                call_id = core.info.call_id,
+                call_id = call.call_id(),
                 buffered = self.rbuf.len(),
                 timeout = ?self.frame_timeout,
                 "AudioSocket frame not completed in time; closing"
@@ -144,10 +148,10 @@ impl AudioSocketLeg {
     }
 
     /// Writes the tick's frame.
-    pub(super) fn tick(&mut self, core: &mut Core, now: Instant) -> Result<(), HangupCause> {
-        self.check_caller(core, now)?;
+    pub(super) fn tick(&mut self, call: &mut Call, tick: Tick, now: Instant) -> Result<(), HangupCause> {
+        self.check_caller(call, now)?;
         // AudioSocket has no way to play a digit; the request is dropped.
-        core.digits_out.clear();
+        while call.poll_digit_out().is_some() {}
         if self.wpending > 0 {
             // Finish the frame the socket took only partly before anything new.
             let start = self.wbuf.len() - self.wpending;
@@ -157,34 +161,37 @@ impl AudioSocketLeg {
                 Err(_) => return Err(HangupCause::CallerGone),
             }
         }
-        let rate = core.pipeline.caller_rate();
-        let (frame, _fill) = core.pipeline.tick();
-        if self.wpending == 0 {
+        let rate = call.caller_rate();
+        let outcome = if self.wpending == 0 {
             self.wbuf.clear();
+            let frame = call.take_caller_frame();
             if let Err(e) = self.asc.encode_audio(rate, frame, &mut self.wbuf) {
                 // The caller's rate came from its own frames, so Asterisk
                 // takes it back; this is a configuration the call cannot run.
-                tracing::warn!(call_id = core.info.call_id, rate, error = %e, "cannot send audio to the caller");
+                tracing::warn!(call_id = call.call_id(), rate, error = %e, "cannot send audio to the caller");
                 return Err(HangupCause::UnsupportedAudio);
             }
             match self.sock.try_write(&self.wbuf) {
                 Ok(n) => {
                     self.wpending = self.wbuf.len() - n;
-                    core.counters.frames_out += 1;
                     self.stalled_ticks = 0;
+                    FrameOutcome::Sent
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    core.counters.frames_lost += 1;
                     self.stalled_ticks += 1;
+                    FrameOutcome::Lost
                 }
                 Err(_) => return Err(HangupCause::CallerGone),
             }
         } else {
-            core.counters.frames_lost += 1;
+            // The tick's frame is taken (time goes on) and lost.
+            let _ = call.take_caller_frame();
             self.stalled_ticks += 1;
-        }
+            FrameOutcome::Lost
+        };
+        call.caller_frame_done(outcome, tick);
         if self.stalled_ticks >= STALLED_TICKS {
-            tracing::warn!(call_id = core.info.call_id, "caller stopped reading for 2 s");
+            tracing::warn!(call_id = call.call_id(), "caller stopped reading for 2 s");
             return Err(HangupCause::CallerGone);
         }
         Ok(())
@@ -200,26 +207,21 @@ impl AudioSocketLeg {
     }
 }
 
-fn caller_frame(core: &mut Core, frame: Frame) -> Result<(), HangupCause> {
+fn caller_frame(call: &mut Call, frame: Frame, now: Instant) -> Result<(), HangupCause> {
     match frame {
-        Frame::Audio { rate, pcm } => {
-            core.counters.frames_in += 1;
-            if rate != core.pipeline.caller_rate() {
-                if let Err(e) = core.pipeline.set_caller_rate(rate) {
-                    tracing::warn!(call_id = core.info.call_id, rate, error = %e, "unsupported caller audio");
-                    return Err(HangupCause::UnsupportedAudio);
-                }
-            }
-            core.caller_pcm_le(&pcm);
-        }
-        Frame::Dtmf(d) => core.caller_digit(d as char),
+        Frame::Audio { rate, pcm } => call.caller_audio_le(rate, &pcm, now),
+        Frame::Dtmf(d) => call.caller_digit(d as char, now),
         Frame::Hangup => return Err(HangupCause::CallerHangup),
         Frame::Error(code) => {
-            tracing::warn!(call_id = core.info.call_id, code = ?&code[..], "caller sent an error frame");
+            tracing::warn!(call_id = call.call_id(), code = ?&code[..], "caller sent an error frame");
             return Err(HangupCause::CallerError);
         }
         // A repeated UUID or a silence indication carries nothing to forward.
         Frame::Uuid(_) | Frame::Silence(_) => {}
     }
-    Ok(())
+    // An unsupported rate ends the call inside it.
+    match call.ended() {
+        Some(cause) => Err(cause),
+        None => Ok(()),
+    }
 }

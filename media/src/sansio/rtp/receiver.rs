@@ -1,5 +1,5 @@
 //! The receive half of an RTP leg, sans-IO: datagrams in, 20 ms PCM frames
-//! out as soon as they can go (see [`crate::jitter`]), DTMF digits and RTCP
+//! out as soon as they can go (see [`crate::sansio::jitter`]), DTMF digits and RTCP
 //! receiver statistics on the side.
 //!
 //! Audio, comfort noise (RFC 3389, PT 13) and telephone-event packets share
@@ -14,7 +14,7 @@
 //! jitter buffer and statistics start over, the decoder keeps its history.
 
 use crate::error::MediaError;
-use crate::jitter::{Inserted, JitterBuffer, JitterConfig, Pop};
+use crate::sansio::jitter::{Inserted, JitterBuffer, JitterConfig, Pop};
 use voxbridge_codecs::{Codec, FrameDecoder};
 use voxbridge_proto::dtmf::{DtmfEvent, DtmfReceiver};
 use voxbridge_proto::rtcp::{ReceiverStats, ReportBlock};
@@ -283,7 +283,7 @@ impl RtpReceiver {
     }
 
     /// The jitter buffer's counters and current target.
-    pub fn jitter(&self) -> (crate::jitter::JitterStats, u32) {
+    pub fn jitter(&self) -> (crate::sansio::jitter::JitterStats, u32) {
         (self.jb.stats(), self.jb.target_ms())
     }
 }

@@ -10,7 +10,7 @@
 //! newer sender can add fields during a rolling upgrade; an unknown `type`,
 //! a missing field or a bad value is an error, never a panic.
 
-use crate::error::MediaError;
+use crate::error::ContractError;
 use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, Speaker};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -43,8 +43,8 @@ impl CallCommand {
     }
 
     /// Parses JSON bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MediaError> {
-        serde_json::from_slice(bytes).map_err(|e| MediaError::Wire(format!("call command: {e}")))
+    pub fn decode(bytes: &[u8]) -> Result<Self, ContractError> {
+        serde_json::from_slice(bytes).map_err(|e| ContractError::Wire(format!("call command: {e}")))
     }
 }
 
@@ -187,20 +187,20 @@ fn ms_of(t: SystemTime) -> u64 {
 /// RFC 3339 timestamps in control's events.
 const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
-fn time_of(ms: u64) -> Result<SystemTime, MediaError> {
+fn time_of(ms: u64) -> Result<SystemTime, ContractError> {
     (ms <= MAX_TIME_MS)
         .then(|| UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
         .flatten()
-        .ok_or_else(|| MediaError::Wire(format!("time {ms} ms out of range")))
+        .ok_or_else(|| ContractError::Wire(format!("time {ms} ms out of range")))
 }
 
 /// The ingress names a media process sends (they are `&'static str` in
 /// [`CallInfo`]).
-fn ingress_of(name: &str) -> Result<&'static str, MediaError> {
+fn ingress_of(name: &str) -> Result<&'static str, ContractError> {
     match name {
         "audiosocket" => Ok("audiosocket"),
         "rtp" => Ok("rtp"),
-        other => Err(MediaError::Wire(format!("unknown ingress {other:?}"))),
+        other => Err(ContractError::Wire(format!("unknown ingress {other:?}"))),
     }
 }
 
@@ -287,9 +287,9 @@ impl WireEvent {
     }
 
     /// Parses JSON bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MediaError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, ContractError> {
         let msg: Msg =
-            serde_json::from_slice(bytes).map_err(|e| MediaError::Wire(format!("call event: {e}")))?;
+            serde_json::from_slice(bytes).map_err(|e| ContractError::Wire(format!("call event: {e}")))?;
         Ok(match msg {
             Msg::Created {
                 event_id,
@@ -399,7 +399,7 @@ impl WireEvent {
                 event: CallEvent::Hungup {
                     call_id,
                     cause: HangupCause::parse(&cause)
-                        .ok_or_else(|| MediaError::Wire(format!("unknown hangup cause {cause:?}")))?,
+                        .ok_or_else(|| ContractError::Wire(format!("unknown hangup cause {cause:?}")))?,
                     duration: Duration::from_millis(duration_ms),
                     at: time_of(at_ms)?,
                 },
@@ -498,7 +498,7 @@ mod tests {
             b"\xff\x00",
             b"",
         ] {
-            assert!(matches!(WireEvent::decode(bad), Err(MediaError::Wire(_))), "{bad:?}");
+            assert!(matches!(WireEvent::decode(bad), Err(ContractError::Wire(_))), "{bad:?}");
         }
     }
 

@@ -10,15 +10,15 @@
 //! so. Refusals (bad SDP, no common codec, no free port, call limit,
 //! shutting down) are errors with the reason and are counted.
 
-use crate::call::rtp::{run, LegIo, RtpLegParams};
-use crate::call::CallContext;
+use super::call_task::CallContext;
+use super::rtp::{run, LegIo, RtpLegParams};
 use crate::commands::CallRegistry;
 use crate::config::{Route, RtpConfig};
+use crate::driver::net::shared_port::SharedPort;
 use crate::error::MediaError;
 use crate::events::{CallInfo, EventSink, HangupCause};
 use crate::metrics::Metrics;
-use crate::net::shared_port::SharedPort;
-use crate::rtp::receiver::pcm_codec;
+use crate::sansio::rtp::receiver::pcm_codec;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;

@@ -7,14 +7,15 @@
 //! stops accepting, calls go on for up to `limits.shutdown_grace_ms`, then
 //! the rest are hung up with cause `shutdown` and [`MediaServer::run`] returns.
 
-use crate::call::{self, CallContext};
+use super::audiosocket;
+use super::call_task::CallContext;
 use crate::commands::{CallRegistry, MediaCommands};
 use crate::config::{Config, Route};
-use crate::error::MediaError;
+use crate::driver::net::shared_port::SharedPort;
+use crate::driver::sessions::{RegistryParts, RtpSessions};
+use crate::error::{ConfigError, MediaError};
 use crate::events::{EventSink, HangupCause};
 use crate::metrics::Metrics;
-use crate::net::shared_port::SharedPort;
-use crate::sessions::{RegistryParts, RtpSessions};
 use bytes::BytesMut;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,9 +59,9 @@ impl MediaServer {
         config.validate()?;
         let mut listeners = Vec::new();
         for l in &config.audiosocket {
-            let listener = TcpListener::bind(l.listen)
-                .await
-                .map_err(|e| MediaError::Config(format!("audiosocket listen {}: {e}", l.listen)))?;
+            let listener = TcpListener::bind(l.listen).await.map_err(|e| {
+                MediaError::from(ConfigError(format!("audiosocket listen {}: {e}", l.listen)))
+            })?;
             listeners.push((listener, l.route.clone()));
         }
         let routes: BTreeMap<String, Arc<Route>> = config
@@ -85,7 +86,10 @@ impl MediaServer {
                 )
                 .await
                 .map_err(|e| {
-                    MediaError::Config(format!("rtp.shared_port {}:{port}: {e}", config.rtp.bind_ip))
+                    MediaError::from(ConfigError(format!(
+                        "rtp.shared_port {}:{port}: {e}",
+                        config.rtp.bind_ip
+                    )))
                 })?,
             ),
         };
@@ -252,7 +256,7 @@ impl Acceptor {
             self.tracker.spawn(async move {
                 match handshake(sock, timeout, ctx.max_frame_bytes).await {
                     Ok((mut sock, rest, id)) => match calls.claim(&id) {
-                        Some((stop, _registered)) => call::run(sock, rest, id, ctx, Some(stop)).await,
+                        Some((stop, _registered)) => audiosocket::run(sock, rest, id, ctx, Some(stop)).await,
                         None => {
                             // Another live call has this UUID: refused, never
                             // merged (its record and media stay its own).

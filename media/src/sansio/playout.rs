@@ -180,10 +180,16 @@ impl Playout {
     /// Places a mark after the audio queued so far; it comes out of
     /// [`Playout::poll_mark`] once that audio has been played.
     pub fn mark(&mut self, name: impl Into<String>) {
-        if self.pushed == self.consumed {
+        self.mark_after(name, 0);
+    }
+
+    /// Places a mark `later` samples after the audio queued so far (audio
+    /// still on its way in: a resampler's delay).
+    pub fn mark_after(&mut self, name: impl Into<String>, later: u64) {
+        if later == 0 && self.pushed == self.consumed {
             self.due.push_back(name.into());
         } else {
-            self.marks.push_back((self.pushed, name.into()));
+            self.marks.push_back((self.pushed + later, name.into()));
         }
     }
 

@@ -1,17 +1,18 @@
 //! The bot WebSocket connection: connect with a deadline, then non-blocking
 //! sends.
 //!
-//! Sends never wait on a slow bot: messages are queued in tungstenite's write
-//! buffer and flushed once per batch with a single poll; what the socket does
-//! not take now goes out with the next flush (at most 20 ms later). A bot that
-//! stops reading fills the buffer up to [`MAX_WRITE_BUFFER`]; the next send is
-//! refused ([`BotLinkError::Stalled`]) and the call treats the bot as failed
-//! (its route's `on_bot_failure`), so a stuck bot can never stall the
-//! caller's 20 ms clock nor swallow its audio unseen.
+//! Sends never wait on a slow bot: messages move from the call's queue
+//! toward the bot into tungstenite's write buffer (at most
+//! [`MAX_WRITE_BUFFER`], like a socket buffer) and are flushed once per batch
+//! with a single poll; what the buffer does not take stays in the call's
+//! queue for the next flush (at most 20 ms later). A bot that stops reading
+//! lets that queue reach its bound, and the call treats the bot as failed
+//! (`BotLinkError::Stalled`, its route's `on_bot_failure`), so a stuck bot
+//! can never stall the caller's 20 ms clock nor swallow its audio unseen.
 
-use crate::botcodec::Outgoing;
 use crate::config::Route;
 use crate::error::BotLinkError;
+use crate::sansio::botcodec::Outgoing;
 use futures_util::{FutureExt, Sink, SinkExt};
 use std::future::Future;
 use std::pin::Pin;
@@ -24,8 +25,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The link's stream type.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A bot that has not read 4 MiB of queued messages (~100 s of 16 kHz audio) is dropped.
-pub const MAX_WRITE_BUFFER: usize = 4 << 20;
+/// The link's write buffer holds at most this much (~4 s of 16 kHz audio);
+/// beyond it messages wait in the call's queue toward the bot.
+pub const MAX_WRITE_BUFFER: usize = 128 * 1024;
 /// Largest message accepted from a bot (10 s of 48 kHz PCM16 is 960 KB).
 pub const MAX_MESSAGE: usize = 4 << 20;
 
@@ -81,15 +83,24 @@ pub fn to_message(o: Outgoing) -> Message {
     }
 }
 
-/// Queues a message without waiting (see the module docs).
-pub fn queue(ws: &mut Ws, o: Outgoing) -> Result<(), BotLinkError> {
+/// Whether the link's write buffer took a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// It is in the write buffer.
+    Taken,
+    /// The buffer is full: the message stays in the call's queue.
+    Full,
+}
+
+/// Queues a message without waiting (see the module docs); an error means
+/// the link is gone.
+pub fn queue(ws: &mut Ws, o: Outgoing) -> Result<Queued, BotLinkError> {
     let mut sink = Pin::new(ws);
-    sink.as_mut().start_send(to_message(o)).map_err(|e| match e {
-        tokio_tungstenite::tungstenite::Error::WriteBufferFull(_) => BotLinkError::Stalled {
-            unsent: MAX_WRITE_BUFFER,
-        },
-        e => BotLinkError::Dropped(format!("send: {e}")),
-    })
+    match sink.as_mut().start_send(to_message(o)) {
+        Ok(()) => Ok(Queued::Taken),
+        Err(tokio_tungstenite::tungstenite::Error::WriteBufferFull(_)) => Ok(Queued::Full),
+        Err(e) => Err(BotLinkError::Dropped(format!("send: {e}"))),
+    }
 }
 
 /// One non-blocking flush attempt; an error means the link is gone.

@@ -11,7 +11,7 @@
 //! driver owns sockets and clocks, this struct only samples.
 
 use crate::error::MediaError;
-use crate::playout::{FrameFill, Playout};
+use crate::sansio::playout::{FrameFill, Playout};
 use voxbridge_codecs::{frame, frame_len, max_frame_len, Resampler, STANDARD_RATES};
 
 /// The caller's side ticks one frame per 20 ms of the same length, so its rate
@@ -165,7 +165,7 @@ impl Pipeline {
         })
     }
 
-    /// Sets the bot audio's start cushion (see [`crate::playout`]; 0 by
+    /// Sets the bot audio's start cushion (see [`crate::sansio::playout`]; 0 by
     /// default here, a route's `bot_cushion_ms` in the daemon).
     pub fn with_bot_cushion(mut self, ms: u32) -> Self {
         self.playout.set_cushion(ms);
@@ -321,7 +321,14 @@ impl Pipeline {
         self.down.flush(|f| {
             playout.push(f);
         });
-        self.playout.mark(name);
+        // So is what the resampler still holds back (its delay): it plays
+        // with the next audio, or as the tail once the bot pauses.
+        let later = if self.down_dirty && self.down.resampler.from_rate() != self.down.resampler.to_rate() {
+            (self.down.resampler.delay_seconds() * self.caller_rate as f64).round() as u64
+        } else {
+            0
+        };
+        self.playout.mark_after(name, later);
     }
 
     /// The next mark whose audio has been played.
@@ -340,7 +347,7 @@ impl Pipeline {
     }
 
     /// Playout counters (overflows, barge-in drops, underruns).
-    pub fn playout_stats(&self) -> crate::playout::PlayoutStats {
+    pub fn playout_stats(&self) -> crate::sansio::playout::PlayoutStats {
         self.playout.stats()
     }
 }

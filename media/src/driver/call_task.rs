@@ -1,0 +1,329 @@
+//! The driver task of one call: the only place a call's sockets, clock and
+//! sans-IO [`Call`] meet.
+//!
+//! One task per call owns the caller leg's I/O (a [`Leg`]), the bot
+//! WebSocket and the `Call`, and waits on the caller's input, the bot link
+//! and one timer set to [`Call::poll_timeout`]. Each wake-up hands what
+//! happened to the `Call` and then does what it asks ([`service`]): events
+//! to the sink, connect or drop the bot link, write the queued messages to
+//! the bot. No call logic lives here. Writes never wait for a peer: what
+//! the bot link cannot take now stays in the call's queue toward the bot,
+//! which is also where a bot that stops reading is found out.
+
+use super::audiosocket::AudioSocketLeg;
+use super::botlink::{self, Connecting, Queued, Ws};
+use super::rtp::RtpLeg;
+use crate::config::Route;
+use crate::error::BotLinkError;
+use crate::events::{CallEvent, CallInfo, EventSink, HangupCause};
+use crate::metrics::Metrics;
+use crate::sansio::call::{BotMessage, Call, LinkRequest, Tick};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What a call needs from the daemon.
+#[derive(Clone)]
+pub struct CallContext {
+    /// Route name.
+    pub route_name: String,
+    /// Route.
+    pub route: Arc<Route>,
+    /// Event sink.
+    pub sink: Arc<dyn EventSink>,
+    /// Shared metrics.
+    pub metrics: Arc<Metrics>,
+    /// Becomes `true` when the shutdown grace period is over.
+    pub hangup_now: watch::Receiver<bool>,
+    /// Largest AudioSocket payload accepted.
+    pub max_frame_bytes: usize,
+    /// AudioSocket: nothing received this long ends the call.
+    pub media_timeout: Duration,
+    /// AudioSocket: a started frame must complete within this.
+    pub frame_timeout: Duration,
+}
+
+/// The bot link's I/O; when to connect is the call's to say.
+enum Link {
+    Connecting(Connecting),
+    Up(Box<Ws>),
+    /// No link (not asked for, failed, or closed).
+    Down,
+}
+
+enum BotWake {
+    Connected(Box<Ws>, Duration),
+    Failed(BotLinkError),
+    Msg(Message),
+}
+
+async fn bot_wake(link: &mut Link) -> BotWake {
+    match link {
+        Link::Up(ws) => match ws.next().await {
+            Some(Ok(m)) => BotWake::Msg(m),
+            Some(Err(e)) => BotWake::Failed(BotLinkError::Dropped(e.to_string())),
+            None => BotWake::Failed(BotLinkError::Dropped("connection closed".into())),
+        },
+        Link::Connecting(fut) => match fut.as_mut().await {
+            Ok((ws, took)) => BotWake::Connected(Box::new(ws), took),
+            Err(e) => BotWake::Failed(e),
+        },
+        Link::Down => std::future::pending().await,
+    }
+}
+
+/// The caller side of a call: its I/O, and the leg's own protocol state.
+pub(crate) enum Leg {
+    AudioSocket(AudioSocketLeg),
+    Rtp(Box<RtpLeg>),
+}
+
+impl Leg {
+    /// Waits until the caller has sent something (cancel-safe).
+    async fn ready(&mut self) -> Result<(), HangupCause> {
+        match self {
+            Leg::AudioSocket(l) => l.ready().await,
+            Leg::Rtp(l) => l.ready().await,
+        }
+    }
+
+    /// Hands everything received to the call.
+    fn input(&mut self, call: &mut Call, now: Instant) -> Result<(), HangupCause> {
+        match self {
+            Leg::AudioSocket(l) => l.input(call, now),
+            Leg::Rtp(l) => l.input(call, now),
+        }
+    }
+
+    /// The caller's part of a tick: plays the call's frame.
+    fn tick(&mut self, call: &mut Call, tick: Tick, now: Instant) -> Result<(), HangupCause> {
+        match self {
+            Leg::AudioSocket(l) => l.tick(call, tick, now),
+            Leg::Rtp(l) => l.tick(call, tick, now),
+        }
+    }
+
+    fn finish(&mut self, call: &mut Call, cause: HangupCause) {
+        match self {
+            Leg::AudioSocket(l) => l.finish(cause),
+            Leg::Rtp(l) => l.finish(call),
+        }
+    }
+}
+
+/// A call about to run: `None` when its pipeline cannot be built (the call
+/// is then reported created and hung up, `unsupported_audio`).
+pub(crate) fn start_call(info: CallInfo, ctx: &CallContext, caller_rate: u32) -> Option<Call> {
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    match Call::new(
+        info.clone(),
+        ctx.route.clone(),
+        ctx.metrics.clone(),
+        caller_rate,
+        now,
+        wall,
+    ) {
+        Ok(call) => Some(call),
+        Err(e) => {
+            // Config validation makes this unreachable; end the call cleanly anyway.
+            tracing::error!(call_id = info.call_id, error = %e, "cannot build the pipeline");
+            let call_id = info.call_id.clone();
+            ctx.sink.emit(CallEvent::Created { info, at: wall });
+            ctx.metrics.hangup(HangupCause::UnsupportedAudio);
+            ctx.sink.emit(CallEvent::Hungup {
+                call_id,
+                cause: HangupCause::UnsupportedAudio,
+                duration: Duration::ZERO,
+                at: wall,
+            });
+            None
+        }
+    }
+}
+
+/// Runs a call to its end; `stop` hangs it up early (API hangup) with its cause.
+pub(crate) async fn drive(
+    mut call: Call,
+    mut leg: Leg,
+    ctx: CallContext,
+    stop: Option<watch::Receiver<Option<HangupCause>>>,
+) {
+    let mut link = Link::Down;
+    let cause = drive_loop(&mut call, &mut leg, &mut link, &ctx, stop).await;
+    leg.finish(&mut call, cause);
+    call.finish(cause, Instant::now());
+    service(&mut call, &mut link, &ctx);
+}
+
+async fn drive_loop(
+    call: &mut Call,
+    leg: &mut Leg,
+    link: &mut Link,
+    ctx: &CallContext,
+    stop: Option<watch::Receiver<Option<HangupCause>>>,
+) -> HangupCause {
+    // Whatever arrived before the call started (AudioSocket: with the UUID).
+    if let Err(cause) = leg.input(call, Instant::now()) {
+        call.hang_up(cause);
+    }
+    service(call, link, ctx);
+    let mut armed = call.poll_timeout();
+    let sleep = tokio::time::sleep_until(armed.into());
+    tokio::pin!(sleep);
+    // One future for the whole call (building a `changed()` future per
+    // loop turn costs a waiter registration each time). The flag only
+    // ever goes from false to true, so any change means hang up.
+    let mut hangup_rx = ctx.hangup_now.clone();
+    if *hangup_rx.borrow_and_update() {
+        call.hang_up(HangupCause::Shutdown);
+    }
+    let hangup_now = hangup_rx.changed();
+    tokio::pin!(hangup_now);
+    let api_stop = async move {
+        match stop {
+            Some(mut rx) => {
+                let cause = rx.wait_for(|c| c.is_some()).await.map(|c| *c);
+                match cause {
+                    Ok(c) => c.unwrap_or(HangupCause::ApiHangup),
+                    // The registry is gone; only the other ends apply.
+                    Err(_) => std::future::pending().await,
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(api_stop);
+    loop {
+        if let Some(cause) = call.ended() {
+            return cause;
+        }
+        let mut fired = false;
+        let from_caller = tokio::select! {
+            r = leg.ready() => {
+                let t0 = Instant::now();
+                if let Err(cause) = r.and_then(|()| leg.input(call, t0)) {
+                    call.hang_up(cause);
+                }
+                Some(t0)
+            }
+            w = bot_wake(link) => {
+                bot_event(call, link, w, Instant::now());
+                None
+            }
+            () = &mut sleep => {
+                fired = true;
+                let now = Instant::now();
+                if let Some(tick) = call.handle_timeout(now) {
+                    if let Err(cause) = leg.tick(call, tick, now) {
+                        call.hang_up(cause);
+                    }
+                }
+                None
+            }
+            // Grace period over, or the daemon is gone.
+            _ = &mut hangup_now => {
+                call.hang_up(HangupCause::Shutdown);
+                None
+            }
+            cause = &mut api_stop => {
+                call.hang_up(cause);
+                None
+            }
+        };
+        let sent = service(call, link, ctx);
+        if let (Some(t0), true) = (from_caller, sent > 0) {
+            call.forwarded(t0.elapsed());
+        }
+        // The timer is re-armed only when it fired or the call's next
+        // deadline moved (a reconnect), not on every wake-up.
+        let next = call.poll_timeout();
+        if fired || next != armed {
+            armed = next;
+            sleep.as_mut().reset(armed.into());
+        }
+    }
+}
+
+/// Hands a bot link wake-up to the call.
+fn bot_event(call: &mut Call, link: &mut Link, w: BotWake, now: Instant) {
+    match w {
+        BotWake::Connected(ws, took) => {
+            *link = Link::Up(ws);
+            call.bot_connected(took, now);
+        }
+        BotWake::Failed(e) => {
+            *link = Link::Down;
+            call.bot_failed(e, now);
+        }
+        BotWake::Msg(m) => match m {
+            Message::Binary(b) => call.bot_message(BotMessage::Binary(&b), now),
+            Message::Text(t) => call.bot_message(BotMessage::Text(t.as_str()), now),
+            Message::Close(frame) => {
+                let close = frame.as_ref().map(|f| (u16::from(f.code), f.reason.as_str()));
+                call.bot_message(BotMessage::Close(close), now)
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        },
+    }
+}
+
+/// Does what the call asks: events to the sink, link requests, the queue
+/// toward the bot written into the link. Returns how many messages went to
+/// the bot.
+fn service(call: &mut Call, link: &mut Link, ctx: &CallContext) -> usize {
+    let mut sent = 0;
+    loop {
+        while let Some(event) = call.poll_event() {
+            ctx.sink.emit(event);
+        }
+        if let Some(request) = call.poll_link() {
+            match request {
+                LinkRequest::Connect => *link = Link::Connecting(botlink::connect(&ctx.route)),
+                LinkRequest::Disconnect => *link = Link::Down,
+                LinkRequest::Close { last } => {
+                    sent += write_to_bot(call, link);
+                    if let Link::Up(ws) = std::mem::replace(link, Link::Down) {
+                        botlink::close_with(*ws, last);
+                    }
+                }
+            }
+            continue;
+        }
+        sent += write_to_bot(call, link);
+        // A failed write queues an event and a request: one more turn.
+        if !call.has_events_or_requests() {
+            return sent;
+        }
+    }
+}
+
+/// Moves the call's queue toward the bot into the link's write buffer and
+/// flushes once. What the link cannot take stays queued in the call.
+fn write_to_bot(call: &mut Call, link: &mut Link) -> usize {
+    let Link::Up(ws) = link else {
+        return 0;
+    };
+    let mut sent = 0;
+    while let Some(o) = call.next_to_bot() {
+        match botlink::queue(ws, o.clone()) {
+            Ok(Queued::Taken) => {
+                call.sent_to_bot();
+                sent += 1;
+            }
+            Ok(Queued::Full) => break,
+            Err(e) => {
+                call.bot_failed(e, Instant::now());
+                return sent;
+            }
+        }
+    }
+    if sent > 0 || call.next_to_bot().is_some() {
+        if let Err(e) = botlink::flush(ws) {
+            call.bot_failed(e, Instant::now());
+        }
+    }
+    sent
+}

@@ -1,0 +1,635 @@
+//! One call as a state machine: everything a call decides, with no socket,
+//! no task and no clock of its own.
+//!
+//! A leg (AudioSocket, RTP, and every later ingress) hands in what the caller
+//! sent ([`Call::caller_audio_le`], [`Call::caller_pcm`],
+//! [`Call::caller_digit`], [`Call::hang_up`]); the bot link's driver hands in
+//! what happened to the link ([`Call::bot_connected`], [`Call::bot_failed`])
+//! and each message ([`Call::bot_message`]); the driver hands in the time
+//! ([`Call::handle_timeout`] at [`Call::poll_timeout`]). Out come the frame
+//! to play to the caller on each tick ([`Call::take_caller_frame`]), the
+//! messages for the bot ([`Call::next_to_bot`]: the one queue toward the bot),
+//! requests to connect or close the link ([`Call::poll_link`]), key presses
+//! to play ([`Call::poll_digit_out`]), events for the sink
+//! ([`Call::poll_event`]) and, once it is over, why ([`Call::ended`]).
+//! The same inputs in the same order give the same outputs, so the
+//! simulator (`media/tests/sim`) runs a minute of a bad network in
+//! milliseconds.
+
+use super::bot_policy::{AfterFailure, BotPolicy};
+use super::botcodec::{BotCodec, BotInput, Outgoing};
+use super::pacer::Pacer;
+use super::pipeline::Pipeline;
+use super::playout::PlayoutStats;
+use crate::config::Route;
+use crate::error::{BotLinkError, MediaError};
+use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats};
+use crate::metrics::{CallCounters, Metrics, LATENCY_BUCKETS};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// One egress frame period.
+pub const FRAME: Duration = Duration::from_millis(20);
+/// A paced frame later than this against its tick counts as late.
+pub const LATE: Duration = Duration::from_millis(2);
+/// Most messages the queue toward the bot holds: 5 s of 20 ms frames.
+/// While the link first comes up the route's connect timeout sets a smaller
+/// bound (oldest dropped, counted); once it is up a bot that lets the queue
+/// reach this has stopped reading and fails ([`BotLinkError::Stalled`]).
+pub const BOT_QUEUE_MAX: usize = 250;
+/// Counters are folded into the shared metrics every this many ticks (1 s).
+const FOLD_TICKS: u64 = 50;
+
+/// A message the bot sent, as its link read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotMessage<'a> {
+    /// A binary message.
+    Binary(&'a Bytes),
+    /// A text message.
+    Text(&'a str),
+    /// A close frame: its code and reason, if it had any.
+    Close(Option<(u16, &'a str)>),
+}
+
+/// What the call asks of its bot link's driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkRequest {
+    /// Start connecting to the route's bot.
+    Connect,
+    /// Drop the link now (it failed; the policy decides what comes next).
+    Disconnect,
+    /// The call is over: send what is queued, then `last` (the protocol's
+    /// stop message, if the bot did not end the call itself), then close.
+    Close {
+        /// The last message.
+        last: Option<Outgoing>,
+    },
+}
+
+/// A tick that is due: the leg plays one frame ([`Call::take_caller_frame`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tick {
+    /// Counters are folded into the shared metrics on this tick (once a
+    /// second): the leg folds its own too.
+    pub fold: bool,
+}
+
+/// What became of a tick's frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameOutcome {
+    /// The caller's socket took it.
+    Sent,
+    /// It could not be built or the socket could not take it: lost, counted.
+    Lost,
+    /// The leg has nowhere to send yet (symmetric RTP before the caller's
+    /// first packet): nothing sent, nothing lost.
+    NoAddress,
+}
+
+/// Where the bot link stands, as far as the queue toward it is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// Not up: what the caller says waits (first connect) or is dropped.
+    NotUp,
+    /// Up: the driver drains the queue into the socket.
+    Up,
+}
+
+/// One call (see the module docs).
+pub struct Call {
+    info: CallInfo,
+    metrics: Arc<Metrics>,
+    started: Instant,
+    wall_start: SystemTime,
+    pipeline: Pipeline,
+    codec: BotCodec,
+    policy: BotPolicy,
+    link: LinkState,
+    /// The one queue toward the bot (see [`BOT_QUEUE_MAX`]).
+    to_bot: VecDeque<Outgoing>,
+    /// Bound of `to_bot` before the first link is up.
+    backlog_cap: usize,
+    pacer: Pacer,
+    counters: CallCounters,
+    ticks: u64,
+    last_playout: PlayoutStats,
+    bot_errors_logged: bool,
+    events: VecDeque<CallEvent>,
+    link_requests: VecDeque<LinkRequest>,
+    digits_out: VecDeque<char>,
+    ended: Option<HangupCause>,
+    finished: bool,
+    /// The latest time an input carried (a failure is timed by it).
+    now: Instant,
+}
+
+impl Call {
+    /// A call starting at `now` (wall-clock `wall`, for event timestamps)
+    /// whose caller sends `caller_rate` Hz: it asks for a bot link at once
+    /// and its first tick is one frame later. Counted active until
+    /// [`Call::finish`]. Fails only for a rate pair the route's validation
+    /// lets through and the resampler does not support.
+    pub fn new(
+        info: CallInfo,
+        route: Arc<Route>,
+        metrics: Arc<Metrics>,
+        caller_rate: u32,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Self, MediaError> {
+        let pipeline = Pipeline::new(caller_rate, route.bot_rate(), route.playout_cap_ms)?
+            .with_bot_cushion(route.bot_cushion_ms);
+        let codec = BotCodec::new(
+            route.protocol,
+            route.twilio_encoding,
+            route.bot_rate(),
+            &info.call_id,
+        );
+        metrics.active_calls.fetch_add(1, Relaxed);
+        let mut events = VecDeque::with_capacity(4);
+        events.push_back(CallEvent::Created {
+            info: info.clone(),
+            at: wall,
+        });
+        Ok(Call {
+            backlog_cap: (route.connect_timeout_ms / 20).clamp(1, BOT_QUEUE_MAX as u64) as usize,
+            policy: BotPolicy::new(&route),
+            info,
+            metrics,
+            started: now,
+            wall_start: wall,
+            pipeline,
+            codec,
+            link: LinkState::NotUp,
+            to_bot: VecDeque::with_capacity(16),
+            pacer: Pacer::new(now + FRAME, FRAME),
+            counters: CallCounters::default(),
+            ticks: 0,
+            last_playout: PlayoutStats::default(),
+            bot_errors_logged: false,
+            events,
+            link_requests: VecDeque::from([LinkRequest::Connect]),
+            digits_out: VecDeque::new(),
+            ended: None,
+            finished: false,
+            now,
+        })
+    }
+
+    /// The call's metadata.
+    pub fn info(&self) -> &CallInfo {
+        &self.info
+    }
+
+    /// The call id.
+    pub fn call_id(&self) -> &str {
+        &self.info.call_id
+    }
+
+    /// Why the call is over, once it is; the driver then calls [`Call::finish`].
+    pub fn ended(&self) -> Option<HangupCause> {
+        self.ended
+    }
+
+    /// Ends the call (a leg's hangup, a timeout, a command). The first cause wins.
+    pub fn hang_up(&mut self, cause: HangupCause) {
+        self.ended.get_or_insert(cause);
+    }
+
+    fn wall(&self, now: Instant) -> SystemTime {
+        self.wall_start + now.saturating_duration_since(self.started)
+    }
+
+    // ----- the caller leg's inputs -----
+
+    /// The caller's rate (PCM at the pipeline's caller side).
+    pub fn caller_rate(&self) -> u32 {
+        self.pipeline.caller_rate()
+    }
+
+    /// One frame of caller audio as little-endian PCM16 at `rate` (a rate
+    /// other than the current one switches the caller side; one the call
+    /// cannot take ends it, `unsupported_audio`). Every finished 20 ms frame
+    /// is queued for the bot.
+    pub fn caller_audio_le(&mut self, rate: u32, le: &[u8], now: Instant) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.now = self.now.max(now);
+        self.counters.frames_in += 1;
+        if rate != self.pipeline.caller_rate() {
+            if let Err(e) = self.pipeline.set_caller_rate(rate) {
+                tracing::warn!(call_id = self.info.call_id, rate, error = %e, "unsupported caller audio");
+                self.hang_up(HangupCause::UnsupportedAudio);
+                return;
+            }
+        }
+        let (codec, to_bot) = (&mut self.codec, &mut self.to_bot);
+        let n = self
+            .pipeline
+            .caller_audio(le, |f| to_bot.push_back(codec.audio(f)));
+        self.counters.frames_to_bot += n as u64;
+        self.bound_queue();
+    }
+
+    /// One frame of caller audio as decoded samples at the caller rate;
+    /// `concealed` when the leg made it up for a lost packet.
+    pub fn caller_pcm(&mut self, pcm: &[i16], concealed: bool, now: Instant) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.now = self.now.max(now);
+        self.counters.frames_in += 1;
+        self.counters.frames_concealed += concealed as u64;
+        let (codec, to_bot) = (&mut self.codec, &mut self.to_bot);
+        let n = self
+            .pipeline
+            .caller_pcm(pcm, |f| to_bot.push_back(codec.audio(f)));
+        self.counters.frames_to_bot += n as u64;
+        self.bound_queue();
+    }
+
+    /// A key press from the caller: an event and a message to the bot.
+    pub fn caller_digit(&mut self, digit: char, now: Instant) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.now = self.now.max(now);
+        self.events.push_back(CallEvent::Dtmf {
+            call_id: self.info.call_id.clone(),
+            digit,
+        });
+        self.to_bot.push_back(self.codec.dtmf(digit));
+        self.bound_queue();
+    }
+
+    /// The caller side took `took` from reading to handing its audio to the
+    /// bot link (the driver's measure of the forward).
+    pub fn forwarded(&mut self, took: Duration) {
+        self.counters.to_bot.observe(&LATENCY_BUCKETS, took);
+    }
+
+    /// Keeps the queue toward the bot within its bound for the link's state.
+    fn bound_queue(&mut self) {
+        match self.link {
+            LinkState::Up if self.to_bot.len() > BOT_QUEUE_MAX => {
+                let unsent = self.to_bot.iter().map(outgoing_len).sum();
+                self.metrics.bot_stalls.fetch_add(1, Relaxed);
+                self.bot_failed(BotLinkError::Stalled { unsent }, self.now);
+            }
+            LinkState::Up => {}
+            LinkState::NotUp if !self.policy.ever_connected() => {
+                while self.to_bot.len() > self.backlog_cap {
+                    self.to_bot.pop_front();
+                    self.counters.frames_lost += 1;
+                }
+            }
+            // Between a drop and a reconnect the caller's words go nowhere.
+            LinkState::NotUp => {
+                self.counters.frames_lost += self.to_bot.len() as u64;
+                self.to_bot.clear();
+            }
+        }
+    }
+
+    // ----- the bot link's inputs -----
+
+    /// The link is up after `took`: the protocol's start messages go first,
+    /// then what the caller said meanwhile.
+    pub fn bot_connected(&mut self, took: Duration, now: Instant) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.now = self.now.max(now);
+        let (attempt, first) = self.policy.connected();
+        self.link = LinkState::Up;
+        self.metrics.bot_connect_seconds.observe(took);
+        self.events.push_back(CallEvent::BotConnected {
+            call_id: self.info.call_id.clone(),
+            connect_time: took,
+            attempt,
+        });
+        if first {
+            self.events.push_back(CallEvent::Answered {
+                call_id: self.info.call_id.clone(),
+                at: self.wall(now),
+            });
+        }
+        for m in self.codec.start(&self.info).into_iter().rev() {
+            self.to_bot.push_front(m);
+        }
+    }
+
+    /// The link failed to come up, dropped, was closed with a failure code
+    /// or stopped reading: the route's `on_bot_failure` says whether the
+    /// call waits and reconnects or ends. What was queued for the lost link
+    /// is counted lost.
+    pub fn bot_failed(&mut self, error: BotLinkError, now: Instant) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.now = self.now.max(now);
+        let cause = match &error {
+            BotLinkError::ConnectTimeout { .. } | BotLinkError::Connect { .. } => {
+                self.metrics.bot_connect_failures.fetch_add(1, Relaxed);
+                HangupCause::BotUnavailable
+            }
+            // Overloaded (1013) or restarting (1012): the bot is not there for this call.
+            BotLinkError::Closed {
+                code: 1012 | 1013, ..
+            } => {
+                self.metrics.bot_drops.fetch_add(1, Relaxed);
+                HangupCause::BotUnavailable
+            }
+            _ => {
+                self.metrics.bot_drops.fetch_add(1, Relaxed);
+                HangupCause::BotDropped
+            }
+        };
+        if self.link == LinkState::Up {
+            self.counters.frames_lost += self.to_bot.len() as u64;
+            self.to_bot.clear();
+            self.link_requests.push_back(LinkRequest::Disconnect);
+        }
+        self.link = LinkState::NotUp;
+        let after = self.policy.failed(self.now);
+        self.events.push_back(CallEvent::BotFailed {
+            call_id: self.info.call_id.clone(),
+            reason: error.to_string(),
+            will_retry: matches!(after, AfterFailure::RetryAt { .. }),
+        });
+        if after == AfterFailure::HangUp {
+            self.hang_up(cause);
+        }
+    }
+
+    /// A message from the bot.
+    pub fn bot_message(&mut self, message: BotMessage<'_>, now: Instant) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.now = self.now.max(now);
+        let decoded = match message {
+            BotMessage::Binary(b) => self.codec.decode_binary(b.clone()),
+            BotMessage::Text(t) => self.codec.decode_text(t),
+            BotMessage::Close(close) => return self.bot_closed(close),
+        };
+        let input = match decoded {
+            Ok(i) => i,
+            Err(e) => {
+                self.counters.bot_protocol_errors += 1;
+                if !self.bot_errors_logged {
+                    self.bot_errors_logged = true;
+                    tracing::warn!(call_id = self.info.call_id, error = %e, "unusable bot message dropped (further ones on this call are only counted)");
+                }
+                return;
+            }
+        };
+        match input {
+            BotInput::Audio { pcm, rate } => {
+                self.counters.frames_from_bot += 1;
+                if self.pipeline.bot_audio(pcm, rate).is_err() {
+                    self.counters.bot_protocol_errors += 1;
+                }
+            }
+            BotInput::Clear => {
+                self.pipeline.clear();
+                self.release_marks();
+            }
+            BotInput::Mark(name) => {
+                self.pipeline.mark(name);
+                self.release_marks();
+            }
+            BotInput::Transcript {
+                speaker,
+                text,
+                user_id,
+            } => {
+                // Control characters (a NUL, say) never reach the store.
+                let (text, dirty) = crate::text::clean(text);
+                let (user_id, dirty_id) = crate::text::clean(user_id);
+                if dirty || dirty_id {
+                    self.counters.bot_protocol_errors += 1;
+                    tracing::warn!(
+                        call_id = self.info.call_id,
+                        "bot transcript had control characters: removed"
+                    );
+                }
+                self.events.push_back(CallEvent::Transcript {
+                    call_id: self.info.call_id.clone(),
+                    speaker,
+                    text,
+                    user_id,
+                })
+            }
+            BotInput::Dtmf(d) => self.digits_out.push_back(d),
+            BotInput::Hangup => self.hang_up(HangupCause::BotHangup),
+            BotInput::Ignored => {}
+        }
+    }
+
+    /// The bot closed its WebSocket. A normal close (1000, or no code) is the
+    /// bot ending the call; any other code means it failed (1011 internal
+    /// error, 1013 try again later as pipecat's server answers a second
+    /// client, 1001 going away, ...), which goes through the route's
+    /// `on_bot_failure` policy like a dropped link.
+    fn bot_closed(&mut self, close: Option<(u16, &str)>) {
+        match close {
+            None | Some((1000, _)) => self.hang_up(HangupCause::BotHangup),
+            Some((code, reason)) => self.bot_failed(
+                BotLinkError::Closed {
+                    code,
+                    reason: reason.to_string(),
+                },
+                self.now,
+            ),
+        }
+    }
+
+    /// Echoes every mark whose audio has been played.
+    fn release_marks(&mut self) {
+        let before = self.to_bot.len();
+        while let Some(name) = self.pipeline.poll_mark() {
+            if let Some(o) = self.codec.mark_played(&name) {
+                self.to_bot.push_back(o);
+            }
+        }
+        if self.to_bot.len() != before {
+            self.bound_queue();
+        }
+    }
+
+    // ----- time -----
+
+    /// When the call next needs [`Call::handle_timeout`]: the next tick, or
+    /// a reconnect if that comes first.
+    pub fn poll_timeout(&self) -> Instant {
+        let tick = self.pacer.next_deadline();
+        match self.policy.poll_timeout() {
+            Some(retry) => retry.min(tick),
+            None => tick,
+        }
+    }
+
+    /// The time is `now`: a reconnect may start ([`Call::poll_link`]) and,
+    /// when a tick is due, the leg plays one frame
+    /// ([`Call::take_caller_frame`], then [`Call::caller_frame_done`]).
+    /// A wake-up more than a frame late skips the missed ticks (counted
+    /// lost) instead of bursting them.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Tick> {
+        if self.ended.is_some() {
+            return None;
+        }
+        self.now = self.now.max(now);
+        if self.policy.handle_timeout(now) {
+            self.link_requests.push_back(LinkRequest::Connect);
+        }
+        let tick = self.pacer.poll(now)?;
+        self.counters.frames_lost += tick.skipped;
+        self.counters.to_caller.observe(&LATENCY_BUCKETS, tick.lateness);
+        if tick.lateness > LATE {
+            self.counters.frames_late += 1;
+        }
+        self.ticks += 1;
+        Some(Tick {
+            fold: self.ticks % FOLD_TICKS == 0,
+        })
+    }
+
+    /// The tick's frame for the caller, at [`Call::caller_rate`]: bot audio,
+    /// or silence. Call once per [`Tick`].
+    pub fn take_caller_frame(&mut self) -> &[i16] {
+        self.pipeline.tick().0
+    }
+
+    /// What became of the tick's frame (a full socket loses it, counted).
+    /// Marks whose audio has now been played go back to the bot, and on a
+    /// fold tick the counters reach the shared metrics. Call once per [`Tick`].
+    pub fn caller_frame_done(&mut self, outcome: FrameOutcome, tick: Tick) {
+        match outcome {
+            FrameOutcome::Sent => self.counters.frames_out += 1,
+            FrameOutcome::Lost => self.counters.frames_lost += 1,
+            FrameOutcome::NoAddress => {}
+        }
+        self.release_marks();
+        if tick.fold {
+            self.fold();
+        }
+    }
+
+    /// RTP figures from the leg, for the sink (every RTCP interval and at the end).
+    pub fn rtp_stats(&mut self, stats: RtpCallStats) {
+        self.events.push_back(CallEvent::RtpStats {
+            call_id: self.info.call_id.clone(),
+            stats,
+        });
+    }
+
+    // ----- outputs -----
+
+    /// The next message for the bot, while the link is up. The driver
+    /// writes it and calls [`Call::sent_to_bot`]; one the link cannot take
+    /// now stays first in the queue for the next try.
+    pub fn next_to_bot(&self) -> Option<&Outgoing> {
+        match self.link {
+            LinkState::Up => self.to_bot.front(),
+            LinkState::NotUp => None,
+        }
+    }
+
+    /// The message [`Call::next_to_bot`] showed went out.
+    pub fn sent_to_bot(&mut self) {
+        self.to_bot.pop_front();
+    }
+
+    /// Messages waiting for the bot.
+    pub fn queued_to_bot(&self) -> usize {
+        self.to_bot.len()
+    }
+
+    /// The next request for the bot link's driver.
+    pub fn poll_link(&mut self) -> Option<LinkRequest> {
+        self.link_requests.pop_front()
+    }
+
+    /// The next key press the bot asked to play to the caller.
+    pub fn poll_digit_out(&mut self) -> Option<char> {
+        self.digits_out.pop_front()
+    }
+
+    /// The next event for the sink.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// Whether events or link requests wait (the driver drains them until
+    /// none do; the queue toward the bot may stay non-empty while the link
+    /// cannot take more).
+    pub fn has_events_or_requests(&self) -> bool {
+        !self.events.is_empty() || !self.link_requests.is_empty()
+    }
+
+    /// The counters not yet folded into the shared metrics.
+    pub fn counters(&self) -> &CallCounters {
+        &self.counters
+    }
+
+    /// The pipeline (what it buffered and played), for tests and the simulator.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    fn fold(&mut self) {
+        let stats = self.pipeline.playout_stats();
+        let c = &mut self.counters;
+        c.overflow_samples += stats.overflow_samples - self.last_playout.overflow_samples;
+        c.frames_bot_gap += stats.gap_frames - self.last_playout.gap_frames;
+        c.frames_cushion += stats.cushion_frames - self.last_playout.cushion_frames;
+        self.last_playout = stats;
+        self.metrics.absorb(&mut self.counters);
+    }
+
+    /// Ends the call at `now` with `cause` (or the cause it ended with):
+    /// the caller's last partial frame joins the queue toward the bot, the
+    /// link is asked to close after it (with the protocol's stop message
+    /// unless the bot hung up), the counters are folded, and `Hungup` is
+    /// the last event. Call once; later calls do nothing.
+    pub fn finish(&mut self, cause: HangupCause, now: Instant) -> HangupCause {
+        let cause = *self.ended.get_or_insert(cause);
+        if self.finished {
+            return cause;
+        }
+        self.finished = true;
+        self.now = self.now.max(now);
+        let (codec, to_bot) = (&mut self.codec, &mut self.to_bot);
+        let n = self.pipeline.flush_caller(|f| to_bot.push_back(codec.audio(f)));
+        self.counters.frames_to_bot += n as u64;
+        if self.link == LinkState::Up {
+            let last = (cause != HangupCause::BotHangup).then(|| self.codec.stop(cause));
+            self.link_requests.push_back(LinkRequest::Close { last });
+        } else {
+            self.counters.frames_lost += self.to_bot.len() as u64;
+            self.to_bot.clear();
+        }
+        self.fold();
+        self.metrics.hangup(cause);
+        self.metrics.active_calls.fetch_sub(1, Relaxed);
+        self.events.push_back(CallEvent::Hungup {
+            call_id: self.info.call_id.clone(),
+            cause,
+            duration: self.now.saturating_duration_since(self.started),
+            at: self.wall(self.now),
+        });
+        cause
+    }
+}
+
+/// Bytes of one queued message.
+fn outgoing_len(o: &Outgoing) -> usize {
+    match o {
+        Outgoing::Text(b) | Outgoing::Binary(b) => b.len(),
+    }
+}
