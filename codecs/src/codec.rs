@@ -124,6 +124,19 @@ impl FrameDecoder {
         Ok(FrameDecoder { kind, plc })
     }
 
+    /// Samples `payload` decodes to, so a caller can make room before
+    /// [`FrameDecoder::decode`]; `None` when that cannot be told (a malformed
+    /// Opus packet, which then fails to decode).
+    pub fn samples_in(&self, payload: &[u8]) -> Option<usize> {
+        match &self.kind {
+            DecoderKind::Pcmu | DecoderKind::Pcma => Some(payload.len()),
+            DecoderKind::G722(_) => Some(payload.len() * 2),
+            DecoderKind::L16 => Some(payload.len() / 2),
+            #[cfg(feature = "opus")]
+            DecoderKind::Opus(d) => d.samples_in(payload),
+        }
+    }
+
     /// Decodes one payload into `out`; returns samples written.
     pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
         let n = match &mut self.kind {
@@ -211,6 +224,20 @@ impl FrameEncoder {
                 })?)
             }
         })
+    }
+
+    /// The packet loss the encoder plans for, percent: tunes Opus in-band
+    /// FEC ([`crate::opus::OpusEncoder::set_expected_loss`]); other codecs
+    /// carry no FEC and ignore it.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), CodecError> {
+        match self {
+            #[cfg(feature = "opus")]
+            FrameEncoder::Opus(e) => e.set_expected_loss(percent),
+            _ => {
+                let _ = percent;
+                Ok(())
+            }
+        }
     }
 
     /// Encodes one frame of PCM into `out`; returns bytes written.

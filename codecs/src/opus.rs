@@ -100,6 +100,14 @@ impl OpusEncoder {
         self.frame
     }
 
+    /// The packet loss the encoder plans for, percent (capped at 100). With
+    /// FEC on, libopus adds in-band FEC only while this is above 0, and more
+    /// of it as it grows; a sender that follows its receiver's reports pays
+    /// for FEC only on a network that loses packets.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), CodecError> {
+        self.inner.set_packet_loss(percent.min(100)).map_err(err)
+    }
+
     /// Encodes one 20 ms frame into `out`; returns the packet length.
     pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
         if pcm.len() != self.frame {
@@ -138,6 +146,15 @@ impl OpusDecoder {
     /// Samples per 20 ms frame.
     pub fn frame_len(&self) -> usize {
         self.frame
+    }
+
+    /// Samples `packet` decodes to (its frames times their duration), or
+    /// `None` when its table of contents is malformed.
+    pub fn samples_in(&self, packet: &[u8]) -> Option<usize> {
+        if packet.is_empty() || packet.len() > MAX_PACKET {
+            return None;
+        }
+        self.inner.get_nb_samples(packet).ok()
     }
 
     /// Decodes one packet into `out` (room for at least one 20 ms frame); returns samples written.

@@ -162,6 +162,20 @@ pub struct AudioSocketListener {
     pub route: String,
 }
 
+/// One listener for Asterisk's WebSocket media channel (`chan_websocket`,
+/// Asterisk dialling us: `websocket_client.conf` or ARI `externalMedia`
+/// with `connection_type=client`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChanWsListener {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Route of calls whose URL names none (`?route=<name>` or a last path
+    /// segment that is a route's name picks another).
+    #[serde(default = "default_route_name")]
+    pub route: String,
+}
+
 fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let s = String::deserialize(d)?;
     if s == "off" {
@@ -204,7 +218,9 @@ pub struct RtpConfig {
     /// benches/RESULTS.md for the cost and quality at 0 and 5).
     pub opus_complexity: u8,
     /// Opus in-band FEC in what voxbridge sends (lets the caller rebuild a
-    /// lost packet; costs a second, low-rate encode per frame).
+    /// lost packet; costs a second, low-rate encode per frame). Sized by the
+    /// loss the caller's RTCP receiver reports give: none until a report
+    /// says packets are lost.
     pub opus_fec: bool,
     /// Codecs accepted, in voxbridge's order of preference for plain sessions
     /// (`pcmu`, `pcma`, `g722`, `opus`); offers are answered in their own order.
@@ -357,6 +373,8 @@ pub struct MediaApiToken {
 pub struct Config {
     /// AudioSocket listeners.
     pub audiosocket: Vec<AudioSocketListener>,
+    /// Asterisk WebSocket channel listeners (none by default).
+    pub chan_websocket: Vec<ChanWsListener>,
     /// RTP ingress (sessions are created through the HTTP API).
     pub rtp: RtpConfig,
     /// Where /metrics and the media API (`/v1/rtp/sessions`) are served;
@@ -380,6 +398,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
                 route: default_route_name(),
             }],
+            chan_websocket: Vec::new(),
             rtp: RtpConfig::default(),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9100))),
             workers: 0,
@@ -395,6 +414,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     (
         "VOXBRIDGE_AUDIOSOCKET_LISTEN",
         "address of the first AudioSocket listener",
+    ),
+    (
+        "VOXBRIDGE_CHANWS_LISTEN",
+        "address of an Asterisk WebSocket channel listener (route default)",
     ),
     ("VOXBRIDGE_METRICS_LISTEN", "/metrics address, or 'off'"),
     ("VOXBRIDGE_BOT_URL", "url of the default route"),
@@ -436,6 +459,16 @@ impl Config {
             match self.audiosocket.first_mut() {
                 Some(l) => l.listen = addr,
                 None => self.audiosocket.push(AudioSocketListener {
+                    listen: addr,
+                    route: default_route_name(),
+                }),
+            }
+        }
+        if let Some(v) = get("VOXBRIDGE_CHANWS_LISTEN") {
+            let addr = parse_addr("VOXBRIDGE_CHANWS_LISTEN", &v)?;
+            match self.chan_websocket.first_mut() {
+                Some(l) => l.listen = addr,
+                None => self.chan_websocket.push(ChanWsListener {
                     listen: addr,
                     route: default_route_name(),
                 }),
@@ -503,6 +536,14 @@ impl Config {
             if !self.routes.contains_key(&l.route) {
                 return Err(ConfigError(format!(
                     "audiosocket listener {} names route {:?}, which is not defined",
+                    l.listen, l.route
+                )));
+            }
+        }
+        for l in &self.chan_websocket {
+            if !self.routes.contains_key(&l.route) {
+                return Err(ConfigError(format!(
+                    "chan_websocket listener {} names route {:?}, which is not defined",
                     l.listen, l.route
                 )));
             }

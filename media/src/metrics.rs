@@ -152,6 +152,10 @@ pub struct Metrics {
     pub caller_protocol_errors: AtomicU64,
     /// Calls refused because their call id was in use by a live call.
     pub duplicate_call_ids: AtomicU64,
+    /// `ERROR` events from Asterisk's WebSocket channel (it refused a command).
+    pub chanws_errors: AtomicU64,
+    /// `MEDIA_XOFF` from Asterisk's WebSocket channel (its queue filled up).
+    pub chanws_xoffs: AtomicU64,
     /// Bot connect attempts that failed.
     pub bot_connect_failures: AtomicU64,
     /// Bot links that dropped mid-call.
@@ -247,6 +251,8 @@ impl Default for Metrics {
             hangups: std::array::from_fn(|_| AtomicU64::new(0)),
             rejected_connections: AtomicU64::new(0),
             duplicate_call_ids: AtomicU64::new(0),
+            chanws_errors: AtomicU64::new(0),
+            chanws_xoffs: AtomicU64::new(0),
             caller_protocol_errors: AtomicU64::new(0),
             bot_connect_failures: AtomicU64::new(0),
             bot_drops: AtomicU64::new(0),
@@ -459,6 +465,18 @@ impl Metrics {
             "voxbridge_caller_protocol_errors_total",
             "Malformed input from callers.",
             self.caller_protocol_errors.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_chanws_errors_total",
+            "ERROR events from Asterisk's WebSocket channel (a command it refused).",
+            self.chanws_errors.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_chanws_xoff_total",
+            "MEDIA_XOFF events from Asterisk's WebSocket channel (its playout queue was full).",
+            self.chanws_xoffs.load(Relaxed),
         );
         counter(
             &mut o,

@@ -98,6 +98,9 @@ pub enum ProtoError {
     /// An SDP that cannot be used (the message names the line and the problem).
     #[error("sdp: {0}")]
     Sdp(String),
+    /// An Asterisk WebSocket channel text message that cannot be used.
+    #[error("chan_websocket: {0}")]
+    ChanWs(String),
     /// Base64 payload that does not decode.
     #[error("base64: {0}")]
     Base64(String),

@@ -10,6 +10,7 @@
 //! | [`rtp`], [`rtcp`] | RTP/RTCP (RFC 3550) |
 //! | [`dtmf`] | RFC 4733 telephone-events |
 //! | [`audiosocket`] | Asterisk AudioSocket framing (`tokio_util` codec) |
+//! | [`chanws`] | Asterisk's WebSocket media channel (`chan_websocket`) control messages |
 //! | [`pipecat`] | pipecat's Protobuf frames |
 //! | [`twilio`] | Twilio-style Media Streams JSON |
 //! | [`envelope`] | the control plane's event envelope (JSON Schema in `schema/`) |
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audiosocket;
+pub mod chanws;
 pub mod dtmf;
 pub mod envelope;
 pub mod error;

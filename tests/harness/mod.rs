@@ -97,6 +97,8 @@ pub async fn all_calls(store: &voxbridge_control::store::Store) -> Vec<voxbridge
 /// A daemon running in this process.
 pub struct Daemon {
     pub addr: SocketAddr,
+    /// The first chan_websocket listener, if the config has one.
+    pub chanws: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub events: mpsc::UnboundedReceiver<CallEvent>,
     pub shutdown: ShutdownHandle,
@@ -116,12 +118,14 @@ impl Daemon {
         let (sink, events) = ChannelSink::new();
         let server = MediaServer::bind(config, sink).await.expect("daemon binds");
         let addr = server.audiosocket_addrs()[0];
+        let chanws = server.chanws_addrs().first().copied();
         let metrics = server.metrics();
         let shutdown = server.shutdown_handle();
         let rtp = server.rtp_sessions();
         let task = tokio::spawn(server.run());
         Daemon {
             addr,
+            chanws,
             metrics,
             events,
             shutdown,

@@ -55,6 +55,14 @@ pub async fn run(
     ctx: CallContext,
     stop: Option<watch::Receiver<Option<HangupCause>>>,
 ) {
+    // Built outside the await point (see `start_call`).
+    let Some((call, leg)) = prepare(sock, rbuf, call_id, &ctx) else {
+        return;
+    };
+    drive(call, leg, ctx, stop).await;
+}
+
+fn prepare(sock: TcpStream, rbuf: BytesMut, call_id: String, ctx: &CallContext) -> Option<(Box<Call>, Leg)> {
     let info = CallInfo {
         call_id,
         route: ctx.route_name.clone(),
@@ -63,13 +71,9 @@ pub async fn run(
         ingress: "audiosocket",
         params: ctx.route.params.clone(),
     };
-    let max_frame = ctx.max_frame_bytes;
-    let (media_timeout, frame_timeout) = (ctx.media_timeout, ctx.frame_timeout);
     // Asterisk's AudioSocket starts at 8 kHz signed linear; a different
     // audio type in the first frame switches the caller side.
-    let Some(call) = start_call(info, &ctx, 8000) else {
-        return;
-    };
+    let call = start_call(info, ctx, 8000)?;
     let leg = AudioSocketLeg {
         sock,
         metrics: ctx.metrics.clone(),
@@ -77,13 +81,13 @@ pub async fn run(
         wbuf: BytesMut::with_capacity(4096),
         wpending: 0,
         stalled_ticks: 0,
-        asc: AudioSocketCodec::new(max_frame),
+        asc: AudioSocketCodec::new(ctx.max_frame_bytes),
         last_rx: Instant::now(),
         partial_since: None,
-        media_timeout,
-        frame_timeout,
+        media_timeout: ctx.media_timeout,
+        frame_timeout: ctx.frame_timeout,
     };
-    drive(call, Leg::AudioSocket(leg), ctx, stop).await;
+    Some((call, Leg::AudioSocket(leg)))
 }
 
 impl AudioSocketLeg {

@@ -94,7 +94,10 @@ pub enum Queued {
 
 /// Queues a message without waiting (see the module docs); an error means
 /// the link is gone.
-pub fn queue(ws: &mut Ws, o: Outgoing) -> Result<Queued, BotLinkError> {
+pub fn queue<S>(ws: &mut WebSocketStream<S>, o: Outgoing) -> Result<Queued, BotLinkError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut sink = Pin::new(ws);
     match sink.as_mut().start_send(to_message(o)) {
         Ok(()) => Ok(Queued::Taken),
@@ -104,7 +107,10 @@ pub fn queue(ws: &mut Ws, o: Outgoing) -> Result<Queued, BotLinkError> {
 }
 
 /// One non-blocking flush attempt; an error means the link is gone.
-pub fn flush(ws: &mut Ws) -> Result<(), BotLinkError> {
+pub fn flush<S>(ws: &mut WebSocketStream<S>) -> Result<(), BotLinkError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     match ws.flush().now_or_never() {
         None | Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(BotLinkError::Dropped(format!("flush: {e}"))),

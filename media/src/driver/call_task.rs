@@ -12,6 +12,7 @@
 
 use super::audiosocket::AudioSocketLeg;
 use super::botlink::{self, Connecting, Queued, Ws};
+use super::chanws::ChanWsLeg;
 use super::rtp::RtpLeg;
 use crate::config::Route;
 use crate::error::BotLinkError;
@@ -78,6 +79,7 @@ async fn bot_wake(link: &mut Link) -> BotWake {
 pub(crate) enum Leg {
     AudioSocket(AudioSocketLeg),
     Rtp(Box<RtpLeg>),
+    ChanWs(Box<ChanWsLeg>),
 }
 
 impl Leg {
@@ -86,6 +88,7 @@ impl Leg {
         match self {
             Leg::AudioSocket(l) => l.ready().await,
             Leg::Rtp(l) => l.ready().await,
+            Leg::ChanWs(l) => l.ready().await,
         }
     }
 
@@ -94,6 +97,7 @@ impl Leg {
         match self {
             Leg::AudioSocket(l) => l.input(call, now),
             Leg::Rtp(l) => l.input(call, now),
+            Leg::ChanWs(l) => l.input(call, now),
         }
     }
 
@@ -102,6 +106,16 @@ impl Leg {
         match self {
             Leg::AudioSocket(l) => l.tick(call, tick, now),
             Leg::Rtp(l) => l.tick(call, tick, now),
+            Leg::ChanWs(l) => l.tick(call, tick, now),
+        }
+    }
+
+    /// After a bot message: what the call asked of a leg that acts on its
+    /// far end's queue (barge-in, marks). Only the chan_websocket leg does.
+    fn after_bot(&mut self, call: &mut Call) -> Result<(), HangupCause> {
+        match self {
+            Leg::ChanWs(l) => l.service(call),
+            Leg::AudioSocket(_) | Leg::Rtp(_) => Ok(()),
         }
     }
 
@@ -109,13 +123,18 @@ impl Leg {
         match self {
             Leg::AudioSocket(l) => l.finish(cause),
             Leg::Rtp(l) => l.finish(call),
+            Leg::ChanWs(l) => l.finish(cause),
         }
     }
 }
 
 /// A call about to run: `None` when its pipeline cannot be built (the call
 /// is then reported created and hung up, `unsupported_audio`).
-pub(crate) fn start_call(info: CallInfo, ctx: &CallContext, caller_rate: u32) -> Option<Call> {
+///
+/// The call is boxed: it is most of a call's state, and a call task's
+/// future would otherwise hold it (and, as rustc lays futures out, copies
+/// of it) inline.
+pub(crate) fn start_call(info: CallInfo, ctx: &CallContext, caller_rate: u32) -> Option<Box<Call>> {
     let now = Instant::now();
     let wall = SystemTime::now();
     match Call::new(
@@ -126,7 +145,7 @@ pub(crate) fn start_call(info: CallInfo, ctx: &CallContext, caller_rate: u32) ->
         now,
         wall,
     ) {
-        Ok(call) => Some(call),
+        Ok(call) => Some(Box::new(call)),
         Err(e) => {
             // Config validation makes this unreachable; end the call cleanly anyway.
             tracing::error!(call_id = info.call_id, error = %e, "cannot build the pipeline");
@@ -146,7 +165,7 @@ pub(crate) fn start_call(info: CallInfo, ctx: &CallContext, caller_rate: u32) ->
 
 /// Runs a call to its end; `stop` hangs it up early (API hangup) with its cause.
 pub(crate) async fn drive(
-    mut call: Call,
+    mut call: Box<Call>,
     mut leg: Leg,
     ctx: CallContext,
     stop: Option<watch::Receiver<Option<HangupCause>>>,
@@ -211,6 +230,9 @@ async fn drive_loop(
             }
             w = bot_wake(link) => {
                 bot_event(call, link, w, Instant::now());
+                if let Err(cause) = leg.after_bot(call) {
+                    call.hang_up(cause);
+                }
                 None
             }
             () = &mut sleep => {

@@ -73,26 +73,39 @@ pub async fn run(
     ctx: CallContext,
     stop: watch::Receiver<Option<HangupCause>>,
 ) {
+    // Built outside the future's await point, so the task holds the call
+    // and the leg once, boxed (see `start_call`).
+    let Some((call, leg)) = prepare(io, params, info, &ctx) else {
+        return;
+    };
+    drive(call, leg, ctx, Some(stop)).await;
+}
+
+fn prepare(io: LegIo, params: RtpLegParams, info: CallInfo, ctx: &CallContext) -> Option<(Box<Call>, Leg)> {
     let seed = seed_from(&info.call_id);
     let state = match LegState::new(params, seed, &info.call_id, Instant::now(), SystemTime::now()) {
         Ok(l) => l,
         Err(e) => {
             // Codec parameters were validated when the session was created.
             tracing::error!(call_id = info.call_id, error = %e, "cannot build the RTP leg");
-            return;
+            return None;
         }
     };
-    let Some(call) = start_call(info, &ctx, state.pcm_rate()) else {
-        return;
+    let call = start_call(info, ctx, state.pcm_rate())?;
+    // Only a leg with its own sockets reads into a buffer of its own; on the
+    // shared port the hub's buffers carry the datagrams.
+    let rbuf = match io {
+        LegIo::Own { .. } => vec![0; DATAGRAM_MAX],
+        LegIo::Shared(_) => Vec::new(),
     };
     let leg = RtpLeg {
         io,
         state,
         metrics: ctx.metrics.clone(),
-        rbuf: vec![0; DATAGRAM_MAX],
+        rbuf,
         folded: Folded::default(),
     };
-    drive(call, Leg::Rtp(Box::new(leg)), ctx, Some(stop)).await;
+    Some((call, Leg::Rtp(Box::new(leg))))
 }
 
 /// SSRC, initial sequence and timestamp: random per RFC 3550, from the OS

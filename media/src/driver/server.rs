@@ -1,5 +1,6 @@
-//! The media server: AudioSocket listeners, the UUID handshake, the call
-//! limit, the RTP session registry, and graceful shutdown.
+//! The media server: AudioSocket and chan_websocket listeners, their
+//! handshakes, the call limit, the RTP session registry, and graceful
+//! shutdown.
 //!
 //! Asterisk connects as the TCP client and must send its UUID frame first,
 //! within `limits.uuid_timeout_ms`; anything else is logged, counted and
@@ -9,6 +10,7 @@
 
 use super::audiosocket;
 use super::call_task::CallContext;
+use super::chanws;
 use crate::commands::{CallRegistry, MediaCommands};
 use crate::config::{Config, Route};
 use crate::driver::net::shared_port::SharedPort;
@@ -43,6 +45,7 @@ impl ShutdownHandle {
 pub struct MediaServer {
     config: Config,
     listeners: Vec<(TcpListener, String)>,
+    chanws_listeners: Vec<(TcpListener, String)>,
     routes: BTreeMap<String, Arc<Route>>,
     sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
@@ -63,6 +66,13 @@ impl MediaServer {
                 MediaError::from(ConfigError(format!("audiosocket listen {}: {e}", l.listen)))
             })?;
             listeners.push((listener, l.route.clone()));
+        }
+        let mut chanws_listeners = Vec::new();
+        for l in &config.chan_websocket {
+            let listener = TcpListener::bind(l.listen).await.map_err(|e| {
+                MediaError::from(ConfigError(format!("chan_websocket listen {}: {e}", l.listen)))
+            })?;
+            chanws_listeners.push((listener, l.route.clone()));
         }
         let routes: BTreeMap<String, Arc<Route>> = config
             .routes
@@ -108,6 +118,7 @@ impl MediaServer {
         Ok(MediaServer {
             config,
             listeners,
+            chanws_listeners,
             routes,
             sink,
             metrics,
@@ -139,6 +150,14 @@ impl MediaServer {
             .collect()
     }
 
+    /// The addresses the chan_websocket listeners are bound to.
+    pub fn chanws_addrs(&self) -> Vec<SocketAddr> {
+        self.chanws_listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
     /// Each AudioSocket listener's route and bound address (where an
     /// originated call's answered leg connects).
     pub fn audiosocket_routes(&self) -> Vec<(String, SocketAddr)> {
@@ -165,18 +184,37 @@ impl MediaServer {
         let hangup_rx = hangup_tx.subscribe();
         let limits = self.config.limits.clone();
         let mut accept_loops = Vec::new();
-        for (listener, route_name) in self.listeners {
-            let route = self.routes.get(&route_name).cloned().unwrap_or_default();
-            let ctx = CallContext {
-                route_name,
+        let context = |route_name: &str| CallContext {
+            route_name: route_name.to_string(),
+            route: self.routes.get(route_name).cloned().unwrap_or_default(),
+            sink: self.sink.clone(),
+            metrics: self.metrics.clone(),
+            hangup_now: hangup_rx.clone(),
+            max_frame_bytes: limits.max_frame_bytes,
+            media_timeout: Duration::from_millis(limits.media_timeout_ms),
+            frame_timeout: Duration::from_millis(limits.frame_timeout_ms),
+        };
+        let contexts: Arc<BTreeMap<String, CallContext>> = Arc::new(
+            self.routes
+                .keys()
+                .map(|name| (name.clone(), context(name)))
+                .collect(),
+        );
+        for (listener, route) in self.chanws_listeners {
+            let acceptor = ChanWsAcceptor {
+                listener,
                 route,
-                sink: self.sink.clone(),
-                metrics: self.metrics.clone(),
-                hangup_now: hangup_rx.clone(),
-                max_frame_bytes: limits.max_frame_bytes,
-                media_timeout: Duration::from_millis(limits.media_timeout_ms),
-                frame_timeout: Duration::from_millis(limits.frame_timeout_ms),
+                contexts: contexts.clone(),
+                tracker: tracker.clone(),
+                calls: self.calls.clone(),
+                max_calls: limits.max_calls,
+                handshake_timeout: Duration::from_millis(limits.uuid_timeout_ms),
+                send_buffer: limits.send_buffer_bytes,
             };
+            accept_loops.push(tokio::spawn(acceptor.run(self.stop.subscribe())));
+        }
+        for (listener, route_name) in self.listeners {
+            let ctx = context(&route_name);
             let acceptor = Acceptor {
                 listener,
                 ctx,
@@ -227,26 +265,10 @@ struct Acceptor {
 impl Acceptor {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
-            let accepted = tokio::select! {
-                a = self.listener.accept() => a,
-                _ = stop.wait_for(|s| *s) => return,
+            let Some((sock, peer)) = accept(&self.listener, &mut stop, self.send_buffer).await else {
+                return;
             };
-            let (sock, peer) = match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off a little instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = sock.set_nodelay(true);
-            set_send_buffer(&sock, self.send_buffer);
-            let metrics = &self.ctx.metrics;
-            if metrics.active_calls.load(Relaxed) >= self.max_calls as i64 {
-                metrics.rejected_connections.fetch_add(1, Relaxed);
-                metrics.hangup(HangupCause::Overload);
-                tracing::warn!(%peer, max_calls = self.max_calls, "call limit reached; refusing");
+            if over_limit(&self.ctx.metrics, self.max_calls, peer) {
                 let _ = sock.try_write(&[voxbridge_proto::audiosocket::kind::HANGUP, 0, 0]);
                 continue;
             }
@@ -277,6 +299,104 @@ impl Acceptor {
             });
         }
     }
+}
+
+/// Accepts Asterisk's WebSocket channel connections on one listener.
+struct ChanWsAcceptor {
+    listener: TcpListener,
+    route: String,
+    contexts: Arc<BTreeMap<String, CallContext>>,
+    tracker: TaskTracker,
+    calls: CallRegistry,
+    max_calls: usize,
+    handshake_timeout: Duration,
+    send_buffer: usize,
+}
+
+impl ChanWsAcceptor {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let routes: Arc<Vec<String>> = Arc::new(self.contexts.keys().cloned().collect());
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(%addr, route = %self.route, "chan_websocket listener up");
+        }
+        loop {
+            let Some((sock, peer)) = accept(&self.listener, &mut stop, self.send_buffer).await else {
+                return;
+            };
+            let Some(default_ctx) = self.contexts.get(&self.route) else {
+                continue;
+            };
+            let metrics = default_ctx.metrics.clone();
+            if over_limit(&metrics, self.max_calls, peer) {
+                let _ = sock.try_write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
+            let (contexts, routes, calls) = (self.contexts.clone(), routes.clone(), self.calls.clone());
+            let (default_route, timeout) = (self.route.clone(), self.handshake_timeout);
+            self.tracker.spawn(async move {
+                let upgraded = tokio::time::timeout(timeout, chanws::upgrade(sock, &routes, &default_route))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(MediaError::CallerProtocol(format!(
+                            "no WebSocket upgrade within {timeout:?}"
+                        )))
+                    });
+                match upgraded {
+                    Ok(up) => match contexts.get(&up.route).cloned() {
+                        Some(ctx) => chanws::run(up, ctx, calls, timeout, peer).await,
+                        None => {
+                            // The upgrade only picks defined routes.
+                            metrics.rejected_connections.fetch_add(1, Relaxed);
+                        }
+                    },
+                    Err(e) => {
+                        metrics.rejected_connections.fetch_add(1, Relaxed);
+                        metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(%peer, error = %e, "chan_websocket connection refused");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The next connection on `listener` (`None` once `stop` is set), with
+/// Nagle off and the send buffer bounded. Accept errors (EMFILE and
+/// friends) back off a little instead of spinning.
+async fn accept(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    send_buffer: usize,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return None,
+        };
+        match accepted {
+            Ok((sock, peer)) => {
+                let _ = sock.set_nodelay(true);
+                set_send_buffer(&sock, send_buffer);
+                return Some((sock, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Whether the call limit is reached; if so the refusal is counted and
+/// logged (the caller's listener tells the peer in its own protocol).
+fn over_limit(metrics: &Metrics, max_calls: usize, peer: SocketAddr) -> bool {
+    if metrics.active_calls.load(Relaxed) < max_calls as i64 {
+        return false;
+    }
+    metrics.rejected_connections.fetch_add(1, Relaxed);
+    metrics.hangup(HangupCause::Overload);
+    tracing::warn!(%peer, max_calls, "call limit reached; refusing");
+    true
 }
 
 /// Bounds the kernel's send buffer of a caller socket, so that a caller

@@ -23,8 +23,8 @@ use voxbridge_proto::twilio::{self, BotCommand, MediaFormat, StartInfo, StreamEv
 /// 48 kHz one ~2 KB. Each message is copied into the WebSocket's buffer as
 /// it is sent, so the arena is free again by the next frame and a few
 /// frames' worth is enough (it is resident for every call: 64 KiB here made
-/// a quarter of a call's memory).
-const ARENA: usize = 8 * 1024;
+/// a quarter of a call's memory, and 8 KiB an eighth of an RTP call's).
+const ARENA: usize = 4 * 1024;
 
 /// Makes room for `need` bytes before writing a message. Called before the
 /// next message is built, when the socket has copied and dropped the earlier

@@ -89,6 +89,18 @@ pub enum FrameOutcome {
     NoAddress,
 }
 
+/// What the call asks of a leg that can act on its far end's playout
+/// queue (Asterisk's WebSocket channel); legs opt in with
+/// [`Call::enable_leg_requests`], the others never see these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegRequest {
+    /// The bot interrupted its audio: drop what the far end still queues.
+    Flush,
+    /// A bot mark whose audio has now gone to the caller: the far end says
+    /// when it has played it, then the leg calls [`Call::mark_played`].
+    Mark(String),
+}
+
 /// Where the bot link stands, as far as the queue toward it is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
@@ -120,6 +132,8 @@ pub struct Call {
     events: VecDeque<CallEvent>,
     link_requests: VecDeque<LinkRequest>,
     digits_out: VecDeque<char>,
+    /// `Some` once the leg asked for [`LegRequest`]s.
+    leg_requests: Option<VecDeque<LegRequest>>,
     ended: Option<HangupCause>,
     finished: bool,
     /// The latest time an input carried (a failure is timed by it).
@@ -173,6 +187,7 @@ impl Call {
             events,
             link_requests: VecDeque::from([LinkRequest::Connect]),
             digits_out: VecDeque::new(),
+            leg_requests: None,
             ended: None,
             finished: false,
             now,
@@ -397,6 +412,9 @@ impl Call {
             }
             BotInput::Clear => {
                 self.pipeline.clear();
+                if let Some(q) = &mut self.leg_requests {
+                    q.push_back(LegRequest::Flush);
+                }
                 self.release_marks();
             }
             BotInput::Mark(name) => {
@@ -449,11 +467,14 @@ impl Call {
         }
     }
 
-    /// Echoes every mark whose audio has been played.
+    /// Echoes every mark whose audio has been played (or, with leg
+    /// requests, hands it to the leg to learn when the far end played it).
     fn release_marks(&mut self) {
         let before = self.to_bot.len();
         while let Some(name) = self.pipeline.poll_mark() {
-            if let Some(o) = self.codec.mark_played(&name) {
+            if let Some(q) = &mut self.leg_requests {
+                q.push_back(LegRequest::Mark(name));
+            } else if let Some(o) = self.codec.mark_played(&name) {
                 self.to_bot.push_back(o);
             }
         }
@@ -553,6 +574,28 @@ impl Call {
     /// The next request for the bot link's driver.
     pub fn poll_link(&mut self) -> Option<LinkRequest> {
         self.link_requests.pop_front()
+    }
+
+    /// Opts the leg in to [`LegRequest`]s (see there).
+    pub fn enable_leg_requests(&mut self) {
+        self.leg_requests.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next request for the leg (none unless it opted in).
+    pub fn poll_leg_request(&mut self) -> Option<LegRequest> {
+        self.leg_requests.as_mut()?.pop_front()
+    }
+
+    /// The far end played the audio up to the mark `name` (a
+    /// [`LegRequest::Mark`]): the mark goes back to the bot.
+    pub fn mark_played(&mut self, name: &str) {
+        if self.ended.is_some() {
+            return;
+        }
+        if let Some(o) = self.codec.mark_played(name) {
+            self.to_bot.push_back(o);
+            self.bound_queue();
+        }
     }
 
     /// The next key press the bot asked to play to the caller.

@@ -22,13 +22,13 @@
 //! its deadline (conceal, keep waiting: the stream is either late, and the
 //! packet plays when it comes, or silent, DTX). Duplicates and packets
 //! older than the release point are counted and dropped. Payloads are copied
-//! into slots that are reused, so steady state never allocates.
+//! into slots that are reused: each slot's storage is made by the first
+//! packet it holds, at that packet's size (160 bytes for 20 ms of G.711, not
+//! a worst case reserved up front), and grows only for a longer one, so
+//! steady state never allocates.
 
 /// Slots (packets) held at most; 32 x 20 ms = 640 ms, well above `max_ms`.
 const SLOTS: usize = 32;
-/// Payload bytes each slot holds before growing (20 ms of G.711/G.722 is
-/// 160, Opus voice 40-160): reserved up front so no packet allocates.
-const SLOT_BYTES: usize = 320;
 /// Transit samples the target is computed from.
 const WINDOW: usize = 128;
 /// Packets between target updates.
@@ -71,6 +71,18 @@ pub enum Inserted {
     /// So far from the playout point that the stream restarted there
     /// (buffer flushed; the sender jumped without changing SSRC).
     Resynced,
+}
+
+/// What [`JitterBuffer::insert_direct`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direct {
+    /// It is released now: the caller plays it (its duration, timestamp units).
+    Play {
+        /// Timestamp units until the next packet's timestamp (as far as known).
+        duration: u32,
+    },
+    /// It was inserted (or dropped) as [`JitterBuffer::insert`] says.
+    Inserted(Inserted),
 }
 
 /// What can be released now.
@@ -159,7 +171,7 @@ impl JitterBuffer {
                 seq: 0,
                 ts: 0,
                 pt: 0,
-                data: Vec::with_capacity(SLOT_BYTES),
+                data: Vec::new(),
                 full: false,
                 released: false,
             })
@@ -277,6 +289,51 @@ impl JitterBuffer {
         result
     }
 
+    /// [`JitterBuffer::insert`] for a packet that may go at once: when it is
+    /// the one to play next (or the first) and nothing is held, it is
+    /// recorded as inserted and released at `now` (what [`JitterBuffer::pop`]
+    /// would do next) without being copied, and the caller plays `payload`
+    /// itself ([`Direct::Play`]). Otherwise it is inserted as usual. On a
+    /// clean network every packet takes the first way, so the slots' storage
+    /// is never made.
+    pub fn insert_direct(
+        &mut self,
+        seq: u64,
+        ts: u64,
+        pt: u8,
+        payload: &[u8],
+        arrival: u64,
+        now: u64,
+    ) -> Direct {
+        let next = self.held == 0
+            && match self.play_seq {
+                Some(play) => seq == play,
+                // The first packet goes at once unless it restarts the
+                // stream (insert's resync rule), which insert handles.
+                None => self.highest_seq.is_none_or(|h| seq.abs_diff(h) < SLOTS as u64),
+            };
+        if !next {
+            return Direct::Inserted(self.insert(seq, ts, pt, payload, arrival));
+        }
+        self.stats.received += 1;
+        let slot = &mut self.slots[(seq % SLOTS as u64) as usize];
+        slot.seq = seq;
+        slot.ts = ts;
+        slot.pt = pt;
+        slot.full = false;
+        // A copy arriving later is a duplicate, as for a released slot.
+        slot.released = true;
+        match self.highest_seq {
+            Some(h) if seq < h => self.stats.reordered += 1,
+            _ => self.highest_seq = Some(seq),
+        }
+        self.observe_transit(arrival as i64 - ts as i64);
+        self.released(seq, ts, now);
+        Direct::Play {
+            duration: self.packet_ts,
+        }
+    }
+
     fn observe_transit(&mut self, transit: i64) {
         self.transits[self.transit_n % WINDOW] = transit;
         self.transit_n += 1;
@@ -377,6 +434,22 @@ impl JitterBuffer {
                 self.packet_ts = d as u32;
             }
         }
+        self.released(seq, ts, now);
+        self.held -= 1;
+        let s = &mut self.slots[i];
+        s.full = false;
+        s.released = true;
+        Pop::Packet {
+            pt: s.pt,
+            payload: &s.data,
+            duration: self.packet_ts,
+        }
+    }
+}
+
+impl JitterBuffer {
+    /// The release point moves past the packet `seq` (timestamp `ts`), released at `now`.
+    fn released(&mut self, seq: u64, ts: u64, now: u64) {
         self.play_seq = Some(seq + 1);
         self.play_ts = ts + self.packet_ts as u64;
         self.dry = 0;
@@ -387,15 +460,6 @@ impl JitterBuffer {
             .saturating_add(self.target as i64);
         let late_next = (now as i64).saturating_add((self.packet_ts as u64 + self.target) as i64);
         self.fill_at = deadline.max(late_next);
-        self.held -= 1;
-        let s = &mut self.slots[i];
-        s.full = false;
-        s.released = true;
-        Pop::Packet {
-            pt: s.pt,
-            payload: &s.data,
-            duration: self.packet_ts,
-        }
     }
 }
 
@@ -577,5 +641,51 @@ mod tests {
             }
             prop_assert!(jb.len() <= SLOTS);
         }
+
+        /// Releasing the next packet straight from the datagram
+        /// (`insert_direct`) plays the same packets, in the same order, with
+        /// the same counters, as copying it in and popping it.
+        #[test]
+        fn direct_release_is_the_same_as_insert_and_pop(
+            events in proptest::collection::vec((0u64..40, 0u64..2000, any::<bool>()), 0..300)
+        ) {
+            let (mut copied, mut direct) = (JitterBuffer::new(JitterConfig::new(8000)), JitterBuffer::new(JitterConfig::new(8000)));
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let mut now = 0u64;
+            for (seq, jitter, tick) in events {
+                if tick {
+                    now += F;
+                }
+                copied.insert(seq, seq * F, 0, &payload(seq), seq * F + jitter);
+                a.extend(drain(&mut copied, now));
+                if let Direct::Play { .. } = direct.insert_direct(seq, seq * F, 0, &payload(seq), seq * F + jitter, now) {
+                    b.push(Some(seq as u32));
+                }
+                b.extend(drain(&mut direct, now));
+            }
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(copied.stats(), direct.stats());
+            prop_assert_eq!(copied.target_ms(), direct.target_ms());
+        }
+    }
+
+    #[test]
+    fn a_clean_stream_is_never_copied() {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        for s in 0..100 {
+            let got = jb.insert_direct(s, s * F, 0, &[0x55; 160], s * F + 2, s * F + 2);
+            assert!(matches!(got, Direct::Play { duration: 160 }), "{s}: {got:?}");
+            assert_eq!(drain(&mut jb, s * F + 2), Vec::new());
+        }
+        assert!(
+            jb.slots.iter().all(|s| s.data.capacity() == 0),
+            "no slot storage made"
+        );
+        // A gap: the packet after it waits in a slot until the gap's deadline.
+        assert!(matches!(
+            jb.insert_direct(101, 101 * F, 0, &[1; 160], 101 * F, 101 * F),
+            Direct::Inserted(Inserted::Queued)
+        ));
+        assert_eq!(jb.len(), 1);
     }
 }

@@ -7,11 +7,12 @@
 //! (caller <-> bot audio, resampling, [`playout`] with its start cushion),
 //! the [`pacer`] (the 20 ms egress clock), the [`botcodec`] (bot dialects)
 //! and the bot link's reconnect policy. The RTP leg's protocol halves are
-//! [`rtp`] and [`jitter`].
+//! [`rtp`] and [`jitter`]; Asterisk's WebSocket channel leg is [`chanws`].
 
 pub(crate) mod bot_policy;
 pub mod botcodec;
 pub mod call;
+pub mod chanws;
 pub mod jitter;
 pub mod pacer;
 pub mod pipeline;

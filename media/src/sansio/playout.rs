@@ -8,7 +8,7 @@
 //! (the newest samples are dropped and counted), so a runaway bot cannot grow
 //! memory and what is already playing stays continuous. An empty buffer gives
 //! silence; a frame that runs dry part-way counts as an underrun, one with
-//! no audio at all as a silent frame. The ring is allocated for 0.5 s of audio
+//! no audio at all as a silent frame. The ring is allocated for 0.25 s of audio
 //! up front (a ring touches all of its memory as it turns, so what is
 //! allocated is resident for every call) and grows, doubling, at most to the
 //! cap when a bot sends more ahead; taking a frame never allocates.
@@ -118,7 +118,7 @@ impl Playout {
             rate,
             frame: (rate / 50) as usize,
             capacity,
-            samples: VecDeque::with_capacity(capacity.min(rate as usize / 2)),
+            samples: VecDeque::with_capacity(capacity.min(rate as usize / 4)),
             pushed: 0,
             consumed: 0,
             marks: VecDeque::new(),

@@ -94,14 +94,32 @@ pub struct Slot {
     expected: SocketAddr,
 }
 
-/// A free buffer from `free`, or a new one while fewer than `max` were made
-/// (so a session's buffers appear as its traffic needs them, then recycle).
-fn take_buffer(free: &ArrayQueue<Box<[u8]>>, made: &AtomicUsize, max: usize) -> Option<Box<[u8]>> {
-    free.pop().or_else(|| {
-        made.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+/// A free buffer from `free` that holds `len` bytes, or a new one while
+/// fewer than `max` were made (so a session's buffers appear as its traffic
+/// needs them, then recycle). Buffers are sized to the traffic too: a power
+/// of two from 256 bytes (a G.711 packet is 172) up to `DATAGRAM_MAX`; one
+/// too small for `len` is replaced by a bigger one, so each grows at most
+/// three times.
+fn take_buffer(
+    free: &ArrayQueue<Box<[u8]>>,
+    made: &AtomicUsize,
+    max: usize,
+    len: usize,
+) -> Option<Box<[u8]>> {
+    let sized = || vec![0; buffer_size(len)].into_boxed_slice();
+    match free.pop() {
+        Some(b) if b.len() >= len => Some(b),
+        Some(_) => Some(sized()),
+        None => made
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
             .ok()
-            .map(|_| vec![0; DATAGRAM_MAX].into_boxed_slice())
-    })
+            .map(|_| sized()),
+    }
+}
+
+/// The buffer size for a datagram of `len` bytes (see [`take_buffer`]).
+fn buffer_size(len: usize) -> usize {
+    len.next_power_of_two().clamp(256, DATAGRAM_MAX)
 }
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -331,7 +349,7 @@ impl Hub {
                 };
                 // No free buffer: the call has not emptied its inbox for
                 // INBOX datagrams.
-                let Some(mut data) = take_buffer(&slot.free, &slot.made_in, INBOX) else {
+                let Some(mut data) = take_buffer(&slot.free, &slot.made_in, INBOX, d.len()) else {
                     self.metrics.rtp.overflow.fetch_add(1, Relaxed);
                     continue;
                 };
@@ -438,7 +456,7 @@ impl Attachment {
         if data.len() > DATAGRAM_MAX {
             return false;
         }
-        let Some(mut buf) = take_buffer(&self.slot.out_free, &self.slot.made_out, OUTBOX) else {
+        let Some(mut buf) = take_buffer(&self.slot.out_free, &self.slot.made_out, OUTBOX, data.len()) else {
             return false;
         };
         buf[..data.len()].copy_from_slice(data);
@@ -477,6 +495,23 @@ impl Drop for Attachment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffers_are_made_to_the_traffic_and_bounded() {
+        let free = ArrayQueue::new(4);
+        let made = AtomicUsize::new(0);
+        let small = take_buffer(&free, &made, 2, 172).expect("first");
+        assert_eq!(small.len(), 256, "a G.711 packet gets a small buffer");
+        let _ = free.push(small);
+        let big = take_buffer(&free, &made, 2, 900).expect("replaced");
+        assert_eq!(big.len(), 1024, "too small is replaced by a bigger one");
+        assert_eq!(made.load(Relaxed), 1, "a replacement is not a new buffer");
+        let second = take_buffer(&free, &made, 2, 1500).expect("second");
+        assert_eq!(second.len(), DATAGRAM_MAX);
+        assert!(take_buffer(&free, &made, 2, 100).is_none(), "at most `max`");
+        let _ = free.push(big);
+        assert_eq!(take_buffer(&free, &made, 2, 100).map(|b| b.len()), Some(1024));
+    }
 
     fn a(s: &str) -> SocketAddr {
         s.parse().expect("test")

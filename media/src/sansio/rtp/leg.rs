@@ -133,6 +133,7 @@ impl RtpLeg {
         Ok(RtpLeg {
             rx: RtpReceiver::new(params.codec, params.clock, params.pt, params.dtmf_pt)?,
             tx: RtpSender::with_encoder(
+                params.codec,
                 encoder_for(params.codec, params.opus_complexity, params.opus_fec)?,
                 params.clock,
                 params.pt,
@@ -145,7 +146,8 @@ impl RtpLeg {
             origin: now,
             wall_origin: wall,
             pcm: vec![0; params.codec.frame_samples()],
-            out: Vec::with_capacity(DATAGRAM_MAX),
+            // The header and one frame (it grows, once, should a packet need more).
+            out: Vec::with_capacity(12 + params.codec.frame_bytes().unwrap_or(DATAGRAM_MAX)),
             rtcp_out: Vec::new(),
             last_rx: now,
             next_rtcp: now + RTCP_INTERVAL,
@@ -269,8 +271,10 @@ impl RtpLeg {
                 }
                 _ => continue,
             };
-            for b in blocks.iter().filter(|b| b.ssrc == self.tx.ssrc()) {
+            let ours = self.tx.ssrc();
+            for b in blocks.iter().filter(|b| b.ssrc == ours) {
                 self.remote_fraction_lost = Some(b.fraction_lost);
+                self.tx.set_expected_loss(b.fraction_lost);
                 if let Some(rtt) = rtcp::round_trip(b, arrival_ntp) {
                     self.rtt_ms = Some((rtt as u64 * 1000 / 65536) as u32);
                 }

@@ -14,7 +14,7 @@
 //! jitter buffer and statistics start over, the decoder keeps its history.
 
 use crate::error::MediaError;
-use crate::sansio::jitter::{Inserted, JitterBuffer, JitterConfig, Pop};
+use crate::sansio::jitter::{Direct, Inserted, JitterBuffer, JitterConfig, Pop};
 use voxbridge_codecs::{Codec, FrameDecoder};
 use voxbridge_proto::dtmf::{DtmfEvent, DtmfReceiver};
 use voxbridge_proto::rtcp::{ReceiverStats, ReportBlock};
@@ -60,21 +60,30 @@ pub struct RxCounters {
 /// The receive half of one leg.
 #[derive(Debug)]
 pub struct RtpReceiver {
-    pt: u8,
     dtmf_pt: Option<u8>,
     tracker: StreamTracker,
     jb: JitterBuffer,
     dtmf: DtmfReceiver,
     stats: ReceiverStats,
+    stage: Stage,
+    counters: RxCounters,
+}
+
+/// Released packets decoded (or concealed) into PCM, waiting to be cut into
+/// frames.
+#[derive(Debug)]
+struct Stage {
+    pt: u8,
     decoder: FrameDecoder,
     frame: usize,
-    stage: Vec<i16>,
+    /// Two frames long at first; a longer packet grows it (once) up to `max`.
+    pcm: Vec<i16>,
+    max: usize,
     staged: usize,
     /// The worst source in the staged samples.
-    staged_source: FrameSource,
+    source: FrameSource,
     dry_ticks: u32,
     noise: ComfortNoise,
-    counters: RxCounters,
 }
 
 /// White noise at an RFC 3389 level (a cheap LCG; not for cryptography).
@@ -120,19 +129,22 @@ impl RtpReceiver {
     pub fn new(codec: Codec, rtp_clock: u32, pt: u8, dtmf_pt: Option<u8>) -> Result<Self, MediaError> {
         let rate = codec.pcm_rate();
         Ok(RtpReceiver {
-            pt,
             dtmf_pt,
             tracker: StreamTracker::default(),
             jb: JitterBuffer::new(JitterConfig::new(rtp_clock)),
             dtmf: DtmfReceiver::default(),
             stats: ReceiverStats::default(),
-            decoder: FrameDecoder::new(codec)?,
-            frame: codec.frame_samples(),
-            stage: vec![0; (rate * STAGE_MS / 1000) as usize + codec.frame_samples()],
-            staged: 0,
-            staged_source: FrameSource::Audio,
-            dry_ticks: 0,
-            noise: ComfortNoise(0x1234_5678),
+            stage: Stage {
+                pt,
+                decoder: FrameDecoder::new(codec)?,
+                frame: codec.frame_samples(),
+                pcm: vec![0; 2 * codec.frame_samples()],
+                max: (rate * STAGE_MS / 1000) as usize + codec.frame_samples(),
+                staged: 0,
+                source: FrameSource::Audio,
+                dry_ticks: 0,
+                noise: ComfortNoise(0x1234_5678),
+            },
             counters: RxCounters::default(),
         })
     }
@@ -148,7 +160,7 @@ impl RtpReceiver {
             }
         };
         let is_dtmf = Some(v.payload_type) == self.dtmf_pt;
-        if v.payload_type != self.pt && v.payload_type != CN_PT && !is_dtmf {
+        if v.payload_type != self.stage.pt && v.payload_type != CN_PT && !is_dtmf {
             self.counters.unknown_pt += 1;
             return Err(ProtoError::UnknownType(v.payload_type));
         }
@@ -166,7 +178,18 @@ impl RtpReceiver {
                 self.counters.malformed += 1;
             }
         }
-        let inserted = self.jb.insert(o.seq, o.ts, v.payload_type, payload, arrival);
+        // The next packet on a clean network is decoded here, straight from
+        // the datagram; one that must wait is copied into the jitter buffer.
+        let inserted = match self
+            .jb
+            .insert_direct(o.seq, o.ts, v.payload_type, payload, arrival, arrival)
+        {
+            Direct::Play { .. } => {
+                self.stage.packet(v.payload_type, payload, &mut self.counters);
+                Inserted::Queued
+            }
+            Direct::Inserted(i) => i,
+        };
         // Duplicates are left out of the loss arithmetic, so "lost" is what
         // never arrived (RFC 3550 would let duplicates hide losses).
         if inserted != Inserted::Duplicate {
@@ -191,74 +214,23 @@ impl RtpReceiver {
     /// each datagram, and on the 20 ms tick (concealment of an overdue
     /// stream).
     pub fn frame(&mut self, now: u64, out: &mut [i16]) -> Option<FrameSource> {
-        let want = self.frame.min(out.len());
-        while self.staged < want {
-            let room = self.stage.len() - self.staged;
-            let dst = &mut self.stage[self.staged..];
-            let (n, what) = match self.jb.pop(now) {
+        let st = &mut self.stage;
+        let want = st.frame.min(out.len());
+        while st.staged < want {
+            match self.jb.pop(now) {
                 Pop::Idle => return None,
-                Pop::Packet { pt, payload, .. } if pt == self.pt => {
-                    self.dry_ticks = 0;
-                    match self.decoder.decode(payload, dst) {
-                        Ok(n) if n > 0 => (n.min(room), FrameSource::Audio),
-                        _ => {
-                            self.counters.decode_errors += 1;
-                            (
-                                conceal(&mut self.decoder, dst, self.frame),
-                                FrameSource::Concealed,
-                            )
-                        }
-                    }
-                }
-                Pop::Packet { pt, payload, .. } => {
-                    // Comfort noise at the level it gives (RFC 3389: first
-                    // byte is -dBov), or a DTMF slot played as silence.
-                    self.dry_ticks = 0;
-                    let level = if pt == CN_PT {
-                        payload.first().copied()
-                    } else {
-                        None
-                    };
-                    self.noise.fill(&mut dst[..self.frame], level);
-                    (self.frame, FrameSource::Silence)
-                }
+                Pop::Packet { pt, payload, .. } => st.packet(pt, payload, &mut self.counters),
                 Pop::Lost => {
-                    let n = match self.jb.peek_next() {
-                        Some(next) => self.decoder.recover(next, &mut dst[..self.frame]).unwrap_or(0),
-                        None => 0,
-                    };
-                    let n = if n == 0 {
-                        conceal(&mut self.decoder, dst, self.frame)
-                    } else {
-                        n
-                    };
-                    (n, FrameSource::Concealed)
+                    let next = self.jb.peek_next();
+                    st.lost(next, &mut self.counters);
                 }
-                Pop::Underrun => {
-                    self.dry_ticks += 1;
-                    if self.dry_ticks <= CONCEAL_TICKS {
-                        (
-                            conceal(&mut self.decoder, dst, self.frame),
-                            FrameSource::Concealed,
-                        )
-                    } else {
-                        dst[..self.frame].fill(0);
-                        (self.frame, FrameSource::Silence)
-                    }
-                }
-            };
-            if what == FrameSource::Concealed {
-                self.counters.concealed_frames += 1;
+                Pop::Underrun => st.underrun(&mut self.counters),
             }
-            if what != FrameSource::Audio {
-                self.staged_source = what;
-            }
-            self.staged += n.max(1).min(room);
         }
-        out[..want].copy_from_slice(&self.stage[..want]);
-        self.stage.copy_within(want..self.staged, 0);
-        self.staged -= want;
-        Some(std::mem::replace(&mut self.staged_source, FrameSource::Audio))
+        out[..want].copy_from_slice(&st.pcm[..want]);
+        st.pcm.copy_within(want..st.staged, 0);
+        st.staged -= want;
+        Some(std::mem::replace(&mut st.source, FrameSource::Audio))
     }
 
     /// A reception report block about the current source, if any.
@@ -285,6 +257,98 @@ impl RtpReceiver {
     /// The jitter buffer's counters and current target.
     pub fn jitter(&self) -> (crate::sansio::jitter::JitterStats, u32) {
         (self.jb.stats(), self.jb.target_ms())
+    }
+}
+
+impl Stage {
+    /// A released packet: decoded audio, or comfort noise at the level it
+    /// gives (RFC 3389: first byte is -dBov), or a DTMF slot played as silence.
+    fn packet(&mut self, pt: u8, payload: &[u8], counters: &mut RxCounters) {
+        self.dry_ticks = 0;
+        if pt == self.pt {
+            // Room for the whole packet (up to the cap; a longer one is cut).
+            let samples = self.decoder.samples_in(payload).unwrap_or(self.frame);
+            let need = self.staged + samples.max(self.frame);
+            if need > self.pcm.len() {
+                self.pcm.resize(need.min(self.max), 0);
+            }
+            let room = self.pcm.len() - self.staged;
+            let dst = &mut self.pcm[self.staged..];
+            let (n, what) = match self.decoder.decode(payload, dst) {
+                Ok(n) if n > 0 => (n.min(room), FrameSource::Audio),
+                _ => {
+                    counters.decode_errors += 1;
+                    (
+                        conceal(&mut self.decoder, dst, self.frame),
+                        FrameSource::Concealed,
+                    )
+                }
+            };
+            self.add(n, what, counters);
+        } else {
+            self.room_for_frame();
+            let level = if pt == CN_PT {
+                payload.first().copied()
+            } else {
+                None
+            };
+            let frame = self.frame;
+            self.noise
+                .fill(&mut self.pcm[self.staged..self.staged + frame], level);
+            self.add(frame, FrameSource::Silence, counters);
+        }
+    }
+
+    /// A packet that was sent but is lost: rebuilt from the FEC of `next`
+    /// when it is here (Opus), else concealed.
+    fn lost(&mut self, next: Option<&[u8]>, counters: &mut RxCounters) {
+        self.room_for_frame();
+        let frame = self.frame;
+        let dst = &mut self.pcm[self.staged..];
+        let n = match next {
+            Some(next) => self.decoder.recover(next, &mut dst[..frame]).unwrap_or(0),
+            None => 0,
+        };
+        let n = if n == 0 {
+            conceal(&mut self.decoder, dst, frame)
+        } else {
+            n
+        };
+        self.add(n, FrameSource::Concealed, counters);
+    }
+
+    /// The stream is overdue: concealment for a few frames, then silence.
+    fn underrun(&mut self, counters: &mut RxCounters) {
+        self.room_for_frame();
+        self.dry_ticks += 1;
+        let frame = self.frame;
+        if self.dry_ticks <= CONCEAL_TICKS {
+            let n = conceal(&mut self.decoder, &mut self.pcm[self.staged..], frame);
+            self.add(n, FrameSource::Concealed, counters);
+        } else {
+            self.pcm[self.staged..self.staged + frame].fill(0);
+            self.add(frame, FrameSource::Silence, counters);
+        }
+    }
+
+    /// Room for one more frame after what is staged (packets decoded as
+    /// they arrive can stage several before a frame is taken).
+    fn room_for_frame(&mut self) {
+        let need = self.staged + self.frame;
+        if need > self.pcm.len() {
+            self.pcm.resize(need, 0);
+        }
+    }
+
+    fn add(&mut self, n: usize, what: FrameSource, counters: &mut RxCounters) {
+        if what == FrameSource::Concealed {
+            counters.concealed_frames += 1;
+        }
+        if what != FrameSource::Audio {
+            self.source = what;
+        }
+        let room = self.pcm.len() - self.staged;
+        self.staged += n.max(1).min(room);
     }
 }
 

@@ -16,12 +16,16 @@ use voxbridge_proto::rtp::RtpHeader;
 
 /// A digit's tone length, ms.
 pub const DIGIT_MS: u32 = 100;
-/// Largest encoded frame (Opus at its highest rate is far below this).
-const MAX_PAYLOAD: usize = 1275;
+/// Largest encoded Opus frame (RFC 6716 3.2.1); fixed-rate codecs need
+/// only their frame's bytes ([`Codec::frame_bytes`]).
+const MAX_OPUS_PAYLOAD: usize = 1275;
 
 /// The encoder for `codec`; Opus at `complexity` (0-10; libopus's cost per
-/// frame grows with it, see benches/RESULTS.md), with or without in-band FEC
-/// (which encodes each frame a second time at low rate).
+/// frame grows with it, see benches/RESULTS.md), with or without in-band FEC.
+/// With FEC on, the encoder starts expecting no loss, so libopus adds no FEC
+/// (a second, low-rate encode of each frame) until the caller's RTCP reports
+/// say packets are lost ([`RtpSender::set_expected_loss`]), as WebRTC's
+/// senders do.
 pub fn encoder_for(codec: Codec, complexity: u8, fec: bool) -> Result<FrameEncoder, MediaError> {
     Ok(match codec {
         Codec::Opus { rate } => FrameEncoder::Opus(voxbridge_codecs::opus::OpusEncoder::new(
@@ -29,6 +33,7 @@ pub fn encoder_for(codec: Codec, complexity: u8, fec: bool) -> Result<FrameEncod
                 rate,
                 complexity,
                 fec,
+                expected_loss_percent: 0,
                 ..Default::default()
             },
         )?),
@@ -57,6 +62,8 @@ pub struct RtpSender {
     dtmf_pt: Option<u8>,
     encoder: FrameEncoder,
     payload: Vec<u8>,
+    /// Percent, from the far end's last report (0 until one comes).
+    expected_loss: u8,
     marker: bool,
     packets: u32,
     octets: u32,
@@ -70,6 +77,7 @@ impl RtpSender {
     /// SSRC and initial sequence and timestamp (random in production).
     pub fn new(codec: Codec, clock: u32, pt: u8, dtmf_pt: Option<u8>, seed: u64) -> Result<Self, MediaError> {
         Ok(Self::with_encoder(
+            codec,
             FrameEncoder::new(codec)?,
             clock,
             pt,
@@ -78,8 +86,16 @@ impl RtpSender {
         ))
     }
 
-    /// As [`RtpSender::new`] with an encoder built by the caller (see [`encoder_for`]).
-    pub fn with_encoder(encoder: FrameEncoder, clock: u32, pt: u8, dtmf_pt: Option<u8>, seed: u64) -> Self {
+    /// As [`RtpSender::new`] with an encoder for `codec` built by the caller
+    /// (see [`encoder_for`]).
+    pub fn with_encoder(
+        codec: Codec,
+        encoder: FrameEncoder,
+        clock: u32,
+        pt: u8,
+        dtmf_pt: Option<u8>,
+        seed: u64,
+    ) -> Self {
         RtpSender {
             ssrc: (seed >> 32) as u32,
             seq: seed as u16,
@@ -89,7 +105,9 @@ impl RtpSender {
             pt,
             dtmf_pt,
             encoder,
-            payload: vec![0; MAX_PAYLOAD],
+            // Sized to the codec: a G.711 call holds 160 bytes here, not 1,275.
+            payload: vec![0; codec.frame_bytes().unwrap_or(MAX_OPUS_PAYLOAD)],
+            expected_loss: 0,
             marker: true,
             packets: 0,
             octets: 0,
@@ -97,6 +115,22 @@ impl RtpSender {
             train: Vec::new(),
             train_at: 0,
         }
+    }
+
+    /// The loss the far end reports (RTCP fraction lost, in 256ths): the
+    /// Opus encoder plans its in-band FEC for it. Other codecs ignore it.
+    pub fn set_expected_loss(&mut self, fraction_lost: u8) {
+        let percent = (fraction_lost as u32 * 100).div_ceil(256) as u8;
+        if percent != self.expected_loss {
+            self.expected_loss = percent;
+            // 0-100 is always accepted; a refusal leaves the old setting.
+            let _ = self.encoder.set_expected_loss(percent);
+        }
+    }
+
+    /// The loss the encoder plans for, percent.
+    pub fn expected_loss(&self) -> u8 {
+        self.expected_loss
     }
 
     /// This leg's SSRC.
@@ -190,6 +224,23 @@ impl RtpSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_loss_follows_the_far_ends_reports() {
+        let enc = encoder_for(Codec::Opus { rate: 16000 }, 1, true).expect("opus");
+        let mut tx = RtpSender::with_encoder(Codec::Opus { rate: 16000 }, enc, 48000, 96, None, 7);
+        assert_eq!(tx.expected_loss(), 0, "no FEC planned before a report");
+        let pcm: Vec<i16> = (0..320)
+            .map(|i| ((i as f32 * 0.2).sin() * 8000.0) as i16)
+            .collect();
+        let mut out = Vec::new();
+        for (fraction, percent) in [(1u8, 1u8), (26, 11), (128, 50), (255, 100), (0, 0)] {
+            tx.set_expected_loss(fraction);
+            assert_eq!(tx.expected_loss(), percent, "fraction {fraction}/256");
+            tx.frame(&pcm, &mut out).expect("encodes at every setting");
+            assert!(out.len() > 12, "a packet with a payload");
+        }
+    }
     use voxbridge_proto::dtmf::TelephoneEvent;
     use voxbridge_proto::rtp::RtpPacket;
 

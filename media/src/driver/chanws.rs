@@ -1,0 +1,374 @@
+//! The Asterisk WebSocket channel leg's I/O: Asterisk dials us
+//! (`chan_websocket` as the client, subprotocol `media`).
+//!
+//! The listener upgrades each connection (echoing the `media` subprotocol),
+//! picks the route from the URL (`?route=<name>`, or a last path segment
+//! that names a route; otherwise the listener's), waits for `MEDIA_START`
+//! (within `limits.uuid_timeout_ms`) and runs the call. The URL's query
+//! parameters (the dial string's `v()` options) and the channel's variables
+//! join the route's parameters, so they reach the bot's start message.
+//! What the leg decides is the sans-IO [`ChanWsLeg`]; this file reads
+//! messages, hands them in and writes what it queues, never waiting on the
+//! socket: a caller that stops reading for 2 s is gone, as on AudioSocket.
+
+use super::botlink;
+use super::call_task::{drive, start_call, CallContext, Leg};
+use crate::commands::CallRegistry;
+use crate::error::MediaError;
+use crate::events::{CallInfo, HangupCause};
+use crate::metrics::Metrics;
+use crate::sansio::botcodec::Outgoing;
+use crate::sansio::call::{Call, Tick};
+use crate::sansio::chanws::{ChanWsLeg as LegState, TextOutcome};
+use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use voxbridge_proto::chanws::{Event, MediaStart};
+
+/// The subprotocol Asterisk's media WebSocket speaks.
+pub const SUBPROTOCOL: &str = "media";
+/// Frames waiting in our queue (not XOFF) after which the caller is gone:
+/// its socket took nothing for 2 s.
+const STALLED_FRAMES: usize = 100;
+
+type Ws = WebSocketStream<TcpStream>;
+
+pub(crate) struct ChanWsLeg {
+    ws: Ws,
+    state: LegState,
+    metrics: Arc<Metrics>,
+    /// A message `ready` read and `input` has not handled yet.
+    pending: Option<Message>,
+    last_rx: Instant,
+    media_timeout: Duration,
+    bad_logged: bool,
+    folded_xoffs: u64,
+}
+
+/// What the handshake learned about the connection.
+pub(crate) struct Upgraded {
+    ws: Ws,
+    /// The route the URL picked.
+    pub route: String,
+    query: BTreeMap<String, String>,
+}
+
+/// Upgrades `sock` (Asterisk's connection): the route from the URL among
+/// `routes` (else `default_route`), and the query parameters.
+// The handshake callback's error type is tungstenite's (an HTTP response).
+#[allow(clippy::result_large_err)]
+pub(crate) async fn upgrade(
+    sock: TcpStream,
+    routes: &[String],
+    default_route: &str,
+) -> Result<Upgraded, MediaError> {
+    let mut picked: Option<(String, BTreeMap<String, String>)> = None;
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let uri = req.uri();
+        let query = parse_query(uri.query().unwrap_or(""));
+        let segment = uri.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("");
+        let route = match query.get("route") {
+            Some(r) if routes.contains(r) => r.clone(),
+            Some(r) => {
+                let mut e = ErrorResponse::new(Some(format!("no route {r:?}")));
+                *e.status_mut() = StatusCode::NOT_FOUND;
+                return Err(e);
+            }
+            None if routes.iter().any(|r| r == segment) => segment.to_string(),
+            None => default_route.to_string(),
+        };
+        let offered = req
+            .headers()
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == SUBPROTOCOL);
+        if offered {
+            resp.headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+        }
+        picked = Some((route, query));
+        Ok(resp)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(sock, callback, Some(botlink::ws_config()))
+        .await
+        .map_err(|e| MediaError::CallerProtocol(format!("WebSocket upgrade: {e}")))?;
+    let (route, query) = picked.ok_or_else(|| MediaError::CallerProtocol("no upgrade request".into()))?;
+    Ok(Upgraded { ws, route, query })
+}
+
+/// `a=1&b=two%20words` as pairs (percent-decoded; `+` is a space).
+fn parse_query(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits for `MEDIA_START` (the first text message); binary before it is
+/// ignored, anything else refused.
+pub(crate) async fn media_start(
+    ws: &mut Ws,
+    timeout: Duration,
+) -> Result<(MediaStart, voxbridge_proto::chanws::ControlFormat), MediaError> {
+    let wait = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    return match Event::parse(t.as_str()) {
+                        Ok((Event::MediaStart(m), f)) => Ok((m, f)),
+                        Ok((other, _)) => Err(MediaError::CallerProtocol(format!(
+                            "expected MEDIA_START first, got {other:?}"
+                        ))),
+                        Err(e) => Err(MediaError::CallerProtocol(format!("first text message: {e}"))),
+                    };
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err(MediaError::CallerProtocol("closed before MEDIA_START".into()))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(MediaError::CallerProtocol(format!("before MEDIA_START: {e}"))),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .map_err(|_| MediaError::CallerProtocol(format!("no MEDIA_START within {timeout:?}")))?
+}
+
+/// A call id for a chan_websocket call.
+fn new_call_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("ws-{:016x}", h.finish())
+}
+
+/// Runs one call Asterisk dialled to us, from the upgraded connection, on
+/// the route's context `ctx`.
+pub(crate) async fn run(
+    up: Upgraded,
+    ctx: CallContext,
+    calls: CallRegistry,
+    timeout: Duration,
+    peer: SocketAddr,
+) {
+    let Upgraded { mut ws, query, .. } = up;
+    let started = media_start(&mut ws, timeout)
+        .await
+        .and_then(|(start, control)| LegState::new(&start, control).map(|state| (start, state)));
+    let (start, state) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
+            ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+            tracing::warn!(%peer, error = %e, "chan_websocket connection refused");
+            let _ = ws.close(None).await;
+            return;
+        }
+    };
+    let call_id = new_call_id();
+    let Some((stop, _registered)) = calls.claim(&call_id) else {
+        return;
+    };
+    // Built outside the await point (see `start_call`).
+    // When the call cannot be built (reported by `start_call`), the
+    // connection is dropped, which Asterisk takes as a hangup.
+    if let Some((call, leg)) = prepare(ws, &start, state, query, call_id, &ctx) {
+        drive(call, leg, ctx, Some(stop)).await;
+    }
+}
+
+fn prepare(
+    ws: Ws,
+    start: &MediaStart,
+    state: LegState,
+    query: BTreeMap<String, String>,
+    call_id: String,
+    ctx: &CallContext,
+) -> Option<(Box<Call>, Leg)> {
+    let mut params = ctx.route.params.clone();
+    params.extend(start.channel_variables.clone());
+    params.extend(query);
+    params.insert("asterisk_channel".into(), start.channel.clone());
+    params.insert("asterisk_channel_id".into(), start.channel_id.clone());
+    params.insert("asterisk_connection_id".into(), start.connection_id.clone());
+    let info = CallInfo {
+        call_id,
+        route: ctx.route_name.clone(),
+        caller: params.get("caller").cloned(),
+        callee: params.get("callee").cloned(),
+        ingress: "chanws",
+        params,
+    };
+    let mut call = start_call(info, ctx, state.rate())?;
+    call.enable_leg_requests();
+    let leg = ChanWsLeg {
+        ws,
+        state,
+        metrics: ctx.metrics.clone(),
+        pending: None,
+        last_rx: Instant::now(),
+        media_timeout: ctx.media_timeout,
+        bad_logged: false,
+        folded_xoffs: 0,
+    };
+    Some((call, Leg::ChanWs(Box::new(leg))))
+}
+
+impl ChanWsLeg {
+    /// Waits for Asterisk's next message (cancel-safe: a message read is
+    /// kept until `input` takes it).
+    pub(super) async fn ready(&mut self) -> Result<(), HangupCause> {
+        if self.pending.is_none() {
+            match self.ws.next().await {
+                Some(Ok(m)) => self.pending = Some(m),
+                Some(Err(_)) | None => return Err(HangupCause::CallerGone),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn input(&mut self, call: &mut Call, now: Instant) -> Result<(), HangupCause> {
+        let Some(m) = self.pending.take() else {
+            return Ok(());
+        };
+        self.last_rx = now;
+        match m {
+            Message::Binary(b) => self.state.binary(call, &b, now),
+            Message::Text(t) => {
+                let outcome = self.state.text(call, t.as_str(), now);
+                self.note(call, outcome);
+            }
+            // Asterisk closes the WebSocket when the channel hangs up.
+            Message::Close(_) => return Err(HangupCause::CallerHangup),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+        self.service(call)?;
+        match call.ended() {
+            Some(cause) => Err(cause),
+            None => Ok(()),
+        }
+    }
+
+    fn note(&mut self, call: &Call, outcome: TextOutcome) {
+        match outcome {
+            TextOutcome::Ok => {}
+            TextOutcome::AsteriskError(text) => {
+                self.metrics.chanws_errors.fetch_add(1, Relaxed);
+                tracing::warn!(call_id = call.call_id(), error = %text, "Asterisk reported an error");
+            }
+            TextOutcome::Unknown(name) => {
+                tracing::debug!(call_id = call.call_id(), event = %name, "unknown chan_websocket event ignored");
+            }
+            TextOutcome::Bad(e) => {
+                self.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+                if !self.bad_logged {
+                    self.bad_logged = true;
+                    tracing::warn!(call_id = call.call_id(), error = %e, "unusable chan_websocket text message (further ones on this call are only counted)");
+                }
+            }
+        }
+    }
+
+    /// After any wake-up: what the call asked of the leg (a barge-in's
+    /// flush, marks), then what is queued for Asterisk.
+    pub(super) fn service(&mut self, call: &mut Call) -> Result<(), HangupCause> {
+        self.state.requests(call);
+        self.write_out()
+    }
+
+    /// Writes what may go now into the socket's buffer and flushes once.
+    fn write_out(&mut self) -> Result<(), HangupCause> {
+        let mut wrote = false;
+        while let Some(o) = self.state.next_out() {
+            let o: Outgoing = o.clone();
+            match botlink::queue(&mut self.ws, o) {
+                Ok(botlink::Queued::Taken) => {
+                    self.state.sent_out();
+                    wrote = true;
+                }
+                Ok(botlink::Queued::Full) => break,
+                Err(_) => return Err(HangupCause::CallerGone),
+            }
+        }
+        if wrote || self.state.held_frames() > 0 {
+            botlink::flush(&mut self.ws).map_err(|_| HangupCause::CallerGone)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn tick(&mut self, call: &mut Call, tick: Tick, now: Instant) -> Result<(), HangupCause> {
+        if now.saturating_duration_since(self.last_rx) >= self.media_timeout {
+            tracing::warn!(call_id = call.call_id(), timeout = ?self.media_timeout, "Asterisk sent nothing: hanging up");
+            return Err(HangupCause::MediaTimeout);
+        }
+        self.state.tick(call, tick);
+        self.write_out()?;
+        if !self.state.xoff() && self.state.held_frames() >= STALLED_FRAMES {
+            tracing::warn!(call_id = call.call_id(), "Asterisk stopped reading for 2 s");
+            return Err(HangupCause::CallerGone);
+        }
+        if tick.fold {
+            let x = self.state.counters().xoffs;
+            self.metrics
+                .chanws_xoffs
+                .fetch_add(x - self.folded_xoffs, Relaxed);
+            self.folded_xoffs = x;
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(&mut self, cause: HangupCause) {
+        let x = self.state.counters().xoffs;
+        self.metrics
+            .chanws_xoffs
+            .fetch_add(x - self.folded_xoffs, Relaxed);
+        self.folded_xoffs = x;
+        if !matches!(cause, HangupCause::CallerHangup | HangupCause::CallerGone) {
+            // Ask Asterisk to hang the channel up; the close follows.
+            self.state.hang_up();
+            let _ = self.write_out();
+        }
+        // A close frame, best effort and without waiting: Asterisk hangs the
+        // channel up on it (the TCP connection closes when the leg is dropped).
+        let _ = Pin::new(&mut self.ws).start_send(Message::Close(None));
+        let _ = self.ws.flush().now_or_never();
+    }
+}

@@ -1,0 +1,197 @@
+//! Asterisk's WebSocket media channel through the daemon, Asterisk dialling
+//! us: a scripted Asterisk (a WebSocket client speaking chan_websocket's
+//! `media` subprotocol with the messages its source writes) against the
+//! real listener, the real call and a real bot link. Covered: the
+//! subprotocol, the route and parameters from the URL, MEDIA_START, a
+//! bit-exact slin16 round trip through the echo bot, hangup from either
+//! side, and a connection that does not start with MEDIA_START.
+
+mod harness;
+
+use futures_util::{SinkExt, StreamExt};
+use harness::*;
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Response;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use voxbridge_media::config::ChanWsListener;
+use voxbridge_media::{CallEvent, Config, HangupCause};
+
+type Ws = WebSocketStream<TcpStream>;
+
+const START_SLIN16: &str = "MEDIA_START connection_id:media_connection1 channel:WebSocket/media_connection1/0x7f00 channel_id:1733412345.7 format:slin16 optimal_frame_size:640 ptime:20";
+
+fn with_chanws(mut config: Config) -> Config {
+    config.chan_websocket = vec![ChanWsListener {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        route: "default".into(),
+    }];
+    config
+}
+
+/// Connects as Asterisk does (subprotocol `media`); returns the socket and
+/// the subprotocol the daemon answered with.
+async fn asterisk(addr: SocketAddr, path: &str) -> (Ws, Option<String>) {
+    let (ws, resp) = upgrade(addr, path).await.expect("upgraded");
+    let proto = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    (ws, proto)
+}
+
+/// Asterisk's upgrade request for `path`, with the `media` subprotocol.
+async fn upgrade(addr: SocketAddr, path: &str) -> Result<(Ws, Response), WsError> {
+    let mut req = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "media".parse().expect("header"));
+    let sock = TcpStream::connect(addr).await.expect("connect");
+    within("the upgrade", tokio_tungstenite::client_async(req, sock)).await
+}
+
+/// The next message from the daemon (`None` once it closed).
+async fn next(ws: &mut Ws) -> Option<Message> {
+    within("a message from the daemon", async {
+        match ws.next().await {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => None,
+            Some(Ok(m)) => Some(m),
+        }
+    })
+    .await
+}
+
+/// The cause the call ended with.
+async fn ended_with(d: &mut Daemon) -> HangupCause {
+    match d
+        .event("call ended", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await
+    {
+        CallEvent::Hungup { cause, .. } => cause,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A 16 kHz signal with no zero samples (so where it starts can be found).
+fn signal(samples: usize) -> Vec<i16> {
+    (0..samples)
+        .map(|i| {
+            let v = (8000.0 * (i as f64 * 0.07).sin() + 3000.0 * (i as f64 * 0.011).cos()) as i16;
+            if v == 0 {
+                1
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn slin16_round_trip_is_bit_exact_and_asterisk_hangs_up() {
+    let bot_url = echo_bot().await;
+    let mut d = Daemon::with_config(with_chanws(one_listener(pipecat_route(&bot_url, 16000)))).await;
+    let addr = d.chanws.expect("a chan_websocket listener");
+    let (mut ws, proto) = asterisk(addr, "/media/voxbridge?caller=100&language=en%2DUS").await;
+    assert_eq!(proto.as_deref(), Some("media"), "the subprotocol is echoed");
+    ws.send(Message::Text(START_SLIN16.into()))
+        .await
+        .expect("MEDIA_START");
+
+    let created = d
+        .event("call created", |e| matches!(e, CallEvent::Created { .. }))
+        .await;
+    let CallEvent::Created { info, .. } = created else {
+        unreachable!()
+    };
+    assert_eq!(info.ingress, "chanws");
+    assert_eq!(info.caller.as_deref(), Some("100"));
+    assert_eq!(info.params.get("language").map(String::as_str), Some("en-US"));
+    assert_eq!(
+        info.params.get("asterisk_channel_id").map(String::as_str),
+        Some("1733412345.7")
+    );
+
+    // 2 s of caller audio in Asterisk's 20 ms frames.
+    let sent = signal(32_000);
+    for frame in sent.chunks(320) {
+        let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
+        ws.send(Message::Binary(bytes.into())).await.expect("frame");
+    }
+    // What comes back: one 640-byte frame per tick; the echo appears intact.
+    let mut heard: Vec<i16> = Vec::new();
+    let echoed = loop {
+        match next(&mut ws).await.expect("the daemon keeps sending") {
+            Message::Binary(b) => {
+                assert_eq!(b.len(), 640, "optimal_frame_size bytes per message");
+                heard.extend(b.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]])));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        if let Some(start) = heard.iter().position(|&s| s != 0) {
+            if heard.len() - start >= sent.len() {
+                break heard[start..start + sent.len()].to_vec();
+            }
+        }
+    };
+    assert!(echoed == sent, "the round trip is bit-exact at slin16");
+
+    // Asterisk hangs up: it closes the WebSocket.
+    ws.close(None).await.expect("close");
+    assert_eq!(ended_with(&mut d).await, HangupCause::CallerHangup);
+}
+
+#[tokio::test]
+async fn a_bot_hangup_reaches_asterisk_as_hangup_then_close() {
+    let mut bot = TestBot::start().await;
+    let mut d = Daemon::with_config(with_chanws(one_listener(pipecat_route(&bot.url, 16000)))).await;
+    let (mut ws, _) = asterisk(d.chanws.expect("listener"), "/").await;
+    ws.send(Message::Text(START_SLIN16.into()))
+        .await
+        .expect("MEDIA_START");
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("the bot's start message");
+    // The bot ends the call with a normal close.
+    link.ws.close(None).await.expect("bot close");
+    let mut texts = Vec::new();
+    while let Some(m) = next(&mut ws).await {
+        if let Message::Text(t) = m {
+            texts.push(t.as_str().to_string());
+        }
+    }
+    assert_eq!(
+        texts,
+        ["HANGUP"],
+        "Asterisk is told to hang up, then the socket closes"
+    );
+    assert_eq!(ended_with(&mut d).await, HangupCause::BotHangup);
+}
+
+#[tokio::test]
+async fn a_connection_that_does_not_start_with_media_start_is_refused() {
+    let bot = TestBot::start().await;
+    let d = Daemon::with_config(with_chanws(one_listener(pipecat_route(&bot.url, 16000)))).await;
+    let addr = d.chanws.expect("listener");
+    let (mut ws, _) = asterisk(addr, "/").await;
+    ws.send(Message::Text("MEDIA_XON".into())).await.expect("send");
+    assert!(next(&mut ws).await.is_none(), "closed");
+    assert_eq!(
+        d.metrics
+            .rejected_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        d.metrics.active_calls.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    // A route the daemon does not have: refused at the upgrade.
+    match upgrade(addr, "/?route=nope").await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status(), 404),
+        other => panic!("expected a 404, got {:?}", other.map(|_| ())),
+    }
+}
