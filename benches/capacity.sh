@@ -9,7 +9,12 @@
 # memory at many calls (rss_kib_per_call; the CPU and floor figures then
 # do not compare like for like).
 #
-#   benches/capacity.sh [--mode audiosocket|rtp-pcmu|rtp-opus]
+#   benches/capacity.sh [--mode audiosocket|chanws|rtp-pcmu|rtp-opus]
+#
+# chanws: loadgen plays Asterisk's WebSocket media channel (chan_websocket)
+# dialling the daemon, with the AudioSocket mode's 8 kHz slin frames; its
+# floor is io_floor's AudioSocket one (the same TCP reads and writes of the
+# same frames; a WebSocket adds a 2-8 byte header per message).
 #
 # Prints loadgen's report, the daemon's own counters from /metrics, and ends
 # with: RESULT mode=<mode> calls=<n> seconds=<s> cpu_us_per_call_s=<..> p99_added_ms=<..> frames_lost=<n>
@@ -37,10 +42,10 @@ MODE=audiosocket
 while [ $# -gt 0 ]; do
   case "$1" in
     --mode) MODE=$2; shift 2 ;;
-    *) echo "usage: $0 [--mode audiosocket|rtp-pcmu|rtp-opus]"; exit 2 ;;
+    *) echo "usage: $0 [--mode audiosocket|chanws|rtp-pcmu|rtp-opus]"; exit 2 ;;
   esac
 done
-case "$MODE" in audiosocket|rtp-pcmu|rtp-opus) ;; *) echo "unknown mode $MODE"; exit 2 ;; esac
+case "$MODE" in audiosocket|chanws|rtp-pcmu|rtp-opus) ;; *) echo "unknown mode $MODE"; exit 2 ;; esac
 CALLS=${CALLS:-500}
 SECS=${SECS:-60}
 PNG=${PNG:-benches/capacity_latency_$MODE.png}
@@ -56,9 +61,10 @@ export VOXBRIDGE_MEDIA_API_TOKEN
 
 SHARED=0
 IO=per-call
-if [ "${SHARED_PORT:-0}" = 1 ] && [ "$MODE" != audiosocket ]; then SHARED=40000; IO=shared; fi
+if [ "${SHARED_PORT:-0}" = 1 ] && [ "${MODE#rtp}" != "$MODE" ]; then SHARED=40000; IO=shared; fi
+TARGET=127.0.0.1:19092; [ "$MODE" = chanws ] && TARGET=127.0.0.1:19094
 VOXBRIDGE_RTP_SHARED_PORT=$SHARED VOXBRIDGE_WORKERS=1 VOXBRIDGE_MAX_CALLS=100000 VOXBRIDGE_OPUS_COMPLEXITY=${OPUS_COMPLEXITY:-1} VOXBRIDGE_OPUS_FEC=${OPUS_FEC:-1} \
-VOXBRIDGE_AUDIOSOCKET_LISTEN=127.0.0.1:19092 VOXBRIDGE_METRICS_LISTEN=127.0.0.1:19100 \
+VOXBRIDGE_AUDIOSOCKET_LISTEN=127.0.0.1:19092 VOXBRIDGE_CHANWS_LISTEN=127.0.0.1:19094 VOXBRIDGE_METRICS_LISTEN=127.0.0.1:19100 \
 VOXBRIDGE_BOT_URL=ws://127.0.0.1:18765 RUST_LOG=warn \
 VOXBRIDGE_CONTROL_LISTEN=127.0.0.1:0 VOXBRIDGE_DATA_DIR="$tmp/data" \
   taskset -c 0 "$bin" serve >"$tmp/serve.out" 2>"$tmp/serve.err" &
@@ -71,7 +77,7 @@ rss_base=$(rss_kib "$pid")
 ( peak=0; while kill -0 "$pid" 2>/dev/null; do r=$(rss_kib "$pid"); [ "${r:-0}" -gt "$peak" ] && peak=$r && echo "$peak" >"$tmp/rss_peak"; sleep 0.2; done ) &
 sampler=$!
 
-RUST_LOG=warn taskset -c 1 "$bin" loadgen --target 127.0.0.1:19092 --bot-listen 127.0.0.1:18765 \
+RUST_LOG=warn taskset -c 1 "$bin" loadgen --target "$TARGET" --bot-listen 127.0.0.1:18765 \
   --mode "$MODE" --api 127.0.0.1:19100 \
   --calls "$CALLS" --seconds "$SECS" --ramp-ms 5000 --daemon-pid "$pid" --png "$PNG" ${LOADGEN_ARGS:-} | tee "$tmp/lg.out"
 curl -s 127.0.0.1:19100/metrics >"$tmp/metrics" || true
@@ -92,7 +98,7 @@ cpu=$(get cpu_us_per_call_s)
 # calls (benches/src/bin/io_floor.rs), on the daemon's core once it is gone.
 kill "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
-floor_mode=rtp; [ "$MODE" = audiosocket ] && floor_mode=audiosocket
+floor_mode=rtp; [ "${MODE#rtp}" = "$MODE" ] && floor_mode=audiosocket
 floor=$(target/release/io_floor --mode "$floor_mode" --calls "$CALLS" --seconds "$(( SECS < 10 ? SECS : 10 ))" | grep '^FLOOR ')
 echo "$floor"
 fget() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$floor"; }

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod http;
 pub mod listener;
 pub mod loadgen;
+pub mod loadgen_chanws;
 pub mod loadgen_rtp;
 mod plot;
 pub mod serve;

@@ -3,6 +3,9 @@
 //!
 //! `--mode audiosocket` (default): each caller is Asterisk-like, sending its
 //! UUID, then a 320-byte 8 kHz slin frame every 20 ms (real speech, looped).
+//! `--mode chanws`: each caller is Asterisk's WebSocket media channel
+//! dialling the daemon (`--target` is its chan_websocket listener), with
+//! the same 8 kHz slin frames ([`crate::loadgen_chanws`]).
 //! `--mode rtp-pcmu` / `rtp-opus`: each caller creates an RTP session
 //! through the media API (`--api`) and sends one RTP packet per 20 ms
 //! ([`crate::loadgen_rtp`]); the jitter buffer forwards in-order packets
@@ -47,6 +50,8 @@ const FRAME: Duration = Duration::from_millis(20);
 pub enum CallerMode {
     /// Asterisk AudioSocket over TCP.
     Audiosocket,
+    /// Asterisk's WebSocket media channel (chan_websocket), dialling the daemon.
+    Chanws,
     /// RTP with G.711 u-law.
     RtpPcmu,
     /// RTP with Opus.
@@ -66,7 +71,7 @@ pub struct Args {
     /// `VOXBRIDGE_MEDIA_API_TOKEN`, as the daemon reads it).
     #[arg(long)]
     pub api_token: Option<String>,
-    /// Daemon AudioSocket address.
+    /// Daemon AudioSocket address (chan_websocket listener with `--mode chanws`).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub target: SocketAddr,
     /// Concurrent calls.
@@ -280,7 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn rtp_codec(mode: CallerMode) -> Option<RtpCodec> {
     match mode {
-        CallerMode::Audiosocket => None,
+        CallerMode::Audiosocket | CallerMode::Chanws => None,
         CallerMode::RtpPcmu => Some(RtpCodec::Pcmu),
         CallerMode::RtpOpus => Some(RtpCodec::Opus),
     }
@@ -290,6 +295,33 @@ fn rtp_codec(mode: CallerMode) -> Option<RtpCodec> {
 enum CallerTx {
     Tcp(OwnedWriteHalf),
     Rtp(RtpCaller),
+    Ws(futures_util::stream::SplitSink<crate::loadgen_chanws::Ws, tokio_tungstenite::tungstenite::Message>),
+}
+
+/// Reads one chan_websocket caller's frames until the daemon closes (or
+/// says `HANGUP` first: the daemon hung up).
+async fn read_ws(
+    mut rd: futures_util::stream::SplitStream<crate::loadgen_chanws::Ws>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) -> Reader {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut r = Reader::new();
+    while let Some(Ok(m)) = rd.next().await {
+        match m {
+            Message::Binary(_) => r.frame(&shared, Instant::now()),
+            Message::Text(t) if t.as_str() == "HANGUP" => {
+                if !stop.load(Relaxed) {
+                    r.hung_up_by_daemon = true;
+                }
+                return r;
+            }
+            Message::Close(_) => return r,
+            _ => {}
+        }
+    }
+    r
 }
 
 /// Reads one RTP caller's returned packets until `stop` and a quiet 500 ms.
@@ -352,6 +384,12 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
     let gap = Duration::from_micros(args.ramp_ms * 1000 / args.calls.max(1) as u64);
     for i in 0..args.calls {
         let tx = match rtp_codec(args.mode) {
+            None if args.mode == CallerMode::Chanws => {
+                let id = Frame::uuid_string(&uuid(run_id, i));
+                let (wr, rd) = crate::loadgen_chanws::connect(args.target, &id).await?;
+                readers.push(tokio::spawn(read_ws(rd, shared.clone(), stop.clone())));
+                CallerTx::Ws(wr)
+            }
             None => {
                 let sock = TcpStream::connect(args.target)
                     .await
@@ -426,6 +464,11 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
                     }
                     match tx {
                         CallerTx::Rtp(r) => r.send(f),
+                        // The AudioSocket frame's payload: 320 bytes of slin.
+                        CallerTx::Ws(ws) => {
+                            let m = tokio_tungstenite::tungstenite::Message::Binary(f.slice(3..));
+                            let _ = futures_util::SinkExt::send(ws, m).await;
+                        }
                         CallerTx::Tcp(wr) => match wr.try_write(f) {
                             Ok(n) if n == f.len() => {}
                             Ok(n) => {
@@ -442,8 +485,14 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
             // Let the last frames through, then hang up like Asterisk.
             tokio::time::sleep(Duration::from_millis(300)).await;
             for (_, tx) in group.iter_mut() {
-                if let CallerTx::Tcp(wr) = tx {
-                    let _ = wr.write_all(&[0x00, 0x00, 0x00]).await;
+                match tx {
+                    CallerTx::Tcp(wr) => {
+                        let _ = wr.write_all(&[0x00, 0x00, 0x00]).await;
+                    }
+                    CallerTx::Ws(ws) => {
+                        let _ = futures_util::SinkExt::close(ws).await;
+                    }
+                    CallerTx::Rtp(_) => {}
                 }
             }
         }));
@@ -533,6 +582,7 @@ async fn go(args: Args, frames: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
         "LOADGEN mode={} calls={} seconds={:.1} cpu_us_per_call_s={} p50_up_ms={:.3} p99_up_ms={:.3} max_up_ms={:.3} p50_down_ms={:.3} p99_down_ms={:.3} max_down_ms={:.3} frames_lost={} hung_up_early={} loadgen_skipped={} loadgen_cpu_us_per_call_s={}",
         match args.mode {
             CallerMode::Audiosocket => "audiosocket",
+            CallerMode::Chanws => "chanws",
             CallerMode::RtpPcmu => "rtp-pcmu",
             CallerMode::RtpOpus => "rtp-opus",
         },

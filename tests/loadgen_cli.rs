@@ -1,15 +1,19 @@
 //! The built binary end to end: `voxbridge serve` on free ports, then
 //! `voxbridge loadgen` with its echo bot in each caller mode (AudioSocket,
-//! RTP PCMU, RTP Opus), a few calls for one second. Checks that calls are set
+//! Asterisk's WebSocket channel, RTP PCMU, RTP Opus), a few calls for one second. Checks that calls are set
 //! up, audio flows both ways and the `LOADGEN` line is printed; figures are
 //! for benches/capacity.sh, not asserted here.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-/// A TCP port nothing listens on right now (the echo bot's, which the daemon must know first).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+/// A listener on a free port; dropped, the port is free again for the
+/// echo bot or the daemon, which must be told it first.
+fn free_listener() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind")
+}
+
+fn port_of(l: &std::net::TcpListener) -> u16 {
     l.local_addr().expect("addr").port()
 }
 
@@ -32,11 +36,13 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts the daemon; returns it with its AudioSocket and HTTP addresses.
-fn serve(bot_port: u16) -> (Daemon, String, String) {
+/// Starts the daemon (its chan_websocket listener on `chanws_port`);
+/// returns it with its AudioSocket and HTTP addresses.
+fn serve(bot_port: u16, chanws_port: u16) -> (Daemon, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
         .arg("serve")
         .env("VOXBRIDGE_AUDIOSOCKET_LISTEN", "127.0.0.1:0")
+        .env("VOXBRIDGE_CHANWS_LISTEN", format!("127.0.0.1:{chanws_port}"))
         .env("VOXBRIDGE_METRICS_LISTEN", "127.0.0.1:0")
         .env("VOXBRIDGE_BOT_URL", format!("ws://127.0.0.1:{bot_port}"))
         .env("VOXBRIDGE_WORKERS", "1")
@@ -68,12 +74,20 @@ fn loadgen_drives_the_daemon_in_every_caller_mode() {
     // The last run: quiet callers (one frame a second each).
     for (mode, quiet) in [
         ("audiosocket", false),
+        ("chanws", false),
         ("rtp-pcmu", false),
         ("rtp-opus", false),
         ("audiosocket", true),
     ] {
-        let bot_port = free_port();
-        let (_daemon, audiosocket, api) = serve(bot_port);
+        // Both held at once, so they differ.
+        let (a, b) = (free_listener(), free_listener());
+        let (bot_port, chanws_port) = (port_of(&a), port_of(&b));
+        drop((a, b));
+        let (_daemon, audiosocket, api) = serve(bot_port, chanws_port);
+        let target = match mode {
+            "chanws" => format!("127.0.0.1:{chanws_port}"),
+            _ => audiosocket,
+        };
         let out = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
             .args([
                 "loadgen",
@@ -86,7 +100,7 @@ fn loadgen_drives_the_daemon_in_every_caller_mode() {
                 "--ramp-ms",
                 "0",
             ])
-            .args(["--target", &audiosocket, "--api", &api, "--api-token", TOKEN])
+            .args(["--target", &target, "--api", &api, "--api-token", TOKEN])
             .args(["--bot-listen", &format!("127.0.0.1:{bot_port}")])
             .args([
                 "--audio",

@@ -203,8 +203,18 @@ pub(crate) async fn run(
             return;
         }
     };
-    let call_id = new_call_id();
+    // `?call_id=` names the call (the dial string's `v(call_id=${UUID()})`,
+    // so Asterisk's side knows it); otherwise it is made here. A name that
+    // a live call has is refused, as for AudioSocket UUIDs.
+    let call_id = match query.get("call_id") {
+        Some(id) if !id.is_empty() && id.len() <= 128 => id.clone(),
+        _ => new_call_id(),
+    };
     let Some((stop, _registered)) = calls.claim(&call_id) else {
+        ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
+        ctx.metrics.duplicate_call_ids.fetch_add(1, Relaxed);
+        tracing::warn!(%peer, %call_id, "chan_websocket connection refused: call id in use");
+        let _ = ws.close(None).await;
         return;
     };
     // Built outside the await point (see `start_call`).
@@ -225,7 +235,7 @@ fn prepare(
 ) -> Option<(Box<Call>, Leg)> {
     let mut params = ctx.route.params.clone();
     params.extend(start.channel_variables.clone());
-    params.extend(query);
+    params.extend(query.into_iter().filter(|(k, _)| k != "call_id" && k != "route"));
     params.insert("asterisk_channel".into(), start.channel.clone());
     params.insert("asterisk_channel_id".into(), start.channel_id.clone());
     params.insert("asterisk_connection_id".into(), start.connection_id.clone());
