@@ -123,7 +123,10 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = b
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'+', _) => out.push(b' '),
             (b'%', Some(v)) => {
@@ -380,5 +383,22 @@ impl ChanWsLeg {
         // channel up on it (the TCP connection closes when the leg is dropped).
         let _ = Pin::new(&mut self.ws).start_send(Message::Close(None));
         let _ = self.ws.flush().now_or_never();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_query;
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        let q = parse_query("caller=%2B15550100&name=Ann+Lee&bad=%zz%+1&empty&=x&lang=en%2dUS");
+        assert_eq!(q["caller"], "+15550100");
+        assert_eq!(q["name"], "Ann Lee");
+        assert_eq!(q["bad"], "%zz% 1", "not hex: kept as it is (and + is a space)");
+        assert_eq!(q["empty"], "");
+        assert_eq!(q[""], "x");
+        assert_eq!(q["lang"], "en-US");
+        assert!(parse_query("").is_empty());
     }
 }

@@ -179,16 +179,23 @@ impl RtpReceiver {
             }
         }
         // The next packet on a clean network is decoded here, straight from
-        // the datagram; one that must wait is copied into the jitter buffer.
-        let inserted = match self
-            .jb
-            .insert_direct(o.seq, o.ts, v.payload_type, payload, arrival, arrival)
-        {
-            Direct::Play { .. } => {
-                self.stage.packet(v.payload_type, payload, &mut self.counters);
-                Inserted::Queued
+        // the datagram, when less than a frame is staged (frames are taken
+        // after each batch of datagrams, so in a burst only the first goes
+        // this way and the stage stays bounded); one that must wait is copied
+        // into the jitter buffer.
+        let inserted = if self.stage.staged < self.stage.frame {
+            match self
+                .jb
+                .insert_direct(o.seq, o.ts, v.payload_type, payload, arrival, arrival)
+            {
+                Direct::Play { .. } => {
+                    self.stage.packet(v.payload_type, payload, &mut self.counters);
+                    Inserted::Queued
+                }
+                Direct::Inserted(i) => i,
             }
-            Direct::Inserted(i) => i,
+        } else {
+            self.jb.insert(o.seq, o.ts, v.payload_type, payload, arrival)
         };
         // Duplicates are left out of the loss arithmetic, so "lost" is what
         // never arrived (RFC 3550 would let duplicates hide losses).
@@ -266,11 +273,14 @@ impl Stage {
     fn packet(&mut self, pt: u8, payload: &[u8], counters: &mut RxCounters) {
         self.dry_ticks = 0;
         if pt == self.pt {
-            // Room for the whole packet (up to the cap; a longer one is cut).
+            // Room for a frame (concealment needs one) and for the whole
+            // packet, up to the cap (a longer one is cut).
+            self.room_for_frame();
             let samples = self.decoder.samples_in(payload).unwrap_or(self.frame);
-            let need = self.staged + samples.max(self.frame);
+            let need = self.staged + samples;
             if need > self.pcm.len() {
-                self.pcm.resize(need.min(self.max), 0);
+                let cap = self.max.max(self.staged + self.frame);
+                self.pcm.resize(need.min(cap), 0);
             }
             let room = self.pcm.len() - self.staged;
             let dst = &mut self.pcm[self.staged..];
@@ -353,12 +363,13 @@ impl Stage {
 }
 
 fn conceal(decoder: &mut FrameDecoder, dst: &mut [i16], frame: usize) -> usize {
-    let dst = &mut dst[..frame];
+    let n = frame.min(dst.len());
+    let dst = &mut dst[..n];
     match decoder.conceal(dst) {
         Ok(n) if n > 0 => n,
         _ => {
             dst.fill(0);
-            frame
+            n
         }
     }
 }
@@ -389,6 +400,27 @@ mod tests {
                 g711::linear_to_ulaw(s)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_burst_of_packets_before_any_frame_is_taken_plays_in_full() {
+        // 20 in-order packets (400 ms, within the jitter buffer's 32 slots)
+        // and a header-only one arrive before the caller takes a frame:
+        // nothing is cut, nothing panics.
+        let mut rx = RtpReceiver::new(Codec::Pcmu, 8000, 0, None).expect("rx");
+        for k in 0..20u16 {
+            rx.datagram(&packet(k, k as u32 * 160, 9, 0, &tone(k as usize)), 0)
+                .expect("valid");
+        }
+        rx.datagram(&packet(20, 20 * 160, 9, 0, &[]), 0)
+            .expect("valid header");
+        let mut out = vec![0i16; 160];
+        let mut frames = 0;
+        while rx.frame(0, &mut out).is_some() {
+            frames += 1;
+        }
+        assert_eq!(frames, 21, "every packet played (the empty one concealed)");
+        assert_eq!(rx.counters().decode_errors, 1);
     }
 
     #[test]
