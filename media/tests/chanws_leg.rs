@@ -232,6 +232,28 @@ fn a_mark_returns_to_the_bot_only_once_asterisk_played_it() {
 }
 
 #[test]
+fn a_channel_that_refuses_marks_gets_them_echoed_as_their_audio_goes() {
+    let mut bed = Bed::new("slin", 320);
+    let mark = |name: &str| BotCommand::Mark {
+        stream_sid: "MZ".into(),
+        name: name.to_string().into(),
+    };
+    bed.bot_sends(bot_audio(40, 1));
+    bed.bot_sends(mark("first"));
+    bed.ticks(5);
+    assert!(bed.bot_marks().is_empty());
+    // Asterisk in passthrough mode refuses the command (chan_websocket.c's text).
+    bed.asterisk_says(
+        "ERROR channel_id:1733412345.1 error_text:MARK_MEDIA not supported in passthrough mode",
+    );
+    assert_eq!(bed.bot_marks(), vec!["first".to_string()]);
+    bed.bot_sends(bot_audio(40, 1));
+    bed.bot_sends(mark("second"));
+    bed.ticks(5);
+    assert_eq!(bed.bot_marks(), vec!["first".to_string(), "second".to_string()]);
+}
+
+#[test]
 fn barge_in_flushes_asterisk_and_drops_what_was_held() {
     let mut bed = Bed::new("slin", 320);
     bed.bot_sends(bot_audio(1000, 1));

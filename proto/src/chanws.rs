@@ -822,7 +822,10 @@ mod tests {
         }
 
         #[test]
-        fn marks_round_trip(id in "[A-Za-z0-9 ._:-]{1,100}", json in proptest::bool::ANY) {
+        // Ids up to 60 characters: with the JSON form's 46 bytes around them
+        // they stay within Asterisk's 128 (longer ones are refused, see
+        // commands_in_both_forms_and_the_length_limit).
+        fn marks_round_trip(id in "[A-Za-z0-9 ._:-]{1,60}", json in proptest::bool::ANY) {
             let f = if json { ControlFormat::Json } else { ControlFormat::PlainText };
             let id = id.trim().to_string();
             proptest::prop_assume!(!id.is_empty());

@@ -16,7 +16,9 @@
 //! - marks: a bot mark whose audio has gone out is sent on as
 //!   `MARK_MEDIA m<n>` behind that audio, and echoed to the bot only when
 //!   Asterisk answers `MEDIA_MARK_PROCESSED m<n>`, i.e. once it played it
-//!   (a flush echoes the ones it dropped, as a bot expects after a clear).
+//!   (a flush echoes the ones it dropped, as a bot expects after a clear;
+//!   a channel that refuses `MARK_MEDIA`, in passthrough mode, gets marks
+//!   echoed as their audio goes out).
 //!
 //! Everything for Asterisk goes through one ordered queue
 //! ([`ChanWsLeg::next_out`]) that the driver writes as its socket takes it;
@@ -86,6 +88,9 @@ pub struct ChanWsLeg {
     /// Marks sent as `MARK_MEDIA m<n>` and not yet played: (n, bot's name).
     marks: VecDeque<(u64, String)>,
     next_mark: u64,
+    /// Asterisk refused `MARK_MEDIA` (a channel in passthrough mode, dial
+    /// option `p`): marks go back to the bot once sent, as on AudioSocket.
+    no_marks: bool,
     text: String,
     counters: ChanWsCounters,
 }
@@ -126,6 +131,7 @@ impl ChanWsLeg {
             pcm: Vec::new(),
             marks: VecDeque::new(),
             next_mark: 0,
+            no_marks: false,
             text: String::new(),
             counters: ChanWsCounters::default(),
         })
@@ -197,6 +203,13 @@ impl ChanWsLeg {
             Event::MarkProcessed { correlation_id } => self.mark_processed(call, &correlation_id),
             Event::Error { text } => {
                 self.counters.asterisk_errors += 1;
+                if text.starts_with("MARK_MEDIA") {
+                    // Those marks will never be reported played.
+                    self.no_marks = true;
+                    for (_, name) in std::mem::take(&mut self.marks) {
+                        call.mark_played(&name);
+                    }
+                }
                 return TextOutcome::AsteriskError(text);
             }
             Event::Unknown { name } => {
@@ -264,6 +277,7 @@ impl ChanWsLeg {
                     }
                     self.command_front(Command::FlushMedia);
                 }
+                LegRequest::Mark(name) if self.no_marks => call.mark_played(&name),
                 LegRequest::Mark(name) => {
                     self.next_mark += 1;
                     let id = format!("m{}", self.next_mark);
