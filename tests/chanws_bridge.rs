@@ -195,3 +195,159 @@ async fn a_connection_that_does_not_start_with_media_start_is_refused() {
         other => panic!("expected a 404, got {:?}", other.map(|_| ())),
     }
 }
+
+/// `MEDIA_START` as Asterisk sends it on a server-mode (`INCOMING`)
+/// channel with the JSON control format.
+const START_SERVER_JSON: &str = r#"{"event":"MEDIA_START","connection_id":"4f8a2c1e-7d3b-4c2a-9e1f-0a1b2c3d4e5f","channel":"WebSocket/INCOMING-00000001","channel_id":"1733412399.21","format":"slin16","optimal_frame_size":640,"ptime":20,"channel_variables":{"VOXBRIDGE_CALL_ID":"out-1"}}"#;
+
+/// Asterisk in server mode: serves `/media/<connection id>` with the
+/// `media` subprotocol; hands the upgraded socket and the path out.
+async fn asterisk_server() -> (SocketAddr, tokio::sync::mpsc::Receiver<(Ws, String)>) {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response as SrvResponse};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut path = String::new();
+                let cb = |req: &Request, mut resp: SrvResponse| {
+                    path = req.uri().path().to_string();
+                    let offered = req
+                        .headers()
+                        .get("Sec-WebSocket-Protocol")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    assert_eq!(offered, "media", "voxbridge offers the media subprotocol");
+                    resp.headers_mut()
+                        .insert("Sec-WebSocket-Protocol", "media".parse().expect("header"));
+                    Ok(resp)
+                };
+                if let Ok(ws) = tokio_tungstenite::accept_hdr_async(sock, cb).await {
+                    let _ = tx.send((ws, path)).await;
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn dial_to(call_id: &str, url: String) -> voxbridge_media::commands::AsteriskMediaDial {
+    voxbridge_media::commands::AsteriskMediaDial {
+        call_id: call_id.into(),
+        route: "default".into(),
+        url,
+        params: [("callee".to_string(), "+15550100".to_string())].into(),
+    }
+}
+
+#[tokio::test]
+async fn we_dial_asterisk_in_server_mode_and_the_call_runs_bit_exact() {
+    use voxbridge_media::CallCommands;
+    let bot_url = echo_bot().await;
+    let mut d = Daemon::with_config(one_listener(pipecat_route(&bot_url, 16000))).await;
+    let (ast, mut accepted) = asterisk_server().await;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let url = format!("ws://{ast}/media/4f8a2c1e-7d3b-4c2a-9e1f-0a1b2c3d4e5f");
+    d.commands
+        .dial_asterisk_media(dial_to("out-1", url), Box::new(move |r| drop(done_tx.send(r))))
+        .expect("dial accepted");
+    let (mut ws, path) = within("voxbridge connects", accepted.recv())
+        .await
+        .expect("connected");
+    assert_eq!(path, "/media/4f8a2c1e-7d3b-4c2a-9e1f-0a1b2c3d4e5f");
+    // The same id again while the first runs: refused at once.
+    let again = d.commands.dial_asterisk_media(
+        dial_to("out-1", format!("ws://{ast}/media/x")),
+        Box::new(|_| panic!("a refused dial never reports")),
+    );
+    assert!(again.expect_err("in use").contains("in use"));
+    ws.send(Message::Text(START_SERVER_JSON.into()))
+        .await
+        .expect("MEDIA_START");
+    within("the dial reports", done_rx)
+        .await
+        .expect("reported")
+        .expect("the call runs");
+    let CallEvent::Created { info, .. } = d
+        .event("call created", |e| matches!(e, CallEvent::Created { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!((info.call_id.as_str(), info.ingress), ("out-1", "chanws"));
+    assert_eq!(info.callee.as_deref(), Some("+15550100"));
+    assert_eq!(
+        info.params.get("asterisk_connection_id").map(String::as_str),
+        Some("4f8a2c1e-7d3b-4c2a-9e1f-0a1b2c3d4e5f")
+    );
+
+    let sent = signal(16_000);
+    for frame in sent.chunks(320) {
+        let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
+        ws.send(Message::Binary(bytes.into())).await.expect("frame");
+    }
+    let mut heard: Vec<i16> = Vec::new();
+    let echoed = loop {
+        match next(&mut ws).await.expect("the daemon keeps sending") {
+            Message::Binary(b) => heard.extend(b.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]]))),
+            other => panic!("unexpected {other:?}"),
+        }
+        if let Some(start) = heard.iter().position(|&s| s != 0) {
+            if heard.len() - start >= sent.len() {
+                break heard[start..start + sent.len()].to_vec();
+            }
+        }
+    };
+    assert!(echoed == sent, "the round trip is bit-exact at slin16");
+    // Asterisk hangs the channel up (ARI tore the bridge down).
+    ws.close(None).await.expect("close");
+    assert_eq!(ended_with(&mut d).await, HangupCause::CallerHangup);
+}
+
+#[tokio::test]
+async fn a_dial_that_cannot_connect_reports_why_and_frees_the_call_id() {
+    use voxbridge_media::CallCommands;
+    let bot = TestBot::start().await;
+    let d = Daemon::with_config(one_listener(pipecat_route(&bot.url, 16000))).await;
+    // A port nothing listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    d.commands
+        .dial_asterisk_media(
+            dial_to("out-2", format!("ws://{dead}/media/abc")),
+            Box::new(move |r| drop(tx.send(r))),
+        )
+        .expect("started");
+    let why = within("the dial reports", rx)
+        .await
+        .expect("reported")
+        .expect_err("nothing listens");
+    assert!(why.contains("media WebSocket"), "{why}");
+    // Refused before any attempt: an unknown route, a URL that is not ws.
+    let mut bad = dial_to("out-3", format!("ws://{dead}/media/abc"));
+    bad.route = "nope".into();
+    let e = d
+        .commands
+        .dial_asterisk_media(bad, Box::new(|_| {}))
+        .expect_err("no route");
+    assert!(e.contains("nope"), "{e}");
+    let e = d
+        .commands
+        .dial_asterisk_media(dial_to("out-4", "http://x/media/a".into()), Box::new(|_| {}))
+        .expect_err("not ws");
+    assert!(e.contains("ws://"), "{e}");
+    // The failed call's id is free again.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    d.commands
+        .dial_asterisk_media(
+            dial_to("out-2", format!("ws://{dead}/media/abc")),
+            Box::new(move |r| drop(tx.send(r))),
+        )
+        .expect("the id is free again");
+    assert!(within("the dial reports", rx).await.expect("reported").is_err());
+}

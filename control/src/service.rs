@@ -256,6 +256,9 @@ impl Control {
     /// The `/v1` API, giving hangups to `commands`.
     pub fn router(&self, commands: Arc<dyn CallCommands>) -> axum::Router {
         self.sink_ctx.gate.set_commands(commands.clone());
+        if let Some(d) = &self.dialer {
+            d.attach_media(commands.clone());
+        }
         api::router(AppState {
             events: crate::sink::Pipeline {
                 ctx: self.sink_ctx.clone(),

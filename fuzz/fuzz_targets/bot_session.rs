@@ -3,8 +3,8 @@
 //! the first byte) through the media crate's bot codec into a call pipeline,
 //! with pacer ticks between them. Nothing a bot sends may panic the call or
 //! change the caller's frame size.
-use voxbridge_media::sansio::botcodec::{BotCodec, BotInput};
 use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
+use voxbridge_media::sansio::botcodec::{BotCodec, BotInput};
 use voxbridge_media::sansio::pipeline::Pipeline;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,10 @@
 use voxbridge_control::campaign::{targets_in, window};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    for parsed in [targets_in::from_csv(data, "UTC"), targets_in::from_json(data, "UTC")] {
+    for parsed in [
+        targets_in::from_csv(data, "UTC"),
+        targets_in::from_json(data, "UTC"),
+    ] {
         if let Ok(targets) = parsed {
             assert!(!targets.is_empty() && targets.len() <= targets_in::MAX_TARGETS);
             for t in targets {

@@ -22,7 +22,10 @@ struct World {
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let (app, key) = rt.block_on(async {
             let store = Store::connect("sqlite::memory:").await.expect("store");
             store.ensure_customer("c", "C").await.expect("customer");
@@ -88,15 +91,25 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         .chars()
         .filter(|c| c.is_ascii_graphic() && *c != '#')
         .collect();
-    let uri = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
+    let uri = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
     let mut req = Request::builder().method(method).uri(uri.as_str());
     req = match a % 4 {
         0 => req,
         1 => req.header("x-access-key", w.key.as_str()),
         2 => req.header("authorization", "Bearer fuzz-admin-key-0123456789"),
-        _ => req.header("authorization", format!("Bearer {}", String::from_utf8_lossy(&rest[split..]))),
+        _ => req.header(
+            "authorization",
+            format!("Bearer {}", String::from_utf8_lossy(&rest[split..])),
+        ),
     };
-    let Ok(req) = req.header("content-type", "application/json").body(Body::from(rest[split..].to_vec())) else {
+    let Ok(req) = req
+        .header("content-type", "application/json")
+        .body(Body::from(rest[split..].to_vec()))
+    else {
         return;
     };
     w.rt.block_on(async {

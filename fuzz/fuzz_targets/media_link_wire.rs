@@ -10,6 +10,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         assert_eq!(again, e);
     }
     if let Ok(c) = CallCommand::decode(data) {
-        assert_eq!(CallCommand::decode(&c.encode()).expect("an encoded command decodes"), c);
+        assert_eq!(
+            CallCommand::decode(&c.encode()).expect("an encoded command decodes"),
+            c
+        );
     }
 });

@@ -11,7 +11,7 @@ use crate::events::HangupCause;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
-pub use voxbridge_contract::commands::CallCommands;
+pub use voxbridge_contract::commands::{AsteriskMediaDial, CallCommands, DialDone};
 
 type Stop = watch::Sender<Option<HangupCause>>;
 
@@ -70,11 +70,16 @@ impl CallRegistry {
 #[derive(Clone)]
 pub struct MediaCommands {
     pub(crate) calls: CallRegistry,
+    pub(crate) dialer: crate::driver::chanws::MediaDialer,
 }
 
 impl CallCommands for MediaCommands {
     fn hangup(&self, call_id: &str) -> bool {
         self.calls.hangup(call_id)
+    }
+
+    fn dial_asterisk_media(&self, dial: AsteriskMediaDial, done: DialDone) -> Result<(), String> {
+        self.dialer.dial(dial, done)
     }
 }
 

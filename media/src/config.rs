@@ -70,6 +70,10 @@ pub struct Route {
     pub bot_cushion_ms: u32,
     /// Sent to the bot at start (Twilio `customParameters`, pipecat start message).
     pub params: BTreeMap<String, String>,
+    /// Asterisk WebSocket channel calls: `voxbridge` paces the bot's audio
+    /// (one frame per tick), or `asterisk` (bursts sent at once inside
+    /// media buffering, Asterisk's queue paces).
+    pub chanws_pacing: crate::sansio::chanws::Pacing,
 }
 
 impl std::fmt::Debug for Route {
@@ -86,6 +90,7 @@ impl std::fmt::Debug for Route {
             .field("playout_cap_ms", &self.playout_cap_ms)
             .field("bot_cushion_ms", &self.bot_cushion_ms)
             .field("params", &self.params.keys().collect::<Vec<_>>())
+            .field("chanws_pacing", &self.chanws_pacing)
             .finish()
     }
 }
@@ -104,6 +109,7 @@ impl Default for Route {
             playout_cap_ms: crate::sansio::playout::DEFAULT_CAPACITY_MS,
             bot_cushion_ms: crate::sansio::playout::DEFAULT_CUSHION_MS,
             params: BTreeMap::new(),
+            chanws_pacing: crate::sansio::chanws::Pacing::Voxbridge,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! `MEDIA_XON`, a bot's mark goes to Asterisk as `MARK_MEDIA` behind its
 //! audio and back to the bot only on `MEDIA_MARK_PROCESSED`, a barge-in
 //! sends `FLUSH_MEDIA` and drops what was held, `DTMF_END` reaches the bot,
-//! and text that does not parse is counted.
+//! and text that does not parse is counted. Asterisk-paced (bulk) legs send
+//! bursts at once inside media buffering, obey XOFF and keep marks behind
+//! their audio.
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use voxbridge_media::events::CallInfo;
 use voxbridge_media::metrics::Metrics;
 use voxbridge_media::sansio::botcodec::Outgoing;
 use voxbridge_media::sansio::call::{BotMessage, Call};
-use voxbridge_media::sansio::chanws::{ChanWsLeg, TextOutcome, HELD_MAX};
+use voxbridge_media::sansio::chanws::{ChanWsLeg, Pacing, TextOutcome, BULK_DRAIN_FRAMES, HELD_MAX};
 use voxbridge_proto::chanws::{ControlFormat, Event, MediaStart};
 use voxbridge_proto::twilio::{self, BotCommand, StreamEvent};
 
@@ -40,6 +42,10 @@ fn start(format: &str, frame: usize) -> MediaStart {
 
 impl Bed {
     fn new(format: &str, frame: usize) -> Bed {
+        Bed::paced(format, frame, Pacing::Voxbridge)
+    }
+
+    fn paced(format: &str, frame: usize, pacing: Pacing) -> Bed {
         let t0 = Instant::now();
         let route = Route {
             url: "ws://bot.invalid".into(),
@@ -49,7 +55,9 @@ impl Bed {
             bot_cushion_ms: 0,
             ..Route::default()
         };
-        let leg = ChanWsLeg::new(&start(format, frame), ControlFormat::PlainText).expect("leg");
+        let leg = ChanWsLeg::new(&start(format, frame), ControlFormat::PlainText)
+            .expect("leg")
+            .with_pacing(pacing);
         let info = CallInfo {
             call_id: "ws-test".into(),
             route: "default".into(),
@@ -80,7 +88,7 @@ impl Bed {
 
     /// Everything queued toward Asterisk and the bot.
     fn drain(&mut self) {
-        self.leg.requests(&mut self.call);
+        self.leg.pump(&mut self.call);
         while let Some(o) = self.leg.next_out() {
             self.to_asterisk.push(o.clone());
             self.leg.sent_out();
@@ -123,6 +131,18 @@ impl Bed {
             .filter_map(|o| match o {
                 Outgoing::Binary(b) => Some(b),
                 Outgoing::Text(_) => None,
+            })
+            .collect()
+    }
+
+    /// What went to Asterisk since `from`: texts as they are, binary
+    /// messages as their length.
+    fn wire(&self, from: usize) -> Vec<String> {
+        self.to_asterisk[from..]
+            .iter()
+            .map(|o| match o {
+                Outgoing::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                Outgoing::Binary(b) => format!("<{}>", b.len()),
             })
             .collect()
     }
@@ -332,4 +352,91 @@ fn formats_voxbridge_cannot_reframe_are_refused() {
             "{format}/{frame}"
         );
     }
+}
+
+fn samples(frames: &[&Bytes]) -> Vec<i16> {
+    frames
+        .iter()
+        .flat_map(|f| f.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])))
+        .collect()
+}
+
+#[test]
+fn asterisk_paced_bursts_go_at_once_inside_media_buffering() {
+    let mut bed = Bed::paced("slin", 320, Pacing::Asterisk);
+    bed.ticks(3);
+    assert!(
+        bed.to_asterisk.is_empty(),
+        "no silence is sent when Asterisk paces"
+    );
+    // 1 s of bot audio goes at once, 25 frames per message, no tick needed.
+    bed.bot_sends(bot_audio(1000, 1));
+    assert_eq!(bed.wire(0), ["START_MEDIA_BUFFERING", "<8000>", "<8000>"]);
+    // The next tick finds nothing more: the burst is over.
+    bed.ticks(1);
+    assert_eq!(bed.wire(3), ["STOP_MEDIA_BUFFERING"]);
+    let played = samples(&bed.frames());
+    assert_eq!(played.len(), 8000);
+    assert!(
+        played.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "in order, whole"
+    );
+    bed.ticks(5);
+    assert_eq!(bed.to_asterisk.len(), 4, "quiet after the burst");
+}
+
+#[test]
+fn asterisk_paced_legs_hold_audio_in_the_call_during_xoff() {
+    let mut bed = Bed::paced("slin", 320, Pacing::Asterisk);
+    bed.asterisk_says("MEDIA_XOFF");
+    bed.bot_sends(bot_audio(3000, 1));
+    bed.ticks(10);
+    assert!(bed.frames().is_empty(), "nothing sent during XOFF");
+    assert_eq!(
+        bed.leg.held_frames(),
+        0,
+        "the audio waits in the call, not the leg"
+    );
+    bed.asterisk_says("MEDIA_XON");
+    // At most BULK_DRAIN_FRAMES wait for the socket per wake-up.
+    assert_eq!(samples(&bed.frames()).len(), BULK_DRAIN_FRAMES * 160);
+    bed.ticks(3);
+    let played = samples(&bed.frames());
+    assert_eq!(played.len(), 3000 * 8, "all 3 s went, none dropped");
+    assert!(played.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+}
+
+#[test]
+fn asterisk_paced_marks_follow_their_audio_and_barge_in_flushes() {
+    let mut bed = Bed::paced("slin", 320, Pacing::Asterisk);
+    let mark = |name: &str| BotCommand::Mark {
+        stream_sid: "MZ".into(),
+        name: name.to_string().into(),
+    };
+    bed.bot_sends(bot_audio(100, 1));
+    bed.bot_sends(mark("first"));
+    bed.bot_sends(bot_audio(100, 1));
+    assert_eq!(
+        bed.wire(0),
+        ["START_MEDIA_BUFFERING", "<1600>", "MARK_MEDIA m1", "<1600>"]
+    );
+    assert!(bed.bot_marks().is_empty(), "not played yet");
+    bed.asterisk_says("MEDIA_MARK_PROCESSED m1");
+    assert_eq!(bed.bot_marks(), vec!["first".to_string()]);
+    // Barge-in: Asterisk's queue is flushed (ending its buffering); the
+    // next utterance starts a new buffering.
+    bed.bot_sends(bot_audio(3000, 1));
+    let before = bed.to_asterisk.len();
+    bed.bot_sends(BotCommand::Clear {
+        stream_sid: "MZ".into(),
+    });
+    assert_eq!(bed.wire(before), ["FLUSH_MEDIA"]);
+    bed.ticks(3);
+    assert_eq!(
+        bed.to_asterisk.len(),
+        before + 1,
+        "the rest of the burst was dropped"
+    );
+    bed.bot_sends(bot_audio(40, 1));
+    assert_eq!(bed.wire(before + 1), ["START_MEDIA_BUFFERING", "<640>"]);
 }

@@ -104,6 +104,8 @@ pub struct Daemon {
     pub shutdown: ShutdownHandle,
     pub task: tokio::task::JoinHandle<()>,
     pub rtp: voxbridge_media::RtpSessions,
+    /// The media plane's commands (hangup, dialling Asterisk).
+    pub commands: voxbridge_media::MediaCommands,
 }
 
 impl Daemon {
@@ -122,6 +124,7 @@ impl Daemon {
         let metrics = server.metrics();
         let shutdown = server.shutdown_handle();
         let rtp = server.rtp_sessions();
+        let commands = server.commands();
         let task = tokio::spawn(server.run());
         Daemon {
             addr,
@@ -131,6 +134,7 @@ impl Daemon {
             shutdown,
             task,
             rtp,
+            commands,
         }
     }
 

@@ -21,6 +21,7 @@
 //! instance.
 
 pub mod ari;
+pub mod ari_media;
 pub mod http_hook;
 pub mod simulated;
 
@@ -80,6 +81,13 @@ pub trait Originator: Send + Sync + 'static {
     async fn originate(&self, req: &DialRequest) -> DialOutcome;
     /// Gives up a call that is not answered yet (API hangup).
     async fn cancel(&self, _call_id: &str) {}
+    /// Whether the answered leg connects to a route's AudioSocket listener
+    /// (so only routes with one can be dialled).
+    fn needs_audiosocket(&self) -> bool {
+        true
+    }
+    /// The media plane, for originators that connect the media themselves.
+    fn attach_media(&self, _media: Arc<dyn voxbridge_contract::commands::CallCommands>) {}
 }
 
 /// `[control.originate]`.
@@ -215,8 +223,16 @@ impl Dialer {
         m.entry(route.to_owned()).or_insert(addr);
     }
 
+    /// The media plane, for an originator that connects media itself.
+    pub fn attach_media(&self, media: Arc<dyn voxbridge_contract::commands::CallCommands>) {
+        self.originator.attach_media(media);
+    }
+
     /// Whether calls can be placed on `route`.
     pub fn knows_route(&self, route: &str) -> bool {
+        if !self.originator.needs_audiosocket() {
+            return true;
+        }
         self.routes
             .read()
             .unwrap_or_else(|e| e.into_inner())

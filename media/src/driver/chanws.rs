@@ -1,5 +1,7 @@
-//! The Asterisk WebSocket channel leg's I/O: Asterisk dials us
-//! (`chan_websocket` as the client, subprotocol `media`).
+//! The Asterisk WebSocket channel leg's I/O, both ways: Asterisk dials us
+//! (`chan_websocket` as the client, subprotocol `media`), or we dial
+//! Asterisk (ARI `externalMedia` with `connection_type=server`: we connect
+//! to `ws(s)://<asterisk>:8088/media/<connection id>`, see [`MediaDialer`]).
 //!
 //! The listener upgrades each connection (echoing the `media` subprotocol),
 //! picks the route from the URL (`?route=<name>`, or a last path segment
@@ -28,10 +30,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::MaybeTlsStream;
+use tokio_util::task::TaskTracker;
+use voxbridge_contract::commands::{AsteriskMediaDial, DialDone};
 use voxbridge_proto::chanws::{Event, MediaStart};
 
 /// The subprotocol Asterisk's media WebSocket speaks.
@@ -40,7 +46,7 @@ pub const SUBPROTOCOL: &str = "media";
 /// its socket took nothing for 2 s.
 const STALLED_FRAMES: usize = 100;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = botlink::Ws;
 
 pub(crate) struct ChanWsLeg {
     ws: Ws,
@@ -100,9 +106,13 @@ pub(crate) async fn upgrade(
         picked = Some((route, query));
         Ok(resp)
     };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(sock, callback, Some(botlink::ws_config()))
-        .await
-        .map_err(|e| MediaError::CallerProtocol(format!("WebSocket upgrade: {e}")))?;
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+        MaybeTlsStream::Plain(sock),
+        callback,
+        Some(botlink::ws_config()),
+    )
+    .await
+    .map_err(|e| MediaError::CallerProtocol(format!("WebSocket upgrade: {e}")))?;
     let (route, query) = picked.ok_or_else(|| MediaError::CallerProtocol("no upgrade request".into()))?;
     Ok(Upgraded { ws, route, query })
 }
@@ -193,9 +203,9 @@ pub(crate) async fn run(
     peer: SocketAddr,
 ) {
     let Upgraded { mut ws, query, .. } = up;
-    let started = media_start(&mut ws, timeout)
-        .await
-        .and_then(|(start, control)| LegState::new(&start, control).map(|state| (start, state)));
+    let started = media_start(&mut ws, timeout).await.and_then(|(start, control)| {
+        LegState::new(&start, control).map(|state| (start, state.with_pacing(ctx.route.chanws_pacing)))
+    });
     let (start, state) = match started {
         Ok(s) => s,
         Err(e) => {
@@ -220,25 +230,112 @@ pub(crate) async fn run(
         let _ = ws.close(None).await;
         return;
     };
+    let params = query
+        .into_iter()
+        .filter(|(k, _)| k != "call_id" && k != "route")
+        .collect();
     // Built outside the await point (see `start_call`).
     // When the call cannot be built (reported by `start_call`), the
     // connection is dropped, which Asterisk takes as a hangup.
-    if let Some((call, leg)) = prepare(ws, &start, state, query, call_id, &ctx) {
+    if let Some((call, leg)) = prepare(ws, &start, state, params, call_id, &ctx) {
         drive(call, leg, ctx, Some(stop)).await;
     }
+}
+
+/// Dials Asterisk's media WebSocket for calls ARI set up with
+/// `connection_type=server` (the [`CallCommands`](voxbridge_contract::commands::CallCommands)
+/// `dial_asterisk_media` of this media server).
+#[derive(Clone)]
+pub(crate) struct MediaDialer {
+    pub contexts: Arc<BTreeMap<String, CallContext>>,
+    pub tracker: TaskTracker,
+    pub calls: CallRegistry,
+    pub max_calls: usize,
+    /// Connect, upgrade and `MEDIA_START` must each come within this.
+    pub timeout: Duration,
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl MediaDialer {
+    /// Checks the request, claims the call id and starts the connection in
+    /// the background; `done` hears how it went.
+    pub fn dial(&self, dial: AsteriskMediaDial, done: DialDone) -> Result<(), String> {
+        if *self.stopping.borrow() {
+            return Err("the media plane is shutting down".into());
+        }
+        let ctx = self
+            .contexts
+            .get(&dial.route)
+            .cloned()
+            .ok_or_else(|| format!("no media route {:?}", dial.route))?;
+        if !(dial.url.starts_with("ws://") || dial.url.starts_with("wss://")) {
+            return Err(format!("{:?} is not a ws:// or wss:// URL", dial.url));
+        }
+        if ctx.metrics.active_calls.load(Relaxed) >= self.max_calls as i64 {
+            ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
+            ctx.metrics.hangup(HangupCause::Overload);
+            return Err(format!("call limit reached ({})", self.max_calls));
+        }
+        let (stop, registered) = self.calls.claim(&dial.call_id).ok_or_else(|| {
+            ctx.metrics.duplicate_call_ids.fetch_add(1, Relaxed);
+            format!("call id {:?} is in use", dial.call_id)
+        })?;
+        let timeout = self.timeout;
+        self.tracker.spawn(async move {
+            let _registered = registered;
+            let started = async {
+                let mut ws = connect(&dial.url, timeout).await?;
+                let (start, control) = media_start(&mut ws, timeout).await?;
+                let state = LegState::new(&start, control)?.with_pacing(ctx.route.chanws_pacing);
+                Ok::<_, MediaError>((ws, start, state))
+            };
+            match started.await {
+                Ok((ws, start, state)) => {
+                    done(Ok(()));
+                    let AsteriskMediaDial { call_id, params, .. } = dial;
+                    if let Some((call, leg)) = prepare(ws, &start, state, params, call_id, &ctx) {
+                        drive(call, leg, ctx, Some(stop)).await;
+                    }
+                }
+                Err(e) => {
+                    ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
+                    ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(call_id = %dial.call_id, url = %dial.url, error = %e, "Asterisk media WebSocket dial failed");
+                    done(Err(e.to_string()));
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Connects to Asterisk's `/media/<connection id>` offering the `media`
+/// subprotocol.
+async fn connect(url: &str, timeout: Duration) -> Result<Ws, MediaError> {
+    let mut req = url
+        .into_client_request()
+        .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket URL {url:?}: {e}")))?;
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+    let connecting = tokio_tungstenite::connect_async_with_config(req, Some(botlink::ws_config()), true);
+    let (ws, _) = tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| MediaError::CallerProtocol(format!("no media WebSocket from {url} within {timeout:?}")))?
+        .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket {url}: {e}")))?;
+    Ok(ws)
 }
 
 fn prepare(
     ws: Ws,
     start: &MediaStart,
     state: LegState,
-    query: BTreeMap<String, String>,
+    extra: BTreeMap<String, String>,
     call_id: String,
     ctx: &CallContext,
 ) -> Option<(Box<Call>, Leg)> {
     let mut params = ctx.route.params.clone();
     params.extend(start.channel_variables.clone());
-    params.extend(query.into_iter().filter(|(k, _)| k != "call_id" && k != "route"));
+    params.extend(extra);
     params.insert("asterisk_channel".into(), start.channel.clone());
     params.insert("asterisk_channel_id".into(), start.channel_id.clone());
     params.insert("asterisk_connection_id".into(), start.connection_id.clone());
@@ -323,7 +420,7 @@ impl ChanWsLeg {
     /// After any wake-up: what the call asked of the leg (a barge-in's
     /// flush, marks), then what is queued for Asterisk.
     pub(super) fn service(&mut self, call: &mut Call) -> Result<(), HangupCause> {
-        self.state.requests(call);
+        self.state.pump(call);
         self.write_out()
     }
 

@@ -46,14 +46,14 @@ pub struct MediaServer {
     config: Config,
     listeners: Vec<(TcpListener, String)>,
     chanws_listeners: Vec<(TcpListener, String)>,
-    routes: BTreeMap<String, Arc<Route>>,
-    sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
     stop: Arc<watch::Sender<bool>>,
     hangup_tx: watch::Sender<bool>,
     tracker: TaskTracker,
     rtp: RtpSessions,
     calls: CallRegistry,
+    /// One call context per route, shared by every ingress.
+    contexts: Arc<BTreeMap<String, CallContext>>,
 }
 
 impl MediaServer {
@@ -84,6 +84,24 @@ impl MediaServer {
         let (hangup_tx, hangup_rx) = watch::channel(false);
         let tracker = TaskTracker::new();
         let calls = CallRegistry::default();
+        let contexts: Arc<BTreeMap<String, CallContext>> = Arc::new(
+            routes
+                .iter()
+                .map(|(name, route)| {
+                    let ctx = CallContext {
+                        route_name: name.clone(),
+                        route: route.clone(),
+                        sink: sink.clone(),
+                        metrics: metrics.clone(),
+                        hangup_now: hangup_rx.clone(),
+                        max_frame_bytes: config.limits.max_frame_bytes,
+                        media_timeout: Duration::from_millis(config.limits.media_timeout_ms),
+                        frame_timeout: Duration::from_millis(config.limits.frame_timeout_ms),
+                    };
+                    (name.clone(), ctx)
+                })
+                .collect(),
+        );
         let shared = match config.rtp.shared_port {
             0 => None,
             port => Some(
@@ -119,14 +137,13 @@ impl MediaServer {
             config,
             listeners,
             chanws_listeners,
-            routes,
-            sink,
             metrics,
             stop,
             hangup_tx,
             tracker,
             rtp,
             calls,
+            contexts,
         })
     }
 
@@ -135,10 +152,19 @@ impl MediaServer {
         self.rtp.clone()
     }
 
-    /// Commands (hangup) for every call of this server, AudioSocket or RTP.
+    /// Commands for every call of this server, AudioSocket, chan_websocket
+    /// or RTP: hangup, and dialling Asterisk's media WebSocket.
     pub fn commands(&self) -> MediaCommands {
         MediaCommands {
             calls: self.calls.clone(),
+            dialer: chanws::MediaDialer {
+                contexts: self.contexts.clone(),
+                tracker: self.tracker.clone(),
+                calls: self.calls.clone(),
+                max_calls: self.config.limits.max_calls,
+                timeout: Duration::from_millis(self.config.limits.uuid_timeout_ms),
+                stopping: self.stop.subscribe(),
+            },
         }
     }
 
@@ -181,25 +207,9 @@ impl MediaServer {
     pub async fn run(self) {
         let tracker = self.tracker.clone();
         let hangup_tx = self.hangup_tx;
-        let hangup_rx = hangup_tx.subscribe();
         let limits = self.config.limits.clone();
         let mut accept_loops = Vec::new();
-        let context = |route_name: &str| CallContext {
-            route_name: route_name.to_string(),
-            route: self.routes.get(route_name).cloned().unwrap_or_default(),
-            sink: self.sink.clone(),
-            metrics: self.metrics.clone(),
-            hangup_now: hangup_rx.clone(),
-            max_frame_bytes: limits.max_frame_bytes,
-            media_timeout: Duration::from_millis(limits.media_timeout_ms),
-            frame_timeout: Duration::from_millis(limits.frame_timeout_ms),
-        };
-        let contexts: Arc<BTreeMap<String, CallContext>> = Arc::new(
-            self.routes
-                .keys()
-                .map(|name| (name.clone(), context(name)))
-                .collect(),
-        );
+        let contexts = self.contexts.clone();
         for (listener, route) in self.chanws_listeners {
             let acceptor = ChanWsAcceptor {
                 listener,
@@ -214,7 +224,11 @@ impl MediaServer {
             accept_loops.push(tokio::spawn(acceptor.run(self.stop.subscribe())));
         }
         for (listener, route_name) in self.listeners {
-            let ctx = context(&route_name);
+            // `Config::validate` checked that every listener's route exists.
+            let Some(ctx) = contexts.get(&route_name).cloned() else {
+                tracing::error!(route = %route_name, "AudioSocket listener without a route: not started");
+                continue;
+            };
             let acceptor = Acceptor {
                 listener,
                 ctx,

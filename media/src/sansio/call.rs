@@ -526,6 +526,51 @@ impl Call {
         self.pipeline.tick().0
     }
 
+    /// For a leg whose far end paces playback (Asterisk's queue): the next
+    /// whole frame of bot audio queued, or `None`; never silence. The first
+    /// call after each [`Tick`] passes `at_tick` (a paused bot's last
+    /// partial frame then comes too, shorter than a frame). Each frame
+    /// taken is reported with [`Call::ready_frame_done`], each tick with
+    /// [`Call::tick_done`], instead of [`Call::take_caller_frame`].
+    pub fn take_ready_frame(&mut self, at_tick: bool) -> Option<&[i16]> {
+        self.pipeline.ready_frame(at_tick)
+    }
+
+    /// What became of a frame from [`Call::take_ready_frame`]; marks whose
+    /// audio it carried become leg requests.
+    pub fn ready_frame_done(&mut self, outcome: FrameOutcome) {
+        match outcome {
+            FrameOutcome::Sent => self.counters.frames_out += 1,
+            FrameOutcome::Lost => self.counters.frames_lost += 1,
+            FrameOutcome::NoAddress => {}
+        }
+        self.release_marks();
+    }
+
+    /// Marks whose audio has gone out become leg requests now (before a
+    /// leg that takes [`Call::take_ready_frame`]s sends newer audio).
+    pub fn settle_marks(&mut self) {
+        self.release_marks();
+    }
+
+    /// Whether bot audio is still on its way to the caller.
+    pub fn bot_audio_pending(&self) -> bool {
+        self.pipeline.has_pending_audio()
+    }
+
+    /// Whether a leg request ([`Call::poll_leg_request`]) waits.
+    pub fn has_leg_requests(&self) -> bool {
+        self.leg_requests.as_ref().is_some_and(|q| !q.is_empty())
+    }
+
+    /// The end of a tick for a leg that takes [`Call::take_ready_frame`]s.
+    pub fn tick_done(&mut self, tick: Tick) {
+        self.release_marks();
+        if tick.fold {
+            self.fold();
+        }
+    }
+
     /// What became of the tick's frame (a full socket loses it, counted).
     /// Marks whose audio has now been played go back to the bot, and on a
     /// fold tick the counters reach the shared metrics. Call once per [`Tick`].

@@ -20,6 +20,18 @@
 //!   a channel that refuses `MARK_MEDIA`, in passthrough mode, gets marks
 //!   echoed as their audio goes out).
 //!
+//! With [`Pacing::Asterisk`] (a route's `chanws_pacing = "asterisk"`)
+//! voxbridge does not pace: bot audio goes to Asterisk as soon as it is
+//! queued, up to 25 frames per binary message, inside
+//! `START_MEDIA_BUFFERING` ... `STOP_MEDIA_BUFFERING` (sent when a tick finds
+//! nothing more), and Asterisk's queue plays it one frame per ptime. A
+//! paused bot's last partial frame goes as it is (Asterisk keeps partial
+//! frames while buffering). Nothing more is taken from the call while
+//! messages wait for the socket or while XOFF lasts (the audio stays in
+//! the call's playout ring), so Asterisk's queue never overflows its 1,000
+//! frames. Barge-in (`FLUSH_MEDIA`) empties Asterisk's queue and ends the
+//! buffering; marks work as when voxbridge paces.
+//!
 //! Everything for Asterisk goes through one ordered queue
 //! ([`ChanWsLeg::next_out`]) that the driver writes as its socket takes it;
 //! frames are split off one arena, so steady state does not allocate.
@@ -36,6 +48,22 @@ use voxbridge_proto::ProtoError;
 
 /// Frames held during an XOFF at most (10 s); later ones are dropped, counted.
 pub const HELD_MAX: usize = 500;
+/// Asterisk-paced: frames per binary message at most.
+pub const BULK_MESSAGE_FRAMES: usize = 25;
+/// Asterisk-paced: frames waiting for the socket at most (1 s); the rest
+/// of a burst stays in the call's playout ring until the socket takes them.
+pub const BULK_DRAIN_FRAMES: usize = 50;
+
+/// Who paces the bot's audio toward Asterisk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pacing {
+    /// One 20 ms frame per tick (Asterisk's queue holds a frame or two).
+    #[default]
+    Voxbridge,
+    /// Bursts at once inside media buffering; Asterisk's queue paces.
+    Asterisk,
+}
 /// Arena block for outgoing frames (a 48 kHz frame is 1,920 bytes).
 const ARENA: usize = 8 * 1024;
 
@@ -93,6 +121,11 @@ pub struct ChanWsLeg {
     no_marks: bool,
     text: String,
     counters: ChanWsCounters,
+    pacing: Pacing,
+    /// Bytes of one 20 ms frame in the channel's format.
+    frame_bytes: usize,
+    /// `START_MEDIA_BUFFERING` sent and not yet stopped (Asterisk-paced).
+    buffering: bool,
 }
 
 impl ChanWsLeg {
@@ -134,7 +167,21 @@ impl ChanWsLeg {
             no_marks: false,
             text: String::new(),
             counters: ChanWsCounters::default(),
+            pacing: Pacing::Voxbridge,
+            frame_bytes: frame,
+            buffering: false,
         })
+    }
+
+    /// Sets who paces the bot's audio (voxbridge unless told).
+    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
+        self.pacing = pacing;
+        self
+    }
+
+    /// Who paces the bot's audio.
+    pub fn pacing(&self) -> Pacing {
+        self.pacing
     }
 
     /// The caller's sample rate.
@@ -247,6 +294,12 @@ impl ChanWsLeg {
     /// The caller's part of a tick: the frame goes into the queue for
     /// Asterisk (held while XOFF lasts), then what the call asks of the leg.
     pub fn tick(&mut self, call: &mut Call, tick: Tick) {
+        if self.pacing == Pacing::Asterisk {
+            self.drain(call, true);
+            call.tick_done(tick);
+            self.requests(call);
+            return;
+        }
         let frame = call.take_caller_frame();
         let outcome = if self.xoff && self.out_frames >= HELD_MAX {
             self.counters.held_dropped += 1;
@@ -261,6 +314,61 @@ impl ChanWsLeg {
         self.requests(call);
     }
 
+    /// After a bot message: Asterisk-paced, its audio goes now (voxbridge
+    /// paced, it waits for its tick). Then what the call asked of the leg.
+    pub fn pump(&mut self, call: &mut Call) {
+        if self.pacing == Pacing::Asterisk {
+            self.drain(call, false);
+        }
+        self.requests(call);
+    }
+
+    /// Asterisk-paced: moves the bot audio queued in the call into binary
+    /// messages (see the module docs); `at_tick` once per tick.
+    fn drain(&mut self, call: &mut Call, at_tick: bool) {
+        let mut at_tick = at_tick;
+        // Marks whose audio went out already go before newer audio.
+        call.settle_marks();
+        self.requests(call);
+        // At most 1 s waiting for the socket, and nothing in XOFF.
+        while self.out_frames < BULK_DRAIN_FRAMES && !self.xoff {
+            let mut frames = 0;
+            let mut short = false;
+            while frames < BULK_MESSAGE_FRAMES && !short {
+                let Some(pcm) = call.take_ready_frame(at_tick) else {
+                    break;
+                };
+                at_tick = false;
+                short = pcm.len() * 1000 < self.rate as usize * 20;
+                append(&self.format, pcm, &mut self.arena);
+                frames += 1;
+                call.ready_frame_done(FrameOutcome::Sent);
+                if call.has_leg_requests() {
+                    // A mark: MARK_MEDIA goes right behind its audio.
+                    break;
+                }
+            }
+            if frames == 0 {
+                break;
+            }
+            if !self.buffering {
+                self.buffering = true;
+                self.command(Command::StartMediaBuffering);
+            }
+            self.out.push_back(Outgoing::Binary(self.arena.split().freeze()));
+            self.out_frames += frames;
+            self.requests(call);
+            if short {
+                break;
+            }
+        }
+        // A tick with nothing to send and nothing on its way: the burst is over.
+        if at_tick && self.buffering && !self.xoff && self.out_frames == 0 && !call.bot_audio_pending() {
+            self.buffering = false;
+            self.command(Command::StopMediaBuffering { correlation_id: None });
+        }
+    }
+
     /// Acts on what the call asked of the leg (after a bot message or a tick).
     pub fn requests(&mut self, call: &mut Call) {
         // Asterisk's channel has no way to play a digit toward the caller.
@@ -272,6 +380,8 @@ impl ChanWsLeg {
                     // marks that were waiting in it will never be played.
                     self.out.clear();
                     self.out_frames = 0;
+                    // Asterisk ends its media buffering on FLUSH_MEDIA.
+                    self.buffering = false;
                     for (_, name) in std::mem::take(&mut self.marks) {
                         call.mark_played(&name);
                     }
@@ -324,8 +434,9 @@ impl ChanWsLeg {
 
     /// The message [`ChanWsLeg::next_out`] showed went out.
     pub fn sent_out(&mut self) {
-        if let Some(Outgoing::Binary(_)) = self.out.pop_front() {
-            self.out_frames -= 1;
+        if let Some(Outgoing::Binary(b)) = self.out.pop_front() {
+            let frames = b.len().div_ceil(self.frame_bytes.max(1)).max(1);
+            self.out_frames = self.out_frames.saturating_sub(frames);
         }
     }
 
@@ -337,6 +448,12 @@ impl ChanWsLeg {
 
 /// One frame in the channel's format, split off `arena`.
 fn encode(format: &MediaFormat, pcm: &[i16], arena: &mut BytesMut) -> Bytes {
+    append(format, pcm, arena);
+    arena.split().freeze()
+}
+
+/// `pcm` in the channel's format, appended to what `arena` holds.
+fn append(format: &MediaFormat, pcm: &[i16], arena: &mut BytesMut) {
     let len = match format {
         MediaFormat::Ulaw | MediaFormat::Alaw => pcm.len(),
         _ => pcm.len() * 2,
@@ -354,5 +471,4 @@ fn encode(format: &MediaFormat, pcm: &[i16], arena: &mut BytesMut) -> Bytes {
             voxbridge_codecs::frame::write_le(pcm, dst);
         }
     }
-    arena.split().freeze()
 }

@@ -280,13 +280,41 @@ impl Pipeline {
     /// One pacer tick: the next 20 ms frame for the caller (silence when the
     /// bot has nothing queued) and what it contained.
     pub fn tick(&mut self) -> (&[i16], FrameFill) {
+        self.end_tick();
+        let fill = self.playout.next_frame(&mut self.egress);
+        (&self.egress, fill)
+    }
+
+    /// For a caller that paces playback itself (Asterisk's queue, see
+    /// [`crate::sansio::chanws`]): the next whole frame of bot audio queued,
+    /// never silence. `at_tick` once per pacer tick: a bot that sent
+    /// nothing since the last tick has its last partial frame played too
+    /// (only the samples it has: the slice may be shorter than a frame).
+    pub fn ready_frame(&mut self, at_tick: bool) -> Option<&[i16]> {
+        let paused = at_tick && self.end_tick();
+        let n = self.playout.take_ready(&mut self.egress, paused);
+        (n > 0).then(|| &self.egress[..n])
+    }
+
+    /// Whether bot audio is still on its way to the caller: queued, half a
+    /// frame in the framer, or a resampler tail not yet flushed.
+    pub fn has_pending_audio(&self) -> bool {
+        self.playout.buffered_ms() > 0
+            || self.down.fill > 0
+            || (self.down_dirty && self.down.resampler.from_rate() != self.down.resampler.to_rate())
+    }
+
+    /// A tick's bookkeeping: whether the bot paused (nothing came since the
+    /// last tick), in which case its last partial frame is pushed out.
+    fn end_tick(&mut self) -> bool {
         // The bot paused (nothing came for a whole tick) and less than a
         // frame is queued: play what it sent instead of holding it back.
         // First the half frame waiting in the framer, then (on the next dry
         // tick) the resampler's tail, as if the bot had sent silence. While
         // audio keeps coming, a half frame waits for the rest (a bot sending
         // 10 ms chunks would otherwise get silence padded into its speech).
-        if self.playout.buffered_ms() < 20 && !self.bot_active {
+        let paused = !self.bot_active;
+        if self.playout.buffered_ms() < 20 && paused {
             let playout = &mut self.playout;
             let push = |f: &[i16]| {
                 playout.push(f);
@@ -302,8 +330,7 @@ impl Pipeline {
             self.stats.frames_down += n as u64;
         }
         self.bot_active = false;
-        let fill = self.playout.next_frame(&mut self.egress);
-        (&self.egress, fill)
+        paused
     }
 
     /// Barge-in: everything queued for the caller is dropped; the next tick is silence.

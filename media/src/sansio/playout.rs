@@ -283,6 +283,23 @@ impl Playout {
         }
     }
 
+    /// For a caller that paces playback itself (Asterisk's queue): the next
+    /// frame straight from the queue, with no cushion and no silence. A
+    /// partial frame is taken only when `partial_ok`; it fills the start of
+    /// `out` and the count of samples taken is returned (0: nothing taken).
+    pub fn take_ready(&mut self, out: &mut [i16], partial_ok: bool) -> usize {
+        let n = out.len().min(self.samples.len());
+        if n == 0 || (n < out.len() && !partial_ok) {
+            return 0;
+        }
+        for (o, s) in out.iter_mut().zip(self.samples.drain(..n)) {
+            *o = s;
+        }
+        self.consumed += n as u64;
+        self.release_marks();
+        n
+    }
+
     /// Barge-in: drops everything queued so the next frame is silence. Pending
     /// marks are released (their audio will never play), as Twilio does on `clear`.
     pub fn clear(&mut self) {

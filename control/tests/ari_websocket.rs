@@ -1,0 +1,295 @@
+//! The ARI originator with `media = "websocket"` against a stand-in for
+//! Asterisk's ARI: its REST requests (originate into the application,
+//! bridge, `externalMedia` in WebSocket server mode, `addChannel`), the
+//! events WebSocket (`StasisStart` answers, `ChannelDestroyed` reports busy
+//! and hangups), and the media plane asked to connect to
+//! `/media/<MEDIA_WEBSOCKET_CONNECTION_ID>`. The request shapes are the
+//! ones Asterisk's rest-api/api-docs describe.
+
+use axum::extract::ws::{Message as AxMessage, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::Method;
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use axum::Router;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc};
+use voxbridge_contract::commands::{AsteriskMediaDial, CallCommands, DialDone};
+use voxbridge_control::originate::ari::{AriConfig, AriMediaKind, AriOriginator};
+use voxbridge_control::originate::{DialOutcome, DialRequest, Originator};
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    seen: mpsc::UnboundedSender<Seen>,
+    events: broadcast::Sender<String>,
+    /// The events WebSocket's `app` and `api_key`.
+    events_query: Arc<Mutex<Option<String>>>,
+}
+
+fn destroyed(channel: &str, cause: i64, text: &str) -> String {
+    serde_json::json!({"type": "ChannelDestroyed", "cause": cause, "cause_txt": text,
+        "channel": {"id": channel, "name": "PJSIP/trunk-00000001", "state": "Down"},
+        "application": "voxbridge"})
+    .to_string()
+}
+
+async fn rest(
+    State(f): State<Fake>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> impl IntoResponse {
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let path = format!("/{rest}");
+    let _ = f.seen.send(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+    });
+    match (method, path.as_str()) {
+        (Method::POST, "/ari/channels") => {
+            // The callee answers, or is busy, once the originate is taken.
+            let id = get("channelId");
+            let event = if get("endpoint").contains("busy") {
+                destroyed(&id, 17, "User busy")
+            } else {
+                serde_json::json!({"type": "StasisStart", "args": [id.clone()],
+                    "channel": {"id": id, "name": "PJSIP/trunk-00000001", "state": "Up"},
+                    "application": "voxbridge"})
+                .to_string()
+            };
+            let tx = f.events.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(event);
+            });
+            r#"{"id":"x","state":"Down"}"#.to_string().into_response()
+        }
+        (Method::POST, "/ari/channels/externalMedia") => serde_json::json!({
+            "id": get("channelId"), "name": "WebSocket/INCOMING-00000001", "state": "Down",
+            "channelvars": {"MEDIA_WEBSOCKET_CONNECTION_ID": "4f8a2c1e-7d3b-4c2a-9e1f-0a1b2c3d4e5f",
+                            "MEDIA_WEBSOCKET_OPTIMAL_FRAME_SIZE": "640"}})
+        .to_string()
+        .into_response(),
+        _ => "{}".to_string().into_response(),
+    }
+}
+
+async fn events(State(f): State<Fake>, RawQuery(q): RawQuery, ws: WebSocketUpgrade) -> impl IntoResponse {
+    *f.events_query.lock().expect("lock") = q;
+    let mut rx = f.events.subscribe();
+    ws.on_upgrade(move |mut socket| async move {
+        while let Ok(e) = rx.recv().await {
+            if socket.send(AxMessage::Text(e.into())).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+async fn fake_ari() -> (String, Fake, mpsc::UnboundedReceiver<Seen>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let fake = Fake {
+        seen: tx,
+        events: broadcast::channel(16).0,
+        events_query: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/ari/events", get(events))
+        .route("/{*rest}", any(rest))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, fake, rx)
+}
+
+/// A media plane that records what it is asked to dial.
+struct FakeMedia(Mutex<Vec<AsteriskMediaDial>>);
+
+impl CallCommands for FakeMedia {
+    fn hangup(&self, _call_id: &str) -> bool {
+        false
+    }
+    fn dial_asterisk_media(&self, dial: AsteriskMediaDial, done: DialDone) -> Result<(), String> {
+        self.0.lock().expect("lock").push(dial);
+        done(Ok(()));
+        Ok(())
+    }
+}
+
+fn request(call_id: &str, destination: &str) -> DialRequest {
+    let mut vars = serde_json::Map::new();
+    vars.insert("name".into(), "Ann Lee".into());
+    DialRequest {
+        call_id: call_id.into(),
+        customer_id: "default".into(),
+        destination: destination.into(),
+        source: "+15559999".into(),
+        route: "sales".into(),
+        audiosocket: None,
+        vars,
+        attempt: 1,
+    }
+}
+
+fn originator(url: &str) -> (AriOriginator, Arc<FakeMedia>) {
+    let ari = AriOriginator::new(&AriConfig {
+        url: url.into(),
+        username: "vox".into(),
+        password: "s3cret".into(),
+        media: AriMediaKind::Websocket,
+        ..AriConfig::default()
+    })
+    .expect("config");
+    let media = Arc::new(FakeMedia(Mutex::default()));
+    ari.attach_media(media.clone());
+    (ari, media)
+}
+
+fn pairs(s: &Seen) -> Vec<(&str, &str)> {
+    s.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn an_answered_callee_is_bridged_to_a_media_websocket_the_media_plane_dials() {
+    let (url, fake, mut seen) = fake_ari().await;
+    let (ari, media) = originator(&url);
+    assert!(!ari.needs_audiosocket(), "no AudioSocket listener is needed");
+    let outcome = ari.originate(&request("c-1", "+15550100")).await;
+    assert_eq!(outcome, DialOutcome::Accepted);
+
+    let q = fake
+        .events_query
+        .lock()
+        .expect("lock")
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        q.contains("app=voxbridge") && q.contains("api_key=vox%3As3cret"),
+        "{q}"
+    );
+
+    let originate = seen.recv().await.expect("originate");
+    assert_eq!(
+        (originate.method.clone(), originate.path.as_str()),
+        (Method::POST, "/ari/channels")
+    );
+    assert_eq!(
+        pairs(&originate),
+        vec![
+            ("endpoint", "PJSIP/+15550100@trunk"),
+            ("app", "voxbridge"),
+            ("appArgs", "c-1"),
+            ("callerId", "+15559999"),
+            ("timeout", "30"),
+            ("channelId", "c-1"),
+        ]
+    );
+    let bridge = seen.recv().await.expect("bridge");
+    assert_eq!(bridge.path, "/ari/bridges");
+    assert_eq!(
+        pairs(&bridge),
+        vec![("type", "mixing"), ("bridgeId", "c-1"), ("name", "voxbridge-c-1")]
+    );
+    let ext = seen.recv().await.expect("externalMedia");
+    assert_eq!(ext.path, "/ari/channels/externalMedia");
+    assert_eq!(
+        pairs(&ext),
+        vec![
+            ("app", "voxbridge"),
+            ("channelId", "c-1-media"),
+            ("external_host", "INCOMING"),
+            ("transport", "websocket"),
+            ("encapsulation", "none"),
+            ("connection_type", "server"),
+            ("format", "slin16"),
+            ("direction", "both"),
+        ]
+    );
+    let add = seen.recv().await.expect("addChannel");
+    assert_eq!(add.path, "/ari/bridges/c-1/addChannel");
+    assert_eq!(pairs(&add), vec![("channel", "c-1,c-1-media")]);
+
+    let dials = media.0.lock().expect("lock").clone();
+    assert_eq!(dials.len(), 1);
+    let url_host = url.trim_start_matches("http://");
+    assert_eq!(
+        dials[0].url,
+        format!("ws://{url_host}/media/4f8a2c1e-7d3b-4c2a-9e1f-0a1b2c3d4e5f")
+    );
+    assert_eq!(
+        (dials[0].call_id.as_str(), dials[0].route.as_str()),
+        ("c-1", "sales")
+    );
+    assert_eq!(dials[0].params["name"], "Ann Lee");
+    assert_eq!(dials[0].params["callee"], "+15550100");
+    assert_eq!(dials[0].params["caller"], "+15559999");
+
+    // The callee hangs up: the media channel (so the bot's WebSocket) and
+    // the bridge go too.
+    let _ = fake.events.send(destroyed("c-1", 16, "Normal Clearing"));
+    let mut deleted = Vec::new();
+    while deleted.len() < 3 {
+        let r = seen.recv().await.expect("teardown");
+        assert_eq!(r.method, Method::DELETE, "{r:?}");
+        deleted.push(r.path);
+    }
+    assert_eq!(
+        deleted,
+        vec!["/ari/channels/c-1", "/ari/channels/c-1-media", "/ari/bridges/c-1"]
+    );
+}
+
+#[tokio::test]
+async fn a_busy_callee_is_reported_busy_and_nothing_is_bridged() {
+    let (url, _fake, mut seen) = fake_ari().await;
+    let (ari, media) = originator(&url);
+    let outcome = ari.originate(&request("c-2", "busy-line")).await;
+    assert_eq!(outcome, DialOutcome::Busy);
+    let originate = seen.recv().await.expect("originate");
+    assert_eq!(originate.path, "/ari/channels");
+    assert!(seen.try_recv().is_err(), "no bridge, no externalMedia");
+    assert!(media.0.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn without_a_media_plane_or_with_bad_settings_it_refuses() {
+    let (url, _fake, _seen) = fake_ari().await;
+    let ari = AriOriginator::new(&AriConfig {
+        url: url.clone(),
+        media: AriMediaKind::Websocket,
+        ..AriConfig::default()
+    })
+    .expect("config");
+    match ari.originate(&request("c-3", "+15550100")).await {
+        DialOutcome::Failed(why) => assert!(why.contains("media plane"), "{why}"),
+        other => panic!("no media plane attached: {other:?}"),
+    }
+    for (media_url, format) in [(Some("http://x:8088"), "slin16"), (None, "mp3")] {
+        let e = AriOriginator::new(&AriConfig {
+            url: url.clone(),
+            media: AriMediaKind::Websocket,
+            media_url: media_url.map(str::to_owned),
+            format: format.into(),
+            ..AriConfig::default()
+        })
+        .expect_err("refused");
+        assert!(e.to_string().contains("[control.originate.ari]"), "{e}");
+    }
+}
