@@ -351,3 +351,41 @@ async fn a_dial_that_cannot_connect_reports_why_and_frees_the_call_id() {
         .expect("the id is free again");
     assert!(within("the dial reports", rx).await.expect("reported").is_err());
 }
+
+#[tokio::test]
+async fn a_quiet_asterisk_that_answers_pings_keeps_the_call_and_a_silent_one_is_hung_up() {
+    // Asterisk sends no frames while the caller's side makes none (a real
+    // capture: nothing during the dialplan's Wait()), so silence alone must
+    // not end the call; a peer that does not even answer a ping is gone.
+    let bot = TestBot::start().await;
+    let mut config = with_chanws(one_listener(pipecat_route(&bot.url, 16000)));
+    config.limits.media_timeout_ms = 1000;
+    let mut d = Daemon::with_config(config).await;
+    let (mut ws, _) = asterisk(d.chanws.expect("listener"), "/").await;
+    ws.send(Message::Text(START_SLIN16.into()))
+        .await
+        .expect("MEDIA_START");
+    // Reading answers pings (tungstenite pongs on read). Three pings, each
+    // after half a timeout of quiet: the call has outlived the timeout.
+    let mut pings = 0;
+    while pings < 3 {
+        match next(&mut ws).await.expect("the call stays up") {
+            Message::Ping(_) => pings += 1,
+            Message::Binary(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    while let Ok(e) = d.events.try_recv() {
+        assert!(
+            !matches!(e, CallEvent::Hungup { .. }),
+            "hung up while pongs came: {e:?}"
+        );
+    }
+    assert_eq!(
+        d.metrics.active_calls.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Now nothing is read, so no pong: the timeout ends the call.
+    assert_eq!(ended_with(&mut d).await, HangupCause::MediaTimeout);
+    drop(ws);
+}

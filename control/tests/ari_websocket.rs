@@ -1,8 +1,8 @@
 //! The ARI originator with `media = "websocket"` against a stand-in for
 //! Asterisk's ARI: its REST requests (originate into the application,
 //! bridge, `externalMedia` in WebSocket server mode, `addChannel`), the
-//! events WebSocket (`StasisStart` answers, `ChannelDestroyed` reports busy
-//! and hangups), and the media plane asked to connect to
+//! events WebSocket (`StasisStart` answers, a `Dial` status reports busy,
+//! `ChannelDestroyed` hangups), and the media plane asked to connect to
 //! `/media/<MEDIA_WEBSOCKET_CONNECTION_ID>`. The request shapes are the
 //! ones Asterisk's rest-api/api-docs describe.
 
@@ -67,7 +67,12 @@ async fn rest(
             // The callee answers, or is busy, once the originate is taken.
             let id = get("channelId");
             let event = if get("endpoint").contains("busy") {
-                destroyed(&id, 17, "User busy")
+                // What a real Asterisk sends for a busy callee (its Local
+                // channels report cause 0; the dial status says BUSY).
+                serde_json::json!({"type": "Dial", "dialstatus": "BUSY", "dialstring": "busy@probe",
+                    "peer": {"id": id, "name": "Local/busy@probe-00000007;1", "state": "Down"},
+                    "application": "voxbridge"})
+                .to_string()
             } else {
                 serde_json::json!({"type": "StasisStart", "args": [id.clone()],
                     "channel": {"id": id, "name": "PJSIP/trunk-00000001", "state": "Up"},
@@ -119,15 +124,28 @@ async fn fake_ari() -> (String, Fake, mpsc::UnboundedReceiver<Seen>) {
     (url, fake, rx)
 }
 
-/// A media plane that records what it is asked to dial.
-struct FakeMedia(Mutex<Vec<AsteriskMediaDial>>);
+fn stasis_start(id: &str) -> String {
+    serde_json::json!({"type": "StasisStart", "args": [],
+        "channel": {"id": id, "name": "WebSocket/INCOMING/0x7f4fa4002ea0", "state": "Up"},
+        "application": "voxbridge"})
+    .to_string()
+}
+
+/// A media plane that records what it is asked to dial; its connection
+/// answers the media channel, which enters the application (as Asterisk
+/// does once the WebSocket is up).
+struct FakeMedia {
+    dials: Mutex<Vec<AsteriskMediaDial>>,
+    events: broadcast::Sender<String>,
+}
 
 impl CallCommands for FakeMedia {
     fn hangup(&self, _call_id: &str) -> bool {
         false
     }
     fn dial_asterisk_media(&self, dial: AsteriskMediaDial, done: DialDone) -> Result<(), String> {
-        self.0.lock().expect("lock").push(dial);
+        let _ = self.events.send(stasis_start(&format!("{}-media", dial.call_id)));
+        self.dials.lock().expect("lock").push(dial);
         done(Ok(()));
         Ok(())
     }
@@ -148,7 +166,7 @@ fn request(call_id: &str, destination: &str) -> DialRequest {
     }
 }
 
-fn originator(url: &str) -> (AriOriginator, Arc<FakeMedia>) {
+fn originator(url: &str, fake: &Fake) -> (AriOriginator, Arc<FakeMedia>) {
     let ari = AriOriginator::new(&AriConfig {
         url: url.into(),
         username: "vox".into(),
@@ -157,7 +175,10 @@ fn originator(url: &str) -> (AriOriginator, Arc<FakeMedia>) {
         ..AriConfig::default()
     })
     .expect("config");
-    let media = Arc::new(FakeMedia(Mutex::default()));
+    let media = Arc::new(FakeMedia {
+        dials: Mutex::default(),
+        events: fake.events.clone(),
+    });
     ari.attach_media(media.clone());
     (ari, media)
 }
@@ -169,7 +190,7 @@ fn pairs(s: &Seen) -> Vec<(&str, &str)> {
 #[tokio::test]
 async fn an_answered_callee_is_bridged_to_a_media_websocket_the_media_plane_dials() {
     let (url, fake, mut seen) = fake_ari().await;
-    let (ari, media) = originator(&url);
+    let (ari, media) = originator(&url, &fake);
     assert!(!ari.needs_audiosocket(), "no AudioSocket listener is needed");
     let outcome = ari.originate(&request("c-1", "+15550100")).await;
     assert_eq!(outcome, DialOutcome::Accepted);
@@ -222,11 +243,13 @@ async fn an_answered_callee_is_bridged_to_a_media_websocket_the_media_plane_dial
             ("direction", "both"),
         ]
     );
+    // The media plane connected (the media channel entered the
+    // application) before the channels are bridged.
     let add = seen.recv().await.expect("addChannel");
     assert_eq!(add.path, "/ari/bridges/c-1/addChannel");
     assert_eq!(pairs(&add), vec![("channel", "c-1,c-1-media")]);
 
-    let dials = media.0.lock().expect("lock").clone();
+    let dials = media.dials.lock().expect("lock").clone();
     assert_eq!(dials.len(), 1);
     let url_host = url.trim_start_matches("http://");
     assert_eq!(
@@ -258,14 +281,14 @@ async fn an_answered_callee_is_bridged_to_a_media_websocket_the_media_plane_dial
 
 #[tokio::test]
 async fn a_busy_callee_is_reported_busy_and_nothing_is_bridged() {
-    let (url, _fake, mut seen) = fake_ari().await;
-    let (ari, media) = originator(&url);
+    let (url, fake, mut seen) = fake_ari().await;
+    let (ari, media) = originator(&url, &fake);
     let outcome = ari.originate(&request("c-2", "busy-line")).await;
     assert_eq!(outcome, DialOutcome::Busy);
     let originate = seen.recv().await.expect("originate");
     assert_eq!(originate.path, "/ari/channels");
     assert!(seen.try_recv().is_err(), "no bridge, no externalMedia");
-    assert!(media.0.lock().expect("lock").is_empty());
+    assert!(media.dials.lock().expect("lock").is_empty());
 }
 
 #[tokio::test]

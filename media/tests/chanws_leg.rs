@@ -440,3 +440,118 @@ fn asterisk_paced_marks_follow_their_audio_and_barge_in_flushes() {
     bed.bot_sends(bot_audio(40, 1));
     assert_eq!(bed.wire(before + 1), ["START_MEDIA_BUFFERING", "<640>"]);
 }
+
+/// One message of a capture from a real Asterisk (tests/fixtures/asterisk/).
+enum Captured {
+    FromAsterisk(CapturedMessage),
+    ToAsterisk(CapturedMessage),
+}
+
+enum CapturedMessage {
+    Text(String),
+    Binary(usize),
+}
+
+fn capture(jsonl: &str) -> Vec<Captured> {
+    jsonl
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            let msg = match v["kind"].as_str()? {
+                "text" => CapturedMessage::Text(v["text"].as_str()?.to_string()),
+                "binary" => CapturedMessage::Binary(v["len"].as_u64()? as usize),
+                _ => return None,
+            };
+            match v["dir"].as_str()? {
+                "in" => Some(Captured::FromAsterisk(msg)),
+                "out" => Some(Captured::ToAsterisk(msg)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Replays what a real Asterisk sent into the leg: every text message is
+/// understood (none unknown, none refused), the frames are its optimal
+/// frame size but the last of the prompt (a short one), DTMF reaches the
+/// bot, XOFF/XON are obeyed, and the probe's own mark (not ours) is a
+/// stray. And every command the probe sent parses as Asterisk read it.
+fn replay(jsonl: &str, control: ControlFormat) {
+    let messages = capture(jsonl);
+    let mut bed = Bed::new("slin16", 640);
+    let mut texts = 0;
+    let mut frames = Vec::new();
+    for m in &messages {
+        match m {
+            Captured::FromAsterisk(CapturedMessage::Text(t)) => {
+                texts += 1;
+                let (event, format) = Event::parse(t).expect("Asterisk's text parses");
+                assert_eq!(format, control, "{t}");
+                if let Event::MediaStart(start) = event {
+                    assert_eq!(
+                        (start.format.as_str(), start.optimal_frame_size, start.ptime),
+                        ("slin16", 640, 20)
+                    );
+                    continue;
+                }
+                assert!(!matches!(event, Event::Unknown { .. }), "{t}");
+                let outcome = bed.asterisk_says(t);
+                assert_eq!(outcome, TextOutcome::Ok, "{t}");
+            }
+            Captured::FromAsterisk(CapturedMessage::Binary(len)) => {
+                frames.push(*len);
+                let audio = vec![1u8; *len];
+                bed.leg.binary(&mut bed.call, &audio, bed.now);
+                bed.drain();
+            }
+            Captured::ToAsterisk(CapturedMessage::Text(t)) => {
+                // The probe's deliberately unknown command (Asterisk only
+                // logs a warning for it) must be refused; the rest parse.
+                let parsed = voxbridge_proto::chanws::Command::parse(t, control);
+                assert_eq!(parsed.is_err(), t.contains("NOT_A_COMMAND"), "{t}");
+            }
+            Captured::ToAsterisk(CapturedMessage::Binary(_)) => {}
+        }
+    }
+    assert!(texts >= 10, "the capture has Asterisk's events");
+    let (last, whole) = frames.split_last().expect("caller audio");
+    assert!(whole.iter().all(|&l| l == 640), "20 ms of slin16 per message");
+    assert!(*last < 640, "the prompt ends with a short frame ({last} bytes)");
+    let dtmf: String = bed
+        .to_bot
+        .iter()
+        .filter_map(|t| match StreamEvent::parse(t) {
+            Ok(StreamEvent::Dtmf { digit, .. }) => Some(digit.into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dtmf, "12#");
+    let c = bed.leg.counters();
+    assert_eq!((c.xoffs, c.bad_text, c.unknown_events, c.odd_bytes), (1, 0, 0, 0));
+    assert!(!bed.leg.xoff(), "XON came after the XOFF");
+    assert_eq!(c.stray_marks, 1, "the probe's mark is not one of ours");
+}
+
+#[test]
+fn a_real_asterisk_dialling_us_plain_text() {
+    replay(
+        include_str!("../../tests/fixtures/asterisk/dial_us_plain.jsonl"),
+        ControlFormat::PlainText,
+    );
+}
+
+#[test]
+fn a_real_asterisk_dialling_us_json() {
+    replay(
+        include_str!("../../tests/fixtures/asterisk/dial_us_json.jsonl"),
+        ControlFormat::Json,
+    );
+}
+
+#[test]
+fn a_real_asterisk_we_dialled_in_server_mode() {
+    replay(
+        include_str!("../../tests/fixtures/asterisk/server_mode.jsonl"),
+        ControlFormat::PlainText,
+    );
+}

@@ -72,8 +72,9 @@ async def reader(ws, rec):
             else:
                 rec.note(dir="in", kind="text", text=m)
                 await rec.texts.put(m)
-    except websockets.ConnectionClosed as e:
-        rec.note(dir="in", kind="close", code=e.rcvd.code if e.rcvd else None)
+    except websockets.ConnectionClosed:
+        pass
+    rec.note(dir="in", kind="close", code=ws.close_code, reason=ws.close_reason)
     await rec.texts.put(None)
 
 
@@ -227,10 +228,18 @@ async def run_ari(base, auth, endpoint, fmt, rec):
         )
         conn = ch["channelvars"]["MEDIA_WEBSOCKET_CONNECTION_ID"]
         rec.note(dir="ari", kind="externalMedia", channelvars=ch.get("channelvars"), name=ch.get("name"))
-        ari(base, auth, "POST", "bridges/probe-bridge/addChannel", {"channel": "probe-callee,probe-media"})
         async with websockets.connect(f"{wsbase}/media/{conn}", subprotocols=["media"], max_size=None) as ws:
             rec.note(dir="out", kind="connect", path=f"/media/{conn}", subprotocol=ws.subprotocol)
             r = asyncio.create_task(reader(ws, rec))
+            # The media channel answers (and enters the app) once connected;
+            # only then can it join the bridge.
+            while True:
+                e = json.loads(await ev.recv())
+                rec.note(dir="ari", kind="event", type=e.get("type"), channel=e.get("channel", {}).get("id"))
+                if e.get("type") == "StasisStart" and e["channel"]["id"] == "probe-media":
+                    break
+            ari(base, auth, "POST", "bridges/probe-bridge/addChannel", {"channel": "probe-callee,probe-media"})
+            rec.note(dir="ari", kind="bridged")
             await script(ws, rec)
             await asyncio.wait_for(r, 10)
         try:

@@ -6,16 +6,20 @@
 //!    WebSocket kept open and reconnected) before the first call.
 //! 2. `POST /ari/channels` with `app`, `channelId` = the call id: the
 //!    callee's channel enters the application when it answers
-//!    (`StasisStart`), or is destroyed first (`ChannelDestroyed` with the
-//!    cause: 17 busy, 18/19 no answer, others failed).
+//!    (`StasisStart`), or its dial ends first (a `Dial` event whose
+//!    `dialstatus` is `BUSY`, `NOANSWER`, `CONGESTION`, `CHANUNAVAIL` or
+//!    `CANCEL`), or it is destroyed (`ChannelDestroyed` with the cause: 17
+//!    busy, 16/18/19 no answer, others failed).
 //! 3. On answer: a mixing bridge named by the call id, `POST
 //!    /ari/channels/externalMedia` with `transport=websocket`,
 //!    `encapsulation=none`, `connection_type=server` (its channel
-//!    `<call id>-media` carries `MEDIA_WEBSOCKET_CONNECTION_ID`), both
-//!    channels into the bridge, and the media plane connects to
-//!    `<media_url>/media/<connection id>` (through
-//!    [`CallCommands::dial_asterisk_media`]). Only then is the call
-//!    `Accepted`; a step that fails tears down what was built.
+//!    `<call id>-media` carries `MEDIA_WEBSOCKET_CONNECTION_ID`), the media
+//!    plane connects to `<media_url>/media/<connection id>` (through
+//!    [`CallCommands::dial_asterisk_media`]), which answers that channel
+//!    and puts it in the application (its `StasisStart`; before that
+//!    Asterisk refuses it in a bridge with 422), then both channels go into
+//!    the bridge. Only then is the call `Accepted`; a step that fails tears
+//!    down what was built.
 //! 4. Either channel destroyed later ends the other and the bridge, so a
 //!    callee hangup reaches the bot (Asterisk closes the media WebSocket)
 //!    and a bot hangup reaches the callee.
@@ -44,6 +48,13 @@ pub enum AriEvent {
         /// `channel.id`.
         channel_id: String,
     },
+    /// A dial's progress: `peer.id` is the dialled channel.
+    Dial {
+        /// `peer.id`.
+        peer_id: String,
+        /// `dialstatus` (empty while it starts).
+        dialstatus: String,
+    },
     /// A channel is gone.
     ChannelDestroyed {
         /// `channel.id`.
@@ -70,6 +81,14 @@ impl AriEvent {
         Some(match kind {
             "StasisStart" => AriEvent::StasisStart {
                 channel_id: channel_id()?,
+            },
+            "Dial" => AriEvent::Dial {
+                peer_id: v.pointer("/peer/id")?.as_str()?.to_owned(),
+                dialstatus: v
+                    .get("dialstatus")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
             },
             "ChannelDestroyed" => AriEvent::ChannelDestroyed {
                 channel_id: channel_id()?,
@@ -108,6 +127,18 @@ pub fn outcome_of_cause(cause: i64, cause_txt: &str) -> DialOutcome {
         // answer (the far end gave up ringing).
         16 | 18 | 19 => DialOutcome::NoAnswer,
         _ => DialOutcome::Failed(format!("Asterisk: {cause_txt} (cause {cause})")),
+    }
+}
+
+/// The outcome a final `dialstatus` means (`None`: still on its way, or answered).
+pub fn outcome_of_dialstatus(status: &str) -> Option<DialOutcome> {
+    match status {
+        "BUSY" => Some(DialOutcome::Busy),
+        "NOANSWER" | "CANCEL" => Some(DialOutcome::NoAnswer),
+        "CONGESTION" | "CHANUNAVAIL" | "INVALIDARGS" => {
+            Some(DialOutcome::Failed(format!("Asterisk dial status {status}")))
+        }
+        _ => None,
     }
 }
 
@@ -206,10 +237,27 @@ impl AriMedia {
         let media_channel = format!("{call_id}{MEDIA_CHANNEL_SUFFIX}");
         self.lock().bridged.insert(call_id.clone());
         self.rest.create_bridge(call_id).await?;
-        let connection_id = self.rest.external_media(call_id, &media_channel).await?;
-        self.rest
-            .add_to_bridge(call_id, &[call_id, &media_channel])
-            .await?;
+        let (up_tx, media_up) = oneshot::channel();
+        self.lock().ringing.insert(media_channel.clone(), up_tx);
+        let connected = self
+            .connect_media_channel(req, &media_channel, media, media_up)
+            .await;
+        self.lock().ringing.remove(&media_channel);
+        connected?;
+        self.rest.add_to_bridge(call_id, &[call_id, &media_channel]).await
+    }
+
+    /// `externalMedia`, the media plane's connection, and the media
+    /// channel's `StasisStart` (`media_up`).
+    async fn connect_media_channel(
+        &self,
+        req: &DialRequest,
+        media_channel: &str,
+        media: &dyn CallCommands,
+        media_up: oneshot::Receiver<Answer>,
+    ) -> Result<(), String> {
+        let call_id = &req.call_id;
+        let connection_id = self.rest.external_media(call_id, media_channel).await?;
         let mut params = BTreeMap::new();
         for (k, v) in &req.vars {
             let v = match v {
@@ -231,9 +279,14 @@ impl AriMedia {
         let (tx, rx) = oneshot::channel();
         media.dial_asterisk_media(dial, Box::new(move |r| drop(tx.send(r))))?;
         match tokio::time::timeout(Duration::from_secs(15), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err("the media plane dropped the dial".into()),
-            Err(_) => Err("the media plane did not connect within 15 s".into()),
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err("the media plane dropped the dial".into()),
+            Err(_) => return Err("the media plane did not connect within 15 s".into()),
+        }
+        match tokio::time::timeout(Duration::from_secs(10), media_up).await {
+            Ok(Ok(Answer::Up)) => Ok(()),
+            Ok(Ok(Answer::Gone(_))) => Err("the media channel went away before it answered".into()),
+            Ok(Err(_)) | Err(_) => Err("the media channel did not enter the application within 10 s".into()),
         }
     }
 
@@ -252,6 +305,13 @@ impl AriMedia {
             AriEvent::StasisStart { channel_id } => {
                 if let Some(tx) = self.lock().ringing.remove(&channel_id) {
                     let _ = tx.send(Answer::Up);
+                }
+            }
+            AriEvent::Dial { peer_id, dialstatus } => {
+                if let Some(outcome) = outcome_of_dialstatus(&dialstatus) {
+                    if let Some(tx) = self.lock().ringing.remove(&peer_id) {
+                        let _ = tx.send(Answer::Gone(outcome));
+                    }
                 }
             }
             AriEvent::ChannelDestroyed {
@@ -345,6 +405,42 @@ mod tests {
         assert_eq!(AriEvent::parse(r#"{"type":"StasisStart"}"#), None, "no channel");
         assert_eq!(AriEvent::parse("not json"), None);
         assert_eq!(AriEvent::parse("[1,2]"), None);
+    }
+
+    /// Events a real Asterisk sent (tests/fixtures/asterisk/ari_events.jsonl):
+    /// a Local callee that is busy, one that rings out, one answered and
+    /// then hung up.
+    #[test]
+    fn events_captured_from_asterisk() {
+        let captured = include_str!("../../../tests/fixtures/asterisk/ari_events.jsonl");
+        let events: Vec<AriEvent> = captured.lines().filter_map(AriEvent::parse).collect();
+        let finals: Vec<(String, DialOutcome)> = events
+            .iter()
+            .filter_map(|e| match e {
+                AriEvent::Dial { peer_id, dialstatus } => {
+                    outcome_of_dialstatus(dialstatus).map(|o| (peer_id.clone(), o))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(finals, vec![("busy1".to_string(), DialOutcome::Busy)]);
+        assert!(events.contains(&AriEvent::StasisStart {
+            channel_id: "ok1".into()
+        }));
+        assert!(events.contains(&AriEvent::ChannelDestroyed {
+            channel_id: "ring1".into(),
+            cause: 19,
+            cause_txt: "User alerting, no answer".into()
+        }));
+        assert_eq!(
+            outcome_of_cause(19, "User alerting, no answer"),
+            DialOutcome::NoAnswer
+        );
+        assert!(events.contains(&AriEvent::ChannelDestroyed {
+            channel_id: "ok1".into(),
+            cause: 16,
+            cause_txt: "Normal Clearing".into()
+        }));
     }
 
     #[test]

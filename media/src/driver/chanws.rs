@@ -56,6 +56,8 @@ pub(crate) struct ChanWsLeg {
     pending: Option<Message>,
     last_rx: Instant,
     media_timeout: Duration,
+    /// A WebSocket ping went out since Asterisk's last message.
+    pinged: bool,
     bad_logged: bool,
     folded_xoffs: u64,
 }
@@ -356,6 +358,7 @@ fn prepare(
         pending: None,
         last_rx: Instant::now(),
         media_timeout: ctx.media_timeout,
+        pinged: false,
         bad_logged: false,
         folded_xoffs: 0,
     };
@@ -380,6 +383,7 @@ impl ChanWsLeg {
             return Ok(());
         };
         self.last_rx = now;
+        self.pinged = false;
         match m {
             Message::Binary(b) => self.state.binary(call, &b, now),
             Message::Text(t) => {
@@ -445,9 +449,19 @@ impl ChanWsLeg {
     }
 
     pub(super) fn tick(&mut self, call: &mut Call, tick: Tick, now: Instant) -> Result<(), HangupCause> {
-        if now.saturating_duration_since(self.last_rx) >= self.media_timeout {
-            tracing::warn!(call_id = call.call_id(), timeout = ?self.media_timeout, "Asterisk sent nothing: hanging up");
+        // Asterisk sends no frames while the caller's side makes none (a
+        // `Wait()`, a silence-suppressing phone): a quiet channel is asked
+        // for a pong halfway through the timeout, and only one that does
+        // not even answer that is gone.
+        let quiet = now.saturating_duration_since(self.last_rx);
+        if quiet >= self.media_timeout {
+            tracing::warn!(call_id = call.call_id(), timeout = ?self.media_timeout, "Asterisk sent nothing, not even a pong: hanging up");
             return Err(HangupCause::MediaTimeout);
+        }
+        if quiet >= self.media_timeout / 2 && !self.pinged {
+            self.pinged = true;
+            let _ = Pin::new(&mut self.ws).start_send(Message::Ping(bytes::Bytes::new()));
+            botlink::flush(&mut self.ws).map_err(|_| HangupCause::CallerGone)?;
         }
         self.state.tick(call, tick);
         self.write_out()?;
