@@ -503,7 +503,7 @@ async fn pause_resume_and_stop_follow_the_campaign_state_machine() {
     let placed = s
         .control
         .store
-        .dial_due_targets(&id, voxbridge_control::time::Millis::now())
+        .dial_due_targets(&id, voxbridge_control::time::Millis::now(), "audiosocket")
         .await
         .expect("step");
     assert!(placed.is_empty());

@@ -202,6 +202,8 @@ const START_SERVER_JSON: &str = r#"{"event":"MEDIA_START","connection_id":"4f8a2
 
 /// Asterisk in server mode: serves `/media/<connection id>` with the
 /// `media` subprotocol; hands the upgraded socket and the path out.
+// The handshake callback's error type is tungstenite's (an HTTP response).
+#[allow(clippy::result_large_err)]
 async fn asterisk_server() -> (SocketAddr, tokio::sync::mpsc::Receiver<(Ws, String)>) {
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response as SrvResponse};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -192,6 +192,7 @@ async fn an_answered_callee_is_bridged_to_a_media_websocket_the_media_plane_dial
     let (url, fake, mut seen) = fake_ari().await;
     let (ari, media) = originator(&url, &fake);
     assert!(!ari.needs_audiosocket(), "no AudioSocket listener is needed");
+    assert_eq!(ari.ingress(), "chanws", "stored calls say how their media comes");
     let outcome = ari.originate(&request("c-1", "+15550100")).await;
     assert_eq!(outcome, DialOutcome::Accepted);
 

@@ -68,7 +68,7 @@ pub async fn originate(
     let route = req.route.unwrap_or_else(|| "default".into());
     if !dialer.knows_route(&route) {
         return Err(ApiError::bad_request(format!(
-            "route {route:?} has no AudioSocket listener here"
+            "route {route:?} has no AudioSocket listener here (the originator connects calls to one)"
         )));
     }
     let vars = match req.vars {
@@ -84,7 +84,7 @@ pub async fn originate(
         source,
         destination: destination.to_owned(),
         route,
-        ingress: "audiosocket".into(),
+        ingress: dialer.ingress().into(),
         at: Millis::now(),
     };
     let call = s.store.originate_call(&p.actor, &new).await?;

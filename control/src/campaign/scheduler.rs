@@ -104,7 +104,7 @@ async fn pass(store: &Store, dialer: &Arc<Dialer>, stats: &SchedulerStats) {
         }
     };
     for id in ids {
-        match store.dial_due_targets(&id, Millis::now()).await {
+        match store.dial_due_targets(&id, Millis::now(), dialer.ingress()).await {
             Ok(placed) => {
                 stats.dialed.fetch_add(placed.len() as u64, Relaxed);
                 for p in placed {

@@ -363,6 +363,13 @@ impl Originator for AriOriginator {
         self.media.is_none()
     }
 
+    fn ingress(&self) -> &'static str {
+        match self.media {
+            Some(_) => "chanws",
+            None => "audiosocket",
+        }
+    }
+
     fn attach_media(&self, media: Arc<dyn CallCommands>) {
         if let Some(m) = &self.media {
             m.attach_media(media);

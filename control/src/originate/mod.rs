@@ -88,6 +88,10 @@ pub trait Originator: Send + Sync + 'static {
     }
     /// The media plane, for originators that connect the media themselves.
     fn attach_media(&self, _media: Arc<dyn voxbridge_contract::commands::CallCommands>) {}
+    /// How the answered call's media arrives (the stored call's `ingress`).
+    fn ingress(&self) -> &'static str {
+        "audiosocket"
+    }
 }
 
 /// `[control.originate]`.
@@ -226,6 +230,11 @@ impl Dialer {
     /// The media plane, for an originator that connects media itself.
     pub fn attach_media(&self, media: Arc<dyn voxbridge_contract::commands::CallCommands>) {
         self.originator.attach_media(media);
+    }
+
+    /// How the calls it places get their media (`audiosocket`, `chanws`).
+    pub fn ingress(&self) -> &'static str {
+        self.originator.ingress()
     }
 
     /// Whether calls can be placed on `route`.

@@ -408,8 +408,14 @@ impl Store {
     /// allow (targets outside their window are moved to its next opening),
     /// each as a new `dialing` call in the same transaction, and completes
     /// a running campaign that has no target left. Returns the calls to
-    /// originate.
-    pub async fn dial_due_targets(&self, campaign_id: &str, now: Millis) -> Result<Vec<PlacedCall>> {
+    /// originate; `ingress` is how their media will arrive (the
+    /// originator's [`crate::originate::Originator::ingress`]).
+    pub async fn dial_due_targets(
+        &self,
+        campaign_id: &str,
+        now: Millis,
+        ingress: &str,
+    ) -> Result<Vec<PlacedCall>> {
         let lock = self.dialect().for_update();
         let mut tx = self.db.begin().await?;
         let (c, mut recent) = lock_campaign(tx.as_mut(), lock, None, campaign_id).await?;
@@ -482,7 +488,7 @@ impl Store {
                 source: c.source.clone(),
                 destination: t.destination.clone(),
                 route: c.route.clone(),
-                ingress: "audiosocket".into(),
+                ingress: ingress.to_owned(),
                 at: now,
             };
             let Some(call) = self.insert_call(tx.as_mut(), &new).await? else {
