@@ -387,9 +387,10 @@ fn asterisk_paced_bursts_go_at_once_inside_media_buffering() {
 
 #[test]
 fn asterisk_paced_legs_hold_audio_in_the_call_during_xoff() {
+    // A bot that sends 10 s at once, while Asterisk's queue is full.
     let mut bed = Bed::paced("slin", 320, Pacing::Asterisk);
     bed.asterisk_says("MEDIA_XOFF");
-    bed.bot_sends(bot_audio(3000, 1));
+    bed.bot_sends(bot_audio(10_000, 1));
     bed.ticks(10);
     assert!(bed.frames().is_empty(), "nothing sent during XOFF");
     assert_eq!(
@@ -400,9 +401,15 @@ fn asterisk_paced_legs_hold_audio_in_the_call_during_xoff() {
     bed.asterisk_says("MEDIA_XON");
     // At most BULK_DRAIN_FRAMES wait for the socket per wake-up.
     assert_eq!(samples(&bed.frames()).len(), BULK_DRAIN_FRAMES * 160);
-    bed.ticks(3);
+    // A second XOFF mid-burst holds the rest again.
+    bed.asterisk_says("MEDIA_XOFF");
+    bed.ticks(5);
+    assert_eq!(samples(&bed.frames()).len(), BULK_DRAIN_FRAMES * 160);
+    bed.asterisk_says("MEDIA_XON");
+    // 50 frames per tick while the socket takes them.
+    bed.ticks(10);
     let played = samples(&bed.frames());
-    assert_eq!(played.len(), 3000 * 8, "all 3 s went, none dropped");
+    assert_eq!(played.len(), 10_000 * 8, "all 10 s went, none dropped");
     assert!(played.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
 }
 
