@@ -69,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, Ok(v)) => Role::parse_env(&v)?,
         (None, Err(_)) => Role::All,
     };
+    check_role(role, &control)?;
     if args.check {
         println!("role: {}\n{config:#?}\n{control:#?}", role.name());
         return Ok(());
@@ -94,6 +95,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // abandoned: the process ends now.
     rt.shutdown_timeout(grace.min(Duration::from_secs(1)));
     result
+}
+
+/// Settings a role cannot carry out, refused before anything starts.
+fn check_role(role: Role, control: &ControlConfig) -> anyhow::Result<()> {
+    use voxbridge_control::originate::{ari::AriMediaKind, OriginatorKind};
+    let o = &control.originate;
+    if role == Role::Control && o.kind == OriginatorKind::Ari && o.ari.media == AriMediaKind::Websocket {
+        anyhow::bail!(
+            "[control.originate.ari] media = \"websocket\" connects each call's media from this process, \
+             so it needs the media plane here (role all); with --role control use media = \"audiosocket\""
+        );
+    }
+    Ok(())
 }
 
 /// What one `voxbridge serve` process runs.
@@ -315,5 +329,22 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_control_only_process_refuses_ari_websocket_media() {
+        let mut control = ControlConfig::default();
+        control.originate.kind = voxbridge_control::originate::OriginatorKind::Ari;
+        control.originate.ari.media = voxbridge_control::originate::ari::AriMediaKind::Websocket;
+        let e = check_role(Role::Control, &control).expect_err("refused");
+        assert!(e.to_string().contains("role all"), "{e}");
+        assert!(check_role(Role::All, &control).is_ok());
+        control.originate.ari.media = voxbridge_control::originate::ari::AriMediaKind::Audiosocket;
+        assert!(check_role(Role::Control, &control).is_ok());
     }
 }
