@@ -91,6 +91,34 @@ fn signal(samples: usize) -> Vec<i16> {
         .collect()
 }
 
+/// `pcm` to the daemon in Asterisk's 20 ms slin16 frames.
+async fn send_slin16(ws: &mut Ws, pcm: &[i16]) {
+    for frame in pcm.chunks(320) {
+        let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
+        ws.send(Message::Binary(bytes.into())).await.expect("frame");
+    }
+}
+
+/// The first `len` samples of bot audio coming back (from its first
+/// non-zero sample), checking each message is one 640-byte slin16 frame.
+async fn echo_of(ws: &mut Ws, len: usize) -> Vec<i16> {
+    let mut heard: Vec<i16> = Vec::new();
+    loop {
+        match next(ws).await.expect("the daemon keeps sending") {
+            Message::Binary(b) => {
+                assert_eq!(b.len(), 640, "optimal_frame_size bytes per message");
+                heard.extend(b.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]])));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        if let Some(start) = heard.iter().position(|&s| s != 0) {
+            if heard.len() - start >= len {
+                return heard[start..start + len].to_vec();
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn slin16_round_trip_is_bit_exact_and_asterisk_hangs_up() {
     let bot_url = echo_bot().await;
@@ -118,27 +146,11 @@ async fn slin16_round_trip_is_bit_exact_and_asterisk_hangs_up() {
 
     // 2 s of caller audio in Asterisk's 20 ms frames.
     let sent = signal(32_000);
-    for frame in sent.chunks(320) {
-        let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
-        ws.send(Message::Binary(bytes.into())).await.expect("frame");
-    }
-    // What comes back: one 640-byte frame per tick; the echo appears intact.
-    let mut heard: Vec<i16> = Vec::new();
-    let echoed = loop {
-        match next(&mut ws).await.expect("the daemon keeps sending") {
-            Message::Binary(b) => {
-                assert_eq!(b.len(), 640, "optimal_frame_size bytes per message");
-                heard.extend(b.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]])));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        if let Some(start) = heard.iter().position(|&s| s != 0) {
-            if heard.len() - start >= sent.len() {
-                break heard[start..start + sent.len()].to_vec();
-            }
-        }
-    };
-    assert!(echoed == sent, "the round trip is bit-exact at slin16");
+    send_slin16(&mut ws, &sent).await;
+    assert!(
+        echo_of(&mut ws, sent.len()).await == sent,
+        "the round trip is bit-exact at slin16"
+    );
 
     // Asterisk hangs up: it closes the WebSocket.
     ws.close(None).await.expect("close");
@@ -287,23 +299,11 @@ async fn we_dial_asterisk_in_server_mode_and_the_call_runs_bit_exact() {
     );
 
     let sent = signal(16_000);
-    for frame in sent.chunks(320) {
-        let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
-        ws.send(Message::Binary(bytes.into())).await.expect("frame");
-    }
-    let mut heard: Vec<i16> = Vec::new();
-    let echoed = loop {
-        match next(&mut ws).await.expect("the daemon keeps sending") {
-            Message::Binary(b) => heard.extend(b.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]]))),
-            other => panic!("unexpected {other:?}"),
-        }
-        if let Some(start) = heard.iter().position(|&s| s != 0) {
-            if heard.len() - start >= sent.len() {
-                break heard[start..start + sent.len()].to_vec();
-            }
-        }
-    };
-    assert!(echoed == sent, "the round trip is bit-exact at slin16");
+    send_slin16(&mut ws, &sent).await;
+    assert!(
+        echo_of(&mut ws, sent.len()).await == sent,
+        "the round trip is bit-exact at slin16"
+    );
     // Asterisk hangs the channel up (ARI tore the bridge down).
     ws.close(None).await.expect("close");
     assert_eq!(ended_with(&mut d).await, HangupCause::CallerHangup);

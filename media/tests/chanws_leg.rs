@@ -158,6 +158,14 @@ impl Bed {
     }
 }
 
+/// A bot's Twilio mark named `name`.
+fn mark(name: &str) -> BotCommand<'static> {
+    BotCommand::Mark {
+        stream_sid: "MZ".into(),
+        name: name.to_string().into(),
+    }
+}
+
 /// `ms` of 8 kHz bot audio (a ramp, so frames can be told apart) as a Twilio media command.
 fn bot_audio(ms: usize, first: i16) -> BotCommand<'static> {
     let pcm: Vec<i16> = (0..ms * 8).map(|i| first.wrapping_add(i as i16)).collect();
@@ -222,10 +230,7 @@ fn xoff_past_the_cap_drops_and_counts() {
 fn a_mark_returns_to_the_bot_only_once_asterisk_played_it() {
     let mut bed = Bed::new("slin", 320);
     bed.bot_sends(bot_audio(100, 1000));
-    bed.bot_sends(BotCommand::Mark {
-        stream_sid: "MZ".into(),
-        name: "greeting".into(),
-    });
+    bed.bot_sends(mark("greeting"));
     bed.ticks(10);
     // The mark follows the audio's last frame toward Asterisk...
     let mark_at = bed
@@ -254,10 +259,6 @@ fn a_mark_returns_to_the_bot_only_once_asterisk_played_it() {
 #[test]
 fn a_channel_that_refuses_marks_gets_them_echoed_as_their_audio_goes() {
     let mut bed = Bed::new("slin", 320);
-    let mark = |name: &str| BotCommand::Mark {
-        stream_sid: "MZ".into(),
-        name: name.to_string().into(),
-    };
     bed.bot_sends(bot_audio(40, 1));
     bed.bot_sends(mark("first"));
     bed.ticks(5);
@@ -277,10 +278,7 @@ fn a_channel_that_refuses_marks_gets_them_echoed_as_their_audio_goes() {
 fn barge_in_flushes_asterisk_and_drops_what_was_held() {
     let mut bed = Bed::new("slin", 320);
     bed.bot_sends(bot_audio(1000, 1));
-    bed.bot_sends(BotCommand::Mark {
-        stream_sid: "MZ".into(),
-        name: "long".into(),
-    });
+    bed.bot_sends(mark("long"));
     bed.asterisk_says("MEDIA_XOFF");
     bed.ticks(5);
     assert_eq!(bed.leg.held_frames(), 5);
@@ -416,10 +414,6 @@ fn asterisk_paced_legs_hold_audio_in_the_call_during_xoff() {
 #[test]
 fn asterisk_paced_marks_follow_their_audio_and_barge_in_flushes() {
     let mut bed = Bed::paced("slin", 320, Pacing::Asterisk);
-    let mark = |name: &str| BotCommand::Mark {
-        stream_sid: "MZ".into(),
-        name: name.to_string().into(),
-    };
     bed.bot_sends(bot_audio(100, 1));
     bed.bot_sends(mark("first"));
     bed.bot_sends(bot_audio(100, 1));

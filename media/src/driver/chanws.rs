@@ -273,9 +273,7 @@ impl MediaDialer {
         if !(dial.url.starts_with("ws://") || dial.url.starts_with("wss://")) {
             return Err(format!("{:?} is not a ws:// or wss:// URL", dial.url));
         }
-        if ctx.metrics.active_calls.load(Relaxed) >= self.max_calls as i64 {
-            ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
-            ctx.metrics.hangup(HangupCause::Overload);
+        if super::server::over_limit(&ctx.metrics, self.max_calls, &dial.url) {
             return Err(format!("call limit reached ({})", self.max_calls));
         }
         let (stop, registered) = self.calls.claim(&dial.call_id).ok_or_else(|| {

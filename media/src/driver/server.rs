@@ -403,7 +403,7 @@ async fn accept(
 
 /// Whether the call limit is reached; if so the refusal is counted and
 /// logged (the caller's listener tells the peer in its own protocol).
-fn over_limit(metrics: &Metrics, max_calls: usize, peer: SocketAddr) -> bool {
+pub(crate) fn over_limit(metrics: &Metrics, max_calls: usize, peer: impl std::fmt::Display) -> bool {
     if metrics.active_calls.load(Relaxed) < max_calls as i64 {
         return false;
     }
