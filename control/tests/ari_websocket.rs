@@ -8,7 +8,7 @@
 
 use axum::extract::ws::{Message as AxMessage, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::Router;
@@ -29,8 +29,12 @@ struct Seen {
 struct Fake {
     seen: mpsc::UnboundedSender<Seen>,
     events: broadcast::Sender<String>,
-    /// The events WebSocket's `app` and `api_key`.
-    events_query: Arc<Mutex<Option<String>>>,
+    /// The events WebSocket's query and `Authorization` header.
+    events_query: Arc<Mutex<Option<(String, String)>>>,
+    /// Closes the events WebSockets (Asterisk restarting, a network cut).
+    kick: broadcast::Sender<()>,
+    /// What `GET /ari/channels` lists.
+    live: Arc<Mutex<Vec<String>>>,
 }
 
 fn destroyed(channel: &str, cause: i64, text: &str) -> String {
@@ -85,6 +89,16 @@ async fn rest(
             });
             r#"{"id":"x","state":"Down"}"#.to_string().into_response()
         }
+        (Method::GET, "/ari/channels") => {
+            let live: Vec<serde_json::Value> = f
+                .live
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(|id| serde_json::json!({"id": id, "name": "PJSIP/trunk-00000001", "state": "Up"}))
+                .collect();
+            serde_json::Value::Array(live).to_string().into_response()
+        }
         (Method::POST, "/ari/channels/externalMedia") => serde_json::json!({
             "id": get("channelId"), "name": "WebSocket/INCOMING-00000001", "state": "Down",
             "channelvars": {"MEDIA_WEBSOCKET_CONNECTION_ID": "4f8a2c1e-7d3b-4c2a-9e1f-0a1b2c3d4e5f",
@@ -95,13 +109,30 @@ async fn rest(
     }
 }
 
-async fn events(State(f): State<Fake>, RawQuery(q): RawQuery, ws: WebSocketUpgrade) -> impl IntoResponse {
-    *f.events_query.lock().expect("lock") = q;
+async fn events(
+    State(f): State<Fake>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> impl IntoResponse {
+    let auth = headers
+        .get("authorization")
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    *f.events_query.lock().expect("lock") = Some((q.unwrap_or_default(), auth));
     let mut rx = f.events.subscribe();
+    let mut kick = f.kick.subscribe();
     ws.on_upgrade(move |mut socket| async move {
-        while let Ok(e) = rx.recv().await {
-            if socket.send(AxMessage::Text(e.into())).await.is_err() {
-                return;
+        loop {
+            tokio::select! {
+                e = rx.recv() => {
+                    let Ok(e) = e else { return };
+                    if socket.send(AxMessage::Text(e.into())).await.is_err() {
+                        return;
+                    }
+                }
+                _ = kick.recv() => return,
             }
         }
     })
@@ -113,6 +144,8 @@ async fn fake_ari() -> (String, Fake, mpsc::UnboundedReceiver<Seen>) {
         seen: tx,
         events: broadcast::channel(16).0,
         events_query: Arc::default(),
+        kick: broadcast::channel(4).0,
+        live: Arc::default(),
     };
     let app = Router::new()
         .route("/ari/events", get(events))
@@ -196,16 +229,15 @@ async fn an_answered_callee_is_bridged_to_a_media_websocket_the_media_plane_dial
     let outcome = ari.originate(&request("c-1", "+15550100")).await;
     assert_eq!(outcome, DialOutcome::Accepted);
 
-    let q = fake
+    let (q, auth) = fake
         .events_query
         .lock()
         .expect("lock")
         .clone()
         .unwrap_or_default();
-    assert!(
-        q.contains("app=voxbridge") && q.contains("api_key=vox%3As3cret"),
-        "{q}"
-    );
+    assert_eq!(q, "app=voxbridge", "no credentials in the URL");
+    // base64("vox:s3cret")
+    assert_eq!(auth, "Basic dm94OnMzY3JldA==");
 
     let originate = seen.recv().await.expect("originate");
     assert_eq!(
@@ -316,4 +348,41 @@ async fn without_a_media_plane_or_with_bad_settings_it_refuses() {
         .expect_err("refused");
         assert!(e.to_string().contains("[control.originate.ari]"), "{e}");
     }
+}
+
+#[tokio::test]
+async fn a_hangup_missed_while_the_events_websocket_was_down_is_found_on_reconnect() {
+    let (url, fake, mut seen) = fake_ari().await;
+    let (ari, _media) = originator(&url, &fake);
+    assert_eq!(
+        ari.originate(&request("c-4", "+15550100")).await,
+        DialOutcome::Accepted
+    );
+    let mut setup = Vec::new();
+    while setup.len() < 4 {
+        setup.push(seen.recv().await.expect("setup").path);
+    }
+    assert_eq!(
+        setup.last().map(String::as_str),
+        Some("/ari/bridges/c-4/addChannel")
+    );
+
+    // The events WebSocket drops; meanwhile the callee hangs up, and its
+    // ChannelDestroyed is never seen. Only the media channel is left.
+    *fake.live.lock().expect("lock") = vec!["c-4-media".into(), "other-call".into()];
+    let _ = fake.kick.send(());
+
+    // On reconnect the originator lists the channels and ends the call.
+    let list = seen.recv().await.expect("channel list");
+    assert_eq!((list.method, list.path.as_str()), (Method::GET, "/ari/channels"));
+    let mut deleted = Vec::new();
+    while deleted.len() < 3 {
+        let r = seen.recv().await.expect("teardown");
+        assert_eq!(r.method, Method::DELETE, "{r:?}");
+        deleted.push(r.path);
+    }
+    assert_eq!(
+        deleted,
+        vec!["/ari/channels/c-4", "/ari/channels/c-4-media", "/ari/bridges/c-4"]
+    );
 }

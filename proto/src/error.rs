@@ -101,6 +101,9 @@ pub enum ProtoError {
     /// An Asterisk WebSocket channel text message that cannot be used.
     #[error("chan_websocket: {0}")]
     ChanWs(String),
+    /// A WebSocket handshake or frame that breaks RFC 6455.
+    #[error("websocket: {0}")]
+    WebSocket(String),
     /// Base64 payload that does not decode.
     #[error("base64: {0}")]
     Base64(String),

@@ -16,6 +16,7 @@
 //! | [`envelope`] | the control plane's event envelope (JSON Schema in `schema/`) |
 //! | [`sdp`] | SDP offer/answer for one audio stream (RFC 4566/3264) |
 //! | [`wav`] | WAV headers |
+//! | [`websocket`] | RFC 6455 handshake and framing |
 #![forbid(unsafe_code)]
 
 pub mod audiosocket;
@@ -29,5 +30,6 @@ pub mod rtp;
 pub mod sdp;
 pub mod twilio;
 pub mod wav;
+pub mod websocket;
 
 pub use error::ProtoError;

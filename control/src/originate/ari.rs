@@ -150,6 +150,9 @@ impl AriOriginator {
             cfg: cfg.clone(),
             client,
         };
+        if cfg.media == AriMediaKind::Websocket {
+            rest.events_request().map_err(bad)?;
+        }
         let media = (cfg.media == AriMediaKind::Websocket).then(|| AriMedia::new(rest.clone()));
         Ok(AriOriginator { rest, media })
     }
@@ -188,14 +191,34 @@ impl AriRest {
         }
     }
 
-    /// The events WebSocket of the application (`api_key` authentication).
+    /// The events WebSocket of the application. The credentials go in an
+    /// `Authorization: Basic` header ([`Self::events_request`]), never in
+    /// the URL, where proxies and access logs would keep them.
     pub(crate) fn events_url(&self) -> String {
-        let key = format!("{}:{}", self.cfg.username, self.cfg.password.expose());
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("app", self.cfg.app_name())
-            .append_pair("api_key", &key)
             .finish();
         format!("{}/ari/events?{query}", self.media_base())
+    }
+
+    /// The events WebSocket's upgrade request, with the ARI user's HTTP
+    /// Basic credentials (res_ari checks them before `api_key`).
+    pub(crate) fn events_request(
+        &self,
+    ) -> std::result::Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
+        use base64::Engine as _;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut req = self
+            .events_url()
+            .into_client_request()
+            .map_err(|e| format!("ARI events URL: {e}"))?;
+        let pair = format!("{}:{}", self.cfg.username, self.cfg.password.expose());
+        let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+        let value = value
+            .parse()
+            .map_err(|_| "ARI credentials do not fit an HTTP header".to_owned())?;
+        req.headers_mut().insert("authorization", value);
+        Ok(req)
     }
 
     /// The query of `POST /ari/channels` for `req`, in the order sent.
@@ -327,6 +350,14 @@ impl AriRest {
             .post(format!("{}/ari/bridges/{id}/addChannel", self.base()))
             .query(&[("channel", channels.join(","))]);
         self.send(rb, "addChannel").await.map(drop)
+    }
+
+    /// `GET /ari/channels`: the ids of the channels that exist now.
+    pub(crate) async fn channel_ids(&self) -> std::result::Result<std::collections::HashSet<String>, String> {
+        let body = self
+            .send(self.client.get(self.channels()), "channel list")
+            .await?;
+        super::ari_media::channel_ids_of(&body)
     }
 
     /// `DELETE /ari/channels/<id>` (gone already is fine).

@@ -23,6 +23,9 @@
 //! 4. Either channel destroyed later ends the other and the bridge, so a
 //!    callee hangup reaches the bot (Asterisk closes the media WebSocket)
 //!    and a bot hangup reaches the callee.
+//! 5. Events missed while the events WebSocket was down are made up for
+//!    when it reconnects: `GET /ari/channels`, and every bridged call with
+//!    a channel gone is torn down like step 4 ([`stale_calls`]).
 //!
 //! What the events mean is [`AriEvent::parse`], a pure function with
 //! known-answer tests; this file's tasks only carry requests and events.
@@ -119,6 +122,43 @@ pub fn connection_id_of(body: &str) -> Result<String, String> {
         .ok_or_else(|| "ARI externalMedia answer has no usable MEDIA_WEBSOCKET_CONNECTION_ID".into())
 }
 
+/// The ids in a `GET /ari/channels` answer (a JSON array of channels).
+pub fn channel_ids_of(body: &str) -> Result<HashSet<String>, String> {
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("ARI channel list: {e}"))?;
+    let list = v.as_array().ok_or("ARI channel list is not a JSON array")?;
+    Ok(list
+        .iter()
+        .filter_map(|c| c.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+        .collect())
+}
+
+/// The bridged calls to tear down, given the channels that exist (`live`):
+/// a call whose callee channel is gone, or whose media channel is gone once
+/// its bridge was complete (while it is being built the media channel may
+/// not exist yet). Sorted, for a stable order.
+pub fn stale_calls(bridged: &HashMap<String, Bridge>, live: &HashSet<String>) -> Vec<String> {
+    let mut stale: Vec<String> = bridged
+        .iter()
+        .filter(|(call_id, bridge)| {
+            !live.contains(call_id.as_str())
+                || (**bridge == Bridge::Complete
+                    && !live.contains(&format!("{call_id}{MEDIA_CHANNEL_SUFFIX}")))
+        })
+        .map(|(call_id, _)| call_id.clone())
+        .collect();
+    stale.sort();
+    stale
+}
+
+/// How far a bridged call's set-up is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bridge {
+    /// Bridge, media channel and media connection are being built.
+    Building,
+    /// Both channels are in the bridge.
+    Complete,
+}
+
 /// The dial outcome of a callee destroyed before it answered, by Q.850 cause.
 pub fn outcome_of_cause(cause: i64, cause_txt: &str) -> DialOutcome {
     match cause {
@@ -153,8 +193,8 @@ enum Answer {
 struct Calls {
     /// Callees ringing, by call id.
     ringing: HashMap<String, oneshot::Sender<Answer>>,
-    /// Calls whose bridge stands, by call id.
-    bridged: HashSet<String>,
+    /// Calls whose bridge is built or standing, by call id.
+    bridged: HashMap<String, Bridge>,
 }
 
 /// The websocket-media mode of the ARI originator.
@@ -235,7 +275,7 @@ impl AriMedia {
     async fn connect_media(&self, req: &DialRequest, media: &dyn CallCommands) -> Result<(), String> {
         let call_id = &req.call_id;
         let media_channel = format!("{call_id}{MEDIA_CHANNEL_SUFFIX}");
-        self.lock().bridged.insert(call_id.clone());
+        self.lock().bridged.insert(call_id.clone(), Bridge::Building);
         self.rest.create_bridge(call_id).await?;
         let (up_tx, media_up) = oneshot::channel();
         self.lock().ringing.insert(media_channel.clone(), up_tx);
@@ -244,7 +284,40 @@ impl AriMedia {
             .await;
         self.lock().ringing.remove(&media_channel);
         connected?;
-        self.rest.add_to_bridge(call_id, &[call_id, &media_channel]).await
+        self.rest
+            .add_to_bridge(call_id, &[call_id, &media_channel])
+            .await?;
+        if let Some(b) = self.lock().bridged.get_mut(call_id) {
+            *b = Bridge::Complete;
+        }
+        Ok(())
+    }
+
+    /// Step 5: after a reconnect of the events WebSocket, tears down the
+    /// calls whose `ChannelDestroyed` may have been missed.
+    async fn reconcile(self: &Arc<Self>) {
+        if self.lock().bridged.is_empty() {
+            return;
+        }
+        let live = match self.rest.channel_ids().await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(error = %e, "ARI: cannot list channels to find calls ended while disconnected");
+                return;
+            }
+        };
+        let stale = {
+            let mut calls = self.lock();
+            let stale = stale_calls(&calls.bridged, &live);
+            for call_id in &stale {
+                calls.bridged.remove(call_id);
+            }
+            stale
+        };
+        for call_id in stale {
+            tracing::info!(call_id = %call_id, "ARI: a channel of this call ended while the events WebSocket was down; tearing down");
+            self.tear_down(&call_id).await;
+        }
     }
 
     /// `externalMedia`, the media plane's connection, and the media
@@ -326,7 +399,7 @@ impl AriMedia {
                 let mut calls = self.lock();
                 if let Some(tx) = calls.ringing.remove(&channel_id) {
                     let _ = tx.send(Answer::Gone(outcome_of_cause(cause, &cause_txt)));
-                } else if calls.bridged.remove(&call_id) {
+                } else if calls.bridged.remove(&call_id).is_some() {
                     drop(calls);
                     let me = self.clone();
                     tokio::spawn(async move { me.tear_down(&call_id).await });
@@ -341,13 +414,23 @@ impl AriMedia {
 /// and hands each event to [`AriMedia::on_event`].
 async fn events_loop(me: Arc<AriMedia>) {
     let mut backoff = Duration::from_millis(100);
-    let url = me.rest.events_url();
     loop {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
+        let request = match me.rest.events_request() {
+            Ok(r) => r,
+            Err(e) => {
+                // Settings checked at start make this unreachable; say so
+                // loudly rather than spin.
+                tracing::error!(error = %e, "ARI events WebSocket: cannot build the request");
+                return;
+            }
+        };
+        match tokio_tungstenite::connect_async(request).await {
             Ok((mut ws, _)) => {
                 tracing::info!(app = %me.cfg().app_name(), "ARI events connected");
                 me.connected.send_replace(true);
                 backoff = Duration::from_millis(100);
+                let me2 = me.clone();
+                tokio::spawn(async move { me2.reconcile().await });
                 while let Some(msg) = ws.next().await {
                     match msg {
                         Ok(Message::Text(t)) => {
@@ -372,6 +455,29 @@ async fn events_loop(me: Arc<AriMedia>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_with_a_channel_gone_are_stale() {
+        let live = channel_ids_of(
+            r#"[{"id":"a","name":"PJSIP/t-1","state":"Up"},{"id":"a-media","state":"Up"},
+                {"id":"b","state":"Up"},{"id":"c-media","state":"Up"},{"id":"d","state":"Up"},{"name":"no id"}]"#,
+        )
+        .expect("list");
+        let bridged: HashMap<String, Bridge> = [
+            ("a", Bridge::Complete), // both channels up
+            ("b", Bridge::Complete), // media channel gone
+            ("c", Bridge::Complete), // callee gone
+            ("d", Bridge::Building), // media channel not made yet
+            ("e", Bridge::Building), // callee gone while building
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(stale_calls(&bridged, &live), vec!["b", "c", "e"]);
+        for bad in ["", "{}", r#"{"id":"a"}"#, "[1"] {
+            assert!(channel_ids_of(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn events_as_asterisk_sends_them() {
