@@ -685,4 +685,62 @@ mod tests {
             assert_eq!(fast, slow, "{len}");
         }
     }
+
+    proptest::proptest! {
+        // Any bytes, cut anywhere: messages or an error, never a panic, and
+        // the same messages whether they arrive at once or in two reads.
+        #[test]
+        fn any_bytes_in_any_split(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            cut in 0usize..600,
+            server in proptest::bool::ANY,
+        ) {
+            let role = if server { Role::Server } else { Role::Client };
+            let whole = drain(role, &[&data]);
+            let cut = cut.min(data.len());
+            let split = drain(role, &[&data[..cut], &data[cut..]]);
+            proptest::prop_assert_eq!(whole, split);
+            let _ = accept(&data);
+            let _ = client_confirm(&data, "dGhlIHNhbXBsZSBub25jZQ==");
+        }
+
+        // Frames we write, fragmented by size and split at any byte, come
+        // back as the same messages.
+        #[test]
+        fn written_frames_read_back(
+            payloads in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 1..6),
+            mask in proptest::option::of(proptest::array::uniform4(proptest::num::u8::ANY)),
+            cut in 0usize..2000,
+        ) {
+            let role = if mask.is_some() { Role::Server } else { Role::Client };
+            let mut out = BytesMut::new();
+            for p in &payloads {
+                encode(&mut out, Opcode::Binary, p, mask);
+            }
+            let cut = cut.min(out.len());
+            let (got, err) = drain(role, &[&out[..cut], &out[cut..]]);
+            proptest::prop_assert!(err.is_none(), "{:?}", err);
+            let want: Vec<Message> = payloads.into_iter().map(|p| Message::Binary(Bytes::from(p))).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    /// Decodes `reads` fed one after another: the messages, and the error
+    /// that ended them if one did.
+    fn drain(role: Role, reads: &[&[u8]]) -> (Vec<Message>, Option<ProtoError>) {
+        let mut d = Decoder::new(role, 1 << 12);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for r in reads {
+            buf.extend_from_slice(r);
+            loop {
+                match d.decode(&mut buf) {
+                    Ok(Some(m)) => got.push(m),
+                    Ok(None) => break,
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+        }
+        (got, None)
+    }
 }

@@ -15,30 +15,24 @@
 
 use super::botlink;
 use super::call_task::{drive, start_call, CallContext, Leg};
+use super::wsconn::{MediaSocket, WsConn};
 use crate::commands::CallRegistry;
 use crate::error::MediaError;
 use crate::events::{CallInfo, HangupCause};
 use crate::metrics::Metrics;
-use crate::sansio::botcodec::Outgoing;
 use crate::sansio::call::{Call, Tick};
 use crate::sansio::chanws::{ChanWsLeg as LegState, TextOutcome};
-use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::MaybeTlsStream;
 use tokio_util::task::TaskTracker;
 use voxbridge_contract::commands::{AsteriskMediaDial, DialDone};
 use voxbridge_proto::chanws::{Event, MediaStart};
+use voxbridge_proto::websocket::Message;
 
 /// The subprotocol Asterisk's media WebSocket speaks.
 pub const SUBPROTOCOL: &str = "media";
@@ -46,10 +40,8 @@ pub const SUBPROTOCOL: &str = "media";
 /// its socket took nothing for 2 s.
 const STALLED_FRAMES: usize = 100;
 
-type Ws = botlink::Ws;
-
 pub(crate) struct ChanWsLeg {
-    ws: Ws,
+    ws: MediaSocket,
     state: LegState,
     metrics: Arc<Metrics>,
     /// A message `ready` read and `input` has not handled yet.
@@ -64,7 +56,7 @@ pub(crate) struct ChanWsLeg {
 
 /// What the handshake learned about the connection.
 pub(crate) struct Upgraded {
-    ws: Ws,
+    ws: MediaSocket,
     /// The route the URL picked.
     pub route: String,
     query: BTreeMap<String, String>,
@@ -72,51 +64,32 @@ pub(crate) struct Upgraded {
 
 /// Upgrades `sock` (Asterisk's connection): the route from the URL among
 /// `routes` (else `default_route`), and the query parameters.
-// The handshake callback's error type is tungstenite's (an HTTP response).
-#[allow(clippy::result_large_err)]
 pub(crate) async fn upgrade(
     sock: TcpStream,
     routes: &[String],
     default_route: &str,
 ) -> Result<Upgraded, MediaError> {
     let mut picked: Option<(String, BTreeMap<String, String>)> = None;
-    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-        let uri = req.uri();
-        let query = parse_query(uri.query().unwrap_or(""));
-        let segment = uri.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("");
+    let decide = |up: &voxbridge_proto::websocket::Upgrade| {
+        let query = parse_query(up.query());
+        let segment = up.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("");
         let route = match query.get("route") {
             Some(r) if routes.contains(r) => r.clone(),
-            Some(r) => {
-                let mut e = ErrorResponse::new(Some(format!("no route {r:?}")));
-                *e.status_mut() = StatusCode::NOT_FOUND;
-                return Err(e);
-            }
+            Some(r) => return Err((404, format!("no route {r:?}"))),
             None if routes.iter().any(|r| r == segment) => segment.to_string(),
             None => default_route.to_string(),
         };
-        let offered = req
-            .headers()
-            .get_all("Sec-WebSocket-Protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == SUBPROTOCOL);
-        if offered {
-            resp.headers_mut()
-                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
-        }
+        let offered = up.protocols.iter().any(|p| p == SUBPROTOCOL);
         picked = Some((route, query));
-        Ok(resp)
+        Ok(offered.then_some(SUBPROTOCOL))
     };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(
-        MaybeTlsStream::Plain(sock),
-        callback,
-        Some(botlink::ws_config()),
-    )
-    .await
-    .map_err(|e| MediaError::CallerProtocol(format!("WebSocket upgrade: {e}")))?;
+    let (conn, _) = WsConn::accept(sock, decide).await?;
     let (route, query) = picked.ok_or_else(|| MediaError::CallerProtocol("no upgrade request".into()))?;
-    Ok(Upgraded { ws, route, query })
+    Ok(Upgraded {
+        ws: MediaSocket::Plain(Box::new(conn)),
+        route,
+        query,
+    })
 }
 
 /// `a=1&b=two%20words` as pairs (percent-decoded; `+` is a space).
@@ -155,14 +128,14 @@ fn percent_decode(s: &str) -> String {
 /// Waits for `MEDIA_START` (the first text message); binary before it is
 /// ignored, anything else refused.
 pub(crate) async fn media_start(
-    ws: &mut Ws,
+    ws: &mut MediaSocket,
     timeout: Duration,
 ) -> Result<(MediaStart, voxbridge_proto::chanws::ControlFormat), MediaError> {
     let wait = async {
         loop {
             match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    return match Event::parse(t.as_str()) {
+                Ok(m @ Message::Text(_)) => {
+                    return match Event::parse(m.text().unwrap_or_default()) {
                         Ok((Event::MediaStart(m), f)) => Ok((m, f)),
                         Ok((other, _)) => Err(MediaError::CallerProtocol(format!(
                             "expected MEDIA_START first, got {other:?}"
@@ -170,11 +143,14 @@ pub(crate) async fn media_start(
                         Err(e) => Err(MediaError::CallerProtocol(format!("first text message: {e}"))),
                     };
                 }
-                Some(Ok(Message::Close(_))) | None => {
+                Ok(Message::Close(_)) => {
                     return Err(MediaError::CallerProtocol("closed before MEDIA_START".into()))
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(MediaError::CallerProtocol(format!("before MEDIA_START: {e}"))),
+                Ok(_) => {
+                    // A pong to answer an early ping.
+                    ws.flush()?;
+                }
+                Err(e) => return Err(MediaError::CallerProtocol(format!("before MEDIA_START: {e}"))),
             }
         }
     };
@@ -214,7 +190,7 @@ pub(crate) async fn run(
             ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
             ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
             tracing::warn!(%peer, error = %e, "chan_websocket connection refused");
-            let _ = ws.close(None).await;
+            let _ = tokio::time::timeout(timeout, ws.close()).await;
             return;
         }
     };
@@ -229,7 +205,7 @@ pub(crate) async fn run(
         ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
         ctx.metrics.duplicate_call_ids.fetch_add(1, Relaxed);
         tracing::warn!(%peer, %call_id, "chan_websocket connection refused: call id in use");
-        let _ = ws.close(None).await;
+        let _ = tokio::time::timeout(timeout, ws.close()).await;
         return;
     };
     let params = query
@@ -311,22 +287,16 @@ impl MediaDialer {
 
 /// Connects to Asterisk's `/media/<connection id>` offering the `media`
 /// subprotocol.
-async fn connect(url: &str, timeout: Duration) -> Result<Ws, MediaError> {
-    let mut req = url
-        .into_client_request()
-        .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket URL {url:?}: {e}")))?;
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
-    let connecting = tokio_tungstenite::connect_async_with_config(req, Some(botlink::ws_config()), true);
-    let (ws, _) = tokio::time::timeout(timeout, connecting)
+async fn connect(url: &str, timeout: Duration) -> Result<MediaSocket, MediaError> {
+    tokio::time::timeout(timeout, MediaSocket::connect(url, SUBPROTOCOL))
         .await
-        .map_err(|_| MediaError::CallerProtocol(format!("no media WebSocket from {url} within {timeout:?}")))?
-        .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket {url}: {e}")))?;
-    Ok(ws)
+        .map_err(|_| {
+            MediaError::CallerProtocol(format!("no media WebSocket from {url} within {timeout:?}"))
+        })?
 }
 
 fn prepare(
-    ws: Ws,
+    ws: MediaSocket,
     start: &MediaStart,
     state: LegState,
     extra: BTreeMap<String, String>,
@@ -369,8 +339,8 @@ impl ChanWsLeg {
     pub(super) async fn ready(&mut self) -> Result<(), HangupCause> {
         if self.pending.is_none() {
             match self.ws.next().await {
-                Some(Ok(m)) => self.pending = Some(m),
-                Some(Err(_)) | None => return Err(HangupCause::CallerGone),
+                Ok(m) => self.pending = Some(m),
+                Err(_) => return Err(HangupCause::CallerGone),
             }
         }
         Ok(())
@@ -384,13 +354,13 @@ impl ChanWsLeg {
         self.pinged = false;
         match m {
             Message::Binary(b) => self.state.binary(call, &b, now),
-            Message::Text(t) => {
-                let outcome = self.state.text(call, t.as_str(), now);
+            m @ Message::Text(_) => {
+                let outcome = self.state.text(call, m.text().unwrap_or_default(), now);
                 self.note(call, outcome);
             }
             // Asterisk closes the WebSocket when the channel hangs up.
             Message::Close(_) => return Err(HangupCause::CallerHangup),
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            Message::Ping(_) | Message::Pong(_) => {}
         }
         self.service(call)?;
         match call.ended() {
@@ -430,8 +400,7 @@ impl ChanWsLeg {
     fn write_out(&mut self) -> Result<(), HangupCause> {
         let mut wrote = false;
         while let Some(o) = self.state.next_out() {
-            let o: Outgoing = o.clone();
-            match botlink::queue(&mut self.ws, o) {
+            match self.ws.queue(o) {
                 Ok(botlink::Queued::Taken) => {
                     self.state.sent_out();
                     wrote = true;
@@ -440,8 +409,8 @@ impl ChanWsLeg {
                 Err(_) => return Err(HangupCause::CallerGone),
             }
         }
-        if wrote || self.state.held_frames() > 0 {
-            botlink::flush(&mut self.ws).map_err(|_| HangupCause::CallerGone)?;
+        if wrote || self.state.held_frames() > 0 || self.ws.has_unsent() {
+            self.ws.flush().map_err(|_| HangupCause::CallerGone)?;
         }
         Ok(())
     }
@@ -458,8 +427,8 @@ impl ChanWsLeg {
         }
         if quiet >= self.media_timeout / 2 && !self.pinged {
             self.pinged = true;
-            let _ = Pin::new(&mut self.ws).start_send(Message::Ping(bytes::Bytes::new()));
-            botlink::flush(&mut self.ws).map_err(|_| HangupCause::CallerGone)?;
+            self.ws.ping();
+            self.ws.flush().map_err(|_| HangupCause::CallerGone)?;
         }
         self.state.tick(call, tick);
         self.write_out()?;
@@ -490,8 +459,7 @@ impl ChanWsLeg {
         }
         // A close frame, best effort and without waiting: Asterisk hangs the
         // channel up on it (the TCP connection closes when the leg is dropped).
-        let _ = Pin::new(&mut self.ws).start_send(Message::Close(None));
-        let _ = self.ws.flush().now_or_never();
+        self.ws.close_now();
     }
 }
 

@@ -1,6 +1,6 @@
 //! The tokio half of the media engine: sockets, tasks and the clock. Each
 //! call runs as one task ([`call_task`]) that owns its caller leg's I/O
-//! ([`audiosocket`], [`rtp`], [`chanws`]), its bot WebSocket ([`botlink`]) and the
+//! ([`audiosocket`], [`rtp`], [`chanws`] on [`wsconn`]), its bot WebSocket ([`botlink`]) and the
 //! sans-IO `Call` they feed. [`server`] accepts AudioSocket and chan_websocket connections and
 //! drains calls on shutdown, [`sessions`] creates RTP calls, [`net`] batches
 //! the shared UDP port's I/O. A new ingress is one more leg here (its I/O)
@@ -14,3 +14,4 @@ pub mod net;
 pub(crate) mod rtp;
 pub mod server;
 pub mod sessions;
+pub(crate) mod wsconn;

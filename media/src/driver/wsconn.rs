@@ -1,0 +1,334 @@
+//! The chan_websocket leg's WebSocket I/O: the sans-IO RFC 6455 codec of
+//! [`voxbridge_proto::websocket`] over a plain TCP stream, with one receive
+//! and one send buffer per connection.
+//!
+//! Why not tungstenite here: at 200 calls its per-message read path
+//! (stream polling, a `BytesMut` split and refcount per message, a memmove
+//! per read) was the largest cost of the leg in `perf` (benches/RESULTS.md,
+//! "chan_websocket capacity"). This codec decodes a frame in place
+//! (unmasking it in its receive buffer, handing out a `Bytes` slice) and
+//! encodes straight into the send buffer, which one non-blocking write
+//! drains per wake-up; neither allocates per frame once the buffers have
+//! grown to a frame's size. `wss://` (dialling Asterisk over TLS) keeps
+//! tungstenite ([`MediaSocket::Tls`]), where TLS costs more than framing.
+//!
+//! Sends never wait (as the bot link's): what the socket does not take
+//! stays in the send buffer, up to [`MAX_SEND_BUFFER`]; beyond it the
+//! leg keeps frames in its own queue ([`Queued::Full`]).
+
+use super::botlink::{self, Queued};
+use crate::error::MediaError;
+use crate::sansio::botcodec::Outgoing;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{FutureExt, Sink, StreamExt};
+use std::pin::Pin;
+use std::task::{Context, Waker};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use voxbridge_proto::websocket::{self as ws, Decoder, Message, Opcode, Role, Upgrade};
+
+/// At most this much waits in a connection's send buffer (~4 s of 16 kHz audio).
+pub const MAX_SEND_BUFFER: usize = botlink::MAX_WRITE_BUFFER;
+/// Read at least this much room at a time (a few 20 ms frames).
+const READ_CHUNK: usize = 4 * 1024;
+
+fn protocol_error(e: impl std::fmt::Display) -> MediaError {
+    MediaError::CallerProtocol(format!("WebSocket: {e}"))
+}
+
+/// One WebSocket connection to or from Asterisk.
+pub(crate) enum MediaSocket {
+    /// `ws://`, either direction: the codec of this module.
+    Plain(Box<WsConn>),
+    /// `wss://` when dialling Asterisk: tungstenite with rustls.
+    Tls(Box<botlink::Ws>),
+}
+
+/// A plain WebSocket connection on the sans-IO codec.
+pub(crate) struct WsConn {
+    stream: TcpStream,
+    role: Role,
+    rx: BytesMut,
+    tx: BytesMut,
+    decoder: Decoder,
+    /// Masking keys of a client's frames (xorshift; RFC 6455 asks for keys
+    /// a browser script cannot predict, which no script here can see).
+    mask_state: u64,
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9E37_79B9_7F4A_7C15);
+    h.finish() | 1
+}
+
+impl WsConn {
+    fn new(stream: TcpStream, role: Role, rx: BytesMut) -> Self {
+        WsConn {
+            stream,
+            role,
+            rx,
+            tx: BytesMut::with_capacity(READ_CHUNK),
+            decoder: Decoder::new(role, botlink::MAX_MESSAGE),
+            mask_state: seed(),
+        }
+    }
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        if self.role == Role::Server {
+            return None;
+        }
+        let mut x = self.mask_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.mask_state = x;
+        Some((x as u32).to_be_bytes())
+    }
+
+    /// Reads an upgrade request from `sock` and answers it: `decide` picks
+    /// the subprotocol to echo, or refuses with a status and a reason.
+    pub(crate) async fn accept<F>(mut sock: TcpStream, decide: F) -> Result<(WsConn, Upgrade), MediaError>
+    where
+        F: FnOnce(&Upgrade) -> Result<Option<&'static str>, (u16, String)>,
+    {
+        let mut rx = BytesMut::with_capacity(READ_CHUNK);
+        let (up, used) = loop {
+            match ws::accept(&rx) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = sock.try_write(ws::reject_response(400, &e.to_string()).as_bytes());
+                    return Err(protocol_error(e));
+                }
+            }
+            if sock.read_buf(&mut rx).await.map_err(protocol_error)? == 0 {
+                return Err(protocol_error("closed during the upgrade"));
+            }
+        };
+        rx.advance(used);
+        match decide(&up) {
+            Ok(protocol) => {
+                sock.write_all(ws::accept_response(&up, protocol).as_bytes())
+                    .await
+                    .map_err(protocol_error)?;
+                Ok((WsConn::new(sock, Role::Server, rx), up))
+            }
+            Err((status, reason)) => {
+                let _ = sock
+                    .write_all(ws::reject_response(status, &reason).as_bytes())
+                    .await;
+                Err(protocol_error(reason))
+            }
+        }
+    }
+
+    /// Connects to a `ws://` URL offering `protocol`.
+    pub(crate) async fn connect(url: &str, protocol: &str) -> Result<WsConn, MediaError> {
+        let uri: tokio_tungstenite::tungstenite::http::Uri = url
+            .parse()
+            .map_err(|e| protocol_error(format!("URL {url:?}: {e}")))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| protocol_error(format!("URL {url:?} has no host")))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut sock = TcpStream::connect((host.trim_matches(|c| c == '[' || c == ']'), port))
+            .await
+            .map_err(|e| MediaError::CallerProtocol(format!("connect: {e}")))?;
+        let _ = sock.set_nodelay(true);
+        let mut key_bytes = [0u8; 16];
+        let mut k = seed();
+        for chunk in key_bytes.chunks_mut(8) {
+            k = k
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            chunk.copy_from_slice(&k.to_le_bytes());
+        }
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD.encode(key_bytes);
+        let authority = uri.authority().map_or(host, |a| a.as_str());
+        sock.write_all(ws::client_request(authority, target, &key, Some(protocol)).as_bytes())
+            .await
+            .map_err(protocol_error)?;
+        let mut rx = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            if let Some((chosen, used)) = ws::client_confirm(&rx, &key).map_err(protocol_error)? {
+                if let Some(other) = chosen.filter(|c| c != protocol) {
+                    return Err(protocol_error(format!(
+                        "the server chose subprotocol {other:?}, not the {protocol:?} offered"
+                    )));
+                }
+                rx.advance(used);
+                return Ok(WsConn::new(sock, Role::Client, rx));
+            }
+            if sock.read_buf(&mut rx).await.map_err(protocol_error)? == 0 {
+                return Err(protocol_error("closed during the upgrade"));
+            }
+        }
+    }
+
+    /// The next message (cancel-safe: bytes read stay in the buffer). A
+    /// ping is answered here; it is still handed out, as proof of life.
+    async fn next(&mut self) -> Result<Message, MediaError> {
+        loop {
+            if let Some(m) = self.decoder.decode(&mut self.rx).map_err(protocol_error)? {
+                if let Message::Ping(p) = &m {
+                    if self.tx.len() < MAX_SEND_BUFFER {
+                        let mask = self.next_mask();
+                        ws::encode(&mut self.tx, Opcode::Pong, p, mask);
+                    }
+                }
+                return Ok(m);
+            }
+            if self.rx.capacity() - self.rx.len() < READ_CHUNK / 2 {
+                self.rx.reserve(READ_CHUNK);
+            }
+            if self.stream.read_buf(&mut self.rx).await.map_err(protocol_error)? == 0 {
+                return Err(protocol_error("connection closed"));
+            }
+        }
+    }
+
+    fn queue(&mut self, opcode: Opcode, payload: &[u8]) -> Queued {
+        if self.tx.len() >= MAX_SEND_BUFFER {
+            return Queued::Full;
+        }
+        let mask = self.next_mask();
+        ws::encode(&mut self.tx, opcode, payload, mask);
+        Queued::Taken
+    }
+
+    /// Writes what the socket takes now, without waiting.
+    fn flush(&mut self) -> Result<(), MediaError> {
+        while !self.tx.is_empty() {
+            match self.stream.try_write(&self.tx) {
+                Ok(0) => return Err(protocol_error("connection closed")),
+                Ok(n) => self.tx.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(protocol_error(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MediaSocket {
+    /// Dials `url`: `ws://` on this module's codec, `wss://` through tungstenite.
+    pub(crate) async fn connect(url: &str, protocol: &'static str) -> Result<MediaSocket, MediaError> {
+        if url.starts_with("ws://") {
+            return match WsConn::connect(url, protocol).await {
+                Ok(c) => Ok(MediaSocket::Plain(Box::new(c))),
+                Err(MediaError::CallerProtocol(why)) => Err(MediaError::CallerProtocol(format!(
+                    "media WebSocket {url}: {why}"
+                ))),
+                Err(e) => Err(e),
+            };
+        }
+        let mut req = url
+            .into_client_request()
+            .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket URL {url:?}: {e}")))?;
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
+        let (s, _) = tokio_tungstenite::connect_async_with_config(req, Some(botlink::ws_config()), true)
+            .await
+            .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket {url}: {e}")))?;
+        Ok(MediaSocket::Tls(Box::new(s)))
+    }
+
+    /// The next message; an error (or the stream's end) means the connection is gone.
+    pub(crate) async fn next(&mut self) -> Result<Message, MediaError> {
+        use tokio_tungstenite::tungstenite::Message as T;
+        match self {
+            MediaSocket::Plain(c) => c.next().await,
+            MediaSocket::Tls(s) => loop {
+                return Ok(match s.next().await {
+                    Some(Ok(T::Text(t))) => Message::Text(Bytes::from(t)),
+                    Some(Ok(T::Binary(b))) => Message::Binary(b),
+                    Some(Ok(T::Ping(p))) => Message::Ping(p),
+                    Some(Ok(T::Pong(p))) => Message::Pong(p),
+                    Some(Ok(T::Close(c))) => Message::Close(c.map(|c| u16::from(c.code))),
+                    Some(Ok(T::Frame(_))) => continue,
+                    Some(Err(e)) => return Err(protocol_error(e)),
+                    None => return Err(protocol_error("connection closed")),
+                });
+            },
+        }
+    }
+
+    /// Queues a message for Asterisk without waiting.
+    pub(crate) fn queue(&mut self, o: &Outgoing) -> Result<Queued, MediaError> {
+        match self {
+            MediaSocket::Plain(c) => Ok(match o {
+                Outgoing::Text(t) => c.queue(Opcode::Text, t),
+                Outgoing::Binary(b) => c.queue(Opcode::Binary, b),
+            }),
+            MediaSocket::Tls(s) => {
+                botlink::queue(s, o.clone()).map_err(|e| MediaError::CallerProtocol(e.to_string()))
+            }
+        }
+    }
+
+    /// Bytes wait in this module's send buffer (tungstenite's are its own).
+    pub(crate) fn has_unsent(&self) -> bool {
+        match self {
+            MediaSocket::Plain(c) => !c.tx.is_empty(),
+            MediaSocket::Tls(_) => false,
+        }
+    }
+
+    /// Queues a ping (an empty one).
+    pub(crate) fn ping(&mut self) {
+        use tokio_tungstenite::tungstenite::Message as T;
+        match self {
+            MediaSocket::Plain(c) => drop(c.queue(Opcode::Ping, &[])),
+            MediaSocket::Tls(s) => drop(Pin::new(s.as_mut()).start_send(T::Ping(Bytes::new()))),
+        }
+    }
+
+    /// One non-blocking flush; an error means the connection is gone.
+    pub(crate) fn flush(&mut self) -> Result<(), MediaError> {
+        match self {
+            MediaSocket::Plain(c) => c.flush(),
+            MediaSocket::Tls(s) => botlink::flush(s).map_err(|e| MediaError::CallerProtocol(e.to_string())),
+        }
+    }
+
+    /// A close frame, best effort and without waiting.
+    pub(crate) fn close_now(&mut self) {
+        use tokio_tungstenite::tungstenite::Message as T;
+        match self {
+            MediaSocket::Plain(c) => {
+                let mask = c.next_mask();
+                ws::encode_close(&mut c.tx, Some(1000), mask);
+                let _ = c.flush();
+                // Half-close the write side so Asterisk sees the end at once.
+                let mut cx = Context::from_waker(Waker::noop());
+                let _ = Pin::new(&mut c.stream).poll_shutdown(&mut cx);
+            }
+            MediaSocket::Tls(s) => {
+                let _ = Pin::new(s.as_mut()).start_send(T::Close(None));
+                let _ = futures_util::SinkExt::flush(s.as_mut()).now_or_never();
+            }
+        }
+    }
+
+    /// Closes and waits (bounded by the caller) for the close to be written.
+    pub(crate) async fn close(&mut self) {
+        match self {
+            MediaSocket::Plain(c) => {
+                let mask = c.next_mask();
+                ws::encode_close(&mut c.tx, Some(1000), mask);
+                let tx = std::mem::take(&mut c.tx);
+                let _ = c.stream.write_all(&tx).await;
+                let _ = c.stream.shutdown().await;
+            }
+            MediaSocket::Tls(s) => {
+                let _ = s.close(None).await;
+            }
+        }
+    }
+}
