@@ -49,6 +49,30 @@ fn spawn_ffmpeg(args: &str) -> Child {
         })
 }
 
+/// Waits until something (the receiving ffmpeg) has bound UDP `port`, as
+/// the kernel lists it in /proc/net/udp (binding the port to find out
+/// could take it from ffmpeg), failing after [`GUARD`].
+async fn wait_until_bound(port: u16) {
+    let suffix = format!(":{port:04X}");
+    let is_bound = || {
+        std::fs::read_to_string("/proc/net/udp").is_ok_and(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .any(|local| local.ends_with(&suffix))
+        })
+    };
+    let bound = async {
+        while !is_bound() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, bound)
+        .await
+        .expect("the receiving ffmpeg binds its port");
+}
+
 /// Waits for `child`, killing it and failing after [`GUARD`].
 async fn finish(child: Child, what: &str) {
     let pid = child.id();
@@ -192,6 +216,10 @@ async fn round_trip(case: Case) {
         case.rate,
         out.display()
     ));
+    // The echo must not come back before the receiver listens (on a busy
+    // machine ffmpeg takes a while to start, and what reaches a port
+    // nobody has bound yet is gone): wait until its port is taken.
+    wait_until_bound(recv_port).await;
     let sender = spawn_ffmpeg(&format!(
         "-re -f s16le -ar {rate} -ac 1 -i {} {} -payload_type {} -f rtp rtp://{}",
         path(&dir, &format!("speech_{}.raw", case.rate)),

@@ -98,8 +98,8 @@ pub enum Message {
     Ping(Bytes),
     /// A pong's payload.
     Pong(Bytes),
-    /// A close, with its status code if it had one.
-    Close(Option<u16>),
+    /// A close, with its status code and reason if it had them.
+    Close(Option<(u16, String)>),
 }
 
 impl Message {
@@ -294,8 +294,11 @@ fn close_message(payload: &[u8]) -> Result<Message, ProtoError> {
         [] => Ok(Message::Close(None)),
         [_] => Err(bad("a close payload of one byte")),
         [a, b, reason @ ..] => {
-            std::str::from_utf8(reason).map_err(|_| bad("a close reason that is not UTF-8"))?;
-            Ok(Message::Close(Some(u16::from_be_bytes([*a, *b]))))
+            let reason = std::str::from_utf8(reason).map_err(|_| bad("a close reason that is not UTF-8"))?;
+            Ok(Message::Close(Some((
+                u16::from_be_bytes([*a, *b]),
+                reason.to_owned(),
+            ))))
         }
     }
 }
@@ -622,7 +625,15 @@ mod tests {
         let mut out = BytesMut::new();
         encode_close(&mut out, Some(1000), None);
         encode_close(&mut out, None, None);
-        assert_eq!(d.decode(&mut out), Ok(Some(Message::Close(Some(1000)))));
+        assert_eq!(
+            d.decode(&mut out),
+            Ok(Some(Message::Close(Some((1000, String::new())))))
+        );
+        let mut b = BytesMut::from(&b"\x88\x06\x0f\xa1gone"[..]);
+        assert_eq!(
+            d.decode(&mut b),
+            Ok(Some(Message::Close(Some((4001, "gone".into())))))
+        );
         assert_eq!(d.decode(&mut out), Ok(Some(Message::Close(None))));
     }
 

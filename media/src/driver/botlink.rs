@@ -1,15 +1,17 @@
 //! The bot WebSocket connection: connect with a deadline, then non-blocking
-//! sends.
+//! sends. A `ws://` bot is spoken to with the sans-IO codec of
+//! [`super::wsconn`]; a `wss://` one through tungstenite with rustls.
 //!
 //! Sends never wait on a slow bot: messages move from the call's queue
-//! toward the bot into tungstenite's write buffer (at most
+//! toward the bot into the link's send buffer (at most
 //! [`MAX_WRITE_BUFFER`], like a socket buffer) and are flushed once per batch
-//! with a single poll; what the buffer does not take stays in the call's
-//! queue for the next flush (at most 20 ms later). A bot that stops reading
+//! with a single non-blocking write; what the buffer does not take stays in
+//! the call's queue for the next flush (at most 20 ms later). A bot that stops reading
 //! lets that queue reach its bound, and the call treats the bot as failed
 //! (`BotLinkError::Stalled`, its route's `on_bot_failure`), so a stuck bot
 //! can never stall the caller's 20 ms clock nor swallow its audio unseen.
 
+use super::wsconn::WsSocket;
 use crate::config::Route;
 use crate::error::BotLinkError;
 use crate::sansio::botcodec::Outgoing;
@@ -22,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// The link's stream type.
+/// tungstenite's stream type (`wss://` links, tests and loadgen).
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The link's write buffer holds at most this much (~4 s of 16 kHz audio);
@@ -32,7 +34,7 @@ pub const MAX_WRITE_BUFFER: usize = 128 * 1024;
 pub const MAX_MESSAGE: usize = 4 << 20;
 
 /// A connect in progress.
-pub type Connecting = Pin<Box<dyn Future<Output = Result<(Ws, Duration), BotLinkError>> + Send>>;
+pub(crate) type Connecting = Pin<Box<dyn Future<Output = Result<(WsSocket, Duration), BotLinkError>> + Send>>;
 
 /// WebSocket settings per link: small buffers (thousands of calls per core).
 /// tungstenite zero-fills `read_buffer_size` bytes before every read, so it
@@ -47,13 +49,13 @@ pub fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE))
 }
 
-/// Starts connecting to the route's bot; resolves to the stream and the time it took.
-pub fn connect(route: &Route) -> Connecting {
+/// Starts connecting to the route's bot; resolves to the link and the time it took.
+pub(crate) fn connect(route: &Route) -> Connecting {
     let url = route.url.clone();
     let deadline = route.connect_timeout();
     Box::pin(async move {
         let t0 = Instant::now();
-        let attempt = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true);
+        let attempt = WsSocket::connect(url.as_str(), None);
         // The URL may carry a token: errors (and so logs) show it redacted.
         let shown = crate::secret::redact_url(&url);
         match tokio::time::timeout(deadline, attempt).await {
@@ -61,11 +63,8 @@ pub fn connect(route: &Route) -> Connecting {
                 url: shown,
                 timeout_ms: deadline.as_millis() as u64,
             }),
-            Ok(Err(e)) => Err(BotLinkError::Connect {
-                url: shown,
-                reason: e.to_string(),
-            }),
-            Ok(Ok((ws, _response))) => Ok((ws, t0.elapsed())),
+            Ok(Err(reason)) => Err(BotLinkError::Connect { url: shown, reason }),
+            Ok(Ok(ws)) => Ok((ws, t0.elapsed())),
         }
     })
 }
@@ -118,14 +117,8 @@ where
 }
 
 /// Sends the last message and closes, in the background, bounded by one second.
-pub fn close_with(mut ws: Ws, last: Option<Outgoing>) {
+pub(crate) fn close_with(mut ws: WsSocket, last: Option<Outgoing>) {
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            if let Some(m) = last {
-                let _ = ws.send(to_message(m)).await;
-            }
-            let _ = ws.close(None).await;
-        })
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(last)).await;
     });
 }

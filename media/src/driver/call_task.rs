@@ -11,19 +11,19 @@
 //! which is also where a bot that stops reading is found out.
 
 use super::audiosocket::AudioSocketLeg;
-use super::botlink::{self, Connecting, Queued, Ws};
+use super::botlink::{self, Connecting, Queued};
 use super::chanws::ChanWsLeg;
 use super::rtp::RtpLeg;
+use super::wsconn::WsSocket;
 use crate::config::Route;
 use crate::error::BotLinkError;
 use crate::events::{CallEvent, CallInfo, EventSink, HangupCause};
 use crate::metrics::Metrics;
 use crate::sansio::call::{BotMessage, Call, LinkRequest, Tick};
-use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
+use voxbridge_proto::websocket::Message;
 
 /// What a call needs from the daemon.
 #[derive(Clone)]
@@ -49,13 +49,13 @@ pub struct CallContext {
 /// The bot link's I/O; when to connect is the call's to say.
 enum Link {
     Connecting(Connecting),
-    Up(Box<Ws>),
+    Up(Box<WsSocket>),
     /// No link (not asked for, failed, or closed).
     Down,
 }
 
 enum BotWake {
-    Connected(Box<Ws>, Duration),
+    Connected(Box<WsSocket>, Duration),
     Failed(BotLinkError),
     Msg(Message),
 }
@@ -63,9 +63,8 @@ enum BotWake {
 async fn bot_wake(link: &mut Link) -> BotWake {
     match link {
         Link::Up(ws) => match ws.next().await {
-            Some(Ok(m)) => BotWake::Msg(m),
-            Some(Err(e)) => BotWake::Failed(BotLinkError::Dropped(e.to_string())),
-            None => BotWake::Failed(BotLinkError::Dropped("connection closed".into())),
+            Ok(m) => BotWake::Msg(m),
+            Err(e) => BotWake::Failed(BotLinkError::Dropped(e)),
         },
         Link::Connecting(fut) => match fut.as_mut().await {
             Ok((ws, took)) => BotWake::Connected(Box::new(ws), took),
@@ -282,12 +281,14 @@ fn bot_event(call: &mut Call, link: &mut Link, w: BotWake, now: Instant) {
         }
         BotWake::Msg(m) => match m {
             Message::Binary(b) => call.bot_message(BotMessage::Binary(&b), now),
-            Message::Text(t) => call.bot_message(BotMessage::Text(t.as_str()), now),
+            ref m @ Message::Text(_) => call.bot_message(BotMessage::Text(m.text().unwrap_or_default()), now),
             Message::Close(frame) => {
-                let close = frame.as_ref().map(|f| (u16::from(f.code), f.reason.as_str()));
+                let close = frame.as_ref().map(|(code, reason)| (*code, reason.as_str()));
                 call.bot_message(BotMessage::Close(close), now)
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            // A ping was answered by the link; the pong goes out with the
+            // next flush.
+            Message::Ping(_) | Message::Pong(_) => {}
         },
     }
 }
@@ -330,7 +331,7 @@ fn write_to_bot(call: &mut Call, link: &mut Link) -> usize {
     };
     let mut sent = 0;
     while let Some(o) = call.next_to_bot() {
-        match botlink::queue(ws, o.clone()) {
+        match ws.queue(o).map_err(BotLinkError::Dropped) {
             Ok(Queued::Taken) => {
                 call.sent_to_bot();
                 sent += 1;
@@ -342,9 +343,9 @@ fn write_to_bot(call: &mut Call, link: &mut Link) -> usize {
             }
         }
     }
-    if sent > 0 || call.next_to_bot().is_some() {
-        if let Err(e) = botlink::flush(ws) {
-            call.bot_failed(e, Instant::now());
+    if sent > 0 || call.next_to_bot().is_some() || ws.has_unsent() {
+        if let Err(e) = ws.flush() {
+            call.bot_failed(BotLinkError::Dropped(format!("flush: {e}")), Instant::now());
         }
     }
     sent

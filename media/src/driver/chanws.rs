@@ -15,7 +15,7 @@
 
 use super::botlink;
 use super::call_task::{drive, start_call, CallContext, Leg};
-use super::wsconn::{MediaSocket, WsConn};
+use super::wsconn::{WsConn, WsSocket};
 use crate::commands::CallRegistry;
 use crate::error::MediaError;
 use crate::events::{CallInfo, HangupCause};
@@ -41,7 +41,7 @@ pub const SUBPROTOCOL: &str = "media";
 const STALLED_FRAMES: usize = 100;
 
 pub(crate) struct ChanWsLeg {
-    ws: MediaSocket,
+    ws: WsSocket,
     state: LegState,
     metrics: Arc<Metrics>,
     /// A message `ready` read and `input` has not handled yet.
@@ -56,7 +56,7 @@ pub(crate) struct ChanWsLeg {
 
 /// What the handshake learned about the connection.
 pub(crate) struct Upgraded {
-    ws: MediaSocket,
+    ws: WsSocket,
     /// The route the URL picked.
     pub route: String,
     query: BTreeMap<String, String>,
@@ -83,10 +83,12 @@ pub(crate) async fn upgrade(
         picked = Some((route, query));
         Ok(offered.then_some(SUBPROTOCOL))
     };
-    let (conn, _) = WsConn::accept(sock, decide).await?;
+    let (conn, _) = WsConn::accept(sock, decide)
+        .await
+        .map_err(|e| MediaError::CallerProtocol(format!("WebSocket upgrade: {e}")))?;
     let (route, query) = picked.ok_or_else(|| MediaError::CallerProtocol("no upgrade request".into()))?;
     Ok(Upgraded {
-        ws: MediaSocket::Plain(Box::new(conn)),
+        ws: WsSocket::Plain(Box::new(conn)),
         route,
         query,
     })
@@ -128,7 +130,7 @@ fn percent_decode(s: &str) -> String {
 /// Waits for `MEDIA_START` (the first text message); binary before it is
 /// ignored, anything else refused.
 pub(crate) async fn media_start(
-    ws: &mut MediaSocket,
+    ws: &mut WsSocket,
     timeout: Duration,
 ) -> Result<(MediaStart, voxbridge_proto::chanws::ControlFormat), MediaError> {
     let wait = async {
@@ -148,7 +150,8 @@ pub(crate) async fn media_start(
                 }
                 Ok(_) => {
                     // A pong to answer an early ping.
-                    ws.flush()?;
+                    ws.flush()
+                        .map_err(|e| MediaError::CallerProtocol(format!("before MEDIA_START: {e}")))?;
                 }
                 Err(e) => return Err(MediaError::CallerProtocol(format!("before MEDIA_START: {e}"))),
             }
@@ -190,7 +193,7 @@ pub(crate) async fn run(
             ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
             ctx.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
             tracing::warn!(%peer, error = %e, "chan_websocket connection refused");
-            let _ = tokio::time::timeout(timeout, ws.close()).await;
+            let _ = tokio::time::timeout(timeout, ws.close(None)).await;
             return;
         }
     };
@@ -205,7 +208,7 @@ pub(crate) async fn run(
         ctx.metrics.rejected_connections.fetch_add(1, Relaxed);
         ctx.metrics.duplicate_call_ids.fetch_add(1, Relaxed);
         tracing::warn!(%peer, %call_id, "chan_websocket connection refused: call id in use");
-        let _ = tokio::time::timeout(timeout, ws.close()).await;
+        let _ = tokio::time::timeout(timeout, ws.close(None)).await;
         return;
     };
     let params = query
@@ -287,16 +290,15 @@ impl MediaDialer {
 
 /// Connects to Asterisk's `/media/<connection id>` offering the `media`
 /// subprotocol.
-async fn connect(url: &str, timeout: Duration) -> Result<MediaSocket, MediaError> {
-    tokio::time::timeout(timeout, MediaSocket::connect(url, SUBPROTOCOL))
+async fn connect(url: &str, timeout: Duration) -> Result<WsSocket, MediaError> {
+    tokio::time::timeout(timeout, WsSocket::connect(url, Some(SUBPROTOCOL)))
         .await
-        .map_err(|_| {
-            MediaError::CallerProtocol(format!("no media WebSocket from {url} within {timeout:?}"))
-        })?
+        .map_err(|_| MediaError::CallerProtocol(format!("no media WebSocket from {url} within {timeout:?}")))?
+        .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket {url}: {e}")))
 }
 
 fn prepare(
-    ws: MediaSocket,
+    ws: WsSocket,
     start: &MediaStart,
     state: LegState,
     extra: BTreeMap<String, String>,

@@ -1,23 +1,25 @@
-//! The chan_websocket leg's WebSocket I/O: the sans-IO RFC 6455 codec of
-//! [`voxbridge_proto::websocket`] over a plain TCP stream, with one receive
-//! and one send buffer per connection.
+//! WebSocket I/O of the chan_websocket leg and of the bot link: the sans-IO
+//! RFC 6455 codec of [`voxbridge_proto::websocket`] over a plain TCP
+//! stream, with one receive and one send buffer per connection.
 //!
 //! Why not tungstenite here: at 200 calls its per-message read path
 //! (stream polling, a `BytesMut` split and refcount per message, a memmove
-//! per read) was the largest cost of the leg in `perf` (benches/RESULTS.md,
-//! "chan_websocket capacity"). This codec decodes a frame in place
-//! (unmasking it in its receive buffer, handing out a `Bytes` slice) and
-//! encodes straight into the send buffer, which one non-blocking write
-//! drains per wake-up; neither allocates per frame once the buffers have
-//! grown to a frame's size. `wss://` (dialling Asterisk over TLS) keeps
-//! tungstenite ([`MediaSocket::Tls`]), where TLS costs more than framing.
+//! per read) was the largest cost of the chan_websocket leg in `perf`
+//! (benches/RESULTS.md, "chan_websocket capacity"). This codec decodes a
+//! frame in place (unmasking it in its receive buffer, handing out a
+//! `Bytes` slice) and encodes straight into the send buffer, which one
+//! non-blocking write drains per wake-up; neither allocates per frame once
+//! the buffers have grown to a frame's size. `wss://` (a TLS bot, or
+//! Asterisk dialled over TLS) keeps tungstenite ([`WsSocket::Tls`]), where
+//! TLS costs more than framing.
 //!
-//! Sends never wait (as the bot link's): what the socket does not take
-//! stays in the send buffer, up to [`MAX_SEND_BUFFER`]; beyond it the
-//! leg keeps frames in its own queue ([`Queued::Full`]).
+//! Sends never wait: what the socket does not take stays in the send
+//! buffer, up to [`MAX_SEND_BUFFER`]; beyond it the caller keeps messages
+//! in its own queue ([`Queued::Full`]). Failures are plain reasons
+//! ([`Failure`]); the leg and the bot link wrap them in their own error
+//! variants.
 
 use super::botlink::{self, Queued};
-use crate::error::MediaError;
 use crate::sansio::botcodec::Outgoing;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{FutureExt, Sink, StreamExt};
@@ -34,15 +36,18 @@ pub const MAX_SEND_BUFFER: usize = botlink::MAX_WRITE_BUFFER;
 /// Read at least this much room at a time (a few 20 ms frames).
 const READ_CHUNK: usize = 4 * 1024;
 
-fn protocol_error(e: impl std::fmt::Display) -> MediaError {
-    MediaError::CallerProtocol(format!("WebSocket: {e}"))
+/// Why a connection failed or was refused, for a log line.
+pub(crate) type Failure = String;
+
+fn failure(e: impl std::fmt::Display) -> Failure {
+    e.to_string()
 }
 
-/// One WebSocket connection to or from Asterisk.
-pub(crate) enum MediaSocket {
+/// One WebSocket connection: to or from Asterisk, or to a bot.
+pub(crate) enum WsSocket {
     /// `ws://`, either direction: the codec of this module.
     Plain(Box<WsConn>),
-    /// `wss://` when dialling Asterisk: tungstenite with rustls.
+    /// `wss://` when dialling: tungstenite with rustls.
     Tls(Box<botlink::Ws>),
 }
 
@@ -54,7 +59,7 @@ pub(crate) struct WsConn {
     tx: BytesMut,
     decoder: Decoder,
     /// Masking keys of a client's frames (xorshift; RFC 6455 asks for keys
-    /// a browser script cannot predict, which no script here can see).
+    /// a browser script cannot predict, and no script runs here).
     mask_state: u64,
 }
 
@@ -91,7 +96,7 @@ impl WsConn {
 
     /// Reads an upgrade request from `sock` and answers it: `decide` picks
     /// the subprotocol to echo, or refuses with a status and a reason.
-    pub(crate) async fn accept<F>(mut sock: TcpStream, decide: F) -> Result<(WsConn, Upgrade), MediaError>
+    pub(crate) async fn accept<F>(mut sock: TcpStream, decide: F) -> Result<(WsConn, Upgrade), Failure>
     where
         F: FnOnce(&Upgrade) -> Result<Option<&'static str>, (u16, String)>,
     {
@@ -102,11 +107,11 @@ impl WsConn {
                 Ok(None) => {}
                 Err(e) => {
                     let _ = sock.try_write(ws::reject_response(400, &e.to_string()).as_bytes());
-                    return Err(protocol_error(e));
+                    return Err(failure(e));
                 }
             }
-            if sock.read_buf(&mut rx).await.map_err(protocol_error)? == 0 {
-                return Err(protocol_error("closed during the upgrade"));
+            if sock.read_buf(&mut rx).await.map_err(failure)? == 0 {
+                return Err("closed during the upgrade".into());
             }
         };
         rx.advance(used);
@@ -114,68 +119,64 @@ impl WsConn {
             Ok(protocol) => {
                 sock.write_all(ws::accept_response(&up, protocol).as_bytes())
                     .await
-                    .map_err(protocol_error)?;
+                    .map_err(failure)?;
                 Ok((WsConn::new(sock, Role::Server, rx), up))
             }
             Err((status, reason)) => {
                 let _ = sock
                     .write_all(ws::reject_response(status, &reason).as_bytes())
                     .await;
-                Err(protocol_error(reason))
+                Err(reason)
             }
         }
     }
 
-    /// Connects to a `ws://` URL offering `protocol`.
-    pub(crate) async fn connect(url: &str, protocol: &str) -> Result<WsConn, MediaError> {
-        let uri: tokio_tungstenite::tungstenite::http::Uri = url
-            .parse()
-            .map_err(|e| protocol_error(format!("URL {url:?}: {e}")))?;
-        let host = uri
-            .host()
-            .ok_or_else(|| protocol_error(format!("URL {url:?} has no host")))?;
+    /// Connects to a `ws://` URL, offering `protocol` if given.
+    pub(crate) async fn connect(url: &str, protocol: Option<&str>) -> Result<WsConn, Failure> {
+        let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().map_err(failure)?;
+        let host = uri.host().ok_or("the URL has no host")?;
         let port = uri.port_u16().unwrap_or(80);
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut sock = TcpStream::connect((host.trim_matches(|c| c == '[' || c == ']'), port))
             .await
-            .map_err(|e| MediaError::CallerProtocol(format!("connect: {e}")))?;
+            .map_err(failure)?;
         let _ = sock.set_nodelay(true);
         let mut key_bytes = [0u8; 16];
         let mut k = seed();
         for chunk in key_bytes.chunks_mut(8) {
             k = k
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             chunk.copy_from_slice(&k.to_le_bytes());
         }
         use base64::Engine as _;
         let key = base64::engine::general_purpose::STANDARD.encode(key_bytes);
         let authority = uri.authority().map_or(host, |a| a.as_str());
-        sock.write_all(ws::client_request(authority, target, &key, Some(protocol)).as_bytes())
+        sock.write_all(ws::client_request(authority, target, &key, protocol).as_bytes())
             .await
-            .map_err(protocol_error)?;
+            .map_err(failure)?;
         let mut rx = BytesMut::with_capacity(READ_CHUNK);
         loop {
-            if let Some((chosen, used)) = ws::client_confirm(&rx, &key).map_err(protocol_error)? {
-                if let Some(other) = chosen.filter(|c| c != protocol) {
-                    return Err(protocol_error(format!(
-                        "the server chose subprotocol {other:?}, not the {protocol:?} offered"
-                    )));
+            if let Some((chosen, used)) = ws::client_confirm(&rx, &key).map_err(failure)? {
+                if let Some(other) = chosen.filter(|c| Some(c.as_str()) != protocol) {
+                    return Err(format!(
+                        "the server chose subprotocol {other:?}, not {protocol:?}"
+                    ));
                 }
                 rx.advance(used);
                 return Ok(WsConn::new(sock, Role::Client, rx));
             }
-            if sock.read_buf(&mut rx).await.map_err(protocol_error)? == 0 {
-                return Err(protocol_error("closed during the upgrade"));
+            if sock.read_buf(&mut rx).await.map_err(failure)? == 0 {
+                return Err("closed during the upgrade".into());
             }
         }
     }
 
     /// The next message (cancel-safe: bytes read stay in the buffer). A
     /// ping is answered here; it is still handed out, as proof of life.
-    async fn next(&mut self) -> Result<Message, MediaError> {
+    async fn next(&mut self) -> Result<Message, Failure> {
         loop {
-            if let Some(m) = self.decoder.decode(&mut self.rx).map_err(protocol_error)? {
+            if let Some(m) = self.decoder.decode(&mut self.rx).map_err(failure)? {
                 if let Message::Ping(p) = &m {
                     if self.tx.len() < MAX_SEND_BUFFER {
                         let mask = self.next_mask();
@@ -187,8 +188,8 @@ impl WsConn {
             if self.rx.capacity() - self.rx.len() < READ_CHUNK / 2 {
                 self.rx.reserve(READ_CHUNK);
             }
-            if self.stream.read_buf(&mut self.rx).await.map_err(protocol_error)? == 0 {
-                return Err(protocol_error("connection closed"));
+            if self.stream.read_buf(&mut self.rx).await.map_err(failure)? == 0 {
+                return Err("connection closed".into());
             }
         }
     }
@@ -203,80 +204,80 @@ impl WsConn {
     }
 
     /// Writes what the socket takes now, without waiting.
-    fn flush(&mut self) -> Result<(), MediaError> {
+    fn flush(&mut self) -> Result<(), Failure> {
         while !self.tx.is_empty() {
             match self.stream.try_write(&self.tx) {
-                Ok(0) => return Err(protocol_error("connection closed")),
+                Ok(0) => return Err("connection closed".into()),
                 Ok(n) => self.tx.advance(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(protocol_error(e)),
+                Err(e) => return Err(failure(e)),
             }
         }
         Ok(())
     }
+
+    fn queue_close(&mut self) {
+        let mask = self.next_mask();
+        ws::encode_close(&mut self.tx, Some(1000), mask);
+    }
 }
 
-impl MediaSocket {
-    /// Dials `url`: `ws://` on this module's codec, `wss://` through tungstenite.
-    pub(crate) async fn connect(url: &str, protocol: &'static str) -> Result<MediaSocket, MediaError> {
+impl WsSocket {
+    /// Dials `url`: `ws://` on this module's codec, `wss://` through
+    /// tungstenite; offers `protocol` if given.
+    pub(crate) async fn connect(url: &str, protocol: Option<&'static str>) -> Result<WsSocket, Failure> {
         if url.starts_with("ws://") {
-            return match WsConn::connect(url, protocol).await {
-                Ok(c) => Ok(MediaSocket::Plain(Box::new(c))),
-                Err(MediaError::CallerProtocol(why)) => Err(MediaError::CallerProtocol(format!(
-                    "media WebSocket {url}: {why}"
-                ))),
-                Err(e) => Err(e),
-            };
+            return Ok(WsSocket::Plain(Box::new(WsConn::connect(url, protocol).await?)));
         }
-        let mut req = url
-            .into_client_request()
-            .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket URL {url:?}: {e}")))?;
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
+        let mut req = url.into_client_request().map_err(failure)?;
+        if let Some(p) = protocol {
+            req.headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(p));
+        }
         let (s, _) = tokio_tungstenite::connect_async_with_config(req, Some(botlink::ws_config()), true)
             .await
-            .map_err(|e| MediaError::CallerProtocol(format!("media WebSocket {url}: {e}")))?;
-        Ok(MediaSocket::Tls(Box::new(s)))
+            .map_err(failure)?;
+        Ok(WsSocket::Tls(Box::new(s)))
     }
 
     /// The next message; an error (or the stream's end) means the connection is gone.
-    pub(crate) async fn next(&mut self) -> Result<Message, MediaError> {
+    pub(crate) async fn next(&mut self) -> Result<Message, Failure> {
         use tokio_tungstenite::tungstenite::Message as T;
         match self {
-            MediaSocket::Plain(c) => c.next().await,
-            MediaSocket::Tls(s) => loop {
+            WsSocket::Plain(c) => c.next().await,
+            WsSocket::Tls(s) => loop {
                 return Ok(match s.next().await {
                     Some(Ok(T::Text(t))) => Message::Text(Bytes::from(t)),
                     Some(Ok(T::Binary(b))) => Message::Binary(b),
                     Some(Ok(T::Ping(p))) => Message::Ping(p),
                     Some(Ok(T::Pong(p))) => Message::Pong(p),
-                    Some(Ok(T::Close(c))) => Message::Close(c.map(|c| u16::from(c.code))),
+                    Some(Ok(T::Close(c))) => {
+                        Message::Close(c.map(|c| (u16::from(c.code), c.reason.to_string())))
+                    }
                     Some(Ok(T::Frame(_))) => continue,
-                    Some(Err(e)) => return Err(protocol_error(e)),
-                    None => return Err(protocol_error("connection closed")),
+                    Some(Err(e)) => return Err(failure(e)),
+                    None => return Err("connection closed".into()),
                 });
             },
         }
     }
 
-    /// Queues a message for Asterisk without waiting.
-    pub(crate) fn queue(&mut self, o: &Outgoing) -> Result<Queued, MediaError> {
+    /// Queues a message without waiting.
+    pub(crate) fn queue(&mut self, o: &Outgoing) -> Result<Queued, Failure> {
         match self {
-            MediaSocket::Plain(c) => Ok(match o {
+            WsSocket::Plain(c) => Ok(match o {
                 Outgoing::Text(t) => c.queue(Opcode::Text, t),
                 Outgoing::Binary(b) => c.queue(Opcode::Binary, b),
             }),
-            MediaSocket::Tls(s) => {
-                botlink::queue(s, o.clone()).map_err(|e| MediaError::CallerProtocol(e.to_string()))
-            }
+            WsSocket::Tls(s) => botlink::queue(s, o.clone()).map_err(failure),
         }
     }
 
-    /// Bytes wait in this module's send buffer (tungstenite's are its own).
+    /// Bytes wait in this module's send buffer (tungstenite keeps its own).
     pub(crate) fn has_unsent(&self) -> bool {
         match self {
-            MediaSocket::Plain(c) => !c.tx.is_empty(),
-            MediaSocket::Tls(_) => false,
+            WsSocket::Plain(c) => !c.tx.is_empty(),
+            WsSocket::Tls(_) => false,
         }
     }
 
@@ -284,16 +285,16 @@ impl MediaSocket {
     pub(crate) fn ping(&mut self) {
         use tokio_tungstenite::tungstenite::Message as T;
         match self {
-            MediaSocket::Plain(c) => drop(c.queue(Opcode::Ping, &[])),
-            MediaSocket::Tls(s) => drop(Pin::new(s.as_mut()).start_send(T::Ping(Bytes::new()))),
+            WsSocket::Plain(c) => drop(c.queue(Opcode::Ping, &[])),
+            WsSocket::Tls(s) => drop(Pin::new(s.as_mut()).start_send(T::Ping(Bytes::new()))),
         }
     }
 
     /// One non-blocking flush; an error means the connection is gone.
-    pub(crate) fn flush(&mut self) -> Result<(), MediaError> {
+    pub(crate) fn flush(&mut self) -> Result<(), Failure> {
         match self {
-            MediaSocket::Plain(c) => c.flush(),
-            MediaSocket::Tls(s) => botlink::flush(s).map_err(|e| MediaError::CallerProtocol(e.to_string())),
+            WsSocket::Plain(c) => c.flush(),
+            WsSocket::Tls(s) => botlink::flush(s).map_err(failure),
         }
     }
 
@@ -301,32 +302,40 @@ impl MediaSocket {
     pub(crate) fn close_now(&mut self) {
         use tokio_tungstenite::tungstenite::Message as T;
         match self {
-            MediaSocket::Plain(c) => {
-                let mask = c.next_mask();
-                ws::encode_close(&mut c.tx, Some(1000), mask);
+            WsSocket::Plain(c) => {
+                c.queue_close();
                 let _ = c.flush();
-                // Half-close the write side so Asterisk sees the end at once.
+                // Half-close the write side so the peer sees the end at once.
                 let mut cx = Context::from_waker(Waker::noop());
                 let _ = Pin::new(&mut c.stream).poll_shutdown(&mut cx);
             }
-            MediaSocket::Tls(s) => {
+            WsSocket::Tls(s) => {
                 let _ = Pin::new(s.as_mut()).start_send(T::Close(None));
                 let _ = futures_util::SinkExt::flush(s.as_mut()).now_or_never();
             }
         }
     }
 
-    /// Closes and waits (bounded by the caller) for the close to be written.
-    pub(crate) async fn close(&mut self) {
+    /// Sends `last` if given, closes, and waits (bounded by the caller)
+    /// for it all to be written.
+    pub(crate) async fn close(&mut self, last: Option<Outgoing>) {
         match self {
-            MediaSocket::Plain(c) => {
-                let mask = c.next_mask();
-                ws::encode_close(&mut c.tx, Some(1000), mask);
+            WsSocket::Plain(c) => {
+                if let Some(o) = last {
+                    match o {
+                        Outgoing::Text(t) => drop(c.queue(Opcode::Text, &t)),
+                        Outgoing::Binary(b) => drop(c.queue(Opcode::Binary, &b)),
+                    }
+                }
+                c.queue_close();
                 let tx = std::mem::take(&mut c.tx);
                 let _ = c.stream.write_all(&tx).await;
                 let _ = c.stream.shutdown().await;
             }
-            MediaSocket::Tls(s) => {
+            WsSocket::Tls(s) => {
+                if let Some(o) = last {
+                    let _ = futures_util::SinkExt::send(s.as_mut(), botlink::to_message(o)).await;
+                }
                 let _ = s.close(None).await;
             }
         }
