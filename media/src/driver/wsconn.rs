@@ -341,3 +341,99 @@ impl WsSocket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! This codec against tungstenite as the peer, both roles.
+    use super::*;
+    use futures_util::SinkExt;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::Message as T;
+
+    #[tokio::test]
+    async fn as_a_server_to_a_tungstenite_client() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!(
+            "ws://{}/media/sales?call_id=a%20b",
+            listener.local_addr().expect("addr")
+        );
+        let peer = tokio::spawn(async move {
+            let mut req = url.into_client_request().expect("request");
+            req.headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("media"));
+            let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("upgrade");
+            assert_eq!(resp.headers()["sec-websocket-protocol"], "media");
+            ws.send(T::Ping(Bytes::from_static(b"p1"))).await.expect("ping");
+            ws.send(T::Binary(Bytes::from(vec![3u8; 70_000])))
+                .await
+                .expect("binary");
+            let mut got = Vec::new();
+            while let Some(Ok(m)) = ws.next().await {
+                let close = matches!(m, T::Close(_));
+                got.push(m);
+                if close {
+                    break;
+                }
+            }
+            got
+        });
+        let (sock, _) = listener.accept().await.expect("accept");
+        let (conn, up) = WsConn::accept(sock, |up| {
+            assert!(up.protocols.iter().any(|p| p == "media"));
+            Ok(Some("media"))
+        })
+        .await
+        .expect("accepted");
+        assert_eq!((up.path(), up.query()), ("/media/sales", "call_id=a%20b"));
+        let mut s = WsSocket::Plain(Box::new(conn));
+        assert_eq!(s.next().await, Ok(Message::Ping(Bytes::from_static(b"p1"))));
+        assert!(s.has_unsent(), "the pong waits for the flush");
+        assert_eq!(
+            s.next().await,
+            Ok(Message::Binary(Bytes::from(vec![3u8; 70_000])))
+        );
+        let text = Outgoing::Text(Bytes::from_static(b"MEDIA_XON"));
+        assert_eq!(s.queue(&text), Ok(Queued::Taken));
+        s.flush().expect("flush");
+        s.close(None).await;
+        let got = peer.await.expect("peer");
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], T::Pong(Bytes::from_static(b"p1")));
+        assert_eq!(got[1], T::Text("MEDIA_XON".into()));
+        assert!(
+            matches!(got[2], T::Close(Some(ref c)) if u16::from(c.code) == 1000),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn as_a_client_to_a_tungstenite_server() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/bot?token=t", listener.local_addr().expect("addr"));
+        let peer = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.expect("accept");
+            let mut ws = tokio_tungstenite::accept_async(sock).await.expect("upgrade");
+            // Echo until the client closes; tungstenite refuses unmasked
+            // client frames, so each echo proves the masking.
+            while let Some(Ok(m)) = ws.next().await {
+                match m {
+                    T::Binary(_) | T::Text(_) => ws.send(m).await.expect("echo"),
+                    T::Close(_) => break,
+                    _ => {}
+                }
+            }
+            ws.send(T::Close(None)).await.ok();
+        });
+        let mut s = WsSocket::connect(&url, None).await.expect("connected");
+        for len in [0usize, 125, 126, 640, 65_536] {
+            let payload = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+            assert_eq!(s.queue(&Outgoing::Binary(payload.clone())), Ok(Queued::Taken));
+            s.flush().expect("flush");
+            assert_eq!(s.next().await, Ok(Message::Binary(payload)), "{len}");
+        }
+        s.close(None).await;
+        peer.await.expect("peer");
+        let refused = WsSocket::connect(&format!("ws://{}/x", "127.0.0.1:9"), None).await;
+        assert!(refused.is_err());
+    }
+}
