@@ -216,6 +216,25 @@ fn originator(url: &str, fake: &Fake) -> (AriOriginator, Arc<FakeMedia>) {
     (ari, media)
 }
 
+/// The next three requests are the teardown of `call_id`: both channels
+/// hung up, then the bridge removed.
+async fn expect_teardown(seen: &mut mpsc::UnboundedReceiver<Seen>, call_id: &str) {
+    let mut deleted = Vec::new();
+    while deleted.len() < 3 {
+        let r = seen.recv().await.expect("teardown");
+        assert_eq!(r.method, Method::DELETE, "{r:?}");
+        deleted.push(r.path);
+    }
+    assert_eq!(
+        deleted,
+        vec![
+            format!("/ari/channels/{call_id}"),
+            format!("/ari/channels/{call_id}-media"),
+            format!("/ari/bridges/{call_id}"),
+        ]
+    );
+}
+
 fn pairs(s: &Seen) -> Vec<(&str, &str)> {
     s.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
@@ -300,16 +319,7 @@ async fn an_answered_callee_is_bridged_to_a_media_websocket_the_media_plane_dial
     // The callee hangs up: the media channel (so the bot's WebSocket) and
     // the bridge go too.
     let _ = fake.events.send(destroyed("c-1", 16, "Normal Clearing"));
-    let mut deleted = Vec::new();
-    while deleted.len() < 3 {
-        let r = seen.recv().await.expect("teardown");
-        assert_eq!(r.method, Method::DELETE, "{r:?}");
-        deleted.push(r.path);
-    }
-    assert_eq!(
-        deleted,
-        vec!["/ari/channels/c-1", "/ari/channels/c-1-media", "/ari/bridges/c-1"]
-    );
+    expect_teardown(&mut seen, "c-1").await;
 }
 
 #[tokio::test]
@@ -375,14 +385,5 @@ async fn a_hangup_missed_while_the_events_websocket_was_down_is_found_on_reconne
     // On reconnect the originator lists the channels and ends the call.
     let list = seen.recv().await.expect("channel list");
     assert_eq!((list.method, list.path.as_str()), (Method::GET, "/ari/channels"));
-    let mut deleted = Vec::new();
-    while deleted.len() < 3 {
-        let r = seen.recv().await.expect("teardown");
-        assert_eq!(r.method, Method::DELETE, "{r:?}");
-        deleted.push(r.path);
-    }
-    assert_eq!(
-        deleted,
-        vec!["/ari/channels/c-4", "/ari/channels/c-4-media", "/ari/bridges/c-4"]
-    );
+    expect_teardown(&mut seen, "c-4").await;
 }

@@ -27,6 +27,8 @@ use bytes::{Buf, Bytes, BytesMut};
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Largest upgrade request or response head read (Asterisk's is ~300 bytes).
 pub const MAX_HEAD: usize = 8 * 1024;
+/// At most this much room is reserved ahead for a frame still arriving.
+const GROW_AHEAD: usize = 64 * 1024;
 
 fn bad(what: impl Into<String>) -> ProtoError {
     ProtoError::WebSocket(what.into())
@@ -234,8 +236,10 @@ impl Decoder {
                 });
             }
             if buf.len() - h.header_len < h.len {
-                // Room for the whole frame once, rather than growing per read.
-                buf.reserve(h.header_len + h.len - buf.len());
+                // Room for the rest of the frame, but never more than
+                // GROW_AHEAD on a header's word: a peer that announces a
+                // 4 MiB frame and sends nothing gets no 4 MiB buffer.
+                buf.reserve((h.header_len + h.len - buf.len()).min(GROW_AHEAD));
                 return Ok(None);
             }
             buf.advance(h.header_len);
@@ -383,19 +387,31 @@ fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool 
     header(headers, name).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
+/// The length of a complete HTTP head (`what`: request or response),
+/// `None` while it may still complete within [`MAX_HEAD`].
+fn head_length(
+    parsed: httparse::Result<usize>,
+    have: usize,
+    what: &str,
+) -> Result<Option<usize>, ProtoError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if have >= MAX_HEAD => {
+            Err(bad(format!("upgrade {what} head over {MAX_HEAD} bytes")))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(bad(format!("upgrade {what}: {e}"))),
+    }
+}
+
 /// Reads a client's upgrade request from the front of `buf`: `Ok(None)`
 /// while its head is incomplete, else the request and the bytes it took
 /// (frames may follow in the same buffer).
 pub fn accept(buf: &[u8]) -> Result<Option<(Upgrade, usize)>, ProtoError> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
-    let used = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-            return Err(bad(format!("upgrade request head over {MAX_HEAD} bytes")))
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(bad(format!("upgrade request: {e}"))),
+    let Some(used) = head_length(req.parse(buf), buf.len(), "request")? else {
+        return Ok(None);
     };
     if req.method != Some("GET") {
         return Err(bad("upgrade request is not a GET"));
@@ -483,13 +499,8 @@ pub fn client_request(host: &str, target: &str, key: &str, protocol: Option<&str
 pub fn client_confirm(buf: &[u8], key: &str) -> Result<Option<(Option<String>, usize)>, ProtoError> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
-    let used = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-            return Err(bad(format!("upgrade response head over {MAX_HEAD} bytes")))
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(bad(format!("upgrade response: {e}"))),
+    let Some(used) = head_length(resp.parse(buf), buf.len(), "response")? else {
+        return Ok(None);
     };
     if resp.code != Some(101) {
         return Err(bad(format!(
@@ -617,6 +628,15 @@ mod tests {
             d.decode(&mut b),
             Err(ProtoError::LengthTooLarge { len: 101, max: 100 })
         );
+    }
+
+    #[test]
+    fn an_announced_frame_is_not_allocated_before_it_arrives() {
+        let mut d = Decoder::new(Role::Client, 4 << 20);
+        // A binary frame of 4 MiB - 1, announced, nothing of it sent.
+        let mut b = BytesMut::from(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF][..]);
+        assert_eq!(d.decode(&mut b), Ok(None));
+        assert!(b.capacity() <= GROW_AHEAD + 64, "{}", b.capacity());
     }
 
     #[test]
