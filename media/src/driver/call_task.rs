@@ -64,7 +64,7 @@ async fn bot_wake(link: &mut Link) -> BotWake {
     match link {
         Link::Up(ws) => match ws.next().await {
             Ok(m) => BotWake::Msg(m),
-            Err(e) => BotWake::Failed(BotLinkError::Dropped(e)),
+            Err(e) => BotWake::Failed(BotLinkError::Dropped(e.to_string())),
         },
         Link::Connecting(fut) => match fut.as_mut().await {
             Ok((ws, took)) => BotWake::Connected(Box::new(ws), took),

@@ -15,7 +15,7 @@
 
 use super::botlink;
 use super::call_task::{drive, start_call, CallContext, Leg};
-use super::wsconn::{WsConn, WsSocket};
+use super::wsconn::{ReadFailure, WsConn, WsSocket};
 use crate::commands::CallRegistry;
 use crate::error::MediaError;
 use crate::events::{CallInfo, HangupCause};
@@ -342,6 +342,12 @@ impl ChanWsLeg {
         if self.pending.is_none() {
             match self.ws.next().await {
                 Ok(m) => self.pending = Some(m),
+                Err(ReadFailure::Protocol(why)) => {
+                    // Bad input from Asterisk's side: counted and said.
+                    self.metrics.caller_protocol_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(channel_id = self.state.channel_id(), error = %why, "chan_websocket peer broke the WebSocket protocol: hanging up");
+                    return Err(HangupCause::CallerGone);
+                }
                 Err(_) => return Err(HangupCause::CallerGone),
             }
         }

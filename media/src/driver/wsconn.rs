@@ -43,6 +43,27 @@ fn failure(e: impl std::fmt::Display) -> Failure {
     e.to_string()
 }
 
+/// Why reading a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReadFailure {
+    /// The peer closed the TCP connection.
+    Closed,
+    /// The peer's bytes broke RFC 6455 (bad input: count it).
+    Protocol(String),
+    /// The socket failed.
+    Io(String),
+}
+
+impl std::fmt::Display for ReadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadFailure::Closed => f.write_str("connection closed"),
+            ReadFailure::Protocol(why) => write!(f, "WebSocket protocol: {why}"),
+            ReadFailure::Io(why) => write!(f, "i/o: {why}"),
+        }
+    }
+}
+
 /// One WebSocket connection: to or from Asterisk, or to a bot.
 pub(crate) enum WsSocket {
     /// `ws://`, either direction: the codec of this module.
@@ -174,9 +195,10 @@ impl WsConn {
 
     /// The next message (cancel-safe: bytes read stay in the buffer). A
     /// ping is answered here; it is still handed out, as proof of life.
-    async fn next(&mut self) -> Result<Message, Failure> {
+    async fn next(&mut self) -> Result<Message, ReadFailure> {
         loop {
-            if let Some(m) = self.decoder.decode(&mut self.rx).map_err(failure)? {
+            let decoded = self.decoder.decode(&mut self.rx);
+            if let Some(m) = decoded.map_err(|e| ReadFailure::Protocol(e.to_string()))? {
                 if let Message::Ping(p) = &m {
                     if self.tx.len() < MAX_SEND_BUFFER {
                         let mask = self.next_mask();
@@ -188,8 +210,9 @@ impl WsConn {
             if self.rx.capacity() - self.rx.len() < READ_CHUNK / 2 {
                 self.rx.reserve(READ_CHUNK);
             }
-            if self.stream.read_buf(&mut self.rx).await.map_err(failure)? == 0 {
-                return Err("connection closed".into());
+            let read = self.stream.read_buf(&mut self.rx).await;
+            if read.map_err(|e| ReadFailure::Io(e.to_string()))? == 0 {
+                return Err(ReadFailure::Closed);
             }
         }
     }
@@ -241,8 +264,8 @@ impl WsSocket {
     }
 
     /// The next message; an error (or the stream's end) means the connection is gone.
-    pub(crate) async fn next(&mut self) -> Result<Message, Failure> {
-        use tokio_tungstenite::tungstenite::Message as T;
+    pub(crate) async fn next(&mut self) -> Result<Message, ReadFailure> {
+        use tokio_tungstenite::tungstenite::{Error as E, Message as T};
         match self {
             WsSocket::Plain(c) => c.next().await,
             WsSocket::Tls(s) => loop {
@@ -255,8 +278,13 @@ impl WsSocket {
                         Message::Close(c.map(|c| (u16::from(c.code), c.reason.to_string())))
                     }
                     Some(Ok(T::Frame(_))) => continue,
-                    Some(Err(e)) => return Err(failure(e)),
-                    None => return Err("connection closed".into()),
+                    Some(Err(e @ (E::Protocol(_) | E::Capacity(_) | E::Utf8(_)))) => {
+                        return Err(ReadFailure::Protocol(e.to_string()))
+                    }
+                    Some(Err(E::ConnectionClosed | E::AlreadyClosed)) | None => {
+                        return Err(ReadFailure::Closed)
+                    }
+                    Some(Err(e)) => return Err(ReadFailure::Io(e.to_string())),
                 });
             },
         }
@@ -404,6 +432,46 @@ mod tests {
             matches!(got[2], T::Close(Some(ref c)) if u16::from(c.code) == 1000),
             "{got:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unmasked_client_frame_is_a_protocol_failure_and_eof_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let peer = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let head = ws::client_request(&addr.to_string(), "/", "dGhlIHNhbXBsZSBub25jZQ==", None);
+            s.write_all(head.as_bytes()).await.expect("head");
+            let mut answer = [0u8; 256];
+            let _ = s.read(&mut answer).await.expect("101");
+            // A text frame with no mask, as no client may send.
+            s.write_all(&[0x81, 0x02, b'h', b'i']).await.expect("frame");
+            s
+        });
+        let (sock, _) = listener.accept().await.expect("accept");
+        let (conn, _) = WsConn::accept(sock, |_| Ok(None)).await.expect("accepted");
+        let mut s = WsSocket::Plain(Box::new(conn));
+        match s.next().await {
+            Err(ReadFailure::Protocol(why)) => assert!(why.contains("without a mask"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        drop(peer.await.expect("peer"));
+
+        // A client that sends its head and then ends the connection.
+        let quitter = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            let head = ws::client_request(&addr.to_string(), "/", "dGhlIHNhbXBsZSBub25jZQ==", None);
+            c.write_all(head.as_bytes()).await.expect("head");
+            c.shutdown().await.expect("eof after the head");
+            c
+        });
+        let (sock, _) = listener.accept().await.expect("accept");
+        let (conn, _) = WsConn::accept(sock, |_| Ok(None)).await.expect("accepted");
+        assert_eq!(
+            WsSocket::Plain(Box::new(conn)).next().await,
+            Err(ReadFailure::Closed)
+        );
+        drop(quitter.await.expect("client"));
     }
 
     #[tokio::test]
