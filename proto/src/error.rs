@@ -104,6 +104,9 @@ pub enum ProtoError {
     /// A WebSocket handshake or frame that breaks RFC 6455.
     #[error("websocket: {0}")]
     WebSocket(String),
+    /// A SIP message or header that cannot be used (the message says which part).
+    #[error("sip: {0}")]
+    Sip(String),
     /// Base64 payload that does not decode.
     #[error("base64: {0}")]
     Base64(String),

@@ -14,6 +14,7 @@
 //! | [`pipecat`] | pipecat's Protobuf frames |
 //! | [`twilio`] | Twilio-style Media Streams JSON |
 //! | [`envelope`] | the control plane's event envelope (JSON Schema in `schema/`) |
+//! | [`sip`] | SIP messages, headers and transactions (RFC 3261) |
 //! | [`sdp`] | SDP offer/answer for one audio stream (RFC 4566/3264) |
 //! | [`wav`] | WAV headers |
 //! | [`websocket`] | RFC 6455 handshake and framing |
@@ -28,6 +29,7 @@ pub mod pipecat;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod sip;
 pub mod twilio;
 pub mod wav;
 pub mod websocket;
