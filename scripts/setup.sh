@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing voxbridge needs, skipping what is already there:
 #   Debian: ffmpeg, sox, espeak-ng (real audio peers), cmake + pkg-config (libopus
-#   build), libsoxr-dev + libspeexdsp-dev (C peers in benches), bc (scripts);
+#   build), libsoxr-dev + libspeexdsp-dev (C peers in benches), bc (scripts),
+#   sip-tester (sipp: the SIP peer of tests/sip_trunk.rs);
 #   cargo: cargo-fuzz (fuzz smoke run);
 #   Python venv (~/.cache/voxbridge/interop-venv): pipecat-ai and what its
 #   serializers import, for tests/pipecat_interop.rs;
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc fonts-dejavu-core curl)
+apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc fonts-dejavu-core curl sip-tester)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -259,6 +259,7 @@ async fn create(
                 callee: q.get("callee").cloned(),
                 params,
                 owner: token.customer_id.clone(),
+                ..SessionRequest::default()
             };
             match s.rtp.offer(offer, req).await {
                 Ok(c) => {
@@ -305,6 +306,7 @@ async fn create(
                 callee: b.callee,
                 params,
                 owner: token.customer_id.clone(),
+                ..SessionRequest::default()
             };
             match s.rtp.plain(plain, req).await {
                 Ok(c) => (StatusCode::CREATED, axum::Json(created_json(&c))).into_response(),

@@ -54,10 +54,15 @@ impl CallRegistry {
 
     /// Hangs a running call up (cause `api_hangup`); `false` if none has the id.
     pub(crate) fn hangup(&self, call_id: &str) -> bool {
+        self.hangup_with(call_id, HangupCause::ApiHangup)
+    }
+
+    /// Hangs a running call up with `cause`; `false` if none has the id.
+    pub(crate) fn hangup_with(&self, call_id: &str, cause: HangupCause) -> bool {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(call_id) {
             Some(s) => {
-                s.send_replace(Some(HangupCause::ApiHangup));
+                s.send_replace(Some(cause));
                 true
             }
             None => false,

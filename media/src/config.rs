@@ -297,6 +297,48 @@ impl RtpConfig {
     }
 }
 
+/// The SIP trunk endpoint: voxbridge answers INVITEs itself and each call
+/// becomes an RTP session (ports, codecs and media timeout from `[rtp]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP address to listen on (`0.0.0.0:5060` for a trunk); SIP is off
+    /// when absent.
+    pub listen: Option<SocketAddr>,
+    /// `host:port` written into our `Via` and `Contact` (set it when
+    /// listening on 0.0.0.0 or behind NAT); the listen address when absent.
+    pub advertise: Option<String>,
+    /// Route every SIP call takes.
+    pub route: String,
+    /// `Retry-After` seconds on a `503` (call limit, no RTP port).
+    pub retry_after_s: u32,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: None,
+            advertise: None,
+            route: default_route_name(),
+            retry_after_s: 5,
+        }
+    }
+}
+
+impl SipConfig {
+    fn validate(&self, routes: &BTreeMap<String, Route>) -> Result<(), ConfigError> {
+        if self.listen.is_some() && !routes.contains_key(&self.route) {
+            return Err(ConfigError(format!("sip.route: {:?} is not defined", self.route)));
+        }
+        if let Some(a) = &self.advertise {
+            if a.is_empty() || a.contains([' ', ';', ',', '<', '>', '"']) {
+                return Err(ConfigError(format!("sip.advertise: {a:?} is not a host[:port]")));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Limits and timers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -395,6 +437,8 @@ pub struct Config {
     pub limits: Limits,
     /// The RTP session API's credentials and listener.
     pub media_api: MediaApiConfig,
+    /// SIP trunk endpoint (off unless `sip.listen` is set).
+    pub sip: SipConfig,
 }
 
 impl Default for Config {
@@ -411,6 +455,7 @@ impl Default for Config {
             routes: BTreeMap::from([(default_route_name(), Route::default())]),
             limits: Limits::default(),
             media_api: MediaApiConfig::default(),
+            sip: SipConfig::default(),
         }
     }
 }
@@ -555,6 +600,7 @@ impl Config {
             }
         }
         self.rtp.validate(&self.routes)?;
+        self.sip.validate(&self.routes)?;
         if self.limits.max_calls == 0 {
             return Err(ConfigError("limits.max_calls: must be > 0".into()));
         }

@@ -180,6 +180,8 @@ pub struct Metrics {
     to_caller: Histogram<10>,
     /// RTP packet counters (all RTP sessions).
     pub rtp: RtpMetrics,
+    /// The SIP endpoint's counters (copied from its UAS after each event).
+    pub sip: std::sync::Mutex<crate::sansio::sip::UasStats>,
 }
 
 /// RTP figures: packet counters folded in by each RTP call once a second,
@@ -272,6 +274,7 @@ impl Default for Metrics {
             to_bot: Histogram::new(&LATENCY_BUCKETS),
             to_caller: Histogram::new(&LATENCY_BUCKETS),
             rtp: RtpMetrics::default(),
+            sip: std::sync::Mutex::new(crate::sansio::sip::UasStats::default()),
         }
     }
 }
@@ -466,6 +469,26 @@ impl Metrics {
             "Malformed input from callers.",
             self.caller_protocol_errors.load(Relaxed),
         );
+        let sip = *self.sip.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_sip_total What the SIP endpoint saw and did, by event.\n# TYPE voxbridge_sip_total counter"
+        );
+        for (event, v) in [
+            ("invite", sip.invites),
+            ("answered", sip.answered),
+            ("refused", sip.refused),
+            ("cancelled", sip.cancelled),
+            ("bye_received", sip.byes_received),
+            ("bye_sent", sip.byes_sent),
+            ("ack_timeout", sip.ack_timeouts),
+            ("malformed", sip.malformed),
+            ("unknown_dialog", sip.unknown_dialog),
+            ("stray_response", sip.stray_responses),
+            ("keepalive", sip.keepalives),
+        ] {
+            let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
+        }
         counter(
             &mut o,
             "voxbridge_chanws_errors_total",

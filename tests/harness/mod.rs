@@ -99,6 +99,8 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// The first chan_websocket listener, if the config has one.
     pub chanws: Option<SocketAddr>,
+    /// The SIP endpoint, if the config turns it on.
+    pub sip: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub events: mpsc::UnboundedReceiver<CallEvent>,
     pub shutdown: ShutdownHandle,
@@ -121,6 +123,7 @@ impl Daemon {
         let server = MediaServer::bind(config, sink).await.expect("daemon binds");
         let addr = server.audiosocket_addrs()[0];
         let chanws = server.chanws_addrs().first().copied();
+        let sip = server.sip_addr();
         let metrics = server.metrics();
         let shutdown = server.shutdown_handle();
         let rtp = server.rtp_sessions();
@@ -129,6 +132,7 @@ impl Daemon {
         Daemon {
             addr,
             chanws,
+            sip,
             metrics,
             events,
             shutdown,

@@ -2,7 +2,8 @@
 //! call runs as one task ([`call_task`]) that owns its caller leg's I/O
 //! ([`audiosocket`], [`rtp`], [`chanws`] on [`wsconn`]), its bot WebSocket ([`botlink`]) and the
 //! sans-IO `Call` they feed. [`server`] accepts AudioSocket and chan_websocket connections and
-//! drains calls on shutdown, [`sessions`] creates RTP calls, [`net`] batches
+//! drains calls on shutdown, [`sessions`] creates RTP calls, [`sip`] answers a SIP trunk
+//! (each call an RTP session), [`net`] batches
 //! the shared UDP port's I/O. A new ingress is one more leg here (its I/O)
 //! plus its wire format in `voxbridge-proto`; see ARCHITECTURE.md.
 
@@ -14,4 +15,5 @@ pub mod net;
 pub(crate) mod rtp;
 pub mod server;
 pub mod sessions;
+pub(crate) mod sip;
 pub(crate) mod wsconn;

@@ -46,6 +46,7 @@ pub struct MediaServer {
     config: Config,
     listeners: Vec<(TcpListener, String)>,
     chanws_listeners: Vec<(TcpListener, String)>,
+    sip_socket: Option<tokio::net::UdpSocket>,
     metrics: Arc<Metrics>,
     stop: Arc<watch::Sender<bool>>,
     hangup_tx: watch::Sender<bool>,
@@ -74,6 +75,14 @@ impl MediaServer {
             })?;
             chanws_listeners.push((listener, l.route.clone()));
         }
+        let sip_socket = match config.sip.listen {
+            Some(addr) => Some(
+                tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .map_err(|e| MediaError::from(ConfigError(format!("sip listen {addr}: {e}"))))?,
+            ),
+            None => None,
+        };
         let routes: BTreeMap<String, Arc<Route>> = config
             .routes
             .iter()
@@ -137,6 +146,7 @@ impl MediaServer {
             config,
             listeners,
             chanws_listeners,
+            sip_socket,
             metrics,
             stop,
             hangup_tx,
@@ -174,6 +184,11 @@ impl MediaServer {
             .iter()
             .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
+    }
+
+    /// The address the SIP endpoint is bound to, if SIP is on.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip_socket.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     /// The addresses the chan_websocket listeners are bound to.
@@ -239,6 +254,32 @@ impl MediaServer {
                 send_buffer: limits.send_buffer_bytes,
             };
             accept_loops.push(tokio::spawn(acceptor.run(self.stop.subscribe())));
+        }
+        if let Some(socket) = self.sip_socket {
+            let sent_by = match (&self.config.sip.advertise, socket.local_addr()) {
+                (Some(a), _) => a.clone(),
+                (None, Ok(local)) => local.to_string(),
+                (None, Err(_)) => "127.0.0.1:5060".into(),
+            };
+            use std::hash::{BuildHasher, Hasher};
+            let seed = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let endpoint = super::sip::SipEndpoint {
+                socket,
+                uas: crate::sansio::sip::SipUas::new(crate::sansio::sip::UasConfig {
+                    sent_by,
+                    user_agent: concat!("voxbridge/", env!("CARGO_PKG_VERSION")).into(),
+                    timers: Default::default(),
+                    seed,
+                }),
+                rtp: self.rtp.clone(),
+                route: self.config.sip.route.clone(),
+                retry_after_s: self.config.sip.retry_after_s,
+                metrics: self.metrics.clone(),
+                tracker: tracker.clone(),
+            };
+            accept_loops.push(tokio::spawn(endpoint.run(self.stop.subscribe())));
         }
         let mut stop = self.stop.subscribe();
         // Err: every handle is gone, which also means stop.

@@ -45,6 +45,12 @@ pub struct SessionRequest {
     /// Who created it (the media API credential's tenant): only the same
     /// owner sees and hangs it up through the API.
     pub owner: Option<String>,
+    /// The ingress named in the call's events (`rtp` when absent; the SIP
+    /// leg says `sip`).
+    pub ingress: Option<&'static str>,
+    /// Told the call id when the call ends, whatever ended it (the SIP leg
+    /// sends BYE then).
+    pub on_end: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// A session without SDP.
@@ -242,6 +248,18 @@ impl RtpSessions {
         is_session && self.0.calls.hangup(call_id)
     }
 
+    /// Hangs a session up with `cause` (the SIP leg: the caller's BYE or
+    /// CANCEL is `caller_hangup`); `false` if there is none.
+    pub fn hangup_with(&self, call_id: &str, cause: HangupCause) -> bool {
+        let is_session = self
+            .0
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(call_id);
+        is_session && self.0.calls.hangup_with(call_id, cause)
+    }
+
     /// [`RtpSessions::hangup`] of a session `owner` created; `false` for a
     /// session of another owner, as for none.
     pub fn hangup_owned(&self, call_id: &str, owner: Option<&str>) -> bool {
@@ -345,6 +363,7 @@ impl RtpSessions {
             rtcp_mux: s.rtcp_mux,
         };
         let req_owner = req.owner.clone();
+        let on_end = req.on_end.clone();
         let mut bot_params = route.params.clone();
         bot_params.extend(req.params);
         let info = CallInfo {
@@ -352,7 +371,7 @@ impl RtpSessions {
             route: route_name.clone(),
             caller: req.caller,
             callee: req.callee,
-            ingress: "rtp",
+            ingress: req.ingress.unwrap_or("rtp"),
             params: bot_params,
         };
         let ctx = CallContext {
@@ -388,6 +407,9 @@ impl RtpSessions {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
+            if let Some(tx) = on_end {
+                let _ = tx.send(id);
+            }
         });
         Ok(Created {
             call_id,

@@ -7,7 +7,8 @@
 //! (caller <-> bot audio, resampling, [`playout`] with its start cushion),
 //! the [`pacer`] (the 20 ms egress clock), the [`botcodec`] (bot dialects)
 //! and the bot link's reconnect policy. The RTP leg's protocol halves are
-//! [`rtp`] and [`jitter`]; Asterisk's WebSocket channel leg is [`chanws`].
+//! [`rtp`] and [`jitter`]; Asterisk's WebSocket channel leg is [`chanws`]; the SIP leg's
+//! signalling is [`sip`].
 
 pub(crate) mod bot_policy;
 pub mod botcodec;
@@ -18,3 +19,4 @@ pub mod pacer;
 pub mod pipeline;
 pub mod playout;
 pub mod rtp;
+pub mod sip;

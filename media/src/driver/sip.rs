@@ -1,0 +1,143 @@
+//! The SIP leg's driver: one UDP socket, the sans-IO UAS
+//! ([`crate::sansio::sip::SipUas`]) and the clock, in one task. Each call
+//! the UAS starts becomes an RTP session ([`RtpSessions::offer`]) on the
+//! `sip.route` route; the session reports its end back here so the UAS can
+//! send BYE. Signalling never waits on media: a session is created on a
+//! task of its own and its result comes back through the same channel as
+//! the ends.
+
+use super::sessions::{RtpSessions, SessionRequest};
+use crate::error::MediaError;
+use crate::events::HangupCause;
+use crate::metrics::Metrics;
+use crate::sansio::sip::{Refusal, SipUas, UasAction};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
+
+/// A started call's id and its SDP answer, or why it did not start.
+type Started = (String, Result<String, Refusal>);
+
+/// Everything the SIP task needs.
+pub(crate) struct SipEndpoint {
+    pub socket: UdpSocket,
+    pub uas: SipUas,
+    pub rtp: RtpSessions,
+    pub route: String,
+    pub retry_after_s: u32,
+    pub metrics: Arc<Metrics>,
+    pub tracker: TaskTracker,
+}
+
+fn refusal(e: &MediaError, retry_after_s: u32) -> Refusal {
+    match e {
+        MediaError::Unavailable(_) => Refusal::Unavailable { retry_after_s },
+        MediaError::Session(why) => Refusal::NotAcceptable(why.clone()),
+        MediaError::Proto(p) => Refusal::NotAcceptable(p.to_string()),
+        other => Refusal::Failed(other.to_string()),
+    }
+}
+
+impl SipEndpoint {
+    /// Runs until `stop` turns true; calls already up go on (their media
+    /// tasks are the server's) and are not BYEd by this task afterwards.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        // Unbounded: one start and one end report per call, and calls are
+        // bounded by `limits.max_calls`; a lost report would leave a dialog
+        // stuck. The two may arrive in either order (the UAS handles both).
+        let (report_tx, mut starts) = mpsc::unbounded_channel::<Started>();
+        let (end_tx, mut ends) = mpsc::unbounded_channel::<String>();
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            self.flush().await;
+            while let Some(action) = self.uas.poll_action() {
+                self.act(action, &report_tx, &end_tx);
+            }
+            self.flush().await;
+            *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
+            let wake = self.uas.poll_timeout();
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        self.uas.handle_datagram(Instant::now(), from, Bytes::copy_from_slice(&buf[..n]));
+                    }
+                    // ICMP port unreachable from an earlier send shows up here on Linux.
+                    Err(e) => tracing::debug!(error = %e, "SIP socket receive"),
+                },
+                Some((call_id, result)) = starts.recv() => self.uas.call_started(Instant::now(), &call_id, result),
+                Some(call_id) = ends.recv() => self.uas.call_ended(Instant::now(), &call_id),
+                _ = sleep_until(wake) => self.uas.handle_timeout(Instant::now()),
+                r = stop.wait_for(|s| *s) => {
+                    let _ = r;
+                    tracing::info!("SIP endpoint stopped");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some((to, bytes)) = self.uas.poll_transmit() {
+            if let Err(e) = self.socket.send_to(&bytes, to).await {
+                tracing::warn!(%to, error = %e, "SIP send failed");
+            }
+        }
+    }
+
+    fn act(
+        &self,
+        action: UasAction,
+        reports: &mpsc::UnboundedSender<Started>,
+        ends: &mpsc::UnboundedSender<String>,
+    ) {
+        match action {
+            UasAction::StartCall {
+                call_id,
+                offer,
+                caller,
+                callee,
+                source,
+                headers,
+            } => {
+                tracing::info!(%call_id, %source, "SIP INVITE: starting the call");
+                let rtp = self.rtp.clone();
+                let req = SessionRequest {
+                    call_id: Some(call_id.clone()),
+                    route: Some(self.route.clone()),
+                    caller,
+                    callee,
+                    params: headers.into_iter().collect(),
+                    ingress: Some("sip"),
+                    on_end: Some(ends.clone()),
+                    ..SessionRequest::default()
+                };
+                let reports = reports.clone();
+                let retry_after_s = self.retry_after_s;
+                self.tracker.spawn(async move {
+                    let result = rtp
+                        .offer(&offer, req)
+                        .await
+                        .map(|c| c.sdp)
+                        .map_err(|e| refusal(&e, retry_after_s));
+                    let _ = reports.send((call_id, result));
+                });
+            }
+            UasAction::EndCall { call_id, reason } => {
+                tracing::info!(%call_id, reason, "SIP: the caller ended the call");
+                // A call still being created is ended by the UAS when its
+                // start result comes (it remembers the CANCEL).
+                self.rtp.hangup_with(&call_id, HangupCause::CallerHangup);
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,15 @@
+//! The SIP leg's signalling, sans-IO: a user agent server that answers
+//! calls from a SIP trunk and turns each into an RTP call.
+//!
+//! [`uas::SipUas`] takes datagrams and `now`, keeps the transactions
+//! (`voxbridge_proto::sip::transaction`) and dialogs, and hands out
+//! datagrams to send, actions for the driver (start an RTP call from an
+//! SDP offer, end one) and the instant it next needs waking. The driver
+//! (`crate::driver::sip`) owns the socket and the clock and creates the RTP
+//! calls through the same session registry as `/v1/rtp/sessions`, so the
+//! media half (jitter buffer, PLC, RFC 4733, RTCP) is the RTP leg's.
+
+pub mod dialog;
+pub mod uas;
+
+pub use uas::{Refusal, SipUas, UasAction, UasConfig, UasStats};

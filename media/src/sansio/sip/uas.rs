@@ -1,0 +1,1004 @@
+//! The user agent server: SIP requests from a trunk in, responses and
+//! in-dialog requests out, RTP calls started and ended through actions.
+//!
+//! What it answers (over UDP; RFC 3261 unless named):
+//! - INVITE with an SDP offer: `100 Trying` at once, then
+//!   [`UasAction::StartCall`]; the driver's [`SipUas::call_started`] makes
+//!   the `200 OK` with the SDP answer, or the refusal (`488` for an offer
+//!   with no common codec, `503` with `Retry-After` when full). An INVITE
+//!   without SDP (delayed offer) is refused with `488` for now.
+//! - ACK (for the 2xx: matched to the dialog; for a refusal: to its
+//!   transaction), CANCEL (`200`, then `487` for the INVITE, or the call
+//!   ended if it already exists), BYE (`200` and [`UasAction::EndCall`]),
+//!   a re-INVITE in the dialog (answered with the same SDP: a session
+//!   refresh; hold is not told to the media yet), INFO (`200`), OPTIONS
+//!   (`200` with `Allow`: SBCs use it as a health check).
+//! - A request for a dialog it does not have: `481`; another method
+//!   outside a dialog: `405` with `Allow`.
+//! - When a call ends on voxbridge's side ([`SipUas::call_ended`]) it sends
+//!   BYE (after the ACK, if that has not come yet); a 2xx never ACKed ends
+//!   the call and sends BYE too.
+//!
+//! Datagrams that do not parse are counted and dropped (no response can
+//! be addressed without the headers the parser requires).
+
+use super::dialog::{user_of, x_headers, Dialog, Phase};
+use bytes::Bytes;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+use voxbridge_proto::sip::message::{is_keepalive, HeaderName, Message, MessageBuilder, Method};
+use voxbridge_proto::sip::transaction::{Kind, State, Timers, Transaction, TxEvent};
+use voxbridge_proto::sip::{NameAddr, BRANCH_COOKIE};
+
+/// Methods voxbridge answers, for `Allow`.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+
+/// How the UAS presents itself.
+#[derive(Debug, Clone)]
+pub struct UasConfig {
+    /// Host and port for our `Via` and `Contact` (the advertised address).
+    pub sent_by: String,
+    /// `User-Agent` and `Server` value.
+    pub user_agent: String,
+    /// RFC 3261 timers.
+    pub timers: Timers,
+    /// Seeds tags and branches (any value; the driver passes a random one).
+    pub seed: u64,
+}
+
+/// What the driver does for the UAS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UasAction {
+    /// Create the RTP call `call_id` from `offer`, then report with
+    /// [`SipUas::call_started`].
+    StartCall {
+        /// voxbridge call id to use.
+        call_id: String,
+        /// The SDP offer.
+        offer: String,
+        /// The caller (From user part).
+        caller: Option<String>,
+        /// The callee (Request-URI user part).
+        callee: Option<String>,
+        /// Where the INVITE came from.
+        source: SocketAddr,
+        /// The INVITE's `X-` headers, for the bot.
+        headers: Vec<(String, String)>,
+    },
+    /// Hang the RTP call up (the caller hung up or cancelled).
+    EndCall {
+        /// voxbridge call id.
+        call_id: String,
+        /// SIP cause, for the hangup event (`BYE`, `CANCEL`, `ACK timeout`).
+        reason: &'static str,
+    },
+}
+
+/// Why the driver could not start a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No capacity (call limit, no RTP port, shutting down): `503`.
+    Unavailable {
+        /// Seconds for `Retry-After`.
+        retry_after_s: u32,
+    },
+    /// The offer cannot be answered (no common codec, bad SDP): `488`.
+    NotAcceptable(String),
+    /// Anything else: `500`.
+    Failed(String),
+    /// The call ended before it could be answered: `480`.
+    Ended,
+}
+
+/// Counters of what the UAS saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UasStats {
+    /// Datagrams that did not parse (dropped).
+    pub malformed: u64,
+    /// Keepalives (CR LF) received.
+    pub keepalives: u64,
+    /// New INVITEs.
+    pub invites: u64,
+    /// Calls answered with 200.
+    pub answered: u64,
+    /// INVITEs refused (4xx-6xx).
+    pub refused: u64,
+    /// INVITEs cancelled by the caller.
+    pub cancelled: u64,
+    /// Requests for unknown dialogs or transactions (481).
+    pub unknown_dialog: u64,
+    /// BYEs received.
+    pub byes_received: u64,
+    /// BYEs sent.
+    pub byes_sent: u64,
+    /// 2xx never ACKed.
+    pub ack_timeouts: u64,
+    /// Responses that matched no transaction (dropped).
+    pub stray_responses: u64,
+}
+
+struct TxEntry {
+    tx: Transaction,
+    dest: SocketAddr,
+    dialog: Option<String>,
+}
+
+/// The UAS (see the module docs).
+pub struct SipUas {
+    cfg: UasConfig,
+    contact: String,
+    counter: u64,
+    transactions: HashMap<String, TxEntry>,
+    timers: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Dialogs by voxbridge call id.
+    dialogs: HashMap<String, Dialog>,
+    /// voxbridge call id by (Call-ID, our tag).
+    by_sip: HashMap<(String, String), String>,
+    out: VecDeque<(SocketAddr, Bytes)>,
+    actions: VecDeque<UasAction>,
+    stats: UasStats,
+}
+
+/// splitmix64: tags and branches need to be unique, not secret.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The server transaction key of RFC 3261 section 17.2.3 (ACK matches its
+/// INVITE); requests without an RFC 3261 branch are keyed by Call-ID,
+/// CSeq and From tag.
+fn server_key(msg: &Message) -> Option<String> {
+    let via = msg.top_via().ok()?;
+    let method = match msg.method()? {
+        Method::Ack => &Method::Invite,
+        m => m,
+    };
+    match via.branch().filter(|b| b.starts_with(BRANCH_COOKIE)) {
+        Some(branch) => Some(format!("s|{branch}|{}|{:?}|{method}", via.host, via.port)),
+        None => {
+            let from_tag = msg
+                .header(HeaderName::From)
+                .and_then(|f| NameAddr::parse(f).ok())
+                .and_then(|n| n.tag().map(str::to_owned))
+                .unwrap_or_default();
+            let seq = msg.cseq().ok()?.seq;
+            Some(format!("s2543|{}|{seq}|{from_tag}|{method}", msg.call_id()))
+        }
+    }
+}
+
+fn client_key(branch: &str, method: &Method) -> String {
+    format!("c|{branch}|{method}")
+}
+
+impl SipUas {
+    /// A UAS with no dialogs.
+    pub fn new(cfg: UasConfig) -> SipUas {
+        SipUas {
+            contact: format!("<sip:voxbridge@{}>", cfg.sent_by),
+            counter: cfg.seed,
+            cfg,
+            transactions: HashMap::new(),
+            timers: BinaryHeap::new(),
+            dialogs: HashMap::new(),
+            by_sip: HashMap::new(),
+            out: VecDeque::new(),
+            actions: VecDeque::new(),
+            stats: UasStats::default(),
+        }
+    }
+
+    /// What it has seen so far.
+    pub fn stats(&self) -> UasStats {
+        self.stats
+    }
+
+    /// Dialogs held (calls starting, up, or ending).
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// Transactions held.
+    pub fn transactions(&self) -> usize {
+        self.transactions.len()
+    }
+
+    fn unique(&mut self) -> String {
+        self.counter = self.counter.wrapping_add(1);
+        format!("{:016x}", mix(self.counter))
+    }
+
+    /// A datagram from `source`.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: Bytes) {
+        if is_keepalive(&data) {
+            self.stats.keepalives += 1;
+            return;
+        }
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                tracing::debug!(%source, error = %e, "SIP datagram dropped");
+                return;
+            }
+        };
+        if msg.is_request() {
+            self.on_request(now, source, msg);
+        } else {
+            self.on_response(now, msg);
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, msg: Message) {
+        let (Ok(via), Ok(cseq)) = (msg.top_via(), msg.cseq()) else {
+            self.stats.stray_responses += 1;
+            return;
+        };
+        let key = client_key(via.branch().unwrap_or_default(), &cseq.method);
+        match self.transactions.get_mut(&key) {
+            Some(entry) => {
+                entry.tx.on_response(now, msg);
+                self.pump(now, &key);
+            }
+            None => self.stats.stray_responses += 1,
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, source: SocketAddr, msg: Message) {
+        let Some(key) = server_key(&msg) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let method = msg.method().cloned().unwrap_or(Method::Other(String::new()));
+        // A retransmission, or the ACK of a refusal: the transaction handles
+        // it. An ACK reaching an INVITE transaction that sent a 2xx (same
+        // branch: RFC 2543 peers) is the 2xx's ACK.
+        if let Some(entry) = self.transactions.get_mut(&key) {
+            if method == Method::Ack && entry.tx.state() == State::Accepted {
+                self.ack_for_2xx(now, &msg);
+            } else {
+                entry.tx.on_request(now, &msg);
+                self.pump(now, &key);
+            }
+            return;
+        }
+        if method == Method::Ack {
+            // An ACK for a 2xx is its own transaction: match it to the dialog.
+            if !self.ack_for_2xx(now, &msg) {
+                self.stats.unknown_dialog += 1;
+            }
+            return;
+        }
+        let to_tag = msg
+            .header(HeaderName::To)
+            .and_then(|t| NameAddr::parse(t).ok())
+            .and_then(|n| n.tag().map(str::to_owned));
+        let tx = Transaction::server(&msg, false, self.cfg.timers);
+        let dest = msg
+            .top_via()
+            .map(|v| v.response_target(source, false))
+            .unwrap_or(source);
+        self.transactions.insert(
+            key.clone(),
+            TxEntry {
+                tx,
+                dest,
+                dialog: None,
+            },
+        );
+        match (method, to_tag) {
+            (Method::Invite, None) => self.new_invite(now, source, key, msg),
+            (Method::Cancel, _) => self.cancel(now, source, key, &msg),
+            (Method::Options, None) => {
+                let r = self
+                    .response(&msg, 200, "OK", source)
+                    .header("Allow", ALLOW)
+                    .header("Accept", "application/sdp")
+                    .build();
+                self.respond(now, &key, 200, r);
+            }
+            (method, Some(tag)) => self.in_dialog(now, source, key, &msg, method, tag),
+            (_, None) => {
+                let r = self
+                    .response(&msg, 405, "Method Not Allowed", source)
+                    .header("Allow", ALLOW)
+                    .build();
+                self.respond(now, &key, 405, r);
+            }
+        }
+    }
+
+    fn response(&mut self, req: &Message, code: u16, reason: &str, source: SocketAddr) -> MessageBuilder {
+        let tag = self.unique();
+        MessageBuilder::response_to(req, code, reason, Some(&tag), Some(source))
+            .header("Server", &self.cfg.user_agent)
+    }
+
+    fn new_invite(&mut self, now: Instant, source: SocketAddr, key: String, msg: Message) {
+        self.stats.invites += 1;
+        let trying = MessageBuilder::response_to(&msg, 100, "Trying", None, Some(source)).build();
+        self.respond(now, &key, 100, trying);
+        let is_sdp = msg
+            .header(HeaderName::ContentType)
+            .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/sdp"));
+        let offer = match std::str::from_utf8(msg.body()) {
+            Ok(s) if is_sdp && !s.trim().is_empty() => s.to_owned(),
+            _ => {
+                self.stats.refused += 1;
+                let r = self
+                    .response(&msg, 488, "Not Acceptable Here", source)
+                    .header(
+                        "Warning",
+                        "399 voxbridge \"an SDP offer is required in the INVITE\"",
+                    )
+                    .build();
+                self.respond(now, &key, 488, r);
+                return;
+            }
+        };
+        let local_tag = self.unique();
+        let call_id = format!("sip-{local_tag}");
+        let caller = user_of(msg.header(HeaderName::From));
+        let callee = msg
+            .request_uri()
+            .and_then(|u| voxbridge_proto::sip::SipUri::parse(u).ok())
+            .and_then(|u| u.user.map(str::to_owned))
+            .or_else(|| user_of(msg.header(HeaderName::To)));
+        let headers = x_headers(&msg);
+        self.by_sip
+            .insert((msg.call_id().to_owned(), local_tag.clone()), call_id.clone());
+        if let Some(entry) = self.transactions.get_mut(&key) {
+            entry.dialog = Some(call_id.clone());
+        }
+        self.dialogs.insert(
+            call_id.clone(),
+            Dialog {
+                call_id: call_id.clone(),
+                local_tag,
+                invite: msg,
+                invite_tx: key,
+                peer: source,
+                phase: Phase::Starting {
+                    cancelled: false,
+                    ended: false,
+                },
+                answer: None,
+                local_cseq: 0,
+            },
+        );
+        self.actions.push_back(UasAction::StartCall {
+            call_id,
+            offer,
+            caller,
+            callee,
+            source,
+            headers,
+        });
+    }
+
+    /// The driver's answer to [`UasAction::StartCall`]: the SDP answer, or why not.
+    pub fn call_started(&mut self, now: Instant, call_id: &str, result: Result<String, Refusal>) {
+        let Some(dialog) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        let (cancelled, ended) = match dialog.phase {
+            Phase::Starting { cancelled, ended } => (cancelled, ended),
+            Phase::Answered { .. } => return,
+        };
+        let key = dialog.invite_tx.clone();
+        let result = match result {
+            Ok(_) if ended && !cancelled => Err(Refusal::Ended),
+            r => r,
+        };
+        match result {
+            Ok(_) if cancelled => {
+                self.actions.push_back(UasAction::EndCall {
+                    call_id: call_id.to_owned(),
+                    reason: "CANCEL",
+                });
+                self.forget(call_id);
+            }
+            Ok(answer) => {
+                let r = dialog
+                    .invite_response(200, "OK")
+                    .header("Contact", &self.contact)
+                    .header("Allow", ALLOW)
+                    .header("Server", &self.cfg.user_agent)
+                    .body("application/sdp", answer.clone())
+                    .build();
+                dialog.phase = Phase::Answered {
+                    acked: false,
+                    bye_pending: false,
+                };
+                dialog.answer = Some(answer);
+                self.stats.answered += 1;
+                self.respond(now, &key, 200, r);
+            }
+            Err(_) if cancelled => self.forget(call_id),
+            Err(refusal) => {
+                let builder = match &refusal {
+                    Refusal::Unavailable { retry_after_s } => dialog
+                        .invite_response(503, "Service Unavailable")
+                        .header("Retry-After", retry_after_s),
+                    Refusal::NotAcceptable(why) => dialog
+                        .invite_response(488, "Not Acceptable Here")
+                        .header("Warning", format_args!("399 voxbridge {:?}", why)),
+                    Refusal::Failed(why) => dialog
+                        .invite_response(500, "Server Internal Error")
+                        .header("Warning", format_args!("399 voxbridge {:?}", why)),
+                    Refusal::Ended => dialog.invite_response(480, "Temporarily Unavailable"),
+                };
+                let code = match refusal {
+                    Refusal::Unavailable { .. } => 503,
+                    Refusal::NotAcceptable(_) => 488,
+                    Refusal::Failed(_) => 500,
+                    Refusal::Ended => 480,
+                };
+                self.stats.refused += 1;
+                self.respond(now, &key, code, builder.build());
+                self.forget(call_id);
+            }
+        }
+    }
+
+    /// The RTP call `call_id` ended on voxbridge's side (bot hangup, media
+    /// timeout, API): BYE the caller.
+    pub fn call_ended(&mut self, now: Instant, call_id: &str) {
+        let Some(dialog) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        match dialog.phase {
+            Phase::Answered { acked: true, .. } => self.send_bye(now, call_id),
+            Phase::Answered { acked: false, .. } => {
+                dialog.phase = Phase::Answered {
+                    acked: false,
+                    bye_pending: true,
+                };
+            }
+            // Ended before its start was reported: the INVITE gets a 480
+            // when the start result comes.
+            Phase::Starting { cancelled, .. } => {
+                dialog.phase = Phase::Starting {
+                    cancelled,
+                    ended: true,
+                };
+            }
+        }
+    }
+
+    fn send_bye(&mut self, now: Instant, call_id: &str) {
+        let branch = format!("{BRANCH_COOKIE}{}", self.unique());
+        let Some(dialog) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        let bye = dialog
+            .request(&Method::Bye, &self.cfg.sent_by, &branch, &self.contact)
+            .header("User-Agent", &self.cfg.user_agent)
+            .build();
+        let dest = dialog.peer;
+        self.stats.byes_sent += 1;
+        match Transaction::client(now, bye, false, self.cfg.timers) {
+            Ok(tx) => {
+                let key = client_key(&branch, &Method::Bye);
+                self.transactions.insert(
+                    key.clone(),
+                    TxEntry {
+                        tx,
+                        dest,
+                        dialog: None,
+                    },
+                );
+                self.pump(now, &key);
+            }
+            Err(e) => tracing::error!(error = %e, "BYE not built"),
+        }
+        self.forget(call_id);
+    }
+
+    fn forget(&mut self, call_id: &str) {
+        if let Some(d) = self.dialogs.remove(call_id) {
+            self.by_sip.remove(&(d.invite.call_id().to_owned(), d.local_tag));
+        }
+    }
+
+    fn dialog_of(&self, msg: &Message, local_tag: &str) -> Option<String> {
+        self.by_sip
+            .get(&(msg.call_id().to_owned(), local_tag.to_owned()))
+            .cloned()
+    }
+
+    /// An ACK with our tag: the 2xx's ACK. True when it matched a dialog.
+    fn ack_for_2xx(&mut self, now: Instant, msg: &Message) -> bool {
+        let tag = msg
+            .header(HeaderName::To)
+            .and_then(|t| NameAddr::parse(t).ok())
+            .and_then(|n| n.tag().map(str::to_owned));
+        let Some(call_id) = tag.and_then(|t| self.dialog_of(msg, &t)) else {
+            return false;
+        };
+        let Some(dialog) = self.dialogs.get_mut(&call_id) else {
+            return false;
+        };
+        let key = dialog.invite_tx.clone();
+        let bye_pending = match dialog.phase {
+            Phase::Answered { bye_pending, .. } => {
+                dialog.phase = Phase::Answered {
+                    acked: true,
+                    bye_pending,
+                };
+                bye_pending
+            }
+            Phase::Starting { .. } => false,
+        };
+        if let Some(entry) = self.transactions.get_mut(&key) {
+            entry.tx.ack_received();
+            self.pump(now, &key);
+        }
+        if bye_pending {
+            self.send_bye(now, &call_id);
+        }
+        true
+    }
+
+    fn cancel(&mut self, now: Instant, source: SocketAddr, key: String, msg: &Message) {
+        // The CANCEL names the INVITE's transaction: same branch, method INVITE.
+        let invite_key = key.rsplit_once('|').map(|(k, _)| format!("{k}|INVITE"));
+        let call_id = invite_key
+            .as_ref()
+            .and_then(|k| self.transactions.get(k))
+            .and_then(|e| e.dialog.clone());
+        let Some(call_id) = call_id else {
+            self.stats.unknown_dialog += 1;
+            let r = self
+                .response(msg, 481, "Call/Transaction Does Not Exist", source)
+                .build();
+            self.respond(now, &key, 481, r);
+            return;
+        };
+        let r = self.response(msg, 200, "OK", source).build();
+        self.respond(now, &key, 200, r);
+        let Some(dialog) = self.dialogs.get_mut(&call_id) else {
+            return;
+        };
+        match dialog.phase {
+            Phase::Starting { .. } => {
+                if let Phase::Starting { ended, .. } = dialog.phase {
+                    dialog.phase = Phase::Starting {
+                        cancelled: true,
+                        ended,
+                    };
+                }
+                let r = dialog.invite_response(487, "Request Terminated").build();
+                let invite_tx = dialog.invite_tx.clone();
+                self.stats.cancelled += 1;
+                self.respond(now, &invite_tx, 487, r);
+                // The call may already exist in the driver: end it (a no-op if not).
+                self.actions.push_back(UasAction::EndCall {
+                    call_id,
+                    reason: "CANCEL",
+                });
+            }
+            // Too late: the 200 went out; the caller will BYE.
+            Phase::Answered { .. } => {}
+        }
+    }
+
+    fn in_dialog(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        key: String,
+        msg: &Message,
+        method: Method,
+        tag: String,
+    ) {
+        let Some(call_id) = self.dialog_of(msg, &tag) else {
+            self.stats.unknown_dialog += 1;
+            let r = self
+                .response(msg, 481, "Call/Transaction Does Not Exist", source)
+                .build();
+            self.respond(now, &key, 481, r);
+            return;
+        };
+        let answer = self.dialogs.get(&call_id).and_then(|d| d.answer.clone());
+        let ok = MessageBuilder::response_to(msg, 200, "OK", None, Some(source))
+            .header("Server", &self.cfg.user_agent);
+        match method {
+            Method::Bye => {
+                self.stats.byes_received += 1;
+                self.respond(now, &key, 200, ok.build());
+                self.actions.push_back(UasAction::EndCall {
+                    call_id: call_id.clone(),
+                    reason: "BYE",
+                });
+                self.forget(&call_id);
+            }
+            Method::Invite => match answer {
+                Some(sdp) => {
+                    // The re-INVITE's 2xx is the one the next ACK confirms.
+                    if let Some(d) = self.dialogs.get_mut(&call_id) {
+                        d.invite_tx = key.clone();
+                    }
+                    if let Some(entry) = self.transactions.get_mut(&key) {
+                        entry.dialog = Some(call_id.clone());
+                    }
+                    let r = ok
+                        .header("Contact", &self.contact)
+                        .body("application/sdp", sdp)
+                        .build();
+                    self.respond(now, &key, 200, r);
+                }
+                None => {
+                    let r =
+                        MessageBuilder::response_to(msg, 491, "Request Pending", None, Some(source)).build();
+                    self.respond(now, &key, 491, r);
+                }
+            },
+            Method::Info | Method::Update | Method::Options => self.respond(now, &key, 200, ok.build()),
+            _ => {
+                let r = MessageBuilder::response_to(msg, 501, "Not Implemented", None, Some(source))
+                    .header("Allow", ALLOW)
+                    .build();
+                self.respond(now, &key, 501, r);
+            }
+        }
+    }
+
+    fn respond(&mut self, now: Instant, key: &str, code: u16, bytes: Bytes) {
+        if let Some(entry) = self.transactions.get_mut(key) {
+            if !entry.tx.respond(now, code, bytes) {
+                tracing::debug!(code, "SIP response after a final one: not sent");
+            }
+            self.pump(now, key);
+        }
+    }
+
+    /// Moves a transaction's output to the send queue, acts on its events,
+    /// re-arms its timer and drops it once terminated.
+    fn pump(&mut self, now: Instant, key: &str) {
+        let Some(entry) = self.transactions.get_mut(key) else {
+            return;
+        };
+        while let Some(bytes) = entry.tx.poll_transmit() {
+            self.out.push_back((entry.dest, bytes));
+        }
+        let mut ack_timeout = false;
+        while let Some(ev) = entry.tx.poll_event() {
+            match ev {
+                TxEvent::AckTimeout if entry.tx.kind() == Kind::ServerInvite => ack_timeout = true,
+                TxEvent::Timeout => tracing::debug!("SIP request timed out (no final response)"),
+                _ => {}
+            }
+        }
+        let dialog = entry.dialog.clone();
+        if entry.tx.is_terminated() {
+            self.transactions.remove(key);
+        } else if let Some(at) = entry.tx.poll_timeout() {
+            self.timers.push(Reverse((at, key.to_owned())));
+        }
+        if ack_timeout {
+            if let Some(call_id) = dialog.filter(|c| {
+                self.dialogs
+                    .get(c)
+                    .is_some_and(|d| matches!(d.phase, Phase::Answered { acked: false, .. }))
+            }) {
+                self.stats.ack_timeouts += 1;
+                self.actions.push_back(UasAction::EndCall {
+                    call_id: call_id.clone(),
+                    reason: "ACK timeout",
+                });
+                self.send_bye(now, &call_id);
+            }
+        }
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.timers.pop() else {
+                break;
+            };
+            let due = self
+                .transactions
+                .get(&key)
+                .and_then(|e| e.tx.poll_timeout())
+                .is_some_and(|t| t <= now);
+            if due {
+                if let Some(entry) = self.transactions.get_mut(&key) {
+                    entry.tx.handle_timeout(now);
+                }
+                self.pump(now, &key);
+            }
+        }
+    }
+
+    /// When [`SipUas::handle_timeout`] is next needed (may be early: a
+    /// wake-up with nothing due is harmless).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The next datagram to send and where.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.out.pop_front()
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<UasAction> {
+        self.actions.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const PEER: &str = "192.0.2.10:5062";
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+
+    fn uas() -> SipUas {
+        SipUas::new(UasConfig {
+            sent_by: "198.51.100.1:5060".into(),
+            user_agent: "voxbridge-test".into(),
+            timers: Timers::default(),
+            seed: 7,
+        })
+    }
+
+    fn peer() -> SocketAddr {
+        PEER.parse().expect("address")
+    }
+
+    fn request(method: &str, branch: &str, cseq: u32, to_tag: Option<&str>, body: Option<&str>) -> Bytes {
+        let to = match to_tag {
+            Some(t) => format!("<sip:+4930123@vb>;tag={t}"),
+            None => "<sip:+4930123@vb>".into(),
+        };
+        let mut b = MessageBuilder::request(&Method::from_token(method), "sip:+4930123@198.51.100.1")
+            .header(
+                "Via",
+                format_args!("SIP/2.0/UDP {PEER};branch=z9hG4bK{branch};rport"),
+            )
+            .header("Max-Forwards", 70)
+            .header("From", "\"Alice\" <sip:+15550100@carrier>;tag=abc")
+            .header("To", to)
+            .header("Call-ID", "call-1@carrier")
+            .header("CSeq", format_args!("{cseq} {method}"))
+            .header("Contact", format_args!("<sip:alice@{PEER}>"))
+            .header("X-Customer", "42");
+        if let Some(sdp) = body {
+            b = b.body("application/sdp", sdp.to_owned());
+        }
+        b.build()
+    }
+
+    fn sent(u: &mut SipUas) -> Vec<Message> {
+        std::iter::from_fn(|| u.poll_transmit())
+            .map(|(to, b)| {
+                assert_eq!(to, peer());
+                Message::parse(b).expect("we send valid SIP")
+            })
+            .collect()
+    }
+
+    fn codes(msgs: &[Message]) -> Vec<u16> {
+        msgs.iter().filter_map(Message::status).collect()
+    }
+
+    fn to_tag(m: &Message) -> String {
+        NameAddr::parse(m.header(HeaderName::To).expect("To"))
+            .expect("name-addr")
+            .tag()
+            .expect("tag")
+            .to_owned()
+    }
+
+    /// INVITE -> 100, StartCall, 200 with the answer; returns the call id and our tag.
+    fn answered(u: &mut SipUas, t: Instant) -> (String, String) {
+        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
+        assert_eq!(codes(&sent(u)), [100]);
+        let Some(UasAction::StartCall {
+            call_id,
+            offer,
+            caller,
+            callee,
+            headers,
+            ..
+        }) = u.poll_action()
+        else {
+            panic!("no StartCall");
+        };
+        assert_eq!(offer, SDP);
+        assert_eq!(caller.as_deref(), Some("+15550100"));
+        assert_eq!(callee.as_deref(), Some("+4930123"));
+        assert_eq!(headers, [("X-Customer".to_owned(), "42".to_owned())]);
+        u.call_started(t, &call_id, Ok("v=0 answer".into()));
+        let ok = sent(u);
+        assert_eq!(codes(&ok), [200]);
+        assert_eq!(ok[0].body().as_ref(), b"v=0 answer");
+        assert!(ok[0].header(HeaderName::Contact).is_some());
+        let tag = to_tag(&ok[0]);
+        (call_id, tag)
+    }
+
+    #[test]
+    fn answers_acks_and_ends_on_the_callers_bye() {
+        let t = Instant::now();
+        let mut u = uas();
+        let (call_id, tag) = answered(&mut u, t);
+        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
+        assert_eq!(
+            codes(&sent(&mut u)),
+            [200],
+            "a retransmitted INVITE gets the 200 again"
+        );
+        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        u.handle_timeout(t + Duration::from_secs(5));
+        assert!(sent(&mut u).is_empty(), "no 2xx retransmission after the ACK");
+        u.handle_datagram(t, peer(), request("BYE", "bye1", 2, Some(&tag), None));
+        assert_eq!(codes(&sent(&mut u)), [200]);
+        assert_eq!(
+            u.poll_action(),
+            Some(UasAction::EndCall {
+                call_id,
+                reason: "BYE"
+            })
+        );
+        u.handle_datagram(t, peer(), request("BYE", "bye2", 3, Some(&tag), None));
+        assert_eq!(codes(&sent(&mut u)), [481], "the dialog is gone");
+        u.handle_timeout(t + Duration::from_secs(60));
+        assert_eq!((u.dialogs(), u.transactions()), (0, 0), "nothing left behind");
+    }
+
+    #[test]
+    fn unacked_2xx_is_retransmitted_then_ends_the_call_with_bye() {
+        let t = Instant::now();
+        let mut u = uas();
+        let (call_id, _) = answered(&mut u, t);
+        let mut retransmits = 0;
+        while let Some(at) = u.poll_timeout() {
+            if at > t + Duration::from_secs(40) {
+                break;
+            }
+            u.handle_timeout(at);
+            for m in sent(&mut u) {
+                match m.status() {
+                    Some(200) => retransmits += 1,
+                    _ => assert_eq!(m.method(), Some(&Method::Bye)),
+                }
+            }
+        }
+        assert_eq!(retransmits, 10);
+        assert_eq!(
+            u.poll_action(),
+            Some(UasAction::EndCall {
+                call_id,
+                reason: "ACK timeout"
+            })
+        );
+        assert_eq!(u.stats().ack_timeouts, 1);
+        assert_eq!(u.stats().byes_sent, 1);
+    }
+
+    #[test]
+    fn our_bye_waits_for_the_ack_and_retransmits_until_answered() {
+        let t = Instant::now();
+        let mut u = uas();
+        let (call_id, tag) = answered(&mut u, t);
+        u.call_ended(t, &call_id);
+        assert!(sent(&mut u).is_empty(), "no BYE before the ACK");
+        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        let bye = sent(&mut u).pop().expect("BYE after the ACK");
+        assert_eq!(bye.method(), Some(&Method::Bye));
+        assert_eq!(bye.request_uri(), Some("sip:alice@192.0.2.10:5062"));
+        let from = NameAddr::parse(bye.header(HeaderName::From).expect("From")).expect("From");
+        assert_eq!(from.tag(), Some(tag.as_str()));
+        assert!(bye.header(HeaderName::To).expect("To").contains("tag=abc"));
+        u.handle_timeout(t + Duration::from_millis(500));
+        assert_eq!(sent(&mut u).len(), 1, "BYE retransmitted (Timer E)");
+        let ok = MessageBuilder::response_to(&bye, 200, "OK", None, None).build();
+        u.handle_datagram(t, peer(), ok);
+        // Timer K ends the BYE's transaction, Timer L the INVITE's.
+        u.handle_timeout(t + Duration::from_secs(40));
+        assert!(sent(&mut u).is_empty());
+        assert_eq!((u.dialogs(), u.transactions()), (0, 0));
+    }
+
+    #[test]
+    fn cancel_before_the_call_exists() {
+        let t = Instant::now();
+        let mut u = uas();
+        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
+        sent(&mut u);
+        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+            panic!("no StartCall");
+        };
+        u.handle_datagram(t, peer(), request("CANCEL", "inv1", 1, None, None));
+        let got = sent(&mut u);
+        assert_eq!(codes(&got), [200, 487]);
+        assert_eq!(got[0].cseq().expect("cseq").method, Method::Cancel);
+        assert_eq!(got[1].cseq().expect("cseq").method, Method::Invite);
+        assert!(matches!(
+            u.poll_action(),
+            Some(UasAction::EndCall { reason: "CANCEL", .. })
+        ));
+        // The call was created meanwhile: it is ended, never answered.
+        u.call_started(t, &call_id, Ok("v=0".into()));
+        assert!(sent(&mut u).is_empty());
+        assert!(matches!(
+            u.poll_action(),
+            Some(UasAction::EndCall { reason: "CANCEL", .. })
+        ));
+        let tag = to_tag(&got[1]);
+        u.handle_datagram(t, peer(), request("ACK", "inv1", 1, Some(&tag), None));
+        u.handle_timeout(t + Duration::from_secs(40));
+        assert!(sent(&mut u).is_empty(), "the 487 was ACKed: no retransmission");
+        assert_eq!(u.stats().cancelled, 1);
+        assert_eq!((u.dialogs(), u.transactions()), (0, 0));
+    }
+
+    #[test]
+    fn refusals_and_requests_outside_dialogs() {
+        let t = Instant::now();
+        let mut u = uas();
+        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, None));
+        assert_eq!(
+            codes(&sent(&mut u)),
+            [100, 488],
+            "delayed offer is refused for now"
+        );
+        u.handle_datagram(t, peer(), request("INVITE", "inv2", 1, None, Some(SDP)));
+        sent(&mut u);
+        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+            panic!("no StartCall");
+        };
+        u.call_started(t, &call_id, Err(Refusal::Unavailable { retry_after_s: 5 }));
+        let busy = sent(&mut u);
+        assert_eq!(codes(&busy), [503]);
+        assert_eq!(busy[0].header(HeaderName::RetryAfter), Some("5"));
+        u.handle_datagram(t, peer(), request("OPTIONS", "opt", 1, None, None));
+        let opt = sent(&mut u);
+        assert_eq!(codes(&opt), [200]);
+        assert_eq!(opt[0].header(HeaderName::Allow), Some(ALLOW));
+        u.handle_datagram(t, peer(), request("REGISTER", "reg", 1, None, None));
+        assert_eq!(codes(&sent(&mut u)), [405]);
+        u.handle_datagram(t, peer(), request("BYE", "b", 2, Some("nope"), None));
+        assert_eq!(codes(&sent(&mut u)), [481]);
+        u.handle_datagram(t, peer(), request("CANCEL", "unknown", 1, None, None));
+        assert_eq!(codes(&sent(&mut u)), [481]);
+        u.handle_datagram(t, peer(), Bytes::from_static(b"INVITE nonsense\r\n\r\n"));
+        u.handle_datagram(t, peer(), Bytes::from_static(b"\r\n\r\n"));
+        assert!(sent(&mut u).is_empty());
+        let s = u.stats();
+        assert_eq!(
+            (s.malformed, s.keepalives, s.refused, s.unknown_dialog),
+            (1, 1, 2, 2)
+        );
+    }
+
+    #[test]
+    fn reinvite_refresh_gets_the_same_answer() {
+        let t = Instant::now();
+        let mut u = uas();
+        let (_, tag) = answered(&mut u, t);
+        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        u.handle_datagram(t, peer(), request("INVITE", "re1", 2, Some(&tag), Some(SDP)));
+        let ok = sent(&mut u);
+        assert_eq!(codes(&ok), [200]);
+        assert_eq!(ok[0].body().as_ref(), b"v=0 answer");
+        u.handle_datagram(t, peer(), request("ACK", "ack2", 2, Some(&tag), None));
+        u.handle_timeout(t + Duration::from_secs(40));
+        assert!(sent(&mut u).is_empty(), "the re-INVITE's 200 was ACKed");
+        assert!(u.poll_action().is_none(), "the call goes on");
+        assert_eq!(u.dialogs(), 1);
+    }
+}

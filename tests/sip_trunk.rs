@@ -1,0 +1,309 @@
+//! The SIP trunk endpoint end to end: a scripted UAC (a UDP socket in the
+//! test, speaking RFC 3261 as a carrier's SBC does) and sipp, a SIP tool
+//! no one here wrote (Debian's `sip-tester`, installed by the test
+//! command), against the daemon with a scripted pipecat bot.
+//!
+//! Every wait has the harness's 10 s guard; nothing sleeps to synchronise.
+
+mod harness;
+
+use bytes::Bytes;
+use harness::{pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot};
+use std::net::SocketAddr;
+use tokio::net::UdpSocket;
+use voxbridge_media::{CallEvent, Config, HangupCause};
+use voxbridge_proto::pipecat::Kind;
+use voxbridge_proto::rtp::RtpHeader;
+use voxbridge_proto::sdp::AudioOffer;
+use voxbridge_proto::sip::message::{HeaderName, Message, MessageBuilder, Method};
+use voxbridge_proto::sip::NameAddr;
+
+async fn daemon(bot: &TestBot) -> Daemon {
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    Daemon::with_config(config).await
+}
+
+/// A UAC: one socket for SIP, one for RTP.
+struct Uac {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    daemon: SocketAddr,
+    call_id: String,
+}
+
+impl Uac {
+    async fn new(daemon: SocketAddr, call_id: &str) -> Uac {
+        Uac {
+            sip: UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            rtp: UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            daemon,
+            call_id: call_id.into(),
+        }
+    }
+
+    fn offer(&self) -> String {
+        let port = self.rtp.local_addr().expect("addr").port();
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n"
+        )
+    }
+
+    fn request(&self, method: Method, branch: &str, cseq: u32, to_tag: Option<&str>) -> MessageBuilder {
+        let me = self.sip.local_addr().expect("addr");
+        let to = match to_tag {
+            Some(t) => format!("<sip:+4930123@{}>;tag={t}", self.daemon),
+            None => format!("<sip:+4930123@{}>", self.daemon),
+        };
+        MessageBuilder::request(&method, &format!("sip:+4930123@{}", self.daemon))
+            .header(
+                "Via",
+                format_args!("SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport"),
+            )
+            .header("Max-Forwards", 70)
+            .header("From", "\"Alice\" <sip:+15550100@carrier.example>;tag=uac1")
+            .header("To", to)
+            .header("Call-ID", &self.call_id)
+            .header("CSeq", format_args!("{cseq} {method}"))
+            .header("Contact", format_args!("<sip:alice@{me}>"))
+    }
+
+    async fn send(&self, bytes: Bytes) {
+        self.sip.send_to(&bytes, self.daemon).await.expect("send");
+    }
+
+    async fn recv(&self) -> Message {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = within("a SIP message from the daemon", self.sip.recv_from(&mut buf))
+            .await
+            .expect("recv");
+        Message::parse(Bytes::copy_from_slice(&buf[..n])).expect("the daemon sends valid SIP")
+    }
+
+    /// The next response with a final code (provisional ones skipped).
+    async fn final_response(&self) -> Message {
+        loop {
+            let m = self.recv().await;
+            if m.status().is_some_and(|c| c >= 200) {
+                return m;
+            }
+        }
+    }
+
+    /// INVITE -> 200 -> ACK; returns our To tag and where the daemon takes RTP.
+    async fn call(&self) -> (String, SocketAddr) {
+        let invite = self
+            .request(Method::Invite, "inv", 1, None)
+            .header("X-Customer", "42")
+            .body("application/sdp", self.offer())
+            .build();
+        self.send(invite).await;
+        let first = self.recv().await;
+        assert_eq!(first.status(), Some(100), "100 Trying comes first");
+        let ok = self.final_response().await;
+        assert_eq!(ok.status(), Some(200));
+        let tag = NameAddr::parse(ok.header(HeaderName::To).expect("To"))
+            .expect("To")
+            .tag()
+            .expect("the 200 carries our dialog's tag")
+            .to_owned();
+        let answer = std::str::from_utf8(ok.body()).expect("SDP text");
+        let media = AudioOffer::parse(answer).expect("the answer is SDP");
+        let rtp = media
+            .negotiate(&[voxbridge_proto::sdp::AudioCodec::Pcmu])
+            .expect("PCMU");
+        self.send(self.request(Method::Ack, "ack", 1, Some(&tag)).build())
+            .await;
+        (tag, rtp.remote)
+    }
+}
+
+fn pcmu(seq: u16, pcm: &[i16]) -> Vec<u8> {
+    let payload: Vec<u8> = pcm
+        .iter()
+        .map(|s| voxbridge_codecs::g711::linear_to_ulaw(*s))
+        .collect();
+    let mut v = Vec::new();
+    RtpHeader {
+        marker: seq == 0,
+        payload_type: 0,
+        sequence: seq,
+        timestamp: u32::from(seq) * 160,
+        ssrc: 0x5151,
+    }
+    .write(&payload, &mut v);
+    v
+}
+
+async fn hangup(d: &mut Daemon) -> (String, HangupCause) {
+    match d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await {
+        CallEvent::Hungup { call_id, cause, .. } => (call_id, cause),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn a_trunk_call_reaches_the_bot_and_the_callers_bye_ends_it() {
+    let mut bot = TestBot::start().await;
+    let mut d = daemon(&bot).await;
+    let uac = Uac::new(d.sip.expect("SIP on"), "trunk-1@carrier").await;
+    let (tag, rtp_at) = uac.call().await;
+    let created = d
+        .event("call created", |e| matches!(e, CallEvent::Created { .. }))
+        .await;
+    let CallEvent::Created { info, .. } = created else {
+        unreachable!()
+    };
+    assert_eq!(info.ingress, "sip");
+    assert_eq!(info.caller.as_deref(), Some("+15550100"));
+    assert_eq!(info.callee.as_deref(), Some("+4930123"));
+    assert_eq!(info.params.get("X-Customer").map(String::as_str), Some("42"));
+    let mut conn = bot.accept().await;
+    let speech = speech_8k(10);
+    for (i, frame) in speech.chunks(160).enumerate() {
+        uac.rtp
+            .send_to(&pcmu(i as u16, frame), rtp_at)
+            .await
+            .expect("rtp");
+    }
+    let mut heard = 0;
+    while heard < 3 {
+        match within("caller audio at the bot", pipecat_next(&mut conn)).await {
+            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => heard += 1,
+            Some(_) => {}
+            None => panic!("bot link closed"),
+        }
+    }
+    uac.send(uac.request(Method::Bye, "bye", 2, Some(&tag)).build())
+        .await;
+    let ok = uac.final_response().await;
+    assert_eq!(
+        (ok.status(), ok.cseq().expect("cseq").method),
+        (Some(200), Method::Bye)
+    );
+    let (call_id, cause) = hangup(&mut d).await;
+    assert!(call_id.starts_with("sip-"), "{call_id}");
+    assert_eq!(cause, HangupCause::CallerHangup);
+    // The dialog is gone: a second BYE is for a dialog that does not exist.
+    uac.send(uac.request(Method::Bye, "bye2", 3, Some(&tag)).build())
+        .await;
+    assert_eq!(uac.final_response().await.status(), Some(481));
+}
+
+#[tokio::test]
+async fn the_bots_hangup_sends_bye_and_options_cancel_and_garbage_are_answered() {
+    let mut bot = TestBot::start().await;
+    let mut d = daemon(&bot).await;
+    let sip = d.sip.expect("SIP on");
+    let uac = Uac::new(sip, "trunk-2@carrier").await;
+    let (tag, _) = uac.call().await;
+    let conn = bot.accept().await;
+    drop(conn); // the bot goes away: policy hang up
+    let bye = loop {
+        let m = uac.recv().await;
+        if m.method() == Some(&Method::Bye) {
+            break m;
+        }
+    };
+    let from = NameAddr::parse(bye.header(HeaderName::From).expect("From")).expect("From");
+    assert_eq!(from.tag(), Some(tag.as_str()), "the BYE is in our dialog");
+    uac.send(MessageBuilder::response_to(&bye, 200, "OK", None, None).build())
+        .await;
+    let (_, cause) = hangup(&mut d).await;
+    assert_ne!(cause, HangupCause::CallerHangup);
+
+    // OPTIONS (an SBC's health check), garbage, then a CANCELled INVITE.
+    let other = Uac::new(sip, "trunk-3@carrier").await;
+    other.send(Bytes::from_static(b"NOT SIP AT ALL\r\n\r\n")).await;
+    other
+        .send(other.request(Method::Options, "opt", 1, None).build())
+        .await;
+    let opt = other.final_response().await;
+    assert_eq!(opt.status(), Some(200));
+    assert!(opt
+        .header(HeaderName::Allow)
+        .is_some_and(|a| a.contains("INVITE")));
+    let invite = other
+        .request(Method::Invite, "inv3", 1, None)
+        .body("application/sdp", other.offer())
+        .build();
+    other.send(invite).await;
+    assert_eq!(other.recv().await.status(), Some(100));
+    other
+        .send(other.request(Method::Cancel, "inv3", 1, None).build())
+        .await;
+    let mut finals = Vec::new();
+    while finals.len() < 2 {
+        let m = other.final_response().await;
+        finals.push((m.status(), m.cseq().expect("cseq").method));
+    }
+    assert!(finals.contains(&(Some(200), Method::Cancel)), "{finals:?}");
+    // Either the CANCEL came in time (487) or the call was already
+    // answered (200, which the caller then ends with BYE).
+    let invite_final = finals
+        .iter()
+        .find(|(_, m)| *m == Method::Invite)
+        .and_then(|(c, _)| *c);
+    assert!(matches!(invite_final, Some(487) | Some(200)), "{finals:?}");
+    let sip_stats = *d.metrics.sip.lock().expect("metrics");
+    assert!(sip_stats.malformed >= 1, "{sip_stats:?}");
+    assert!(sip_stats.byes_sent >= 1, "{sip_stats:?}");
+}
+
+/// sipp's own UAC scenario (INVITE with SDP, ACK, a pause, BYE) for three
+/// calls: sipp exits 0 only when every call completed as its scenario says.
+#[tokio::test]
+async fn sipp_calls_the_trunk() {
+    let mut bot = TestBot::start().await;
+    let d = daemon(&bot).await;
+    let sip = d.sip.expect("SIP on");
+    let bots = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            conns.push(bot.accept().await);
+        }
+        conns
+    });
+    let media_port = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let target = sip.to_string();
+    let sipp = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sipp")
+            .args(["-sn", "uac", "-s", "bot", "-i", "127.0.0.1", "-p", "0"])
+            .args(["-mp", &media_port.to_string()])
+            .args(["-m", "3", "-l", "3", "-r", "10", "-d", "300"])
+            .args(["-timeout", "8s", "-timeout_error", "-nostdin"])
+            .arg(target)
+            .current_dir(std::env::temp_dir())
+            .output()
+    });
+    let out = within("sipp to finish its three calls", sipp)
+        .await
+        .expect("sipp task")
+        .unwrap_or_else(|e| {
+            panic!("sipp not runnable ({e}); run the README's test command, which installs it")
+        });
+    assert!(
+        out.status.success(),
+        "sipp failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conns = within("three bot connections", bots).await.expect("bot task");
+    assert_eq!(conns.len(), 3);
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.invites, s.answered, s.byes_received), (3, 3, 3), "{s:?}");
+}
