@@ -307,3 +307,34 @@ async fn sipp_calls_the_trunk() {
     let s = *d.metrics.sip.lock().expect("metrics");
     assert_eq!((s.invites, s.answered, s.byes_received), (3, 3, 3), "{s:?}");
 }
+
+/// `[[sip.routes]]`: the number dialled picks the bot.
+#[tokio::test]
+async fn a_route_rule_picks_the_bot_by_the_number_dialled() {
+    let default_bot = TestBot::start().await;
+    let mut berlin_bot = TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&default_bot.url, 8000));
+    config
+        .routes
+        .insert("berlin".into(), pipecat_route(&berlin_bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sip.routes = vec![voxbridge_media::config::SipRouteConfig {
+        user: Some("+4930*".into()),
+        route: "berlin".into(),
+        ..Default::default()
+    }];
+    let mut d = Daemon::with_config(config).await;
+    let uac = Uac::new(d.sip.expect("SIP on"), "trunk-4@carrier").await;
+    uac.call().await;
+    let CallEvent::Created { info, .. } = d
+        .event("call created", |e| matches!(e, CallEvent::Created { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(info.route, "berlin");
+    berlin_bot.accept().await;
+}

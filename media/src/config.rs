@@ -310,8 +310,36 @@ pub struct SipConfig {
     pub advertise: Option<String>,
     /// Route every SIP call takes.
     pub route: String,
-    /// `Retry-After` seconds on a `503` (call limit, no RTP port).
+    /// `Retry-After` seconds on a `503` (call limit, no RTP port, rate limit).
     pub retry_after_s: u32,
+    /// Source networks allowed to reach the endpoint (`"10.0.0.0/8"`,
+    /// `"192.0.2.7"`); empty lets everyone in. Others are dropped
+    /// unanswered and counted.
+    pub allow: Vec<String>,
+    /// New INVITEs a second, on average, before `503` (0: no limit).
+    pub invite_rate: f64,
+    /// INVITEs admitted at once before the rate applies.
+    pub invite_burst: f64,
+    /// Route rules, first match wins; `route` when none matches.
+    pub routes: Vec<SipRouteConfig>,
+}
+
+/// One `[[sip.routes]]` rule: the conditions given must all hold. `user`,
+/// `from` and `to` match the user part exactly, or as a prefix when they
+/// end in `*`; `source` is a network.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipRouteConfig {
+    /// Request-URI user (the number dialled).
+    pub user: Option<String>,
+    /// `From` user (the caller).
+    pub from: Option<String>,
+    /// `To` user.
+    pub to: Option<String>,
+    /// Source network (`"192.0.2.0/24"`).
+    pub source: Option<String>,
+    /// The route the call takes.
+    pub route: String,
 }
 
 impl Default for SipConfig {
@@ -321,14 +349,73 @@ impl Default for SipConfig {
             advertise: None,
             route: default_route_name(),
             retry_after_s: 5,
+            allow: Vec::new(),
+            invite_rate: 500.0,
+            invite_burst: 1000.0,
+            routes: Vec::new(),
         }
     }
 }
 
 impl SipConfig {
+    /// `allow` as networks (validated by [`Config::validate`]).
+    pub fn allow_cidrs(&self) -> Vec<crate::sansio::sip::Cidr> {
+        self.allow
+            .iter()
+            .filter_map(|a| crate::sansio::sip::Cidr::parse(a).ok())
+            .collect()
+    }
+
+    /// `routes` as rules (validated by [`Config::validate`]).
+    pub fn route_rules(&self) -> Vec<crate::sansio::sip::RouteRule> {
+        self.routes
+            .iter()
+            .map(|r| crate::sansio::sip::RouteRule {
+                user: r.user.clone(),
+                from: r.from.clone(),
+                to: r.to.clone(),
+                source: r
+                    .source
+                    .as_deref()
+                    .and_then(|s| crate::sansio::sip::Cidr::parse(s).ok()),
+                route: r.route.clone(),
+            })
+            .collect()
+    }
+
     fn validate(&self, routes: &BTreeMap<String, Route>) -> Result<(), ConfigError> {
-        if self.listen.is_some() && !routes.contains_key(&self.route) {
+        if self.listen.is_none() {
+            return Ok(());
+        }
+        if !routes.contains_key(&self.route) {
             return Err(ConfigError(format!("sip.route: {:?} is not defined", self.route)));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !routes.contains_key(&r.route) {
+                return Err(ConfigError(format!(
+                    "sip.routes[{i}].route: {:?} is not defined",
+                    r.route
+                )));
+            }
+            if let Some(src) = &r.source {
+                crate::sansio::sip::Cidr::parse(src)
+                    .map_err(|e| ConfigError(format!("sip.routes[{i}].source: {e}")))?;
+            }
+        }
+        for a in &self.allow {
+            crate::sansio::sip::Cidr::parse(a).map_err(|e| ConfigError(format!("sip.allow: {e}")))?;
+        }
+        if !(self.invite_rate >= 0.0 && self.invite_rate.is_finite()) {
+            return Err(ConfigError(format!(
+                "sip.invite_rate: {} (0 or more)",
+                self.invite_rate
+            )));
+        }
+        if !(self.invite_burst >= 0.0 && self.invite_burst.is_finite()) {
+            return Err(ConfigError(format!(
+                "sip.invite_burst: {} (0 or more)",
+                self.invite_burst
+            )));
         }
         if let Some(a) = &self.advertise {
             if a.is_empty() || a.contains([' ', ';', ',', '<', '>', '"']) {
@@ -682,6 +769,50 @@ mod tests {
         assert_eq!(r.bot_rate(), 8000, "mulaw forces 8 kHz");
         assert_eq!(r.on_bot_failure, BotFailurePolicy::Silence);
         assert_eq!(r.params["campaign"], "spring");
+    }
+
+    #[test]
+    fn sip_section_parses_and_mistakes_name_the_key() {
+        let c = Config::from_toml(
+            r#"
+            [sip]
+            listen = "0.0.0.0:5060"
+            allow = ["192.0.2.0/24", "198.51.100.7"]
+            invite_rate = 50
+            [[sip.routes]]
+            user = "+4930*"
+            source = "192.0.2.0/24"
+            route = "berlin"
+            [routes.default]
+            url = "ws://bot/default"
+            [routes.berlin]
+            url = "ws://bot/berlin"
+            "#,
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.sip.allow_cidrs().len(), 2);
+        assert_eq!(c.sip.route_rules()[0].route, "berlin");
+        for (toml, key) in [
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\nallow = [\"10.0.0.0/33\"]",
+                "sip.allow",
+            ),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.routes]]\nroute = \"nope\"",
+                "sip.routes[0].route",
+            ),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\ninvite_rate = -1",
+                "sip.invite_rate",
+            ),
+        ] {
+            let err = Config::from_toml(toml)
+                .expect("parses")
+                .validate()
+                .expect_err("invalid");
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

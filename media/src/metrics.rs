@@ -486,6 +486,8 @@ impl Metrics {
             ("unknown_dialog", sip.unknown_dialog),
             ("stray_response", sip.stray_responses),
             ("keepalive", sip.keepalives),
+            ("forbidden_source", sip.forbidden_source),
+            ("rate_limited", sip.rate_limited),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

@@ -1,7 +1,7 @@
 //! The SIP leg's driver: one UDP socket, the sans-IO UAS
 //! ([`crate::sansio::sip::SipUas`]) and the clock, in one task. Each call
 //! the UAS starts becomes an RTP session ([`RtpSessions::offer`]) on the
-//! `sip.route` route; the session reports its end back here so the UAS can
+//! route its `[[sip.routes]]` rules chose; the session reports its end back here so the UAS can
 //! send BYE. Signalling never waits on media: a session is created on a
 //! task of its own and its result comes back through the same channel as
 //! the ends.
@@ -26,7 +26,6 @@ pub(crate) struct SipEndpoint {
     pub socket: UdpSocket,
     pub uas: SipUas,
     pub rtp: RtpSessions,
-    pub route: String,
     pub retry_after_s: u32,
     pub metrics: Arc<Metrics>,
     pub tracker: TaskTracker,
@@ -96,17 +95,18 @@ impl SipEndpoint {
         match action {
             UasAction::StartCall {
                 call_id,
+                route,
                 offer,
                 caller,
                 callee,
                 source,
                 headers,
             } => {
-                tracing::info!(%call_id, %source, "SIP INVITE: starting the call");
+                tracing::info!(%call_id, %source, %route, "SIP INVITE: starting the call");
                 let rtp = self.rtp.clone();
                 let req = SessionRequest {
                     call_id: Some(call_id.clone()),
-                    route: Some(self.route.clone()),
+                    route: Some(route),
                     caller,
                     callee,
                     params: headers.into_iter().collect(),

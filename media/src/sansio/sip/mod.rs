@@ -10,6 +10,8 @@
 //! media half (jitter buffer, PLC, RFC 4733, RTCP) is the RTP leg's.
 
 pub mod dialog;
+pub mod policy;
 pub mod uas;
 
+pub use policy::{Cidr, RouteRule};
 pub use uas::{Refusal, SipUas, UasAction, UasConfig, UasStats};

@@ -23,6 +23,7 @@
 //! be addressed without the headers the parser requires).
 
 use super::dialog::{user_of, x_headers, Dialog, Phase};
+use super::policy::{CallTarget, Cidr, RateLimit, RouteRule};
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -46,6 +47,20 @@ pub struct UasConfig {
     pub timers: Timers,
     /// Seeds tags and branches (any value; the driver passes a random one).
     pub seed: u64,
+    /// Source networks allowed to send anything (empty: everyone). Others
+    /// are dropped unanswered and counted, as scanners should be.
+    pub allow: Vec<Cidr>,
+    /// New INVITEs admitted per second on average (0: no limit); over it,
+    /// `503` with `Retry-After`.
+    pub invite_rate: f64,
+    /// INVITEs admitted at once before the rate applies.
+    pub invite_burst: f64,
+    /// `Retry-After` seconds on a rate-limit `503`.
+    pub retry_after_s: u32,
+    /// Route rules, first match wins.
+    pub routes: Vec<RouteRule>,
+    /// The route when no rule matches.
+    pub default_route: String,
 }
 
 /// What the driver does for the UAS.
@@ -56,6 +71,8 @@ pub enum UasAction {
     StartCall {
         /// voxbridge call id to use.
         call_id: String,
+        /// The route its rules chose.
+        route: String,
         /// The SDP offer.
         offer: String,
         /// The caller (From user part).
@@ -117,6 +134,10 @@ pub struct UasStats {
     pub ack_timeouts: u64,
     /// Responses that matched no transaction (dropped).
     pub stray_responses: u64,
+    /// Datagrams from outside the allowed networks (dropped unanswered).
+    pub forbidden_source: u64,
+    /// INVITEs refused by the rate limit (`503`).
+    pub rate_limited: u64,
 }
 
 struct TxEntry {
@@ -139,6 +160,7 @@ pub struct SipUas {
     out: VecDeque<(SocketAddr, Bytes)>,
     actions: VecDeque<UasAction>,
     stats: UasStats,
+    limiter: RateLimit,
 }
 
 /// splitmix64: tags and branches need to be unique, not secret.
@@ -180,6 +202,7 @@ impl SipUas {
     /// A UAS with no dialogs.
     pub fn new(cfg: UasConfig) -> SipUas {
         SipUas {
+            limiter: RateLimit::new(cfg.invite_rate, cfg.invite_burst),
             contact: format!("<sip:voxbridge@{}>", cfg.sent_by),
             counter: cfg.seed,
             cfg,
@@ -215,6 +238,10 @@ impl SipUas {
 
     /// A datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: Bytes) {
+        if !self.cfg.allow.is_empty() && !self.cfg.allow.iter().any(|c| c.contains(source.ip())) {
+            self.stats.forbidden_source += 1;
+            return;
+        }
         if is_keepalive(&data) {
             self.stats.keepalives += 1;
             return;
@@ -321,6 +348,16 @@ impl SipUas {
 
     fn new_invite(&mut self, now: Instant, source: SocketAddr, key: String, msg: Message) {
         self.stats.invites += 1;
+        if !self.limiter.admit(now) {
+            self.stats.rate_limited += 1;
+            self.stats.refused += 1;
+            let r = self
+                .response(&msg, 503, "Service Unavailable", source)
+                .header("Retry-After", self.cfg.retry_after_s)
+                .build();
+            self.respond(now, &key, 503, r);
+            return;
+        }
         let trying = MessageBuilder::response_to(&msg, 100, "Trying", None, Some(source)).build();
         self.respond(now, &key, 100, trying);
         let is_sdp = msg
@@ -350,6 +387,19 @@ impl SipUas {
             .and_then(|u| u.user.map(str::to_owned))
             .or_else(|| user_of(msg.header(HeaderName::To)));
         let headers = x_headers(&msg);
+        let to = user_of(msg.header(HeaderName::To));
+        let target = CallTarget {
+            user: callee.as_deref(),
+            from: caller.as_deref(),
+            to: to.as_deref(),
+            source: source.ip(),
+        };
+        let route = self
+            .cfg
+            .routes
+            .iter()
+            .find(|r| r.matches(&target))
+            .map_or_else(|| self.cfg.default_route.clone(), |r| r.route.clone());
         self.by_sip
             .insert((msg.call_id().to_owned(), local_tag.clone()), call_id.clone());
         if let Some(entry) = self.transactions.get_mut(&key) {
@@ -373,6 +423,7 @@ impl SipUas {
         );
         self.actions.push_back(UasAction::StartCall {
             call_id,
+            route,
             offer,
             caller,
             callee,
@@ -751,6 +802,16 @@ mod tests {
             user_agent: "voxbridge-test".into(),
             timers: Timers::default(),
             seed: 7,
+            allow: Vec::new(),
+            invite_rate: 0.0,
+            invite_burst: 0.0,
+            retry_after_s: 5,
+            routes: vec![RouteRule {
+                user: Some("+4930*".into()),
+                route: "berlin".into(),
+                ..RouteRule::default()
+            }],
+            default_route: "default".into(),
         })
     }
 
@@ -808,6 +869,7 @@ mod tests {
         assert_eq!(codes(&sent(u)), [100]);
         let Some(UasAction::StartCall {
             call_id,
+            route,
             offer,
             caller,
             callee,
@@ -818,6 +880,7 @@ mod tests {
             panic!("no StartCall");
         };
         assert_eq!(offer, SDP);
+        assert_eq!(route, "berlin", "the rule on the number dialled");
         assert_eq!(caller.as_deref(), Some("+15550100"));
         assert_eq!(callee.as_deref(), Some("+4930123"));
         assert_eq!(headers, [("X-Customer".to_owned(), "42".to_owned())]);
@@ -1000,5 +1063,33 @@ mod tests {
         assert!(sent(&mut u).is_empty(), "the re-INVITE's 200 was ACKed");
         assert!(u.poll_action().is_none(), "the call goes on");
         assert_eq!(u.dialogs(), 1);
+    }
+
+    #[test]
+    fn sources_outside_the_allow_list_and_floods_are_kept_out() {
+        let t = Instant::now();
+        let mut u = SipUas::new(UasConfig {
+            allow: vec![Cidr::parse("192.0.2.0/24").expect("valid")],
+            invite_rate: 1.0,
+            invite_burst: 2.0,
+            ..uas().cfg
+        });
+        let stranger: SocketAddr = "203.0.113.9:5060".parse().expect("address");
+        u.handle_datagram(t, stranger, request("INVITE", "x", 1, None, Some(SDP)));
+        assert!(u.poll_transmit().is_none(), "no answer to a stranger");
+        for i in 0..3 {
+            u.handle_datagram(t, peer(), request("INVITE", &format!("f{i}"), 1, None, Some(SDP)));
+        }
+        let got = sent(&mut u);
+        assert_eq!(codes(&got), [100, 100, 503]);
+        assert_eq!(got[2].header(HeaderName::RetryAfter), Some("5"));
+        u.handle_datagram(
+            t + std::time::Duration::from_secs(1),
+            peer(),
+            request("INVITE", "later", 1, None, Some(SDP)),
+        );
+        assert_eq!(codes(&sent(&mut u)), [100], "the bucket refilled");
+        let s = u.stats();
+        assert_eq!((s.forbidden_source, s.rate_limited), (1, 1));
     }
 }
