@@ -338,3 +338,51 @@ async fn a_route_rule_picks_the_bot_by_the_number_dialled() {
     assert_eq!(info.route, "berlin");
     berlin_bot.accept().await;
 }
+
+/// Delayed offer: an INVITE without SDP gets voxbridge's offer in the 200,
+/// the ACK carries the answer, and the caller's RTP reaches the bot.
+#[tokio::test]
+async fn a_delayed_offer_call_reaches_the_bot() {
+    let mut bot = TestBot::start().await;
+    let mut d = daemon(&bot).await;
+    let uac = Uac::new(d.sip.expect("SIP on"), "trunk-5@carrier").await;
+    uac.send(uac.request(Method::Invite, "dinv", 1, None).build())
+        .await;
+    let ok = uac.final_response().await;
+    assert_eq!(ok.status(), Some(200));
+    let offer =
+        AudioOffer::parse(std::str::from_utf8(ok.body()).expect("SDP text")).expect("voxbridge offers SDP");
+    let ours = offer
+        .negotiate(&[voxbridge_proto::sdp::AudioCodec::Pcmu])
+        .expect("PCMU offered");
+    let tag = NameAddr::parse(ok.header(HeaderName::To).expect("To"))
+        .expect("To")
+        .tag()
+        .expect("tag")
+        .to_owned();
+    let answer = uac.offer();
+    uac.send(
+        uac.request(Method::Ack, "dack", 1, Some(&tag))
+            .body("application/sdp", answer)
+            .build(),
+    )
+    .await;
+    let mut conn = bot.accept().await;
+    for (i, frame) in speech_8k(10).chunks(160).enumerate() {
+        uac.rtp
+            .send_to(&pcmu(i as u16, frame), ours.remote)
+            .await
+            .expect("rtp");
+    }
+    loop {
+        match within("caller audio at the bot", pipecat_next(&mut conn)).await {
+            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => break,
+            Some(_) => {}
+            None => panic!("bot link closed"),
+        }
+    }
+    uac.send(uac.request(Method::Bye, "dbye", 2, Some(&tag)).build())
+        .await;
+    assert_eq!(uac.final_response().await.status(), Some(200));
+    assert_eq!(hangup(&mut d).await.1, HangupCause::CallerHangup);
+}

@@ -488,6 +488,8 @@ impl Metrics {
             ("keepalive", sip.keepalives),
             ("forbidden_source", sip.forbidden_source),
             ("rate_limited", sip.rate_limited),
+            ("bad_answer", sip.bad_answers),
+            ("reinvite", sip.reinvites),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

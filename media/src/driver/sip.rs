@@ -6,7 +6,7 @@
 //! task of its own and its result comes back through the same channel as
 //! the ends.
 
-use super::sessions::{RtpSessions, SessionRequest};
+use super::sessions::{PlainSession, RtpSessions, SessionRequest};
 use crate::error::MediaError;
 use crate::events::HangupCause;
 use crate::metrics::Metrics;
@@ -117,11 +117,23 @@ impl SipEndpoint {
                 let reports = reports.clone();
                 let retry_after_s = self.retry_after_s;
                 self.tracker.spawn(async move {
-                    let result = rtp
-                        .offer(&offer, req)
-                        .await
-                        .map(|c| c.sdp)
-                        .map_err(|e| refusal(&e, retry_after_s));
+                    let created = match offer {
+                        Some(offer) => rtp.offer(&offer, req).await,
+                        // Delayed offer: voxbridge offers PCMU (every trunk
+                        // takes it) with telephone-event, and latches onto
+                        // the caller's RTP; the UAS checks the ACK's answer.
+                        None => {
+                            let session = PlainSession {
+                                remote: None,
+                                codec: voxbridge_proto::sdp::AudioCodec::Pcmu,
+                                pt: None,
+                                dtmf_pt: Some(101),
+                                symmetric: Some(true),
+                            };
+                            rtp.plain(session, req).await
+                        }
+                    };
+                    let result = created.map(|c| c.sdp).map_err(|e| refusal(&e, retry_after_s));
                     let _ = reports.send((call_id, result));
                 });
             }

@@ -44,6 +44,8 @@ pub struct Dialog {
     pub answer: Option<String>,
     /// The last CSeq we used in this dialog.
     pub local_cseq: u32,
+    /// Delayed offer: our 200 carried the offer, the ACK must bring the answer.
+    pub awaiting_answer: bool,
 }
 
 impl Dialog {
@@ -101,4 +103,67 @@ pub fn user_of(value: Option<&str>) -> Option<String> {
     let n = NameAddr::parse(value?).ok()?;
     let uri = voxbridge_proto::sip::SipUri::parse(n.uri).ok()?;
     uri.user.map(str::to_owned)
+}
+
+/// `sdp` with its direction attribute set to `direction` (`sendrecv`,
+/// `recvonly`, `inactive`, ...) and, when that changes it, the `o=`
+/// version raised by one (RFC 3264 section 8: a changed description gets
+/// a new version; an unchanged one keeps it).
+pub fn with_direction(sdp: &str, direction: &str) -> String {
+    const DIRECTIONS: [&str; 4] = ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"];
+    let wanted = format!("a={direction}");
+    let current = sdp
+        .lines()
+        .map(str::trim_end)
+        .find(|l| DIRECTIONS.contains(l))
+        .unwrap_or("a=sendrecv");
+    if current == wanted {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len() + 16);
+    let mut written = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(rest) = line.strip_prefix("o=") {
+            let mut fields: Vec<&str> = rest.split(' ').collect();
+            let bumped = fields
+                .get(2)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|v| v.wrapping_add(1).to_string());
+            if let Some(v) = &bumped {
+                fields[2] = v;
+            }
+            out.push_str("o=");
+            out.push_str(&fields.join(" "));
+        } else if DIRECTIONS.contains(&line) {
+            out.push_str(&wanted);
+            written = true;
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    if !written {
+        out.push_str(&wanted);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direction_changes_raise_the_version_once() {
+        let sdp =
+            "v=0\r\no=voxbridge 7 7 IN IP4 192.0.2.1\r\ns=x\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";
+        let held = with_direction(sdp, "recvonly");
+        assert!(held.contains("o=voxbridge 7 8 IN IP4"), "{held}");
+        assert!(held.contains("a=recvonly\r\n") && !held.contains("sendrecv"));
+        assert_eq!(with_direction(&held, "recvonly"), held, "unchanged: same version");
+        let resumed = with_direction(&held, "sendrecv");
+        assert!(resumed.contains("o=voxbridge 7 9 IN IP4") && resumed.contains("a=sendrecv"));
+        let bare = with_direction("v=0\r\no=- 1 1 IN IP4 h\r\n", "inactive");
+        assert!(bare.ends_with("a=inactive\r\n") && bare.contains("o=- 1 2 "));
+    }
 }

@@ -6,12 +6,16 @@
 //!   [`UasAction::StartCall`]; the driver's [`SipUas::call_started`] makes
 //!   the `200 OK` with the SDP answer, or the refusal (`488` for an offer
 //!   with no common codec, `503` with `Retry-After` when full). An INVITE
-//!   without SDP (delayed offer) is refused with `488` for now.
+//!   without SDP (delayed offer) gets voxbridge's offer in the `200` (the
+//!   driver makes a session that latches onto the caller's RTP) and its
+//!   ACK must carry an answer that takes it, or the call ends with BYE.
 //! - ACK (for the 2xx: matched to the dialog; for a refusal: to its
 //!   transaction), CANCEL (`200`, then `487` for the INVITE, or the call
 //!   ended if it already exists), BYE (`200` and [`UasAction::EndCall`]),
-//!   a re-INVITE in the dialog (answered with the same SDP: a session
-//!   refresh; hold is not told to the media yet), INFO (`200`), OPTIONS
+//!   a re-INVITE in the dialog (a refresh gets the same SDP; hold, a
+//!   `sendonly` or `inactive` offer, gets `recvonly`/`inactive` with the
+//!   version raised, and resume `sendrecv`; the media keeps running),
+//!   INFO (`200`), OPTIONS
 //!   (`200` with `Allow`: SBCs use it as a health check).
 //! - A request for a dialog it does not have: `481`; another method
 //!   outside a dialog: `405` with `Allow`.
@@ -22,7 +26,7 @@
 //! Datagrams that do not parse are counted and dropped (no response can
 //! be addressed without the headers the parser requires).
 
-use super::dialog::{user_of, x_headers, Dialog, Phase};
+use super::dialog::{user_of, with_direction, x_headers, Dialog, Phase};
 use super::policy::{CallTarget, Cidr, RateLimit, RouteRule};
 use bytes::Bytes;
 use std::cmp::Reverse;
@@ -73,8 +77,9 @@ pub enum UasAction {
         call_id: String,
         /// The route its rules chose.
         route: String,
-        /// The SDP offer.
-        offer: String,
+        /// The SDP offer; `None` for a delayed offer (the driver makes the
+        /// offer, and the ACK brings the answer).
+        offer: Option<String>,
         /// The caller (From user part).
         caller: Option<String>,
         /// The callee (Request-URI user part).
@@ -138,6 +143,10 @@ pub struct UasStats {
     pub forbidden_source: u64,
     /// INVITEs refused by the rate limit (`503`).
     pub rate_limited: u64,
+    /// Delayed-offer ACKs without an answer voxbridge can use (call ended).
+    pub bad_answers: u64,
+    /// re-INVITEs answered (refresh, hold, resume).
+    pub reinvites: u64,
 }
 
 struct TxEntry {
@@ -161,6 +170,32 @@ pub struct SipUas {
     actions: VecDeque<UasAction>,
     stats: UasStats,
     limiter: RateLimit,
+}
+
+/// True when `ack` carries an SDP answer that takes PCMU, the one codec a
+/// delayed-offer call offers (see `crate::driver::sip`).
+fn answer_takes_pcmu(ack: &Message) -> bool {
+    std::str::from_utf8(ack.body())
+        .ok()
+        .and_then(|s| voxbridge_proto::sdp::AudioOffer::parse(s).ok())
+        .is_some_and(|a| {
+            a.remote.port() != 0 && a.negotiate(&[voxbridge_proto::sdp::AudioCodec::Pcmu]).is_ok()
+        })
+}
+
+/// The direction voxbridge answers an offer's `a=` direction with.
+fn answer_direction(offer: &Message) -> &'static str {
+    use voxbridge_proto::sdp::{AudioOffer, Direction};
+    let direction = std::str::from_utf8(offer.body())
+        .ok()
+        .and_then(|s| AudioOffer::parse(s).ok())
+        .map_or(Direction::SendRecv, |o| o.direction);
+    match direction {
+        Direction::SendOnly => "recvonly",
+        Direction::RecvOnly => "sendonly",
+        Direction::Inactive => "inactive",
+        Direction::SendRecv => "sendrecv",
+    }
 }
 
 /// splitmix64: tags and branches need to be unique, not secret.
@@ -364,14 +399,15 @@ impl SipUas {
             .header(HeaderName::ContentType)
             .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/sdp"));
         let offer = match std::str::from_utf8(msg.body()) {
-            Ok(s) if is_sdp && !s.trim().is_empty() => s.to_owned(),
+            Ok(s) if is_sdp && !s.trim().is_empty() => Some(s.to_owned()),
+            _ if msg.body().is_empty() => None,
             _ => {
                 self.stats.refused += 1;
                 let r = self
                     .response(&msg, 488, "Not Acceptable Here", source)
                     .header(
                         "Warning",
-                        "399 voxbridge \"an SDP offer is required in the INVITE\"",
+                        "399 voxbridge \"the INVITE's body is not an SDP offer\"",
                     )
                     .build();
                 self.respond(now, &key, 488, r);
@@ -419,6 +455,7 @@ impl SipUas {
                 },
                 answer: None,
                 local_cseq: 0,
+                awaiting_answer: offer.is_none(),
             },
         );
         self.actions.push_back(UasAction::StartCall {
@@ -576,7 +613,7 @@ impl SipUas {
             return false;
         };
         let key = dialog.invite_tx.clone();
-        let bye_pending = match dialog.phase {
+        let mut bye_pending = match dialog.phase {
             Phase::Answered { bye_pending, .. } => {
                 dialog.phase = Phase::Answered {
                     acked: true,
@@ -586,6 +623,17 @@ impl SipUas {
             }
             Phase::Starting { .. } => false,
         };
+        if dialog.awaiting_answer && matches!(dialog.phase, Phase::Answered { .. }) {
+            dialog.awaiting_answer = false;
+            if !answer_takes_pcmu(msg) {
+                self.stats.bad_answers += 1;
+                self.actions.push_back(UasAction::EndCall {
+                    call_id: call_id.clone(),
+                    reason: "no usable SDP answer in the ACK",
+                });
+                bye_pending = true;
+            }
+        }
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.tx.ack_received();
             self.pump(now, &key);
@@ -670,10 +718,17 @@ impl SipUas {
                 self.forget(&call_id);
             }
             Method::Invite => match answer {
-                Some(sdp) => {
+                Some(previous) => {
+                    self.stats.reinvites += 1;
+                    let sdp = if msg.body().is_empty() {
+                        previous
+                    } else {
+                        with_direction(&previous, answer_direction(msg))
+                    };
                     // The re-INVITE's 2xx is the one the next ACK confirms.
                     if let Some(d) = self.dialogs.get_mut(&call_id) {
                         d.invite_tx = key.clone();
+                        d.answer = Some(sdp.clone());
                     }
                     if let Some(entry) = self.transactions.get_mut(&key) {
                         entry.dialog = Some(call_id.clone());
@@ -879,7 +934,7 @@ mod tests {
         else {
             panic!("no StartCall");
         };
-        assert_eq!(offer, SDP);
+        assert_eq!(offer.as_deref(), Some(SDP));
         assert_eq!(route, "berlin", "the rule on the number dialled");
         assert_eq!(caller.as_deref(), Some("+15550100"));
         assert_eq!(callee.as_deref(), Some("+4930123"));
@@ -1013,12 +1068,13 @@ mod tests {
     fn refusals_and_requests_outside_dialogs() {
         let t = Instant::now();
         let mut u = uas();
-        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, None));
-        assert_eq!(
-            codes(&sent(&mut u)),
-            [100, 488],
-            "delayed offer is refused for now"
+        let text = String::from_utf8(request("INVITE", "inv1", 1, None, Some("hi")).to_vec()).expect("text");
+        u.handle_datagram(
+            t,
+            peer(),
+            Bytes::from(text.replace("application/sdp", "text/plain")),
         );
+        assert_eq!(codes(&sent(&mut u)), [100, 488], "a body that is not SDP");
         u.handle_datagram(t, peer(), request("INVITE", "inv2", 1, None, Some(SDP)));
         sent(&mut u);
         let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
@@ -1091,5 +1147,64 @@ mod tests {
         assert_eq!(codes(&sent(&mut u)), [100], "the bucket refilled");
         let s = u.stats();
         assert_eq!((s.forbidden_source, s.rate_limited), (1, 1));
+    }
+
+    #[test]
+    fn delayed_offer_takes_the_answer_from_the_ack_or_ends_the_call() {
+        for (answer, ends) in [
+            (Some(SDP), false),
+            (None, true),
+            (Some(&SDP.replace("RTP/AVP 0", "RTP/AVP 8")[..]), true),
+        ] {
+            let t = Instant::now();
+            let mut u = uas();
+            u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, None));
+            assert_eq!(codes(&sent(&mut u)), [100]);
+            let Some(UasAction::StartCall { call_id, offer, .. }) = u.poll_action() else {
+                panic!("no StartCall");
+            };
+            assert_eq!(offer, None, "the driver makes the offer");
+            u.call_started(t, &call_id, Ok("v=0 our offer".into()));
+            let ok = sent(&mut u);
+            assert_eq!(ok[0].body().as_ref(), b"v=0 our offer");
+            let tag = to_tag(&ok[0]);
+            u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), answer));
+            let bye = sent(&mut u);
+            assert_eq!(bye.len(), usize::from(ends), "{answer:?}");
+            assert_eq!(u.poll_action().is_some(), ends, "{answer:?}");
+            assert_eq!(u.stats().bad_answers, u64::from(ends));
+        }
+    }
+
+    #[test]
+    fn hold_and_resume_answer_with_the_direction_and_a_new_version() {
+        let t = Instant::now();
+        let mut u = uas();
+        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
+        sent(&mut u);
+        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+            panic!("no StartCall");
+        };
+        let ours = "v=0\r\no=voxbridge 5 5 IN IP4 198.51.100.1\r\ns=voxbridge\r\nm=audio 41000 RTP/AVP 0\r\na=sendrecv\r\n";
+        u.call_started(t, &call_id, Ok(ours.into()));
+        let tag = to_tag(&sent(&mut u)[0]);
+        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        let hold = format!("{SDP}a=sendonly\r\n");
+        u.handle_datagram(t, peer(), request("INVITE", "re1", 2, Some(&tag), Some(&hold)));
+        let held = sent(&mut u);
+        let body = std::str::from_utf8(held[0].body()).expect("text").to_owned();
+        assert!(
+            body.contains("a=recvonly") && body.contains("o=voxbridge 5 6 "),
+            "{body}"
+        );
+        u.handle_datagram(t, peer(), request("ACK", "ack2", 2, Some(&tag), None));
+        u.handle_datagram(t, peer(), request("INVITE", "re2", 3, Some(&tag), Some(SDP)));
+        let resumed = sent(&mut u);
+        let body = std::str::from_utf8(resumed[0].body()).expect("text").to_owned();
+        assert!(
+            body.contains("a=sendrecv") && body.contains("o=voxbridge 5 7 "),
+            "{body}"
+        );
+        assert_eq!(u.stats().reinvites, 2);
     }
 }
