@@ -490,6 +490,7 @@ impl Metrics {
             ("rate_limited", sip.rate_limited),
             ("bad_answer", sip.bad_answers),
             ("reinvite", sip.reinvites),
+            ("session_expired", sip.session_expired),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

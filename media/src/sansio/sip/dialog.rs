@@ -46,6 +46,11 @@ pub struct Dialog {
     pub local_cseq: u32,
     /// Delayed offer: our 200 carried the offer, the ACK must bring the answer.
     pub awaiting_answer: bool,
+    /// RFC 4028 session interval in seconds, when the caller asked for one
+    /// (it refreshes; voxbridge ends a session that is not refreshed).
+    pub session_interval: Option<u32>,
+    /// When the session expires without a refresh.
+    pub session_deadline: Option<std::time::Instant>,
 }
 
 impl Dialog {

@@ -17,6 +17,10 @@
 //!   version raised, and resume `sendrecv`; the media keeps running),
 //!   INFO (`200`), OPTIONS
 //!   (`200` with `Allow`: SBCs use it as a health check).
+//! - Session timers (RFC 4028): an INVITE with `Session-Expires` from a
+//!   caller that supports `timer` gets the interval back with
+//!   `refresher=uac`; each re-INVITE or UPDATE restarts it, and a session
+//!   not refreshed in time ends with BYE. Under 90 s: `422` with `Min-SE`.
 //! - A request for a dialog it does not have: `481`; another method
 //!   outside a dialog: `405` with `Allow`.
 //! - When a call ends on voxbridge's side ([`SipUas::call_ended`]) it sends
@@ -38,7 +42,38 @@ use voxbridge_proto::sip::transaction::{Kind, State, Timers, Transaction, TxEven
 use voxbridge_proto::sip::{NameAddr, BRANCH_COOKIE};
 
 /// Methods voxbridge answers, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// The shortest session interval accepted (RFC 4028's minimum and default `Min-SE`).
+pub const MIN_SE: u32 = 90;
+
+/// The session timer an INVITE or UPDATE asks for (RFC 4028): `Ok(Some(s))`
+/// when it sends `Session-Expires` and supports `timer` (so it can be the
+/// refresher), `Ok(None)` when it does not use the timer, `Err(MIN_SE)`
+/// when the interval is under the minimum (answered `422`).
+fn requested_timer(msg: &Message) -> Result<Option<u32>, u32> {
+    let Some(value) = msg.header(HeaderName::SessionExpires) else {
+        return Ok(None);
+    };
+    let seconds = value.split(';').next().and_then(|n| n.trim().parse::<u32>().ok());
+    let Some(seconds) = seconds else {
+        return Ok(None);
+    };
+    if seconds < MIN_SE {
+        return Err(MIN_SE);
+    }
+    let supports = msg
+        .header_list(HeaderName::Supported)
+        .chain(msg.header_list(HeaderName::Require))
+        .any(|o| o.eq_ignore_ascii_case("timer"));
+    Ok(supports.then_some(seconds))
+}
+
+/// When a session of `interval` seconds refreshed at `now` is over: the
+/// interval less a third, at most 32 s (RFC 4028 section 10).
+fn session_deadline(now: Instant, interval: u32) -> Instant {
+    now + std::time::Duration::from_secs(u64::from(interval - (interval / 3).min(32)))
+}
 
 /// How the UAS presents itself.
 #[derive(Debug, Clone)]
@@ -147,6 +182,8 @@ pub struct UasStats {
     pub bad_answers: u64,
     /// re-INVITEs answered (refresh, hold, resume).
     pub reinvites: u64,
+    /// Sessions ended because the caller stopped refreshing them (RFC 4028).
+    pub session_expired: u64,
 }
 
 struct TxEntry {
@@ -395,6 +432,18 @@ impl SipUas {
         }
         let trying = MessageBuilder::response_to(&msg, 100, "Trying", None, Some(source)).build();
         self.respond(now, &key, 100, trying);
+        let session_interval = match requested_timer(&msg) {
+            Ok(interval) => interval,
+            Err(min) => {
+                self.stats.refused += 1;
+                let r = self
+                    .response(&msg, 422, "Session Interval Too Small", source)
+                    .header("Min-SE", min)
+                    .build();
+                self.respond(now, &key, 422, r);
+                return;
+            }
+        };
         let is_sdp = msg
             .header(HeaderName::ContentType)
             .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/sdp"));
@@ -456,6 +505,8 @@ impl SipUas {
                 answer: None,
                 local_cseq: 0,
                 awaiting_answer: offer.is_none(),
+                session_interval,
+                session_deadline: None,
             },
         );
         self.actions.push_back(UasAction::StartCall {
@@ -492,13 +543,21 @@ impl SipUas {
                 self.forget(call_id);
             }
             Ok(answer) => {
-                let r = dialog
+                let mut b = dialog
                     .invite_response(200, "OK")
                     .header("Contact", &self.contact)
                     .header("Allow", ALLOW)
-                    .header("Server", &self.cfg.user_agent)
-                    .body("application/sdp", answer.clone())
-                    .build();
+                    .header("Supported", "timer")
+                    .header("Server", &self.cfg.user_agent);
+                if let Some(interval) = dialog.session_interval {
+                    b = b
+                        .header("Session-Expires", format_args!("{interval};refresher=uac"))
+                        .header("Require", "timer");
+                    let deadline = session_deadline(now, interval);
+                    dialog.session_deadline = Some(deadline);
+                    self.timers.push(Reverse((deadline, format!("d|{call_id}"))));
+                }
+                let r = b.body("application/sdp", answer.clone()).build();
                 dialog.phase = Phase::Answered {
                     acked: false,
                     bye_pending: false,
@@ -705,8 +764,32 @@ impl SipUas {
             return;
         };
         let answer = self.dialogs.get(&call_id).and_then(|d| d.answer.clone());
-        let ok = MessageBuilder::response_to(msg, 200, "OK", None, Some(source))
+        let mut ok = MessageBuilder::response_to(msg, 200, "OK", None, Some(source))
             .header("Server", &self.cfg.user_agent);
+        if matches!(method, Method::Invite | Method::Update) {
+            // A refresh (RFC 4028): the timer restarts with what it asks for.
+            let interval = match requested_timer(msg) {
+                Ok(interval) => interval,
+                Err(min) => {
+                    let r = self
+                        .response(msg, 422, "Session Interval Too Small", source)
+                        .header("Min-SE", min)
+                        .build();
+                    self.respond(now, &key, 422, r);
+                    return;
+                }
+            };
+            if let Some(d) = self.dialogs.get_mut(&call_id) {
+                d.session_interval = interval;
+                d.session_deadline = interval.map(|i| session_deadline(now, i));
+                if let (Some(i), Some(at)) = (interval, d.session_deadline) {
+                    ok = ok
+                        .header("Session-Expires", format_args!("{i};refresher=uac"))
+                        .header("Require", "timer");
+                    self.timers.push(Reverse((at, format!("d|{call_id}"))));
+                }
+            }
+        }
         match method {
             Method::Bye => {
                 self.stats.byes_received += 1;
@@ -745,6 +828,18 @@ impl SipUas {
                     self.respond(now, &key, 491, r);
                 }
             },
+            // An UPDATE with an offer gets the current SDP (direction as asked).
+            Method::Update if !msg.body().is_empty() => {
+                let sdp = answer.map(|a| with_direction(&a, answer_direction(msg)));
+                if let (Some(d), Some(sdp)) = (self.dialogs.get_mut(&call_id), &sdp) {
+                    d.answer = Some(sdp.clone());
+                }
+                let r = match sdp {
+                    Some(sdp) => ok.body("application/sdp", sdp).build(),
+                    None => ok.build(),
+                };
+                self.respond(now, &key, 200, r);
+            }
             Method::Info | Method::Update | Method::Options => self.respond(now, &key, 200, ok.build()),
             _ => {
                 let r = MessageBuilder::response_to(msg, 501, "Not Implemented", None, Some(source))
@@ -812,6 +907,10 @@ impl SipUas {
             let Some(Reverse((_, key))) = self.timers.pop() else {
                 break;
             };
+            if let Some(call_id) = key.strip_prefix("d|") {
+                self.session_timer(now, call_id);
+                continue;
+            }
             let due = self
                 .transactions
                 .get(&key)
@@ -823,6 +922,27 @@ impl SipUas {
                 }
                 self.pump(now, &key);
             }
+        }
+    }
+
+    /// A session-timer entry came due: end the call when no refresh moved
+    /// its deadline (the heap keeps stale entries; the dialog has the truth).
+    fn session_timer(&mut self, now: Instant, call_id: &str) {
+        let Some(dialog) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        if !dialog.session_deadline.is_some_and(|d| d <= now) {
+            return;
+        }
+        dialog.session_deadline = None;
+        self.stats.session_expired += 1;
+        self.actions.push_back(UasAction::EndCall {
+            call_id: call_id.to_owned(),
+            reason: "session expired (RFC 4028)",
+        });
+        match dialog.phase {
+            Phase::Answered { acked: true, .. } => self.send_bye(now, call_id),
+            _ => self.call_ended(now, call_id),
         }
     }
 
@@ -1206,5 +1326,65 @@ mod tests {
             "{body}"
         );
         assert_eq!(u.stats().reinvites, 2);
+    }
+
+    fn with_timer(bytes: Bytes, interval: u32) -> Bytes {
+        let text = String::from_utf8(bytes.to_vec()).expect("text");
+        Bytes::from(text.replacen(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\nSession-Expires: {interval}\r\nSupported: timer\r\n"),
+            1,
+        ))
+    }
+
+    #[test]
+    fn session_timers_end_a_session_that_is_not_refreshed() {
+        let t = Instant::now();
+        let mut u = uas();
+        u.handle_datagram(
+            t,
+            peer(),
+            with_timer(request("INVITE", "short", 1, None, Some(SDP)), 30),
+        );
+        let short = sent(&mut u);
+        assert_eq!(codes(&short), [100, 422]);
+        assert_eq!(short[1].header(HeaderName::MinSe), Some("90"));
+
+        u.handle_datagram(
+            t,
+            peer(),
+            with_timer(request("INVITE", "inv1", 1, None, Some(SDP)), 120),
+        );
+        sent(&mut u);
+        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+            panic!("no StartCall");
+        };
+        u.call_started(t, &call_id, Ok("v=0 answer".into()));
+        let ok = sent(&mut u);
+        assert_eq!(
+            ok[0].header(HeaderName::SessionExpires),
+            Some("120;refresher=uac")
+        );
+        assert_eq!(ok[0].header(HeaderName::Require), Some("timer"));
+        let tag = to_tag(&ok[0]);
+        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        // A refresh by UPDATE at 60 s moves the end to 60 + 88 s.
+        let refresh = with_timer(request("UPDATE", "up1", 2, Some(&tag), None), 120);
+        u.handle_datagram(t + Duration::from_secs(60), peer(), refresh);
+        let up = sent(&mut u);
+        assert_eq!(codes(&up), [200]);
+        assert_eq!(
+            up[0].header(HeaderName::SessionExpires),
+            Some("120;refresher=uac")
+        );
+        u.handle_timeout(t + Duration::from_secs(100));
+        assert!(u.poll_action().is_none(), "refreshed: the call goes on");
+        assert!(sent(&mut u).is_empty());
+        u.handle_timeout(t + Duration::from_secs(148));
+        assert!(matches!(u.poll_action(), Some(UasAction::EndCall { .. })));
+        let bye = sent(&mut u);
+        assert_eq!(bye.len(), 1);
+        assert_eq!(bye[0].method(), Some(&Method::Bye));
+        assert_eq!(u.stats().session_expired, 1);
     }
 }
