@@ -931,7 +931,7 @@ impl SipUas {
         let Some(dialog) = self.dialogs.get_mut(call_id) else {
             return;
         };
-        if !dialog.session_deadline.is_some_and(|d| d <= now) {
+        if dialog.session_deadline.is_none_or(|d| d > now) {
             return;
         }
         dialog.session_deadline = None;
