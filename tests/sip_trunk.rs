@@ -386,3 +386,61 @@ async fn a_delayed_offer_call_reaches_the_bot() {
     assert_eq!(uac.final_response().await.status(), Some(200));
     assert_eq!(hangup(&mut d).await.1, HangupCause::CallerHangup);
 }
+
+/// Shutdown: new INVITEs get 503 with Retry-After, the call that is up
+/// gets its BYE when the grace period ends, and the daemon stops.
+#[tokio::test]
+async fn shutdown_refuses_new_calls_and_byes_the_ones_up() {
+    let mut bot = TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.limits.shutdown_grace_ms = 300;
+    let d = Daemon::with_config(config).await;
+    let sip = d.sip.expect("SIP on");
+    let uac = Uac::new(sip, "trunk-6@carrier").await;
+    let (tag, _) = uac.call().await;
+    let _conn = bot.accept().await;
+    d.shutdown.shutdown();
+    let mut attempt = 0;
+    let busy = loop {
+        attempt += 1;
+        let late = Uac::new(sip, &format!("trunk-7-{attempt}@carrier")).await;
+        late.send(
+            late.request(Method::Invite, &format!("late{attempt}"), 1, None)
+                .body("application/sdp", late.offer())
+                .build(),
+        )
+        .await;
+        let m = late.final_response().await;
+        // The stop may not have reached the endpoint yet: then this call
+        // is answered; end it and try again with a new call.
+        if m.status() == Some(200) {
+            let t = NameAddr::parse(m.header(HeaderName::To).expect("To"))
+                .expect("To")
+                .tag()
+                .expect("tag")
+                .to_owned();
+            late.send(late.request(Method::Ack, "lack", 1, Some(&t)).build())
+                .await;
+            late.send(late.request(Method::Bye, "lbye", 2, Some(&t)).build())
+                .await;
+            continue;
+        }
+        break m;
+    };
+    assert_eq!(busy.status(), Some(503));
+    assert!(busy.header(HeaderName::RetryAfter).is_some());
+    let bye = loop {
+        let m = uac.recv().await;
+        if m.method() == Some(&Method::Bye) {
+            break m;
+        }
+    };
+    assert!(bye.header(HeaderName::From).expect("From").contains(&tag));
+    uac.send(MessageBuilder::response_to(&bye, 200, "OK", None, None).build())
+        .await;
+    within("the daemon to stop", d.task).await.expect("daemon task");
+}

@@ -283,8 +283,12 @@ impl MediaServer {
                 retry_after_s: self.config.sip.retry_after_s,
                 metrics: self.metrics.clone(),
                 tracker: tracker.clone(),
+                drain_limit: Duration::from_millis(self.config.limits.shutdown_grace_ms)
+                    + Duration::from_secs(10),
             };
-            accept_loops.push(tokio::spawn(endpoint.run(self.stop.subscribe())));
+            // On the tracker, not among the accept loops: it keeps
+            // answering (and sending BYEs) until its last call is gone.
+            tracker.spawn(endpoint.run(self.stop.subscribe()));
         }
         let mut stop = self.stop.subscribe();
         // Err: every handle is gone, which also means stop.

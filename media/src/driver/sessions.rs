@@ -239,13 +239,7 @@ impl RtpSessions {
 
     /// Hangs a session up (cause `api_hangup`); `false` if there is none.
     pub fn hangup(&self, call_id: &str) -> bool {
-        let is_session = self
-            .0
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(call_id);
-        is_session && self.0.calls.hangup(call_id)
+        self.hangup_with(call_id, HangupCause::ApiHangup)
     }
 
     /// Hangs a session up with `cause` (the SIP leg: the caller's BYE or

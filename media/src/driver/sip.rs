@@ -29,6 +29,10 @@ pub(crate) struct SipEndpoint {
     pub retry_after_s: u32,
     pub metrics: Arc<Metrics>,
     pub tracker: TaskTracker,
+    /// The longest the endpoint drains after stop (the server's grace
+    /// period plus time for the BYEs), so a dialog that never ends cannot
+    /// hold the shutdown up.
+    pub drain_limit: std::time::Duration,
 }
 
 fn refusal(e: &MediaError, retry_after_s: u32) -> Refusal {
@@ -41,8 +45,9 @@ fn refusal(e: &MediaError, retry_after_s: u32) -> Refusal {
 }
 
 impl SipEndpoint {
-    /// Runs until `stop` turns true; calls already up go on (their media
-    /// tasks are the server's) and are not BYEd by this task afterwards.
+    /// Runs until `stop` turns true and its last dialog is gone: while the
+    /// server drains, new INVITEs get `503` and the calls up still get
+    /// their BYEs (sent when the grace period hangs them up, or answered).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         // Unbounded: one start and one end report per call, and calls are
         // bounded by `limits.max_calls`; a lost report would leave a dialog
@@ -50,6 +55,8 @@ impl SipEndpoint {
         let (report_tx, mut starts) = mpsc::unbounded_channel::<Started>();
         let (end_tx, mut ends) = mpsc::unbounded_channel::<String>();
         let mut buf = vec![0u8; 65_536];
+        let mut stopping = false;
+        let mut drain_until = None;
         loop {
             self.flush().await;
             while let Some(action) = self.uas.poll_action() {
@@ -57,7 +64,21 @@ impl SipEndpoint {
             }
             self.flush().await;
             *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
-            let wake = self.uas.poll_timeout();
+            if stopping && self.uas.dialogs() == 0 {
+                tracing::info!("SIP endpoint stopped");
+                return;
+            }
+            if drain_until.is_some_and(|d| Instant::now() >= d) {
+                tracing::warn!(
+                    dialogs = self.uas.dialogs(),
+                    "SIP endpoint stopped with dialogs left"
+                );
+                return;
+            }
+            let wake = match (self.uas.poll_timeout(), drain_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
@@ -69,10 +90,12 @@ impl SipEndpoint {
                 Some((call_id, result)) = starts.recv() => self.uas.call_started(Instant::now(), &call_id, result),
                 Some(call_id) = ends.recv() => self.uas.call_ended(Instant::now(), &call_id),
                 _ = sleep_until(wake) => self.uas.handle_timeout(Instant::now()),
-                r = stop.wait_for(|s| *s) => {
+                r = stop.wait_for(|s| *s), if !stopping => {
                     let _ = r;
-                    tracing::info!("SIP endpoint stopped");
-                    return;
+                    stopping = true;
+                    drain_until = Some(Instant::now() + self.drain_limit);
+                    self.uas.drain();
+                    tracing::info!(dialogs = self.uas.dialogs(), "SIP endpoint draining: new INVITEs get 503");
                 }
             }
         }

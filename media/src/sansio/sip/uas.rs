@@ -207,6 +207,7 @@ pub struct SipUas {
     actions: VecDeque<UasAction>,
     stats: UasStats,
     limiter: RateLimit,
+    draining: bool,
 }
 
 /// True when `ack` carries an SDP answer that takes PCMU, the one codec a
@@ -275,6 +276,7 @@ impl SipUas {
     pub fn new(cfg: UasConfig) -> SipUas {
         SipUas {
             limiter: RateLimit::new(cfg.invite_rate, cfg.invite_burst),
+            draining: false,
             contact: format!("<sip:voxbridge@{}>", cfg.sent_by),
             counter: cfg.seed,
             cfg,
@@ -291,6 +293,12 @@ impl SipUas {
     /// What it has seen so far.
     pub fn stats(&self) -> UasStats {
         self.stats
+    }
+
+    /// Shutting down: new INVITEs get `503` with `Retry-After`; the calls
+    /// up go on (and their BYEs are still sent and answered).
+    pub fn drain(&mut self) {
+        self.draining = true;
     }
 
     /// Dialogs held (calls starting, up, or ending).
@@ -420,8 +428,11 @@ impl SipUas {
 
     fn new_invite(&mut self, now: Instant, source: SocketAddr, key: String, msg: Message) {
         self.stats.invites += 1;
-        if !self.limiter.admit(now) {
-            self.stats.rate_limited += 1;
+        let limited = !self.limiter.admit(now);
+        if limited || self.draining {
+            if limited {
+                self.stats.rate_limited += 1;
+            }
             self.stats.refused += 1;
             let r = self
                 .response(&msg, 503, "Service Unavailable", source)
