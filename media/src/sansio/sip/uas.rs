@@ -21,6 +21,8 @@
 //!   caller that supports `timer` gets the interval back with
 //!   `refresher=uac`; each re-INVITE or UPDATE restarts it, and a session
 //!   not refreshed in time ends with BYE. Under 90 s: `422` with `Min-SE`.
+//! - A required extension it lacks (`Require: 100rel`): `420` with
+//!   `Unsupported`; `Max-Forwards: 0`: `483`.
 //! - A request for a dialog it does not have: `481`; another method
 //!   outside a dialog: `405` with `Allow`.
 //! - When a call ends on voxbridge's side ([`SipUas::call_ended`]) it sends
@@ -398,6 +400,28 @@ impl SipUas {
                 dialog: None,
             },
         );
+        // RFC 3261 section 8.2.2.3 and 16.3: an extension the caller
+        // requires that voxbridge lacks, or a request out of hops.
+        if method != Method::Cancel {
+            let unsupported: Vec<&str> = msg
+                .header_list(HeaderName::Require)
+                .filter(|o| !o.eq_ignore_ascii_case("timer"))
+                .collect();
+            if !unsupported.is_empty() {
+                let list = unsupported.join(", ");
+                let r = self
+                    .response(&msg, 420, "Bad Extension", source)
+                    .header("Unsupported", list)
+                    .build();
+                self.respond(now, &key, 420, r);
+                return;
+            }
+            if msg.header(HeaderName::MaxForwards).map(str::trim) == Some("0") {
+                let r = self.response(&msg, 483, "Too Many Hops", source).build();
+                self.respond(now, &key, 483, r);
+                return;
+            }
+        }
         match (method, to_tag) {
             (Method::Invite, None) => self.new_invite(now, source, key, msg),
             (Method::Cancel, _) => self.cancel(now, source, key, &msg),
@@ -1397,5 +1421,91 @@ mod tests {
         assert_eq!(bye.len(), 1);
         assert_eq!(bye[0].method(), Some(&Method::Bye));
         assert_eq!(u.stats().session_expired, 1);
+    }
+
+    #[test]
+    fn unsupported_extensions_and_exhausted_hops_are_refused() {
+        let t = Instant::now();
+        let mut u = uas();
+        let text = String::from_utf8(request("INVITE", "r1", 1, None, Some(SDP)).to_vec()).expect("text");
+        let rel = text.replacen(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nRequire: 100rel, timer\r\n",
+            1,
+        );
+        u.handle_datagram(t, peer(), Bytes::from(rel));
+        let got = sent(&mut u);
+        assert_eq!(codes(&got), [420]);
+        assert_eq!(got[0].header_named("Unsupported"), Some("100rel"));
+        let hops = text.replacen("Max-Forwards: 70", "Max-Forwards: 0", 1).replacen(
+            "branch=z9hG4bKr1",
+            "branch=z9hG4bKr2",
+            1,
+        );
+        u.handle_datagram(t, peer(), Bytes::from(hops));
+        assert_eq!(codes(&sent(&mut u)), [483]);
+        assert!(u.poll_action().is_none());
+    }
+
+    proptest::proptest! {
+        /// Any mix of real requests, responses and corrupted copies, in any
+        /// order and at any times: never a panic, every datagram sent parses,
+        /// and once every timer has run and the calls are reported ended,
+        /// nothing is left behind.
+        #[test]
+        fn any_sequence_of_datagrams_leaves_nothing_behind(
+            steps in proptest::collection::vec((0usize..8, 0usize..4, proptest::num::u8::ANY, 0u64..40_000), 1..40),
+        ) {
+            let t0 = Instant::now();
+            let mut u = uas();
+            let tags = ["", "zz"];
+            let mut now = t0;
+            for (kind, tag, flip, dt) in steps {
+                now += Duration::from_millis(dt);
+                let to_tag = (tag > 1).then_some(tags[1]);
+                let mut bytes = match kind {
+                    0 => request("INVITE", "p1", 1, None, Some(SDP)).to_vec(),
+                    1 => request("ACK", "p2", 1, to_tag, None).to_vec(),
+                    2 => request("BYE", "p3", 2, to_tag, None).to_vec(),
+                    3 => request("CANCEL", "p1", 1, None, None).to_vec(),
+                    4 => request("OPTIONS", "p4", 1, None, None).to_vec(),
+                    5 => request("INVITE", "p5", 3, to_tag, Some(SDP)).to_vec(),
+                    6 => {
+                        let inv = Message::parse(request("INVITE", "p1", 1, None, None)).expect("valid");
+                        MessageBuilder::response_to(&inv, 200, "OK", Some("x"), None).build().to_vec()
+                    }
+                    _ => request("INFO", "p6", 4, to_tag, None).to_vec(),
+                };
+                if flip > 200 {
+                    let i = usize::from(flip) % bytes.len();
+                    bytes[i] ^= flip;
+                }
+                u.handle_datagram(now, peer(), Bytes::from(bytes));
+                while let Some(a) = u.poll_action() {
+                    if let UasAction::StartCall { call_id, .. } = a {
+                        u.call_started(now, &call_id, Ok("v=0".into()));
+                    }
+                }
+                while let Some((_, b)) = u.poll_transmit() {
+                    proptest::prop_assert!(Message::parse(b).is_ok());
+                }
+            }
+            let ids: Vec<String> = u.dialogs.keys().cloned().collect();
+            for id in ids {
+                u.call_ended(now, &id);
+            }
+            for _ in 0..200 {
+                match u.poll_timeout() {
+                    Some(at) => {
+                        now = now.max(at);
+                        u.handle_timeout(now);
+                        while u.poll_transmit().is_some() {}
+                        while u.poll_action().is_some() {}
+                    }
+                    None => break,
+                }
+            }
+            proptest::prop_assert_eq!((u.transactions(), u.dialogs()), (0, 0));
+        }
     }
 }
