@@ -178,7 +178,18 @@ async fn a_trunk_call_reaches_the_bot_and_the_callers_bye_ends_it() {
             None => panic!("bot link closed"),
         }
     }
-    uac.send(uac.request(Method::Bye, "bye", 2, Some(&tag)).build())
+    // A key press by SIP INFO (the PBX's DTMF fallback) reaches the call.
+    let info = uac
+        .request(Method::Info, "info", 2, Some(&tag))
+        .body("application/dtmf-relay", "Signal=7\r\nDuration=160\r\n")
+        .build();
+    uac.send(info).await;
+    assert_eq!(uac.final_response().await.status(), Some(200));
+    d.event("the INFO digit", |e| {
+        matches!(e, CallEvent::Dtmf { digit: '7', .. })
+    })
+    .await;
+    uac.send(uac.request(Method::Bye, "bye", 3, Some(&tag)).build())
         .await;
     let ok = uac.final_response().await;
     assert_eq!(
@@ -189,7 +200,7 @@ async fn a_trunk_call_reaches_the_bot_and_the_callers_bye_ends_it() {
     assert!(call_id.starts_with("sip-"), "{call_id}");
     assert_eq!(cause, HangupCause::CallerHangup);
     // The dialog is gone: a second BYE is for a dialog that does not exist.
-    uac.send(uac.request(Method::Bye, "bye2", 3, Some(&tag)).build())
+    uac.send(uac.request(Method::Bye, "bye2", 4, Some(&tag)).build())
         .await;
     assert_eq!(uac.final_response().await.status(), Some(481));
 }

@@ -10,15 +10,34 @@
 use crate::events::HangupCause;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 pub use voxbridge_contract::commands::{AsteriskMediaDial, CallCommands, DialDone};
 
-type Stop = watch::Sender<Option<HangupCause>>;
+/// Digits sent out of band to one call that may wait unread (SIP INFO);
+/// more are dropped, counted by the sender.
+pub(crate) const DIGITS_QUEUED: usize = 32;
+
+/// What the registry keeps of a running call: its stop switch and where
+/// out-of-band caller digits go.
+#[derive(Debug)]
+struct Handle {
+    stop: watch::Sender<Option<HangupCause>>,
+    digits: mpsc::Sender<char>,
+}
+
+/// What a running call takes from outside: `stop` turns `Some(cause)` on a
+/// hangup by command, and `digits` brings caller DTMF that arrived beside
+/// the media (SIP INFO).
+#[derive(Debug)]
+pub(crate) struct CallControl {
+    pub stop: watch::Receiver<Option<HangupCause>>,
+    pub digits: mpsc::Receiver<char>,
+}
 
 /// Stop switches of the running calls, by call id. Touched at call start
 /// and end only, never per frame.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CallRegistry(Arc<Mutex<HashMap<String, Stop>>>);
+pub(crate) struct CallRegistry(Arc<Mutex<HashMap<String, Handle>>>);
 
 /// Frees its call's id when dropped (a claim is never replaced while held,
 /// so the entry is this call's).
@@ -38,13 +57,21 @@ impl CallRegistry {
     /// Claims `call_id` for a new call; the receiver turns `Some(cause)` on
     /// hangup, and the id is free again when the guard drops. `None` when a
     /// live call holds the id.
-    pub(crate) fn claim(&self, call_id: &str) -> Option<(watch::Receiver<Option<HangupCause>>, Registered)> {
+    pub(crate) fn claim(&self, call_id: &str) -> Option<(CallControl, Registered)> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.contains_key(call_id) {
             return None;
         }
         let (tx, rx) = watch::channel(None);
-        map.insert(call_id.to_owned(), tx);
+        let (digits_tx, digits) = mpsc::channel(DIGITS_QUEUED);
+        map.insert(
+            call_id.to_owned(),
+            Handle {
+                stop: tx,
+                digits: digits_tx,
+            },
+        );
+        let rx = CallControl { stop: rx, digits };
         let guard = Registered {
             registry: self.clone(),
             call_id: call_id.to_owned(),
@@ -61,12 +88,20 @@ impl CallRegistry {
     pub(crate) fn hangup_with(&self, call_id: &str, cause: HangupCause) -> bool {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(call_id) {
-            Some(s) => {
-                s.send_replace(Some(cause));
+            Some(h) => {
+                h.stop.send_replace(Some(cause));
                 true
             }
             None => false,
         }
+    }
+
+    /// Hands a caller digit that arrived beside the media (SIP INFO) to
+    /// the running call; `false` when there is no such call or its queue
+    /// of [`DIGITS_QUEUED`] is full.
+    pub(crate) fn send_digit(&self, call_id: &str, digit: char) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(call_id).is_some_and(|h| h.digits.try_send(digit).is_ok())
     }
 }
 
@@ -95,9 +130,12 @@ mod tests {
     #[test]
     fn registry_hangs_up_by_id_and_forgets_ended_calls() {
         let reg = CallRegistry::default();
-        let (rx, guard) = reg.claim("a").expect("free");
+        let (mut rx, guard) = reg.claim("a").expect("free");
+        assert!(reg.send_digit("a", '5'));
+        assert_eq!(rx.digits.try_recv(), Ok('5'));
+        assert!(!reg.send_digit("b", '5'));
         assert!(reg.hangup("a"));
-        assert_eq!(*rx.borrow(), Some(HangupCause::ApiHangup));
+        assert_eq!(*rx.stop.borrow(), Some(HangupCause::ApiHangup));
         assert!(!reg.hangup("b"));
         drop(guard);
         assert!(!reg.hangup("a"));
@@ -109,10 +147,10 @@ mod tests {
         let (old_rx, old) = reg.claim("a").expect("free");
         assert!(reg.claim("a").is_none(), "a live call's id is never merged");
         assert!(reg.hangup("a"));
-        assert_eq!(*old_rx.borrow(), Some(HangupCause::ApiHangup));
+        assert_eq!(*old_rx.stop.borrow(), Some(HangupCause::ApiHangup));
         drop(old);
         let (new_rx, _new) = reg.claim("a").expect("free after the call ended");
         assert!(reg.hangup("a"));
-        assert_eq!(*new_rx.borrow(), Some(HangupCause::ApiHangup));
+        assert_eq!(*new_rx.stop.borrow(), Some(HangupCause::ApiHangup));
     }
 }

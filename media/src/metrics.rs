@@ -491,6 +491,7 @@ impl Metrics {
             ("bad_answer", sip.bad_answers),
             ("reinvite", sip.reinvites),
             ("session_expired", sip.session_expired),
+            ("info_digit", sip.info_digits),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 
 /// A caller whose socket has taken nothing for this many ticks is gone.
@@ -53,7 +52,7 @@ pub async fn run(
     rbuf: BytesMut,
     call_id: String,
     ctx: CallContext,
-    stop: Option<watch::Receiver<Option<HangupCause>>>,
+    stop: Option<crate::commands::CallControl>,
 ) {
     // Built outside the await point (see `start_call`).
     let Some((call, leg)) = prepare(sock, rbuf, call_id, &ctx) else {

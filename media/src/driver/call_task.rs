@@ -167,7 +167,7 @@ pub(crate) async fn drive(
     mut call: Box<Call>,
     mut leg: Leg,
     ctx: CallContext,
-    stop: Option<watch::Receiver<Option<HangupCause>>>,
+    stop: Option<crate::commands::CallControl>,
 ) {
     let mut link = Link::Down;
     let cause = drive_loop(&mut call, &mut leg, &mut link, &ctx, stop).await;
@@ -181,7 +181,7 @@ async fn drive_loop(
     leg: &mut Leg,
     link: &mut Link,
     ctx: &CallContext,
-    stop: Option<watch::Receiver<Option<HangupCause>>>,
+    stop: Option<crate::commands::CallControl>,
 ) -> HangupCause {
     // Whatever arrived before the call started (AudioSocket: with the UUID).
     if let Err(cause) = leg.input(call, Instant::now()) {
@@ -200,6 +200,10 @@ async fn drive_loop(
     }
     let hangup_now = hangup_rx.changed();
     tokio::pin!(hangup_now);
+    let (stop, mut digits) = match stop {
+        Some(c) => (Some(c.stop), Some(c.digits)),
+        None => (None, None),
+    };
     let api_stop = async move {
         match stop {
             Some(mut rx) => {
@@ -253,6 +257,10 @@ async fn drive_loop(
                 call.hang_up(cause);
                 None
             }
+            Some(digit) = next_digit(&mut digits) => {
+                call.caller_digit(digit, Instant::now());
+                None
+            }
         };
         let sent = service(call, link, ctx);
         if let (Some(t0), true) = (from_caller, sent > 0) {
@@ -265,6 +273,21 @@ async fn drive_loop(
             armed = next;
             sleep.as_mut().reset(armed.into());
         }
+    }
+}
+
+/// The next out-of-band caller digit; never, for a call without a queue
+/// (or once its sender is gone).
+async fn next_digit(digits: &mut Option<tokio::sync::mpsc::Receiver<char>>) -> Option<char> {
+    match digits {
+        Some(rx) => match rx.recv().await {
+            Some(d) => Some(d),
+            None => {
+                *digits = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

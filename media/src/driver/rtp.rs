@@ -24,7 +24,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 
 pub use crate::sansio::rtp::leg::RtpLegParams;
 
@@ -71,7 +70,7 @@ pub async fn run(
     params: RtpLegParams,
     info: CallInfo,
     ctx: CallContext,
-    stop: watch::Receiver<Option<HangupCause>>,
+    stop: crate::commands::CallControl,
 ) {
     // Built outside the future's await point, so the task holds the call
     // and the leg once, boxed (see `start_call`).

@@ -254,6 +254,12 @@ impl RtpSessions {
         is_session && self.0.calls.hangup_with(call_id, cause)
     }
 
+    /// Hands a caller digit that arrived beside the media (SIP INFO) to the
+    /// session's call; `false` if there is none or its digit queue is full.
+    pub fn send_digit(&self, call_id: &str, digit: char) -> bool {
+        self.0.calls.send_digit(call_id, digit)
+    }
+
     /// [`RtpSessions::hangup`] of a session `owner` created; `false` for a
     /// session of another owner, as for none.
     pub fn hangup_owned(&self, call_id: &str, owner: Option<&str>) -> bool {

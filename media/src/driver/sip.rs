@@ -160,6 +160,11 @@ impl SipEndpoint {
                     let _ = reports.send((call_id, result));
                 });
             }
+            UasAction::Digit { call_id, digit } => {
+                if !self.rtp.send_digit(&call_id, digit) {
+                    tracing::debug!(%call_id, %digit, "SIP INFO digit for no running call (or its queue is full)");
+                }
+            }
             UasAction::EndCall { call_id, reason } => {
                 tracing::info!(%call_id, reason, "SIP: the caller ended the call");
                 // A call still being created is ended by the UAS when its

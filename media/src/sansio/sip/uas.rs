@@ -15,7 +15,8 @@
 //!   a re-INVITE in the dialog (a refresh gets the same SDP; hold, a
 //!   `sendonly` or `inactive` offer, gets `recvonly`/`inactive` with the
 //!   version raised, and resume `sendrecv`; the media keeps running),
-//!   INFO (`200`), OPTIONS
+//!   INFO (`200`; a DTMF digit in `application/dtmf-relay` or
+//!   `application/dtmf` becomes [`UasAction::Digit`]), OPTIONS
 //!   (`200` with `Allow`: SBCs use it as a health check).
 //! - Session timers (RFC 4028): an INVITE with `Session-Expires` from a
 //!   caller that supports `timer` gets the interval back with
@@ -126,6 +127,14 @@ pub enum UasAction {
         /// The INVITE's `X-` headers, for the bot.
         headers: Vec<(String, String)>,
     },
+    /// The caller pressed `digit`, told by SIP INFO (RFC 6086 with
+    /// `application/dtmf-relay` or `application/dtmf`).
+    Digit {
+        /// voxbridge call id.
+        call_id: String,
+        /// `0-9`, `*`, `#` or `A-D`.
+        digit: char,
+    },
     /// Hang the RTP call up (the caller hung up or cancelled).
     EndCall {
         /// voxbridge call id.
@@ -186,6 +195,8 @@ pub struct UasStats {
     pub reinvites: u64,
     /// Sessions ended because the caller stopped refreshing them (RFC 4028).
     pub session_expired: u64,
+    /// DTMF digits received by SIP INFO.
+    pub info_digits: u64,
 }
 
 struct TxEntry {
@@ -221,6 +232,33 @@ fn answer_takes_pcmu(ack: &Message) -> bool {
         .is_some_and(|a| {
             a.remote.port() != 0 && a.negotiate(&[voxbridge_proto::sdp::AudioCodec::Pcmu]).is_ok()
         })
+}
+
+/// The digit of a SIP INFO body: `Signal=5` (`application/dtmf-relay`, the
+/// Cisco form most PBXs send) or a bare `5` / event code (`application/dtmf`);
+/// event codes 10-15 are `*`, `#`, `A`-`D` as in RFC 4733.
+fn info_digit(msg: &Message) -> Option<char> {
+    let ctype = msg.header(HeaderName::ContentType)?.trim().to_ascii_lowercase();
+    let body = std::str::from_utf8(msg.body()).ok()?;
+    let signal = if ctype.starts_with("application/dtmf-relay") {
+        body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
+        })?
+    } else if ctype.starts_with("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    match signal.parse::<u8>() {
+        Ok(code) => voxbridge_proto::dtmf::digit_of(code),
+        Err(_) => {
+            let mut chars = signal.chars();
+            let c = chars.next()?.to_ascii_uppercase();
+            let ok = chars.next().is_none() && voxbridge_proto::dtmf::event_of(c).is_some();
+            ok.then_some(c)
+        }
+    }
 }
 
 /// The direction voxbridge answers an offer's `a=` direction with.
@@ -875,7 +913,23 @@ impl SipUas {
                 };
                 self.respond(now, &key, 200, r);
             }
-            Method::Info | Method::Update | Method::Options => self.respond(now, &key, 200, ok.build()),
+            Method::Info => {
+                match info_digit(msg) {
+                    Some(digit) => {
+                        self.stats.info_digits += 1;
+                        self.actions.push_back(UasAction::Digit {
+                            call_id: call_id.clone(),
+                            digit,
+                        });
+                    }
+                    None if !msg.body().is_empty() => {
+                        tracing::debug!(%call_id, "SIP INFO without a DTMF digit: answered, ignored");
+                    }
+                    None => {}
+                }
+                self.respond(now, &key, 200, ok.build());
+            }
+            Method::Update | Method::Options => self.respond(now, &key, 200, ok.build()),
             _ => {
                 let r = MessageBuilder::response_to(msg, 501, "Not Implemented", None, Some(source))
                     .header("Allow", ALLOW)
@@ -1507,5 +1561,49 @@ mod tests {
             }
             proptest::prop_assert_eq!((u.transactions(), u.dialogs()), (0, 0));
         }
+    }
+
+    #[test]
+    fn info_dtmf_in_both_forms() {
+        let t = Instant::now();
+        let mut u = uas();
+        let (call_id, tag) = answered(&mut u, t);
+        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        for (i, (ctype, body, want)) in [
+            (
+                "application/dtmf-relay",
+                "Signal=5\r\nDuration=160\r\n",
+                Some('5'),
+            ),
+            (
+                "application/dtmf-relay",
+                "Signal= #\r\nDuration=100\r\n",
+                Some('#'),
+            ),
+            ("application/dtmf", "11", Some('#')),
+            ("application/dtmf", "a", Some('A')),
+            ("application/dtmf-relay", "Signal=X\r\n", None),
+            ("text/plain", "5", None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let text = String::from_utf8(
+                request("INFO", &format!("i{i}"), 10 + i as u32, Some(&tag), Some(body)).to_vec(),
+            )
+            .expect("text");
+            u.handle_datagram(t, peer(), Bytes::from(text.replace("application/sdp", ctype)));
+            assert_eq!(codes(&sent(&mut u)), [200], "{ctype} {body:?}");
+            let got = match u.poll_action() {
+                Some(UasAction::Digit { call_id: c, digit }) => {
+                    assert_eq!(c, call_id);
+                    Some(digit)
+                }
+                None => None,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, want, "{ctype} {body:?}");
+        }
+        assert_eq!(u.stats().info_digits, 4);
     }
 }
