@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # SIP trunk load, first cut (issue 23): sipp on core 1 places CALLS calls at
 # RATE new calls a second against the daemon on core 0 (one tokio worker),
-# with `voxbridge bot echo` on core 1. Each call: INVITE with a PCMA offer,
-# ACK, sipp's own 7 s A-law capture played from its media port (so RTP goes
-# both ways: the bot echoes it back), BYE after HOLD_MS. With the defaults
-# (2,000 calls at 200/s held 1 s) about 200 calls are up at once.
+# with `voxbridge bot echo` on core 1. Each call: INVITE with a PCMU offer,
+# ACK, speech played from sipp's media port for the whole call (a G.711
+# capture benches/sip/make_pcap.py makes with ffmpeg from espeak-ng, 50
+# packets a second, as capacity.sh's callers send; the bot echoes it, so RTP
+# goes both ways), BYE after HOLD_MS. With the defaults (2,000 calls at
+# 200/s held 1 s) about 200 calls are up at once.
 #
 #   CALLS=2000 RATE=200 HOLD_MS=1000 benches/sip.sh
 #
@@ -24,9 +26,11 @@ command -v sipp >/dev/null || { echo "sipp missing: run scripts/setup.sh"; exit 
 [ "$(nproc)" -ge 2 ] || { echo "sip.sh needs 2 cores (daemon and load on separate cores)"; exit 1; }
 cargo build --release --locked --quiet
 bin=$PWD/target/release/voxbridge
-scenario=$PWD/benches/sip/uac_pcma.xml
 tmp=$(mktemp -d)
 trap 'kill "${pid:-}" "${bot:-}" "${sampler:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+python3 benches/sip/make_pcap.py "$tmp/caller.pcap" $(( (HOLD_MS + 999) / 1000 ))
+scenario=$tmp/uac_rtp.xml
+sed "s|@PCAP@|$tmp/caller.pcap|" benches/sip/uac_rtp.xml >"$scenario"
 cat >"$tmp/voxbridge.toml" <<TOML
 workers = 1
 metrics_listen = "127.0.0.1:19110"

@@ -492,6 +492,7 @@ impl Metrics {
             ("reinvite", sip.reinvites),
             ("session_expired", sip.session_expired),
             ("info_digit", sip.info_digits),
+            ("overloaded", sip.overloaded),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

@@ -278,6 +278,9 @@ impl MediaServer {
                     retry_after_s: self.config.sip.retry_after_s,
                     routes: self.config.sip.route_rules(),
                     default_route: self.config.sip.route.clone(),
+                    // A call holds two or three at once; the rest is room for
+                    // OPTIONS and stray requests.
+                    max_transactions: self.config.limits.max_calls.saturating_mul(4).max(4096),
                 }),
                 rtp: self.rtp.clone(),
                 retry_after_s: self.config.sip.retry_after_s,

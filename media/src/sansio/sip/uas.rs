@@ -103,6 +103,8 @@ pub struct UasConfig {
     pub routes: Vec<RouteRule>,
     /// The route when no rule matches.
     pub default_route: String,
+    /// Transactions held at most; past it requests get a stateless `503`.
+    pub max_transactions: usize,
 }
 
 /// What the driver does for the UAS.
@@ -197,6 +199,8 @@ pub struct UasStats {
     pub session_expired: u64,
     /// DTMF digits received by SIP INFO.
     pub info_digits: u64,
+    /// Requests answered with a stateless `503` at the transaction cap.
+    pub overloaded: u64,
 }
 
 struct TxEntry {
@@ -421,15 +425,26 @@ impl SipUas {
             }
             return;
         }
+        let dest = msg
+            .top_via()
+            .map(|v| v.response_target(source, false))
+            .unwrap_or(source);
+        // Every request holds a transaction for up to 32 s: past the cap
+        // (a flood of OPTIONS, say) requests get a stateless 503 instead.
+        if self.transactions.len() >= self.cfg.max_transactions {
+            self.stats.overloaded += 1;
+            let r = self
+                .response(&msg, 503, "Service Unavailable", source)
+                .header("Retry-After", self.cfg.retry_after_s)
+                .build();
+            self.out.push_back((dest, r));
+            return;
+        }
         let to_tag = msg
             .header(HeaderName::To)
             .and_then(|t| NameAddr::parse(t).ok())
             .and_then(|n| n.tag().map(str::to_owned));
         let tx = Transaction::server(&msg, false, self.cfg.timers);
-        let dest = msg
-            .top_via()
-            .map(|v| v.response_target(source, false))
-            .unwrap_or(source);
         self.transactions.insert(
             key.clone(),
             TxEntry {
@@ -1076,6 +1091,7 @@ mod tests {
                 ..RouteRule::default()
             }],
             default_route: "default".into(),
+            max_transactions: 10_000,
         })
     }
 
@@ -1605,5 +1621,22 @@ mod tests {
             assert_eq!(got, want, "{ctype} {body:?}");
         }
         assert_eq!(u.stats().info_digits, 4);
+    }
+
+    #[test]
+    fn a_flood_past_the_transaction_cap_gets_stateless_503s() {
+        let t = Instant::now();
+        let mut u = SipUas::new(UasConfig {
+            max_transactions: 3,
+            ..uas().cfg
+        });
+        for i in 0..5 {
+            u.handle_datagram(t, peer(), request("OPTIONS", &format!("o{i}"), 1, None, None));
+        }
+        assert_eq!(codes(&sent(&mut u)), [200, 200, 200, 503, 503]);
+        assert_eq!((u.transactions(), u.stats().overloaded), (3, 2));
+        u.handle_timeout(t + Duration::from_secs(40));
+        u.handle_datagram(t, peer(), request("OPTIONS", "later", 1, None, None));
+        assert_eq!(codes(&sent(&mut u)), [200], "room again once Timer J ran out");
     }
 }
