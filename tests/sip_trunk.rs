@@ -455,3 +455,74 @@ async fn shutdown_refuses_new_calls_and_byes_the_ones_up() {
         .await;
     within("the daemon to stop", d.task).await.expect("daemon task");
 }
+
+/// Digest authentication against sipp's own digest code: sipp answers the
+/// 401 (the default order, MD5 first: sipp reads only the first challenge
+/// and knows no SHA-256) and its calls go through; with a wrong password
+/// they fail.
+#[tokio::test]
+async fn sipp_answers_the_digest_challenge() {
+    let mut bot = TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sip.auth = Some(voxbridge_media::config::SipAuthConfig {
+        realm: "voxbridge".into(),
+        users: [("trunk".to_owned(), "s3cret".into())].into_iter().collect(),
+        algorithms: vec!["MD5".into(), "SHA-256".into()],
+    });
+    let d = Daemon::with_config(config).await;
+    let sip = d.sip.expect("SIP on");
+    let bots = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        for _ in 0..2 {
+            conns.push(bot.accept().await);
+        }
+        conns
+    });
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sipp/uac_auth.xml");
+    let run = |password: &'static str| {
+        let target = sip.to_string();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("sipp")
+                .args(["-sf", scenario, "-s", "bot", "-i", "127.0.0.1", "-p", "0"])
+                .args(["-au", "trunk", "-ap", password])
+                .args(["-m", "2", "-l", "2", "-r", "10"])
+                .args(["-timeout", "4s", "-timeout_error", "-nostdin"])
+                .arg(target)
+                .current_dir(std::env::temp_dir())
+                .output()
+        })
+    };
+    let good = within("sipp with the right password", run("s3cret"))
+        .await
+        .expect("sipp task")
+        .unwrap_or_else(|e| {
+            panic!("sipp not runnable ({e}); run the README's test command, which installs it")
+        });
+    assert!(
+        good.status.success(),
+        "sipp failed: {}\n{}",
+        String::from_utf8_lossy(&good.stdout)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        String::from_utf8_lossy(&good.stderr)
+    );
+    within("two bot connections", bots).await.expect("bot task");
+    let bad = within("sipp with a wrong password", run("wrong"))
+        .await
+        .expect("sipp task")
+        .expect("sipp runs");
+    assert!(
+        !bad.status.success(),
+        "a wrong password must not get a call through"
+    );
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!(s.answered, 2, "{s:?}");
+    assert!(s.auth_failures >= 1, "{s:?}");
+}

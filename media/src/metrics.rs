@@ -493,6 +493,8 @@ impl Metrics {
             ("session_expired", sip.session_expired),
             ("info_digit", sip.info_digits),
             ("overloaded", sip.overloaded),
+            ("auth_challenge", sip.auth_challenges),
+            ("auth_failure", sip.auth_failures),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

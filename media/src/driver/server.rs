@@ -281,6 +281,7 @@ impl MediaServer {
                     // A call holds two or three at once; the rest is room for
                     // OPTIONS and stray requests.
                     max_transactions: self.config.limits.max_calls.saturating_mul(4).max(4096),
+                    auth: self.config.sip.digest_auth(),
                 }),
                 rtp: self.rtp.clone(),
                 retry_after_s: self.config.sip.retry_after_s,

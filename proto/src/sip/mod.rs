@@ -7,6 +7,7 @@
 //!   slice of what arrived. [`MessageBuilder`] writes requests and responses.
 //! - [`header`]: the typed views a UA needs (`Via`, name-addr for
 //!   `From`/`To`/`Contact`, `CSeq`, SIP URIs, parameters), parsed on demand.
+//! - [`auth`]: digest authentication's challenge and check (SHA-256 and MD5).
 //! - [`transaction`]: server INVITE (with RFC 6026's Accepted state), server
 //!   non-INVITE, client INVITE and client non-INVITE transactions. Input is
 //!   a message or `now`; output is bytes to send, events for the transaction
@@ -22,6 +23,7 @@
 //! the parser is the small part, and writing it keeps one `Bytes`-based
 //! message type across parser, transactions and the leg.
 
+pub mod auth;
 pub mod header;
 pub mod message;
 pub mod transaction;

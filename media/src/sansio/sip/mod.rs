@@ -14,4 +14,4 @@ pub mod policy;
 pub mod uas;
 
 pub use policy::{Cidr, RouteRule};
-pub use uas::{Refusal, SipUas, UasAction, UasConfig, UasStats};
+pub use uas::{DigestAuth, Refusal, SipUas, UasAction, UasConfig, UasStats};
