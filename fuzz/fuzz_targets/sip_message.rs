@@ -1,8 +1,10 @@
 #![no_main]
 //! SIP messages from the network (the SIP leg's parser): a message or an
 //! error, never a panic; every typed header view of a parsed message reads
-//! or errs; on a stream, the same messages however the bytes are split.
+//! or errs (digest credentials included); on a stream, the same messages
+//! however the bytes are split.
 use bytes::{Bytes, BytesMut};
+use voxbridge_proto::sip::auth::Credentials;
 use voxbridge_proto::sip::header::{NameAddr, SipUri, Via};
 use voxbridge_proto::sip::message::{decode_stream, is_keepalive, HeaderName};
 use voxbridge_proto::sip::Message;
@@ -21,6 +23,9 @@ fn views(m: &Message) {
     }
     if let Some(uri) = m.request_uri() {
         let _ = SipUri::parse(uri);
+    }
+    if let Some(Ok(c)) = m.header(HeaderName::Authorization).map(Credentials::parse) {
+        let _ = c.verify("INVITE", "password");
     }
 }
 

@@ -241,4 +241,16 @@ mod tests {
         }
         assert!(challenge("voxbridge", "abc", Algorithm::Sha256, true).ends_with("stale=true"));
     }
+
+    proptest::proptest! {
+        /// Any text after `Digest `: credentials or an error, never a panic;
+        /// parsed credentials verify without panicking.
+        #[test]
+        fn any_credentials_parse_or_err(text in "[ -~]{0,300}") {
+            if let Ok(c) = Credentials::parse(&format!("Digest {text}")) {
+                let _ = c.verify("INVITE", "p");
+            }
+            let _ = Credentials::parse(&text);
+        }
+    }
 }
