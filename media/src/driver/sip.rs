@@ -1,14 +1,13 @@
 //! The SIP leg's driver: one UDP socket, the sans-IO UAS
 //! ([`crate::sansio::sip::SipUas`]) and the clock, in one task. Each call
 //! the UAS starts becomes an RTP session ([`RtpSessions::offer`]) on the
-//! route its `[[sip.routes]]` rules chose; the session reports its end back here so the UAS can
-//! send BYE. Signalling never waits on media: a session is created on a
-//! task of its own and its result comes back through the same channel as
-//! the ends.
+//! route its `[[sip.routes]]` rules chose; the session reports its end back
+//! here so the UAS can send BYE. Signalling never waits on media: a session
+//! is created on a task of its own and its result comes back on a channel
+//! (the ends on another; the UAS takes the two in either order).
 
 use super::sessions::{PlainSession, RtpSessions, SessionRequest};
 use crate::error::MediaError;
-use crate::events::HangupCause;
 use crate::metrics::Metrics;
 use crate::sansio::sip::{Refusal, SipUas, UasAction};
 use bytes::Bytes;
@@ -165,11 +164,15 @@ impl SipEndpoint {
                     tracing::debug!(%call_id, %digit, "SIP INFO digit for no running call (or its queue is full)");
                 }
             }
-            UasAction::EndCall { call_id, reason } => {
-                tracing::info!(%call_id, reason, "SIP: the caller ended the call");
+            UasAction::EndCall {
+                call_id,
+                reason,
+                cause,
+            } => {
+                tracing::info!(%call_id, reason, cause = cause.as_str(), "SIP: ending the call");
                 // A call still being created is ended by the UAS when its
                 // start result comes (it remembers the CANCEL).
-                self.rtp.hangup_with(&call_id, HangupCause::CallerHangup);
+                self.rtp.hangup_with(&call_id, cause);
             }
         }
     }

@@ -39,6 +39,7 @@
 
 use super::dialog::{user_of, with_direction, x_headers, Dialog, Phase};
 use super::policy::{CallTarget, Cidr, RateLimit, RouteRule};
+use crate::events::HangupCause;
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -166,8 +167,12 @@ pub enum UasAction {
     EndCall {
         /// voxbridge call id.
         call_id: String,
-        /// SIP cause, for the hangup event (`BYE`, `CANCEL`, `ACK timeout`).
+        /// What happened in SIP terms, for the log (`BYE`, `CANCEL`, `ACK timeout`).
         reason: &'static str,
+        /// The call's hangup cause: `caller_hangup` for BYE and CANCEL,
+        /// `caller_gone` when the caller stopped answering (no ACK, no
+        /// session refresh), `unsupported_audio` for an unusable answer.
+        cause: HangupCause,
     },
 }
 
@@ -730,6 +735,7 @@ impl SipUas {
                 self.actions.push_back(UasAction::EndCall {
                     call_id: call_id.to_owned(),
                     reason: "CANCEL",
+                    cause: HangupCause::CallerHangup,
                 });
                 self.forget(call_id);
             }
@@ -880,6 +886,7 @@ impl SipUas {
                 self.actions.push_back(UasAction::EndCall {
                     call_id: call_id.clone(),
                     reason: "no usable SDP answer in the ACK",
+                    cause: HangupCause::UnsupportedAudio,
                 });
                 bye_pending = true;
             }
@@ -930,6 +937,7 @@ impl SipUas {
                 self.actions.push_back(UasAction::EndCall {
                     call_id,
                     reason: "CANCEL",
+                    cause: HangupCause::CallerHangup,
                 });
             }
             // Too late: the 200 went out; the caller will BYE.
@@ -988,6 +996,7 @@ impl SipUas {
                 self.actions.push_back(UasAction::EndCall {
                     call_id: call_id.clone(),
                     reason: "BYE",
+                    cause: HangupCause::CallerHangup,
                 });
                 self.forget(&call_id);
             }
@@ -1099,6 +1108,7 @@ impl SipUas {
                 self.actions.push_back(UasAction::EndCall {
                     call_id: call_id.clone(),
                     reason: "ACK timeout",
+                    cause: HangupCause::CallerGone,
                 });
                 self.send_bye(now, &call_id);
             }
@@ -1146,6 +1156,7 @@ impl SipUas {
         self.actions.push_back(UasAction::EndCall {
             call_id: call_id.to_owned(),
             reason: "session expired (RFC 4028)",
+            cause: HangupCause::CallerGone,
         });
         match dialog.phase {
             Phase::Answered { acked: true, .. } => self.send_bye(now, call_id),
@@ -1297,7 +1308,8 @@ mod tests {
             u.poll_action(),
             Some(UasAction::EndCall {
                 call_id,
-                reason: "BYE"
+                reason: "BYE",
+                cause: HangupCause::CallerHangup
             })
         );
         u.handle_datagram(t, peer(), request("BYE", "bye2", 3, Some(&tag), None));
@@ -1329,7 +1341,8 @@ mod tests {
             u.poll_action(),
             Some(UasAction::EndCall {
                 call_id,
-                reason: "ACK timeout"
+                reason: "ACK timeout",
+                cause: HangupCause::CallerGone
             })
         );
         assert_eq!(u.stats().ack_timeouts, 1);
