@@ -265,6 +265,29 @@ async fn the_bots_hangup_sends_bye_and_options_cancel_and_garbage_are_answered()
     assert!(sip_stats.byes_sent >= 1, "{sip_stats:?}");
 }
 
+/// Runs sipp against the daemon at `target` with `args` (from a blocking
+/// task, inside the harness's guard) and returns its output.
+async fn sipp(what: &str, target: SocketAddr, args: Vec<String>) -> std::process::Output {
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sipp")
+            .args(["-i", "127.0.0.1", "-p", "0", "-timeout_error", "-nostdin"])
+            .args(&args)
+            .arg(target.to_string())
+            .current_dir(std::env::temp_dir())
+            .output()
+    });
+    within(what, run).await.expect("sipp task").unwrap_or_else(|e| {
+        panic!("sipp not runnable ({e}); run the README's test command, which installs it")
+    })
+}
+
+/// The end of sipp's report, for a failed assertion.
+fn sipp_report(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tail: Vec<&str> = stdout.lines().rev().take(30).collect();
+    format!("{}\n{}", tail.join("\n"), String::from_utf8_lossy(&out.stderr))
+}
+
 /// sipp's own UAC scenario (INVITE with SDP, ACK, a pause, BYE) for three
 /// calls: sipp exits 0 only when every call completed as its scenario says.
 #[tokio::test]
@@ -285,34 +308,14 @@ async fn sipp_calls_the_trunk() {
         .local_addr()
         .expect("addr")
         .port();
-    let target = sip.to_string();
-    let sipp = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("sipp")
-            .args(["-sn", "uac", "-s", "bot", "-i", "127.0.0.1", "-p", "0"])
-            .args(["-mp", &media_port.to_string()])
-            .args(["-m", "3", "-l", "3", "-r", "10", "-d", "300"])
-            .args(["-timeout", "8s", "-timeout_error", "-nostdin"])
-            .arg(target)
-            .current_dir(std::env::temp_dir())
-            .output()
-    });
-    let out = within("sipp to finish its three calls", sipp)
-        .await
-        .expect("sipp task")
-        .unwrap_or_else(|e| {
-            panic!("sipp not runnable ({e}); run the README's test command, which installs it")
-        });
-    assert!(
-        out.status.success(),
-        "sipp failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n"),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = format!("-sn uac -s bot -mp {media_port} -m 3 -l 3 -r 10 -d 300 -timeout 8s");
+    let out = sipp(
+        "sipp to finish its three calls",
+        sip,
+        args.split(' ').map(String::from).collect(),
+    )
+    .await;
+    assert!(out.status.success(), "sipp failed: {}", sipp_report(&out));
     let conns = within("three bot connections", bots).await.expect("bot task");
     assert_eq!(conns.len(), 3);
     let s = *d.metrics.sip.lock().expect("metrics");
@@ -483,41 +486,17 @@ async fn sipp_answers_the_digest_challenge() {
         conns
     });
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sipp/uac_auth.xml");
-    let run = |password: &'static str| {
-        let target = sip.to_string();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new("sipp")
-                .args(["-sf", scenario, "-s", "bot", "-i", "127.0.0.1", "-p", "0"])
-                .args(["-au", "trunk", "-ap", password])
-                .args(["-m", "2", "-l", "2", "-r", "10"])
-                .args(["-timeout", "4s", "-timeout_error", "-nostdin"])
-                .arg(target)
-                .current_dir(std::env::temp_dir())
-                .output()
-        })
+    // Built as a list: the scenario's path may hold spaces.
+    let args = |password: &str| {
+        let mut a = vec!["-sf".to_owned(), scenario.to_owned()];
+        let rest = format!("-s bot -au trunk -ap {password} -m 2 -l 2 -r 10 -timeout 4s");
+        a.extend(rest.split(' ').map(String::from));
+        a
     };
-    let good = within("sipp with the right password", run("s3cret"))
-        .await
-        .expect("sipp task")
-        .unwrap_or_else(|e| {
-            panic!("sipp not runnable ({e}); run the README's test command, which installs it")
-        });
-    assert!(
-        good.status.success(),
-        "sipp failed: {}\n{}",
-        String::from_utf8_lossy(&good.stdout)
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n"),
-        String::from_utf8_lossy(&good.stderr)
-    );
+    let good = sipp("sipp with the right password", sip, args("s3cret")).await;
+    assert!(good.status.success(), "sipp failed: {}", sipp_report(&good));
     within("two bot connections", bots).await.expect("bot task");
-    let bad = within("sipp with a wrong password", run("wrong"))
-        .await
-        .expect("sipp task")
-        .expect("sipp runs");
+    let bad = sipp("sipp with a wrong password", sip, args("wrong")).await;
     assert!(
         !bad.status.success(),
         "a wrong password must not get a call through"
