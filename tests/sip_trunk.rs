@@ -1,7 +1,9 @@
-//! The SIP trunk endpoint end to end: a scripted UAC (a UDP socket in the
-//! test, speaking RFC 3261 as a carrier's SBC does) and sipp, a SIP tool
-//! no one here wrote (Debian's `sip-tester`, installed by the test
-//! command), against the daemon with a scripted pipecat bot.
+//! The SIP trunk endpoint end to end: a scripted UAC (a UDP socket, or a
+//! TLS connection through rustls, in the test, speaking RFC 3261 as a
+//! carrier's SBC does) and sipp, a SIP tool no one here wrote (Debian's
+//! `sip-tester`, installed by the test command; over UDP and TCP, as
+//! Debian builds it without TLS), against the daemon with a scripted
+//! pipecat bot.
 //!
 //! Every wait has the harness's 10 s guard; nothing sleeps to synchronise.
 
@@ -55,21 +57,13 @@ m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-e
 
     fn request(&self, method: Method, branch: &str, cseq: u32, to_tag: Option<&str>) -> MessageBuilder {
         let me = self.sip.local_addr().expect("addr");
-        let to = match to_tag {
-            Some(t) => format!("<sip:+4930123@{}>;tag={t}", self.daemon),
-            None => format!("<sip:+4930123@{}>", self.daemon),
+        let dialog = UacDialog {
+            transport: "UDP",
+            me,
+            daemon: self.daemon,
+            call_id: &self.call_id,
         };
-        MessageBuilder::request(&method, &format!("sip:+4930123@{}", self.daemon))
-            .header(
-                "Via",
-                format_args!("SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport"),
-            )
-            .header("Max-Forwards", 70)
-            .header("From", "\"Alice\" <sip:+15550100@carrier.example>;tag=uac1")
-            .header("To", to)
-            .header("Call-ID", &self.call_id)
-            .header("CSeq", format_args!("{cseq} {method}"))
-            .header("Contact", format_args!("<sip:alice@{me}>"))
+        dialog.request(method, branch, cseq, to_tag)
     }
 
     async fn send(&self, bytes: Bytes) {
@@ -119,6 +113,36 @@ m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-e
         self.send(self.request(Method::Ack, "ack", 1, Some(&tag)).build())
             .await;
         (tag, rtp.remote)
+    }
+}
+
+/// What a UAC's requests are made of.
+struct UacDialog<'a> {
+    transport: &'a str,
+    me: SocketAddr,
+    daemon: SocketAddr,
+    call_id: &'a str,
+}
+
+impl UacDialog<'_> {
+    fn request(&self, method: Method, branch: &str, cseq: u32, to_tag: Option<&str>) -> MessageBuilder {
+        let (me, daemon) = (self.me, self.daemon);
+        let to = match to_tag {
+            Some(t) => format!("<sip:+4930123@{daemon}>;tag={t}"),
+            None => format!("<sip:+4930123@{daemon}>"),
+        };
+        let param = self.transport.to_ascii_lowercase();
+        MessageBuilder::request(&method, &format!("sip:+4930123@{daemon};transport={param}"))
+            .header(
+                "Via",
+                format_args!("SIP/2.0/{} {me};branch=z9hG4bK{branch};rport", self.transport),
+            )
+            .header("Max-Forwards", 70)
+            .header("From", "\"Alice\" <sip:+15550100@carrier.example>;tag=uac1")
+            .header("To", to)
+            .header("Call-ID", self.call_id)
+            .header("CSeq", format_args!("{cseq} {method}"))
+            .header("Contact", format_args!("<sip:alice@{me};transport={param}>"))
     }
 }
 
@@ -504,4 +528,264 @@ async fn sipp_answers_the_digest_challenge() {
     let s = *d.metrics.sip.lock().expect("metrics");
     assert_eq!(s.answered, 2, "{s:?}");
     assert!(s.auth_failures >= 1, "{s:?}");
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// A daemon with SIP over UDP, TCP and TLS (the fixture certificate).
+async fn daemon_with_streams(bot: &TestBot) -> Daemon {
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sip.tcp_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sip.tls_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sip.tls_cert = Some(fixture("server.pem"));
+    config.sip.tls_key = Some(fixture("server.key"));
+    Daemon::with_config(config).await
+}
+
+/// A TLS client that trusts only the fixture CA and checks the daemon's
+/// certificate names `localhost`, as a carrier checks its trunk's.
+async fn tls_connect(addr: SocketAddr) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixture("ca.pem")).expect("the fixture CA"))
+        .expect("a usable CA");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    within(
+        "the TLS handshake",
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .expect("the daemon's certificate verifies against the fixture CA")
+}
+
+/// Reads the next SIP message off a stream, framed by `Content-Length`.
+async fn next_on_stream<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut bytes::BytesMut,
+) -> Message {
+    use tokio::io::AsyncReadExt;
+    within("a SIP message on the stream", async {
+        loop {
+            if let Some(m) = voxbridge_proto::sip::decode_stream(buf).expect("the daemon frames its messages")
+            {
+                return m;
+            }
+            let n = stream.read_buf(buf).await.expect("read");
+            assert!(n > 0, "the daemon closed the connection");
+        }
+    })
+    .await
+}
+
+/// SIP over TLS (rustls on both ends, the daemon's certificate checked
+/// against the fixture CA): a call is answered with a TLS Contact, its
+/// audio reaches the bot, the caller's BYE ends it; then a client that
+/// breaks the framing on a TCP connection is counted and cut off.
+#[tokio::test]
+async fn a_call_over_tls_and_a_broken_stream_over_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut bot = TestBot::start().await;
+    let mut d = daemon_with_streams(&bot).await;
+    let tls_at = d.sip_tls.expect("TLS on");
+    let mut tls = tls_connect(tls_at).await;
+    let me = tls.get_ref().0.local_addr().expect("addr");
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let dialog = UacDialog {
+        transport: "TLS",
+        me,
+        daemon: tls_at,
+        call_id: "tls-1@carrier",
+    };
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+        rtp.local_addr().expect("addr").port()
+    );
+    let invite = dialog
+        .request(Method::Invite, "tinv", 1, None)
+        .body("application/sdp", offer)
+        .build();
+    tls.write_all(&invite).await.expect("write");
+    let mut buf = bytes::BytesMut::new();
+    assert_eq!(next_on_stream(&mut tls, &mut buf).await.status(), Some(100));
+    let ok = next_on_stream(&mut tls, &mut buf).await;
+    assert_eq!(ok.status(), Some(200));
+    let contact = ok.header(HeaderName::Contact).expect("Contact");
+    assert!(
+        contact.contains("transport=tls") && contact.contains(&format!(":{}", tls_at.port())),
+        "the Contact names the TLS listener: {contact}"
+    );
+    let tag = NameAddr::parse(ok.header(HeaderName::To).expect("To"))
+        .expect("To")
+        .tag()
+        .expect("tag")
+        .to_owned();
+    let answer = AudioOffer::parse(std::str::from_utf8(ok.body()).expect("SDP")).expect("SDP answer");
+    let media = answer
+        .negotiate(&[voxbridge_proto::sdp::AudioCodec::Pcmu])
+        .expect("PCMU");
+    let ack = dialog.request(Method::Ack, "tack", 1, Some(&tag)).build();
+    tls.write_all(&ack).await.expect("write");
+    let mut conn = bot.accept().await;
+    for (i, frame) in speech_8k(10).chunks(160).enumerate() {
+        rtp.send_to(&pcmu(i as u16, frame), media.remote)
+            .await
+            .expect("rtp");
+    }
+    loop {
+        match within("caller audio at the bot", pipecat_next(&mut conn)).await {
+            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => break,
+            Some(_) => {}
+            None => panic!("bot link closed"),
+        }
+    }
+    let bye = dialog.request(Method::Bye, "tbye", 2, Some(&tag)).build();
+    tls.write_all(&bye).await.expect("write");
+    let bye_ok = next_on_stream(&mut tls, &mut buf).await;
+    assert_eq!(
+        (bye_ok.status(), bye_ok.cseq().expect("cseq").method),
+        (Some(200), Method::Bye)
+    );
+    assert_eq!(hangup(&mut d).await.1, HangupCause::CallerHangup);
+
+    // A request without Content-Length cannot be framed on a stream: the
+    // daemon counts it and closes the connection (it cannot find the next
+    // message's start).
+    let mut tcp = tokio::net::TcpStream::connect(d.sip_tcp.expect("TCP on"))
+        .await
+        .expect("connect");
+    tcp.write_all(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n")
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let read = within(
+        "the daemon to close the broken stream",
+        tcp.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(read.is_err() || rest.is_empty(), "{read:?} {rest:?}");
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert!(s.malformed >= 1, "{s:?}");
+    assert_eq!((s.answered, s.byes_received), (1, 1), "{s:?}");
+}
+
+/// sipp's own UAC scenario over TCP (`-t t1`: one connection for all its
+/// calls): every call completes and each response comes back on it.
+#[tokio::test]
+async fn sipp_calls_the_trunk_over_tcp() {
+    let mut bot = TestBot::start().await;
+    let d = daemon_with_streams(&bot).await;
+    let bots = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            conns.push(bot.accept().await);
+        }
+        conns
+    });
+    let media_port = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let args = format!("-t t1 -sn uac -s bot -mp {media_port} -m 3 -l 3 -r 10 -d 300 -timeout 8s");
+    let out = sipp(
+        "sipp to finish its three calls over TCP",
+        d.sip_tcp.expect("TCP on"),
+        args.split(' ').map(String::from).collect(),
+    )
+    .await;
+    assert!(out.status.success(), "sipp failed: {}", sipp_report(&out));
+    within("three bot connections", bots).await.expect("bot task");
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.invites, s.answered, s.byes_received), (3, 3, 3), "{s:?}");
+    assert_eq!(s.send_failures, 0, "{s:?}");
+}
+
+/// Runs a sipp scenario from tests/fixtures/sipp/ for `calls` calls at
+/// `sip`, the bot accepting (and keeping, or with `drop_bot` hanging up)
+/// every call; returns sipp's output once every bot connection came.
+async fn sipp_scenario(
+    bot: TestBot,
+    sip: SocketAddr,
+    scenario: &str,
+    calls: usize,
+    drop_bot: bool,
+) -> std::process::Output {
+    let mut bot = bot;
+    let bots = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        for _ in 0..calls {
+            let conn = bot.accept().await;
+            if !drop_bot {
+                conns.push(conn);
+            }
+        }
+        conns
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sipp")
+        .join(scenario);
+    let mut args = vec!["-sf".to_owned(), path.display().to_string()];
+    let rest = format!("-s bot -m {calls} -l {calls} -r 20 -timeout 9s");
+    args.extend(rest.split(' ').map(String::from));
+    let out = sipp(scenario, sip, args).await;
+    assert!(
+        out.status.success(),
+        "sipp {scenario} failed: {}",
+        sipp_report(&out)
+    );
+    within("the bot connections", bots).await.expect("bot task");
+    out
+}
+
+/// Hold and resume by re-INVITE, checked by sipp: the `sendonly` offer is
+/// answered `recvonly`, the resume `sendrecv`.
+#[tokio::test]
+async fn sipp_holds_and_resumes() {
+    let bot = TestBot::start().await;
+    let d = daemon(&bot).await;
+    sipp_scenario(bot, d.sip.expect("SIP on"), "uac_hold.xml", 2, false).await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.answered, s.reinvites, s.byes_received), (2, 4, 2), "{s:?}");
+}
+
+/// The bot hangs up: voxbridge sends BYE in sipp's dialog, which sipp
+/// answers (its scenario fails on anything else).
+#[tokio::test]
+async fn sipp_gets_voxbridges_bye_when_the_bot_hangs_up() {
+    let bot = TestBot::start().await;
+    let d = daemon(&bot).await;
+    sipp_scenario(bot, d.sip.expect("SIP on"), "uac_bye_from_voxbridge.xml", 2, true).await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.answered, s.byes_sent, s.byes_received), (2, 2, 0), "{s:?}");
+}
+
+/// sipp drops a tenth of its INVITEs, BYEs and the 200s it receives:
+/// retransmissions on both sides carry every call through, and a
+/// retransmitted INVITE never starts a second call.
+#[tokio::test]
+async fn sipp_calls_complete_through_retransmissions_when_packets_are_lost() {
+    let bot = TestBot::start().await;
+    let d = daemon(&bot).await;
+    sipp_scenario(bot, d.sip.expect("SIP on"), "uac_lossy.xml", 20, false).await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.invites, s.answered, s.byes_received), (20, 20, 20), "{s:?}");
 }

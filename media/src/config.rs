@@ -305,8 +305,21 @@ pub struct SipConfig {
     /// UDP address to listen on (`0.0.0.0:5060` for a trunk); SIP is off
     /// when absent.
     pub listen: Option<SocketAddr>,
+    /// TCP address to listen on as well (`0.0.0.0:5060`); needs `listen`.
+    pub tcp_listen: Option<SocketAddr>,
+    /// TLS address to listen on as well (`0.0.0.0:5061`); needs `listen`,
+    /// `tls_cert` and `tls_key`.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM file with the TLS certificate chain, the server's first.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM file with the TLS private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<std::path::PathBuf>,
+    /// TCP and TLS connections open at once at most; more are closed at
+    /// accept and counted (`voxbridge_sip_total{event="overloaded"}`).
+    pub max_connections: usize,
     /// `host:port` written into our `Via` and `Contact` (set it when
     /// listening on 0.0.0.0 or behind NAT); the listen address when absent.
+    /// Over TCP and TLS its host goes with the port of that listener.
     pub advertise: Option<String>,
     /// Route every SIP call takes.
     pub route: String,
@@ -392,6 +405,11 @@ impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
             listen: None,
+            tcp_listen: None,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 1024,
             advertise: None,
             route: default_route_name(),
             retry_after_s: 5,
@@ -445,7 +463,20 @@ impl SipConfig {
 
     fn validate(&self, routes: &BTreeMap<String, Route>) -> Result<(), ConfigError> {
         if self.listen.is_none() {
+            if self.tcp_listen.is_some() || self.tls_listen.is_some() {
+                return Err(ConfigError(
+                    "sip.tcp_listen and sip.tls_listen need sip.listen (UDP is always on)".into(),
+                ));
+            }
             return Ok(());
+        }
+        if self.tls_listen.is_some() && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return Err(ConfigError(
+                "sip.tls_listen needs sip.tls_cert and sip.tls_key (PEM files)".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError("sip.max_connections: 1 or more".into()));
         }
         if !routes.contains_key(&self.route) {
             return Err(ConfigError(format!("sip.route: {:?} is not defined", self.route)));
@@ -895,6 +926,11 @@ mod tests {
             (
                 "[sip]\nlisten = \"127.0.0.1:5060\"\ninvite_rate = -1",
                 "sip.invite_rate",
+            ),
+            ("[sip]\ntcp_listen = \"127.0.0.1:5060\"", "sip.tcp_listen"),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\ntls_listen = \"127.0.0.1:5061\"",
+                "sip.tls_listen",
             ),
         ] {
             let err = Config::from_toml(toml)

@@ -492,6 +492,7 @@ impl Metrics {
             ("reinvite", sip.reinvites),
             ("session_expired", sip.session_expired),
             ("info_digit", sip.info_digits),
+            ("send_failure", sip.send_failures),
             ("overloaded", sip.overloaded),
             ("auth_challenge", sip.auth_challenges),
             ("auth_failure", sip.auth_failures),

@@ -101,6 +101,9 @@ pub struct Daemon {
     pub chanws: Option<SocketAddr>,
     /// The SIP endpoint, if the config turns it on.
     pub sip: Option<SocketAddr>,
+    /// SIP over TCP and over TLS, when configured.
+    pub sip_tcp: Option<SocketAddr>,
+    pub sip_tls: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub events: mpsc::UnboundedReceiver<CallEvent>,
     pub shutdown: ShutdownHandle,
@@ -124,6 +127,7 @@ impl Daemon {
         let addr = server.audiosocket_addrs()[0];
         let chanws = server.chanws_addrs().first().copied();
         let sip = server.sip_addr();
+        let (sip_tcp, sip_tls) = (server.sip_stream_addr(false), server.sip_stream_addr(true));
         let metrics = server.metrics();
         let shutdown = server.shutdown_handle();
         let rtp = server.rtp_sessions();
@@ -133,6 +137,8 @@ impl Daemon {
             addr,
             chanws,
             sip,
+            sip_tcp,
+            sip_tls,
             metrics,
             events,
             shutdown,

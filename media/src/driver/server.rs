@@ -47,6 +47,8 @@ pub struct MediaServer {
     listeners: Vec<(TcpListener, String)>,
     chanws_listeners: Vec<(TcpListener, String)>,
     sip_socket: Option<tokio::net::UdpSocket>,
+    /// SIP over TCP and TLS (bound only with `sip_socket`).
+    sip_streams: Vec<super::sip::stream::StreamListener>,
     metrics: Arc<Metrics>,
     stop: Arc<watch::Sender<bool>>,
     hangup_tx: watch::Sender<bool>,
@@ -83,6 +85,25 @@ impl MediaServer {
             ),
             None => None,
         };
+        let mut sip_streams = Vec::new();
+        if let Some(addr) = config.sip.tcp_listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| MediaError::from(ConfigError(format!("sip tcp_listen {addr}: {e}"))))?;
+            sip_streams.push(super::sip::stream::StreamListener { listener, tls: None });
+        }
+        if let (Some(addr), Some(cert), Some(key)) =
+            (config.sip.tls_listen, &config.sip.tls_cert, &config.sip.tls_key)
+        {
+            let tls = super::sip::stream::tls_acceptor(cert, key)?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| MediaError::from(ConfigError(format!("sip tls_listen {addr}: {e}"))))?;
+            sip_streams.push(super::sip::stream::StreamListener {
+                listener,
+                tls: Some(tls),
+            });
+        }
         let routes: BTreeMap<String, Arc<Route>> = config
             .routes
             .iter()
@@ -147,6 +168,7 @@ impl MediaServer {
             listeners,
             chanws_listeners,
             sip_socket,
+            sip_streams,
             metrics,
             stop,
             hangup_tx,
@@ -189,6 +211,14 @@ impl MediaServer {
     /// The address the SIP endpoint is bound to, if SIP is on.
     pub fn sip_addr(&self) -> Option<SocketAddr> {
         self.sip_socket.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The address SIP over TCP (`tls: false`) or TLS listens on, if on.
+    pub fn sip_stream_addr(&self, tls: bool) -> Option<SocketAddr> {
+        self.sip_streams
+            .iter()
+            .find(|l| l.tls.is_some() == tls)
+            .and_then(|l| l.listener.local_addr().ok())
     }
 
     /// The addresses the chan_websocket listeners are bound to.
@@ -265,10 +295,29 @@ impl MediaServer {
             let seed = std::collections::hash_map::RandomState::new()
                 .build_hasher()
                 .finish();
+            // Over TCP and TLS: the advertised host with that listener's port.
+            let stream_sent_by = |tls: bool| {
+                let port = self
+                    .sip_streams
+                    .iter()
+                    .find(|l| l.tls.is_some() == tls)
+                    .and_then(|l| l.listener.local_addr().ok())?
+                    .port();
+                let host = match sent_by.rsplit_once(':') {
+                    Some((h, p)) if p.parse::<u16>().is_ok() => h,
+                    _ => sent_by.as_str(),
+                };
+                Some(format!("{host}:{port}"))
+            };
+            let (sent_by_tcp, sent_by_tls) = (stream_sent_by(false), stream_sent_by(true));
             let endpoint = super::sip::SipEndpoint {
                 socket,
+                streams: self.sip_streams,
+                max_connections: self.config.sip.max_connections,
                 uas: crate::sansio::sip::SipUas::new(crate::sansio::sip::UasConfig {
                     sent_by,
+                    sent_by_tcp,
+                    sent_by_tls,
                     user_agent: concat!("voxbridge/", env!("CARGO_PKG_VERSION")).into(),
                     timers: Default::default(),
                     seed,

@@ -8,6 +8,7 @@
 //! - [`header`]: the typed views a UA needs (`Via`, name-addr for
 //!   `From`/`To`/`Contact`, `CSeq`, SIP URIs, parameters), parsed on demand.
 //! - [`auth`]: digest authentication's challenge and check (SHA-256 and MD5).
+//! - [`transport`]: UDP, TCP and TLS: names and reliability.
 //! - [`transaction`]: server INVITE (with RFC 6026's Accepted state), server
 //!   non-INVITE, client INVITE and client non-INVITE transactions. Input is
 //!   a message or `now`; output is bytes to send, events for the transaction
@@ -27,9 +28,11 @@ pub mod auth;
 pub mod header;
 pub mod message;
 pub mod transaction;
+pub mod transport;
 
 pub use header::{CSeq, NameAddr, SipUri, Via};
 pub use message::{decode_stream, HeaderName, Message, MessageBuilder, Method, StartLine};
+pub use transport::Transport;
 
 /// RFC 3261's magic cookie: every branch that starts with it is unique per transaction.
 pub const BRANCH_COOKIE: &str = "z9hG4bK";

@@ -1,7 +1,7 @@
 //! One INVITE dialog as the UAS holds it (RFC 3261 section 12): who the
 //! ends are, the route set, the local CSeq, and where the call is.
 
-use std::net::SocketAddr;
+use super::uas::Peer;
 use voxbridge_proto::sip::message::{HeaderName, Message, MessageBuilder, Method};
 use voxbridge_proto::sip::NameAddr;
 
@@ -37,7 +37,7 @@ pub struct Dialog {
     /// Key of the INVITE's server transaction.
     pub invite_tx: String,
     /// Where the INVITE came from (in-dialog requests go back there).
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// Where the call is.
     pub phase: Phase,
     /// Our SDP answer, once made (a refresh re-INVITE gets it again).
@@ -61,7 +61,7 @@ impl Dialog {
             .or(self.invite.header(HeaderName::From))
             .and_then(|v| NameAddr::parse(v).ok())
             .map(|n| n.uri.to_owned())
-            .unwrap_or_else(|| format!("sip:{}", self.peer))
+            .unwrap_or_else(|| format!("sip:{}", self.peer.addr))
     }
 
     /// A request inside the dialog from our side (BYE, INFO, REFER):
@@ -76,7 +76,13 @@ impl Dialog {
             _ => format!("{to};tag={}", self.local_tag),
         };
         let mut b = MessageBuilder::request(method, &self.remote_target())
-            .header("Via", format_args!("SIP/2.0/UDP {sent_by};branch={branch};rport"))
+            .header(
+                "Via",
+                format_args!(
+                    "SIP/2.0/{} {sent_by};branch={branch};rport",
+                    self.peer.transport.via_name()
+                ),
+            )
             .header("Max-Forwards", 70);
         for route in self.invite.header_list(HeaderName::RecordRoute) {
             b = b.header("Route", route);
@@ -91,7 +97,7 @@ impl Dialog {
     /// A response to the dialog's INVITE.
     pub fn invite_response(&self, code: u16, reason: &str) -> MessageBuilder {
         let tag = (code > 100).then_some(self.local_tag.as_str());
-        MessageBuilder::response_to(&self.invite, code, reason, tag, Some(self.peer))
+        MessageBuilder::response_to(&self.invite, code, reason, tag, Some(self.peer.addr))
     }
 }
 

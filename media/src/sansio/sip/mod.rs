@@ -1,7 +1,7 @@
 //! The SIP leg's signalling, sans-IO: a user agent server that answers
 //! calls from a SIP trunk and turns each into an RTP call.
 //!
-//! [`uas::SipUas`] takes datagrams and `now`, keeps the transactions
+//! [`uas::SipUas`] takes datagrams (UDP), framed messages (TCP, TLS) and `now`, keeps the transactions
 //! (`voxbridge_proto::sip::transaction`) and dialogs, and hands out
 //! datagrams to send, actions for the driver (start an RTP call from an
 //! SDP offer, end one) and the instant it next needs waking. The driver
@@ -14,4 +14,4 @@ pub mod policy;
 pub mod uas;
 
 pub use policy::{Cidr, RouteRule};
-pub use uas::{DigestAuth, Refusal, SipUas, UasAction, UasConfig, UasStats};
+pub use uas::{DigestAuth, Peer, Refusal, SipUas, UasAction, UasConfig, UasStats};

@@ -1,7 +1,7 @@
 //! The user agent server: SIP requests from a trunk in, responses and
 //! in-dialog requests out, RTP calls started and ended through actions.
 //!
-//! What it answers (over UDP; RFC 3261 unless named):
+//! What it answers (over UDP, TCP and TLS alike; RFC 3261 unless named):
 //! - INVITE with an SDP offer: `100 Trying` at once, then
 //!   [`UasAction::StartCall`]; the driver's [`SipUas::call_started`] makes
 //!   the `200 OK` with the SDP answer, or the refusal (`488` for an offer
@@ -35,7 +35,17 @@
 //!   the call and sends BYE too.
 //!
 //! Datagrams that do not parse are counted and dropped (no response can
-//! be addressed without the headers the parser requires).
+//! be addressed without the headers the parser requires); a stream that
+//! cannot be framed is counted by [`SipUas::stream_malformed`] and closed
+//! by the driver.
+//!
+//! Transports (RFC 3261 section 18): a message arrives with its [`Peer`],
+//! the transport and address it came from. Over UDP a response goes where
+//! the top `Via` says (RFC 3581 `rport` honoured) and the transactions
+//! retransmit; over TCP and TLS it goes back on the connection the request
+//! came on, and nothing is retransmitted (the 2xx still waits 64*T1 for
+//! its ACK). A dialog's own requests (BYE) take its INVITE's transport and connection,
+//! with our `Via` and `Contact` for that transport.
 
 use super::dialog::{user_of, with_direction, x_headers, Dialog, Phase};
 use super::policy::{CallTarget, Cidr, RateLimit, RouteRule};
@@ -48,7 +58,34 @@ use std::time::Instant;
 use voxbridge_proto::sip::auth::{challenge, Algorithm, Credentials};
 use voxbridge_proto::sip::message::{is_keepalive, HeaderName, Message, MessageBuilder, Method};
 use voxbridge_proto::sip::transaction::{Kind, State, Timers, Transaction, TxEvent};
-use voxbridge_proto::sip::{NameAddr, BRANCH_COOKIE};
+use voxbridge_proto::sip::{NameAddr, Transport, BRANCH_COOKIE};
+
+/// Where a message came from or goes: its transport and the peer's address
+/// (for TCP and TLS, the address of the connection, which the driver maps
+/// back to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// UDP, TCP or TLS.
+    pub transport: Transport,
+    /// The peer's address and port.
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// A UDP peer.
+    pub fn udp(addr: SocketAddr) -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.transport.via_name())
+    }
+}
 
 /// How long a nonce voxbridge issued stays good.
 const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
@@ -105,8 +142,12 @@ fn session_deadline(now: Instant, interval: u32) -> Instant {
 /// How the UAS presents itself.
 #[derive(Debug, Clone)]
 pub struct UasConfig {
-    /// Host and port for our `Via` and `Contact` (the advertised address).
+    /// Host and port for our `Via` and `Contact` over UDP (the advertised address).
     pub sent_by: String,
+    /// The same for TCP (`sent_by` when none).
+    pub sent_by_tcp: Option<String>,
+    /// The same for TLS (`sent_by` when none).
+    pub sent_by_tls: Option<String>,
     /// `User-Agent` and `Server` value.
     pub user_agent: String,
     /// RFC 3261 timers.
@@ -131,6 +172,18 @@ pub struct UasConfig {
     pub max_transactions: usize,
     /// Digest authentication of new INVITEs (none: every INVITE allowed).
     pub auth: Option<DigestAuth>,
+}
+
+impl UasConfig {
+    /// Host and port for our `Via` and `Contact` over `transport`.
+    pub fn sent_by(&self, transport: Transport) -> &str {
+        let own = match transport {
+            Transport::Udp => None,
+            Transport::Tcp => self.sent_by_tcp.as_deref(),
+            Transport::Tls => self.sent_by_tls.as_deref(),
+        };
+        own.unwrap_or(&self.sent_by)
+    }
 }
 
 /// What the driver does for the UAS.
@@ -195,7 +248,8 @@ pub enum Refusal {
 /// Counters of what the UAS saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UasStats {
-    /// Datagrams that did not parse (dropped).
+    /// Datagrams that did not parse (dropped) and streams that could not
+    /// be framed (closed).
     pub malformed: u64,
     /// Keepalives (CR LF) received.
     pub keepalives: u64,
@@ -229,8 +283,11 @@ pub struct UasStats {
     pub session_expired: u64,
     /// DTMF digits received by SIP INFO.
     pub info_digits: u64,
-    /// Requests answered with a stateless `503` at the transaction cap.
+    /// Requests answered with a stateless `503` at the transaction cap, and
+    /// connections closed at the connection cap.
     pub overloaded: u64,
+    /// Messages that could not be sent (their connection was gone or full).
+    pub send_failures: u64,
     /// INVITEs challenged with `401` (no credentials, or an expired nonce).
     pub auth_challenges: u64,
     /// INVITEs whose credentials were wrong (`401` again, and logged).
@@ -239,14 +296,15 @@ pub struct UasStats {
 
 struct TxEntry {
     tx: Transaction,
-    dest: SocketAddr,
+    dest: Peer,
     dialog: Option<String>,
 }
 
 /// The UAS (see the module docs).
 pub struct SipUas {
     cfg: UasConfig,
-    contact: String,
+    /// Our `Contact` per transport (UDP, TCP, TLS).
+    contacts: [String; 3],
     counter: u64,
     transactions: HashMap<String, TxEntry>,
     timers: BinaryHeap<Reverse<(Instant, String)>>,
@@ -254,7 +312,7 @@ pub struct SipUas {
     dialogs: HashMap<String, Dialog>,
     /// voxbridge call id by (Call-ID, our tag).
     by_sip: HashMap<(String, String), String>,
-    out: VecDeque<(SocketAddr, Bytes)>,
+    out: VecDeque<(Peer, Bytes)>,
     actions: VecDeque<UasAction>,
     stats: UasStats,
     limiter: RateLimit,
@@ -347,6 +405,14 @@ fn server_key(msg: &Message) -> Option<String> {
     }
 }
 
+fn transport_index(transport: Transport) -> usize {
+    match transport {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+        Transport::Tls => 2,
+    }
+}
+
 fn client_key(branch: &str, method: &Method) -> String {
     format!("c|{branch}|{method}")
 }
@@ -358,7 +424,10 @@ impl SipUas {
             limiter: RateLimit::new(cfg.invite_rate, cfg.invite_burst),
             draining: false,
             nonces: HashMap::new(),
-            contact: format!("<sip:voxbridge@{}>", cfg.sent_by),
+            contacts: [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| match t {
+                Transport::Udp => format!("<sip:voxbridge@{}>", cfg.sent_by(t)),
+                _ => format!("<sip:voxbridge@{};transport={}>", cfg.sent_by(t), t.uri_param()),
+            }),
             counter: cfg.seed,
             cfg,
             transactions: HashMap::new(),
@@ -397,10 +466,39 @@ impl SipUas {
         format!("{:016x}", mix(self.counter))
     }
 
+    /// Whether `source` may reach the endpoint (counted when not). Datagrams
+    /// are checked here; the driver asks before it reads a new connection.
+    pub fn admits(&mut self, source: SocketAddr) -> bool {
+        let allowed = self.cfg.allow.is_empty() || self.cfg.allow.iter().any(|c| c.contains(source.ip()));
+        if !allowed {
+            self.stats.forbidden_source += 1;
+        }
+        allowed
+    }
+
+    /// A stream (TCP or TLS) that could not be framed: counted; the driver
+    /// closes it.
+    pub fn stream_malformed(&mut self, peer: Peer) {
+        self.stats.malformed += 1;
+        tracing::debug!(%peer, "SIP stream cannot be framed");
+    }
+
+    /// A connection refused at the driver's connection cap: counted.
+    pub fn connection_refused(&mut self) {
+        self.stats.overloaded += 1;
+    }
+
+    /// A message for `peer` could not be sent (its connection is gone or
+    /// its queue full): counted. The transaction's own timeout ends what
+    /// waited for an answer.
+    pub fn send_failed(&mut self, peer: Peer) {
+        self.stats.send_failures += 1;
+        tracing::debug!(%peer, "SIP message not sent");
+    }
+
     /// A datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: Bytes) {
-        if !self.cfg.allow.is_empty() && !self.cfg.allow.iter().any(|c| c.contains(source.ip())) {
-            self.stats.forbidden_source += 1;
+        if !self.admits(source) {
             return;
         }
         if is_keepalive(&data) {
@@ -415,8 +513,15 @@ impl SipUas {
                 return;
             }
         };
+        self.handle_message(now, Peer::udp(source), msg);
+    }
+
+    /// A message from `peer`: a parsed datagram, or one framed off a TCP or
+    /// TLS connection (`voxbridge_proto::sip::decode_stream`) whose source
+    /// [`SipUas::admits`] accepted.
+    pub fn handle_message(&mut self, now: Instant, peer: Peer, msg: Message) {
         if msg.is_request() {
-            self.on_request(now, source, msg);
+            self.on_request(now, peer, msg);
         } else {
             self.on_response(now, msg);
         }
@@ -437,7 +542,7 @@ impl SipUas {
         }
     }
 
-    fn on_request(&mut self, now: Instant, source: SocketAddr, msg: Message) {
+    fn on_request(&mut self, now: Instant, source: Peer, msg: Message) {
         let Some(key) = server_key(&msg) else {
             self.stats.malformed += 1;
             return;
@@ -462,10 +567,16 @@ impl SipUas {
             }
             return;
         }
-        let dest = msg
-            .top_via()
-            .map(|v| v.response_target(source, false))
-            .unwrap_or(source);
+        // Over a connection, responses go back on it; over UDP, where the
+        // top Via says.
+        let dest = match source.transport {
+            Transport::Udp => Peer::udp(
+                msg.top_via()
+                    .map(|v| v.response_target(source.addr, false))
+                    .unwrap_or(source.addr),
+            ),
+            _ => source,
+        };
         // Every request holds a transaction for up to 32 s: past the cap
         // (a flood of OPTIONS, say) requests get a stateless 503 instead.
         if self.transactions.len() >= self.cfg.max_transactions {
@@ -481,7 +592,7 @@ impl SipUas {
             .header(HeaderName::To)
             .and_then(|t| NameAddr::parse(t).ok())
             .and_then(|n| n.tag().map(str::to_owned));
-        let tx = Transaction::server(&msg, false, self.cfg.timers);
+        let tx = Transaction::server(&msg, source.transport.is_reliable(), self.cfg.timers);
         self.transactions.insert(
             key.clone(),
             TxEntry {
@@ -534,16 +645,16 @@ impl SipUas {
         }
     }
 
-    fn response(&mut self, req: &Message, code: u16, reason: &str, source: SocketAddr) -> MessageBuilder {
+    fn response(&mut self, req: &Message, code: u16, reason: &str, source: Peer) -> MessageBuilder {
         let tag = self.unique();
-        MessageBuilder::response_to(req, code, reason, Some(&tag), Some(source))
+        MessageBuilder::response_to(req, code, reason, Some(&tag), Some(source.addr))
             .header("Server", &self.cfg.user_agent)
     }
 
     /// Checks an INVITE's `Authorization`: `Ok` when it is right for a
     /// known user with a nonce we issued and that is still good;
     /// `Err(stale)` otherwise (`stale` when only the nonce was too old).
-    fn authenticate(&mut self, now: Instant, msg: &Message, source: SocketAddr) -> Result<(), bool> {
+    fn authenticate(&mut self, now: Instant, msg: &Message, source: Peer) -> Result<(), bool> {
         let Some(auth) = &self.cfg.auth else {
             return Ok(());
         };
@@ -583,7 +694,7 @@ impl SipUas {
 
     /// A `401` with a fresh nonce and one challenge per configured
     /// algorithm, in the configured order (RFC 8760 section 2.4).
-    fn challenge_response(&mut self, now: Instant, msg: &Message, source: SocketAddr, stale: bool) -> Bytes {
+    fn challenge_response(&mut self, now: Instant, msg: &Message, source: Peer, stale: bool) -> Bytes {
         if self.nonces.len() >= NONCES_MAX {
             self.nonces
                 .retain(|_, issued| now.saturating_duration_since(*issued) < NONCE_LIFETIME);
@@ -604,7 +715,7 @@ impl SipUas {
         b.build()
     }
 
-    fn new_invite(&mut self, now: Instant, source: SocketAddr, key: String, msg: Message) {
+    fn new_invite(&mut self, now: Instant, source: Peer, key: String, msg: Message) {
         self.stats.invites += 1;
         let limited = !self.limiter.admit(now);
         if limited || self.draining {
@@ -626,7 +737,7 @@ impl SipUas {
                 return;
             }
         }
-        let trying = MessageBuilder::response_to(&msg, 100, "Trying", None, Some(source)).build();
+        let trying = MessageBuilder::response_to(&msg, 100, "Trying", None, Some(source.addr)).build();
         self.respond(now, &key, 100, trying);
         let session_interval = match requested_timer(&msg) {
             Ok(interval) => interval,
@@ -673,7 +784,7 @@ impl SipUas {
             user: callee.as_deref(),
             from: caller.as_deref(),
             to: to.as_deref(),
-            source: source.ip(),
+            source: source.addr.ip(),
         };
         let route = self
             .cfg
@@ -711,7 +822,7 @@ impl SipUas {
             offer,
             caller,
             callee,
-            source,
+            source: source.addr,
             headers,
         });
     }
@@ -742,7 +853,7 @@ impl SipUas {
             Ok(answer) => {
                 let mut b = dialog
                     .invite_response(200, "OK")
-                    .header("Contact", &self.contact)
+                    .header("Contact", &self.contacts[transport_index(dialog.peer.transport)])
                     .header("Allow", ALLOW)
                     .header("Supported", "timer")
                     .header("Server", &self.cfg.user_agent);
@@ -820,13 +931,19 @@ impl SipUas {
         let Some(dialog) = self.dialogs.get_mut(call_id) else {
             return;
         };
+        let transport = dialog.peer.transport;
         let bye = dialog
-            .request(&Method::Bye, &self.cfg.sent_by, &branch, &self.contact)
+            .request(
+                &Method::Bye,
+                self.cfg.sent_by(transport),
+                &branch,
+                &self.contacts[transport_index(transport)],
+            )
             .header("User-Agent", &self.cfg.user_agent)
             .build();
         let dest = dialog.peer;
         self.stats.byes_sent += 1;
-        match Transaction::client(now, bye, false, self.cfg.timers) {
+        match Transaction::client(now, bye, transport.is_reliable(), self.cfg.timers) {
             Ok(tx) => {
                 let key = client_key(&branch, &Method::Bye);
                 self.transactions.insert(
@@ -901,7 +1018,7 @@ impl SipUas {
         true
     }
 
-    fn cancel(&mut self, now: Instant, source: SocketAddr, key: String, msg: &Message) {
+    fn cancel(&mut self, now: Instant, source: Peer, key: String, msg: &Message) {
         // The CANCEL names the INVITE's transaction: same branch, method INVITE.
         let invite_key = key.rsplit_once('|').map(|(k, _)| format!("{k}|INVITE"));
         let call_id = invite_key
@@ -948,7 +1065,7 @@ impl SipUas {
     fn in_dialog(
         &mut self,
         now: Instant,
-        source: SocketAddr,
+        source: Peer,
         key: String,
         msg: &Message,
         method: Method,
@@ -963,7 +1080,7 @@ impl SipUas {
             return;
         };
         let answer = self.dialogs.get(&call_id).and_then(|d| d.answer.clone());
-        let mut ok = MessageBuilder::response_to(msg, 200, "OK", None, Some(source))
+        let mut ok = MessageBuilder::response_to(msg, 200, "OK", None, Some(source.addr))
             .header("Server", &self.cfg.user_agent);
         if matches!(method, Method::Invite | Method::Update) {
             // A refresh (RFC 4028): the timer restarts with what it asks for.
@@ -1017,14 +1134,14 @@ impl SipUas {
                         entry.dialog = Some(call_id.clone());
                     }
                     let r = ok
-                        .header("Contact", &self.contact)
+                        .header("Contact", &self.contacts[transport_index(source.transport)])
                         .body("application/sdp", sdp)
                         .build();
                     self.respond(now, &key, 200, r);
                 }
                 None => {
-                    let r =
-                        MessageBuilder::response_to(msg, 491, "Request Pending", None, Some(source)).build();
+                    let r = MessageBuilder::response_to(msg, 491, "Request Pending", None, Some(source.addr))
+                        .build();
                     self.respond(now, &key, 491, r);
                 }
             },
@@ -1058,7 +1175,7 @@ impl SipUas {
             }
             Method::Update | Method::Options => self.respond(now, &key, 200, ok.build()),
             _ => {
-                let r = MessageBuilder::response_to(msg, 501, "Not Implemented", None, Some(source))
+                let r = MessageBuilder::response_to(msg, 501, "Not Implemented", None, Some(source.addr))
                     .header("Allow", ALLOW)
                     .build();
                 self.respond(now, &key, 501, r);
@@ -1170,8 +1287,8 @@ impl SipUas {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// The next datagram to send and where.
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
+    /// The next message to send and where.
+    pub fn poll_transmit(&mut self) -> Option<(Peer, Bytes)> {
         self.out.pop_front()
     }
 
@@ -1192,6 +1309,8 @@ mod tests {
     fn uas() -> SipUas {
         SipUas::new(UasConfig {
             sent_by: "198.51.100.1:5060".into(),
+            sent_by_tcp: None,
+            sent_by_tls: Some("sbc.example:5061".into()),
             user_agent: "voxbridge-test".into(),
             timers: Timers::default(),
             seed: 7,
@@ -1240,7 +1359,7 @@ mod tests {
     fn sent(u: &mut SipUas) -> Vec<Message> {
         std::iter::from_fn(|| u.poll_transmit())
             .map(|(to, b)| {
-                assert_eq!(to, peer());
+                assert_eq!(to, Peer::udp(peer()));
                 Message::parse(b).expect("we send valid SIP")
             })
             .collect()
@@ -1347,6 +1466,67 @@ mod tests {
         );
         assert_eq!(u.stats().ack_timeouts, 1);
         assert_eq!(u.stats().byes_sent, 1);
+    }
+
+    /// Everything sent, each with where it went.
+    fn sent_to(u: &mut SipUas) -> Vec<(Peer, Message)> {
+        std::iter::from_fn(|| u.poll_transmit())
+            .map(|(to, b)| (to, Message::parse(b).expect("we send valid SIP")))
+            .collect()
+    }
+
+    #[test]
+    fn over_tcp_and_tls_answers_go_back_on_the_connection_and_nothing_is_retransmitted() {
+        for transport in [Transport::Tcp, Transport::Tls] {
+            let t = Instant::now();
+            let mut u = uas();
+            // The connection's address differs from the Via's sent-by (a
+            // NATed client): responses must still take the connection.
+            let conn = Peer {
+                transport,
+                addr: "203.0.113.5:40123".parse().expect("address"),
+            };
+            let invite = Message::parse(request("INVITE", "inv1", 1, None, Some(SDP))).expect("valid");
+            u.handle_message(t, conn, invite);
+            let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+                panic!("no StartCall");
+            };
+            u.call_started(t, &call_id, Ok("v=0 answer".into()));
+            let out = sent_to(&mut u);
+            assert_eq!(
+                out.iter().map(|(to, m)| (*to, m.status())).collect::<Vec<_>>(),
+                [(conn, Some(100)), (conn, Some(200))]
+            );
+            let contact = out[1].1.header(HeaderName::Contact).expect("Contact");
+            assert!(
+                contact.contains(&format!("transport={}", transport.uri_param())),
+                "{contact}"
+            );
+            // No Timer G over a connection: the 2xx is not retransmitted.
+            u.handle_timeout(t + Duration::from_secs(2));
+            assert!(sent_to(&mut u).is_empty(), "{transport:?}: retransmitted");
+            let tag = to_tag(&out[1].1);
+            let ack = Message::parse(request("ACK", "ack1", 1, Some(&tag), None)).expect("valid");
+            u.handle_message(t, conn, ack);
+            u.call_ended(t, &call_id);
+            let (to, bye) = sent_to(&mut u).pop().expect("our BYE");
+            assert_eq!((to, bye.method()), (conn, Some(&Method::Bye)));
+            let via = bye.top_via().expect("Via");
+            assert_eq!(via.transport, transport.via_name());
+            let sent_by = match transport {
+                Transport::Tls => "sbc.example:5061",
+                _ => "198.51.100.1:5060",
+            };
+            assert!(bye.header(HeaderName::Via).expect("Via").contains(sent_by));
+            // No Timer E either; the 200 ends the BYE's transaction at once.
+            u.handle_timeout(t + Duration::from_secs(2));
+            assert!(sent_to(&mut u).is_empty());
+            let ok = MessageBuilder::response_to(&bye, 200, "OK", None, None).build();
+            u.handle_message(t, conn, Message::parse(ok).expect("valid"));
+            // Timer L (64*T1 over any transport) ends the INVITE's.
+            u.handle_timeout(t + Duration::from_secs(40));
+            assert_eq!((u.dialogs(), u.transactions()), (0, 0), "{transport:?}");
+        }
     }
 
     #[test]

@@ -1,21 +1,35 @@
-//! The SIP leg's driver: one UDP socket, the sans-IO UAS
-//! ([`crate::sansio::sip::SipUas`]) and the clock, in one task. Each call
+//! The SIP leg's driver: one UDP socket, the TCP and TLS listeners
+//! ([`stream`]), the sans-IO UAS ([`crate::sansio::sip::SipUas`]) and the
+//! clock, in one task. Each call
 //! the UAS starts becomes an RTP session ([`RtpSessions::offer`]) on the
 //! route its `[[sip.routes]]` rules chose; the session reports its end back
 //! here so the UAS can send BYE. Signalling never waits on media: a session
 //! is created on a task of its own and its result comes back on a channel
 //! (the ends on another; the UAS takes the two in either order).
 
+pub(crate) mod stream;
+
 use super::sessions::{PlainSession, RtpSessions, SessionRequest};
 use crate::error::MediaError;
 use crate::metrics::Metrics;
-use crate::sansio::sip::{Refusal, SipUas, UasAction};
+use crate::sansio::sip::{Peer, Refusal, SipUas, UasAction};
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use stream::{StreamEvent, StreamListener};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
+use voxbridge_proto::sip::Transport;
+
+/// Events from the connections queued at most before they wait.
+const STREAM_EVENTS: usize = 1024;
+
+/// The open TCP and TLS connections: each peer's write queue and the id
+/// of its connection (a late close of an old connection from the same
+/// address must not remove a new one).
+type Connections = HashMap<Peer, (u64, mpsc::Sender<Bytes>)>;
 
 /// A started call's id and its SDP answer, or why it did not start.
 type Started = (String, Result<String, Refusal>);
@@ -23,6 +37,10 @@ type Started = (String, Result<String, Refusal>);
 /// Everything the SIP task needs.
 pub(crate) struct SipEndpoint {
     pub socket: UdpSocket,
+    /// TCP and TLS listeners (none, one or both).
+    pub streams: Vec<StreamListener>,
+    /// TCP and TLS connections open at most; more are closed at accept.
+    pub max_connections: usize,
     pub uas: SipUas,
     pub rtp: RtpSessions,
     pub retry_after_s: u32,
@@ -47,7 +65,27 @@ impl SipEndpoint {
     /// Runs until `stop` turns true and its last dialog is gone: while the
     /// server drains, new INVITEs get `503` and the calls up still get
     /// their BYEs (sent when the grace period hangs them up, or answered).
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, stop: watch::Receiver<bool>) {
+        let (events_tx, events) = mpsc::channel(STREAM_EVENTS);
+        let accepts: Vec<_> = std::mem::take(&mut self.streams)
+            .into_iter()
+            .map(|l| tokio::spawn(stream::accept_loop(l, events_tx.clone())))
+            .collect();
+        self.serve(stop, events_tx, events).await;
+        for a in accepts {
+            a.abort();
+        }
+        // Dropping the connections' write queues closes them.
+    }
+
+    async fn serve(
+        &mut self,
+        mut stop: watch::Receiver<bool>,
+        events_tx: mpsc::Sender<StreamEvent>,
+        mut events: mpsc::Receiver<StreamEvent>,
+    ) {
+        let mut connections = Connections::new();
+        let mut next_connection = 0u64;
         // Unbounded: one start and one end report per call, and calls are
         // bounded by `limits.max_calls`; a lost report would leave a dialog
         // stuck. The two may arrive in either order (the UAS handles both).
@@ -57,11 +95,11 @@ impl SipEndpoint {
         let mut stopping = false;
         let mut drain_until = None;
         loop {
-            self.flush().await;
+            self.flush(&connections).await;
             while let Some(action) = self.uas.poll_action() {
                 self.act(action, &report_tx, &end_tx);
             }
-            self.flush().await;
+            self.flush(&connections).await;
             *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
             if stopping && self.uas.dialogs() == 0 {
                 tracing::info!("SIP endpoint stopped");
@@ -86,6 +124,28 @@ impl SipEndpoint {
                     // ICMP port unreachable from an earlier send shows up here on Linux.
                     Err(e) => tracing::debug!(error = %e, "SIP socket receive"),
                 },
+                Some(event) = events.recv() => match event {
+                    StreamEvent::Accepted { stream, peer, tls } => {
+                        // Dropping the stream closes a connection not admitted.
+                        if !self.uas.admits(peer.addr) {
+                            tracing::debug!(%peer, "SIP connection from outside sip.allow: closed");
+                        } else if connections.len() >= self.max_connections {
+                            self.uas.connection_refused();
+                            tracing::warn!(%peer, max = self.max_connections, "SIP connection refused: at the connection cap");
+                        } else {
+                            next_connection += 1;
+                            let writes = stream::spawn_connection(&self.tracker, stream, peer, next_connection, tls, events_tx.clone());
+                            connections.insert(peer, (next_connection, writes));
+                        }
+                    }
+                    StreamEvent::Message(peer, msg) => self.uas.handle_message(Instant::now(), peer, msg),
+                    StreamEvent::Malformed(peer) => self.uas.stream_malformed(peer),
+                    StreamEvent::Closed { peer, id } => {
+                        if connections.get(&peer).is_some_and(|(open, _)| *open == id) {
+                            connections.remove(&peer);
+                        }
+                    }
+                },
                 Some((call_id, result)) = starts.recv() => self.uas.call_started(Instant::now(), &call_id, result),
                 Some(call_id) = ends.recv() => self.uas.call_ended(Instant::now(), &call_id),
                 _ = sleep_until(wake) => self.uas.handle_timeout(Instant::now()),
@@ -100,10 +160,24 @@ impl SipEndpoint {
         }
     }
 
-    async fn flush(&mut self) {
+    async fn flush(&mut self, connections: &Connections) {
         while let Some((to, bytes)) = self.uas.poll_transmit() {
-            if let Err(e) = self.socket.send_to(&bytes, to).await {
-                tracing::warn!(%to, error = %e, "SIP send failed");
+            match to.transport {
+                Transport::Udp => {
+                    if let Err(e) = self.socket.send_to(&bytes, to.addr).await {
+                        tracing::warn!(%to, error = %e, "SIP send failed");
+                    }
+                }
+                // A connection that is gone or not reading cannot take it;
+                // the UAS counts that (its transaction times out).
+                _ => {
+                    let queued = connections
+                        .get(&to)
+                        .is_some_and(|(_, writes)| writes.try_send(bytes).is_ok());
+                    if !queued {
+                        self.uas.send_failed(to);
+                    }
+                }
             }
         }
     }

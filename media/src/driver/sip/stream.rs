@@ -1,0 +1,199 @@
+//! SIP over TCP and TLS: an accept task per listener hands new connections
+//! to the endpoint task, which admits them (allowed networks, the
+//! connection cap) and starts one task per connection. A connection task
+//! only moves bytes: it frames messages off the stream
+//! ([`decode_stream`], `Content-Length` framing) and hands them to the
+//! endpoint, and writes what the endpoint queues for its peer. The UAS
+//! never sees a socket, and parsing runs beside signalling.
+//!
+//! A connection lives until its peer closes it, a read or write fails, or
+//! it sends bytes that cannot be framed (counted as malformed: the stream
+//! has lost its place, so it is closed). TLS handshakes must finish within
+//! [`HANDSHAKE_TIMEOUT`].
+
+use crate::sansio::sip::Peer;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+use voxbridge_proto::sip::{decode_stream, Message, Transport};
+
+/// Messages queued for one connection at most; past it a send fails (and
+/// is counted) rather than making signalling wait on a slow peer.
+const WRITE_QUEUE: usize = 256;
+/// The longest a TLS handshake may take.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// A stream listener: TCP, or TLS with its acceptor.
+pub(crate) struct StreamListener {
+    pub listener: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl StreamListener {
+    fn transport(&self) -> Transport {
+        match self.tls {
+            Some(_) => Transport::Tls,
+            None => Transport::Tcp,
+        }
+    }
+}
+
+/// What the connections tell the endpoint task.
+pub(crate) enum StreamEvent {
+    /// A new connection, not yet admitted.
+    Accepted {
+        stream: TcpStream,
+        peer: Peer,
+        tls: Option<TlsAcceptor>,
+    },
+    /// A message framed off `peer`'s connection.
+    Message(Peer, Message),
+    /// `peer` sent bytes that cannot be framed (its connection is closing).
+    Malformed(Peer),
+    /// `peer`'s connection `id` is gone.
+    Closed { peer: Peer, id: u64 },
+}
+
+/// Accepts connections on `listener` until the endpoint is gone.
+pub(crate) async fn accept_loop(listener: StreamListener, events: mpsc::Sender<StreamEvent>) {
+    let transport = listener.transport();
+    loop {
+        match listener.listener.accept().await {
+            Ok((stream, addr)) => {
+                let accepted = StreamEvent::Accepted {
+                    stream,
+                    peer: Peer { transport, addr },
+                    tls: listener.tls.clone(),
+                };
+                if events.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            // Out of file descriptors, say: wait a little rather than spin.
+            Err(e) => {
+                tracing::warn!(error = %e, transport = transport.via_name(), "SIP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Starts the task of an admitted connection; returns its write queue.
+pub(crate) fn spawn_connection(
+    tracker: &TaskTracker,
+    stream: TcpStream,
+    peer: Peer,
+    id: u64,
+    tls: Option<TlsAcceptor>,
+    events: mpsc::Sender<StreamEvent>,
+) -> mpsc::Sender<Bytes> {
+    let (writes_tx, writes) = mpsc::channel(WRITE_QUEUE);
+    tracker.spawn(async move {
+        let _ = stream.set_nodelay(true);
+        match tls {
+            None => serve(stream, peer, writes, &events).await,
+            Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => serve(tls_stream, peer, writes, &events).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "SIP TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "SIP TLS handshake timed out"),
+            },
+        }
+        let _ = events.send(StreamEvent::Closed { peer, id }).await;
+    });
+    writes_tx
+}
+
+/// Reads messages off `stream` and writes `writes` to it until either side ends.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: Peer,
+    mut writes: mpsc::Receiver<Bytes>,
+    events: &mpsc::Sender<StreamEvent>,
+) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) => return,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "SIP connection read failed");
+                    return;
+                }
+                Ok(_) => loop {
+                    match decode_stream(&mut buf) {
+                        Ok(Some(msg)) => {
+                            if events.send(StreamEvent::Message(peer, msg)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "SIP stream cannot be framed: closing it");
+                            let _ = events.send(StreamEvent::Malformed(peer)).await;
+                            return;
+                        }
+                    }
+                },
+            },
+            write = writes.recv() => match write {
+                Some(bytes) => {
+                    if let Err(e) = writer.write_all(&bytes).await {
+                        tracing::debug!(%peer, error = %e, "SIP connection write failed");
+                        return;
+                    }
+                }
+                // The endpoint is gone: close the stream cleanly.
+                None => {
+                    let _ = writer.shutdown().await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// The TLS acceptor for `[sip] tls_cert` and `tls_key` (PEM): rustls with
+/// its safe defaults (TLS 1.2 and 1.3), no client certificates.
+pub(crate) fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<TlsAcceptor, crate::error::ConfigError> {
+    use crate::error::ConfigError;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| ConfigError(format!("sip.tls_cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ConfigError(format!(
+            "sip.tls_cert {}: no certificate in it",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ConfigError(format!("sip.tls_key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError(format!("sip TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            ConfigError(format!(
+                "sip.tls_cert and sip.tls_key do not make a TLS identity: {e}"
+            ))
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
