@@ -666,8 +666,9 @@ async fn a_call_over_tls_and_a_broken_stream_over_tcp() {
     assert_eq!(hangup(&mut d).await.1, HangupCause::CallerHangup);
 
     // A request without Content-Length cannot be framed on a stream: the
-    // daemon counts it and closes the connection (it cannot find the next
-    // message's start).
+    // daemon answers 400 (the request has what a response needs), counts
+    // it and closes the connection (it cannot find the next message's
+    // start).
     let mut tcp = tokio::net::TcpStream::connect(d.sip_tcp.expect("TCP on"))
         .await
         .expect("connect");
@@ -675,12 +676,18 @@ async fn a_call_over_tls_and_a_broken_stream_over_tcp() {
         .await
         .expect("write");
     let mut rest = Vec::new();
-    let read = within(
+    within(
         "the daemon to close the broken stream",
         tcp.read_to_end(&mut rest),
     )
-    .await;
-    assert!(read.is_err() || rest.is_empty(), "{read:?} {rest:?}");
+    .await
+    .expect("a clean close after the 400");
+    let mut rest = bytes::BytesMut::from(&rest[..]);
+    let r = voxbridge_proto::sip::decode_stream(&mut rest)
+        .expect("framed")
+        .expect("a 400 before the close");
+    assert_eq!((r.status(), r.call_id()), (Some(400), "c"));
+    assert!(rest.is_empty(), "nothing after the 400");
     let s = *d.metrics.sip.lock().expect("metrics");
     assert!(s.malformed >= 1, "{s:?}");
     assert_eq!((s.answered, s.byes_received), (1, 1), "{s:?}");
@@ -719,9 +726,10 @@ async fn sipp_calls_the_trunk_over_tcp() {
     assert_eq!(s.send_failures, 0, "{s:?}");
 }
 
-/// Runs a sipp scenario from tests/fixtures/sipp/ for `calls` calls at
-/// `sip`, the bot accepting (and keeping, or with `drop_bot` hanging up)
-/// every call; returns sipp's output once every bot connection came.
+/// Runs a sipp scenario from tests/fixtures/sipp/ (or, for a name without
+/// `.xml`, one of sipp's own) for `calls` calls at `sip`, the bot accepting
+/// (and keeping, or with `drop_bot` hanging up) every call; returns sipp's
+/// output once every bot connection came.
 async fn sipp_scenario(
     bot: TestBot,
     sip: SocketAddr,
@@ -743,7 +751,10 @@ async fn sipp_scenario(
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/sipp")
         .join(scenario);
-    let mut args = vec!["-sf".to_owned(), path.display().to_string()];
+    let mut args = match scenario.ends_with(".xml") {
+        true => vec!["-sf".to_owned(), path.display().to_string()],
+        false => vec!["-sn".to_owned(), scenario.to_owned()],
+    };
     let rest = format!("-s bot -m {calls} -l {calls} -r 20 -timeout 9s");
     args.extend(rest.split(' ').map(String::from));
     let out = sipp(scenario, sip, args).await;
@@ -788,4 +799,50 @@ async fn sipp_calls_complete_through_retransmissions_when_packets_are_lost() {
     sipp_scenario(bot, d.sip.expect("SIP on"), "uac_lossy.xml", 20, false).await;
     let s = *d.metrics.sip.lock().expect("metrics");
     assert_eq!((s.invites, s.answered, s.byes_received), (20, 20, 20), "{s:?}");
+}
+
+/// A flood of malformed datagrams beside twenty sipp calls: bytes that are
+/// not SIP, a request line alone, a response with a broken Via (dropped)
+/// and a request with a wrong Content-Length (answered 400), sent until
+/// sipp is done. Every call completes and the junk is counted.
+#[tokio::test]
+async fn a_malformed_flood_beside_twenty_sipp_calls() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let bot = TestBot::start().await;
+    let d = daemon(&bot).await;
+    let sip = d.sip.expect("SIP on");
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    let flood = tokio::spawn(async move {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let me = socket.local_addr().expect("addr");
+        let wrong_length = format!(
+            "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKf\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: flood\r\nCSeq: 1 OPTIONS\r\nContent-Length: 99\r\n\r\n"
+        );
+        let junk: [&[u8]; 4] = [
+            b"\x00\x01 not SIP at all",
+            b"INVITE sip:x@127.0.0.1 SIP/2.0\r\n\r\n",
+            b"SIP/2.0 200 OK\r\nVia: ???\r\n\r\n",
+            wrong_length.as_bytes(),
+        ];
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for j in junk {
+                socket.send_to(j, sip).await.expect("send");
+                sent += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+        sent
+    });
+    sipp_scenario(bot, sip, "uac", 20, false).await;
+    done.store(true, Ordering::Relaxed);
+    let sent = within("the flood to stop", flood).await.expect("flood task");
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.invites, s.answered, s.byes_received), (20, 20, 20), "{s:?}");
+    assert!(
+        sent >= 4 && s.malformed >= 4 && s.bad_requests >= 1,
+        "sent {sent}: {s:?}"
+    );
+    assert!(s.malformed <= sent, "{s:?}");
 }

@@ -2,11 +2,12 @@
 //! SIP messages from the network (the SIP leg's parser): a message or an
 //! error, never a panic; every typed header view of a parsed message reads
 //! or errs (digest credentials included); on a stream, the same messages
-//! however the bytes are split.
+//! however the bytes are split; a 400 built for bytes that did not parse
+//! parses back.
 use bytes::{Bytes, BytesMut};
 use voxbridge_proto::sip::auth::Credentials;
 use voxbridge_proto::sip::header::{NameAddr, SipUri, Via};
-use voxbridge_proto::sip::message::{decode_stream, is_keepalive, HeaderName};
+use voxbridge_proto::sip::message::{bad_request, decode_stream, is_keepalive, HeaderName};
 use voxbridge_proto::sip::Message;
 
 fn views(m: &Message) {
@@ -50,8 +51,14 @@ fn stream(reads: &[&[u8]]) -> Vec<String> {
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = is_keepalive(data);
-    if let Ok(m) = Message::parse(Bytes::copy_from_slice(data)) {
-        views(&m);
+    match Message::parse(Bytes::copy_from_slice(data)) {
+        Ok(m) => views(&m),
+        Err(e) => {
+            if let Some(r) = bad_request(data, &e.to_string()) {
+                let r = Message::parse(r).expect("a 400 voxbridge builds parses");
+                assert_eq!(r.status(), Some(400));
+            }
+        }
     }
     let cut = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
     assert_eq!(stream(&[data]), stream(&[&data[..cut], &data[cut..]]));

@@ -483,6 +483,7 @@ impl Metrics {
             ("bye_sent", sip.byes_sent),
             ("ack_timeout", sip.ack_timeouts),
             ("malformed", sip.malformed),
+            ("bad_request", sip.bad_requests),
             ("unknown_dialog", sip.unknown_dialog),
             ("stray_response", sip.stray_responses),
             ("keepalive", sip.keepalives),

@@ -314,6 +314,78 @@ pub fn decode_stream(buf: &mut BytesMut) -> Result<Option<Message>, ProtoError> 
     Ok(Some(msg))
 }
 
+/// The `400 Bad Request` for bytes that did not parse as a request, when
+/// enough of one is there to address it (RFC 3261 section 21.4.1: a
+/// request that cannot be understood is answered, when it can be): a
+/// request line of any method but ACK, a `Via` that parses, `From`, `To`,
+/// `Call-ID` and a `CSeq` that parses, copied as written (compact forms
+/// too), with `why` in a `Warning`. `None` when any is missing: the bytes
+/// are then dropped, as nothing can be addressed. Looks at the first
+/// `MAX_HEAD` bytes only; what it builds always parses back.
+pub fn bad_request(data: &[u8], why: &str) -> Option<Bytes> {
+    const MAX_VALUE: usize = 512;
+    let data = &data[..data.len().min(MAX_HEAD)];
+    let end = find_head_end(data).unwrap_or(data.len());
+    let text = std::str::from_utf8(&data[..end]).ok()?;
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let mut request_line = lines.next()?.split(' ');
+    let (method, uri, version) = (request_line.next()?, request_line.next()?, request_line.next()?);
+    let method_ok = !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_alphabetic())
+        && !method.eq_ignore_ascii_case("ACK");
+    if request_line.next().is_some() || version != "SIP/2.0" || uri.is_empty() || !method_ok {
+        return None;
+    }
+    let mut vias = Vec::new();
+    let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if value.is_empty() || value.len() > MAX_VALUE || value.chars().any(char::is_control) {
+            continue;
+        }
+        match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" if vias.len() < 16 => vias.push(value),
+            "from" | "f" => {
+                from.get_or_insert(value);
+            }
+            "to" | "t" => {
+                to.get_or_insert(value);
+            }
+            "call-id" | "i" => {
+                call_id.get_or_insert(value);
+            }
+            "cseq" => {
+                cseq.get_or_insert(value);
+            }
+            _ => {}
+        }
+    }
+    let top_via = vias.first()?;
+    super::header::Via::parse(top_via).ok()?;
+    let cseq = cseq?;
+    super::header::CSeq::parse(cseq).ok()?;
+    let mut b = MessageBuilder::response(400, "Bad Request");
+    for via in &vias {
+        b = b.header("Via", via);
+    }
+    let why: String = why
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .take(160)
+        .collect();
+    Some(
+        b.header("From", from?)
+            .header("To", to?)
+            .header("Call-ID", call_id?)
+            .header("CSeq", cseq)
+            .header("Warning", format_args!("399 voxbridge \"{why}\""))
+            .build(),
+    )
+}
+
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).take(MAX_HEAD + 1).position(|w| w == b"\r\n\r\n")
 }
@@ -759,6 +831,36 @@ impl MessageBuilder {
 mod tests {
     use super::*;
 
+    #[test]
+    fn bad_requests_get_a_400_when_they_can_be_addressed() {
+        let head = "INVITE sip:bob@example.com SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\nf: <sip:a@b>;tag=1\r\nt: <sip:bob@example.com>\r\ni: abc\r\nCSeq: 1 INVITE\r\n";
+        // Content-Length larger than the body: Message::parse refuses it.
+        let data = format!("{head}Content-Length: 999\r\n\r\nv=0");
+        let err = Message::parse(Bytes::from(data.clone())).expect_err("short body");
+        let r = bad_request(data.as_bytes(), &err.to_string()).expect("addressable");
+        let r = Message::parse(r).expect("our 400 parses");
+        assert_eq!(r.status(), Some(400));
+        assert_eq!(r.call_id(), "abc");
+        assert!(r
+            .header(HeaderName::Via)
+            .is_some_and(|v| v.contains("branch=z9hG4bK1")));
+        assert!(r
+            .all_headers()
+            .any(|(n, v)| n == "Warning" && v.contains("Content-Length")));
+        for unaddressable in [
+            format!("ACK sip:b@e SIP/2.0\r\n{}", &head[35..]),
+            head.replace("CSeq: 1 INVITE", "CSeq: x"),
+            head.replace("i: abc\r\n", ""),
+            "SIP/2.0 200 OK\r\n\r\n".to_owned(),
+            "garbage".to_owned(),
+        ] {
+            assert!(
+                bad_request(unaddressable.as_bytes(), "x").is_none(),
+                "{unaddressable:?}"
+            );
+        }
+    }
+
     pub(crate) const INVITE: &str = "INVITE sip:bot@voxbridge.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds\r\n\
 Max-Forwards: 70\r\n\
@@ -892,11 +994,44 @@ v: SIP/2.0/UDP h3;branch=z9hG4bK3\r\nf: <sip:x@y>;tag=1\r\nt: <sip:a@b>\r\n ;tag
             data in proptest::collection::vec(proptest::num::u8::ANY, 0..800),
             cut in 0usize..800,
         ) {
-            if let Ok(m) = Message::parse(Bytes::from(data.clone())) {
-                let _ = (m.cseq(), m.top_via(), m.start_line());
+            match Message::parse(Bytes::from(data.clone())) {
+                Ok(m) => {
+                    let _ = (m.cseq(), m.top_via(), m.start_line());
+                }
+                // A 400 for what failed, when built, always parses back.
+                Err(e) => {
+                    if let Some(r) = bad_request(&data, &e.to_string()) {
+                        let r = Message::parse(r).expect("our 400 parses");
+                        proptest::prop_assert_eq!(r.status(), Some(400));
+                    }
+                }
             }
             let cut = cut.min(data.len());
             proptest::prop_assert_eq!(stream_of(&[&data]), stream_of(&[&data[..cut], &data[cut..]]));
+        }
+
+        /// A request with any header values and any junk after the head:
+        /// when it does not parse, its 400 (if any) parses and keeps its
+        /// Call-ID.
+        #[test]
+        fn near_requests_get_a_400_that_parses(
+            values in proptest::collection::vec("[ -~]{0,30}", 5),
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+        ) {
+            let mut data = format!(
+                "OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP h{};branch=z9hG4bK1\r\nFrom: <sip:a@b>{}\r\nTo: <sip:x@y>{}\r\nCall-ID: c{}\r\nCSeq: 1 OPTIONS{}\r\n",
+                values[0], values[1], values[2], values[3], values[4]
+            )
+            .into_bytes();
+            data.extend_from_slice(&junk);
+            if let Err(e) = Message::parse(Bytes::from(data.clone())) {
+                if let Some(r) = bad_request(&data, &e.to_string()) {
+                    let r = Message::parse(r).expect("our 400 parses");
+                    proptest::prop_assert_eq!(r.status(), Some(400));
+                    let call_id = format!("c{}", values[3]);
+                    proptest::prop_assert_eq!(r.call_id(), call_id.trim());
+                }
+            }
         }
 
         /// What the builder writes parses back to the same values, alone in

@@ -31,7 +31,7 @@ pub mod transaction;
 pub mod transport;
 
 pub use header::{CSeq, NameAddr, SipUri, Via};
-pub use message::{decode_stream, HeaderName, Message, MessageBuilder, Method, StartLine};
+pub use message::{bad_request, decode_stream, HeaderName, Message, MessageBuilder, Method, StartLine};
 pub use transport::Transport;
 
 /// RFC 3261's magic cookie: every branch that starts with it is unique per transaction.

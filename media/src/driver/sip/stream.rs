@@ -7,8 +7,9 @@
 //! never sees a socket, and parsing runs beside signalling.
 //!
 //! A connection lives until its peer closes it, a read or write fails, or
-//! it sends bytes that cannot be framed (counted as malformed: the stream
-//! has lost its place, so it is closed). TLS handshakes must finish within
+//! it sends bytes that cannot be framed (counted as malformed and answered
+//! `400` where the request can be addressed: the stream has lost its
+//! place, so it is closed). TLS handshakes must finish within
 //! [`HANDSHAKE_TIMEOUT`].
 
 use crate::sansio::sip::Peer;
@@ -20,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
-use voxbridge_proto::sip::{decode_stream, Message, Transport};
+use voxbridge_proto::sip::{bad_request, decode_stream, Message, Transport};
 
 /// Messages queued for one connection at most; past it a send fails (and
 /// is counted) rather than making signalling wait on a slow peer.
@@ -140,6 +141,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(None) => break,
                         Err(e) => {
                             tracing::debug!(%peer, error = %e, "SIP stream cannot be framed: closing it");
+                            // A 400 first where the request can be addressed.
+                            if let Some(r) = bad_request(&buf, &e.to_string()) {
+                                let _ = writer.write_all(&r).await;
+                            }
+                            let _ = writer.shutdown().await;
                             let _ = events.send(StreamEvent::Malformed(peer)).await;
                             return;
                         }

@@ -34,10 +34,12 @@
 //!   BYE (after the ACK, if that has not come yet); a 2xx never ACKed ends
 //!   the call and sends BYE too.
 //!
-//! Datagrams that do not parse are counted and dropped (no response can
-//! be addressed without the headers the parser requires); a stream that
-//! cannot be framed is counted by [`SipUas::stream_malformed`] and closed
-//! by the driver.
+//! Datagrams that do not parse are counted; a request among them that
+//! still has a request line, `Via`, `From`, `To`, `Call-ID` and `CSeq`
+//! gets `400 Bad Request` with the reason in a `Warning` (sent to where it
+//! came from), the rest is dropped (nothing to address). A stream that
+//! cannot be framed is answered the same way where it can be, counted by
+//! [`SipUas::stream_malformed`] and closed by the driver.
 //!
 //! Transports (RFC 3261 section 18): a message arrives with its [`Peer`],
 //! the transport and address it came from. Over UDP a response goes where
@@ -58,7 +60,7 @@ use std::time::Instant;
 use voxbridge_proto::sip::auth::{challenge, Algorithm, Credentials};
 use voxbridge_proto::sip::message::{is_keepalive, HeaderName, Message, MessageBuilder, Method};
 use voxbridge_proto::sip::transaction::{Kind, State, Timers, Transaction, TxEvent};
-use voxbridge_proto::sip::{NameAddr, Transport, BRANCH_COOKIE};
+use voxbridge_proto::sip::{bad_request, NameAddr, Transport, BRANCH_COOKIE};
 
 /// Where a message came from or goes: its transport and the peer's address
 /// (for TCP and TLS, the address of the connection, which the driver maps
@@ -251,6 +253,9 @@ pub struct UasStats {
     /// Datagrams that did not parse (dropped) and streams that could not
     /// be framed (closed).
     pub malformed: u64,
+    /// Of those, requests answered `400` (enough of them to address a
+    /// response: see `voxbridge_proto::sip::bad_request`).
+    pub bad_requests: u64,
     /// Keepalives (CR LF) received.
     pub keepalives: u64,
     /// New INVITEs.
@@ -505,11 +510,19 @@ impl SipUas {
             self.stats.keepalives += 1;
             return;
         }
-        let msg = match Message::parse(data) {
+        let msg = match Message::parse(data.clone()) {
             Ok(m) => m,
             Err(e) => {
                 self.stats.malformed += 1;
-                tracing::debug!(%source, error = %e, "SIP datagram dropped");
+                let why = e.to_string();
+                match bad_request(&data, &why) {
+                    Some(r) => {
+                        self.stats.bad_requests += 1;
+                        tracing::debug!(%source, error = %why, "SIP request malformed: 400");
+                        self.out.push_back((Peer::udp(source), r));
+                    }
+                    None => tracing::debug!(%source, error = %why, "SIP datagram dropped"),
+                }
                 return;
             }
         };
@@ -1584,6 +1597,28 @@ mod tests {
         assert!(sent(&mut u).is_empty(), "the 487 was ACKed: no retransmission");
         assert_eq!(u.stats().cancelled, 1);
         assert_eq!((u.dialogs(), u.transactions()), (0, 0));
+    }
+
+    #[test]
+    fn a_malformed_request_that_can_be_addressed_gets_a_400() {
+        let t = Instant::now();
+        let mut u = uas();
+        let good = request("OPTIONS", "o1", 1, None, None);
+        let text = std::str::from_utf8(&good).expect("text");
+        let broken = text.replace("Content-Length: 0", "Content-Length: 50");
+        u.handle_datagram(t, peer(), Bytes::from(broken));
+        let out = sent(&mut u);
+        assert_eq!(codes(&out), [400]);
+        assert_eq!(out[0].call_id(), "call-1@carrier");
+        u.handle_datagram(
+            t,
+            peer(),
+            Bytes::from_static(b"OPTIONS sip:x SIP/2.0\r\nVia: nonsense\r\n\r\n"),
+        );
+        assert!(sent(&mut u).is_empty(), "nothing to address: dropped");
+        let s = u.stats();
+        assert_eq!((s.malformed, s.bad_requests), (2, 1));
+        assert_eq!(u.transactions(), 0, "a 400 for a malformed request is stateless");
     }
 
     #[test]
