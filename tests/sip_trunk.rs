@@ -625,6 +625,7 @@ async fn a_call_over_tls_and_a_broken_stream_over_tcp() {
     tls.write_all(&invite).await.expect("write");
     let mut buf = bytes::BytesMut::new();
     assert_eq!(next_on_stream(&mut tls, &mut buf).await.status(), Some(100));
+    assert_eq!(next_on_stream(&mut tls, &mut buf).await.status(), Some(180));
     let ok = next_on_stream(&mut tls, &mut buf).await;
     assert_eq!(ok.status(), Some(200));
     let contact = ok.header(HeaderName::Contact).expect("Contact");

@@ -337,6 +337,10 @@ pub struct SipConfig {
     pub routes: Vec<SipRouteConfig>,
     /// Digest authentication of new INVITEs (off when absent).
     pub auth: Option<SipAuthConfig>,
+    /// Send `180 Ringing` after `100 Trying` while the call and its bot
+    /// link are made (on by default; off for trunks that want `100` then
+    /// `200` only).
+    pub ringing: bool,
 }
 
 /// `[sip.auth]`: every new INVITE must answer a digest challenge (SHA-256
@@ -418,6 +422,7 @@ impl Default for SipConfig {
             invite_burst: 1000.0,
             routes: Vec::new(),
             auth: None,
+            ringing: true,
         }
     }
 }

@@ -331,6 +331,7 @@ impl MediaServer {
                     // OPTIONS and stray requests.
                     max_transactions: self.config.limits.max_calls.saturating_mul(4).max(4096),
                     auth: self.config.sip.digest_auth(),
+                    ringing: self.config.sip.ringing,
                 }),
                 rtp: self.rtp.clone(),
                 retry_after_s: self.config.sip.retry_after_s,

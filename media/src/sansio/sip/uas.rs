@@ -2,8 +2,8 @@
 //! in-dialog requests out, RTP calls started and ended through actions.
 //!
 //! What it answers (over UDP, TCP and TLS alike; RFC 3261 unless named):
-//! - INVITE with an SDP offer: `100 Trying` at once, then
-//!   [`UasAction::StartCall`]; the driver's [`SipUas::call_started`] makes
+//! - INVITE with an SDP offer: `100 Trying` at once, `180 Ringing` (unless
+//!   [`UasConfig::ringing`] is off), then [`UasAction::StartCall`]; the driver's [`SipUas::call_started`] makes
 //!   the `200 OK` with the SDP answer, or the refusal (`488` for an offer
 //!   with no common codec, `503` with `Retry-After` when full). An INVITE
 //!   without SDP (delayed offer) gets voxbridge's offer in the `200` (the
@@ -174,6 +174,8 @@ pub struct UasConfig {
     pub max_transactions: usize,
     /// Digest authentication of new INVITEs (none: every INVITE allowed).
     pub auth: Option<DigestAuth>,
+    /// Send `180 Ringing` after `100 Trying` while the call is made.
+    pub ringing: bool,
 }
 
 impl UasConfig {
@@ -810,25 +812,34 @@ impl SipUas {
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.dialog = Some(call_id.clone());
         }
-        self.dialogs.insert(
-            call_id.clone(),
-            Dialog {
-                call_id: call_id.clone(),
-                local_tag,
-                invite: msg,
-                invite_tx: key,
-                peer: source,
-                phase: Phase::Starting {
-                    cancelled: false,
-                    ended: false,
-                },
-                answer: None,
-                local_cseq: 0,
-                awaiting_answer: offer.is_none(),
-                session_interval,
-                session_deadline: None,
+        let dialog = Dialog {
+            call_id: call_id.clone(),
+            local_tag,
+            invite: msg,
+            invite_tx: key.clone(),
+            peer: source,
+            phase: Phase::Starting {
+                cancelled: false,
+                ended: false,
             },
-        );
+            answer: None,
+            local_cseq: 0,
+            awaiting_answer: offer.is_none(),
+            session_interval,
+            session_deadline: None,
+        };
+        // 180 opens the early dialog (our tag, our Contact) while the call
+        // and its bot link are made.
+        let ringing = self.cfg.ringing.then(|| {
+            dialog
+                .invite_response(180, "Ringing")
+                .header("Contact", &self.contacts[transport_index(source.transport)])
+                .build()
+        });
+        self.dialogs.insert(call_id.clone(), dialog);
+        if let Some(r) = ringing {
+            self.respond(now, &key, 180, r);
+        }
         self.actions.push_back(UasAction::StartCall {
             call_id,
             route,
@@ -1339,6 +1350,7 @@ mod tests {
             default_route: "default".into(),
             max_transactions: 10_000,
             auth: None,
+            ringing: true,
         })
     }
 
@@ -1393,7 +1405,7 @@ mod tests {
     /// INVITE -> 100, StartCall, 200 with the answer; returns the call id and our tag.
     fn answered(u: &mut SipUas, t: Instant) -> (String, String) {
         u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
-        assert_eq!(codes(&sent(u)), [100]);
+        assert_eq!(codes(&sent(u)), [100, 180]);
         let Some(UasAction::StartCall {
             call_id,
             route,
@@ -1508,9 +1520,9 @@ mod tests {
             let out = sent_to(&mut u);
             assert_eq!(
                 out.iter().map(|(to, m)| (*to, m.status())).collect::<Vec<_>>(),
-                [(conn, Some(100)), (conn, Some(200))]
+                [(conn, Some(100)), (conn, Some(180)), (conn, Some(200))]
             );
-            let contact = out[1].1.header(HeaderName::Contact).expect("Contact");
+            let contact = out[2].1.header(HeaderName::Contact).expect("Contact");
             assert!(
                 contact.contains(&format!("transport={}", transport.uri_param())),
                 "{contact}"
@@ -1518,7 +1530,7 @@ mod tests {
             // No Timer G over a connection: the 2xx is not retransmitted.
             u.handle_timeout(t + Duration::from_secs(2));
             assert!(sent_to(&mut u).is_empty(), "{transport:?}: retransmitted");
-            let tag = to_tag(&out[1].1);
+            let tag = to_tag(&out[2].1);
             let ack = Message::parse(request("ACK", "ack1", 1, Some(&tag), None)).expect("valid");
             u.handle_message(t, conn, ack);
             u.call_ended(t, &call_id);
@@ -1622,6 +1634,35 @@ mod tests {
     }
 
     #[test]
+    fn ringing_opens_the_early_dialog_and_can_be_turned_off() {
+        let t = Instant::now();
+        let mut u = uas();
+        u.handle_datagram(t, peer(), request("INVITE", "r1", 1, None, Some(SDP)));
+        let out = sent(&mut u);
+        assert_eq!(codes(&out), [100, 180]);
+        assert!(
+            out[1].header(HeaderName::Contact).is_some(),
+            "a dialog-creating 18x has Contact"
+        );
+        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+            panic!("no StartCall");
+        };
+        u.call_started(t, &call_id, Ok("v=0 answer".into()));
+        let ok = sent(&mut u);
+        assert_eq!(
+            to_tag(&ok[0]),
+            to_tag(&out[1]),
+            "the 200 confirms the early dialog"
+        );
+        let mut quiet = SipUas::new(UasConfig {
+            ringing: false,
+            ..uas().cfg
+        });
+        quiet.handle_datagram(t, peer(), request("INVITE", "r2", 1, None, Some(SDP)));
+        assert_eq!(codes(&sent(&mut quiet)), [100]);
+    }
+
+    #[test]
     fn refusals_and_requests_outside_dialogs() {
         let t = Instant::now();
         let mut u = uas();
@@ -1694,14 +1735,14 @@ mod tests {
             u.handle_datagram(t, peer(), request("INVITE", &format!("f{i}"), 1, None, Some(SDP)));
         }
         let got = sent(&mut u);
-        assert_eq!(codes(&got), [100, 100, 503]);
-        assert_eq!(got[2].header(HeaderName::RetryAfter), Some("5"));
+        assert_eq!(codes(&got), [100, 180, 100, 180, 503]);
+        assert_eq!(got[4].header(HeaderName::RetryAfter), Some("5"));
         u.handle_datagram(
             t + std::time::Duration::from_secs(1),
             peer(),
             request("INVITE", "later", 1, None, Some(SDP)),
         );
-        assert_eq!(codes(&sent(&mut u)), [100], "the bucket refilled");
+        assert_eq!(codes(&sent(&mut u)), [100, 180], "the bucket refilled");
         let s = u.stats();
         assert_eq!((s.forbidden_source, s.rate_limited), (1, 1));
     }
@@ -1716,7 +1757,7 @@ mod tests {
             let t = Instant::now();
             let mut u = uas();
             u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, None));
-            assert_eq!(codes(&sent(&mut u)), [100]);
+            assert_eq!(codes(&sent(&mut u)), [100, 180]);
             let Some(UasAction::StartCall { call_id, offer, .. }) = u.poll_action() else {
                 panic!("no StartCall");
             };
@@ -2023,10 +2064,10 @@ mod tests {
         u.handle_datagram(t, peer(), with_auth("a2", 2, "wrong", Algorithm::Sha256));
         assert_eq!(codes(&sent(&mut u)), [401]);
         u.handle_datagram(t, peer(), with_auth("a3", 3, "s3cret", Algorithm::Md5));
-        assert_eq!(codes(&sent(&mut u)), [100], "MD5 for old PBXs");
+        assert_eq!(codes(&sent(&mut u)), [100, 180], "MD5 for old PBXs");
         assert!(matches!(u.poll_action(), Some(UasAction::StartCall { .. })));
         u.handle_datagram(t, peer(), with_auth("a4", 4, "s3cret", Algorithm::Sha256));
-        assert_eq!(codes(&sent(&mut u)), [100]);
+        assert_eq!(codes(&sent(&mut u)), [100, 180]);
         assert!(matches!(u.poll_action(), Some(UasAction::StartCall { .. })));
         u.handle_datagram(
             t + Duration::from_secs(301),
