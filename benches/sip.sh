@@ -15,13 +15,13 @@
 # the run per call-second held, its resident memory per concurrent call
 # (peak minus before, over RATE x HOLD_MS/1000 calls) and the frames it
 # lost (skipped ticks, dropped writes: its /metrics). The bot is 16 kHz
-# pipecat, as in capacity.sh. SHARED_PORT=1 puts the calls' RTP on the
-# shared port, where io_floor's rtp mode is the same media traffic (SIP's
-# half-dozen datagrams a call are not in it) and vs_floor = daemon CPU over
-# io_floor's for the calls up at once, run on the daemon's core once it is
-# gone; but there the daemon takes only about 5 % of sipp's RTP (seen
-# 2026-12-06, not yet explained), so the default is a port pair per call
-# and vs_floor=na.
+# pipecat, as in capacity.sh. The calls' RTP is on the shared port (each
+# sipp call plays from a port of its own, [auto_media_port], which is how
+# the shared port tells callers apart), where io_floor's rtp mode is the
+# same media traffic (SIP's half-dozen datagrams a call are not in it) and
+# vs_floor = daemon CPU over io_floor's for the calls up at once, run on
+# the daemon's core once it is gone. SHARED_PORT=0 gives every call a port
+# pair instead (vs_floor=na).
 # Ends with: RESULT calls=<n> seconds=<s> cpu_us_per_call_s=<..> vs_floor=<..>
 #   rss_kib_per_call=<..> setup_cps=<..> setup_p99_ms=<..> failed=<n> frames_lost=<n>
 set -euo pipefail
@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 CALLS=${CALLS:-2000}
 RATE=${RATE:-200}
 HOLD_MS=${HOLD_MS:-1000}
-SHARED=0; [ "${SHARED_PORT:-0}" = 1 ] && SHARED=40000
+SHARED=0; [ "${SHARED_PORT:-1}" = 1 ] && SHARED=40000
 command -v sipp >/dev/null || { echo "sipp missing: run scripts/setup.sh"; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "sip.sh needs 2 cores (daemon and load on separate cores)"; exit 1; }
 cargo build --release --locked --quiet
