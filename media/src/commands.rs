@@ -13,25 +13,34 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 pub use voxbridge_contract::commands::{AsteriskMediaDial, CallCommands, DialDone};
 
-/// Digits sent out of band to one call that may wait unread (SIP INFO);
-/// more are dropped, counted by the sender.
-pub(crate) const DIGITS_QUEUED: usize = 32;
+/// Signalling inputs sent to one call that may wait unread (SIP INFO
+/// digits, hold); more are dropped, counted by the sender.
+pub(crate) const INPUTS_QUEUED: usize = 32;
+
+/// What the signalling beside the media (SIP) tells a running call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallInput {
+    /// A caller digit (SIP INFO).
+    Digit(char),
+    /// The caller held (`true`) or resumed (`false`) the call (re-INVITE).
+    Hold(bool),
+}
 
 /// What the registry keeps of a running call: its stop switch and where
-/// out-of-band caller digits go.
+/// signalling inputs go.
 #[derive(Debug)]
 struct Handle {
     stop: watch::Sender<Option<HangupCause>>,
-    digits: mpsc::Sender<char>,
+    inputs: mpsc::Sender<CallInput>,
 }
 
 /// What a running call takes from outside: `stop` turns `Some(cause)` on a
-/// hangup by command, and `digits` brings caller DTMF that arrived beside
-/// the media (SIP INFO).
+/// hangup by command, and `inputs` brings what the signalling beside the
+/// media says (SIP INFO digits, hold and resume).
 #[derive(Debug)]
 pub(crate) struct CallControl {
     pub stop: watch::Receiver<Option<HangupCause>>,
-    pub digits: mpsc::Receiver<char>,
+    pub inputs: mpsc::Receiver<CallInput>,
 }
 
 /// Stop switches of the running calls, by call id. Touched at call start
@@ -63,15 +72,15 @@ impl CallRegistry {
             return None;
         }
         let (tx, rx) = watch::channel(None);
-        let (digits_tx, digits) = mpsc::channel(DIGITS_QUEUED);
+        let (inputs_tx, inputs) = mpsc::channel(INPUTS_QUEUED);
         map.insert(
             call_id.to_owned(),
             Handle {
                 stop: tx,
-                digits: digits_tx,
+                inputs: inputs_tx,
             },
         );
-        let rx = CallControl { stop: rx, digits };
+        let rx = CallControl { stop: rx, inputs };
         let guard = Registered {
             registry: self.clone(),
             call_id: call_id.to_owned(),
@@ -96,12 +105,12 @@ impl CallRegistry {
         }
     }
 
-    /// Hands a caller digit that arrived beside the media (SIP INFO) to
-    /// the running call; `false` when there is no such call or its queue
-    /// of [`DIGITS_QUEUED`] is full.
-    pub(crate) fn send_digit(&self, call_id: &str, digit: char) -> bool {
+    /// Hands what the signalling beside the media said (a SIP INFO digit,
+    /// hold) to the running call; `false` when there is no such call or its
+    /// queue of [`INPUTS_QUEUED`] is full.
+    pub(crate) fn send_input(&self, call_id: &str, input: CallInput) -> bool {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(call_id).is_some_and(|h| h.digits.try_send(digit).is_ok())
+        map.get(call_id).is_some_and(|h| h.inputs.try_send(input).is_ok())
     }
 }
 
@@ -131,9 +140,11 @@ mod tests {
     fn registry_hangs_up_by_id_and_forgets_ended_calls() {
         let reg = CallRegistry::default();
         let (mut rx, guard) = reg.claim("a").expect("free");
-        assert!(reg.send_digit("a", '5'));
-        assert_eq!(rx.digits.try_recv(), Ok('5'));
-        assert!(!reg.send_digit("b", '5'));
+        assert!(reg.send_input("a", CallInput::Digit('5')));
+        assert!(reg.send_input("a", CallInput::Hold(true)));
+        assert_eq!(rx.inputs.try_recv(), Ok(CallInput::Digit('5')));
+        assert_eq!(rx.inputs.try_recv(), Ok(CallInput::Hold(true)));
+        assert!(!reg.send_input("b", CallInput::Digit('5')));
         assert!(reg.hangup("a"));
         assert_eq!(*rx.stop.borrow(), Some(HangupCause::ApiHangup));
         assert!(!reg.hangup("b"));

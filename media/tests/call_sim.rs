@@ -342,6 +342,37 @@ fn a_caller_that_goes_silent_is_hung_up_at_the_media_timeout_and_ticks_till_then
 }
 
 #[test]
+fn a_held_caller_gets_nothing_and_no_media_timeout_until_it_resumes() {
+    let mut s = Sim::new(route(TWILIO), Some((Network::default(), 1.0)), 15);
+    s.run_until(s.at(2_000));
+    let sent_before = s.caller.as_ref().expect("caller").leg.stats().packets_sent;
+    assert!(sent_before > 90, "the caller hears the call: {sent_before}");
+    // SIP re-INVITE with `inactive`: the caller sends and takes nothing.
+    let now = s.now;
+    let caller = s.caller.as_mut().expect("caller");
+    caller.leg.set_hold(true, now);
+    caller.silent_from = Some(now);
+    s.run_until(s.at(32_000));
+    assert_eq!(s.ended, None, "30 s of hold is not a media timeout (10 s here)");
+    let caller = s.caller.as_mut().expect("caller");
+    assert_eq!(
+        caller.leg.stats().packets_sent,
+        sent_before,
+        "nothing sent on hold"
+    );
+    // Resumed, and still silent: the timeout counts from the resume.
+    caller.leg.set_hold(false, s.now);
+    s.run_until(s.at(50_000));
+    assert_eq!(s.ended, Some(HangupCause::MediaTimeout));
+    let last = s.tick_times.last().expect("ticks").duration_since(s.t0);
+    assert!(
+        (Duration::from_millis(42_000)..=Duration::from_millis(42_040)).contains(&last),
+        "ended at {last:?}"
+    );
+    assert!(s.caller.as_ref().expect("caller").leg.stats().packets_sent > sent_before);
+}
+
+#[test]
 fn rtcp_bye_from_another_host_is_ignored_and_from_the_caller_ends_the_call() {
     let mut s = Sim::new(route(TWILIO), Some((Network::default(), 1.0)), 17);
     s.run_until(s.at(1_000));

@@ -15,6 +15,7 @@ use super::botlink::{self, Connecting, Queued};
 use super::chanws::ChanWsLeg;
 use super::rtp::RtpLeg;
 use super::wsconn::WsSocket;
+use crate::commands::CallInput;
 use crate::config::Route;
 use crate::error::BotLinkError;
 use crate::events::{CallEvent, CallInfo, EventSink, HangupCause};
@@ -111,6 +112,14 @@ impl Leg {
 
     /// After a bot message: what the call asked of a leg that acts on its
     /// far end's queue (barge-in, marks). Only the chan_websocket leg does.
+    /// The caller held or resumed the call (only the RTP leg has SDP).
+    fn set_hold(&mut self, held: bool, now: Instant) {
+        match self {
+            Leg::Rtp(l) => l.set_hold(held, now),
+            Leg::AudioSocket(_) | Leg::ChanWs(_) => {}
+        }
+    }
+
     fn after_bot(&mut self, call: &mut Call) -> Result<(), HangupCause> {
         match self {
             Leg::ChanWs(l) => l.service(call),
@@ -200,8 +209,8 @@ async fn drive_loop(
     }
     let hangup_now = hangup_rx.changed();
     tokio::pin!(hangup_now);
-    let (stop, mut digits) = match stop {
-        Some(c) => (Some(c.stop), Some(c.digits)),
+    let (stop, mut inputs) = match stop {
+        Some(c) => (Some(c.stop), Some(c.inputs)),
         None => (None, None),
     };
     let api_stop = async move {
@@ -257,8 +266,11 @@ async fn drive_loop(
                 call.hang_up(cause);
                 None
             }
-            Some(digit) = next_digit(&mut digits) => {
-                call.caller_digit(digit, Instant::now());
+            Some(input) = next_input(&mut inputs) => {
+                match input {
+                    CallInput::Digit(digit) => call.caller_digit(digit, Instant::now()),
+                    CallInput::Hold(held) => leg.set_hold(held, Instant::now()),
+                }
                 None
             }
         };
@@ -278,12 +290,12 @@ async fn drive_loop(
 
 /// The next out-of-band caller digit; never, for a call without a queue
 /// (or once its sender is gone).
-async fn next_digit(digits: &mut Option<tokio::sync::mpsc::Receiver<char>>) -> Option<char> {
-    match digits {
+async fn next_input(inputs: &mut Option<tokio::sync::mpsc::Receiver<CallInput>>) -> Option<CallInput> {
+    match inputs {
         Some(rx) => match rx.recv().await {
-            Some(d) => Some(d),
+            Some(input) => Some(input),
             None => {
-                *digits = None;
+                *inputs = None;
                 std::future::pending().await
             }
         },

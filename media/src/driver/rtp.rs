@@ -187,6 +187,11 @@ impl RtpLeg {
         }
     }
 
+    /// The caller held (`true`) or resumed the call (SIP re-INVITE).
+    pub(super) fn set_hold(&mut self, held: bool, now: Instant) {
+        self.state.set_hold(held, now);
+    }
+
     pub(super) fn tick(&mut self, call: &mut Call, tick: Tick, now: Instant) -> Result<(), HangupCause> {
         self.drain(now);
         let outcome = match self.state.tick(call, now)? {
@@ -204,7 +209,9 @@ impl RtpLeg {
                     FrameOutcome::Lost
                 }
             }
-            TickPacket::NoAddress => FrameOutcome::NoAddress,
+            // Nothing to send to (no address yet, or the caller holds the
+            // call): the frame is not lost, it has no one to go to.
+            TickPacket::NoAddress | TickPacket::Held => FrameOutcome::NoAddress,
             TickPacket::Lost => FrameOutcome::Lost,
         };
         call.caller_frame_done(outcome, tick);

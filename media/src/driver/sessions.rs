@@ -257,7 +257,19 @@ impl RtpSessions {
     /// Hands a caller digit that arrived beside the media (SIP INFO) to the
     /// session's call; `false` if there is none or its digit queue is full.
     pub fn send_digit(&self, call_id: &str, digit: char) -> bool {
-        self.0.calls.send_digit(call_id, digit)
+        self.0
+            .calls
+            .send_input(call_id, crate::commands::CallInput::Digit(digit))
+    }
+
+    /// Tells the session's call that the caller held (`true`) or resumed
+    /// it (SIP re-INVITE): on hold nothing is sent to the caller and the
+    /// media timeout waits. `false` if there is no such call or its input
+    /// queue is full.
+    pub fn set_hold(&self, call_id: &str, held: bool) -> bool {
+        self.0
+            .calls
+            .send_input(call_id, crate::commands::CallInput::Hold(held))
     }
 
     /// [`RtpSessions::hangup`] of a session `owner` created; `false` for a

@@ -284,6 +284,8 @@ impl RtpCaller {
                 FrameOutcome::Sent
             }
             Ok(TickPacket::NoAddress) => FrameOutcome::NoAddress,
+            // On hold: nothing went out, so the caller heard nothing.
+            Ok(TickPacket::Held) => return (FrameOutcome::NoAddress, 0.0),
             Ok(TickPacket::Lost) => FrameOutcome::Lost,
             Err(cause) => {
                 call.hang_up(cause);

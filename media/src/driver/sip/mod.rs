@@ -238,6 +238,12 @@ impl SipEndpoint {
                     tracing::debug!(%call_id, %digit, "SIP INFO digit for no running call (or its queue is full)");
                 }
             }
+            UasAction::Hold { call_id, held } => {
+                tracing::info!(%call_id, held, "SIP: the caller {} the call", if held { "holds" } else { "resumes" });
+                if !self.rtp.set_hold(&call_id, held) {
+                    tracing::debug!(%call_id, "SIP hold for no running call (or its queue is full)");
+                }
+            }
             UasAction::EndCall {
                 call_id,
                 reason,

@@ -67,6 +67,9 @@ pub enum TickPacket {
     NoAddress,
     /// The frame could not be encoded: lost, counted.
     Lost,
+    /// On hold: the caller's SDP takes no media from us (`sendonly` or
+    /// `inactive`), so nothing is sent (RFC 3264 section 8.4).
+    Held,
 }
 
 /// A due RTCP report.
@@ -103,6 +106,8 @@ pub struct RtpLeg {
     bad_source: u64,
     rtcp_in: u64,
     bye: bool,
+    /// On hold (see [`RtpLeg::set_hold`]).
+    held: bool,
 }
 
 /// The NTP timestamp of `wall` (RFC 3550: seconds since 1900, 32.32).
@@ -159,8 +164,25 @@ impl RtpLeg {
             bad_source: 0,
             rtcp_in: 0,
             bye: false,
+            held: false,
             params,
         })
+    }
+
+    /// The caller put the call on hold (`true`: its offer was `sendonly` or
+    /// `inactive`) or resumed it. On hold nothing is sent to the caller and
+    /// the media timeout waits (a held caller may send nothing at all);
+    /// on resume the timeout counts from `now`.
+    pub fn set_hold(&mut self, held: bool, now: Instant) {
+        if self.held && !held {
+            self.last_rx = now;
+        }
+        self.held = held;
+    }
+
+    /// True while on hold.
+    pub fn held(&self) -> bool {
+        self.held
     }
 
     /// The session's parameters.
@@ -307,7 +329,7 @@ impl RtpLeg {
         if let Some(cause) = self.hung_up() {
             return Err(cause);
         }
-        if now.saturating_duration_since(self.last_rx) > self.params.media_timeout {
+        if !self.held && now.saturating_duration_since(self.last_rx) > self.params.media_timeout {
             tracing::info!(
                 call_id = call.call_id(),
                 "no media for {:?}",
@@ -325,6 +347,9 @@ impl RtpLeg {
             }
         }
         let frame = call.take_caller_frame();
+        if self.held {
+            return Ok(TickPacket::Held);
+        }
         if self.tx.frame(frame, &mut self.out).is_err() {
             return Ok(TickPacket::Lost);
         }

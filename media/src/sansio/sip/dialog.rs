@@ -51,6 +51,8 @@ pub struct Dialog {
     pub session_interval: Option<u32>,
     /// When the session expires without a refresh.
     pub session_deadline: Option<std::time::Instant>,
+    /// The caller holds the call (its last offer was `sendonly` or `inactive`).
+    pub held: bool,
 }
 
 impl Dialog {

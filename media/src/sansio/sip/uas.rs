@@ -220,6 +220,15 @@ pub enum UasAction {
         /// `0-9`, `*`, `#` or `A-D`.
         digit: char,
     },
+    /// The caller held (`held`: its offer was `sendonly` or `inactive`)
+    /// or resumed the call by re-INVITE or UPDATE: the media stops or
+    /// resumes sending (RFC 3264 section 8.4).
+    Hold {
+        /// voxbridge call id.
+        call_id: String,
+        /// On hold now.
+        held: bool,
+    },
     /// Hang the RTP call up (the caller hung up or cancelled).
     EndCall {
         /// voxbridge call id.
@@ -827,6 +836,7 @@ impl SipUas {
             awaiting_answer: offer.is_none(),
             session_interval,
             session_deadline: None,
+            held: false,
         };
         // 180 opens the early dialog (our tag, our Contact) while the call
         // and its bot link are made.
@@ -1147,6 +1157,7 @@ impl SipUas {
                     let sdp = if msg.body().is_empty() {
                         previous
                     } else {
+                        self.hold_changed(&call_id, msg);
                         with_direction(&previous, answer_direction(msg))
                     };
                     // The re-INVITE's 2xx is the one the next ACK confirms.
@@ -1171,6 +1182,7 @@ impl SipUas {
             },
             // An UPDATE with an offer gets the current SDP (direction as asked).
             Method::Update if !msg.body().is_empty() => {
+                self.hold_changed(&call_id, msg);
                 let sdp = answer.map(|a| with_direction(&a, answer_direction(msg)));
                 if let (Some(d), Some(sdp)) = (self.dialogs.get_mut(&call_id), &sdp) {
                     d.answer = Some(sdp.clone());
@@ -1203,6 +1215,22 @@ impl SipUas {
                     .header("Allow", ALLOW)
                     .build();
                 self.respond(now, &key, 501, r);
+            }
+        }
+    }
+
+    /// An offer in the dialog (re-INVITE, UPDATE): tells the driver when it
+    /// puts the call on hold or takes it off (we answer `recvonly` or
+    /// `inactive`, so we must not send).
+    fn hold_changed(&mut self, call_id: &str, offer: &Message) {
+        let held = matches!(answer_direction(offer), "recvonly" | "inactive");
+        if let Some(d) = self.dialogs.get_mut(call_id) {
+            if d.held != held {
+                d.held = held;
+                self.actions.push_back(UasAction::Hold {
+                    call_id: call_id.to_owned(),
+                    held,
+                });
             }
         }
     }
@@ -1795,6 +1823,11 @@ mod tests {
             body.contains("a=recvonly") && body.contains("o=voxbridge 5 6 "),
             "{body}"
         );
+        let hold_action = |held| UasAction::Hold {
+            call_id: call_id.clone(),
+            held,
+        };
+        assert_eq!(u.poll_action(), Some(hold_action(true)), "the media is told");
         u.handle_datagram(t, peer(), request("ACK", "ack2", 2, Some(&tag), None));
         u.handle_datagram(t, peer(), request("INVITE", "re2", 3, Some(&tag), Some(SDP)));
         let resumed = sent(&mut u);
@@ -1803,7 +1836,11 @@ mod tests {
             body.contains("a=sendrecv") && body.contains("o=voxbridge 5 7 "),
             "{body}"
         );
-        assert_eq!(u.stats().reinvites, 2);
+        assert_eq!(u.poll_action(), Some(hold_action(false)));
+        u.handle_datagram(t, peer(), request("ACK", "ack3", 3, Some(&tag), None));
+        u.handle_datagram(t, peer(), request("INVITE", "re3", 4, Some(&tag), Some(SDP)));
+        assert_eq!(u.poll_action(), None, "no change, no action");
+        assert_eq!(u.stats().reinvites, 3);
     }
 
     fn with_timer(bytes: Bytes, interval: u32) -> Bytes {
