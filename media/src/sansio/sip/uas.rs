@@ -14,7 +14,9 @@
 //!   ended if it already exists), BYE (`200` and [`UasAction::EndCall`]),
 //!   a re-INVITE in the dialog (a refresh gets the same SDP; hold, a
 //!   `sendonly` or `inactive` offer, gets `recvonly`/`inactive` with the
-//!   version raised, and resume `sendrecv`; the media keeps running),
+//!   version raised, and resume `sendrecv`, and the driver is told with
+//!   [`UasAction::Hold`]; an offer without the call's codec gets `488`
+//!   and the call goes on unchanged),
 //!   INFO (`200`; a DTMF digit in `application/dtmf-relay` or
 //!   `application/dtmf` becomes [`UasAction::Digit`]), OPTIONS
 //!   (`200` with `Allow`: SBCs use it as a health check).
@@ -388,6 +390,26 @@ fn answer_direction(offer: &Message) -> &'static str {
         Direction::Inactive => "inactive",
         Direction::SendRecv => "sendrecv",
     }
+}
+
+/// Whether a new offer in the dialog keeps the codec the call runs (the
+/// first format of our `answer`). A codec change is refused with `488`
+/// and the call goes on as it was (RFC 3261 section 14.2); the RTP leg
+/// does not switch codecs mid-call. An answer that does not parse (none
+/// of ours) lets every offer through.
+fn keeps_codec(offer: &Message, answer: &str) -> bool {
+    use voxbridge_proto::sdp::{AudioCodec, AudioOffer};
+    let current = AudioOffer::parse(answer)
+        .ok()
+        .and_then(|a| a.negotiate(&AudioCodec::ALL).ok())
+        .map(|n| n.codec);
+    let Some(current) = current else {
+        return true;
+    };
+    std::str::from_utf8(offer.body())
+        .ok()
+        .and_then(|s| AudioOffer::parse(s).ok())
+        .is_some_and(|o| o.negotiate(&[current]).is_ok())
 }
 
 /// splitmix64: tags and branches need to be unique, not secret.
@@ -1151,6 +1173,19 @@ impl SipUas {
                 });
                 self.forget(&call_id);
             }
+            Method::Invite | Method::Update
+                if !msg.body().is_empty() && answer.as_deref().is_some_and(|a| !keeps_codec(msg, a)) =>
+            {
+                self.stats.refused += 1;
+                let r = MessageBuilder::response_to(msg, 488, "Not Acceptable Here", None, Some(source.addr))
+                    .header(
+                        "Warning",
+                        "305 voxbridge \"the call keeps its codec: the offer does not include it\"",
+                    )
+                    .header("Server", &self.cfg.user_agent)
+                    .build();
+                self.respond(now, &key, 488, r);
+            }
             Method::Invite => match answer {
                 Some(previous) => {
                     self.stats.reinvites += 1;
@@ -1841,6 +1876,39 @@ mod tests {
         u.handle_datagram(t, peer(), request("INVITE", "re3", 4, Some(&tag), Some(SDP)));
         assert_eq!(u.poll_action(), None, "no change, no action");
         assert_eq!(u.stats().reinvites, 3);
+    }
+
+    #[test]
+    fn a_codec_change_is_refused_and_the_call_goes_on() {
+        let t = Instant::now();
+        let mut u = uas();
+        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
+        sent(&mut u);
+        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+            panic!("no StartCall");
+        };
+        let ours = "v=0\r\no=voxbridge 5 5 IN IP4 198.51.100.1\r\ns=voxbridge\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+        u.call_started(t, &call_id, Ok(ours.into()));
+        let tag = to_tag(&sent(&mut u)[0]);
+        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        let pcma = SDP.replace("RTP/AVP 0", "RTP/AVP 8");
+        u.handle_datagram(t, peer(), request("INVITE", "re1", 2, Some(&tag), Some(&pcma)));
+        let refused = sent(&mut u);
+        assert_eq!(codes(&refused), [488]);
+        assert!(refused[0]
+            .all_headers()
+            .any(|(n, v)| n == "Warning" && v.starts_with("305 ")));
+        // The ACK for the 488 goes to its transaction; the call is still up.
+        u.handle_datagram(t, peer(), request("ACK", "re1", 2, Some(&tag), None));
+        assert_eq!((u.poll_action(), u.dialogs()), (None, 1));
+        // Both codecs offered: the call's one is kept, answered 200.
+        let both = SDP.replace("RTP/AVP 0", "RTP/AVP 8 0");
+        u.handle_datagram(t, peer(), request("INVITE", "re2", 3, Some(&tag), Some(&both)));
+        let ok = sent(&mut u);
+        assert_eq!(codes(&ok), [200]);
+        assert!(std::str::from_utf8(ok[0].body())
+            .expect("text")
+            .contains("RTP/AVP 0"));
     }
 
     fn with_timer(bytes: Bytes, interval: u32) -> Bytes {
