@@ -36,7 +36,7 @@ cargo build --release --locked --quiet
 cargo build --release --locked --quiet -p voxbridge-benches --bin io_floor
 bin=$PWD/target/release/voxbridge
 tmp=$(mktemp -d)
-trap 'kill "${pid:-}" "${bot:-}" "${sampler:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'kill "${pid:-}" "${bot:-}" "${sampler:-}" "${sink:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 python3 benches/sip/make_pcap.py "$tmp/caller.pcap" $(( (HOLD_MS + 999) / 1000 ))
 scenario=$tmp/uac_rtp.xml
 sed "s|@PCAP@|$tmp/caller.pcap|" benches/sip/uac_rtp.xml >"$scenario"
@@ -59,6 +59,13 @@ sample_rate = 16000
 TOML
 taskset -c 1 "$bin" bot echo --listen 127.0.0.1:18766 >"$tmp/bot.out" 2>&1 &
 bot=$!
+# The callers' media ports take what the daemon sends them (sipp does not
+# listen there; see benches/sip/rtp_sink.py).
+taskset -c 1 python3 benches/sip/rtp_sink.py 26000 "$CALLS" >"$tmp/sink.out" 2>&1 &
+sink=$!
+for _ in $(seq 100); do grep -q "rtp_sink:" "$tmp/sink.out" 2>/dev/null && break; sleep 0.1; done
+no_ports() { awk '/^Udp:/ && !h { h = 1; for (i = 1; i <= NF; i++) if ($i == "NoPorts") c = i; next } /^Udp:/ { print $c }' /proc/net/snmp; }
+no_ports0=$(no_ports)
 RUST_LOG=warn VOXBRIDGE_CONTROL_LISTEN=127.0.0.1:0 VOXBRIDGE_DATA_DIR="$tmp/data" \
   taskset -c 0 "$bin" serve --config "$tmp/voxbridge.toml" >"$tmp/serve.out" 2>"$tmp/serve.err" &
 pid=$!
@@ -78,6 +85,9 @@ status=0
   -trace_rtt -rtt_freq 1 -trace_stat -fd 1 -timeout 600s -nostdin 127.0.0.1:15060 >/dev/null 2>"$tmp/sipp.err") || status=$?
 t1=$(date +%s.%N)
 cpu1=$(cpu_ticks "$pid")
+no_ports1=$(no_ports)
+kill -TERM "$sink" 2>/dev/null || true
+wait "$sink" 2>/dev/null || true
 curl -s 127.0.0.1:19110/metrics >"$tmp/metrics" || true
 hz=$(getconf CLK_TCK)
 stat=$(ls "$tmp"/*_.csv 2>/dev/null | head -1 || true)
@@ -95,6 +105,7 @@ concurrent=$(( RATE * HOLD_MS / 1000 ))
 rss_peak=$(cat "$tmp/rss_peak" 2>/dev/null || echo "$rss_base")
 rss_per_call=$(awk -v p="$rss_peak" -v b="$rss_base" -v n="$concurrent" 'BEGIN { printf "%.1f", (p - b) / n }')
 echo "sipp: exit $status, $ok calls completed, $failed failed, in ${elapsed} s; INVITE->200 p50 ${p50} ms, p99 ${p99} ms"
+echo "callers: $(tail -1 "$tmp/sink.out"); $((no_ports1 - no_ports0)) datagrams to closed ports during the run (should be 0)"
 echo "daemon: $(( (cpu1 - cpu0) * 1000 / hz )) ms CPU for ${call_s} call-seconds; RSS ${rss_base} KiB before, ${rss_peak} KiB at peak (~${concurrent} calls up)"
 grep -E '^voxbridge_sip_total|^voxbridge_calls_total\{cause="(caller_hangup|bot_unavailable|media_timeout)"|^voxbridge_rtp_packets_total' "$tmp/metrics" | sed 's/^/  /' || true
 setup_cps=$RATE
