@@ -102,6 +102,7 @@ p50=$(awk -F';' 'NR > 1 && $2 != "" { print $2 }' "$rtt" | sort -n | awk '{ v[NR
 call_s=$(awk -v n="$ok" -v h="$HOLD_MS" 'BEGIN { printf "%.1f", n * h / 1000 }')
 cpu=$(awk -v c="$((cpu1 - cpu0))" -v hz="$hz" -v s="$call_s" 'BEGIN { if (s > 0) printf "%.0f", c / hz * 1e6 / s; else print "nan" }')
 concurrent=$(( RATE * HOLD_MS / 1000 ))
+[ "$concurrent" -gt "$CALLS" ] && concurrent=$CALLS
 rss_peak=$(cat "$tmp/rss_peak" 2>/dev/null || echo "$rss_base")
 rss_per_call=$(awk -v p="$rss_peak" -v b="$rss_base" -v n="$concurrent" 'BEGIN { printf "%.1f", (p - b) / n }')
 echo "sipp: exit $status, $ok calls completed, $failed failed, in ${elapsed} s; INVITE->200 p50 ${p50} ms, p99 ${p99} ms"

@@ -3,7 +3,8 @@
 
 sipp plays each call's capture from a port of its own ([auto_media_port]:
 the -mp port plus 4 per call number, modulo 10000) but does not listen
-there, so without this every packet the daemon sends back would hit a
+there (but for the -mp ports, which the first call uses), so without
+this every packet the daemon sends back would hit a
 closed port and the kernel would answer each with ICMP port unreachable,
 work done on the daemon's send path over loopback that the floor
 (io_floor) does not do. This binds those ports and discards what arrives,
@@ -18,7 +19,10 @@ import socket
 import sys
 
 first, calls = int(sys.argv[1]), int(sys.argv[2])
-ports = sorted({first + (4 * n) % 10000 for n in range(calls)})
+# Each call's RTP port and the next (RTCP); sipp binds the -mp ports
+# itself (audio, video): the first call's.
+rtp = {first + (4 * n) % 10000 for n in range(calls)}
+ports = sorted((rtp | {p + 1 for p in rtp}) - {first, first + 2})
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, len(ports) + 64)), hard))
 sel = selectors.DefaultSelector()
