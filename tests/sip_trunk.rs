@@ -847,3 +847,15 @@ async fn a_malformed_flood_beside_twenty_sipp_calls() {
     );
     assert!(s.malformed <= sent, "{s:?}");
 }
+
+/// A delayed offer from sipp: its INVITE has no SDP, voxbridge offers PCMU
+/// in the 200 (sipp checks it), sipp answers in the ACK, and the call is
+/// kept (the answer takes the offer) until sipp's BYE.
+#[tokio::test]
+async fn sipp_makes_a_delayed_offer_call() {
+    let bot = TestBot::start().await;
+    let d = daemon(&bot).await;
+    sipp_scenario(bot, d.sip.expect("SIP on"), "uac_delayed_offer.xml", 2, false).await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.answered, s.bad_answers, s.byes_received), (2, 0, 2), "{s:?}");
+}
