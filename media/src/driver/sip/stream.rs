@@ -203,3 +203,33 @@ pub(crate) fn tls_acceptor(
         })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/tls")
+            .join(name)
+    }
+
+    #[test]
+    fn tls_identity_from_pem_files_and_mistakes_named() {
+        assert!(tls_acceptor(&fixture("server.pem"), &fixture("server.key")).is_ok());
+        let missing = tls_acceptor(&fixture("nope.pem"), &fixture("server.key"))
+            .err()
+            .expect("no such file");
+        assert!(missing.to_string().contains("sip.tls_cert"), "{missing}");
+        let no_key = tls_acceptor(&fixture("server.pem"), &fixture("server.pem"))
+            .err()
+            .expect("a certificate is not a key");
+        assert!(no_key.to_string().contains("sip.tls_key"), "{no_key}");
+        // The CA's certificate with the server's key: they do not match.
+        let mismatch = tls_acceptor(&fixture("ca.pem"), &fixture("server.key"))
+            .err()
+            .expect("mismatched");
+        assert!(mismatch.to_string().contains("TLS identity"), "{mismatch}");
+    }
+}
