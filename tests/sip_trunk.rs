@@ -213,16 +213,29 @@ async fn a_trunk_call_reaches_the_bot_and_the_callers_bye_ends_it() {
         matches!(e, CallEvent::Dtmf { digit: '7', .. })
     })
     .await;
-    uac.send(uac.request(Method::Bye, "bye", 3, Some(&tag)).build())
-        .await;
+    // The carrier's BYE says why (RFC 3326): it reaches the hangup event.
+    let q850 = "Q.850;cause=16;text=\"Normal call clearing\"";
+    uac.send(
+        uac.request(Method::Bye, "bye", 3, Some(&tag))
+            .header("Reason", q850)
+            .build(),
+    )
+    .await;
     let ok = uac.final_response().await;
     assert_eq!(
         (ok.status(), ok.cseq().expect("cseq").method),
         (Some(200), Method::Bye)
     );
-    let (call_id, cause) = hangup(&mut d).await;
+    let CallEvent::Hungup {
+        call_id, cause, sip, ..
+    } = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await
+    else {
+        unreachable!()
+    };
     assert!(call_id.starts_with("sip-"), "{call_id}");
     assert_eq!(cause, HangupCause::CallerHangup);
+    let sip = sip.expect("the SIP cause is on the hangup event");
+    assert_eq!((sip.code, sip.reason.as_str()), (None, q850));
     // The dialog is gone: a second BYE is for a dialog that does not exist.
     uac.send(uac.request(Method::Bye, "bye2", 4, Some(&tag)).build())
         .await;

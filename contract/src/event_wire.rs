@@ -11,7 +11,7 @@
 //! a missing field or a bad value is an error, never a panic.
 
 use crate::error::ContractError;
-use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, Speaker};
+use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, SipCause, Speaker};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -114,7 +114,17 @@ enum Msg {
         cause: String,
         duration_ms: u64,
         at_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sip: Option<WireSipCause>,
     },
+}
+
+/// [`SipCause`] on the wire: `{"code": 487, "reason": "..."}`.
+#[derive(Serialize, Deserialize)]
+struct WireSipCause {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<u16>,
+    reason: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -274,12 +284,17 @@ impl WireEvent {
                 cause,
                 duration,
                 at,
+                sip,
             } => Msg::Hungup {
                 event_id: id,
                 call_id: call_id.clone(),
                 cause: cause.as_str().to_owned(),
                 duration_ms: duration.as_millis().min(u64::MAX as u128) as u64,
                 at_ms: ms_of(*at),
+                sip: sip.as_ref().map(|s| WireSipCause {
+                    code: s.code,
+                    reason: s.reason.clone(),
+                }),
             },
         };
         // Strings, numbers and maps of strings always serialise.
@@ -394,6 +409,7 @@ impl WireEvent {
                 cause,
                 duration_ms,
                 at_ms,
+                sip,
             } => WireEvent {
                 event_id,
                 event: CallEvent::Hungup {
@@ -402,6 +418,7 @@ impl WireEvent {
                         .ok_or_else(|| ContractError::Wire(format!("unknown hangup cause {cause:?}")))?,
                     duration: Duration::from_millis(duration_ms),
                     at: time_of(at_ms)?,
+                    sip: sip.map(|s| SipCause::new(s.code, &s.reason)),
                 },
             },
         })
@@ -470,6 +487,14 @@ mod tests {
                 cause: HangupCause::MediaTimeout,
                 duration: Duration::from_millis(61_020),
                 at: at(1_764_000_061_143),
+                sip: None,
+            },
+            CallEvent::Hungup {
+                call_id: "c2".into(),
+                cause: HangupCause::CallerHangup,
+                duration: Duration::from_millis(1_000),
+                at: at(1_764_000_061_143),
+                sip: Some(SipCause::new(Some(487), "Request Terminated")),
             },
         ]
     }
@@ -520,7 +545,8 @@ mod tests {
         #[test]
         fn hangups_round_trip(id in "[a-z0-9-]{1,40}", text in ".{0,60}", ms in 0u64..4_000_000_000_000, cause in 0usize..12) {
             for event in [
-                CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::from_millis(ms / 7), at: at(ms) },
+                CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::from_millis(ms / 7), at: at(ms), sip: None },
+                CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::ZERO, at: at(ms), sip: Some(SipCause::new((ms % 2 == 0).then_some(487), &text)) },
                 CallEvent::Transcript { call_id: id.clone(), speaker: Speaker::Caller, text: text.clone(), user_id: text.clone() },
             ] {
                 let w = WireEvent { event_id: id.clone(), event };

@@ -11,6 +11,37 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
+/// What a call's own signalling said when it ended (SIP): the status code
+/// where one was sent or received for it (`487` for a CANCEL, none for a
+/// BYE) and the reason (the BYE's or CANCEL's `Reason` header, RFC 3326,
+/// when the caller gave one; else what happened, `BYE`, `no ACK`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SipCause {
+    /// SIP status code, when there is one.
+    pub code: Option<u16>,
+    /// Why, in the signalling's words (at most [`SipCause::MAX_REASON`] bytes).
+    pub reason: String,
+}
+
+impl SipCause {
+    /// The longest reason kept (longer ones are cut at a character boundary).
+    pub const MAX_REASON: usize = 200;
+
+    /// A cause with `code` and `reason` (cut to [`SipCause::MAX_REASON`]
+    /// bytes, control characters replaced by spaces).
+    pub fn new(code: Option<u16>, reason: &str) -> SipCause {
+        let mut cut = reason.len().min(Self::MAX_REASON);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let reason = reason[..cut]
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        SipCause { code, reason }
+    }
+}
+
 /// Why a call ended. Stable snake_case names (metrics labels, event payloads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -207,6 +238,8 @@ pub enum CallEvent {
         call_id: String,
         /// Why.
         cause: HangupCause,
+        /// What the SIP signalling said, for a SIP call its signalling ended.
+        sip: Option<SipCause>,
         /// Time from created to hung up.
         duration: Duration,
         /// Wall-clock time.
@@ -259,11 +292,14 @@ impl EventSink for LogSink {
                 call_id,
                 cause,
                 duration,
+                sip,
                 ..
             } => tracing::info!(
                 call_id,
                 cause = cause.as_str(),
                 duration_ms = duration.as_millis() as u64,
+                sip_code = sip.as_ref().and_then(|s| s.code),
+                sip_reason = sip.as_ref().map(|s| s.reason.as_str()),
                 "call ended"
             ),
             CallEvent::BotFailed {

@@ -65,6 +65,13 @@ pub struct Call {
     pub hangup_reason: Option<HangupReason>,
     /// The media plane's own cause (`caller_hangup`, `media_timeout`, ...).
     pub hangup_cause: Option<String>,
+    /// For a SIP call its signalling ended: the SIP status code, when there
+    /// was one (`487` for a CANCEL; none for a BYE).
+    pub hangup_sip_code: Option<u16>,
+    /// For a SIP call its signalling ended: the reason, the BYE's or
+    /// CANCEL's `Reason` header (RFC 3326) when it had one (`Q.850;cause=16;
+    /// text="Normal call clearing"`), else `BYE`, `Request Terminated`, ...
+    pub hangup_sip_reason: Option<String>,
     /// Created.
     #[schema(value_type = String, format = DateTime)]
     pub tm_create: Millis,
@@ -116,6 +123,8 @@ pub struct CallChange {
     pub at: Millis,
     /// For `hangup`: who, why, and the media cause.
     pub hangup: Option<(HangupBy, HangupReason, String)>,
+    /// For `hangup` of a call its SIP signalling ended: the SIP code and reason.
+    pub sip: Option<voxbridge_contract::events::SipCause>,
 }
 
 /// Who made a change through the API (for the audit log).

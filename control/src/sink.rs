@@ -405,6 +405,7 @@ pub async fn apply(
                 to: CallStatus::Progressing,
                 at: Millis::from_system(*at),
                 hangup: None,
+                sip: None,
             };
             match store.transition_call(None, call_id, &change, None).await {
                 Ok(t) => Ok(t.applied),
@@ -418,7 +419,11 @@ pub async fn apply(
             }
         }
         CallEvent::Hungup {
-            call_id, cause, at, ..
+            call_id,
+            cause,
+            at,
+            sip,
+            ..
         } => {
             // Who hung up and why depends on whether the call was answered:
             // decided on the locked row, in the change's own transaction.
@@ -429,6 +434,7 @@ pub async fn apply(
                         to: CallStatus::Hangup,
                         at: Millis::from_system(*at),
                         hangup: Some((by, reason, cause.as_str().to_owned())),
+                        sip: sip.clone(),
                     })
                 })
                 .await?;

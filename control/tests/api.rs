@@ -238,6 +238,7 @@ async fn billed_call(store: &Store, customer: &str, id: &str) -> BillingRecord {
         to: CallStatus::Hangup,
         at: Millis::now(),
         hangup: Some((HangupBy::Remote, HangupReason::Normal, "caller_hangup".into())),
+        sip: None,
     };
     store
         .transition_call(None, id, &hangup, None)
@@ -753,6 +754,7 @@ async fn hangup_reaches_the_media_plane(store: Store) {
         to: CallStatus::Progressing,
         at: Millis::now(),
         hangup: None,
+        sip: None,
     };
     store
         .transition_call(None, "live", &answer, None)

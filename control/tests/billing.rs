@@ -80,6 +80,7 @@ async fn ended_call(s: &Store, id: &str, customer: &str, answered_ms: Option<i64
             to: CallStatus::Progressing,
             at: Millis(t0 + 1_000),
             hangup: None,
+            sip: None,
         };
         s.transition_call(None, id, &answer, None).await.expect("answer");
         end = t0 + 1_000 + ms;
@@ -88,6 +89,7 @@ async fn ended_call(s: &Store, id: &str, customer: &str, answered_ms: Option<i64
         to: CallStatus::Hangup,
         at: Millis(end),
         hangup: Some((HangupBy::Remote, HangupReason::Normal, "caller_hangup".into())),
+        sip: None,
     };
     s.transition_call(None, id, &hangup, None).await.expect("hangup");
     hungup_event(s, id).await

@@ -39,6 +39,7 @@ fn hungup(call: &str) -> CallEvent {
         cause: HangupCause::CallerHangup,
         duration: Duration::from_secs(1),
         at: SystemTime::now(),
+        sip: None,
     }
 }
 

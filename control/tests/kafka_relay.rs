@@ -55,6 +55,7 @@ async fn call_events(store: &Store, prefix: &str, n: usize) {
                 to,
                 at: Millis::now(),
                 hangup: hangup.clone(),
+                sip: None,
             };
             store
                 .transition_call(None, &format!("{prefix}-{i}"), &change, None)

@@ -47,6 +47,9 @@ fn change(to: CallStatus, at: i64) -> CallChange {
         at: Millis(at),
         hangup: (to == CallStatus::Hangup)
             .then(|| (HangupBy::Remote, HangupReason::Normal, "caller_hangup".into())),
+        sip: (to == CallStatus::Hangup).then(|| {
+            voxbridge_contract::events::SipCause::new(None, "Q.850;cause=16;text=\"Normal call clearing\"")
+        }),
     }
 }
 
@@ -188,6 +191,12 @@ async fn call_lifecycle_writes_one_event_per_change(s: Store) {
     assert_eq!(t.call.hangup_by, Some(HangupBy::Remote));
     assert_eq!(t.call.hangup_reason, Some(HangupReason::Normal));
     assert_eq!(t.call.hangup_cause.as_deref(), Some("caller_hangup"));
+    // The SIP cause is kept as sent (a BYE has no status code).
+    assert_eq!(t.call.hangup_sip_code, None);
+    assert_eq!(
+        t.call.hangup_sip_reason.as_deref(),
+        Some("Q.850;cause=16;text=\"Normal call clearing\"")
+    );
     assert_eq!(s.get_call("a", "c1").await.expect("get"), t.call);
     let ev = events(&s).await;
     let types: Vec<_> = ev.iter().map(|e| e.0.as_str()).collect();
@@ -197,6 +206,10 @@ async fn call_lifecycle_writes_one_event_per_change(s: Store) {
     assert_eq!(last.event.resource.kind, "call");
     assert_eq!(last.event.resource.fields["status"], "hangup");
     assert_eq!(last.event.resource.fields["duration_ms"], 60_000);
+    assert_eq!(
+        last.event.resource.fields["hangup_sip_reason"], "Q.850;cause=16;text=\"Normal call clearing\"",
+        "the hangup event carries the SIP cause"
+    );
 }
 
 async fn refused_transitions_write_nothing(s: Store) {

@@ -163,6 +163,7 @@ async fn call_events(control: &Control, id: &str) {
             to,
             at: voxbridge_control::time::Millis::now(),
             hangup,
+            sip: None,
         };
         s.transition_call(None, id, &change, None)
             .await

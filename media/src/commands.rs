@@ -7,7 +7,7 @@
 //! call's record (keyed by id in control/) and its media are always the
 //! same call. RTP sessions keep a listing of their own ([`crate::driver::sessions`]).
 
-use crate::events::HangupCause;
+use crate::events::{HangupCause, SipCause};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
@@ -30,16 +30,20 @@ pub(crate) enum CallInput {
 /// signalling inputs go.
 #[derive(Debug)]
 struct Handle {
-    stop: watch::Sender<Option<HangupCause>>,
+    stop: watch::Sender<Option<Stop>>,
     inputs: mpsc::Sender<CallInput>,
 }
+
+/// A hangup by command: its cause and, for a SIP call its signalling
+/// ended, what the SIP said (it goes on the hangup event).
+pub(crate) type Stop = (HangupCause, Option<SipCause>);
 
 /// What a running call takes from outside: `stop` turns `Some(cause)` on a
 /// hangup by command, and `inputs` brings what the signalling beside the
 /// media says (SIP INFO digits, hold and resume).
 #[derive(Debug)]
 pub(crate) struct CallControl {
-    pub stop: watch::Receiver<Option<HangupCause>>,
+    pub stop: watch::Receiver<Option<Stop>>,
     pub inputs: mpsc::Receiver<CallInput>,
 }
 
@@ -95,10 +99,16 @@ impl CallRegistry {
 
     /// Hangs a running call up with `cause`; `false` if none has the id.
     pub(crate) fn hangup_with(&self, call_id: &str, cause: HangupCause) -> bool {
+        self.hangup_with_sip(call_id, cause, None)
+    }
+
+    /// Hangs a running call up with `cause` and the SIP signalling's own
+    /// words (`sip`, for the hangup event); `false` if none has the id.
+    pub(crate) fn hangup_with_sip(&self, call_id: &str, cause: HangupCause, sip: Option<SipCause>) -> bool {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(call_id) {
             Some(h) => {
-                h.stop.send_replace(Some(cause));
+                h.stop.send_replace(Some((cause, sip)));
                 true
             }
             None => false,
@@ -146,7 +156,7 @@ mod tests {
         assert_eq!(rx.inputs.try_recv(), Ok(CallInput::Hold(true)));
         assert!(!reg.send_input("b", CallInput::Digit('5')));
         assert!(reg.hangup("a"));
-        assert_eq!(*rx.stop.borrow(), Some(HangupCause::ApiHangup));
+        assert_eq!(rx.stop.borrow().clone(), Some((HangupCause::ApiHangup, None)));
         assert!(!reg.hangup("b"));
         drop(guard);
         assert!(!reg.hangup("a"));
@@ -158,10 +168,10 @@ mod tests {
         let (old_rx, old) = reg.claim("a").expect("free");
         assert!(reg.claim("a").is_none(), "a live call's id is never merged");
         assert!(reg.hangup("a"));
-        assert_eq!(*old_rx.stop.borrow(), Some(HangupCause::ApiHangup));
+        assert_eq!(old_rx.stop.borrow().clone(), Some((HangupCause::ApiHangup, None)));
         drop(old);
         let (new_rx, _new) = reg.claim("a").expect("free after the call ended");
         assert!(reg.hangup("a"));
-        assert_eq!(*new_rx.stop.borrow(), Some(HangupCause::ApiHangup));
+        assert_eq!(new_rx.stop.borrow().clone(), Some((HangupCause::ApiHangup, None)));
     }
 }

@@ -169,6 +169,7 @@ pub async fn hangup(
                 to,
                 at: Millis::now(),
                 hangup: None,
+                sip: None,
             })
         })
         .await?;
@@ -193,6 +194,7 @@ pub async fn hangup(
         to: CallStatus::Hangup,
         at: Millis::now(),
         hangup: Some((HangupBy::Local, reason, "api_hangup".into())),
+        sip: None,
     };
     let t = s
         .store

@@ -319,6 +319,7 @@ impl Dialer {
                         to: CallStatus::Hangup,
                         at: Millis::now(),
                         hangup: Some((HangupBy::Remote, reason, cause.clone())),
+                        sip: None,
                     })
                 })
                 .await;

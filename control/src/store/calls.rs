@@ -12,7 +12,7 @@ use crate::time::Millis;
 
 const COLS: &str = "seq, id, customer_id, status, direction, source, destination, route, ingress, \
      hangup_by, hangup_reason, hangup_cause, tm_create, tm_ringing, tm_progressing, tm_hangup, \
-     duration_ms, tm_update";
+     duration_ms, tm_update, hangup_sip_code, hangup_sip_reason";
 
 fn call(r: &Row) -> Result<Call> {
     Ok(Call {
@@ -33,6 +33,8 @@ fn call(r: &Row) -> Result<Call> {
         tm_hangup: r.opt_millis(15)?,
         duration_ms: r.opt_int(16)?,
         tm_update: r.millis(17)?,
+        hangup_sip_code: r.opt_int(18)?.and_then(|c| u16::try_from(c).ok()),
+        hangup_sip_reason: r.opt_text(19)?,
     })
 }
 
@@ -190,6 +192,7 @@ impl Store {
                             to: CallStatus::Hangup,
                             at,
                             hangup: Some((HangupBy::Local, HangupReason::Failed, "node_restart".into())),
+                            sip: None,
                         }
                     })
                 })
@@ -217,6 +220,7 @@ impl Store {
                         to: CallStatus::Hangup,
                         at: Millis::now(),
                         hangup: Some((HangupBy::Local, reason, cause.to_owned())),
+                        sip: None,
                     })
                 })
                 .await?;
@@ -351,12 +355,15 @@ impl Store {
                 after.hangup_by = Some(by);
                 after.hangup_reason = Some(reason);
                 after.hangup_cause = Some(cause);
+                after.hangup_sip_code = change.sip.as_ref().and_then(|s| s.code);
+                after.hangup_sip_reason = change.sip.as_ref().map(|s| s.reason.clone());
             }
             _ => {}
         }
         tx.execute(
             "UPDATE calls SET status = $1, tm_update = $2, tm_ringing = $3, tm_progressing = $4, tm_hangup = $5, \
-             duration_ms = $6, hangup_by = $7, hangup_reason = $8, hangup_cause = $9 WHERE id = $10",
+             duration_ms = $6, hangup_by = $7, hangup_reason = $8, hangup_cause = $9, hangup_sip_code = $10, \
+             hangup_sip_reason = $11 WHERE id = $12",
             vals![
                 after.status.as_str(),
                 after.tm_update,
@@ -367,6 +374,8 @@ impl Store {
                 after.hangup_by.map(|b| b.as_str()),
                 after.hangup_reason.map(|r| r.as_str()),
                 after.hangup_cause.clone(),
+                after.hangup_sip_code.map(i64::from),
+                after.hangup_sip_reason.clone(),
                 id
             ],
         )

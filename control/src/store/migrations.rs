@@ -285,6 +285,13 @@ CREATE TABLE node_heartbeats (
 );
 ",
     ),
+    (
+        7,
+        "
+ALTER TABLE calls ADD COLUMN hangup_sip_code BIGINT;
+ALTER TABLE calls ADD COLUMN hangup_sip_reason TEXT;
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {

@@ -165,6 +165,7 @@ pub(crate) fn start_call(info: CallInfo, ctx: &CallContext, caller_rate: u32) ->
                 cause: HangupCause::UnsupportedAudio,
                 duration: Duration::ZERO,
                 at: wall,
+                sip: None,
             });
             None
         }
@@ -216,9 +217,9 @@ async fn drive_loop(
     let api_stop = async move {
         match stop {
             Some(mut rx) => {
-                let cause = rx.wait_for(|c| c.is_some()).await.map(|c| *c);
-                match cause {
-                    Ok(c) => c.unwrap_or(HangupCause::ApiHangup),
+                let stop = rx.wait_for(|c| c.is_some()).await.map(|c| c.clone());
+                match stop {
+                    Ok(c) => c.unwrap_or((HangupCause::ApiHangup, None)),
                     // The registry is gone; only the other ends apply.
                     Err(_) => std::future::pending().await,
                 }
@@ -262,7 +263,10 @@ async fn drive_loop(
                 call.hang_up(HangupCause::Shutdown);
                 None
             }
-            cause = &mut api_stop => {
+            (cause, sip) = &mut api_stop => {
+                if let Some(sip) = sip {
+                    call.set_sip_cause(sip);
+                }
                 call.hang_up(cause);
                 None
             }

@@ -254,6 +254,18 @@ impl RtpSessions {
         is_session && self.0.calls.hangup_with(call_id, cause)
     }
 
+    /// [`RtpSessions::hangup_with`] and what the SIP signalling said (it
+    /// goes on the call's hangup event).
+    pub fn hangup_with_sip(&self, call_id: &str, cause: HangupCause, sip: crate::events::SipCause) -> bool {
+        let is_session = self
+            .0
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(call_id);
+        is_session && self.0.calls.hangup_with_sip(call_id, cause, Some(sip))
+    }
+
     /// Hands a caller digit that arrived beside the media (SIP INFO) to the
     /// session's call; `false` if there is none or its digit queue is full.
     pub fn send_digit(&self, call_id: &str, digit: char) -> bool {

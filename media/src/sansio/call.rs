@@ -23,7 +23,7 @@ use super::pipeline::Pipeline;
 use super::playout::PlayoutStats;
 use crate::config::Route;
 use crate::error::{BotLinkError, MediaError};
-use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats};
+use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, SipCause};
 use crate::metrics::{CallCounters, Metrics, LATENCY_BUCKETS};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -135,6 +135,8 @@ pub struct Call {
     /// `Some` once the leg asked for [`LegRequest`]s.
     leg_requests: Option<VecDeque<LegRequest>>,
     ended: Option<HangupCause>,
+    /// What the SIP signalling said when it ended the call.
+    sip_cause: Option<SipCause>,
     finished: bool,
     /// The latest time an input carried (a failure is timed by it).
     now: Instant,
@@ -189,6 +191,7 @@ impl Call {
             digits_out: VecDeque::new(),
             leg_requests: None,
             ended: None,
+            sip_cause: None,
             finished: false,
             now,
         })
@@ -212,6 +215,15 @@ impl Call {
     /// Ends the call (a leg's hangup, a timeout, a command). The first cause wins.
     pub fn hang_up(&mut self, cause: HangupCause) {
         self.ended.get_or_insert(cause);
+    }
+
+    /// What the SIP signalling said as it ends the call (before
+    /// [`Call::hang_up`]); it goes on the hangup event. The first one wins,
+    /// and none once the call has ended otherwise.
+    pub fn set_sip_cause(&mut self, sip: SipCause) {
+        if self.ended.is_none() && self.sip_cause.is_none() {
+            self.sip_cause = Some(sip);
+        }
     }
 
     fn wall(&self, now: Instant) -> SystemTime {
@@ -710,6 +722,7 @@ impl Call {
             cause,
             duration: self.now.saturating_duration_since(self.started),
             at: self.wall(self.now),
+            sip: self.sip_cause.take(),
         });
         cause
     }

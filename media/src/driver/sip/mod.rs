@@ -244,15 +244,11 @@ impl SipEndpoint {
                     tracing::debug!(%call_id, "SIP hold for no running call (or its queue is full)");
                 }
             }
-            UasAction::EndCall {
-                call_id,
-                reason,
-                cause,
-            } => {
-                tracing::info!(%call_id, reason, cause = cause.as_str(), "SIP: ending the call");
+            UasAction::EndCall { call_id, sip, cause } => {
+                tracing::info!(%call_id, sip_code = sip.code, sip_reason = %sip.reason, cause = cause.as_str(), "SIP: ending the call");
                 // A call still being created is ended by the UAS when its
                 // start result comes (it remembers the CANCEL).
-                self.rtp.hangup_with(&call_id, cause);
+                self.rtp.hangup_with_sip(&call_id, cause, sip);
             }
         }
     }

@@ -53,7 +53,7 @@
 
 use super::dialog::{user_of, with_direction, x_headers, Dialog, Phase};
 use super::policy::{CallTarget, Cidr, RateLimit, RouteRule};
-use crate::events::HangupCause;
+use crate::events::{HangupCause, SipCause};
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -235,8 +235,10 @@ pub enum UasAction {
     EndCall {
         /// voxbridge call id.
         call_id: String,
-        /// What happened in SIP terms, for the log (`BYE`, `CANCEL`, `ACK timeout`).
-        reason: &'static str,
+        /// What happened in SIP terms, for the hangup event and the log: a
+        /// CANCEL's `487`, or the BYE's or CANCEL's `Reason` header (RFC
+        /// 3326) when it has one, else `BYE`, `ACK timeout`, ...
+        sip: SipCause,
         /// The call's hangup cause: `caller_hangup` for BYE and CANCEL,
         /// `caller_gone` when the caller stopped answering (no ACK, no
         /// session refresh), `unsupported_audio` for an unusable answer.
@@ -410,6 +412,15 @@ fn keeps_codec(offer: &Message, answer: &str) -> bool {
         .ok()
         .and_then(|s| AudioOffer::parse(s).ok())
         .is_some_and(|o| o.negotiate(&[current]).is_ok())
+}
+
+/// A request's `Reason` header (RFC 3326: `Q.850;cause=16;text="Normal
+/// call clearing"`, `SIP;cause=200;text="Call completed elsewhere"`), or
+/// `fallback` when it has none.
+fn reason_of(msg: &Message, fallback: &str) -> String {
+    msg.header_named("reason")
+        .filter(|r| !r.trim().is_empty())
+        .map_or_else(|| fallback.to_owned(), |r| r.trim().to_owned())
 }
 
 /// splitmix64: tags and branches need to be unique, not secret.
@@ -901,7 +912,7 @@ impl SipUas {
             Ok(_) if cancelled => {
                 self.actions.push_back(UasAction::EndCall {
                     call_id: call_id.to_owned(),
-                    reason: "CANCEL",
+                    sip: SipCause::new(Some(487), "Request Terminated"),
                     cause: HangupCause::CallerHangup,
                 });
                 self.forget(call_id);
@@ -1058,7 +1069,7 @@ impl SipUas {
                 self.stats.bad_answers += 1;
                 self.actions.push_back(UasAction::EndCall {
                     call_id: call_id.clone(),
-                    reason: "no usable SDP answer in the ACK",
+                    sip: SipCause::new(None, "no usable SDP answer in the ACK"),
                     cause: HangupCause::UnsupportedAudio,
                 });
                 bye_pending = true;
@@ -1109,7 +1120,7 @@ impl SipUas {
                 // The call may already exist in the driver: end it (a no-op if not).
                 self.actions.push_back(UasAction::EndCall {
                     call_id,
-                    reason: "CANCEL",
+                    sip: SipCause::new(Some(487), &reason_of(msg, "Request Terminated")),
                     cause: HangupCause::CallerHangup,
                 });
             }
@@ -1168,7 +1179,7 @@ impl SipUas {
                 self.respond(now, &key, 200, ok.build());
                 self.actions.push_back(UasAction::EndCall {
                     call_id: call_id.clone(),
-                    reason: "BYE",
+                    sip: SipCause::new(None, &reason_of(msg, "BYE")),
                     cause: HangupCause::CallerHangup,
                 });
                 self.forget(&call_id);
@@ -1311,7 +1322,7 @@ impl SipUas {
                 self.stats.ack_timeouts += 1;
                 self.actions.push_back(UasAction::EndCall {
                     call_id: call_id.clone(),
-                    reason: "ACK timeout",
+                    sip: SipCause::new(None, "ACK timeout"),
                     cause: HangupCause::CallerGone,
                 });
                 self.send_bye(now, &call_id);
@@ -1359,7 +1370,7 @@ impl SipUas {
         self.stats.session_expired += 1;
         self.actions.push_back(UasAction::EndCall {
             call_id: call_id.to_owned(),
-            reason: "session expired (RFC 4028)",
+            sip: SipCause::new(None, "session expired (RFC 4028)"),
             cause: HangupCause::CallerGone,
         });
         match dialog.phase {
@@ -1515,7 +1526,7 @@ mod tests {
             u.poll_action(),
             Some(UasAction::EndCall {
                 call_id,
-                reason: "BYE",
+                sip: SipCause::new(None, "BYE"),
                 cause: HangupCause::CallerHangup
             })
         );
@@ -1548,7 +1559,7 @@ mod tests {
             u.poll_action(),
             Some(UasAction::EndCall {
                 call_id,
-                reason: "ACK timeout",
+                sip: SipCause::new(None, "ACK timeout"),
                 cause: HangupCause::CallerGone
             })
         );
@@ -1657,14 +1668,20 @@ mod tests {
         assert_eq!(got[1].cseq().expect("cseq").method, Method::Invite);
         assert!(matches!(
             u.poll_action(),
-            Some(UasAction::EndCall { reason: "CANCEL", .. })
+            Some(UasAction::EndCall {
+                sip: SipCause { code: Some(487), .. },
+                ..
+            })
         ));
         // The call was created meanwhile: it is ended, never answered.
         u.call_started(t, &call_id, Ok("v=0".into()));
         assert!(sent(&mut u).is_empty());
         assert!(matches!(
             u.poll_action(),
-            Some(UasAction::EndCall { reason: "CANCEL", .. })
+            Some(UasAction::EndCall {
+                sip: SipCause { code: Some(487), .. },
+                ..
+            })
         ));
         let tag = to_tag(&got[1]);
         u.handle_datagram(t, peer(), request("ACK", "inv1", 1, Some(&tag), None));
