@@ -134,7 +134,7 @@ impl SipEndpoint {
                             tracing::warn!(%peer, max = self.max_connections, "SIP connection refused: at the connection cap");
                         } else {
                             next_connection += 1;
-                            let writes = stream::spawn_connection(&self.tracker, stream, peer, next_connection, tls, events_tx.clone());
+                            let writes = stream::spawn_connection(&self.tracker, stream, peer, next_connection, tls, stream::FIRST_MESSAGE_TIMEOUT, events_tx.clone());
                             connections.insert(peer, (next_connection, writes));
                         }
                     }

@@ -9,8 +9,10 @@
 //! A connection lives until its peer closes it, a read or write fails, or
 //! it sends bytes that cannot be framed (counted as malformed and answered
 //! `400` where the request can be addressed: the stream has lost its
-//! place, so it is closed). TLS handshakes must finish within
-//! [`HANDSHAKE_TIMEOUT`].
+//! place, so it is closed), or sends no whole message within
+//! [`FIRST_MESSAGE_TIMEOUT`] of being accepted (so silent connections
+//! cannot hold the `max_connections` slots). TLS handshakes must finish
+//! within [`HANDSHAKE_TIMEOUT`], inside that.
 
 use crate::sansio::sip::Peer;
 use bytes::{Bytes, BytesMut};
@@ -28,6 +30,9 @@ use voxbridge_proto::sip::{bad_request, decode_stream, Message, Transport};
 const WRITE_QUEUE: usize = 256;
 /// The longest a TLS handshake may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a new connection may take to send its first whole message
+/// (64*T1, the longest a transaction waits).
+pub(crate) const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(32);
 /// Bytes read at a time.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -93,15 +98,16 @@ pub(crate) fn spawn_connection(
     peer: Peer,
     id: u64,
     tls: Option<TlsAcceptor>,
+    first_message_timeout: Duration,
     events: mpsc::Sender<StreamEvent>,
 ) -> mpsc::Sender<Bytes> {
     let (writes_tx, writes) = mpsc::channel(WRITE_QUEUE);
     tracker.spawn(async move {
         let _ = stream.set_nodelay(true);
         match tls {
-            None => serve(stream, peer, writes, &events).await,
+            None => serve(stream, peer, writes, first_message_timeout, &events).await,
             Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => serve(tls_stream, peer, writes, &events).await,
+                Ok(Ok(tls_stream)) => serve(tls_stream, peer, writes, first_message_timeout, &events).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "SIP TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "SIP TLS handshake timed out"),
             },
@@ -116,10 +122,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: Peer,
     mut writes: mpsc::Receiver<Bytes>,
+    first_message_timeout: Duration,
     events: &mpsc::Sender<StreamEvent>,
 ) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let silent_until = tokio::time::sleep(first_message_timeout);
+    tokio::pin!(silent_until);
+    let mut spoke = false;
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -134,6 +144,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(_) => loop {
                     match decode_stream(&mut buf) {
                         Ok(Some(msg)) => {
+                            spoke = true;
                             if events.send(StreamEvent::Message(peer, msg)).await.is_err() {
                                 return;
                             }
@@ -152,6 +163,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 },
             },
+            () = &mut silent_until, if !spoke => {
+                tracing::debug!(%peer, "SIP connection sent no message in time: closed");
+                return;
+            }
             write = writes.recv() => match write {
                 Some(bytes) => {
                     if let Err(e) = writer.write_all(&bytes).await {
@@ -213,6 +228,37 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/fixtures/tls")
             .join(name)
+    }
+
+    /// A connection that never sends a whole message is closed once its
+    /// first-message timeout passes (50 ms here), and its end reported.
+    #[tokio::test]
+    async fn a_silent_connection_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let (server, from) = listener.accept().await.expect("accept");
+        let (events_tx, mut events) = mpsc::channel(4);
+        let tracker = TaskTracker::new();
+        let peer = Peer {
+            transport: Transport::Tcp,
+            addr: from,
+        };
+        // Half a request, then nothing.
+        client
+            .write_all(b"OPTIONS sip:x SIP/2.0\r\n")
+            .await
+            .expect("write");
+        let silent = Duration::from_millis(50);
+        let _writes = spawn_connection(&tracker, server, peer, 1, None, silent, events_tx);
+        let ended = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
+        match ended.expect("the connection ends well before 10 s") {
+            Some(StreamEvent::Closed { peer: p, id }) => assert_eq!((p, id), (peer, 1)),
+            _ => panic!("the connection should end"),
+        }
+        let mut rest = Vec::new();
+        let n = client.read_to_end(&mut rest).await.expect("a clean close");
+        assert_eq!(n, 0, "nothing was said to a silent peer");
     }
 
     #[test]
