@@ -245,25 +245,28 @@ impl RtpSessions {
     /// Hangs a session up with `cause` (the SIP leg: the caller's BYE or
     /// CANCEL is `caller_hangup`); `false` if there is none.
     pub fn hangup_with(&self, call_id: &str, cause: HangupCause) -> bool {
-        let is_session = self
-            .0
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(call_id);
-        is_session && self.0.calls.hangup_with(call_id, cause)
+        self.hangup_session(call_id, cause, None)
     }
 
     /// [`RtpSessions::hangup_with`] and what the SIP signalling said (it
     /// goes on the call's hangup event).
     pub fn hangup_with_sip(&self, call_id: &str, cause: HangupCause, sip: crate::events::SipCause) -> bool {
+        self.hangup_session(call_id, cause, Some(sip))
+    }
+
+    fn hangup_session(
+        &self,
+        call_id: &str,
+        cause: HangupCause,
+        sip: Option<crate::events::SipCause>,
+    ) -> bool {
         let is_session = self
             .0
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(call_id);
-        is_session && self.0.calls.hangup_with_sip(call_id, cause, Some(sip))
+        is_session && self.0.calls.hangup_with_sip(call_id, cause, sip)
     }
 
     /// Hands a caller digit that arrived beside the media (SIP INFO) to the

@@ -1854,19 +1854,24 @@ mod tests {
         }
     }
 
+    /// A call up and ACKed with `ours` as voxbridge's answer; its call id and our tag.
+    fn up_with(u: &mut SipUas, t: Instant, ours: &str) -> (String, String) {
+        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
+        sent(u);
+        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+            panic!("no StartCall");
+        };
+        u.call_started(t, &call_id, Ok(ours.into()));
+        let tag = to_tag(&sent(u)[0]);
+        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        (call_id, tag)
+    }
+
     #[test]
     fn hold_and_resume_answer_with_the_direction_and_a_new_version() {
         let t = Instant::now();
         let mut u = uas();
-        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
-        sent(&mut u);
-        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
-            panic!("no StartCall");
-        };
-        let ours = "v=0\r\no=voxbridge 5 5 IN IP4 198.51.100.1\r\ns=voxbridge\r\nm=audio 41000 RTP/AVP 0\r\na=sendrecv\r\n";
-        u.call_started(t, &call_id, Ok(ours.into()));
-        let tag = to_tag(&sent(&mut u)[0]);
-        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        let (call_id, tag) = up_with(&mut u, t, "v=0\r\no=voxbridge 5 5 IN IP4 198.51.100.1\r\ns=voxbridge\r\nm=audio 41000 RTP/AVP 0\r\na=sendrecv\r\n");
         let hold = format!("{SDP}a=sendonly\r\n");
         u.handle_datagram(t, peer(), request("INVITE", "re1", 2, Some(&tag), Some(&hold)));
         let held = sent(&mut u);
@@ -1899,15 +1904,7 @@ mod tests {
     fn a_codec_change_is_refused_and_the_call_goes_on() {
         let t = Instant::now();
         let mut u = uas();
-        u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
-        sent(&mut u);
-        let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
-            panic!("no StartCall");
-        };
-        let ours = "v=0\r\no=voxbridge 5 5 IN IP4 198.51.100.1\r\ns=voxbridge\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
-        u.call_started(t, &call_id, Ok(ours.into()));
-        let tag = to_tag(&sent(&mut u)[0]);
-        u.handle_datagram(t, peer(), request("ACK", "ack1", 1, Some(&tag), None));
+        let (_, tag) = up_with(&mut u, t, "v=0\r\no=voxbridge 5 5 IN IP4 198.51.100.1\r\ns=voxbridge\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n");
         let pcma = SDP.replace("RTP/AVP 0", "RTP/AVP 8");
         u.handle_datagram(t, peer(), request("INVITE", "re1", 2, Some(&tag), Some(&pcma)));
         let refused = sent(&mut u);
