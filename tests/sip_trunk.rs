@@ -8,6 +8,8 @@
 //! Every wait has the harness's 10 s guard; nothing sleeps to synchronise.
 
 mod harness;
+#[path = "sip/outbound.rs"]
+mod outbound;
 
 use bytes::Bytes;
 use harness::{pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot};

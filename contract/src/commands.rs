@@ -25,7 +25,71 @@ pub trait CallCommands: Send + Sync + 'static {
             dial.call_id
         ))
     }
+
+    /// Places a call on a SIP trunk (`dial.gateway` of the media plane's
+    /// `[[sip.gateways]]`) and, once it is answered, runs it on
+    /// `dial.route`. Returns once the dial is under way; `events` hears
+    /// [`SipDialEvent::Ringing`] (at most once), then exactly one of
+    /// [`SipDialEvent::Answered`] (the call runs and its events follow) and
+    /// [`SipDialEvent::Failed`]. `Err` says why it cannot start here (SIP
+    /// off, no such gateway or route, a bad destination, shutting down);
+    /// `events` is then never called.
+    fn dial_sip(&self, dial: SipDial, events: SipDialEvents) -> Result<(), String> {
+        drop(events);
+        Err(format!(
+            "call {}: this media plane cannot place SIP calls",
+            dial.call_id
+        ))
+    }
+
+    /// Gives up a call placed by [`CallCommands::dial_sip`] that is not
+    /// answered yet (SIP CANCEL; one just answered is hung up). `false`
+    /// when this media plane places no such call.
+    fn cancel_dial(&self, _call_id: &str) -> bool {
+        false
+    }
 }
+
+/// A call for the media plane to place on a SIP trunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipDial {
+    /// The call's id (the stored outbound call's).
+    pub call_id: String,
+    /// The media route (bot) the answered call runs on.
+    pub route: String,
+    /// The gateway's name; the first configured one when `None`.
+    pub gateway: Option<String>,
+    /// A number (the Request-URI's user at the gateway's domain) or a
+    /// `sip:` URI.
+    pub destination: String,
+    /// Caller id (the `From` user); the gateway's `from_user` when `None`.
+    pub caller: Option<String>,
+    /// Added to the route's parameters (the bot's start message).
+    pub params: BTreeMap<String, String>,
+    /// Given up (CANCEL) when not answered within this.
+    pub ring_timeout: std::time::Duration,
+}
+
+/// What happened to a [`SipDial`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipDialEvent {
+    /// `180 Ringing` or `183 Session Progress` came.
+    Ringing,
+    /// The callee answered; the call runs.
+    Answered,
+    /// The call will not be answered: the SIP code of the final response
+    /// (`486` busy, `487` cancelled, `408` no answer in time, ...) when
+    /// there was one, and the reason.
+    Failed {
+        /// The final response's code.
+        code: Option<u16>,
+        /// Its reason phrase, or what went wrong.
+        reason: String,
+    },
+}
+
+/// Hears what happens to a [`CallCommands::dial_sip`].
+pub type SipDialEvents = Box<dyn FnMut(SipDialEvent) + Send>;
 
 /// How a [`CallCommands::dial_asterisk_media`] went.
 pub type DialDone = Box<dyn FnOnce(Result<(), String>) + Send>;

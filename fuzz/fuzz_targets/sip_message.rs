@@ -1,11 +1,11 @@
 #![no_main]
 //! SIP messages from the network (the SIP leg's parser): a message or an
 //! error, never a panic; every typed header view of a parsed message reads
-//! or errs (digest credentials included); on a stream, the same messages
+//! or errs (digest credentials and challenges included); on a stream, the same messages
 //! however the bytes are split; a 400 built for bytes that did not parse
 //! parses back.
 use bytes::{Bytes, BytesMut};
-use voxbridge_proto::sip::auth::Credentials;
+use voxbridge_proto::sip::auth::{Challenge, Credentials};
 use voxbridge_proto::sip::header::{NameAddr, SipUri, Via};
 use voxbridge_proto::sip::message::{bad_request, decode_stream, is_keepalive, HeaderName};
 use voxbridge_proto::sip::Message;
@@ -27,6 +27,11 @@ fn views(m: &Message) {
     }
     if let Some(Ok(c)) = m.header(HeaderName::Authorization).map(Credentials::parse) {
         let _ = c.verify("INVITE", "password");
+    }
+    for name in [HeaderName::WwwAuthenticate, HeaderName::ProxyAuthenticate] {
+        if let Some(Ok(c)) = m.header(name).map(Challenge::parse) {
+            let _ = c.authorization("user", "password", "INVITE", "sip:x@y", "c", 1);
+        }
     }
 }
 

@@ -11,7 +11,9 @@ use crate::events::{HangupCause, SipCause};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
-pub use voxbridge_contract::commands::{AsteriskMediaDial, CallCommands, DialDone};
+pub use voxbridge_contract::commands::{
+    AsteriskMediaDial, CallCommands, DialDone, SipDial, SipDialEvent, SipDialEvents,
+};
 
 /// Signalling inputs sent to one call that may wait unread (SIP INFO
 /// digits, hold); more are dropped, counted by the sender.
@@ -130,6 +132,8 @@ impl CallRegistry {
 pub struct MediaCommands {
     pub(crate) calls: CallRegistry,
     pub(crate) dialer: crate::driver::chanws::MediaDialer,
+    /// Places SIP calls (none with SIP off).
+    pub(crate) sip: Option<crate::driver::sip::dial::SipDialer>,
 }
 
 impl CallCommands for MediaCommands {
@@ -139,6 +143,17 @@ impl CallCommands for MediaCommands {
 
     fn dial_asterisk_media(&self, dial: AsteriskMediaDial, done: DialDone) -> Result<(), String> {
         self.dialer.dial(dial, done)
+    }
+
+    fn dial_sip(&self, dial: SipDial, events: SipDialEvents) -> Result<(), String> {
+        match &self.sip {
+            Some(sip) => sip.dial(dial, events),
+            None => Err("SIP is off on this media plane (no sip.listen)".into()),
+        }
+    }
+
+    fn cancel_dial(&self, call_id: &str) -> bool {
+        self.sip.as_ref().is_some_and(|s| s.cancel(call_id))
     }
 }
 

@@ -341,6 +341,102 @@ pub struct SipConfig {
     /// link are made (on by default; off for trunks that want `100` then
     /// `200` only).
     pub ringing: bool,
+    /// Trunks voxbridge places calls on (`originator = "sip"` in control);
+    /// the first is the default.
+    pub gateways: Vec<SipGatewayConfig>,
+}
+
+/// One `[[sip.gateways]]` entry: a trunk or PBX voxbridge places calls on.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipGatewayConfig {
+    /// The name calls pick it by (`vars.gateway`, `[control.originate.sip] gateway`).
+    pub name: String,
+    /// `host:port` the INVITEs go to (a host name is resolved at each dial).
+    pub address: String,
+    /// `udp` (TCP and TLS for placed calls are not there yet).
+    #[serde(default = "default_gateway_transport")]
+    pub transport: String,
+    /// Host of the Request-URI, `To` and `From` (`trunk.example`); the
+    /// address's host when absent.
+    pub domain: Option<String>,
+    /// `From` user when the call has no caller id.
+    #[serde(default = "default_gateway_from_user")]
+    pub from_user: String,
+    /// Digest user name for the gateway's challenges (with `password`).
+    pub username: Option<String>,
+    /// Digest password.
+    pub password: Option<crate::secret::Secret>,
+}
+
+fn default_gateway_transport() -> String {
+    "udp".into()
+}
+
+fn default_gateway_from_user() -> String {
+    "voxbridge".into()
+}
+
+impl std::fmt::Debug for SipGatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipGatewayConfig")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("transport", &self.transport)
+            .field("domain", &self.domain)
+            .field("from_user", &self.from_user)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SipGatewayConfig {
+    /// The host of the URIs voxbridge writes for calls through it.
+    pub fn domain(&self) -> &str {
+        self.domain
+            .as_deref()
+            .unwrap_or_else(|| match self.address.rsplit_once(':') {
+                Some((host, port)) if port.parse::<u16>().is_ok() => host,
+                _ => &self.address,
+            })
+    }
+
+    fn validate(&self, i: usize) -> Result<(), ConfigError> {
+        let bad = |what: String| Err(ConfigError(format!("sip.gateways[{i}].{what}")));
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return bad(format!("name: {:?} (letters, digits, '-', '_', '.')", self.name));
+        }
+        match self.address.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+            _ => return bad(format!("address: {:?} is not host:port", self.address)),
+        }
+        if !self.transport.eq_ignore_ascii_case("udp") {
+            return bad(format!(
+                "transport: {:?} (placed calls go over \"udp\" for now)",
+                self.transport
+            ));
+        }
+        let token =
+            |v: &str| !v.is_empty() && !v.contains([' ', ';', ',', '<', '>', '"', '@', ':', '\r', '\n']);
+        if !token(self.domain()) {
+            return bad(format!("domain: {:?} is not a host", self.domain()));
+        }
+        if !token(&self.from_user) {
+            return bad(format!("from_user: {:?} is not a SIP user", self.from_user));
+        }
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() && !u.contains(['"', '\\']) => {
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            _ => bad("username, password: both (not empty, no quotes) or neither".into()),
+        }
+    }
 }
 
 /// `[sip.auth]`: every new INVITE must answer a digest challenge (SHA-256
@@ -423,6 +519,7 @@ impl Default for SipConfig {
             routes: Vec::new(),
             auth: None,
             ringing: true,
+            gateways: Vec::new(),
         }
     }
 }
@@ -535,6 +632,12 @@ impl SipConfig {
         if let Some(a) = &self.advertise {
             if a.is_empty() || a.contains([' ', ';', ',', '<', '>', '"']) {
                 return Err(ConfigError(format!("sip.advertise: {a:?} is not a host[:port]")));
+            }
+        }
+        for (i, g) in self.gateways.iter().enumerate() {
+            g.validate(i)?;
+            if self.gateways[..i].iter().any(|o| o.name == g.name) {
+                return Err(ConfigError(format!("sip.gateways[{i}].name: {:?} twice", g.name)));
             }
         }
         Ok(())
@@ -900,6 +1003,11 @@ mod tests {
             user = "+4930*"
             source = "192.0.2.0/24"
             route = "berlin"
+            [[sip.gateways]]
+            name = "carrier"
+            address = "sbc.carrier.example:5060"
+            username = "acme"
+            password = "gw-secret"
             [routes.default]
             url = "ws://bot/default"
             [routes.berlin]
@@ -916,9 +1024,11 @@ mod tests {
             ("voxbridge", "s3cret")
         );
         assert!(
-            !format!("{:?}", c.sip).contains("s3cret"),
+            !format!("{:?}", c.sip).contains("s3cret") && !format!("{:?}", c.sip).contains("gw-secret"),
             "passwords stay out of logs"
         );
+        assert_eq!(c.sip.gateways[0].domain(), "sbc.carrier.example");
+        assert_eq!(c.sip.gateways[0].from_user, "voxbridge");
         for (toml, key) in [
             (
                 "[sip]\nlisten = \"127.0.0.1:5060\"\nallow = [\"10.0.0.0/33\"]",
@@ -933,6 +1043,22 @@ mod tests {
                 "sip.invite_rate",
             ),
             ("[sip]\ntcp_listen = \"127.0.0.1:5060\"", "sip.tcp_listen"),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"trunk\"",
+                "sip.gateways[0].address",
+            ),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"trunk:5060\"\nusername = \"u\"",
+                "sip.gateways[0].username",
+            ),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"trunk:5060\"\ntransport = \"tls\"",
+                "sip.gateways[0].transport",
+            ),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"a:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"b:5060\"",
+                "sip.gateways[1].name",
+            ),
             (
                 "[sip]\nlisten = \"127.0.0.1:5060\"\ntls_listen = \"127.0.0.1:5061\"",
                 "sip.tls_listen",

@@ -497,6 +497,11 @@ impl Metrics {
             ("overloaded", sip.overloaded),
             ("auth_challenge", sip.auth_challenges),
             ("auth_failure", sip.auth_failures),
+            ("dial", sip.dials),
+            ("dial_answered", sip.dials_answered),
+            ("dial_failed", sip.dials_failed),
+            ("dial_auth", sip.dial_auth),
+            ("dial_cancel", sip.dials_cancelled),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

@@ -477,20 +477,48 @@ pub fn write_description(local: &LocalMedia, codec: AudioCodec, pt: u8, dtmf_pt:
     write_sdp(local, codec, &pts, pt, dtmf_pt, false, Direction::SendRecv)
 }
 
-fn write_sdp(
-    local: &LocalMedia,
-    codec: AudioCodec,
-    pts: &[u8],
-    pt: u8,
-    dtmf_pt: Option<u8>,
-    rtcp_mux: bool,
-    direction: Direction,
-) -> String {
+/// The payload type voxbridge offers `telephone-event/8000` on.
+pub const OFFER_DTMF_PT: u8 = 101;
+/// The payload type voxbridge offers `telephone-event/48000` on (with Opus).
+pub const OFFER_DTMF_PT_48K: u8 = 102;
+/// The payload type voxbridge offers Opus on.
+pub const OFFER_OPUS_PT: u8 = 96;
+
+/// Writes an offer of `codecs` in that order (ptime 20, `sendrecv`), each
+/// with a `telephone-event` at its clock, for a call voxbridge places. The
+/// answer is read back with [`AudioOffer::parse`] and
+/// [`AudioOffer::negotiate`] (its first codec is the one both sides use).
+pub fn write_offer(local: &LocalMedia, codecs: &[AudioCodec]) -> String {
+    let mut s = String::with_capacity(400);
+    write_head(&mut s, local);
+    let pt_of = |c: AudioCodec| c.static_pt().unwrap_or(OFFER_OPUS_PT);
+    let narrow = codecs.iter().any(|c| c.rtp_clock() == 8000);
+    let wide = codecs.contains(&AudioCodec::Opus);
+    let mut pts: Vec<String> = codecs.iter().map(|c| pt_of(*c).to_string()).collect();
+    if narrow {
+        pts.push(OFFER_DTMF_PT.to_string());
+    }
+    if wide {
+        pts.push(OFFER_DTMF_PT_48K.to_string());
+    }
+    let _ = write!(s, "m=audio {} RTP/AVP {}\r\n", local.addr.port(), pts.join(" "));
+    for c in codecs {
+        write_rtpmap(&mut s, *c, pt_of(*c));
+    }
+    for (on, pt, clock) in [(narrow, OFFER_DTMF_PT, 8000), (wide, OFFER_DTMF_PT_48K, 48000)] {
+        if on {
+            let _ = write!(s, "a=rtpmap:{pt} telephone-event/{clock}\r\na=fmtp:{pt} 0-15\r\n");
+        }
+    }
+    let _ = write!(s, "a=ptime:20\r\na=sendrecv\r\n");
+    s
+}
+
+fn write_head(s: &mut String, local: &LocalMedia) {
     let (family, ip) = match local.addr.ip() {
         IpAddr::V4(a) => ("IP4", a.to_string()),
         IpAddr::V6(a) => ("IP6", a.to_string()),
     };
-    let mut s = String::with_capacity(320);
     let id = local.session_id;
     // Writing to a String cannot fail.
     let _ = write!(
@@ -498,8 +526,9 @@ fn write_sdp(
         "v=0\r\no=voxbridge {id} {id} IN {family} {ip}\r\ns=voxbridge\r\n"
     );
     let _ = write!(s, "c=IN {family} {ip}\r\nt=0 0\r\n");
-    let list: Vec<String> = pts.iter().map(|p| p.to_string()).collect();
-    let _ = write!(s, "m=audio {} RTP/AVP {}\r\n", local.addr.port(), list.join(" "));
+}
+
+fn write_rtpmap(s: &mut String, codec: AudioCodec, pt: u8) {
     match codec {
         AudioCodec::Opus => {
             let _ = write!(s, "a=rtpmap:{pt} opus/48000/2\r\n");
@@ -509,6 +538,22 @@ fn write_sdp(
             let _ = write!(s, "a=rtpmap:{pt} {}/{}\r\n", c.encoding_name(), c.rtp_clock());
         }
     }
+}
+
+fn write_sdp(
+    local: &LocalMedia,
+    codec: AudioCodec,
+    pts: &[u8],
+    pt: u8,
+    dtmf_pt: Option<u8>,
+    rtcp_mux: bool,
+    direction: Direction,
+) -> String {
+    let mut s = String::with_capacity(320);
+    write_head(&mut s, local);
+    let list: Vec<String> = pts.iter().map(|p| p.to_string()).collect();
+    let _ = write!(s, "m=audio {} RTP/AVP {}\r\n", local.addr.port(), list.join(" "));
+    write_rtpmap(&mut s, codec, pt);
     if let Some(d) = dtmf_pt {
         let _ = write!(s, "a=rtpmap:{d} telephone-event/{}\r\n", codec.rtp_clock());
         let _ = write!(s, "a=fmtp:{d} 0-15\r\n");
@@ -538,6 +583,24 @@ a=rtpmap:101 telephone-event/8000\r\n\
 a=fmtp:101 0-16\r\n\
 a=ptime:20\r\n\
 a=sendrecv\r\n";
+
+    #[test]
+    fn our_offer_reads_back_and_an_answer_to_it_negotiates() {
+        let local = LocalMedia {
+            addr: "192.0.2.5:20000".parse().expect("addr"),
+            session_id: 9,
+        };
+        let offer = write_offer(&local, &[AudioCodec::Opus, AudioCodec::Pcmu, AudioCodec::Pcma]);
+        let o = AudioOffer::parse(&offer).expect("our offer parses");
+        assert_eq!(o.formats, vec![96, 0, 8, 101, 102]);
+        assert_eq!(o.remote, local.addr);
+        let n = o.negotiate(&[AudioCodec::Pcma]).expect("PCMA offered");
+        assert_eq!((n.codec, n.pt, n.dtmf_pt), (AudioCodec::Pcma, 8, Some(101)));
+        let n = o.negotiate(&AudioCodec::ALL).expect("Opus first");
+        assert_eq!((n.codec, n.pt, n.dtmf_pt), (AudioCodec::Opus, 96, Some(102)));
+        let narrow = write_offer(&local, &[AudioCodec::Pcmu]);
+        assert!(narrow.contains("m=audio 20000 RTP/AVP 0 101\r\n") && !narrow.contains("48000"));
+    }
 
     #[test]
     fn takes_the_first_offered_codec_and_its_dtmf() {

@@ -8,7 +8,10 @@
 //! - [`http_hook::HttpHook`]: a JSON `POST` to any edge that does the same;
 //! - [`simulated::SimulatedCallee`]: a built-in callee for tests and the
 //!   demo that answers (and speaks a WAV over AudioSocket), is busy, never
-//!   answers or fails, as each target's `vars.sim` says.
+//!   answers or fails, as each target's `vars.sim` says;
+//! - [`sip::SipOriginator`]: the media plane places the call on a SIP
+//!   trunk itself and runs it when answered (`180`/`183` move the call
+//!   to `ringing`).
 //!
 //! The media leg joins the call by id: the AudioSocket stream's UUID is
 //! the call id, so media's `Created` event finds the stored call (a
@@ -24,6 +27,7 @@ pub mod ari;
 pub mod ari_media;
 pub mod http_hook;
 pub mod simulated;
+pub mod sip;
 
 use crate::error::{ControlError, Result};
 use crate::model::{Call, CallChange};
@@ -72,6 +76,9 @@ pub enum DialOutcome {
     Failed(String),
 }
 
+/// Told once when the callee's phone rings (by originators that learn it).
+pub type Ringing = Box<dyn FnOnce() + Send>;
+
 /// Places outbound calls.
 #[async_trait]
 pub trait Originator: Send + Sync + 'static {
@@ -79,6 +86,12 @@ pub trait Originator: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Places the call; returns once the far end took the request.
     async fn originate(&self, req: &DialRequest) -> DialOutcome;
+    /// [`Originator::originate`], calling `ringing` when the callee's phone
+    /// rings, for originators that learn it (the others ignore it).
+    async fn originate_ringing(&self, req: &DialRequest, ringing: Ringing) -> DialOutcome {
+        drop(ringing);
+        self.originate(req).await
+    }
     /// Gives up a call that is not answered yet (API hangup).
     async fn cancel(&self, _call_id: &str) {}
     /// Whether the answered leg connects to a route's AudioSocket listener
@@ -112,6 +125,8 @@ pub struct OriginateConfig {
     pub ari: ari::AriConfig,
     /// `[control.originate.simulated]`.
     pub simulated: simulated::SimulatedConfig,
+    /// `[control.originate.sip]`.
+    pub sip: sip::SipOriginateConfig,
 }
 
 impl Default for OriginateConfig {
@@ -123,6 +138,7 @@ impl Default for OriginateConfig {
             http: http_hook::HttpHookConfig::default(),
             ari: ari::AriConfig::default(),
             simulated: simulated::SimulatedConfig::default(),
+            sip: sip::SipOriginateConfig::default(),
         }
     }
 }
@@ -139,6 +155,8 @@ pub enum OriginatorKind {
     Http,
     /// Asterisk ARI.
     Ari,
+    /// The media plane's SIP gateways.
+    Sip,
 }
 
 impl OriginateConfig {
@@ -149,6 +167,10 @@ impl OriginateConfig {
             OriginatorKind::Simulated => Some(Arc::new(simulated::SimulatedCallee::new(&self.simulated)?)),
             OriginatorKind::Http => Some(Arc::new(http_hook::HttpHook::new(&self.http)?)),
             OriginatorKind::Ari => Some(Arc::new(ari::AriOriginator::new(&self.ari)?)),
+            OriginatorKind::Sip => Some(Arc::new(sip::SipOriginator::new(
+                &self.sip,
+                Duration::from_millis(self.ring_timeout_ms.max(1)),
+            ))),
         })
     }
 }
@@ -187,6 +209,24 @@ impl DialStats {
             self.no_answer.load(Relaxed),
             self.failed.load(Relaxed),
         )
+    }
+}
+
+/// `dialing` -> `ringing` when the callee's phone rings (a call already
+/// further along is left as it is).
+async fn mark_ringing(store: &Store, call_id: &str) {
+    let r = store
+        .transition_call_with(None, call_id, None, |c| {
+            (c.status == CallStatus::Dialing).then(|| CallChange {
+                to: CallStatus::Ringing,
+                at: Millis::now(),
+                hangup: None,
+                sip: None,
+            })
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::debug!(call_id, error = %e, "ringing not recorded");
     }
 }
 
@@ -277,13 +317,19 @@ impl Dialer {
         };
         self.stats.placed.fetch_add(1, Relaxed);
         let me = self.clone();
+        let store = self.store.clone();
+        let call_id = req.call_id.clone();
+        let ringing: Ringing = Box::new(move || {
+            tokio::spawn(async move { mark_ringing(&store, &call_id).await });
+        });
         tokio::spawn(async move {
-            let outcome = me.originator.originate(&req).await;
+            let outcome = me.originator.originate_ringing(&req, ringing).await;
             me.settle(&req.call_id, outcome).await;
         });
     }
 
     /// Gives up an unanswered call at the originator (API hangup).
+    /// (Answered calls are hung up through the media plane.)
     pub async fn cancel(&self, call_id: &str) {
         self.originator.cancel(call_id).await;
     }

@@ -57,6 +57,11 @@ pub struct MediaServer {
     calls: CallRegistry,
     /// One call context per route, shared by every ingress.
     contexts: Arc<BTreeMap<String, CallContext>>,
+    /// Calls to place on SIP gateways, for the SIP task (with SIP on).
+    sip_dials: Option<(
+        tokio::sync::mpsc::Sender<super::sip::dial::SipCommand>,
+        tokio::sync::mpsc::Receiver<super::sip::dial::SipCommand>,
+    )>,
 }
 
 impl MediaServer {
@@ -163,6 +168,7 @@ impl MediaServer {
             max_calls: config.limits.max_calls,
             calls: calls.clone(),
         });
+        let sip_socket_on = sip_socket.is_some();
         Ok(MediaServer {
             config,
             listeners,
@@ -176,6 +182,7 @@ impl MediaServer {
             rtp,
             calls,
             contexts,
+            sip_dials: sip_socket_on.then(|| tokio::sync::mpsc::channel(super::sip::dial::COMMANDS_QUEUED)),
         })
     }
 
@@ -185,10 +192,20 @@ impl MediaServer {
     }
 
     /// Commands for every call of this server, AudioSocket, chan_websocket
-    /// or RTP: hangup, and dialling Asterisk's media WebSocket.
+    /// or RTP: hangup, dialling Asterisk's media WebSocket, and placing
+    /// calls on SIP gateways (with SIP on).
     pub fn commands(&self) -> MediaCommands {
         MediaCommands {
             calls: self.calls.clone(),
+            sip: self
+                .sip_dials
+                .as_ref()
+                .map(|(tx, _)| super::sip::dial::SipDialer {
+                    commands: tx.clone(),
+                    gateways: Arc::new(self.config.sip.gateways.clone()),
+                    routes: Arc::new(self.config.routes.keys().cloned().collect()),
+                    stopping: self.stop.subscribe(),
+                }),
             dialer: chanws::MediaDialer {
                 contexts: self.contexts.clone(),
                 tracker: self.tracker.clone(),
@@ -339,6 +356,9 @@ impl MediaServer {
                 tracker: tracker.clone(),
                 drain_limit: Duration::from_millis(self.config.limits.shutdown_grace_ms)
                     + Duration::from_secs(10),
+                gateways: Arc::new(self.config.sip.gateways.clone()),
+                commands: self.sip_dials.map(|(_, rx)| rx),
+                pending: Default::default(),
             };
             // On the tracker, not among the accept loops: it keeps
             // answering (and sending BYEs) until its last call is gone.

@@ -225,6 +225,76 @@ impl RtpSessions {
         self.count(r)
     }
 
+    /// Takes the RTP port a call voxbridge places will use (its own port
+    /// pair, or the shared port) and writes the SDP offer for it: every
+    /// enabled codec (`rtp.codecs`) in voxbridge's order, with
+    /// telephone-event. [`RtpSessions::start_answered`] starts the call on
+    /// it once the answer comes; dropping the reservation frees the port.
+    pub async fn reserve(&self) -> Result<Reservation, MediaError> {
+        let inner = &self.0;
+        if *inner.stopping.borrow() {
+            return Err(MediaError::Unavailable("shutting down".into()));
+        }
+        let (io, bound) = match &inner.shared {
+            Some(shared) => (
+                None,
+                shared
+                    .local_addr()
+                    .map_err(|e| MediaError::Session(format!("local address: {e}")))?,
+            ),
+            None => {
+                let (rtp, rtcp) = self.bind_pair(true).await?;
+                let bound = rtp
+                    .local_addr()
+                    .map_err(|e| MediaError::Session(format!("local address: {e}")))?;
+                (Some(LegIo::Own { rtp, rtcp }), bound)
+            }
+        };
+        let advertised = SocketAddr::new(inner.cfg.advertise_ip.unwrap_or(bound.ip()), bound.port());
+        let offer = sdp::write_offer(
+            &LocalMedia {
+                addr: advertised,
+                session_id: SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            },
+            &inner.allowed,
+        );
+        Ok(Reservation {
+            io: io.map(|io| (io, bound)),
+            offer,
+        })
+    }
+
+    /// Starts a call voxbridge placed on `reserved`, from the far end's SDP
+    /// `answer` to its offer; the result's SDP describes the media as set
+    /// up (the codec the answer chose).
+    pub async fn start_answered(
+        &self,
+        reserved: Reservation,
+        answer: &str,
+        req: SessionRequest,
+    ) -> Result<Created, MediaError> {
+        let r = async {
+            let n = AudioOffer::parse(answer)?.negotiate(&self.0.allowed)?;
+            let setup = Setup {
+                codec: n.codec,
+                pt: n.pt,
+                dtmf_pt: n.dtmf_pt,
+                remote: Some(n.remote),
+                remote_rtcp: Some(n.remote_rtcp),
+                rtcp_mux: false,
+                symmetric: self.0.cfg.symmetric,
+            };
+            self.start_on(setup, req, reserved.io, |local| {
+                sdp::write_description(&local, n.codec, n.pt, n.dtmf_pt)
+            })
+            .await
+        }
+        .await;
+        self.count(r)
+    }
+
     fn count(&self, r: Result<Created, MediaError>) -> Result<Created, MediaError> {
         let m = &self.0.metrics.rtp;
         match &r {
@@ -314,6 +384,18 @@ impl RtpSessions {
         req: SessionRequest,
         write_sdp: impl FnOnce(LocalMedia) -> String,
     ) -> Result<Created, MediaError> {
+        self.start_on(s, req, None, write_sdp).await
+    }
+
+    /// [`RtpSessions::start`] on the sockets of a reservation
+    /// (`prebound`), or on new ones when `None`.
+    async fn start_on(
+        &self,
+        s: Setup,
+        req: SessionRequest,
+        prebound: Option<(LegIo, SocketAddr)>,
+        write_sdp: impl FnOnce(LocalMedia) -> String,
+    ) -> Result<Created, MediaError> {
         let inner = &self.0;
         if *inner.stopping.borrow() {
             return Err(MediaError::Unavailable("shutting down".into()));
@@ -367,7 +449,10 @@ impl RtpSessions {
             return Err(MediaError::Session(format!("call_id {call_id:?} is in use")));
         };
         // On an error below, the claim drops and frees the id.
-        let (io, bound) = self.leg_io(&s).await?;
+        let (io, bound) = match prebound {
+            Some(p) => p,
+            None => self.leg_io(&s).await?,
+        };
         let advertised = SocketAddr::new(inner.cfg.advertise_ip.unwrap_or(bound.ip()), bound.port());
         let sdp = write_sdp(LocalMedia {
             addr: advertised,
@@ -497,6 +582,23 @@ impl RtpSessions {
             "no free RTP port pair in {}-{} on {}",
             cfg.port_min, cfg.port_max, cfg.bind_ip
         )))
+    }
+}
+
+/// The RTP port of a call voxbridge places, held from its offer to its
+/// answer ([`RtpSessions::reserve`]).
+pub struct Reservation {
+    /// Its own sockets and their address (none on the shared port).
+    io: Option<(LegIo, SocketAddr)>,
+    /// voxbridge's SDP offer for it.
+    pub offer: String,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("own_port", &self.io.as_ref().map(|(_, a)| *a))
+            .finish()
     }
 }
 

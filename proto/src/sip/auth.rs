@@ -1,7 +1,10 @@
-//! SIP digest authentication, the server's half: the challenge a UAS sends
-//! (`WWW-Authenticate`) and the check of the `Authorization` a caller
-//! answers with. RFC 3261 section 22 with RFC 8760's SHA-256 (and MD5 for
-//! old PBXs), `qop=auth` or none; the hashes are RFC 7616's.
+//! SIP digest authentication, both halves. The server's: the challenge a
+//! UAS sends (`WWW-Authenticate`) and the check of the `Authorization` a
+//! caller answers with. The client's: a trunk's challenge read
+//! ([`Challenge::parse`], from `WWW-Authenticate` or `Proxy-Authenticate`)
+//! and answered ([`Challenge::authorization`]). RFC 3261 section 22 with
+//! RFC 8760's SHA-256 (and MD5 for old PBXs), `qop=auth` or none; the
+//! hashes are RFC 7616's.
 
 use super::message::bad;
 use crate::error::ProtoError;
@@ -165,6 +168,109 @@ impl Credentials {
     }
 }
 
+/// A challenge from a server (`WWW-Authenticate` or `Proxy-Authenticate`),
+/// parsed: what the client needs to answer it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// `opaque`, returned as given.
+    pub opaque: Option<String>,
+    /// `algorithm` (MD5 when absent).
+    pub algorithm: Algorithm,
+    /// The server offers `qop=auth` (the answer then carries `nc` and `cnonce`).
+    pub qop_auth: bool,
+    /// `stale=true`: the nonce expired, the password was right.
+    pub stale: bool,
+}
+
+impl Challenge {
+    /// Parses a `Digest` challenge; another scheme, an algorithm other than
+    /// MD5 and SHA-256, a `qop` list without `auth` or a missing realm or
+    /// nonce is an error that says what.
+    pub fn parse(value: &str) -> Result<Challenge, ProtoError> {
+        let trimmed = value.trim();
+        let rest = trimmed
+            .get(..7)
+            .filter(|s| s.eq_ignore_ascii_case("digest "))
+            .map(|_| &trimmed[7..])
+            .ok_or_else(|| bad("challenge is not Digest"))?;
+        let mut fields = std::collections::HashMap::new();
+        for item in super::message::split_list(rest) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| bad(format!("challenge field without '=': {item:.40?}")))?;
+            let v = v.trim();
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+            fields.insert(k.trim().to_ascii_lowercase(), v.to_owned());
+        }
+        let mut take = |k: &str| fields.remove(k);
+        let realm = take("realm").ok_or_else(|| bad("challenge without realm"))?;
+        let nonce = take("nonce").ok_or_else(|| bad("challenge without nonce"))?;
+        let algorithm = match take("algorithm").as_deref() {
+            None => Algorithm::Md5,
+            Some(a) if a.eq_ignore_ascii_case("MD5") => Algorithm::Md5,
+            Some(a) if a.eq_ignore_ascii_case("SHA-256") => Algorithm::Sha256,
+            Some(a) => return Err(bad(format!("digest algorithm {a:.20?} is not supported"))),
+        };
+        let qop_auth = match take("qop") {
+            None => false,
+            Some(q) if q.split(',').any(|o| o.trim().eq_ignore_ascii_case("auth")) => true,
+            Some(q) => return Err(bad(format!("qop {q:.20?} does not offer auth"))),
+        };
+        let stale = take("stale").is_some_and(|s| s.eq_ignore_ascii_case("true"));
+        Ok(Challenge {
+            realm,
+            nonce,
+            opaque: take("opaque"),
+            algorithm,
+            qop_auth,
+            stale,
+        })
+    }
+
+    /// The `Authorization` (or `Proxy-Authorization`) value answering this
+    /// challenge for `method` on `uri`; with `qop=auth`, `cnonce` and the
+    /// nonce count `nc` (1 for a nonce's first use) go in.
+    pub fn authorization(
+        &self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+        nc: u32,
+    ) -> String {
+        let nc = format!("{nc:08x}");
+        let qop = self.qop_auth.then_some((nc.as_str(), cnonce));
+        let r = response(
+            self.algorithm,
+            username,
+            &self.realm,
+            password,
+            method,
+            uri,
+            &self.nonce,
+            qop,
+        );
+        let mut v = format!(
+            "Digest username=\"{username}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{r}\", algorithm={}",
+            self.realm,
+            self.nonce,
+            self.algorithm.token()
+        );
+        if self.qop_auth {
+            v.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+        }
+        if let Some(o) = &self.opaque {
+            v.push_str(&format!(", opaque=\"{o}\""));
+        }
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +348,40 @@ mod tests {
         assert!(challenge("voxbridge", "abc", Algorithm::Sha256, true).ends_with("stale=true"));
     }
 
+    #[test]
+    fn a_challenge_is_answered_as_the_server_checks_it() {
+        for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
+            let c = Challenge::parse(&challenge("trunk.example", "n0nce", algorithm, false))
+                .expect("ours parses");
+            assert_eq!((c.algorithm, c.qop_auth, c.stale), (algorithm, true, false));
+            let answer = c.authorization("acme", "pw", "INVITE", "sip:+15550100@trunk.example", "c1", 1);
+            let creds = Credentials::parse(&answer).expect("the answer parses");
+            assert_eq!(creds.qop, Some(("00000001".into(), "c1".into())));
+            assert!(creds.verify("INVITE", "pw"));
+            assert!(!creds.verify("INVITE", "other"));
+        }
+        // Asterisk's form: no qop, an opaque to return.
+        let c = Challenge::parse("Digest algorithm=MD5, realm=\"asterisk\", nonce=\"1a2b\", opaque=\"o9\"")
+            .expect("parses");
+        assert!(!c.qop_auth && c.opaque.as_deref() == Some("o9"));
+        let answer = c.authorization("u", "p", "INVITE", "sip:x@y", "unused", 1);
+        assert!(answer.ends_with("opaque=\"o9\"") && !answer.contains("qop"));
+        assert!(Credentials::parse(&answer).expect("parses").verify("INVITE", "p"));
+        let stale = Challenge::parse("Digest realm=\"r\", nonce=\"n\", qop=\"auth,auth-int\", stale=TRUE")
+            .expect("parses");
+        assert!(stale.stale && stale.qop_auth);
+        for bad in [
+            "Basic realm=\"r\"",
+            "Digest nonce=\"n\"",
+            "Digest realm=\"r\"",
+            "Digest realm=\"r\", nonce=\"n\", algorithm=SHA-512-256",
+            "Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\"",
+            "Digest realm",
+        ] {
+            assert!(Challenge::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     proptest::proptest! {
         /// Any text after `Digest `: credentials or an error, never a panic;
         /// parsed credentials verify without panicking.
@@ -251,6 +391,16 @@ mod tests {
                 let _ = c.verify("INVITE", "p");
             }
             let _ = Credentials::parse(&text);
+        }
+
+        /// Any challenge text: a challenge or an error, never a panic; a
+        /// parsed one is answered without panicking.
+        #[test]
+        fn any_challenge_parses_or_errs(text in "[ -~]{0,300}") {
+            if let Ok(c) = Challenge::parse(&format!("Digest {text}")) {
+                let _ = c.authorization("u", "p", "INVITE", "sip:x", "c", 1);
+            }
+            let _ = Challenge::parse(&text);
         }
     }
 }

@@ -5,8 +5,10 @@
 //! route its `[[sip.routes]]` rules chose; the session reports its end back
 //! here so the UAS can send BYE. Signalling never waits on media: a session
 //! is created on a task of its own and its result comes back on a channel
-//! (the ends on another; the UAS takes the two in either order).
+//! (the ends on another; the UAS takes the two in either order). Calls
+//! voxbridge places go the other way ([`dial`]).
 
+pub(crate) mod dial;
 pub(crate) mod stream;
 
 use super::sessions::{PlainSession, RtpSessions, SessionRequest};
@@ -50,6 +52,12 @@ pub(crate) struct SipEndpoint {
     /// period plus time for the BYEs), so a dialog that never ends cannot
     /// hold the shutdown up.
     pub drain_limit: std::time::Duration,
+    /// `[[sip.gateways]]`, for calls voxbridge places.
+    pub gateways: Arc<Vec<crate::config::SipGatewayConfig>>,
+    /// Dials and cancels from control ([`dial::SipDialer`]).
+    pub commands: Option<mpsc::Receiver<dial::SipCommand>>,
+    /// Placed calls not answered yet.
+    pub pending: HashMap<String, dial::PendingDial>,
 }
 
 fn refusal(e: &MediaError, retry_after_s: u32) -> Refusal {
@@ -91,13 +99,18 @@ impl SipEndpoint {
         // stuck. The two may arrive in either order (the UAS handles both).
         let (report_tx, mut starts) = mpsc::unbounded_channel::<Started>();
         let (end_tx, mut ends) = mpsc::unbounded_channel::<String>();
+        // Placed calls: gateway resolved and port taken; RTP call started.
+        let (prepared_tx, mut prepared) = mpsc::unbounded_channel::<dial::Prepared>();
+        let (dial_started_tx, mut dials_started) =
+            mpsc::unbounded_channel::<(String, Result<String, String>)>();
+        let mut commands = self.commands.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut buf = vec![0u8; 65_536];
         let mut stopping = false;
         let mut drain_until = None;
         loop {
             self.flush(&connections).await;
             while let Some(action) = self.uas.poll_action() {
-                self.act(action, &report_tx, &end_tx);
+                self.act(action, &report_tx, &end_tx, &dial_started_tx);
             }
             self.flush(&connections).await;
             *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
@@ -148,12 +161,16 @@ impl SipEndpoint {
                 },
                 Some((call_id, result)) = starts.recv() => self.uas.call_started(Instant::now(), &call_id, result),
                 Some(call_id) = ends.recv() => self.uas.call_ended(Instant::now(), &call_id),
+                Some(cmd) = commands.recv(), if !stopping => self.on_command(cmd, &prepared_tx),
+                Some(p) = prepared.recv() => self.on_prepared(p),
+                Some((call_id, result)) = dials_started.recv() => self.uas.dial_started(Instant::now(), &call_id, result),
                 _ = sleep_until(wake) => self.uas.handle_timeout(Instant::now()),
                 r = stop.wait_for(|s| *s), if !stopping => {
                     let _ = r;
                     stopping = true;
                     drain_until = Some(Instant::now() + self.drain_limit);
                     self.uas.drain();
+                    self.cancel_all_dials();
                     tracing::info!(dialogs = self.uas.dialogs(), "SIP endpoint draining: new INVITEs get 503");
                 }
             }
@@ -183,12 +200,18 @@ impl SipEndpoint {
     }
 
     fn act(
-        &self,
+        &mut self,
         action: UasAction,
         reports: &mpsc::UnboundedSender<Started>,
         ends: &mpsc::UnboundedSender<String>,
+        dials_started: &mpsc::UnboundedSender<(String, Result<String, String>)>,
     ) {
         match action {
+            UasAction::DialProgress { call_id, .. } => self.dial_progress(&call_id),
+            UasAction::DialAnswered { call_id, answer } => {
+                self.dial_answered(call_id, answer, ends, dials_started)
+            }
+            UasAction::DialFailed { call_id, sip } => self.fail(&call_id, sip.code, sip.reason),
             UasAction::StartCall {
                 call_id,
                 route,

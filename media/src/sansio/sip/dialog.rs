@@ -1,5 +1,6 @@
-//! One INVITE dialog as the UAS holds it (RFC 3261 section 12): who the
-//! ends are, the route set, the local CSeq, and where the call is.
+//! One INVITE dialog (RFC 3261 section 12), made by an INVITE voxbridge
+//! answered or one it placed: who the ends are, the route set, the local
+//! CSeq, and where the call is.
 
 use super::uas::Peer;
 use voxbridge_proto::sip::message::{HeaderName, Message, MessageBuilder, Method};
@@ -25,15 +26,28 @@ pub enum Phase {
     },
 }
 
-/// A dialog created by an incoming INVITE.
+/// A dialog created by an incoming INVITE (voxbridge the UAS) or by a
+/// call voxbridge placed (the UAC: see `super::uac`).
 #[derive(Debug)]
 pub struct Dialog {
     /// voxbridge's call id for the RTP call.
     pub call_id: String,
     /// Our tag (in `To` of what we send as UAS, `From` of our requests).
     pub local_tag: String,
-    /// The INVITE that made it (responses are built from it).
+    /// The INVITE that made it (responses are built from it; for a call
+    /// voxbridge placed, its own INVITE).
     pub invite: Message,
+    /// Our end for our requests in the dialog: `From`, with our tag.
+    pub local: String,
+    /// The peer's end for our requests: `To`, with its tag once known.
+    pub remote: String,
+    /// Where our requests go (the peer's Contact URI, the remote target).
+    pub target: String,
+    /// `Route` headers of our requests, in order (RFC 3261 section 12.1).
+    pub route_set: Vec<String>,
+    /// A call voxbridge placed: the ACK of its 2xx, sent again when the 2xx
+    /// is retransmitted.
+    pub ack: Option<bytes::Bytes>,
     /// Key of the INVITE's server transaction.
     pub invite_tx: String,
     /// Where the INVITE came from (in-dialog requests go back there).
@@ -55,29 +69,81 @@ pub struct Dialog {
     pub held: bool,
 }
 
-impl Dialog {
-    /// The peer's Contact URI (the remote target), or its From URI.
-    pub fn remote_target(&self) -> String {
-        let contact = self.invite.header_list(HeaderName::Contact).next();
-        contact
-            .or(self.invite.header(HeaderName::From))
-            .and_then(|v| NameAddr::parse(v).ok())
-            .map(|n| n.uri.to_owned())
-            .unwrap_or_else(|| format!("sip:{}", self.peer.addr))
+/// The dialog's ends as the UAS sees them from the INVITE it answers with
+/// `local_tag` (RFC 3261 section 12.1.1): our `From` is the INVITE's `To`
+/// with our tag, the peer's is its `From`, the remote target its Contact
+/// (else its `From` URI), the route set its `Record-Route` in order.
+pub struct Ends {
+    /// See [`Dialog::local`].
+    pub local: String,
+    /// See [`Dialog::remote`].
+    pub remote: String,
+    /// See [`Dialog::target`].
+    pub target: String,
+    /// See [`Dialog::route_set`].
+    pub route_set: Vec<String>,
+}
+
+impl Ends {
+    /// The ends of a dialog the UAS makes from `invite` (from `peer`).
+    pub fn of_invite(invite: &Message, local_tag: &str, peer: Peer) -> Ends {
+        let to = invite.header(HeaderName::To).unwrap_or_default();
+        let local = match NameAddr::parse(to).map(|n| n.tag().is_some()) {
+            Ok(true) => to.to_owned(),
+            _ => format!("{to};tag={local_tag}"),
+        };
+        Ends {
+            local,
+            remote: invite.header(HeaderName::From).unwrap_or_default().to_owned(),
+            target: remote_target(
+                invite
+                    .header_list(HeaderName::Contact)
+                    .next()
+                    .or(invite.header(HeaderName::From)),
+                peer,
+            ),
+            route_set: invite
+                .header_list(HeaderName::RecordRoute)
+                .map(str::to_owned)
+                .collect(),
+        }
     }
 
-    /// A request inside the dialog from our side (BYE, INFO, REFER):
-    /// `From` is the INVITE's `To` with our tag, `To` the INVITE's `From`,
-    /// the route set is the INVITE's `Record-Route` in order (RFC 3261
-    /// section 12.1.1).
+    /// The ends of a dialog the UAC makes from the 2xx to its INVITE: the
+    /// peer's `To` (with its tag) and Contact, the route set the 2xx's
+    /// `Record-Route` reversed (RFC 3261 section 12.1.2).
+    pub fn of_2xx(invite: &Message, ok: &Message, peer: Peer) -> Ends {
+        let mut route_set: Vec<String> = ok
+            .header_list(HeaderName::RecordRoute)
+            .map(str::to_owned)
+            .collect();
+        route_set.reverse();
+        Ends {
+            local: invite.header(HeaderName::From).unwrap_or_default().to_owned(),
+            remote: ok.header(HeaderName::To).unwrap_or_default().to_owned(),
+            target: remote_target(ok.header_list(HeaderName::Contact).next(), peer),
+            route_set,
+        }
+    }
+}
+
+/// The URI of a Contact (or From) value, or the peer's address.
+fn remote_target(value: Option<&str>, peer: Peer) -> String {
+    value
+        .and_then(|v| NameAddr::parse(v).ok())
+        .map(|n| n.uri.to_owned())
+        .unwrap_or_else(|| format!("sip:{}", peer.addr))
+}
+
+impl Dialog {
+    /// A request inside the dialog from our side (BYE, INFO, REFER, the
+    /// ACK of a 2xx): our `From`, the peer's `To`, to the remote target
+    /// through the route set.
     pub fn request(&mut self, method: &Method, sent_by: &str, branch: &str, contact: &str) -> MessageBuilder {
-        self.local_cseq += 1;
-        let to = self.invite.header(HeaderName::To).unwrap_or_default();
-        let from = match NameAddr::parse(to).map(|n| n.tag().is_some()) {
-            Ok(true) => to.to_owned(),
-            _ => format!("{to};tag={}", self.local_tag),
-        };
-        let mut b = MessageBuilder::request(method, &self.remote_target())
+        if *method != Method::Ack {
+            self.local_cseq += 1;
+        }
+        let mut b = MessageBuilder::request(method, &self.target)
             .header(
                 "Via",
                 format_args!(
@@ -86,11 +152,11 @@ impl Dialog {
                 ),
             )
             .header("Max-Forwards", 70);
-        for route in self.invite.header_list(HeaderName::RecordRoute) {
+        for route in &self.route_set {
             b = b.header("Route", route);
         }
-        b.header("From", from)
-            .header("To", self.invite.header(HeaderName::From).unwrap_or_default())
+        b.header("From", &self.local)
+            .header("To", &self.remote)
             .header("Call-ID", self.invite.call_id())
             .header("CSeq", format_args!("{} {method}", self.local_cseq))
             .header("Contact", contact)

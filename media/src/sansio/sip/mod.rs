@@ -1,5 +1,5 @@
-//! The SIP leg's signalling, sans-IO: a user agent server that answers
-//! calls from a SIP trunk and turns each into an RTP call.
+//! The SIP leg's signalling, sans-IO: a user agent that answers calls
+//! from a SIP trunk and places calls on one ([`uac`]), each an RTP call.
 //!
 //! [`uas::SipUas`] takes datagrams (UDP), framed messages (TCP, TLS) and `now`, keeps the transactions
 //! (`voxbridge_proto::sip::transaction`) and dialogs, and hands out
@@ -11,7 +11,9 @@
 
 pub mod dialog;
 pub mod policy;
+pub mod uac;
 pub mod uas;
 
 pub use policy::{Cidr, RouteRule};
+pub use uac::OutboundCall;
 pub use uas::{DigestAuth, Peer, Refusal, SipUas, UasAction, UasConfig, UasStats};

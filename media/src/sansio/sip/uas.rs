@@ -51,7 +51,7 @@
 //! its ACK). A dialog's own requests (BYE) take its INVITE's transport and connection,
 //! with our `Via` and `Contact` for that transport.
 
-use super::dialog::{user_of, with_direction, x_headers, Dialog, Phase};
+use super::dialog::{user_of, with_direction, x_headers, Dialog, Ends, Phase};
 use super::policy::{CallTarget, Cidr, RateLimit, RouteRule};
 use crate::events::{HangupCause, SipCause};
 use bytes::Bytes;
@@ -231,6 +231,30 @@ pub enum UasAction {
         /// On hold now.
         held: bool,
     },
+    /// A placed call ([`SipUas::dial`]) is ringing: `180` or `183` came.
+    DialProgress {
+        /// voxbridge call id.
+        call_id: String,
+        /// The response code.
+        code: u16,
+    },
+    /// A placed call was answered: start its RTP call from `answer`, then
+    /// report with [`SipUas::dial_started`].
+    DialAnswered {
+        /// voxbridge call id.
+        call_id: String,
+        /// The 2xx's SDP answer to voxbridge's offer.
+        answer: String,
+    },
+    /// A placed call will not be answered: the final response's code and
+    /// reason (`408` for no response or no answer within the ring
+    /// timeout; no code when voxbridge gave it up).
+    DialFailed {
+        /// voxbridge call id.
+        call_id: String,
+        /// What SIP said.
+        sip: SipCause,
+    },
     /// Hang the RTP call up (the caller hung up or cancelled).
     EndCall {
         /// voxbridge call id.
@@ -312,33 +336,45 @@ pub struct UasStats {
     pub auth_challenges: u64,
     /// INVITEs whose credentials were wrong (`401` again, and logged).
     pub auth_failures: u64,
+    /// Calls placed (INVITEs voxbridge sent).
+    pub dials: u64,
+    /// Of those, answered (2xx with an SDP answer).
+    pub dials_answered: u64,
+    /// Of those, failed (a final error, no response, the ring timeout).
+    pub dials_failed: u64,
+    /// Challenges answered with credentials.
+    pub dial_auth: u64,
+    /// CANCELs sent (the API gave the call up, or the ring timeout).
+    pub dials_cancelled: u64,
 }
 
-struct TxEntry {
-    tx: Transaction,
-    dest: Peer,
-    dialog: Option<String>,
+pub(super) struct TxEntry {
+    pub(super) tx: Transaction,
+    pub(super) dest: Peer,
+    pub(super) dialog: Option<String>,
 }
 
 /// The UAS (see the module docs).
 pub struct SipUas {
-    cfg: UasConfig,
+    pub(super) cfg: UasConfig,
     /// Our `Contact` per transport (UDP, TCP, TLS).
-    contacts: [String; 3],
-    counter: u64,
-    transactions: HashMap<String, TxEntry>,
-    timers: BinaryHeap<Reverse<(Instant, String)>>,
+    pub(super) contacts: [String; 3],
+    pub(super) counter: u64,
+    pub(super) transactions: HashMap<String, TxEntry>,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, String)>>,
     /// Dialogs by voxbridge call id.
-    dialogs: HashMap<String, Dialog>,
+    pub(super) dialogs: HashMap<String, Dialog>,
     /// voxbridge call id by (Call-ID, our tag).
-    by_sip: HashMap<(String, String), String>,
-    out: VecDeque<(Peer, Bytes)>,
-    actions: VecDeque<UasAction>,
-    stats: UasStats,
-    limiter: RateLimit,
-    draining: bool,
+    pub(super) by_sip: HashMap<(String, String), String>,
+    pub(super) out: VecDeque<(Peer, Bytes)>,
+    pub(super) actions: VecDeque<UasAction>,
+    pub(super) stats: UasStats,
+    pub(super) limiter: RateLimit,
+    pub(super) draining: bool,
     /// Nonces issued, with when.
-    nonces: HashMap<String, Instant>,
+    pub(super) nonces: HashMap<String, Instant>,
+    /// Calls placed and not answered yet, by voxbridge call id.
+    pub(super) dials: HashMap<String, super::uac::Dial>,
 }
 
 /// True when `ack` carries an SDP answer that takes PCMU, the one codec a
@@ -424,7 +460,7 @@ fn reason_of(msg: &Message, fallback: &str) -> String {
 }
 
 /// splitmix64: tags and branches need to be unique, not secret.
-fn mix(mut x: u64) -> u64 {
+pub(super) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -454,7 +490,7 @@ fn server_key(msg: &Message) -> Option<String> {
     }
 }
 
-fn transport_index(transport: Transport) -> usize {
+pub(super) fn transport_index(transport: Transport) -> usize {
     match transport {
         Transport::Udp => 0,
         Transport::Tcp => 1,
@@ -462,7 +498,7 @@ fn transport_index(transport: Transport) -> usize {
     }
 }
 
-fn client_key(branch: &str, method: &Method) -> String {
+pub(super) fn client_key(branch: &str, method: &Method) -> String {
     format!("c|{branch}|{method}")
 }
 
@@ -486,6 +522,7 @@ impl SipUas {
             out: VecDeque::new(),
             actions: VecDeque::new(),
             stats: UasStats::default(),
+            dials: HashMap::new(),
         }
     }
 
@@ -500,9 +537,10 @@ impl SipUas {
         self.draining = true;
     }
 
-    /// Dialogs held (calls starting, up, or ending).
+    /// Dialogs held (calls starting, up, or ending) and calls placed but
+    /// not answered yet.
     pub fn dialogs(&self) -> usize {
-        self.dialogs.len()
+        self.dialogs.len() + self.dials.len()
     }
 
     /// Transactions held.
@@ -510,7 +548,7 @@ impl SipUas {
         self.transactions.len()
     }
 
-    fn unique(&mut self) -> String {
+    pub(super) fn unique(&mut self) -> String {
         self.counter = self.counter.wrapping_add(1);
         format!("{:016x}", mix(self.counter))
     }
@@ -854,10 +892,16 @@ impl SipUas {
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.dialog = Some(call_id.clone());
         }
+        let ends = Ends::of_invite(&msg, &local_tag, source);
         let dialog = Dialog {
             call_id: call_id.clone(),
             local_tag,
             invite: msg,
+            local: ends.local,
+            remote: ends.remote,
+            target: ends.target,
+            route_set: ends.route_set,
+            ack: None,
             invite_tx: key.clone(),
             peer: source,
             phase: Phase::Starting {
@@ -993,7 +1037,7 @@ impl SipUas {
         }
     }
 
-    fn send_bye(&mut self, now: Instant, call_id: &str) {
+    pub(super) fn send_bye(&mut self, now: Instant, call_id: &str) {
         let branch = format!("{BRANCH_COOKIE}{}", self.unique());
         let Some(dialog) = self.dialogs.get_mut(call_id) else {
             return;
@@ -1028,7 +1072,7 @@ impl SipUas {
         self.forget(call_id);
     }
 
-    fn forget(&mut self, call_id: &str) {
+    pub(super) fn forget(&mut self, call_id: &str) {
         if let Some(d) = self.dialogs.remove(call_id) {
             self.by_sip.remove(&(d.invite.call_id().to_owned(), d.local_tag));
         }
@@ -1292,7 +1336,7 @@ impl SipUas {
 
     /// Moves a transaction's output to the send queue, acts on its events,
     /// re-arms its timer and drops it once terminated.
-    fn pump(&mut self, now: Instant, key: &str) {
+    pub(super) fn pump(&mut self, now: Instant, key: &str) {
         let Some(entry) = self.transactions.get_mut(key) else {
             return;
         };
@@ -1300,9 +1344,16 @@ impl SipUas {
             self.out.push_back((entry.dest, bytes));
         }
         let mut ack_timeout = false;
+        // A placed call's INVITE: its responses and timeout go to the UAC.
+        let dial = match entry.tx.kind() {
+            Kind::ClientInvite => entry.dialog.clone(),
+            _ => None,
+        };
+        let mut dial_events = Vec::new();
         while let Some(ev) = entry.tx.poll_event() {
             match ev {
                 TxEvent::AckTimeout if entry.tx.kind() == Kind::ServerInvite => ack_timeout = true,
+                ev if dial.is_some() => dial_events.push(ev),
                 TxEvent::Timeout => tracing::debug!("SIP request timed out (no final response)"),
                 _ => {}
             }
@@ -1312,6 +1363,11 @@ impl SipUas {
             self.transactions.remove(key);
         } else if let Some(at) = entry.tx.poll_timeout() {
             self.timers.push(Reverse((at, key.to_owned())));
+        }
+        if let Some(call_id) = dial {
+            for ev in dial_events {
+                self.dial_event(now, &call_id, ev);
+            }
         }
         if ack_timeout {
             if let Some(call_id) = dialog.filter(|c| {
@@ -1341,6 +1397,10 @@ impl SipUas {
             };
             if let Some(call_id) = key.strip_prefix("d|") {
                 self.session_timer(now, call_id);
+                continue;
+            }
+            if let Some(call_id) = key.strip_prefix("r|") {
+                self.ring_timeout(now, call_id);
                 continue;
             }
             let due = self
@@ -1397,14 +1457,15 @@ impl SipUas {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::time::Duration;
 
     const PEER: &str = "192.0.2.10:5062";
     const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
 
-    fn uas() -> SipUas {
+    /// A UAS as the tests here and in `super::uac` use it.
+    pub(in crate::sansio::sip) fn uas() -> SipUas {
         SipUas::new(UasConfig {
             sent_by: "198.51.100.1:5060".into(),
             sent_by_tcp: None,

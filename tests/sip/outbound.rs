@@ -1,0 +1,214 @@
+//! Calls voxbridge places on a SIP gateway (the UAC), against sipp as the
+//! far end (Debian's `sip-tester`; its own `uas` scenario and the
+//! `tests/fixtures/sipp/uas_*.xml` ones): answered and hung up from
+//! voxbridge, busy, a digest challenge, no answer within the ring timeout.
+//! Each sipp run must end as its scenario says (exit 0), so what voxbridge
+//! sends is checked by software no one here wrote.
+
+use super::sipp_report;
+use crate::harness::{pipecat_route, within, Daemon, TestBot};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use voxbridge_media::commands::{CallCommands, SipDial, SipDialEvent};
+use voxbridge_media::{CallEvent, Config};
+
+/// sipp answering calls on a free port with `scenario` (a fixture, or sipp's
+/// own `uas`) for one call; returns the port and the running sipp.
+fn sipp_uas(scenario: &str) -> (u16, std::process::Child) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let mut cmd = std::process::Command::new("sipp");
+    match scenario.ends_with(".xml") {
+        true => cmd.arg("-sf").arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sipp")
+                .join(scenario),
+        ),
+        false => cmd.args(["-sn", scenario]),
+    };
+    let child = cmd
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "9s",
+        ])
+        .args(["-timeout_error", "-nostdin"])
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("sipp not runnable ({e}); run the README's test command, which installs it")
+        });
+    (port, child)
+}
+
+/// sipp's end: it must have run its scenario through.
+async fn sipp_done(child: std::process::Child, what: &str) {
+    let out = within(
+        what,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("sipp task")
+    .expect("sipp output");
+    assert!(out.status.success(), "sipp {what} failed: {}", sipp_report(&out));
+}
+
+/// A daemon with SIP on and one gateway at sipp's `port`.
+async fn daemon(bot: &TestBot, port: u16, credentials: bool) -> Daemon {
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let gateway = format!(
+        "name = \"carrier\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"trunk.example\"\n{}",
+        if credentials {
+            "username = \"acme\"\npassword = \"gw-secret\"\n"
+        } else {
+            ""
+        }
+    );
+    config.sip.gateways = vec![toml::from_str(&gateway).expect("a gateway")];
+    Daemon::with_config(config).await
+}
+
+fn dial(call_id: &str, ring_timeout: Duration) -> SipDial {
+    SipDial {
+        call_id: call_id.into(),
+        route: "default".into(),
+        gateway: None,
+        destination: "+15550100".into(),
+        caller: Some("+15550199".into()),
+        params: [("campaign".to_owned(), "spring".to_owned())]
+            .into_iter()
+            .collect(),
+        ring_timeout,
+    }
+}
+
+/// Places `dial`; its events come on the returned channel.
+fn place(d: &Daemon, dial: SipDial) -> mpsc::UnboundedReceiver<SipDialEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    d.commands
+        .dial_sip(dial, Box::new(move |e| drop(tx.send(e))))
+        .expect("the dial is taken");
+    rx
+}
+
+async fn next(events: &mut mpsc::UnboundedReceiver<SipDialEvent>, what: &str) -> SipDialEvent {
+    within(what, events.recv()).await.expect("the dial reports")
+}
+
+#[tokio::test]
+async fn sipp_answers_a_placed_call_and_gets_voxbridges_bye() {
+    let mut bot = TestBot::start().await;
+    let (port, sipp) = sipp_uas("uas");
+    let mut d = daemon(&bot, port, false).await;
+    let mut events = place(&d, dial("out-answered", Duration::from_secs(30)));
+    assert_eq!(next(&mut events, "ringing").await, SipDialEvent::Ringing);
+    assert_eq!(next(&mut events, "the answer").await, SipDialEvent::Answered);
+    let _conn = bot.accept().await;
+    let created = d
+        .event("the call's Created", |e| matches!(e, CallEvent::Created { .. }))
+        .await;
+    let CallEvent::Created { info, .. } = created else {
+        unreachable!("matched above")
+    };
+    assert_eq!(
+        (
+            info.call_id.as_str(),
+            info.ingress,
+            info.callee.as_deref(),
+            info.caller.as_deref()
+        ),
+        ("out-answered", "sip", Some("+15550100"), Some("+15550199"))
+    );
+    assert_eq!(info.params.get("campaign").map(String::as_str), Some("spring"));
+    assert!(d.commands.hangup("out-answered"), "the answered call runs");
+    d.event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await;
+    sipp_done(sipp, "uas (answer, then voxbridge's BYE)").await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.dials, s.dials_answered, s.byes_sent), (1, 1, 1), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_busy_callee_is_reported_with_its_sip_code() {
+    let bot = TestBot::start().await;
+    let (port, sipp) = sipp_uas("uas_busy.xml");
+    let d = daemon(&bot, port, false).await;
+    let mut events = place(&d, dial("out-busy", Duration::from_secs(30)));
+    assert_eq!(
+        next(&mut events, "busy").await,
+        SipDialEvent::Failed {
+            code: Some(486),
+            reason: "Busy Here".into()
+        }
+    );
+    sipp_done(sipp, "uas_busy.xml (486 ACKed)").await;
+}
+
+#[tokio::test]
+async fn the_gateways_digest_challenge_is_answered_and_its_codec_taken() {
+    let mut bot = TestBot::start().await;
+    let (port, sipp) = sipp_uas("uas_auth.xml");
+    let mut d = daemon(&bot, port, true).await;
+    let mut events = place(&d, dial("out-auth", Duration::from_secs(30)));
+    assert_eq!(next(&mut events, "ringing").await, SipDialEvent::Ringing);
+    assert_eq!(next(&mut events, "the answer").await, SipDialEvent::Answered);
+    let _conn = bot.accept().await;
+    let sessions = d.rtp.list();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        sessions[0].codec,
+        voxbridge_proto::sdp::AudioCodec::Pcma,
+        "the answer's codec"
+    );
+    assert!(d.commands.hangup("out-auth"));
+    d.event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await;
+    sipp_done(sipp, "uas_auth.xml (credentials verified, BYE)").await;
+    assert_eq!(d.metrics.sip.lock().expect("metrics").dial_auth, 1);
+}
+
+#[tokio::test]
+async fn no_answer_within_the_ring_timeout_cancels_the_call() {
+    let bot = TestBot::start().await;
+    let (port, sipp) = sipp_uas("uas_no_answer.xml");
+    let d = daemon(&bot, port, false).await;
+    let mut events = place(&d, dial("out-noanswer", Duration::from_millis(500)));
+    // Ringing may come before the timeout or not (sipp may still be
+    // starting: the INVITE's retransmission reaches it); the CANCEL waits
+    // for the 180 either way.
+    let mut failed = next(&mut events, "no answer").await;
+    if failed == SipDialEvent::Ringing {
+        failed = next(&mut events, "no answer").await;
+    }
+    assert!(
+        matches!(&failed, SipDialEvent::Failed { code: Some(408), .. }),
+        "{failed:?}"
+    );
+    sipp_done(sipp, "uas_no_answer.xml (CANCEL, 487 ACKed)").await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.dials, s.dials_failed, s.dials_cancelled), (1, 1, 1), "{s:?}");
+    // Refused before anything is sent: a gateway or route that is not there.
+    let mut bad = dial("out-bad", Duration::from_secs(1));
+    bad.gateway = Some("nope".into());
+    let err = d
+        .commands
+        .dial_sip(bad, Box::new(|_| {}))
+        .expect_err("no such gateway");
+    assert!(err.contains("nope"), "{err}");
+    let mut bad = dial("out-bad", Duration::from_secs(1));
+    bad.destination = "+1 555".into();
+    assert!(d.commands.dial_sip(bad, Box::new(|_| {})).is_err());
+}
