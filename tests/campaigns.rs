@@ -6,12 +6,16 @@
 //!   and retries its policy says, and its call start times and durations
 //!   (from the store) never exceed its pacing and concurrency limits;
 //! - `POST /v1/calls` places a call that is answered (media joins by call
-//!   id) or busy, on the same state machine as inbound calls.
+//!   id) or busy, on the same state machine as inbound calls;
+//! - with `originator = "sip"` the media plane places it on a SIP gateway
+//!   (sipp as the callee): dialing -> ringing -> progressing, an API
+//!   hangup sends BYE; a busy callee ends the call busy.
 
 mod harness;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use harness::sipp::{sipp_done, sipp_uas, sipp_uas_on};
 use harness::{billed_default_customer, within};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
@@ -41,6 +45,23 @@ async fn stack(sim: SimulatedConfig, ring_timeout_ms: u64) -> Stack {
 }
 
 async fn stack_on(store_url: String, node: &str, sim: SimulatedConfig, ring_timeout_ms: u64) -> Stack {
+    let originate = OriginateConfig {
+        kind: OriginatorKind::Simulated,
+        ring_timeout_ms,
+        simulated: sim,
+        ..OriginateConfig::default()
+    };
+    stack_with(store_url, node, originate, |_| {}).await
+}
+
+/// A stack whose control places calls with `originate`, its media plane's
+/// config changed by `media`.
+async fn stack_with(
+    store_url: String,
+    node: &str,
+    originate: OriginateConfig,
+    media: impl FnOnce(&mut voxbridge_media::Config),
+) -> Stack {
     let bot = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind bot");
@@ -51,12 +72,7 @@ async fn stack_on(store_url: String, node: &str, sim: SimulatedConfig, ring_time
         node_id: node.into(),
         ..ControlConfig::default()
     };
-    ccfg.originate = OriginateConfig {
-        kind: OriginatorKind::Simulated,
-        ring_timeout_ms,
-        simulated: sim,
-        ..OriginateConfig::default()
-    };
+    ccfg.originate = originate;
     ccfg.campaigns.tick_ms = 20;
     let control = Control::start(&ccfg).await.expect("control starts");
     let key = match control.store.billing_account("default").await {
@@ -64,7 +80,8 @@ async fn stack_on(store_url: String, node: &str, sim: SimulatedConfig, ring_time
         Ok(_) => String::new(),
         Err(_) => billed_default_customer(&control.store).await.0,
     };
-    let config = harness::one_listener(harness::pipecat_route(&bot_url, 16000));
+    let mut config = harness::one_listener(harness::pipecat_route(&bot_url, 16000));
+    media(&mut config);
     let server = MediaServer::bind(config, Arc::new(control.sink()))
         .await
         .expect("media binds");
@@ -368,6 +385,74 @@ async fn an_api_call_is_answered_by_its_media_leg_or_ends_busy() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_call_goes_out_over_sip_and_follows_the_call_states() {
+    let (port, sipp) = sipp_uas("uas");
+    let originate = OriginateConfig {
+        kind: OriginatorKind::Sip,
+        ring_timeout_ms: 8_000,
+        ..OriginateConfig::default()
+    };
+    let s = stack_with(harness::pg::fresh_pg_url().await, "local", originate, |m| {
+        m.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+        m.sip.gateways = vec![
+            toml::from_str(&format!("name = \"carrier\"\naddress = \"127.0.0.1:{port}\"")).expect("gateway"),
+        ];
+    })
+    .await;
+    let mut bus = s.control.bus.subscribe();
+    let body = serde_json::json!({"destination": "+15550100", "source": "+15550199"});
+    let (status, call) = s
+        .call("POST", "/v1/calls", "application/json", body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let id = call["id"].as_str().expect("id").to_owned();
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("call_progressing") {
+        let e = event_where(&mut bus, "the call's progress", Duration::from_secs(10), |e| {
+            e.resource.id == id && e.event_type.starts_with("call_") && e.event_type != "call_created"
+        })
+        .await;
+        seen.push(e.event_type.clone());
+    }
+    assert_eq!(
+        seen,
+        vec!["call_ringing", "call_progressing"],
+        "sipp's 180, then the answer"
+    );
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/v1/calls/{id}/hangup"),
+            "application/json",
+            "{}".into(),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    let e = event_where(&mut bus, "call_hungup", Duration::from_secs(10), |e| {
+        e.resource.id == id && e.event_type == "call_hungup"
+    })
+    .await;
+    assert_eq!(e.resource.fields["ingress"], "sip");
+    sipp_done(sipp, "uas (voxbridge's BYE after the API hangup)").await;
+
+    // The next callee is busy: the call ends busy.
+    let (port2, busy) = sipp_uas_on(port, "uas_busy.xml");
+    assert_eq!(port2, port);
+    let body = serde_json::json!({"destination": "+15550101"});
+    let (_, call) = s
+        .call("POST", "/v1/calls", "application/json", body.to_string())
+        .await;
+    let id = call["id"].as_str().expect("id").to_owned();
+    let e = event_where(&mut bus, "call_hungup", Duration::from_secs(10), |e| {
+        e.resource.id == id && e.event_type == "call_hungup"
+    })
+    .await;
+    assert_eq!(e.resource.fields["hangup_reason"], "busy");
+    sipp_done(busy, "uas_busy.xml").await;
     s.stop().await;
 }
 

@@ -12,6 +12,7 @@ mod harness;
 mod outbound;
 
 use bytes::Bytes;
+use harness::sipp::sipp_report;
 use harness::{pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot};
 use std::net::SocketAddr;
 use tokio::net::UdpSocket;
@@ -318,13 +319,6 @@ async fn sipp(what: &str, target: SocketAddr, args: Vec<String>) -> std::process
     within(what, run).await.expect("sipp task").unwrap_or_else(|e| {
         panic!("sipp not runnable ({e}); run the README's test command, which installs it")
     })
-}
-
-/// The end of sipp's report, for a failed assertion.
-fn sipp_report(out: &std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let tail: Vec<&str> = stdout.lines().rev().take(30).collect();
-    format!("{}\n{}", tail.join("\n"), String::from_utf8_lossy(&out.stderr))
 }
 
 /// sipp's own UAC scenario (INVITE with SDP, ACK, a pause, BYE) for three

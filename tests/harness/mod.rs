@@ -23,6 +23,7 @@ use voxbridge_proto::audiosocket::{AudioSocketCodec, Frame};
 
 #[path = "../../control/tests/common/pg.rs"]
 pub mod pg;
+pub mod sipp;
 
 /// Failure guard for every wait.
 pub const GUARD: Duration = Duration::from_secs(10);

@@ -5,62 +5,12 @@
 //! Each sipp run must end as its scenario says (exit 0), so what voxbridge
 //! sends is checked by software no one here wrote.
 
-use super::sipp_report;
+use crate::harness::sipp::{sipp_done, sipp_uas};
 use crate::harness::{pipecat_route, within, Daemon, TestBot};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use voxbridge_media::commands::{CallCommands, SipDial, SipDialEvent};
 use voxbridge_media::{CallEvent, Config};
-
-/// sipp answering calls on a free port with `scenario` (a fixture, or sipp's
-/// own `uas`) for one call; returns the port and the running sipp.
-fn sipp_uas(scenario: &str) -> (u16, std::process::Child) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port();
-    let mut cmd = std::process::Command::new("sipp");
-    match scenario.ends_with(".xml") {
-        true => cmd.arg("-sf").arg(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/sipp")
-                .join(scenario),
-        ),
-        false => cmd.args(["-sn", scenario]),
-    };
-    let child = cmd
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "9s",
-        ])
-        .args(["-timeout_error", "-nostdin"])
-        .current_dir(std::env::temp_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("sipp not runnable ({e}); run the README's test command, which installs it")
-        });
-    (port, child)
-}
-
-/// sipp's end: it must have run its scenario through.
-async fn sipp_done(child: std::process::Child, what: &str) {
-    let out = within(
-        what,
-        tokio::task::spawn_blocking(move || child.wait_with_output()),
-    )
-    .await
-    .expect("sipp task")
-    .expect("sipp output");
-    assert!(out.status.success(), "sipp {what} failed: {}", sipp_report(&out));
-}
 
 /// A daemon with SIP on and one gateway at sipp's `port`.
 async fn daemon(bot: &TestBot, port: u16, credentials: bool) -> Daemon {

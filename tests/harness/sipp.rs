@@ -1,0 +1,68 @@
+//! sipp (Debian's `sip-tester`, installed by the test command) as the far
+//! end of calls voxbridge places: a UAS on a free port running one of its
+//! own scenarios or a `tests/fixtures/sipp/` one, and its verdict.
+
+use super::within;
+
+/// sipp answering one call on a free UDP port with `scenario` (a fixture
+/// name ending in `.xml`, or one of sipp's own such as `uas`); returns the
+/// port and the running sipp.
+pub fn sipp_uas(scenario: &str) -> (u16, std::process::Child) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    sipp_uas_on(port, scenario)
+}
+
+/// [`sipp_uas`] on `port` (one an earlier sipp freed, say).
+pub fn sipp_uas_on(port: u16, scenario: &str) -> (u16, std::process::Child) {
+    let mut cmd = std::process::Command::new("sipp");
+    match scenario.ends_with(".xml") {
+        true => cmd.arg("-sf").arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sipp")
+                .join(scenario),
+        ),
+        false => cmd.args(["-sn", scenario]),
+    };
+    let child = cmd
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "9s",
+        ])
+        .args(["-timeout_error", "-nostdin"])
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("sipp not runnable ({e}); run the README's test command, which installs it")
+        });
+    (port, child)
+}
+
+/// Waits for sipp's end: it must have run its scenario through (exit 0).
+pub async fn sipp_done(child: std::process::Child, what: &str) {
+    let out = within(
+        what,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("sipp task")
+    .expect("sipp output");
+    assert!(out.status.success(), "sipp {what} failed: {}", sipp_report(&out));
+}
+
+/// The end of sipp's report, for a failed assertion.
+pub fn sipp_report(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tail: Vec<&str> = stdout.lines().rev().take(30).collect();
+    format!("{}\n{}", tail.join("\n"), String::from_utf8_lossy(&out.stderr))
+}
