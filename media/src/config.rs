@@ -367,6 +367,20 @@ pub struct SipGatewayConfig {
     pub username: Option<String>,
     /// Digest password.
     pub password: Option<crate::secret::Secret>,
+    /// Register with it (voxbridge as an extension of a PBX, or a trunk
+    /// that sends calls where its users registered).
+    #[serde(default)]
+    pub register: bool,
+    /// The registered user (the extension); `username`, else `from_user`.
+    pub register_user: Option<String>,
+    /// The registration interval asked for, seconds (refreshed at half of
+    /// what the registrar grants).
+    #[serde(default = "default_register_expires")]
+    pub register_expires_s: u32,
+}
+
+fn default_register_expires() -> u32 {
+    600
 }
 
 fn default_gateway_transport() -> String {
@@ -386,6 +400,9 @@ impl std::fmt::Debug for SipGatewayConfig {
             .field("domain", &self.domain)
             .field("from_user", &self.from_user)
             .field("username", &self.username)
+            .field("register", &self.register)
+            .field("register_user", &self.register_user)
+            .field("register_expires_s", &self.register_expires_s)
             .finish_non_exhaustive()
     }
 }
@@ -399,6 +416,14 @@ impl SipGatewayConfig {
                 Some((host, port)) if port.parse::<u16>().is_ok() => host,
                 _ => &self.address,
             })
+    }
+
+    /// The user a registration registers (the extension).
+    pub fn register_user(&self) -> &str {
+        self.register_user
+            .as_deref()
+            .or(self.username.as_deref())
+            .unwrap_or(&self.from_user)
     }
 
     fn validate(&self, i: usize) -> Result<(), ConfigError> {
@@ -428,6 +453,18 @@ impl SipGatewayConfig {
         }
         if !token(&self.from_user) {
             return bad(format!("from_user: {:?} is not a SIP user", self.from_user));
+        }
+        if !token(self.register_user()) {
+            return bad(format!(
+                "register_user: {:?} is not a SIP user",
+                self.register_user()
+            ));
+        }
+        if self.register && !(60..=86_400).contains(&self.register_expires_s) {
+            return bad(format!(
+                "register_expires_s: {} (60 to 86400)",
+                self.register_expires_s
+            ));
         }
         match (&self.username, &self.password) {
             (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() && !u.contains(['"', '\\']) => {

@@ -502,9 +502,17 @@ impl Metrics {
             ("dial_failed", sip.dials_failed),
             ("dial_auth", sip.dial_auth),
             ("dial_cancel", sip.dials_cancelled),
+            ("register_sent", sip.registers_sent),
+            ("registered", sip.registrations),
+            ("register_failed", sip.register_failures),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }
+        let _ = writeln!(
+            o,
+            "# HELP voxbridge_sip_registrations Registrations the registrars hold now ([[sip.gateways]] register = true).\n# TYPE voxbridge_sip_registrations gauge\nvoxbridge_sip_registrations {}",
+            sip.registered
+        );
         counter(
             &mut o,
             "voxbridge_chanws_errors_total",

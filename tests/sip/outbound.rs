@@ -162,3 +162,26 @@ async fn no_answer_within_the_ring_timeout_cancels_the_call() {
     bad.destination = "+1 555".into();
     assert!(d.commands.dial_sip(bad, Box::new(|_| {})).is_err());
 }
+
+#[tokio::test]
+async fn voxbridge_registers_with_sipp_and_refreshes_the_binding() {
+    let bot = TestBot::start().await;
+    let (port, sipp) = sipp_uas("uas_register.xml");
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let gateway = format!(
+        "name = \"pbx\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"pbx.example\"\n\
+         username = \"acme\"\npassword = \"gw-secret\"\nregister = true\nregister_user = \"2001\"\n"
+    );
+    config.sip.gateways = vec![toml::from_str(&gateway).expect("a gateway")];
+    let d = Daemon::with_config(config).await;
+    // sipp ends its scenario only after the challenge was answered with
+    // credentials it verified and the 2 s binding was refreshed.
+    sipp_done(sipp, "uas_register.xml (challenge, binding, refresh)").await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!(s.register_failures, 0, "{s:?}");
+    assert!(s.registers_sent >= 3, "challenged, answered, refreshed: {s:?}");
+}

@@ -262,3 +262,42 @@ impl SipEndpoint {
         }
     }
 }
+
+/// The registration `gateway` asks for, its address resolved; tried again
+/// every [`crate::sansio::sip::register::RETRY_AFTER`] until the name
+/// resolves; `None` once `stop` turns true first.
+pub(super) async fn registration(
+    gateway: SipGatewayConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Option<crate::sansio::sip::Registration> {
+    let domain = gateway.domain().to_owned();
+    let user = gateway.register_user().to_owned();
+    loop {
+        match tokio::net::lookup_host(gateway.address.as_str())
+            .await
+            .map(|mut a| a.next())
+        {
+            Ok(Some(addr)) => {
+                return Some(crate::sansio::sip::Registration {
+                    name: gateway.name.clone(),
+                    registrar: format!("sip:{domain}"),
+                    aor: format!("sip:{user}@{domain}"),
+                    contact_user: user,
+                    peer: Peer::udp(addr),
+                    credentials: match (&gateway.username, &gateway.password) {
+                        (Some(u), Some(p)) => Some((u.clone(), p.expose().to_owned())),
+                        _ => None,
+                    },
+                    expires: gateway.register_expires_s,
+                });
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!(gateway = %gateway.name, address = %gateway.address, "SIP registration: the address does not resolve; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(crate::sansio::sip::register::RETRY_AFTER) => {}
+                    _ = stop.wait_for(|s| *s) => return None,
+                }
+            }
+        }
+    }
+}

@@ -104,16 +104,28 @@ impl SipEndpoint {
         let (dial_started_tx, mut dials_started) =
             mpsc::unbounded_channel::<(String, Result<String, String>)>();
         let mut commands = self.commands.take().unwrap_or_else(|| mpsc::channel(1).1);
+        // Registrations: each gateway's address resolved on a task.
+        let (registration_tx, mut registrations) = mpsc::unbounded_channel();
+        for gateway in self.gateways.iter().filter(|g| g.register).cloned() {
+            let tx = registration_tx.clone();
+            let stop = stop.clone();
+            self.tracker.spawn(async move {
+                if let Some(r) = dial::registration(gateway, stop).await {
+                    let _ = tx.send(r);
+                }
+            });
+        }
         let mut buf = vec![0u8; 65_536];
         let mut stopping = false;
         let mut drain_until = None;
         loop {
+            // Counted before sent: what a peer saw is in the metrics.
+            *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
             self.flush(&connections).await;
             while let Some(action) = self.uas.poll_action() {
                 self.act(action, &report_tx, &end_tx, &dial_started_tx);
             }
             self.flush(&connections).await;
-            *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
             if stopping && self.uas.dialogs() == 0 {
                 tracing::info!("SIP endpoint stopped");
                 return;
@@ -163,6 +175,7 @@ impl SipEndpoint {
                 Some(call_id) = ends.recv() => self.uas.call_ended(Instant::now(), &call_id),
                 Some(cmd) = commands.recv(), if !stopping => self.on_command(cmd, &prepared_tx),
                 Some(p) = prepared.recv() => self.on_prepared(p),
+                Some(r) = registrations.recv(), if !stopping => self.uas.register(Instant::now(), r),
                 Some((call_id, result)) = dials_started.recv() => self.uas.dial_started(Instant::now(), &call_id, result),
                 _ = sleep_until(wake) => self.uas.handle_timeout(Instant::now()),
                 r = stop.wait_for(|s| *s), if !stopping => {
@@ -171,6 +184,7 @@ impl SipEndpoint {
                     drain_until = Some(Instant::now() + self.drain_limit);
                     self.uas.drain();
                     self.cancel_all_dials();
+                    self.uas.unregister_all(Instant::now());
                     tracing::info!(dialogs = self.uas.dialogs(), "SIP endpoint draining: new INVITEs get 503");
                 }
             }

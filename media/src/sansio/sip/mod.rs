@@ -1,5 +1,6 @@
 //! The SIP leg's signalling, sans-IO: a user agent that answers calls
-//! from a SIP trunk and places calls on one ([`uac`]), each an RTP call.
+//! from a SIP trunk and places calls on one ([`uac`]), each an RTP call,
+//! and registers with PBXs and trunks that want it ([`register`]).
 //!
 //! [`uas::SipUas`] takes datagrams (UDP), framed messages (TCP, TLS) and `now`, keeps the transactions
 //! (`voxbridge_proto::sip::transaction`) and dialogs, and hands out
@@ -11,9 +12,11 @@
 
 pub mod dialog;
 pub mod policy;
+pub mod register;
 pub mod uac;
 pub mod uas;
 
 pub use policy::{Cidr, RouteRule};
+pub use register::Registration;
 pub use uac::OutboundCall;
 pub use uas::{DigestAuth, Peer, Refusal, SipUas, UasAction, UasConfig, UasStats};

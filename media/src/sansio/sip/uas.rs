@@ -346,6 +346,14 @@ pub struct UasStats {
     pub dial_auth: u64,
     /// CANCELs sent (the API gave the call up, or the ring timeout).
     pub dials_cancelled: u64,
+    /// REGISTERs sent (first ones, refreshes, challenge answers).
+    pub registers_sent: u64,
+    /// Registrations accepted (`200`).
+    pub registrations: u64,
+    /// Registrations refused or unanswered (each tried again later).
+    pub register_failures: u64,
+    /// Registrations the registrars hold now (a gauge).
+    pub registered: u64,
 }
 
 pub(super) struct TxEntry {
@@ -375,6 +383,8 @@ pub struct SipUas {
     pub(super) nonces: HashMap<String, Instant>,
     /// Calls placed and not answered yet, by voxbridge call id.
     pub(super) dials: HashMap<String, super::uac::Dial>,
+    /// Registrations kept, by name.
+    pub(super) registrations: HashMap<String, super::register::Registered>,
 }
 
 /// True when `ack` carries an SDP answer that takes PCMU, the one codec a
@@ -523,12 +533,16 @@ impl SipUas {
             actions: VecDeque::new(),
             stats: UasStats::default(),
             dials: HashMap::new(),
+            registrations: HashMap::new(),
         }
     }
 
     /// What it has seen so far.
     pub fn stats(&self) -> UasStats {
-        self.stats
+        UasStats {
+            registered: self.registered() as u64,
+            ..self.stats
+        }
     }
 
     /// Shutting down: new INVITEs get `503` with `Retry-After`; the calls
@@ -1344,16 +1358,21 @@ impl SipUas {
             self.out.push_back((entry.dest, bytes));
         }
         let mut ack_timeout = false;
-        // A placed call's INVITE: its responses and timeout go to the UAC.
+        // A placed call's INVITE and a registration's REGISTER: their
+        // responses and timeouts go to the UAC.
         let dial = match entry.tx.kind() {
             Kind::ClientInvite => entry.dialog.clone(),
+            _ => None,
+        };
+        let registration = match entry.tx.kind() {
+            Kind::ClientNonInvite if key.ends_with("|REGISTER") => entry.dialog.clone(),
             _ => None,
         };
         let mut dial_events = Vec::new();
         while let Some(ev) = entry.tx.poll_event() {
             match ev {
                 TxEvent::AckTimeout if entry.tx.kind() == Kind::ServerInvite => ack_timeout = true,
-                ev if dial.is_some() => dial_events.push(ev),
+                ev if dial.is_some() || registration.is_some() => dial_events.push(ev),
                 TxEvent::Timeout => tracing::debug!("SIP request timed out (no final response)"),
                 _ => {}
             }
@@ -1367,6 +1386,10 @@ impl SipUas {
         if let Some(call_id) = dial {
             for ev in dial_events {
                 self.dial_event(now, &call_id, ev);
+            }
+        } else if let Some(name) = registration {
+            for ev in dial_events {
+                self.register_event(now, &name, ev);
             }
         }
         if ack_timeout {
@@ -1401,6 +1424,10 @@ impl SipUas {
             }
             if let Some(call_id) = key.strip_prefix("r|") {
                 self.ring_timeout(now, call_id);
+                continue;
+            }
+            if let Some(name) = key.strip_prefix("g|") {
+                self.registration_due(now, name);
                 continue;
             }
             let due = self
