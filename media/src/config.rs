@@ -354,7 +354,7 @@ pub struct SipGatewayConfig {
     pub name: String,
     /// `host:port` the INVITEs go to (a host name is resolved at each dial).
     pub address: String,
-    /// `udp` (TCP and TLS for placed calls are not there yet).
+    /// `udp` or `tcp` (TLS for placed calls is not there yet).
     #[serde(default = "default_gateway_transport")]
     pub transport: String,
     /// Host of the Request-URI, `To` and `From` (`trunk.example`); the
@@ -418,6 +418,15 @@ impl SipGatewayConfig {
             })
     }
 
+    /// Where its messages go: `addr` over its transport.
+    pub fn peer(&self, addr: std::net::SocketAddr) -> crate::sansio::sip::Peer {
+        let transport = match self.transport.eq_ignore_ascii_case("tcp") {
+            true => voxbridge_proto::sip::Transport::Tcp,
+            false => voxbridge_proto::sip::Transport::Udp,
+        };
+        crate::sansio::sip::Peer { transport, addr }
+    }
+
     /// The user a registration registers (the extension).
     pub fn register_user(&self) -> &str {
         self.register_user
@@ -440,9 +449,9 @@ impl SipGatewayConfig {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
             _ => return bad(format!("address: {:?} is not host:port", self.address)),
         }
-        if !self.transport.eq_ignore_ascii_case("udp") {
+        if !self.transport.eq_ignore_ascii_case("udp") && !self.transport.eq_ignore_ascii_case("tcp") {
             return bad(format!(
-                "transport: {:?} (placed calls go over \"udp\" for now)",
+                "transport: {:?} (\"udp\" or \"tcp\"; TLS is not there yet)",
                 self.transport
             ));
         }
@@ -1089,7 +1098,7 @@ mod tests {
                 "sip.gateways[0].username",
             ),
             (
-                "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"trunk:5060\"\ntransport = \"tls\"",
+                "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"trunk:5060\"\ntransport = \"sctp\"",
                 "sip.gateways[0].transport",
             ),
             (

@@ -17,6 +17,28 @@ pub fn sipp_uas(scenario: &str) -> (u16, std::process::Child) {
 
 /// [`sipp_uas`] on `port` (one an earlier sipp freed, say).
 pub fn sipp_uas_on(port: u16, scenario: &str) -> (u16, std::process::Child) {
+    sipp_uas_with(port, scenario, &[])
+}
+
+/// [`sipp_uas`] over TCP (`-t t1`) on a free TCP port, returned once sipp
+/// accepts connections there (over TCP nothing is retransmitted, so a call
+/// placed before would find no one).
+pub async fn sipp_uas_tcp(scenario: &str) -> (u16, std::process::Child) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let started = sipp_uas_with(port, scenario, &["-t", "t1"]);
+    within("sipp listening on TCP", async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    started
+}
+
+fn sipp_uas_with(port: u16, scenario: &str, extra: &[&str]) -> (u16, std::process::Child) {
     let mut cmd = std::process::Command::new("sipp");
     match scenario.ends_with(".xml") {
         true => cmd.arg("-sf").arg(
@@ -38,6 +60,7 @@ pub fn sipp_uas_on(port: u16, scenario: &str) -> (u16, std::process::Child) {
             "9s",
         ])
         .args(["-timeout_error", "-nostdin"])
+        .args(extra)
         .current_dir(std::env::temp_dir())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -5,7 +5,7 @@
 //! Each sipp run must end as its scenario says (exit 0), so what voxbridge
 //! sends is checked by software no one here wrote.
 
-use crate::harness::sipp::{sipp_done, sipp_uas};
+use crate::harness::sipp::{sipp_done, sipp_uas, sipp_uas_tcp};
 use crate::harness::{pipecat_route, within, Daemon, TestBot};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -14,13 +14,18 @@ use voxbridge_media::{CallEvent, Config};
 
 /// A daemon with SIP on and one gateway at sipp's `port`.
 async fn daemon(bot: &TestBot, port: u16, credentials: bool) -> Daemon {
+    daemon_over(bot, port, credentials, "udp").await
+}
+
+/// [`daemon`] with the gateway over `transport`.
+async fn daemon_over(bot: &TestBot, port: u16, credentials: bool, transport: &str) -> Daemon {
     let mut config = Config::default();
     config
         .routes
         .insert("default".into(), pipecat_route(&bot.url, 8000));
     config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
     let gateway = format!(
-        "name = \"carrier\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"trunk.example\"\n{}",
+        "name = \"carrier\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"trunk.example\"\ntransport = \"{transport}\"\n{}",
         if credentials {
             "username = \"acme\"\npassword = \"gw-secret\"\n"
         } else {
@@ -89,6 +94,32 @@ async fn sipp_answers_a_placed_call_and_gets_voxbridges_bye() {
     sipp_done(sipp, "uas (answer, then voxbridge's BYE)").await;
     let s = *d.metrics.sip.lock().expect("metrics");
     assert_eq!((s.dials, s.dials_answered, s.byes_sent), (1, 1, 1), "{s:?}");
+}
+
+/// Over TCP: voxbridge opens the connection to the gateway, and the
+/// dialog's requests (the ACK, the BYE) go on it.
+#[tokio::test]
+async fn a_placed_call_over_tcp() {
+    let mut bot = TestBot::start().await;
+    let (port, sipp) = sipp_uas_tcp("uas").await;
+    let mut d = daemon_over(&bot, port, false, "tcp").await;
+    let mut events = place(&d, dial("out-tcp", Duration::from_secs(30)));
+    let mut answered = next(&mut events, "the answer").await;
+    if answered == SipDialEvent::Ringing {
+        answered = next(&mut events, "the answer").await;
+    }
+    assert_eq!(answered, SipDialEvent::Answered);
+    let _conn = bot.accept().await;
+    assert!(d.commands.hangup("out-tcp"));
+    d.event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await;
+    sipp_done(sipp, "uas over TCP (answer, then voxbridge's BYE)").await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!(
+        (s.dials_answered, s.byes_sent, s.send_failures),
+        (1, 1, 0),
+        "{s:?}"
+    );
 }
 
 #[tokio::test]

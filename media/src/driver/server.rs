@@ -359,6 +359,8 @@ impl MediaServer {
                 gateways: Arc::new(self.config.sip.gateways.clone()),
                 commands: self.sip_dials.map(|(_, rx)| rx),
                 pending: Default::default(),
+                outbound: Default::default(),
+                connecting: Default::default(),
             };
             // On the tracker, not among the accept loops: it keeps
             // answering (and sending BYEs) until its last call is gone.

@@ -8,7 +8,7 @@
 use super::SipEndpoint;
 use crate::config::SipGatewayConfig;
 use crate::driver::sessions::{Reservation, RtpSessions, SessionRequest};
-use crate::sansio::sip::{uac, OutboundCall, Peer};
+use crate::sansio::sip::{uac, OutboundCall};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -120,7 +120,7 @@ async fn prepare(
             call_id: dial.call_id.clone(),
             request_uri,
             from_uri,
-            peer: Peer::udp(addr),
+            peer: gateway.peer(addr),
             offer: reservation.offer.clone(),
             credentials,
             ring_timeout: dial.ring_timeout,
@@ -191,6 +191,9 @@ impl SipEndpoint {
             Ok(_) if pending.cancelled => self.fail(&call_id, None, "cancelled before it was placed".into()),
             Ok((call, reservation)) => {
                 pending.reservation = Some(reservation);
+                if call.peer.transport == voxbridge_proto::sip::Transport::Tcp {
+                    self.outbound.insert(call.peer);
+                }
                 self.uas.dial(Instant::now(), call);
             }
             Err(why) => self.fail(&call_id, None, why),
@@ -283,7 +286,7 @@ pub(super) async fn registration(
                     registrar: format!("sip:{domain}"),
                     aor: format!("sip:{user}@{domain}"),
                     contact_user: user,
-                    peer: Peer::udp(addr),
+                    peer: gateway.peer(addr),
                     credentials: match (&gateway.username, &gateway.password) {
                         (Some(u), Some(p)) => Some((u.clone(), p.expose().to_owned())),
                         _ => None,

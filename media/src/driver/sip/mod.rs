@@ -58,6 +58,11 @@ pub(crate) struct SipEndpoint {
     pub commands: Option<mpsc::Receiver<dial::SipCommand>>,
     /// Placed calls not answered yet.
     pub pending: HashMap<String, dial::PendingDial>,
+    /// Gateways reached over TCP: a message for one without a connection
+    /// opens it ([`stream::connect`]) instead of failing.
+    pub outbound: std::collections::HashSet<Peer>,
+    /// Messages waiting for a connection being opened, by gateway.
+    pub connecting: HashMap<Peer, Vec<Bytes>>,
 }
 
 fn refusal(e: &MediaError, retry_after_s: u32) -> Refusal {
@@ -121,11 +126,11 @@ impl SipEndpoint {
         loop {
             // Counted before sent: what a peer saw is in the metrics.
             *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
-            self.flush(&connections).await;
+            self.flush(&connections, &events_tx).await;
             while let Some(action) = self.uas.poll_action() {
                 self.act(action, &report_tx, &end_tx, &dial_started_tx);
             }
-            self.flush(&connections).await;
+            self.flush(&connections, &events_tx).await;
             if stopping && self.uas.dialogs() == 0 {
                 tracing::info!("SIP endpoint stopped");
                 return;
@@ -170,12 +175,32 @@ impl SipEndpoint {
                             connections.remove(&peer);
                         }
                     }
+                    StreamEvent::Connected { stream, peer } => {
+                        next_connection += 1;
+                        // A gateway may stay quiet between our requests.
+                        let writes = stream::spawn_connection(&self.tracker, stream, peer, next_connection, None, stream::OUTBOUND_IDLE, events_tx.clone());
+                        for bytes in self.connecting.remove(&peer).unwrap_or_default() {
+                            if writes.try_send(bytes).is_err() {
+                                self.uas.send_failed(peer);
+                            }
+                        }
+                        connections.insert(peer, (next_connection, writes));
+                    }
+                    StreamEvent::ConnectFailed(peer) => {
+                        self.connecting.remove(&peer);
+                        self.uas.transport_failed(Instant::now(), peer);
+                    }
                 },
                 Some((call_id, result)) = starts.recv() => self.uas.call_started(Instant::now(), &call_id, result),
                 Some(call_id) = ends.recv() => self.uas.call_ended(Instant::now(), &call_id),
                 Some(cmd) = commands.recv(), if !stopping => self.on_command(cmd, &prepared_tx),
                 Some(p) = prepared.recv() => self.on_prepared(p),
-                Some(r) = registrations.recv(), if !stopping => self.uas.register(Instant::now(), r),
+                Some(r) = registrations.recv(), if !stopping => {
+                    if r.peer.transport == Transport::Tcp {
+                        self.outbound.insert(r.peer);
+                    }
+                    self.uas.register(Instant::now(), r);
+                }
                 Some((call_id, result)) = dials_started.recv() => self.uas.dial_started(Instant::now(), &call_id, result),
                 _ = sleep_until(wake) => self.uas.handle_timeout(Instant::now()),
                 r = stop.wait_for(|s| *s), if !stopping => {
@@ -191,7 +216,7 @@ impl SipEndpoint {
         }
     }
 
-    async fn flush(&mut self, connections: &Connections) {
+    async fn flush(&mut self, connections: &Connections, events: &mpsc::Sender<StreamEvent>) {
         while let Some((to, bytes)) = self.uas.poll_transmit() {
             match to.transport {
                 Transport::Udp => {
@@ -202,11 +227,21 @@ impl SipEndpoint {
                 // A connection that is gone or not reading cannot take it;
                 // the UAS counts that (its transaction times out).
                 _ => {
-                    let queued = connections
-                        .get(&to)
-                        .is_some_and(|(_, writes)| writes.try_send(bytes).is_ok());
-                    if !queued {
-                        self.uas.send_failed(to);
+                    match connections.get(&to) {
+                        Some((_, writes)) => {
+                            if writes.try_send(bytes).is_err() {
+                                self.uas.send_failed(to);
+                            }
+                        }
+                        // A gateway: open the connection, the message waits.
+                        None if self.outbound.contains(&to) => match self.connecting.get_mut(&to) {
+                            Some(waiting) => waiting.push(bytes),
+                            None => {
+                                self.connecting.insert(to, vec![bytes]);
+                                stream::connect(&self.tracker, to, events.clone());
+                            }
+                        },
+                        None => self.uas.send_failed(to),
                     }
                 }
             }

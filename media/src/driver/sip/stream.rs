@@ -33,6 +33,9 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a new connection may take to send its first whole message
 /// (64*T1, the longest a transaction waits).
 pub(crate) const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(32);
+/// How long a connection voxbridge opened to a gateway may stay quiet
+/// before its first message (a day: registrations and calls keep it).
+pub(crate) const OUTBOUND_IDLE: Duration = Duration::from_secs(86_400);
 /// Bytes read at a time.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -65,6 +68,33 @@ pub(crate) enum StreamEvent {
     Malformed(Peer),
     /// `peer`'s connection `id` is gone.
     Closed { peer: Peer, id: u64 },
+    /// A connection voxbridge opened to a gateway ([`connect`]).
+    Connected { stream: TcpStream, peer: Peer },
+    /// Opening one failed.
+    ConnectFailed(Peer),
+}
+
+/// The longest opening a connection to a gateway may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a TCP connection to `peer` (a gateway voxbridge places calls on or
+/// registers with) on a task; the endpoint hears `Connected` or
+/// `ConnectFailed`.
+pub(crate) fn connect(tracker: &TaskTracker, peer: Peer, events: mpsc::Sender<StreamEvent>) {
+    tracker.spawn(async move {
+        let event = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer.addr)).await {
+            Ok(Ok(stream)) => StreamEvent::Connected { stream, peer },
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, error = %e, "SIP connection to the gateway failed");
+                StreamEvent::ConnectFailed(peer)
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "SIP connection to the gateway timed out");
+                StreamEvent::ConnectFailed(peer)
+            }
+        };
+        let _ = events.send(event).await;
+    });
 }
 
 /// Accepts connections on `listener` until the endpoint is gone.

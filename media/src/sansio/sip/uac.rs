@@ -266,7 +266,7 @@ impl SipUas {
     }
 
     /// A final failure: reported (unless it was already) and forgotten.
-    fn dial_over(&mut self, call_id: &str, sip: SipCause) {
+    pub(super) fn dial_over(&mut self, call_id: &str, sip: SipCause) {
         if let Some(dial) = self.dials.remove(call_id) {
             if !dial.reported {
                 self.stats.dials_failed += 1;
@@ -833,6 +833,23 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(u.dialogs(), 0);
+    }
+
+    #[test]
+    fn a_gateway_that_cannot_be_reached_fails_the_call_at_once() {
+        let mut u = uas();
+        let t = Instant::now();
+        let mut c = call(false);
+        c.peer.transport = voxbridge_proto::sip::Transport::Tcp;
+        u.dial(t, c.clone());
+        assert_eq!(sent(&mut u).len(), 1, "the INVITE, for the driver to send");
+        u.transport_failed(t, c.peer);
+        let got = actions(&mut u);
+        assert!(
+            matches!(&got[..], [UasAction::DialFailed { sip, .. }] if sip.code == Some(503)),
+            "{got:?}"
+        );
+        assert_eq!((u.dialogs(), u.transactions()), (0, 0));
     }
 
     #[test]

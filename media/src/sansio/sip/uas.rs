@@ -597,6 +597,33 @@ impl SipUas {
         tracing::debug!(%peer, "SIP message not sent");
     }
 
+    /// No connection to `peer` could be opened: its client transactions
+    /// end at once as the RFC says a transport error does (section
+    /// 8.1.3.1: as a `503`), so a placed call fails and a registration is
+    /// tried again later instead of waiting for Timer B or F.
+    pub fn transport_failed(&mut self, now: Instant, peer: Peer) {
+        let keys: Vec<String> = self
+            .transactions
+            .iter()
+            .filter(|(k, e)| e.dest == peer && k.starts_with("c|"))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some(entry) = self.transactions.remove(&key) else {
+                continue;
+            };
+            self.stats.send_failures += 1;
+            let Some(owner) = entry.dialog else {
+                continue;
+            };
+            if key.ends_with("|INVITE") {
+                self.dial_over(&owner, SipCause::new(Some(503), "no connection to the gateway"));
+            } else if key.ends_with("|REGISTER") {
+                self.register_event(now, &owner, TxEvent::Timeout);
+            }
+        }
+    }
+
     /// A datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: Bytes) {
         if !self.admits(source) {
