@@ -9,13 +9,15 @@
 //!   id) or busy, on the same state machine as inbound calls;
 //! - with `originator = "sip"` the media plane places it on a SIP gateway
 //!   (sipp as the callee): dialing -> ringing -> progressing, an API
-//!   hangup sends BYE; a busy callee ends the call busy.
+//!   hangup sends BYE; a busy callee ends the call busy; an inbound SIP
+//!   call is handed on by `POST /v1/calls/{id}/transfer` (REFER, sipp's
+//!   NOTIFY) and ends `transferred`.
 
 mod harness;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use harness::sipp::{sipp_done, sipp_uas, sipp_uas_on};
+use harness::sipp::{sipp, sipp_done, sipp_report, sipp_uas, sipp_uas_on};
 use harness::{billed_default_customer, within};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
@@ -34,6 +36,8 @@ use voxbridge_proto::envelope::EventEnvelope;
 
 struct Stack {
     control: Control,
+    /// The media plane's SIP endpoint, when its config turns SIP on.
+    sip: Option<std::net::SocketAddr>,
     api: axum::Router,
     key: String,
     shutdown: ShutdownHandle,
@@ -86,11 +90,13 @@ async fn stack_with(
         .await
         .expect("media binds");
     control.set_media_routes(&server.audiosocket_routes());
+    let sip = server.sip_addr();
     let api = control.router(Arc::new(server.commands()));
     let shutdown = server.shutdown_handle();
     let media = tokio::spawn(server.run());
     Stack {
         control,
+        sip,
         api,
         key,
         shutdown,
@@ -390,7 +396,7 @@ async fn an_api_call_is_answered_by_its_media_leg_or_ends_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_call_goes_out_over_sip_and_follows_the_call_states() {
-    let (port, sipp) = sipp_uas("uas");
+    let (port, callee) = sipp_uas("uas");
     let originate = OriginateConfig {
         kind: OriginatorKind::Sip,
         ring_timeout_ms: 8_000,
@@ -437,7 +443,67 @@ async fn an_api_call_goes_out_over_sip_and_follows_the_call_states() {
     })
     .await;
     assert_eq!(e.resource.fields["ingress"], "sip");
-    sipp_done(sipp, "uas (voxbridge's BYE after the API hangup)").await;
+    sipp_done(callee, "uas (voxbridge's BYE after the API hangup)").await;
+
+    // A caller on the SIP trunk, handed on to a person through the API:
+    // sipp checks the REFER and reports the new call up by NOTIFY.
+    let sip = s.sip.expect("SIP on");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sipp/uac_transfer.xml"
+    );
+    let args = [
+        "-sf", scenario, "-s", "bot", "-m", "1", "-l", "1", "-timeout", "9s",
+    ];
+    let caller = tokio::spawn(sipp(
+        "sipp uac_transfer.xml",
+        sip,
+        args.iter().map(|a| a.to_string()).collect(),
+    ));
+    let e = event_where(
+        &mut bus,
+        "the inbound call answered",
+        Duration::from_secs(10),
+        |e| e.event_type == "call_progressing" && e.resource.fields["direction"] == "incoming",
+    )
+    .await;
+    let inbound = e.resource.id.clone();
+    let (status, body) = s
+        .call(
+            "POST",
+            &format!("/v1/calls/{inbound}/transfer"),
+            "application/json",
+            r#"{"target": "+15550123"}"#.into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let e = event_where(&mut bus, "call_transferred", Duration::from_secs(10), |e| {
+        e.resource.id == inbound && e.event_type == "call_transferred"
+    })
+    .await;
+    assert!(e.resource.fields["target"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("sip:+15550123@")));
+    let e = event_where(
+        &mut bus,
+        "the transferred call's hangup",
+        Duration::from_secs(10),
+        |e| e.resource.id == inbound && e.event_type == "call_hungup",
+    )
+    .await;
+    assert_eq!(e.resource.fields["hangup_cause"], "transferred");
+    let out = within("sipp", caller).await.expect("sipp task");
+    assert!(out.status.success(), "sipp failed: {}", sipp_report(&out));
+    // A call that is over cannot be transferred.
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/v1/calls/{inbound}/transfer"),
+            "application/json",
+            r#"{"target": "+15550123"}"#.into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
 
     // The next callee is busy: the call ends busy.
     let (port2, busy) = sipp_uas_on(port, "uas_busy.xml");

@@ -12,7 +12,7 @@ mod harness;
 mod outbound;
 
 use bytes::Bytes;
-use harness::sipp::sipp_report;
+use harness::sipp::{sipp, sipp_report};
 use harness::{pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot};
 use std::net::SocketAddr;
 use tokio::net::UdpSocket;
@@ -303,22 +303,6 @@ async fn the_bots_hangup_sends_bye_and_options_cancel_and_garbage_are_answered()
     let sip_stats = *d.metrics.sip.lock().expect("metrics");
     assert!(sip_stats.malformed >= 1, "{sip_stats:?}");
     assert!(sip_stats.byes_sent >= 1, "{sip_stats:?}");
-}
-
-/// Runs sipp against the daemon at `target` with `args` (from a blocking
-/// task, inside the harness's guard) and returns its output.
-async fn sipp(what: &str, target: SocketAddr, args: Vec<String>) -> std::process::Output {
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("sipp")
-            .args(["-i", "127.0.0.1", "-p", "0", "-timeout_error", "-nostdin"])
-            .args(&args)
-            .arg(target.to_string())
-            .current_dir(std::env::temp_dir())
-            .output()
-    });
-    within(what, run).await.expect("sipp task").unwrap_or_else(|e| {
-        panic!("sipp not runnable ({e}); run the README's test command, which installs it")
-    })
 }
 
 /// sipp's own UAC scenario (INVITE with SDP, ACK, a pause, BYE) for three
@@ -797,6 +781,56 @@ async fn sipp_gets_voxbridges_bye_when_the_bot_hangs_up() {
     sipp_scenario(bot, d.sip.expect("SIP on"), "uac_bye_from_voxbridge.xml", 2, true).await;
     let s = *d.metrics.sip.lock().expect("metrics");
     assert_eq!((s.answered, s.byes_sent, s.byes_received), (2, 2, 0), "{s:?}");
+}
+
+/// The bot hands the call on to a person (pipecat `voxbridge.transfer`):
+/// voxbridge sends REFER in sipp's dialog (sipp's scenario checks it and
+/// accepts), answers sipp's NOTIFY whose sipfrag says the new call is up,
+/// and ends its own call with BYE; the call's events say `transferred`.
+#[tokio::test]
+async fn the_bot_transfers_a_sipp_call_by_refer() {
+    let mut bot = TestBot::start().await;
+    let mut d = daemon(&bot).await;
+    let sip = d.sip.expect("SIP on");
+    let bots = tokio::spawn(async move {
+        let mut conn = bot.accept().await;
+        let ask = r#"{"type":"voxbridge.transfer","target":"+15550123"}"#;
+        conn.send(harness::pipecat_msg(Kind::Message(
+            voxbridge_proto::pipecat::MessageFrame { data: ask.into() },
+        )))
+        .await;
+        conn
+    });
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sipp/uac_transfer.xml"
+    );
+    let args = [
+        "-sf", scenario, "-s", "bot", "-m", "1", "-l", "1", "-timeout", "9s",
+    ];
+    let out = sipp(
+        "sipp uac_transfer.xml",
+        sip,
+        args.iter().map(|a| a.to_string()).collect(),
+    )
+    .await;
+    assert!(out.status.success(), "sipp failed: {}", sipp_report(&out));
+    let _conn = within("the bot connection", bots).await.expect("bot task");
+    let transferred = d
+        .event("the transfer", |e| matches!(e, CallEvent::Transferred { .. }))
+        .await;
+    assert!(
+        matches!(&transferred, CallEvent::Transferred { target, .. } if target.starts_with("sip:+15550123@")),
+        "{transferred:?}"
+    );
+    let (_, cause) = hangup(&mut d).await;
+    assert_eq!(cause, HangupCause::Transferred);
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!(
+        (s.transfers, s.transfers_completed, s.byes_sent),
+        (1, 1, 1),
+        "{s:?}"
+    );
 }
 
 /// sipp drops a tenth of its INVITEs, BYEs and the 200s it receives:

@@ -42,6 +42,21 @@ pub trait CallCommands: Send + Sync + 'static {
         ))
     }
 
+    /// Hands a running SIP call on to `target` (a number at the caller's
+    /// side, or a `sip:` URI) by a blind transfer (SIP REFER). `done`
+    /// hears `Ok` once the REFER is on its way; when the far end reports the new call up
+    /// the call emits `Transferred` and ends with cause `transferred`; a
+    /// refused transfer leaves the call as it was. `Err` says why not (no
+    /// such call here, not a SIP call, a transfer already under way, a bad
+    /// target). `Ok` and `Err` come through `done`; it is called at once
+    /// when this media plane cannot transfer at all.
+    fn transfer(&self, call_id: &str, target: &str, done: DialDone) {
+        let _ = target;
+        done(Err(format!(
+            "call {call_id}: this media plane cannot transfer calls"
+        )));
+    }
+
     /// Gives up a call placed by [`CallCommands::dial_sip`] that is not
     /// answered yet (SIP CANCEL; one just answered is hung up). `false`
     /// when this media plane places no such call.

@@ -108,6 +108,12 @@ enum Msg {
         call_id: String,
         stats: WireRtpStats,
     },
+    Transferred {
+        event_id: String,
+        call_id: String,
+        target: String,
+        at_ms: u64,
+    },
     Hungup {
         event_id: String,
         call_id: String,
@@ -279,6 +285,12 @@ impl WireEvent {
                 call_id: call_id.clone(),
                 stats: stats.into(),
             },
+            CallEvent::Transferred { call_id, target, at } => Msg::Transferred {
+                event_id: id,
+                call_id: call_id.clone(),
+                target: target.clone(),
+                at_ms: ms_of(*at),
+            },
             CallEvent::Hungup {
                 call_id,
                 cause,
@@ -401,6 +413,19 @@ impl WireEvent {
                 event: CallEvent::RtpStats {
                     call_id,
                     stats: stats.into(),
+                },
+            },
+            Msg::Transferred {
+                event_id,
+                call_id,
+                target,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::Transferred {
+                    call_id,
+                    target,
+                    at: time_of(at_ms)?,
                 },
             },
             Msg::Hungup {
@@ -543,11 +568,12 @@ mod tests {
         }
 
         #[test]
-        fn hangups_round_trip(id in "[a-z0-9-]{1,40}", text in ".{0,60}", ms in 0u64..4_000_000_000_000, cause in 0usize..12) {
+        fn hangups_round_trip(id in "[a-z0-9-]{1,40}", text in ".{0,60}", ms in 0u64..4_000_000_000_000, cause in 0usize..13) {
             for event in [
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::from_millis(ms / 7), at: at(ms), sip: None },
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::ZERO, at: at(ms), sip: Some(SipCause::new((ms % 2 == 0).then_some(487), &text)) },
                 CallEvent::Transcript { call_id: id.clone(), speaker: Speaker::Caller, text: text.clone(), user_id: text.clone() },
+                CallEvent::Transferred { call_id: id.clone(), target: text.clone(), at: at(ms) },
             ] {
                 let w = WireEvent { event_id: id.clone(), event };
                 prop_assert_eq!(WireEvent::decode(&w.encode()).expect("decodes"), w);

@@ -70,11 +70,13 @@ pub enum HangupCause {
     ApiHangup,
     /// The daemon is at its call limit.
     Overload,
+    /// The call was handed on (a SIP REFER the far end carried out).
+    Transferred,
 }
 
 impl HangupCause {
     /// Every cause, for metrics.
-    pub const ALL: [HangupCause; 12] = [
+    pub const ALL: [HangupCause; 13] = [
         HangupCause::CallerHangup,
         HangupCause::CallerGone,
         HangupCause::CallerError,
@@ -87,6 +89,7 @@ impl HangupCause {
         HangupCause::MediaTimeout,
         HangupCause::ApiHangup,
         HangupCause::Overload,
+        HangupCause::Transferred,
     ];
 
     /// The stable name.
@@ -104,6 +107,7 @@ impl HangupCause {
             HangupCause::MediaTimeout => "media_timeout",
             HangupCause::ApiHangup => "api_hangup",
             HangupCause::Overload => "overload",
+            HangupCause::Transferred => "transferred",
         }
     }
 
@@ -232,6 +236,16 @@ pub enum CallEvent {
         /// The figures.
         stats: RtpCallStats,
     },
+    /// The call was handed on to `target` (SIP REFER: the far end said the
+    /// new call is up); its `Hungup` with cause `transferred` follows.
+    Transferred {
+        /// Call id.
+        call_id: String,
+        /// Where to (the REFER's `Refer-To`).
+        target: String,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
     /// The call ended.
     Hungup {
         /// Call id.
@@ -258,6 +272,7 @@ impl CallEvent {
             | CallEvent::Dtmf { call_id, .. }
             | CallEvent::Transcript { call_id, .. }
             | CallEvent::RtpStats { call_id, .. }
+            | CallEvent::Transferred { call_id, .. }
             | CallEvent::Hungup { call_id, .. } => call_id,
         }
     }

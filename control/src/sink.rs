@@ -499,6 +499,22 @@ pub async fn apply(
             ]);
             signal(store, event_id, call_id, "rtp_stats", "rtp_stats", fields).await
         }
+        CallEvent::Transferred { call_id, target, at } => {
+            voxbridge_contract::text::check("target", target).map_err(ControlError::Rejected)?;
+            let fields = json_map([
+                ("target", target.as_str().into()),
+                ("tm_transferred", Millis::from_system(*at).rfc3339().into()),
+            ]);
+            signal(
+                store,
+                event_id,
+                call_id,
+                "call_transferred",
+                "call_transfer",
+                fields,
+            )
+            .await
+        }
         // A kind a newer media plane emits: counted as ignored.
         _ => Ok(false),
     }

@@ -152,6 +152,15 @@ impl CallCommands for MediaCommands {
         }
     }
 
+    fn transfer(&self, call_id: &str, target: &str, done: DialDone) {
+        match &self.sip {
+            Some(sip) => sip.transfer(call_id, target, done),
+            None => done(Err(format!(
+                "call {call_id}: SIP is off on this media plane, and only SIP calls transfer"
+            ))),
+        }
+    }
+
     fn cancel_dial(&self, call_id: &str) -> bool {
         self.sip.as_ref().is_some_and(|s| s.cancel(call_id))
     }

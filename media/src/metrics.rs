@@ -505,6 +505,9 @@ impl Metrics {
             ("register_sent", sip.registers_sent),
             ("registered", sip.registrations),
             ("register_failed", sip.register_failures),
+            ("transfer", sip.transfers),
+            ("transferred", sip.transfers_completed),
+            ("transfer_failed", sip.transfers_failed),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

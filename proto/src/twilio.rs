@@ -158,6 +158,15 @@ pub enum BotCommand<'a> {
         /// The key: 0-9, *, #, A-D.
         digit: Cow<'a, str>,
     },
+    /// Hand the call on to a person (voxbridge extension:
+    /// `{"event": "transfer", "transfer": {"target": ...}}`; a SIP call
+    /// is transferred by REFER).
+    Transfer {
+        /// Stream id.
+        stream_sid: Cow<'a, str>,
+        /// A number or a `sip:` URI.
+        target: Cow<'a, str>,
+    },
 }
 
 /// The shape every message shares; fields absent in a type stay `None`.
@@ -182,6 +191,8 @@ struct Wire<'a> {
     #[serde(borrow, default)]
     mark: Option<WireMark<'a>>,
     #[serde(borrow, default)]
+    transfer: Option<WireTransfer<'a>>,
+    #[serde(borrow, default)]
     stop: Option<WireStop<'a>>,
 }
 
@@ -201,6 +212,12 @@ struct WireMedia<'a> {
 struct WireDtmf<'a> {
     #[serde(borrow)]
     digit: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct WireTransfer<'a> {
+    #[serde(borrow)]
+    target: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +336,10 @@ impl<'a> BotCommand<'a> {
                 stream_sid,
                 digit: w.dtmf.ok_or_else(|| missing("dtmf"))?.digit,
             },
+            "transfer" => BotCommand::Transfer {
+                stream_sid,
+                target: w.transfer.ok_or_else(|| missing("transfer"))?.target,
+            },
             other => return Err(ProtoError::Json(format!("unknown bot event {other:?}"))),
         })
     }
@@ -337,6 +358,9 @@ impl<'a> BotCommand<'a> {
             }
             BotCommand::Dtmf { stream_sid, digit } => {
                 serde_json::json!({"event": "dtmf", "streamSid": stream_sid, "dtmf": {"digit": digit}})
+            }
+            BotCommand::Transfer { stream_sid, target } => {
+                serde_json::json!({"event": "transfer", "streamSid": stream_sid, "transfer": {"target": target}})
             }
         }
         .to_string()
@@ -397,6 +421,15 @@ mod tests {
                 stream_sid: "MZ1".into()
             }
         );
+        assert_eq!(
+            BotCommand::parse(r#"{"event":"transfer","streamSid":"MZ1","transfer":{"target":"+15550123"}}"#)
+                .expect("valid"),
+            BotCommand::Transfer {
+                stream_sid: "MZ1".into(),
+                target: "+15550123".into()
+            }
+        );
+        assert!(BotCommand::parse(r#"{"event":"transfer","streamSid":"MZ1"}"#).is_err());
     }
 
     #[test]
@@ -424,7 +457,7 @@ mod tests {
                 let json = e.to_json();
                 prop_assert_eq!(StreamEvent::parse(&json).expect("valid"), e);
             }
-            for c in [BotCommand::Media { stream_sid: sid.clone().into(), payload: b64.clone().into() }, BotCommand::Mark { stream_sid: sid.clone().into(), name: name.into() }, BotCommand::Clear { stream_sid: sid.into() }] {
+            for c in [BotCommand::Media { stream_sid: sid.clone().into(), payload: b64.clone().into() }, BotCommand::Mark { stream_sid: sid.clone().into(), name: name.clone().into() }, BotCommand::Transfer { stream_sid: sid.clone().into(), target: name.into() }, BotCommand::Clear { stream_sid: sid.into() }] {
                 let json = c.to_json();
                 prop_assert_eq!(BotCommand::parse(&json).expect("valid"), c);
             }

@@ -1,6 +1,7 @@
-//! sipp (Debian's `sip-tester`, installed by the test command) as the far
-//! end of calls voxbridge places: a UAS on a free port running one of its
-//! own scenarios or a `tests/fixtures/sipp/` one, and its verdict.
+//! sipp (Debian's `sip-tester`, installed by the test command): as the
+//! caller ([`sipp`]) and as the far end of calls voxbridge places (a UAS
+//! on a free port running one of its own scenarios or a
+//! `tests/fixtures/sipp/` one), and its verdict.
 
 use super::within;
 
@@ -81,6 +82,22 @@ pub async fn sipp_done(child: std::process::Child, what: &str) {
     .expect("sipp task")
     .expect("sipp output");
     assert!(out.status.success(), "sipp {what} failed: {}", sipp_report(&out));
+}
+
+/// Runs sipp against `target` with `args` (a UAC scenario; from a
+/// blocking task, inside the harness's guard) and returns its output.
+pub async fn sipp(what: &str, target: std::net::SocketAddr, args: Vec<String>) -> std::process::Output {
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sipp")
+            .args(["-i", "127.0.0.1", "-p", "0", "-timeout_error", "-nostdin"])
+            .args(&args)
+            .arg(target.to_string())
+            .current_dir(std::env::temp_dir())
+            .output()
+    });
+    within(what, run).await.expect("sipp task").unwrap_or_else(|e| {
+        panic!("sipp not runnable ({e}); run the README's test command, which installs it")
+    })
 }
 
 /// The end of sipp's report, for a failed assertion.

@@ -146,6 +146,94 @@ pub async fn get(
     Ok(Json(s.store.get_call(p.customer()?, &id).await?))
 }
 
+/// Body of `POST /v1/calls/{id}/transfer`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// Where to: a number (at the caller's side of the SIP call) or a `sip:` URI.
+    pub target: String,
+}
+
+/// What `POST /v1/calls/{id}/transfer` started.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct TransferStarted {
+    /// The call.
+    pub call_id: String,
+    /// Where to.
+    pub target: String,
+    /// `requested`: the REFER went out; `call_transferred` follows when the
+    /// far end reports the new call up (and the call ends with cause
+    /// `transferred`), nothing when it refuses (the call goes on).
+    pub status: String,
+}
+
+/// Hands an answered SIP call on to a person (blind transfer, SIP REFER).
+/// `202` once the REFER is on its way; `409` when the call is not an
+/// answered SIP call running in this process or a transfer is under way.
+/// Audited.
+#[utoipa::path(post, path = "/v1/calls/{id}/transfer", tag = "calls", request_body = Transfer,
+    params(("id" = String, Path, description = "Call id")),
+    security(("bearer" = []), ("access_key" = [])),
+    responses((status = 202, body = TransferStarted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
+pub async fn transfer(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<Transfer>,
+) -> Result<(StatusCode, Json<TransferStarted>), ApiError> {
+    let customer = p.customer()?;
+    let target = req.target.trim().to_owned();
+    if target.is_empty() || target.len() > 256 || target.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "target must be 1-256 bytes without control characters",
+        ));
+    }
+    let call = s.store.get_call(customer, &id).await?;
+    if call.status != CallStatus::Progressing {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_answered",
+            format!(
+                "only an answered call can be transferred (this one is {})",
+                call.status.as_str()
+            ),
+        ));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.commands
+        .transfer(&id, &target, Box::new(move |r| drop(tx.send(r))));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(why))) => return Err(ApiError::new(StatusCode::CONFLICT, "not_transferable", why)),
+        Ok(Err(_)) | Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "media_unavailable",
+                "the media plane did not take the transfer",
+            ))
+        }
+    }
+    s.store
+        .audit_request(
+            &p.actor,
+            customer,
+            "call.transfer",
+            ("call", &id),
+            &serde_json::json!({ "target": target }),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TransferStarted {
+            call_id: id,
+            target,
+            status: "requested".into(),
+        }),
+    ))
+}
+
 /// Hangs a call up: `terminating` (answered) or `canceling` (not yet), then
 /// `hangup` when the media plane confirms. If no media plane of this
 /// process runs the call, it is closed here at once. A call already on its

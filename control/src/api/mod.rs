@@ -179,7 +179,7 @@ impl Modify for Security {
     info(title = "voxbridge control API", description = "Calls, transcripts, customers and access keys. Errors are {\"error\": {\"code\", \"message\"}}."),
     paths(
         health, ready,
-        calls::list, calls::originate, calls::get, calls::hangup, calls::audit,
+        calls::list, calls::originate, calls::get, calls::hangup, calls::transfer, calls::audit,
         campaigns::create, campaigns::list, campaigns::get, campaigns::start, campaigns::pause, campaigns::stop,
         campaigns::add_targets, campaigns::list_targets, campaigns::stats,
         transcripts::list_transcribes, transcripts::get_transcribe,
@@ -205,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/calls", get(calls::list).post(calls::originate))
         .route("/v1/calls/{id}", get(calls::get))
         .route("/v1/calls/{id}/hangup", post(calls::hangup))
+        .route("/v1/calls/{id}/transfer", post(calls::transfer))
         .route("/v1/audit", get(calls::audit))
         .route("/v1/campaigns", get(campaigns::list).post(campaigns::create))
         .route("/v1/campaigns/{id}", get(campaigns::get))

@@ -47,6 +47,33 @@ const AUDIT_COLS: &str =
     "seq, id, customer_id, actor, action, resource_type, resource_id, before_state, after_state, tm_create";
 
 impl Store {
+    /// Records a request that changes nothing in the store by itself (a
+    /// call transfer asked of the media plane) in the audit log.
+    pub async fn audit_request(
+        &self,
+        actor: &Actor,
+        customer_id: &str,
+        action: &str,
+        resource: (&str, &str),
+        request: &serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        write::<(), _>(
+            tx.as_mut(),
+            Audit {
+                customer_id,
+                actor,
+                action,
+                resource_type: resource.0,
+                resource_id: resource.1,
+                before: None,
+                after: Some(request),
+            },
+        )
+        .await?;
+        self.commit(tx).await
+    }
+
     /// A tenant's audit log, newest first.
     pub async fn list_audit(&self, customer_id: &str, page: PageReq) -> Result<Page<AuditEntry>> {
         let rows = self

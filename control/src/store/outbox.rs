@@ -26,6 +26,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "dtmf",
     "bot_link",
     "rtp_stats",
+    "call_transfer",
     "dead_letter",
 ];
 

@@ -45,6 +45,9 @@ pub struct CallContext {
     pub media_timeout: Duration,
     /// AudioSocket: a started frame must complete within this.
     pub frame_timeout: Duration,
+    /// Where the bot's transfer requests go (`(call id, target)`): the
+    /// signalling that can carry them out (SIP), none for other ingresses.
+    pub transfers: Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>,
 }
 
 /// The bot link's I/O; when to connect is the call's to say.
@@ -340,6 +343,17 @@ fn service(call: &mut Call, link: &mut Link, ctx: &CallContext) -> usize {
     loop {
         while let Some(event) = call.poll_event() {
             ctx.sink.emit(event);
+        }
+        while let Some(target) = call.poll_transfer() {
+            let call_id = &call.info().call_id;
+            match &ctx.transfers {
+                Some(tx) if tx.send((call_id.clone(), target.clone())).is_ok() => {
+                    tracing::info!(%call_id, %target, "the bot asks for a transfer");
+                }
+                _ => {
+                    tracing::warn!(%call_id, %target, "the bot asks for a transfer; this ingress cannot transfer (SIP calls can)")
+                }
+            }
         }
         if let Some(request) = call.poll_link() {
             match request {

@@ -132,6 +132,7 @@ impl MediaServer {
                         max_frame_bytes: config.limits.max_frame_bytes,
                         media_timeout: Duration::from_millis(config.limits.media_timeout_ms),
                         frame_timeout: Duration::from_millis(config.limits.frame_timeout_ms),
+                        transfers: None,
                     };
                     (name.clone(), ctx)
                 })

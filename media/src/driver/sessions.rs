@@ -51,6 +51,9 @@ pub struct SessionRequest {
     /// Told the call id when the call ends, whatever ended it (the SIP leg
     /// sends BYE then).
     pub on_end: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Told `(call id, target)` when the bot asks for a transfer (the SIP
+    /// leg sends REFER then).
+    pub on_transfer: Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>,
 }
 
 /// A session without SDP.
@@ -307,6 +310,12 @@ impl RtpSessions {
         r
     }
 
+    /// Emits `event` on the calls' sink (what the SIP signalling learns
+    /// about a call, such as its transfer).
+    pub fn emit(&self, event: crate::events::CallEvent) {
+        self.0.sink.emit(event);
+    }
+
     /// Hangs a session up (cause `api_hangup`); `false` if there is none.
     pub fn hangup(&self, call_id: &str) -> bool {
         self.hangup_with(call_id, HangupCause::ApiHangup)
@@ -495,6 +504,7 @@ impl RtpSessions {
             max_frame_bytes: 0,
             media_timeout: Duration::from_millis(inner.cfg.media_timeout_ms),
             frame_timeout: Duration::ZERO,
+            transfers: req.on_transfer.clone(),
         };
         inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(
             call_id.clone(),

@@ -70,6 +70,10 @@ pub enum BotInput<'a> {
     },
     /// The bot asks to end the call.
     Hangup,
+    /// The bot asks to hand the call on to a person (pipecat
+    /// `voxbridge.transfer` message with `target`, Twilio-style
+    /// `transfer`): a number or a `sip:` URI.
+    Transfer(String),
     /// The bot asks for a key press to be played to the caller
     /// (pipecat `voxbridge.dtmf` message with `digit`, Twilio-style `dtmf`).
     Dtmf(char),
@@ -342,6 +346,14 @@ impl BotCodec {
                     serde_json::from_str(&m.data).map_err(|e| MediaError::BotProtocol(e.to_string()))?;
                 match v.get("type").and_then(|t| t.as_str()) {
                     Some("voxbridge.hangup") => BotInput::Hangup,
+                    Some("voxbridge.transfer") => match v.get("target").and_then(|t| t.as_str()) {
+                        Some(t) if !t.trim().is_empty() => BotInput::Transfer(t.trim().to_owned()),
+                        _ => {
+                            return Err(MediaError::BotProtocol(
+                                "voxbridge.transfer without a target".into(),
+                            ))
+                        }
+                    },
                     Some("voxbridge.dtmf") => {
                         BotInput::Dtmf(one_digit(v.get("digit").and_then(|d| d.as_str()).unwrap_or(""))?)
                     }
@@ -385,6 +397,12 @@ impl BotCodec {
             BotCommand::Mark { name, .. } => BotInput::Mark(name.into_owned()),
             BotCommand::Clear { .. } => BotInput::Clear,
             BotCommand::Dtmf { digit, .. } => BotInput::Dtmf(one_digit(&digit)?),
+            BotCommand::Transfer { target, .. } if !target.trim().is_empty() => {
+                BotInput::Transfer(target.trim().to_owned())
+            }
+            BotCommand::Transfer { .. } => {
+                return Err(MediaError::BotProtocol("transfer without a target".into()))
+            }
         })
     }
 }

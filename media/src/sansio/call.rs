@@ -132,6 +132,8 @@ pub struct Call {
     events: VecDeque<CallEvent>,
     link_requests: VecDeque<LinkRequest>,
     digits_out: VecDeque<char>,
+    /// Transfers the bot asked for, for the ingress's signalling.
+    transfers: VecDeque<String>,
     /// `Some` once the leg asked for [`LegRequest`]s.
     leg_requests: Option<VecDeque<LegRequest>>,
     ended: Option<HangupCause>,
@@ -189,6 +191,7 @@ impl Call {
             events,
             link_requests: VecDeque::from([LinkRequest::Connect]),
             digits_out: VecDeque::new(),
+            transfers: VecDeque::new(),
             leg_requests: None,
             ended: None,
             sip_cause: None,
@@ -457,6 +460,7 @@ impl Call {
             }
             BotInput::Dtmf(d) => self.digits_out.push_back(d),
             BotInput::Hangup => self.hang_up(HangupCause::BotHangup),
+            BotInput::Transfer(target) => self.transfers.push_back(target),
             BotInput::Ignored => {}
         }
     }
@@ -658,6 +662,13 @@ impl Call {
     /// The next key press the bot asked to play to the caller.
     pub fn poll_digit_out(&mut self) -> Option<char> {
         self.digits_out.pop_front()
+    }
+
+    /// The next transfer the bot asked for (a number or a `sip:` URI), for
+    /// the ingress's signalling to carry out (SIP: REFER); the call goes
+    /// on until that signalling ends it.
+    pub fn poll_transfer(&mut self) -> Option<String> {
+        self.transfers.pop_front()
     }
 
     /// The next event for the sink.

@@ -21,6 +21,9 @@ pub(crate) enum SipCommand {
     Dial(Box<SipDial>, SipDialEvents),
     /// Give one up.
     Cancel(String),
+    /// Transfer a running call (`call id`, `target`); `done` hears whether
+    /// the REFER went out.
+    Transfer(String, String, Box<dyn FnOnce(Result<(), String>) + Send>),
 }
 
 /// Dials queued for the SIP task at most.
@@ -53,6 +56,18 @@ impl SipDialer {
         self.commands
             .try_send(SipCommand::Dial(Box::new(dial), events))
             .map_err(|_| "the SIP endpoint is busy or stopped".to_owned())
+    }
+
+    /// Asks the SIP task to transfer `call_id`; `done` hears whether the
+    /// REFER went out.
+    pub fn transfer(&self, call_id: &str, target: &str, done: voxbridge_contract::commands::DialDone) {
+        let command = SipCommand::Transfer(call_id.to_owned(), target.to_owned(), done);
+        if let Err(e) = self.commands.try_send(command) {
+            let (mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c)) = e;
+            if let SipCommand::Transfer(_, _, done) = c {
+                done(Err("the SIP endpoint is busy or stopped".into()));
+            }
+        }
     }
 
     /// Queues a cancel; `false` when the SIP task cannot take it.
@@ -156,6 +171,7 @@ impl SipEndpoint {
                     params: dial.params.clone(),
                     ingress: Some("sip"),
                     on_end: None,
+                    on_transfer: None,
                     ..SessionRequest::default()
                 };
                 self.pending.insert(
@@ -179,6 +195,9 @@ impl SipEndpoint {
                 Some(p) if p.reservation.is_none() => p.cancelled = true,
                 _ => self.uas.cancel_dial(Instant::now(), &call_id),
             },
+            SipCommand::Transfer(call_id, target, done) => {
+                done(self.uas.transfer(Instant::now(), &call_id, &target))
+            }
         }
     }
 
@@ -223,6 +242,7 @@ impl SipEndpoint {
         call_id: String,
         answer: String,
         ends: &mpsc::UnboundedSender<String>,
+        transfers: &mpsc::UnboundedSender<(String, String)>,
         started: &mpsc::UnboundedSender<(String, Result<String, String>)>,
     ) {
         let Some(p) = self.pending.remove(&call_id) else {
@@ -238,6 +258,7 @@ impl SipEndpoint {
             return;
         };
         request.on_end = Some(ends.clone());
+        request.on_transfer = Some(transfers.clone());
         let rtp = self.rtp.clone();
         let started = started.clone();
         self.tracker.spawn(async move {

@@ -104,6 +104,8 @@ impl SipEndpoint {
         // stuck. The two may arrive in either order (the UAS handles both).
         let (report_tx, mut starts) = mpsc::unbounded_channel::<Started>();
         let (end_tx, mut ends) = mpsc::unbounded_channel::<String>();
+        // Bots' transfer requests, `(call id, target)`.
+        let (transfer_tx, mut transfers) = mpsc::unbounded_channel::<(String, String)>();
         // Placed calls: gateway resolved and port taken; RTP call started.
         let (prepared_tx, mut prepared) = mpsc::unbounded_channel::<dial::Prepared>();
         let (dial_started_tx, mut dials_started) =
@@ -128,7 +130,7 @@ impl SipEndpoint {
             *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
             self.flush(&connections, &events_tx).await;
             while let Some(action) = self.uas.poll_action() {
-                self.act(action, &report_tx, &end_tx, &dial_started_tx);
+                self.act(action, &report_tx, &end_tx, &transfer_tx, &dial_started_tx);
             }
             self.flush(&connections, &events_tx).await;
             if stopping && self.uas.dialogs() == 0 {
@@ -193,6 +195,11 @@ impl SipEndpoint {
                 },
                 Some((call_id, result)) = starts.recv() => self.uas.call_started(Instant::now(), &call_id, result),
                 Some(call_id) = ends.recv() => self.uas.call_ended(Instant::now(), &call_id),
+                Some((call_id, target)) = transfers.recv() => {
+                    if let Err(why) = self.uas.transfer(Instant::now(), &call_id, &target) {
+                        tracing::warn!(%call_id, %target, error = %why, "the bot's transfer cannot be made");
+                    }
+                }
                 Some(cmd) = commands.recv(), if !stopping => self.on_command(cmd, &prepared_tx),
                 Some(p) = prepared.recv() => self.on_prepared(p),
                 Some(r) = registrations.recv(), if !stopping => {
@@ -253,12 +260,23 @@ impl SipEndpoint {
         action: UasAction,
         reports: &mpsc::UnboundedSender<Started>,
         ends: &mpsc::UnboundedSender<String>,
+        transfers: &mpsc::UnboundedSender<(String, String)>,
         dials_started: &mpsc::UnboundedSender<(String, Result<String, String>)>,
     ) {
         match action {
+            UasAction::Transferred { call_id, target } => {
+                self.rtp.emit(crate::events::CallEvent::Transferred {
+                    call_id,
+                    target,
+                    at: std::time::SystemTime::now(),
+                });
+            }
+            UasAction::TransferFailed { call_id, target, sip } => {
+                tracing::warn!(%call_id, %target, sip_code = ?sip.code, sip_reason = %sip.reason, "SIP transfer failed; the call goes on");
+            }
             UasAction::DialProgress { call_id, .. } => self.dial_progress(&call_id),
             UasAction::DialAnswered { call_id, answer } => {
-                self.dial_answered(call_id, answer, ends, dials_started)
+                self.dial_answered(call_id, answer, ends, transfers, dials_started)
             }
             UasAction::DialFailed { call_id, sip } => self.fail(&call_id, sip.code, sip.reason),
             UasAction::StartCall {
@@ -280,6 +298,7 @@ impl SipEndpoint {
                     params: headers.into_iter().collect(),
                     ingress: Some("sip"),
                     on_end: Some(ends.clone()),
+                    on_transfer: Some(transfers.clone()),
                     ..SessionRequest::default()
                 };
                 let reports = reports.clone();

@@ -67,6 +67,11 @@ pub struct Dialog {
     pub session_deadline: Option<std::time::Instant>,
     /// The caller holds the call (its last offer was `sendonly` or `inactive`).
     pub held: bool,
+    /// A transfer under way: the REFER's target (see `super::transfer`).
+    pub transfer: Option<String>,
+    /// A transfer asked for before the call was up (the bot may ask at
+    /// once): sent when the ACK comes.
+    pub queued_transfer: Option<String>,
 }
 
 /// The dialog's ends as the UAS sees them from the INVITE it answers with

@@ -1,6 +1,7 @@
 //! The SIP leg's signalling, sans-IO: a user agent that answers calls
 //! from a SIP trunk and places calls on one ([`uac`]), each an RTP call,
-//! and registers with PBXs and trunks that want it ([`register`]).
+//! and registers with PBXs and trunks that want it ([`register`]); a call
+//! is handed on to a person by REFER ([`transfer`]).
 //!
 //! [`uas::SipUas`] takes datagrams (UDP), framed messages (TCP, TLS) and `now`, keeps the transactions
 //! (`voxbridge_proto::sip::transaction`) and dialogs, and hands out
@@ -13,6 +14,7 @@
 pub mod dialog;
 pub mod policy;
 pub mod register;
+pub mod transfer;
 pub mod uac;
 pub mod uas;
 

@@ -319,6 +319,8 @@ impl SipUas {
             session_interval: None,
             session_deadline: None,
             held: false,
+            transfer: None,
+            queued_transfer: None,
         };
         let branch = format!("{BRANCH_COOKIE}{}", self.unique());
         let ack = dialog
@@ -465,7 +467,7 @@ impl SipUas {
 }
 
 /// The reason phrase of a response (empty when it has none).
-fn reason_phrase(msg: &Message) -> &str {
+pub(super) fn reason_phrase(msg: &Message) -> &str {
     match msg.start_line() {
         voxbridge_proto::sip::StartLine::Response { reason, .. } => reason,
         _ => "",

@@ -110,7 +110,7 @@ pub struct DigestAuth {
 }
 
 /// Methods voxbridge answers, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY";
 
 /// The shortest session interval accepted (RFC 4028's minimum and default `Min-SE`).
 pub const MIN_SE: u32 = 90;
@@ -230,6 +230,23 @@ pub enum UasAction {
         call_id: String,
         /// On hold now.
         held: bool,
+    },
+    /// The far end carried out a transfer ([`SipUas::transfer`]): the
+    /// caller talks to `target` now (an `EndCall` follows).
+    Transferred {
+        /// voxbridge call id.
+        call_id: String,
+        /// The REFER's target.
+        target: String,
+    },
+    /// A transfer was refused or its target did not answer; the call goes on.
+    TransferFailed {
+        /// voxbridge call id.
+        call_id: String,
+        /// The REFER's target.
+        target: String,
+        /// What SIP said.
+        sip: SipCause,
     },
     /// A placed call ([`SipUas::dial`]) is ringing: `180` or `183` came.
     DialProgress {
@@ -354,6 +371,12 @@ pub struct UasStats {
     pub register_failures: u64,
     /// Registrations the registrars hold now (a gauge).
     pub registered: u64,
+    /// Transfers asked for (REFERs sent).
+    pub transfers: u64,
+    /// Of those, carried out (a NOTIFY said `2xx`).
+    pub transfers_completed: u64,
+    /// Of those, refused or failed (the call went on).
+    pub transfers_failed: u64,
 }
 
 pub(super) struct TxEntry {
@@ -955,6 +978,8 @@ impl SipUas {
             session_interval,
             session_deadline: None,
             held: false,
+            transfer: None,
+            queued_transfer: None,
         };
         // 180 opens the early dialog (our tag, our Contact) while the call
         // and its bot link are made.
@@ -1166,6 +1191,8 @@ impl SipUas {
         }
         if bye_pending {
             self.send_bye(now, &call_id);
+        } else {
+            self.send_queued_transfer(now, &call_id);
         }
         true
     }
@@ -1341,6 +1368,11 @@ impl SipUas {
                 self.respond(now, &key, 200, ok.build());
             }
             Method::Update | Method::Options => self.respond(now, &key, 200, ok.build()),
+            // A transfer's progress (RFC 3515): answered, then read.
+            Method::Notify => {
+                self.respond(now, &key, 200, ok.build());
+                self.transfer_progress(now, &call_id, msg);
+            }
             _ => {
                 let r = MessageBuilder::response_to(msg, 501, "Not Implemented", None, Some(source.addr))
                     .header("Allow", ALLOW)
@@ -1395,11 +1427,15 @@ impl SipUas {
             Kind::ClientNonInvite if key.ends_with("|REGISTER") => entry.dialog.clone(),
             _ => None,
         };
+        let refer = match entry.tx.kind() {
+            Kind::ClientNonInvite if key.ends_with("|REFER") => entry.dialog.clone(),
+            _ => None,
+        };
         let mut dial_events = Vec::new();
         while let Some(ev) = entry.tx.poll_event() {
             match ev {
                 TxEvent::AckTimeout if entry.tx.kind() == Kind::ServerInvite => ack_timeout = true,
-                ev if dial.is_some() || registration.is_some() => dial_events.push(ev),
+                ev if dial.is_some() || registration.is_some() || refer.is_some() => dial_events.push(ev),
                 TxEvent::Timeout => tracing::debug!("SIP request timed out (no final response)"),
                 _ => {}
             }
@@ -1417,6 +1453,10 @@ impl SipUas {
         } else if let Some(name) = registration {
             for ev in dial_events {
                 self.register_event(now, &name, ev);
+            }
+        } else if let Some(call_id) = refer {
+            for ev in dial_events {
+                self.refer_event(&call_id, ev);
             }
         }
         if ack_timeout {
@@ -1970,6 +2010,24 @@ pub(super) mod tests {
     }
 
     /// A call up and ACKed with `ours` as voxbridge's answer; its call id and our tag.
+    /// The tests' INVITE with an SDP offer, for `super::transfer`.
+    pub(in crate::sansio::sip) fn invite() -> Bytes {
+        request("INVITE", "inv1", 1, None, Some(SDP))
+    }
+
+    /// The ACK of the tests' INVITE's 200 with our `tag`.
+    pub(in crate::sansio::sip) fn ack(tag: &str) -> Bytes {
+        request("ACK", "ack1", 1, Some(tag), None)
+    }
+
+    /// A call answered and ACKed (its voxbridge call id and our tag), for
+    /// the tests of `super::transfer`.
+    pub(in crate::sansio::sip) fn answered_call(u: &mut SipUas, t: Instant) -> (String, String) {
+        let up = up_with(u, t, "v=0 answer");
+        let _ = sent(u);
+        up
+    }
+
     fn up_with(u: &mut SipUas, t: Instant, ours: &str) -> (String, String) {
         u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
         sent(u);
