@@ -2,7 +2,8 @@
 # Installs what building and testing voxbridge needs, skipping what is already there:
 #   Debian: ffmpeg, sox, espeak-ng (real audio peers), cmake + pkg-config (libopus
 #   build), libsoxr-dev + libspeexdsp-dev (C peers in benches), bc (scripts),
-#   sip-tester (sipp: the SIP peer of tests/sip_trunk.rs);
+#   sip-tester (sipp: the SIP peer of tests/sip_trunk.rs), baresip-core
+#   (a SIP phone that calls voxbridge with speech in tests/sip/baresip.rs);
 #   cargo: cargo-fuzz (fuzz smoke run);
 #   Python venv (~/.cache/voxbridge/interop-venv): pipecat-ai and what its
 #   serializers import, for tests/pipecat_interop.rs;
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc fonts-dejavu-core curl sip-tester)
+apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc fonts-dejavu-core curl sip-tester baresip-core)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,8 @@
 //!
 //! Every wait has the harness's 10 s guard; nothing sleeps to synchronise.
 
+#[path = "sip/baresip.rs"]
+mod baresip;
 mod harness;
 #[path = "sip/outbound.rs"]
 mod outbound;

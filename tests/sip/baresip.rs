@@ -1,0 +1,218 @@
+//! baresip (Debian's `baresip-core`, installed by the test command), a SIP
+//! phone no one here wrote, calls voxbridge: it plays espeak-ng speech from
+//! a file (its `aufile` source), voxbridge's echo bot sends it back, and
+//! baresip records what it hears (its `sndfile` dump of the decoded audio).
+//! Per codec baresip offers alone (PCMU, PCMA, G.722, Opus) the recording,
+//! aligned to the speech, must correlate with it (>= 0.9 for G.711 and
+//! G.722; Opus, lossy by design, >= 0.6), and baresip's hangup at the end
+//! of its file must end the call as the caller's. The figures are printed
+//! (`-- --nocapture`).
+
+use crate::harness::{pipecat_route, Daemon};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use voxbridge_media::{CallEvent, Config, HangupCause};
+
+/// Runs `cmd`, failing the test with its output when it fails.
+fn run(cmd: &mut std::process::Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} not runnable ({e}); run the README's test command"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Mono PCM16 samples of a WAV file (its 44-byte header skipped), at 8 kHz
+/// through ffmpeg whatever its rate.
+fn samples_8k(wav: &Path, dir: &Path) -> Vec<i16> {
+    let raw = dir.join(format!(
+        "{}.s16",
+        wav.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+    ));
+    run(
+        std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-i"])
+            .arg(wav)
+            .args(["-ar", "8000", "-ac", "1", "-f", "s16le"])
+            .arg(&raw),
+        "ffmpeg",
+    );
+    let bytes = std::fs::read(&raw).expect("ffmpeg's output");
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// The best normalised correlation of `got` against `sent` over lags up to
+/// `max_lag` samples (coarse on 4x decimated signals, refined at full rate).
+fn best_correlation(sent: &[i16], got: &[i16], max_lag: usize) -> f64 {
+    let corr = |lag: usize| -> f64 {
+        let n = sent.len().min(got.len().saturating_sub(lag));
+        let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
+        for i in 0..n {
+            let (x, y) = (f64::from(sent[i]), f64::from(got[i + lag]));
+            xy += x * y;
+            xx += x * x;
+            yy += y * y;
+        }
+        xy / (xx * yy).sqrt().max(1e-9)
+    };
+    let coarse = (0..max_lag.min(got.len()))
+        .step_by(4)
+        .max_by(|&a, &b| corr(a).total_cmp(&corr(b)))
+        .unwrap_or(0);
+    (coarse.saturating_sub(4)..coarse + 4)
+        .map(corr)
+        .fold(f64::MIN, f64::max)
+}
+
+/// baresip's config: no sound card (its player is an unconnected
+/// `aubridge` device), the speech file as its source, its decoded audio
+/// dumped to `dump/`, `codec` alone offered.
+fn baresip_config(dir: &Path, speech: &Path, codec: (&str, &str)) {
+    let (module, name) = codec;
+    let config = format!(
+        "poll_method epoll\nsip_listen 127.0.0.1:0\nmodule_path /usr/lib/baresip/modules\n\
+         module {module}.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\nmodule menu.so\n\
+         module_app account.so\naudio_source aufile,{}\naudio_player aubridge,nowhere\n\
+         audio_alert aubridge,nowhere\nsnd_path {}\n",
+        speech.display(),
+        dir.join("dump").display()
+    );
+    std::fs::write(dir.join("config"), config).expect("config");
+    std::fs::write(
+        dir.join("accounts"),
+        format!("<sip:baresip@127.0.0.1>;regint=0;audio_codecs={name}\n"),
+    )
+    .expect("accounts");
+    std::fs::create_dir_all(dir.join("dump")).expect("dump dir");
+}
+
+/// baresip calls `sip` with `codec` and quits after `seconds`; returns its log.
+async fn baresip_call(dir: PathBuf, sip: std::net::SocketAddr, seconds: u32) -> String {
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-e", &format!("/dial sip:bot@{sip}"), "-t", &seconds.to_string()])
+            .current_dir(&dir)
+            .output()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(u64::from(seconds) + 20), run)
+        .await
+        .expect("baresip quits after -t")
+        .expect("baresip task")
+        .unwrap_or_else(|e| {
+            panic!("baresip not runnable ({e}); run the README's test command, which installs it")
+        });
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test]
+async fn baresip_hears_its_speech_back_through_the_echo_bot_per_codec() {
+    let dir = std::env::temp_dir().join(format!("voxbridge-baresip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let espeak = dir.join("espeak.wav");
+    run(
+        std::process::Command::new("espeak-ng")
+            .arg("-w")
+            .arg(&espeak)
+            .arg("Hello, this is a test of the telephone bridge. One two three four five."),
+        "espeak-ng",
+    );
+    // baresip's file source must have the codec's own rate and channels.
+    let speech_at = |rate: u32, channels: u32| -> PathBuf {
+        let speech = dir.join(format!("speech-{rate}-{channels}.wav"));
+        run(
+            std::process::Command::new("ffmpeg")
+                .args(["-loglevel", "error", "-y", "-i"])
+                .arg(&espeak)
+                .args([
+                    "-ar",
+                    &rate.to_string(),
+                    "-ac",
+                    &channels.to_string(),
+                    "-sample_fmt",
+                    "s16",
+                ])
+                .arg(&speech),
+            "ffmpeg",
+        );
+        speech
+    };
+    let sent = samples_8k(&speech_at(8000, 1), &dir);
+
+    let bot = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bot");
+    let bot_url = format!("ws://{}", bot.local_addr().expect("addr"));
+    tokio::spawn(voxbridge::bot::serve(
+        bot,
+        voxbridge::bot::Mode::Echo,
+        Duration::ZERO,
+        None,
+    ));
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot_url, 16000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let mut d = Daemon::with_config(config).await;
+    let sip = d.sip.expect("SIP on");
+
+    let mut report = Vec::new();
+    let codecs = [
+        ("g711", "PCMU", 8000, 1),
+        ("g711", "PCMA", 8000, 1),
+        ("g722", "G722/16000/1", 16000, 1),
+        ("opus", "opus/48000/2", 48000, 2),
+    ];
+    for (module, name, rate, channels) in codecs {
+        let codec = (module, name);
+        let run_dir = dir.join(name.replace('/', "-"));
+        std::fs::create_dir_all(&run_dir).expect("dir");
+        baresip_config(&run_dir, &speech_at(rate, channels), codec);
+        let log = baresip_call(run_dir.clone(), sip, 7).await;
+        assert!(
+            log.contains("Call established"),
+            "{}: baresip's call did not come up:\n{log}",
+            codec.1
+        );
+        let (_, cause) = match d
+            .event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+            .await
+        {
+            CallEvent::Hungup { call_id, cause, .. } => (call_id, cause),
+            _ => unreachable!("matched above"),
+        };
+        assert_eq!(
+            cause,
+            HangupCause::CallerHangup,
+            "{}: baresip hung up at the end of its file",
+            codec.1
+        );
+        let dump = std::fs::read_dir(run_dir.join("dump"))
+            .expect("dump dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| panic!("{}: baresip dumped nothing it heard:\n{log}", codec.1));
+        let got = samples_8k(&dump, &run_dir);
+        let corr = best_correlation(&sent, &got, 16_000);
+        report.push(format!("{} {corr:.3}", codec.1));
+        // Opus is lossy by design (0.92 here): it must carry the speech, the
+        // waveform bar is the G.711 and G.722 runs'.
+        let floor = if module == "opus" { 0.6 } else { 0.9 };
+        assert!(
+            corr >= floor,
+            "{}: correlation {corr:.3} < {floor} ({report:?})",
+            codec.1
+        );
+    }
+    println!(
+        "baresip round trips (correlation after alignment): {}",
+        report.join(", ")
+    );
+}
