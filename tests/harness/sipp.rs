@@ -9,11 +9,21 @@ use super::within;
 /// name ending in `.xml`, or one of sipp's own such as `uas`); returns the
 /// port and the running sipp.
 pub fn sipp_uas(scenario: &str) -> (u16, std::process::Child) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+    sipp_uas_on(free_udp_port(), scenario)
+}
+
+/// [`sipp_uas`] that gives up after `seconds` rather than 9 (sipp's own
+/// `uas` ends with a 4 s pause after the BYE).
+pub fn sipp_uas_for(scenario: &str, seconds: u32) -> (u16, std::process::Child) {
+    let timeout = format!("{seconds}s");
+    sipp_uas_with(free_udp_port(), scenario, &["-timeout", &timeout])
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("a free port")
-        .port();
-    sipp_uas_on(port, scenario)
+        .port()
 }
 
 /// [`sipp_uas`] on `port` (one an earlier sipp freed, say).

@@ -6,7 +6,8 @@
 //! aligned to the speech, must correlate with it (>= 0.9 for G.711 and
 //! G.722; Opus, lossy by design, >= 0.6), and baresip's hangup at the end
 //! of its file must end the call as the caller's. The figures are printed
-//! (`-- --nocapture`).
+//! (`-- --nocapture`). And baresip carries out a transfer the bot asks for
+//! (REFER, its call to the target, NOTIFY).
 
 use crate::harness::{pipecat_route, Daemon};
 use std::path::{Path, PathBuf};
@@ -215,4 +216,71 @@ async fn baresip_hears_its_speech_back_through_the_echo_bot_per_codec() {
         "baresip round trips (correlation after alignment): {}",
         report.join(", ")
     );
+}
+
+/// The bot hands baresip's call on to a person (sipp as the target's phone,
+/// its own `uas` scenario): voxbridge's REFER is carried out by baresip,
+/// which calls the target and reports it up by NOTIFY; voxbridge then ends
+/// its call `transferred`, and sipp's call with baresip completes.
+#[tokio::test]
+async fn baresip_carries_out_the_bots_transfer() {
+    let dir = std::env::temp_dir().join(format!("voxbridge-baresip-refer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let speech = dir.join("tone.wav");
+    run(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:duration=6",
+            ])
+            .args(["-ar", "8000", "-ac", "1", "-sample_fmt", "s16"])
+            .arg(&speech),
+        "ffmpeg",
+    );
+    let (agent_port, agent) = crate::harness::sipp::sipp_uas_for("uas", 30);
+    let mut bot = crate::harness::TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let mut d = Daemon::with_config(config).await;
+    let sip = d.sip.expect("SIP on");
+    let target = format!("sip:agent@127.0.0.1:{agent_port}");
+    let bots = tokio::spawn(async move {
+        let mut conn = bot.accept().await;
+        let ask = serde_json::json!({"type": "voxbridge.transfer", "target": target}).to_string();
+        conn.send(crate::harness::pipecat_msg(
+            voxbridge_proto::pipecat::Kind::Message(voxbridge_proto::pipecat::MessageFrame { data: ask }),
+        ))
+        .await;
+        conn
+    });
+    baresip_config(&dir, &speech, ("g711", "PCMU"));
+    let log = baresip_call(dir.clone(), sip, 8).await;
+    let _conn = crate::harness::within("the bot connection", bots)
+        .await
+        .expect("bot task");
+    let transferred = d
+        .event("the transfer", |e| matches!(e, CallEvent::Transferred { .. }))
+        .await;
+    assert!(
+        matches!(&transferred, CallEvent::Transferred { target, .. } if target.contains("agent@")),
+        "{log}"
+    );
+    let cause = match d
+        .event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await
+    {
+        CallEvent::Hungup { cause, .. } => cause,
+        _ => unreachable!("matched above"),
+    };
+    assert_eq!(cause, HangupCause::Transferred);
+    crate::harness::sipp::sipp_done(agent, "uas as the transfer target (baresip's call)").await;
 }
