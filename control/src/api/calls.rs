@@ -176,7 +176,7 @@ pub struct TransferStarted {
     security(("bearer" = []), ("access_key" = [])),
     responses((status = 202, body = TransferStarted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody)))]
+        (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn transfer(
     State(s): State<AppState>,
     p: Principal,

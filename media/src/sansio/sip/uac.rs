@@ -144,11 +144,16 @@ impl SipUas {
     /// or why the call could not start (it is ended with BYE).
     pub fn dial_started(&mut self, now: Instant, call_id: &str, result: Result<String, String>) {
         match result {
-            Ok(sdp) => {
-                if let Some(d) = self.dialogs.get_mut(call_id) {
-                    d.answer = Some(sdp);
-                }
-            }
+            Ok(sdp) => match self.dialogs.get_mut(call_id) {
+                Some(d) => d.answer = Some(sdp),
+                // The callee's BYE came while the call was being started:
+                // end the call that now runs.
+                None => self.actions.push_back(UasAction::EndCall {
+                    call_id: call_id.to_owned(),
+                    sip: SipCause::new(None, "BYE before the call started"),
+                    cause: crate::events::HangupCause::CallerHangup,
+                }),
+            },
             Err(why) => {
                 tracing::info!(%call_id, error = %why, "SIP: the placed call could not start; BYE");
                 self.send_bye(now, call_id);
@@ -698,6 +703,9 @@ mod tests {
         assert_eq!(sent(&mut u)[0].status(), Some(200));
         assert!(matches!(&actions(&mut u)[..], [UasAction::EndCall { call_id, .. }] if call_id == "out-1"));
         assert_eq!(u.dialogs(), 0);
+        // The BYE came before the driver's call was up: it is ended once up.
+        u.dial_started(t, "out-1", Ok("v=0\r\n".into()));
+        assert!(matches!(&actions(&mut u)[..], [UasAction::EndCall { call_id, .. }] if call_id == "out-1"));
     }
 
     #[test]

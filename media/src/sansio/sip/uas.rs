@@ -643,6 +643,8 @@ impl SipUas {
                 self.dial_over(&owner, SipCause::new(Some(503), "no connection to the gateway"));
             } else if key.ends_with("|REGISTER") {
                 self.register_event(now, &owner, TxEvent::Timeout);
+            } else if key.ends_with("|REFER") {
+                self.refer_event(&owner, TxEvent::Timeout);
             }
         }
     }
