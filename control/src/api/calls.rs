@@ -150,7 +150,14 @@ pub async fn get(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transfer {
-    /// Where to: a number (at the caller's side of the SIP call) or a `sip:` URI.
+    /// Where to: a number (at the caller's side of the SIP call) or a `sip:`
+    /// URI (1-256 characters; no blanks, control, bidirectional or
+    /// invisible characters).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]+$"
+    )]
     pub target: String,
 }
 
@@ -184,10 +191,15 @@ pub async fn transfer(
     ApiJson(req): ApiJson<Transfer>,
 ) -> Result<(StatusCode, Json<TransferStarted>), ApiError> {
     let customer = p.customer()?;
-    let target = req.target.trim().to_owned();
-    if target.is_empty() || target.len() > 256 || target.chars().any(char::is_control) {
+    let target = req.target;
+    if target.is_empty()
+        || target.chars().count() > 256
+        || target
+            .chars()
+            .any(|c| c.is_whitespace() || super::text::refused(c))
+    {
         return Err(ApiError::bad_request(
-            "target must be 1-256 bytes without control characters",
+            "target must be 1-256 characters without blanks, control, bidirectional or invisible characters",
         ));
     }
     let call = s.store.get_call(customer, &id).await?;
