@@ -192,16 +192,7 @@ pub async fn transfer(
 ) -> Result<(StatusCode, Json<TransferStarted>), ApiError> {
     let customer = p.customer()?;
     let target = req.target;
-    if target.is_empty()
-        || target.chars().count() > 256
-        || target
-            .chars()
-            .any(|c| c.is_whitespace() || super::text::refused(c))
-    {
-        return Err(ApiError::bad_request(
-            "target must be 1-256 characters without blanks, control, bidirectional or invisible characters",
-        ));
-    }
+    crate::campaign::targets_in::check_address("target", &target, 256).map_err(ApiError::bad_request)?;
     let call = s.store.get_call(customer, &id).await?;
     if call.status != CallStatus::Progressing {
         return Err(ApiError::new(

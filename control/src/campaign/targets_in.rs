@@ -83,13 +83,22 @@ pub fn from_csv(body: &[u8], default_tz: &str) -> Result<Vec<CheckedTarget>, Str
 
 /// A destination: 1-64 characters, no blanks or control characters.
 pub fn check_destination(d: &str) -> Result<(), String> {
-    if d.is_empty() || d.chars().count() > 64 {
-        return Err("destination must be 1-64 characters".into());
+    check_address("destination", d, 64)
+}
+
+/// A number or address named `what`: 1 to `max` characters without
+/// blanks, control, bidirectional or invisible characters (what the API's
+/// schemas for destinations and transfer targets say).
+pub fn check_address(what: &str, d: &str, max: usize) -> Result<(), String> {
+    if d.is_empty() || d.chars().count() > max {
+        return Err(format!("{what} must be 1-{max} characters"));
     }
     if d.chars()
         .any(|c| c.is_whitespace() || crate::api::text::refused(c))
     {
-        return Err("destination has blanks, control, bidirectional or invisible characters".into());
+        return Err(format!(
+            "{what} has blanks, control, bidirectional or invisible characters"
+        ));
     }
     Ok(())
 }

@@ -169,15 +169,7 @@ impl RtpSessions {
         let r = async {
             let offer = AudioOffer::parse(offer)?;
             let n = offer.negotiate(&self.0.allowed)?;
-            let setup = Setup {
-                codec: n.codec,
-                pt: n.pt,
-                dtmf_pt: n.dtmf_pt,
-                remote: Some(n.remote),
-                remote_rtcp: Some(n.remote_rtcp),
-                rtcp_mux: n.rtcp_mux,
-                symmetric: self.0.cfg.symmetric,
-            };
+            let setup = Setup::negotiated(&n, n.rtcp_mux, self.0.cfg.symmetric);
             self.start(setup, req, |local| sdp::write_answer(&local, &n))
                 .await
         }
@@ -280,15 +272,8 @@ impl RtpSessions {
     ) -> Result<Created, MediaError> {
         let r = async {
             let n = AudioOffer::parse(answer)?.negotiate(&self.0.allowed)?;
-            let setup = Setup {
-                codec: n.codec,
-                pt: n.pt,
-                dtmf_pt: n.dtmf_pt,
-                remote: Some(n.remote),
-                remote_rtcp: Some(n.remote_rtcp),
-                rtcp_mux: false,
-                symmetric: self.0.cfg.symmetric,
-            };
+            // voxbridge's offer has no rtcp-mux, so its answer cannot either.
+            let setup = Setup::negotiated(&n, false, self.0.cfg.symmetric);
             self.start_on(setup, req, reserved.io, |local| {
                 sdp::write_description(&local, n.codec, n.pt, n.dtmf_pt)
             })
@@ -620,6 +605,21 @@ struct Setup {
     remote_rtcp: Option<SocketAddr>,
     rtcp_mux: bool,
     symmetric: bool,
+}
+
+impl Setup {
+    /// A session as an offer and answer agreed it (`n`).
+    fn negotiated(n: &sdp::Negotiated, rtcp_mux: bool, symmetric: bool) -> Setup {
+        Setup {
+            codec: n.codec,
+            pt: n.pt,
+            dtmf_pt: n.dtmf_pt,
+            remote: Some(n.remote),
+            remote_rtcp: Some(n.remote_rtcp),
+            rtcp_mux,
+            symmetric,
+        }
+    }
 }
 
 /// A random call id (`rtp-` and 16 hex digits).
