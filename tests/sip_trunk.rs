@@ -15,7 +15,7 @@ mod outbound;
 
 use bytes::Bytes;
 use harness::sipp::{sipp, sipp_report};
-use harness::{pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot};
+use harness::{pipecat_audio, pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot};
 use std::net::SocketAddr;
 use tokio::net::UdpSocket;
 use voxbridge_media::{CallEvent, Config, HangupCause};
@@ -305,6 +305,128 @@ async fn the_bots_hangup_sends_bye_and_options_cancel_and_garbage_are_answered()
     let sip_stats = *d.metrics.sip.lock().expect("metrics");
     assert!(sip_stats.malformed >= 1, "{sip_stats:?}");
     assert!(sip_stats.byes_sent >= 1, "{sip_stats:?}");
+}
+
+/// Zero crossings in `pcm` (a 400 Hz tone at 8 kHz has 16 in a 20 ms frame).
+fn crossings(pcm: &[i16]) -> usize {
+    pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
+}
+
+fn rms(pcm: &[i16]) -> f64 {
+    (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
+}
+
+/// A running PCMU call whose caller re-INVITEs with G.722 alone: the
+/// answer takes G.722 on the same port, the caller's G.722 (a 16 kHz tone)
+/// reaches the bot decoded (its pitch intact at the bot's 8 kHz), and the
+/// bot's audio comes back to the caller as G.722.
+#[tokio::test]
+async fn a_reinvite_with_another_codec_switches_the_call_both_ways() {
+    use voxbridge_codecs::{Codec, FrameDecoder, FrameEncoder};
+    let mut bot = TestBot::start().await;
+    let mut d = daemon(&bot).await;
+    let uac = Uac::new(d.sip.expect("SIP on"), "trunk-codec@carrier").await;
+    let (tag, rtp_at) = uac.call().await;
+    let mut conn = bot.accept().await;
+    let port = uac.rtp.local_addr().expect("addr").port();
+    let offer = format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {port} RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n"
+    );
+    uac.send(
+        uac.request(Method::Invite, "reinv", 2, Some(&tag))
+            .body("application/sdp", offer)
+            .build(),
+    )
+    .await;
+    let ok = uac.final_response().await;
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    let answer = AudioOffer::parse(std::str::from_utf8(ok.body()).expect("SDP text")).expect("SDP");
+    let n = answer
+        .negotiate(&[voxbridge_proto::sdp::AudioCodec::G722])
+        .expect("the answer takes G.722");
+    assert_eq!(
+        (answer.formats[0], n.remote),
+        (9, rtp_at),
+        "G.722 on the same port"
+    );
+    uac.send(uac.request(Method::Ack, "reack", 2, Some(&tag)).build())
+        .await;
+
+    // The caller sends a 1 kHz tone as G.722, paced at 20 ms, until the
+    // bot has heard it and the caller has heard the bot back.
+    let tone16: Vec<i16> = (0..16_000)
+        .map(|i| ((f64::from(i) * 1000.0 * std::f64::consts::TAU / 16_000.0).sin() * 8000.0) as i16)
+        .collect();
+    let bot_tone: Vec<i16> = (0..8000)
+        .map(|i| ((f64::from(i) * 400.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16)
+        .collect();
+    let mut encoder = FrameEncoder::new(Codec::G722).expect("G.722 encoder");
+    let mut decoder = FrameDecoder::new(Codec::G722).expect("G.722 decoder");
+    let mut pace = tokio::time::interval(std::time::Duration::from_millis(20));
+    let (mut seq, mut bot_heard, mut caller_heard) = (0u16, None, false);
+    let mut loud = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let mut pcm = vec![0i16; 960];
+    within("G.722 both ways after the re-INVITE", async {
+        while !caller_heard {
+            tokio::select! {
+                _ = pace.tick() => {
+                    let at = (usize::from(seq) * 320) % (tone16.len() - 320);
+                    let mut payload = [0u8; 160];
+                    let n = encoder.encode(&tone16[at..at + 320], &mut payload).expect("encode");
+                    let mut packet = Vec::new();
+                    RtpHeader {
+                        marker: seq == 0,
+                        payload_type: 9,
+                        sequence: seq,
+                        timestamp: u32::from(seq) * 160,
+                        ssrc: 0x0722,
+                    }
+                    .write(&payload[..n], &mut packet);
+                    uac.rtp.send_to(&packet, rtp_at).await.expect("rtp");
+                    seq = seq.wrapping_add(1);
+                }
+                frame = pipecat_next(&mut conn) => match frame {
+                    Some(Kind::Audio(a)) if bot_heard.is_none() => {
+                        let got: Vec<i16> = a.audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                        if rms(&got) > 1000.0 {
+                            loud.push(crossings(&got));
+                        }
+                        // 1 kHz at the bot's 8 kHz: 40 crossings per 20 ms
+                        // (G.722 bytes read as PCMU would be noise); the
+                        // median of 5 frames (the first may be half ramp).
+                        if loud.len() == 5 {
+                            loud.sort_unstable();
+                            bot_heard = Some(loud[2]);
+                            conn.send(pipecat_audio(&bot_tone, 8000)).await;
+                        }
+                    }
+                    Some(_) => {}
+                    None => panic!("bot link closed"),
+                },
+                got = uac.rtp.recv_from(&mut buf) => {
+                    let (n, _) = got.expect("rtp recv");
+                    if n > 12 && buf[1] & 0x7f == 9 && bot_heard.is_some() {
+                        let k = decoder.decode(&buf[12..n], &mut pcm).expect("voxbridge sends valid G.722");
+                        caller_heard = rms(&pcm[..k]) > 1000.0;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let crossings_at_bot = bot_heard.expect("the bot heard the caller");
+    assert!(
+        (36..=44).contains(&crossings_at_bot),
+        "a 1 kHz tone has 40 crossings per 20 ms frame at 8 kHz: {crossings_at_bot}"
+    );
+    let sip_stats = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!(sip_stats.codec_changes, 1, "{sip_stats:?}");
+    uac.send(uac.request(Method::Bye, "bye", 3, Some(&tag)).build())
+        .await;
+    let (_, cause) = hangup(&mut d).await;
+    assert_eq!(cause, HangupCause::CallerHangup);
 }
 
 /// sipp's own UAC scenario (INVITE with SDP, ACK, a pause, BYE) for three
@@ -763,15 +885,20 @@ async fn sipp_scenario(
     out
 }
 
-/// Hold and resume by re-INVITE, checked by sipp: the `sendonly` offer is
-/// answered `recvonly`, the resume `sendrecv`.
+/// Hold, resume and a codec change by re-INVITE, checked by sipp: the
+/// `sendonly` offer is answered `recvonly`, the resume `sendrecv`, a PCMA
+/// offer in a PCMU call PCMA.
 #[tokio::test]
-async fn sipp_holds_and_resumes() {
+async fn sipp_holds_resumes_and_changes_codec() {
     let bot = TestBot::start().await;
     let d = daemon(&bot).await;
     sipp_scenario(bot, d.sip.expect("SIP on"), "uac_hold.xml", 2, false).await;
     let s = *d.metrics.sip.lock().expect("metrics");
-    assert_eq!((s.answered, s.reinvites, s.byes_received), (2, 4, 2), "{s:?}");
+    assert_eq!(
+        (s.answered, s.reinvites, s.codec_changes, s.byes_received),
+        (2, 6, 2, 2),
+        "{s:?}"
+    );
 }
 
 /// The bot hangs up: voxbridge sends BYE in sipp's dialog, which sipp

@@ -26,6 +26,9 @@ pub(crate) enum CallInput {
     Digit(char),
     /// The caller held (`true`) or resumed (`false`) the call (re-INVITE).
     Hold(bool),
+    /// The call's media format changed (a re-INVITE answered with another
+    /// codec).
+    Format(crate::sansio::rtp::RtpFormat),
 }
 
 /// What the registry keeps of a running call: its stop switch and where

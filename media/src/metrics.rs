@@ -491,6 +491,7 @@ impl Metrics {
             ("rate_limited", sip.rate_limited),
             ("bad_answer", sip.bad_answers),
             ("reinvite", sip.reinvites),
+            ("codec_change", sip.codec_changes),
             ("session_expired", sip.session_expired),
             ("info_digit", sip.info_digits),
             ("send_failure", sip.send_failures),
@@ -508,6 +509,7 @@ impl Metrics {
             ("transfer", sip.transfers),
             ("transferred", sip.transfers_completed),
             ("transfer_failed", sip.transfers_failed),
+            ("transfer_refused", sip.transfers_refused),
         ] {
             let _ = writeln!(o, "voxbridge_sip_total{{event=\"{event}\"}} {v}");
         }

@@ -465,3 +465,67 @@ fn a_pipecat_bot_gets_binary_frames_and_its_audio_plays() {
     assert!((150..=152).contains(&loud), "3 s of bot audio played: {loud}");
     assert_eq!(s.holes(), 0);
 }
+
+#[test]
+fn a_codec_change_mid_call_goes_on_at_the_new_rate_both_ways() {
+    use voxbridge_codecs::Codec;
+    let net = Network {
+        base_ms: 20.0,
+        jitter_ms: 10.0,
+        ..Network::default()
+    };
+    let mut s = Sim::new(route(PIPECAT), Some((net, 1.0)), 21);
+    let start = s.at(500);
+    s.bot.say(&mut s.rng, start, 5_500, 20, 1.0, 0.0);
+    s.run_until(s.at(2_000));
+    let caller = s.caller.as_mut().expect("caller");
+    let before = caller.leg.stats();
+    let concealed_before = caller.concealed;
+    assert!(before.packets_received > 90, "PCMU flows: {before:?}");
+    // A SIP re-INVITE answered with G.722 (8 kHz RTP clock, 16 kHz PCM):
+    // both ends switch, the call takes the new caller rate.
+    let old_in_flight = caller.in_flight() as u64;
+    caller.switch_codec(Codec::G722, 9);
+    caller
+        .leg
+        .switch_codec(Codec::G722, 8000, 9, Some(101))
+        .expect("G.722 sets up");
+    assert!(s.call.set_caller_rate(16000), "16 kHz is a caller rate");
+    let switched_at = s.heard.len();
+    s.run_until(s.at(6_000));
+    assert_eq!(s.ended, None);
+    assert_paced(&s);
+    let caller = s.caller.as_ref().expect("caller");
+    let after = caller.leg.stats();
+    assert_eq!(caller.leg.params().pt, 9);
+    assert_eq!(caller.leg.packet()[1] & 0x7f, 9, "voxbridge sends G.722 now");
+    assert!(
+        after.packets_received >= before.packets_received + 190,
+        "the counters go on: {before:?} -> {after:?}"
+    );
+    // The PCMU packets still in the network are dropped (counted); no
+    // packet of the new codec is.
+    assert_eq!(
+        after.malformed, old_in_flight,
+        "only the old codec's packets in flight refused"
+    );
+    assert!(
+        caller.concealed <= concealed_before + 3,
+        "the new stream decodes: {concealed_before} -> {} concealed",
+        caller.concealed
+    );
+    // The bot still gets one frame per caller frame, across the switch.
+    let frames = s.bot.got_binary() as i64;
+    let sent = caller.sent as i64;
+    assert!(
+        (frames - 1 - sent).abs() <= sent / 100 + 5,
+        "sent {sent}, bot got {frames}"
+    );
+    // The caller hears the bot in G.722 after the switch (the bot audio
+    // queued at the old rate is dropped: one short gap at most).
+    let loud_after = s.loud()[switched_at + 25..].iter().filter(|&&l| l).count();
+    assert!(
+        loud_after >= 170,
+        "the bot heard after the switch: {loud_after} loud ticks"
+    );
+}

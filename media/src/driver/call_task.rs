@@ -113,8 +113,6 @@ impl Leg {
         }
     }
 
-    /// After a bot message: what the call asked of a leg that acts on its
-    /// far end's queue (barge-in, marks). Only the chan_websocket leg does.
     /// The caller held or resumed the call (only the RTP leg has SDP).
     fn set_hold(&mut self, held: bool, now: Instant) {
         match self {
@@ -123,6 +121,16 @@ impl Leg {
         }
     }
 
+    /// The call's media changed codec (only the RTP leg has SDP).
+    fn set_format(&mut self, call: &mut Call, format: crate::sansio::rtp::RtpFormat) {
+        match self {
+            Leg::Rtp(l) => l.set_format(call, format),
+            Leg::AudioSocket(_) | Leg::ChanWs(_) => {}
+        }
+    }
+
+    /// After a bot message: what the call asked of a leg that acts on its
+    /// far end's queue (barge-in, marks). Only the chan_websocket leg does.
     fn after_bot(&mut self, call: &mut Call) -> Result<(), HangupCause> {
         match self {
             Leg::ChanWs(l) => l.service(call),
@@ -277,6 +285,7 @@ async fn drive_loop(
                 match input {
                     CallInput::Digit(digit) => call.caller_digit(digit, Instant::now()),
                     CallInput::Hold(held) => leg.set_hold(held, Instant::now()),
+                    CallInput::Format(format) => leg.set_format(call, format),
                 }
                 None
             }

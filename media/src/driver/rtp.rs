@@ -20,6 +20,7 @@ use crate::events::{CallInfo, HangupCause};
 use crate::metrics::Metrics;
 use crate::sansio::call::{Call, FrameOutcome, Tick};
 use crate::sansio::rtp::leg::{RtpLeg as LegState, TickPacket};
+use crate::sansio::rtp::receiver::pcm_codec;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -190,6 +191,31 @@ impl RtpLeg {
     /// The caller held (`true`) or resumed the call (SIP re-INVITE).
     pub(super) fn set_hold(&mut self, held: bool, now: Instant) {
         self.state.set_hold(held, now);
+    }
+
+    /// The call's media changed codec (SIP re-INVITE): the leg switches, and
+    /// the call takes the new PCM rate. A codec that cannot be set up ends
+    /// the call (`unsupported_audio`).
+    pub(super) fn set_format(&mut self, call: &mut Call, format: crate::sansio::rtp::RtpFormat) {
+        let codec = pcm_codec(format.codec, call.bot_rate());
+        match self
+            .state
+            .switch_codec(codec, format.codec.rtp_clock(), format.pt, format.dtmf_pt)
+        {
+            Ok(()) => {
+                tracing::info!(
+                    call_id = call.call_id(),
+                    codec = format.codec.encoding_name(),
+                    pt = format.pt,
+                    "RTP: the call changed codec"
+                );
+                call.set_caller_rate(codec.pcm_rate());
+            }
+            Err(e) => {
+                tracing::warn!(call_id = call.call_id(), error = %e, "RTP: the new codec cannot be set up");
+                call.hang_up(HangupCause::UnsupportedAudio);
+            }
+        }
     }
 
     pub(super) fn tick(&mut self, call: &mut Call, tick: Tick, now: Instant) -> Result<(), HangupCause> {

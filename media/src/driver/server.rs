@@ -350,6 +350,7 @@ impl MediaServer {
                     max_transactions: self.config.limits.max_calls.saturating_mul(4).max(4096),
                     auth: self.config.sip.digest_auth(),
                     ringing: self.config.sip.ringing,
+                    codecs: self.config.rtp.allowed_codecs(),
                 }),
                 rtp: self.rtp.clone(),
                 retry_after_s: self.config.sip.retry_after_s,

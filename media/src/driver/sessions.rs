@@ -351,6 +351,16 @@ impl RtpSessions {
             .send_input(call_id, crate::commands::CallInput::Hold(held))
     }
 
+    /// Tells the session's call that its media changed to `format` (SIP
+    /// re-INVITE with another codec): the RTP leg reads and writes it from
+    /// its next packet. `false` if there is no such call or its input queue
+    /// is full.
+    pub fn set_format(&self, call_id: &str, format: crate::sansio::rtp::RtpFormat) -> bool {
+        self.0
+            .calls
+            .send_input(call_id, crate::commands::CallInput::Format(format))
+    }
+
     /// [`RtpSessions::hangup`] of a session `owner` created; `false` for a
     /// session of another owner, as for none.
     pub fn hangup_owned(&self, call_id: &str, owner: Option<&str>) -> bool {

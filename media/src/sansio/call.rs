@@ -240,6 +240,26 @@ impl Call {
         self.pipeline.caller_rate()
     }
 
+    /// The caller's audio comes at `rate` from now on (the caller's leg
+    /// changed codec): the caller side of the pipeline is rebuilt, and bot
+    /// audio queued at the old rate is dropped. A rate the call cannot take
+    /// ends it (`unsupported_audio`) and returns `false`.
+    pub fn set_caller_rate(&mut self, rate: u32) -> bool {
+        match self.pipeline.set_caller_rate(rate) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(call_id = self.info.call_id, rate, error = %e, "unsupported caller audio");
+                self.hang_up(HangupCause::UnsupportedAudio);
+                false
+            }
+        }
+    }
+
+    /// The bot's PCM rate (fixed for the call by its route).
+    pub fn bot_rate(&self) -> u32 {
+        self.pipeline.bot_rate()
+    }
+
     /// One frame of caller audio as little-endian PCM16 at `rate` (a rate
     /// other than the current one switches the caller side; one the call
     /// cannot take ends it, `unsupported_audio`). Every finished 20 ms frame
@@ -250,12 +270,8 @@ impl Call {
         }
         self.now = self.now.max(now);
         self.counters.frames_in += 1;
-        if rate != self.pipeline.caller_rate() {
-            if let Err(e) = self.pipeline.set_caller_rate(rate) {
-                tracing::warn!(call_id = self.info.call_id, rate, error = %e, "unsupported caller audio");
-                self.hang_up(HangupCause::UnsupportedAudio);
-                return;
-            }
+        if rate != self.pipeline.caller_rate() && !self.set_caller_rate(rate) {
+            return;
         }
         let (codec, to_bot) = (&mut self.codec, &mut self.to_bot);
         let n = self

@@ -230,6 +230,18 @@ impl JitterBuffer {
         self.base = i64::MAX;
     }
 
+    /// The stream goes on at another RTP clock (a codec change in the call):
+    /// forgotten as by [`JitterBuffer::reset`], the learned target kept in
+    /// milliseconds. The slots stay (nothing is allocated).
+    pub fn set_clock(&mut self, clock: u32) {
+        let target_ms = self.target_ms();
+        self.reset();
+        self.cfg.clock = clock;
+        self.packet_ts = clock / 50;
+        self.fill_at = 0;
+        self.target = ms_to_ts(target_ms, clock);
+    }
+
     /// Adds a packet. `arrival` is in clock units on any monotonic origin
     /// that stays the same for the stream.
     pub fn insert(&mut self, seq: u64, ts: u64, pt: u8, payload: &[u8], arrival: u64) -> Inserted {

@@ -62,6 +62,11 @@ pub struct RtpCaller {
     wire: Vec<u8>,
     tone: Vec<i16>,
     phase: usize,
+    /// Samples per frame at the far end's codec.
+    frame: usize,
+    /// The audio payload type and a decoder of it, for what the caller hears.
+    pt: u8,
+    decoder: voxbridge_codecs::FrameDecoder,
     /// The leg's protocol state (the one the driver runs).
     pub leg: RtpLeg,
     /// Where the far end sends from.
@@ -148,6 +153,13 @@ pub fn tone(rate: u32, ms: u32) -> Vec<i16> {
         .collect()
 }
 
+/// One second of the caller's 300 Hz tone at `rate`.
+fn caller_tone(rate: u32) -> Vec<i16> {
+    (0..rate)
+        .map(|i| ((i as f64 * 300.0 * std::f64::consts::TAU / rate as f64).sin() * 6000.0) as i16)
+        .collect()
+}
+
 fn rms(pcm: &[i16]) -> f64 {
     if pcm.is_empty() {
         return 0.0;
@@ -160,9 +172,6 @@ impl RtpCaller {
     pub fn new(net: Network, drift: f64, start: Instant) -> Self {
         use voxbridge_codecs::Codec;
         let period = Duration::from_secs_f64(0.020 / drift);
-        let tone: Vec<i16> = (0..8000)
-            .map(|i| ((i as f64 * 300.0 * std::f64::consts::TAU / 8000.0).sin() * 6000.0) as i16)
-            .collect();
         RtpCaller {
             far: RtpSender::new(Codec::Pcmu, 8000, 0, Some(101), 7).expect("far end"),
             net,
@@ -174,8 +183,11 @@ impl RtpCaller {
             in_flight: BinaryHeap::new(),
             order: 0,
             wire: Vec::with_capacity(256),
-            tone,
+            tone: caller_tone(8000),
             phase: 0,
+            frame: 160,
+            pt: 0,
+            decoder: voxbridge_codecs::FrameDecoder::new(Codec::Pcmu).expect("decoder"),
             leg: RtpLeg::new(
                 RtpLegParams {
                     codec: Codec::Pcmu,
@@ -197,10 +209,27 @@ impl RtpCaller {
             )
             .expect("leg"),
             from: "192.0.2.10:40000".parse().expect("address"),
-            heard_pcm: vec![0; 160],
+            heard_pcm: vec![0; 960],
             sent: 0,
             concealed: 0,
         }
+    }
+
+    /// The far end changes codec (as a SIP re-INVITE makes it): from its
+    /// next packet it sends `codec` on `pt` (RTP clock 8 kHz), a new
+    /// source, and the caller hears what the leg sends as `codec`.
+    pub fn switch_codec(&mut self, codec: voxbridge_codecs::Codec, pt: u8) {
+        self.far = RtpSender::new(codec, 8000, pt, Some(101), 8).expect("far end");
+        self.tone = caller_tone(codec.pcm_rate());
+        self.phase = 0;
+        self.frame = codec.frame_samples();
+        self.pt = pt;
+        self.decoder = voxbridge_codecs::FrameDecoder::new(codec).expect("decoder");
+    }
+
+    /// Packets in the network, not arrived yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     fn next_event(&self) -> Option<Instant> {
@@ -224,10 +253,10 @@ impl RtpCaller {
                 let (_, d) = self.digits.pop_front().expect("peeked");
                 self.far.queue_digit(d);
             }
-            let start = self.phase;
-            self.phase = (self.phase + 160) % (self.tone.len() - 160);
+            let (start, n) = (self.phase, self.frame);
+            self.phase = (self.phase + n) % (self.tone.len() - n);
             self.far
-                .frame(&self.tone[start..start + 160], &mut self.wire)
+                .frame(&self.tone[start..start + n], &mut self.wire)
                 .expect("encode");
             self.sent += 1;
             let lost = if self.burst_left > 0 {
@@ -294,13 +323,16 @@ impl RtpCaller {
         };
         self.concealed = self.leg.stats().concealed_frames;
         let packet = self.leg.packet();
-        // A PCMU packet from the leg's sender: 12 header bytes, 160 codes
+        // An audio packet from the leg's sender: 12 header bytes, one frame
         // (a telephone-event packet while a digit plays is not audio).
-        let heard = if packet.len() == 12 + 160 && packet[1] & 0x7f == 0 {
-            voxbridge_codecs::g711::decode_ulaw(&packet[12..], &mut self.heard_pcm);
-            rms(&self.heard_pcm)
-        } else {
-            0.0
+        let heard = match packet.get(12..) {
+            Some(payload) if packet[1] & 0x7f == self.pt => {
+                match self.decoder.decode(payload, &mut self.heard_pcm) {
+                    Ok(n) => rms(&self.heard_pcm[..n]),
+                    Err(_) => 0.0,
+                }
+            }
+            _ => 0.0,
         };
         (outcome, heard)
     }

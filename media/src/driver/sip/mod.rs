@@ -329,6 +329,12 @@ impl SipEndpoint {
                     tracing::debug!(%call_id, %digit, "SIP INFO digit for no running call (or its queue is full)");
                 }
             }
+            UasAction::Format { call_id, format } => {
+                tracing::info!(%call_id, codec = format.codec.encoding_name(), pt = format.pt, "SIP: the call changes codec");
+                if !self.rtp.set_format(&call_id, format) {
+                    tracing::warn!(%call_id, "SIP codec change for no running call (or its queue is full)");
+                }
+            }
             UasAction::Hold { call_id, held } => {
                 tracing::info!(%call_id, held, "SIP: the caller {} the call", if held { "holds" } else { "resumes" });
                 if !self.rtp.set_hold(&call_id, held) {

@@ -180,6 +180,33 @@ impl RtpLeg {
         self.held = held;
     }
 
+    /// The call changed codec (a SIP re-INVITE whose offer the call
+    /// answered with another codec): from now on the caller's RTP is read,
+    /// and voxbridge's written, as `codec` on `pt` at `clock` with DTMF on
+    /// `dtmf_pt` (see [`RtpReceiver::switch_codec`] and
+    /// [`RtpSender::switch_codec`]); the leg's figures go on. The call's
+    /// PCM rate becomes [`RtpLeg::pcm_rate`]: the driver tells the call.
+    /// Fails (and nothing changes) when the codec cannot be set up.
+    pub fn switch_codec(
+        &mut self,
+        codec: Codec,
+        clock: u32,
+        pt: u8,
+        dtmf_pt: Option<u8>,
+    ) -> Result<(), MediaError> {
+        let encoder = encoder_for(codec, self.params.opus_complexity, self.params.opus_fec)?;
+        self.rx.switch_codec(codec, clock, pt, dtmf_pt)?;
+        self.tx.switch_codec(codec, encoder, clock, pt, dtmf_pt);
+        self.pcm = vec![0; codec.frame_samples()];
+        let need = 12 + codec.frame_bytes().unwrap_or(DATAGRAM_MAX);
+        self.out.reserve(need.saturating_sub(self.out.len()));
+        self.params.codec = codec;
+        self.params.clock = clock;
+        self.params.pt = pt;
+        self.params.dtmf_pt = dtmf_pt;
+        Ok(())
+    }
+
     /// True while on hold.
     pub fn held(&self) -> bool {
         self.held

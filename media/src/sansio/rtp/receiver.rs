@@ -67,6 +67,8 @@ pub struct RtpReceiver {
     stats: ReceiverStats,
     stage: Stage,
     counters: RxCounters,
+    /// Loss counted on the streams before a codec change.
+    lost_before: i64,
 }
 
 /// Released packets decoded (or concealed) into PCM, waiting to be cut into
@@ -146,7 +148,38 @@ impl RtpReceiver {
                 noise: ComfortNoise(0x1234_5678),
             },
             counters: RxCounters::default(),
+            lost_before: 0,
         })
+    }
+
+    /// The call changed codec (SIP re-INVITE): what arrives from now on is
+    /// `codec` on `pt` at `rtp_clock`, DTMF on `dtmf_pt`. The stream is
+    /// followed afresh (what is buffered of the old one is dropped; the far
+    /// end may keep or change its SSRC), the counters go on.
+    pub fn switch_codec(
+        &mut self,
+        codec: Codec,
+        rtp_clock: u32,
+        pt: u8,
+        dtmf_pt: Option<u8>,
+    ) -> Result<(), MediaError> {
+        let decoder = FrameDecoder::new(codec)?;
+        let rate = codec.pcm_rate();
+        self.dtmf_pt = dtmf_pt;
+        self.tracker = StreamTracker::default();
+        self.jb.set_clock(rtp_clock);
+        self.lost_before += self.stats.lost();
+        self.stats = ReceiverStats::default();
+        let st = &mut self.stage;
+        st.pt = pt;
+        st.decoder = decoder;
+        st.frame = codec.frame_samples();
+        st.pcm = vec![0; 2 * st.frame];
+        st.max = (rate * STAGE_MS / 1000) as usize + st.frame;
+        st.staged = 0;
+        st.source = FrameSource::Audio;
+        st.dry_ticks = 0;
+        Ok(())
     }
 
     /// One RTP datagram that arrived at `arrival` (RTP clock units, monotonic).
@@ -253,7 +286,7 @@ impl RtpReceiver {
 
     /// Loss (from sequence numbers) and interarrival jitter (clock units).
     pub fn loss_and_jitter(&self) -> (i64, u32) {
-        (self.stats.lost(), self.stats.jitter())
+        (self.lost_before + self.stats.lost(), self.stats.jitter())
     }
 
     /// Counters.

@@ -117,6 +117,38 @@ impl RtpSender {
         }
     }
 
+    /// The call changed codec (SIP re-INVITE): frames go out as `codec` (by
+    /// `encoder`) on `pt` at `clock` from the next one, with the marker bit
+    /// set. The sequence goes on; at another clock rate the stream is a new
+    /// source (a new SSRC, its counts from zero: RFC 7160 section 4.1), at
+    /// the same one it keeps its SSRC and timestamps. A digit still being
+    /// sent is cut short.
+    pub fn switch_codec(
+        &mut self,
+        codec: Codec,
+        encoder: FrameEncoder,
+        clock: u32,
+        pt: u8,
+        dtmf_pt: Option<u8>,
+    ) {
+        if clock != self.clock {
+            // Another value whatever the old one (a nonzero step).
+            self.ssrc = self.ssrc.wrapping_add(0x9E37_79B9);
+            self.packets = 0;
+            self.octets = 0;
+        }
+        self.clock = clock;
+        self.ts_per_frame = clock / 50;
+        self.pt = pt;
+        self.dtmf_pt = dtmf_pt;
+        self.encoder = encoder;
+        self.payload = vec![0; codec.frame_bytes().unwrap_or(MAX_OPUS_PAYLOAD)];
+        self.expected_loss = 0;
+        self.marker = true;
+        self.train.clear();
+        self.train_at = 0;
+    }
+
     /// The loss the far end reports (RTCP fraction lost, in 256ths): the
     /// Opus encoder plans its in-band FEC for it. Other codecs ignore it.
     pub fn set_expected_loss(&mut self, fraction_lost: u8) {

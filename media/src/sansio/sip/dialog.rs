@@ -3,6 +3,9 @@
 //! CSeq, and where the call is.
 
 use super::uas::Peer;
+use crate::sansio::rtp::RtpFormat;
+use std::fmt::Write as _;
+use voxbridge_proto::sdp::{write_answer, AudioCodec, AudioOffer, LocalMedia};
 use voxbridge_proto::sip::message::{HeaderName, Message, MessageBuilder, Method};
 use voxbridge_proto::sip::NameAddr;
 
@@ -231,6 +234,39 @@ pub fn with_direction(sdp: &str, direction: &str) -> String {
         out.push_str("\r\n");
     }
     out
+}
+
+/// The answer to an `offer` in the dialog that drops the call's codec:
+/// the best codec of `codecs` (voxbridge's order) the offer has, on the
+/// media of our `previous` answer (its address, port and rtcp-mux), with
+/// its `o=` version raised by one. `None` when nothing is in common or
+/// either SDP does not parse.
+pub fn reanswer(offer: &str, previous: &str, codecs: &[AudioCodec]) -> Option<(String, RtpFormat)> {
+    let ours = AudioOffer::parse(previous).ok()?;
+    let mut n = AudioOffer::parse(offer).ok()?.negotiate(codecs).ok()?;
+    // rtcp-mux is agreed once, for the session (RFC 5761 section 5.1.3).
+    n.rtcp_mux = ours.rtcp_mux;
+    let (id, version) = previous.lines().find_map(|l| {
+        let mut f = l.trim_end().strip_prefix("o=")?.split(' ').skip(1);
+        Some((f.next()?.parse::<u64>().ok()?, f.next()?.parse::<u64>().ok()?))
+    })?;
+    let local = LocalMedia {
+        addr: ours.remote,
+        session_id: id,
+    };
+    let written = write_answer(&local, &n);
+    // `write_answer` gives version = id: put ours, raised, in its place.
+    let mut sdp = String::with_capacity(written.len() + 8);
+    for line in written.lines() {
+        match line.strip_prefix(&format!("o=voxbridge {id} {id} ")) {
+            Some(rest) => {
+                let _ = write!(sdp, "o=voxbridge {id} {} {rest}", version.wrapping_add(1));
+            }
+            None => sdp.push_str(line),
+        }
+        sdp.push_str("\r\n");
+    }
+    Some((sdp, RtpFormat::from(&n)))
 }
 
 #[cfg(test)]

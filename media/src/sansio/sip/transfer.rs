@@ -22,8 +22,17 @@ use voxbridge_proto::sip::{SipUri, BRANCH_COOKIE};
 
 impl SipUas {
     /// Sends REFER to hand call `call_id` on to `target`; `Err` says why
-    /// not (no such call up, a transfer already under way, a bad target).
+    /// not (no such call up, a transfer already under way, a bad target),
+    /// counted in [`super::UasStats::transfers_refused`].
     pub fn transfer(&mut self, now: Instant, call_id: &str, target: &str) -> Result<(), String> {
+        let r = self.refer(now, call_id, target);
+        if r.is_err() {
+            self.stats.transfers_refused += 1;
+        }
+        r
+    }
+
+    fn refer(&mut self, now: Instant, call_id: &str, target: &str) -> Result<(), String> {
         let branch = format!("{BRANCH_COOKIE}{}", self.unique());
         let Some(dialog) = self.dialogs.get_mut(call_id) else {
             return Err(format!("no SIP call {call_id:?} here"));
@@ -283,6 +292,7 @@ mod tests {
         let (call_id, call) = answered_call(&mut u, t);
         assert!(u.transfer(t, "nope", "+1").is_err());
         assert!(u.transfer(t, &call_id, "not a number").is_err());
+        assert_eq!(u.stats().transfers_refused, 2, "both counted");
         u.transfer(t, &call_id, "sip:agent@pbx.example").expect("REFER");
         let refer = std::iter::from_fn(|| u.poll_transmit())
             .map(|(_, b)| Message::parse(b).expect("parses"))

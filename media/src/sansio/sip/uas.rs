@@ -15,8 +15,10 @@
 //!   a re-INVITE in the dialog (a refresh gets the same SDP; hold, a
 //!   `sendonly` or `inactive` offer, gets `recvonly`/`inactive` with the
 //!   version raised, and resume `sendrecv`, and the driver is told with
-//!   [`UasAction::Hold`]; an offer without the call's codec gets `488`
-//!   and the call goes on unchanged),
+//!   [`UasAction::Hold`]; an offer without the call's codec is answered
+//!   with the best enabled codec it has, on the same port, and the driver
+//!   switches the RTP leg ([`UasAction::Format`]); one with no enabled
+//!   codec gets `488` and the call goes on unchanged),
 //!   INFO (`200`; a DTMF digit in `application/dtmf-relay` or
 //!   `application/dtmf` becomes [`UasAction::Digit`]), OPTIONS
 //!   (`200` with `Allow`: SBCs use it as a health check).
@@ -51,14 +53,16 @@
 //! its ACK). A dialog's own requests (BYE) take its INVITE's transport and connection,
 //! with our `Via` and `Contact` for that transport.
 
-use super::dialog::{user_of, with_direction, x_headers, Dialog, Ends, Phase};
+use super::dialog::{reanswer, user_of, with_direction, x_headers, Dialog, Ends, Phase};
 use super::policy::{CallTarget, Cidr, RateLimit, RouteRule};
 use crate::events::{HangupCause, SipCause};
+use crate::sansio::rtp::RtpFormat;
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
+use voxbridge_proto::sdp::AudioCodec;
 use voxbridge_proto::sip::auth::{challenge, Algorithm, Credentials};
 use voxbridge_proto::sip::message::{is_keepalive, HeaderName, Message, MessageBuilder, Method};
 use voxbridge_proto::sip::transaction::{Kind, State, Timers, Transaction, TxEvent};
@@ -178,6 +182,9 @@ pub struct UasConfig {
     pub auth: Option<DigestAuth>,
     /// Send `180 Ringing` after `100 Trying` while the call is made.
     pub ringing: bool,
+    /// The codecs a call may change to when an offer in its dialog drops
+    /// the one it runs (`rtp.codecs`, in voxbridge's order of preference).
+    pub codecs: Vec<AudioCodec>,
 }
 
 impl UasConfig {
@@ -221,6 +228,14 @@ pub enum UasAction {
         call_id: String,
         /// `0-9`, `*`, `#` or `A-D`.
         digit: char,
+    },
+    /// An offer in the dialog (re-INVITE, UPDATE) dropped the call's codec
+    /// and was answered with `format`: the RTP leg switches to it.
+    Format {
+        /// voxbridge call id.
+        call_id: String,
+        /// The codec and payload types from now on.
+        format: RtpFormat,
     },
     /// The caller held (`held`: its offer was `sendonly` or `inactive`)
     /// or resumed the call by re-INVITE or UPDATE: the media stops or
@@ -338,8 +353,10 @@ pub struct UasStats {
     pub rate_limited: u64,
     /// Delayed-offer ACKs without an answer voxbridge can use (call ended).
     pub bad_answers: u64,
-    /// re-INVITEs answered (refresh, hold, resume).
+    /// re-INVITEs answered (refresh, hold, resume, codec change).
     pub reinvites: u64,
+    /// Offers in a dialog (re-INVITE, UPDATE) answered with another codec.
+    pub codec_changes: u64,
     /// Sessions ended because the caller stopped refreshing them (RFC 4028).
     pub session_expired: u64,
     /// DTMF digits received by SIP INFO.
@@ -377,6 +394,9 @@ pub struct UasStats {
     pub transfers_completed: u64,
     /// Of those, refused or failed (the call went on).
     pub transfers_failed: u64,
+    /// Transfers not asked for at all: a bad target, no such call up, or
+    /// one already under way (from the bot or the API).
+    pub transfers_refused: u64,
 }
 
 pub(super) struct TxEntry {
@@ -464,10 +484,9 @@ fn answer_direction(offer: &Message) -> &'static str {
 }
 
 /// Whether a new offer in the dialog keeps the codec the call runs (the
-/// first format of our `answer`). A codec change is refused with `488`
-/// and the call goes on as it was (RFC 3261 section 14.2); the RTP leg
-/// does not switch codecs mid-call. An answer that does not parse (none
-/// of ours) lets every offer through.
+/// first format of our `answer`); one that does not is answered with
+/// another codec ([`reanswer`]). An answer that does not parse (none of
+/// ours) lets every offer through.
 fn keeps_codec(offer: &Message, answer: &str) -> bool {
     use voxbridge_proto::sdp::{AudioCodec, AudioOffer};
     let current = AudioOffer::parse(answer)
@@ -1298,57 +1317,55 @@ impl SipUas {
                 });
                 self.forget(&call_id);
             }
-            Method::Invite | Method::Update
-                if !msg.body().is_empty() && answer.as_deref().is_some_and(|a| !keeps_codec(msg, a)) =>
-            {
-                self.stats.refused += 1;
-                let r = MessageBuilder::response_to(msg, 488, "Not Acceptable Here", None, Some(source.addr))
-                    .header(
-                        "Warning",
-                        "305 voxbridge \"the call keeps its codec: the offer does not include it\"",
-                    )
-                    .header("Server", &self.cfg.user_agent)
-                    .build();
-                self.respond(now, &key, 488, r);
-            }
-            Method::Invite => match answer {
-                Some(previous) => {
+            Method::Invite | Method::Update => {
+                let is_invite = matches!(method, Method::Invite);
+                let sdp = match answer {
+                    // A re-INVITE without an offer gets the current SDP as
+                    // ours (its ACK answers); an UPDATE without one, none.
+                    Some(previous) if msg.body().is_empty() => is_invite.then_some(previous),
+                    Some(previous) => match self.answer_in_dialog(&call_id, msg, &previous) {
+                        Some(sdp) => Some(sdp),
+                        None => {
+                            self.stats.refused += 1;
+                            let r = MessageBuilder::response_to(msg, 488, "Not Acceptable Here", None, Some(source.addr))
+                                .header(
+                                    "Warning",
+                                    "305 voxbridge \"no codec of the offer is enabled (rtp.codecs); the call goes on unchanged\"",
+                                )
+                                .header("Server", &self.cfg.user_agent)
+                                .build();
+                            self.respond(now, &key, 488, r);
+                            return;
+                        }
+                    },
+                    // A re-INVITE while ours is unanswered (RFC 3261 14.2).
+                    None if is_invite => {
+                        let r =
+                            MessageBuilder::response_to(msg, 491, "Request Pending", None, Some(source.addr))
+                                .build();
+                        self.respond(now, &key, 491, r);
+                        return;
+                    }
+                    None => None,
+                };
+                if is_invite {
                     self.stats.reinvites += 1;
-                    let sdp = if msg.body().is_empty() {
-                        previous
-                    } else {
-                        self.hold_changed(&call_id, msg);
-                        with_direction(&previous, answer_direction(msg))
-                    };
                     // The re-INVITE's 2xx is the one the next ACK confirms.
                     if let Some(d) = self.dialogs.get_mut(&call_id) {
                         d.invite_tx = key.clone();
-                        d.answer = Some(sdp.clone());
                     }
                     if let Some(entry) = self.transactions.get_mut(&key) {
                         entry.dialog = Some(call_id.clone());
                     }
-                    let r = ok
-                        .header("Contact", &self.contacts[transport_index(source.transport)])
-                        .body("application/sdp", sdp)
-                        .build();
-                    self.respond(now, &key, 200, r);
-                }
-                None => {
-                    let r = MessageBuilder::response_to(msg, 491, "Request Pending", None, Some(source.addr))
-                        .build();
-                    self.respond(now, &key, 491, r);
-                }
-            },
-            // An UPDATE with an offer gets the current SDP (direction as asked).
-            Method::Update if !msg.body().is_empty() => {
-                self.hold_changed(&call_id, msg);
-                let sdp = answer.map(|a| with_direction(&a, answer_direction(msg)));
-                if let (Some(d), Some(sdp)) = (self.dialogs.get_mut(&call_id), &sdp) {
-                    d.answer = Some(sdp.clone());
+                    ok = ok.header("Contact", &self.contacts[transport_index(source.transport)]);
                 }
                 let r = match sdp {
-                    Some(sdp) => ok.body("application/sdp", sdp).build(),
+                    Some(sdp) => {
+                        if let Some(d) = self.dialogs.get_mut(&call_id) {
+                            d.answer = Some(sdp.clone());
+                        }
+                        ok.body("application/sdp", sdp).build()
+                    }
                     None => ok.build(),
                 };
                 self.respond(now, &key, 200, r);
@@ -1369,7 +1386,7 @@ impl SipUas {
                 }
                 self.respond(now, &key, 200, ok.build());
             }
-            Method::Update | Method::Options => self.respond(now, &key, 200, ok.build()),
+            Method::Options => self.respond(now, &key, 200, ok.build()),
             // A transfer's progress (RFC 3515): answered, then read.
             Method::Notify => {
                 self.respond(now, &key, 200, ok.build());
@@ -1382,6 +1399,29 @@ impl SipUas {
                 self.respond(now, &key, 501, r);
             }
         }
+    }
+
+    /// The answer to an offer in the dialog (re-INVITE, UPDATE) given our
+    /// `previous` answer: the same media with the direction the offer asks
+    /// for (hold, resume) and, when the offer drops the call's codec, the
+    /// best enabled one it has (the driver is told with
+    /// [`UasAction::Format`]). `None`: nothing in common (`488`, the call
+    /// goes on unchanged).
+    fn answer_in_dialog(&mut self, call_id: &str, offer: &Message, previous: &str) -> Option<String> {
+        let sdp = if keeps_codec(offer, previous) {
+            with_direction(previous, answer_direction(offer))
+        } else {
+            let text = std::str::from_utf8(offer.body()).ok()?;
+            let (sdp, format) = reanswer(text, previous, &self.cfg.codecs)?;
+            self.stats.codec_changes += 1;
+            self.actions.push_back(UasAction::Format {
+                call_id: call_id.to_owned(),
+                format,
+            });
+            sdp
+        };
+        self.hold_changed(call_id, offer);
+        Some(sdp)
     }
 
     /// An offer in the dialog (re-INVITE, UPDATE): tells the driver when it
@@ -1556,6 +1596,7 @@ impl SipUas {
 pub(super) mod tests {
     use super::*;
     use std::time::Duration;
+    use voxbridge_proto::sdp::AudioOffer;
 
     const PEER: &str = "192.0.2.10:5062";
     const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
@@ -1582,6 +1623,7 @@ pub(super) mod tests {
             max_transactions: 10_000,
             auth: None,
             ringing: true,
+            codecs: AudioCodec::ALL.to_vec(),
         })
     }
 
@@ -2076,28 +2118,82 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_codec_change_is_refused_and_the_call_goes_on() {
+    fn an_offer_without_the_calls_codec_changes_it_and_one_with_none_enabled_is_refused() {
         let t = Instant::now();
-        let mut u = uas();
-        let (_, tag) = up_with(&mut u, t, "v=0\r\no=voxbridge 5 5 IN IP4 198.51.100.1\r\ns=voxbridge\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n");
-        let pcma = SDP.replace("RTP/AVP 0", "RTP/AVP 8");
+        let mut u = SipUas::new(UasConfig {
+            codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
+            ..uas().cfg
+        });
+        let ours = "v=0\r\no=voxbridge 5 5 IN IP4 198.51.100.1\r\ns=voxbridge\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+        let (call_id, tag) = up_with(&mut u, t, ours);
+        // PCMA alone: the call changes to it, on the same port, a new version.
+        let pcma = SDP.replace("RTP/AVP 0", "RTP/AVP 8 101") + "a=rtpmap:101 telephone-event/8000\r\n";
         u.handle_datagram(t, peer(), request("INVITE", "re1", 2, Some(&tag), Some(&pcma)));
+        let changed = sent(&mut u);
+        assert_eq!(codes(&changed), [200]);
+        let body = std::str::from_utf8(changed[0].body()).expect("text").to_owned();
+        let answer = AudioOffer::parse(&body).expect("SDP");
+        assert_eq!(
+            (answer.formats.as_slice(), answer.remote.to_string().as_str()),
+            (&[8u8, 101][..], "198.51.100.1:41000"),
+            "{body}"
+        );
+        assert!(
+            body.contains("o=voxbridge 5 6 ") && body.contains("a=sendrecv"),
+            "{body}"
+        );
+        let format = RtpFormat {
+            codec: AudioCodec::Pcma,
+            pt: 8,
+            dtmf_pt: Some(101),
+        };
+        assert_eq!(
+            u.poll_action(),
+            Some(UasAction::Format {
+                call_id: call_id.clone(),
+                format
+            }),
+            "the media is told"
+        );
+        u.handle_datagram(t, peer(), request("ACK", "ack2", 2, Some(&tag), None));
+        // Both offered now: the call keeps PCMA, nothing to tell.
+        let both = SDP.replace("RTP/AVP 0", "RTP/AVP 0 8");
+        u.handle_datagram(t, peer(), request("INVITE", "re2", 3, Some(&tag), Some(&both)));
+        let kept = sent(&mut u);
+        assert_eq!(codes(&kept), [200]);
+        let body = std::str::from_utf8(kept[0].body()).expect("text").to_owned();
+        assert!(body.contains("m=audio 41000 RTP/AVP 8 101"), "{body}");
+        assert_eq!(u.poll_action(), None);
+        u.handle_datagram(t, peer(), request("ACK", "ack3", 3, Some(&tag), None));
+        // G.722 alone is not enabled here: 488, the call goes on as it was.
+        let g722 = SDP.replace("RTP/AVP 0", "RTP/AVP 9");
+        u.handle_datagram(t, peer(), request("INVITE", "re3", 4, Some(&tag), Some(&g722)));
         let refused = sent(&mut u);
         assert_eq!(codes(&refused), [488]);
         assert!(refused[0]
             .all_headers()
             .any(|(n, v)| n == "Warning" && v.starts_with("305 ")));
         // The ACK for the 488 goes to its transaction; the call is still up.
-        u.handle_datagram(t, peer(), request("ACK", "re1", 2, Some(&tag), None));
+        u.handle_datagram(t, peer(), request("ACK", "re3", 4, Some(&tag), None));
         assert_eq!((u.poll_action(), u.dialogs()), (None, 1));
-        // Both codecs offered: the call's one is kept, answered 200.
-        let both = SDP.replace("RTP/AVP 0", "RTP/AVP 8 0");
-        u.handle_datagram(t, peer(), request("INVITE", "re2", 3, Some(&tag), Some(&both)));
-        let ok = sent(&mut u);
-        assert_eq!(codes(&ok), [200]);
-        assert!(std::str::from_utf8(ok[0].body())
+        assert_eq!((u.stats().codec_changes, u.stats().reinvites), (1, 2));
+        // An UPDATE with PCMU alone changes it back (RFC 3311 offers too).
+        u.handle_datagram(t, peer(), request("UPDATE", "up1", 5, Some(&tag), Some(SDP)));
+        let updated = sent(&mut u);
+        assert_eq!(codes(&updated), [200]);
+        assert!(std::str::from_utf8(updated[0].body())
             .expect("text")
-            .contains("RTP/AVP 0"));
+            .contains("m=audio 41000 RTP/AVP 0\r\n"));
+        assert!(matches!(
+            u.poll_action(),
+            Some(UasAction::Format {
+                format: RtpFormat {
+                    codec: AudioCodec::Pcmu,
+                    ..
+                },
+                ..
+            })
+        ));
     }
 
     fn with_timer(bytes: Bytes, interval: u32) -> Bytes {
