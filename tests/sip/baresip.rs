@@ -7,7 +7,9 @@
 //! G.722; Opus, lossy by design, >= 0.6), and baresip's hangup at the end
 //! of its file must end the call as the caller's. The figures are printed
 //! (`-- --nocapture`). And baresip carries out a transfer the bot asks for
-//! (REFER, its call to the target, NOTIFY).
+//! (REFER, its call to the target, NOTIFY); driven through its `ctrl_tcp`
+//! module, it puts its call on hold and resumes it, and voxbridge's hangup
+//! reaches it as BYE.
 
 use crate::harness::{pipecat_route, Daemon};
 use std::path::{Path, PathBuf};
@@ -283,4 +285,212 @@ async fn baresip_carries_out_the_bots_transfer() {
     };
     assert_eq!(cause, HangupCause::Transferred);
     crate::harness::sipp::sipp_done(agent, "uas as the transfer target (baresip's call)").await;
+}
+
+/// baresip in the background, driven through its `ctrl_tcp` module: JSON
+/// commands out, responses and call events in, each a netstring.
+struct BaresipCtrl {
+    child: std::process::Child,
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    /// baresip's output, read to its end by a thread (the pipe never fills).
+    log: std::thread::JoinHandle<String>,
+}
+
+impl BaresipCtrl {
+    /// Starts baresip on `dir`'s config (whose `ctrl_tcp_listen` is `ctrl`)
+    /// and connects once it says it is ready.
+    async fn start(dir: &Path, ctrl: std::net::SocketAddr) -> BaresipCtrl {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("baresip")
+            .arg("-f")
+            .arg(dir)
+            .args(["-t", "60"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("baresip not runnable ({e}); run the README's test command"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let log = std::thread::spawn(move || {
+            let mut ready_tx = Some(ready_tx);
+            let mut log = String::new();
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("baresip is ready") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+            log
+        });
+        crate::harness::within("baresip to start", ready)
+            .await
+            .expect("baresip says it is ready");
+        let stream = tokio::net::TcpStream::connect(ctrl)
+            .await
+            .expect("baresip's ctrl_tcp listens once it is ready");
+        BaresipCtrl {
+            child,
+            stream,
+            buf: Vec::new(),
+            log,
+        }
+    }
+
+    async fn command(&mut self, command: &str, params: &str) {
+        use tokio::io::AsyncWriteExt;
+        let json = serde_json::json!({"command": command, "params": params, "token": command}).to_string();
+        self.stream
+            .write_all(format!("{}:{json},", json.len()).as_bytes())
+            .await
+            .expect("ctrl_tcp write");
+    }
+
+    /// The next netstring from baresip, as JSON.
+    async fn next(&mut self) -> serde_json::Value {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(colon) = self.buf.iter().position(|&b| b == b':') {
+                let len: usize = std::str::from_utf8(&self.buf[..colon])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .expect("a netstring length");
+                if self.buf.len() > colon + len {
+                    let body = self.buf[colon + 1..colon + 1 + len].to_vec();
+                    self.buf.drain(..colon + 2 + len);
+                    return serde_json::from_slice(&body).expect("ctrl_tcp sends JSON");
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await.expect("ctrl_tcp read");
+            assert!(n > 0, "baresip closed its ctrl_tcp link");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next call event of type `kind` (others skipped); its JSON.
+    async fn event(&mut self, kind: &str) -> serde_json::Value {
+        crate::harness::within(&format!("baresip's {kind}"), async {
+            loop {
+                let v = self.next().await;
+                if v["event"] == true && v["type"] == kind {
+                    return v;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Quits baresip; its output.
+    async fn quit(mut self) -> String {
+        self.command("quit", "").await;
+        let mut child = self.child;
+        let log = self.log;
+        tokio::task::spawn_blocking(move || {
+            let _ = child.wait();
+            log.join().unwrap_or_default()
+        })
+        .await
+        .expect("baresip wait")
+    }
+}
+
+/// baresip puts its call on hold and resumes it (re-INVITEs voxbridge
+/// answers, `recvonly` then `sendrecv`, each reaching baresip as the
+/// answer it waits for), then voxbridge hangs the call up (the API's
+/// hangup): baresip gets voxbridge's BYE and closes its call.
+#[tokio::test]
+async fn baresip_holds_and_resumes_then_voxbridge_hangs_up() {
+    let dir = std::env::temp_dir().join(format!("voxbridge-baresip-hold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ctrl = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port for ctrl_tcp");
+    let tone = dir.join("tone.wav");
+    run(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:duration=60",
+            ])
+            .args(["-ar", "8000", "-ac", "1", "-sample_fmt", "s16"])
+            .arg(&tone),
+        "ffmpeg",
+    );
+    let config = format!(
+        "poll_method epoll\nsip_listen 127.0.0.1:0\nmodule_path /usr/lib/baresip/modules\n\
+         module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule menu.so\nmodule ctrl_tcp.so\n\
+         module_app account.so\naudio_source aufile,{}\naudio_player aubridge,nowhere\n\
+         audio_alert aubridge,nowhere\nctrl_tcp_listen {ctrl}\n",
+        tone.display()
+    );
+    std::fs::write(dir.join("config"), config).expect("config");
+    std::fs::write(
+        dir.join("accounts"),
+        "<sip:baresip@127.0.0.1>;regint=0;audio_codecs=PCMU\n",
+    )
+    .expect("accounts");
+
+    let bot = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bot");
+    let bot_url = format!("ws://{}", bot.local_addr().expect("addr"));
+    tokio::spawn(voxbridge::bot::serve(
+        bot,
+        voxbridge::bot::Mode::Echo,
+        Duration::ZERO,
+        None,
+    ));
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot_url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let mut d = Daemon::with_config(config).await;
+    let sip = d.sip.expect("SIP on");
+
+    let mut baresip = BaresipCtrl::start(&dir, ctrl).await;
+    baresip.command("dial", &format!("sip:bot@{sip}")).await;
+    baresip.event("CALL_ESTABLISHED").await;
+    let call_id = match d
+        .event("the call", |e| matches!(e, CallEvent::Created { .. }))
+        .await
+    {
+        CallEvent::Created { info, .. } => info.call_id,
+        _ => unreachable!("matched above"),
+    };
+    let reinvites = |d: &Daemon| d.metrics.sip.lock().expect("metrics").reinvites;
+    baresip.command("hold", "").await;
+    baresip.event("CALL_REMOTE_SDP").await;
+    assert_eq!(reinvites(&d), 1, "voxbridge answered the hold");
+    baresip.command("resume", "").await;
+    baresip.event("CALL_REMOTE_SDP").await;
+    assert_eq!(reinvites(&d), 2, "voxbridge answered the resume");
+
+    assert!(d.rtp.hangup(&call_id), "the call is up");
+    let closed = baresip.event("CALL_CLOSED").await;
+    let cause = match d
+        .event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await
+    {
+        CallEvent::Hungup { cause, .. } => cause,
+        _ => unreachable!("matched above"),
+    };
+    assert_eq!(cause, HangupCause::ApiHangup);
+    let s = *d.metrics.sip.lock().expect("metrics");
+    let log = baresip.quit().await;
+    assert_eq!(
+        (s.byes_sent, s.byes_received),
+        (1, 0),
+        "voxbridge's BYE closed baresip's call ({}): {s:?}\n{log}",
+        closed["param"]
+    );
 }
