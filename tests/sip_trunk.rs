@@ -885,6 +885,104 @@ async fn sipp_scenario(
     out
 }
 
+async fn early_media_daemon(bot: &TestBot, early_media_ms: u32) -> Daemon {
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sip.early_media_ms = early_media_ms;
+    Daemon::with_config(config).await
+}
+
+/// Early media (`sip.early_media_ms`, a minute here): the SDP answer comes
+/// in a `183`, and before any `200` the caller's speech reaches the bot and
+/// the bot's audio reaches the caller; the caller's CANCEL then ends the
+/// call (`487`).
+#[tokio::test]
+async fn early_media_flows_both_ways_before_the_answer() {
+    let mut bot = TestBot::start().await;
+    let mut d = early_media_daemon(&bot, 60_000).await;
+    let uac = Uac::new(d.sip.expect("SIP on"), "early-1@carrier").await;
+    let invite = uac
+        .request(Method::Invite, "einv", 1, None)
+        .body("application/sdp", uac.offer())
+        .build();
+    uac.send(invite).await;
+    let progress = loop {
+        let m = uac.recv().await;
+        match m.status() {
+            Some(183) => break m,
+            Some(c) if c < 200 => {}
+            other => panic!("a 183 before any final response, got {other:?}"),
+        }
+    };
+    let answer =
+        AudioOffer::parse(std::str::from_utf8(progress.body()).expect("SDP text")).expect("SDP in the 183");
+    let rtp_at = answer
+        .negotiate(&[voxbridge_proto::sdp::AudioCodec::Pcmu])
+        .expect("PCMU")
+        .remote;
+    let mut conn = bot.accept().await;
+    let speech = speech_8k(10);
+    for (i, frame) in speech.chunks(160).enumerate() {
+        uac.rtp
+            .send_to(&pcmu(i as u16, frame), rtp_at)
+            .await
+            .expect("rtp");
+    }
+    loop {
+        match within("caller audio at the bot in early media", pipecat_next(&mut conn)).await {
+            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => break,
+            Some(_) => {}
+            None => panic!("bot link closed"),
+        }
+    }
+    let tone: Vec<i16> = (0..8000)
+        .map(|i| ((f64::from(i) * 400.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16)
+        .collect();
+    conn.send(pipecat_audio(&tone, 8000)).await;
+    let mut buf = vec![0u8; 2048];
+    within("bot audio at the caller in early media", async {
+        loop {
+            let (n, _) = uac.rtp.recv_from(&mut buf).await.expect("rtp recv");
+            let mut pcm = vec![0i16; n.saturating_sub(12)];
+            voxbridge_codecs::g711::decode_ulaw(&buf[12.min(n)..n], &mut pcm);
+            if n > 12 && rms(&pcm) > 1000.0 {
+                return;
+            }
+        }
+    })
+    .await;
+    uac.send(uac.request(Method::Cancel, "einv", 1, None).build())
+        .await;
+    let mut finals = Vec::new();
+    while finals.len() < 2 {
+        let m = uac.final_response().await;
+        finals.push((m.status(), m.cseq().expect("cseq").method));
+    }
+    assert!(finals.contains(&(Some(200), Method::Cancel)), "{finals:?}");
+    assert!(
+        finals.contains(&(Some(487), Method::Invite)),
+        "no 200 for the INVITE: {finals:?}"
+    );
+    let (_, cause) = hangup(&mut d).await;
+    assert_eq!(cause, HangupCause::CallerHangup);
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.early_media, s.answered, s.cancelled), (1, 0, 1), "{s:?}");
+}
+
+/// sipp takes the `183` with the answer, then the `200` (early media of
+/// 300 ms), for two calls.
+#[tokio::test]
+async fn sipp_gets_early_media_then_the_answer() {
+    let bot = TestBot::start().await;
+    let d = early_media_daemon(&bot, 300).await;
+    sipp_scenario(bot, d.sip.expect("SIP on"), "uac_early_media.xml", 2, false).await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.early_media, s.answered, s.byes_received), (2, 2, 2), "{s:?}");
+}
+
 /// Hold, resume and a codec change by re-INVITE, checked by sipp: the
 /// `sendonly` offer is answered `recvonly`, the resume `sendrecv`, a PCMA
 /// offer in a PCMU call PCMA.

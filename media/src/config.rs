@@ -341,6 +341,12 @@ pub struct SipConfig {
     /// link are made (on by default; off for trunks that want `100` then
     /// `200` only).
     pub ringing: bool,
+    /// Early media: when above 0, a call's media is set up in a `183
+    /// Session Progress` with the SDP answer (the bot's audio reaches the
+    /// caller before the answer: an announcement the caller is not billed
+    /// for) and the `200 OK` follows this many milliseconds later (0: off,
+    /// the `200` at once; at most 60,000).
+    pub early_media_ms: u32,
     /// Trunks voxbridge places calls on (`originator = "sip"` in control);
     /// the first is the default.
     pub gateways: Vec<SipGatewayConfig>,
@@ -565,6 +571,7 @@ impl Default for SipConfig {
             routes: Vec::new(),
             auth: None,
             ringing: true,
+            early_media_ms: 0,
             gateways: Vec::new(),
         }
     }
@@ -668,6 +675,12 @@ impl SipConfig {
                     auth.realm
                 )));
             }
+        }
+        if self.early_media_ms > 60_000 {
+            return Err(ConfigError(format!(
+                "sip.early_media_ms: {} (at most 60000)",
+                self.early_media_ms
+            )));
         }
         if !(self.invite_burst >= 0.0 && self.invite_burst.is_finite()) {
             return Err(ConfigError(format!(
@@ -1087,6 +1100,10 @@ mod tests {
             (
                 "[sip]\nlisten = \"127.0.0.1:5060\"\ninvite_rate = -1",
                 "sip.invite_rate",
+            ),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\nearly_media_ms = 60001",
+                "sip.early_media_ms",
             ),
             ("[sip]\ntcp_listen = \"127.0.0.1:5060\"", "sip.tcp_listen"),
             (

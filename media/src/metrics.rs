@@ -490,6 +490,7 @@ impl Metrics {
             ("forbidden_source", sip.forbidden_source),
             ("rate_limited", sip.rate_limited),
             ("bad_answer", sip.bad_answers),
+            ("early_media", sip.early_media),
             ("reinvite", sip.reinvites),
             ("codec_change", sip.codec_changes),
             ("session_expired", sip.session_expired),

@@ -350,6 +350,8 @@ impl MediaServer {
                     max_transactions: self.config.limits.max_calls.saturating_mul(4).max(4096),
                     auth: self.config.sip.digest_auth(),
                     ringing: self.config.sip.ringing,
+                    early_media: (self.config.sip.early_media_ms > 0)
+                        .then(|| Duration::from_millis(self.config.sip.early_media_ms.into())),
                     codecs: self.config.rtp.allowed_codecs(),
                 }),
                 rtp: self.rtp.clone(),

@@ -20,6 +20,10 @@ pub enum Phase {
         /// was reported: the INVITE gets `480` instead of a `200`.
         ended: bool,
     },
+    /// Early media ([`super::UasConfig::early_media`]): the `183` with the
+    /// SDP answer went out and media flows; the `200` goes out when the
+    /// early-media timer fires.
+    Early,
     /// The 200 OK went out.
     Answered {
         /// Its ACK arrived.

@@ -4,7 +4,9 @@
 //! What it answers (over UDP, TCP and TLS alike; RFC 3261 unless named):
 //! - INVITE with an SDP offer: `100 Trying` at once, `180 Ringing` (unless
 //!   [`UasConfig::ringing`] is off), then [`UasAction::StartCall`]; the driver's [`SipUas::call_started`] makes
-//!   the `200 OK` with the SDP answer, or the refusal (`488` for an offer
+//!   the `200 OK` with the SDP answer (with [`UasConfig::early_media`],
+//!   a `183` with the answer first and the `200` when that time is over;
+//!   CANCEL meanwhile: `487`), or the refusal (`488` for an offer
 //!   with no common codec, `503` with `Retry-After` when full). An INVITE
 //!   without SDP (delayed offer) gets voxbridge's offer in the `200` (the
 //!   driver makes a session that latches onto the caller's RTP) and its
@@ -61,7 +63,7 @@ use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use voxbridge_proto::sdp::AudioCodec;
 use voxbridge_proto::sip::auth::{challenge, Algorithm, Credentials};
 use voxbridge_proto::sip::message::{is_keepalive, HeaderName, Message, MessageBuilder, Method};
@@ -182,6 +184,9 @@ pub struct UasConfig {
     pub auth: Option<DigestAuth>,
     /// Send `180 Ringing` after `100 Trying` while the call is made.
     pub ringing: bool,
+    /// Early media: the call's SDP answer goes out in a `183 Session
+    /// Progress` once the call is made, and the `200` this long after.
+    pub early_media: Option<Duration>,
     /// The codecs a call may change to when an offer in its dialog drops
     /// the one it runs (`rtp.codecs`, in voxbridge's order of preference).
     pub codecs: Vec<AudioCodec>,
@@ -353,6 +358,8 @@ pub struct UasStats {
     pub rate_limited: u64,
     /// Delayed-offer ACKs without an answer voxbridge can use (call ended).
     pub bad_answers: u64,
+    /// Calls answered with early media first (`183` with SDP).
+    pub early_media: u64,
     /// re-INVITEs answered (refresh, hold, resume, codec change).
     pub reinvites: u64,
     /// Offers in a dialog (re-INVITE, UPDATE) answered with another codec.
@@ -1032,7 +1039,7 @@ impl SipUas {
         };
         let (cancelled, ended) = match dialog.phase {
             Phase::Starting { cancelled, ended } => (cancelled, ended),
-            Phase::Answered { .. } => return,
+            Phase::Early | Phase::Answered { .. } => return,
         };
         let key = dialog.invite_tx.clone();
         let result = match result {
@@ -1048,30 +1055,30 @@ impl SipUas {
                 });
                 self.forget(call_id);
             }
-            Ok(answer) => {
-                let mut b = dialog
-                    .invite_response(200, "OK")
-                    .header("Contact", &self.contacts[transport_index(dialog.peer.transport)])
-                    .header("Allow", ALLOW)
-                    .header("Supported", "timer")
-                    .header("Server", &self.cfg.user_agent);
-                if let Some(interval) = dialog.session_interval {
-                    b = b
-                        .header("Session-Expires", format_args!("{interval};refresher=uac"))
-                        .header("Require", "timer");
-                    let deadline = session_deadline(now, interval);
-                    dialog.session_deadline = Some(deadline);
-                    self.timers.push(Reverse((deadline, format!("d|{call_id}"))));
+            // A delayed offer cannot go in an unreliable 183 (RFC 3261
+            // 13.2.1): its call is answered at once.
+            Ok(answer) => match self.cfg.early_media.filter(|_| !dialog.awaiting_answer) {
+                Some(early) => {
+                    // Media first (RFC 3261 13.3.1.1: a provisional response
+                    // with the answer); the 200 repeats it when the timer fires.
+                    let r = dialog
+                        .invite_response(183, "Session Progress")
+                        .header("Contact", &self.contacts[transport_index(dialog.peer.transport)])
+                        .header("Allow", ALLOW)
+                        .header("Server", &self.cfg.user_agent)
+                        .body("application/sdp", answer.clone())
+                        .build();
+                    dialog.phase = Phase::Early;
+                    dialog.answer = Some(answer);
+                    self.stats.early_media += 1;
+                    self.timers.push(Reverse((now + early, format!("e|{call_id}"))));
+                    self.respond(now, &key, 183, r);
                 }
-                let r = b.body("application/sdp", answer.clone()).build();
-                dialog.phase = Phase::Answered {
-                    acked: false,
-                    bye_pending: false,
-                };
-                dialog.answer = Some(answer);
-                self.stats.answered += 1;
-                self.respond(now, &key, 200, r);
-            }
+                None => {
+                    dialog.answer = Some(answer);
+                    self.answer(now, call_id);
+                }
+            },
             Err(_) if cancelled => self.forget(call_id),
             Err(refusal) => {
                 let builder = match &refusal {
@@ -1099,6 +1106,51 @@ impl SipUas {
         }
     }
 
+    /// Sends the `200 OK` for `call_id`'s INVITE with its SDP answer (and
+    /// the session timer when the caller asked for one).
+    fn answer(&mut self, now: Instant, call_id: &str) {
+        let Some(dialog) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        let Some(answer) = dialog.answer.clone() else {
+            return;
+        };
+        let mut b = dialog
+            .invite_response(200, "OK")
+            .header("Contact", &self.contacts[transport_index(dialog.peer.transport)])
+            .header("Allow", ALLOW)
+            .header("Supported", "timer")
+            .header("Server", &self.cfg.user_agent);
+        if let Some(interval) = dialog.session_interval {
+            b = b
+                .header("Session-Expires", format_args!("{interval};refresher=uac"))
+                .header("Require", "timer");
+            let deadline = session_deadline(now, interval);
+            dialog.session_deadline = Some(deadline);
+            self.timers.push(Reverse((deadline, format!("d|{call_id}"))));
+        }
+        let r = b.body("application/sdp", answer).build();
+        dialog.phase = Phase::Answered {
+            acked: false,
+            bye_pending: false,
+        };
+        let key = dialog.invite_tx.clone();
+        self.stats.answered += 1;
+        self.respond(now, &key, 200, r);
+    }
+
+    /// The early-media timer of `call_id` fired: the `200` goes out (the
+    /// call may have ended or been cancelled since: then nothing).
+    fn early_media_over(&mut self, now: Instant, call_id: &str) {
+        if self
+            .dialogs
+            .get(call_id)
+            .is_some_and(|d| matches!(d.phase, Phase::Early))
+        {
+            self.answer(now, call_id);
+        }
+    }
+
     /// The RTP call `call_id` ended on voxbridge's side (bot hangup, media
     /// timeout, API): BYE the caller.
     pub fn call_ended(&mut self, now: Instant, call_id: &str) {
@@ -1120,6 +1172,18 @@ impl SipUas {
                     cancelled,
                     ended: true,
                 };
+            }
+            // Ended during early media (the bot hung up, say): the INVITE
+            // gets its final answer, a 480, and the dialog is gone.
+            Phase::Early => {
+                let r = dialog
+                    .invite_response(480, "Temporarily Unavailable")
+                    .header("Server", &self.cfg.user_agent)
+                    .build();
+                let key = dialog.invite_tx.clone();
+                self.stats.refused += 1;
+                self.respond(now, &key, 480, r);
+                self.forget(call_id);
             }
         }
     }
@@ -1192,7 +1256,7 @@ impl SipUas {
                 };
                 bye_pending
             }
-            Phase::Starting { .. } => false,
+            Phase::Starting { .. } | Phase::Early => false,
         };
         if dialog.awaiting_answer && matches!(dialog.phase, Phase::Answered { .. }) {
             dialog.awaiting_answer = false;
@@ -1258,6 +1322,19 @@ impl SipUas {
                 });
             }
             // Too late: the 200 went out; the caller will BYE.
+            // Early media: the call exists; the INVITE ends with 487.
+            Phase::Early => {
+                let r = dialog.invite_response(487, "Request Terminated").build();
+                let invite_tx = dialog.invite_tx.clone();
+                self.stats.cancelled += 1;
+                self.respond(now, &invite_tx, 487, r);
+                self.actions.push_back(UasAction::EndCall {
+                    call_id: call_id.clone(),
+                    sip: SipCause::new(Some(487), &reason_of(msg, "Request Terminated")),
+                    cause: HangupCause::CallerHangup,
+                });
+                self.forget(&call_id);
+            }
             Phase::Answered { .. } => {}
         }
     }
@@ -1535,6 +1612,10 @@ impl SipUas {
                 self.ring_timeout(now, call_id);
                 continue;
             }
+            if let Some(call_id) = key.strip_prefix("e|") {
+                self.early_media_over(now, call_id);
+                continue;
+            }
             if let Some(name) = key.strip_prefix("g|") {
                 self.registration_due(now, name);
                 continue;
@@ -1624,6 +1705,7 @@ pub(super) mod tests {
             auth: None,
             ringing: true,
             codecs: AudioCodec::ALL.to_vec(),
+            early_media: None,
         })
     }
 
@@ -2115,6 +2197,64 @@ pub(super) mod tests {
         u.handle_datagram(t, peer(), request("INVITE", "re3", 4, Some(&tag), Some(SDP)));
         assert_eq!(u.poll_action(), None, "no change, no action");
         assert_eq!(u.stats().reinvites, 3);
+    }
+
+    #[test]
+    fn early_media_sends_the_answer_in_a_183_and_the_200_later() {
+        let t = Instant::now();
+        let early = Duration::from_secs(3);
+        // A UAS with early media whose call is made: its 183 and call id.
+        let in_early_media = || -> (SipUas, Message, String) {
+            let mut u = SipUas::new(UasConfig {
+                early_media: Some(early),
+                ..uas().cfg
+            });
+            u.handle_datagram(t, peer(), request("INVITE", "inv1", 1, None, Some(SDP)));
+            assert_eq!(codes(&sent(&mut u)), [100, 180]);
+            let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+                panic!("no StartCall");
+            };
+            u.call_started(t, &call_id, Ok("v=0 answer".into()));
+            let mut progress = sent(&mut u);
+            assert_eq!(codes(&progress), [183]);
+            (u, progress.remove(0), call_id)
+        };
+        // The answer goes out in the 183; the 200 repeats it when the timer fires.
+        let (mut u, progress, _) = in_early_media();
+        assert_eq!(progress.body(), b"v=0 answer".as_slice());
+        u.handle_timeout(t + early - Duration::from_millis(1));
+        assert!(sent(&mut u).is_empty(), "no 200 before the early media is over");
+        u.handle_timeout(t + early);
+        let ok = sent(&mut u);
+        assert_eq!(codes(&ok), [200]);
+        assert_eq!(ok[0].body(), b"v=0 answer".as_slice());
+        assert_eq!(to_tag(&ok[0]), to_tag(&progress), "one dialog");
+        u.handle_datagram(t + early, peer(), ack(&to_tag(&ok[0])));
+        assert_eq!((u.stats().early_media, u.stats().answered), (1, 1));
+        assert_eq!((u.poll_action(), u.dialogs()), (None, 1));
+
+        // CANCEL during early media: 200, 487, the call ended, no 200 later.
+        let (mut u, _, call_id) = in_early_media();
+        u.handle_datagram(t, peer(), request("CANCEL", "inv1", 1, None, None));
+        assert_eq!(codes(&sent(&mut u)), [200, 487]);
+        assert!(matches!(
+            u.poll_action(),
+            Some(UasAction::EndCall { call_id: c, cause: HangupCause::CallerHangup, .. }) if c == call_id
+        ));
+        u.handle_timeout(t + early);
+        assert!(sent(&mut u).iter().all(|m| m.status() != Some(200)));
+        assert_eq!(u.dialogs(), 0);
+
+        // The call ends on voxbridge's side during early media: 480.
+        let (mut u, _, call_id) = in_early_media();
+        u.call_ended(t, &call_id);
+        assert_eq!(codes(&sent(&mut u)), [480]);
+        u.handle_timeout(t + early);
+        assert!(
+            sent(&mut u).iter().all(|m| m.status() == Some(480)),
+            "the 480 is retransmitted until ACKed, no 200 comes"
+        );
+        assert_eq!((u.dialogs(), u.stats().answered), (0, 0));
     }
 
     #[test]
