@@ -360,9 +360,16 @@ pub struct SipGatewayConfig {
     pub name: String,
     /// `host:port` the INVITEs go to (a host name is resolved at each dial).
     pub address: String,
-    /// `udp` or `tcp` (TLS for placed calls is not there yet).
+    /// `udp`, `tcp` or `tls` (a connection opened on demand and kept; TLS
+    /// checks the gateway's certificate: `tls_ca`, `tls_server_name`).
     #[serde(default = "default_gateway_transport")]
     pub transport: String,
+    /// With `tls`: a PEM file of the CAs that sign the gateway's
+    /// certificate (a private PKI); the public web PKI's roots when absent.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With `tls`: the name the gateway's certificate must carry (a DNS
+    /// name or an IP address); the address's host when absent.
+    pub tls_server_name: Option<String>,
     /// Host of the Request-URI, `To` and `From` (`trunk.example`); the
     /// address's host when absent.
     pub domain: Option<String>,
@@ -403,6 +410,8 @@ impl std::fmt::Debug for SipGatewayConfig {
             .field("name", &self.name)
             .field("address", &self.address)
             .field("transport", &self.transport)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_server_name", &self.tls_server_name)
             .field("domain", &self.domain)
             .field("from_user", &self.from_user)
             .field("username", &self.username)
@@ -426,11 +435,30 @@ impl SipGatewayConfig {
 
     /// Where its messages go: `addr` over its transport.
     pub fn peer(&self, addr: std::net::SocketAddr) -> crate::sansio::sip::Peer {
-        let transport = match self.transport.eq_ignore_ascii_case("tcp") {
-            true => voxbridge_proto::sip::Transport::Tcp,
-            false => voxbridge_proto::sip::Transport::Udp,
+        use voxbridge_proto::sip::Transport;
+        let transport = if self.transport.eq_ignore_ascii_case("tcp") {
+            Transport::Tcp
+        } else if self.transport.eq_ignore_ascii_case("tls") {
+            Transport::Tls
+        } else {
+            Transport::Udp
         };
         crate::sansio::sip::Peer { transport, addr }
+    }
+
+    /// True when calls and registrations go over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.transport.eq_ignore_ascii_case("tls")
+    }
+
+    /// The name its TLS certificate must carry.
+    pub fn tls_server_name(&self) -> &str {
+        self.tls_server_name
+            .as_deref()
+            .unwrap_or_else(|| match self.address.rsplit_once(':') {
+                Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+                None => &self.address,
+            })
     }
 
     /// The user a registration registers (the extension).
@@ -455,11 +483,17 @@ impl SipGatewayConfig {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
             _ => return bad(format!("address: {:?} is not host:port", self.address)),
         }
-        if !self.transport.eq_ignore_ascii_case("udp") && !self.transport.eq_ignore_ascii_case("tcp") {
+        if !["udp", "tcp", "tls"]
+            .iter()
+            .any(|t| self.transport.eq_ignore_ascii_case(t))
+        {
             return bad(format!(
-                "transport: {:?} (\"udp\" or \"tcp\"; TLS is not there yet)",
+                "transport: {:?} (\"udp\", \"tcp\" or \"tls\")",
                 self.transport
             ));
+        }
+        if !self.is_tls() && (self.tls_ca.is_some() || self.tls_server_name.is_some()) {
+            return bad("tls_ca, tls_server_name: only with transport = \"tls\"".into());
         }
         let token =
             |v: &str| !v.is_empty() && !v.contains([' ', ';', ',', '<', '>', '"', '@', ':', '\r', '\n']);
@@ -1117,6 +1151,10 @@ mod tests {
             (
                 "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"trunk:5060\"\ntransport = \"sctp\"",
                 "sip.gateways[0].transport",
+            ),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"trunk:5060\"\ntls_ca = \"ca.pem\"",
+                "sip.gateways[0].tls_ca",
             ),
             (
                 "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"a:5060\"\n[[sip.gateways]]\nname = \"t\"\naddress = \"b:5060\"",

@@ -216,3 +216,126 @@ async fn voxbridge_registers_with_sipp_and_refreshes_the_binding() {
     assert_eq!(s.register_failures, 0, "{s:?}");
     assert!(s.registers_sent >= 3, "challenged, answered, refreshed: {s:?}");
 }
+
+/// A gateway reached over TLS, played by the test with the fixture
+/// certificate (`tests/fixtures/tls/`, for `localhost` and `127.0.0.1`):
+/// voxbridge checks it against the fixture CA (`tls_ca`), sends its INVITE
+/// with a TLS `Via`, and the ACK and its BYE come on the same connection.
+/// The same gateway named otherwise (`tls_server_name`) fails the
+/// handshake, and the dial fails: the certificate is really checked.
+#[tokio::test]
+async fn a_placed_call_over_tls_checks_the_gateways_certificate() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use voxbridge_proto::sip::message::{Message, MessageBuilder, Method};
+
+    let certs = CertificateDer::pem_file_iter(crate::fixture("server.pem"))
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .expect("the fixture certificate");
+    let key = PrivateKeyDer::from_pem_file(crate::fixture("server.key")).expect("the fixture key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("a TLS identity");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let impostor = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let impostor_port = impostor.local_addr().expect("addr").port();
+
+    let mut bot = TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let ca = crate::fixture("ca.pem");
+    let gateway = |name: &str, port: u16, server_name: &str| {
+        toml::from_str::<voxbridge_media::config::SipGatewayConfig>(&format!(
+            "name = \"{name}\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"trunk.example\"\n\
+             transport = \"tls\"\ntls_ca = {:?}\ntls_server_name = \"{server_name}\"\n",
+            ca.display().to_string()
+        ))
+        .expect("a gateway")
+    };
+    config.sip.gateways = vec![
+        gateway("carrier", port, "127.0.0.1"),
+        gateway("impostor", impostor_port, "wrong.example"),
+    ];
+    let mut d = Daemon::with_config(config).await;
+
+    let mut events = place(&d, dial("out-tls", Duration::from_secs(30)));
+    let (tcp, _) = within("voxbridge's connection", listener.accept())
+        .await
+        .expect("accept");
+    let mut tls = within("the TLS handshake", acceptor.accept(tcp))
+        .await
+        .expect("voxbridge completes the handshake");
+    let mut buf = bytes::BytesMut::new();
+    let invite = crate::next_on_stream(&mut tls, &mut buf).await;
+    assert_eq!(invite.method(), Some(&Method::Invite));
+    let via = invite.top_via().expect("Via");
+    assert!(via.transport.eq_ignore_ascii_case("TLS"), "{invite:?}");
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("rtp");
+    let answer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        media.local_addr().expect("addr").port()
+    );
+    let ok = MessageBuilder::response_to(&invite, 200, "OK", Some("gw1"), None)
+        .header("Contact", format_args!("<sip:gw@127.0.0.1:{port};transport=tls>"))
+        .body("application/sdp", answer)
+        .build();
+    tls.write_all(&ok).await.expect("write");
+    let ack = crate::next_on_stream(&mut tls, &mut buf).await;
+    assert_eq!(ack.method(), Some(&Method::Ack), "the ACK on the connection");
+    let mut answered = next(&mut events, "the answer").await;
+    if answered == SipDialEvent::Ringing {
+        answered = next(&mut events, "the answer").await;
+    }
+    assert_eq!(answered, SipDialEvent::Answered);
+    let _conn = bot.accept().await;
+    assert!(d.commands.hangup("out-tls"));
+    let bye: Message = crate::next_on_stream(&mut tls, &mut buf).await;
+    assert_eq!(
+        bye.method(),
+        Some(&Method::Bye),
+        "voxbridge's BYE on the connection"
+    );
+    tls.write_all(&MessageBuilder::response_to(&bye, 200, "OK", None, None).build())
+        .await
+        .expect("write");
+    d.event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await;
+
+    // A certificate that does not carry the name: no call.
+    let mut refused = place(
+        &d,
+        SipDial {
+            gateway: Some("impostor".into()),
+            ..dial("out-impostor", Duration::from_secs(30))
+        },
+    );
+    let (tcp, _) = within("voxbridge's connection to the impostor", impostor.accept())
+        .await
+        .expect("accept");
+    let handshake = within("the refused handshake", acceptor.accept(tcp)).await;
+    assert!(
+        handshake.is_err(),
+        "voxbridge refuses a certificate without the name"
+    );
+    assert!(
+        matches!(
+            next(&mut refused, "the failure").await,
+            SipDialEvent::Failed { .. }
+        ),
+        "the dial fails"
+    );
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.dials, s.dials_answered, s.byes_sent), (2, 1, 1), "{s:?}");
+}

@@ -19,7 +19,7 @@ use crate::error::{ConfigError, MediaError};
 use crate::events::{EventSink, HangupCause};
 use crate::metrics::Metrics;
 use bytes::BytesMut;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ pub struct MediaServer {
     sip_socket: Option<tokio::net::UdpSocket>,
     /// SIP over TCP and TLS (bound only with `sip_socket`).
     sip_streams: Vec<super::sip::stream::StreamListener>,
+    /// TLS client setups of the gateways reached over TLS, by name.
+    sip_tls_dials: HashMap<String, super::sip::stream::TlsDial>,
     metrics: Arc<Metrics>,
     stop: Arc<watch::Sender<bool>>,
     hangup_tx: watch::Sender<bool>,
@@ -108,6 +110,15 @@ impl MediaServer {
                 listener,
                 tls: Some(tls),
             });
+        }
+        let mut sip_tls_dials = HashMap::new();
+        for (i, g) in config.sip.gateways.iter().enumerate().filter(|(_, g)| g.is_tls()) {
+            let dial = super::sip::stream::tls_dial(
+                g.tls_ca.as_deref(),
+                g.tls_server_name(),
+                &format!("sip.gateways[{i}]"),
+            )?;
+            sip_tls_dials.insert(g.name.clone(), dial);
         }
         let routes: BTreeMap<String, Arc<Route>> = config
             .routes
@@ -176,6 +187,7 @@ impl MediaServer {
             chanws_listeners,
             sip_socket,
             sip_streams,
+            sip_tls_dials,
             metrics,
             stop,
             hangup_tx,
@@ -364,6 +376,7 @@ impl MediaServer {
                 commands: self.sip_dials.map(|(_, rx)| rx),
                 pending: Default::default(),
                 outbound: Default::default(),
+                tls_dials: self.sip_tls_dials,
                 connecting: Default::default(),
             };
             // On the tracker, not among the accept loops: it keeps

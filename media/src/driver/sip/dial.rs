@@ -100,6 +100,8 @@ pub(crate) struct PendingDial {
     reservation: Option<Reservation>,
     cancelled: bool,
     ringing_told: bool,
+    /// The gateway's TLS client setup, when it is reached over TLS.
+    tls: Option<super::stream::TlsDial>,
 }
 
 /// A dial's gateway resolved and RTP port taken (or why not).
@@ -182,6 +184,7 @@ impl SipEndpoint {
                         reservation: None,
                         cancelled: false,
                         ringing_told: false,
+                        tls: self.tls_dials.get(&gateway.name).cloned(),
                     },
                 );
                 let rtp = self.rtp.clone();
@@ -210,8 +213,8 @@ impl SipEndpoint {
             Ok(_) if pending.cancelled => self.fail(&call_id, None, "cancelled before it was placed".into()),
             Ok((call, reservation)) => {
                 pending.reservation = Some(reservation);
-                if call.peer.transport == voxbridge_proto::sip::Transport::Tcp {
-                    self.outbound.insert(call.peer);
+                if call.peer.transport.is_reliable() {
+                    self.outbound.insert(call.peer, pending.tls.clone());
                 }
                 self.uas.dial(Instant::now(), call);
             }

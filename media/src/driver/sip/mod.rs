@@ -58,9 +58,12 @@ pub(crate) struct SipEndpoint {
     pub commands: Option<mpsc::Receiver<dial::SipCommand>>,
     /// Placed calls not answered yet.
     pub pending: HashMap<String, dial::PendingDial>,
-    /// Gateways reached over TCP: a message for one without a connection
-    /// opens it ([`stream::connect`]) instead of failing.
-    pub outbound: std::collections::HashSet<Peer>,
+    /// Gateways reached over TCP or TLS (with its client setup): a message
+    /// for one without a connection opens it ([`stream::connect`]) instead
+    /// of failing.
+    pub outbound: HashMap<Peer, Option<stream::TlsDial>>,
+    /// The TLS client setups of the gateways reached over TLS, by name.
+    pub tls_dials: HashMap<String, stream::TlsDial>,
     /// Messages waiting for a connection being opened, by gateway.
     pub connecting: HashMap<Peer, Vec<Bytes>>,
 }
@@ -179,8 +182,7 @@ impl SipEndpoint {
                     }
                     StreamEvent::Connected { stream, peer } => {
                         next_connection += 1;
-                        // A gateway may stay quiet between our requests.
-                        let writes = stream::spawn_connection(&self.tracker, stream, peer, next_connection, None, stream::OUTBOUND_IDLE, events_tx.clone());
+                        let writes = stream::spawn_outbound(&self.tracker, stream, peer, next_connection, events_tx.clone());
                         for bytes in self.connecting.remove(&peer).unwrap_or_default() {
                             if writes.try_send(bytes).is_err() {
                                 self.uas.send_failed(peer);
@@ -203,8 +205,8 @@ impl SipEndpoint {
                 Some(cmd) = commands.recv(), if !stopping => self.on_command(cmd, &prepared_tx),
                 Some(p) = prepared.recv() => self.on_prepared(p),
                 Some(r) = registrations.recv(), if !stopping => {
-                    if r.peer.transport == Transport::Tcp {
-                        self.outbound.insert(r.peer);
+                    if r.peer.transport.is_reliable() {
+                        self.outbound.insert(r.peer, self.tls_dials.get(&r.name).cloned());
                     }
                     self.uas.register(Instant::now(), r);
                 }
@@ -241,11 +243,12 @@ impl SipEndpoint {
                             }
                         }
                         // A gateway: open the connection, the message waits.
-                        None if self.outbound.contains(&to) => match self.connecting.get_mut(&to) {
+                        None if self.outbound.contains_key(&to) => match self.connecting.get_mut(&to) {
                             Some(waiting) => waiting.push(bytes),
                             None => {
                                 self.connecting.insert(to, vec![bytes]);
-                                stream::connect(&self.tracker, to, events.clone());
+                                let tls = self.outbound.get(&to).cloned().flatten();
+                                stream::connect(&self.tracker, to, tls, events.clone());
                             }
                         },
                         None => self.uas.send_failed(to),

@@ -21,7 +21,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::task::TaskTracker;
 use voxbridge_proto::sip::{bad_request, decode_stream, Message, Transport};
 
@@ -69,32 +70,127 @@ pub(crate) enum StreamEvent {
     /// `peer`'s connection `id` is gone.
     Closed { peer: Peer, id: u64 },
     /// A connection voxbridge opened to a gateway ([`connect`]).
-    Connected { stream: TcpStream, peer: Peer },
+    Connected { stream: Outbound, peer: Peer },
     /// Opening one failed.
     ConnectFailed(Peer),
 }
 
-/// The longest opening a connection to a gateway may take.
+/// The longest opening a connection to a gateway may take (the TLS
+/// handshake has [`HANDSHAKE_TIMEOUT`] more).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens a TCP connection to `peer` (a gateway voxbridge places calls on or
-/// registers with) on a task; the endpoint hears `Connected` or
-/// `ConnectFailed`.
-pub(crate) fn connect(tracker: &TaskTracker, peer: Peer, events: mpsc::Sender<StreamEvent>) {
+/// A connection voxbridge opened: TCP, or TLS over it.
+pub(crate) enum Outbound {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// How voxbridge opens TLS to one gateway: the trust anchors and the name
+/// the gateway's certificate must carry.
+#[derive(Clone)]
+pub(crate) struct TlsDial {
+    pub connector: TlsConnector,
+    pub name: ServerName<'static>,
+}
+
+/// Opens a connection to `peer` (a gateway voxbridge places calls on or
+/// registers with) on a task, over TLS when `tls` is given (the gateway's
+/// certificate checked against its trust anchors and name); the endpoint
+/// hears `Connected` or `ConnectFailed`.
+pub(crate) fn connect(
+    tracker: &TaskTracker,
+    peer: Peer,
+    tls: Option<TlsDial>,
+    events: mpsc::Sender<StreamEvent>,
+) {
     tracker.spawn(async move {
-        let event = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer.addr)).await {
-            Ok(Ok(stream)) => StreamEvent::Connected { stream, peer },
-            Ok(Err(e)) => {
-                tracing::warn!(%peer, error = %e, "SIP connection to the gateway failed");
-                StreamEvent::ConnectFailed(peer)
+        let opened = async {
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer.addr))
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            match tls {
+                None => Ok(Outbound::Tcp(tcp)),
+                Some(t) => tokio::time::timeout(HANDSHAKE_TIMEOUT, t.connector.connect(t.name, tcp))
+                    .await
+                    .map_err(|_| "the TLS handshake timed out".to_owned())?
+                    .map(|s| Outbound::Tls(Box::new(s)))
+                    .map_err(|e| format!("TLS: {e}")),
             }
-            Err(_) => {
-                tracing::warn!(%peer, "SIP connection to the gateway timed out");
+        };
+        let event = match opened.await {
+            Ok(stream) => StreamEvent::Connected { stream, peer },
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "SIP connection to the gateway failed");
                 StreamEvent::ConnectFailed(peer)
             }
         };
         let _ = events.send(event).await;
     });
+}
+
+/// Starts the task of a connection voxbridge opened ([`connect`]); returns
+/// its write queue. It may stay quiet for [`OUTBOUND_IDLE`] (a gateway
+/// speaks when it has something to say).
+pub(crate) fn spawn_outbound(
+    tracker: &TaskTracker,
+    stream: Outbound,
+    peer: Peer,
+    id: u64,
+    events: mpsc::Sender<StreamEvent>,
+) -> mpsc::Sender<Bytes> {
+    let (writes_tx, writes) = mpsc::channel(WRITE_QUEUE);
+    tracker.spawn(async move {
+        match stream {
+            Outbound::Tcp(s) => serve(s, peer, writes, OUTBOUND_IDLE, &events).await,
+            Outbound::Tls(s) => serve(*s, peer, writes, OUTBOUND_IDLE, &events).await,
+        }
+        let _ = events.send(StreamEvent::Closed { peer, id }).await;
+    });
+    writes_tx
+}
+
+/// The TLS client setup for a gateway: the CAs in the PEM file `ca` (the
+/// public web PKI's roots when none) and the name its certificate must
+/// carry (`server_name`: a DNS name or an IP address).
+pub(crate) fn tls_dial(
+    ca: Option<&std::path::Path>,
+    server_name: &str,
+    what: &str,
+) -> Result<TlsDial, crate::error::ConfigError> {
+    use crate::error::ConfigError;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect())
+                .map_err(|e| ConfigError(format!("{what}.tls_ca {}: {e}", path.display())))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(ConfigError(format!(
+                    "{what}.tls_ca {}: no CA certificate in it",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| ConfigError(format!("{what}.tls_server_name {server_name:?}: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError(format!("{what} TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsDial {
+        connector: TlsConnector::from(Arc::new(config)),
+        name,
+    })
 }
 
 /// Accepts connections on `listener` until the endpoint is gone.
