@@ -1321,7 +1321,6 @@ impl SipUas {
                     cause: HangupCause::CallerHangup,
                 });
             }
-            // Too late: the 200 went out; the caller will BYE.
             // Early media: the call exists; the INVITE ends with 487.
             Phase::Early => {
                 let r = dialog.invite_response(487, "Request Terminated").build();
@@ -1335,6 +1334,7 @@ impl SipUas {
                 });
                 self.forget(&call_id);
             }
+            // Too late: the 200 went out; the caller will BYE.
             Phase::Answered { .. } => {}
         }
     }
