@@ -811,6 +811,81 @@ async fn a_call_over_tls_and_a_broken_stream_over_tcp() {
     assert_eq!((s.answered, s.byes_received), (1, 1), "{s:?}");
 }
 
+/// A caller over TCP whose connection closes while its call goes on (an
+/// SBC may do that): the bot's hangup still reaches it, as a BYE on a new
+/// connection voxbridge opens to the call's Contact, which the caller
+/// answers there.
+#[tokio::test]
+async fn a_tcp_callers_bye_goes_to_its_contact_once_its_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut bot = TestBot::start().await;
+    let mut d = daemon_with_streams(&bot).await;
+    let daemon = d.sip_tcp.expect("TCP on");
+    let contact = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp");
+    let dialog = UacDialog {
+        transport: "TCP",
+        me: contact.local_addr().expect("addr"),
+        daemon,
+        call_id: "tcp-gone@carrier",
+    };
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        rtp.local_addr().expect("addr").port()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(daemon).await.expect("connect");
+    let mut buf = bytes::BytesMut::new();
+    tcp.write_all(
+        &dialog
+            .request(Method::Invite, "ginv", 1, None)
+            .body("application/sdp", offer)
+            .build(),
+    )
+    .await
+    .expect("write");
+    let ok = loop {
+        let m = next_on_stream(&mut tcp, &mut buf).await;
+        if m.status().is_some_and(|c| c >= 200) {
+            break m;
+        }
+    };
+    assert_eq!(ok.status(), Some(200));
+    let tag = NameAddr::parse(ok.header(HeaderName::To).expect("To"))
+        .expect("To")
+        .tag()
+        .expect("tag")
+        .to_owned();
+    tcp.write_all(&dialog.request(Method::Ack, "gack", 1, Some(&tag)).build())
+        .await
+        .expect("write");
+    let conn = bot.accept().await;
+    // The caller closes its connection; the daemon's side closes too.
+    tcp.shutdown().await.expect("shutdown");
+    let mut rest = Vec::new();
+    within("the daemon to close its side", tcp.read_to_end(&mut rest))
+        .await
+        .expect("a clean close");
+    // The bot hangs up: the BYE comes on a connection to the Contact.
+    drop(conn);
+    let (mut back, _) = within("voxbridge's connection to the Contact", contact.accept())
+        .await
+        .expect("accept");
+    let mut buf = bytes::BytesMut::new();
+    let bye = next_on_stream(&mut back, &mut buf).await;
+    assert_eq!(bye.method(), Some(&Method::Bye), "{bye:?}");
+    assert!(
+        bye.header(HeaderName::From).expect("From").contains(&tag),
+        "in the call's dialog"
+    );
+    back.write_all(&MessageBuilder::response_to(&bye, 200, "OK", None, None).build())
+        .await
+        .expect("write");
+    hangup(&mut d).await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!((s.byes_sent, s.send_failures), (1, 0), "{s:?}");
+}
+
 /// sipp's own UAC scenario over TCP (`-t t1`: one connection for all its
 /// calls): every call completes and each response comes back on it.
 #[tokio::test]

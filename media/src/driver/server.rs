@@ -377,6 +377,7 @@ impl MediaServer {
                 pending: Default::default(),
                 outbound: Default::default(),
                 tls_dials: self.sip_tls_dials,
+                contact_hops: Default::default(),
                 connecting: Default::default(),
             };
             // On the tracker, not among the accept loops: it keeps

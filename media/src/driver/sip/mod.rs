@@ -64,6 +64,9 @@ pub(crate) struct SipEndpoint {
     pub outbound: HashMap<Peer, Option<stream::TlsDial>>,
     /// The TLS client setups of the gateways reached over TLS, by name.
     pub tls_dials: HashMap<String, stream::TlsDial>,
+    /// Callers' Contacts in `outbound` (their own connection closed while
+    /// their call went on); dropped once no dialog uses them.
+    pub contact_hops: std::collections::HashSet<Peer>,
     /// Messages waiting for a connection being opened, by gateway.
     pub connecting: HashMap<Peer, Vec<Bytes>>,
 }
@@ -131,11 +134,11 @@ impl SipEndpoint {
         loop {
             // Counted before sent: what a peer saw is in the metrics.
             *self.metrics.sip.lock().unwrap_or_else(|e| e.into_inner()) = self.uas.stats();
-            self.flush(&connections, &events_tx).await;
+            self.flush(&mut connections, &events_tx).await;
             while let Some(action) = self.uas.poll_action() {
                 self.act(action, &report_tx, &end_tx, &transfer_tx, &dial_started_tx);
             }
-            self.flush(&connections, &events_tx).await;
+            self.flush(&mut connections, &events_tx).await;
             if stopping && self.uas.dialogs() == 0 {
                 tracing::info!("SIP endpoint stopped");
                 return;
@@ -178,6 +181,7 @@ impl SipEndpoint {
                     StreamEvent::Closed { peer, id } => {
                         if connections.get(&peer).is_some_and(|(open, _)| *open == id) {
                             connections.remove(&peer);
+                            self.stream_closed(peer, &connections);
                         }
                     }
                     StreamEvent::Connected { stream, peer } => {
@@ -225,7 +229,70 @@ impl SipEndpoint {
         }
     }
 
-    async fn flush(&mut self, connections: &Connections, events: &mpsc::Sender<StreamEvent>) {
+    /// `peer`'s connection closed. A caller's: its dialogs' requests go to
+    /// their Contact on a new connection ([`SipUas::connection_closed`]);
+    /// returns those Contacts. Contacts no dialog uses any more are
+    /// forgotten.
+    fn stream_closed(&mut self, peer: Peer, connections: &Connections) -> Vec<Peer> {
+        if self.outbound.contains_key(&peer) && !self.contact_hops.contains(&peer) {
+            return Vec::new(); // a gateway: reopened on demand
+        }
+        let next = self.uas.connection_closed(peer);
+        for hop in &next {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.outbound.entry(*hop) {
+                e.insert(None);
+                self.contact_hops.insert(*hop);
+            }
+        }
+        let in_use = self.uas.dialog_peers();
+        let (outbound, connecting) = (&mut self.outbound, &self.connecting);
+        self.contact_hops.retain(|p| {
+            let keep = in_use.contains(p) || connections.contains_key(p) || connecting.contains_key(p);
+            if !keep {
+                outbound.remove(p);
+            }
+            keep
+        });
+        next
+    }
+
+    /// Sends `bytes` on the connection to `to`, opening one when `to` is a
+    /// gateway or a caller's Contact.
+    fn send_on_stream(
+        &mut self,
+        to: Peer,
+        bytes: Bytes,
+        connections: &mut Connections,
+        events: &mpsc::Sender<StreamEvent>,
+    ) {
+        match connections.get(&to) {
+            Some((_, writes)) => match writes.try_send(bytes) {
+                Ok(()) => {}
+                // The connection closed and the endpoint has not heard yet:
+                // as when it hears, then the message follows its dialog.
+                Err(mpsc::error::TrySendError::Closed(bytes)) => {
+                    connections.remove(&to);
+                    match self.stream_closed(to, connections).as_slice() {
+                        [hop] => self.send_on_stream(*hop, bytes, connections, events),
+                        _ => self.uas.send_failed(to),
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => self.uas.send_failed(to),
+            },
+            // A gateway or a Contact: open the connection, the message waits.
+            None if self.outbound.contains_key(&to) => match self.connecting.get_mut(&to) {
+                Some(waiting) => waiting.push(bytes),
+                None => {
+                    self.connecting.insert(to, vec![bytes]);
+                    let tls = self.outbound.get(&to).cloned().flatten();
+                    stream::connect(&self.tracker, to, tls, events.clone());
+                }
+            },
+            None => self.uas.send_failed(to),
+        }
+    }
+
+    async fn flush(&mut self, connections: &mut Connections, events: &mpsc::Sender<StreamEvent>) {
         while let Some((to, bytes)) = self.uas.poll_transmit() {
             match to.transport {
                 Transport::Udp => {
@@ -235,25 +302,7 @@ impl SipEndpoint {
                 }
                 // A connection that is gone or not reading cannot take it;
                 // the UAS counts that (its transaction times out).
-                _ => {
-                    match connections.get(&to) {
-                        Some((_, writes)) => {
-                            if writes.try_send(bytes).is_err() {
-                                self.uas.send_failed(to);
-                            }
-                        }
-                        // A gateway: open the connection, the message waits.
-                        None if self.outbound.contains_key(&to) => match self.connecting.get_mut(&to) {
-                            Some(waiting) => waiting.push(bytes),
-                            None => {
-                                self.connecting.insert(to, vec![bytes]);
-                                let tls = self.outbound.get(&to).cloned().flatten();
-                                stream::connect(&self.tracker, to, tls, events.clone());
-                            }
-                        },
-                        None => self.uas.send_failed(to),
-                    }
-                }
+                _ => self.send_on_stream(to, bytes, connections, events),
             }
         }
     }

@@ -247,11 +247,14 @@ pub(crate) fn spawn_connection(
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: Peer,
-    mut writes: mpsc::Receiver<Bytes>,
+    writes: mpsc::Receiver<Bytes>,
     first_message_timeout: Duration,
     events: &mpsc::Sender<StreamEvent>,
 ) {
     let (mut reader, mut writer) = tokio::io::split(stream);
+    // Dropped before the stream: once the peer sees the connection close,
+    // a message queued for it fails at once (the endpoint re-routes it).
+    let mut writes = writes;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let silent_until = tokio::time::sleep(first_message_timeout);
     tokio::pin!(silent_until);

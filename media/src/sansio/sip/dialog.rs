@@ -148,6 +148,25 @@ fn remote_target(value: Option<&str>, peer: Peer) -> String {
 }
 
 impl Dialog {
+    /// Where the dialog's requests go when they must reach it anew (the
+    /// connection it came on closed): the host and port of its first route
+    /// or, without routes, of its remote target, when that host is an IP
+    /// address (5060 when no port is written; no DNS here).
+    pub fn next_hop(&self) -> Option<std::net::SocketAddr> {
+        let uri = match self.route_set.first() {
+            Some(route) => NameAddr::parse(route).ok()?.uri,
+            None => self.target.as_str(),
+        };
+        let uri = voxbridge_proto::sip::SipUri::parse(uri).ok()?;
+        let ip: std::net::IpAddr = uri
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        Some(std::net::SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+    }
+
     /// A request inside the dialog from our side (BYE, INFO, REFER, the
     /// ACK of a 2xx): our `From`, the peer's `To`, to the remote target
     /// through the route set.

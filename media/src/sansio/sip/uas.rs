@@ -646,6 +646,38 @@ impl SipUas {
         tracing::debug!(%peer, "SIP message not sent");
     }
 
+    /// `peer`'s TCP connection (one it opened) closed. The dialogs it
+    /// carried send their requests (the BYE) to the next hop their route
+    /// set or remote target names from now on, over a new connection (RFC
+    /// 3261 section 18.1.1: a request whose connection is gone opens one);
+    /// returns those addresses for the driver to connect to on demand.
+    /// Over TLS (a caller's certificate name cannot be checked) and to a
+    /// host name (no DNS here) nothing changes: a BYE there is counted as a
+    /// send failure and the dialog ends.
+    pub fn connection_closed(&mut self, peer: Peer) -> Vec<Peer> {
+        if peer.transport != Transport::Tcp {
+            return Vec::new();
+        }
+        let mut next = Vec::new();
+        for dialog in self.dialogs.values_mut().filter(|d| d.peer == peer) {
+            if let Some(addr) = dialog.next_hop() {
+                dialog.peer = Peer {
+                    transport: Transport::Tcp,
+                    addr,
+                };
+                if !next.contains(&dialog.peer) {
+                    next.push(dialog.peer);
+                }
+            }
+        }
+        next
+    }
+
+    /// Where the dialogs' requests go now (their peers).
+    pub fn dialog_peers(&self) -> std::collections::HashSet<Peer> {
+        self.dialogs.values().map(|d| d.peer).collect()
+    }
+
     /// No connection to `peer` could be opened: its client transactions
     /// end at once as the RFC says a transport error does (section
     /// 8.1.3.1: as a `503`), so a placed call fails and a registration is
