@@ -494,6 +494,7 @@ impl Metrics {
             ("reinvite", sip.reinvites),
             ("codec_change", sip.codec_changes),
             ("session_expired", sip.session_expired),
+            ("refresh_sent", sip.refreshes_sent),
             ("info_digit", sip.info_digits),
             ("send_failure", sip.send_failures),
             ("overloaded", sip.overloaded),

@@ -70,8 +70,13 @@ pub struct Dialog {
     /// RFC 4028 session interval in seconds, when the caller asked for one
     /// (it refreshes; voxbridge ends a session that is not refreshed).
     pub session_interval: Option<u32>,
-    /// When the session expires without a refresh.
+    /// When the session expires without a refresh (the peer refreshes).
     pub session_deadline: Option<std::time::Instant>,
+    /// voxbridge refreshes the session (the peer asked `refresher=uas`
+    /// and takes UPDATE): see `super::refresh`.
+    pub we_refresh: bool,
+    /// When voxbridge's next refresh is due.
+    pub refresh_at: Option<std::time::Instant>,
     /// The caller holds the call (its last offer was `sendonly` or `inactive`).
     pub held: bool,
     /// A transfer under way: the REFER's target (see `super::transfer`).
@@ -165,6 +170,25 @@ impl Dialog {
             .parse()
             .ok()?;
         Some(std::net::SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+    }
+
+    /// Arms the session timer from `now` (RFC 4028): the refresh voxbridge
+    /// sends at half the interval when it refreshes, else the expiry when
+    /// the peer does not. Returns the UAS timer entry to push (its stale
+    /// entries are ignored: the dialog holds the time that counts).
+    pub fn arm_session_timer(&mut self, now: std::time::Instant) -> (std::time::Instant, String) {
+        let interval = self.session_interval.unwrap_or(super::uas::MIN_SE);
+        if self.we_refresh {
+            let at = super::uas::refresh_time(now, interval);
+            self.refresh_at = Some(at);
+            self.session_deadline = None;
+            (at, format!("f|{}", self.call_id))
+        } else {
+            let at = super::uas::session_deadline(now, interval);
+            self.session_deadline = Some(at);
+            self.refresh_at = None;
+            (at, format!("d|{}", self.call_id))
+        }
     }
 
     /// A request inside the dialog from our side (BYE, INFO, REFER, the

@@ -13,6 +13,7 @@
 
 pub mod dialog;
 pub mod policy;
+pub mod refresh;
 pub mod register;
 pub mod transfer;
 pub mod uac;

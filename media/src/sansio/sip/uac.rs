@@ -323,6 +323,8 @@ impl SipUas {
             awaiting_answer: false,
             session_interval: None,
             session_deadline: None,
+            we_refresh: false,
+            refresh_at: None,
             held: false,
             transfer: None,
             queued_transfer: None,

@@ -28,6 +28,8 @@
 //!   caller that supports `timer` gets the interval back with
 //!   `refresher=uac`; each re-INVITE or UPDATE restarts it, and a session
 //!   not refreshed in time ends with BYE. Under 90 s: `422` with `Min-SE`.
+//!   A caller that asks `refresher=uas` and takes UPDATE gets that, and
+//!   voxbridge refreshes (`super::refresh`).
 //! - With [`UasConfig::auth`], a new INVITE without right credentials gets
 //!   `401` with a challenge per configured algorithm (MD5, SHA-256: RFC
 //!   8760); a right answer
@@ -121,11 +123,12 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY
 /// The shortest session interval accepted (RFC 4028's minimum and default `Min-SE`).
 pub const MIN_SE: u32 = 90;
 
-/// The session timer an INVITE or UPDATE asks for (RFC 4028): `Ok(Some(s))`
-/// when it sends `Session-Expires` and supports `timer` (so it can be the
-/// refresher), `Ok(None)` when it does not use the timer, `Err(MIN_SE)`
+/// The session timer an INVITE or UPDATE asks for (RFC 4028):
+/// `Ok(Some((s, ours)))` when it sends `Session-Expires` and supports
+/// `timer`, `ours` when it asks voxbridge to refresh (`refresher=uas`) and
+/// takes UPDATE; `Ok(None)` when it does not use the timer, `Err(MIN_SE)`
 /// when the interval is under the minimum (answered `422`).
-fn requested_timer(msg: &Message) -> Result<Option<u32>, u32> {
+fn requested_timer(msg: &Message) -> Result<Option<(u32, bool)>, u32> {
     let Some(value) = msg.header(HeaderName::SessionExpires) else {
         return Ok(None);
     };
@@ -140,12 +143,27 @@ fn requested_timer(msg: &Message) -> Result<Option<u32>, u32> {
         .header_list(HeaderName::Supported)
         .chain(msg.header_list(HeaderName::Require))
         .any(|o| o.eq_ignore_ascii_case("timer"));
-    Ok(supports.then_some(seconds))
+    // voxbridge refreshes by UPDATE (RFC 4028 section 10 prefers it), so
+    // only for a peer that takes UPDATE; otherwise the peer refreshes.
+    let asks_us = value
+        .split(';')
+        .skip(1)
+        .any(|p| p.trim().eq_ignore_ascii_case("refresher=uas"));
+    let takes_update = msg
+        .header_list(HeaderName::Allow)
+        .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
+    Ok(supports.then_some((seconds, asks_us && takes_update)))
+}
+
+/// When the refresher sends its refresh: half the interval (RFC 4028
+/// section 10).
+pub(super) fn refresh_time(now: Instant, interval: u32) -> Instant {
+    now + std::time::Duration::from_secs(u64::from(interval / 2))
 }
 
 /// When a session of `interval` seconds refreshed at `now` is over: the
 /// interval less a third, at most 32 s (RFC 4028 section 10).
-fn session_deadline(now: Instant, interval: u32) -> Instant {
+pub(super) fn session_deadline(now: Instant, interval: u32) -> Instant {
     now + std::time::Duration::from_secs(u64::from(interval - (interval / 3).min(32)))
 }
 
@@ -364,8 +382,11 @@ pub struct UasStats {
     pub reinvites: u64,
     /// Offers in a dialog (re-INVITE, UPDATE) answered with another codec.
     pub codec_changes: u64,
-    /// Sessions ended because the caller stopped refreshing them (RFC 4028).
+    /// Sessions ended because the caller stopped refreshing them, or
+    /// voxbridge's own refresh failed (RFC 4028).
     pub session_expired: u64,
+    /// Session refreshes voxbridge sent (UPDATE, as the refresher).
+    pub refreshes_sent: u64,
     /// DTMF digits received by SIP INFO.
     pub info_digits: u64,
     /// Requests answered with a stateless `503` at the transaction cap, and
@@ -958,8 +979,8 @@ impl SipUas {
         }
         let trying = MessageBuilder::response_to(&msg, 100, "Trying", None, Some(source.addr)).build();
         self.respond(now, &key, 100, trying);
-        let session_interval = match requested_timer(&msg) {
-            Ok(interval) => interval,
+        let (session_interval, we_refresh) = match requested_timer(&msg) {
+            Ok(timer) => (timer.map(|(i, _)| i), timer.is_some_and(|(_, ours)| ours)),
             Err(min) => {
                 self.stats.refused += 1;
                 let r = self
@@ -1037,6 +1058,8 @@ impl SipUas {
             awaiting_answer: offer.is_none(),
             session_interval,
             session_deadline: None,
+            we_refresh,
+            refresh_at: None,
             held: false,
             transfer: None,
             queued_transfer: None,
@@ -1154,12 +1177,15 @@ impl SipUas {
             .header("Supported", "timer")
             .header("Server", &self.cfg.user_agent);
         if let Some(interval) = dialog.session_interval {
+            let refresher = if dialog.we_refresh { "uas" } else { "uac" };
             b = b
-                .header("Session-Expires", format_args!("{interval};refresher=uac"))
+                .header(
+                    "Session-Expires",
+                    format_args!("{interval};refresher={refresher}"),
+                )
                 .header("Require", "timer");
-            let deadline = session_deadline(now, interval);
-            dialog.session_deadline = Some(deadline);
-            self.timers.push(Reverse((deadline, format!("d|{call_id}"))));
+            let timer = dialog.arm_session_timer(now);
+            self.timers.push(Reverse(timer));
         }
         let r = b.body("application/sdp", answer).build();
         dialog.phase = Phase::Answered {
@@ -1405,13 +1431,17 @@ impl SipUas {
                 }
             };
             if let Some(d) = self.dialogs.get_mut(&call_id) {
-                d.session_interval = interval;
-                d.session_deadline = interval.map(|i| session_deadline(now, i));
-                if let (Some(i), Some(at)) = (interval, d.session_deadline) {
+                d.session_interval = interval.map(|(i, _)| i);
+                d.we_refresh = interval.is_some_and(|(_, ours)| ours);
+                d.session_deadline = None;
+                d.refresh_at = None;
+                if let Some((i, ours)) = interval {
+                    let refresher = if ours { "uas" } else { "uac" };
                     ok = ok
-                        .header("Session-Expires", format_args!("{i};refresher=uac"))
+                        .header("Session-Expires", format_args!("{i};refresher={refresher}"))
                         .header("Require", "timer");
-                    self.timers.push(Reverse((at, format!("d|{call_id}"))));
+                    let timer = d.arm_session_timer(now);
+                    self.timers.push(Reverse(timer));
                 }
             }
         }
@@ -1582,11 +1612,17 @@ impl SipUas {
             Kind::ClientNonInvite if key.ends_with("|REFER") => entry.dialog.clone(),
             _ => None,
         };
+        let refresh = match entry.tx.kind() {
+            Kind::ClientNonInvite if key.ends_with("|UPDATE") => entry.dialog.clone(),
+            _ => None,
+        };
         let mut dial_events = Vec::new();
         while let Some(ev) = entry.tx.poll_event() {
             match ev {
                 TxEvent::AckTimeout if entry.tx.kind() == Kind::ServerInvite => ack_timeout = true,
-                ev if dial.is_some() || registration.is_some() || refer.is_some() => dial_events.push(ev),
+                ev if dial.is_some() || registration.is_some() || refer.is_some() || refresh.is_some() => {
+                    dial_events.push(ev)
+                }
                 TxEvent::Timeout => tracing::debug!("SIP request timed out (no final response)"),
                 _ => {}
             }
@@ -1608,6 +1644,10 @@ impl SipUas {
         } else if let Some(call_id) = refer {
             for ev in dial_events {
                 self.refer_event(&call_id, ev);
+            }
+        } else if let Some(call_id) = refresh {
+            for ev in dial_events {
+                self.refresh_event(now, &call_id, ev);
             }
         }
         if ack_timeout {
@@ -1646,6 +1686,10 @@ impl SipUas {
             }
             if let Some(call_id) = key.strip_prefix("e|") {
                 self.early_media_over(now, call_id);
+                continue;
+            }
+            if let Some(call_id) = key.strip_prefix("f|") {
+                self.refresh_due(now, call_id);
                 continue;
             }
             if let Some(name) = key.strip_prefix("g|") {
@@ -1712,7 +1756,7 @@ pub(super) mod tests {
     use voxbridge_proto::sdp::AudioOffer;
 
     const PEER: &str = "192.0.2.10:5062";
-    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+    pub(in crate::sansio::sip) const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
 
     /// A UAS as the tests here and in `super::uac` use it.
     pub(in crate::sansio::sip) fn uas() -> SipUas {
@@ -1741,11 +1785,17 @@ pub(super) mod tests {
         })
     }
 
-    fn peer() -> SocketAddr {
+    pub(in crate::sansio::sip) fn peer() -> SocketAddr {
         PEER.parse().expect("address")
     }
 
-    fn request(method: &str, branch: &str, cseq: u32, to_tag: Option<&str>, body: Option<&str>) -> Bytes {
+    pub(in crate::sansio::sip) fn request(
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        to_tag: Option<&str>,
+        body: Option<&str>,
+    ) -> Bytes {
         let to = match to_tag {
             Some(t) => format!("<sip:+4930123@vb>;tag={t}"),
             None => "<sip:+4930123@vb>".into(),
@@ -1768,7 +1818,7 @@ pub(super) mod tests {
         b.build()
     }
 
-    fn sent(u: &mut SipUas) -> Vec<Message> {
+    pub(in crate::sansio::sip) fn sent(u: &mut SipUas) -> Vec<Message> {
         std::iter::from_fn(|| u.poll_transmit())
             .map(|(to, b)| {
                 assert_eq!(to, Peer::udp(peer()));
@@ -1777,11 +1827,11 @@ pub(super) mod tests {
             .collect()
     }
 
-    fn codes(msgs: &[Message]) -> Vec<u16> {
+    pub(in crate::sansio::sip) fn codes(msgs: &[Message]) -> Vec<u16> {
         msgs.iter().filter_map(Message::status).collect()
     }
 
-    fn to_tag(m: &Message) -> String {
+    pub(in crate::sansio::sip) fn to_tag(m: &Message) -> String {
         NameAddr::parse(m.header(HeaderName::To).expect("To"))
             .expect("name-addr")
             .tag()
