@@ -223,14 +223,12 @@ async fn voxbridge_registers_with_sipp_and_refreshes_the_binding() {
 /// with a TLS `Via`, and the ACK and its BYE come on the same connection.
 /// The same gateway named otherwise (`tls_server_name`) fails the
 /// handshake, and the dial fails: the certificate is really checked.
-#[tokio::test]
-async fn a_placed_call_over_tls_checks_the_gateways_certificate() {
-    use tokio::io::AsyncWriteExt;
+/// A TLS server with the fixture certificate (for `localhost` and
+/// `127.0.0.1`, signed by `tests/fixtures/tls/ca.pem`): the test's gateway.
+fn fixture_acceptor() -> tokio_rustls::TlsAcceptor {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use voxbridge_proto::sip::message::{Message, MessageBuilder, Method};
-
     let certs = CertificateDer::pem_file_iter(crate::fixture("server.pem"))
         .and_then(|c| c.collect::<Result<Vec<_>, _>>())
         .expect("the fixture certificate");
@@ -242,7 +240,15 @@ async fn a_placed_call_over_tls_checks_the_gateways_certificate() {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .expect("a TLS identity");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server))
+}
+
+#[tokio::test]
+async fn a_placed_call_over_tls_checks_the_gateways_certificate() {
+    use tokio::io::AsyncWriteExt;
+    use voxbridge_proto::sip::message::{Message, MessageBuilder, Method};
+
+    let acceptor = fixture_acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let impostor = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -338,4 +344,62 @@ m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
     );
     let s = *d.metrics.sip.lock().expect("metrics");
     assert_eq!((s.dials, s.dials_answered, s.byes_sent), (2, 1, 1), "{s:?}");
+}
+
+/// Registration over TLS: voxbridge opens the connection to the registrar
+/// (the test, with the fixture certificate checked against `tls_ca`),
+/// REGISTERs with a TLS `Via` and Contact, and refreshes the 2 s binding it
+/// is granted on the same connection.
+#[tokio::test]
+async fn voxbridge_registers_over_tls_and_refreshes_on_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    use voxbridge_proto::sip::message::{HeaderName, MessageBuilder, Method};
+    let acceptor = fixture_acceptor();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let bot = TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let gateway = format!(
+        "name = \"pbx\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"pbx.example\"\ntransport = \"tls\"\n\
+         tls_ca = {:?}\nregister = true\nregister_user = \"2001\"\n",
+        crate::fixture("ca.pem").display().to_string()
+    );
+    config.sip.gateways = vec![toml::from_str(&gateway).expect("a gateway")];
+    let d = Daemon::with_config(config).await;
+    let (tcp, _) = within("voxbridge's connection", listener.accept())
+        .await
+        .expect("accept");
+    let mut tls = within("the TLS handshake", acceptor.accept(tcp))
+        .await
+        .expect("voxbridge completes the handshake");
+    let mut buf = bytes::BytesMut::new();
+    for round in ["the registration", "its refresh"] {
+        let register = crate::next_on_stream(&mut tls, &mut buf).await;
+        assert_eq!(register.method(), Some(&Method::Register), "{round}");
+        assert!(
+            register
+                .top_via()
+                .expect("Via")
+                .transport
+                .eq_ignore_ascii_case("TLS"),
+            "{round}: {register:?}"
+        );
+        assert!(
+            register
+                .header(HeaderName::Contact)
+                .is_some_and(|c| c.contains("transport=tls")),
+            "{round}: {register:?}"
+        );
+        let ok = MessageBuilder::response_to(&register, 200, "OK", None, None)
+            .header("Expires", 2)
+            .build();
+        tls.write_all(&ok).await.expect("write");
+    }
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert!(s.registers_sent >= 2, "{s:?}");
+    assert_eq!(s.register_failures, 0, "{s:?}");
 }

@@ -55,7 +55,9 @@
 //! retransmit; over TCP and TLS it goes back on the connection the request
 //! came on, and nothing is retransmitted (the 2xx still waits 64*T1 for
 //! its ACK). A dialog's own requests (BYE) take its INVITE's transport and connection,
-//! with our `Via` and `Contact` for that transport.
+//! with our `Via` and `Contact` for that transport; once a caller's TCP
+//! connection closes they go to its route or Contact address on a new one
+//! ([`SipUas::connection_closed`]).
 
 use super::dialog::{reanswer, user_of, with_direction, x_headers, Dialog, Ends, Phase};
 use super::policy::{CallTarget, Cidr, RateLimit, RouteRule};
