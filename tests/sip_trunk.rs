@@ -168,6 +168,22 @@ fn pcmu(seq: u16, pcm: &[i16]) -> Vec<u8> {
     v
 }
 
+/// Sends 200 ms of PCMU speech from `rtp` to `to`, then waits until
+/// `frames` frames with sound in them reach the bot.
+async fn speech_reaches_the_bot(rtp: &UdpSocket, to: SocketAddr, conn: &mut harness::BotConn, frames: usize) {
+    for (i, frame) in speech_8k(10).chunks(160).enumerate() {
+        rtp.send_to(&pcmu(i as u16, frame), to).await.expect("rtp");
+    }
+    let mut heard = 0;
+    while heard < frames {
+        match within("caller audio at the bot", pipecat_next(conn)).await {
+            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => heard += 1,
+            Some(_) => {}
+            None => panic!("bot link closed"),
+        }
+    }
+}
+
 async fn hangup(d: &mut Daemon) -> (String, HangupCause) {
     match d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await {
         CallEvent::Hungup { call_id, cause, .. } => (call_id, cause),
@@ -192,21 +208,7 @@ async fn a_trunk_call_reaches_the_bot_and_the_callers_bye_ends_it() {
     assert_eq!(info.callee.as_deref(), Some("+4930123"));
     assert_eq!(info.params.get("X-Customer").map(String::as_str), Some("42"));
     let mut conn = bot.accept().await;
-    let speech = speech_8k(10);
-    for (i, frame) in speech.chunks(160).enumerate() {
-        uac.rtp
-            .send_to(&pcmu(i as u16, frame), rtp_at)
-            .await
-            .expect("rtp");
-    }
-    let mut heard = 0;
-    while heard < 3 {
-        match within("caller audio at the bot", pipecat_next(&mut conn)).await {
-            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => heard += 1,
-            Some(_) => {}
-            None => panic!("bot link closed"),
-        }
-    }
+    speech_reaches_the_bot(&uac.rtp, rtp_at, &mut conn, 3).await;
     // A key press by SIP INFO (the PBX's DTMF fallback) reaches the call.
     let info = uac
         .request(Method::Info, "info", 2, Some(&tag))
@@ -523,19 +525,7 @@ async fn a_delayed_offer_call_reaches_the_bot() {
     )
     .await;
     let mut conn = bot.accept().await;
-    for (i, frame) in speech_8k(10).chunks(160).enumerate() {
-        uac.rtp
-            .send_to(&pcmu(i as u16, frame), ours.remote)
-            .await
-            .expect("rtp");
-    }
-    loop {
-        match within("caller audio at the bot", pipecat_next(&mut conn)).await {
-            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => break,
-            Some(_) => {}
-            None => panic!("bot link closed"),
-        }
-    }
+    speech_reaches_the_bot(&uac.rtp, ours.remote, &mut conn, 1).await;
     uac.send(uac.request(Method::Bye, "dbye", 2, Some(&tag)).build())
         .await;
     assert_eq!(uac.final_response().await.status(), Some(200));
@@ -762,18 +752,7 @@ async fn a_call_over_tls_and_a_broken_stream_over_tcp() {
     let ack = dialog.request(Method::Ack, "tack", 1, Some(&tag)).build();
     tls.write_all(&ack).await.expect("write");
     let mut conn = bot.accept().await;
-    for (i, frame) in speech_8k(10).chunks(160).enumerate() {
-        rtp.send_to(&pcmu(i as u16, frame), media.remote)
-            .await
-            .expect("rtp");
-    }
-    loop {
-        match within("caller audio at the bot", pipecat_next(&mut conn)).await {
-            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => break,
-            Some(_) => {}
-            None => panic!("bot link closed"),
-        }
-    }
+    speech_reaches_the_bot(&rtp, media.remote, &mut conn, 1).await;
     let bye = dialog.request(Method::Bye, "tbye", 2, Some(&tag)).build();
     tls.write_all(&bye).await.expect("write");
     let bye_ok = next_on_stream(&mut tls, &mut buf).await;
@@ -999,20 +978,7 @@ async fn early_media_flows_both_ways_before_the_answer() {
         .expect("PCMU")
         .remote;
     let mut conn = bot.accept().await;
-    let speech = speech_8k(10);
-    for (i, frame) in speech.chunks(160).enumerate() {
-        uac.rtp
-            .send_to(&pcmu(i as u16, frame), rtp_at)
-            .await
-            .expect("rtp");
-    }
-    loop {
-        match within("caller audio at the bot in early media", pipecat_next(&mut conn)).await {
-            Some(Kind::Audio(a)) if a.audio.iter().any(|&b| b != 0) => break,
-            Some(_) => {}
-            None => panic!("bot link closed"),
-        }
-    }
+    speech_reaches_the_bot(&uac.rtp, rtp_at, &mut conn, 1).await;
     let tone: Vec<i16> = (0..8000)
         .map(|i| ((f64::from(i) * 400.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16)
         .collect();

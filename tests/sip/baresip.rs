@@ -11,7 +11,7 @@
 //! module, it puts its call on hold and resumes it, and voxbridge's hangup
 //! reaches it as BYE.
 
-use crate::harness::{pipecat_route, Daemon};
+use crate::harness::{echo_bot, fresh_dir, pipecat_route, Daemon};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use voxbridge_media::{CallEvent, Config, HangupCause};
@@ -95,6 +95,32 @@ fn baresip_config(dir: &Path, speech: &Path, codec: (&str, &str)) {
     std::fs::create_dir_all(dir.join("dump")).expect("dump dir");
 }
 
+/// A 440 Hz tone of `seconds` at 8 kHz mono (baresip's G.711 file source),
+/// `tone.wav` in `dir`.
+fn tone_wav(dir: &Path, seconds: u32) -> PathBuf {
+    let wav = dir.join("tone.wav");
+    run(
+        std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency=440:duration={seconds}"))
+            .args(["-ar", "8000", "-ac", "1", "-sample_fmt", "s16"])
+            .arg(&wav),
+        "ffmpeg",
+    );
+    wav
+}
+
+/// A daemon with SIP on whose default route is voxbridge's echo bot at
+/// `rate` Hz.
+async fn echo_daemon(rate: u32) -> Daemon {
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&echo_bot().await, rate));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    Daemon::with_config(config).await
+}
+
 /// baresip calls `sip` with `codec` and quits after `seconds`; returns its log.
 async fn baresip_call(dir: PathBuf, sip: std::net::SocketAddr, seconds: u32) -> String {
     let run = tokio::task::spawn_blocking(move || {
@@ -117,9 +143,7 @@ async fn baresip_call(dir: PathBuf, sip: std::net::SocketAddr, seconds: u32) -> 
 
 #[tokio::test]
 async fn baresip_hears_its_speech_back_through_the_echo_bot_per_codec() {
-    let dir = std::env::temp_dir().join(format!("voxbridge-baresip-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("baresip");
     let espeak = dir.join("espeak.wav");
     run(
         std::process::Command::new("espeak-ng")
@@ -150,20 +174,7 @@ async fn baresip_hears_its_speech_back_through_the_echo_bot_per_codec() {
     };
     let sent = samples_8k(&speech_at(8000, 1), &dir);
 
-    let bot = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bot");
-    let bot_url = format!("ws://{}", bot.local_addr().expect("addr"));
-    tokio::spawn(voxbridge::bot::serve(
-        bot,
-        voxbridge::bot::Mode::Echo,
-        Duration::ZERO,
-        None,
-    ));
-    let mut config = Config::default();
-    config
-        .routes
-        .insert("default".into(), pipecat_route(&bot_url, 16000));
-    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
-    let mut d = Daemon::with_config(config).await;
+    let mut d = echo_daemon(16000).await;
     let sip = d.sip.expect("SIP on");
 
     let mut report = Vec::new();
@@ -226,25 +237,8 @@ async fn baresip_hears_its_speech_back_through_the_echo_bot_per_codec() {
 /// its call `transferred`, and sipp's call with baresip completes.
 #[tokio::test]
 async fn baresip_carries_out_the_bots_transfer() {
-    let dir = std::env::temp_dir().join(format!("voxbridge-baresip-refer-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let speech = dir.join("tone.wav");
-    run(
-        std::process::Command::new("ffmpeg")
-            .args([
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:duration=6",
-            ])
-            .args(["-ar", "8000", "-ac", "1", "-sample_fmt", "s16"])
-            .arg(&speech),
-        "ffmpeg",
-    );
+    let dir = fresh_dir("baresip-refer");
+    let speech = tone_wav(&dir, 6);
     let (agent_port, agent) = crate::harness::sipp::sipp_uas_for("uas", 30);
     let mut bot = crate::harness::TestBot::start().await;
     let mut config = Config::default();
@@ -405,28 +399,11 @@ impl BaresipCtrl {
 /// hangup): baresip gets voxbridge's BYE and closes its call.
 #[tokio::test]
 async fn baresip_holds_and_resumes_then_voxbridge_hangs_up() {
-    let dir = std::env::temp_dir().join(format!("voxbridge-baresip-hold-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("baresip-hold");
     let ctrl = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port for ctrl_tcp");
-    let tone = dir.join("tone.wav");
-    run(
-        std::process::Command::new("ffmpeg")
-            .args([
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:duration=60",
-            ])
-            .args(["-ar", "8000", "-ac", "1", "-sample_fmt", "s16"])
-            .arg(&tone),
-        "ffmpeg",
-    );
+    let tone = tone_wav(&dir, 60);
     let config = format!(
         "poll_method epoll\nsip_listen 127.0.0.1:0\nmodule_path /usr/lib/baresip/modules\n\
          module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule menu.so\nmodule ctrl_tcp.so\n\
@@ -441,20 +418,7 @@ async fn baresip_holds_and_resumes_then_voxbridge_hangs_up() {
     )
     .expect("accounts");
 
-    let bot = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bot");
-    let bot_url = format!("ws://{}", bot.local_addr().expect("addr"));
-    tokio::spawn(voxbridge::bot::serve(
-        bot,
-        voxbridge::bot::Mode::Echo,
-        Duration::ZERO,
-        None,
-    ));
-    let mut config = Config::default();
-    config
-        .routes
-        .insert("default".into(), pipecat_route(&bot_url, 8000));
-    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
-    let mut d = Daemon::with_config(config).await;
+    let mut d = echo_daemon(8000).await;
     let sip = d.sip.expect("SIP on");
 
     let mut baresip = BaresipCtrl::start(&dir, ctrl).await;

@@ -17,13 +17,22 @@ async fn daemon(bot: &TestBot, port: u16, credentials: bool) -> Daemon {
     daemon_over(bot, port, credentials, "udp").await
 }
 
-/// [`daemon`] with the gateway over `transport`.
-async fn daemon_over(bot: &TestBot, port: u16, credentials: bool, transport: &str) -> Daemon {
+/// A daemon with SIP on and `gateways` (each a `[[sip.gateways]]` entry in TOML).
+async fn daemon_with_gateways(bot: &TestBot, gateways: &[String]) -> Daemon {
     let mut config = Config::default();
     config
         .routes
         .insert("default".into(), pipecat_route(&bot.url, 8000));
     config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sip.gateways = gateways
+        .iter()
+        .map(|g| toml::from_str(g).expect("a gateway"))
+        .collect();
+    Daemon::with_config(config).await
+}
+
+/// [`daemon`] with the gateway over `transport`.
+async fn daemon_over(bot: &TestBot, port: u16, credentials: bool, transport: &str) -> Daemon {
     let gateway = format!(
         "name = \"carrier\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"trunk.example\"\ntransport = \"{transport}\"\n{}",
         if credentials {
@@ -32,8 +41,7 @@ async fn daemon_over(bot: &TestBot, port: u16, credentials: bool, transport: &st
             ""
         }
     );
-    config.sip.gateways = vec![toml::from_str(&gateway).expect("a gateway")];
-    Daemon::with_config(config).await
+    daemon_with_gateways(bot, &[gateway]).await
 }
 
 fn dial(call_id: &str, ring_timeout: Duration) -> SipDial {
@@ -198,17 +206,11 @@ async fn no_answer_within_the_ring_timeout_cancels_the_call() {
 async fn voxbridge_registers_with_sipp_and_refreshes_the_binding() {
     let bot = TestBot::start().await;
     let (port, sipp) = sipp_uas("uas_register.xml");
-    let mut config = Config::default();
-    config
-        .routes
-        .insert("default".into(), pipecat_route(&bot.url, 8000));
-    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
     let gateway = format!(
         "name = \"pbx\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"pbx.example\"\n\
          username = \"acme\"\npassword = \"gw-secret\"\nregister = true\nregister_user = \"2001\"\n"
     );
-    config.sip.gateways = vec![toml::from_str(&gateway).expect("a gateway")];
-    let d = Daemon::with_config(config).await;
+    let d = daemon_with_gateways(&bot, &[gateway]).await;
     // sipp ends its scenario only after the challenge was answered with
     // credentials it verified and the 2 s binding was refreshed.
     sipp_done(sipp, "uas_register.xml (challenge, binding, refresh)").await;
@@ -255,25 +257,19 @@ async fn a_placed_call_over_tls_checks_the_gateways_certificate() {
     let impostor_port = impostor.local_addr().expect("addr").port();
 
     let mut bot = TestBot::start().await;
-    let mut config = Config::default();
-    config
-        .routes
-        .insert("default".into(), pipecat_route(&bot.url, 8000));
-    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
     let ca = crate::fixture("ca.pem");
     let gateway = |name: &str, port: u16, server_name: &str| {
-        toml::from_str::<voxbridge_media::config::SipGatewayConfig>(&format!(
+        format!(
             "name = \"{name}\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"trunk.example\"\n\
              transport = \"tls\"\ntls_ca = {:?}\ntls_server_name = \"{server_name}\"\n",
             ca.display().to_string()
-        ))
-        .expect("a gateway")
+        )
     };
-    config.sip.gateways = vec![
+    let gateways = [
         gateway("carrier", port, "127.0.0.1"),
         gateway("impostor", impostor_port, "wrong.example"),
     ];
-    let mut d = Daemon::with_config(config).await;
+    let mut d = daemon_with_gateways(&bot, &gateways).await;
 
     let mut events = place(&d, dial("out-tls", Duration::from_secs(30)));
     let (tcp, _) = within("voxbridge's connection", listener.accept())
@@ -358,18 +354,12 @@ async fn voxbridge_registers_over_tls_and_refreshes_on_the_connection() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let bot = TestBot::start().await;
-    let mut config = Config::default();
-    config
-        .routes
-        .insert("default".into(), pipecat_route(&bot.url, 8000));
-    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
     let gateway = format!(
         "name = \"pbx\"\naddress = \"127.0.0.1:{port}\"\ndomain = \"pbx.example\"\ntransport = \"tls\"\n\
          tls_ca = {:?}\nregister = true\nregister_user = \"2001\"\n",
         crate::fixture("ca.pem").display().to_string()
     );
-    config.sip.gateways = vec![toml::from_str(&gateway).expect("a gateway")];
-    let d = Daemon::with_config(config).await;
+    let d = daemon_with_gateways(&bot, &[gateway]).await;
     let (tcp, _) = within("voxbridge's connection", listener.accept())
         .await
         .expect("accept");

@@ -6,12 +6,12 @@
 //! the far end); another refusal leaves the session as it is, tried again
 //! at the next half interval.
 
-use super::uas::{client_key, refresh_time, transport_index, SipUas, TxEntry, UasAction};
+use super::uas::{refresh_time, transport_index, SipUas, UasAction};
 use crate::events::{HangupCause, SipCause};
 use std::cmp::Reverse;
 use std::time::Instant;
 use voxbridge_proto::sip::message::{HeaderName, Method};
-use voxbridge_proto::sip::transaction::{Transaction, TxEvent};
+use voxbridge_proto::sip::transaction::TxEvent;
 use voxbridge_proto::sip::BRANCH_COOKIE;
 
 impl SipUas {
@@ -43,20 +43,9 @@ impl SipUas {
             .build();
         let dest = dialog.peer;
         self.stats.refreshes_sent += 1;
-        match Transaction::client(now, update, transport.is_reliable(), self.cfg.timers) {
-            Ok(tx) => {
-                let key = client_key(&branch, &Method::Update);
-                self.transactions.insert(
-                    key.clone(),
-                    TxEntry {
-                        tx,
-                        dest,
-                        dialog: Some(call_id.to_owned()),
-                    },
-                );
-                self.pump(now, &key);
-            }
-            Err(e) => tracing::error!(error = %e, "session refresh UPDATE not built"),
+        let owner = Some(call_id.to_owned());
+        if let Err(e) = self.start_client(now, update, &Method::Update, &branch, dest, owner) {
+            tracing::error!(error = %e, "session refresh not sent");
         }
     }
 

@@ -10,12 +10,12 @@
 //! voxbridge stops. Calls the registrar sends to the Contact arrive as any
 //! other INVITE (routed by `[[sip.routes]]`).
 
-use super::uas::{client_key, transport_index, Peer, SipUas, TxEntry};
+use super::uas::{transport_index, Peer, SipUas};
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 use voxbridge_proto::sip::auth::Challenge;
 use voxbridge_proto::sip::message::{HeaderName, Message, MessageBuilder, Method};
-use voxbridge_proto::sip::transaction::{Transaction, TxEvent};
+use voxbridge_proto::sip::transaction::TxEvent;
 use voxbridge_proto::sip::{NameAddr, BRANCH_COOKIE};
 
 /// A failed registration is tried again after this.
@@ -236,20 +236,9 @@ impl SipUas {
         }
         let request = b.build();
         self.stats.registers_sent += 1;
-        let key = client_key(&branch, &Method::Register);
-        match Transaction::client(now, request, transport.is_reliable(), self.cfg.timers) {
-            Ok(tx) => {
-                self.transactions.insert(
-                    key.clone(),
-                    TxEntry {
-                        tx,
-                        dest: reg.peer,
-                        dialog: Some(reg.name.clone()),
-                    },
-                );
-                self.pump(now, &key);
-            }
-            Err(e) => tracing::error!(error = %e, "REGISTER not built"),
+        let owner = Some(reg.name.clone());
+        if let Err(e) = self.start_client(now, request, &Method::Register, &branch, reg.peer, owner) {
+            tracing::error!(error = %e, "SIP request not sent");
         }
     }
 }

@@ -13,11 +13,11 @@
 
 use super::dialog::Phase;
 use super::uac::request_uri;
-use super::uas::{client_key, transport_index, SipUas, TxEntry, UasAction};
+use super::uas::{transport_index, SipUas, UasAction};
 use crate::events::{HangupCause, SipCause};
 use std::time::Instant;
 use voxbridge_proto::sip::message::{HeaderName, Message, Method};
-use voxbridge_proto::sip::transaction::{Transaction, TxEvent};
+use voxbridge_proto::sip::transaction::TxEvent;
 use voxbridge_proto::sip::{SipUri, BRANCH_COOKIE};
 
 impl SipUas {
@@ -61,19 +61,14 @@ impl SipUas {
         let dest = dialog.peer;
         self.stats.transfers += 1;
         tracing::info!(%call_id, target = %refer_to, "SIP: transferring the call (REFER)");
-        let key = client_key(&branch, &Method::Refer);
-        let tx = Transaction::client(now, refer, transport.is_reliable(), self.cfg.timers)
-            .map_err(|e| format!("REFER not built: {e}"))?;
-        self.transactions.insert(
-            key.clone(),
-            TxEntry {
-                tx,
-                dest,
-                dialog: Some(call_id.to_owned()),
-            },
-        );
-        self.pump(now, &key);
-        Ok(())
+        self.start_client(
+            now,
+            refer,
+            &Method::Refer,
+            &branch,
+            dest,
+            Some(call_id.to_owned()),
+        )
     }
 
     /// The call is up: a transfer asked for before goes out now.

@@ -24,14 +24,14 @@
 //! up.
 
 use super::dialog::{Dialog, Ends, Phase};
-use super::uas::{client_key, transport_index, Peer, SipUas, TxEntry, UasAction};
+use super::uas::{client_key, transport_index, Peer, SipUas, UasAction};
 use crate::events::SipCause;
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 use voxbridge_proto::sip::auth::Challenge;
 use voxbridge_proto::sip::message::{HeaderName, Message, MessageBuilder, Method};
-use voxbridge_proto::sip::transaction::{Transaction, TxEvent};
+use voxbridge_proto::sip::transaction::TxEvent;
 use voxbridge_proto::sip::BRANCH_COOKIE;
 
 /// A call for the UAC to place.
@@ -414,20 +414,9 @@ impl SipUas {
         let invite = b.body("application/sdp", call.offer.clone()).build();
         dial.invite = invite.clone();
         dial.provisional = false;
-        let key = client_key(&dial.branch, &Method::Invite);
-        match Transaction::client(now, invite, transport.is_reliable(), self.cfg.timers) {
-            Ok(tx) => {
-                self.transactions.insert(
-                    key.clone(),
-                    TxEntry {
-                        tx,
-                        dest: call.peer,
-                        dialog: Some(call.call_id.clone()),
-                    },
-                );
-                self.pump(now, &key);
-            }
-            Err(e) => tracing::error!(error = %e, "INVITE not built"),
+        let (branch, owner) = (dial.branch.clone(), Some(call.call_id.clone()));
+        if let Err(e) = self.start_client(now, invite, &Method::Invite, &branch, call.peer, owner) {
+            tracing::error!(error = %e, "SIP request not sent");
         }
     }
 
@@ -454,21 +443,10 @@ impl SipUas {
             .header("User-Agent", &self.cfg.user_agent)
             .build();
         let peer = dial.call.peer;
-        let key = client_key(&dial.branch, &Method::Cancel);
+        let branch = dial.branch.clone();
         self.stats.dials_cancelled += 1;
-        match Transaction::client(now, cancel, peer.transport.is_reliable(), self.cfg.timers) {
-            Ok(tx) => {
-                self.transactions.insert(
-                    key.clone(),
-                    TxEntry {
-                        tx,
-                        dest: peer,
-                        dialog: None,
-                    },
-                );
-                self.pump(now, &key);
-            }
-            Err(e) => tracing::error!(error = %e, "CANCEL not built"),
+        if let Err(e) = self.start_client(now, cancel, &Method::Cancel, &branch, peer, None) {
+            tracing::error!(error = %e, "SIP request not sent");
         }
     }
 }

@@ -1265,22 +1265,38 @@ impl SipUas {
             .build();
         let dest = dialog.peer;
         self.stats.byes_sent += 1;
-        match Transaction::client(now, bye, transport.is_reliable(), self.cfg.timers) {
-            Ok(tx) => {
-                let key = client_key(&branch, &Method::Bye);
-                self.transactions.insert(
-                    key.clone(),
-                    TxEntry {
-                        tx,
-                        dest,
-                        dialog: None,
-                    },
-                );
-                self.pump(now, &key);
-            }
-            Err(e) => tracing::error!(error = %e, "BYE not built"),
+        if let Err(e) = self.start_client(now, bye, &Method::Bye, &branch, dest, None) {
+            tracing::error!(error = %e, "SIP request not sent");
         }
         self.forget(call_id);
+    }
+
+    /// Starts the client transaction of `request` (its `method` and
+    /// `branch`) to `dest` and sends it; `owner` (a call id, a registration
+    /// name) gets its responses and timeouts (see [`SipUas::pump`]). `Err`
+    /// when the request cannot make a transaction.
+    pub(super) fn start_client(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        method: &Method,
+        branch: &str,
+        dest: Peer,
+        owner: Option<String>,
+    ) -> Result<(), String> {
+        let tx = Transaction::client(now, request, dest.transport.is_reliable(), self.cfg.timers)
+            .map_err(|e| format!("{method} not built: {e}"))?;
+        let key = client_key(branch, method);
+        self.transactions.insert(
+            key.clone(),
+            TxEntry {
+                tx,
+                dest,
+                dialog: owner,
+            },
+        );
+        self.pump(now, &key);
+        Ok(())
     }
 
     pub(super) fn forget(&mut self, call_id: &str) {
