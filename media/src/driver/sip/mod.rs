@@ -244,6 +244,9 @@ impl SipEndpoint {
                 self.contact_hops.insert(*hop);
             }
         }
+        if self.contact_hops.is_empty() {
+            return next;
+        }
         let in_use = self.uas.dialog_peers();
         let (outbound, connecting) = (&mut self.outbound, &self.connecting);
         self.contact_hops.retain(|p| {

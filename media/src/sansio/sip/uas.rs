@@ -674,16 +674,20 @@ impl SipUas {
     /// set or remote target names from now on, over a new connection (RFC
     /// 3261 section 18.1.1: a request whose connection is gone opens one);
     /// returns those addresses for the driver to connect to on demand.
-    /// Over TLS (a caller's certificate name cannot be checked) and to a
-    /// host name (no DNS here) nothing changes: a BYE there is counted as a
-    /// send failure and the dialog ends.
+    /// Over TLS (a caller's certificate name cannot be checked), to a host
+    /// name (no DNS here) and to another host than the connection's (a
+    /// caller must not make voxbridge connect anywhere it likes) nothing
+    /// changes: a BYE there is counted as a send failure and the dialog
+    /// ends.
     pub fn connection_closed(&mut self, peer: Peer) -> Vec<Peer> {
         if peer.transport != Transport::Tcp {
             return Vec::new();
         }
         let mut next = Vec::new();
         for dialog in self.dialogs.values_mut().filter(|d| d.peer == peer) {
-            if let Some(addr) = dialog.next_hop() {
+            // Only on the caller's own host: a Contact elsewhere would let
+            // any caller make voxbridge connect where it names.
+            if let Some(addr) = dialog.next_hop().filter(|a| a.ip() == peer.addr.ip()) {
                 dialog.peer = Peer {
                     transport: Transport::Tcp,
                     addr,
@@ -2006,6 +2010,46 @@ pub(super) mod tests {
             // Timer L (64*T1 over any transport) ends the INVITE's.
             u.handle_timeout(t + Duration::from_secs(40));
             assert_eq!((u.dialogs(), u.transactions()), (0, 0), "{transport:?}");
+        }
+    }
+
+    #[test]
+    fn a_closed_tcp_connection_moves_requests_to_the_contact_on_the_callers_host_only() {
+        // The tests' INVITE names `sip:alice@192.0.2.10:5062` as Contact.
+        let contact: SocketAddr = "192.0.2.10:5062".parse().expect("address");
+        for (from, moved) in [("192.0.2.10:40123", true), ("203.0.113.5:40123", false)] {
+            let t = Instant::now();
+            let mut u = uas();
+            let conn = Peer {
+                transport: Transport::Tcp,
+                addr: from.parse().expect("address"),
+            };
+            let invite = Message::parse(request("INVITE", "inv1", 1, None, Some(SDP))).expect("valid");
+            u.handle_message(t, conn, invite);
+            let Some(UasAction::StartCall { call_id, .. }) = u.poll_action() else {
+                panic!("no StartCall");
+            };
+            u.call_started(t, &call_id, Ok("v=0 answer".into()));
+            let tag = to_tag(&sent_to(&mut u).pop().expect("200").1);
+            let ack = Message::parse(request("ACK", "ack1", 1, Some(&tag), None)).expect("valid");
+            u.handle_message(t, conn, ack);
+            let next = u.connection_closed(conn);
+            u.call_ended(t, &call_id);
+            let (to, bye) = sent_to(&mut u).pop().expect("our BYE");
+            assert_eq!(bye.method(), Some(&Method::Bye));
+            if moved {
+                let hop = Peer {
+                    transport: Transport::Tcp,
+                    addr: contact,
+                };
+                assert_eq!((next, to), (vec![hop], hop), "{from}: to the Contact");
+            } else {
+                assert_eq!(
+                    (next, to),
+                    (vec![], conn),
+                    "{from}: a Contact on another host is not followed"
+                );
+            }
         }
     }
 
