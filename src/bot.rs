@@ -2,7 +2,8 @@
 //! protocol, for demos, tests and `loadgen`.
 //!
 //! It accepts WebSocket connections from the daemon, tells pipecat from
-//! Twilio-style by the first message (binary vs text), and answers every
+//! the providers' JSON dialects by the first message (binary vs text; the
+//! dialect from the start message's shape), and answers every
 //! audio frame with either the same audio (echo, optionally delayed) or a
 //! tone of the same length. A [`Probe`] sees each call start and each audio
 //! frame arrive, which is how `loadgen` measures caller->bot latency.
@@ -19,7 +20,8 @@ use tokio_tungstenite::tungstenite::Message;
 use voxbridge_codecs::g711;
 use voxbridge_media::ws_config;
 use voxbridge_proto::pipecat::{self, AudioRawFrame, Kind};
-use voxbridge_proto::twilio::{self, BotCommand, StreamEvent};
+use voxbridge_proto::telephony::{BotCommand, CallerEvent, Encoding, StartInfo};
+use voxbridge_proto::twilio;
 
 /// What the bot answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -143,6 +145,18 @@ impl Tone {
     }
 }
 
+/// The tone (PCM16 LE in `pcm`) in the stream's encoding, into `out`.
+fn encode_tone(s: &StartInfo, pcm: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let samples = pcm.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]]));
+    match s.encoding {
+        Encoding::Mulaw => out.extend(samples.map(g711::linear_to_ulaw)),
+        Encoding::Alaw => out.extend(samples.map(g711::linear_to_alaw)),
+        Encoding::L16 if s.dialect.l16_big_endian() => out.extend(samples.flat_map(i16::to_be_bytes)),
+        Encoding::L16 => out.extend_from_slice(pcm),
+    }
+}
+
 async fn session(
     sock: TcpStream,
     mode: Mode,
@@ -156,9 +170,7 @@ async fn session(
     let mut buf = BytesMut::with_capacity(4096);
     let mut b64 = String::new();
     let mut raw = Vec::new();
-    let mut stream_sid = String::new();
-    let mut tw_mulaw = false;
-    let mut tw_rate = 8000;
+    let mut start: Option<Box<StartInfo>> = None;
     let mut pending: VecDeque<(Instant, Message)> = VecDeque::new();
     let mut utterances = Utterances::default();
     loop {
@@ -248,47 +260,38 @@ async fn session(
                 }
                 _ => None,
             },
-            Message::Text(t) => match StreamEvent::parse(t.as_str()) {
-                Ok(StreamEvent::Start { start, .. }) => {
-                    handle = probe.as_ref().and_then(|p| p.started(&start.call_sid));
-                    stream_sid = start.stream_sid;
-                    tw_mulaw = start.media_format.encoding == "audio/x-mulaw";
-                    tw_rate = start.media_format.sample_rate;
+            Message::Text(t) => match CallerEvent::parse(t.as_str()) {
+                Ok(CallerEvent::Start(s)) => {
+                    handle = probe.as_ref().and_then(|p| p.started(&s.call_id));
+                    start = Some(s);
                     None
                 }
-                Ok(StreamEvent::Media { payload, .. }) => {
+                Ok(CallerEvent::Media { payload, .. }) => {
+                    let Some(s) = &start else {
+                        anyhow::bail!("media before the start message");
+                    };
                     if let (Some(p), Some(h)) = (&probe, handle) {
                         p.audio(h, seq, now);
                     }
                     seq += 1;
                     let answer = match mode {
-                        Mode::Echo | Mode::Demo => payload.into_owned(),
+                        Mode::Echo | Mode::Demo => payload,
                         Mode::Tone => {
                             twilio::decode_payload(&payload, &mut raw)?;
-                            let samples = if tw_mulaw { raw.len() } else { raw.len() / 2 };
+                            let samples = raw.len() / s.encoding.bytes_per_sample();
                             buf.clear();
-                            tone.fill(tw_rate, samples, &mut buf);
-                            if tw_mulaw {
-                                raw.clear();
-                                raw.extend(
-                                    buf.chunks_exact(2)
-                                        .map(|p| g711::linear_to_ulaw(i16::from_le_bytes([p[0], p[1]]))),
-                                );
-                                twilio::encode_payload(&raw, &mut b64);
-                            } else {
-                                twilio::encode_payload(&buf, &mut b64);
-                            }
-                            b64.clone()
+                            tone.fill(s.sample_rate, samples, &mut buf);
+                            encode_tone(s, &buf, &mut raw);
+                            twilio::encode_payload(&raw, &mut b64);
+                            b64.as_str().into()
                         }
                     };
-                    Some(Message::Text(
-                        BotCommand::Media {
-                            stream_sid: stream_sid.as_str().into(),
-                            payload: answer.into(),
-                        }
-                        .to_json()
-                        .into(),
-                    ))
+                    let media = BotCommand::Media {
+                        payload: answer,
+                        encoding: Some(s.encoding),
+                        sample_rate: Some(s.sample_rate),
+                    };
+                    Some(Message::Text(media.write(s.dialect, &s.stream_id).into()))
                 }
                 _ => None,
             },

@@ -17,7 +17,7 @@ fn twilio_route(url: &str) -> Route {
     Route {
         url: url.into(),
         protocol: BotProtocolKind::Twilio,
-        twilio_encoding: TwilioEncoding::L16,
+        twilio_encoding: Some(TwilioEncoding::L16),
         sample_rate: 8000,
         params: [("campaign".to_string(), "spring".to_string())].into(),
         ..Route::default()

@@ -1,8 +1,8 @@
 //! Wire compatibility with pipecat itself: frames voxbridge writes are read by
-//! pipecat's `ProtobufFrameSerializer` and `TwilioFrameSerializer` (PyPI
-//! `pipecat-ai`), and frames pipecat writes are read by voxbridge, including
-//! an InterruptionFrame and audio wrapped in a WAV header. A wire change that
-//! breaks pipecat fails here.
+//! pipecat's `ProtobufFrameSerializer` and its telephony serializers (Twilio,
+//! Telnyx, Plivo, Exotel; PyPI `pipecat-ai`), and frames pipecat writes are
+//! read by voxbridge, including an InterruptionFrame and audio wrapped in a
+//! WAV header. A wire change that breaks pipecat fails here.
 //!
 //! Python comes from the venv `scripts/setup.sh` builds (or `VOXBRIDGE_INTEROP_PYTHON`).
 
@@ -13,6 +13,9 @@ use common::tempdir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use voxbridge_codecs::g711;
+use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
+use voxbridge_media::events::CallInfo;
+use voxbridge_media::sansio::botcodec::{BotCodec, BotInput, Outgoing};
 use voxbridge_proto::pipecat::{self, Kind};
 use voxbridge_proto::twilio::{self, BotCommand, StreamEvent};
 
@@ -180,5 +183,117 @@ fn pipecat_reads_our_frames_and_we_read_pipecats() {
             stream_sid: "MZ1".into()
         }
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Text of a message the codec wrote.
+fn text_of(o: Outgoing) -> String {
+    match o {
+        Outgoing::Text(b) => String::from_utf8(b.to_vec()).expect("UTF-8"),
+        Outgoing::Binary(_) => panic!("a JSON dialect wrote binary"),
+    }
+}
+
+/// The provider dialects against pipecat 1.14 itself: its runner's
+/// `parse_telephony_websocket` reads voxbridge's opening messages as the
+/// provider's (right dialect, call and stream ids), the dialect's own
+/// pipecat serializer decodes voxbridge's media and DTMF to the PCM and key
+/// voxbridge sent, and what that serializer writes (audio, barge-in) is
+/// decoded by voxbridge's codec to the PCM pipecat was given.
+#[test]
+fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
+    let py = python();
+    assert!(py.exists(), "{} missing: run scripts/setup.sh", py.display());
+    let dir = tempdir("dialects");
+    // (pipecat 1.14's Telnyx serializer carries PCMU and PCMA only; Telnyx's
+    // network-order L16 is checked in voxbridge's own tests.)
+    let cases = [
+        ("twilio", BotProtocolKind::Twilio, TwilioEncoding::Mulaw, 8000),
+        ("telnyx", BotProtocolKind::Telnyx, TwilioEncoding::Mulaw, 8000),
+        ("telnyx_alaw", BotProtocolKind::Telnyx, TwilioEncoding::Alaw, 8000),
+        ("plivo", BotProtocolKind::Plivo, TwilioEncoding::Mulaw, 8000),
+        ("exotel", BotProtocolKind::Exotel, TwilioEncoding::L16, 8000),
+        ("exotel_16k", BotProtocolKind::Exotel, TwilioEncoding::L16, 16000),
+    ];
+    let info = CallInfo {
+        call_id: "7f3e2a10-5b6c-4d8e-9f00-aa11bb22cc33".into(),
+        route: "default".into(),
+        caller: Some("+15550100".into()),
+        callee: Some("+15550199".into()),
+        ingress: "sip",
+        params: [("account_sid".to_string(), "AC77".to_string())].into(),
+    };
+    let mut expect = serde_json::Map::new();
+    let mut codecs = Vec::new();
+    for (name, kind, enc, rate) in cases {
+        let mut codec = BotCodec::new(kind, enc, rate, &info.call_id);
+        let opening: Vec<String> = codec.start(&info).into_iter().map(text_of).collect();
+        // 20 ms of a ramp; what the bot must get back is it after the
+        // encoding (G.711 is lossy once, then exact).
+        let n = (rate / 50) as usize;
+        let sent: Vec<i16> = (0..n as i32).map(|i| ((i * 211) % 16000 - 8000) as i16).collect();
+        let heard: Vec<i16> = match enc {
+            TwilioEncoding::Mulaw => sent
+                .iter()
+                .map(|&s| g711::ulaw_to_linear(g711::linear_to_ulaw(s)))
+                .collect(),
+            TwilioEncoding::Alaw => sent
+                .iter()
+                .map(|&s| g711::alaw_to_linear(g711::linear_to_alaw(s)))
+                .collect(),
+            TwilioEncoding::L16 => sent.clone(),
+        };
+        let media = text_of(codec.audio(&sent));
+        let dtmf = text_of(codec.dtmf('7'));
+        expect.insert(
+            name.into(),
+            serde_json::json!({
+                "dialect": kind.name(),
+                "encoding": enc.wire().name(),
+                "rate": rate,
+                "call_id": info.call_id,
+                "stream_id": codec.stream_sid(),
+                "opening": opening,
+                "media": media,
+                "dtmf": dtmf,
+                "pcm_hex": hex(&heard.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>()),
+            }),
+        );
+        codecs.push((name, codec, heard));
+    }
+    std::fs::write(
+        dir.join("dialects.json"),
+        serde_json::Value::Object(expect).to_string(),
+    )
+    .expect("write");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/dialect_check.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(&dir)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "pipecat rejected a dialect:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("pipecat.json")).expect("pipecat wrote its answers"))
+            .expect("JSON");
+    for (name, mut codec, heard) in codecs {
+        let a = &answers[name];
+        let media = a["media"].as_str().expect("pipecat serialized audio");
+        match codec.decode_text(media).expect("voxbridge reads pipecat's audio") {
+            BotInput::Audio { pcm, .. } => assert_eq!(pcm, &heard[..], "{name}: pipecat's audio back"),
+            other => panic!("{name}: {other:?}"),
+        }
+        let clear = a["clear"].as_str().expect("pipecat serialized the interruption");
+        assert_eq!(
+            codec.decode_text(clear).expect("reads"),
+            BotInput::Clear,
+            "{name}: {clear}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -85,9 +85,45 @@ pub fn read_le(bytes: &[u8], out: &mut [i16]) -> usize {
     n
 }
 
+/// Writes samples as big-endian (network order) PCM16 into `out`
+/// (`out.len() >= 2 * pcm.len()`), as RFC 3551's L16 and Telnyx's `L16`
+/// carry them; returns bytes written.
+pub fn write_be(pcm: &[i16], out: &mut [u8]) -> usize {
+    let mut n = 0;
+    for (s, o) in pcm.iter().zip(out.chunks_exact_mut(2)) {
+        o.copy_from_slice(&s.to_be_bytes());
+        n += 2;
+    }
+    n
+}
+
+/// Reads big-endian PCM16 bytes into `out`; returns samples written. A trailing odd byte is ignored.
+pub fn read_be(bytes: &[u8], out: &mut [i16]) -> usize {
+    let mut n = 0;
+    for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = i16::from_be_bytes([b[0], b[1]]);
+        n += 1;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn big_endian_round_trips_and_differs_from_little() {
+        let pcm = [0x0102i16, -2, i16::MIN];
+        let mut be = [0u8; 6];
+        assert_eq!(write_be(&pcm, &mut be), 6);
+        assert_eq!(be[..2], [0x01, 0x02]);
+        let mut le = [0u8; 6];
+        write_le(&pcm, &mut le);
+        assert_ne!(be, le);
+        let mut back = [0i16; 3];
+        assert_eq!(read_be(&be, &mut back), 3);
+        assert_eq!(back, pcm);
+    }
 
     #[test]
     fn clones_share_the_buffer() {

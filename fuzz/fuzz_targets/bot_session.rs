@@ -1,6 +1,6 @@
 #![no_main]
-//! A bot's side of a call: arbitrary messages (pipecat or Twilio-style, by
-//! the first byte) through the media crate's bot codec into a call pipeline,
+//! A bot's side of a call: arbitrary messages (pipecat or one of the JSON
+//! dialects with one of its encodings, by the first byte) through the media crate's bot codec into a call pipeline,
 //! with pacer ticks between them. Nothing a bot sends may panic the call or
 //! change the caller's frame size.
 use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
@@ -11,12 +11,17 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&mode, mut rest)) = data.split_first() else {
         return;
     };
-    let (kind, enc) = match mode % 3 {
+    let (kind, enc) = match mode % 8 {
         0 => (BotProtocolKind::Pipecat, TwilioEncoding::L16),
         1 => (BotProtocolKind::Twilio, TwilioEncoding::L16),
-        _ => (BotProtocolKind::Twilio, TwilioEncoding::Mulaw),
+        2 => (BotProtocolKind::Twilio, TwilioEncoding::Mulaw),
+        3 => (BotProtocolKind::Telnyx, TwilioEncoding::L16),
+        4 => (BotProtocolKind::Telnyx, TwilioEncoding::Alaw),
+        5 => (BotProtocolKind::Plivo, TwilioEncoding::Mulaw),
+        6 => (BotProtocolKind::Plivo, TwilioEncoding::L16),
+        _ => (BotProtocolKind::Exotel, TwilioEncoding::L16),
     };
-    let rate = if enc == TwilioEncoding::Mulaw { 8000 } else { 16000 };
+    let rate = if enc == TwilioEncoding::L16 { 16000 } else { 8000 };
     let mut codec = BotCodec::new(kind, enc, rate, "fuzz");
     let Ok(mut p) = Pipeline::new(8000, rate, 1000) else {
         return;
@@ -28,7 +33,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         rest = &rest[2 + len..];
         let input = match kind {
             BotProtocolKind::Pipecat => codec.decode_binary(bytes::Bytes::copy_from_slice(msg)),
-            BotProtocolKind::Twilio => match std::str::from_utf8(msg) {
+            _ => match std::str::from_utf8(msg) {
                 Ok(s) => codec.decode_text(s),
                 Err(_) => continue,
             },

@@ -19,16 +19,66 @@ pub enum BotProtocolKind {
     Pipecat,
     /// Twilio Media Streams JSON (text).
     Twilio,
+    /// Telnyx media streaming JSON (text).
+    Telnyx,
+    /// Plivo Audio Streams JSON (text).
+    Plivo,
+    /// Exotel Voicebot stream JSON (text).
+    Exotel,
 }
 
-/// Audio encoding inside Twilio-style `media` payloads.
+impl BotProtocolKind {
+    /// The JSON dialect of the protocol; `None` for pipecat's frames.
+    pub fn dialect(self) -> Option<voxbridge_proto::telephony::Dialect> {
+        use voxbridge_proto::telephony::Dialect;
+        match self {
+            BotProtocolKind::Pipecat => None,
+            BotProtocolKind::Twilio => Some(Dialect::Twilio),
+            BotProtocolKind::Telnyx => Some(Dialect::Telnyx),
+            BotProtocolKind::Plivo => Some(Dialect::Plivo),
+            BotProtocolKind::Exotel => Some(Dialect::Exotel),
+        }
+    }
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        self.dialect().map_or("pipecat", |d| d.name())
+    }
+
+    /// Every protocol.
+    pub const ALL: [BotProtocolKind; 5] = [
+        BotProtocolKind::Pipecat,
+        BotProtocolKind::Twilio,
+        BotProtocolKind::Telnyx,
+        BotProtocolKind::Plivo,
+        BotProtocolKind::Exotel,
+    ];
+}
+
+/// Audio encoding inside the JSON dialects' `media` payloads (the key is
+/// `encoding`, or `twilio_encoding` as before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TwilioEncoding {
-    /// `audio/x-mulaw` at 8 kHz, as Twilio sends.
+    /// G.711 u-law at 8 kHz (Twilio's, Telnyx's `PCMU`, Plivo's `audio/x-mulaw`).
     Mulaw,
-    /// `audio/x-l16` (PCM16 LE) at the route's rate.
+    /// G.711 A-law at 8 kHz (Telnyx's `PCMA`).
+    Alaw,
+    /// 16-bit linear PCM at the route's rate (little-endian; Telnyx's
+    /// `L16` in network order).
     L16,
+}
+
+impl TwilioEncoding {
+    /// The wire format's name for it.
+    pub fn wire(self) -> voxbridge_proto::telephony::Encoding {
+        use voxbridge_proto::telephony::Encoding;
+        match self {
+            TwilioEncoding::Mulaw => Encoding::Mulaw,
+            TwilioEncoding::Alaw => Encoding::Alaw,
+            TwilioEncoding::L16 => Encoding::L16,
+        }
+    }
 }
 
 /// What to do when the bot never answers or drops mid-call.
@@ -53,8 +103,12 @@ pub struct Route {
     pub protocol: BotProtocolKind,
     /// Bot-side sample rate: 8000, 16000 or 24000.
     pub sample_rate: u32,
-    /// Twilio payload encoding (Twilio routes only; `mulaw` forces 8 kHz).
-    pub twilio_encoding: TwilioEncoding,
+    /// Payload encoding of the JSON dialects (`encoding`; `mulaw` and
+    /// `alaw` force 8 kHz). Unset: what the provider sends by default
+    /// (`mulaw` for Telnyx and Plivo, `l16` for Exotel), and `l16` for
+    /// Twilio routes as before. See [`Route::encoding`].
+    #[serde(alias = "encoding")]
+    pub twilio_encoding: Option<TwilioEncoding>,
     /// TCP + TLS + WebSocket handshake deadline.
     pub connect_timeout_ms: u64,
     /// Never answered / dropped policy.
@@ -101,7 +155,7 @@ impl Default for Route {
             url: "ws://127.0.0.1:8765".into(),
             protocol: BotProtocolKind::Pipecat,
             sample_rate: 16000,
-            twilio_encoding: TwilioEncoding::L16,
+            twilio_encoding: None,
             connect_timeout_ms: 3000,
             on_bot_failure: BotFailurePolicy::Hangup,
             reconnect_interval_ms: 1000,
@@ -117,10 +171,21 @@ impl Default for Route {
 impl Route {
     /// The rate audio is exchanged with the bot at.
     pub fn bot_rate(&self) -> u32 {
-        match (self.protocol, self.twilio_encoding) {
-            (BotProtocolKind::Twilio, TwilioEncoding::Mulaw) => 8000,
-            _ => self.sample_rate,
+        match (self.protocol, self.encoding()) {
+            (BotProtocolKind::Pipecat, _) | (_, TwilioEncoding::L16) => self.sample_rate,
+            (_, TwilioEncoding::Mulaw | TwilioEncoding::Alaw) => 8000,
         }
+    }
+
+    /// The payload encoding the route's JSON dialect uses: the configured
+    /// one, or the provider's default.
+    pub fn encoding(&self) -> TwilioEncoding {
+        self.twilio_encoding.unwrap_or(match self.protocol {
+            BotProtocolKind::Telnyx | BotProtocolKind::Plivo => TwilioEncoding::Mulaw,
+            BotProtocolKind::Pipecat | BotProtocolKind::Twilio | BotProtocolKind::Exotel => {
+                TwilioEncoding::L16
+            }
+        })
     }
 
     /// Connect deadline.
@@ -152,6 +217,13 @@ impl Route {
         }
         if self.playout_cap_ms < 100 {
             return bad(format!("playout_cap_ms: {} (at least 100)", self.playout_cap_ms));
+        }
+        if let Some(dialect) = self.protocol.dialect() {
+            if let Err(e) = dialect.check(self.encoding().wire(), self.bot_rate()) {
+                return bad(format!(
+                    "encoding: {e} (set encoding and sample_rate to one it carries)"
+                ));
+            }
         }
         Ok(())
     }
@@ -872,7 +944,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("VOXBRIDGE_BOT_URL", "url of the default route"),
     (
         "VOXBRIDGE_BOT_PROTOCOL",
-        "protocol of the default route (pipecat|twilio)",
+        "protocol of the default route (pipecat|twilio|telnyx|plivo|exotel)",
     ),
     ("VOXBRIDGE_WORKERS", "tokio worker threads"),
     ("VOXBRIDGE_MAX_CALLS", "call limit"),
@@ -942,12 +1014,11 @@ impl Config {
             route.url = v;
         }
         if let Some(v) = get("VOXBRIDGE_BOT_PROTOCOL") {
-            route.protocol = match v.as_str() {
-                "pipecat" => BotProtocolKind::Pipecat,
-                "twilio" => BotProtocolKind::Twilio,
-                other => {
+            route.protocol = match BotProtocolKind::ALL.into_iter().find(|k| k.name() == v) {
+                Some(k) => k,
+                None => {
                     return Err(ConfigError(format!(
-                        "VOXBRIDGE_BOT_PROTOCOL={other:?}: use pipecat or twilio"
+                        "VOXBRIDGE_BOT_PROTOCOL={v:?}: use pipecat, twilio, telnyx, plivo or exotel"
                     )))
                 }
             };
@@ -1080,6 +1151,38 @@ mod tests {
         assert_eq!(r.bot_rate(), 8000, "mulaw forces 8 kHz");
         assert_eq!(r.on_bot_failure, BotFailurePolicy::Silence);
         assert_eq!(r.params["campaign"], "spring");
+    }
+
+    #[test]
+    fn provider_dialects_default_to_their_encoding_and_refuse_what_they_cannot_carry() {
+        let route = |body: &str| {
+            let c = Config::from_toml(&format!("[routes.default]\n{body}")).expect("parses");
+            c.validate().map(|()| c.routes["default"].clone())
+        };
+        let telnyx = route(r#"protocol = "telnyx""#).expect("valid");
+        assert_eq!(
+            (telnyx.encoding(), telnyx.bot_rate()),
+            (TwilioEncoding::Mulaw, 8000)
+        );
+        let plivo = route("protocol = \"plivo\"\nencoding = \"l16\"").expect("valid");
+        assert_eq!((plivo.encoding(), plivo.bot_rate()), (TwilioEncoding::L16, 16000));
+        let exotel = route("protocol = \"exotel\"\nsample_rate = 8000").expect("valid");
+        assert_eq!(
+            (exotel.encoding(), exotel.bot_rate()),
+            (TwilioEncoding::L16, 8000)
+        );
+        let twilio = route(r#"protocol = "twilio""#).expect("valid");
+        assert_eq!(
+            twilio.encoding(),
+            TwilioEncoding::L16,
+            "Twilio routes keep their default"
+        );
+        let e = route("protocol = \"exotel\"\nencoding = \"mulaw\"").expect_err("Exotel streams PCM");
+        assert!(e.to_string().contains("routes.default.encoding"), "{e}");
+        let e = route("protocol = \"plivo\"\nencoding = \"l16\"\nsample_rate = 24000")
+            .expect_err("Plivo: 8 or 16 kHz");
+        assert!(e.to_string().contains("plivo carries"), "{e}");
+        assert!(route("protocol = \"twilio\"\nencoding = \"alaw\"").is_err());
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Bed {
         let route = Route {
             url: "ws://bot.invalid".into(),
             protocol: BotProtocolKind::Twilio,
-            twilio_encoding: TwilioEncoding::L16,
+            twilio_encoding: Some(TwilioEncoding::L16),
             sample_rate: 8000,
             bot_cushion_ms: 0,
             ..Route::default()

@@ -106,7 +106,7 @@ fn bench(kind: BotProtocolKind) -> Bench {
     };
     let route = Route {
         protocol: kind,
-        twilio_encoding: TwilioEncoding::L16,
+        twilio_encoding: Some(TwilioEncoding::L16),
         sample_rate: 16000,
         ..Route::default()
     };

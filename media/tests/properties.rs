@@ -14,7 +14,7 @@ fn feed(kind: BotProtocolKind, msgs: &[Vec<u8>]) {
     for m in msgs {
         let input = match kind {
             BotProtocolKind::Pipecat => codec.decode_binary(bytes::Bytes::copy_from_slice(m)),
-            BotProtocolKind::Twilio => codec.decode_text(&String::from_utf8_lossy(m)),
+            _ => codec.decode_text(&String::from_utf8_lossy(m)),
         };
         match input {
             Ok(BotInput::Audio { pcm, rate }) => {
@@ -42,9 +42,33 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_twilio_text_never_breaks_a_call(msgs in prop::collection::vec(".{0,200}", 0..20)) {
+    fn arbitrary_text_never_breaks_a_call_in_any_dialect(msgs in prop::collection::vec(".{0,200}", 0..20)) {
         let msgs: Vec<Vec<u8>> = msgs.into_iter().map(String::into_bytes).collect();
-        feed(BotProtocolKind::Twilio, &msgs);
+        for kind in BotProtocolKind::ALL.into_iter().filter(|k| k.dialect().is_some()) {
+            feed(kind, &msgs);
+        }
+    }
+
+    #[test]
+    fn dialect_shaped_bot_messages_never_break_a_call(
+        msgs in prop::collection::vec((prop::sample::select(vec!["media", "playAudio", "clear", "clearAudio", "mark", "checkpoint", "dtmf", "transfer"]),
+                                       ".{0,40}", prop::sample::select(vec!["audio/x-mulaw", "audio/x-l16", "audio/x-alaw", "x"]), any::<u32>()), 0..20)
+    ) {
+        let msgs: Vec<Vec<u8>> = msgs
+            .into_iter()
+            .map(|(event, text, ct, rate)| {
+                serde_json::json!({
+                    "event": event, "name": text,
+                    "media": {"payload": text, "contentType": ct, "sampleRate": rate % 50_000},
+                    "mark": {"name": text}, "dtmf": {"digit": text}, "transfer": {"target": text},
+                })
+                .to_string()
+                .into_bytes()
+            })
+            .collect();
+        for kind in BotProtocolKind::ALL.into_iter().filter(|k| k.dialect().is_some()) {
+            feed(kind, &msgs);
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | [`chanws`] | Asterisk's WebSocket media channel (`chan_websocket`) control messages |
 //! | [`pipecat`] | pipecat's Protobuf frames |
 //! | [`twilio`] | Twilio-style Media Streams JSON |
+//! | [`telephony`] | the providers' JSON dialects (Twilio, Telnyx, Plivo, Exotel), both directions |
 //! | [`envelope`] | the control plane's event envelope (JSON Schema in `schema/`) |
 //! | [`sip`] | SIP messages, headers and transactions (RFC 3261) |
 //! | [`sdp`] | SDP offer/answer for one audio stream (RFC 4566/3264) |
@@ -30,6 +31,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod telephony;
 pub mod twilio;
 pub mod wav;
 pub mod websocket;

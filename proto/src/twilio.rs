@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A number Twilio sends as a string ("1") but that we also accept bare.
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum N<'a> {
@@ -32,7 +32,9 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 /// An optional string borrowed from the message. serde's `borrow` does not
 /// reach through `Option<Cow>` (it would allocate every `streamSid`), so the
 /// Cow is wrapped in a newtype that does borrow.
-fn borrowed_opt<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+pub(crate) fn borrowed_opt<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
     #[derive(Deserialize)]
     struct B<'a>(#[serde(borrow)] Cow<'a, str>);
     Ok(Option::<B<'a>>::deserialize(d)?.map(|b| b.0))

@@ -1,14 +1,15 @@
 //! The bot link's message layer, sans-IO: call events in, WebSocket payloads
 //! out, and bot messages in, typed inputs out.
 //!
-//! Two protocols: pipecat Protobuf frames (binary; call metadata, DTMF and
-//! the end of the call travel as `MessageFrame` JSON with `type`
-//! `voxbridge.start` / `voxbridge.dtmf` / `voxbridge.stop`, which pipecat's
-//! serializer hands to the pipeline as transport messages) and Twilio-style
-//! Media Streams JSON (text; `connected`, `start`, `media`, `dtmf`, `mark`,
-//! `stop`). Per-frame output is written into one `BytesMut` arena and split
-//! off as `Bytes`, so once the arena's first block is recycled no frame
-//! allocates; bot audio is decoded into a reused sample buffer.
+//! pipecat Protobuf frames (binary; call metadata, DTMF and the end of the
+//! call travel as `MessageFrame` JSON with `type` `voxbridge.start` /
+//! `voxbridge.dtmf` / `voxbridge.stop`, which pipecat's serializer hands to
+//! the pipeline as transport messages), or one of the providers' Media
+//! Streams JSON dialects (text; Twilio, Telnyx, Plivo, Exotel: see
+//! `voxbridge_proto::telephony`). Per-frame output is written into one
+//! `BytesMut` arena and split off as `Bytes`, so once the arena's first
+//! block is recycled no frame allocates; bot audio is decoded into a reused
+//! sample buffer.
 
 use crate::config::{BotProtocolKind, TwilioEncoding};
 use crate::error::MediaError;
@@ -17,7 +18,8 @@ use bytes::{Bytes, BytesMut};
 use std::fmt::Write as _;
 use voxbridge_codecs::{frame, g711};
 use voxbridge_proto::pipecat::{self, Kind, MessageFrame};
-use voxbridge_proto::twilio::{self, BotCommand, MediaFormat, StartInfo, StreamEvent};
+use voxbridge_proto::telephony::{BotCommand, Dialect, Encoding, Ids, Opening};
+use voxbridge_proto::twilio;
 
 /// Arena size; one pipecat 24 kHz frame is ~1 KB, a Twilio one ~1.3 KB, a
 /// 48 kHz one ~2 KB. Each message is copied into the WebSocket's buffer as
@@ -84,10 +86,12 @@ pub enum BotInput<'a> {
 /// Per-call bot message codec.
 #[derive(Debug)]
 pub struct BotCodec {
-    kind: BotProtocolKind,
-    encoding: TwilioEncoding,
+    /// The JSON dialect; `None` for pipecat's Protobuf frames.
+    dialect: Option<Dialect>,
+    encoding: Encoding,
     rate: u32,
     call_id: String,
+    account_id: String,
     stream_sid: String,
     seq: u64,
     chunk: u64,
@@ -103,12 +107,18 @@ impl BotCodec {
     pub fn new(kind: BotProtocolKind, encoding: TwilioEncoding, rate: u32, call_id: &str) -> Self {
         // Stream ids are ours: hex only, so they never need JSON escaping.
         let sid: String = call_id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        let dialect = kind.dialect();
         BotCodec {
-            kind,
-            encoding,
+            dialect,
+            encoding: encoding.wire(),
             rate,
             call_id: call_id.to_string(),
-            stream_sid: format!("MZ{sid}"),
+            account_id: String::new(),
+            stream_sid: match dialect {
+                Some(Dialect::Twilio) | None => format!("MZ{sid}"),
+                Some(_) if sid.is_empty() => "0".into(),
+                Some(_) => sid,
+            },
             seq: 0,
             chunk: 0,
             arena: BytesMut::with_capacity(ARENA),
@@ -119,9 +129,17 @@ impl BotCodec {
         }
     }
 
-    /// The Twilio stream id of this call.
+    /// The stream id of this call in its JSON dialect.
     pub fn stream_sid(&self) -> &str {
         &self.stream_sid
+    }
+
+    fn ids(&self) -> Ids<'_> {
+        Ids {
+            stream_id: &self.stream_sid,
+            call_id: &self.call_id,
+            account_id: &self.account_id,
+        }
     }
 
     fn take(&mut self) -> Bytes {
@@ -135,8 +153,8 @@ impl BotCodec {
 
     /// The messages that open the link (metadata first, before any audio).
     pub fn start(&mut self, info: &CallInfo) -> Vec<Outgoing> {
-        match self.kind {
-            BotProtocolKind::Pipecat => {
+        match self.dialect {
+            None => {
                 let v = serde_json::json!({
                     "type": "voxbridge.start",
                     "call_id": info.call_id,
@@ -149,46 +167,26 @@ impl BotCodec {
                 });
                 vec![self.message(v)]
             }
-            BotProtocolKind::Twilio => {
-                let mut params = info.params.clone();
-                if let Some(c) = &info.caller {
-                    params.insert("caller".into(), c.clone());
+            Some(dialect) => {
+                if let Some(account) = info.params.get("account_sid") {
+                    self.account_id.clone_from(account);
                 }
-                if let Some(c) = &info.callee {
-                    params.insert("callee".into(), c.clone());
-                }
-                let connected = StreamEvent::Connected {
-                    protocol: "Call".into(),
-                    version: "1.0.0".into(),
-                }
-                .to_json();
                 let seq = self.next_seq();
-                let start = StreamEvent::Start {
-                    sequence: seq,
-                    start: StartInfo {
-                        account_sid: String::new(),
-                        stream_sid: self.stream_sid.clone(),
-                        call_sid: info.call_id.clone(),
-                        tracks: vec!["inbound".into()],
-                        media_format: self.media_format(),
-                        custom_parameters: params,
-                    },
-                }
-                .to_json();
-                vec![Outgoing::Text(connected.into()), Outgoing::Text(start.into())]
+                let opening = Opening {
+                    ids: self.ids(),
+                    seq,
+                    from: info.caller.as_deref(),
+                    to: info.callee.as_deref(),
+                    encoding: self.encoding,
+                    sample_rate: self.rate,
+                    params: &info.params,
+                };
+                dialect
+                    .opening(&opening)
+                    .into_iter()
+                    .map(|m| Outgoing::Text(m.into()))
+                    .collect()
             }
-        }
-    }
-
-    fn media_format(&self) -> MediaFormat {
-        let encoding = match self.encoding {
-            TwilioEncoding::Mulaw => "audio/x-mulaw",
-            TwilioEncoding::L16 => "audio/x-l16",
-        };
-        MediaFormat {
-            encoding: encoding.into(),
-            sample_rate: self.rate,
-            channels: 1,
         }
     }
 
@@ -203,8 +201,8 @@ impl BotCodec {
 
     /// One 20 ms frame of caller audio at the bot's rate.
     pub fn audio(&mut self, pcm: &[i16]) -> Outgoing {
-        match self.kind {
-            BotProtocolKind::Pipecat => {
+        match self.dialect {
+            None => {
                 ensure(&mut self.pcm, pcm.len() * 2, ARENA / 4);
                 ensure(&mut self.arena, pcm.len() * 2 + 64, ARENA);
                 // One resize and codecs' conversion loop, which the compiler
@@ -217,15 +215,16 @@ impl BotCodec {
                 pipecat::encode_audio(samples, self.rate, &mut self.arena);
                 Outgoing::Binary(self.take())
             }
-            BotProtocolKind::Twilio => {
+            Some(dialect) => {
                 self.raw.clear();
+                self.raw.resize(pcm.len() * self.encoding.bytes_per_sample(), 0);
                 match self.encoding {
-                    TwilioEncoding::Mulaw => {
-                        self.raw.resize(pcm.len(), 0);
-                        g711::encode_ulaw(pcm, &mut self.raw);
+                    Encoding::Mulaw => g711::encode_ulaw(pcm, &mut self.raw),
+                    Encoding::Alaw => g711::encode_alaw(pcm, &mut self.raw),
+                    Encoding::L16 if dialect.l16_big_endian() => {
+                        frame::write_be(pcm, &mut self.raw);
                     }
-                    TwilioEncoding::L16 => {
-                        self.raw.resize(pcm.len() * 2, 0);
+                    Encoding::L16 => {
                         frame::write_le(pcm, &mut self.raw);
                     }
                 }
@@ -234,14 +233,15 @@ impl BotCodec {
                 self.chunk += 1;
                 ensure(&mut self.arena, self.b64.len() + 256, ARENA);
                 let ts_ms = (self.chunk - 1) * 20;
-                // Hand-written so no per-frame String or serde_json::Value is built.
-                let _ = write!(
-                    self.arena,
-                    r#"{{"event":"media","sequenceNumber":"{seq}","streamSid":"{}","media":{{"track":"inbound","chunk":"{}","timestamp":"{ts_ms}","payload":""#,
-                    self.stream_sid, self.chunk
+                // Written in place: no per-frame String or serde_json::Value.
+                let _ = dialect.write_media(
+                    &mut self.arena,
+                    &self.stream_sid,
+                    seq,
+                    self.chunk,
+                    ts_ms,
+                    &self.b64,
                 );
-                self.arena.extend_from_slice(self.b64.as_bytes());
-                self.arena.extend_from_slice(b"\"}}");
                 Outgoing::Text(self.take())
             }
         }
@@ -249,64 +249,58 @@ impl BotCodec {
 
     /// A key press.
     pub fn dtmf(&mut self, digit: char) -> Outgoing {
-        match self.kind {
-            BotProtocolKind::Pipecat => self.message(serde_json::json!({
+        let seq = self.next_seq();
+        match self.dialect {
+            None => self.message(serde_json::json!({
                 "type": "voxbridge.dtmf",
                 "call_id": self.call_id,
                 "digit": digit.to_string(),
             })),
-            BotProtocolKind::Twilio => Outgoing::Text(
-                StreamEvent::Dtmf {
-                    stream_sid: self.stream_sid.as_str().into(),
-                    digit: digit.to_string().into(),
-                }
-                .to_json()
-                .into(),
-            ),
+            Some(d) => Outgoing::Text(d.dtmf(self.ids(), seq, digit).into()),
         }
     }
 
-    /// The audio before mark `name` has been played (Twilio echoes marks;
-    /// pipecat has no marks, so nothing is sent).
+    /// The audio before mark `name` has been played (the JSON dialects
+    /// echo marks; pipecat has no marks, so nothing is sent).
     pub fn mark_played(&mut self, name: &str) -> Option<Outgoing> {
-        match self.kind {
-            BotProtocolKind::Pipecat => None,
-            BotProtocolKind::Twilio => Some(Outgoing::Text(
-                StreamEvent::Mark {
-                    stream_sid: self.stream_sid.as_str().into(),
-                    name: name.into(),
-                }
-                .to_json()
-                .into(),
-            )),
-        }
+        let d = self.dialect?;
+        let seq = self.next_seq();
+        Some(Outgoing::Text(d.mark_played(self.ids(), seq, name).into()))
     }
 
-    /// The call ended.
-    pub fn stop(&mut self, cause: HangupCause) -> Outgoing {
-        match self.kind {
-            BotProtocolKind::Pipecat => self.message(serde_json::json!({
+    /// The bot's barge-in was carried out, where the dialect answers it
+    /// (Plivo's `clearedAudio`).
+    pub fn cleared(&mut self) -> Option<Outgoing> {
+        let d = self.dialect?;
+        let seq = self.seq + 1;
+        let m = d.cleared(self.ids(), seq)?;
+        self.seq = seq;
+        Some(Outgoing::Text(m.into()))
+    }
+
+    /// The call ended: the message that says so, where the protocol has one
+    /// (Plivo's streams end with the socket).
+    pub fn stop(&mut self, cause: HangupCause) -> Option<Outgoing> {
+        let seq = self.next_seq();
+        match self.dialect {
+            None => Some(self.message(serde_json::json!({
                 "type": "voxbridge.stop",
                 "call_id": self.call_id,
                 "cause": cause.as_str(),
-            })),
-            BotProtocolKind::Twilio => Outgoing::Text(
-                StreamEvent::Stop {
-                    stream_sid: self.stream_sid.as_str().into(),
-                    call_sid: self.call_id.as_str().into(),
-                }
-                .to_json()
-                .into(),
-            ),
+            }))),
+            Some(d) => d
+                .stop(self.ids(), seq, cause.as_str())
+                .map(|m| Outgoing::Text(m.into())),
         }
     }
 
     /// A binary message from the bot.
     pub fn decode_binary(&mut self, msg: Bytes) -> Result<BotInput<'_>, MediaError> {
-        if self.kind != BotProtocolKind::Pipecat {
-            return Err(MediaError::BotProtocol(
-                "binary message on a Twilio-style link".into(),
-            ));
+        if let Some(d) = self.dialect {
+            return Err(MediaError::BotProtocol(format!(
+                "binary message on a {} link (its messages are JSON text)",
+                d.name()
+            )));
         }
         Ok(match pipecat::decode(msg)? {
             Kind::Audio(a) => {
@@ -365,20 +359,35 @@ impl BotCodec {
 
     /// A text message from the bot.
     pub fn decode_text(&mut self, msg: &str) -> Result<BotInput<'_>, MediaError> {
-        if self.kind != BotProtocolKind::Twilio {
+        let Some(dialect) = self.dialect else {
             return Err(MediaError::BotProtocol("text message on a pipecat link".into()));
-        }
-        Ok(match BotCommand::parse(msg)? {
-            BotCommand::Media { payload, .. } => {
+        };
+        Ok(match BotCommand::parse(dialect, msg)? {
+            BotCommand::Media {
+                payload,
+                encoding,
+                sample_rate,
+            } => {
+                // Plivo's playAudio names its own format; the others play
+                // in the stream's.
+                let encoding = encoding.unwrap_or(self.encoding);
+                let rate = match encoding {
+                    Encoding::Mulaw | Encoding::Alaw => 8000,
+                    Encoding::L16 => sample_rate.unwrap_or(self.rate),
+                };
                 twilio::decode_payload(&payload, &mut self.raw)?;
                 // Each branch sizes `samples` and overwrites all of it (a
                 // resize to the same length as last frame fills nothing).
-                match self.encoding {
-                    TwilioEncoding::Mulaw => {
+                match encoding {
+                    Encoding::Mulaw => {
                         self.samples.resize(self.raw.len(), 0);
                         g711::decode_ulaw(&self.raw, &mut self.samples);
                     }
-                    TwilioEncoding::L16 => {
+                    Encoding::Alaw => {
+                        self.samples.resize(self.raw.len(), 0);
+                        g711::decode_alaw(&self.raw, &mut self.samples);
+                    }
+                    Encoding::L16 => {
                         if self.raw.len() % 2 != 0 {
                             return Err(MediaError::BotProtocol(format!(
                                 "odd PCM16 byte count {}",
@@ -386,18 +395,22 @@ impl BotCodec {
                             )));
                         }
                         self.samples.resize(self.raw.len() / 2, 0);
-                        frame::read_le(&self.raw, &mut self.samples);
+                        if dialect.l16_big_endian() {
+                            frame::read_be(&self.raw, &mut self.samples);
+                        } else {
+                            frame::read_le(&self.raw, &mut self.samples);
+                        }
                     }
                 }
                 BotInput::Audio {
                     pcm: &self.samples,
-                    rate: self.rate,
+                    rate,
                 }
             }
-            BotCommand::Mark { name, .. } => BotInput::Mark(name.into_owned()),
-            BotCommand::Clear { .. } => BotInput::Clear,
-            BotCommand::Dtmf { digit, .. } => BotInput::Dtmf(one_digit(&digit)?),
-            BotCommand::Transfer { target, .. } if !target.trim().is_empty() => {
+            BotCommand::Mark { name } => BotInput::Mark(name.into_owned()),
+            BotCommand::Clear => BotInput::Clear,
+            BotCommand::Dtmf { digit } => BotInput::Dtmf(one_digit(&digit)?),
+            BotCommand::Transfer { target } if !target.trim().is_empty() => {
                 BotInput::Transfer(target.trim().to_owned())
             }
             BotCommand::Transfer { .. } => {
@@ -420,6 +433,8 @@ fn one_digit(s: &str) -> Result<char, MediaError> {
 mod tests {
     use super::*;
     use voxbridge_proto::pipecat::{AudioRawFrame, InterruptionFrame, TranscriptionFrame};
+    use voxbridge_proto::telephony::CallerEvent;
+    use voxbridge_proto::twilio::{BotCommand as TwilioCommand, StreamEvent};
 
     fn info() -> CallInfo {
         CallInfo {
@@ -465,7 +480,7 @@ mod tests {
         let mut c = BotCodec::new(BotProtocolKind::Twilio, TwilioEncoding::L16, 16000, "x");
         let mut payload = String::new();
         twilio::encode_payload(&[1, 0, 2, 0], &mut payload);
-        let media = BotCommand::Media {
+        let media = TwilioCommand::Media {
             stream_sid: "MZ".into(),
             payload: payload.into(),
         }
@@ -477,13 +492,123 @@ mod tests {
                 rate: 16000
             }
         );
-        let clear = BotCommand::Clear {
+        let clear = TwilioCommand::Clear {
             stream_sid: "MZ".into(),
         }
         .to_json();
         assert_eq!(c.decode_text(&clear).expect("clear"), BotInput::Clear);
         assert!(c.decode_text("{\"event\":\"nope\"}").is_err());
         assert!(c.decode_binary(Bytes::from_static(b"\x00")).is_err());
+    }
+
+    /// Caller audio of one codec, as the bot side reads it back: the
+    /// dialect's start, then the PCM of its first media message.
+    fn bot_side_reads(
+        c: &mut BotCodec,
+        pcm: &[i16],
+    ) -> (Box<voxbridge_proto::telephony::StartInfo>, Vec<i16>) {
+        let start = c
+            .start(&info())
+            .into_iter()
+            .find_map(|o| match CallerEvent::parse(&text(o)).expect("parses") {
+                CallerEvent::Start(s) => Some(s),
+                _ => None,
+            })
+            .expect("a start");
+        let m = text(c.audio(pcm));
+        let CallerEvent::Media { payload, .. } = CallerEvent::parse(&m).expect("media parses") else {
+            panic!("{m}")
+        };
+        let mut raw = Vec::new();
+        twilio::decode_payload(&payload, &mut raw).expect("base64");
+        let mut back = vec![0i16; raw.len() / start.encoding.bytes_per_sample()];
+        match (start.encoding, start.dialect.l16_big_endian()) {
+            (Encoding::Mulaw, _) => g711::decode_ulaw(&raw, &mut back),
+            (Encoding::Alaw, _) => g711::decode_alaw(&raw, &mut back),
+            (Encoding::L16, true) => _ = frame::read_be(&raw, &mut back),
+            (Encoding::L16, false) => _ = frame::read_le(&raw, &mut back),
+        }
+        (start, back)
+    }
+
+    #[test]
+    fn every_dialect_carries_caller_audio_in_its_encoding() {
+        let ramp: Vec<i16> = (0..480).map(|i| (i * 61 - 15000) as i16).collect();
+        for (kind, enc, rate) in [
+            (BotProtocolKind::Telnyx, TwilioEncoding::L16, 16000),
+            (BotProtocolKind::Telnyx, TwilioEncoding::Alaw, 8000),
+            (BotProtocolKind::Plivo, TwilioEncoding::Mulaw, 8000),
+            (BotProtocolKind::Plivo, TwilioEncoding::L16, 16000),
+            (BotProtocolKind::Exotel, TwilioEncoding::L16, 8000),
+            (BotProtocolKind::Twilio, TwilioEncoding::L16, 24000),
+        ] {
+            let mut c = BotCodec::new(kind, enc, rate, "0123-abcd");
+            let pcm = &ramp[..(rate / 50) as usize];
+            let (start, back) = bot_side_reads(&mut c, pcm);
+            assert_eq!(Some(start.dialect), kind.dialect());
+            assert_eq!(
+                (start.encoding, start.sample_rate),
+                (enc.wire(), rate),
+                "{kind:?}"
+            );
+            assert_eq!(start.call_id, "0123-abcd");
+            assert_eq!(start.from.as_deref(), Some("+15550100"), "{kind:?}");
+            assert_eq!(back.len(), pcm.len(), "{kind:?}");
+            if enc == TwilioEncoding::L16 {
+                assert_eq!(back, pcm, "{kind:?}: linear audio is exact (byte order right)");
+            } else {
+                let worst = back.iter().zip(pcm).map(|(a, b)| (a - b).abs()).max();
+                assert!(
+                    worst.is_some_and(|w| w < 600),
+                    "{kind:?}: G.711 within a step: {worst:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn plivo_plays_what_playaudio_names_and_answers_barge_in_and_checkpoints() {
+        let mut c = BotCodec::new(BotProtocolKind::Plivo, TwilioEncoding::Mulaw, 8000, "abc");
+        let mut payload = String::new();
+        twilio::encode_payload(&[1, 0, 2, 0], &mut payload);
+        let play = BotCommand::Media {
+            payload: payload.as_str().into(),
+            encoding: Some(Encoding::L16),
+            sample_rate: Some(16000),
+        }
+        .write(Dialect::Plivo, "abc");
+        assert_eq!(
+            c.decode_text(&play).expect("playAudio"),
+            BotInput::Audio {
+                pcm: &[1, 2],
+                rate: 16000
+            }
+        );
+        let checkpoint = BotCommand::Mark {
+            name: "greeting".into(),
+        }
+        .write(Dialect::Plivo, "abc");
+        assert_eq!(
+            c.decode_text(&checkpoint).expect("checkpoint"),
+            BotInput::Mark("greeting".into())
+        );
+        let played = text(c.mark_played("greeting").expect("Plivo answers checkpoints"));
+        assert!(played.contains("\"playedStream\""), "{played}");
+        let cleared = text(c.cleared().expect("Plivo answers clearAudio"));
+        assert_eq!(
+            CallerEvent::parse(&cleared).expect("parses"),
+            CallerEvent::Cleared
+        );
+        assert!(
+            c.stop(HangupCause::CallerHangup).is_none(),
+            "Plivo streams end by closing"
+        );
+        assert!(c
+            .decode_text(r#"{"event":"media","media":{"payload":""}}"#)
+            .is_err());
+        let mut t = BotCodec::new(BotProtocolKind::Telnyx, TwilioEncoding::Mulaw, 8000, "abc");
+        assert!(t.cleared().is_none(), "Telnyx does not answer clear");
+        assert!(t.stop(HangupCause::CallerHangup).is_some());
     }
 
     #[test]

@@ -160,12 +160,7 @@ impl Call {
     ) -> Result<Self, MediaError> {
         let pipeline = Pipeline::new(caller_rate, route.bot_rate(), route.playout_cap_ms)?
             .with_bot_cushion(route.bot_cushion_ms);
-        let codec = BotCodec::new(
-            route.protocol,
-            route.twilio_encoding,
-            route.bot_rate(),
-            &info.call_id,
-        );
+        let codec = BotCodec::new(route.protocol, route.encoding(), route.bot_rate(), &info.call_id);
         metrics.active_calls.fetch_add(1, Relaxed);
         let mut events = VecDeque::with_capacity(4);
         events.push_back(CallEvent::Created {
@@ -445,6 +440,10 @@ impl Call {
                 self.pipeline.clear();
                 if let Some(q) = &mut self.leg_requests {
                     q.push_back(LegRequest::Flush);
+                }
+                if let Some(o) = self.codec.cleared() {
+                    self.to_bot.push_back(o);
+                    self.bound_queue();
                 }
                 self.release_marks();
             }
@@ -735,7 +734,11 @@ impl Call {
         let n = self.pipeline.flush_caller(|f| to_bot.push_back(codec.audio(f)));
         self.counters.frames_to_bot += n as u64;
         if self.link == LinkState::Up {
-            let last = (cause != HangupCause::BotHangup).then(|| self.codec.stop(cause));
+            let last = if cause == HangupCause::BotHangup {
+                None
+            } else {
+                self.codec.stop(cause)
+            };
             self.link_requests.push_back(LinkRequest::Close { last });
         } else {
             self.counters.frames_lost += self.to_bot.len() as u64;

@@ -139,7 +139,7 @@ pub struct Sim {
 pub fn route(protocol: BotProtocolKind) -> Route {
     Route {
         protocol,
-        twilio_encoding: TwilioEncoding::L16,
+        twilio_encoding: Some(TwilioEncoding::L16),
         sample_rate: 16000,
         ..Route::default()
     }
@@ -341,7 +341,7 @@ impl RtpCaller {
 impl Bot {
     pub fn new(route: &Route) -> Self {
         Bot {
-            codec: BotCodec::new(route.protocol, route.twilio_encoding, route.bot_rate(), "b0b"),
+            codec: BotCodec::new(route.protocol, route.encoding(), route.bot_rate(), "b0b"),
             rate: route.bot_rate(),
             reading: true,
             refuse_connects: 0,

@@ -1,0 +1,256 @@
+//! What the provider (voxbridge, in its part) sends, read as a bot reads
+//! it: the dialect is told from the start message's shape, as pipecat's
+//! runner tells it (`parse_telephony_websocket`).
+
+use super::{Dialect, Encoding};
+use crate::error::ProtoError;
+use crate::twilio::{borrowed_opt, lenient_u64};
+use serde::Deserialize;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// What a start message says about the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartInfo {
+    /// Whose dialect the message is in.
+    pub dialect: Dialect,
+    /// The stream.
+    pub stream_id: String,
+    /// The call.
+    pub call_id: String,
+    /// The account (empty when the dialect or message has none).
+    pub account_id: String,
+    /// The calling party, when the message names it.
+    pub from: Option<String>,
+    /// The called party, when the message names it.
+    pub to: Option<String>,
+    /// The payload encoding.
+    pub encoding: Encoding,
+    /// Its rate.
+    pub sample_rate: u32,
+    /// Parameters passed through from the call's setup.
+    pub params: BTreeMap<String, String>,
+}
+
+/// A message from the provider's side of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerEvent<'a> {
+    /// The socket is up (Twilio, Telnyx, Exotel).
+    Connected,
+    /// The stream's metadata.
+    Start(Box<StartInfo>),
+    /// Caller audio, base64 in the start message's encoding.
+    Media {
+        /// Counts media messages from 1, where the dialect numbers them.
+        chunk: Option<u64>,
+        /// Base64 audio.
+        payload: Cow<'a, str>,
+    },
+    /// A key the caller pressed.
+    Dtmf {
+        /// The key.
+        digit: Cow<'a, str>,
+    },
+    /// The audio before a mark the bot sent has been played.
+    Mark {
+        /// The bot's label.
+        name: Cow<'a, str>,
+    },
+    /// The bot's barge-in was carried out (Plivo's `clearedAudio`).
+    Cleared,
+    /// The stream ended.
+    Stop,
+}
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default)]
+    media: Option<WireMedia<'a>>,
+    #[serde(borrow, default)]
+    dtmf: Option<WireDigit<'a>>,
+    #[serde(borrow, default)]
+    mark: Option<WireName<'a>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WireMedia<'a> {
+    #[serde(default, deserialize_with = "lenient_u64")]
+    chunk: Option<u64>,
+    #[serde(borrow)]
+    payload: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct WireDigit<'a> {
+    #[serde(borrow)]
+    digit: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct WireName<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+fn bad(what: String) -> ProtoError {
+    ProtoError::Json(what)
+}
+
+impl<'a> CallerEvent<'a> {
+    /// Parses a message from the provider's side, in any dialect.
+    pub fn parse(msg: &'a str) -> Result<Self, ProtoError> {
+        let w: Wire<'a> = serde_json::from_str(msg).map_err(|e| bad(e.to_string()))?;
+        Ok(match &*w.event {
+            "connected" => CallerEvent::Connected,
+            "start" => CallerEvent::Start(Box::new(start(msg)?)),
+            "media" => {
+                let m = w.media.ok_or_else(|| bad("media without media".into()))?;
+                CallerEvent::Media {
+                    chunk: m.chunk,
+                    payload: m.payload,
+                }
+            }
+            "dtmf" => CallerEvent::Dtmf {
+                digit: w.dtmf.ok_or_else(|| bad("dtmf without dtmf.digit".into()))?.digit,
+            },
+            "mark" => CallerEvent::Mark {
+                name: w.mark.ok_or_else(|| bad("mark without mark.name".into()))?.name,
+            },
+            "playedStream" => CallerEvent::Mark {
+                name: w.name.ok_or_else(|| bad("playedStream without a name".into()))?,
+            },
+            "clearedAudio" => CallerEvent::Cleared,
+            "stop" => CallerEvent::Stop,
+            other => return Err(bad(format!("unknown provider event {other:?}"))),
+        })
+    }
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value, key: &str) -> Option<u32> {
+    match v.get(key)? {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    let parsed;
+    let v = match v {
+        // Plivo's extra headers arrive as a JSON string.
+        Some(Value::String(s)) => {
+            parsed = serde_json::from_str::<Value>(s).ok();
+            parsed.as_ref()
+        }
+        other => other,
+    };
+    let Some(Value::Object(m)) = v else {
+        return BTreeMap::new();
+    };
+    m.iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
+}
+
+/// Reads a start message, telling the dialect from its keys.
+fn start(msg: &str) -> Result<StartInfo, ProtoError> {
+    let v: Value = serde_json::from_str(msg).map_err(|e| bad(e.to_string()))?;
+    let s = v.get("start").ok_or_else(|| bad("start without start".into()))?;
+    let has = |k: &str| s.get(k).is_some();
+    let dialect = if has("streamSid") && has("callSid") {
+        Dialect::Twilio
+    } else if v.get("stream_id").is_some() && has("call_control_id") {
+        Dialect::Telnyx
+    } else if has("streamId") && has("callId") {
+        Dialect::Plivo
+    } else if has("stream_sid") && has("call_sid") && has("account_sid") {
+        Dialect::Exotel
+    } else {
+        return Err(bad("start message of no known dialect".into()));
+    };
+    let need =
+        |v: &Value, k: &str| text(v, k).ok_or_else(|| bad(format!("{} start without {k}", dialect.name())));
+    let format_of = |key: &str| s.get(key).cloned().unwrap_or(Value::Null);
+    let unknown = |what: &str| bad(format!("{} start: unknown encoding {what:?}", dialect.name()));
+    let info = match dialect {
+        Dialect::Twilio => {
+            let f = format_of("mediaFormat");
+            let enc = text(&f, "encoding").unwrap_or_default();
+            let params = string_map(s.get("customParameters"));
+            StartInfo {
+                dialect,
+                stream_id: need(s, "streamSid")?,
+                call_id: need(s, "callSid")?,
+                account_id: text(s, "accountSid").unwrap_or_default(),
+                from: params.get("caller").cloned(),
+                to: params.get("callee").cloned(),
+                encoding: Encoding::from_content_type(&enc).ok_or_else(|| unknown(&enc))?,
+                sample_rate: number(&f, "sampleRate").unwrap_or(8000),
+                params,
+            }
+        }
+        Dialect::Telnyx => {
+            let f = format_of("media_format");
+            let enc = text(&f, "encoding").unwrap_or_default();
+            StartInfo {
+                dialect,
+                stream_id: need(&v, "stream_id")?,
+                call_id: need(s, "call_control_id")?,
+                account_id: text(s, "user_id").unwrap_or_default(),
+                from: text(s, "from"),
+                to: text(s, "to"),
+                encoding: [Encoding::Mulaw, Encoding::Alaw, Encoding::L16]
+                    .into_iter()
+                    .find(|e| e.telnyx_name() == enc)
+                    .ok_or_else(|| unknown(&enc))?,
+                sample_rate: number(&f, "sample_rate").unwrap_or(8000),
+                params: string_map(s.get("custom_parameters")),
+            }
+        }
+        Dialect::Plivo => {
+            let f = format_of("mediaFormat");
+            let enc = text(&f, "encoding").unwrap_or_default();
+            let params = string_map(v.get("extra_headers"));
+            StartInfo {
+                dialect,
+                stream_id: need(s, "streamId")?,
+                call_id: need(s, "callId")?,
+                account_id: text(s, "accountId").unwrap_or_default(),
+                from: params.get("caller").cloned(),
+                to: params.get("callee").cloned(),
+                encoding: Encoding::from_content_type(&enc).ok_or_else(|| unknown(&enc))?,
+                sample_rate: number(&f, "sampleRate").unwrap_or(8000),
+                params,
+            }
+        }
+        Dialect::Exotel => {
+            let f = format_of("media_format");
+            StartInfo {
+                dialect,
+                stream_id: need(s, "stream_sid")?,
+                call_id: need(s, "call_sid")?,
+                account_id: text(s, "account_sid").unwrap_or_default(),
+                from: text(s, "from"),
+                to: text(s, "to"),
+                // Exotel streams raw 16-bit PCM ("base64" names the transfer encoding).
+                encoding: Encoding::L16,
+                sample_rate: number(&f, "sample_rate").unwrap_or(8000),
+                params: string_map(s.get("custom_parameters")),
+            }
+        }
+    };
+    Ok(info)
+}

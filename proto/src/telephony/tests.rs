@@ -1,0 +1,239 @@
+use super::*;
+use proptest::prelude::*;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+const IDS: Ids<'static> = Ids {
+    stream_id: "5a5a0001",
+    call_id: "call-\"1\"",
+    account_id: "AC9",
+};
+
+fn opening(d: Dialect, encoding: Encoding, rate: u32, params: &BTreeMap<String, String>) -> Vec<String> {
+    d.opening(&Opening {
+        ids: IDS,
+        seq: 1,
+        from: Some("+15550100"),
+        to: Some("+15550199"),
+        encoding,
+        sample_rate: rate,
+        params,
+    })
+}
+
+#[test]
+fn every_dialect_opens_with_a_start_a_bot_recognises() {
+    let params = BTreeMap::from([("lang".to_string(), "de".to_string())]);
+    for (d, enc, rate) in [
+        (Dialect::Twilio, Encoding::Mulaw, 8000),
+        (Dialect::Telnyx, Encoding::L16, 16000),
+        (Dialect::Plivo, Encoding::Mulaw, 8000),
+        (Dialect::Exotel, Encoding::L16, 8000),
+    ] {
+        let msgs = opening(d, enc, rate, &params);
+        let start = msgs
+            .iter()
+            .find_map(|m| match CallerEvent::parse(m).expect("parses") {
+                CallerEvent::Start(s) => Some(s),
+                CallerEvent::Connected => None,
+                other => panic!("{d:?}: {other:?} before the start"),
+            })
+            .expect("a start message");
+        assert_eq!(start.dialect, d);
+        assert_eq!(start.stream_id, IDS.stream_id, "{d:?}");
+        assert_eq!(start.call_id, IDS.call_id, "{d:?}: escaped and read back");
+        assert_eq!(start.account_id, IDS.account_id, "{d:?}");
+        assert_eq!((start.encoding, start.sample_rate), (enc, rate), "{d:?}");
+        assert_eq!(start.from.as_deref(), Some("+15550100"), "{d:?}");
+        assert_eq!(start.to.as_deref(), Some("+15550199"), "{d:?}");
+        assert_eq!(start.params.get("lang").map(String::as_str), Some("de"), "{d:?}");
+    }
+}
+
+#[test]
+fn media_dtmf_marks_and_the_end_read_back_in_every_dialect() {
+    for d in Dialect::ALL {
+        let mut out = String::new();
+        d.write_media(&mut out, IDS.stream_id, 7, 3, 40, "AAEC")
+            .expect("write");
+        assert_eq!(
+            CallerEvent::parse(&out).expect("media parses"),
+            CallerEvent::Media {
+                chunk: Some(3),
+                payload: Cow::Borrowed("AAEC")
+            },
+            "{d:?}: {out}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v[d.stream_key()], IDS.stream_id, "{d:?} names the stream its way");
+        assert!(matches!(
+            CallerEvent::parse(&d.dtmf(IDS, 8, '#')).expect("dtmf"),
+            CallerEvent::Dtmf { digit } if digit == "#"
+        ));
+        assert!(matches!(
+            CallerEvent::parse(&d.mark_played(IDS, 9, "end of greeting")).expect("mark"),
+            CallerEvent::Mark { name } if name == "end of greeting"
+        ));
+        match d.cleared(IDS, 10) {
+            Some(m) => assert_eq!(CallerEvent::parse(&m).expect("cleared"), CallerEvent::Cleared),
+            None => assert_ne!(d, Dialect::Plivo),
+        }
+        match d.stop(IDS, 11, "hangup") {
+            Some(m) => assert_eq!(CallerEvent::parse(&m).expect("stop"), CallerEvent::Stop),
+            None => assert_eq!(d, Dialect::Plivo, "only Plivo ends by closing"),
+        }
+    }
+}
+
+#[test]
+fn twilio_media_is_written_as_before() {
+    let mut out = String::new();
+    Dialect::Twilio
+        .write_media(&mut out, "MZ1", 2, 1, 0, "AA==")
+        .expect("write");
+    assert_eq!(
+        out,
+        r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"AA=="}}"#
+    );
+}
+
+#[test]
+fn what_bots_send_round_trips_in_every_dialect() {
+    for d in Dialect::ALL {
+        let commands = [
+            BotCommand::Media {
+                payload: "AAEC".into(),
+                encoding: (d == Dialect::Plivo).then_some(Encoding::L16),
+                sample_rate: (d == Dialect::Plivo).then_some(16000),
+            },
+            BotCommand::Clear,
+            BotCommand::Mark { name: "m1".into() },
+            BotCommand::Dtmf { digit: "7".into() },
+            BotCommand::Transfer {
+                target: "sip:desk@pbx".into(),
+            },
+        ];
+        for c in commands {
+            let wire = c.write(d, "S1");
+            assert_eq!(BotCommand::parse(d, &wire).expect("parses"), c, "{d:?}: {wire}");
+        }
+    }
+}
+
+#[test]
+fn pipecat_serializers_messages_parse() {
+    // The shapes pipecat 1.14's serializers write (tests/dialects.rs checks
+    // the real ones); payload "AAEC".
+    let cases = [
+        (
+            Dialect::Telnyx,
+            r#"{"event": "media", "media": {"payload": "AAEC"}}"#,
+            BotCommand::Media {
+                payload: "AAEC".into(),
+                encoding: None,
+                sample_rate: None,
+            },
+        ),
+        (Dialect::Telnyx, r#"{"event": "clear"}"#, BotCommand::Clear),
+        (
+            Dialect::Plivo,
+            r#"{"event": "playAudio", "media": {"contentType": "audio/x-mulaw", "sampleRate": 8000, "payload": "AAEC"}, "streamId": "s"}"#,
+            BotCommand::Media {
+                payload: "AAEC".into(),
+                encoding: Some(Encoding::Mulaw),
+                sample_rate: Some(8000),
+            },
+        ),
+        (
+            Dialect::Plivo,
+            r#"{"event": "clearAudio", "streamId": "s"}"#,
+            BotCommand::Clear,
+        ),
+        (
+            Dialect::Exotel,
+            r#"{"event": "clear", "streamSid": "s"}"#,
+            BotCommand::Clear,
+        ),
+        (
+            Dialect::Exotel,
+            r#"{"event": "media", "streamSid": "s", "media": {"payload": "AAEC"}}"#,
+            BotCommand::Media {
+                payload: "AAEC".into(),
+                encoding: None,
+                sample_rate: None,
+            },
+        ),
+    ];
+    for (d, msg, want) in cases {
+        assert_eq!(BotCommand::parse(d, msg).expect("parses"), want, "{d:?}: {msg}");
+    }
+}
+
+#[test]
+fn another_dialects_events_are_named_errors() {
+    let e = BotCommand::parse(Dialect::Plivo, r#"{"event":"media","media":{"payload":""}}"#)
+        .expect_err("Plivo bots play audio with playAudio");
+    assert!(
+        e.to_string().contains("plivo") && e.to_string().contains("media"),
+        "{e}"
+    );
+    let e = BotCommand::parse(Dialect::Telnyx, r#"{"event":"playAudio","media":{"payload":""}}"#)
+        .expect_err("not Telnyx");
+    assert!(e.to_string().contains("telnyx"), "{e}");
+    let e = BotCommand::parse(
+        Dialect::Plivo,
+        r#"{"event":"playAudio","media":{"contentType":"audio/ogg","payload":""}}"#,
+    )
+    .expect_err("unknown content type");
+    assert!(e.to_string().contains("audio/ogg"), "{e}");
+    assert!(BotCommand::parse(Dialect::Exotel, r#"{"event":"mark"}"#).is_err());
+    assert!(BotCommand::parse(Dialect::Plivo, r#"{"event":"checkpoint"}"#).is_err());
+    assert!(CallerEvent::parse(r#"{"event":"start","start":{}}"#).is_err());
+}
+
+#[test]
+fn each_dialect_checks_its_encodings() {
+    assert!(Dialect::Telnyx.check(Encoding::Alaw, 8000).is_ok());
+    assert!(Dialect::Telnyx.check(Encoding::L16, 16000).is_ok());
+    assert!(Dialect::Telnyx.check(Encoding::L16, 24000).is_err());
+    assert!(Dialect::Twilio.check(Encoding::Alaw, 8000).is_err());
+    assert!(Dialect::Plivo.check(Encoding::Mulaw, 16000).is_err());
+    let e = Dialect::Exotel
+        .check(Encoding::Mulaw, 8000)
+        .expect_err("Exotel is PCM only");
+    assert!(e.to_string().contains("exotel carries l16"), "{e}");
+    assert_eq!(Dialect::from_name("plivo"), Some(Dialect::Plivo));
+    assert_eq!(
+        Encoding::from_content_type("audio/x-l16;rate=16000"),
+        Some(Encoding::L16)
+    );
+}
+
+proptest! {
+    #[test]
+    fn parsers_never_panic(s in ".{0,300}") {
+        for d in Dialect::ALL {
+            let _ = BotCommand::parse(d, &s);
+        }
+        let _ = CallerEvent::parse(&s);
+    }
+
+    #[test]
+    fn json_shaped_input_never_panics(event in "(media|playAudio|clear|clearAudio|mark|checkpoint|start|stop|dtmf|transfer)",
+                                      body in prop::collection::vec((any::<u8>(), "[a-zA-Z_]{1,12}", ".{0,20}"), 0..6)) {
+        let mut v = serde_json::json!({"event": event});
+        for (kind, k, val) in body {
+            v[k.clone()] = match kind % 4 {
+                0 => serde_json::json!(val),
+                1 => serde_json::json!({"payload": val, "name": val, "digit": val, "sampleRate": val}),
+                2 => serde_json::json!({"streamSid": val, "callSid": val, "call_control_id": val, "streamId": val, "callId": val, "stream_sid": val, "call_sid": val, "account_sid": val}),
+                _ => serde_json::json!(kind),
+            };
+        }
+        let s = v.to_string();
+        for d in Dialect::ALL {
+            let _ = BotCommand::parse(d, &s);
+        }
+        let _ = CallerEvent::parse(&s);
+    }
+}

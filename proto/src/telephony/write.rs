@@ -1,0 +1,244 @@
+//! What voxbridge, in the provider's part, writes to the bot.
+
+use super::{Dialect, Encoding, Ids};
+use crate::twilio::{MediaFormat, StartInfo as TwilioStart, StreamEvent};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// What the opening messages tell the bot.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening<'a> {
+    /// The stream's names.
+    pub ids: Ids<'a>,
+    /// The start message's sequence number (1 on a first connect; a
+    /// reconnected bot link continues the count).
+    pub seq: u64,
+    /// The calling party.
+    pub from: Option<&'a str>,
+    /// The called party.
+    pub to: Option<&'a str>,
+    /// The payload encoding both ways.
+    pub encoding: Encoding,
+    /// Its rate.
+    pub sample_rate: u32,
+    /// Parameters from the call's setup and the route.
+    pub params: &'a BTreeMap<String, String>,
+}
+
+impl Dialect {
+    /// The messages that open the stream, in order.
+    pub fn opening(self, o: &Opening<'_>) -> Vec<String> {
+        let Ids {
+            stream_id,
+            call_id,
+            account_id,
+        } = o.ids;
+        let (from, to) = (o.from.unwrap_or_default(), o.to.unwrap_or_default());
+        match self {
+            Dialect::Twilio => {
+                let mut params = o.params.clone();
+                if let Some(c) = o.from {
+                    params.insert("caller".into(), c.into());
+                }
+                if let Some(c) = o.to {
+                    params.insert("callee".into(), c.into());
+                }
+                let connected = StreamEvent::Connected {
+                    protocol: "Call".into(),
+                    version: "1.0.0".into(),
+                };
+                let start = StreamEvent::Start {
+                    sequence: o.seq,
+                    start: TwilioStart {
+                        account_sid: account_id.into(),
+                        stream_sid: stream_id.into(),
+                        call_sid: call_id.into(),
+                        tracks: vec!["inbound".into()],
+                        media_format: MediaFormat {
+                            encoding: o.encoding.content_type().into(),
+                            sample_rate: o.sample_rate,
+                            channels: 1,
+                        },
+                        custom_parameters: params,
+                    },
+                };
+                vec![connected.to_json(), start.to_json()]
+            }
+            Dialect::Telnyx => vec![
+                json!({"event": "connected", "version": "1.0.0"}).to_string(),
+                json!({
+                    "event": "start", "sequence_number": o.seq.to_string(), "stream_id": stream_id,
+                    "start": {
+                        "user_id": account_id, "call_control_id": call_id, "client_state": "",
+                        "from": from, "to": to, "custom_parameters": o.params,
+                        "media_format": {"encoding": o.encoding.telnyx_name(), "sample_rate": o.sample_rate, "channels": 1},
+                    },
+                })
+                .to_string(),
+            ],
+            Dialect::Plivo => {
+                // Plivo hands the XML's extra headers over as one string.
+                let mut headers = o.params.clone();
+                if let Some(c) = o.from {
+                    headers.insert("caller".into(), c.into());
+                }
+                if let Some(c) = o.to {
+                    headers.insert("callee".into(), c.into());
+                }
+                vec![json!({
+                    "event": "start", "sequenceNumber": o.seq,
+                    "start": {
+                        "callId": call_id, "streamId": stream_id, "accountId": account_id,
+                        "tracks": ["inbound"],
+                        "mediaFormat": {"encoding": o.encoding.content_type(), "sampleRate": o.sample_rate},
+                    },
+                    "extra_headers": json!(headers).to_string(),
+                })
+                .to_string()]
+            }
+            Dialect::Exotel => vec![
+                json!({"event": "connected"}).to_string(),
+                json!({
+                    "event": "start", "sequence_number": o.seq, "stream_sid": stream_id,
+                    "start": {
+                        "stream_sid": stream_id, "call_sid": call_id, "account_sid": account_id,
+                        "from": from, "to": to, "custom_parameters": o.params,
+                        "media_format": {
+                            "encoding": "base64", "sample_rate": o.sample_rate.to_string(),
+                            "bit_rate": format!("{}kbps", o.sample_rate * 16 / 1000),
+                        },
+                    },
+                })
+                .to_string(),
+            ],
+        }
+    }
+
+    /// Writes one `media` message carrying `b64` (already base64) into
+    /// `out`, with no allocation: the per-frame path. `chunk` counts media
+    /// messages from 1; `ts_ms` is the audio's time since the stream began.
+    pub fn write_media<W: Write>(
+        self,
+        out: &mut W,
+        stream_id: &str,
+        seq: u64,
+        chunk: u64,
+        ts_ms: u64,
+        b64: &str,
+    ) -> std::fmt::Result {
+        debug_assert!(
+            !stream_id.contains(['"', '\\']) && !stream_id.contains(char::is_control),
+            "stream ids are written unescaped"
+        );
+        match self {
+            Dialect::Twilio => write!(
+                out,
+                r#"{{"event":"media","sequenceNumber":"{seq}","streamSid":"{stream_id}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{ts_ms}","payload":""#
+            )?,
+            Dialect::Telnyx => write!(
+                out,
+                r#"{{"event":"media","sequence_number":"{seq}","stream_id":"{stream_id}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{ts_ms}","payload":""#
+            )?,
+            Dialect::Plivo => write!(
+                out,
+                r#"{{"event":"media","sequenceNumber":{seq},"streamId":"{stream_id}","media":{{"track":"inbound","timestamp":"{ts_ms}","chunk":{chunk},"payload":""#
+            )?,
+            Dialect::Exotel => write!(
+                out,
+                r#"{{"event":"media","sequence_number":{seq},"stream_sid":"{stream_id}","media":{{"chunk":{chunk},"timestamp":"{ts_ms}","payload":""#
+            )?,
+        }
+        out.write_str(b64)?;
+        out.write_str("\"}}")
+    }
+
+    /// A key the caller pressed.
+    pub fn dtmf(self, ids: Ids<'_>, seq: u64, digit: char) -> String {
+        let digit = digit.to_string();
+        match self {
+            Dialect::Twilio => StreamEvent::Dtmf {
+                stream_sid: ids.stream_id.into(),
+                digit: digit.into(),
+            }
+            .to_json(),
+            Dialect::Telnyx => json!({
+                "event": "dtmf", "sequence_number": seq.to_string(), "stream_id": ids.stream_id,
+                "dtmf": {"digit": digit},
+            })
+            .to_string(),
+            Dialect::Plivo => json!({
+                "event": "dtmf", "sequenceNumber": seq, "streamId": ids.stream_id,
+                "dtmf": {"track": "inbound", "digit": digit},
+            })
+            .to_string(),
+            Dialect::Exotel => json!({
+                "event": "dtmf", "sequence_number": seq, "stream_sid": ids.stream_id,
+                "dtmf": {"duration": "100", "digit": digit},
+            })
+            .to_string(),
+        }
+    }
+
+    /// The audio sent before the bot's mark `name` has been played.
+    pub fn mark_played(self, ids: Ids<'_>, seq: u64, name: &str) -> String {
+        match self {
+            Dialect::Twilio => StreamEvent::Mark {
+                stream_sid: ids.stream_id.into(),
+                name: name.into(),
+            }
+            .to_json(),
+            Dialect::Telnyx => json!({
+                "event": "mark", "sequence_number": seq.to_string(), "stream_id": ids.stream_id,
+                "mark": {"name": name},
+            })
+            .to_string(),
+            Dialect::Plivo => json!({
+                "event": "playedStream", "sequenceNumber": seq, "streamId": ids.stream_id, "name": name,
+            })
+            .to_string(),
+            Dialect::Exotel => json!({
+                "event": "mark", "sequence_number": seq, "stream_sid": ids.stream_id,
+                "mark": {"name": name},
+            })
+            .to_string(),
+        }
+    }
+
+    /// The answer to the bot's barge-in, where the dialect has one (Plivo's
+    /// `clearedAudio`).
+    pub fn cleared(self, ids: Ids<'_>, seq: u64) -> Option<String> {
+        (self == Dialect::Plivo).then(|| {
+            json!({"event": "clearedAudio", "sequenceNumber": seq, "streamId": ids.stream_id}).to_string()
+        })
+    }
+
+    /// The end of the stream, where the dialect says it in a message (Plivo
+    /// only closes the socket).
+    pub fn stop(self, ids: Ids<'_>, seq: u64, reason: &str) -> Option<String> {
+        match self {
+            Dialect::Twilio => Some(
+                StreamEvent::Stop {
+                    stream_sid: ids.stream_id.into(),
+                    call_sid: ids.call_id.into(),
+                }
+                .to_json(),
+            ),
+            Dialect::Telnyx => Some(
+                json!({
+                    "event": "stop", "sequence_number": seq.to_string(), "stream_id": ids.stream_id,
+                    "stop": {"user_id": ids.account_id, "call_control_id": ids.call_id, "reason": reason},
+                })
+                .to_string(),
+            ),
+            Dialect::Plivo => None,
+            Dialect::Exotel => Some(
+                json!({
+                    "event": "stop", "sequence_number": seq, "stream_sid": ids.stream_id,
+                    "stop": {"call_sid": ids.call_id, "account_sid": ids.account_id, "reason": reason},
+                })
+                .to_string(),
+            ),
+        }
+    }
+}
