@@ -1,5 +1,5 @@
 //! Audio both ways through the daemon: bit-exact through an 8 kHz echo bot
-//! (no resampling anywhere), >= 40 dB SNR through bots at 16, 22.05 and
+//! (no resampling anywhere; pipecat frames and every provider dialect), >= 40 dB SNR through bots at 16, 22.05 and
 //! 11.025 kHz (resampled up and back down), silence for a silent caller, and
 //! a clean end when the caller hangs up.
 
@@ -55,6 +55,42 @@ async fn an_8k_echo_round_trip_is_bit_exact() {
     };
     assert_eq!(cause, HangupCause::CallerHangup);
     assert_eq!(d.metrics.totals().frames_to_bot, 100);
+}
+
+/// voxbridge's echo bot answers in whichever dialect the daemon speaks (it
+/// tells it from the start message, as pipecat's runner does): a call
+/// through each is bit-exact both ways at 8 kHz in the provider's default
+/// encoding (u-law for Twilio, Telnyx and Plivo; linear for Exotel).
+#[tokio::test]
+async fn an_8k_echo_round_trip_is_bit_exact_in_every_provider_dialect() {
+    use voxbridge_media::config::{BotProtocolKind, Route, TwilioEncoding};
+    let url = echo_bot().await;
+    for (n, kind) in [
+        BotProtocolKind::Twilio,
+        BotProtocolKind::Telnyx,
+        BotProtocolKind::Plivo,
+        BotProtocolKind::Exotel,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let route = Route {
+            protocol: kind,
+            twilio_encoding: (kind == BotProtocolKind::Twilio).then_some(TwilioEncoding::Mulaw),
+            sample_rate: 8000,
+            ..pipecat_route(&url, 8000)
+        };
+        let d = Daemon::start(route).await;
+        let mut caller = Caller::connect(d.addr, uuid(30 + n as u8)).await;
+        let speech = speech_8k(50);
+        caller.send_audio(&speech).await;
+        let heard = hear(&mut caller, 110).await;
+        assert!(
+            find(&heard, &speech).is_some(),
+            "{kind:?}: the echo is bit-exact somewhere in what the caller heard"
+        );
+        assert_eq!(d.metrics.totals().bot_protocol_errors, 0, "{kind:?}");
+    }
 }
 
 #[tokio::test]

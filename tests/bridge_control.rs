@@ -1,6 +1,6 @@
-//! Call control through the daemon: DTMF to the bot (both protocols), call
-//! metadata at start, barge-in, marks echoed only after their audio played,
-//! and bot transcripts becoming call events.
+//! Call control through the daemon: DTMF to the bot (pipecat and every JSON
+//! dialect), call metadata at start, barge-in, marks echoed only after their
+//! audio played, and bot transcripts becoming call events.
 
 mod harness;
 
@@ -225,4 +225,175 @@ async fn bot_transcripts_and_text_become_call_events() {
         matches!(&e, CallEvent::Transcript { speaker: Speaker::Bot, text, .. } if text == "Sure, one moment."),
         "{e:?}"
     );
+}
+
+/// A bot written for Telnyx, Plivo or Exotel, through the daemon: the
+/// provider's opening (start with the call's metadata), the caller's audio
+/// bit-exact in the provider's default encoding, DTMF, the bot's audio
+/// played to the caller, its mark echoed only after that audio was sent,
+/// and its barge-in (which Plivo answers with `clearedAudio`).
+#[tokio::test]
+async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
+    use voxbridge_proto::telephony::{self, CallerEvent, Dialect};
+    for (n, kind) in [
+        BotProtocolKind::Telnyx,
+        BotProtocolKind::Plivo,
+        BotProtocolKind::Exotel,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dialect = kind.dialect().expect("a JSON dialect");
+        let mut bot = TestBot::start().await;
+        let d = Daemon::start(Route {
+            protocol: kind,
+            sample_rate: 8000,
+            // The provider's default: mulaw for Telnyx and Plivo, l16 for Exotel.
+            twilio_encoding: None,
+            ..twilio_route(&bot.url)
+        })
+        .await;
+        let mut caller = Caller::connect(d.addr, uuid(40 + n as u8)).await;
+        let mut link = bot.accept().await;
+        let start = loop {
+            let t = link
+                .recv()
+                .await
+                .expect("a message")
+                .into_text()
+                .expect("text")
+                .to_string();
+            match CallerEvent::parse(&t).expect("valid") {
+                CallerEvent::Start(s) => break s,
+                CallerEvent::Connected => {}
+                other => panic!("{dialect:?}: {other:?} before start"),
+            }
+        };
+        assert_eq!(start.dialect, dialect);
+        let default = if dialect == Dialect::Exotel {
+            telephony::Encoding::L16
+        } else {
+            telephony::Encoding::Mulaw
+        };
+        assert_eq!(
+            (start.encoding, start.sample_rate),
+            (default, 8000),
+            "{dialect:?}"
+        );
+        assert_eq!(
+            start.call_id,
+            format!("5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a{:02x}", 40 + n)
+        );
+        assert_eq!(start.params["campaign"], "spring", "{dialect:?}");
+        let wire = start.encoding;
+        let decode = |payload: &str| {
+            let mut raw = Vec::new();
+            twilio::decode_payload(payload, &mut raw).expect("base64");
+            match wire {
+                telephony::Encoding::Mulaw => raw
+                    .iter()
+                    .map(|&c| voxbridge_codecs::g711::ulaw_to_linear(c))
+                    .collect::<Vec<i16>>(),
+                _ => raw
+                    .chunks_exact(2)
+                    .map(|p| i16::from_le_bytes([p[0], p[1]]))
+                    .collect(),
+            }
+        };
+        let encode = |pcm: &[i16]| {
+            let raw: Vec<u8> = match wire {
+                telephony::Encoding::Mulaw => pcm
+                    .iter()
+                    .map(|&s| voxbridge_codecs::g711::linear_to_ulaw(s))
+                    .collect(),
+                _ => pcm.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            };
+            let mut b64 = String::new();
+            twilio::encode_payload(&raw, &mut b64);
+            b64
+        };
+        let speech = speech_8k(1);
+        caller.send_audio(&speech).await;
+        caller.send_raw(&[0x03, 0x00, 0x01, b'4']).await;
+        let (mut heard, mut digit) = (None, None);
+        while heard.is_none() || digit.is_none() {
+            match link
+                .recv()
+                .await
+                .map(|m| m.into_text().expect("text").to_string())
+            {
+                Some(t) => match CallerEvent::parse(&t).expect("valid") {
+                    CallerEvent::Media { payload, .. } if heard.is_none() => heard = Some(decode(&payload)),
+                    CallerEvent::Dtmf { digit: k } => digit = Some(k.into_owned()),
+                    _ => {}
+                },
+                None => panic!("{dialect:?}: link closed"),
+            }
+        }
+        assert_eq!(
+            heard.as_deref(),
+            Some(&speech[..]),
+            "{dialect:?}: caller audio bit-exact"
+        );
+        assert_eq!(digit.as_deref(), Some("4"), "{dialect:?}");
+
+        // A value G.711 carries exactly, so the caller must hear it as sent.
+        let voice = voxbridge_codecs::g711::ulaw_to_linear(voxbridge_codecs::g711::linear_to_ulaw(700));
+        let media = telephony::BotCommand::Media {
+            payload: encode(&[voice; 1600]).into(),
+            encoding: Some(wire),
+            sample_rate: Some(8000),
+        };
+        link.send(Message::Text(media.write(dialect, &start.stream_id).into()))
+            .await;
+        let mark = telephony::BotCommand::Mark {
+            name: "said-hello".into(),
+        };
+        link.send(Message::Text(mark.write(dialect, &start.stream_id).into()))
+            .await;
+        loop {
+            let t = link
+                .recv()
+                .await
+                .expect("the mark comes back")
+                .into_text()
+                .expect("text")
+                .to_string();
+            if let CallerEvent::Mark { name } = CallerEvent::parse(&t).expect("valid") {
+                assert_eq!(name, "said-hello");
+                break;
+            }
+        }
+        let played = caller
+            .drain_now()
+            .into_iter()
+            .filter(|f| matches!(f, Frame::Audio { pcm, .. } if pcm[..2] == voice.to_le_bytes()))
+            .count();
+        assert_eq!(
+            played, 10,
+            "{dialect:?}: the 200 ms before the mark had been sent to the caller"
+        );
+
+        link.send(Message::Text(
+            telephony::BotCommand::Clear
+                .write(dialect, &start.stream_id)
+                .into(),
+        ))
+        .await;
+        if dialect == Dialect::Plivo {
+            loop {
+                let t = link
+                    .recv()
+                    .await
+                    .expect("clearedAudio")
+                    .into_text()
+                    .expect("text")
+                    .to_string();
+                if CallerEvent::parse(&t).expect("valid") == CallerEvent::Cleared {
+                    break;
+                }
+            }
+        }
+        drop(d);
+    }
 }

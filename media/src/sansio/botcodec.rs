@@ -15,7 +15,6 @@ use crate::config::{BotProtocolKind, TwilioEncoding};
 use crate::error::MediaError;
 use crate::events::{CallInfo, HangupCause, Speaker};
 use bytes::{Bytes, BytesMut};
-use std::fmt::Write as _;
 use voxbridge_codecs::{frame, g711};
 use voxbridge_proto::pipecat::{self, Kind, MessageFrame};
 use voxbridge_proto::telephony::{BotCommand, Dialect, Encoding, Ids, Opening};
