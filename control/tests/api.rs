@@ -35,6 +35,7 @@ both_stores!(
     hangup_reaches_the_media_plane,
     openapi_document_lists_every_route,
     webhook_urls_to_internal_addresses_are_refused,
+    provider_compatible_hangups_end_only_the_tenants_calls,
 );
 
 const SECRET: &[u8] = b"test-hs256-secret-0123456789";
@@ -847,4 +848,206 @@ async fn openapi_document_lists_every_route(store: Store) {
     let (s, v) = call(&app, "GET", "/v1/ready", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["status"], "ready");
+}
+
+/// A request with any headers and a raw body (form, none).
+async fn raw(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut b = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::from(body.to_owned())).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
+    (status, v)
+}
+
+fn basic(user: &str, password: &str) -> (&'static str, String) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    ("authorization", format!("Basic {b64}"))
+}
+
+/// Twilio's, Telnyx's and Plivo's hang-up requests, as bots written for
+/// them send them, end the call of the tenant whose access key signs them
+/// (account id = customer id), with the provider's answers for a call
+/// that has ended or is unknown, and never another tenant's call.
+async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
+    for id in ["tw", "tx", "pl", "b-call"] {
+        seed_call(&store, id, if id == "b-call" { "b" } else { "a" }).await;
+    }
+    let media = Arc::new(FakeMedia::default());
+    let app = app(store.clone(), media.clone()).await;
+    let v = created(&app, "/v1/customers/a/access_keys", ADMIN, r#"{"name":"bot"}"#).await;
+    let key = v["secret"].as_str().expect("the new key's secret").to_owned();
+    let form = ("content-type", "application/x-www-form-urlencoded".to_string());
+
+    // Twilio: account id and token as Basic auth, Status=completed.
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        &[basic("a", &key), form.clone()],
+        "Status=completed",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["sid"].as_str(), v["account_sid"].as_str(), v["status"].as_str()),
+        (Some("tw"), Some("a"), Some("completed"))
+    );
+    assert_eq!(
+        *media.hangups.lock().expect("lock"),
+        ["tw"],
+        "the media plane was asked"
+    );
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/2010-04-01/Accounts/a/Calls/nope.json",
+        &[basic("a", &key), form.clone()],
+        "Status=completed",
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_u64()),
+        (StatusCode::NOT_FOUND, Some(20404)),
+        "pipecat reads 20404 as already ended"
+    );
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/2010-04-01/Accounts/b/Calls/b-call.json",
+        &[basic("a", &key), form.clone()],
+        "Status=completed",
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_u64()),
+        (StatusCode::NOT_FOUND, Some(20404)),
+        "another account is unknown"
+    );
+    let (s, _) = raw(
+        &app,
+        "POST",
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        &[basic("b", &key), form.clone()],
+        "Status=completed",
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the Basic user must be the key's customer"
+    );
+    let (s, _) = raw(
+        &app,
+        "POST",
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        &[basic("a", "wrong"), form.clone()],
+        "Status=completed",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        &[basic("a", &key), form.clone()],
+        "Url=https://x",
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "no redirects"
+    );
+
+    // Telnyx: the API key as a bearer token.
+    let bearer = ("authorization", format!("Bearer {key}"));
+    let (s, v) = raw(&app, "POST", "/v2/calls/tx/actions/hangup", &[bearer.clone()], "").await;
+    assert_eq!((s, &v["data"]["result"]), (StatusCode::OK, &json!("ok")), "{v}");
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/v2/calls/b-call/actions/hangup",
+        &[bearer.clone()],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (s, &v["errors"][0]["code"]),
+        (StatusCode::NOT_FOUND, &json!("10005"))
+    );
+    let ended = CallChange {
+        to: CallStatus::Hangup,
+        at: Millis::now(),
+        hangup: Some((HangupBy::Remote, HangupReason::Normal, "caller_hangup".into())),
+        sip: None,
+    };
+    store
+        .transition_call(None, "tx", &ended, None)
+        .await
+        .expect("ended");
+    let (s, v) = raw(&app, "POST", "/v2/calls/tx/actions/hangup", &[bearer.clone()], "").await;
+    assert_eq!(
+        (s, &v["errors"][0]["code"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("90018")),
+        "already ended: {v}"
+    );
+
+    // Plivo: auth id and token as Basic auth, DELETE.
+    let (s, v) = raw(&app, "DELETE", "/v1/Account/a/Call/pl/", &[basic("a", &key)], "").await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, _) = raw(
+        &app,
+        "DELETE",
+        "/v1/Account/b/Call/b-call/",
+        &[basic("a", &key)],
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    assert_eq!(
+        *media.hangups.lock().expect("lock"),
+        ["tw", "tx", "pl"],
+        "b's call was never touched"
+    );
+    let b = store.call_by_id("b-call").await.expect("b's call");
+    assert_eq!(b.status, CallStatus::Ringing);
+    let (_, v) = call(&app, "GET", "/v1/audit", Some(&token("a")), None).await;
+    let by_key = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("key:")))
+        .count();
+    assert!(by_key >= 3, "each hang-up audited with the key as actor: {v}");
+    let (_, doc) = call(&app, "GET", "/v1/openapi.json", None, None).await;
+    for path in [
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json",
+        "/v2/calls/{call_control_id}/actions/hangup",
+        "/v1/Account/{auth_id}/Call/{call_uuid}/",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
 }

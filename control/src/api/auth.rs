@@ -1,7 +1,10 @@
 //! Who is calling: a JWT (`Authorization: Bearer <jwt>`, HS256 or RS256,
 //! claims `customer_id`, `agent_id`, `exp`, optional `nbf`, optional
-//! `role: "admin"`), an access key (`X-Access-Key` header or `accesskey`
-//! query parameter), or the configured admin key (same places). The
+//! `role: "admin"`), an access key (`X-Access-Key` header, `accesskey`
+//! query parameter, `Authorization: Bearer <key>`, or HTTP Basic with the
+//! key as the password and its customer's id or the key's id as the user,
+//! as provider SDKs send an account id and token), or the configured admin
+//! key (same places). The
 //! result, [`Principal`], carries the customer id every tenant query is
 //! scoped by.
 //!
@@ -212,6 +215,22 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The user and password of `Basic <base64(user:password)>`, the scheme
+/// in any case; `None` for another scheme or a value that does not decode.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let (scheme, encoded) = value.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    (!password.is_empty()).then(|| (user.to_owned(), password.to_owned()))
+}
+
 fn query_key(parts: &Parts) -> Option<&str> {
     parts
         .uri
@@ -226,8 +245,21 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         if let Some(value) = header("authorization") {
-            let token = bearer_token(value)
-                .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer <token>'"))?;
+            if let Some((user, key)) = basic_credentials(value) {
+                let p = access_key(&state.auth, &state.store, &key).await?;
+                let names_it = p.customer_id.as_deref() == Some(user.as_str())
+                    || p.key_id.as_deref() == Some(user.as_str())
+                    || (p.admin && user == "admin");
+                if !names_it {
+                    return Err(ApiError::unauthorized(
+                        "Basic auth: the user must be the key's customer id or the key's id",
+                    ));
+                }
+                return Ok(p);
+            }
+            let token = bearer_token(value).ok_or_else(|| {
+                ApiError::unauthorized("Authorization must be 'Bearer <token>' or 'Basic <account:key>'")
+            })?;
             // An access key may be sent as a bearer token too.
             if token.starts_with("vbk_") || token.matches('.').count() != 2 {
                 return access_key(&state.auth, &state.store, token).await;
@@ -255,5 +287,27 @@ mod tests {
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearer "), None);
         assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
+    fn basic_credentials_split_at_the_first_colon() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(
+            basic_credentials(&format!("Basic {}", b64("acme:vbk_1:2"))),
+            Some(("acme".into(), "vbk_1:2".into()))
+        );
+        assert_eq!(
+            basic_credentials(&format!("basic {}", b64("acme:k"))).map(|c| c.1),
+            Some("k".into())
+        );
+        assert_eq!(
+            basic_credentials(&format!("Basic {}", b64("acme:"))),
+            None,
+            "no password"
+        );
+        assert_eq!(basic_credentials(&format!("Basic {}", b64("nocolon"))), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
+        assert_eq!(basic_credentials("Bearer abc"), None);
     }
 }

@@ -250,12 +250,20 @@ pub async fn hangup(
     p: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Call>, ApiError> {
+    Ok(Json(request_hangup(&s, &p, &id).await?.0))
+}
+
+/// Ends call `id` of the principal's customer (the work of `POST
+/// /v1/calls/{id}/hangup`, shared with the provider-compatible endpoints):
+/// returns the call as it now stands and whether this request changed it
+/// (`false`: it had already ended or was ending).
+pub(crate) async fn request_hangup(s: &AppState, p: &Principal, id: &str) -> Result<(Call, bool), ApiError> {
     let customer = p.customer()?;
     // What to ask for depends on the call's status: decided on the locked
     // row, in the change's own transaction.
     let t = s
         .store
-        .transition_call_with(Some(customer), &id, Some(&p.actor), |call| {
+        .transition_call_with(Some(customer), id, Some(&p.actor), |call| {
             state::hangup_request(call.status).map(|to| CallChange {
                 to,
                 at: Millis::now(),
@@ -266,15 +274,15 @@ pub async fn hangup(
         .await?;
     if !t.applied {
         // Already on its way out.
-        return Ok(Json(t.call));
+        return Ok((t.call, false));
     }
     let to = t.call.status;
-    if s.commands.hangup(&id) {
-        return Ok(Json(t.call));
+    if s.commands.hangup(id) {
+        return Ok((t.call, true));
     }
     if let (Direction::Outgoing, Some(d)) = (t.call.direction, &s.dialer) {
         // Not in media yet: stop the originator from ringing it.
-        d.cancel(&id).await;
+        d.cancel(id).await;
     }
     let reason = if to == CallStatus::Canceling {
         HangupReason::Cancel
@@ -289,9 +297,9 @@ pub async fn hangup(
     };
     let t = s
         .store
-        .transition_call(Some(customer), &id, &done, Some(&p.actor))
+        .transition_call(Some(customer), id, &done, Some(&p.actor))
         .await?;
-    Ok(Json(t.call))
+    Ok((t.call, true))
 }
 
 /// The caller's audit log, newest first.

@@ -2,7 +2,8 @@
 //! campaigns, transcribes/transcripts, the
 //! audit log, billing (balance, records; rate plans and credits for admins),
 //! webhook endpoints and their deliveries,
-//! customers and access keys (admin), health, readiness, live
+//! customers and access keys (admin), provider-compatible hang-ups
+//! (Twilio, Telnyx, Plivo REST shapes, [`compat`]), health, readiness, live
 //! event subscriptions over WebSocket (`/v1/ws`, [`ws`]), and the OpenAPI
 //! 3.1 document generated from the REST handlers at `/v1/openapi.json`.
 //!
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod billing;
 pub mod calls;
 pub mod campaigns;
+pub mod compat;
 pub mod error;
 pub mod paging;
 pub mod text;
@@ -170,6 +172,11 @@ impl Modify for Security {
             "access_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Access-Key"))),
         );
+        // Provider SDKs: the customer id and an access key as account and token.
+        c.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
     }
 }
 
@@ -190,6 +197,7 @@ impl Modify for Security {
         billing::account, billing::list_records, billing::get_record, billing::set_plan, billing::credit,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate,
         webhooks::deliveries, webhooks::get_delivery, webhooks::attempts, webhooks::redeliver,
+        compat::twilio_update_call, compat::telnyx_hangup, compat::plivo_hangup,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security, &Zones)
@@ -264,6 +272,16 @@ pub fn router(state: AppState) -> Router {
             get(admin::get_dead_letter).delete(admin::delete_dead_letter),
         )
         .route("/v1/dead_letters/{id}/retry", post(admin::retry_dead_letter))
+        // Provider-compatible call control (compat.rs).
+        .route(
+            "/2010-04-01/Accounts/{account}/Calls/{call}",
+            post(compat::twilio_update_call),
+        )
+        .route("/v2/calls/{id}/actions/hangup", post(compat::telnyx_hangup))
+        .route(
+            "/v1/Account/{account}/Call/{id}/",
+            axum::routing::delete(compat::plivo_hangup),
+        )
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(text::guard_uri))

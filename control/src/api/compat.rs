@@ -1,0 +1,249 @@
+//! Provider-compatible call control: the REST calls a bot written for
+//! Twilio, Telnyx or Plivo makes to end its own call, answered for the
+//! calls voxbridge bridges, so such a bot's hang-up reaches the call
+//! without a line changed (pipecat's telephony serializers make these
+//! calls when the pipeline ends and `auto_hang_up` is on; Twilio's takes a
+//! `base_url` for exactly this).
+//!
+//! | provider | request | voxbridge answers |
+//! |---|---|---|
+//! | Twilio | `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`, form `Status=completed` (or `canceled`) | `200` with the call as a Twilio call resource; `404` code 20404 for a call it does not know |
+//! | Telnyx | `POST /v2/calls/{call_control_id}/actions/hangup` | `200 {"data":{"result":"ok"}}`; `422` code 90018 once the call has ended; `404` |
+//! | Plivo | `DELETE /v1/Account/{auth_id}/Call/{call_uuid}/` | `204`; `404` for an unknown or ended call |
+//!
+//! Credentials are the tenant's: HTTP Basic with the customer id (the
+//! account id) and one of its access keys (the token), or `Bearer <access
+//! key>` as Telnyx sends its API key ([`super::auth`]). The call ids are
+//! the ones the bot saw in its start message (voxbridge's call id), the
+//! account id in the path must be the authenticated customer's, and every
+//! hang-up is scoped to that customer and audited like `POST
+//! /v1/calls/{id}/hangup`, whose work it shares.
+
+use super::auth::Principal;
+use super::calls::request_hangup;
+use super::error::{ApiError, ApiPath, ErrorBody};
+use super::AppState;
+use crate::model::Call;
+use crate::state::CallStatus;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A call in Twilio's call resource shape (the fields a client reads).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TwilioCall {
+    /// The call id (voxbridge's).
+    pub sid: String,
+    /// The account (voxbridge's customer id).
+    pub account_sid: String,
+    /// `queued`, `ringing`, `in-progress` or `completed`.
+    pub status: &'static str,
+    /// The resource's path.
+    pub uri: String,
+}
+
+/// A Twilio REST error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TwilioError {
+    /// Twilio's error code (20404: not found).
+    pub code: u32,
+    /// What went wrong.
+    pub message: String,
+    /// Where the code is explained.
+    pub more_info: String,
+    /// The HTTP status.
+    pub status: u16,
+}
+
+/// Telnyx's answer to a call command.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TelnyxResult {
+    /// `{"result": "ok"}`.
+    pub data: TelnyxOk,
+}
+
+/// `{"result": "ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TelnyxOk {
+    /// `ok`.
+    pub result: &'static str,
+}
+
+/// Telnyx's error list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TelnyxErrors {
+    /// The errors.
+    pub errors: Vec<TelnyxErrorItem>,
+}
+
+/// One Telnyx error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TelnyxErrorItem {
+    /// Telnyx's code (`90018`: the call has already ended; `10005`: not found).
+    pub code: String,
+    /// Short title.
+    pub title: String,
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// A Plivo REST error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlivoError {
+    /// What went wrong.
+    pub error: String,
+}
+
+fn twilio_status(status: CallStatus) -> &'static str {
+    match status {
+        CallStatus::Dialing => "queued",
+        CallStatus::Ringing => "ringing",
+        CallStatus::Progressing => "in-progress",
+        CallStatus::Terminating | CallStatus::Canceling | CallStatus::Hangup => "completed",
+    }
+}
+
+fn twilio_not_found(what: &str) -> Response {
+    let body = TwilioError {
+        code: 20404,
+        message: format!("The requested resource {what} was not found"),
+        more_info: "https://www.twilio.com/docs/errors/20404".into(),
+        status: 404,
+    };
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// The account in the path must be the authenticated customer's; another
+/// tenant's account is answered as unknown.
+fn own_account(p: &Principal, account: &str) -> Result<bool, ApiError> {
+    Ok(p.customer()? == account)
+}
+
+/// Twilio's call update, for `Status=completed` or `Status=canceled`: ends
+/// the call. Redirects (`Url`, `Twiml`) are not supported.
+#[utoipa::path(post, path = "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json", tag = "provider-compatible",
+    params(("AccountSid" = String, Path, description = "The customer id"),
+           ("CallSid" = String, Path, description = "The call id")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`Status=completed` or `Status=canceled`"),
+    security(("basic" = []), ("bearer" = []), ("access_key" = [])),
+    responses((status = 200, body = TwilioCall), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = TwilioError)))]
+pub async fn twilio_update_call(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath((account, call)): ApiPath<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(id) = call.strip_suffix(".json") else {
+        return Ok(twilio_not_found(&call));
+    };
+    if !own_account(&p, &account)? {
+        return Ok(twilio_not_found(&format!("/Accounts/{account}")));
+    }
+    let status = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "Status")
+        .map(|(_, v)| v.into_owned());
+    match status.as_deref() {
+        Some("completed" | "canceled") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Status {other:?}: voxbridge ends calls (completed, canceled) and does not redirect them"
+            )))
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "send Status=completed to end the call (voxbridge does not redirect calls with Url or Twiml)",
+            ))
+        }
+    }
+    let call: Call = match request_hangup(&s, &p, id).await {
+        Ok((call, _)) => call,
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(twilio_not_found(&call)),
+        Err(e) => return Err(e),
+    };
+    let body = TwilioCall {
+        uri: format!("/2010-04-01/Accounts/{account}/Calls/{}.json", call.id),
+        sid: call.id,
+        account_sid: call.customer_id,
+        status: twilio_status(call.status),
+    };
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+fn telnyx_error(status: StatusCode, code: &str, title: &str, detail: String) -> Response {
+    let body = TelnyxErrors {
+        errors: vec![TelnyxErrorItem {
+            code: code.into(),
+            title: title.into(),
+            detail,
+        }],
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Telnyx's hangup command.
+#[utoipa::path(post, path = "/v2/calls/{call_control_id}/actions/hangup", tag = "provider-compatible",
+    params(("call_control_id" = String, Path, description = "The call id")),
+    security(("bearer" = []), ("basic" = []), ("access_key" = [])),
+    responses((status = 200, body = TelnyxResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = TelnyxErrors), (status = 422, body = TelnyxErrors)))]
+pub async fn telnyx_hangup(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    match request_hangup(&s, &p, &id).await {
+        Ok((call, false)) if call.status == CallStatus::Hangup => Ok(telnyx_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "90018",
+            "Call has already ended",
+            format!("call {id} has already ended"),
+        )),
+        Ok(_) => {
+            let body = TelnyxResult {
+                data: TelnyxOk { result: "ok" },
+            };
+            Ok((StatusCode::OK, Json(body)).into_response())
+        }
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(telnyx_error(
+            StatusCode::NOT_FOUND,
+            "10005",
+            "Resource not found",
+            format!("call {id} not found"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Plivo's hangup.
+#[utoipa::path(delete, path = "/v1/Account/{auth_id}/Call/{call_uuid}/", tag = "provider-compatible",
+    params(("auth_id" = String, Path, description = "The customer id"),
+           ("call_uuid" = String, Path, description = "The call id")),
+    security(("basic" = []), ("bearer" = []), ("access_key" = [])),
+    responses((status = 204, description = "The call is ending"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = PlivoError)))]
+pub async fn plivo_hangup(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath((account, id)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        let body = PlivoError {
+            error: "not found".into(),
+        };
+        (StatusCode::NOT_FOUND, Json(body)).into_response()
+    };
+    if !own_account(&p, &account)? {
+        return Ok(not_found());
+    }
+    match request_hangup(&s, &p, &id).await {
+        Ok((call, false)) if call.status == CallStatus::Hangup => Ok(not_found()),
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(not_found()),
+        Err(e) => Err(e),
+    }
+}
