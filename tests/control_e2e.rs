@@ -3,8 +3,11 @@
 //! machine, its events come out of the outbox on the in-process bus in
 //! order, a bot transcript becomes a transcript row, and a hangup through
 //! the REST API reaches the running call through media's command interface;
-//! billing charges the call from its `call_hungup` event.
+//! billing charges the call from its `call_hungup` event. Bots written for
+//! Twilio, Telnyx and Plivo end their calls through the provider-compatible
+//! API.
 
+mod common;
 mod harness;
 
 use axum::body::Body;
@@ -153,5 +156,140 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
         0,
         "every event was relayed"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bot written for Twilio, Telnyx or Plivo ends its call the way it
+/// would with the provider: pipecat's own serializers, built from
+/// voxbridge's opening by pipecat's runner with `auto_hang_up` on and the
+/// tenant's account id and access key as credentials, make their hang-up
+/// requests to voxbridge's REST API (tests/interop/pipecat_hangup.py), and
+/// each call ends with cause `api_hangup`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
+    use std::io::BufRead;
+    use voxbridge_media::config::{AudioSocketListener, BotProtocolKind, Route, TwilioEncoding};
+    let dir = std::env::temp_dir().join(format!("voxbridge-hangups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ccfg = ControlConfig {
+        data_dir: dir.clone(),
+        ..ControlConfig::default()
+    };
+    let control = Control::start(&ccfg).await.expect("control starts");
+    let mut bus = control.bus.subscribe();
+    let (secret, _) = billed_default_customer(&control.store).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the API");
+    let api_url = format!("http://{}", listener.local_addr().expect("addr"));
+
+    let dialects = [
+        BotProtocolKind::Twilio,
+        BotProtocolKind::Telnyx,
+        BotProtocolKind::Plivo,
+    ];
+    let mut bot = std::process::Command::new(common::interop_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/pipecat_hangup.py"
+        ))
+        .args([
+            api_url.as_str(),
+            "default",
+            secret.as_str(),
+            &dialects.len().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let mut lines = std::io::BufReader::new(bot.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    let port = first
+        .strip_prefix("LISTEN ")
+        .unwrap_or_else(|| panic!("{first:?}"));
+
+    let mut config = voxbridge_media::Config::default();
+    config.metrics_listen = None;
+    config.audiosocket.clear();
+    for kind in dialects {
+        let route = Route {
+            url: format!("ws://127.0.0.1:{port}"),
+            protocol: kind,
+            twilio_encoding: Some(TwilioEncoding::Mulaw),
+            sample_rate: 8000,
+            ..Route::default()
+        };
+        config.routes.insert(kind.name().into(), route);
+        config.audiosocket.push(AudioSocketListener {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            route: kind.name().into(),
+        });
+    }
+    let server = MediaServer::bind(config, Arc::new(control.sink()))
+        .await
+        .expect("media binds");
+    let addrs = server.audiosocket_addrs();
+    let api = control.router(Arc::new(server.commands()));
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let shutdown = server.shutdown_handle();
+    let media = tokio::spawn(server.run());
+
+    for (n, kind) in dialects.into_iter().enumerate() {
+        let mut caller = Caller::connect(addrs[n], uuid(60 + n as u8)).await;
+        // Talk until the bot's hang-up ends the call.
+        let speech = harness::speech_8k(1);
+        within("the bot's hang-up to end the call", async {
+            loop {
+                caller.send_audio(&speech).await;
+                match caller.next().await {
+                    Some(Frame::Hangup) | None => break,
+                    Some(_) => {}
+                }
+            }
+        })
+        .await;
+        let call_id = format!("5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a{:02x}", 60 + n);
+        let hungup = loop {
+            let e = next_event(&mut bus).await;
+            if e.event_type == "call_hungup" && e.resource.id == call_id {
+                break e;
+            }
+        };
+        assert_eq!(hungup.resource.fields["hangup_cause"], "api_hangup", "{kind:?}");
+        let row = control
+            .store
+            .get_call("default", &call_id)
+            .await
+            .expect("call row");
+        assert_eq!(
+            row.status,
+            voxbridge_control::state::CallStatus::Hangup,
+            "{kind:?}"
+        );
+    }
+    let out = bot.wait().expect("the bot ends");
+    let said: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        out.success(),
+        "the bot saw every link close after its hang-up: {said:?}"
+    );
+    let hung: Vec<&str> = said.iter().filter_map(|l| l.strip_prefix("HUNG ")).collect();
+    assert_eq!(hung.len(), 3, "{said:?}");
+    assert!(
+        hung[0].starts_with("twilio POST /2010-04-01/Accounts/default/Calls/")
+            && hung[0].ends_with(".json 200"),
+        "{hung:?}"
+    );
+    assert!(
+        hung[1].starts_with("telnyx POST /v2/calls/") && hung[1].ends_with("/actions/hangup 200"),
+        "{hung:?}"
+    );
+    assert!(
+        hung[2].starts_with("plivo DELETE /v1/Account/default/Call/") && hung[2].ends_with("/ 204"),
+        "{hung:?}"
+    );
+    shutdown.shutdown();
+    within("media to stop", media).await.expect("media task");
+    within("control to stop", control.shutdown()).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,7 +10,7 @@ mod common;
 
 use bytes::{Bytes, BytesMut};
 use common::tempdir;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use voxbridge_codecs::g711;
 use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
@@ -18,15 +18,6 @@ use voxbridge_media::events::CallInfo;
 use voxbridge_media::sansio::botcodec::{BotCodec, BotInput, Outgoing};
 use voxbridge_proto::pipecat::{self, Kind};
 use voxbridge_proto::twilio::{self, BotCommand, StreamEvent};
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("VOXBRIDGE_INTEROP_PYTHON") {
-        return p.into();
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{home}/.cache"));
-    Path::new(&cache).join("voxbridge/interop-venv/bin/python")
-}
 
 fn pb_file(dir: &Path, name: &str, kind: Kind) {
     let mut buf = BytesMut::new();
@@ -47,12 +38,7 @@ fn read_frame(dir: &Path, name: &str) -> Kind {
 
 #[test]
 fn pipecat_reads_our_frames_and_we_read_pipecats() {
-    let py = python();
-    assert!(
-        py.exists(),
-        "{} missing: run scripts/setup.sh (the README's test command does)",
-        py.display()
-    );
+    let py = common::interop_python();
     let dir = tempdir("pipecat");
 
     // 20 ms of 16 kHz PCM16.
@@ -202,8 +188,7 @@ fn text_of(o: Outgoing) -> String {
 /// decoded by voxbridge's codec to the PCM pipecat was given.
 #[test]
 fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
-    let py = python();
-    assert!(py.exists(), "{} missing: run scripts/setup.sh", py.display());
+    let py = common::interop_python();
     let dir = tempdir("dialects");
     // (pipecat 1.14's Telnyx serializer carries PCMU and PCMA only; Telnyx's
     // network-order L16 is checked in voxbridge's own tests.)

@@ -88,3 +88,22 @@ pub fn snr_db(reference: &[i16], test: &[i16], skip: usize) -> f64 {
     }
     10.0 * (s / e.max(1e-9)).log10()
 }
+
+/// The Python with pipecat and its peers, from the venv `scripts/setup.sh`
+/// builds (or `VOXBRIDGE_INTEROP_PYTHON`); fails the test when it is missing.
+pub fn interop_python() -> PathBuf {
+    let py = match std::env::var("VOXBRIDGE_INTEROP_PYTHON") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{home}/.cache"));
+            Path::new(&cache).join("voxbridge/interop-venv/bin/python")
+        }
+    };
+    assert!(
+        py.exists(),
+        "{} missing: run scripts/setup.sh (the README's test command does)",
+        py.display()
+    );
+    py
+}
