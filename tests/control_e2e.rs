@@ -208,9 +208,11 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
         .strip_prefix("LISTEN ")
         .unwrap_or_else(|| panic!("{first:?}"));
 
-    let mut config = voxbridge_media::Config::default();
-    config.metrics_listen = None;
-    config.audiosocket.clear();
+    let mut config = voxbridge_media::Config {
+        metrics_listen: None,
+        audiosocket: Vec::new(),
+        ..Default::default()
+    };
     for kind in dialects {
         let route = Route {
             url: format!("ws://127.0.0.1:{port}"),

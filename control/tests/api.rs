@@ -980,13 +980,20 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
 
     // Telnyx: the API key as a bearer token.
     let bearer = ("authorization", format!("Bearer {key}"));
-    let (s, v) = raw(&app, "POST", "/v2/calls/tx/actions/hangup", &[bearer.clone()], "").await;
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/v2/calls/tx/actions/hangup",
+        std::slice::from_ref(&bearer),
+        "",
+    )
+    .await;
     assert_eq!((s, &v["data"]["result"]), (StatusCode::OK, &json!("ok")), "{v}");
     let (s, v) = raw(
         &app,
         "POST",
         "/v2/calls/b-call/actions/hangup",
-        &[bearer.clone()],
+        std::slice::from_ref(&bearer),
         "",
     )
     .await;
@@ -1004,7 +1011,14 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
         .transition_call(None, "tx", &ended, None)
         .await
         .expect("ended");
-    let (s, v) = raw(&app, "POST", "/v2/calls/tx/actions/hangup", &[bearer.clone()], "").await;
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/v2/calls/tx/actions/hangup",
+        std::slice::from_ref(&bearer),
+        "",
+    )
+    .await;
     assert_eq!(
         (s, &v["errors"][0]["code"]),
         (StatusCode::UNPROCESSABLE_ENTITY, &json!("90018")),
