@@ -93,15 +93,18 @@ fn bench(kind: BotProtocolKind) -> Bench {
     let (bot_reply, text_reply) = match codec.audio(&pcm16) {
         // A pipecat echo bot sends the AudioRawFrame back unchanged.
         Outgoing::Binary(b) => (b, String::new()),
-        // A Twilio-style bot answers with a media command carrying the same payload.
+        // A JSON-dialect bot answers with its dialect's media command
+        // carrying the same payload.
         Outgoing::Text(t) => {
             let s = String::from_utf8(t.to_vec()).expect("utf-8");
             let v: serde_json::Value = serde_json::from_str(&s).expect("json");
             let payload = v["media"]["payload"].as_str().expect("payload");
-            (
-                Bytes::new(),
-                format!(r#"{{"event":"media","streamSid":"MZ","media":{{"payload":"{payload}"}}}}"#),
-            )
+            let media = voxbridge_proto::telephony::BotCommand::Media {
+                payload: payload.into(),
+                encoding: Some(voxbridge_proto::telephony::Encoding::L16),
+                sample_rate: Some(16000),
+            };
+            (Bytes::new(), media.write(kind.dialect().expect("a JSON dialect"), "MZ"))
         }
     };
     let route = Route {
@@ -145,7 +148,7 @@ fn bench(kind: BotProtocolKind) -> Bench {
 fn a_thousand_frames_of_a_call_allocate_nothing() {
     // The counter sees allocations at all (so a zero below means something).
     assert!(alloc_count::allocations_in(|| drop(std::hint::black_box(vec![1u8; 64]))) >= 1);
-    for kind in [BotProtocolKind::Pipecat, BotProtocolKind::Twilio] {
+    for kind in BotProtocolKind::ALL {
         let mut c = bench(kind);
         // Warm-up: arenas reach their steady size, buffers their capacity.
         for _ in 0..200 {

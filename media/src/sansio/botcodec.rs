@@ -167,7 +167,9 @@ impl BotCodec {
                 vec![self.message(v)]
             }
             Some(dialect) => {
-                if let Some(account) = info.params.get("account_sid") {
+                // The account a provider-compatible hang-up names: the
+                // call's tenant, as the control plane bills it.
+                if let Some(account) = info.params.get("customer_id").or(info.params.get("account_sid")) {
                     self.account_id.clone_from(account);
                 }
                 let seq = self.next_seq();
