@@ -1,13 +1,14 @@
 //! The `voxbridge` binary: a thin clap front over the library crates.
 //!
 //! Subcommands: `serve` (the daemon), `demo` (the whole system running an
-//! outbound campaign), `bot echo` (a built-in bot),
+//! outbound campaign), `bot echo` (a built-in bot), `bot check` (the
+//! conformance kit for bot authors),
 //! `loadgen` (Asterisk-like callers that measure the daemon) and `transcode`
 //! (file conversion through the call-path DSP).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use voxbridge::{bot, demo, loadgen, serve, transcode};
+use voxbridge::{bot, botcheck, demo, loadgen, serve, transcode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,6 +43,9 @@ enum Command {
 enum BotCommand {
     /// Answer each call with its own audio (or a tone).
     Echo(bot::Args),
+    /// Check a bot against its dialect: play voxbridge's side of a call
+    /// (speech, DTMF, a barge-in, the hangup) and check every message it sends.
+    Check(botcheck::Args),
 }
 
 /// Colour in the log only when a person reads it: stderr is a terminal and
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bot(BotCommand::Echo(args)) => bot::run(args),
+        Command::Bot(BotCommand::Check(args)) => botcheck::run(args),
         Command::Loadgen(args) => loadgen::run(args),
         Command::Transcode(args) => transcode::run(args),
     };

@@ -93,6 +93,76 @@ async fn an_8k_echo_round_trip_is_bit_exact_in_every_provider_dialect() {
     }
 }
 
+fn check_args(url: &str, protocol: &str) -> voxbridge::botcheck::Args {
+    voxbridge::botcheck::Args {
+        url: url.into(),
+        protocol: protocol.into(),
+        encoding: None,
+        sample_rate: 16000,
+        answer_timeout_ms: 2000,
+    }
+}
+
+/// `voxbridge bot check` passes voxbridge's own echo bot in every dialect:
+/// every message usable, audio back after the caller spoke.
+#[tokio::test]
+async fn bot_check_passes_the_echo_bot_in_every_dialect() {
+    let url = echo_bot().await;
+    for protocol in ["pipecat", "twilio", "telnyx", "plivo", "exotel"] {
+        let report = voxbridge::botcheck::check(&check_args(&url, protocol))
+            .await
+            .expect("check runs");
+        assert!(report.passed(), "{protocol}: {report:?}");
+        assert!(
+            report.messages >= 100,
+            "{protocol}: the echo of the call's audio: {report:?}"
+        );
+        assert!(report.first_audio_ms.is_some(), "{protocol}: {report:?}");
+        assert!(report
+            .result_line(protocol)
+            .starts_with(&format!("RESULT protocol={protocol} messages=")));
+    }
+}
+
+/// A bot that breaks its dialect fails the check, the message named: a
+/// Telnyx bot playing audio with Plivo's `playAudio`, and a binary frame.
+#[tokio::test]
+async fn bot_check_names_the_message_that_breaks_the_dialect() {
+    let mut bot = TestBot::start().await;
+    let args = check_args(&bot.url, "telnyx");
+    let check = tokio::spawn(async move { voxbridge::botcheck::check(&args).await });
+    let mut link = bot.accept().await;
+    link.recv().await.expect("connected");
+    link.recv().await.expect("start");
+    let wrong =
+        r#"{"event":"playAudio","media":{"contentType":"audio/x-mulaw","sampleRate":8000,"payload":"//8="}}"#;
+    link.send(tokio_tungstenite::tungstenite::Message::Text(wrong.into()))
+        .await;
+    link.send(tokio_tungstenite::tungstenite::Message::Binary(
+        vec![1u8, 2, 3].into(),
+    ))
+    .await;
+    // Then proper audio, so only the two bad messages count.
+    let good = r#"{"event":"media","media":{"payload":"//8="}}"#;
+    link.send(tokio_tungstenite::tungstenite::Message::Text(good.into()))
+        .await;
+    let report = within("the check to end", check)
+        .await
+        .expect("task")
+        .expect("check runs");
+    assert!(!report.passed());
+    assert_eq!(report.violations.len(), 2, "{report:?}");
+    assert!(
+        report.violations[0].starts_with("message 1:") && report.violations[0].contains("playAudio"),
+        "{report:?}"
+    );
+    assert!(
+        report.violations[1].starts_with("message 2:") && report.violations[1].contains("binary"),
+        "{report:?}"
+    );
+    assert!(report.bot_audio_ms > 0.0);
+}
+
 #[tokio::test]
 async fn a_16k_bot_round_trip_keeps_40_db_snr() {
     round_trip_through_a_bot_at(16000, 2).await;

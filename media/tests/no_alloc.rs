@@ -104,7 +104,10 @@ fn bench(kind: BotProtocolKind) -> Bench {
                 encoding: Some(voxbridge_proto::telephony::Encoding::L16),
                 sample_rate: Some(16000),
             };
-            (Bytes::new(), media.write(kind.dialect().expect("a JSON dialect"), "MZ"))
+            (
+                Bytes::new(),
+                media.write(kind.dialect().expect("a JSON dialect"), "MZ"),
+            )
         }
     };
     let route = Route {
