@@ -282,3 +282,51 @@ fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `voxbridge bot check` against a real pipecat bot in every dialect:
+/// pipecat's WebSocket server transport with the dialect's own serializer
+/// and a pipeline that plays back what it hears
+/// (tests/interop/pipecat_echo_bot.py). Every message it sends is one a
+/// call can use, and its audio comes back after the caller spoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_check_passes_a_real_pipecat_bot_in_every_dialect() {
+    use std::io::BufRead;
+    let py = common::interop_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pipecat_echo_bot.py");
+    for (protocol, rate, encoding) in [
+        ("pipecat", 16000, None),
+        ("twilio", 8000, Some("mulaw")),
+        ("telnyx", 8000, Some("mulaw")),
+        ("plivo", 8000, Some("mulaw")),
+        ("exotel", 8000, Some("l16")),
+    ] {
+        let mut bot = Command::new(&py)
+            .arg(&script)
+            .args([protocol, &rate.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python runs");
+        let mut lines = std::io::BufReader::new(bot.stdout.take().expect("stdout")).lines();
+        let first = lines.next().expect("a line").expect("read");
+        let port = first
+            .strip_prefix("LISTEN ")
+            .unwrap_or_else(|| panic!("{first:?}"));
+        let args = voxbridge::botcheck::Args {
+            url: format!("ws://127.0.0.1:{port}"),
+            protocol: protocol.into(),
+            encoding: encoding.map(str::to_owned),
+            sample_rate: rate,
+            answer_timeout_ms: 3000,
+        };
+        let report = voxbridge::botcheck::check(&args).await.expect("the check runs");
+        let _ = bot.kill();
+        let _ = bot.wait();
+        assert!(report.passed(), "{protocol}: {report:?}");
+        assert!(report.first_audio_ms.is_some(), "{protocol}: {report:?}");
+        assert!(
+            report.bot_audio_ms >= 1000.0,
+            "{protocol}: pipecat played the call back: {report:?}"
+        );
+    }
+}
