@@ -330,3 +330,107 @@ async fn bot_check_passes_a_real_pipecat_bot_in_every_dialect() {
         );
     }
 }
+
+/// The JSON Schemas published under proto/schema/ say what voxbridge's
+/// parser says: every message voxbridge writes as the provider fits the
+/// dialect's provider schema, and what a bot may send is valid by the
+/// dialect's bot schema exactly when a call can use it (checked with
+/// jsonschema_rs from the control venv, tests/interop/schema_check.py).
+#[test]
+fn published_dialect_schemas_agree_with_voxbridge() {
+    use voxbridge_proto::telephony::{BotCommand, Dialect, Encoding};
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{home}/.cache"));
+    let py = Path::new(&cache).join("voxbridge/control-venv/bin/python");
+    assert!(py.exists(), "{} missing: run scripts/setup.sh", py.display());
+    let info = CallInfo {
+        call_id: "c-1".into(),
+        route: "default".into(),
+        caller: Some("+15550100".into()),
+        callee: Some("+15550199".into()),
+        ingress: "sip",
+        params: [("customer_id".to_string(), "acme".to_string())].into(),
+    };
+    let mut corpus = Vec::new();
+    for kind in [
+        BotProtocolKind::Twilio,
+        BotProtocolKind::Telnyx,
+        BotProtocolKind::Plivo,
+        BotProtocolKind::Exotel,
+    ] {
+        let d = kind.dialect().expect("JSON");
+        let provider = format!("telephony-{}.provider.json", d.name());
+        let bot = format!("telephony-{}.bot.json", d.name());
+        let enc = if d == Dialect::Exotel {
+            TwilioEncoding::L16
+        } else {
+            TwilioEncoding::Mulaw
+        };
+        let mut codec = BotCodec::new(kind, enc, 8000, &info.call_id);
+        let mut ours: Vec<Outgoing> = codec.start(&info);
+        ours.push(codec.audio(&[100i16; 160]));
+        ours.push(codec.dtmf('#'));
+        ours.extend(codec.mark_played("m1"));
+        ours.extend(codec.cleared());
+        ours.extend(codec.stop(voxbridge_media::HangupCause::CallerHangup));
+        for o in ours {
+            corpus.push(serde_json::json!({"schema": provider, "message": text_of(o), "valid": true}));
+        }
+        let mut bot_side: Vec<String> = [
+            BotCommand::Media {
+                payload: "AAECAw==".into(),
+                encoding: Some(Encoding::Mulaw),
+                sample_rate: Some(8000),
+            },
+            BotCommand::Clear,
+            BotCommand::Mark { name: "m".into() },
+            BotCommand::Dtmf { digit: "5".into() },
+            BotCommand::Transfer {
+                target: "sip:desk@pbx".into(),
+            },
+        ]
+        .iter()
+        .map(|c| c.write(d, "S"))
+        .collect();
+        // And what a call can use in one dialect and not in another, or in none
+        // (payloads of whole 16-bit samples: the schemas do not count bytes).
+        bot_side.extend(
+            [
+                r#"{"event":"media","media":{"payload":"AAECAw=="}}"#,
+                r#"{"event":"playAudio","media":{"payload":"AAECAw=="}}"#,
+                r#"{"event":"clear"}"#,
+                r#"{"event":"clearAudio"}"#,
+                r#"{"event":"mark"}"#,
+                r#"{"event":"checkpoint","name":"x"}"#,
+                r#"{"event":"dtmf","dtmf":{"digit":"55"}}"#,
+                r#"{"event":"transfer","transfer":{"target":"  "}}"#,
+                r#"{"event":"stop"}"#,
+                r#"{"media":{"payload":"AAECAw=="}}"#,
+            ]
+            .map(String::from),
+        );
+        for m in bot_side {
+            let valid = codec.decode_text(&m).is_ok();
+            corpus.push(serde_json::json!({"schema": bot, "message": m, "valid": valid}));
+        }
+    }
+    let dir = tempdir("schemas");
+    std::fs::write(
+        dir.join("corpus.json"),
+        serde_json::Value::from(corpus).to_string(),
+    )
+    .expect("write");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/schema_check.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(dir.join("corpus.json"))
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "a schema disagrees with voxbridge:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
