@@ -167,7 +167,6 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
 /// each call ends with cause `api_hangup`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
-    use std::io::BufRead;
     use voxbridge_media::config::{AudioSocketListener, BotProtocolKind, Route, TwilioEncoding};
     let dir = std::env::temp_dir().join(format!("voxbridge-hangups-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -188,25 +187,16 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
         BotProtocolKind::Telnyx,
         BotProtocolKind::Plivo,
     ];
-    let mut bot = std::process::Command::new(common::interop_python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/pipecat_hangup.py"
-        ))
-        .args([
+    let (mut bot, port, lines) = common::spawn_listening(
+        &common::interop_python(),
+        "pipecat_hangup.py",
+        &[
             api_url.as_str(),
             "default",
             secret.as_str(),
             &dialects.len().to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    let mut lines = std::io::BufReader::new(bot.stdout.take().expect("stdout")).lines();
-    let first = lines.next().expect("a line").expect("read");
-    let port = first
-        .strip_prefix("LISTEN ")
-        .unwrap_or_else(|| panic!("{first:?}"));
+        ],
+    );
 
     let mut config = voxbridge_media::Config {
         metrics_listen: None,

@@ -11,7 +11,6 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use common::tempdir;
 use std::path::Path;
-use std::process::Command;
 use voxbridge_codecs::g711;
 use voxbridge_media::config::{BotProtocolKind, TwilioEncoding};
 use voxbridge_media::events::CallInfo;
@@ -109,17 +108,11 @@ fn pipecat_reads_our_frames_and_we_read_pipecats() {
     });
     std::fs::write(dir.join("vb_expect.json"), expect.to_string()).expect("write");
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pipecat_check.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(&dir)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "pipecat rejected our frames:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::run_interop(
+        &py,
+        "pipecat_check.py",
+        &[dir.as_os_str()],
+        "pipecat rejected our frames",
     );
 
     // pipecat -> voxbridge
@@ -251,17 +244,11 @@ fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
         serde_json::Value::Object(expect).to_string(),
     )
     .expect("write");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/dialect_check.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(&dir)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "pipecat rejected a dialect:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::run_interop(
+        &py,
+        "dialect_check.py",
+        &[dir.as_os_str()],
+        "pipecat rejected a dialect",
     );
     let answers: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("pipecat.json")).expect("pipecat wrote its answers"))
@@ -290,9 +277,7 @@ fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
 /// call can use, and its audio comes back after the caller spoke.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_check_passes_a_real_pipecat_bot_in_every_dialect() {
-    use std::io::BufRead;
     let py = common::interop_python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pipecat_echo_bot.py");
     for (protocol, rate, encoding) in [
         ("pipecat", 16000, None),
         ("twilio", 8000, Some("mulaw")),
@@ -300,18 +285,8 @@ async fn bot_check_passes_a_real_pipecat_bot_in_every_dialect() {
         ("plivo", 8000, Some("mulaw")),
         ("exotel", 8000, Some("l16")),
     ] {
-        let mut bot = Command::new(&py)
-            .arg(&script)
-            .args([protocol, &rate.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python runs");
-        let mut lines = std::io::BufReader::new(bot.stdout.take().expect("stdout")).lines();
-        let first = lines.next().expect("a line").expect("read");
-        let port = first
-            .strip_prefix("LISTEN ")
-            .unwrap_or_else(|| panic!("{first:?}"));
+        let (mut bot, port, _) =
+            common::spawn_listening(&py, "pipecat_echo_bot.py", &[protocol, &rate.to_string()]);
         let args = voxbridge::botcheck::Args {
             url: format!("ws://127.0.0.1:{port}"),
             protocol: protocol.into(),
@@ -339,10 +314,7 @@ async fn bot_check_passes_a_real_pipecat_bot_in_every_dialect() {
 #[test]
 fn published_dialect_schemas_agree_with_voxbridge() {
     use voxbridge_proto::telephony::{BotCommand, Dialect, Encoding};
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{home}/.cache"));
-    let py = Path::new(&cache).join("voxbridge/control-venv/bin/python");
-    assert!(py.exists(), "{} missing: run scripts/setup.sh", py.display());
+    let py = common::control_python();
     let info = CallInfo {
         call_id: "c-1".into(),
         route: "default".into(),
@@ -420,17 +392,12 @@ fn published_dialect_schemas_agree_with_voxbridge() {
         serde_json::Value::from(corpus).to_string(),
     )
     .expect("write");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/schema_check.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(dir.join("corpus.json"))
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "a schema disagrees with voxbridge:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let corpus = dir.join("corpus.json");
+    common::run_interop(
+        &py,
+        "schema_check.py",
+        &[corpus.as_os_str()],
+        "a schema disagrees with voxbridge",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -877,6 +877,17 @@ async fn raw(
     (status, v)
 }
 
+/// Twilio's call update as its SDKs send it: a form, Basic auth.
+async fn twilio(
+    app: &axum::Router,
+    path: &str,
+    auth: (&'static str, String),
+    form: &str,
+) -> (StatusCode, Value) {
+    let content_type = ("content-type", "application/x-www-form-urlencoded".to_string());
+    raw(app, "POST", path, &[auth, content_type], form).await
+}
+
 fn basic(user: &str, password: &str) -> (&'static str, String) {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -895,14 +906,12 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
     let app = app(store.clone(), media.clone()).await;
     let v = created(&app, "/v1/customers/a/access_keys", ADMIN, r#"{"name":"bot"}"#).await;
     let key = v["secret"].as_str().expect("the new key's secret").to_owned();
-    let form = ("content-type", "application/x-www-form-urlencoded".to_string());
 
     // Twilio: account id and token as Basic auth, Status=completed.
-    let (s, v) = raw(
+    let (s, v) = twilio(
         &app,
-        "POST",
         "/2010-04-01/Accounts/a/Calls/tw.json",
-        &[basic("a", &key), form.clone()],
+        basic("a", &key),
         "Status=completed",
     )
     .await;
@@ -916,11 +925,10 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
         ["tw"],
         "the media plane was asked"
     );
-    let (s, v) = raw(
+    let (s, v) = twilio(
         &app,
-        "POST",
         "/2010-04-01/Accounts/a/Calls/nope.json",
-        &[basic("a", &key), form.clone()],
+        basic("a", &key),
         "Status=completed",
     )
     .await;
@@ -929,11 +937,10 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
         (StatusCode::NOT_FOUND, Some(20404)),
         "pipecat reads 20404 as already ended"
     );
-    let (s, v) = raw(
+    let (s, v) = twilio(
         &app,
-        "POST",
         "/2010-04-01/Accounts/b/Calls/b-call.json",
-        &[basic("a", &key), form.clone()],
+        basic("a", &key),
         "Status=completed",
     )
     .await;
@@ -942,11 +949,10 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
         (StatusCode::NOT_FOUND, Some(20404)),
         "another account is unknown"
     );
-    let (s, _) = raw(
+    let (s, _) = twilio(
         &app,
-        "POST",
         "/2010-04-01/Accounts/a/Calls/tw.json",
-        &[basic("b", &key), form.clone()],
+        basic("b", &key),
         "Status=completed",
     )
     .await;
@@ -955,20 +961,18 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
         StatusCode::UNAUTHORIZED,
         "the Basic user must be the key's customer"
     );
-    let (s, _) = raw(
+    let (s, _) = twilio(
         &app,
-        "POST",
         "/2010-04-01/Accounts/a/Calls/tw.json",
-        &[basic("a", "wrong"), form.clone()],
+        basic("a", "wrong"),
         "Status=completed",
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, v) = raw(
+    let (s, v) = twilio(
         &app,
-        "POST",
         "/2010-04-01/Accounts/a/Calls/tw.json",
-        &[basic("a", &key), form.clone()],
+        basic("a", &key),
         "Url=https://x",
     )
     .await;

@@ -89,21 +89,80 @@ pub fn snr_db(reference: &[i16], test: &[i16], skip: usize) -> f64 {
     10.0 * (s / e.max(1e-9)).log10()
 }
 
-/// The Python with pipecat and its peers, from the venv `scripts/setup.sh`
-/// builds (or `VOXBRIDGE_INTEROP_PYTHON`); fails the test when it is missing.
-pub fn interop_python() -> PathBuf {
-    let py = match std::env::var("VOXBRIDGE_INTEROP_PYTHON") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => {
-            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-            let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{home}/.cache"));
-            Path::new(&cache).join("voxbridge/interop-venv/bin/python")
-        }
-    };
+/// A Python of one of the venvs `scripts/setup.sh` builds (`interop-venv`:
+/// pipecat and its peers; `control-venv`: schemathesis, jsonschema_rs),
+/// failing the test when it is missing.
+fn venv_python(venv: &str) -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{home}/.cache"));
+    let py = Path::new(&cache).join("voxbridge").join(venv).join("bin/python");
     assert!(
         py.exists(),
         "{} missing: run scripts/setup.sh (the README's test command does)",
         py.display()
     );
     py
+}
+
+/// The Python with pipecat (or `VOXBRIDGE_INTEROP_PYTHON`).
+pub fn interop_python() -> PathBuf {
+    match std::env::var("VOXBRIDGE_INTEROP_PYTHON") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => venv_python("interop-venv"),
+    }
+}
+
+/// The control venv's Python (jsonschema_rs, confluent-kafka).
+pub fn control_python() -> PathBuf {
+    venv_python("control-venv")
+}
+
+/// Runs `tests/interop/<script>` with `py` and `args`; fails the test with
+/// `what` and the script's output unless it succeeds.
+pub fn run_interop(py: &Path, script: &str, args: &[&std::ffi::OsStr], what: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let out = Command::new(py)
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{what}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A peer script of `tests/interop` that listens and prints `LISTEN <port>`
+/// first: the child, its port and the rest of its output's lines.
+pub fn spawn_listening(
+    py: &Path,
+    script: &str,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let mut child = Command::new(py)
+        .arg(&script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python runs");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    let port = first
+        .strip_prefix("LISTEN ")
+        .unwrap_or_else(|| panic!("{script:?} said {first:?} instead of LISTEN <port>"))
+        .to_owned();
+    (child, port, lines)
 }

@@ -1,6 +1,7 @@
 //! What a bot sends, in each dialect: parsed by voxbridge, written by test
 //! bots and the conformance kit.
 
+use super::wire::{WireDigit, WireName};
 use super::{Dialect, Encoding};
 use crate::error::ProtoError;
 use crate::twilio::{borrowed_opt, lenient_u64};
@@ -67,18 +68,6 @@ struct WireMedia<'a> {
     content_type: Option<Cow<'a, str>>,
     #[serde(rename = "sampleRate", default, deserialize_with = "lenient_u64")]
     sample_rate: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct WireName<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct WireDigit<'a> {
-    #[serde(borrow)]
-    digit: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! it: the dialect is told from the start message's shape, as pipecat's
 //! runner tells it (`parse_telephony_websocket`).
 
+use super::wire::{WireDigit, WireName};
 use super::{Dialect, Encoding};
 use crate::error::ProtoError;
 use crate::twilio::{borrowed_opt, lenient_u64};
@@ -83,18 +84,6 @@ struct WireMedia<'a> {
     chunk: Option<u64>,
     #[serde(borrow)]
     payload: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct WireDigit<'a> {
-    #[serde(borrow)]
-    digit: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct WireName<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
 }
 
 fn bad(what: String) -> ProtoError {

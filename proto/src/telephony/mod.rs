@@ -25,6 +25,7 @@
 
 mod bot;
 mod caller;
+mod wire;
 mod write;
 
 pub use bot::BotCommand;
