@@ -73,7 +73,8 @@ impl Dialect {
             (_, Encoding::Mulaw) => self != Dialect::Exotel && rate == 8000,
             (Dialect::Telnyx, Encoding::Alaw) => rate == 8000,
             (_, Encoding::Alaw) => false,
-            (Dialect::Twilio, Encoding::L16) => matches!(rate, 8000 | 16000 | 24000),
+            // voxbridge's own extension of Twilio's format: any rate.
+            (Dialect::Twilio, Encoding::L16) => rate > 0,
             (Dialect::Telnyx | Dialect::Plivo, Encoding::L16) => matches!(rate, 8000 | 16000),
             (Dialect::Exotel, Encoding::L16) => matches!(rate, 8000 | 16000 | 24000),
         };
@@ -81,7 +82,7 @@ impl Dialect {
             return Ok(());
         }
         let carries = match self {
-            Dialect::Twilio => "mulaw at 8000 Hz or l16 at 8000, 16000 or 24000 Hz",
+            Dialect::Twilio => "mulaw at 8000 Hz or l16",
             Dialect::Telnyx => "mulaw or alaw at 8000 Hz, or l16 at 8000 or 16000 Hz",
             Dialect::Plivo => "mulaw at 8000 Hz or l16 at 8000 or 16000 Hz",
             Dialect::Exotel => "l16 at 8000, 16000 or 24000 Hz",
