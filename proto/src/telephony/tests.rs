@@ -197,7 +197,10 @@ fn each_dialect_checks_its_encodings() {
     assert!(Dialect::Telnyx.check(Encoding::L16, 16000).is_ok());
     assert!(Dialect::Telnyx.check(Encoding::L16, 24000).is_err());
     assert!(Dialect::Twilio.check(Encoding::Alaw, 8000).is_err());
-    assert!(Dialect::Twilio.check(Encoding::L16, 22050).is_ok(), "Twilio l16 at any rate, as before");
+    assert!(
+        Dialect::Twilio.check(Encoding::L16, 22050).is_ok(),
+        "Twilio l16 at any rate, as before"
+    );
     assert!(Dialect::Plivo.check(Encoding::Mulaw, 16000).is_err());
     let e = Dialect::Exotel
         .check(Encoding::Mulaw, 8000)
