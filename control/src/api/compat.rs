@@ -31,7 +31,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+
+/// The path of Twilio's call resource. The call id is shorter than other
+/// path segments may be: `.json` follows it in the same segment.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(non_snake_case, dead_code)]
+pub struct TwilioCallPath {
+    /// The customer id.
+    #[param(max_length = 4000)]
+    AccountSid: String,
+    /// The call id.
+    #[param(max_length = 4000)]
+    CallSid: String,
+}
 
 /// A call in Twilio's call resource shape (the fields a client reads).
 #[derive(Debug, Serialize, ToSchema)]
@@ -107,10 +121,10 @@ fn twilio_status(status: CallStatus) -> &'static str {
     }
 }
 
-fn twilio_not_found(what: &str) -> Response {
+fn twilio_not_found() -> Response {
     let body = TwilioError {
         code: 20404,
-        message: format!("The requested resource {what} was not found"),
+        message: "The requested resource was not found".into(),
         more_info: "https://www.twilio.com/docs/errors/20404".into(),
         status: 404,
     };
@@ -126,8 +140,7 @@ fn own_account(p: &Principal, account: &str) -> Result<bool, ApiError> {
 /// Twilio's call update, for `Status=completed` or `Status=canceled`: ends
 /// the call. Redirects (`Url`, `Twiml`) are not supported.
 #[utoipa::path(post, path = "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json", tag = "provider-compatible",
-    params(("AccountSid" = String, Path, description = "The customer id"),
-           ("CallSid" = String, Path, description = "The call id")),
+    params(TwilioCallPath),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`Status=completed` or `Status=canceled`"),
     security(("basic" = []), ("bearer" = []), ("access_key" = [])),
     responses((status = 200, body = TwilioCall), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -139,20 +152,20 @@ pub async fn twilio_update_call(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some(id) = call.strip_suffix(".json") else {
-        return Ok(twilio_not_found(&call));
+        return Ok(twilio_not_found());
     };
     if !own_account(&p, &account)? {
-        return Ok(twilio_not_found(&format!("/Accounts/{account}")));
+        return Ok(twilio_not_found());
     }
     let status = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "Status")
         .map(|(_, v)| v.into_owned());
     match status.as_deref() {
         Some("completed" | "canceled") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "Status {other:?}: voxbridge ends calls (completed, canceled) and does not redirect them"
-            )))
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Status must be completed or canceled: voxbridge ends calls and does not redirect them",
+            ))
         }
         None => {
             return Err(ApiError::bad_request(
@@ -162,7 +175,7 @@ pub async fn twilio_update_call(
     }
     let call: Call = match request_hangup(&s, &p, id).await {
         Ok((call, _)) => call,
-        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(twilio_not_found(&call)),
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(twilio_not_found()),
         Err(e) => return Err(e),
     };
     let body = TwilioCall {
@@ -201,7 +214,7 @@ pub async fn telnyx_hangup(
             StatusCode::UNPROCESSABLE_ENTITY,
             "90018",
             "Call has already ended",
-            format!("call {id} has already ended"),
+            "the call has already ended".into(),
         )),
         Ok(_) => {
             let body = TelnyxResult {
@@ -213,7 +226,7 @@ pub async fn telnyx_hangup(
             StatusCode::NOT_FOUND,
             "10005",
             "Resource not found",
-            format!("call {id} not found"),
+            "no such call".into(),
         )),
         Err(e) => Err(e),
     }
