@@ -1,9 +1,10 @@
 //! `voxbridge bot echo`: a built-in bot that answers over either bot
 //! protocol, for demos, tests and `loadgen`.
 //!
-//! It accepts WebSocket connections from the daemon, tells pipecat from
-//! the providers' JSON dialects by the first message (binary vs text; the
-//! dialect from the start message's shape), and answers every
+//! It accepts WebSocket connections from the daemon (with jambonz's
+//! subprotocol when asked), tells pipecat from the providers' dialects by
+//! the first message (binary vs text; the dialect from the opening's
+//! shape), and answers every
 //! audio frame with either the same audio (echo, optionally delayed) or a
 //! tone of the same length. A [`Probe`] sees each call start and each audio
 //! frame arrive, which is how `loadgen` measures caller->bot latency.
@@ -16,12 +17,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use voxbridge_codecs::g711;
 use voxbridge_media::ws_config;
 use voxbridge_proto::pipecat::{self, AudioRawFrame, Kind};
 use voxbridge_proto::telephony::{BotCommand, CallerEvent, Encoding, StartInfo};
 use voxbridge_proto::twilio;
+
+/// jambonz's listen subprotocol.
+const JAMBONZ: &str = "audio.jambonz.org";
 
 /// What the bot answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -157,13 +163,33 @@ fn encode_tone(s: &StartInfo, pcm: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// A jambonz listen stream asks for its subprotocol; a bot's server that
+/// speaks it says so.
+// The callback's type is tungstenite's (its error is a whole HTTP response).
+#[allow(clippy::result_large_err)]
+fn accept_jambonz(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    let offered = req
+        .headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == JAMBONZ);
+    if offered {
+        resp.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(JAMBONZ));
+    }
+    Ok(resp)
+}
+
 async fn session(
     sock: TcpStream,
     mode: Mode,
     delay: Duration,
     probe: Option<Arc<dyn Probe>>,
 ) -> anyhow::Result<()> {
-    let mut ws = tokio_tungstenite::accept_async_with_config(sock, Some(ws_config())).await?;
+    let mut ws =
+        tokio_tungstenite::accept_hdr_async_with_config(sock, accept_jambonz, Some(ws_config())).await?;
     let mut handle: Option<usize> = None;
     let mut seq = 0u64;
     let mut tone = Tone { phase: 0.0 };
@@ -198,6 +224,21 @@ async fn session(
         };
         let now = Instant::now();
         let reply = match msg {
+            // Vonage and jambonz: raw PCM16 at the stream's rate.
+            Message::Binary(b) if start.as_ref().is_some_and(|s| s.dialect.binary_audio()) => {
+                if let (Some(p), Some(h)) = (&probe, handle) {
+                    p.audio(h, seq, now);
+                }
+                seq += 1;
+                match (mode, &start) {
+                    (Mode::Tone, Some(s)) => {
+                        buf.clear();
+                        tone.fill(s.sample_rate, b.len() / 2, &mut buf);
+                        Some(Message::Binary(buf.split().freeze()))
+                    }
+                    _ => Some(Message::Binary(b)),
+                }
+            }
             Message::Binary(b) => match pipecat::decode(b.clone()) {
                 Ok(Kind::Audio(a)) => {
                     if let (Some(p), Some(h)) = (&probe, handle) {
@@ -291,7 +332,9 @@ async fn session(
                         encoding: Some(s.encoding),
                         sample_rate: Some(s.sample_rate),
                     };
-                    Some(Message::Text(media.write(s.dialect, &s.stream_id).into()))
+                    media
+                        .write(s.dialect, &s.stream_id)
+                        .map(|m| Message::Text(m.into()))
                 }
                 _ => None,
             },

@@ -19,6 +19,8 @@
 use anyhow::Context as _;
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -33,7 +35,7 @@ use voxbridge_media::HangupCause;
 pub struct Args {
     /// The bot's WebSocket URL.
     pub url: String,
-    /// The bot's dialect: pipecat, twilio, telnyx, plivo or exotel.
+    /// The bot's dialect: pipecat, twilio, telnyx, plivo, exotel, vonage or jambonz.
     #[arg(long, default_value = "pipecat")]
     pub protocol: String,
     /// Payload encoding of a JSON dialect (mulaw, alaw, l16); default: the provider's.
@@ -91,7 +93,7 @@ pub fn route_of(args: &Args) -> anyhow::Result<Route> {
         .find(|k| k.name() == args.protocol)
         .with_context(|| {
             format!(
-                "--protocol {:?}: use pipecat, twilio, telnyx, plivo or exotel",
+                "--protocol {:?}: use pipecat, twilio, telnyx, plivo, exotel, vonage or jambonz",
                 args.protocol
             )
         })?;
@@ -160,13 +162,20 @@ fn to_message(o: Outgoing) -> Message {
 pub async fn check(args: &Args) -> anyhow::Result<Report> {
     let route = route_of(args)?;
     let rate = route.bot_rate();
-    let (ws, _) = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_tungstenite::connect_async(&args.url),
-    )
-    .await
-    .with_context(|| format!("{}: no answer within 5 s", args.url))?
-    .with_context(|| format!("connect to {}", args.url))?;
+    let mut request = args
+        .url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("{}: not a WebSocket URL", args.url))?;
+    if let Some(p) = route.protocol.subprotocol() {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(p));
+    }
+    let (ws, _) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(request))
+        .await
+        .with_context(|| format!("{}: no answer within 5 s", args.url))?
+        .with_context(|| format!("connect to {}", args.url))?;
     let (mut tx, mut rx) = ws.split();
     let call_id = "b07c4ec5-0000-4000-8000-000000000001";
     let mut codec = BotCodec::new(route.protocol, route.encoding(), rate, call_id);

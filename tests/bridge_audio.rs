@@ -108,7 +108,9 @@ fn check_args(url: &str, protocol: &str) -> voxbridge::botcheck::Args {
 #[tokio::test]
 async fn bot_check_passes_the_echo_bot_in_every_dialect() {
     let url = echo_bot().await;
-    for protocol in ["pipecat", "twilio", "telnyx", "plivo", "exotel"] {
+    for protocol in [
+        "pipecat", "twilio", "telnyx", "plivo", "exotel", "vonage", "jambonz",
+    ] {
         let report = voxbridge::botcheck::check(&check_args(&url, protocol))
             .await
             .expect("check runs");

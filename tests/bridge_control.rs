@@ -227,11 +227,12 @@ async fn bot_transcripts_and_text_become_call_events() {
     );
 }
 
-/// A bot written for Telnyx, Plivo or Exotel, through the daemon: the
-/// provider's opening (start with the call's metadata), the caller's audio
-/// bit-exact in the provider's default encoding, DTMF, the bot's audio
-/// played to the caller, its mark echoed only after that audio was sent,
-/// and its barge-in (which Plivo answers with `clearedAudio`).
+/// A bot written for Telnyx, Plivo, Exotel, Vonage or jambonz, through the
+/// daemon: the provider's opening (start with the call's metadata; for
+/// jambonz over its subprotocol), the caller's audio bit-exact in the
+/// provider's default encoding (binary PCM for Vonage and jambonz), DTMF,
+/// the bot's audio played to the caller, its mark echoed only after that
+/// audio was sent, and its barge-in (which Plivo and Vonage answer).
 #[tokio::test]
 async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
     use voxbridge_proto::telephony::{self, CallerEvent, Dialect};
@@ -239,22 +240,25 @@ async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
         BotProtocolKind::Telnyx,
         BotProtocolKind::Plivo,
         BotProtocolKind::Exotel,
+        BotProtocolKind::Vonage,
+        BotProtocolKind::Jambonz,
     ]
     .into_iter()
     .enumerate()
     {
-        let dialect = kind.dialect().expect("a JSON dialect");
+        let dialect = kind.dialect().expect("a provider dialect");
         let mut bot = TestBot::start().await;
         let d = Daemon::start(Route {
             protocol: kind,
             sample_rate: 8000,
-            // The provider's default: mulaw for Telnyx and Plivo, l16 for Exotel.
+            // The provider's default: mulaw for Telnyx and Plivo, l16 for the others.
             twilio_encoding: None,
             ..twilio_route(&bot.url)
         })
         .await;
         let mut caller = Caller::connect(d.addr, uuid(40 + n as u8)).await;
         let mut link = bot.accept().await;
+        assert_eq!(link.protocol.as_deref(), dialect.subprotocol(), "{dialect:?}");
         let start = loop {
             let t = link
                 .recv()
@@ -270,10 +274,10 @@ async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
             }
         };
         assert_eq!(start.dialect, dialect);
-        let default = if dialect == Dialect::Exotel {
-            telephony::Encoding::L16
-        } else {
+        let default = if matches!(dialect, Dialect::Telnyx | Dialect::Plivo) {
             telephony::Encoding::Mulaw
+        } else {
+            telephony::Encoding::L16
         };
         assert_eq!(
             (start.encoding, start.sample_rate),
@@ -286,6 +290,11 @@ async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
         );
         assert_eq!(start.params["campaign"], "spring", "{dialect:?}");
         let wire = start.encoding;
+        let from_le = |raw: &[u8]| -> Vec<i16> {
+            raw.chunks_exact(2)
+                .map(|p| i16::from_le_bytes([p[0], p[1]]))
+                .collect()
+        };
         let decode = |payload: &str| {
             let mut raw = Vec::new();
             twilio::decode_payload(payload, &mut raw).expect("base64");
@@ -294,10 +303,7 @@ async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
                     .iter()
                     .map(|&c| voxbridge_codecs::g711::ulaw_to_linear(c))
                     .collect::<Vec<i16>>(),
-                _ => raw
-                    .chunks_exact(2)
-                    .map(|p| i16::from_le_bytes([p[0], p[1]]))
-                    .collect(),
+                _ => from_le(&raw),
             }
         };
         let encode = |pcm: &[i16]| {
@@ -317,16 +323,16 @@ async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
         caller.send_raw(&[0x03, 0x00, 0x01, b'4']).await;
         let (mut heard, mut digit) = (None, None);
         while heard.is_none() || digit.is_none() {
-            match link
-                .recv()
-                .await
-                .map(|m| m.into_text().expect("text").to_string())
-            {
-                Some(t) => match CallerEvent::parse(&t).expect("valid") {
+            match link.recv().await {
+                Some(Message::Binary(b)) if dialect.binary_audio() => {
+                    heard.get_or_insert_with(|| from_le(&b));
+                }
+                Some(Message::Text(t)) => match CallerEvent::parse(t.as_str()).expect("valid") {
                     CallerEvent::Media { payload, .. } if heard.is_none() => heard = Some(decode(&payload)),
                     CallerEvent::Dtmf { digit: k } => digit = Some(k.into_owned()),
                     _ => {}
                 },
+                Some(other) => panic!("{dialect:?}: unexpected {other:?}"),
                 None => panic!("{dialect:?}: link closed"),
             }
         }
@@ -339,29 +345,37 @@ async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
 
         // A value G.711 carries exactly, so the caller must hear it as sent.
         let voice = voxbridge_codecs::g711::ulaw_to_linear(voxbridge_codecs::g711::linear_to_ulaw(700));
-        let media = telephony::BotCommand::Media {
-            payload: encode(&[voice; 1600]).into(),
-            encoding: Some(wire),
-            sample_rate: Some(8000),
+        if dialect.binary_audio() {
+            let pcm: Vec<u8> = [voice; 1600].iter().flat_map(|s| s.to_le_bytes()).collect();
+            link.send(Message::Binary(pcm.into())).await;
+        } else {
+            let media = telephony::BotCommand::Media {
+                payload: encode(&[voice; 1600]).into(),
+                encoding: Some(wire),
+                sample_rate: Some(8000),
+            };
+            let m = media.write(dialect, &start.stream_id).expect("JSON audio");
+            link.send(Message::Text(m.into())).await;
+        }
+        // Vonage's marks are JSON payloads (`notify`), carried as JSON text.
+        let label = if dialect == Dialect::Vonage {
+            r#"{"said":"hello"}"#
+        } else {
+            "said-hello"
         };
-        link.send(Message::Text(media.write(dialect, &start.stream_id).into()))
-            .await;
-        let mark = telephony::BotCommand::Mark {
-            name: "said-hello".into(),
-        };
-        link.send(Message::Text(mark.write(dialect, &start.stream_id).into()))
-            .await;
+        let mark = telephony::BotCommand::Mark { name: label.into() };
+        let m = mark.write(dialect, &start.stream_id).expect("a mark message");
+        link.send(Message::Text(m.into())).await;
         loop {
-            let t = link
-                .recv()
-                .await
-                .expect("the mark comes back")
-                .into_text()
-                .expect("text")
-                .to_string();
-            if let CallerEvent::Mark { name } = CallerEvent::parse(&t).expect("valid") {
-                assert_eq!(name, "said-hello");
-                break;
+            match link.recv().await.expect("the mark comes back") {
+                Message::Text(t) => {
+                    if let CallerEvent::Mark { name } = CallerEvent::parse(t.as_str()).expect("valid") {
+                        assert_eq!(name, label);
+                        break;
+                    }
+                }
+                Message::Binary(_) => {}
+                other => panic!("{dialect:?}: unexpected {other:?}"),
             }
         }
         let played = caller
@@ -374,23 +388,16 @@ async fn bots_of_every_provider_dialect_get_the_call_and_are_heard() {
             "{dialect:?}: the 200 ms before the mark had been sent to the caller"
         );
 
-        link.send(Message::Text(
-            telephony::BotCommand::Clear
-                .write(dialect, &start.stream_id)
-                .into(),
-        ))
-        .await;
-        if dialect == Dialect::Plivo {
+        let clear = telephony::BotCommand::Clear
+            .write(dialect, &start.stream_id)
+            .expect("clear");
+        link.send(Message::Text(clear.into())).await;
+        if matches!(dialect, Dialect::Plivo | Dialect::Vonage) {
             loop {
-                let t = link
-                    .recv()
-                    .await
-                    .expect("clearedAudio")
-                    .into_text()
-                    .expect("text")
-                    .to_string();
-                if CallerEvent::parse(&t).expect("valid") == CallerEvent::Cleared {
-                    break;
+                if let Message::Text(t) = link.recv().await.expect("the barge-in is answered") {
+                    if CallerEvent::parse(t.as_str()).expect("valid") == CallerEvent::Cleared {
+                        break;
+                    }
                 }
             }
         }

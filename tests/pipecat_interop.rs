@@ -192,6 +192,8 @@ fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
         ("plivo", BotProtocolKind::Plivo, TwilioEncoding::Mulaw, 8000),
         ("exotel", BotProtocolKind::Exotel, TwilioEncoding::L16, 8000),
         ("exotel_16k", BotProtocolKind::Exotel, TwilioEncoding::L16, 16000),
+        ("vonage", BotProtocolKind::Vonage, TwilioEncoding::L16, 16000),
+        ("vonage_8k", BotProtocolKind::Vonage, TwilioEncoding::L16, 8000),
     ];
     let info = CallInfo {
         call_id: "7f3e2a10-5b6c-4d8e-9f00-aa11bb22cc33".into(),
@@ -221,22 +223,23 @@ fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
                 .collect(),
             TwilioEncoding::L16 => sent.clone(),
         };
-        let media = text_of(codec.audio(&sent));
+        let (media_key, media) = match codec.audio(&sent) {
+            Outgoing::Binary(b) => ("media_hex", hex(&b)),
+            text => ("media", text_of(text)),
+        };
         let dtmf = text_of(codec.dtmf('7'));
-        expect.insert(
-            name.into(),
-            serde_json::json!({
-                "dialect": kind.name(),
-                "encoding": enc.wire().name(),
-                "rate": rate,
-                "call_id": info.call_id,
-                "stream_id": codec.stream_sid(),
-                "opening": opening,
-                "media": media,
-                "dtmf": dtmf,
-                "pcm_hex": hex(&heard.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>()),
-            }),
-        );
+        let mut case = serde_json::json!({
+            "dialect": kind.name(),
+            "encoding": enc.wire().name(),
+            "rate": rate,
+            "call_id": info.call_id,
+            "stream_id": codec.stream_sid(),
+            "opening": opening,
+            "dtmf": dtmf,
+            "pcm_hex": hex(&heard.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>()),
+        });
+        case[media_key] = media.into();
+        expect.insert(name.into(), case);
         codecs.push((name, codec, heard));
     }
     std::fs::write(
@@ -255,8 +258,16 @@ fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
             .expect("JSON");
     for (name, mut codec, heard) in codecs {
         let a = &answers[name];
-        let media = a["media"].as_str().expect("pipecat serialized audio");
-        match codec.decode_text(media).expect("voxbridge reads pipecat's audio") {
+        let decoded = match a["media_hex"].as_str() {
+            Some(h) => {
+                let raw: Vec<u8> = (0..h.len() / 2)
+                    .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex"))
+                    .collect();
+                codec.decode_binary(raw.into())
+            }
+            None => codec.decode_text(a["media"].as_str().expect("pipecat serialized audio")),
+        };
+        match decoded.expect("voxbridge reads pipecat's audio") {
             BotInput::Audio { pcm, .. } => assert_eq!(pcm, &heard[..], "{name}: pipecat's audio back"),
             other => panic!("{name}: {other:?}"),
         }
@@ -284,6 +295,7 @@ async fn bot_check_passes_a_real_pipecat_bot_in_every_dialect() {
         ("telnyx", 8000, Some("mulaw")),
         ("plivo", 8000, Some("mulaw")),
         ("exotel", 8000, Some("l16")),
+        ("vonage", 16000, Some("l16")),
     ] {
         let (mut bot, port, _) =
             common::spawn_listening(&py, "pipecat_echo_bot.py", &[protocol, &rate.to_string()]);
@@ -329,23 +341,26 @@ fn published_dialect_schemas_agree_with_voxbridge() {
         BotProtocolKind::Telnyx,
         BotProtocolKind::Plivo,
         BotProtocolKind::Exotel,
+        BotProtocolKind::Vonage,
+        BotProtocolKind::Jambonz,
     ] {
-        let d = kind.dialect().expect("JSON");
+        let d = kind.dialect().expect("a provider dialect");
         let provider = format!("telephony-{}.provider.json", d.name());
         let bot = format!("telephony-{}.bot.json", d.name());
-        let enc = if d == Dialect::Exotel {
-            TwilioEncoding::L16
-        } else {
+        let enc = if matches!(d, Dialect::Telnyx | Dialect::Plivo | Dialect::Twilio) {
             TwilioEncoding::Mulaw
+        } else {
+            TwilioEncoding::L16
         };
         let mut codec = BotCodec::new(kind, enc, 8000, &info.call_id);
         let mut ours: Vec<Outgoing> = codec.start(&info);
         ours.push(codec.audio(&[100i16; 160]));
         ours.push(codec.dtmf('#'));
-        ours.extend(codec.mark_played("m1"));
+        ours.extend(codec.mark_played(r#"{"m":1}"#));
         ours.extend(codec.cleared());
         ours.extend(codec.stop(voxbridge_media::HangupCause::CallerHangup));
-        for o in ours {
+        // (Binary audio has no schema.)
+        for o in ours.into_iter().filter(|o| matches!(o, Outgoing::Text(_))) {
             corpus.push(serde_json::json!({"schema": provider, "message": text_of(o), "valid": true}));
         }
         let mut bot_side: Vec<String> = [
@@ -360,9 +375,10 @@ fn published_dialect_schemas_agree_with_voxbridge() {
             BotCommand::Transfer {
                 target: "sip:desk@pbx".into(),
             },
+            BotCommand::Hangup,
         ]
         .iter()
-        .map(|c| c.write(d, "S"))
+        .filter_map(|c| c.write(d, "S"))
         .collect();
         // And what a call can use in one dialect and not in another, or in none
         // (payloads of whole 16-bit samples: the schemas do not count bytes).
@@ -378,6 +394,19 @@ fn published_dialect_schemas_agree_with_voxbridge() {
                 r#"{"event":"transfer","transfer":{"target":"  "}}"#,
                 r#"{"event":"stop"}"#,
                 r#"{"media":{"payload":"AAECAw=="}}"#,
+                r#"{"action":"clear"}"#,
+                r#"{"action":"notify","payload":{"n":1}}"#,
+                r#"{"action":"notify"}"#,
+                r#"{"action":"dtmf","digit":"x"}"#,
+                r#"{"action":"transfer","target":"+15550123"}"#,
+                r#"{"type":"killAudio"}"#,
+                r#"{"type":"disconnect"}"#,
+                r#"{"type":"mark","data":{}}"#,
+                r#"{"type":"playAudio","data":{"audioContent":"AAECAw==","audioContentType":"raw","sampleRate":16000}}"#,
+                r#"{"type":"playAudio","data":{"audioContent":"AAECAw==","audioContentType":"wav"}}"#,
+                r#"{"type":"dtmf","data":{"digit":"*"}}"#,
+                r#"{"type":"dtmf","digit":"*"}"#,
+                r#"{"type":"clearMarks"}"#,
             ]
             .map(String::from),
         );

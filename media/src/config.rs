@@ -25,6 +25,11 @@ pub enum BotProtocolKind {
     Plivo,
     /// Exotel Voicebot stream JSON (text).
     Exotel,
+    /// Vonage Voice API WebSocket (binary PCM16, JSON control).
+    Vonage,
+    /// jambonz `listen` (subprotocol `audio.jambonz.org`; binary PCM16,
+    /// JSON control).
+    Jambonz,
 }
 
 impl BotProtocolKind {
@@ -37,6 +42,8 @@ impl BotProtocolKind {
             BotProtocolKind::Telnyx => Some(Dialect::Telnyx),
             BotProtocolKind::Plivo => Some(Dialect::Plivo),
             BotProtocolKind::Exotel => Some(Dialect::Exotel),
+            BotProtocolKind::Vonage => Some(Dialect::Vonage),
+            BotProtocolKind::Jambonz => Some(Dialect::Jambonz),
         }
     }
 
@@ -46,13 +53,20 @@ impl BotProtocolKind {
     }
 
     /// Every protocol.
-    pub const ALL: [BotProtocolKind; 5] = [
+    pub const ALL: [BotProtocolKind; 7] = [
         BotProtocolKind::Pipecat,
         BotProtocolKind::Twilio,
         BotProtocolKind::Telnyx,
         BotProtocolKind::Plivo,
         BotProtocolKind::Exotel,
+        BotProtocolKind::Vonage,
+        BotProtocolKind::Jambonz,
     ];
+
+    /// The WebSocket subprotocol to offer the bot (jambonz's).
+    pub fn subprotocol(self) -> Option<&'static str> {
+        self.dialect().and_then(|d| d.subprotocol())
+    }
 }
 
 /// Audio encoding inside the JSON dialects' `media` payloads (the key is
@@ -182,9 +196,11 @@ impl Route {
     pub fn encoding(&self) -> TwilioEncoding {
         self.twilio_encoding.unwrap_or(match self.protocol {
             BotProtocolKind::Telnyx | BotProtocolKind::Plivo => TwilioEncoding::Mulaw,
-            BotProtocolKind::Pipecat | BotProtocolKind::Twilio | BotProtocolKind::Exotel => {
-                TwilioEncoding::L16
-            }
+            BotProtocolKind::Pipecat
+            | BotProtocolKind::Twilio
+            | BotProtocolKind::Exotel
+            | BotProtocolKind::Vonage
+            | BotProtocolKind::Jambonz => TwilioEncoding::L16,
         })
     }
 
@@ -944,7 +960,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("VOXBRIDGE_BOT_URL", "url of the default route"),
     (
         "VOXBRIDGE_BOT_PROTOCOL",
-        "protocol of the default route (pipecat|twilio|telnyx|plivo|exotel)",
+        "protocol of the default route (pipecat|twilio|telnyx|plivo|exotel|vonage|jambonz)",
     ),
     ("VOXBRIDGE_WORKERS", "tokio worker threads"),
     ("VOXBRIDGE_MAX_CALLS", "call limit"),
@@ -1018,7 +1034,7 @@ impl Config {
                 Some(k) => k,
                 None => {
                     return Err(ConfigError(format!(
-                        "VOXBRIDGE_BOT_PROTOCOL={v:?}: use pipecat, twilio, telnyx, plivo or exotel"
+                        "VOXBRIDGE_BOT_PROTOCOL={v:?}: use pipecat, twilio, telnyx, plivo, exotel, vonage or jambonz"
                     )))
                 }
             };
@@ -1183,6 +1199,16 @@ mod tests {
             .expect_err("Plivo: 8 or 16 kHz");
         assert!(e.to_string().contains("plivo carries"), "{e}");
         assert!(route("protocol = \"twilio\"\nencoding = \"alaw\"").is_err());
+        let vonage = route(r#"protocol = "vonage""#).expect("valid");
+        assert_eq!(
+            (vonage.encoding(), vonage.bot_rate()),
+            (TwilioEncoding::L16, 16000)
+        );
+        let e = route("protocol = \"vonage\"\nsample_rate = 48000").expect_err("Vonage: up to 24 kHz");
+        assert!(e.to_string().contains("vonage carries"), "{e}");
+        let jambonz = route("protocol = \"jambonz\"\nsample_rate = 48000").expect("valid");
+        assert_eq!(jambonz.protocol.subprotocol(), Some("audio.jambonz.org"));
+        assert!(route("protocol = \"jambonz\"\nencoding = \"mulaw\"").is_err());
     }
 
     #[test]

@@ -106,7 +106,9 @@ fn bench(kind: BotProtocolKind) -> Bench {
             };
             (
                 Bytes::new(),
-                media.write(kind.dialect().expect("a JSON dialect"), "MZ"),
+                media
+                    .write(kind.dialect().expect("a JSON dialect"), "MZ")
+                    .expect("JSON audio"),
             )
         }
     };

@@ -187,8 +187,25 @@ impl TestBot {
             while let Ok((sock, _)) = listener.accept().await {
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    if let Ok(ws) = tokio_tungstenite::accept_async(sock).await {
-                        let _ = tx.send(BotConn { ws });
+                    // The subprotocol the daemon offers (jambonz's) is
+                    // accepted and remembered, as a bot's server does.
+                    let offered = std::sync::Arc::new(std::sync::Mutex::new(None));
+                    let seen = offered.clone();
+                    // The callback's type is tungstenite's (its error is a whole HTTP response).
+                    #[allow(clippy::result_large_err)]
+                    let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                         mut resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                        if let Some(p) = req.headers().get("Sec-WebSocket-Protocol") {
+                            if let Ok(mut s) = seen.lock() {
+                                *s = p.to_str().ok().map(str::to_owned);
+                            }
+                            resp.headers_mut().insert("Sec-WebSocket-Protocol", p.clone());
+                        }
+                        Ok(resp)
+                    };
+                    if let Ok(ws) = tokio_tungstenite::accept_hdr_async(sock, callback).await {
+                        let protocol = offered.lock().ok().and_then(|s| s.clone());
+                        let _ = tx.send(BotConn { ws, protocol });
                     }
                 });
             }
@@ -206,6 +223,8 @@ impl TestBot {
 /// One bot-side WebSocket.
 pub struct BotConn {
     pub ws: WebSocketStream<TcpStream>,
+    /// The subprotocol the daemon asked for, if any.
+    pub protocol: Option<String>,
 }
 
 impl BotConn {

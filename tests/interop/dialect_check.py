@@ -3,7 +3,8 @@
 Run by tests/pipecat_interop.rs as `python dialect_check.py DIR`. DIR holds
 dialects.json: per case, what voxbridge's bot codec wrote (the opening
 messages, one media message, one DTMF message) and what the bot must hear.
-For each case:
+For each case (Vonage's audio is binary: its media arrives as hex and its
+opening is checked by the serializer, pipecat's runner does not know it):
   1. pipecat's runner (`parse_telephony_websocket`, as a pipecat bot reads
      its first messages) must detect the dialect and read the call and
      stream ids from voxbridge's opening;
@@ -28,6 +29,7 @@ from pipecat.serializers.exotel import ExotelFrameSerializer
 from pipecat.serializers.plivo import PlivoFrameSerializer
 from pipecat.serializers.telnyx import TelnyxFrameSerializer
 from pipecat.serializers.twilio import TwilioFrameSerializer
+from pipecat.serializers.vonage import VonageFrameSerializer
 
 
 def check(cond, what):
@@ -77,23 +79,41 @@ def serializer(dialect, call, encoding, rate):
             call_sid=call["call_id"],
             params=ExotelFrameSerializer.InputParams(exotel_sample_rate=rate, sample_rate=rate),
         )
+    if dialect == "vonage":
+        return VonageFrameSerializer(VonageFrameSerializer.InputParams(vonage_sample_rate=rate, sample_rate=rate))
     raise ValueError(dialect)
+
+
+async def vonage_opening(name, case, ser):
+    check(len(case["opening"]) == 1, f"{name}: one websocket:connected")
+    opening = json.loads(case["opening"][0])
+    check(opening.get("event") == "websocket:connected", f"{name}: {opening!r}")
+    check(opening.get("content-type") == f"audio/l16;rate={case['rate']}", f"{name}: {opening!r}")
+    check(opening.get("call_id") == case["call_id"], f"{name}: call id in {opening!r}")
+    check(await ser.deserialize(case["opening"][0]) is None, f"{name}: the serializer takes the opening")
 
 
 async def one(name, case):
     dialect, rate = case["dialect"], case["rate"]
-    # The media message goes last: pipecat reads two messages, and Plivo
-    # opens with only one.
-    kind, call = await parse_telephony_websocket(Socket(case["opening"] + [case["media"]]))
-    check(kind == dialect, f"{name}: pipecat's runner took voxbridge's opening for {kind!r}")
-    check(call["call_id"] == case["call_id"], f"{name}: call id {call['call_id']!r}")
-    check(call["stream_id"] == case["stream_id"], f"{name}: stream id {call['stream_id']!r}")
-    if dialect in ("telnyx", "exotel"):
-        check(call["from"] == "+15550100" and call["to"] == "+15550199", f"{name}: from/to {call!r}")
-    ser = serializer(dialect, call, case["encoding"], rate)
-    await ser.setup(SimpleNamespace(audio_in_sample_rate=rate))
+    binary = "media_hex" in case
+    media_in = bytes.fromhex(case["media_hex"]) if binary else case["media"]
+    if dialect == "vonage":
+        ser = serializer(dialect, None, case["encoding"], rate)
+        await ser.setup(SimpleNamespace(audio_in_sample_rate=rate))
+        await vonage_opening(name, case, ser)
+    else:
+        # The media message goes last: pipecat reads two messages, and Plivo
+        # opens with only one.
+        kind, call = await parse_telephony_websocket(Socket(case["opening"] + [case["media"]]))
+        check(kind == dialect, f"{name}: pipecat's runner took voxbridge's opening for {kind!r}")
+        check(call["call_id"] == case["call_id"], f"{name}: call id {call['call_id']!r}")
+        check(call["stream_id"] == case["stream_id"], f"{name}: stream id {call['stream_id']!r}")
+        if dialect in ("telnyx", "exotel"):
+            check(call["from"] == "+15550100" and call["to"] == "+15550199", f"{name}: from/to {call!r}")
+        ser = serializer(dialect, call, case["encoding"], rate)
+        await ser.setup(SimpleNamespace(audio_in_sample_rate=rate))
 
-    f = await ser.deserialize(case["media"])
+    f = await ser.deserialize(media_in)
     check(isinstance(f, InputAudioRawFrame), f"{name}: media -> {type(f)}")
     check(f.sample_rate == rate, f"{name}: media at {f.sample_rate} Hz")
     check(f.audio == bytes.fromhex(case["pcm_hex"]), f"{name}: media decodes to the PCM voxbridge sent")
@@ -103,7 +123,10 @@ async def one(name, case):
     pcm = bytes.fromhex(case["pcm_hex"])
     media = await ser.serialize(OutputAudioRawFrame(audio=pcm, sample_rate=rate, num_channels=1))
     clear = await ser.serialize(InterruptionFrame())
-    check(isinstance(media, str) and isinstance(clear, str), f"{name}: pipecat wrote {media!r} / {clear!r}")
+    check(isinstance(media, bytes if binary else str), f"{name}: pipecat wrote audio as {type(media)}")
+    check(isinstance(clear, str), f"{name}: pipecat wrote {clear!r}")
+    if binary:
+        return {"media_hex": media.hex(), "clear": clear}
     return {"media": media, "clear": clear}
 
 

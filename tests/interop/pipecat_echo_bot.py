@@ -4,7 +4,7 @@ pipeline that plays back what it hears (InputAudioRawFrame in,
 OutputAudioRawFrame out, paced by pipecat's output transport).
 
 Run by tests/pipecat_interop.rs as `python pipecat_echo_bot.py DIALECT RATE`
-(DIALECT: pipecat, twilio, telnyx, plivo or exotel; RATE: the pipeline's
+(DIALECT: pipecat, twilio, telnyx, plivo, exotel or vonage; RATE: the pipeline's
 audio rate). Prints `LISTEN <port>` once it listens; serves one call, then
 exits.
 """
@@ -23,6 +23,7 @@ from pipecat.serializers.plivo import PlivoFrameSerializer
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.serializers.telnyx import TelnyxFrameSerializer
 from pipecat.serializers.twilio import TwilioFrameSerializer
+from pipecat.serializers.vonage import VonageFrameSerializer
 from pipecat.transports.websocket.server import (
     SingleClientWebsocketServerParams,
     SingleClientWebsocketServerTransport,
@@ -55,6 +56,8 @@ def serializer(dialect, rate):
         return PlivoFrameSerializer("S", params=PlivoFrameSerializer.InputParams(auto_hang_up=False))
     if dialect == "exotel":
         return ExotelFrameSerializer("S", params=ExotelFrameSerializer.InputParams(exotel_sample_rate=rate))
+    if dialect == "vonage":
+        return VonageFrameSerializer(VonageFrameSerializer.InputParams(vonage_sample_rate=rate))
     raise ValueError(dialect)
 
 

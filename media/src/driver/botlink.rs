@@ -53,9 +53,10 @@ pub fn ws_config() -> WebSocketConfig {
 pub(crate) fn connect(route: &Route) -> Connecting {
     let url = route.url.clone();
     let deadline = route.connect_timeout();
+    let subprotocol = route.protocol.subprotocol();
     Box::pin(async move {
         let t0 = Instant::now();
-        let attempt = WsSocket::connect(url.as_str(), None);
+        let attempt = WsSocket::connect(url.as_str(), subprotocol);
         // The URL may carry a token: errors (and so logs) show it redacted.
         let shown = crate::secret::redact_url(&url);
         match tokio::time::timeout(deadline, attempt).await {

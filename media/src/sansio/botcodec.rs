@@ -5,8 +5,9 @@
 //! call travel as `MessageFrame` JSON with `type` `voxbridge.start` /
 //! `voxbridge.dtmf` / `voxbridge.stop`, which pipecat's serializer hands to
 //! the pipeline as transport messages), or one of the providers' Media
-//! Streams JSON dialects (text; Twilio, Telnyx, Plivo, Exotel: see
-//! `voxbridge_proto::telephony`). Per-frame output is written into one
+//! Streams dialects (see `voxbridge_proto::telephony`): JSON text with
+//! base64 audio (Twilio, Telnyx, Plivo, Exotel), or raw PCM16 in binary
+//! messages with JSON control (Vonage, jambonz). Per-frame output is written into one
 //! `BytesMut` arena and split off as `Bytes`, so once the arena's first
 //! block is recycled no frame allocates; bot audio is decoded into a reused
 //! sample buffer.
@@ -203,6 +204,13 @@ impl BotCodec {
     /// One 20 ms frame of caller audio at the bot's rate.
     pub fn audio(&mut self, pcm: &[i16]) -> Outgoing {
         match self.dialect {
+            Some(d) if d.binary_audio() => {
+                ensure(&mut self.pcm, pcm.len() * 2, ARENA / 4);
+                let start = self.pcm.len();
+                self.pcm.resize(start + pcm.len() * 2, 0);
+                frame::write_le(pcm, &mut self.pcm[start..]);
+                Outgoing::Binary(self.pcm.split().freeze())
+            }
             None => {
                 ensure(&mut self.pcm, pcm.len() * 2, ARENA / 4);
                 ensure(&mut self.arena, pcm.len() * 2 + 64, ARENA);
@@ -297,6 +305,21 @@ impl BotCodec {
 
     /// A binary message from the bot.
     pub fn decode_binary(&mut self, msg: Bytes) -> Result<BotInput<'_>, MediaError> {
+        if self.dialect.is_some_and(Dialect::binary_audio) {
+            // Raw PCM16, little-endian, at the stream's rate.
+            if msg.len() % 2 != 0 {
+                return Err(MediaError::BotProtocol(format!(
+                    "odd PCM16 byte count {}",
+                    msg.len()
+                )));
+            }
+            self.samples.resize(msg.len() / 2, 0);
+            frame::read_le(&msg, &mut self.samples);
+            return Ok(BotInput::Audio {
+                pcm: &self.samples,
+                rate: self.rate,
+            });
+        }
         if let Some(d) = self.dialect {
             return Err(MediaError::BotProtocol(format!(
                 "binary message on a {} link (its messages are JSON text)",
@@ -417,6 +440,7 @@ impl BotCodec {
             BotCommand::Transfer { .. } => {
                 return Err(MediaError::BotProtocol("transfer without a target".into()))
             }
+            BotCommand::Hangup => BotInput::Hangup,
         })
     }
 }
@@ -577,7 +601,8 @@ mod tests {
             encoding: Some(Encoding::L16),
             sample_rate: Some(16000),
         }
-        .write(Dialect::Plivo, "abc");
+        .write(Dialect::Plivo, "abc")
+        .expect("Plivo writes audio as JSON");
         assert_eq!(
             c.decode_text(&play).expect("playAudio"),
             BotInput::Audio {
@@ -588,7 +613,8 @@ mod tests {
         let checkpoint = BotCommand::Mark {
             name: "greeting".into(),
         }
-        .write(Dialect::Plivo, "abc");
+        .write(Dialect::Plivo, "abc")
+        .expect("checkpoint");
         assert_eq!(
             c.decode_text(&checkpoint).expect("checkpoint"),
             BotInput::Mark("greeting".into())
@@ -610,6 +636,76 @@ mod tests {
         let mut t = BotCodec::new(BotProtocolKind::Telnyx, TwilioEncoding::Mulaw, 8000, "abc");
         assert!(t.cleared().is_none(), "Telnyx does not answer clear");
         assert!(t.stop(HangupCause::CallerHangup).is_some());
+    }
+
+    #[test]
+    fn vonage_and_jambonz_carry_raw_pcm_both_ways_and_json_control() {
+        for (kind, rate) in [(BotProtocolKind::Vonage, 16000), (BotProtocolKind::Jambonz, 8000)] {
+            let dialect = kind.dialect().expect("a dialect");
+            let mut c = BotCodec::new(kind, TwilioEncoding::L16, rate, "0123-abcd");
+            let start = c.start(&info());
+            assert_eq!(start.len(), 1, "{kind:?}: one opening text message");
+            let CallerEvent::Start(s) = CallerEvent::parse(&text(start[0].clone())).expect("parses") else {
+                panic!("{kind:?}: no start")
+            };
+            assert_eq!(
+                (s.dialect, s.sample_rate, s.call_id.as_str()),
+                (dialect, rate, "0123-abcd")
+            );
+            let pcm: Vec<i16> = (0..(rate / 50) as i16).map(|i| i * 97 - 9000).collect();
+            let Outgoing::Binary(up) = c.audio(&pcm) else {
+                panic!("{kind:?}: audio is binary")
+            };
+            let mut back = vec![0i16; up.len() / 2];
+            frame::read_le(&up, &mut back);
+            assert_eq!(back, pcm, "{kind:?}: little-endian, exact");
+            assert_eq!(
+                c.decode_binary(Bytes::from_static(&[1, 0, 255, 255]))
+                    .expect("audio"),
+                BotInput::Audio { pcm: &[1, -1], rate }
+            );
+            assert!(
+                c.decode_binary(Bytes::from_static(&[1])).is_err(),
+                "odd byte count"
+            );
+            let clear = BotCommand::Clear.write(dialect, "").expect("clear");
+            assert_eq!(c.decode_text(&clear).expect("clear"), BotInput::Clear);
+            let mark = if dialect == Dialect::Vonage {
+                r#"{"n":1}"#
+            } else {
+                "m1"
+            };
+            let m = BotCommand::Mark { name: mark.into() }
+                .write(dialect, "")
+                .expect("mark");
+            assert_eq!(c.decode_text(&m).expect("mark"), BotInput::Mark(mark.into()));
+            let played = text(c.mark_played(mark).expect("marks are answered"));
+            assert_eq!(
+                CallerEvent::parse(&played).expect("parses"),
+                CallerEvent::Mark { name: mark.into() },
+                "{kind:?}: {played}"
+            );
+            assert!(
+                c.stop(HangupCause::CallerHangup).is_none(),
+                "{kind:?}: ends by closing"
+            );
+            let dtmf = text(c.dtmf('9'));
+            assert!(
+                matches!(CallerEvent::parse(&dtmf).expect("dtmf"), CallerEvent::Dtmf { digit } if digit == "9")
+            );
+        }
+        let mut v = BotCodec::new(BotProtocolKind::Vonage, TwilioEncoding::L16, 16000, "x");
+        let cleared = text(v.cleared().expect("Vonage answers clear"));
+        assert_eq!(
+            CallerEvent::parse(&cleared).expect("parses"),
+            CallerEvent::Cleared
+        );
+        let mut j = BotCodec::new(BotProtocolKind::Jambonz, TwilioEncoding::L16, 8000, "x");
+        assert_eq!(
+            j.decode_text(r#"{"type":"disconnect"}"#).expect("disconnect"),
+            BotInput::Hangup
+        );
+        assert!(j.decode_text(r#"{"event":"media"}"#).is_err(), "not jambonz");
     }
 
     #[test]

@@ -41,6 +41,48 @@ pub enum BotCommand<'a> {
         /// A number or a `sip:` URI.
         target: Cow<'a, str>,
     },
+    /// End the call (jambonz's `disconnect`; elsewhere the bot closes the
+    /// socket).
+    Hangup,
+}
+
+/// The control messages of the binary-audio dialects: Vonage names the
+/// command in `action`, jambonz in `type` with its arguments in `data`.
+#[derive(Deserialize)]
+struct ControlWire<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    action: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow, default, deserialize_with = "borrowed_opt")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    digit: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    target: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<ControlData<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ControlData<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    digit: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    target: Option<Cow<'a, str>>,
+    #[serde(rename = "audioContent", borrow, default, deserialize_with = "borrowed_opt")]
+    audio_content: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "audioContentType",
+        borrow,
+        default,
+        deserialize_with = "borrowed_opt"
+    )]
+    audio_content_type: Option<Cow<'a, str>>,
+    #[serde(rename = "sampleRate", default, deserialize_with = "lenient_u64")]
+    sample_rate: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -84,11 +126,14 @@ impl<'a> BotCommand<'a> {
     /// Parses a message a bot sent on a `dialect` stream. An event the
     /// dialect does not have is an error that names it.
     pub fn parse(dialect: Dialect, msg: &'a str) -> Result<Self, ProtoError> {
+        if dialect.binary_audio() {
+            return Self::parse_control(dialect, msg);
+        }
         let w: Wire<'a> = serde_json::from_str(msg).map_err(|e| ProtoError::Json(e.to_string()))?;
         let event = &*w.event;
         let (media, clear, mark) = match dialect {
             Dialect::Plivo => ("playAudio", "clearAudio", "checkpoint"),
-            Dialect::Twilio | Dialect::Telnyx | Dialect::Exotel => ("media", "clear", "mark"),
+            _ => ("media", "clear", "mark"),
         };
         Ok(if event == media {
             let m = w.media.ok_or_else(|| missing(dialect, event, "media"))?;
@@ -101,15 +146,7 @@ impl<'a> BotCommand<'a> {
                 })?),
                 None => None,
             };
-            let sample_rate = match m.sample_rate {
-                Some(r) => Some(u32::try_from(r).map_err(|_| {
-                    ProtoError::Json(format!(
-                        "{} {event:?}: sampleRate {r} out of range",
-                        dialect.name()
-                    ))
-                })?),
-                None => None,
-            };
+            let sample_rate = rate_of(dialect, event, m.sample_rate)?;
             BotCommand::Media {
                 payload: m.payload,
                 encoding,
@@ -144,10 +181,75 @@ impl<'a> BotCommand<'a> {
         })
     }
 
+    /// A Vonage or jambonz control message (their audio is binary).
+    fn parse_control(dialect: Dialect, msg: &'a str) -> Result<Self, ProtoError> {
+        let w: ControlWire<'a> = serde_json::from_str(msg).map_err(|e| ProtoError::Json(e.to_string()))?;
+        let (key, command) = match dialect {
+            Dialect::Vonage => ("action", w.action),
+            _ => ("type", w.kind),
+        };
+        let command =
+            command.ok_or_else(|| ProtoError::Json(format!("{} message without {key:?}", dialect.name())))?;
+        let event = &*command;
+        let data = w.data.unwrap_or_default();
+        Ok(match (dialect, event) {
+            (Dialect::Vonage, "clear") | (Dialect::Jambonz, "killAudio") => BotCommand::Clear,
+            (Dialect::Vonage, "notify") => {
+                let payload = w.payload.ok_or_else(|| missing(dialect, event, "a payload"))?;
+                // The payload is kept as JSON text and handed back as JSON.
+                BotCommand::Mark {
+                    name: Cow::Owned(payload.to_string()),
+                }
+            }
+            (Dialect::Jambonz, "mark") => BotCommand::Mark {
+                name: data.name.ok_or_else(|| missing(dialect, event, "data.name"))?,
+            },
+            (Dialect::Jambonz, "disconnect") => BotCommand::Hangup,
+            (Dialect::Jambonz, "playAudio") => {
+                let kind = data.audio_content_type.as_deref().unwrap_or("raw");
+                if kind != "raw" {
+                    return Err(ProtoError::Json(format!(
+                        "jambonz \"playAudio\": audioContentType {kind:?} (voxbridge plays \"raw\" PCM16)"
+                    )));
+                }
+                BotCommand::Media {
+                    payload: data
+                        .audio_content
+                        .ok_or_else(|| missing(dialect, event, "data.audioContent"))?,
+                    encoding: Some(Encoding::L16),
+                    sample_rate: rate_of(dialect, event, data.sample_rate)?,
+                }
+            }
+            (Dialect::Vonage, "dtmf") => BotCommand::Dtmf {
+                digit: w.digit.ok_or_else(|| missing(dialect, event, "digit"))?,
+            },
+            (Dialect::Vonage, "transfer") => BotCommand::Transfer {
+                target: w.target.ok_or_else(|| missing(dialect, event, "target"))?,
+            },
+            (_, "dtmf") => BotCommand::Dtmf {
+                digit: data.digit.ok_or_else(|| missing(dialect, event, "data.digit"))?,
+            },
+            (_, "transfer") => BotCommand::Transfer {
+                target: data
+                    .target
+                    .ok_or_else(|| missing(dialect, event, "data.target"))?,
+            },
+            _ => {
+                return Err(ProtoError::Json(format!(
+                    "unknown {} bot {key} {event:?}",
+                    dialect.name()
+                )))
+            }
+        })
+    }
+
     /// Writes the message as a bot on a `dialect` stream named `stream_id`
-    /// sends it (for test bots and the conformance kit).
-    pub fn write(&self, dialect: Dialect, stream_id: &str) -> String {
-        let key = dialect.stream_key();
+    /// sends it (for test bots and the conformance kit). `None` for Vonage
+    /// audio, which travels only as binary PCM.
+    pub fn write(&self, dialect: Dialect, stream_id: &str) -> Option<String> {
+        if dialect.binary_audio() {
+            return self.write_control(dialect);
+        }
         let mut v = match self {
             BotCommand::Media {
                 payload,
@@ -174,11 +276,54 @@ impl<'a> BotCommand<'a> {
             },
             BotCommand::Dtmf { digit } => json!({"event": "dtmf", "dtmf": {"digit": digit}}),
             BotCommand::Transfer { target } => json!({"event": "transfer", "transfer": {"target": target}}),
+            BotCommand::Hangup => return None,
         };
         // Telnyx's own bots send no stream id; the others name the stream.
-        if dialect != Dialect::Telnyx {
+        if let (Some(key), false) = (dialect.stream_key(), dialect == Dialect::Telnyx) {
             v[key] = json!(stream_id);
         }
-        v.to_string()
+        Some(v.to_string())
     }
+
+    fn write_control(&self, dialect: Dialect) -> Option<String> {
+        let v = match (dialect, self) {
+            (Dialect::Vonage, BotCommand::Media { .. } | BotCommand::Hangup) => return None,
+            (Dialect::Vonage, BotCommand::Clear) => json!({"action": "clear"}),
+            (Dialect::Vonage, BotCommand::Mark { name }) => {
+                let payload = serde_json::from_str::<serde_json::Value>(name).unwrap_or_else(|_| json!(name));
+                json!({"action": "notify", "payload": payload})
+            }
+            (Dialect::Vonage, BotCommand::Dtmf { digit }) => json!({"action": "dtmf", "digit": digit}),
+            (Dialect::Vonage, BotCommand::Transfer { target }) => {
+                json!({"action": "transfer", "target": target})
+            }
+            (
+                _,
+                BotCommand::Media {
+                    payload, sample_rate, ..
+                },
+            ) => json!({"type": "playAudio", "data": {
+                "audioContent": payload, "audioContentType": "raw", "sampleRate": sample_rate.unwrap_or(8000),
+            }}),
+            (_, BotCommand::Clear) => json!({"type": "killAudio"}),
+            (_, BotCommand::Mark { name }) => json!({"type": "mark", "data": {"name": name}}),
+            (_, BotCommand::Dtmf { digit }) => json!({"type": "dtmf", "data": {"digit": digit}}),
+            (_, BotCommand::Transfer { target }) => json!({"type": "transfer", "data": {"target": target}}),
+            (_, BotCommand::Hangup) => json!({"type": "disconnect"}),
+        };
+        Some(v.to_string())
+    }
+}
+
+/// A message's `sampleRate`, which must fit a u32.
+fn rate_of(dialect: Dialect, event: &str, rate: Option<u64>) -> Result<Option<u32>, ProtoError> {
+    rate.map(|r| {
+        u32::try_from(r).map_err(|_| {
+            ProtoError::Json(format!(
+                "{} {event:?}: sampleRate {r} out of range",
+                dialect.name()
+            ))
+        })
+    })
+    .transpose()
 }

@@ -1,6 +1,9 @@
 //! What the provider (voxbridge, in its part) sends, read as a bot reads
 //! it: the dialect is told from the start message's shape, as pipecat's
-//! runner tells it (`parse_telephony_websocket`).
+//! runner tells it (`parse_telephony_websocket`); Vonage's opening is its
+//! `websocket:connected` event, jambonz's the metadata object with
+//! `callSid` and `sampleRate`. The audio of those two arrives in binary
+//! messages, which are not parsed here.
 
 use super::wire::{WireDigit, WireName};
 use super::{Dialect, Encoding};
@@ -39,7 +42,8 @@ pub struct StartInfo {
 pub enum CallerEvent<'a> {
     /// The socket is up (Twilio, Telnyx, Exotel).
     Connected,
-    /// The stream's metadata.
+    /// The stream's metadata (for Vonage its `websocket:connected`, for
+    /// jambonz its first text message).
     Start(Box<StartInfo>),
     /// Caller audio, base64 in the start message's encoding.
     Media {
@@ -58,7 +62,8 @@ pub enum CallerEvent<'a> {
         /// The bot's label.
         name: Cow<'a, str>,
     },
-    /// The bot's barge-in was carried out (Plivo's `clearedAudio`).
+    /// The bot's barge-in was carried out (Plivo's `clearedAudio`,
+    /// Vonage's `websocket:cleared`).
     Cleared,
     /// The stream ended.
     Stop,
@@ -66,12 +71,22 @@ pub enum CallerEvent<'a> {
 
 #[derive(Deserialize)]
 struct Wire<'a> {
-    #[serde(borrow)]
-    event: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    event: Option<Cow<'a, str>>,
+    /// jambonz's messages to the bot name themselves in `type`.
+    #[serde(rename = "type", borrow, default, deserialize_with = "borrowed_opt")]
+    kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     media: Option<WireMedia<'a>>,
     #[serde(borrow, default)]
-    dtmf: Option<WireDigit<'a>>,
+    dtmf: Option<Digit<'a>>,
+    /// Vonage's `websocket:dtmf` carries the digit at the top level.
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    digit: Option<Cow<'a, str>>,
+    #[serde(default)]
+    payload: Option<Value>,
+    #[serde(borrow, default)]
+    data: Option<WireName<'a>>,
     #[serde(borrow, default)]
     mark: Option<WireName<'a>>,
     #[serde(borrow, default, deserialize_with = "borrowed_opt")]
@@ -86,6 +101,23 @@ struct WireMedia<'a> {
     payload: Cow<'a, str>,
 }
 
+/// `dtmf` is an object (`{"digit": ...}`) or, on jambonz, the digit itself.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Digit<'a> {
+    Object(#[serde(borrow)] WireDigit<'a>),
+    Bare(#[serde(borrow)] Cow<'a, str>),
+}
+
+impl<'a> Digit<'a> {
+    fn digit(self) -> Cow<'a, str> {
+        match self {
+            Digit::Object(d) => d.digit,
+            Digit::Bare(d) => d,
+        }
+    }
+}
+
 fn bad(what: String) -> ProtoError {
     ProtoError::Json(what)
 }
@@ -94,8 +126,21 @@ impl<'a> CallerEvent<'a> {
     /// Parses a message from the provider's side, in any dialect.
     pub fn parse(msg: &'a str) -> Result<Self, ProtoError> {
         let w: Wire<'a> = serde_json::from_str(msg).map_err(|e| bad(e.to_string()))?;
-        Ok(match &*w.event {
+        let Some(event) = w.event else {
+            return match w.kind.as_deref() {
+                Some("mark") => Ok(CallerEvent::Mark {
+                    name: w
+                        .data
+                        .ok_or_else(|| bad("jambonz mark without data.name".into()))?
+                        .name,
+                }),
+                Some(other) => Err(bad(format!("unknown provider message type {other:?}"))),
+                None => Ok(CallerEvent::Start(Box::new(jambonz_start(msg)?))),
+            };
+        };
+        Ok(match &*event {
             "connected" => CallerEvent::Connected,
+            "websocket:connected" => CallerEvent::Start(Box::new(vonage_start(msg)?)),
             "start" => CallerEvent::Start(Box::new(start(msg)?)),
             "media" => {
                 let m = w.media.ok_or_else(|| bad("media without media".into()))?;
@@ -105,8 +150,24 @@ impl<'a> CallerEvent<'a> {
                 }
             }
             "dtmf" => CallerEvent::Dtmf {
-                digit: w.dtmf.ok_or_else(|| bad("dtmf without dtmf.digit".into()))?.digit,
+                digit: w
+                    .dtmf
+                    .ok_or_else(|| bad("dtmf without dtmf.digit".into()))?
+                    .digit(),
             },
+            "websocket:dtmf" => CallerEvent::Dtmf {
+                digit: w
+                    .digit
+                    .ok_or_else(|| bad("websocket:dtmf without digit".into()))?,
+            },
+            "websocket:notify" => CallerEvent::Mark {
+                name: Cow::Owned(
+                    w.payload
+                        .ok_or_else(|| bad("websocket:notify without payload".into()))?
+                        .to_string(),
+                ),
+            },
+            "websocket:cleared" => CallerEvent::Cleared,
             "mark" => CallerEvent::Mark {
                 name: w.mark.ok_or_else(|| bad("mark without mark.name".into()))?.name,
             },
@@ -152,6 +213,81 @@ fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     m.iter()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
         .collect()
+}
+
+/// String values of `v` except the `known` keys (the parameters a
+/// Vonage or jambonz opening carries beside its own fields).
+fn other_strings(v: &Value, known: &[&str]) -> BTreeMap<String, String> {
+    let Value::Object(m) = v else {
+        return BTreeMap::new();
+    };
+    m.iter()
+        .filter(|(k, _)| !known.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
+}
+
+/// Vonage's `websocket:connected`: the content type names the rate, the
+/// NCCO's headers sit beside it.
+fn vonage_start(msg: &str) -> Result<StartInfo, ProtoError> {
+    let v: Value = serde_json::from_str(msg).map_err(|e| bad(e.to_string()))?;
+    let content_type = text(&v, "content-type").unwrap_or_default();
+    let mut parts = content_type.split(';').map(str::trim);
+    if !parts.next().is_some_and(|t| t.eq_ignore_ascii_case("audio/l16")) {
+        return Err(bad(format!(
+            "vonage websocket:connected: content-type {content_type:?} is not audio/l16"
+        )));
+    }
+    let rate = parts
+        .find_map(|p| p.strip_prefix("rate="))
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| bad(format!("vonage websocket:connected: no rate in {content_type:?}")))?;
+    let params = other_strings(&v, &["event", "content-type"]);
+    let call_id = params.get("call_id").cloned().unwrap_or_default();
+    Ok(StartInfo {
+        dialect: Dialect::Vonage,
+        stream_id: call_id.clone(),
+        call_id,
+        account_id: params.get("customer_id").cloned().unwrap_or_default(),
+        from: params.get("caller").cloned(),
+        to: params.get("callee").cloned(),
+        encoding: Encoding::L16,
+        sample_rate: rate,
+        params,
+    })
+}
+
+/// jambonz's metadata: the call's attributes and `sampleRate`.
+fn jambonz_start(msg: &str) -> Result<StartInfo, ProtoError> {
+    let v: Value = serde_json::from_str(msg).map_err(|e| bad(e.to_string()))?;
+    let call_id = text(&v, "callSid")
+        .ok_or_else(|| bad("message of no known dialect (no event, no callSid)".into()))?;
+    let sample_rate =
+        number(&v, "sampleRate").ok_or_else(|| bad("jambonz metadata without sampleRate".into()))?;
+    if let Some(mix) = text(&v, "mixType").filter(|m| m != "mono") {
+        return Err(bad(format!("jambonz metadata: mixType {mix:?} (mono only)")));
+    }
+    const KNOWN: [&str; 8] = [
+        "sampleRate",
+        "mixType",
+        "callSid",
+        "callId",
+        "accountSid",
+        "direction",
+        "from",
+        "to",
+    ];
+    Ok(StartInfo {
+        dialect: Dialect::Jambonz,
+        stream_id: text(&v, "callId").unwrap_or_else(|| call_id.clone()),
+        call_id,
+        account_id: text(&v, "accountSid").unwrap_or_default(),
+        from: text(&v, "from"),
+        to: text(&v, "to"),
+        encoding: Encoding::L16,
+        sample_rate,
+        params: other_strings(&v, &KNOWN),
+    })
 }
 
 /// Reads a start message, telling the dialect from its keys.
@@ -239,6 +375,9 @@ fn start(msg: &str) -> Result<StartInfo, ProtoError> {
                 sample_rate: number(&f, "sample_rate").unwrap_or(8000),
                 params: string_map(s.get("custom_parameters")),
             }
+        }
+        Dialect::Vonage | Dialect::Jambonz => {
+            return Err(bad(format!("a {} stream has no start message", dialect.name())))
         }
     };
     Ok(info)

@@ -1,6 +1,6 @@
-//! The JSON Media Streams dialects telephony providers speak to voice bots
-//! (Twilio, Telnyx, Plivo, Exotel), both directions, so that a bot written
-//! for one of them runs behind voxbridge unchanged.
+//! The Media Streams dialects telephony providers speak to voice bots
+//! (Twilio, Telnyx, Plivo, Exotel, Vonage, jambonz), both directions, so
+//! that a bot written for one of them runs behind voxbridge unchanged.
 //!
 //! voxbridge plays the provider's part: [`Dialect`]'s writers produce the
 //! provider's opening messages, `media`, `dtmf`, mark acknowledgements and
@@ -17,10 +17,17 @@
 //! | telnyx | `media`, `stream_id` | `media` | `clear` | `mark` -> `mark` | `stop` |
 //! | plivo | `media`, `streamId` | `playAudio` (names its content type) | `clearAudio` -> `clearedAudio` | `checkpoint` -> `playedStream` | the socket closes |
 //! | exotel | `media`, `stream_sid` | `media` | `clear` | `mark` -> `mark` | `stop` |
+//! | vonage | binary L16 | binary L16 | `{"action":"clear"}` -> `websocket:cleared` | `notify` -> `websocket:notify` | the socket closes |
+//! | jambonz | binary L16 | binary L16 | `killAudio` | `mark` -> `mark` (`playout`) | the socket closes; the bot's `disconnect` hangs up |
 //!
-//! Payloads are base64: G.711 (`mulaw` at 8 kHz everywhere, `alaw` on
-//! Telnyx) or 16-bit linear PCM, little-endian except on Telnyx, whose
-//! `L16` is in network order. `dtmf` and `transfer` from the bot are
+//! The JSON dialects carry audio in base64 payloads: G.711 (`mulaw` at
+//! 8 kHz everywhere, `alaw` on Telnyx) or 16-bit linear PCM,
+//! little-endian except on Telnyx, whose `L16` is in network order.
+//! Vonage and jambonz ([`Dialect::binary_audio`]) send raw little-endian
+//! PCM16 in binary messages and JSON text only for control; the opening
+//! is one text message (Vonage's `websocket:connected`, jambonz's
+//! metadata), and jambonz is reached with the WebSocket subprotocol
+//! [`Dialect::subprotocol`]. `dtmf` and `transfer` from the bot are
 //! voxbridge extensions accepted in every dialect.
 
 mod bot;
@@ -45,11 +52,22 @@ pub enum Dialect {
     Plivo,
     /// Exotel Voicebot applet streams.
     Exotel,
+    /// Vonage Voice API WebSocket (`connect` to a `websocket` endpoint).
+    Vonage,
+    /// jambonz `listen` verb with bidirectional streaming audio.
+    Jambonz,
 }
 
 impl Dialect {
     /// Every dialect.
-    pub const ALL: [Dialect; 4] = [Dialect::Twilio, Dialect::Telnyx, Dialect::Plivo, Dialect::Exotel];
+    pub const ALL: [Dialect; 6] = [
+        Dialect::Twilio,
+        Dialect::Telnyx,
+        Dialect::Plivo,
+        Dialect::Exotel,
+        Dialect::Vonage,
+        Dialect::Jambonz,
+    ];
 
     /// The name used in configuration (`protocol = "telnyx"`).
     pub fn name(self) -> &'static str {
@@ -58,7 +76,20 @@ impl Dialect {
             Dialect::Telnyx => "telnyx",
             Dialect::Plivo => "plivo",
             Dialect::Exotel => "exotel",
+            Dialect::Vonage => "vonage",
+            Dialect::Jambonz => "jambonz",
         }
+    }
+
+    /// Whether audio travels as raw PCM16 (little-endian) in binary
+    /// messages rather than base64 inside JSON.
+    pub fn binary_audio(self) -> bool {
+        matches!(self, Dialect::Vonage | Dialect::Jambonz)
+    }
+
+    /// The WebSocket subprotocol the provider offers when it dials the bot.
+    pub fn subprotocol(self) -> Option<&'static str> {
+        (self == Dialect::Jambonz).then_some("audio.jambonz.org")
     }
 
     /// The dialect of a configuration name.
@@ -70,13 +101,15 @@ impl Dialect {
     /// what it carries instead.
     pub fn check(self, encoding: Encoding, rate: u32) -> Result<(), ProtoError> {
         let ok = match (self, encoding) {
-            (_, Encoding::Mulaw) => self != Dialect::Exotel && rate == 8000,
+            (Dialect::Exotel | Dialect::Vonage | Dialect::Jambonz, Encoding::Mulaw) => false,
+            (_, Encoding::Mulaw) => rate == 8000,
             (Dialect::Telnyx, Encoding::Alaw) => rate == 8000,
             (_, Encoding::Alaw) => false,
             // voxbridge's own extension of Twilio's format: any rate.
             (Dialect::Twilio, Encoding::L16) => rate > 0,
             (Dialect::Telnyx | Dialect::Plivo, Encoding::L16) => matches!(rate, 8000 | 16000),
-            (Dialect::Exotel, Encoding::L16) => matches!(rate, 8000 | 16000 | 24000),
+            (Dialect::Exotel | Dialect::Vonage, Encoding::L16) => matches!(rate, 8000 | 16000 | 24000),
+            (Dialect::Jambonz, Encoding::L16) => matches!(rate, 8000 | 16000 | 24000 | 48000),
         };
         if ok {
             return Ok(());
@@ -85,7 +118,8 @@ impl Dialect {
             Dialect::Twilio => "mulaw at 8000 Hz or l16",
             Dialect::Telnyx => "mulaw or alaw at 8000 Hz, or l16 at 8000 or 16000 Hz",
             Dialect::Plivo => "mulaw at 8000 Hz or l16 at 8000 or 16000 Hz",
-            Dialect::Exotel => "l16 at 8000, 16000 or 24000 Hz",
+            Dialect::Exotel | Dialect::Vonage => "l16 at 8000, 16000 or 24000 Hz",
+            Dialect::Jambonz => "l16 at 8000, 16000, 24000 or 48000 Hz",
         };
         Err(ProtoError::Json(format!(
             "{} carries {carries}, not {} at {rate} Hz",
@@ -94,13 +128,15 @@ impl Dialect {
         )))
     }
 
-    /// The key that names the stream in this dialect's messages.
-    pub(crate) fn stream_key(self) -> &'static str {
+    /// The key that names the stream in this dialect's messages (none in
+    /// the binary-audio dialects).
+    pub(crate) fn stream_key(self) -> Option<&'static str> {
         match self {
-            Dialect::Twilio => "streamSid",
-            Dialect::Telnyx => "stream_id",
-            Dialect::Plivo => "streamId",
-            Dialect::Exotel => "stream_sid",
+            Dialect::Twilio => Some("streamSid"),
+            Dialect::Telnyx => Some("stream_id"),
+            Dialect::Plivo => Some("streamId"),
+            Dialect::Exotel => Some("stream_sid"),
+            Dialect::Vonage | Dialect::Jambonz => None,
         }
     }
 

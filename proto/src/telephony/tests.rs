@@ -29,6 +29,8 @@ fn every_dialect_opens_with_a_start_a_bot_recognises() {
         (Dialect::Telnyx, Encoding::L16, 16000),
         (Dialect::Plivo, Encoding::Mulaw, 8000),
         (Dialect::Exotel, Encoding::L16, 8000),
+        (Dialect::Vonage, Encoding::L16, 16000),
+        (Dialect::Jambonz, Encoding::L16, 8000),
     ] {
         let msgs = opening(d, enc, rate, &params);
         let start = msgs
@@ -40,9 +42,15 @@ fn every_dialect_opens_with_a_start_a_bot_recognises() {
             })
             .expect("a start message");
         assert_eq!(start.dialect, d);
-        assert_eq!(start.stream_id, IDS.stream_id, "{d:?}");
         assert_eq!(start.call_id, IDS.call_id, "{d:?}: escaped and read back");
-        assert_eq!(start.account_id, IDS.account_id, "{d:?}");
+        if d == Dialect::Vonage {
+            // Vonage names neither a stream nor an account: the call id
+            // names both, the route's customer_id parameter the account.
+            assert_eq!(start.stream_id, IDS.call_id);
+        } else {
+            assert_eq!(start.stream_id, IDS.stream_id, "{d:?}");
+            assert_eq!(start.account_id, IDS.account_id, "{d:?}");
+        }
         assert_eq!((start.encoding, start.sample_rate), (enc, rate), "{d:?}");
         assert_eq!(start.from.as_deref(), Some("+15550100"), "{d:?}");
         assert_eq!(start.to.as_deref(), Some("+15550199"), "{d:?}");
@@ -54,34 +62,52 @@ fn every_dialect_opens_with_a_start_a_bot_recognises() {
 fn media_dtmf_marks_and_the_end_read_back_in_every_dialect() {
     for d in Dialect::ALL {
         let mut out = String::new();
-        d.write_media(&mut out, IDS.stream_id, 7, 3, 40, "AAEC")
-            .expect("write");
-        assert_eq!(
-            CallerEvent::parse(&out).expect("media parses"),
-            CallerEvent::Media {
-                chunk: Some(3),
-                payload: Cow::Borrowed("AAEC")
-            },
-            "{d:?}: {out}"
-        );
-        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-        assert_eq!(v[d.stream_key()], IDS.stream_id, "{d:?} names the stream its way");
+        if d.binary_audio() {
+            assert!(d.write_media(&mut out, IDS.stream_id, 7, 3, 40, "AAEC").is_err());
+        } else {
+            d.write_media(&mut out, IDS.stream_id, 7, 3, 40, "AAEC")
+                .expect("write");
+            assert_eq!(
+                CallerEvent::parse(&out).expect("media parses"),
+                CallerEvent::Media {
+                    chunk: Some(3),
+                    payload: Cow::Borrowed("AAEC")
+                },
+                "{d:?}: {out}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+            let key = d.stream_key().expect("JSON dialects name the stream");
+            assert_eq!(v[key], IDS.stream_id, "{d:?} names the stream its way");
+        }
         assert!(matches!(
             CallerEvent::parse(&d.dtmf(IDS, 8, '#')).expect("dtmf"),
             CallerEvent::Dtmf { digit } if digit == "#"
         ));
+        // Vonage's marks are JSON payloads, carried as their JSON text.
+        let mark = mark_name(d, "end of greeting");
         assert!(matches!(
-            CallerEvent::parse(&d.mark_played(IDS, 9, "end of greeting")).expect("mark"),
-            CallerEvent::Mark { name } if name == "end of greeting"
+            CallerEvent::parse(&d.mark_played(IDS, 9, &mark)).expect("mark"),
+            CallerEvent::Mark { name } if name == mark
         ));
         match d.cleared(IDS, 10) {
             Some(m) => assert_eq!(CallerEvent::parse(&m).expect("cleared"), CallerEvent::Cleared),
-            None => assert_ne!(d, Dialect::Plivo),
+            None => assert!(!matches!(d, Dialect::Plivo | Dialect::Vonage)),
         }
         match d.stop(IDS, 11, "hangup") {
             Some(m) => assert_eq!(CallerEvent::parse(&m).expect("stop"), CallerEvent::Stop),
-            None => assert_eq!(d, Dialect::Plivo, "only Plivo ends by closing"),
+            None => assert!(
+                matches!(d, Dialect::Plivo | Dialect::Vonage | Dialect::Jambonz),
+                "{d:?} ends with a message"
+            ),
         }
+    }
+}
+
+fn mark_name(d: Dialect, name: &str) -> String {
+    if d == Dialect::Vonage {
+        serde_json::json!({ "name": name }).to_string()
+    } else {
+        name.to_string()
     }
 }
 
@@ -100,22 +126,36 @@ fn twilio_media_is_written_as_before() {
 #[test]
 fn what_bots_send_round_trips_in_every_dialect() {
     for d in Dialect::ALL {
+        let names_format = matches!(d, Dialect::Plivo | Dialect::Jambonz);
         let commands = [
             BotCommand::Media {
                 payload: "AAEC".into(),
-                encoding: (d == Dialect::Plivo).then_some(Encoding::L16),
-                sample_rate: (d == Dialect::Plivo).then_some(16000),
+                encoding: names_format.then_some(Encoding::L16),
+                sample_rate: names_format.then_some(16000),
             },
             BotCommand::Clear,
-            BotCommand::Mark { name: "m1".into() },
+            BotCommand::Mark {
+                name: mark_name(d, "m1").into(),
+            },
             BotCommand::Dtmf { digit: "7".into() },
             BotCommand::Transfer {
                 target: "sip:desk@pbx".into(),
             },
+            BotCommand::Hangup,
         ];
         for c in commands {
-            let wire = c.write(d, "S1");
-            assert_eq!(BotCommand::parse(d, &wire).expect("parses"), c, "{d:?}: {wire}");
+            match c.write(d, "S1") {
+                Some(wire) => assert_eq!(BotCommand::parse(d, &wire).expect("parses"), c, "{d:?}: {wire}"),
+                // Only these travel otherwise: Vonage audio as binary, a
+                // hang-up (but jambonz's) as the socket's close.
+                None => assert!(
+                    matches!(
+                        (d, &c),
+                        (Dialect::Vonage, BotCommand::Media { .. }) | (_, BotCommand::Hangup)
+                    ) && d != Dialect::Jambonz,
+                    "{d:?} cannot write {c:?}"
+                ),
+            }
         }
     }
 }
@@ -163,6 +203,25 @@ fn pipecat_serializers_messages_parse() {
                 sample_rate: None,
             },
         ),
+        (Dialect::Vonage, r#"{"action": "clear"}"#, BotCommand::Clear),
+        (
+            Dialect::Vonage,
+            r#"{"action": "notify", "payload": {"event": "end"}}"#,
+            BotCommand::Mark {
+                name: r#"{"event":"end"}"#.into(),
+            },
+        ),
+        (Dialect::Jambonz, r#"{"type": "killAudio"}"#, BotCommand::Clear),
+        (Dialect::Jambonz, r#"{"type": "disconnect"}"#, BotCommand::Hangup),
+        (
+            Dialect::Jambonz,
+            r#"{"type": "playAudio", "data": {"audioContent": "AAEC", "audioContentType": "raw", "sampleRate": "16000"}}"#,
+            BotCommand::Media {
+                payload: "AAEC".into(),
+                encoding: Some(Encoding::L16),
+                sample_rate: Some(16000),
+            },
+        ),
     ];
     for (d, msg, want) in cases {
         assert_eq!(BotCommand::parse(d, msg).expect("parses"), want, "{d:?}: {msg}");
@@ -189,6 +248,22 @@ fn another_dialects_events_are_named_errors() {
     assert!(BotCommand::parse(Dialect::Exotel, r#"{"event":"mark"}"#).is_err());
     assert!(BotCommand::parse(Dialect::Plivo, r#"{"event":"checkpoint"}"#).is_err());
     assert!(CallerEvent::parse(r#"{"event":"start","start":{}}"#).is_err());
+    let e = BotCommand::parse(Dialect::Vonage, r#"{"event":"clear"}"#).expect_err("Vonage names actions");
+    assert!(e.to_string().contains("vonage message without \"action\""), "{e}");
+    let e = BotCommand::parse(
+        Dialect::Jambonz,
+        r#"{"type":"playAudio","data":{"audioContent":"","audioContentType":"wav"}}"#,
+    )
+    .expect_err("raw only");
+    assert!(e.to_string().contains("wav"), "{e}");
+    assert!(BotCommand::parse(Dialect::Vonage, r#"{"action":"notify"}"#).is_err());
+    let e = CallerEvent::parse(r#"{"event":"websocket:connected","content-type":"audio/x-mulaw"}"#)
+        .expect_err("Vonage streams L16");
+    assert!(e.to_string().contains("audio/l16"), "{e}");
+    let e =
+        CallerEvent::parse(r#"{"callSid":"c","sampleRate":8000,"mixType":"stereo"}"#).expect_err("mono only");
+    assert!(e.to_string().contains("stereo"), "{e}");
+    assert!(CallerEvent::parse(r#"{"hello":"there"}"#).is_err());
 }
 
 #[test]
@@ -206,6 +281,11 @@ fn each_dialect_checks_its_encodings() {
         .check(Encoding::Mulaw, 8000)
         .expect_err("Exotel is PCM only");
     assert!(e.to_string().contains("exotel carries l16"), "{e}");
+    assert!(Dialect::Vonage.check(Encoding::L16, 16000).is_ok());
+    assert!(Dialect::Vonage.check(Encoding::L16, 48000).is_err());
+    assert!(Dialect::Jambonz.check(Encoding::L16, 48000).is_ok());
+    assert!(Dialect::Jambonz.check(Encoding::Mulaw, 8000).is_err());
+    assert_eq!(Dialect::Jambonz.subprotocol(), Some("audio.jambonz.org"));
     assert_eq!(Dialect::from_name("plivo"), Some(Dialect::Plivo));
     assert_eq!(
         Encoding::from_content_type("audio/x-l16;rate=16000"),
@@ -223,13 +303,15 @@ proptest! {
     }
 
     #[test]
-    fn json_shaped_input_never_panics(event in "(media|playAudio|clear|clearAudio|mark|checkpoint|start|stop|dtmf|transfer)",
+    fn json_shaped_input_never_panics(event in "(media|playAudio|clear|clearAudio|mark|checkpoint|start|stop|dtmf|transfer|notify|killAudio|disconnect|websocket:connected|websocket:dtmf|websocket:notify)",
+                                      key in "(event|action|type|callSid)",
                                       body in prop::collection::vec((any::<u8>(), "[a-zA-Z_]{1,12}", ".{0,20}"), 0..6)) {
-        let mut v = serde_json::json!({"event": event});
+        let mut v = serde_json::json!({ key: event });
         for (kind, k, val) in body {
-            v[k.clone()] = match kind % 4 {
+            v[k.clone()] = match kind % 5 {
                 0 => serde_json::json!(val),
-                1 => serde_json::json!({"payload": val, "name": val, "digit": val, "sampleRate": val}),
+                1 => serde_json::json!({"payload": val, "name": val, "digit": val, "sampleRate": val, "audioContent": val, "audioContentType": val}),
+                3 => serde_json::json!({"content-type": val, "sampleRate": kind, "mixType": val}),
                 2 => serde_json::json!({"streamSid": val, "callSid": val, "call_control_id": val, "streamId": val, "callId": val, "stream_sid": val, "call_sid": val, "account_sid": val}),
                 _ => serde_json::json!(kind),
             };

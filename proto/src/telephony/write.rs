@@ -112,12 +112,50 @@ impl Dialect {
                 })
                 .to_string(),
             ],
+            Dialect::Vonage => {
+                // Vonage hands the NCCO endpoint's `headers` over as
+                // top-level keys beside the content type.
+                let mut v = serde_json::Map::new();
+                for (k, val) in o.params {
+                    v.insert(k.clone(), json!(val));
+                }
+                for (k, val) in [("call_id", Some(call_id)), ("caller", o.from), ("callee", o.to)] {
+                    if let Some(val) = val {
+                        v.insert(k.into(), json!(val));
+                    }
+                }
+                v.insert("event".into(), json!("websocket:connected"));
+                v.insert(
+                    "content-type".into(),
+                    json!(format!("audio/l16;rate={}", o.sample_rate)),
+                );
+                vec![serde_json::Value::Object(v).to_string()]
+            }
+            Dialect::Jambonz => {
+                // The call's attributes as jambonz's webhooks carry them,
+                // then the listen verb's `metadata` (the route's
+                // parameters), which may add keys but not replace these.
+                let mut v = serde_json::Map::new();
+                v.insert("sampleRate".into(), json!(o.sample_rate));
+                v.insert("mixType".into(), json!("mono"));
+                v.insert("callSid".into(), json!(call_id));
+                v.insert("callId".into(), json!(stream_id));
+                v.insert("accountSid".into(), json!(account_id));
+                v.insert("direction".into(), json!("inbound"));
+                v.insert("from".into(), json!(from));
+                v.insert("to".into(), json!(to));
+                for (k, val) in o.params {
+                    v.entry(k.clone()).or_insert_with(|| json!(val));
+                }
+                vec![serde_json::Value::Object(v).to_string()]
+            }
         }
     }
 
     /// Writes one `media` message carrying `b64` (already base64) into
     /// `out`, with no allocation: the per-frame path. `chunk` counts media
     /// messages from 1; `ts_ms` is the audio's time since the stream began.
+    /// The binary-audio dialects have no such message (an error).
     pub fn write_media<W: Write>(
         self,
         out: &mut W,
@@ -148,6 +186,7 @@ impl Dialect {
                 out,
                 r#"{{"event":"media","sequence_number":{seq},"stream_sid":"{stream_id}","media":{{"chunk":{chunk},"timestamp":"{ts_ms}","payload":""#
             )?,
+            Dialect::Vonage | Dialect::Jambonz => return Err(std::fmt::Error),
         }
         out.write_str(b64)?;
         out.write_str("\"}}")
@@ -177,6 +216,11 @@ impl Dialect {
                 "dtmf": {"duration": "100", "digit": digit},
             })
             .to_string(),
+            Dialect::Vonage => {
+                json!({"event": "websocket:dtmf", "digit": digit, "duration": 100}).to_string()
+            }
+            // jambonz gives the duration in 8 kHz samples.
+            Dialect::Jambonz => json!({"event": "dtmf", "dtmf": digit, "duration": 800}).to_string(),
         }
     }
 
@@ -202,19 +246,33 @@ impl Dialect {
                 "mark": {"name": name},
             })
             .to_string(),
+            // A Vonage `notify` carries any JSON as its payload; voxbridge
+            // keeps it as text (see `BotCommand::parse`) and hands it back.
+            Dialect::Vonage => {
+                let payload = serde_json::from_str::<serde_json::Value>(name).unwrap_or_else(|_| json!(name));
+                json!({"event": "websocket:notify", "payload": payload}).to_string()
+            }
+            Dialect::Jambonz => {
+                json!({"type": "mark", "data": {"name": name, "event": "playout"}}).to_string()
+            }
         }
     }
 
     /// The answer to the bot's barge-in, where the dialect has one (Plivo's
-    /// `clearedAudio`).
+    /// `clearedAudio`, Vonage's `websocket:cleared`).
     pub fn cleared(self, ids: Ids<'_>, seq: u64) -> Option<String> {
-        (self == Dialect::Plivo).then(|| {
-            json!({"event": "clearedAudio", "sequenceNumber": seq, "streamId": ids.stream_id}).to_string()
-        })
+        match self {
+            Dialect::Plivo => Some(
+                json!({"event": "clearedAudio", "sequenceNumber": seq, "streamId": ids.stream_id})
+                    .to_string(),
+            ),
+            Dialect::Vonage => Some(json!({"event": "websocket:cleared"}).to_string()),
+            _ => None,
+        }
     }
 
-    /// The end of the stream, where the dialect says it in a message (Plivo
-    /// only closes the socket).
+    /// The end of the stream, where the dialect says it in a message (Plivo,
+    /// Vonage and jambonz only close the socket).
     pub fn stop(self, ids: Ids<'_>, seq: u64, reason: &str) -> Option<String> {
         match self {
             Dialect::Twilio => Some(
@@ -231,7 +289,7 @@ impl Dialect {
                 })
                 .to_string(),
             ),
-            Dialect::Plivo => None,
+            Dialect::Plivo | Dialect::Vonage | Dialect::Jambonz => None,
             Dialect::Exotel => Some(
                 json!({
                     "event": "stop", "sequence_number": seq, "stream_sid": ids.stream_id,
