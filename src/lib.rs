@@ -7,6 +7,7 @@
 
 pub mod bot;
 pub mod botcheck;
+pub mod cli;
 pub mod demo;
 pub mod http;
 pub mod listener;

@@ -70,6 +70,8 @@ async fn an_8k_echo_round_trip_is_bit_exact_in_every_provider_dialect() {
         BotProtocolKind::Telnyx,
         BotProtocolKind::Plivo,
         BotProtocolKind::Exotel,
+        BotProtocolKind::Vonage,
+        BotProtocolKind::Jambonz,
     ]
     .into_iter()
     .enumerate()

@@ -154,3 +154,127 @@ fn loadgen_drives_the_daemon_in_every_caller_mode() {
         assert!(count_before(" frames received") > 50, "{mode}: {stdout}");
     }
 }
+
+/// The commands README.md and docs/ show stay true: every `voxbridge`
+/// command line in their code (`voxbridge ...`, `target/release/voxbridge
+/// ...`, `cargo run --release -- ...`; a synopsis's `[optional]` parts
+/// included, its first `a|b` alternative taken, `<placeholders>` and
+/// `$(...)` filled in) parses with the binary's own parser, and every
+/// script they name exists.
+#[test]
+fn documented_commands_parse() {
+    use clap::Parser as _;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let (mut commands, mut scripts) = (0, 0);
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        let mut fenced = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+                continue;
+            }
+            if !(fenced || line.starts_with("    ")) {
+                continue;
+            }
+            let code = line.split(" # ").next().unwrap_or_default();
+            for word in code.split_whitespace() {
+                let word = word.trim_matches(|c: char| "`'\"();,".contains(c));
+                if (word.starts_with("scripts/") || word.starts_with("benches/") || word.starts_with("fuzz/"))
+                    && word.ends_with(".sh")
+                {
+                    scripts += 1;
+                    assert!(
+                        root.join(word).exists(),
+                        "{}: {word} does not exist",
+                        file.display()
+                    );
+                }
+            }
+            for part in code
+                .split("&&")
+                .flat_map(|p| p.split(" | "))
+                .flat_map(|p| p.split(';'))
+            {
+                let words = shell_words(part);
+                let at = words
+                    .iter()
+                    .position(|w| w == "voxbridge" || w.ends_with("/voxbridge"))
+                    .map(|i| i + 1)
+                    .or_else(|| {
+                        let i = words
+                            .windows(4)
+                            .position(|w| w == ["cargo", "run", "--release", "--"])?;
+                        Some(i + 4)
+                    });
+                let Some(at) = at else { continue };
+                if at >= words.len() || words[at].starts_with('-') && words[at] != "--help" {
+                    continue; // prose naming the binary, or cargo's own flags
+                }
+                let args = std::iter::once("voxbridge".to_string()).chain(words[at..].iter().cloned());
+                commands += 1;
+                if let Err(e) = voxbridge::cli::Cli::try_parse_from(args) {
+                    panic!("{}: `{}` does not parse:\n{e}", file.display(), part.trim());
+                }
+            }
+        }
+    }
+    assert!(
+        commands >= 10 && scripts >= 5,
+        "{commands} commands, {scripts} scripts found"
+    );
+}
+
+/// A command line's words: quotes removed, `$(...)` and `<placeholder>`
+/// made a value, synopsis brackets dropped and the first `a|b` taken,
+/// leading `NAME=value` assignments skipped.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut quote, mut depth) = (None, 0);
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '$') => {}
+            (None, '(') => {
+                depth += 1;
+                cur.push('1');
+            }
+            (None, ')') if depth > 0 => depth -= 1,
+            (_, _) if depth > 0 => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            (None, '[' | ']' | '\\') => {}
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+        .into_iter()
+        .skip_while(|w| {
+            w.contains('=') && !w.starts_with('-') && w.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        })
+        .map(|w| {
+            let w = w.split('|').next().unwrap_or_default().to_string();
+            if w.starts_with('<') && w.ends_with('>') {
+                "1".to_string()
+            } else {
+                w
+            }
+        })
+        .collect()
+}
