@@ -21,7 +21,7 @@ bot=$!
 trap 'kill $bot 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
 dialects=0; violations=0
-for p in pipecat twilio telnyx plivo exotel vonage jambonz; do
+for p in pipecat twilio telnyx plivo exotel vonage jambonz genesys; do
   out=$("$bin" bot check "ws://127.0.0.1:$port" --protocol "$p" 2>&1 || true)
   grep -E '^(violation|RESULT)|^voxbridge:' <<<"$out" || true
   line=$(grep '^RESULT' <<<"$out" || true)

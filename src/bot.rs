@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use voxbridge_codecs::g711;
 use voxbridge_media::ws_config;
 use voxbridge_proto::pipecat::{self, AudioRawFrame, Kind};
-use voxbridge_proto::telephony::{BotCommand, CallerEvent, Encoding, StartInfo};
+use voxbridge_proto::telephony::{BotCommand, CallerEvent, Dialect, Encoding, StartInfo};
 use voxbridge_proto::twilio;
 
 /// jambonz's listen subprotocol.
@@ -151,6 +151,17 @@ impl Tone {
     }
 }
 
+/// A Genesys AudioHook server's answer of type `kind` (`opened`, `pong`,
+/// `closed`); nothing in the other dialects.
+fn notice(dialect: Dialect, kind: &str) -> Option<Message> {
+    if dialect != Dialect::Genesys {
+        return None;
+    }
+    BotCommand::Notice { kind: kind.into() }
+        .write(dialect, "")
+        .map(|m| Message::Text(m.into()))
+}
+
 /// The tone (PCM16 LE in `pcm`) in the stream's encoding, into `out`.
 fn encode_tone(s: &StartInfo, pcm: &[u8], out: &mut Vec<u8>) {
     out.clear();
@@ -233,8 +244,9 @@ async fn session(
                 match (mode, &start) {
                     (Mode::Tone, Some(s)) => {
                         buf.clear();
-                        tone.fill(s.sample_rate, b.len() / 2, &mut buf);
-                        Some(Message::Binary(buf.split().freeze()))
+                        tone.fill(s.sample_rate, b.len() / s.encoding.bytes_per_sample(), &mut buf);
+                        encode_tone(s, &buf, &mut raw);
+                        Some(Message::Binary(raw.clone().into()))
                     }
                     _ => Some(Message::Binary(b)),
                 }
@@ -304,9 +316,13 @@ async fn session(
             Message::Text(t) => match CallerEvent::parse(t.as_str()) {
                 Ok(CallerEvent::Start(s)) => {
                     handle = probe.as_ref().and_then(|p| p.started(&s.call_id));
+                    let dialect = s.dialect;
                     start = Some(s);
-                    None
+                    // A Genesys AudioHook server answers the client's open.
+                    notice(dialect, "opened")
                 }
+                Ok(CallerEvent::Ping) => start.as_ref().and_then(|s| notice(s.dialect, "pong")),
+                Ok(CallerEvent::Stop) => start.as_ref().and_then(|s| notice(s.dialect, "closed")),
                 Ok(CallerEvent::Media { payload, .. }) => {
                     let Some(s) = &start else {
                         anyhow::bail!("media before the start message");

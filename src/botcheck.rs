@@ -35,7 +35,7 @@ use voxbridge_media::HangupCause;
 pub struct Args {
     /// The bot's WebSocket URL.
     pub url: String,
-    /// The bot's dialect: pipecat, twilio, telnyx, plivo, exotel, vonage or jambonz.
+    /// The bot's dialect: pipecat, twilio, telnyx, plivo, exotel, vonage, jambonz or genesys.
     #[arg(long, default_value = "pipecat")]
     pub protocol: String,
     /// Payload encoding of a JSON dialect (mulaw, alaw, l16); default: the provider's.
@@ -93,7 +93,7 @@ pub fn route_of(args: &Args) -> anyhow::Result<Route> {
         .find(|k| k.name() == args.protocol)
         .with_context(|| {
             format!(
-                "--protocol {:?}: use pipecat, twilio, telnyx, plivo, exotel, vonage or jambonz",
+                "--protocol {:?}: use pipecat, twilio, telnyx, plivo, exotel, vonage, jambonz or genesys",
                 args.protocol
             )
         })?;

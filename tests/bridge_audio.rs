@@ -72,6 +72,7 @@ async fn an_8k_echo_round_trip_is_bit_exact_in_every_provider_dialect() {
         BotProtocolKind::Exotel,
         BotProtocolKind::Vonage,
         BotProtocolKind::Jambonz,
+        BotProtocolKind::Genesys,
     ]
     .into_iter()
     .enumerate()
@@ -111,7 +112,7 @@ fn check_args(url: &str, protocol: &str) -> voxbridge::botcheck::Args {
 async fn bot_check_passes_the_echo_bot_in_every_dialect() {
     let url = echo_bot().await;
     for protocol in [
-        "pipecat", "twilio", "telnyx", "plivo", "exotel", "vonage", "jambonz",
+        "pipecat", "twilio", "telnyx", "plivo", "exotel", "vonage", "jambonz", "genesys",
     ] {
         let report = voxbridge::botcheck::check(&check_args(&url, protocol))
             .await

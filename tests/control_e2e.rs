@@ -164,7 +164,9 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
 /// voxbridge's opening by pipecat's runner with `auto_hang_up` on and the
 /// tenant's account id and access key as credentials, make their hang-up
 /// requests to voxbridge's REST API (tests/interop/pipecat_hangup.py), and
-/// each call ends with cause `api_hangup`.
+/// each call ends with cause `api_hangup`. A Genesys AudioHook bot (pipecat's
+/// serializer, which has no REST hang-up) ends its call with `disconnect`
+/// over the link: cause `bot_hangup`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
     use voxbridge_media::config::{AudioSocketListener, BotProtocolKind, Route, TwilioEncoding};
@@ -186,6 +188,7 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
         BotProtocolKind::Twilio,
         BotProtocolKind::Telnyx,
         BotProtocolKind::Plivo,
+        BotProtocolKind::Genesys,
     ];
     let (mut bot, port, lines) = common::spawn_listening(
         &common::interop_python(),
@@ -247,7 +250,13 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
                 break e;
             }
         };
-        assert_eq!(hungup.resource.fields["hangup_cause"], "api_hangup", "{kind:?}");
+        // Genesys bots hang up over the link (AudioHook's `disconnect`).
+        let cause = if kind == BotProtocolKind::Genesys {
+            "bot_hangup"
+        } else {
+            "api_hangup"
+        };
+        assert_eq!(hungup.resource.fields["hangup_cause"], cause, "{kind:?}");
         let row = control
             .store
             .get_call("default", &call_id)
@@ -266,7 +275,7 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
         "the bot saw every link close after its hang-up: {said:?}"
     );
     let hung: Vec<&str> = said.iter().filter_map(|l| l.strip_prefix("HUNG ")).collect();
-    assert_eq!(hung.len(), 3, "{said:?}");
+    assert_eq!(hung.len(), 4, "{said:?}");
     assert!(
         hung[0].starts_with("twilio POST /2010-04-01/Accounts/default/Calls/")
             && hung[0].ends_with(".json 200"),
@@ -280,6 +289,7 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
         hung[2].starts_with("plivo DELETE /v1/Account/default/Call/") && hung[2].ends_with("/ 204"),
         "{hung:?}"
     );
+    assert_eq!(hung[3], "genesys disconnect - -", "{hung:?}");
     shutdown.shutdown();
     within("media to stop", media).await.expect("media task");
     within("control to stop", control.shutdown()).await;

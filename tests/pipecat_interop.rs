@@ -194,6 +194,7 @@ fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
         ("exotel_16k", BotProtocolKind::Exotel, TwilioEncoding::L16, 16000),
         ("vonage", BotProtocolKind::Vonage, TwilioEncoding::L16, 16000),
         ("vonage_8k", BotProtocolKind::Vonage, TwilioEncoding::L16, 8000),
+        ("genesys", BotProtocolKind::Genesys, TwilioEncoding::Mulaw, 8000),
     ];
     let info = CallInfo {
         call_id: "7f3e2a10-5b6c-4d8e-9f00-aa11bb22cc33".into(),
@@ -271,6 +272,15 @@ fn pipecat_serializers_of_every_provider_dialect_speak_with_voxbridge() {
             BotInput::Audio { pcm, .. } => assert_eq!(pcm, &heard[..], "{name}: pipecat's audio back"),
             other => panic!("{name}: {other:?}"),
         }
+        if let Some(opened) = a["opened"].as_str() {
+            assert_eq!(
+                codec
+                    .decode_text(opened)
+                    .expect("voxbridge reads pipecat's opened"),
+                BotInput::Ignored,
+                "{name}: {opened}"
+            );
+        }
         let clear = a["clear"].as_str().expect("pipecat serialized the interruption");
         assert_eq!(
             codec.decode_text(clear).expect("reads"),
@@ -296,6 +306,7 @@ async fn bot_check_passes_a_real_pipecat_bot_in_every_dialect() {
         ("plivo", 8000, Some("mulaw")),
         ("exotel", 8000, Some("l16")),
         ("vonage", 16000, Some("l16")),
+        ("genesys", 8000, Some("mulaw")),
     ] {
         let (mut bot, port, _) =
             common::spawn_listening(&py, "pipecat_echo_bot.py", &[protocol, &rate.to_string()]);
@@ -343,11 +354,15 @@ fn published_dialect_schemas_agree_with_voxbridge() {
         BotProtocolKind::Exotel,
         BotProtocolKind::Vonage,
         BotProtocolKind::Jambonz,
+        BotProtocolKind::Genesys,
     ] {
         let d = kind.dialect().expect("a provider dialect");
         let provider = format!("telephony-{}.provider.json", d.name());
         let bot = format!("telephony-{}.bot.json", d.name());
-        let enc = if matches!(d, Dialect::Telnyx | Dialect::Plivo | Dialect::Twilio) {
+        let enc = if matches!(
+            d,
+            Dialect::Telnyx | Dialect::Plivo | Dialect::Twilio | Dialect::Genesys
+        ) {
             TwilioEncoding::Mulaw
         } else {
             TwilioEncoding::L16
@@ -407,6 +422,11 @@ fn published_dialect_schemas_agree_with_voxbridge() {
                 r#"{"type":"dtmf","data":{"digit":"*"}}"#,
                 r#"{"type":"dtmf","digit":"*"}"#,
                 r#"{"type":"clearMarks"}"#,
+                r#"{"version":"2","type":"opened","seq":1,"clientseq":1,"id":"s","parameters":{}}"#,
+                r#"{"version":"2","type":"event","seq":2,"parameters":{"entities":[{"type":"barge_in","data":{}}]}}"#,
+                r#"{"version":"2","type":"disconnect","seq":3,"parameters":{"reason":"completed"}}"#,
+                r#"{"version":"2","type":"error","seq":4,"parameters":{"code":500,"message":"x"}}"#,
+                r#"{"version":"2","type":"dtmf","seq":5,"parameters":{"digit":"1"}}"#,
             ]
             .map(String::from),
         );

@@ -1,6 +1,6 @@
 #![no_main]
 //! The providers' Media Streams JSON text frames (Twilio's own types, and
-//! every dialect of `telephony`, Vonage's and jambonz's control messages
+//! every dialect of `telephony`, Vonage's, jambonz's and Genesys's control messages
 //! included), both directions, plus payload decoding.
 use voxbridge_proto::telephony::{self, CallerEvent, Dialect};
 use voxbridge_proto::twilio::{decode_payload, BotCommand, StreamEvent};

@@ -30,6 +30,8 @@ pub enum BotProtocolKind {
     /// jambonz `listen` (subprotocol `audio.jambonz.org`; binary PCM16,
     /// JSON control).
     Jambonz,
+    /// Genesys Cloud AudioHook (binary PCMU at 8 kHz, JSON control).
+    Genesys,
 }
 
 impl BotProtocolKind {
@@ -44,6 +46,7 @@ impl BotProtocolKind {
             BotProtocolKind::Exotel => Some(Dialect::Exotel),
             BotProtocolKind::Vonage => Some(Dialect::Vonage),
             BotProtocolKind::Jambonz => Some(Dialect::Jambonz),
+            BotProtocolKind::Genesys => Some(Dialect::Genesys),
         }
     }
 
@@ -53,7 +56,7 @@ impl BotProtocolKind {
     }
 
     /// Every protocol.
-    pub const ALL: [BotProtocolKind; 7] = [
+    pub const ALL: [BotProtocolKind; 8] = [
         BotProtocolKind::Pipecat,
         BotProtocolKind::Twilio,
         BotProtocolKind::Telnyx,
@@ -61,6 +64,7 @@ impl BotProtocolKind {
         BotProtocolKind::Exotel,
         BotProtocolKind::Vonage,
         BotProtocolKind::Jambonz,
+        BotProtocolKind::Genesys,
     ];
 
     /// The WebSocket subprotocol to offer the bot (jambonz's).
@@ -195,7 +199,9 @@ impl Route {
     /// one, or the provider's default.
     pub fn encoding(&self) -> TwilioEncoding {
         self.twilio_encoding.unwrap_or(match self.protocol {
-            BotProtocolKind::Telnyx | BotProtocolKind::Plivo => TwilioEncoding::Mulaw,
+            BotProtocolKind::Telnyx | BotProtocolKind::Plivo | BotProtocolKind::Genesys => {
+                TwilioEncoding::Mulaw
+            }
             BotProtocolKind::Pipecat
             | BotProtocolKind::Twilio
             | BotProtocolKind::Exotel
@@ -960,7 +966,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("VOXBRIDGE_BOT_URL", "url of the default route"),
     (
         "VOXBRIDGE_BOT_PROTOCOL",
-        "protocol of the default route (pipecat|twilio|telnyx|plivo|exotel|vonage|jambonz)",
+        "protocol of the default route (pipecat|twilio|telnyx|plivo|exotel|vonage|jambonz|genesys)",
     ),
     ("VOXBRIDGE_WORKERS", "tokio worker threads"),
     ("VOXBRIDGE_MAX_CALLS", "call limit"),
@@ -1034,7 +1040,7 @@ impl Config {
                 Some(k) => k,
                 None => {
                     return Err(ConfigError(format!(
-                        "VOXBRIDGE_BOT_PROTOCOL={v:?}: use pipecat, twilio, telnyx, plivo, exotel, vonage or jambonz"
+                        "VOXBRIDGE_BOT_PROTOCOL={v:?}: use pipecat, twilio, telnyx, plivo, exotel, vonage, jambonz or genesys"
                     )))
                 }
             };
@@ -1209,6 +1215,12 @@ mod tests {
         let jambonz = route("protocol = \"jambonz\"\nsample_rate = 48000").expect("valid");
         assert_eq!(jambonz.protocol.subprotocol(), Some("audio.jambonz.org"));
         assert!(route("protocol = \"jambonz\"\nencoding = \"mulaw\"").is_err());
+        let genesys = route(r#"protocol = "genesys""#).expect("valid");
+        assert_eq!(
+            (genesys.encoding(), genesys.bot_rate()),
+            (TwilioEncoding::Mulaw, 8000)
+        );
+        assert!(route("protocol = \"genesys\"\nencoding = \"l16\"").is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! | [`chanws`] | Asterisk's WebSocket media channel (`chan_websocket`) control messages |
 //! | [`pipecat`] | pipecat's Protobuf frames |
 //! | [`twilio`] | Twilio-style Media Streams JSON |
-//! | [`telephony`] | the providers' Media Streams dialects (Twilio, Telnyx, Plivo, Exotel, Vonage, jambonz), both directions |
+//! | [`telephony`] | the providers' Media Streams dialects (Twilio, Telnyx, Plivo, Exotel, Vonage, jambonz, Genesys AudioHook), both directions |
 //! | [`envelope`] | the control plane's event envelope (JSON Schema in `schema/`) |
 //! | [`sip`] | SIP messages, headers and transactions (RFC 3261) |
 //! | [`sdp`] | SDP offer/answer for one audio stream (RFC 4566/3264) |

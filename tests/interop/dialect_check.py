@@ -23,9 +23,16 @@ import os
 import sys
 from types import SimpleNamespace
 
-from pipecat.frames.frames import InputAudioRawFrame, InputDTMFFrame, InterruptionFrame, OutputAudioRawFrame
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    InputDTMFFrame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+    OutputTransportMessageUrgentFrame,
+)
 from pipecat.runner.utils import parse_telephony_websocket
 from pipecat.serializers.exotel import ExotelFrameSerializer
+from pipecat.serializers.genesys import GenesysAudioHookSerializer
 from pipecat.serializers.plivo import PlivoFrameSerializer
 from pipecat.serializers.telnyx import TelnyxFrameSerializer
 from pipecat.serializers.twilio import TwilioFrameSerializer
@@ -81,6 +88,8 @@ def serializer(dialect, call, encoding, rate):
         )
     if dialect == "vonage":
         return VonageFrameSerializer(VonageFrameSerializer.InputParams(vonage_sample_rate=rate, sample_rate=rate))
+    if dialect == "genesys":
+        return GenesysAudioHookSerializer(GenesysAudioHookSerializer.InputParams(genesys_sample_rate=rate, sample_rate=rate))
     raise ValueError(dialect)
 
 
@@ -97,10 +106,22 @@ async def one(name, case):
     dialect, rate = case["dialect"], case["rate"]
     binary = "media_hex" in case
     media_in = bytes.fromhex(case["media_hex"]) if binary else case["media"]
+    extra = {}
     if dialect == "vonage":
         ser = serializer(dialect, None, case["encoding"], rate)
         await ser.setup(SimpleNamespace(audio_in_sample_rate=rate))
         await vonage_opening(name, case, ser)
+    elif dialect == "genesys":
+        ser = serializer(dialect, None, case["encoding"], rate)
+        await ser.setup(SimpleNamespace(audio_in_sample_rate=rate))
+        check(len(case["opening"]) == 1, f"{name}: one open")
+        f = await ser.deserialize(case["opening"][0])
+        check(isinstance(f, OutputTransportMessageUrgentFrame), f"{name}: open -> {f!r}")
+        check(f.message.get("type") == "opened", f"{name}: pipecat answered {f.message!r}")
+        check(ser.conversation_id == case["call_id"], f"{name}: conversation {ser.conversation_id!r}")
+        check(ser.participant.get("ani") == "+15550100", f"{name}: participant {ser.participant!r}")
+        check(ser.is_open, f"{name}: the session is open")
+        extra["opened"] = json.dumps(f.message)
     else:
         # The media message goes last: pipecat reads two messages, and Plivo
         # opens with only one.
@@ -126,8 +147,8 @@ async def one(name, case):
     check(isinstance(media, bytes if binary else str), f"{name}: pipecat wrote audio as {type(media)}")
     check(isinstance(clear, str), f"{name}: pipecat wrote {clear!r}")
     if binary:
-        return {"media_hex": media.hex(), "clear": clear}
-    return {"media": media, "clear": clear}
+        return {"media_hex": media.hex(), "clear": clear, **extra}
+    return {"media": media, "clear": clear, **extra}
 
 
 async def main(d):

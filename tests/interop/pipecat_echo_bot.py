@@ -4,7 +4,7 @@ pipeline that plays back what it hears (InputAudioRawFrame in,
 OutputAudioRawFrame out, paced by pipecat's output transport).
 
 Run by tests/pipecat_interop.rs as `python pipecat_echo_bot.py DIALECT RATE`
-(DIALECT: pipecat, twilio, telnyx, plivo, exotel or vonage; RATE: the pipeline's
+(DIALECT: pipecat, twilio, telnyx, plivo, exotel, vonage or genesys; RATE: the pipeline's
 audio rate). Prints `LISTEN <port>` once it listens; serves one call, then
 exits.
 """
@@ -19,6 +19,7 @@ from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.task import PipelineParams, PipelineTask
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.serializers.exotel import ExotelFrameSerializer
+from pipecat.serializers.genesys import GenesysAudioHookSerializer
 from pipecat.serializers.plivo import PlivoFrameSerializer
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.serializers.telnyx import TelnyxFrameSerializer
@@ -58,6 +59,8 @@ def serializer(dialect, rate):
         return ExotelFrameSerializer("S", params=ExotelFrameSerializer.InputParams(exotel_sample_rate=rate))
     if dialect == "vonage":
         return VonageFrameSerializer(VonageFrameSerializer.InputParams(vonage_sample_rate=rate))
+    if dialect == "genesys":
+        return GenesysAudioHookSerializer()
     raise ValueError(dialect)
 
 

@@ -14,17 +14,23 @@ bot links voxbridge opens:
 Twilio's serializer is pointed at voxbridge with `base_url`. Telnyx's and
 Plivo's hard-code their provider's host, so those requests are redirected to
 voxbridge by host only: method, path, headers and body are pipecat's.
-Prints `HUNG <provider> <method> <path> <status>` per request, and exits
-non-zero when a link does not close after the hang-up.
+A Genesys AudioHook link (which pipecat's runner does not know) is told by
+its `open`: pipecat's GenesysAudioHookSerializer answers it `opened` and, on
+the EndFrame, writes AudioHook's `disconnect`, sent over the link (Genesys
+has no REST hang-up). Prints `HUNG <provider> <method> <path> <status>` per
+request (`HUNG genesys disconnect - -` for that one), and exits non-zero
+when a link does not close after the hang-up.
 """
 
 import asyncio
+import json
 import sys
 
 import aiohttp
 import websockets
 from pipecat.frames.frames import EndFrame
 from pipecat.runner.utils import parse_telephony_websocket
+from pipecat.serializers.genesys import GenesysAudioHookSerializer
 from pipecat.serializers.plivo import PlivoFrameSerializer
 from pipecat.serializers.telnyx import TelnyxFrameSerializer
 from pipecat.serializers.twilio import TwilioFrameSerializer
@@ -52,10 +58,12 @@ aiohttp.ClientSession._request = _to_voxbridge
 class Texts:
     """What parse_telephony_websocket reads: a FastAPI WebSocket's iter_text()."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, first):
         self._conn = conn
+        self._first = first
 
     async def iter_text(self):
+        yield self._first
         while True:
             yield await self._conn.recv()
 
@@ -81,17 +89,31 @@ def serializer(kind, call):
 async def main():
     done = asyncio.Queue()
 
-    async def link(conn):
-        kind, call = await parse_telephony_websocket(Texts(conn))
-        ser = serializer(kind, call)
-        # Caller audio flows (pipecat read a media message as the opening's
-        # second message where the provider sends only one).
-        while '"media"' not in await conn.recv():
+    async def genesys(conn, first):
+        ser = GenesysAudioHookSerializer()
+        opened = await ser.deserialize(first)
+        await conn.send(json.dumps(opened.message))
+        # Caller audio flows (binary PCMU), then the pipeline ends.
+        while not isinstance(await conn.recv(), bytes):
             pass
-        before = len(requests)
-        await ser.serialize(EndFrame())
-        method, path, status = requests[before] if len(requests) > before else ("-", "-", 0)
-        print(f"HUNG {kind} {method} {path} {status}", flush=True)
+        await conn.send(await ser.serialize(EndFrame()))
+        print("HUNG genesys disconnect - -", flush=True)
+
+    async def link(conn):
+        first = await conn.recv()
+        if json.loads(first).get("version") == "2":
+            await genesys(conn, first)
+        else:
+            kind, call = await parse_telephony_websocket(Texts(conn, first))
+            ser = serializer(kind, call)
+            # Caller audio flows (pipecat read a media message as the opening's
+            # second message where the provider sends only one).
+            while '"media"' not in await conn.recv():
+                pass
+            before = len(requests)
+            await ser.serialize(EndFrame())
+            method, path, status = requests[before] if len(requests) > before else ("-", "-", 0)
+            print(f"HUNG {kind} {method} {path} {status}", flush=True)
         # The call ends: voxbridge closes the link.
         try:
             await asyncio.wait_for(conn.wait_closed(), 10)

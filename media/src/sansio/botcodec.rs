@@ -6,8 +6,9 @@
 //! `voxbridge.dtmf` / `voxbridge.stop`, which pipecat's serializer hands to
 //! the pipeline as transport messages), or one of the providers' Media
 //! Streams dialects (see `voxbridge_proto::telephony`): JSON text with
-//! base64 audio (Twilio, Telnyx, Plivo, Exotel), or raw PCM16 in binary
-//! messages with JSON control (Vonage, jambonz). Per-frame output is written into one
+//! base64 audio (Twilio, Telnyx, Plivo, Exotel), or raw audio in binary
+//! messages with JSON control (Vonage and jambonz PCM16, Genesys AudioHook
+//! u-law). Per-frame output is written into one
 //! `BytesMut` arena and split off as `Bytes`, so once the arena's first
 //! block is recycled no frame allocates; bot audio is decoded into a reused
 //! sample buffer.
@@ -94,6 +95,8 @@ pub struct BotCodec {
     account_id: String,
     stream_sid: String,
     seq: u64,
+    /// The last sequence number the bot's messages carried (Genesys).
+    peer_seq: u64,
     chunk: u64,
     arena: BytesMut,
     pcm: BytesMut,
@@ -120,6 +123,7 @@ impl BotCodec {
                 Some(_) => sid,
             },
             seq: 0,
+            peer_seq: 0,
             chunk: 0,
             arena: BytesMut::with_capacity(ARENA),
             pcm: BytesMut::with_capacity(ARENA / 4),
@@ -139,6 +143,8 @@ impl BotCodec {
             stream_id: &self.stream_sid,
             call_id: &self.call_id,
             account_id: &self.account_id,
+            peer_seq: self.peer_seq,
+            position_ms: self.chunk * 20,
         }
     }
 
@@ -205,10 +211,19 @@ impl BotCodec {
     pub fn audio(&mut self, pcm: &[i16]) -> Outgoing {
         match self.dialect {
             Some(d) if d.binary_audio() => {
-                ensure(&mut self.pcm, pcm.len() * 2, ARENA / 4);
+                self.chunk += 1;
+                let width = self.encoding.bytes_per_sample();
+                ensure(&mut self.pcm, pcm.len() * width, ARENA / 4);
                 let start = self.pcm.len();
-                self.pcm.resize(start + pcm.len() * 2, 0);
-                frame::write_le(pcm, &mut self.pcm[start..]);
+                self.pcm.resize(start + pcm.len() * width, 0);
+                let out = &mut self.pcm[start..];
+                match self.encoding {
+                    Encoding::Mulaw => g711::encode_ulaw(pcm, out),
+                    Encoding::Alaw => g711::encode_alaw(pcm, out),
+                    Encoding::L16 => {
+                        frame::write_le(pcm, out);
+                    }
+                }
                 Outgoing::Binary(self.pcm.split().freeze())
             }
             None => {
@@ -273,8 +288,10 @@ impl BotCodec {
     /// echo marks; pipecat has no marks, so nothing is sent).
     pub fn mark_played(&mut self, name: &str) -> Option<Outgoing> {
         let d = self.dialect?;
-        let seq = self.next_seq();
-        Some(Outgoing::Text(d.mark_played(self.ids(), seq, name).into()))
+        let seq = self.seq + 1;
+        let m = d.mark_played(self.ids(), seq, name)?;
+        self.seq = seq;
+        Some(Outgoing::Text(m.into()))
     }
 
     /// The bot's barge-in was carried out, where the dialect answers it
@@ -306,15 +323,27 @@ impl BotCodec {
     /// A binary message from the bot.
     pub fn decode_binary(&mut self, msg: Bytes) -> Result<BotInput<'_>, MediaError> {
         if self.dialect.is_some_and(Dialect::binary_audio) {
-            // Raw PCM16, little-endian, at the stream's rate.
-            if msg.len() % 2 != 0 {
-                return Err(MediaError::BotProtocol(format!(
-                    "odd PCM16 byte count {}",
-                    msg.len()
-                )));
+            // Raw audio at the stream's rate: PCM16 little-endian, or u-law.
+            match self.encoding {
+                Encoding::Mulaw => {
+                    self.samples.resize(msg.len(), 0);
+                    g711::decode_ulaw(&msg, &mut self.samples);
+                }
+                Encoding::Alaw => {
+                    self.samples.resize(msg.len(), 0);
+                    g711::decode_alaw(&msg, &mut self.samples);
+                }
+                Encoding::L16 => {
+                    if msg.len() % 2 != 0 {
+                        return Err(MediaError::BotProtocol(format!(
+                            "odd PCM16 byte count {}",
+                            msg.len()
+                        )));
+                    }
+                    self.samples.resize(msg.len() / 2, 0);
+                    frame::read_le(&msg, &mut self.samples);
+                }
             }
-            self.samples.resize(msg.len() / 2, 0);
-            frame::read_le(&msg, &mut self.samples);
             return Ok(BotInput::Audio {
                 pcm: &self.samples,
                 rate: self.rate,
@@ -386,6 +415,12 @@ impl BotCodec {
         let Some(dialect) = self.dialect else {
             return Err(MediaError::BotProtocol("text message on a pipecat link".into()));
         };
+        if dialect == Dialect::Genesys {
+            // The client's next messages name it as `serverseq`.
+            if let Some(seq) = voxbridge_proto::telephony::audiohook_seq(msg) {
+                self.peer_seq = seq;
+            }
+        }
         Ok(match BotCommand::parse(dialect, msg)? {
             BotCommand::Media {
                 payload,
@@ -441,6 +476,7 @@ impl BotCodec {
                 return Err(MediaError::BotProtocol("transfer without a target".into()))
             }
             BotCommand::Hangup => BotInput::Hangup,
+            BotCommand::Notice { .. } => BotInput::Ignored,
         })
     }
 }
@@ -706,6 +742,50 @@ mod tests {
             BotInput::Hangup
         );
         assert!(j.decode_text(r#"{"event":"media"}"#).is_err(), "not jambonz");
+    }
+
+    #[test]
+    fn genesys_opens_carries_ulaw_both_ways_and_closes() {
+        let mut c = BotCodec::new(BotProtocolKind::Genesys, TwilioEncoding::Mulaw, 8000, "0123-abcd");
+        let open = c.start(&info());
+        assert_eq!(open.len(), 1);
+        let CallerEvent::Start(s) = CallerEvent::parse(&text(open[0].clone())).expect("open parses") else {
+            panic!("no open")
+        };
+        assert_eq!(
+            (s.dialect, s.encoding, s.call_id.as_str()),
+            (Dialect::Genesys, Encoding::Mulaw, "0123-abcd")
+        );
+        let Outgoing::Binary(up) = c.audio(&[1000i16; 160]) else {
+            panic!("audio is binary")
+        };
+        assert_eq!((up.len(), up[0]), (160, g711::linear_to_ulaw(1000)));
+        let ulaw = Bytes::from(vec![g711::linear_to_ulaw(-700); 160]);
+        assert_eq!(
+            c.decode_binary(ulaw).expect("audio"),
+            BotInput::Audio {
+                pcm: &[g711::ulaw_to_linear(g711::linear_to_ulaw(-700)); 160],
+                rate: 8000
+            }
+        );
+        let opened = r#"{"version":"2","type":"opened","seq":5,"clientseq":1,"id":"x","parameters":{}}"#;
+        assert_eq!(c.decode_text(opened).expect("opened"), BotInput::Ignored);
+        let dtmf: serde_json::Value = serde_json::from_str(&text(c.dtmf('3'))).expect("json");
+        assert_eq!(
+            (
+                &dtmf["type"],
+                &dtmf["serverseq"],
+                &dtmf["position"],
+                &dtmf["parameters"]["digit"]
+            ),
+            (&"dtmf".into(), &5.into(), &"PT0.020S".into(), &"3".into()),
+            "numbered after the bot's opened, positioned after one frame"
+        );
+        assert!(c.mark_played("m").is_none(), "Genesys has no marks");
+        let close = text(c.stop(HangupCause::CallerHangup).expect("close"));
+        assert_eq!(CallerEvent::parse(&close).expect("close"), CallerEvent::Stop);
+        let disconnect = r#"{"version":"2","type":"disconnect","seq":6,"parameters":{"reason":"completed"}}"#;
+        assert_eq!(c.decode_text(disconnect).expect("disconnect"), BotInput::Hangup);
     }
 
     #[test]

@@ -41,9 +41,16 @@ pub enum BotCommand<'a> {
         /// A number or a `sip:` URI.
         target: Cow<'a, str>,
     },
-    /// End the call (jambonz's `disconnect`; elsewhere the bot closes the
-    /// socket).
+    /// End the call (jambonz's and Genesys's `disconnect`; elsewhere the
+    /// bot closes the socket).
     Hangup,
+    /// A protocol answer or notice the call has no use for (Genesys's
+    /// `opened`, `pong`, `closed`, `resumed`, an `event` other than a
+    /// barge-in): `kind` is its type.
+    Notice {
+        /// The message's type.
+        kind: Cow<'a, str>,
+    },
 }
 
 /// The control messages of the binary-audio dialects: Vonage names the
@@ -62,6 +69,20 @@ struct ControlWire<'a> {
     target: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     data: Option<ControlData<'a>>,
+    /// Genesys's arguments.
+    #[serde(default)]
+    parameters: Option<serde_json::Value>,
+}
+
+/// The `seq` of a Genesys AudioHook message (what the client's next
+/// messages name as `serverseq`).
+pub fn audiohook_seq(msg: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Seq {
+        #[serde(default, deserialize_with = "lenient_u64")]
+        seq: Option<u64>,
+    }
+    serde_json::from_str::<Seq>(msg).ok()?.seq
 }
 
 #[derive(Deserialize, Default)]
@@ -204,7 +225,41 @@ impl<'a> BotCommand<'a> {
             (Dialect::Jambonz, "mark") => BotCommand::Mark {
                 name: data.name.ok_or_else(|| missing(dialect, event, "data.name"))?,
             },
-            (Dialect::Jambonz, "disconnect") => BotCommand::Hangup,
+            (Dialect::Jambonz | Dialect::Genesys, "disconnect") => BotCommand::Hangup,
+            (Dialect::Genesys, "event") => {
+                let barge_in = w
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.get("entities"))
+                    .and_then(|e| e.as_array())
+                    .is_some_and(|e| {
+                        e.iter()
+                            .any(|e| e.get("type").and_then(|t| t.as_str()) == Some("barge_in"))
+                    });
+                if barge_in {
+                    BotCommand::Clear
+                } else {
+                    BotCommand::Notice {
+                        kind: command.clone(),
+                    }
+                }
+            }
+            (Dialect::Genesys, "opened" | "pong" | "closed" | "resumed" | "paused" | "update") => {
+                BotCommand::Notice {
+                    kind: command.clone(),
+                }
+            }
+            (Dialect::Genesys, "error") => {
+                let says = w
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.get("message"))
+                    .map(|m| m.to_string());
+                return Err(ProtoError::Json(format!(
+                    "genesys error from the bot: {}",
+                    says.as_deref().unwrap_or("(no message)")
+                )));
+            }
             (Dialect::Jambonz, "playAudio") => {
                 let kind = data.audio_content_type.as_deref().unwrap_or("raw");
                 if kind != "raw" {
@@ -226,10 +281,10 @@ impl<'a> BotCommand<'a> {
             (Dialect::Vonage, "transfer") => BotCommand::Transfer {
                 target: w.target.ok_or_else(|| missing(dialect, event, "target"))?,
             },
-            (_, "dtmf") => BotCommand::Dtmf {
+            (Dialect::Jambonz, "dtmf") => BotCommand::Dtmf {
                 digit: data.digit.ok_or_else(|| missing(dialect, event, "data.digit"))?,
             },
-            (_, "transfer") => BotCommand::Transfer {
+            (Dialect::Jambonz, "transfer") => BotCommand::Transfer {
                 target: data
                     .target
                     .ok_or_else(|| missing(dialect, event, "data.target"))?,
@@ -276,7 +331,7 @@ impl<'a> BotCommand<'a> {
             },
             BotCommand::Dtmf { digit } => json!({"event": "dtmf", "dtmf": {"digit": digit}}),
             BotCommand::Transfer { target } => json!({"event": "transfer", "transfer": {"target": target}}),
-            BotCommand::Hangup => return None,
+            BotCommand::Hangup | BotCommand::Notice { .. } => return None,
         };
         // Telnyx's own bots send no stream id; the others name the stream.
         if let (Some(key), false) = (dialect.stream_key(), dialect == Dialect::Telnyx) {
@@ -287,6 +342,17 @@ impl<'a> BotCommand<'a> {
 
     fn write_control(&self, dialect: Dialect) -> Option<String> {
         let v = match (dialect, self) {
+            // A Genesys bot's messages, numbered as a first one.
+            (Dialect::Genesys, BotCommand::Clear) => {
+                audiohook_server("event", json!({"entities": [{"type": "barge_in", "data": {}}]}))
+            }
+            (Dialect::Genesys, BotCommand::Hangup) => audiohook_server(
+                "disconnect",
+                json!({"reason": "completed", "outputVariables": {"action": "finished"}}),
+            ),
+            (Dialect::Genesys, BotCommand::Notice { kind }) => audiohook_server(kind, json!({})),
+            (Dialect::Genesys, _) => return None,
+            (_, BotCommand::Notice { .. }) => return None,
             (Dialect::Vonage, BotCommand::Media { .. } | BotCommand::Hangup) => return None,
             (Dialect::Vonage, BotCommand::Clear) => json!({"action": "clear"}),
             (Dialect::Vonage, BotCommand::Mark { name }) => {
@@ -313,6 +379,11 @@ impl<'a> BotCommand<'a> {
         };
         Some(v.to_string())
     }
+}
+
+/// An AudioHook message from the server (the bot).
+fn audiohook_server(kind: &str, parameters: serde_json::Value) -> serde_json::Value {
+    json!({"version": "2", "type": kind, "seq": 1, "clientseq": 1, "id": "", "parameters": parameters})
 }
 
 /// A message's `sampleRate`, which must fit a u32.

@@ -65,8 +65,10 @@ pub enum CallerEvent<'a> {
     /// The bot's barge-in was carried out (Plivo's `clearedAudio`,
     /// Vonage's `websocket:cleared`).
     Cleared,
-    /// The stream ended.
+    /// The stream ended (Genesys: `close`, which the bot answers `closed`).
     Stop,
+    /// Genesys's keepalive, which the bot answers `pong`.
+    Ping,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +89,11 @@ struct Wire<'a> {
     payload: Option<Value>,
     #[serde(borrow, default)]
     data: Option<WireName<'a>>,
+    /// Genesys AudioHook messages carry their protocol version.
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parameters: Option<WireParameters<'a>>,
     #[serde(borrow, default)]
     mark: Option<WireName<'a>>,
     #[serde(borrow, default, deserialize_with = "borrowed_opt")]
@@ -99,6 +106,13 @@ struct WireMedia<'a> {
     chunk: Option<u64>,
     #[serde(borrow)]
     payload: Cow<'a, str>,
+}
+
+/// Genesys's `parameters`: only a `dtmf` message's digit is read here.
+#[derive(Deserialize)]
+struct WireParameters<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    digit: Option<Cow<'a, str>>,
 }
 
 /// `dtmf` is an object (`{"digit": ...}`) or, on jambonz, the digit itself.
@@ -127,6 +141,20 @@ impl<'a> CallerEvent<'a> {
     pub fn parse(msg: &'a str) -> Result<Self, ProtoError> {
         let w: Wire<'a> = serde_json::from_str(msg).map_err(|e| bad(e.to_string()))?;
         let Some(event) = w.event else {
+            if w.version.is_some() && w.kind.is_some() {
+                return match w.kind.as_deref() {
+                    Some("open") => Ok(CallerEvent::Start(Box::new(genesys_start(msg)?))),
+                    Some("dtmf") => Ok(CallerEvent::Dtmf {
+                        digit: w
+                            .parameters
+                            .and_then(|p| p.digit)
+                            .ok_or_else(|| bad("genesys dtmf without parameters.digit".into()))?,
+                    }),
+                    Some("close") => Ok(CallerEvent::Stop),
+                    Some("ping") => Ok(CallerEvent::Ping),
+                    other => Err(bad(format!("unknown genesys client message type {other:?}"))),
+                };
+            }
             return match w.kind.as_deref() {
                 Some("mark") => Ok(CallerEvent::Mark {
                     name: w
@@ -290,6 +318,37 @@ fn jambonz_start(msg: &str) -> Result<StartInfo, ProtoError> {
     })
 }
 
+/// Genesys AudioHook's `open`: the session, the conversation, the caller
+/// and the media offered.
+fn genesys_start(msg: &str) -> Result<StartInfo, ProtoError> {
+    let v: Value = serde_json::from_str(msg).map_err(|e| bad(e.to_string()))?;
+    let p = v
+        .get("parameters")
+        .ok_or_else(|| bad("genesys open without parameters".into()))?;
+    let media = p
+        .get("media")
+        .and_then(|m| m.as_array())
+        .and_then(|m| m.first())
+        .ok_or_else(|| bad("genesys open without media".into()))?;
+    let format = text(media, "format").unwrap_or_default();
+    if format != "PCMU" {
+        return Err(bad(format!("genesys open: media format {format:?} (PCMU only)")));
+    }
+    let participant = p.get("participant").cloned().unwrap_or(Value::Null);
+    Ok(StartInfo {
+        dialect: Dialect::Genesys,
+        stream_id: text(&v, "id").ok_or_else(|| bad("genesys open without id".into()))?,
+        call_id: text(p, "conversationId")
+            .ok_or_else(|| bad("genesys open without conversationId".into()))?,
+        account_id: text(p, "organizationId").unwrap_or_default(),
+        from: text(&participant, "ani").filter(|a| !a.is_empty()),
+        to: text(&participant, "dnis").filter(|d| !d.is_empty()),
+        encoding: Encoding::Mulaw,
+        sample_rate: number(media, "rate").unwrap_or(8000),
+        params: string_map(p.get("inputVariables")),
+    })
+}
+
 /// Reads a start message, telling the dialect from its keys.
 fn start(msg: &str) -> Result<StartInfo, ProtoError> {
     let v: Value = serde_json::from_str(msg).map_err(|e| bad(e.to_string()))?;
@@ -376,7 +435,7 @@ fn start(msg: &str) -> Result<StartInfo, ProtoError> {
                 params: string_map(s.get("custom_parameters")),
             }
         }
-        Dialect::Vonage | Dialect::Jambonz => {
+        Dialect::Vonage | Dialect::Jambonz | Dialect::Genesys => {
             return Err(bad(format!("a {} stream has no start message", dialect.name())))
         }
     };

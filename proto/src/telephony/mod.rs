@@ -1,6 +1,7 @@
 //! The Media Streams dialects telephony providers speak to voice bots
-//! (Twilio, Telnyx, Plivo, Exotel, Vonage, jambonz), both directions, so
-//! that a bot written for one of them runs behind voxbridge unchanged.
+//! (Twilio, Telnyx, Plivo, Exotel, Vonage, jambonz, Genesys AudioHook),
+//! both directions, so that a bot written for one of them runs behind
+//! voxbridge unchanged.
 //!
 //! voxbridge plays the provider's part: [`Dialect`]'s writers produce the
 //! provider's opening messages, `media`, `dtmf`, mark acknowledgements and
@@ -19,15 +20,19 @@
 //! | exotel | `media`, `stream_sid` | `media` | `clear` | `mark` -> `mark` | `stop` |
 //! | vonage | binary L16 | binary L16 | `{"action":"clear"}` -> `websocket:cleared` | `notify` -> `websocket:notify` | the socket closes |
 //! | jambonz | binary L16 | binary L16 | `killAudio` | `mark` -> `mark` (`playout`) | the socket closes; the bot's `disconnect` hangs up |
+//! | genesys | binary PCMU | binary PCMU | `event` `barge_in` | none | `close` -> `closed`; the bot's `disconnect` hangs up |
 //!
 //! The JSON dialects carry audio in base64 payloads: G.711 (`mulaw` at
 //! 8 kHz everywhere, `alaw` on Telnyx) or 16-bit linear PCM,
 //! little-endian except on Telnyx, whose `L16` is in network order.
-//! Vonage and jambonz ([`Dialect::binary_audio`]) send raw little-endian
-//! PCM16 in binary messages and JSON text only for control; the opening
-//! is one text message (Vonage's `websocket:connected`, jambonz's
-//! metadata), and jambonz is reached with the WebSocket subprotocol
-//! [`Dialect::subprotocol`]. `dtmf` and `transfer` from the bot are
+//! Vonage, jambonz and Genesys ([`Dialect::binary_audio`]) send audio in
+//! binary messages (raw little-endian PCM16; Genesys G.711 u-law) and JSON
+//! text only for control; the opening is one text message (Vonage's
+//! `websocket:connected`, jambonz's metadata, Genesys AudioHook's `open`,
+//! which the bot answers `opened`), and jambonz is reached with the
+//! WebSocket subprotocol [`Dialect::subprotocol`]. Genesys's messages carry
+//! a sequence number, the last one seen from the bot and the stream's
+//! position ([`Ids`]). `dtmf` and `transfer` from the bot are
 //! voxbridge extensions accepted in every dialect.
 
 mod bot;
@@ -35,7 +40,7 @@ mod caller;
 mod wire;
 mod write;
 
-pub use bot::BotCommand;
+pub use bot::{audiohook_seq, BotCommand};
 pub use caller::{CallerEvent, StartInfo};
 pub use write::Opening;
 
@@ -56,17 +61,21 @@ pub enum Dialect {
     Vonage,
     /// jambonz `listen` verb with bidirectional streaming audio.
     Jambonz,
+    /// Genesys Cloud AudioHook (protocol version 2), voxbridge in Genesys's
+    /// client part.
+    Genesys,
 }
 
 impl Dialect {
     /// Every dialect.
-    pub const ALL: [Dialect; 6] = [
+    pub const ALL: [Dialect; 7] = [
         Dialect::Twilio,
         Dialect::Telnyx,
         Dialect::Plivo,
         Dialect::Exotel,
         Dialect::Vonage,
         Dialect::Jambonz,
+        Dialect::Genesys,
     ];
 
     /// The name used in configuration (`protocol = "telnyx"`).
@@ -78,13 +87,14 @@ impl Dialect {
             Dialect::Exotel => "exotel",
             Dialect::Vonage => "vonage",
             Dialect::Jambonz => "jambonz",
+            Dialect::Genesys => "genesys",
         }
     }
 
-    /// Whether audio travels as raw PCM16 (little-endian) in binary
-    /// messages rather than base64 inside JSON.
+    /// Whether audio travels raw in binary messages (PCM16 little-endian,
+    /// or u-law on Genesys) rather than base64 inside JSON.
     pub fn binary_audio(self) -> bool {
-        matches!(self, Dialect::Vonage | Dialect::Jambonz)
+        matches!(self, Dialect::Vonage | Dialect::Jambonz | Dialect::Genesys)
     }
 
     /// The WebSocket subprotocol the provider offers when it dials the bot.
@@ -102,6 +112,8 @@ impl Dialect {
     pub fn check(self, encoding: Encoding, rate: u32) -> Result<(), ProtoError> {
         let ok = match (self, encoding) {
             (Dialect::Exotel | Dialect::Vonage | Dialect::Jambonz, Encoding::Mulaw) => false,
+            (Dialect::Genesys, Encoding::Mulaw) => rate == 8000,
+            (Dialect::Genesys, _) => false,
             (_, Encoding::Mulaw) => rate == 8000,
             (Dialect::Telnyx, Encoding::Alaw) => rate == 8000,
             (_, Encoding::Alaw) => false,
@@ -120,6 +132,7 @@ impl Dialect {
             Dialect::Plivo => "mulaw at 8000 Hz or l16 at 8000 or 16000 Hz",
             Dialect::Exotel | Dialect::Vonage => "l16 at 8000, 16000 or 24000 Hz",
             Dialect::Jambonz => "l16 at 8000, 16000, 24000 or 48000 Hz",
+            Dialect::Genesys => "mulaw at 8000 Hz",
         };
         Err(ProtoError::Json(format!(
             "{} carries {carries}, not {} at {rate} Hz",
@@ -136,7 +149,7 @@ impl Dialect {
             Dialect::Telnyx => Some("stream_id"),
             Dialect::Plivo => Some("streamId"),
             Dialect::Exotel => Some("stream_sid"),
-            Dialect::Vonage | Dialect::Jambonz => None,
+            Dialect::Vonage | Dialect::Jambonz | Dialect::Genesys => None,
         }
     }
 
@@ -203,10 +216,11 @@ impl Encoding {
     }
 }
 
-/// The names a stream goes by in its messages. `stream_id` goes into every
-/// `media` message as written, so it must need no JSON escaping (the
-/// writers check it in debug builds); the others are escaped.
-#[derive(Debug, Clone, Copy)]
+/// The names a stream goes by in its messages, and where it is (which only
+/// Genesys's messages say). `stream_id` goes into every `media` message as
+/// written, so it must need no JSON escaping (the writers check it in
+/// debug builds); the others are escaped.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Ids<'a> {
     /// The stream.
     pub stream_id: &'a str,
@@ -214,6 +228,11 @@ pub struct Ids<'a> {
     pub call_id: &'a str,
     /// The account the call belongs to (may be empty).
     pub account_id: &'a str,
+    /// The sequence number of the last message the bot sent (Genesys's
+    /// `serverseq`; 0 before any).
+    pub peer_seq: u64,
+    /// Audio sent so far, ms (Genesys's `position`).
+    pub position_ms: u64,
 }
 
 #[cfg(test)]

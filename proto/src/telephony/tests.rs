@@ -7,6 +7,8 @@ const IDS: Ids<'static> = Ids {
     stream_id: "5a5a0001",
     call_id: "call-\"1\"",
     account_id: "AC9",
+    peer_seq: 3,
+    position_ms: 1240,
 };
 
 fn opening(d: Dialect, encoding: Encoding, rate: u32, params: &BTreeMap<String, String>) -> Vec<String> {
@@ -31,6 +33,7 @@ fn every_dialect_opens_with_a_start_a_bot_recognises() {
         (Dialect::Exotel, Encoding::L16, 8000),
         (Dialect::Vonage, Encoding::L16, 16000),
         (Dialect::Jambonz, Encoding::L16, 8000),
+        (Dialect::Genesys, Encoding::Mulaw, 8000),
     ] {
         let msgs = opening(d, enc, rate, &params);
         let start = msgs
@@ -85,10 +88,13 @@ fn media_dtmf_marks_and_the_end_read_back_in_every_dialect() {
         ));
         // Vonage's marks are JSON payloads, carried as their JSON text.
         let mark = mark_name(d, "end of greeting");
-        assert!(matches!(
-            CallerEvent::parse(&d.mark_played(IDS, 9, &mark)).expect("mark"),
-            CallerEvent::Mark { name } if name == mark
-        ));
+        match d.mark_played(IDS, 9, &mark) {
+            Some(m) => assert!(matches!(
+                CallerEvent::parse(&m).expect("mark"),
+                CallerEvent::Mark { name } if name == mark
+            )),
+            None => assert_eq!(d, Dialect::Genesys, "only Genesys has no marks"),
+        }
         match d.cleared(IDS, 10) {
             Some(m) => assert_eq!(CallerEvent::parse(&m).expect("cleared"), CallerEvent::Cleared),
             None => assert!(!matches!(d, Dialect::Plivo | Dialect::Vonage)),
@@ -149,10 +155,13 @@ fn what_bots_send_round_trips_in_every_dialect() {
                 // Only these travel otherwise: Vonage audio as binary, a
                 // hang-up (but jambonz's) as the socket's close.
                 None => assert!(
-                    matches!(
-                        (d, &c),
-                        (Dialect::Vonage, BotCommand::Media { .. }) | (_, BotCommand::Hangup)
-                    ) && d != Dialect::Jambonz,
+                    match d {
+                        Dialect::Vonage => matches!(c, BotCommand::Media { .. } | BotCommand::Hangup),
+                        Dialect::Jambonz => false,
+                        // Genesys bots play audio and barge in, hang up, and nothing else.
+                        Dialect::Genesys => !matches!(c, BotCommand::Clear | BotCommand::Hangup),
+                        _ => matches!(c, BotCommand::Hangup),
+                    },
                     "{d:?} cannot write {c:?}"
                 ),
             }
@@ -264,6 +273,47 @@ fn another_dialects_events_are_named_errors() {
         CallerEvent::parse(r#"{"callSid":"c","sampleRate":8000,"mixType":"stereo"}"#).expect_err("mono only");
     assert!(e.to_string().contains("stereo"), "{e}");
     assert!(CallerEvent::parse(r#"{"hello":"there"}"#).is_err());
+    let e = BotCommand::parse(
+        Dialect::Genesys,
+        r#"{"version":"2","type":"error","parameters":{"code":500,"message":"boom"}}"#,
+    )
+    .expect_err("a bot's error");
+    assert!(e.to_string().contains("boom"), "{e}");
+    let e = CallerEvent::parse(r#"{"version":"2","type":"open","id":"s","parameters":{"conversationId":"c","media":[{"type":"audio","format":"L16","rate":8000}]}}"#)
+        .expect_err("PCMU only");
+    assert!(e.to_string().contains("PCMU"), "{e}");
+}
+
+#[test]
+fn genesys_messages_are_numbered_and_positioned() {
+    let open = &opening(Dialect::Genesys, Encoding::Mulaw, 8000, &BTreeMap::new())[0];
+    let v: serde_json::Value = serde_json::from_str(open).expect("json");
+    assert_eq!(v["version"], "2");
+    assert_eq!((v["seq"].as_u64(), v["serverseq"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(v["position"], "PT1.240S");
+    assert_eq!(v["parameters"]["media"][0]["format"], "PCMU");
+    let pong = r#"{"version":"2","type":"pong","seq":7,"clientseq":2,"id":"s","parameters":{}}"#;
+    assert_eq!(audiohook_seq(pong), Some(7));
+    assert_eq!(
+        BotCommand::parse(Dialect::Genesys, pong).expect("pong"),
+        BotCommand::Notice { kind: "pong".into() }
+    );
+    let barge =
+        r#"{"version":"2","type":"event","seq":8,"parameters":{"entities":[{"type":"barge_in","data":{}}]}}"#;
+    assert_eq!(
+        BotCommand::parse(Dialect::Genesys, barge).expect("event"),
+        BotCommand::Clear
+    );
+    assert!(BotCommand::parse(
+        Dialect::Genesys,
+        r#"{"version":"2","type":"dtmf","parameters":{"digit":"1"}}"#
+    )
+    .is_err());
+    assert_eq!(
+        CallerEvent::parse(r#"{"version":"2","type":"ping","seq":4,"id":"s","parameters":{}}"#)
+            .expect("ping"),
+        CallerEvent::Ping
+    );
 }
 
 #[test]
@@ -286,6 +336,8 @@ fn each_dialect_checks_its_encodings() {
     assert!(Dialect::Jambonz.check(Encoding::L16, 48000).is_ok());
     assert!(Dialect::Jambonz.check(Encoding::Mulaw, 8000).is_err());
     assert_eq!(Dialect::Jambonz.subprotocol(), Some("audio.jambonz.org"));
+    assert!(Dialect::Genesys.check(Encoding::Mulaw, 8000).is_ok());
+    assert!(Dialect::Genesys.check(Encoding::L16, 8000).is_err());
     assert_eq!(Dialect::from_name("plivo"), Some(Dialect::Plivo));
     assert_eq!(
         Encoding::from_content_type("audio/x-l16;rate=16000"),
@@ -303,15 +355,15 @@ proptest! {
     }
 
     #[test]
-    fn json_shaped_input_never_panics(event in "(media|playAudio|clear|clearAudio|mark|checkpoint|start|stop|dtmf|transfer|notify|killAudio|disconnect|websocket:connected|websocket:dtmf|websocket:notify)",
-                                      key in "(event|action|type|callSid)",
+    fn json_shaped_input_never_panics(event in "(media|playAudio|clear|clearAudio|mark|checkpoint|start|stop|dtmf|transfer|notify|killAudio|disconnect|websocket:connected|websocket:dtmf|websocket:notify|open|opened|event|error|ping|close)",
+                                      key in "(event|action|type|callSid|version)",
                                       body in prop::collection::vec((any::<u8>(), "[a-zA-Z_]{1,12}", ".{0,20}"), 0..6)) {
         let mut v = serde_json::json!({ key: event });
         for (kind, k, val) in body {
             v[k.clone()] = match kind % 5 {
                 0 => serde_json::json!(val),
                 1 => serde_json::json!({"payload": val, "name": val, "digit": val, "sampleRate": val, "audioContent": val, "audioContentType": val}),
-                3 => serde_json::json!({"content-type": val, "sampleRate": kind, "mixType": val}),
+                3 => serde_json::json!({"content-type": val, "sampleRate": kind, "mixType": val, "type": val, "version": "2", "entities": [{"type": val}], "media": [{"format": val, "rate": kind}], "conversationId": val}),
                 2 => serde_json::json!({"streamSid": val, "callSid": val, "call_control_id": val, "streamId": val, "callId": val, "stream_sid": val, "call_sid": val, "account_sid": val}),
                 _ => serde_json::json!(kind),
             };

@@ -33,6 +33,7 @@ impl Dialect {
             stream_id,
             call_id,
             account_id,
+            ..
         } = o.ids;
         let (from, to) = (o.from.unwrap_or_default(), o.to.unwrap_or_default());
         match self {
@@ -149,6 +150,22 @@ impl Dialect {
                 }
                 vec![serde_json::Value::Object(v).to_string()]
             }
+            // The conversation is the call; the route's parameters are
+            // the Architect flow's input variables.
+            Dialect::Genesys => vec![audiohook(
+                "open",
+                o.seq,
+                o.ids,
+                json!({
+                    "organizationId": account_id,
+                    "conversationId": call_id,
+                    "participant": {"id": call_id, "ani": from, "aniName": "", "dnis": to},
+                    "media": [{"type": "audio", "format": "PCMU", "channels": ["external"], "rate": o.sample_rate}],
+                    "language": o.params.get("language").map_or("en-US", String::as_str),
+                    "inputVariables": o.params,
+                    "customConfig": {},
+                }),
+            )],
         }
     }
 
@@ -186,7 +203,7 @@ impl Dialect {
                 out,
                 r#"{{"event":"media","sequence_number":{seq},"stream_sid":"{stream_id}","media":{{"chunk":{chunk},"timestamp":"{ts_ms}","payload":""#
             )?,
-            Dialect::Vonage | Dialect::Jambonz => return Err(std::fmt::Error),
+            Dialect::Vonage | Dialect::Jambonz | Dialect::Genesys => return Err(std::fmt::Error),
         }
         out.write_str(b64)?;
         out.write_str("\"}}")
@@ -221,12 +238,14 @@ impl Dialect {
             }
             // jambonz gives the duration in 8 kHz samples.
             Dialect::Jambonz => json!({"event": "dtmf", "dtmf": digit, "duration": 800}).to_string(),
+            Dialect::Genesys => audiohook("dtmf", seq, ids, json!({"digit": digit})),
         }
     }
 
-    /// The audio sent before the bot's mark `name` has been played.
-    pub fn mark_played(self, ids: Ids<'_>, seq: u64, name: &str) -> String {
-        match self {
+    /// The audio sent before the bot's mark `name` has been played, where
+    /// the dialect has marks (Genesys has none).
+    pub fn mark_played(self, ids: Ids<'_>, seq: u64, name: &str) -> Option<String> {
+        Some(match self {
             Dialect::Twilio => StreamEvent::Mark {
                 stream_sid: ids.stream_id.into(),
                 name: name.into(),
@@ -255,7 +274,8 @@ impl Dialect {
             Dialect::Jambonz => {
                 json!({"type": "mark", "data": {"name": name, "event": "playout"}}).to_string()
             }
-        }
+            Dialect::Genesys => return None,
+        })
     }
 
     /// The answer to the bot's barge-in, where the dialect has one (Plivo's
@@ -272,7 +292,8 @@ impl Dialect {
     }
 
     /// The end of the stream, where the dialect says it in a message (Plivo,
-    /// Vonage and jambonz only close the socket).
+    /// Vonage and jambonz only close the socket; Genesys sends `close`, which
+    /// the bot answers `closed`).
     pub fn stop(self, ids: Ids<'_>, seq: u64, reason: &str) -> Option<String> {
         match self {
             Dialect::Twilio => Some(
@@ -290,6 +311,7 @@ impl Dialect {
                 .to_string(),
             ),
             Dialect::Plivo | Dialect::Vonage | Dialect::Jambonz => None,
+            Dialect::Genesys => Some(audiohook("close", seq, ids, json!({"reason": "end"}))),
             Dialect::Exotel => Some(
                 json!({
                     "event": "stop", "sequence_number": seq, "stream_sid": ids.stream_id,
@@ -299,4 +321,16 @@ impl Dialect {
             ),
         }
     }
+}
+
+/// An AudioHook (protocol version 2) message from the client: its sequence
+/// number, the last one seen from the bot, the session and the position in
+/// the audio (ISO 8601, `PT1.240S`).
+fn audiohook(kind: &str, seq: u64, ids: Ids<'_>, parameters: serde_json::Value) -> String {
+    json!({
+        "version": "2", "type": kind, "seq": seq, "serverseq": ids.peer_seq, "id": ids.stream_id,
+        "position": format!("PT{}.{:03}S", ids.position_ms / 1000, ids.position_ms % 1000),
+        "parameters": parameters,
+    })
+    .to_string()
 }
