@@ -36,6 +36,7 @@ both_stores!(
     openapi_document_lists_every_route,
     webhook_urls_to_internal_addresses_are_refused,
     provider_compatible_hangups_end_only_the_tenants_calls,
+    provider_compatible_transfers_reach_answered_calls,
 );
 
 const SECRET: &[u8] = b"test-hs256-secret-0123456789";
@@ -48,12 +49,22 @@ const RSA_PUBLIC: &[u8] = include_bytes!("data/jwt_rs256_public.pem");
 struct FakeMedia {
     running: bool,
     hangups: Mutex<Vec<String>>,
+    /// Transfers asked for (call, target); each is taken.
+    transfers: Mutex<Vec<(String, String)>>,
 }
 
 impl CallCommands for FakeMedia {
     fn hangup(&self, call_id: &str) -> bool {
         self.hangups.lock().expect("lock").push(call_id.to_owned());
         self.running
+    }
+
+    fn transfer(&self, call_id: &str, target: &str, done: voxbridge_contract::commands::DialDone) {
+        self.transfers
+            .lock()
+            .expect("lock")
+            .push((call_id.to_owned(), target.to_owned()));
+        done(Ok(()));
     }
 }
 
@@ -1068,4 +1079,110 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
             "{path} missing from the OpenAPI document"
         );
     }
+}
+
+/// A bot's transfer, as Twilio's call update (`Twiml` with a `<Dial>`) and
+/// Telnyx's transfer action send it, reaches an answered call of the
+/// tenant as `POST /v1/calls/{id}/transfer` would (audited), and is refused
+/// for a call not answered, another tenant's call or TwiML without a
+/// `<Dial>`.
+async fn provider_compatible_transfers_reach_answered_calls(store: Store) {
+    for id in ["tw", "tx", "ringing", "b-call"] {
+        seed_call(&store, id, if id == "b-call" { "b" } else { "a" }).await;
+    }
+    for id in ["tw", "tx", "b-call"] {
+        let answered = CallChange {
+            to: CallStatus::Progressing,
+            at: Millis::now(),
+            hangup: None,
+            sip: None,
+        };
+        store
+            .transition_call(None, id, &answered, None)
+            .await
+            .expect("answered");
+    }
+    let media = Arc::new(FakeMedia::default());
+    let app = app(store.clone(), media.clone()).await;
+    let v = created(&app, "/v1/customers/a/access_keys", ADMIN, r#"{"name":"bot"}"#).await;
+    let key = v["secret"].as_str().expect("the new key's secret").to_owned();
+
+    let twiml =
+        "Twiml=%3CResponse%3E%3CDial%3E%3CNumber%3E%2B15550123%3C%2FNumber%3E%3C%2FDial%3E%3C%2FResponse%3E";
+    let (s, v) = twilio(
+        &app,
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        basic("a", &key),
+        twiml,
+    )
+    .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("in-progress")),
+        "{v}"
+    );
+    let (s, v) = twilio(
+        &app,
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        basic("a", &key),
+        "Twiml=%3CResponse%3E%3CSay%3Ehi%3C%2FSay%3E%3C%2FResponse%3E",
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "no <Dial>: {v}"
+    );
+    let (s, v) = twilio(
+        &app,
+        "/2010-04-01/Accounts/a/Calls/ringing.json",
+        basic("a", &key),
+        twiml,
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "not_answered"), "{v}");
+
+    let bearer = ("authorization", format!("Bearer {key}"));
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/v2/calls/tx/actions/transfer",
+        &[bearer.clone(), ("content-type", "application/json".into())],
+        r#"{"to":"sip:desk@pbx.example","from":"+15550100"}"#,
+    )
+    .await;
+    assert_eq!((s, &v["data"]["result"]), (StatusCode::OK, &json!("ok")), "{v}");
+    let (s, v) = raw(
+        &app,
+        "POST",
+        "/v2/calls/b-call/actions/transfer",
+        &[bearer, ("content-type", "application/json".into())],
+        r#"{"to":"+15550123"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, &v["errors"][0]["code"]),
+        (StatusCode::NOT_FOUND, &json!("10005")),
+        "another tenant's call is unknown"
+    );
+    assert_eq!(
+        *media.transfers.lock().expect("lock"),
+        [
+            ("tw".to_string(), "+15550123".to_string()),
+            ("tx".to_string(), "sip:desk@pbx.example".to_string())
+        ],
+        "only the tenant's answered calls were handed on"
+    );
+    let audit = store
+        .list_audit(
+            "a",
+            voxbridge_control::model::PageReq {
+                limit: 50,
+                before: None,
+            },
+        )
+        .await
+        .expect("audit");
+    let transfers = audit.items.iter().filter(|e| e.action == "call.transfer").count();
+    assert_eq!(transfers, 2, "both transfers audited");
 }

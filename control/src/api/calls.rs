@@ -190,8 +190,23 @@ pub async fn transfer(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<Transfer>,
 ) -> Result<(StatusCode, Json<TransferStarted>), ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(request_transfer(&s, &p, &id, req.target).await?),
+    ))
+}
+
+/// Hands call `id` of the principal's customer on to `target` (the work of
+/// `POST /v1/calls/{id}/transfer`, shared with the provider-compatible
+/// endpoints): checked, asked of the media plane, audited.
+pub(crate) async fn request_transfer(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    target: String,
+) -> Result<TransferStarted, ApiError> {
+    let id = id.to_owned();
     let customer = p.customer()?;
-    let target = req.target;
     crate::campaign::targets_in::check_address("target", &target, 256).map_err(ApiError::bad_request)?;
     let call = s.store.get_call(customer, &id).await?;
     if call.status != CallStatus::Progressing {
@@ -227,14 +242,11 @@ pub async fn transfer(
             &serde_json::json!({ "target": target }),
         )
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(TransferStarted {
-            call_id: id,
-            target,
-            status: "requested".into(),
-        }),
-    ))
+    Ok(TransferStarted {
+        call_id: id,
+        target,
+        status: "requested".into(),
+    })
 }
 
 /// Hangs a call up: `terminating` (answered) or `canceling` (not yet), then

@@ -1,14 +1,16 @@
 //! Provider-compatible call control: the REST calls a bot written for
-//! Twilio, Telnyx or Plivo makes to end its own call, answered for the
-//! calls voxbridge bridges, so such a bot's hang-up reaches the call
-//! without a line changed (pipecat's telephony serializers make these
+//! Twilio, Telnyx or Plivo makes to end its own call or hand it on to a
+//! person, answered for the calls voxbridge bridges, so such a bot's
+//! hang-up and transfer reach the call without a line changed (pipecat's telephony serializers make these
 //! calls when the pipeline ends and `auto_hang_up` is on; Twilio's takes a
 //! `base_url` for exactly this).
 //!
 //! | provider | request | voxbridge answers |
 //! |---|---|---|
 //! | Twilio | `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`, form `Status=completed` (or `canceled`) | `200` with the call as a Twilio call resource; `404` code 20404 for a call it does not know |
+//! | Twilio | the same with form `Twiml=<Response><Dial>+15550123</Dial></Response>` (`<Number>`/`<Sip>` inside `<Dial>` too) | the transfer as `POST /v1/calls/{id}/transfer` starts it; `200` with the call |
 //! | Telnyx | `POST /v2/calls/{call_control_id}/actions/hangup` | `200 {"data":{"result":"ok"}}`; `422` code 90018 once the call has ended; `404` |
+//! | Telnyx | `POST /v2/calls/{call_control_id}/actions/transfer`, JSON `{"to": "+15550123"}` | the transfer; `200 {"data":{"result":"ok"}}`; `404` |
 //! | Plivo | `DELETE /v1/Account/{auth_id}/Call/{call_uuid}/` | `204`; `404` for an unknown or ended call |
 //!
 //! Credentials are the tenant's: HTTP Basic with the customer id (the
@@ -16,12 +18,13 @@
 //! key>` as Telnyx sends its API key ([`super::auth`]). The call ids are
 //! the ones the bot saw in its start message (voxbridge's call id), the
 //! account id in the path must be the authenticated customer's, and every
-//! hang-up is scoped to that customer and audited like `POST
-//! /v1/calls/{id}/hangup`, whose work it shares.
+//! hang-up and transfer is scoped to that customer and audited like `POST
+//! /v1/calls/{id}/hangup` and `.../transfer`, whose work they share (a
+//! transfer needs an answered SIP call, as there: `409` otherwise).
 
 use super::auth::Principal;
-use super::calls::request_hangup;
-use super::error::{ApiError, ApiPath, ErrorBody};
+use super::calls::{request_hangup, request_transfer};
+use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use super::AppState;
 use crate::model::Call;
 use crate::state::CallStatus;
@@ -30,7 +33,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 /// The path of Twilio's call resource. The call id is shorter than other
@@ -137,14 +140,17 @@ fn own_account(p: &Principal, account: &str) -> Result<bool, ApiError> {
     Ok(p.customer()? == account)
 }
 
-/// Twilio's call update, for `Status=completed` or `Status=canceled`: ends
-/// the call. Redirects (`Url`, `Twiml`) are not supported.
+/// Twilio's call update: `Status=completed` or `Status=canceled` ends the
+/// call; `Twiml` with a `<Dial>` hands it on to the number or SIP URI
+/// dialled (a blind transfer, as `POST /v1/calls/{id}/transfer`). Other
+/// TwiML and redirects to a `Url` are not supported.
 #[utoipa::path(post, path = "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json", tag = "provider-compatible",
     params(TwilioCallPath),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`Status=completed` or `Status=canceled`"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`Status=completed` or `Status=canceled`, or `Twiml=<Response><Dial>target</Dial></Response>`"),
     security(("basic" = []), ("bearer" = []), ("access_key" = [])),
     responses((status = 200, body = TwilioCall), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = TwilioError)))]
+        (status = 403, body = ErrorBody), (status = 404, body = TwilioError), (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn twilio_update_call(
     State(s): State<AppState>,
     p: Principal,
@@ -157,26 +163,41 @@ pub async fn twilio_update_call(
     if !own_account(&p, &account)? {
         return Ok(twilio_not_found());
     }
-    let status = url::form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "Status")
-        .map(|(_, v)| v.into_owned());
-    match status.as_deref() {
-        Some("completed" | "canceled") => {}
-        Some(_) => {
+    let form = |key: &str| {
+        url::form_urlencoded::parse(&body)
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    let call: Call = if let Some(twiml) = form("Twiml") {
+        let Some(target) = dial_target(&twiml) else {
             return Err(ApiError::bad_request(
-                "Status must be completed or canceled: voxbridge ends calls and does not redirect them",
-            ))
+                "Twiml: voxbridge carries out <Dial> (a number or a SIP URI) and nothing else",
+            ));
+        };
+        match request_transfer(&s, &p, id, target).await {
+            Ok(_) => s.store.get_call(p.customer()?, id).await?,
+            Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(twilio_not_found()),
+            Err(e) => return Err(e),
         }
-        None => {
-            return Err(ApiError::bad_request(
-                "send Status=completed to end the call (voxbridge does not redirect calls with Url or Twiml)",
-            ))
+    } else {
+        match form("Status").as_deref() {
+            Some("completed" | "canceled") => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "Status must be completed or canceled: voxbridge ends calls and does not redirect them",
+                ))
+            }
+            None => {
+                return Err(ApiError::bad_request(
+                    "send Status=completed to end the call, or Twiml with a <Dial> to transfer it (voxbridge does not redirect calls to a Url)",
+                ))
+            }
         }
-    }
-    let call: Call = match request_hangup(&s, &p, id).await {
-        Ok((call, _)) => call,
-        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(twilio_not_found()),
-        Err(e) => return Err(e),
+        match request_hangup(&s, &p, id).await {
+            Ok((call, _)) => call,
+            Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(twilio_not_found()),
+            Err(e) => return Err(e),
+        }
     };
     let body = TwilioCall {
         uri: format!("/2010-04-01/Accounts/{account}/Calls/{}.json", call.id),
@@ -216,6 +237,100 @@ pub async fn telnyx_hangup(
             "Call has already ended",
             "the call has already ended".into(),
         )),
+        Ok(_) => {
+            let body = TelnyxResult {
+                data: TelnyxOk { result: "ok" },
+            };
+            Ok((StatusCode::OK, Json(body)).into_response())
+        }
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(telnyx_error(
+            StatusCode::NOT_FOUND,
+            "10005",
+            "Resource not found",
+            "no such call".into(),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// The number or SIP URI a TwiML document's `<Dial>` dials: its text, or
+/// the text of the `<Number>` or `<Sip>` inside it.
+fn dial_target(twiml: &str) -> Option<String> {
+    let open = twiml.find("<Dial")?;
+    let rest = &twiml[open..];
+    let inner = &rest[rest.find('>')? + 1..rest.find("</Dial>")?];
+    // Drop the nested elements' tags, keep their text.
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in inner.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let target = text.trim();
+    (!target.is_empty()).then(|| target.to_owned())
+}
+
+/// Telnyx's transfer command: `to`, and the fields of Telnyx's that a bot
+/// may send along, accepted and not used (the caller id presented is the
+/// SIP call's own).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelnyxTransfer {
+    /// Where to: a number or a `sip:` URI (1-256 characters; no blanks or
+    /// control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]+$"
+    )]
+    pub to: String,
+    /// Caller id Telnyx would present (not used).
+    #[serde(default)]
+    #[schema(
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]*$"
+    )]
+    pub from: Option<String>,
+    /// Telnyx's client state (not used).
+    #[serde(default)]
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]*$"
+    )]
+    pub client_state: Option<String>,
+    /// Telnyx's request id for idempotency (not used).
+    #[serde(default)]
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]*$"
+    )]
+    pub command_id: Option<String>,
+    /// How long the new leg may ring, s (not used).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// Telnyx's transfer command: hands the call on to `to` (a blind transfer,
+/// as `POST /v1/calls/{id}/transfer`).
+#[utoipa::path(post, path = "/v2/calls/{call_control_id}/actions/transfer", tag = "provider-compatible",
+    params(("call_control_id" = String, Path, description = "The call id")),
+    request_body = TelnyxTransfer,
+    security(("bearer" = []), ("basic" = []), ("access_key" = [])),
+    responses((status = 200, body = TelnyxResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = TelnyxErrors), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn telnyx_transfer(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<TelnyxTransfer>,
+) -> Result<Response, ApiError> {
+    match request_transfer(&s, &p, &id, req.to).await {
         Ok(_) => {
             let body = TelnyxResult {
                 data: TelnyxOk { result: "ok" },

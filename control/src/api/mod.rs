@@ -197,7 +197,7 @@ impl Modify for Security {
         billing::account, billing::list_records, billing::get_record, billing::set_plan, billing::credit,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate,
         webhooks::deliveries, webhooks::get_delivery, webhooks::attempts, webhooks::redeliver,
-        compat::twilio_update_call, compat::telnyx_hangup, compat::plivo_hangup,
+        compat::twilio_update_call, compat::telnyx_hangup, compat::telnyx_transfer, compat::plivo_hangup,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security, &Zones)
@@ -278,6 +278,7 @@ pub fn router(state: AppState) -> Router {
             post(compat::twilio_update_call),
         )
         .route("/v2/calls/{id}/actions/hangup", post(compat::telnyx_hangup))
+        .route("/v2/calls/{id}/actions/transfer", post(compat::telnyx_transfer))
         .route(
             "/v1/Account/{account}/Call/{id}/",
             axum::routing::delete(compat::plivo_hangup),
