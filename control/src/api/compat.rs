@@ -219,6 +219,24 @@ fn telnyx_error(status: StatusCode, code: &str, title: &str, detail: String) -> 
     (status, Json(body)).into_response()
 }
 
+/// Telnyx's answer to a command it carried out.
+fn telnyx_ok() -> Response {
+    let body = TelnyxResult {
+        data: TelnyxOk { result: "ok" },
+    };
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// Telnyx's answer for a call it does not know.
+fn telnyx_not_found() -> Response {
+    telnyx_error(
+        StatusCode::NOT_FOUND,
+        "10005",
+        "Resource not found",
+        "no such call".into(),
+    )
+}
+
 /// Telnyx's hangup command.
 #[utoipa::path(post, path = "/v2/calls/{call_control_id}/actions/hangup", tag = "provider-compatible",
     params(("call_control_id" = String, Path, description = "The call id")),
@@ -237,18 +255,8 @@ pub async fn telnyx_hangup(
             "Call has already ended",
             "the call has already ended".into(),
         )),
-        Ok(_) => {
-            let body = TelnyxResult {
-                data: TelnyxOk { result: "ok" },
-            };
-            Ok((StatusCode::OK, Json(body)).into_response())
-        }
-        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(telnyx_error(
-            StatusCode::NOT_FOUND,
-            "10005",
-            "Resource not found",
-            "no such call".into(),
-        )),
+        Ok(_) => Ok(telnyx_ok()),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(telnyx_not_found()),
         Err(e) => Err(e),
     }
 }
@@ -331,18 +339,8 @@ pub async fn telnyx_transfer(
     ApiJson(req): ApiJson<TelnyxTransfer>,
 ) -> Result<Response, ApiError> {
     match request_transfer(&s, &p, &id, req.to).await {
-        Ok(_) => {
-            let body = TelnyxResult {
-                data: TelnyxOk { result: "ok" },
-            };
-            Ok((StatusCode::OK, Json(body)).into_response())
-        }
-        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(telnyx_error(
-            StatusCode::NOT_FOUND,
-            "10005",
-            "Resource not found",
-            "no such call".into(),
-        )),
+        Ok(_) => Ok(telnyx_ok()),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(telnyx_not_found()),
         Err(e) => Err(e),
     }
 }

@@ -324,26 +324,7 @@ impl BotCodec {
     pub fn decode_binary(&mut self, msg: Bytes) -> Result<BotInput<'_>, MediaError> {
         if self.dialect.is_some_and(Dialect::binary_audio) {
             // Raw audio at the stream's rate: PCM16 little-endian, or u-law.
-            match self.encoding {
-                Encoding::Mulaw => {
-                    self.samples.resize(msg.len(), 0);
-                    g711::decode_ulaw(&msg, &mut self.samples);
-                }
-                Encoding::Alaw => {
-                    self.samples.resize(msg.len(), 0);
-                    g711::decode_alaw(&msg, &mut self.samples);
-                }
-                Encoding::L16 => {
-                    if msg.len() % 2 != 0 {
-                        return Err(MediaError::BotProtocol(format!(
-                            "odd PCM16 byte count {}",
-                            msg.len()
-                        )));
-                    }
-                    self.samples.resize(msg.len() / 2, 0);
-                    frame::read_le(&msg, &mut self.samples);
-                }
-            }
+            decode_raw(self.encoding, false, &msg, &mut self.samples)?;
             return Ok(BotInput::Audio {
                 pcm: &self.samples,
                 rate: self.rate,
@@ -435,32 +416,7 @@ impl BotCodec {
                     Encoding::L16 => sample_rate.unwrap_or(self.rate),
                 };
                 twilio::decode_payload(&payload, &mut self.raw)?;
-                // Each branch sizes `samples` and overwrites all of it (a
-                // resize to the same length as last frame fills nothing).
-                match encoding {
-                    Encoding::Mulaw => {
-                        self.samples.resize(self.raw.len(), 0);
-                        g711::decode_ulaw(&self.raw, &mut self.samples);
-                    }
-                    Encoding::Alaw => {
-                        self.samples.resize(self.raw.len(), 0);
-                        g711::decode_alaw(&self.raw, &mut self.samples);
-                    }
-                    Encoding::L16 => {
-                        if self.raw.len() % 2 != 0 {
-                            return Err(MediaError::BotProtocol(format!(
-                                "odd PCM16 byte count {}",
-                                self.raw.len()
-                            )));
-                        }
-                        self.samples.resize(self.raw.len() / 2, 0);
-                        if dialect.l16_big_endian() {
-                            frame::read_be(&self.raw, &mut self.samples);
-                        } else {
-                            frame::read_le(&self.raw, &mut self.samples);
-                        }
-                    }
-                }
+                decode_raw(encoding, dialect.l16_big_endian(), &self.raw, &mut self.samples)?;
                 BotInput::Audio {
                     pcm: &self.samples,
                     rate,
@@ -479,6 +435,41 @@ impl BotCodec {
             BotCommand::Notice { .. } => BotInput::Ignored,
         })
     }
+}
+
+/// Decodes `raw` audio in `encoding` into `samples`, sized to fit and all
+/// overwritten (a resize to last frame's length fills nothing).
+fn decode_raw(
+    encoding: Encoding,
+    big_endian: bool,
+    raw: &[u8],
+    samples: &mut Vec<i16>,
+) -> Result<(), MediaError> {
+    match encoding {
+        Encoding::Mulaw => {
+            samples.resize(raw.len(), 0);
+            g711::decode_ulaw(raw, samples);
+        }
+        Encoding::Alaw => {
+            samples.resize(raw.len(), 0);
+            g711::decode_alaw(raw, samples);
+        }
+        Encoding::L16 => {
+            if raw.len() % 2 != 0 {
+                return Err(MediaError::BotProtocol(format!(
+                    "odd PCM16 byte count {}",
+                    raw.len()
+                )));
+            }
+            samples.resize(raw.len() / 2, 0);
+            if big_endian {
+                frame::read_be(raw, samples);
+            } else {
+                frame::read_le(raw, samples);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A DTMF key from a bot message: exactly one of 0-9, *, #, A-D.
