@@ -216,14 +216,7 @@ impl BotCodec {
                 ensure(&mut self.pcm, pcm.len() * width, ARENA / 4);
                 let start = self.pcm.len();
                 self.pcm.resize(start + pcm.len() * width, 0);
-                let out = &mut self.pcm[start..];
-                match self.encoding {
-                    Encoding::Mulaw => g711::encode_ulaw(pcm, out),
-                    Encoding::Alaw => g711::encode_alaw(pcm, out),
-                    Encoding::L16 => {
-                        frame::write_le(pcm, out);
-                    }
-                }
+                encode_raw(self.encoding, false, pcm, &mut self.pcm[start..]);
                 Outgoing::Binary(self.pcm.split().freeze())
             }
             None => {
@@ -242,16 +235,7 @@ impl BotCodec {
             Some(dialect) => {
                 self.raw.clear();
                 self.raw.resize(pcm.len() * self.encoding.bytes_per_sample(), 0);
-                match self.encoding {
-                    Encoding::Mulaw => g711::encode_ulaw(pcm, &mut self.raw),
-                    Encoding::Alaw => g711::encode_alaw(pcm, &mut self.raw),
-                    Encoding::L16 if dialect.l16_big_endian() => {
-                        frame::write_be(pcm, &mut self.raw);
-                    }
-                    Encoding::L16 => {
-                        frame::write_le(pcm, &mut self.raw);
-                    }
-                }
+                encode_raw(self.encoding, dialect.l16_big_endian(), pcm, &mut self.raw);
                 twilio::encode_payload(&self.raw, &mut self.b64);
                 let seq = self.next_seq();
                 self.chunk += 1;
@@ -434,6 +418,21 @@ impl BotCodec {
             BotCommand::Hangup => BotInput::Hangup,
             BotCommand::Notice { .. } => BotInput::Ignored,
         })
+    }
+}
+
+/// Encodes `pcm` in `encoding` into `out`, sized for it (one byte a
+/// sample for G.711, two for L16).
+fn encode_raw(encoding: Encoding, big_endian: bool, pcm: &[i16], out: &mut [u8]) {
+    match encoding {
+        Encoding::Mulaw => g711::encode_ulaw(pcm, out),
+        Encoding::Alaw => g711::encode_alaw(pcm, out),
+        Encoding::L16 if big_endian => {
+            frame::write_be(pcm, out);
+        }
+        Encoding::L16 => {
+            frame::write_le(pcm, out);
+        }
     }
 }
 
