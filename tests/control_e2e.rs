@@ -160,11 +160,12 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
 }
 
 /// A bot written for Twilio, Telnyx or Plivo ends its call the way it
-/// would with the provider: pipecat's own serializers, built from
-/// voxbridge's opening by pipecat's runner with `auto_hang_up` on and the
-/// tenant's account id and access key as credentials, make their hang-up
-/// requests to voxbridge's REST API (tests/interop/pipecat_hangup.py), and
-/// each call ends with cause `api_hangup`. A Genesys AudioHook bot (pipecat's
+/// would with the provider: a real pipecat bot (tests/interop/pipecat_hangup.py:
+/// FastAPI WebSocket endpoint, pipecat's runner parsing voxbridge's opening,
+/// the provider's serializer with `auto_hang_up` on and the tenant's account
+/// id and access key as credentials, a pipeline over pipecat's WebSocket
+/// transport) ends its pipeline; the serializer's hang-up request reaches
+/// voxbridge's REST API and each call ends with cause `api_hangup`. A Genesys AudioHook bot (pipecat's
 /// serializer, which has no REST hang-up) ends its call with `disconnect`
 /// over the link: cause `bot_hangup`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +209,11 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
     };
     for kind in dialects {
         let route = Route {
-            url: format!("ws://127.0.0.1:{port}"),
+            url: if kind == BotProtocolKind::Genesys {
+                format!("ws://127.0.0.1:{port}/genesys")
+            } else {
+                format!("ws://127.0.0.1:{port}/ws")
+            },
             protocol: kind,
             twilio_encoding: Some(TwilioEncoding::Mulaw),
             sample_rate: 8000,
@@ -290,6 +295,13 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
         "{hung:?}"
     );
     assert_eq!(hung[3], "genesys disconnect - -", "{hung:?}");
+    let mut ended: Vec<&str> = said.iter().filter_map(|l| l.strip_prefix("ENDED ")).collect();
+    ended.sort_unstable();
+    assert_eq!(
+        ended,
+        ["genesys", "plivo", "telnyx", "twilio"],
+        "every pipeline ended with its EndFrame: {said:?}"
+    );
     shutdown.shutdown();
     within("media to stop", media).await.expect("media task");
     within("control to stop", control.shutdown()).await;

@@ -233,6 +233,122 @@ fn documented_commands_parse() {
     );
 }
 
+/// Every `cargo test` README.md and docs/ show (in code or in backticks,
+/// across line breaks) names test targets that exist, and its filter, if
+/// any, matches a test or module in them: the tests the docs point at to
+/// "see" a guarantee are there to run.
+#[test]
+fn documented_cargo_tests_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    files.extend(
+        std::fs::read_dir(root.join("docs"))
+            .expect("docs/")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "md")),
+    );
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read").replace('\n', " ");
+        for (at, _) in text.match_indices("cargo test ") {
+            // The command runs to the closing backtick or the comment.
+            let rest = &text[at..];
+            let end = rest.find(['`', '#']).unwrap_or(rest.len());
+            let words: Vec<&str> = rest[..end].split_whitespace().collect();
+            let (mut krate, mut targets, mut lib, mut filter) = (None, Vec::new(), false, None);
+            let mut i = 2;
+            while i < words.len() {
+                match words[i] {
+                    "--" => break,
+                    "-p" => {
+                        krate = words.get(i + 1).copied();
+                        i += 1;
+                    }
+                    "--test" => {
+                        targets.extend(words.get(i + 1).copied());
+                        i += 1;
+                    }
+                    "--lib" => lib = true,
+                    w if w.starts_with('-') => {}
+                    w if filter.is_none()
+                        && w.chars().all(|c| c.is_ascii_alphanumeric() || "_:".contains(c)) =>
+                    {
+                        filter = Some(w)
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            let dir = match krate {
+                None | Some("voxbridge") => root.to_path_buf(),
+                Some(k) => root.join(k.strip_prefix("voxbridge-").unwrap_or(k)),
+            };
+            assert!(
+                dir.join("Cargo.toml").exists(),
+                "{}: no crate {krate:?}",
+                file.display()
+            );
+            let mut sources = Vec::new();
+            for t in &targets {
+                let (single, folder) = (
+                    dir.join("tests").join(format!("{t}.rs")),
+                    dir.join("tests").join(t),
+                );
+                assert!(
+                    single.exists() || folder.join("main.rs").exists(),
+                    "{}: `cargo test --test {t}`: no such test target in {}",
+                    file.display(),
+                    dir.display()
+                );
+                sources.push(single);
+                sources.push(folder);
+            }
+            if lib || targets.is_empty() {
+                sources.push(dir.join("src"));
+                sources.push(dir.join("tests"));
+            }
+            if let Some(f) = filter {
+                let last = f.rsplit("::").next().unwrap_or(f);
+                assert!(
+                    sources.iter().any(|s| mentions(s, last)),
+                    "{}: `{}`: no test or module matches {f:?}",
+                    file.display(),
+                    words.join(" ")
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "{checked} cargo test commands found");
+}
+
+/// Whether a `.rs` file at or under `path` has a fn or module named with `word` in it.
+fn mentions(path: &std::path::Path, word: &str) -> bool {
+    if path.is_dir() {
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return false;
+        };
+        return entries.filter_map(|e| e.ok()).any(|e| mentions(&e.path(), word));
+    }
+    if path.extension().is_none_or(|x| x != "rs") {
+        return false;
+    }
+    path.file_stem()
+        .is_some_and(|s| s.to_string_lossy().contains(word))
+        || std::fs::read_to_string(path).is_ok_and(|t| {
+            t.lines().any(|l| {
+                let l = l.trim_start();
+                (l.starts_with("fn ")
+                    || l.starts_with("async fn ")
+                    || l.starts_with("mod ")
+                    || l.starts_with("pub mod "))
+                    && l.split(['(', '{', ';', '<'])
+                        .next()
+                        .is_some_and(|head| head.contains(word))
+            })
+        })
+}
+
 /// A command line's words: quotes removed, `$(...)` and `<placeholder>`
 /// made a value, synopsis brackets dropped and the first `a|b` taken,
 /// leading `NAME=value` assignments skipped.
@@ -277,4 +393,167 @@ fn shell_words(line: &str) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// The walkthroughs docs/control-api.md ("Try it on the embedded
+/// defaults") and docs/rtp.md (the session API) show run as written, on the
+/// embedded defaults and their fixed ports: the daemons they start
+/// (`voxbridge serve`, `cargo run --release -- serve`, `voxbridge bot echo`)
+/// are this build's binary, started with the line's own variables and
+/// waited for; every other line runs in bash with the variables set so far
+/// (`openssl` included), each `curl` exactly as written with the HTTP status
+/// added (`-w`), `<secret from above>` filled from the answer before it, and
+/// `offer.sdp` a fixture in the working directory. Every request succeeds.
+#[test]
+fn documented_walkthroughs_run() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let control = walkthrough(
+        &root.join("docs/control-api.md"),
+        "Try it on the embedded defaults",
+    );
+    let answers = run_walkthrough(&control, &[]);
+    let statuses: Vec<u16> = answers.iter().map(|a| a.1).collect();
+    assert_eq!(statuses, [201, 200], "{answers:?}");
+    assert!(answers[0].2.contains("\"secret\""), "{answers:?}");
+
+    // A far end for the SDP offer's RTP, so the call it creates stays up.
+    let far = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        far.local_addr().expect("addr").port()
+    );
+    let rtp = walkthrough(&root.join("docs/rtp.md"), "export VOXBRIDGE_MEDIA_API_TOKEN");
+    let answers = run_walkthrough(&rtp, &[("offer.sdp", &offer)]);
+    let statuses: Vec<u16> = answers.iter().map(|a| a.1).collect();
+    assert_eq!(statuses, [201, 201, 200, 204], "{answers:?}");
+    assert!(answers[0].2.starts_with("v=0"), "an SDP answer: {answers:?}");
+    assert!(
+        answers[2].2.contains("\"abc\""),
+        "the list shows call abc: {answers:?}"
+    );
+}
+
+/// The indented code block of `doc` holding `marker`, its `\`-continued
+/// lines joined.
+fn walkthrough(doc: &std::path::Path, marker: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(doc).expect("read the doc");
+    let mut blocks: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in text.lines() {
+        match line.strip_prefix("    ") {
+            Some(code) => blocks.last_mut().expect("a block").push(code),
+            None if blocks.last().is_some_and(|b| !b.is_empty()) => blocks.push(Vec::new()),
+            None => {}
+        }
+    }
+    let block = blocks
+        .into_iter()
+        .find(|b| b.iter().any(|l| l.contains(marker)))
+        .unwrap_or_else(|| panic!("{}: no code block with {marker:?}", doc.display()));
+    let mut commands = Vec::new();
+    let mut cur = String::new();
+    for line in block {
+        match line.trim_end().strip_suffix('\\') {
+            Some(head) => cur.push_str(head),
+            None => {
+                cur.push_str(line);
+                commands.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    commands
+}
+
+/// Runs a walkthrough's commands in a fresh directory holding `files`;
+/// returns each request's command, HTTP status and body.
+fn run_walkthrough(commands: &[String], files: &[(&str, &str)]) -> Vec<(String, u16, String)> {
+    let dir = std::env::temp_dir().join(format!("voxbridge-walkthrough-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a working directory");
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write a fixture");
+    }
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_voxbridge"));
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut daemons = Vec::new();
+    let mut answers: Vec<(String, u16, String)> = Vec::new();
+    let bash = |script: &str, vars: &[(String, String)]| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .current_dir(&dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("bash runs");
+        assert!(out.status.success(), "`{script}` failed: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    for command in commands {
+        let line = command.split(" # ").next().unwrap_or_default().trim();
+        let words: Vec<&str> = line.trim_end_matches('&').split_whitespace().collect();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let daemon = words
+            .iter()
+            .position(|w| *w == "voxbridge")
+            .map(|i| i + 1)
+            .or_else(|| {
+                Some(
+                    words
+                        .windows(4)
+                        .position(|w| w == ["cargo", "run", "--release", "--"])?
+                        + 4,
+                )
+            });
+        if let Some(at) = daemon.filter(|&at| matches!(words.get(at), Some(&"serve" | &"bot"))) {
+            let assignments = words[..at].iter().filter_map(|w| w.split_once('='));
+            let mut child = Command::new(bin)
+                .args(&words[at..])
+                .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .envs(assignments)
+                .env("RUST_LOG", "warn")
+                .current_dir(&dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the daemon runs");
+            let stdout = child.stdout.take().expect("stdout");
+            daemons.push(Daemon(child));
+            // Each says where it listens once it does.
+            let mut ready = String::new();
+            BufReader::new(stdout).read_line(&mut ready).expect("a line");
+            assert!(ready.starts_with("voxbridge "), "`{line}` said {ready:?}");
+        } else if let Some((name, _)) = line
+            .strip_prefix("export ")
+            .unwrap_or(line)
+            .split_once('=')
+            .filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            let value = bash(&format!("{line}\nprintf %s \"${name}\""), &vars);
+            vars.push((name.to_string(), value));
+        } else {
+            assert!(
+                line.starts_with("curl "),
+                "a walkthrough line the test does not know: {line}"
+            );
+            let secret = answers
+                .last()
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.2).ok())
+                .and_then(|v| v["secret"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let line = line.replace("<secret from above>", &secret);
+            let out = bash(
+                &format!("curl() {{ command curl -w '\\n%{{http_code}}' \"$@\"; }}\n{line}"),
+                &vars,
+            );
+            let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+            let status = status.trim().parse().unwrap_or(0);
+            answers.push((line, status, body.to_string()));
+        }
+    }
+    drop(daemons);
+    let _ = std::fs::remove_dir_all(&dir);
+    answers
 }

@@ -176,6 +176,50 @@ fn a_mark_comes_back_only_once_its_audio_was_played() {
 }
 
 #[test]
+fn jambonz_marks_dropped_by_kill_audio_come_back_cleared_and_clear_marks_forgets() {
+    let mut s = Sim::new(route(BotProtocolKind::Jambonz), None, 7);
+    let mark = |name: &str| Sim::text(&format!(r#"{{"type":"mark","data":{{"name":"{name}"}}}}"#));
+    // 3 s of audio at once, then two marks; a killAudio 1 s into it.
+    let start = s.at(500);
+    let sent = s.bot.say(&mut s.rng, start, 3_000, 20, 1e6, 0.0);
+    s.bot.send_at(sent, mark("m1"));
+    s.bot.send_at(sent, mark("m2"));
+    let kill = s.at(1_500);
+    s.bot.send_at(kill, Sim::text(r#"{"type":"killAudio"}"#));
+    // More audio and a mark the bot then forgets: it is never answered.
+    let start = s.at(2_000);
+    let sent = s.bot.say(&mut s.rng, start, 1_000, 20, 1e6, 0.0);
+    s.bot.send_at(sent, mark("m3"));
+    s.bot.send_at(sent, Sim::text(r#"{"type":"clearMarks"}"#));
+    // A mark after all the audio has played is answered at once.
+    s.bot.send_at(s.at(4_000), mark("m4"));
+    s.run_until(s.at(5_000));
+    let marks = s.bot.got_events("mark");
+    let got: Vec<(&str, &str)> = marks
+        .iter()
+        .map(|(_, m)| {
+            (
+                m["data"]["name"].as_str().unwrap_or("?"),
+                m["data"]["event"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("m1", "cleared"), ("m2", "cleared"), ("m4", "playout")],
+        "{marks:?}"
+    );
+    assert_eq!(marks[0].0, kill, "answered at the killAudio");
+    assert_eq!(marks[2].0, s.at(4_000));
+    let loud_after_kill = s
+        .heard
+        .iter()
+        .filter(|h| h.at > kill && h.at < s.at(2_000) && h.rms > 1000.0)
+        .count();
+    assert_eq!(loud_after_kill, 0, "killAudio silenced the caller's side");
+}
+
+#[test]
 fn digits_under_loss_reach_the_bot_once_each() {
     let net = Network {
         loss: 0.10,

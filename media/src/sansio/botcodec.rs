@@ -60,6 +60,8 @@ pub enum BotInput<'a> {
     },
     /// Barge-in: drop queued audio.
     Clear,
+    /// Forget the marks not yet answered (jambonz's `clearMarks`).
+    ClearMarks,
     /// Echo this name back once the audio before it has played.
     Mark(String),
     /// A transcript segment.
@@ -278,6 +280,14 @@ impl BotCodec {
         Some(Outgoing::Text(m.into()))
     }
 
+    /// A barge-in dropped the audio before mark `name`: the dialect's own
+    /// answer for that (jambonz's `cleared`), or `None` where it answers
+    /// such a mark as played ([`BotCodec::mark_played`]).
+    pub fn mark_cleared(&mut self, name: &str) -> Option<Outgoing> {
+        let m = self.dialect?.mark_cleared(name)?;
+        Some(Outgoing::Text(m.into()))
+    }
+
     /// The bot's barge-in was carried out, where the dialect answers it
     /// (Plivo's `clearedAudio`).
     pub fn cleared(&mut self) -> Option<Outgoing> {
@@ -408,6 +418,7 @@ impl BotCodec {
             }
             BotCommand::Mark { name } => BotInput::Mark(name.into_owned()),
             BotCommand::Clear => BotInput::Clear,
+            BotCommand::ClearMarks => BotInput::ClearMarks,
             BotCommand::Dtmf { digit } => BotInput::Dtmf(one_digit(&digit)?),
             BotCommand::Transfer { target } if !target.trim().is_empty() => {
                 BotInput::Transfer(target.trim().to_owned())

@@ -445,8 +445,9 @@ impl Call {
                     self.to_bot.push_back(o);
                     self.bound_queue();
                 }
-                self.release_marks();
+                self.release_cleared_marks();
             }
+            BotInput::ClearMarks => self.pipeline.forget_marks(),
             BotInput::Mark(name) => {
                 self.pipeline.mark(name);
                 self.release_marks();
@@ -503,14 +504,34 @@ impl Call {
     fn release_marks(&mut self) {
         let before = self.to_bot.len();
         while let Some(name) = self.pipeline.poll_mark() {
-            if let Some(q) = &mut self.leg_requests {
-                q.push_back(LegRequest::Mark(name));
-            } else if let Some(o) = self.codec.mark_played(&name) {
-                self.to_bot.push_back(o);
+            self.release_mark(name);
+        }
+        if self.to_bot.len() != before {
+            self.bound_queue();
+        }
+    }
+
+    /// After a barge-in: the marks it released never played. A dialect
+    /// that says so (jambonz's `cleared`) hears it at once; the others
+    /// hear them as played, as Twilio answers marks on `clear`.
+    fn release_cleared_marks(&mut self) {
+        let before = self.to_bot.len();
+        while let Some(name) = self.pipeline.poll_mark() {
+            match self.codec.mark_cleared(&name) {
+                Some(o) => self.to_bot.push_back(o),
+                None => self.release_mark(name),
             }
         }
         if self.to_bot.len() != before {
             self.bound_queue();
+        }
+    }
+
+    fn release_mark(&mut self, name: String) {
+        if let Some(q) = &mut self.leg_requests {
+            q.push_back(LegRequest::Mark(name));
+        } else if let Some(o) = self.codec.mark_played(&name) {
+            self.to_bot.push_back(o);
         }
     }
 

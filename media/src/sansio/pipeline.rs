@@ -341,6 +341,11 @@ impl Pipeline {
         self.bot_active = false;
     }
 
+    /// The marks not yet due are dropped, never to be reported.
+    pub fn forget_marks(&mut self) {
+        self.playout.forget_marks();
+    }
+
     /// A mark placed after the bot audio queued so far.
     pub fn mark(&mut self, name: impl Into<String>) {
         // Half a frame still in the framer is part of "the audio before the mark".

@@ -308,7 +308,15 @@ impl Playout {
         self.phase = Phase::Idle;
         self.consumed += dropped;
         self.stats.cleared_samples += dropped;
-        self.release_marks();
+        // Every pending mark's audio is gone, including what a resampler
+        // still held for it (`mark_after`): that never comes now.
+        self.due.extend(self.marks.drain(..).map(|(_, name)| name));
+    }
+
+    /// The marks whose audio has not played yet are dropped, never to be
+    /// reported (jambonz's `clearMarks`).
+    pub fn forget_marks(&mut self) {
+        self.marks.clear();
     }
 
     /// The next mark whose audio has been played.
@@ -495,6 +503,18 @@ mod tests {
         assert_eq!(p.poll_mark().as_deref(), Some("after-world"), "released by clear");
         p.mark("nothing-queued");
         assert_eq!(p.poll_mark().as_deref(), Some("nothing-queued"));
+        // A mark behind audio still in a resampler is released by a clear
+        // too: that audio never comes.
+        p.push(&[3; 160]);
+        p.mark_after("behind-the-resampler", 12);
+        p.clear();
+        assert_eq!(p.poll_mark().as_deref(), Some("behind-the-resampler"));
+        p.mark("after-the-clear");
+        assert_eq!(
+            p.poll_mark().as_deref(),
+            Some("after-the-clear"),
+            "nothing queued"
+        );
     }
 
     #[test]

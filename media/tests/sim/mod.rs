@@ -401,14 +401,15 @@ impl Bot {
         }
     }
 
-    /// Messages the call received from the bot, by kind (`media`, `mark`, ...).
+    /// JSON messages the bot received, by kind (`media`, `mark`, ...: their
+    /// `event`, or jambonz's `type`).
     pub fn got_events(&self, event: &str) -> Vec<(Instant, serde_json::Value)> {
         self.got
             .iter()
             .filter_map(|(t, o)| match o {
                 Outgoing::Text(b) => serde_json::from_slice::<serde_json::Value>(b)
                     .ok()
-                    .filter(|v| v["event"] == event)
+                    .filter(|v| v["event"] == event || v["type"] == event)
                     .map(|v| (*t, v)),
                 Outgoing::Binary(_) => None,
             })

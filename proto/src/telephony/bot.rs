@@ -31,6 +31,9 @@ pub enum BotCommand<'a> {
     },
     /// Barge-in: drop all audio queued for playback.
     Clear,
+    /// Forget the marks not yet answered: they are never answered
+    /// (jambonz's `clearMarks`).
+    ClearMarks,
     /// Play a key press to the caller (voxbridge extension).
     Dtmf {
         /// 0-9, *, #, A-D.
@@ -215,6 +218,7 @@ impl<'a> BotCommand<'a> {
         let data = w.data.unwrap_or_default();
         Ok(match (dialect, event) {
             (Dialect::Vonage, "clear") | (Dialect::Jambonz, "killAudio") => BotCommand::Clear,
+            (Dialect::Jambonz, "clearMarks") => BotCommand::ClearMarks,
             (Dialect::Vonage, "notify") => {
                 let payload = w.payload.ok_or_else(|| missing(dialect, event, "a payload"))?;
                 // The payload is kept as JSON text and handed back as JSON.
@@ -331,7 +335,7 @@ impl<'a> BotCommand<'a> {
             },
             BotCommand::Dtmf { digit } => json!({"event": "dtmf", "dtmf": {"digit": digit}}),
             BotCommand::Transfer { target } => json!({"event": "transfer", "transfer": {"target": target}}),
-            BotCommand::Hangup | BotCommand::Notice { .. } => return None,
+            BotCommand::Hangup | BotCommand::ClearMarks | BotCommand::Notice { .. } => return None,
         };
         // Telnyx's own bots send no stream id; the others name the stream.
         if let (Some(key), false) = (dialect.stream_key(), dialect == Dialect::Telnyx) {
@@ -353,7 +357,9 @@ impl<'a> BotCommand<'a> {
             (Dialect::Genesys, BotCommand::Notice { kind }) => audiohook_server(kind, json!({})),
             (Dialect::Genesys, _) => return None,
             (_, BotCommand::Notice { .. }) => return None,
-            (Dialect::Vonage, BotCommand::Media { .. } | BotCommand::Hangup) => return None,
+            (Dialect::Vonage, BotCommand::Media { .. } | BotCommand::Hangup | BotCommand::ClearMarks) => {
+                return None
+            }
             (Dialect::Vonage, BotCommand::Clear) => json!({"action": "clear"}),
             (Dialect::Vonage, BotCommand::Mark { name }) => {
                 let payload = serde_json::from_str::<serde_json::Value>(name).unwrap_or_else(|_| json!(name));
@@ -372,6 +378,7 @@ impl<'a> BotCommand<'a> {
                 "audioContent": payload, "audioContentType": "raw", "sampleRate": sample_rate.unwrap_or(8000),
             }}),
             (_, BotCommand::Clear) => json!({"type": "killAudio"}),
+            (_, BotCommand::ClearMarks) => json!({"type": "clearMarks"}),
             (_, BotCommand::Mark { name }) => json!({"type": "mark", "data": {"name": name}}),
             (_, BotCommand::Dtmf { digit }) => json!({"type": "dtmf", "data": {"digit": digit}}),
             (_, BotCommand::Transfer { target }) => json!({"type": "transfer", "data": {"target": target}}),

@@ -148,6 +148,7 @@ fn what_bots_send_round_trips_in_every_dialect() {
                 target: "sip:desk@pbx".into(),
             },
             BotCommand::Hangup,
+            BotCommand::ClearMarks,
         ];
         for c in commands {
             match c.write(d, "S1") {
@@ -156,11 +157,17 @@ fn what_bots_send_round_trips_in_every_dialect() {
                 // hang-up (but jambonz's) as the socket's close.
                 None => assert!(
                     match d {
-                        Dialect::Vonage => matches!(c, BotCommand::Media { .. } | BotCommand::Hangup),
+                        Dialect::Vonage => {
+                            matches!(
+                                c,
+                                BotCommand::Media { .. } | BotCommand::Hangup | BotCommand::ClearMarks
+                            )
+                        }
                         Dialect::Jambonz => false,
                         // Genesys bots play audio and barge in, hang up, and nothing else.
                         Dialect::Genesys => !matches!(c, BotCommand::Clear | BotCommand::Hangup),
-                        _ => matches!(c, BotCommand::Hangup),
+                        // Only jambonz has clearMarks.
+                        _ => matches!(c, BotCommand::Hangup | BotCommand::ClearMarks),
                     },
                     "{d:?} cannot write {c:?}"
                 ),
@@ -221,6 +228,11 @@ fn pipecat_serializers_messages_parse() {
             },
         ),
         (Dialect::Jambonz, r#"{"type": "killAudio"}"#, BotCommand::Clear),
+        (
+            Dialect::Jambonz,
+            r#"{"type": "clearMarks"}"#,
+            BotCommand::ClearMarks,
+        ),
         (Dialect::Jambonz, r#"{"type": "disconnect"}"#, BotCommand::Hangup),
         (
             Dialect::Jambonz,
@@ -355,7 +367,7 @@ proptest! {
     }
 
     #[test]
-    fn json_shaped_input_never_panics(event in "(media|playAudio|clear|clearAudio|mark|checkpoint|start|stop|dtmf|transfer|notify|killAudio|disconnect|websocket:connected|websocket:dtmf|websocket:notify|open|opened|event|error|ping|close)",
+    fn json_shaped_input_never_panics(event in "(media|playAudio|clear|clearAudio|mark|checkpoint|start|stop|dtmf|transfer|notify|killAudio|clearMarks|disconnect|websocket:connected|websocket:dtmf|websocket:notify|open|opened|event|error|ping|close)",
                                       key in "(event|action|type|callSid|version)",
                                       body in prop::collection::vec((any::<u8>(), "[a-zA-Z_]{1,12}", ".{0,20}"), 0..6)) {
         let mut v = serde_json::json!({ key: event });

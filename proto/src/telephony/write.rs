@@ -278,6 +278,18 @@ impl Dialect {
         })
     }
 
+    /// The answer to a mark whose audio a barge-in dropped, where the
+    /// dialect tells it apart from a played one (jambonz's `cleared`);
+    /// elsewhere such a mark is answered as played, as Twilio does.
+    pub fn mark_cleared(self, name: &str) -> Option<String> {
+        match self {
+            Dialect::Jambonz => {
+                Some(json!({"type": "mark", "data": {"name": name, "event": "cleared"}}).to_string())
+            }
+            _ => None,
+        }
+    }
+
     /// The answer to the bot's barge-in, where the dialect has one (Plivo's
     /// `clearedAudio`, Vonage's `websocket:cleared`).
     pub fn cleared(self, ids: Ids<'_>, seq: u64) -> Option<String> {
