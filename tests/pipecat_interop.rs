@@ -372,6 +372,8 @@ fn published_dialect_schemas_agree_with_voxbridge() {
         ours.push(codec.audio(&[100i16; 160]));
         ours.push(codec.dtmf('#'));
         ours.extend(codec.mark_played(r#"{"m":1}"#));
+        ours.extend(codec.mark_cleared("m2"));
+        ours.extend(codec.keepalive());
         ours.extend(codec.cleared());
         ours.extend(codec.stop(voxbridge_media::HangupCause::CallerHangup));
         // (Binary audio has no schema.)
@@ -391,6 +393,7 @@ fn published_dialect_schemas_agree_with_voxbridge() {
                 target: "sip:desk@pbx".into(),
             },
             BotCommand::Hangup,
+            BotCommand::ClearMarks,
         ]
         .iter()
         .filter_map(|c| c.write(d, "S"))

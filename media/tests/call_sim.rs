@@ -220,6 +220,37 @@ fn jambonz_marks_dropped_by_kill_audio_come_back_cleared_and_clear_marks_forgets
 }
 
 #[test]
+fn a_genesys_bot_is_pinged_a_second_after_the_open_and_every_5_s_while_the_link_is_up() {
+    use voxbridge_media::config::{Route, TwilioEncoding};
+    let route = Route {
+        protocol: BotProtocolKind::Genesys,
+        twilio_encoding: Some(TwilioEncoding::Mulaw),
+        sample_rate: 8000,
+        ..Route::default()
+    };
+    let mut s = Sim::new(route, None, 8);
+    s.run_until(s.at(12_500));
+    let opened_at = s.bot.got_events("open")[0].0;
+    let pings = s.bot.got_events("ping");
+    let after: Vec<u128> = pings.iter().map(|(t, _)| (*t - opened_at).as_millis()).collect();
+    // Within a tick of 1 s, 6 s and 11 s after the open.
+    assert_eq!(after.len(), 3, "{after:?}");
+    for (got, want) in after.iter().zip([1_000, 6_000, 11_000]) {
+        assert!((want..want + 20).contains(got), "{after:?}");
+    }
+    // Numbered in the client's sequence, with the session id and position.
+    let seqs: Vec<u64> = pings
+        .iter()
+        .map(|(_, p)| p["seq"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > 1, "{seqs:?}");
+    assert_eq!(pings[0].1["id"], s.bot.got_events("open")[0].1["id"]);
+    assert!(pings[0].1["position"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("PT")));
+}
+
+#[test]
 fn digits_under_loss_reach_the_bot_once_each() {
     let net = Network {
         loss: 0.10,

@@ -280,6 +280,21 @@ impl BotCodec {
         Some(Outgoing::Text(m.into()))
     }
 
+    /// When this dialect's keepalive goes out (first after the link is up,
+    /// then how often), if it has one (Genesys's `ping`).
+    pub fn keepalive_schedule(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        self.dialect?.keepalive_schedule()
+    }
+
+    /// The dialect's keepalive message, if it has one.
+    pub fn keepalive(&mut self) -> Option<Outgoing> {
+        let d = self.dialect?;
+        let seq = self.seq + 1;
+        let m = d.keepalive(self.ids(), seq)?;
+        self.seq = seq;
+        Some(Outgoing::Text(m.into()))
+    }
+
     /// A barge-in dropped the audio before mark `name`: the dialect's own
     /// answer for that (jambonz's `cleared`), or `None` where it answers
     /// such a mark as played ([`BotCodec::mark_played`]).

@@ -120,6 +120,9 @@ pub struct Call {
     codec: BotCodec,
     policy: BotPolicy,
     link: LinkState,
+    /// When the dialect's next keepalive goes out (Genesys's `ping`), while
+    /// the link is up.
+    next_keepalive: Option<Instant>,
     /// The one queue toward the bot (see [`BOT_QUEUE_MAX`]).
     to_bot: VecDeque<Outgoing>,
     /// Bound of `to_bot` before the first link is up.
@@ -177,6 +180,7 @@ impl Call {
             pipeline,
             codec,
             link: LinkState::NotUp,
+            next_keepalive: None,
             to_bot: VecDeque::with_capacity(16),
             pacer: Pacer::new(now + FRAME, FRAME),
             counters: CallCounters::default(),
@@ -347,6 +351,7 @@ impl Call {
         self.now = self.now.max(now);
         let (attempt, first) = self.policy.connected();
         self.link = LinkState::Up;
+        self.next_keepalive = self.codec.keepalive_schedule().map(|(first, _)| now + first);
         self.metrics.bot_connect_seconds.observe(took);
         self.events.push_back(CallEvent::BotConnected {
             call_id: self.info.call_id.clone(),
@@ -396,6 +401,7 @@ impl Call {
             self.link_requests.push_back(LinkRequest::Disconnect);
         }
         self.link = LinkState::NotUp;
+        self.next_keepalive = None;
         let after = self.policy.failed(self.now);
         self.events.push_back(CallEvent::BotFailed {
             call_id: self.info.call_id.clone(),
@@ -538,13 +544,13 @@ impl Call {
     // ----- time -----
 
     /// When the call next needs [`Call::handle_timeout`]: the next tick, or
-    /// a reconnect if that comes first.
+    /// a reconnect or keepalive if that comes first.
     pub fn poll_timeout(&self) -> Instant {
         let tick = self.pacer.next_deadline();
-        match self.policy.poll_timeout() {
-            Some(retry) => retry.min(tick),
-            None => tick,
-        }
+        [self.policy.poll_timeout(), self.next_keepalive]
+            .into_iter()
+            .flatten()
+            .fold(tick, Instant::min)
     }
 
     /// The time is `now`: a reconnect may start ([`Call::poll_link`]) and,
@@ -560,6 +566,7 @@ impl Call {
         if self.policy.handle_timeout(now) {
             self.link_requests.push_back(LinkRequest::Connect);
         }
+        self.keepalive(now);
         let tick = self.pacer.poll(now)?;
         self.counters.frames_lost += tick.skipped;
         self.counters.to_caller.observe(&LATENCY_BUCKETS, tick.lateness);
@@ -570,6 +577,22 @@ impl Call {
         Some(Tick {
             fold: self.ticks % FOLD_TICKS == 0,
         })
+    }
+
+    /// The dialect's keepalive, when one is due on an up link.
+    fn keepalive(&mut self, now: Instant) {
+        let (Some(due), Some((_, every))) = (self.next_keepalive, self.codec.keepalive_schedule()) else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        // One ping however late the wake-up; the next a whole period on.
+        self.next_keepalive = Some(now + every);
+        if let Some(o) = self.codec.keepalive() {
+            self.to_bot.push_back(o);
+            self.bound_queue();
+        }
     }
 
     /// The tick's frame for the caller, at [`Call::caller_rate`]: bot audio,

@@ -20,7 +20,7 @@
 //! | exotel | `media`, `stream_sid` | `media` | `clear` | `mark` -> `mark` | `stop` |
 //! | vonage | binary L16 | binary L16 | `{"action":"clear"}` -> `websocket:cleared` | `notify` -> `websocket:notify` | the socket closes |
 //! | jambonz | binary L16 | binary L16 | `killAudio` (its dropped marks -> `mark` (`cleared`)) | `mark` -> `mark` (`playout`); `clearMarks` | the socket closes; the bot's `disconnect` hangs up |
-//! | genesys | binary PCMU | binary PCMU | `event` `barge_in` | none | `close` -> `closed`; the bot's `disconnect` hangs up |
+//! | genesys | binary PCMU | binary PCMU | `event` `barge_in` | none (`ping` -> `pong` keeps the link) | `close` -> `closed`; the bot's `disconnect` hangs up |
 //!
 //! The JSON dialects carry audio in base64 payloads: G.711 (`mulaw` at
 //! 8 kHz everywhere, `alaw` on Telnyx) or 16-bit linear PCM,

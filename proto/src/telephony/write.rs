@@ -278,6 +278,21 @@ impl Dialect {
         })
     }
 
+    /// When a dialect's keepalive goes out: first this long after the link
+    /// is up, then this often (Genesys AudioHook's `ping`, which a client
+    /// sends a second after `open` and every 5 s after, as Genesys's
+    /// reference client does). `None`: the dialect has none.
+    pub fn keepalive_schedule(self) -> Option<(std::time::Duration, std::time::Duration)> {
+        use std::time::Duration;
+        (self == Dialect::Genesys).then_some((Duration::from_secs(1), Duration::from_secs(5)))
+    }
+
+    /// The dialect's keepalive (Genesys's `ping`, which the bot answers
+    /// `pong`), numbered `seq`.
+    pub fn keepalive(self, ids: Ids<'_>, seq: u64) -> Option<String> {
+        (self == Dialect::Genesys).then(|| audiohook("ping", seq, ids, json!({})))
+    }
+
     /// The answer to a mark whose audio a barge-in dropped, where the
     /// dialect tells it apart from a played one (jambonz's `cleared`);
     /// elsewhere such a mark is answered as played, as Twilio does.
