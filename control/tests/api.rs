@@ -37,6 +37,7 @@ both_stores!(
     webhook_urls_to_internal_addresses_are_refused,
     provider_compatible_hangups_end_only_the_tenants_calls,
     provider_compatible_transfers_reach_answered_calls,
+    provider_transfers_follow_the_dial_of_a_document_the_bot_serves,
 );
 
 const SECRET: &[u8] = b"test-hs256-secret-0123456789";
@@ -71,6 +72,29 @@ impl CallCommands for FakeMedia {
 /// The router, with customers `a` and `b` (the tokens' tenants) created.
 async fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
     app_with(store, media, Default::default()).await
+}
+
+/// [`app`] whose fetches (provider transfers' documents) may reach `allow`.
+async fn app_allowing(store: Store, media: Arc<FakeMedia>, allow: &str) -> axum::Router {
+    for c in ["a", "b"] {
+        store.ensure_customer(c, c).await.expect("customer");
+    }
+    let auth = Auth::new(&AuthConfig {
+        admin_key: Some(ADMIN.into()),
+        ..AuthConfig::default()
+    })
+    .expect("auth");
+    let allow = voxbridge_control::webhooks::ssrf::Allow(vec![allow.parse().expect("a CIDR")]);
+    router(AppState {
+        store,
+        commands: media,
+        auth,
+        bus: Default::default(),
+        live: Default::default(),
+        webhook_allow: Arc::new(allow),
+        dialer: None,
+        events: Default::default(),
+    })
 }
 
 /// [`app`] over a given event pipeline.
@@ -984,13 +1008,13 @@ async fn provider_compatible_hangups_end_only_the_tenants_calls(store: Store) {
         &app,
         "/2010-04-01/Accounts/a/Calls/tw.json",
         basic("a", &key),
-        "Url=https://x",
+        "Url=https://x&Method=PUT",
     )
     .await;
     assert_eq!(
         (s, code(&v)),
         (StatusCode::BAD_REQUEST, "bad_request"),
-        "no redirects"
+        "a document is asked for with GET or POST"
     );
 
     // Telnyx: the API key as a bearer token.
@@ -1185,4 +1209,207 @@ async fn provider_compatible_transfers_reach_answered_calls(store: Store) {
         .expect("audit");
     let transfers = audit.items.iter().filter(|e| e.action == "call.transfer").count();
     assert_eq!(transfers, 2, "both transfers audited");
+}
+
+/// A bot's transfer by URL, as Twilio's call update (`Url`, `Method`) and
+/// Plivo's transfer (`aleg_url`, `aleg_method`) send it: voxbridge fetches
+/// the document the bot serves, with the call's ids, and hands the call on
+/// to what its `<Dial>` dials. Never fetched from an internal address
+/// unless allowed (403), nor for a call that is unknown (404) or not
+/// answered (409); a document that is missing (502) or has no `<Dial>`
+/// (400) moves nothing.
+async fn provider_transfers_follow_the_dial_of_a_document_the_bot_serves(store: Store) {
+    use axum::routing::any;
+    for id in ["tw", "pl", "ringing"] {
+        seed_call(&store, id, "a").await;
+    }
+    for id in ["tw", "pl"] {
+        let answered = CallChange {
+            to: CallStatus::Progressing,
+            at: Millis::now(),
+            hangup: None,
+            sip: None,
+        };
+        store
+            .transition_call(None, id, &answered, None)
+            .await
+            .expect("answered");
+    }
+    // The bot's documents, and what each request carried.
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = asked.clone();
+    let docs = axum::Router::new().route(
+        "/{doc}",
+        any(
+            move |axum::extract::Path(doc): axum::extract::Path<String>, req: Request<Body>| {
+                let log = log.clone();
+                async move {
+                    let method = req.method().to_string();
+                    let query = req.uri().query().unwrap_or_default().to_string();
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    log.lock().expect("lock").push(format!(
+                        "{method} {doc} {query}{}",
+                        String::from_utf8_lossy(&body)
+                    ));
+                    match doc.as_str() {
+                        "twiml" => (
+                            StatusCode::OK,
+                            "<Response><Dial><Number>+15550123</Number></Dial></Response>",
+                        ),
+                        "plivo" => (
+                            StatusCode::OK,
+                            "<Response><Dial><User>sip:agent@pbx.example</User></Dial></Response>",
+                        ),
+                        "say" => (StatusCode::OK, "<Response><Speak>hello</Speak></Response>"),
+                        _ => (StatusCode::NOT_FOUND, "no such document"),
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, docs).await });
+
+    let media = Arc::new(FakeMedia::default());
+    let guarded = app(store.clone(), media.clone()).await;
+    let v = created(
+        &guarded,
+        "/v1/customers/a/access_keys",
+        ADMIN,
+        r#"{"name":"bot"}"#,
+    )
+    .await;
+    let key = v["secret"].as_str().expect("the new key's secret").to_owned();
+    let url_form = |doc: &str| {
+        format!(
+            "Url={}&Method=POST",
+            url::form_urlencoded::byte_serialize(format!("{base}/{doc}").as_bytes()).collect::<String>()
+        )
+    };
+
+    // Loopback is internal: refused before any request.
+    let (s, v) = twilio(
+        &guarded,
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        basic("a", &key),
+        &url_form("twiml"),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "forbidden_destination"),
+        "{v}"
+    );
+    assert!(asked.lock().expect("lock").is_empty(), "nothing fetched");
+
+    let app = app_allowing(store.clone(), media.clone(), "127.0.0.0/8").await;
+    let (s, v) = twilio(
+        &app,
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        basic("a", &key),
+        &url_form("twiml"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("in-progress")),
+        "{v}"
+    );
+    let (s, v) = twilio(
+        &app,
+        "/2010-04-01/Accounts/a/Calls/tw.json",
+        basic("a", &key),
+        &url_form("say"),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "no <Dial>: {v}"
+    );
+    let (s, v) = twilio(
+        &app,
+        "/2010-04-01/Accounts/a/Calls/ringing.json",
+        basic("a", &key),
+        &url_form("twiml"),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "not_answered"), "{v}");
+    let (s, v) = twilio(
+        &app,
+        "/2010-04-01/Accounts/a/Calls/nope.json",
+        basic("a", &key),
+        &url_form("twiml"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_u64()),
+        (StatusCode::NOT_FOUND, Some(20404)),
+        "{v}"
+    );
+
+    let plivo = |body: String| {
+        let app = app.clone();
+        let auth = basic("a", &key);
+        async move {
+            let content_type = ("content-type", "application/json".to_string());
+            raw(
+                &app,
+                "POST",
+                "/v1/Account/a/Call/pl/",
+                &[auth, content_type],
+                &body,
+            )
+            .await
+        }
+    };
+    let (s, v) = plivo(format!(
+        r#"{{"legs":"aleg","aleg_url":"{base}/plivo","aleg_method":"GET"}}"#
+    ))
+    .await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (StatusCode::ACCEPTED, Some("call transferred")),
+        "{v}"
+    );
+    let (s, v) = plivo(format!(r#"{{"legs":"bleg","aleg_url":"{base}/plivo"}}"#)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "one leg: {v}"
+    );
+    let (s, v) = plivo(format!(r#"{{"aleg_url":"{base}/gone"}}"#)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_GATEWAY, "document_unavailable"),
+        "{v}"
+    );
+    let (s, v) = plivo(r#"{"aleg_url":"ftp://example.com/x"}"#.into()).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "bad_request"), "{v}");
+
+    assert_eq!(
+        *media.transfers.lock().expect("lock"),
+        [
+            ("tw".to_string(), "+15550123".to_string()),
+            ("pl".to_string(), "sip:agent@pbx.example".to_string())
+        ],
+        "each answered call went where its document's <Dial> said"
+    );
+    let asked = asked.lock().expect("lock").clone();
+    assert_eq!(
+        asked,
+        [
+            "POST twiml CallSid=tw&AccountSid=a",
+            "POST say CallSid=tw&AccountSid=a",
+            "GET plivo CallUUID=pl&AuthID=a",
+            "POST gone CallUUID=pl&AuthID=a",
+        ],
+        "fetched with the call's ids, and only for answered calls"
+    );
 }

@@ -196,6 +196,23 @@ pub async fn transfer(
     ))
 }
 
+/// The tenant's call `id` exists (`404`) and is answered (`409` otherwise):
+/// only then may it be handed on.
+pub(crate) async fn check_transferable(s: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
+    let call = s.store.get_call(p.customer()?, id).await?;
+    if call.status != CallStatus::Progressing {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_answered",
+            format!(
+                "only an answered call can be transferred (this one is {})",
+                call.status.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Hands call `id` of the principal's customer on to `target` (the work of
 /// `POST /v1/calls/{id}/transfer`, shared with the provider-compatible
 /// endpoints): checked, asked of the media plane, audited.
@@ -208,17 +225,7 @@ pub(crate) async fn request_transfer(
     let id = id.to_owned();
     let customer = p.customer()?;
     crate::campaign::targets_in::check_address("target", &target, 256).map_err(ApiError::bad_request)?;
-    let call = s.store.get_call(customer, &id).await?;
-    if call.status != CallStatus::Progressing {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_answered",
-            format!(
-                "only an answered call can be transferred (this one is {})",
-                call.status.as_str()
-            ),
-        ));
-    }
+    check_transferable(s, p, &id).await?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     s.commands
         .transfer(&id, &target, Box::new(move |r| drop(tx.send(r))));

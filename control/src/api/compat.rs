@@ -8,10 +8,15 @@
 //! | provider | request | voxbridge answers |
 //! |---|---|---|
 //! | Twilio | `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`, form `Status=completed` (or `canceled`) | `200` with the call as a Twilio call resource; `404` code 20404 for a call it does not know |
-//! | Twilio | the same with form `Twiml=<Response><Dial>+15550123</Dial></Response>` (`<Number>`/`<Sip>` inside `<Dial>` too) | the transfer as `POST /v1/calls/{id}/transfer` starts it; `200` with the call |
+//! | Twilio | the same with form `Twiml=<Response><Dial>+15550123</Dial></Response>` (`<Number>`/`<Sip>` inside `<Dial>` too), or `Url` (and `Method`) where the bot serves that TwiML | the transfer as `POST /v1/calls/{id}/transfer` starts it; `200` with the call |
 //! | Telnyx | `POST /v2/calls/{call_control_id}/actions/hangup` | `200 {"data":{"result":"ok"}}`; `422` code 90018 once the call has ended; `404` |
 //! | Telnyx | `POST /v2/calls/{call_control_id}/actions/transfer`, JSON `{"to": "+15550123"}` | the transfer; `200 {"data":{"result":"ok"}}`; `404` |
 //! | Plivo | `DELETE /v1/Account/{auth_id}/Call/{call_uuid}/` | `204`; `404` for an unknown or ended call |
+//! | Plivo | `POST /v1/Account/{auth_id}/Call/{call_uuid}/`, JSON `{"legs": "aleg", "aleg_url": ...}` where the bot serves Plivo XML with a `<Dial>` | the transfer; `202 {"message": "call transferred"}`; `404` |
+//!
+//! A document at a URL is fetched as [`super::dial_document`] says (as
+//! webhooks are delivered: never to an internal address unless allowed,
+//! bounded in time and size), only once the call is known to be answered.
 //!
 //! Credentials are the tenant's: HTTP Basic with the customer id (the
 //! account id) and one of its access keys (the token), or `Bearer <access
@@ -23,7 +28,8 @@
 //! transfer needs an answered SIP call, as there: `409` otherwise).
 
 use super::auth::Principal;
-use super::calls::{request_hangup, request_transfer};
+use super::calls::{check_transferable, request_hangup, request_transfer};
+use super::dial_document::{dial_target, fetch_dial_target, FetchMethod};
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use super::AppState;
 use crate::model::Call;
@@ -141,16 +147,17 @@ fn own_account(p: &Principal, account: &str) -> Result<bool, ApiError> {
 }
 
 /// Twilio's call update: `Status=completed` or `Status=canceled` ends the
-/// call; `Twiml` with a `<Dial>` hands it on to the number or SIP URI
-/// dialled (a blind transfer, as `POST /v1/calls/{id}/transfer`). Other
-/// TwiML and redirects to a `Url` are not supported.
+/// call; `Twiml` with a `<Dial>`, or a `Url` serving such TwiML (asked for
+/// with `Method`, POST unless GET, with `CallSid` and `AccountSid`), hands
+/// it on to the number or SIP URI dialled (a blind transfer, as `POST
+/// /v1/calls/{id}/transfer`). Other TwiML is not supported.
 #[utoipa::path(post, path = "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json", tag = "provider-compatible",
     params(TwilioCallPath),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`Status=completed` or `Status=canceled`, or `Twiml=<Response><Dial>target</Dial></Response>`"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`Status=completed` or `Status=canceled`, or `Twiml=<Response><Dial>target</Dial></Response>`, or `Url=<where that TwiML is served>` (with `Method=GET` or `POST`)"),
     security(("basic" = []), ("bearer" = []), ("access_key" = [])),
     responses((status = 200, body = TwilioCall), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = TwilioError), (status = 409, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn twilio_update_call(
     State(s): State<AppState>,
     p: Principal,
@@ -168,12 +175,25 @@ pub async fn twilio_update_call(
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.into_owned())
     };
-    let call: Call = if let Some(twiml) = form("Twiml") {
-        let Some(target) = dial_target(&twiml) else {
-            return Err(ApiError::bad_request(
+    let target = if let Some(twiml) = form("Twiml") {
+        Some(dial_target(&twiml).ok_or_else(|| {
+            ApiError::bad_request(
                 "Twiml: voxbridge carries out <Dial> (a number or a SIP URI) and nothing else",
-            ));
-        };
+            )
+        })?)
+    } else if let Some(url) = form("Url") {
+        let method = FetchMethod::parse("Method", form("Method").as_deref())?;
+        // The call first: nothing is fetched for a call that cannot move.
+        match check_transferable(&s, &p, id).await {
+            Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(twilio_not_found()),
+            r => r?,
+        }
+        let params = [("CallSid", id), ("AccountSid", account.as_str())];
+        Some(fetch_dial_target(&s.webhook_allow, "Url", &url, method, &params).await?)
+    } else {
+        None
+    };
+    let call: Call = if let Some(target) = target {
         match request_transfer(&s, &p, id, target).await {
             Ok(_) => s.store.get_call(p.customer()?, id).await?,
             Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(twilio_not_found()),
@@ -189,7 +209,7 @@ pub async fn twilio_update_call(
             }
             None => {
                 return Err(ApiError::bad_request(
-                    "send Status=completed to end the call, or Twiml with a <Dial> to transfer it (voxbridge does not redirect calls to a Url)",
+                    "send Status=completed to end the call, or Twiml (or a Url serving it) with a <Dial> to transfer it",
                 ))
             }
         }
@@ -261,27 +281,6 @@ pub async fn telnyx_hangup(
     }
 }
 
-/// The number or SIP URI a TwiML document's `<Dial>` dials: its text, or
-/// the text of the `<Number>` or `<Sip>` inside it.
-fn dial_target(twiml: &str) -> Option<String> {
-    let open = twiml.find("<Dial")?;
-    let rest = &twiml[open..];
-    let inner = &rest[rest.find('>')? + 1..rest.find("</Dial>")?];
-    // Drop the nested elements' tags, keep their text.
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in inner.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    let target = text.trim();
-    (!target.is_empty()).then(|| target.to_owned())
-}
-
 /// Telnyx's transfer command: `to`, and the fields of Telnyx's that a bot
 /// may send along, accepted and not used (the caller id presented is the
 /// SIP call's own).
@@ -345,6 +344,130 @@ pub async fn telnyx_transfer(
     }
 }
 
+/// Plivo's answer for a call it does not know.
+fn plivo_not_found() -> Response {
+    let body = PlivoError {
+        error: "not found".into(),
+    };
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// Which legs Plivo's transfer moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PlivoLegs {
+    /// The caller's leg: the only one a voxbridge call has.
+    Aleg,
+    /// The other leg (refused: a voxbridge call has none).
+    Bleg,
+    /// Both legs (refused, as `bleg`).
+    Both,
+}
+
+/// An HTTP method Plivo fetches XML with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PlivoMethod {
+    /// The call's parameters in the query.
+    Get,
+    /// The call's parameters as a form (Plivo's default).
+    Post,
+}
+
+/// Plivo's transfer: where the caller's leg goes next is the `<Dial>` of
+/// the Plivo XML served at `aleg_url`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlivoTransfer {
+    /// The legs to move: `aleg` (the default; the caller's, and the only
+    /// one a voxbridge call has).
+    #[serde(default)]
+    pub legs: Option<PlivoLegs>,
+    /// Where the Plivo XML for the caller's leg is served (http or https).
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]+$"
+    )]
+    pub aleg_url: Option<String>,
+    /// How it is fetched (POST unless GET).
+    #[serde(default)]
+    pub aleg_method: Option<PlivoMethod>,
+    /// Plivo's XML for the other leg (refused when given).
+    #[serde(default)]
+    #[schema(
+        max_length = 2048,
+        pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u200B-\\u200D\\u202A-\\u202E\\u2060\\u2066-\\u2069\\uFEFF]*$"
+    )]
+    pub bleg_url: Option<String>,
+    /// How that is fetched (not used).
+    #[serde(default)]
+    pub bleg_method: Option<PlivoMethod>,
+}
+
+/// Plivo's answer to a transfer it started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlivoTransferred {
+    /// `call transferred`.
+    pub message: &'static str,
+    /// The request's id.
+    pub api_id: String,
+}
+
+/// Plivo's transfer of a call: the caller's leg (`aleg`) is handed on to
+/// the number or SIP URI the `<Dial>` at `aleg_url` dials (fetched only
+/// for an answered call of the tenant), as `POST /v1/calls/{id}/transfer`.
+#[utoipa::path(post, path = "/v1/Account/{auth_id}/Call/{call_uuid}/", tag = "provider-compatible",
+    params(("auth_id" = String, Path, description = "The customer id"),
+           ("call_uuid" = String, Path, description = "The call id")),
+    request_body = PlivoTransfer,
+    security(("basic" = []), ("bearer" = []), ("access_key" = [])),
+    responses((status = 202, body = PlivoTransferred), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = PlivoError),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn plivo_transfer(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath((account, id)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<PlivoTransfer>,
+) -> Result<Response, ApiError> {
+    if !own_account(&p, &account)? {
+        return Ok(plivo_not_found());
+    }
+    if req.legs.is_some_and(|l| l != PlivoLegs::Aleg) || req.bleg_url.is_some() {
+        return Err(ApiError::bad_request(
+            "legs: a voxbridge call has one leg, the caller's (aleg)",
+        ));
+    }
+    let Some(url) = req.aleg_url else {
+        return Err(ApiError::bad_request(
+            "aleg_url: where the Plivo XML with the <Dial> for the caller is served",
+        ));
+    };
+    match check_transferable(&s, &p, &id).await {
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(plivo_not_found()),
+        r => r?,
+    }
+    let method = match req.aleg_method {
+        Some(PlivoMethod::Get) => FetchMethod::Get,
+        Some(PlivoMethod::Post) | None => FetchMethod::Post,
+    };
+    let params = [("CallUUID", id.as_str()), ("AuthID", account.as_str())];
+    let target = fetch_dial_target(&s.webhook_allow, "aleg_url", &url, method, &params).await?;
+    match request_transfer(&s, &p, &id, target).await {
+        Ok(_) => {
+            let body = PlivoTransferred {
+                message: "call transferred",
+                api_id: uuid::Uuid::new_v4().to_string(),
+            };
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(plivo_not_found()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Plivo's hangup.
 #[utoipa::path(delete, path = "/v1/Account/{auth_id}/Call/{call_uuid}/", tag = "provider-compatible",
     params(("auth_id" = String, Path, description = "The customer id"),
@@ -357,19 +480,13 @@ pub async fn plivo_hangup(
     p: Principal,
     ApiPath((account, id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let not_found = || {
-        let body = PlivoError {
-            error: "not found".into(),
-        };
-        (StatusCode::NOT_FOUND, Json(body)).into_response()
-    };
     if !own_account(&p, &account)? {
-        return Ok(not_found());
+        return Ok(plivo_not_found());
     }
     match request_hangup(&s, &p, &id).await {
-        Ok((call, false)) if call.status == CallStatus::Hangup => Ok(not_found()),
+        Ok((call, false)) if call.status == CallStatus::Hangup => Ok(plivo_not_found()),
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(not_found()),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(plivo_not_found()),
         Err(e) => Err(e),
     }
 }

@@ -17,6 +17,7 @@ pub mod billing;
 pub mod calls;
 pub mod campaigns;
 pub mod compat;
+pub mod dial_document;
 pub mod error;
 pub mod paging;
 pub mod text;
@@ -197,7 +198,7 @@ impl Modify for Security {
         billing::account, billing::list_records, billing::get_record, billing::set_plan, billing::credit,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate,
         webhooks::deliveries, webhooks::get_delivery, webhooks::attempts, webhooks::redeliver,
-        compat::twilio_update_call, compat::telnyx_hangup, compat::telnyx_transfer, compat::plivo_hangup,
+        compat::twilio_update_call, compat::telnyx_hangup, compat::telnyx_transfer, compat::plivo_hangup, compat::plivo_transfer,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security, &Zones)
@@ -281,7 +282,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/calls/{id}/actions/transfer", post(compat::telnyx_transfer))
         .route(
             "/v1/Account/{account}/Call/{id}/",
-            axum::routing::delete(compat::plivo_hangup),
+            axum::routing::delete(compat::plivo_hangup).post(compat::plivo_transfer),
         )
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
