@@ -7,13 +7,14 @@
 //! | 400 | `bad_request`, `invalid_json`, `invalid_body`, `invalid_text` (a string breaks the text rule, `api/text.rs`), `invalid` (the store refused a value) |
 //! | 400, 405, 426 | `not_websocket` (`/v1/ws` without a WebSocket upgrade) |
 //! | 401 | `unauthorized` |
-//! | 403 | `forbidden`, `forbidden_destination` (a webhook URL that is or resolves to an internal address) |
+//! | 403 | `forbidden`, `forbidden_destination` (a webhook or provider-document URL that is or resolves to an internal address) |
 //! | 404 | `not_found` |
 //! | 408 | `request_timeout` (the listener's request timeout, `src/listener.rs`) |
 //! | 409 | `conflict`, `invalid_transition` |
 //! | 413 | `payload_too_large` |
 //! | 415 | `unsupported_media_type` |
 //! | 500 | `internal` |
+//! | 502 | `document_unavailable` (a provider transfer's document could not be fetched) |
 //! | 503 | `unavailable` |
 
 use crate::error::ControlError;
