@@ -581,12 +581,10 @@ impl Call {
 
     /// The dialect's keepalive, when one is due on an up link.
     fn keepalive(&mut self, now: Instant) {
-        let (Some(due), Some((_, every))) = (self.next_keepalive, self.codec.keepalive_schedule()) else {
+        let Some(due) = self.next_keepalive else { return };
+        let Some((_, every)) = self.codec.keepalive_schedule().filter(|_| now >= due) else {
             return;
         };
-        if now < due {
-            return;
-        }
         // One ping however late the wake-up; the next a whole period on.
         self.next_keepalive = Some(now + every);
         if let Some(o) = self.codec.keepalive() {
