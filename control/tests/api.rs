@@ -76,25 +76,8 @@ async fn app(store: Store, media: Arc<FakeMedia>) -> axum::Router {
 
 /// [`app`] whose fetches (provider transfers' documents) may reach `allow`.
 async fn app_allowing(store: Store, media: Arc<FakeMedia>, allow: &str) -> axum::Router {
-    for c in ["a", "b"] {
-        store.ensure_customer(c, c).await.expect("customer");
-    }
-    let auth = Auth::new(&AuthConfig {
-        admin_key: Some(ADMIN.into()),
-        ..AuthConfig::default()
-    })
-    .expect("auth");
     let allow = voxbridge_control::webhooks::ssrf::Allow(vec![allow.parse().expect("a CIDR")]);
-    router(AppState {
-        store,
-        commands: media,
-        auth,
-        bus: Default::default(),
-        live: Default::default(),
-        webhook_allow: Arc::new(allow),
-        dialer: None,
-        events: Default::default(),
-    })
+    app_over(store, media, Default::default(), allow).await
 }
 
 /// [`app`] over a given event pipeline.
@@ -102,6 +85,16 @@ async fn app_with(
     store: Store,
     media: Arc<FakeMedia>,
     events: voxbridge_control::sink::Pipeline,
+) -> axum::Router {
+    app_over(store, media, events, Default::default()).await
+}
+
+/// [`app`] over a given event pipeline, its fetches allowed to `allow`.
+async fn app_over(
+    store: Store,
+    media: Arc<FakeMedia>,
+    events: voxbridge_control::sink::Pipeline,
+    allow: voxbridge_control::webhooks::ssrf::Allow,
 ) -> axum::Router {
     for c in ["a", "b"] {
         store.ensure_customer(c, c).await.expect("customer");
@@ -119,7 +112,7 @@ async fn app_with(
         auth,
         bus: Default::default(),
         live: Default::default(),
-        webhook_allow: Default::default(),
+        webhook_allow: Arc::new(allow),
         dialer: None,
         events,
     })
@@ -1293,14 +1286,14 @@ async fn provider_transfers_follow_the_dial_of_a_document_the_bot_serves(store: 
         )
     };
 
+    let tw = |app: &axum::Router, call: &str, doc: &str| {
+        let (app, auth) = (app.clone(), basic("a", &key));
+        let (path, form) = (format!("/2010-04-01/Accounts/a/Calls/{call}.json"), url_form(doc));
+        async move { twilio(&app, &path, auth, &form).await }
+    };
+
     // Loopback is internal: refused before any request.
-    let (s, v) = twilio(
-        &guarded,
-        "/2010-04-01/Accounts/a/Calls/tw.json",
-        basic("a", &key),
-        &url_form("twiml"),
-    )
-    .await;
+    let (s, v) = tw(&guarded, "tw", "twiml").await;
     assert_eq!(
         (s, code(&v)),
         (StatusCode::FORBIDDEN, "forbidden_destination"),
@@ -1309,45 +1302,21 @@ async fn provider_transfers_follow_the_dial_of_a_document_the_bot_serves(store: 
     assert!(asked.lock().expect("lock").is_empty(), "nothing fetched");
 
     let app = app_allowing(store.clone(), media.clone(), "127.0.0.0/8").await;
-    let (s, v) = twilio(
-        &app,
-        "/2010-04-01/Accounts/a/Calls/tw.json",
-        basic("a", &key),
-        &url_form("twiml"),
-    )
-    .await;
+    let (s, v) = tw(&app, "tw", "twiml").await;
     assert_eq!(
         (s, v["status"].as_str()),
         (StatusCode::OK, Some("in-progress")),
         "{v}"
     );
-    let (s, v) = twilio(
-        &app,
-        "/2010-04-01/Accounts/a/Calls/tw.json",
-        basic("a", &key),
-        &url_form("say"),
-    )
-    .await;
+    let (s, v) = tw(&app, "tw", "say").await;
     assert_eq!(
         (s, code(&v)),
         (StatusCode::BAD_REQUEST, "bad_request"),
         "no <Dial>: {v}"
     );
-    let (s, v) = twilio(
-        &app,
-        "/2010-04-01/Accounts/a/Calls/ringing.json",
-        basic("a", &key),
-        &url_form("twiml"),
-    )
-    .await;
+    let (s, v) = tw(&app, "ringing", "twiml").await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "not_answered"), "{v}");
-    let (s, v) = twilio(
-        &app,
-        "/2010-04-01/Accounts/a/Calls/nope.json",
-        basic("a", &key),
-        &url_form("twiml"),
-    )
-    .await;
+    let (s, v) = tw(&app, "nope", "twiml").await;
     assert_eq!(
         (s, v["code"].as_u64()),
         (StatusCode::NOT_FOUND, Some(20404)),

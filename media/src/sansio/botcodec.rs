@@ -286,13 +286,25 @@ impl BotCodec {
         self.dialect?.keepalive_schedule()
     }
 
-    /// The dialect's keepalive message, if it has one.
+    /// The dialect's keepalive message, if it has one (written in place,
+    /// as the media messages are).
     pub fn keepalive(&mut self) -> Option<Outgoing> {
         let d = self.dialect?;
         let seq = self.seq + 1;
-        let m = d.keepalive(self.ids(), seq)?;
+        ensure(&mut self.arena, 256, ARENA);
+        let ids = Ids {
+            stream_id: &self.stream_sid,
+            call_id: &self.call_id,
+            account_id: &self.account_id,
+            peer_seq: self.peer_seq,
+            position_ms: self.chunk * 20,
+        };
+        if d.write_keepalive(&mut self.arena, ids, seq)?.is_err() {
+            self.arena.clear();
+            return None;
+        }
         self.seq = seq;
-        Some(Outgoing::Text(m.into()))
+        Some(Outgoing::Text(self.take()))
     }
 
     /// A barge-in dropped the audio before mark `name`: the dialect's own

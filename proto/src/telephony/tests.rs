@@ -297,6 +297,31 @@ fn another_dialects_events_are_named_errors() {
 }
 
 #[test]
+fn only_genesys_has_a_keepalive_written_as_audiohook_ping() {
+    let ids = Ids {
+        stream_id: "sess-1",
+        call_id: "c",
+        account_id: "a",
+        peer_seq: 4,
+        position_ms: 61_020,
+    };
+    let mut out = String::new();
+    assert!(Dialect::Genesys
+        .write_keepalive(&mut out, ids, 9)
+        .is_some_and(|r| r.is_ok()));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        v,
+        serde_json::json!({"version": "2", "type": "ping", "seq": 9, "serverseq": 4, "id": "sess-1",
+            "position": "PT61.020S", "parameters": {}})
+    );
+    assert!(Dialect::Genesys.keepalive_schedule().is_some());
+    for d in Dialect::ALL.into_iter().filter(|d| *d != Dialect::Genesys) {
+        assert!(d.write_keepalive(&mut out, ids, 1).is_none() && d.keepalive_schedule().is_none());
+    }
+}
+
+#[test]
 fn genesys_messages_are_numbered_and_positioned() {
     let open = &opening(Dialect::Genesys, Encoding::Mulaw, 8000, &BTreeMap::new())[0];
     let v: serde_json::Value = serde_json::from_str(open).expect("json");

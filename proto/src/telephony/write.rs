@@ -287,10 +287,25 @@ impl Dialect {
         (self == Dialect::Genesys).then_some((Duration::from_secs(1), Duration::from_secs(5)))
     }
 
-    /// The dialect's keepalive (Genesys's `ping`, which the bot answers
-    /// `pong`), numbered `seq`.
-    pub fn keepalive(self, ids: Ids<'_>, seq: u64) -> Option<String> {
-        (self == Dialect::Genesys).then(|| audiohook("ping", seq, ids, json!({})))
+    /// Writes the dialect's keepalive (Genesys's `ping`, which the bot
+    /// answers `pong`), numbered `seq`, into `out` with no allocation (it
+    /// goes out every few seconds of every call); `None` where the dialect
+    /// has none.
+    pub fn write_keepalive<W: Write>(self, out: &mut W, ids: Ids<'_>, seq: u64) -> Option<std::fmt::Result> {
+        debug_assert!(
+            !ids.stream_id.contains(['"', '\\']) && !ids.stream_id.contains(char::is_control),
+            "stream ids are written unescaped"
+        );
+        (self == Dialect::Genesys).then(|| {
+            write!(
+                out,
+                r#"{{"version":"2","type":"ping","seq":{seq},"serverseq":{},"id":"{}","position":"PT{}.{:03}S","parameters":{{}}}}"#,
+                ids.peer_seq,
+                ids.stream_id,
+                ids.position_ms / 1000,
+                ids.position_ms % 1000
+            )
+        })
     }
 
     /// The answer to a mark whose audio a barge-in dropped, where the
