@@ -46,15 +46,23 @@ pub struct JitterConfig {
     pub min_ms: u32,
     /// Largest deliberate delay, ms.
     pub max_ms: u32,
+    /// The delay until the first estimate from measured jitter (after
+    /// 16 packets), ms, clamped to `[min_ms, max_ms]`.
+    pub initial_ms: u32,
 }
 
 impl JitterConfig {
-    /// 20-200 ms at `clock`.
+    /// 20-200 ms at `clock`, 60 ms until the jitter is measured: a gap is
+    /// waited for only when a packet is missing (on a clean network nothing
+    /// is delayed), and a stream that starts jittery is not concealed and
+    /// then played late in its first 16 packets (benches/quality.sh, 40 ms
+    /// of jitter).
     pub fn new(clock: u32) -> Self {
         JitterConfig {
             clock,
             min_ms: 20,
             max_ms: 200,
+            initial_ms: 60,
         }
     }
 }
@@ -190,7 +198,7 @@ impl JitterBuffer {
             transit_n: 0,
             since_retarget: 0,
             base: i64::MAX,
-            target: ms_to_ts(cfg.min_ms, cfg.clock),
+            target: ms_to_ts(cfg.initial_ms.clamp(cfg.min_ms, cfg.max_ms), cfg.clock),
             stats: JitterStats::default(),
         }
     }
@@ -400,26 +408,35 @@ impl JitterBuffer {
     /// What can be released at `now` (clock units; see the module docs).
     /// Call until it returns [`Pop::Idle`].
     pub fn pop(&mut self, now: u64) -> Pop<'_> {
-        let Some(play) = self.play_seq else {
-            // The first packet (or the first after a restart) goes at once.
-            return match self.earliest() {
-                Some(i) => self.take(i, now),
-                None => Pop::Idle,
+        loop {
+            let Some(play) = self.play_seq else {
+                // The first packet (or the first after a restart) goes at once.
+                return match self.earliest() {
+                    Some(i) => self.take(i, now),
+                    None => Pop::Idle,
+                };
             };
-        };
-        if let Some(i) = self.slot_of(play) {
-            return self.take(i, now);
-        }
-        if self.held > 0 {
+            if let Some(i) = self.slot_of(play) {
+                return self.take(i, now);
+            }
+            if self.held == 0 {
+                break;
+            }
             // Something later is held, so `play` was sent: lost once its
             // deadline passed.
-            if !self.due(self.play_ts, now) {
+            if self.dry == 0 && !self.due(self.play_ts, now) {
                 return Pop::Idle;
             }
             self.stats.lost += 1;
             self.play_seq = Some(play + 1);
             self.play_ts += self.packet_ts as u64;
-            return Pop::Lost;
+            if self.dry == 0 {
+                return Pop::Lost;
+            }
+            // An underrun already stood in for it while nothing was held:
+            // concealing it again would put one frame too many into the
+            // stream (everything after it heard 20 ms late).
+            self.dry -= 1;
         }
         // Nothing held: one underrun per frame the stream is overdue.
         let frame = self.packet_ts as u64;
@@ -525,6 +542,7 @@ mod tests {
             clock: 8000,
             min_ms,
             max_ms: 200,
+            initial_ms: min_ms,
         })
     }
 
@@ -569,7 +587,7 @@ mod tests {
 
     #[test]
     fn a_late_packet_is_waited_for_and_released_when_it_comes() {
-        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        let mut jb = waiting(20);
         jb.insert(0, 0, 0, &payload(0), 0);
         assert_eq!(drain(&mut jb, 0), vec![Some(0)]);
         // 1 was due at 20 ms: the target (20 ms) is waited, then one
@@ -585,6 +603,37 @@ mod tests {
         assert_eq!(drain(&mut jb, 5 * F + 4), vec![]);
         assert_eq!(drain(&mut jb, 5 * F + 5), vec![None]);
         assert_eq!((jb.stats().underruns, jb.stats().lost), (3, 0));
+    }
+
+    #[test]
+    fn packets_lost_while_underruns_stood_in_are_not_concealed_twice() {
+        let mut jb = waiting(20);
+        jb.insert(0, 0, 0, &payload(0), 0);
+        assert_eq!(drain(&mut jb, 0), vec![Some(0)]);
+        // 1 and 2 are lost. Nothing is held, so underruns stand in for
+        // them at their deadlines (40 and 60 ms).
+        assert_eq!(drain(&mut jb, 2 * F), vec![None]);
+        assert_eq!(drain(&mut jb, 3 * F), vec![None]);
+        // 3 comes on time: 1 and 2 are lost, and already played as
+        // those two underruns, so 3 follows them directly.
+        jb.insert(3, 3 * F, 0, &payload(3), 3 * F + 5);
+        assert_eq!(drain(&mut jb, 3 * F + 5), vec![Some(3)]);
+        assert_eq!((jb.stats().lost, jb.stats().underruns), (2, 2));
+        // One frame out per packet sent: the stream is not shifted.
+        jb.insert(4, 4 * F, 0, &payload(4), 4 * F + 5);
+        assert_eq!(drain(&mut jb, 4 * F + 5), vec![Some(4)]);
+    }
+
+    #[test]
+    fn a_stream_that_starts_jittery_is_waited_for_before_it_is_measured() {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000));
+        jb.insert(0, 0, 0, &payload(0), 0);
+        assert_eq!(drain(&mut jb, 0), vec![Some(0)]);
+        // 1 arrives 50 ms after its time: within the 60 ms initial wait.
+        assert_eq!(drain(&mut jb, F + 400 - 1), vec![]);
+        jb.insert(1, F, 0, &payload(1), F + 400);
+        assert_eq!(drain(&mut jb, F + 400), vec![Some(1)]);
+        assert_eq!((jb.stats().underruns, jb.stats().lost), (0, 0));
     }
 
     #[test]
