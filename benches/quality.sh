@@ -11,6 +11,7 @@
 #   benches/quality.sh              # all sentences (~3 min on a 2-core VM once built)
 #   LIMIT=5 benches/quality.sh      # the first five
 #   KEEP=/tmp/q benches/quality.sh  # also keep what the bot got (raw s16le per path and sentence)
+#   BIN=/path/to/voxbridge benches/quality.sh   # score another build of the daemon
 #
 # Needs ffmpeg, sox and espeak-ng (scripts/setup.sh installs them); builds
 # its own Python venv with pesq and pystoi under ~/.cache/voxbridge. Ends with
@@ -33,8 +34,12 @@ if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r benches/quality/requirements.txt
   echo "$stamp" > "$venv/.stamp"
 fi
-cargo build --release --locked --quiet --bin voxbridge
-bin=target/release/voxbridge
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN   # another build of the daemon, for before/after comparisons
+else
+  cargo build --release --locked --quiet --bin voxbridge
+  bin=target/release/voxbridge
+fi
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 api=127.0.0.1:$(free_port)
 audiosocket=127.0.0.1:$(free_port)

@@ -354,17 +354,23 @@ async def run_path(bot, fn, *a):
 
 
 def align(ref, deg):
-    """`deg` cut to `ref`'s length at the lag of best cross-correlation."""
+    """`deg` cut to `ref`'s length at the lag of best cross-correlation (a
+    negative lag when the bot's audio starts after the original's, e.g.
+    when the first packets were lost or overtaken)."""
     ref = ref.astype(np.float64)
     deg = deg.astype(np.float64)
     n = 1
     while n < len(ref) + len(deg):
         n *= 2
     xc = np.fft.irfft(np.fft.rfft(deg, n) * np.conj(np.fft.rfft(ref, n)), n)
-    lag = int(np.argmax(xc[: len(deg)]))  # deg[lag + t] ~ ref[t]; no negative lag
+    lag = int(np.argmax(xc))  # deg[lag + t] ~ ref[t]
+    if lag >= len(deg):
+        lag -= n
     out = np.zeros(len(ref))
-    piece = deg[lag : lag + len(ref)]
-    out[: len(piece)] = piece
+    src = max(lag, 0)
+    dst = max(-lag, 0)
+    piece = deg[src : src + len(ref) - dst]
+    out[dst : dst + len(piece)] = piece
     return out, lag
 
 
@@ -475,7 +481,7 @@ def main():
     lost_total = sum(len(v) for k, v in dropped.items() if "-loss5-" in k)
     sent_total = sum(len(rtp_packets("pcmu", c)[2]) for c in corpus)
     print()
-    print("| path | PESQ MOS-LQO mean | min | STOI mean | min | delay ms (median) |")
+    print("| path | PESQ MOS-LQO mean | min | STOI mean | min | start offset ms (median) |")
     print("|---|---|---|---|---|---|")
     order = [
         "audiosocket", "pcmu", "ffmpeg_pcmu", "pcma", "ffmpeg_pcma", "g722", "ffmpeg_g722",
