@@ -107,6 +107,9 @@ pub enum ProtoError {
     /// A SIP message or header that cannot be used (the message says which part).
     #[error("sip: {0}")]
     Sip(String),
+    /// A speech-to-text provider's message that cannot be used.
+    #[error("speech-to-text: {0}")]
+    Stt(String),
     /// Base64 payload that does not decode.
     #[error("base64: {0}")]
     Base64(String),

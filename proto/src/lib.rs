@@ -17,6 +17,7 @@
 //! | [`envelope`] | the control plane's event envelope (JSON Schema in `schema/`) |
 //! | [`sip`] | SIP messages, headers and transactions (RFC 3261) |
 //! | [`sdp`] | SDP offer/answer for one audio stream (RFC 4566/3264) |
+//! | [`stt`] | speech-to-text providers' live-streaming results (Deepgram's API) |
 //! | [`wav`] | WAV headers |
 //! | [`websocket`] | RFC 6455 handshake and framing |
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod stt;
 pub mod telephony;
 pub mod twilio;
 pub mod wav;
