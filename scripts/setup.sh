@@ -7,6 +7,8 @@
 #   cargo: cargo-fuzz (fuzz smoke run);
 #   Python venv (~/.cache/voxbridge/interop-venv): pipecat-ai and what its
 #   serializers import, for tests/pipecat_interop.rs;
+#   Python venv (~/.cache/voxbridge/stt-venv): PocketSphinx (its wheel
+#   ships an English model) for the speech recognizer of tests/transcribe.rs;
 #   Python venv (~/.cache/voxbridge/control-venv): confluent-kafka and
 #   schemathesis, independent peers for the control sidecar's tests;
 #   tansu 0.6.0 (~/.cache/tansu-0.6.0), the Kafka-protocol broker the Kafka
@@ -51,6 +53,16 @@ if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/requirements.txt
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r tests/interop/requirements-nodeps.txt
+  echo "$stamp" > "$venv/.stamp"
+fi
+venv=$cache/stt-venv
+stamp=$(sha256sum < tests/interop/stt-requirements.txt | cut -c1-16)
+if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: building $venv"
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/stt-requirements.txt
   echo "$stamp" > "$venv/.stamp"
 fi
 venv=$cache/control-venv

@@ -1,7 +1,8 @@
 //! Audio both ways through the daemon: bit-exact through an 8 kHz echo bot
 //! (no resampling anywhere; pipecat frames and every provider dialect), >= 40 dB SNR through bots at 16, 22.05 and
-//! 11.025 kHz (resampled up and back down), silence for a silent caller, and
-//! a clean end when the caller hangs up.
+//! 11.025 kHz (resampled up and back down), silence for a silent caller, a
+//! clean end when the caller hangs up, and both directions of a call
+//! transcribed by a real (offline) speech recognizer.
 
 mod common;
 mod harness;
@@ -354,4 +355,287 @@ async fn the_last_partial_frame_reaches_the_bot_padded_to_20_ms() {
     assert_eq!(&heard[..480], &speech[..]);
     assert_eq!(&heard[480..569], &tail[..], "the partial frame's samples");
     assert!(heard[569..].iter().all(|&s| s == 0), "then silence");
+}
+
+/// The recognizer's process, killed when the test ends (passed or not).
+struct Recognizer(std::process::Child);
+
+impl Drop for Recognizer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts tests/interop/stt_server.py (PocketSphinx behind Deepgram's
+/// live protocol) knowing `sentences`; returns the process and its URL.
+fn start_recognizer(key: &str, sentences: &[&str]) -> (Recognizer, String) {
+    use std::io::BufRead;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/stt_server.py");
+    let mut cmd = std::process::Command::new(common::stt_python());
+    cmd.arg(script).args(["--key", key]);
+    for s in sentences {
+        cmd.args(["--sentence", s]);
+    }
+    let mut child = Recognizer(
+        cmd.stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the speech recognizer"),
+    );
+    let out = child.0.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(out);
+    let mut line = String::new();
+    lines.read_line(&mut line).expect("the recognizer's port line");
+    // Its later lines (a summary per stream) are read so that its prints
+    // never fail on a closed pipe.
+    std::thread::spawn(move || {
+        for l in lines.lines().map_while(Result::ok) {
+            eprintln!("recognizer: {l}");
+        }
+    });
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .unwrap_or_else(|| panic!("expected `PORT n`, got {line:?}"))
+        .to_owned();
+    (child, format!("ws://127.0.0.1:{port}/v1/listen"))
+}
+
+/// espeak-ng's `text` as PCM16 at `rate` (resampled by sox: PocketSphinx's
+/// grammar search found nothing in ffmpeg's resampling of the same speech).
+fn spoken(dir: &std::path::Path, name: &str, text: &str, rate: u32) -> Vec<i16> {
+    let raw = dir.join(format!("{name}_{rate}.raw"));
+    common::run(
+        "espeak-ng",
+        &[
+            "-v",
+            "en-us",
+            "-s",
+            "150",
+            "-w",
+            &common::path(dir, &format!("{name}.wav")),
+            text,
+        ],
+    );
+    common::run(
+        "sox",
+        &[
+            "-q",
+            &common::path(dir, &format!("{name}.wav")),
+            "-r",
+            &rate.to_string(),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed",
+            "-t",
+            "raw",
+            &common::path(dir, &format!("{name}_{rate}.raw")),
+        ],
+    );
+    common::read_pcm(&raw)
+}
+
+fn transcribed_route(
+    bot: &str,
+    recognizer: &str,
+    key: &str,
+    max_reconnects: u32,
+) -> voxbridge_media::config::Route {
+    use voxbridge_media::config::{Transcribe, TranscribeDirection};
+    voxbridge_media::config::Route {
+        transcribe: Some(Transcribe {
+            url: recognizer.into(),
+            key: Some(key.into()),
+            language: "en-US".into(),
+            directions: vec![TranscribeDirection::In, TranscribeDirection::Out],
+            buffer_ms: 10_000,
+            max_reconnects,
+        }),
+        ..pipecat_route(bot, 16000)
+    }
+}
+
+const CALLER_SAYS: &str = "I would like to check the status of my order";
+const BOT_SAYS: &str = "Please hold while I transfer you";
+
+/// AudioSocket frames of 16 kHz signed linear (type 0x12, as Asterisk's
+/// `slin16`), 20 ms each.
+fn slin16_frames(pcm: &[i16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pcm.len() * 2 + pcm.len() / 320 * 3 + 3);
+    for chunk in pcm.chunks(320) {
+        out.push(0x12);
+        out.extend_from_slice(&((chunk.len() * 2) as u16).to_be_bytes());
+        out.extend(chunk.iter().flat_map(|s| s.to_le_bytes()));
+    }
+    out
+}
+
+// The caller speaks 16 kHz (Asterisk's slin16): PocketSphinx's model is
+// wideband and recognises nothing of 8 kHz telephone speech, so both
+// directions run at 16 kHz here (a provider's recognizer takes 8 kHz too).
+#[tokio::test]
+async fn both_directions_are_transcribed_in_order_with_their_place_in_the_call() {
+    let dir = common::tempdir("transcribe");
+    let caller_speech = spoken(&dir, "caller", CALLER_SAYS, 16000);
+    let bot_speech = spoken(&dir, "bot", BOT_SAYS, 16000);
+    let (_recognizer, url) = start_recognizer(
+        "k-123",
+        &[CALLER_SAYS, BOT_SAYS, "Thank you for calling, goodbye"],
+    );
+    let mut bot = TestBot::start().await;
+    let mut d = Daemon::start(transcribed_route(&bot.url, &url, "k-123", 0)).await;
+    let mut caller = Caller::connect(d.addr, uuid(60)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    // The caller speaks in real time (a frame every 20 ms, as a phone
+    // does), then pauses a second (the recognizer's endpointer needs the
+    // quiet); the bot hears all of it before it answers.
+    let mut said = caller_speech.clone();
+    said.extend(std::iter::repeat_n(0i16, 16000));
+    let mut clock = tokio::time::interval(Duration::from_millis(20));
+    for frame in slin16_frames(&said).chunks(3 + 640) {
+        clock.tick().await;
+        caller.send_raw(frame).await;
+    }
+    let mut heard_by_bot = 0;
+    while heard_by_bot < said.len() / 320 * 320 {
+        if let Some(Kind::Audio(a)) = pipecat_next(&mut link).await {
+            heard_by_bot += a.audio.len() / 2;
+        }
+    }
+    // The bot answers; the caller hears it paced, then a second of quiet.
+    for chunk in bot_speech.chunks(640) {
+        link.send(pipecat_audio(chunk, 16000)).await;
+    }
+    // The caller's frames until the bot's answer was heard and a second of
+    // quiet followed it (the silence before it is still queued).
+    let (mut heard_answer, mut quiet_after) = (0, 0);
+    while heard_answer < bot_speech.len() / 640 || quiet_after < 50 {
+        if let Some(voxbridge_proto::audiosocket::Frame::Audio { rate, pcm }) = caller.next().await {
+            assert_eq!(rate, 16000, "the caller spoke 16 kHz, so it hears 16 kHz");
+            if pcm.iter().any(|&b| b != 0) {
+                heard_answer += 1;
+                quiet_after = 0;
+            } else if heard_answer > 0 {
+                quiet_after += 1;
+            }
+        }
+    }
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    // Segments come as the recognizer finds them: during the call, and the
+    // last ones after it ended (its audio is flushed with CloseStream).
+    let (mut segments, mut call_ms) = (Vec::new(), None);
+    while segments.len() < 2 || call_ms.is_none() {
+        match d
+            .event("transcripts and the hangup", |e| {
+                matches!(e, CallEvent::Transcript { .. } | CallEvent::Hungup { .. })
+            })
+            .await
+        {
+            CallEvent::Transcript {
+                speaker,
+                text,
+                offset_ms,
+                ..
+            } => segments.push((
+                speaker,
+                text,
+                offset_ms.expect("a recognizer's segment has its time"),
+            )),
+            CallEvent::Hungup { duration, .. } => call_ms = Some(duration.as_millis() as u64),
+            _ => {}
+        }
+    }
+    let call_ms = call_ms.unwrap_or_default();
+    let caller_segment = segments
+        .iter()
+        .find(|s| s.0 == voxbridge_media::events::Speaker::Caller)
+        .expect("the caller's words");
+    let bot_segment = segments
+        .iter()
+        .find(|s| s.0 == voxbridge_media::events::Speaker::Bot)
+        .expect("the bot's words");
+    assert_eq!(caller_segment.1, CALLER_SAYS.to_lowercase());
+    assert_eq!(bot_segment.1, BOT_SAYS.to_lowercase());
+    // The caller spoke at once (espeak-ng starts within 200 ms); the bot
+    // after hearing all 3.8 s of it: each segment has its own place, inside
+    // the call.
+    assert!(
+        caller_segment.2 < 500,
+        "caller's words at {} ms",
+        caller_segment.2
+    );
+    assert!(
+        bot_segment.2 >= (said.len() as u64 * 1000 / 16000) && bot_segment.2 < call_ms,
+        "bot's words at {} ms in a {call_ms} ms call",
+        bot_segment.2
+    );
+    let m = &d.metrics;
+    assert_eq!(
+        m.transcribe_segments.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert_eq!(
+        m.transcribe_dropped_ms.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        m.transcribe_failures.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_recognizer_that_refuses_the_key_costs_the_call_nothing() {
+    let (_recognizer, url) = start_recognizer("right-key", &[CALLER_SAYS]);
+    let mut bot = TestBot::start().await;
+    let mut d = Daemon::start(transcribed_route(&bot.url, &url, "wrong-key", 0)).await;
+    let mut caller = Caller::connect(d.addr, uuid(61)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    let speech = speech_8k(100);
+    caller.send_audio(&speech).await;
+    let mut heard_by_bot = 0;
+    while heard_by_bot < speech.len() * 2 {
+        if let Some(Kind::Audio(a)) = pipecat_next(&mut link).await {
+            heard_by_bot += a.audio.len() / 2;
+        }
+    }
+    // Half a second of the call at the caller's side, so both directions
+    // have audio for the recognizer.
+    hear(&mut caller, 25).await;
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    let hungup = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
+    assert!(
+        matches!(
+            hungup,
+            CallEvent::Hungup {
+                cause: HangupCause::CallerHangup,
+                ..
+            }
+        ),
+        "{hungup:?}"
+    );
+    let m = &d.metrics;
+    let failures = within("both directions to give up", async {
+        loop {
+            let f = m.transcribe_failures.load(std::sync::atomic::Ordering::Relaxed);
+            if f >= 2 {
+                return f;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        failures, 2,
+        "one refused connection per direction, no reconnects configured"
+    );
+    assert_eq!(
+        m.transcribe_segments.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }

@@ -102,6 +102,8 @@ enum Msg {
         text: String,
         #[serde(default)]
         user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset_ms: Option<u64>,
     },
     RtpStats {
         event_id: String,
@@ -270,6 +272,7 @@ impl WireEvent {
                 speaker,
                 text,
                 user_id,
+                offset_ms,
             } => Msg::Transcript {
                 event_id: id,
                 call_id: call_id.clone(),
@@ -279,6 +282,7 @@ impl WireEvent {
                 },
                 text: text.clone(),
                 user_id: user_id.clone(),
+                offset_ms: *offset_ms,
             },
             CallEvent::RtpStats { call_id, stats } => Msg::RtpStats {
                 event_id: id,
@@ -392,6 +396,7 @@ impl WireEvent {
                 speaker,
                 text,
                 user_id,
+                offset_ms,
             } => WireEvent {
                 event_id,
                 event: CallEvent::Transcript {
@@ -402,6 +407,7 @@ impl WireEvent {
                     },
                     text,
                     user_id,
+                    offset_ms,
                 },
             },
             Msg::RtpStats {
@@ -497,6 +503,14 @@ mod tests {
                 speaker: Speaker::Bot,
                 text: "hello \"there\"".into(),
                 user_id: String::new(),
+                offset_ms: None,
+            },
+            CallEvent::Transcript {
+                call_id: "c1".into(),
+                speaker: Speaker::Caller,
+                text: "check my order".into(),
+                user_id: String::new(),
+                offset_ms: Some(3_500),
             },
             CallEvent::RtpStats {
                 call_id: "c1".into(),
@@ -572,7 +586,7 @@ mod tests {
             for event in [
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::from_millis(ms / 7), at: at(ms), sip: None },
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::ZERO, at: at(ms), sip: Some(SipCause::new((ms % 2 == 0).then_some(487), &text)) },
-                CallEvent::Transcript { call_id: id.clone(), speaker: Speaker::Caller, text: text.clone(), user_id: text.clone() },
+                CallEvent::Transcript { call_id: id.clone(), speaker: Speaker::Caller, text: text.clone(), user_id: text.clone(), offset_ms: (ms % 3 == 0).then_some(ms / 3) },
                 CallEvent::Transferred { call_id: id.clone(), target: text.clone(), at: at(ms) },
             ] {
                 let w = WireEvent { event_id: id.clone(), event };

@@ -228,6 +228,10 @@ pub enum CallEvent {
         text: String,
         /// The bot's user id field, if any.
         user_id: String,
+        /// Where the words start in the call: ms since the call was created,
+        /// from a speech recognizer's segment times; `None` for what a bot
+        /// reports (stored at the time it arrives).
+        offset_ms: Option<u64>,
     },
     /// RTP reception and transmission figures (every RTCP interval, 5 s, and at the end).
     RtpStats {

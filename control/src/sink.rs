@@ -444,6 +444,7 @@ pub async fn apply(
             call_id,
             speaker,
             text,
+            offset_ms,
             ..
         } => {
             voxbridge_contract::text::check("transcript", text).map_err(ControlError::Rejected)?;
@@ -453,7 +454,7 @@ pub async fn apply(
             };
             let id = event_id.map_or_else(crate::store::new_id, str::to_owned);
             let (_, added) = store
-                .add_transcript_once(&id, call_id, direction, text, Millis::now())
+                .add_transcript_once(&id, call_id, direction, text, segment_time(*offset_ms))
                 .await?;
             Ok(added)
         }
@@ -545,4 +546,13 @@ async fn signal(
         fields,
     };
     store.publish_call_signal(&id, call_id, signal).await
+}
+
+/// A transcript segment's time: where a recognizer put it in the call, else
+/// when it arrived.
+fn segment_time(offset_ms: Option<u64>) -> crate::store::SegmentTime {
+    match offset_ms {
+        Some(ms) => crate::store::SegmentTime::InCall(i64::try_from(ms).unwrap_or(i64::MAX)),
+        None => crate::store::SegmentTime::Arrived(Millis::now()),
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use voxbridge_control::model::{Actor, CallChange, CallFilter, NewCall, PageReq};
 use voxbridge_control::state::{CallStatus, Direction, HangupBy, HangupReason};
-use voxbridge_control::store::{NewCustomer, Store};
+use voxbridge_control::store::{NewCustomer, SegmentTime, Store};
 use voxbridge_control::time::Millis;
 use voxbridge_control::ControlError;
 
@@ -390,21 +390,28 @@ async fn transcripts(s: Store) {
     assert_eq!(s.get_transcript("a", &t2.id).await.expect("get"), t2);
     // A redelivered media event (same id) adds nothing and emits nothing.
     let (t3, added) = s
-        .add_transcript_once("ev-1", "c1", "in", "once", Millis(14_000))
+        .add_transcript_once("ev-1", "c1", "in", "once", SegmentTime::Arrived(Millis(14_000)))
         .await
         .expect("add");
     assert!(added);
     let (again, added) = s
-        .add_transcript_once("ev-1", "c1", "in", "once", Millis(14_000))
+        .add_transcript_once("ev-1", "c1", "in", "once", SegmentTime::Arrived(Millis(14_000)))
         .await
         .expect("add again");
     assert!(!added);
     assert_eq!(again, t3);
+    // A recognizer's segment keeps its own place in the call, whenever it arrives.
+    let (t4, _) = s
+        .add_transcript_once("ev-2", "c1", "out", "placed", SegmentTime::InCall(1_240))
+        .await
+        .expect("add");
+    assert_eq!(t4.tm_transcript, 1_240);
     let types: Vec<_> = events(&s).await.into_iter().map(|e| e.0).collect();
     assert_eq!(
         types,
         [
             "call_created",
+            "transcript_created",
             "transcript_created",
             "transcript_created",
             "transcript_created"

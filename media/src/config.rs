@@ -146,6 +146,108 @@ pub struct Route {
     /// (one frame per tick), or `asterisk` (bursts sent at once inside
     /// media buffering, Asterisk's queue paces).
     pub chanws_pacing: crate::sansio::chanws::Pacing,
+    /// Transcription of the route's calls through a speech recognizer
+    /// (`[routes.<name>.transcribe]`; off when absent).
+    pub transcribe: Option<Transcribe>,
+}
+
+/// A speech recognizer the route's calls are streamed to, over its
+/// live-streaming WebSocket API (Deepgram's protocol: `/v1/listen`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transcribe {
+    /// `ws://` or `wss://` URL of the live endpoint, e.g.
+    /// `wss://api.deepgram.com/v1/listen`; voxbridge adds `encoding`,
+    /// `sample_rate`, `channels` and `language` to its query.
+    pub url: String,
+    /// Sent as `Authorization: Token <key>` (none when absent).
+    pub key: Option<crate::secret::Secret>,
+    /// The `language` query parameter.
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// `in` (the caller), `out` (what the caller heard), or both.
+    #[serde(default = "both_directions")]
+    pub directions: Vec<TranscribeDirection>,
+    /// Audio held per direction while the recognizer is away (connecting,
+    /// reconnecting), ms; beyond it the oldest is dropped and counted.
+    #[serde(default = "default_transcribe_buffer_ms")]
+    pub buffer_ms: u32,
+    /// Reconnects per direction after the recognizer drops, before the
+    /// direction's transcription gives up for the call.
+    #[serde(default = "default_transcribe_reconnects")]
+    pub max_reconnects: u32,
+}
+
+impl std::fmt::Debug for Transcribe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcribe")
+            .field("url", &crate::secret::redact_url(&self.url))
+            .field("key", &self.key)
+            .field("language", &self.language)
+            .field("directions", &self.directions)
+            .field("buffer_ms", &self.buffer_ms)
+            .field("max_reconnects", &self.max_reconnects)
+            .finish()
+    }
+}
+
+/// A direction of a call's audio to transcribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TranscribeDirection {
+    /// The caller's speech.
+    In,
+    /// What the caller heard (the bot).
+    Out,
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+fn both_directions() -> Vec<TranscribeDirection> {
+    vec![TranscribeDirection::In, TranscribeDirection::Out]
+}
+
+fn default_transcribe_buffer_ms() -> u32 {
+    10_000
+}
+
+fn default_transcribe_reconnects() -> u32 {
+    3
+}
+
+impl Transcribe {
+    /// Whether `d` is transcribed.
+    pub fn wants(&self, d: TranscribeDirection) -> bool {
+        self.directions.contains(&d)
+    }
+
+    fn validate(&self, route: &str) -> Result<(), ConfigError> {
+        let bad = |what: String| Err(ConfigError(format!("routes.{route}.transcribe.{what}")));
+        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
+            return bad(format!(
+                "url: {:?} is not a ws:// or wss:// URL",
+                crate::secret::redact_url(&self.url)
+            ));
+        }
+        if self.directions.is_empty() {
+            return bad("directions: name \"in\", \"out\" or both".into());
+        }
+        if self.language.is_empty()
+            || self.language.len() > 35
+            || !self
+                .language
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad(format!("language: {:?} is not a language tag", self.language));
+        }
+        if self.buffer_ms < 1000 {
+            return bad(format!("buffer_ms: {} (at least 1000)", self.buffer_ms));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Route {
@@ -163,6 +265,7 @@ impl std::fmt::Debug for Route {
             .field("bot_cushion_ms", &self.bot_cushion_ms)
             .field("params", &self.params.keys().collect::<Vec<_>>())
             .field("chanws_pacing", &self.chanws_pacing)
+            .field("transcribe", &self.transcribe)
             .finish()
     }
 }
@@ -182,6 +285,7 @@ impl Default for Route {
             bot_cushion_ms: crate::sansio::playout::DEFAULT_CUSHION_MS,
             params: BTreeMap::new(),
             chanws_pacing: crate::sansio::chanws::Pacing::Voxbridge,
+            transcribe: None,
         }
     }
 }
@@ -246,6 +350,9 @@ impl Route {
                     "encoding: {e} (set encoding and sample_rate to one it carries)"
                 ));
             }
+        }
+        if let Some(t) = &self.transcribe {
+            t.validate(name)?;
         }
         Ok(())
     }

@@ -156,6 +156,15 @@ pub struct Metrics {
     pub chanws_errors: AtomicU64,
     /// `MEDIA_XOFF` from Asterisk's WebSocket channel (its queue filled up).
     pub chanws_xoffs: AtomicU64,
+    /// Transcription: final segments from the speech recognizer.
+    pub transcribe_segments: AtomicU64,
+    /// Transcription: tapped audio dropped (the recognizer's queue full, or
+    /// transcription given up for the call), ms.
+    pub transcribe_dropped_ms: AtomicU64,
+    /// Transcription: recognizer connections that failed or dropped.
+    pub transcribe_failures: AtomicU64,
+    /// Transcription: recognizer messages that were not usable (counted, skipped).
+    pub transcribe_bad_messages: AtomicU64,
     /// Bot connect attempts that failed.
     pub bot_connect_failures: AtomicU64,
     /// Bot links that dropped mid-call.
@@ -255,6 +264,10 @@ impl Default for Metrics {
             duplicate_call_ids: AtomicU64::new(0),
             chanws_errors: AtomicU64::new(0),
             chanws_xoffs: AtomicU64::new(0),
+            transcribe_segments: AtomicU64::new(0),
+            transcribe_dropped_ms: AtomicU64::new(0),
+            transcribe_failures: AtomicU64::new(0),
+            transcribe_bad_messages: AtomicU64::new(0),
             caller_protocol_errors: AtomicU64::new(0),
             bot_connect_failures: AtomicU64::new(0),
             bot_drops: AtomicU64::new(0),
@@ -531,6 +544,30 @@ impl Metrics {
             "voxbridge_chanws_xoff_total",
             "MEDIA_XOFF events from Asterisk's WebSocket channel (its playout queue was full).",
             self.chanws_xoffs.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_transcribe_segments_total",
+            "Final transcript segments from the speech recognizer (routes with [routes.<name>.transcribe]).",
+            self.transcribe_segments.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_transcribe_dropped_ms_total",
+            "Tapped audio not transcribed (the recognizer's queue full, or given up for the call), ms.",
+            self.transcribe_dropped_ms.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_transcribe_failures_total",
+            "Speech recognizer connections that failed or dropped.",
+            self.transcribe_failures.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_transcribe_bad_messages_total",
+            "Speech recognizer messages that could not be used (skipped).",
+            self.transcribe_bad_messages.load(Relaxed),
         );
         counter(
             &mut o,

@@ -84,9 +84,8 @@ pub fn parse_deepgram(text: &str) -> Result<SttMessage, ProtoError> {
     }
     let m: Message = serde_json::from_str(text).map_err(bad)?;
     let field = |v: Option<f64>, name: &str| {
-        v.and_then(millis).ok_or_else(|| {
-            ProtoError::Stt(format!("result: `{name}` is not a time in seconds"))
-        })
+        v.and_then(millis)
+            .ok_or_else(|| ProtoError::Stt(format!("result: `{name}` is not a time in seconds")))
     };
     let start_ms = field(m.start, "start")?;
     let duration_ms = field(m.duration, "duration")?;

@@ -112,6 +112,12 @@ pub fn interop_python() -> PathBuf {
     }
 }
 
+/// The speech recognizer venv's Python (PocketSphinx, for tests/interop/stt_server.py).
+#[allow(dead_code)]
+pub fn stt_python() -> PathBuf {
+    venv_python("stt-venv")
+}
+
 /// The control venv's Python (jsonschema_rs, confluent-kafka).
 pub fn control_python() -> PathBuf {
     venv_python("control-venv")

@@ -27,6 +27,7 @@ pub mod webhooks;
 pub use call_signals::{CallSignal, Dtmf};
 pub use outbox::{OutboxRow, RESOURCE_TYPES};
 pub use tenants::NewCustomer;
+pub use transcripts::SegmentTime;
 pub use value::{Row, Val};
 
 use crate::error::{ControlError, Result};

@@ -33,6 +33,17 @@ fn transcript(r: &Row) -> Result<Transcript> {
     })
 }
 
+/// When a segment's words were said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentTime {
+    /// When its report arrived (a bot's transcript): `tm_transcript` is
+    /// that time since the call was created.
+    Arrived(Millis),
+    /// Milliseconds since the call was created (a speech recognizer's
+    /// segment start), taken as `tm_transcript` as it is.
+    InCall(i64),
+}
+
 impl Store {
     /// Adds a segment to a call's transcribe (made on the first segment).
     /// `direction` is `in` (caller) or `out` (bot).
@@ -44,7 +55,13 @@ impl Store {
         at: Millis,
     ) -> Result<Transcript> {
         let (t, _) = self
-            .add_transcript_once(&super::new_id(), call_id, direction, message, at)
+            .add_transcript_once(
+                &super::new_id(),
+                call_id,
+                direction,
+                message,
+                SegmentTime::Arrived(at),
+            )
             .await?;
         Ok(t)
     }
@@ -58,7 +75,7 @@ impl Store {
         call_id: &str,
         direction: &str,
         message: &str,
-        at: Millis,
+        when: SegmentTime,
     ) -> Result<(Transcript, bool)> {
         let mut tx = self.db.begin().await?;
         let rows = tx
@@ -92,7 +109,10 @@ impl Store {
             call_id: call_id.to_owned(),
             direction: direction.to_owned(),
             message: message.to_owned(),
-            tm_transcript: (at.0 - call_start.0).max(0),
+            tm_transcript: match when {
+                SegmentTime::Arrived(at) => (at.0 - call_start.0).max(0),
+                SegmentTime::InCall(ms) => ms.max(0),
+            },
             tm_create: now,
         };
         let inserted = tx.execute(

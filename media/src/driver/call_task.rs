@@ -14,6 +14,7 @@ use super::audiosocket::AudioSocketLeg;
 use super::botlink::{self, Connecting, Queued};
 use super::chanws::ChanWsLeg;
 use super::rtp::RtpLeg;
+use super::stt;
 use super::wsconn::WsSocket;
 use crate::commands::CallInput;
 use crate::config::Route;
@@ -191,10 +192,18 @@ pub(crate) async fn drive(
     stop: Option<crate::commands::CallControl>,
 ) {
     let mut link = Link::Down;
-    let cause = drive_loop(&mut call, &mut leg, &mut link, &ctx, stop).await;
+    let transcriber = ctx.route.transcribe.as_ref().map(|t| {
+        let tr = stt::Transcriber::start(t, call.call_id(), ctx.sink.clone(), ctx.metrics.clone());
+        let (inbound, outbound) = tr.directions();
+        call.enable_tap(inbound, outbound);
+        tr
+    });
+    let cause = drive_loop(&mut call, &mut leg, &mut link, &ctx, stop, transcriber.as_ref()).await;
     leg.finish(&mut call, cause);
     call.finish(cause, Instant::now());
-    service(&mut call, &mut link, &ctx);
+    service(&mut call, &mut link, &ctx, transcriber.as_ref());
+    // Dropping the transcriber closes its queues: its tasks send what is
+    // queued, then the recognizer's last results come as events.
 }
 
 async fn drive_loop(
@@ -203,12 +212,13 @@ async fn drive_loop(
     link: &mut Link,
     ctx: &CallContext,
     stop: Option<crate::commands::CallControl>,
+    transcriber: Option<&stt::Transcriber>,
 ) -> HangupCause {
     // Whatever arrived before the call started (AudioSocket: with the UUID).
     if let Err(cause) = leg.input(call, Instant::now()) {
         call.hang_up(cause);
     }
-    service(call, link, ctx);
+    service(call, link, ctx, transcriber);
     let mut armed = call.poll_timeout();
     let sleep = tokio::time::sleep_until(armed.into());
     tokio::pin!(sleep);
@@ -290,7 +300,7 @@ async fn drive_loop(
                 None
             }
         };
-        let sent = service(call, link, ctx);
+        let sent = service(call, link, ctx, transcriber);
         if let (Some(t0), true) = (from_caller, sent > 0) {
             call.forwarded(t0.elapsed());
         }
@@ -347,7 +357,19 @@ fn bot_event(call: &mut Call, link: &mut Link, w: BotWake, now: Instant) {
 /// Does what the call asks: events to the sink, link requests, the queue
 /// toward the bot written into the link. Returns how many messages went to
 /// the bot.
-fn service(call: &mut Call, link: &mut Link, ctx: &CallContext) -> usize {
+fn service(
+    call: &mut Call,
+    link: &mut Link,
+    ctx: &CallContext,
+    transcriber: Option<&stt::Transcriber>,
+) -> usize {
+    if let Some(t) = transcriber {
+        while let Some(chunk) = call.poll_tap() {
+            let direction = chunk.direction;
+            t.offer(&chunk);
+            call.tap_taken(direction);
+        }
+    }
     let mut sent = 0;
     loop {
         while let Some(event) = call.poll_event() {

@@ -16,4 +16,5 @@ pub(crate) mod rtp;
 pub mod server;
 pub mod sessions;
 pub(crate) mod sip;
+pub(crate) mod stt;
 pub(crate) mod wsconn;

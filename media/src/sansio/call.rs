@@ -21,6 +21,7 @@ use super::botcodec::{BotCodec, BotInput, Outgoing};
 use super::pacer::Pacer;
 use super::pipeline::Pipeline;
 use super::playout::PlayoutStats;
+use super::tap::{Chunk, Tap, TapDirection};
 use crate::config::Route;
 use crate::error::{BotLinkError, MediaError};
 use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, SipCause};
@@ -145,6 +146,8 @@ pub struct Call {
     finished: bool,
     /// The latest time an input carried (a failure is timed by it).
     now: Instant,
+    /// Audio taps for transcription (see [`Call::enable_tap`]).
+    tap: Option<Box<Tap>>,
 }
 
 impl Call {
@@ -196,6 +199,7 @@ impl Call {
             sip_cause: None,
             finished: false,
             now,
+            tap: None,
         })
     }
 
@@ -272,10 +276,12 @@ impl Call {
         if rate != self.pipeline.caller_rate() && !self.set_caller_rate(rate) {
             return;
         }
-        let (codec, to_bot) = (&mut self.codec, &mut self.to_bot);
-        let n = self
-            .pipeline
-            .caller_audio(le, |f| to_bot.push_back(codec.audio(f)));
+        let bot_rate = self.pipeline.bot_rate();
+        let (codec, to_bot, tap) = (&mut self.codec, &mut self.to_bot, &mut self.tap);
+        let n = self.pipeline.caller_audio(le, |f| {
+            tap_in(tap, bot_rate, f);
+            to_bot.push_back(codec.audio(f))
+        });
         self.counters.frames_to_bot += n as u64;
         self.bound_queue();
     }
@@ -289,10 +295,12 @@ impl Call {
         self.now = self.now.max(now);
         self.counters.frames_in += 1;
         self.counters.frames_concealed += concealed as u64;
-        let (codec, to_bot) = (&mut self.codec, &mut self.to_bot);
-        let n = self
-            .pipeline
-            .caller_pcm(pcm, |f| to_bot.push_back(codec.audio(f)));
+        let bot_rate = self.pipeline.bot_rate();
+        let (codec, to_bot, tap) = (&mut self.codec, &mut self.to_bot, &mut self.tap);
+        let n = self.pipeline.caller_pcm(pcm, |f| {
+            tap_in(tap, bot_rate, f);
+            to_bot.push_back(codec.audio(f))
+        });
         self.counters.frames_to_bot += n as u64;
         self.bound_queue();
     }
@@ -478,6 +486,7 @@ impl Call {
                     speaker,
                     text,
                     user_id,
+                    offset_ms: None,
                 })
             }
             BotInput::Dtmf(d) => self.digits_out.push_back(d),
@@ -596,7 +605,12 @@ impl Call {
     /// The tick's frame for the caller, at [`Call::caller_rate`]: bot audio,
     /// or silence. Call once per [`Tick`].
     pub fn take_caller_frame(&mut self) -> &[i16] {
-        self.pipeline.tick().0
+        let rate = self.pipeline.caller_rate();
+        let frame = self.pipeline.tick().0;
+        if let Some(tap) = self.tap.as_mut() {
+            tap.push(TapDirection::Out, rate, frame);
+        }
+        frame
     }
 
     /// For a leg whose far end paces playback (Asterisk's queue): the next
@@ -606,7 +620,39 @@ impl Call {
     /// taken is reported with [`Call::ready_frame_done`], each tick with
     /// [`Call::tick_done`], instead of [`Call::take_caller_frame`].
     pub fn take_ready_frame(&mut self, at_tick: bool) -> Option<&[i16]> {
-        self.pipeline.ready_frame(at_tick)
+        let rate = self.pipeline.caller_rate();
+        let frame = self.pipeline.ready_frame(at_tick);
+        if let (Some(tap), Some(f)) = (self.tap.as_mut(), frame.as_ref()) {
+            tap.push(TapDirection::Out, rate, f);
+        }
+        frame
+    }
+
+    /// Taps the call's audio for transcription: `inbound` the caller's
+    /// speech at the bot's rate, `outbound` what the caller hears at the
+    /// caller's rate (see [`crate::sansio::tap`]). Allocates the buffers once.
+    pub fn enable_tap(&mut self, inbound: bool, outbound: bool) {
+        if inbound || outbound {
+            self.tap = Some(Box::new(Tap::new(inbound, outbound)));
+        }
+    }
+
+    /// The next whole chunk of tapped audio, if any; release it with
+    /// [`Call::tap_taken`] once handed on.
+    pub fn poll_tap(&self) -> Option<Chunk<'_>> {
+        self.tap.as_ref()?.take()
+    }
+
+    /// The chunk from [`Call::poll_tap`] was handed on (or dropped).
+    pub fn tap_taken(&mut self, direction: TapDirection) {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.taken(direction);
+        }
+    }
+
+    /// Tapped audio dropped because its chunk was not taken in time, ms.
+    pub fn tap_dropped_ms(&self) -> u64 {
+        self.tap.as_ref().map_or(0, |t| t.dropped_ms())
     }
 
     /// What became of a frame from [`Call::take_ready_frame`]; marks whose
@@ -772,9 +818,19 @@ impl Call {
         }
         self.finished = true;
         self.now = self.now.max(now);
-        let (codec, to_bot) = (&mut self.codec, &mut self.to_bot);
-        let n = self.pipeline.flush_caller(|f| to_bot.push_back(codec.audio(f)));
+        let bot_rate = self.pipeline.bot_rate();
+        let (codec, to_bot, tap) = (&mut self.codec, &mut self.to_bot, &mut self.tap);
+        let n = self.pipeline.flush_caller(|f| {
+            tap_in(tap, bot_rate, f);
+            to_bot.push_back(codec.audio(f))
+        });
         self.counters.frames_to_bot += n as u64;
+        if let Some(tap) = self.tap.as_mut() {
+            tap.flush();
+            self.metrics
+                .transcribe_dropped_ms
+                .fetch_add(tap.dropped_ms(), Relaxed);
+        }
         if self.link == LinkState::Up {
             let last = if cause == HangupCause::BotHangup {
                 None
@@ -804,5 +860,12 @@ impl Call {
 fn outgoing_len(o: &Outgoing) -> usize {
     match o {
         Outgoing::Text(b) | Outgoing::Binary(b) => b.len(),
+    }
+}
+
+/// A caller frame at the bot's rate into the `in` tap, when there is one.
+fn tap_in(tap: &mut Option<Box<Tap>>, bot_rate: u32, frame: &[i16]) {
+    if let Some(tap) = tap.as_mut() {
+        tap.push(TapDirection::In, bot_rate, frame);
     }
 }

@@ -20,3 +20,4 @@ pub mod pipeline;
 pub mod playout;
 pub mod rtp;
 pub mod sip;
+pub mod tap;

@@ -1,0 +1,292 @@
+//! Transcription: a call's tapped audio streamed to a speech recognizer.
+//!
+//! For a route with `[routes.<name>.transcribe]`, each tapped direction of a
+//! call (`in`: the caller, at the bot's rate; `out`: what the caller heard,
+//! at the caller's rate; see `sansio::tap`) gets a task of its own with a
+//! bounded queue of 100 ms chunks (`buffer_ms` deep). The call task hands
+//! chunks over without waiting: a full queue drops the chunk and counts it,
+//! the call never waits on the recognizer. The task speaks Deepgram's
+//! live-streaming protocol (`voxbridge_proto::stt`): binary linear16 at the
+//! `sample_rate` of the URL, `CloseStream` at the end; each final result
+//! with words becomes a `Transcript` event (speaker by direction, its place
+//! in the call from the chunk times plus the result's `start`). A
+//! recognizer that fails or drops is reconnected `max_reconnects` times,
+//! one second apart, the audio in between held by the queue; a rate change
+//! (a codec change mid-call) ends the stream and starts another at the new
+//! rate. When the call ends the queue closes: what is queued is sent, then
+//! `CloseStream`, and the last results are waited for up to 5 s.
+
+use crate::config::{Transcribe, TranscribeDirection};
+use crate::events::{CallEvent, EventSink, Speaker};
+use crate::metrics::Metrics;
+use crate::sansio::tap::{Chunk, TapDirection, CHUNK_MS};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use voxbridge_proto::stt::{parse_deepgram, SttMessage, CLOSE_STREAM};
+
+/// Connect (TCP, TLS, handshake) deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the last results are waited for after `CloseStream`.
+const FINAL_WAIT: Duration = Duration::from_secs(5);
+/// Pause before a reconnect.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// One chunk on its way to the recognizer.
+#[derive(Debug)]
+struct Audio {
+    rate: u32,
+    pcm: Bytes,
+    start_ms: u64,
+}
+
+/// A call's transcription: the queue of each tapped direction.
+pub(crate) struct Transcriber {
+    queues: [Option<mpsc::Sender<Audio>>; 2],
+    metrics: Arc<Metrics>,
+}
+
+/// Why a recognizer connection ended.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("dropped: {0}")]
+    Dropped(String),
+}
+
+impl Transcriber {
+    /// Starts a task per direction `cfg` asks for.
+    pub(crate) fn start(
+        cfg: &Transcribe,
+        call_id: &str,
+        sink: Arc<dyn EventSink>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let depth = (cfg.buffer_ms / CHUNK_MS).max(1) as usize;
+        let cfg = Arc::new(cfg.clone());
+        let mut queues = [None, None];
+        for (slot, direction) in [TapDirection::In, TapDirection::Out].into_iter().enumerate() {
+            let wanted = match direction {
+                TapDirection::In => TranscribeDirection::In,
+                TapDirection::Out => TranscribeDirection::Out,
+            };
+            if !cfg.wants(wanted) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(depth);
+            let stream = Stream {
+                cfg: cfg.clone(),
+                direction,
+                call_id: call_id.to_owned(),
+                sink: sink.clone(),
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(stream.run(rx));
+            queues[slot] = Some(tx);
+        }
+        Transcriber { queues, metrics }
+    }
+
+    /// Whether each direction is transcribed (`in`, `out`).
+    pub(crate) fn directions(&self) -> (bool, bool) {
+        (self.queues[0].is_some(), self.queues[1].is_some())
+    }
+
+    /// Hands a chunk on without waiting; a full or closed queue drops it
+    /// (counted).
+    pub(crate) fn offer(&self, chunk: &Chunk<'_>) {
+        let slot = match chunk.direction {
+            TapDirection::In => 0,
+            TapDirection::Out => 1,
+        };
+        let Some(tx) = &self.queues[slot] else { return };
+        let audio = Audio {
+            rate: chunk.rate,
+            pcm: Bytes::copy_from_slice(chunk.pcm_le),
+            start_ms: chunk.start_ms,
+        };
+        if tx.try_send(audio).is_err() {
+            let ms = chunk.pcm_le.len() as u64 / 2 * 1000 / chunk.rate.max(1) as u64;
+            self.metrics.transcribe_dropped_ms.fetch_add(ms, Relaxed);
+        }
+    }
+}
+
+/// One direction's recognizer stream.
+struct Stream {
+    cfg: Arc<Transcribe>,
+    direction: TapDirection,
+    call_id: String,
+    sink: Arc<dyn EventSink>,
+    metrics: Arc<Metrics>,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Stream {
+    async fn run(self, mut rx: mpsc::Receiver<Audio>) {
+        let mut failures = 0u32;
+        let mut pending: Option<Audio> = None;
+        loop {
+            // A stream starts with its first chunk (its rate and place in time).
+            let first = match pending.take() {
+                Some(a) => a,
+                None => match rx.recv().await {
+                    Some(a) => a,
+                    None => return,
+                },
+            };
+            match self.stream(first, &mut rx).await {
+                Ok(None) => return,
+                Ok(Some(next)) => pending = Some(next),
+                Err(e) => {
+                    self.metrics.transcribe_failures.fetch_add(1, Relaxed);
+                    failures += 1;
+                    if failures > self.cfg.max_reconnects {
+                        tracing::warn!(call_id = self.call_id, direction = self.direction.as_str(), error = %e,
+                            "speech recognizer failed; transcription of this direction ends");
+                        self.drain(rx).await;
+                        return;
+                    }
+                    tracing::warn!(call_id = self.call_id, direction = self.direction.as_str(), error = %e,
+                        "speech recognizer failed; reconnecting");
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    /// One connection from `first` on. `Ok(None)`: the call ended and the
+    /// last results are in; `Ok(Some(chunk))`: the rate changed, go on with
+    /// a new stream from `chunk`.
+    async fn stream(&self, first: Audio, rx: &mut mpsc::Receiver<Audio>) -> Result<Option<Audio>, Failure> {
+        let rate = first.rate;
+        let origin = first.start_ms;
+        let mut ws = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(rate))
+            .await
+            .map_err(|_| Failure::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))??;
+        send(&mut ws, first.pcm).await?;
+        let next = loop {
+            tokio::select! {
+                audio = rx.recv() => match audio {
+                    Some(a) if a.rate == rate => send(&mut ws, a.pcm).await?,
+                    Some(a) => break Some(a),
+                    None => break None,
+                },
+                msg = ws.next() => self.received(msg, origin)?,
+            }
+        };
+        // The end of this stream: the last results, then the close.
+        ws.send(Message::text(CLOSE_STREAM))
+            .await
+            .map_err(|e| Failure::Dropped(e.to_string()))?;
+        let last = async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    msg => self.received(msg, origin)?,
+                }
+            }
+        };
+        match tokio::time::timeout(FINAL_WAIT, last).await {
+            Ok(r) => r?,
+            Err(_) => tracing::debug!(
+                call_id = self.call_id,
+                "speech recognizer did not close after CloseStream"
+            ),
+        }
+        Ok(next)
+    }
+
+    async fn connect(&self, rate: u32) -> Result<Ws, Failure> {
+        let sep = if self.cfg.url.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{}{sep}encoding=linear16&sample_rate={rate}&channels=1&language={}",
+            self.cfg.url, self.cfg.language
+        );
+        let mut req = url
+            .into_client_request()
+            .map_err(|e| Failure::Connect(e.to_string()))?;
+        if let Some(key) = &self.cfg.key {
+            let v = HeaderValue::from_str(&format!("Token {}", key.expose()))
+                .map_err(|_| Failure::Connect("the key is not a valid header value".into()))?;
+            req.headers_mut().insert("Authorization", v);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| Failure::Connect(e.to_string()))?;
+        Ok(ws)
+    }
+
+    /// A message from the recognizer: a final result with words becomes an event.
+    fn received(
+        &self,
+        msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        origin_ms: u64,
+    ) -> Result<(), Failure> {
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(c))) => {
+                return Err(Failure::Dropped(format!(
+                    "closed by the recognizer ({})",
+                    c.map_or_else(
+                        || "no code".into(),
+                        |c| format!("{} {}", u16::from(c.code), c.reason)
+                    )
+                )))
+            }
+            Some(Ok(_)) => return Ok(()),
+            Some(Err(e)) => return Err(Failure::Dropped(e.to_string())),
+            None => return Err(Failure::Dropped("connection closed".into())),
+        };
+        match parse_deepgram(&text) {
+            Ok(SttMessage::Result(r)) if r.is_final => {
+                let (words, dirty) = crate::text::clean(r.transcript);
+                if dirty {
+                    self.metrics.transcribe_bad_messages.fetch_add(1, Relaxed);
+                }
+                let words = words.trim();
+                if !words.is_empty() {
+                    self.metrics.transcribe_segments.fetch_add(1, Relaxed);
+                    self.sink.emit(CallEvent::Transcript {
+                        call_id: self.call_id.clone(),
+                        speaker: match self.direction {
+                            TapDirection::In => Speaker::Caller,
+                            TapDirection::Out => Speaker::Bot,
+                        },
+                        text: words.to_owned(),
+                        user_id: String::new(),
+                        offset_ms: Some(origin_ms.saturating_add(r.start_ms)),
+                    });
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.metrics.transcribe_bad_messages.fetch_add(1, Relaxed);
+                tracing::debug!(call_id = self.call_id, error = %e, "unusable speech recognizer message");
+            }
+        }
+        Ok(())
+    }
+
+    /// Transcription gave up: what still comes is dropped and counted.
+    async fn drain(&self, mut rx: mpsc::Receiver<Audio>) {
+        while let Some(a) = rx.recv().await {
+            let ms = a.pcm.len() as u64 / 2 * 1000 / a.rate.max(1) as u64;
+            self.metrics.transcribe_dropped_ms.fetch_add(ms, Relaxed);
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, pcm: Bytes) -> Result<(), Failure> {
+    ws.send(Message::Binary(pcm))
+        .await
+        .map_err(|e| Failure::Dropped(e.to_string()))
+}
