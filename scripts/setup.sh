@@ -44,34 +44,23 @@ fi
 
 # Python peers in venvs of their own, rebuilt when their requirement files change.
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/voxbridge
-venv=$cache/interop-venv
-stamp=$(cat tests/interop/requirements.txt tests/interop/requirements-nodeps.txt | sha256sum | cut -c1-16)
-if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "setup: building $venv"
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/requirements.txt
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r tests/interop/requirements-nodeps.txt
-  echo "$stamp" > "$venv/.stamp"
-fi
-venv=$cache/stt-venv
-stamp=$(sha256sum < tests/interop/stt-requirements.txt | cut -c1-16)
-if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "setup: building $venv"
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/stt-requirements.txt
-  echo "$stamp" > "$venv/.stamp"
-fi
-venv=$cache/control-venv
-stamp=$(sha256sum < tests/interop/control-requirements.txt | cut -c1-16)
-if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "setup: building $venv"
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/control-requirements.txt
-  echo "$stamp" > "$venv/.stamp"
-fi
+# venv NAME REQUIREMENTS [REQUIREMENTS-INSTALLED-WITHOUT-DEPENDENCIES]
+venv() {
+  local dir=$cache/$1 req=$2 nodeps=${3:-}
+  local stamp
+  stamp=$(cat "$req" ${nodeps:+"$nodeps"} | sha256sum | cut -c1-16)
+  if [ "$(cat "$dir/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "setup: building $dir"
+    rm -rf "$dir"
+    mkdir -p "$cache"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
+    if [ -n "$nodeps" ]; then
+      "$dir/bin/pip" install -q --disable-pip-version-check --no-deps -r "$nodeps"
+    fi
+    echo "$stamp" > "$dir/.stamp"
+  fi
+}
+venv interop-venv tests/interop/requirements.txt tests/interop/requirements-nodeps.txt
+venv stt-venv tests/interop/stt-requirements.txt
+venv control-venv tests/interop/control-requirements.txt
