@@ -28,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use voxbridge_proto::stt::{parse_deepgram, SttMessage, CLOSE_STREAM};
 
@@ -37,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FINAL_WAIT: Duration = Duration::from_secs(5);
 /// Pause before a reconnect.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// Largest message taken from a recognizer (a result is a few KiB).
+const MAX_MESSAGE: usize = 1 << 20;
 
 /// One chunk on its way to the recognizer.
 #[derive(Debug)]
@@ -219,7 +222,10 @@ impl Stream {
                 .map_err(|_| Failure::Connect("the key is not a valid header value".into()))?;
             req.headers_mut().insert("Authorization", v);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
             .await
             .map_err(|e| Failure::Connect(e.to_string()))?;
         Ok(ws)
