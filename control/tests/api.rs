@@ -191,6 +191,20 @@ async fn seed_call(store: &Store, id: &str, customer: &str) {
         .expect("call");
 }
 
+/// Moves a seeded call to answered (`progressing`).
+async fn answer_call(store: &Store, id: &str) {
+    let answered = CallChange {
+        to: CallStatus::Progressing,
+        at: Millis::now(),
+        hangup: None,
+        sip: None,
+    };
+    store
+        .transition_call(None, id, &answered, None)
+        .await
+        .expect("answered");
+}
+
 async fn credentials_are_checked(store: Store) {
     seed_call(&store, "c1", "a").await;
     let app = app(store, Arc::default()).await;
@@ -779,16 +793,7 @@ async fn readiness_reports_a_stuck_pipeline(store: Store) {
 async fn hangup_reaches_the_media_plane(store: Store) {
     seed_call(&store, "live", "a").await;
     seed_call(&store, "stale", "a").await;
-    let answer = CallChange {
-        to: CallStatus::Progressing,
-        at: Millis::now(),
-        hangup: None,
-        sip: None,
-    };
-    store
-        .transition_call(None, "live", &answer, None)
-        .await
-        .expect("answer");
+    answer_call(&store, "live").await;
     let media = Arc::new(FakeMedia {
         running: true,
         ..Default::default()
@@ -1108,16 +1113,7 @@ async fn provider_compatible_transfers_reach_answered_calls(store: Store) {
         seed_call(&store, id, if id == "b-call" { "b" } else { "a" }).await;
     }
     for id in ["tw", "tx", "b-call"] {
-        let answered = CallChange {
-            to: CallStatus::Progressing,
-            at: Millis::now(),
-            hangup: None,
-            sip: None,
-        };
-        store
-            .transition_call(None, id, &answered, None)
-            .await
-            .expect("answered");
+        answer_call(&store, id).await;
     }
     let media = Arc::new(FakeMedia::default());
     let app = app(store.clone(), media.clone()).await;
@@ -1217,16 +1213,7 @@ async fn provider_transfers_follow_the_dial_of_a_document_the_bot_serves(store: 
         seed_call(&store, id, "a").await;
     }
     for id in ["tw", "pl"] {
-        let answered = CallChange {
-            to: CallStatus::Progressing,
-            at: Millis::now(),
-            hangup: None,
-            sip: None,
-        };
-        store
-            .transition_call(None, id, &answered, None)
-            .await
-            .expect("answered");
+        answer_call(&store, id).await;
     }
     // The bot's documents, and what each request carried.
     let asked: Arc<Mutex<Vec<String>>> = Arc::default();
