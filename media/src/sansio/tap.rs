@@ -148,9 +148,9 @@ impl Tap {
             // Room for a chunk and an odd-sized frame over it, made once per buffer.
             s.staged.reserve_exact(2 * chunk_bytes(rate));
         }
-        for v in pcm {
-            s.staged.extend_from_slice(&v.to_le_bytes());
-        }
+        let at = s.staged.len();
+        s.staged.resize(at + 2 * pcm.len(), 0);
+        voxbridge_codecs::frame::write_le(pcm, &mut s.staged[at..]);
         s.samples += pcm.len() as u64;
         if s.staged.len() >= chunk_bytes(rate) {
             s.seal();
