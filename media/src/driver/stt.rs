@@ -10,7 +10,8 @@
 //! `sample_rate` of the URL, `CloseStream` at the end; each final result
 //! with words becomes a `Transcript` event (speaker by direction, its place
 //! in the call from the chunk times plus the result's `start`). A
-//! recognizer that fails or drops is reconnected `max_reconnects` times,
+//! recognizer that fails, drops or stops reading (a send waiting 5 s) is
+//! reconnected `max_reconnects` times,
 //! one second apart, the audio in between held by the queue; a rate change
 //! (a codec change mid-call) ends the stream and starts another at the new
 //! rate. When the call ends the queue closes: what is queued is sent, then
@@ -38,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FINAL_WAIT: Duration = Duration::from_secs(5);
 /// Pause before a reconnect.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// How long one send may wait on a recognizer that does not read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest message taken from a recognizer (a result is a few KiB).
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -187,9 +190,7 @@ impl Stream {
             }
         };
         // The end of this stream: the last results, then the close.
-        ws.send(Message::text(CLOSE_STREAM))
-            .await
-            .map_err(|e| Failure::Dropped(e.to_string()))?;
+        send_message(&mut ws, Message::text(CLOSE_STREAM)).await?;
         let last = async {
             loop {
                 match ws.next().await {
@@ -292,7 +293,16 @@ impl Stream {
 }
 
 async fn send(ws: &mut Ws, pcm: Bytes) -> Result<(), Failure> {
-    ws.send(Message::Binary(pcm))
-        .await
-        .map_err(|e| Failure::Dropped(e.to_string()))
+    send_message(ws, Message::Binary(pcm)).await
+}
+
+/// One message out; a recognizer that stops reading is dropped after
+/// [`SEND_TIMEOUT`] (its task and socket never wait on it for good).
+async fn send_message(ws: &mut Ws, m: Message) -> Result<(), Failure> {
+    match tokio::time::timeout(SEND_TIMEOUT, ws.send(m)).await {
+        Ok(r) => r.map_err(|e| Failure::Dropped(e.to_string())),
+        Err(_) => Err(Failure::Dropped(format!(
+            "not reading: a send took over {SEND_TIMEOUT:?}"
+        ))),
+    }
 }
