@@ -453,6 +453,7 @@ fn transcribed_route(
             directions: vec![TranscribeDirection::In, TranscribeDirection::Out],
             buffer_ms: 10_000,
             max_reconnects,
+            auto: true,
         }),
         ..pipecat_route(bot, 16000)
     }
@@ -527,28 +528,58 @@ async fn both_directions_are_transcribed_in_order_with_their_place_in_the_call()
     caller.send_raw(&[0x00, 0x00, 0x00]).await;
     // Segments come as the recognizer finds them: during the call, and the
     // last ones after it ended (its audio is flushed with CloseStream).
-    let (mut segments, mut call_ms) = (Vec::new(), None);
-    while segments.len() < 2 || call_ms.is_none() {
+    // The transcribe's start comes before its segments, its completion
+    // after the last one (once the recognizer's stream closed).
+    let (mut segments, mut call_ms, mut started, mut completed) = (Vec::new(), None, None, None);
+    while completed.is_none() || call_ms.is_none() {
         match d
-            .event("transcripts and the hangup", |e| {
-                matches!(e, CallEvent::Transcript { .. } | CallEvent::Hungup { .. })
+            .event("transcripts, the transcribe's ends and the hangup", |e| {
+                matches!(
+                    e,
+                    CallEvent::Transcript { .. }
+                        | CallEvent::Hungup { .. }
+                        | CallEvent::TranscribeStarted { .. }
+                        | CallEvent::TranscribeCompleted { .. }
+                )
             })
             .await
         {
+            CallEvent::TranscribeStarted {
+                transcribe_id,
+                language,
+                directions,
+                ..
+            } => {
+                assert!(started.is_none() && segments.is_empty(), "started once, first");
+                assert_eq!(language, "en-US");
+                assert_eq!(directions, voxbridge_media::commands::TranscribeDirections::Both);
+                started = Some(transcribe_id);
+            }
             CallEvent::Transcript {
                 speaker,
                 text,
                 offset_ms,
+                transcribe_id,
                 ..
-            } => segments.push((
-                speaker,
-                text,
-                offset_ms.expect("a recognizer's segment has its time"),
-            )),
+            } => {
+                assert!(completed.is_none(), "no segment after the completion");
+                assert_eq!(transcribe_id, started, "a segment names its transcribe");
+                segments.push((
+                    speaker,
+                    text,
+                    offset_ms.expect("a recognizer's segment has its time"),
+                ))
+            }
+            CallEvent::TranscribeCompleted { transcribe_id, .. } => {
+                assert_eq!(Some(&transcribe_id), started.as_ref());
+                assert!(completed.is_none(), "completed once");
+                completed = Some(transcribe_id);
+            }
             CallEvent::Hungup { duration, .. } => call_ms = Some(duration.as_millis() as u64),
             _ => {}
         }
     }
+    assert_eq!(segments.len(), 2, "{segments:?}");
     let call_ms = call_ms.unwrap_or_default();
     let caller_segment = segments
         .iter()

@@ -5,7 +5,8 @@
 //! the REST API reaches the running call through media's command interface;
 //! billing charges the call from its `call_hungup` event. Bots written for
 //! Twilio, Telnyx and Plivo end their calls through the provider-compatible
-//! API.
+//! API. A transcribe started and stopped through the API is stored and
+//! published once, with its segments, in order.
 
 mod common;
 mod harness;
@@ -99,6 +100,25 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
     let digits = control.store.list_dtmfs("default", call_id).await.expect("dtmfs");
     assert_eq!(digits.iter().map(|d| d.digit.as_str()).collect::<Vec<_>>(), ["7"]);
 
+    // This route names no speech recognizer: a transcribe is refused, and
+    // nothing is stored.
+    let (status, refused) = api_call(
+        &api,
+        &secret,
+        "POST",
+        &format!("/v1/calls/{call_id}/transcribes"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "not_transcribable");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("names no speech recognizer")),
+        "{refused}"
+    );
+
     let req = Request::builder()
         .method("POST")
         .uri(format!("/v1/calls/{call_id}/hangup"))
@@ -156,6 +176,293 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
         0,
         "every event was relayed"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A speech recognizer speaking Deepgram's live protocol, scripted: the
+/// query it was opened with goes to `opened`; once a second of audio has
+/// come it says "hello there", at `CloseStream` "goodbye now", then closes.
+async fn scripted_recognizer() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the recognizer");
+    let url = format!("ws://{}/v1/listen", listener.local_addr().expect("addr"));
+    let (opened, queries) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let opened = opened.clone();
+            tokio::spawn(async move {
+                let query = Arc::new(std::sync::Mutex::new(String::new()));
+                let seen = query.clone();
+                #[allow(clippy::result_large_err)]
+                let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                     resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                    if let Ok(mut q) = seen.lock() {
+                        *q = req.uri().query().unwrap_or_default().to_owned();
+                    }
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(sock, callback).await else {
+                    return;
+                };
+                let query = query.lock().map(|q| q.clone()).unwrap_or_default();
+                let _ = opened.send(query);
+                let result = |words: &str, start: f64| {
+                    Message::text(
+                        serde_json::json!({"type": "Results", "is_final": true, "start": start, "duration": 1.0,
+                            "channel": {"alternatives": [{"transcript": words}]}})
+                        .to_string(),
+                    )
+                };
+                let (mut bytes, mut said) = (0usize, false);
+                while let Some(Ok(m)) = ws.next().await {
+                    match m {
+                        Message::Binary(b) => {
+                            bytes += b.len();
+                            if !said && bytes >= 32_000 {
+                                said = true;
+                                let _ = ws.send(result("hello there", 0.25)).await;
+                            }
+                        }
+                        Message::Text(t) if t.contains("CloseStream") => {
+                            let _ = ws.send(result("goodbye now", 1.5)).await;
+                            let _ = ws.close(None).await;
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    (url, queries)
+}
+
+async fn api_call(
+    api: &axum::Router,
+    key: &str,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("x-access-key", key);
+    let req = match body {
+        Some(b) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .expect("request");
+    let resp = api.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+/// The VoIPBIN transcription flow through the API: a call's route names a
+/// recognizer (not started by itself); `POST /v1/calls/{id}/transcribes`
+/// starts it with the request's language, a second start is refused while
+/// it runs, the caller's audio reaches the recognizer, its segments are
+/// stored with the transcribe's id and published, and `.../stop` ends it:
+/// the last segment comes, then `transcribe_completed`. Each lifecycle
+/// event is published once, segments between them, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once() {
+    use voxbridge_media::config::{Route, Transcribe, TranscribeDirection};
+    let dir = std::env::temp_dir().join(format!("voxbridge-transcribes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ccfg = ControlConfig {
+        data_dir: dir.clone(),
+        ..ControlConfig::default()
+    };
+    let control = Control::start(&ccfg).await.expect("control starts");
+    let mut bus = control.bus.subscribe();
+    let (secret, _) = billed_default_customer(&control.store).await;
+    let (recognizer, mut opened) = scripted_recognizer().await;
+    let mut bot = TestBot::start().await;
+    let route = Route {
+        transcribe: Some(Transcribe {
+            url: recognizer,
+            key: None,
+            language: "en-US".into(),
+            directions: vec![TranscribeDirection::In],
+            buffer_ms: 10_000,
+            max_reconnects: 0,
+            auto: false,
+        }),
+        ..pipecat_route(&bot.url, 16000)
+    };
+    let server = MediaServer::bind(one_listener(route), Arc::new(control.sink()))
+        .await
+        .expect("media binds");
+    let addr = server.audiosocket_addrs()[0];
+    let api = control.router(Arc::new(server.commands()));
+    let shutdown = server.shutdown_handle();
+    let media = tokio::spawn(server.run());
+
+    let mut caller = Caller::connect(addr, uuid(43)).await;
+    let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2b";
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start message");
+    assert_eq!(next_event(&mut bus).await.event_type, "call_created");
+    assert_eq!(next_event(&mut bus).await.event_type, "call_progressing");
+
+    let start = format!("/v1/calls/{call_id}/transcribes");
+    let (status, bad) = api_call(
+        &api,
+        &secret,
+        "POST",
+        &start,
+        Some(serde_json::json!({"language": "en US"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    let (status, t) = api_call(
+        &api,
+        &secret,
+        "POST",
+        &start,
+        Some(serde_json::json!({"language": "fr-CA"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{t}");
+    assert_eq!(
+        (&t["status"], &t["source"], &t["language"], &t["directions"]),
+        (
+            &"running".into(),
+            &"recognizer".into(),
+            &"fr-CA".into(),
+            &"in".into()
+        ),
+        "{t}"
+    );
+    let transcribe_id = t["id"].as_str().expect("id").to_owned();
+    let (status, again) = api_call(&api, &secret, "POST", &start, Some(serde_json::json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error"]["code"], "transcribe_running");
+
+    // A second and a half of the caller's speech: the recognizer hears it
+    // at the bot's rate, in the language asked for.
+    caller.send_audio(&harness::speech_8k(75)).await;
+    let query = within("the recognizer to be opened", opened.recv())
+        .await
+        .expect("opened");
+    assert!(
+        query.contains("language=fr-CA") && query.contains("sample_rate=16000"),
+        "{query}"
+    );
+    let mut published = Vec::new();
+    while published.len() < 2 {
+        let e = next_event(&mut bus).await;
+        published.push((e.event_type.clone(), e.resource.fields.clone()));
+    }
+    let (status, _) = api_call(&api, &secret, "POST", &format!("{start}/stop"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    while published.len() < 4 {
+        let e = next_event(&mut bus).await;
+        published.push((e.event_type.clone(), e.resource.fields.clone()));
+    }
+    let kinds: Vec<&str> = published.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "transcribe_started",
+            "transcript_created",
+            "transcript_created",
+            "transcribe_completed"
+        ]
+    );
+    assert_eq!(published[1].1["message"], "hello there");
+    assert_eq!(published[2].1["message"], "goodbye now");
+    for (_, fields) in &published[1..3] {
+        assert_eq!(fields["transcribe_id"], transcribe_id.as_str());
+        assert_eq!(fields["direction"], "in");
+    }
+    // Times in the call: the tap started after the call did, and the
+    // recognizer's `start` is added to it.
+    let first_ms = published[1].1["tm_transcript"].as_i64().expect("tm_transcript");
+    let last_ms = published[2].1["tm_transcript"].as_i64().expect("tm_transcript");
+    assert!(
+        first_ms >= 250 && last_ms - first_ms == 1_250,
+        "{first_ms} {last_ms}"
+    );
+    assert_eq!(published[3].1["status"], "completed");
+
+    let (status, stored) = api_call(
+        &api,
+        &secret,
+        "GET",
+        &format!("/v1/transcribes/{transcribe_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored["status"], "completed");
+    assert!(stored["tm_end"].is_string(), "{stored}");
+    let (status, _) = api_call(&api, &secret, "POST", &format!("{start}/stop"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing runs any more");
+    let (_, segments) = api_call(
+        &api,
+        &secret,
+        "GET",
+        &format!("/v1/transcripts?transcribe_id={transcribe_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(segments["items"].as_array().map(Vec::len), Some(2), "{segments}");
+
+    // A new transcribe may start once the first completed; the call's end
+    // completes it.
+    let (status, second) = api_call(
+        &api,
+        &secret,
+        "POST",
+        &start,
+        Some(serde_json::json!({"directions": "in"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    assert_eq!(second["language"], "en-US", "the route's");
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    let mut after = Vec::new();
+    while !after.contains(&"call_hungup".to_owned()) || !after.contains(&"transcribe_completed".to_owned()) {
+        after.push(next_event(&mut bus).await.event_type.clone());
+    }
+    assert_eq!(
+        after.iter().filter(|k| *k == "transcribe_started").count(),
+        1,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.iter().filter(|k| *k == "transcribe_completed").count(),
+        1,
+        "{after:?}"
+    );
+    let (_, listed) = api_call(
+        &api,
+        &secret,
+        "GET",
+        &format!("/v1/transcribes?call_id={call_id}"),
+        None,
+    )
+    .await;
+    let statuses: Vec<&str> = listed["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["status"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(statuses, ["completed", "completed"], "{listed}");
+    let (status, gone) = api_call(&api, &secret, "POST", &start, Some(serde_json::json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{gone}");
+    assert_eq!(gone["error"]["code"], "not_live");
+
+    shutdown.shutdown();
+    within("media to stop", media).await.expect("media task");
+    within("control to stop", control.shutdown()).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

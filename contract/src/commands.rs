@@ -63,6 +63,115 @@ pub trait CallCommands: Send + Sync + 'static {
     fn cancel_dial(&self, _call_id: &str) -> bool {
         false
     }
+
+    /// Starts transcribing a running call with its route's speech
+    /// recognizer (`[routes.<name>.transcribe]`). `done` hears `Ok` once the
+    /// recognizer streams are started, with the language and directions
+    /// taken (a `TranscribeStarted` event follows,
+    /// then `Transcript`s and, when stopped or at the call's end,
+    /// `TranscribeCompleted`), or why not (no such call here, its route has
+    /// no recognizer, a transcribe already runs on it). It is called at
+    /// once when this media plane cannot transcribe on command.
+    fn transcribe(&self, call_id: &str, start: TranscribeStart, done: TranscribeDone) {
+        let _ = start;
+        done(Err(format!(
+            "call {call_id}: this media plane cannot start transcription on command"
+        )));
+    }
+
+    /// Stops the transcribe running on a call: the audio queued is sent,
+    /// the recognizer's last results come as `Transcript`s, then
+    /// `TranscribeCompleted`. `done` hears `Ok` once stopping, or why not
+    /// (no such call here, no transcribe runs on it).
+    fn stop_transcribe(&self, call_id: &str, done: DialDone) {
+        done(Err(format!(
+            "call {call_id}: this media plane cannot stop transcription on command"
+        )));
+    }
+}
+
+/// How a [`CallCommands::transcribe`] went: the language and directions
+/// the transcribe runs with, or why it did not start.
+pub type TranscribeDone = Box<dyn FnOnce(Result<TranscribeRunning, String>) + Send>;
+
+/// A transcribe that started: what it runs with (the route's where the
+/// request named nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscribeRunning {
+    /// The recognizer's language.
+    pub language: String,
+    /// Which audio.
+    pub directions: TranscribeDirections,
+}
+
+/// A transcribe to start on a running call ([`CallCommands::transcribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscribeStart {
+    /// The transcribe's id (its record in control/); events carry it.
+    pub transcribe_id: String,
+    /// The recognizer's `language`; the route's when `None`.
+    pub language: Option<String>,
+    /// Which of the call's audio: the caller's (`inbound`), what the caller
+    /// heard (`outbound`); the route's when `None`.
+    pub directions: Option<TranscribeDirections>,
+}
+
+/// Whether `s` can be a recognizer's `language` (a BCP 47-like tag: 1-35
+/// ASCII letters, digits and `-`, as `en`, `en-US`, `zh-Hans-CN`); it goes
+/// into a URL's query as it is.
+pub fn is_language_tag(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 35 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Which directions of a call's audio a transcribe takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranscribeDirections {
+    /// The caller's speech only.
+    In,
+    /// What the caller heard (the bot) only.
+    Out,
+    /// Both, each as its own stream.
+    Both,
+}
+
+impl TranscribeDirections {
+    /// `in`, `out` or `both`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TranscribeDirections::In => "in",
+            TranscribeDirections::Out => "out",
+            TranscribeDirections::Both => "both",
+        }
+    }
+
+    /// From [`TranscribeDirections::as_str`]'s words.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "in" => Some(TranscribeDirections::In),
+            "out" => Some(TranscribeDirections::Out),
+            "both" => Some(TranscribeDirections::Both),
+            _ => None,
+        }
+    }
+
+    /// From the two flags; `None` when neither is set.
+    pub fn from_flags(inbound: bool, outbound: bool) -> Option<Self> {
+        match (inbound, outbound) {
+            (true, true) => Some(TranscribeDirections::Both),
+            (true, false) => Some(TranscribeDirections::In),
+            (false, true) => Some(TranscribeDirections::Out),
+            (false, false) => None,
+        }
+    }
+
+    /// (`in`, `out`) as flags.
+    pub fn flags(self) -> (bool, bool) {
+        match self {
+            TranscribeDirections::In => (true, false),
+            TranscribeDirections::Out => (false, true),
+            TranscribeDirections::Both => (true, true),
+        }
+    }
 }
 
 /// A call for the media plane to place on a SIP trunk.
@@ -106,7 +215,8 @@ pub enum SipDialEvent {
 /// Hears what happens to a [`CallCommands::dial_sip`].
 pub type SipDialEvents = Box<dyn FnMut(SipDialEvent) + Send>;
 
-/// How a [`CallCommands::dial_asterisk_media`] went.
+/// How a [`CallCommands::dial_asterisk_media`] (or another command that
+/// answers later) went.
 pub type DialDone = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// A call for the media plane to connect to Asterisk's WebSocket channel.

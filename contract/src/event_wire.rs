@@ -3,13 +3,14 @@
 //! see `control/src/link`). In one `voxbridge serve` nothing is encoded.
 //!
 //! One JSON object per message, tagged by `type` (`created`, `answered`,
-//! `hungup`, ... for events; `hangup` for commands). Each event carries an
+//! `hungup`, `transcribe_started`, ... for events; `hangup` for commands). Each event carries an
 //! `event_id` chosen by the sender, so a receiver that sees a message twice
 //! (Kafka is at-least-once) can tell. Times are milliseconds since the Unix
 //! epoch (`at_ms`), durations milliseconds. Unknown fields are ignored, so a
 //! newer sender can add fields during a rolling upgrade; an unknown `type`,
 //! a missing field or a bad value is an error, never a panic.
 
+use crate::commands::TranscribeDirections;
 use crate::error::ContractError;
 use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, SipCause, Speaker};
 use serde::{Deserialize, Serialize};
@@ -104,6 +105,22 @@ enum Msg {
         user_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         offset_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transcribe_id: Option<String>,
+    },
+    TranscribeStarted {
+        event_id: String,
+        call_id: String,
+        transcribe_id: String,
+        language: String,
+        directions: WireDirections,
+        at_ms: u64,
+    },
+    TranscribeCompleted {
+        event_id: String,
+        call_id: String,
+        transcribe_id: String,
+        at_ms: u64,
     },
     RtpStats {
         event_id: String,
@@ -133,6 +150,34 @@ struct WireSipCause {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     code: Option<u16>,
     reason: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum WireDirections {
+    In,
+    Out,
+    Both,
+}
+
+impl From<TranscribeDirections> for WireDirections {
+    fn from(d: TranscribeDirections) -> Self {
+        match d {
+            TranscribeDirections::In => WireDirections::In,
+            TranscribeDirections::Out => WireDirections::Out,
+            TranscribeDirections::Both => WireDirections::Both,
+        }
+    }
+}
+
+impl From<WireDirections> for TranscribeDirections {
+    fn from(d: WireDirections) -> Self {
+        match d {
+            WireDirections::In => TranscribeDirections::In,
+            WireDirections::Out => TranscribeDirections::Out,
+            WireDirections::Both => TranscribeDirections::Both,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -273,6 +318,7 @@ impl WireEvent {
                 text,
                 user_id,
                 offset_ms,
+                transcribe_id,
             } => Msg::Transcript {
                 event_id: id,
                 call_id: call_id.clone(),
@@ -283,6 +329,31 @@ impl WireEvent {
                 text: text.clone(),
                 user_id: user_id.clone(),
                 offset_ms: *offset_ms,
+                transcribe_id: transcribe_id.clone(),
+            },
+            CallEvent::TranscribeStarted {
+                call_id,
+                transcribe_id,
+                language,
+                directions,
+                at,
+            } => Msg::TranscribeStarted {
+                event_id: id,
+                call_id: call_id.clone(),
+                transcribe_id: transcribe_id.clone(),
+                language: language.clone(),
+                directions: (*directions).into(),
+                at_ms: ms_of(*at),
+            },
+            CallEvent::TranscribeCompleted {
+                call_id,
+                transcribe_id,
+                at,
+            } => Msg::TranscribeCompleted {
+                event_id: id,
+                call_id: call_id.clone(),
+                transcribe_id: transcribe_id.clone(),
+                at_ms: ms_of(*at),
             },
             CallEvent::RtpStats { call_id, stats } => Msg::RtpStats {
                 event_id: id,
@@ -397,6 +468,7 @@ impl WireEvent {
                 text,
                 user_id,
                 offset_ms,
+                transcribe_id,
             } => WireEvent {
                 event_id,
                 event: CallEvent::Transcript {
@@ -408,6 +480,37 @@ impl WireEvent {
                     text,
                     user_id,
                     offset_ms,
+                    transcribe_id,
+                },
+            },
+            Msg::TranscribeStarted {
+                event_id,
+                call_id,
+                transcribe_id,
+                language,
+                directions,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::TranscribeStarted {
+                    call_id,
+                    transcribe_id,
+                    language,
+                    directions: directions.into(),
+                    at: time_of(at_ms)?,
+                },
+            },
+            Msg::TranscribeCompleted {
+                event_id,
+                call_id,
+                transcribe_id,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::TranscribeCompleted {
+                    call_id,
+                    transcribe_id,
+                    at: time_of(at_ms)?,
                 },
             },
             Msg::RtpStats {
@@ -504,6 +607,7 @@ mod tests {
                 text: "hello \"there\"".into(),
                 user_id: String::new(),
                 offset_ms: None,
+                transcribe_id: None,
             },
             CallEvent::Transcript {
                 call_id: "c1".into(),
@@ -511,6 +615,19 @@ mod tests {
                 text: "check my order".into(),
                 user_id: String::new(),
                 offset_ms: Some(3_500),
+                transcribe_id: Some("t1".into()),
+            },
+            CallEvent::TranscribeStarted {
+                call_id: "c1".into(),
+                transcribe_id: "t1".into(),
+                language: "en-US".into(),
+                directions: TranscribeDirections::Both,
+                at: at(1_764_000_000_600),
+            },
+            CallEvent::TranscribeCompleted {
+                call_id: "c1".into(),
+                transcribe_id: "t1".into(),
+                at: at(1_764_000_009_600),
             },
             CallEvent::RtpStats {
                 call_id: "c1".into(),
@@ -586,7 +703,7 @@ mod tests {
             for event in [
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::from_millis(ms / 7), at: at(ms), sip: None },
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::ZERO, at: at(ms), sip: Some(SipCause::new((ms % 2 == 0).then_some(487), &text)) },
-                CallEvent::Transcript { call_id: id.clone(), speaker: Speaker::Caller, text: text.clone(), user_id: text.clone(), offset_ms: (ms % 3 == 0).then_some(ms / 3) },
+                CallEvent::Transcript { call_id: id.clone(), speaker: Speaker::Caller, text: text.clone(), user_id: text.clone(), offset_ms: (ms % 3 == 0).then_some(ms / 3), transcribe_id: (ms % 2 == 0).then(|| text.clone()) },
                 CallEvent::Transferred { call_id: id.clone(), target: text.clone(), at: at(ms) },
             ] {
                 let w = WireEvent { event_id: id.clone(), event };

@@ -232,6 +232,33 @@ pub enum CallEvent {
         /// from a speech recognizer's segment times; `None` for what a bot
         /// reports (stored at the time it arrives).
         offset_ms: Option<u64>,
+        /// The transcribe (speech recognizer session) that heard it; `None`
+        /// for what a bot reports.
+        transcribe_id: Option<String>,
+    },
+    /// A speech recognizer started transcribing the call (by route config
+    /// or on command).
+    TranscribeStarted {
+        /// Call id.
+        call_id: String,
+        /// The transcribe's id.
+        transcribe_id: String,
+        /// The recognizer's language.
+        language: String,
+        /// `in`, `out` or `both`.
+        directions: crate::commands::TranscribeDirections,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
+    /// A transcribe ended (stopped on command, the call ended, or its
+    /// recognizer gave up) and its last segments are out.
+    TranscribeCompleted {
+        /// Call id.
+        call_id: String,
+        /// The transcribe's id.
+        transcribe_id: String,
+        /// Wall-clock time.
+        at: SystemTime,
     },
     /// RTP reception and transmission figures (every RTCP interval, 5 s, and at the end).
     RtpStats {
@@ -275,6 +302,8 @@ impl CallEvent {
             | CallEvent::Answered { call_id, .. }
             | CallEvent::Dtmf { call_id, .. }
             | CallEvent::Transcript { call_id, .. }
+            | CallEvent::TranscribeStarted { call_id, .. }
+            | CallEvent::TranscribeCompleted { call_id, .. }
             | CallEvent::RtpStats { call_id, .. }
             | CallEvent::Transferred { call_id, .. }
             | CallEvent::Hungup { call_id, .. } => call_id,

@@ -134,7 +134,9 @@ pub struct Actor {
     pub id: String,
 }
 
-/// A transcription session of one call.
+/// A transcription session of one call: a speech recognizer's (started by
+/// the route's config or `POST /v1/calls/{id}/transcribes`), or the one a
+/// bot reports its own transcripts into.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Transcribe {
     /// Transcribe id.
@@ -143,9 +145,25 @@ pub struct Transcribe {
     pub customer_id: String,
     /// The call transcribed.
     pub call_id: String,
+    /// `recognizer` (voxbridge streams the call's audio to a speech
+    /// recognizer) or `bot` (segments the bot reported).
+    #[schema(pattern = "^(recognizer|bot)$")]
+    pub source: String,
+    /// `running`, then `completed` (stopped, the call ended, or the
+    /// recognizer gave up; its last segments are in).
+    #[schema(pattern = "^(running|completed)$")]
+    pub status: String,
+    /// The recognizer's language (none for `bot`).
+    pub language: Option<String>,
+    /// `in` (the caller), `out` (what the caller heard) or `both`.
+    #[schema(pattern = "^(in|out|both)$")]
+    pub directions: String,
     /// Created.
     #[schema(value_type = String, format = DateTime)]
     pub tm_create: Millis,
+    /// Completed.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub tm_end: Option<Millis>,
 }
 
 /// One transcript segment.
@@ -159,11 +177,12 @@ pub struct Transcript {
     pub transcribe_id: String,
     /// The call.
     pub call_id: String,
-    /// `in` (the caller, via the bot's STT) or `out` (the bot).
+    /// `in` (the caller) or `out` (the bot: what the caller heard).
     pub direction: String,
     /// The words.
     pub message: String,
-    /// Milliseconds since the call was created.
+    /// Milliseconds since the call was created: where a recognizer heard
+    /// the words start, or when a bot's report arrived.
     pub tm_transcript: i64,
     /// Stored.
     #[schema(value_type = String, format = DateTime)]

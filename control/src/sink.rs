@@ -438,6 +438,9 @@ pub async fn apply(
                     })
                 })
                 .await?;
+            store
+                .complete_bot_transcribe(call_id, Millis::from_system(*at))
+                .await?;
             Ok(t.applied)
         }
         CallEvent::Transcript {
@@ -445,6 +448,7 @@ pub async fn apply(
             speaker,
             text,
             offset_ms,
+            transcribe_id,
             ..
         } => {
             voxbridge_contract::text::check("transcript", text).map_err(ControlError::Rejected)?;
@@ -453,10 +457,46 @@ pub async fn apply(
                 Speaker::Bot => "out",
             };
             let id = event_id.map_or_else(crate::store::new_id, str::to_owned);
+            let (_, added) = match (transcribe_id, offset_ms) {
+                (Some(transcribe_id), Some(offset)) => {
+                    let offset = i64::try_from(*offset).unwrap_or(i64::MAX);
+                    store
+                        .add_recognized_once(&id, call_id, transcribe_id, direction, text, offset)
+                        .await?
+                }
+                _ => {
+                    store
+                        .add_transcript_once(&id, call_id, direction, text, segment_time(*offset_ms))
+                        .await?
+                }
+            };
+            Ok(added)
+        }
+        CallEvent::TranscribeStarted {
+            call_id,
+            transcribe_id,
+            language,
+            directions,
+            at,
+        } => {
             let (_, added) = store
-                .add_transcript_once(&id, call_id, direction, text, segment_time(*offset_ms))
+                .start_transcribe_once(
+                    transcribe_id,
+                    call_id,
+                    language,
+                    directions.as_str(),
+                    Millis::from_system(*at),
+                )
                 .await?;
             Ok(added)
+        }
+        CallEvent::TranscribeCompleted {
+            transcribe_id, at, ..
+        } => {
+            let (_, changed) = store
+                .complete_transcribe_once(transcribe_id, Millis::from_system(*at))
+                .await?;
+            Ok(changed)
         }
         CallEvent::Dtmf { call_id, digit } => {
             let id = event_id.map_or_else(crate::store::new_id, str::to_owned);

@@ -12,15 +12,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 pub use voxbridge_contract::commands::{
-    AsteriskMediaDial, CallCommands, DialDone, SipDial, SipDialEvent, SipDialEvents,
+    AsteriskMediaDial, CallCommands, DialDone, SipDial, SipDialEvent, SipDialEvents, TranscribeDirections,
+    TranscribeDone, TranscribeRunning, TranscribeStart,
 };
 
 /// Signalling inputs sent to one call that may wait unread (SIP INFO
 /// digits, hold); more are dropped, counted by the sender.
 pub(crate) const INPUTS_QUEUED: usize = 32;
 
-/// What the signalling beside the media (SIP) tells a running call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the signalling beside the media (SIP) or the API tells a running
+/// call.
 pub(crate) enum CallInput {
     /// A caller digit (SIP INFO).
     Digit(char),
@@ -29,6 +30,22 @@ pub(crate) enum CallInput {
     /// The call's media format changed (a re-INVITE answered with another
     /// codec).
     Format(crate::sansio::rtp::RtpFormat),
+    /// Start transcribing (API); `done` hears whether it started.
+    Transcribe(TranscribeStart, TranscribeDone),
+    /// Stop the running transcribe (API); `done` hears whether one ran.
+    StopTranscribe(DialDone),
+}
+
+impl std::fmt::Debug for CallInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallInput::Digit(d) => f.debug_tuple("Digit").field(d).finish(),
+            CallInput::Hold(h) => f.debug_tuple("Hold").field(h).finish(),
+            CallInput::Format(x) => f.debug_tuple("Format").field(x).finish(),
+            CallInput::Transcribe(t, _) => f.debug_tuple("Transcribe").field(t).finish(),
+            CallInput::StopTranscribe(_) => f.write_str("StopTranscribe"),
+        }
+    }
 }
 
 /// What the registry keeps of a running call: its stop switch and where
@@ -124,8 +141,33 @@ impl CallRegistry {
     /// hold) to the running call; `false` when there is no such call or its
     /// queue of [`INPUTS_QUEUED`] is full.
     pub(crate) fn send_input(&self, call_id: &str, input: CallInput) -> bool {
+        self.try_input(call_id, input).is_ok()
+    }
+
+    /// [`CallRegistry::send_input`] that hands the input back when it could
+    /// not be queued, with why.
+    fn try_input(&self, call_id: &str, input: CallInput) -> Result<(), (CallInput, &'static str)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(call_id).is_some_and(|h| h.inputs.try_send(input).is_ok())
+        let Some(h) = map.get(call_id) else {
+            return Err((input, "no such call runs here"));
+        };
+        h.inputs.try_send(input).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(i) => (i, "the call is busy; try again"),
+            mpsc::error::TrySendError::Closed(i) => (i, "the call is ending"),
+        })
+    }
+
+    /// Hands a command that answers through `done` to the running call;
+    /// `done` hears why not when it cannot be queued.
+    fn command(&self, call_id: &str, input: CallInput) {
+        if let Err((input, why)) = self.try_input(call_id, input) {
+            let why = format!("call {call_id}: {why}");
+            match input {
+                CallInput::Transcribe(_, done) => done(Err(why)),
+                CallInput::StopTranscribe(done) => done(Err(why)),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -167,6 +209,14 @@ impl CallCommands for MediaCommands {
     fn cancel_dial(&self, call_id: &str) -> bool {
         self.sip.as_ref().is_some_and(|s| s.cancel(call_id))
     }
+
+    fn transcribe(&self, call_id: &str, start: TranscribeStart, done: TranscribeDone) {
+        self.calls.command(call_id, CallInput::Transcribe(start, done));
+    }
+
+    fn stop_transcribe(&self, call_id: &str, done: DialDone) {
+        self.calls.command(call_id, CallInput::StopTranscribe(done));
+    }
 }
 
 #[cfg(test)]
@@ -179,9 +229,19 @@ mod tests {
         let (mut rx, guard) = reg.claim("a").expect("free");
         assert!(reg.send_input("a", CallInput::Digit('5')));
         assert!(reg.send_input("a", CallInput::Hold(true)));
-        assert_eq!(rx.inputs.try_recv(), Ok(CallInput::Digit('5')));
-        assert_eq!(rx.inputs.try_recv(), Ok(CallInput::Hold(true)));
+        assert!(matches!(rx.inputs.try_recv(), Ok(CallInput::Digit('5'))));
+        assert!(matches!(rx.inputs.try_recv(), Ok(CallInput::Hold(true))));
         assert!(!reg.send_input("b", CallInput::Digit('5')));
+        let (tx, mut heard) = tokio::sync::oneshot::channel();
+        reg.command(
+            "b",
+            CallInput::StopTranscribe(Box::new(move |r| drop(tx.send(r)))),
+        );
+        let why = heard
+            .try_recv()
+            .expect("answered at once")
+            .expect_err("no call b");
+        assert!(why.contains("no such call"), "{why}");
         assert!(reg.hangup("a"));
         assert_eq!(rx.stop.borrow().clone(), Some((HangupCause::ApiHangup, None)));
         assert!(!reg.hangup("b"));

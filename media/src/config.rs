@@ -176,6 +176,11 @@ pub struct Transcribe {
     /// direction's transcription gives up for the call.
     #[serde(default = "default_transcribe_reconnects")]
     pub max_reconnects: u32,
+    /// Whether every call of the route is transcribed from its start
+    /// (`true`), or only when the API asks (`POST
+    /// /v1/calls/{id}/transcribes`; the recognizer is then only named here).
+    #[serde(default = "default_true")]
+    pub auto: bool,
 }
 
 impl std::fmt::Debug for Transcribe {
@@ -187,6 +192,7 @@ impl std::fmt::Debug for Transcribe {
             .field("directions", &self.directions)
             .field("buffer_ms", &self.buffer_ms)
             .field("max_reconnects", &self.max_reconnects)
+            .field("auto", &self.auto)
             .finish()
     }
 }
@@ -217,10 +223,25 @@ fn default_transcribe_reconnects() -> u32 {
     3
 }
 
+fn default_true() -> bool {
+    true
+}
+
 impl Transcribe {
     /// Whether `d` is transcribed.
     pub fn wants(&self, d: TranscribeDirection) -> bool {
         self.directions.contains(&d)
+    }
+
+    /// The configured directions as one value (both when none is named;
+    /// validation refuses that).
+    pub fn direction_set(&self) -> voxbridge_contract::commands::TranscribeDirections {
+        use voxbridge_contract::commands::TranscribeDirections;
+        TranscribeDirections::from_flags(
+            self.wants(TranscribeDirection::In),
+            self.wants(TranscribeDirection::Out),
+        )
+        .unwrap_or(TranscribeDirections::Both)
     }
 
     fn validate(&self, route: &str) -> Result<(), ConfigError> {
@@ -234,13 +255,7 @@ impl Transcribe {
         if self.directions.is_empty() {
             return bad("directions: name \"in\", \"out\" or both".into());
         }
-        if self.language.is_empty()
-            || self.language.len() > 35
-            || !self
-                .language
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !voxbridge_contract::commands::is_language_tag(&self.language) {
             return bad(format!("language: {:?} is not a language tag", self.language));
         }
         if self.buffer_ms < 1000 {

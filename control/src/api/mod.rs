@@ -190,7 +190,7 @@ impl Modify for Security {
         calls::list, calls::originate, calls::get, calls::hangup, calls::transfer, calls::audit,
         campaigns::create, campaigns::list, campaigns::get, campaigns::start, campaigns::pause, campaigns::stop,
         campaigns::add_targets, campaigns::list_targets, campaigns::stats,
-        transcripts::list_transcribes, transcripts::get_transcribe,
+        transcripts::start, transcripts::stop, transcripts::list_transcribes, transcripts::get_transcribe,
         transcripts::list_transcripts, transcripts::get_transcript,
         admin::list_customers, admin::create_customer, admin::get_customer, admin::delete_customer,
         admin::list_keys, admin::create_key, admin::delete_key,
@@ -215,6 +215,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/calls/{id}", get(calls::get))
         .route("/v1/calls/{id}/hangup", post(calls::hangup))
         .route("/v1/calls/{id}/transfer", post(calls::transfer))
+        .route("/v1/calls/{id}/transcribes", post(transcripts::start))
+        .route("/v1/calls/{id}/transcribes/stop", post(transcripts::stop))
         .route("/v1/audit", get(calls::audit))
         .route("/v1/campaigns", get(campaigns::list).post(campaigns::create))
         .route("/v1/campaigns/{id}", get(campaigns::get))

@@ -292,6 +292,38 @@ ALTER TABLE calls ADD COLUMN hangup_sip_code BIGINT;
 ALTER TABLE calls ADD COLUMN hangup_sip_reason TEXT;
 ",
     ),
+    (
+        // A call may have several transcribes (a speech recognizer's,
+        // started and stopped on command, beside the one a bot reports):
+        // the table is rebuilt without `UNIQUE (call_id)`, the bot's kept
+        // one per call by a partial index.
+        8,
+        "
+CREATE TABLE transcribes_v8 (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    language TEXT,
+    directions TEXT NOT NULL,
+    tm_create BIGINT NOT NULL,
+    tm_end BIGINT
+);
+INSERT INTO transcribes_v8 (id, customer_id, call_id, source, status, language, directions, tm_create, tm_end)
+    SELECT t.id, t.customer_id, t.call_id, 'bot',
+        CASE WHEN EXISTS (SELECT 1 FROM calls c WHERE c.id = t.call_id AND c.status <> 'hangup')
+            THEN 'running' ELSE 'completed' END,
+        NULL, 'both', t.tm_create, NULL
+    FROM transcribes t ORDER BY t.seq;
+DROP TABLE transcribes;
+ALTER TABLE transcribes_v8 RENAME TO transcribes;
+CREATE INDEX transcribes_customer ON transcribes (customer_id, seq);
+CREATE INDEX transcribes_call ON transcribes (call_id, seq);
+CREATE UNIQUE INDEX transcribes_bot_call ON transcribes (call_id) WHERE source = 'bot';
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {

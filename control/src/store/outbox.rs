@@ -19,6 +19,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "call",
     "customer",
     "transcript",
+    "transcribe",
     "billing_record",
     "webhook_endpoint",
     "campaign",

@@ -1,13 +1,18 @@
-//! Transcribes (one per transcribed call) and their transcript segments,
-//! from the bot's TranscriptionFrames/TextFrames via media events. Each
-//! segment commits with its `transcript_created` event.
+//! Transcribes and their transcript segments. A speech recognizer's
+//! transcribe (source `recognizer`) is made by its `transcribe_started`
+//! and closed by `transcribe_completed`, each committed with its event;
+//! a call has one `bot` transcribe for what its bot reports
+//! (TranscriptionFrames/TextFrames), made on the first segment and
+//! completed with the call. Each segment commits with its
+//! `transcript_created` event.
 
 use super::{outbox, vals, Row, Store};
 use crate::error::{ControlError, Result};
 use crate::model::{Page, PageReq, Transcribe, Transcript};
 use crate::time::Millis;
 
-const TRANSCRIBE_COLS: &str = "seq, id, customer_id, call_id, tm_create";
+const TRANSCRIBE_COLS: &str =
+    "seq, id, customer_id, call_id, source, status, language, directions, tm_create, tm_end";
 const TRANSCRIPT_COLS: &str =
     "seq, id, customer_id, transcribe_id, call_id, direction, message, tm_transcript, tm_create";
 
@@ -16,7 +21,12 @@ fn transcribe(r: &Row) -> Result<Transcribe> {
         id: r.text(1)?,
         customer_id: r.text(2)?,
         call_id: r.text(3)?,
-        tm_create: r.millis(4)?,
+        source: r.text(4)?,
+        status: r.text(5)?,
+        language: r.opt_text(6)?,
+        directions: r.text(7)?,
+        tm_create: r.millis(8)?,
+        tm_end: r.opt_millis(9)?,
     })
 }
 
@@ -77,6 +87,36 @@ impl Store {
         message: &str,
         when: SegmentTime,
     ) -> Result<(Transcript, bool)> {
+        self.add_segment_once(id, call_id, None, direction, message, when)
+            .await
+    }
+
+    /// A speech recognizer's segment of transcribe `transcribe_id`, heard
+    /// `offset_ms` after the call was created; once per `id` as
+    /// [`Store::add_transcript_once`].
+    pub async fn add_recognized_once(
+        &self,
+        id: &str,
+        call_id: &str,
+        transcribe_id: &str,
+        direction: &str,
+        message: &str,
+        offset_ms: i64,
+    ) -> Result<(Transcript, bool)> {
+        let when = SegmentTime::InCall(offset_ms);
+        self.add_segment_once(id, call_id, Some(transcribe_id), direction, message, when)
+            .await
+    }
+
+    async fn add_segment_once(
+        &self,
+        id: &str,
+        call_id: &str,
+        recognizer: Option<&str>,
+        direction: &str,
+        message: &str,
+        when: SegmentTime,
+    ) -> Result<(Transcript, bool)> {
         let mut tx = self.db.begin().await?;
         let rows = tx
             .query(
@@ -89,15 +129,37 @@ impl Store {
             None => return Err(ControlError::NotFound),
         };
         let now = Millis::now();
-        tx.execute(
-            "INSERT INTO transcribes (id, customer_id, call_id, tm_create) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (call_id) DO NOTHING",
-            vals![super::new_id(), &customer_id, call_id, now],
-        )
-        .await?;
-        let rows = tx
-            .query("SELECT id FROM transcribes WHERE call_id = $1", vals![call_id])
-            .await?;
+        let rows = match recognizer {
+            // Made by its `transcribe_started`, which comes first; made here
+            // only if that was lost.
+            Some(transcribe_id) => {
+                tx.execute(
+                    "INSERT INTO transcribes (id, customer_id, call_id, source, status, directions, tm_create) \
+                     VALUES ($1, $2, $3, 'recognizer', 'running', $4, $5) ON CONFLICT (id) DO NOTHING",
+                    vals![transcribe_id, &customer_id, call_id, direction, now],
+                )
+                .await?;
+                tx.query(
+                    "SELECT id FROM transcribes WHERE id = $1 AND call_id = $2",
+                    vals![transcribe_id, call_id],
+                )
+                .await?
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO transcribes (id, customer_id, call_id, source, status, directions, tm_create) \
+                     VALUES ($1, $2, $3, 'bot', 'running', 'both', $4) \
+                     ON CONFLICT (call_id) WHERE source = 'bot' DO NOTHING",
+                    vals![super::new_id(), &customer_id, call_id, now],
+                )
+                .await?;
+                tx.query(
+                    "SELECT id FROM transcribes WHERE call_id = $1 AND source = 'bot'",
+                    vals![call_id],
+                )
+                .await?
+            }
+        };
         let transcribe_id = rows
             .first()
             .map(|r| r.text(0))
@@ -142,6 +204,130 @@ impl Store {
         .await?;
         self.commit(tx).await?;
         Ok((t, true))
+    }
+
+    /// A speech recognizer's transcribe `id` of `call_id` started: stored as
+    /// `running` with its `transcribe_started` event. A second call with
+    /// the same id (the API and the media plane both report a start, or an
+    /// event came twice) changes nothing and returns the stored record and
+    /// `false`.
+    pub async fn start_transcribe_once(
+        &self,
+        id: &str,
+        call_id: &str,
+        language: &str,
+        directions: &str,
+        at: Millis,
+    ) -> Result<(Transcribe, bool)> {
+        let mut tx = self.db.begin().await?;
+        let rows = tx
+            .query("SELECT customer_id FROM calls WHERE id = $1", vals![call_id])
+            .await?;
+        let customer_id = rows
+            .first()
+            .map(|r| r.text(0))
+            .unwrap_or(Err(ControlError::NotFound))?;
+        let t = Transcribe {
+            id: id.to_owned(),
+            customer_id,
+            call_id: call_id.to_owned(),
+            source: "recognizer".into(),
+            status: "running".into(),
+            language: Some(language.to_owned()),
+            directions: directions.to_owned(),
+            tm_create: at,
+            tm_end: None,
+        };
+        let inserted = tx
+            .execute(
+                "INSERT INTO transcribes (id, customer_id, call_id, source, status, language, directions, tm_create) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                vals![&t.id, &t.customer_id, &t.call_id, &t.source, &t.status, language, &t.directions, t.tm_create],
+            )
+            .await?;
+        if inserted == 0 {
+            drop(tx);
+            return Ok((self.transcribe_by_id(id).await?, false));
+        }
+        outbox::push(
+            tx.as_mut(),
+            "transcribe_started",
+            &t.customer_id,
+            "transcribe",
+            &t.id,
+            &t,
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok((t, true))
+    }
+
+    /// Transcribe `id` ended: `completed` with its `transcribe_completed`
+    /// event; one already completed is returned as it is with `false`.
+    pub async fn complete_transcribe_once(&self, id: &str, at: Millis) -> Result<(Transcribe, bool)> {
+        let mut tx = self.db.begin().await?;
+        let changed = tx
+            .execute(
+                "UPDATE transcribes SET status = 'completed', tm_end = $2 WHERE id = $1 AND status = 'running'",
+                vals![id, at],
+            )
+            .await?;
+        if changed == 0 {
+            drop(tx);
+            return Ok((self.transcribe_by_id(id).await?, false));
+        }
+        let sql = format!("SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE id = $1");
+        let rows = tx.query(&sql, vals![id]).await?;
+        let t = rows
+            .first()
+            .map(transcribe)
+            .unwrap_or(Err(ControlError::NotFound))?;
+        outbox::push(
+            tx.as_mut(),
+            "transcribe_completed",
+            &t.customer_id,
+            "transcribe",
+            &t.id,
+            &t,
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok((t, true))
+    }
+
+    /// The call ended: its bot transcribe (if any) is `completed` (no
+    /// event: a bot's transcribe has no lifecycle events).
+    pub async fn complete_bot_transcribe(&self, call_id: &str, at: Millis) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let changed = tx
+            .execute(
+                "UPDATE transcribes SET status = 'completed', tm_end = $2 \
+                 WHERE call_id = $1 AND source = 'bot' AND status = 'running'",
+                vals![call_id, at],
+            )
+            .await?;
+        if changed > 0 {
+            self.commit(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The speech recognizer's transcribe running on a tenant's call, if any.
+    pub async fn running_transcribe(&self, customer_id: &str, call_id: &str) -> Result<Option<Transcribe>> {
+        let sql = format!(
+            "SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE customer_id = $1 AND call_id = $2 \
+             AND source = 'recognizer' AND status = 'running' ORDER BY seq DESC LIMIT 1"
+        );
+        let rows = self.db.read(&sql, vals![customer_id, call_id]).await?;
+        rows.first().map(transcribe).transpose()
+    }
+
+    async fn transcribe_by_id(&self, id: &str) -> Result<Transcribe> {
+        let sql = format!("SELECT {TRANSCRIBE_COLS} FROM transcribes WHERE id = $1");
+        let rows = self.db.read(&sql, vals![id]).await?;
+        rows.first()
+            .map(transcribe)
+            .unwrap_or(Err(ControlError::NotFound))
     }
 
     /// A tenant's transcribes, newest first, optionally of one call.

@@ -49,6 +49,9 @@ pub struct CallContext {
     /// Where the bot's transfer requests go (`(call id, target)`): the
     /// signalling that can carry them out (SIP), none for other ingresses.
     pub transfers: Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>,
+    /// The daemon's tasks: a call's recognizer streams run on it, so a
+    /// shutdown waits for their last results.
+    pub tracker: tokio_util::task::TaskTracker,
 }
 
 /// The bot link's I/O; when to connect is the call's to say.
@@ -192,13 +195,17 @@ pub(crate) async fn drive(
     stop: Option<crate::commands::CallControl>,
 ) {
     let mut link = Link::Down;
-    let transcriber = ctx.route.transcribe.as_ref().map(|t| {
-        let tr = stt::Transcriber::start(t, call.call_id(), ctx.sink.clone(), ctx.metrics.clone());
-        let (inbound, outbound) = tr.directions();
-        call.enable_tap(inbound, outbound);
-        tr
-    });
-    let cause = drive_loop(&mut call, &mut leg, &mut link, &ctx, stop, transcriber.as_ref()).await;
+    let mut transcriber = None;
+    if let Some(t) = ctx.route.transcribe.as_ref().filter(|t| t.auto) {
+        let session = stt::Session {
+            id: uuid::Uuid::new_v4().to_string(),
+            language: t.language.clone(),
+            directions: t.direction_set(),
+            base_ms: 0,
+        };
+        transcriber = Some(start_transcriber(&mut call, &ctx, t, session));
+    }
+    let cause = drive_loop(&mut call, &mut leg, &mut link, &ctx, stop, &mut transcriber).await;
     leg.finish(&mut call, cause);
     call.finish(cause, Instant::now());
     service(&mut call, &mut link, &ctx, transcriber.as_ref());
@@ -212,13 +219,13 @@ async fn drive_loop(
     link: &mut Link,
     ctx: &CallContext,
     stop: Option<crate::commands::CallControl>,
-    transcriber: Option<&stt::Transcriber>,
+    transcriber: &mut Option<stt::Transcriber>,
 ) -> HangupCause {
     // Whatever arrived before the call started (AudioSocket: with the UUID).
     if let Err(cause) = leg.input(call, Instant::now()) {
         call.hang_up(cause);
     }
-    service(call, link, ctx, transcriber);
+    service(call, link, ctx, transcriber.as_ref());
     let mut armed = call.poll_timeout();
     let sleep = tokio::time::sleep_until(armed.into());
     tokio::pin!(sleep);
@@ -235,6 +242,9 @@ async fn drive_loop(
         Some(c) => (Some(c.stop), Some(c.inputs)),
         None => (None, None),
     };
+    // A hangup by command that came before a bot's close must win over it
+    // even when both are ready at one wake-up (`select!` picks at random).
+    let stop_peek = stop.clone();
     let api_stop = async move {
         match stop {
             Some(mut rx) => {
@@ -263,6 +273,14 @@ async fn drive_loop(
                 Some(t0)
             }
             w = bot_wake(link) => {
+                let link_ends = matches!(w, BotWake::Msg(Message::Close(_)) | BotWake::Failed(_));
+                let stopped = stop_peek.as_ref().filter(|_| link_ends).and_then(|rx| rx.borrow().clone());
+                if let Some((cause, sip)) = stopped {
+                    if let Some(sip) = sip {
+                        call.set_sip_cause(sip);
+                    }
+                    call.hang_up(cause);
+                }
                 bot_event(call, link, w, Instant::now());
                 if let Err(cause) = leg.after_bot(call) {
                     call.hang_up(cause);
@@ -296,11 +314,13 @@ async fn drive_loop(
                     CallInput::Digit(digit) => call.caller_digit(digit, Instant::now()),
                     CallInput::Hold(held) => leg.set_hold(held, Instant::now()),
                     CallInput::Format(format) => leg.set_format(call, format),
+                    CallInput::Transcribe(start, done) => done(transcribe(call, ctx, transcriber, start)),
+                    CallInput::StopTranscribe(done) => done(stop_transcribe(call, link, ctx, transcriber)),
                 }
                 None
             }
         };
-        let sent = service(call, link, ctx, transcriber);
+        let sent = service(call, link, ctx, transcriber.as_ref());
         if let (Some(t0), true) = (from_caller, sent > 0) {
             call.forwarded(t0.elapsed());
         }
@@ -312,6 +332,79 @@ async fn drive_loop(
             sleep.as_mut().reset(armed.into());
         }
     }
+}
+
+/// Starts a transcribe of `call` with the route's recognizer and taps the
+/// call for it.
+fn start_transcriber(
+    call: &mut Call,
+    ctx: &CallContext,
+    cfg: &crate::config::Transcribe,
+    session: stt::Session,
+) -> stt::Transcriber {
+    let tr = stt::Transcriber::start(
+        cfg,
+        session,
+        call.call_id(),
+        ctx.sink.clone(),
+        ctx.metrics.clone(),
+        &ctx.tracker,
+    );
+    let (inbound, outbound) = tr.directions();
+    call.enable_tap(inbound, outbound);
+    tr
+}
+
+/// A transcribe asked for by the API: started unless one runs or the
+/// route names no recognizer.
+fn transcribe(
+    call: &mut Call,
+    ctx: &CallContext,
+    transcriber: &mut Option<stt::Transcriber>,
+    start: crate::commands::TranscribeStart,
+) -> Result<crate::commands::TranscribeRunning, String> {
+    let Some(cfg) = ctx.route.transcribe.as_ref() else {
+        return Err(format!(
+            "route {:?} names no speech recognizer ([routes.{}.transcribe])",
+            ctx.route_name, ctx.route_name
+        ));
+    };
+    if transcriber.is_some() {
+        return Err("a transcribe already runs on this call; stop it first".into());
+    }
+    if call.ended().is_some() {
+        return Err("the call is ending".into());
+    }
+    let session = stt::Session {
+        id: start.transcribe_id,
+        language: start.language.unwrap_or_else(|| cfg.language.clone()),
+        directions: start.directions.unwrap_or_else(|| cfg.direction_set()),
+        base_ms: call.age(Instant::now()).as_millis() as u64,
+    };
+    let running = crate::commands::TranscribeRunning {
+        language: session.language.clone(),
+        directions: session.directions,
+    };
+    *transcriber = Some(start_transcriber(call, ctx, cfg, session));
+    Ok(running)
+}
+
+/// Stops the running transcribe: the staged audio goes out as a last
+/// chunk, then the queues close (the streams send what is queued, wait for
+/// the last results and end the transcribe).
+fn stop_transcribe(
+    call: &mut Call,
+    link: &mut Link,
+    ctx: &CallContext,
+    transcriber: &mut Option<stt::Transcriber>,
+) -> Result<(), String> {
+    let Some(t) = transcriber.take() else {
+        return Err("no transcribe runs on this call".into());
+    };
+    call.flush_tap();
+    service(call, link, ctx, Some(&t));
+    call.drop_tap();
+    Ok(())
 }
 
 /// The next out-of-band caller digit; never, for a call without a queue

@@ -144,6 +144,7 @@ impl MediaServer {
                         media_timeout: Duration::from_millis(config.limits.media_timeout_ms),
                         frame_timeout: Duration::from_millis(config.limits.frame_timeout_ms),
                         transfers: None,
+                        tracker: tracker.clone(),
                     };
                     (name.clone(), ctx)
                 })

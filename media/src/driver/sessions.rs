@@ -500,6 +500,7 @@ impl RtpSessions {
             media_timeout: Duration::from_millis(inner.cfg.media_timeout_ms),
             frame_timeout: Duration::ZERO,
             transfers: req.on_transfer.clone(),
+            tracker: inner.tracker.clone(),
         };
         inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(
             call_id.clone(),

@@ -1,7 +1,7 @@
 //! Transcription: a call's tapped audio streamed to a speech recognizer.
 //!
-//! For a route with `[routes.<name>.transcribe]`, each tapped direction of a
-//! call (`in`: the caller, at the bot's rate; `out`: what the caller heard,
+//! For a route with `[routes.<name>.transcribe]` (from the call's start, or
+//! when the API asks), each tapped direction of a call (`in`: the caller, at the bot's rate; `out`: what the caller heard,
 //! at the caller's rate; see `sansio::tap`) gets a task of its own with a
 //! bounded queue of 100 ms chunks (`buffer_ms` deep). The call task hands
 //! chunks over without waiting: a full queue drops the chunk and counts it,
@@ -16,8 +16,14 @@
 //! (a codec change mid-call) ends the stream and starts another at the new
 //! rate. When the call ends the queue closes: what is queued is sent, then
 //! `CloseStream`, and the last results are waited for up to 5 s.
+//!
+//! A transcribe is one such session with an id: `TranscribeStarted` when it
+//! starts, `TranscribeCompleted` once every direction's stream has ended
+//! (stopped, the call ended, or the recognizer given up) and its last
+//! `Transcript`s are out. Its tasks run on the daemon's task tracker, so a
+//! shutdown waits for them.
 
-use crate::config::{Transcribe, TranscribeDirection};
+use crate::config::Transcribe;
 use crate::events::{CallEvent, EventSink, Speaker};
 use crate::metrics::Metrics;
 use crate::sansio::tap::{Chunk, TapDirection, CHUNK_MS};
@@ -25,12 +31,14 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::task::TaskTracker;
+use voxbridge_contract::commands::TranscribeDirections;
 use voxbridge_proto::stt::{parse_deepgram, SttMessage, CLOSE_STREAM};
 
 /// Connect (TCP, TLS, handshake) deadline.
@@ -67,34 +75,85 @@ enum Failure {
     Dropped(String),
 }
 
+/// What one transcribe is: its id, language and directions, and where in
+/// the call its tap starts.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// The transcribe's id (events carry it).
+    pub id: String,
+    /// The recognizer's `language`.
+    pub language: String,
+    /// Which audio.
+    pub directions: TranscribeDirections,
+    /// Milliseconds from the call's creation to the tap's start: added to
+    /// the recognizer's times so segments keep their place in the call.
+    pub base_ms: u64,
+}
+
+/// Emits `TranscribeCompleted` when the last of a transcribe's streams ends
+/// (each holds it).
+struct Completion {
+    call_id: String,
+    transcribe_id: String,
+    sink: Arc<dyn EventSink>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.sink.emit(CallEvent::TranscribeCompleted {
+            call_id: std::mem::take(&mut self.call_id),
+            transcribe_id: std::mem::take(&mut self.transcribe_id),
+            at: SystemTime::now(),
+        });
+    }
+}
+
 impl Transcriber {
-    /// Starts a task per direction `cfg` asks for.
+    /// Emits `TranscribeStarted` and starts a task per direction of
+    /// `session` on `tracker`.
     pub(crate) fn start(
         cfg: &Transcribe,
+        session: Session,
         call_id: &str,
         sink: Arc<dyn EventSink>,
         metrics: Arc<Metrics>,
+        tracker: &TaskTracker,
     ) -> Self {
         let depth = (cfg.buffer_ms / CHUNK_MS).max(1) as usize;
         let cfg = Arc::new(cfg.clone());
+        sink.emit(CallEvent::TranscribeStarted {
+            call_id: call_id.to_owned(),
+            transcribe_id: session.id.clone(),
+            language: session.language.clone(),
+            directions: session.directions,
+            at: SystemTime::now(),
+        });
+        let completion = Arc::new(Completion {
+            call_id: call_id.to_owned(),
+            transcribe_id: session.id.clone(),
+            sink: sink.clone(),
+        });
+        let session = Arc::new(session);
+        let (inbound, outbound) = session.directions.flags();
         let mut queues = [None, None];
-        for (slot, direction) in [TapDirection::In, TapDirection::Out].into_iter().enumerate() {
-            let wanted = match direction {
-                TapDirection::In => TranscribeDirection::In,
-                TapDirection::Out => TranscribeDirection::Out,
-            };
-            if !cfg.wants(wanted) {
+        for (slot, (direction, wanted)) in [(TapDirection::In, inbound), (TapDirection::Out, outbound)]
+            .into_iter()
+            .enumerate()
+        {
+            if !wanted {
                 continue;
             }
             let (tx, rx) = mpsc::channel(depth);
             let stream = Stream {
                 cfg: cfg.clone(),
+                session: session.clone(),
                 direction,
                 call_id: call_id.to_owned(),
                 sink: sink.clone(),
                 metrics: metrics.clone(),
+                _completion: completion.clone(),
             };
-            tokio::spawn(stream.run(rx));
+            tracker.spawn(stream.run(rx));
             queues[slot] = Some(tx);
         }
         Transcriber { queues, metrics }
@@ -128,10 +187,13 @@ impl Transcriber {
 /// One direction's recognizer stream.
 struct Stream {
     cfg: Arc<Transcribe>,
+    session: Arc<Session>,
     direction: TapDirection,
     call_id: String,
     sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
+    /// Dropped with the last stream of the transcribe.
+    _completion: Arc<Completion>,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -213,7 +275,7 @@ impl Stream {
         let sep = if self.cfg.url.contains('?') { '&' } else { '?' };
         let url = format!(
             "{}{sep}encoding=linear16&sample_rate={rate}&channels=1&language={}",
-            self.cfg.url, self.cfg.language
+            self.cfg.url, self.session.language
         );
         let mut req = url
             .into_client_request()
@@ -270,7 +332,13 @@ impl Stream {
                         },
                         text: words.to_owned(),
                         user_id: String::new(),
-                        offset_ms: Some(origin_ms.saturating_add(r.start_ms)),
+                        offset_ms: Some(
+                            self.session
+                                .base_ms
+                                .saturating_add(origin_ms)
+                                .saturating_add(r.start_ms),
+                        ),
+                        transcribe_id: Some(self.session.id.clone()),
                     });
                 }
             }

@@ -232,6 +232,11 @@ impl Call {
         }
     }
 
+    /// Time since the call was created.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+
     fn wall(&self, now: Instant) -> SystemTime {
         self.wall_start + now.saturating_duration_since(self.started)
     }
@@ -487,6 +492,7 @@ impl Call {
                     text,
                     user_id,
                     offset_ms: None,
+                    transcribe_id: None,
                 })
             }
             BotInput::Dtmf(d) => self.digits_out.push_back(d),
@@ -634,6 +640,25 @@ impl Call {
     pub fn enable_tap(&mut self, inbound: bool, outbound: bool) {
         if inbound || outbound {
             self.tap = Some(Box::new(Tap::new(inbound, outbound)));
+        }
+    }
+
+    /// Ends the taps (a transcribe stopped): what is staged becomes a last
+    /// chunk, to be taken with [`Call::poll_tap`] before the tap goes with
+    /// [`Call::drop_tap`].
+    pub fn flush_tap(&mut self) {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.flush();
+        }
+    }
+
+    /// Removes the taps (after [`Call::flush_tap`] and the last chunks are
+    /// taken); their drops are counted.
+    pub fn drop_tap(&mut self) {
+        if let Some(tap) = self.tap.take() {
+            self.metrics
+                .transcribe_dropped_ms
+                .fetch_add(tap.dropped_ms(), Relaxed);
         }
     }
 
