@@ -491,6 +491,10 @@ async fn both_directions_are_transcribed_in_order_with_their_place_in_the_call()
     let mut caller = Caller::connect(d.addr, uuid(60)).await;
     let mut link = bot.accept().await;
     pipecat_next(&mut link).await.expect("start");
+    // The call is announced before its transcribe (control stores a
+    // transcribe under its call).
+    d.event("the call's creation", |e| matches!(e, CallEvent::Created { .. }))
+        .await;
     // The caller speaks in real time (a frame every 20 ms, as a phone
     // does), then pauses a second (the recognizer's endpointer needs the
     // quiet); the bot hears all of it before it answers.

@@ -197,6 +197,11 @@ pub(crate) async fn drive(
     let mut link = Link::Down;
     let mut transcriber = None;
     if let Some(t) = ctx.route.transcribe.as_ref().filter(|t| t.auto) {
+        // The call's `Created` goes first: a transcribe belongs to a call
+        // control already knows.
+        while let Some(event) = call.poll_event() {
+            ctx.sink.emit(event);
+        }
         let session = stt::Session {
             id: uuid::Uuid::new_v4().to_string(),
             language: t.language.clone(),
