@@ -448,6 +448,7 @@ fn transcribed_route(
     voxbridge_media::config::Route {
         transcribe: Some(Transcribe {
             url: recognizer.into(),
+            protocol: Default::default(),
             key: Some(key.into()),
             language: "en-US".into(),
             directions: vec![TranscribeDirection::In, TranscribeDirection::Out],

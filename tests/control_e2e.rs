@@ -179,55 +179,67 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A speech recognizer speaking Deepgram's live protocol, scripted: the
-/// query it was opened with goes to `opened`; once a second of audio has
-/// come it says "hello there", at `CloseStream` "goodbye now", then closes.
-async fn scripted_recognizer() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+/// A speech recognizer speaking voxbridge's own protocol, scripted: the
+/// `Authorization` header and the `start` message it was opened with go to
+/// `opened`; once a second of audio has come it sends an interim result
+/// and a final "hello there", at `stop` a final "goodbye now", then closes.
+async fn scripted_recognizer() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)>,
+) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
+    use voxbridge_proto::stt::PlainServer;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the recognizer");
-    let url = format!("ws://{}/v1/listen", listener.local_addr().expect("addr"));
-    let (opened, queries) = tokio::sync::mpsc::unbounded_channel();
+    let url = format!("ws://{}/stt", listener.local_addr().expect("addr"));
+    let (opened, starts) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
             let opened = opened.clone();
             tokio::spawn(async move {
-                let query = Arc::new(std::sync::Mutex::new(String::new()));
-                let seen = query.clone();
+                let auth = Arc::new(std::sync::Mutex::new(String::new()));
+                let seen = auth.clone();
                 #[allow(clippy::result_large_err)]
                 let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                                      resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-                    if let Ok(mut q) = seen.lock() {
-                        *q = req.uri().query().unwrap_or_default().to_owned();
+                    if let (Ok(mut a), Some(v)) = (seen.lock(), req.headers().get("Authorization")) {
+                        *a = v.to_str().unwrap_or_default().to_owned();
                     }
                     Ok(resp)
                 };
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(sock, callback).await else {
                     return;
                 };
-                let query = query.lock().map(|q| q.clone()).unwrap_or_default();
-                let _ = opened.send(query);
-                let result = |words: &str, start: f64| {
-                    Message::text(
-                        serde_json::json!({"type": "Results", "is_final": true, "start": start, "duration": 1.0,
-                            "channel": {"alternatives": [{"transcript": words}]}})
-                        .to_string(),
-                    )
+                let auth = auth.lock().map(|a| a.clone()).unwrap_or_default();
+                let say = |text: &str, is_final: bool, start_ms: u64| {
+                    let m = PlainServer::Transcript {
+                        text: text.into(),
+                        is_final,
+                        start_ms,
+                        duration_ms: 1000,
+                    };
+                    Message::text(serde_json::to_string(&m).unwrap_or_default())
                 };
-                let (mut bytes, mut said) = (0usize, false);
+                let (mut bytes, mut said, mut started) = (0usize, false, false);
                 while let Some(Ok(m)) = ws.next().await {
                     match m {
+                        Message::Text(t) if !started => {
+                            started = true;
+                            let start = serde_json::from_str(t.as_str()).unwrap_or_default();
+                            let _ = opened.send((auth.clone(), start));
+                        }
                         Message::Binary(b) => {
                             bytes += b.len();
                             if !said && bytes >= 32_000 {
                                 said = true;
-                                let _ = ws.send(result("hello there", 0.25)).await;
+                                let _ = ws.send(say("hello", false, 250)).await;
+                                let _ = ws.send(say("hello there", true, 250)).await;
                             }
                         }
-                        Message::Text(t) if t.contains("CloseStream") => {
-                            let _ = ws.send(result("goodbye now", 1.5)).await;
+                        Message::Text(t) if t.as_str() == voxbridge_proto::stt::PLAIN_STOP => {
+                            let _ = ws.send(say("goodbye now", true, 1500)).await;
                             let _ = ws.close(None).await;
                             return;
                         }
@@ -237,7 +249,7 @@ async fn scripted_recognizer() -> (String, tokio::sync::mpsc::UnboundedReceiver<
             });
         }
     });
-    (url, queries)
+    (url, starts)
 }
 
 async fn api_call(
@@ -265,15 +277,16 @@ async fn api_call(
 }
 
 /// The VoIPBIN transcription flow through the API: a call's route names a
-/// recognizer (not started by itself); `POST /v1/calls/{id}/transcribes`
+/// recognizer speaking voxbridge's own protocol (not started by itself); `POST /v1/calls/{id}/transcribes`
 /// starts it with the request's language, a second start is refused while
 /// it runs, the caller's audio reaches the recognizer, its segments are
 /// stored with the transcribe's id and published, and `.../stop` ends it:
 /// the last segment comes, then `transcribe_completed`. Each lifecycle
-/// event is published once, segments between them, in order.
+/// event is published once, final segments between them (the interim one
+/// is not stored), in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once() {
-    use voxbridge_media::config::{Route, Transcribe, TranscribeDirection};
+    use voxbridge_media::config::{Route, SttProtocol, Transcribe, TranscribeDirection};
     let dir = std::env::temp_dir().join(format!("voxbridge-transcribes-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ccfg = ControlConfig {
@@ -288,7 +301,8 @@ async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once
     let route = Route {
         transcribe: Some(Transcribe {
             url: recognizer,
-            key: None,
+            protocol: SttProtocol::Voxbridge,
+            key: Some("k-9".into()),
             language: "en-US".into(),
             directions: vec![TranscribeDirection::In],
             buffer_ms: 10_000,
@@ -349,13 +363,29 @@ async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once
     // A second and a half of the caller's speech: the recognizer hears it
     // at the bot's rate, in the language asked for.
     caller.send_audio(&harness::speech_8k(75)).await;
-    let query = within("the recognizer to be opened", opened.recv())
+    let (auth, opening) = within("the recognizer to be opened", opened.recv())
         .await
         .expect("opened");
-    assert!(
-        query.contains("language=fr-CA") && query.contains("sample_rate=16000"),
-        "{query}"
+    assert_eq!(auth, "Bearer k-9");
+    assert_eq!(
+        (
+            &opening["type"],
+            &opening["language"],
+            &opening["sample_rate"],
+            &opening["direction"],
+            &opening["encoding"]
+        ),
+        (
+            &"start".into(),
+            &"fr-CA".into(),
+            &16000.into(),
+            &"in".into(),
+            &"linear16".into()
+        ),
+        "{opening}"
     );
+    assert_eq!(opening["transcribe_id"], transcribe_id.as_str());
+    assert_eq!(opening["call_id"], call_id);
     let mut published = Vec::new();
     while published.len() < 2 {
         let e = next_event(&mut bus).await;

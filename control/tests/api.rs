@@ -859,8 +859,23 @@ async fn openapi_document_lists_every_route(store: Store) {
         "/v1/campaigns",
         "/v1/campaigns/{id}/targets",
         "/v1/campaigns/{id}/stats",
+        "/v1/calls/{id}/transcribes",
+        "/v1/calls/{id}/transcribes/stop",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    // voxbridge's own speech recognizer protocol is documented with the API.
+    for (schema, tag) in [
+        ("PlainClient", "start"),
+        ("PlainClient", "stop"),
+        ("PlainServer", "transcript"),
+        ("PlainServer", "error"),
+    ] {
+        let text = doc["components"]["schemas"][schema].to_string();
+        assert!(
+            text.contains(&format!("\"{tag}\"")),
+            "{schema} lacks {tag}: {text}"
+        );
     }
     assert!(doc["paths"]["/v1/calls"]["post"].is_object(), "originate missing");
     assert!(doc["components"]["schemas"]["Call"].is_object());

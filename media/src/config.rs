@@ -157,10 +157,17 @@ pub struct Route {
 #[serde(deny_unknown_fields)]
 pub struct Transcribe {
     /// `ws://` or `wss://` URL of the live endpoint, e.g.
-    /// `wss://api.deepgram.com/v1/listen`; voxbridge adds `encoding`,
-    /// `sample_rate`, `channels` and `language` to its query.
+    /// `wss://api.deepgram.com/v1/listen`; for `deepgram` voxbridge adds
+    /// `encoding`, `sample_rate`, `channels` and `language` to its query.
     pub url: String,
-    /// Sent as `Authorization: Token <key>` (none when absent).
+    /// `deepgram` (Deepgram's live API, which most providers copy) or
+    /// `voxbridge` (voxbridge's own: a `start` message with the rate and
+    /// language, `transcript` messages back; see `voxbridge_proto::stt` and
+    /// the OpenAPI schemas `PlainClient`/`PlainServer`).
+    #[serde(default)]
+    pub protocol: SttProtocol,
+    /// Sent as `Authorization: Token <key>` (`deepgram`) or `Bearer <key>`
+    /// (`voxbridge`); none when absent.
     pub key: Option<crate::secret::Secret>,
     /// The `language` query parameter.
     #[serde(default = "default_language")]
@@ -187,6 +194,7 @@ impl std::fmt::Debug for Transcribe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transcribe")
             .field("url", &crate::secret::redact_url(&self.url))
+            .field("protocol", &self.protocol)
             .field("key", &self.key)
             .field("language", &self.language)
             .field("directions", &self.directions)
@@ -195,6 +203,17 @@ impl std::fmt::Debug for Transcribe {
             .field("auto", &self.auto)
             .finish()
     }
+}
+
+/// The protocol a speech recognizer speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SttProtocol {
+    /// Deepgram's live-streaming API.
+    #[default]
+    Deepgram,
+    /// voxbridge's own (`voxbridge_proto::stt::PlainClient`).
+    Voxbridge,
 }
 
 /// A direction of a call's audio to transcribe.

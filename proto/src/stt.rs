@@ -8,9 +8,19 @@
 //! `channel.alternatives[0].transcript`; `Metadata`, `SpeechStarted` and
 //! `UtteranceEnd` carry nothing a transcript needs. Field names and message
 //! types are Deepgram's documented ones.
+//!
+//! voxbridge's own protocol ([`PlainClient`], [`PlainServer`]), for a
+//! recognizer written to voxbridge rather than to a vendor: the client
+//! opens with a `start` text message (encoding, rate, language, direction),
+//! sends binary frames of little-endian linear16 mono audio, and ends with
+//! `stop`; the server sends `transcript` messages (words, `final`,
+//! `start_ms` and `duration_ms` since the stream's first sample), may send
+//! `error` (the stream is then over), and closes after the last result
+//! once `stop` came. Unknown message types are ignored both ways. The
+//! control API's OpenAPI document carries these as schemas.
 
 use crate::ProtoError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What the client sends when the audio ends: the server flushes what it
 /// holds, sends its last results and a `Metadata` message, and closes.
@@ -24,6 +34,8 @@ pub enum SttMessage {
     /// Anything else (`Metadata`, `SpeechStarted`, `UtteranceEnd`, types a
     /// newer server adds): nothing to do.
     Other,
+    /// The recognizer refuses to go on, and says why (voxbridge's protocol).
+    Refused(String),
 }
 
 /// A transcription result.
@@ -102,6 +114,109 @@ pub fn parse_deepgram(text: &str) -> Result<SttMessage, ProtoError> {
     }))
 }
 
+/// What voxbridge sends a recognizer in its own protocol (text messages;
+/// the audio goes between `start` and `stop` as binary frames of
+/// little-endian linear16 mono samples).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PlainClient {
+    /// The first message of a stream.
+    Start {
+        /// Always `linear16`.
+        encoding: String,
+        /// Samples per second of the audio frames.
+        sample_rate: u32,
+        /// Always 1.
+        channels: u8,
+        /// A language tag such as `en` or `en-US`.
+        language: String,
+        /// `in` (the caller's speech) or `out` (what the caller heard).
+        direction: String,
+        /// The call.
+        call_id: String,
+        /// The transcribe (one session; its streams and reconnects share it).
+        transcribe_id: String,
+    },
+    /// No more audio: send the last results, then close.
+    Stop,
+}
+
+/// What a recognizer sends voxbridge in voxbridge's protocol (text
+/// messages; other types are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PlainServer {
+    /// Words heard in a stretch of the stream.
+    Transcript {
+        /// The words (may be empty).
+        text: String,
+        /// Final for its stretch; an interim result (`false`) is replaced
+        /// by later ones and not stored.
+        #[serde(rename = "final")]
+        is_final: bool,
+        /// Start of the stretch, ms since the stream's first sample.
+        start_ms: u64,
+        /// Its length, ms.
+        #[serde(default)]
+        duration_ms: u64,
+    },
+    /// The recognizer will not go on (a bad key, an unknown language);
+    /// voxbridge counts it and reconnects as for a dropped connection.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The opening message of voxbridge's protocol, as JSON text.
+pub fn plain_start(
+    sample_rate: u32,
+    language: &str,
+    direction: &str,
+    call_id: &str,
+    transcribe_id: &str,
+) -> String {
+    let start = PlainClient::Start {
+        encoding: "linear16".into(),
+        sample_rate,
+        channels: 1,
+        language: language.into(),
+        direction: direction.into(),
+        call_id: call_id.into(),
+        transcribe_id: transcribe_id.into(),
+    };
+    // A tagged enum of strings and numbers always serialises.
+    serde_json::to_string(&start).unwrap_or_default()
+}
+
+/// The closing message of voxbridge's protocol.
+pub const PLAIN_STOP: &str = r#"{"type":"stop"}"#;
+
+/// Decodes one text message of voxbridge's own protocol.
+pub fn parse_plain(text: &str) -> Result<SttMessage, ProtoError> {
+    let bad = |e: serde_json::Error| ProtoError::Stt(format!("message: {e}"));
+    let kind: Kind = serde_json::from_str(text).map_err(bad)?;
+    if !matches!(kind.kind.as_deref(), Some("transcript" | "error")) {
+        return Ok(SttMessage::Other);
+    }
+    Ok(match serde_json::from_str(text).map_err(bad)? {
+        PlainServer::Transcript {
+            text,
+            is_final,
+            start_ms,
+            duration_ms,
+        } => SttMessage::Result(SttResult {
+            transcript: text,
+            is_final,
+            start_ms,
+            duration_ms,
+        }),
+        PlainServer::Error { message } => SttMessage::Refused(message),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,11 +259,67 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_plain_protocol_reads_results_errors_and_ignores_the_rest() {
+        let msg = r#"{"type":"transcript","text":"check my order","final":true,"start_ms":3500,"duration_ms":1250,"extra":1}"#;
+        assert_eq!(
+            parse_plain(msg).expect("parses"),
+            SttMessage::Result(SttResult {
+                transcript: "check my order".into(),
+                is_final: true,
+                start_ms: 3500,
+                duration_ms: 1250,
+            })
+        );
+        assert_eq!(
+            parse_plain(r#"{"type":"error","message":"bad key"}"#).expect("parses"),
+            SttMessage::Refused("bad key".into())
+        );
+        assert_eq!(
+            parse_plain(r#"{"type":"speech_started"}"#).expect("parses"),
+            SttMessage::Other
+        );
+        for bad in [
+            "",
+            "[]",
+            r#"{"type":"transcript","text":"x","final":true}"#,
+            r#"{"type":"transcript","text":"x","final":true,"start_ms":-5}"#,
+            r#"{"type":"error"}"#,
+        ] {
+            assert!(parse_plain(bad).is_err(), "{bad}");
+        }
+        let start: serde_json::Value =
+            serde_json::from_str(&plain_start(16000, "en-US", "in", "c1", "t1")).expect("json");
+        assert_eq!(start["type"], "start");
+        assert_eq!(start["sample_rate"], 16000);
+        assert_eq!(start["encoding"], "linear16");
+        let stop: PlainClient = serde_json::from_str(PLAIN_STOP).expect("stop");
+        assert_eq!(stop, PlainClient::Stop);
+    }
+
     proptest! {
         /// No panic on any text.
         #[test]
         fn never_panics(text in ".{0,200}") {
             let _ = parse_deepgram(&text);
+            let _ = parse_plain(&text);
+        }
+
+        /// A plain result as a recognizer writes it parses back to what was written.
+        #[test]
+        fn plain_results_round_trip(
+            words in "\\PC{0,40}",
+            is_final in any::<bool>(),
+            start_ms in any::<u64>(),
+            duration_ms in any::<u64>(),
+        ) {
+            let msg = serde_json::to_string(&PlainServer::Transcript {
+                text: words.clone(), is_final, start_ms, duration_ms,
+            }).expect("serialises");
+            prop_assert_eq!(
+                parse_plain(&msg).expect("parses"),
+                SttMessage::Result(SttResult { transcript: words, is_final, start_ms, duration_ms })
+            );
         }
 
         /// A result written as the server writes it parses back to what was written.

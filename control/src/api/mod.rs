@@ -200,7 +200,7 @@ impl Modify for Security {
         webhooks::deliveries, webhooks::get_delivery, webhooks::attempts, webhooks::redeliver,
         compat::twilio_update_call, compat::telnyx_hangup, compat::telnyx_transfer, compat::plivo_hangup, compat::plivo_transfer,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, voxbridge_proto::stt::PlainClient, voxbridge_proto::stt::PlainServer)),
     modifiers(&Security, &Zones)
 )]
 pub struct ApiDoc;

@@ -7,7 +7,8 @@
 //! chunks over without waiting: a full queue drops the chunk and counts it,
 //! the call never waits on the recognizer. The task speaks Deepgram's
 //! live-streaming protocol (`voxbridge_proto::stt`): binary linear16 at the
-//! `sample_rate` of the URL, `CloseStream` at the end; each final result
+//! `sample_rate` of the URL, `CloseStream` at the end (or voxbridge's own:
+//! a `start` message, the audio, `stop`); each final result
 //! with words becomes a `Transcript` event (speaker by direction, its place
 //! in the call from the chunk times plus the result's `start`). A
 //! recognizer that fails, drops or stops reading (a send waiting 5 s) is
@@ -23,7 +24,7 @@
 //! `Transcript`s are out. Its tasks run on the daemon's task tracker, so a
 //! shutdown waits for them.
 
-use crate::config::Transcribe;
+use crate::config::{SttProtocol, Transcribe};
 use crate::events::{CallEvent, EventSink, Speaker};
 use crate::metrics::Metrics;
 use crate::sansio::tap::{Chunk, TapDirection, CHUNK_MS};
@@ -39,7 +40,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::task::TaskTracker;
 use voxbridge_contract::commands::TranscribeDirections;
-use voxbridge_proto::stt::{parse_deepgram, SttMessage, CLOSE_STREAM};
+use voxbridge_proto::stt::{parse_deepgram, parse_plain, plain_start, SttMessage, CLOSE_STREAM, PLAIN_STOP};
 
 /// Connect (TCP, TLS, handshake) deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -252,7 +253,11 @@ impl Stream {
             }
         };
         // The end of this stream: the last results, then the close.
-        send_message(&mut ws, Message::text(CLOSE_STREAM)).await?;
+        let close = match self.cfg.protocol {
+            SttProtocol::Deepgram => CLOSE_STREAM,
+            SttProtocol::Voxbridge => PLAIN_STOP,
+        };
+        send_message(&mut ws, Message::text(close)).await?;
         let last = async {
             loop {
                 match ws.next().await {
@@ -272,25 +277,41 @@ impl Stream {
     }
 
     async fn connect(&self, rate: u32) -> Result<Ws, Failure> {
-        let sep = if self.cfg.url.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{sep}encoding=linear16&sample_rate={rate}&channels=1&language={}",
-            self.cfg.url, self.session.language
-        );
+        let (url, scheme) = match self.cfg.protocol {
+            SttProtocol::Deepgram => {
+                let sep = if self.cfg.url.contains('?') { '&' } else { '?' };
+                let url = format!(
+                    "{}{sep}encoding=linear16&sample_rate={rate}&channels=1&language={}",
+                    self.cfg.url, self.session.language
+                );
+                (url, "Token")
+            }
+            SttProtocol::Voxbridge => (self.cfg.url.clone(), "Bearer"),
+        };
         let mut req = url
             .into_client_request()
             .map_err(|e| Failure::Connect(e.to_string()))?;
         if let Some(key) = &self.cfg.key {
-            let v = HeaderValue::from_str(&format!("Token {}", key.expose()))
+            let v = HeaderValue::from_str(&format!("{scheme} {}", key.expose()))
                 .map_err(|_| Failure::Connect("the key is not a valid header value".into()))?;
             req.headers_mut().insert("Authorization", v);
         }
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
             .await
             .map_err(|e| Failure::Connect(e.to_string()))?;
+        if self.cfg.protocol == SttProtocol::Voxbridge {
+            let start = plain_start(
+                rate,
+                &self.session.language,
+                self.direction.as_str(),
+                &self.call_id,
+                &self.session.id,
+            );
+            send_message(&mut ws, Message::text(start)).await?;
+        }
         Ok(ws)
     }
 
@@ -315,7 +336,11 @@ impl Stream {
             Some(Err(e)) => return Err(Failure::Dropped(e.to_string())),
             None => return Err(Failure::Dropped("connection closed".into())),
         };
-        match parse_deepgram(&text) {
+        let parsed = match self.cfg.protocol {
+            SttProtocol::Deepgram => parse_deepgram(&text),
+            SttProtocol::Voxbridge => parse_plain(&text),
+        };
+        match parsed {
             Ok(SttMessage::Result(r)) if r.is_final => {
                 let (words, dirty) = crate::text::clean(r.transcript);
                 if dirty {
@@ -341,6 +366,10 @@ impl Stream {
                         transcribe_id: Some(self.session.id.clone()),
                     });
                 }
+            }
+            Ok(SttMessage::Refused(why)) => {
+                let (why, _) = crate::text::clean(why);
+                return Err(Failure::Dropped(format!("refused by the recognizer: {why}")));
             }
             Ok(_) => {}
             Err(e) => {
