@@ -675,3 +675,54 @@ async fn a_recognizer_that_refuses_the_key_costs_the_call_nothing() {
         0
     );
 }
+
+/// A shutdown waits for the recognizers: the call has ended, its stream
+/// sent `stop`, and the recognizer holds its last result until after the
+/// daemon was told to stop; when the daemon's task has finished, that
+/// result is out and the transcribe completed (streams run on the
+/// daemon's task tracker, not beside it).
+#[tokio::test]
+async fn a_shutdown_waits_for_the_recognizers_last_results() {
+    use voxbridge_media::config::{SttProtocol, Transcribe, TranscribeDirection};
+    let mut recognizer = ScriptedRecognizer::start(true).await;
+    let mut bot = TestBot::start().await;
+    let route = voxbridge_media::config::Route {
+        transcribe: Some(Transcribe {
+            url: recognizer.url.clone(),
+            protocol: SttProtocol::Voxbridge,
+            key: None,
+            language: "en".into(),
+            directions: vec![TranscribeDirection::In],
+            buffer_ms: 10_000,
+            max_reconnects: 0,
+            auto: true,
+        }),
+        ..pipecat_route(&bot.url, 16000)
+    };
+    let mut d = Daemon::start(route).await;
+    let mut caller = Caller::connect(d.addr, uuid(62)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    caller.send_audio(&speech_8k(10)).await;
+    within("the recognizer to be opened", recognizer.opened.recv())
+        .await
+        .expect("opened");
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    d.event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await;
+    d.shutdown.shutdown();
+    recognizer.release.send_replace(true);
+    within("the daemon to stop", &mut d.task)
+        .await
+        .expect("daemon task");
+    let (mut last_words, mut completed) = (Vec::new(), 0);
+    while let Ok(e) = d.events.try_recv() {
+        match e {
+            CallEvent::Transcript { text, .. } => last_words.push(text),
+            CallEvent::TranscribeCompleted { .. } => completed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(last_words, ["goodbye now"]);
+    assert_eq!(completed, 1);
+}

@@ -179,79 +179,6 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A speech recognizer speaking voxbridge's own protocol, scripted: the
-/// `Authorization` header and the `start` message it was opened with go to
-/// `opened`; once a second of audio has come it sends an interim result
-/// and a final "hello there", at `stop` a final "goodbye now", then closes.
-async fn scripted_recognizer() -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)>,
-) {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    use voxbridge_proto::stt::PlainServer;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the recognizer");
-    let url = format!("ws://{}/stt", listener.local_addr().expect("addr"));
-    let (opened, starts) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let opened = opened.clone();
-            tokio::spawn(async move {
-                let auth = Arc::new(std::sync::Mutex::new(String::new()));
-                let seen = auth.clone();
-                #[allow(clippy::result_large_err)]
-                let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                                     resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-                    if let (Ok(mut a), Some(v)) = (seen.lock(), req.headers().get("Authorization")) {
-                        *a = v.to_str().unwrap_or_default().to_owned();
-                    }
-                    Ok(resp)
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(sock, callback).await else {
-                    return;
-                };
-                let auth = auth.lock().map(|a| a.clone()).unwrap_or_default();
-                let say = |text: &str, is_final: bool, start_ms: u64| {
-                    let m = PlainServer::Transcript {
-                        text: text.into(),
-                        is_final,
-                        start_ms,
-                        duration_ms: 1000,
-                    };
-                    Message::text(serde_json::to_string(&m).unwrap_or_default())
-                };
-                let (mut bytes, mut said, mut started) = (0usize, false, false);
-                while let Some(Ok(m)) = ws.next().await {
-                    match m {
-                        Message::Text(t) if !started => {
-                            started = true;
-                            let start = serde_json::from_str(t.as_str()).unwrap_or_default();
-                            let _ = opened.send((auth.clone(), start));
-                        }
-                        Message::Binary(b) => {
-                            bytes += b.len();
-                            if !said && bytes >= 32_000 {
-                                said = true;
-                                let _ = ws.send(say("hello", false, 250)).await;
-                                let _ = ws.send(say("hello there", true, 250)).await;
-                            }
-                        }
-                        Message::Text(t) if t.as_str() == voxbridge_proto::stt::PLAIN_STOP => {
-                            let _ = ws.send(say("goodbye now", true, 1500)).await;
-                            let _ = ws.close(None).await;
-                            return;
-                        }
-                        _ => {}
-                    }
-                }
-            });
-        }
-    });
-    (url, starts)
-}
-
 async fn api_call(
     api: &axum::Router,
     key: &str,
@@ -296,11 +223,11 @@ async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once
     let control = Control::start(&ccfg).await.expect("control starts");
     let mut bus = control.bus.subscribe();
     let (secret, _) = billed_default_customer(&control.store).await;
-    let (recognizer, mut opened) = scripted_recognizer().await;
+    let mut recognizer = harness::ScriptedRecognizer::start(false).await;
     let mut bot = TestBot::start().await;
     let route = Route {
         transcribe: Some(Transcribe {
-            url: recognizer,
+            url: recognizer.url.clone(),
             protocol: SttProtocol::Voxbridge,
             key: Some("k-9".into()),
             language: "en-US".into(),
@@ -363,7 +290,7 @@ async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once
     // A second and a half of the caller's speech: the recognizer hears it
     // at the bot's rate, in the language asked for.
     caller.send_audio(&harness::speech_8k(75)).await;
-    let (auth, opening) = within("the recognizer to be opened", opened.recv())
+    let (auth, opening) = within("the recognizer to be opened", recognizer.opened.recv())
         .await
         .expect("opened");
     assert_eq!(auth, "Bearer k-9");

@@ -522,3 +522,85 @@ pub async fn echo_bot() -> String {
     ));
     url
 }
+
+/// A speech recognizer speaking voxbridge's own protocol, scripted: the
+/// `Authorization` header and the `start` message of each stream it is
+/// opened with go to `opened`; once a second of audio has come it sends an
+/// interim result and a final "hello there", at `stop` a final "goodbye
+/// now" (once `release` is true: a test holds it to see who waits for it),
+/// then closes.
+pub struct ScriptedRecognizer {
+    pub url: String,
+    pub opened: mpsc::UnboundedReceiver<(String, serde_json::Value)>,
+    pub release: tokio::sync::watch::Sender<bool>,
+}
+
+impl ScriptedRecognizer {
+    /// Listening; `hold_final`: the answer to `stop` waits for `release`.
+    pub async fn start(hold_final: bool) -> ScriptedRecognizer {
+        use voxbridge_proto::stt::PlainServer;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the recognizer");
+        let url = format!("ws://{}/stt", listener.local_addr().expect("addr"));
+        let (opened_tx, opened) = mpsc::unbounded_channel();
+        let (release, released) = tokio::sync::watch::channel(!hold_final);
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let opened = opened_tx.clone();
+                let mut released = released.clone();
+                tokio::spawn(async move {
+                    let auth = Arc::new(std::sync::Mutex::new(String::new()));
+                    let seen = auth.clone();
+                    #[allow(clippy::result_large_err)]
+                    let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                         resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                        if let (Ok(mut a), Some(v)) = (seen.lock(), req.headers().get("Authorization")) {
+                            *a = v.to_str().unwrap_or_default().to_owned();
+                        }
+                        Ok(resp)
+                    };
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(sock, callback).await else {
+                        return;
+                    };
+                    let auth = auth.lock().map(|a| a.clone()).unwrap_or_default();
+                    let say = |text: &str, is_final: bool, start_ms: u64| {
+                        let m = PlainServer::Transcript {
+                            text: text.into(),
+                            is_final,
+                            start_ms,
+                            duration_ms: 1000,
+                        };
+                        Message::text(serde_json::to_string(&m).unwrap_or_default())
+                    };
+                    let (mut bytes, mut said, mut started) = (0usize, false, false);
+                    while let Some(Ok(m)) = ws.next().await {
+                        match m {
+                            Message::Text(t) if !started => {
+                                started = true;
+                                let start = serde_json::from_str(t.as_str()).unwrap_or_default();
+                                let _ = opened.send((auth.clone(), start));
+                            }
+                            Message::Binary(b) => {
+                                bytes += b.len();
+                                if !said && bytes >= 32_000 {
+                                    said = true;
+                                    let _ = ws.send(say("hello", false, 250)).await;
+                                    let _ = ws.send(say("hello there", true, 250)).await;
+                                }
+                            }
+                            Message::Text(t) if t.as_str() == voxbridge_proto::stt::PLAIN_STOP => {
+                                let _ = released.wait_for(|r| *r).await;
+                                let _ = ws.send(say("goodbye now", true, 1500)).await;
+                                let _ = ws.close(None).await;
+                                return;
+                            }
+                            _ => {}
+                        }
+                    }
+                });
+            }
+        });
+        ScriptedRecognizer { url, opened, release }
+    }
+}
