@@ -181,8 +181,9 @@ pub struct Transcript {
     pub direction: String,
     /// The words.
     pub message: String,
-    /// Milliseconds since the call was created: where a recognizer heard
-    /// the words start, or when a bot's report arrived.
+    /// Milliseconds since the call was answered (since it was created,
+    /// for a call not answered): where a recognizer heard the words start,
+    /// or when a bot's report arrived.
     pub tm_transcript: i64,
     /// Stored.
     #[schema(value_type = String, format = DateTime)]

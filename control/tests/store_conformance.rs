@@ -405,13 +405,43 @@ async fn transcripts(s: Store) {
         .add_transcript_once("ev-2", "c1", "out", "placed", SegmentTime::InCall(1_240))
         .await
         .expect("add");
-    assert_eq!(t4.tm_transcript, 1_240);
+    assert_eq!(
+        t4.tm_transcript, 1_240,
+        "not answered: since the call was created"
+    );
+    // Once the call is answered, times count from the answer.
+    s.transition_call(None, "c1", &change(CallStatus::Progressing, 11_000), None)
+        .await
+        .expect("answer");
+    let (t5, _) = s
+        .add_transcript_once("ev-3", "c1", "in", "after", SegmentTime::Arrived(Millis(12_500)))
+        .await
+        .expect("add");
+    assert_eq!(t5.tm_transcript, 1_500);
+    let (t6, _) = s
+        .add_recognized_once("ev-4", "c1", "tr-1", "in", "heard", 1_240)
+        .await
+        .expect("add");
+    assert_eq!(
+        t6.tm_transcript, 240,
+        "1,240 ms after creation is 240 after the answer"
+    );
+    let (t7, _) = s
+        .add_recognized_once("ev-5", "c1", "tr-1", "in", "early", 300)
+        .await
+        .expect("add");
+    assert_eq!(t7.tm_transcript, 0, "before the answer: 0");
+    assert_eq!(t6.transcribe_id, "tr-1");
     let types: Vec<_> = events(&s).await.into_iter().map(|e| e.0).collect();
     assert_eq!(
         types,
         [
             "call_created",
             "transcript_created",
+            "transcript_created",
+            "transcript_created",
+            "transcript_created",
+            "call_progressing",
             "transcript_created",
             "transcript_created",
             "transcript_created"

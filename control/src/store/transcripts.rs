@@ -43,15 +43,29 @@ fn transcript(r: &Row) -> Result<Transcript> {
     })
 }
 
-/// When a segment's words were said.
+/// When a segment's words were said. Stored as `tm_transcript`: ms since
+/// the call was answered (since it was created while it is not), never
+/// below 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentTime {
-    /// When its report arrived (a bot's transcript): `tm_transcript` is
-    /// that time since the call was created.
+    /// When its report arrived (a bot's transcript).
     Arrived(Millis),
     /// Milliseconds since the call was created (a speech recognizer's
-    /// segment start), taken as `tm_transcript` as it is.
+    /// segment start, whenever it arrives).
     InCall(i64),
+}
+
+impl SegmentTime {
+    /// `tm_transcript` for a call created at `created` and answered at
+    /// `answered`.
+    fn since_answer(self, created: Millis, answered: Option<Millis>) -> i64 {
+        let origin = answered.unwrap_or(created);
+        let ms = match self {
+            SegmentTime::Arrived(at) => at.0.saturating_sub(origin.0),
+            SegmentTime::InCall(ms) => ms.saturating_sub(origin.0.saturating_sub(created.0)),
+        };
+        ms.max(0)
+    }
 }
 
 impl Store {
@@ -120,12 +134,12 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let rows = tx
             .query(
-                "SELECT customer_id, tm_create FROM calls WHERE id = $1",
+                "SELECT customer_id, tm_create, tm_progressing FROM calls WHERE id = $1",
                 vals![call_id],
             )
             .await?;
-        let (customer_id, call_start) = match rows.first() {
-            Some(r) => (r.text(0)?, r.millis(1)?),
+        let (customer_id, created, answered) = match rows.first() {
+            Some(r) => (r.text(0)?, r.millis(1)?, r.opt_millis(2)?),
             None => return Err(ControlError::NotFound),
         };
         let now = Millis::now();
@@ -171,10 +185,7 @@ impl Store {
             call_id: call_id.to_owned(),
             direction: direction.to_owned(),
             message: message.to_owned(),
-            tm_transcript: match when {
-                SegmentTime::Arrived(at) => (at.0 - call_start.0).max(0),
-                SegmentTime::InCall(ms) => ms.max(0),
-            },
+            tm_transcript: when.since_answer(created, answered),
             tm_create: now,
         };
         let inserted = tx.execute(
