@@ -152,7 +152,7 @@ impl Transcriber {
                 call_id: call_id.to_owned(),
                 sink: sink.clone(),
                 metrics: metrics.clone(),
-                _completion: completion.clone(),
+                completion: Some(completion.clone()),
             };
             tracker.spawn(stream.run(rx));
             queues[slot] = Some(tx);
@@ -193,14 +193,15 @@ struct Stream {
     call_id: String,
     sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
-    /// Dropped with the last stream of the transcribe.
-    _completion: Arc<Completion>,
+    /// Released when this stream ends or gives up; the last release
+    /// completes the transcribe.
+    completion: Option<Arc<Completion>>,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Stream {
-    async fn run(self, mut rx: mpsc::Receiver<Audio>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Audio>) {
         let mut failures = 0u32;
         let mut pending: Option<Audio> = None;
         loop {
@@ -221,6 +222,9 @@ impl Stream {
                     if failures > self.cfg.max_reconnects {
                         tracing::warn!(call_id = self.call_id, direction = self.direction.as_str(), error = %e,
                             "speech recognizer failed; transcription of this direction ends");
+                        // Given up: this direction's part of the
+                        // transcribe is over, though the call goes on.
+                        self.completion = None;
                         self.drain(rx).await;
                         return;
                     }
