@@ -37,17 +37,33 @@ async fn next_event(bus: &mut tokio::sync::broadcast::Receiver<Arc<EventEnvelope
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_flows_through_store_outbox_bus_and_api() {
-    let dir = std::env::temp_dir().join(format!("voxbridge-e2e-{}", std::process::id()));
+/// A control sidecar on an embedded store in a fresh directory named
+/// `name`, with the default customer billed: its config, the process, a
+/// subscription to its bus, and the customer's access key and plan.
+async fn control_in(
+    name: &str,
+) -> (
+    ControlConfig,
+    Control,
+    tokio::sync::broadcast::Receiver<Arc<EventEnvelope>>,
+    String,
+    voxbridge_control::billing::RatePlan,
+) {
+    let dir = std::env::temp_dir().join(format!("voxbridge-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ccfg = ControlConfig {
-        data_dir: dir.clone(),
+        data_dir: dir,
         ..ControlConfig::default()
     };
     let control = Control::start(&ccfg).await.expect("control starts");
-    let mut bus = control.bus.subscribe();
+    let bus = control.bus.subscribe();
     let (secret, plan) = billed_default_customer(&control.store).await;
+    (ccfg, control, bus, secret, plan)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_flows_through_store_outbox_bus_and_api() {
+    let (ccfg, control, mut bus, secret, plan) = control_in("e2e").await;
 
     let mut bot = TestBot::start().await;
     let config = one_listener(pipecat_route(&bot.url, 16000));
@@ -176,7 +192,7 @@ async fn a_call_flows_through_store_outbox_bus_and_api() {
         0,
         "every event was relayed"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&ccfg.data_dir);
 }
 
 async fn api_call(
@@ -204,8 +220,8 @@ async fn api_call(
 }
 
 /// The VoIPBIN transcription flow through the API: a call's route names a
-/// recognizer speaking voxbridge's own protocol (not started by itself); `POST /v1/calls/{id}/transcribes`
-/// starts it with the request's language, a second start is refused while
+/// recognizer speaking voxbridge's own protocol (not started by itself);
+/// `POST /v1/calls/{id}/transcribes` starts it with the request's language, a second start is refused while
 /// it runs, the caller's audio reaches the recognizer, its segments are
 /// stored with the transcribe's id and published, and `.../stop` ends it:
 /// the last segment comes, then `transcribe_completed`. Each lifecycle
@@ -214,15 +230,7 @@ async fn api_call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once() {
     use voxbridge_media::config::{Route, SttProtocol, Transcribe, TranscribeDirection};
-    let dir = std::env::temp_dir().join(format!("voxbridge-transcribes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ccfg = ControlConfig {
-        data_dir: dir.clone(),
-        ..ControlConfig::default()
-    };
-    let control = Control::start(&ccfg).await.expect("control starts");
-    let mut bus = control.bus.subscribe();
-    let (secret, _) = billed_default_customer(&control.store).await;
+    let (ccfg, control, mut bus, secret, _) = control_in("transcribes").await;
     let mut recognizer = harness::ScriptedRecognizer::start(false).await;
     let mut bot = TestBot::start().await;
     let route = Route {
@@ -420,7 +428,7 @@ async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once
     shutdown.shutdown();
     within("media to stop", media).await.expect("media task");
     within("control to stop", control.shutdown()).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&ccfg.data_dir);
 }
 
 /// A bot written for Twilio, Telnyx or Plivo ends its call the way it
@@ -435,15 +443,7 @@ async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
     use voxbridge_media::config::{AudioSocketListener, BotProtocolKind, Route, TwilioEncoding};
-    let dir = std::env::temp_dir().join(format!("voxbridge-hangups-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ccfg = ControlConfig {
-        data_dir: dir.clone(),
-        ..ControlConfig::default()
-    };
-    let control = Control::start(&ccfg).await.expect("control starts");
-    let mut bus = control.bus.subscribe();
-    let (secret, _) = billed_default_customer(&control.store).await;
+    let (ccfg, control, mut bus, secret, _) = control_in("hangups").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the API");
@@ -569,5 +569,5 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
     shutdown.shutdown();
     within("media to stop", media).await.expect("media task");
     within("control to stop", control.shutdown()).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&ccfg.data_dir);
 }
