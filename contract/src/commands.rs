@@ -123,8 +123,11 @@ pub fn is_language_tag(s: &str) -> bool {
     !s.is_empty() && s.len() <= 35 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Which directions of a call's audio a transcribe takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which directions of a call's audio a transcribe takes; `in`, `out` or
+/// `both` in JSON (the event wire, the control API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum TranscribeDirections {
     /// The caller's speech only.
     In,
@@ -141,16 +144,6 @@ impl TranscribeDirections {
             TranscribeDirections::In => "in",
             TranscribeDirections::Out => "out",
             TranscribeDirections::Both => "both",
-        }
-    }
-
-    /// From [`TranscribeDirections::as_str`]'s words.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "in" => Some(TranscribeDirections::In),
-            "out" => Some(TranscribeDirections::Out),
-            "both" => Some(TranscribeDirections::Both),
-            _ => None,
         }
     }
 

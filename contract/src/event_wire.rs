@@ -113,7 +113,7 @@ enum Msg {
         call_id: String,
         transcribe_id: String,
         language: String,
-        directions: WireDirections,
+        directions: TranscribeDirections,
         at_ms: u64,
     },
     TranscribeCompleted {
@@ -150,34 +150,6 @@ struct WireSipCause {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     code: Option<u16>,
     reason: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum WireDirections {
-    In,
-    Out,
-    Both,
-}
-
-impl From<TranscribeDirections> for WireDirections {
-    fn from(d: TranscribeDirections) -> Self {
-        match d {
-            TranscribeDirections::In => WireDirections::In,
-            TranscribeDirections::Out => WireDirections::Out,
-            TranscribeDirections::Both => WireDirections::Both,
-        }
-    }
-}
-
-impl From<WireDirections> for TranscribeDirections {
-    fn from(d: WireDirections) -> Self {
-        match d {
-            WireDirections::In => TranscribeDirections::In,
-            WireDirections::Out => TranscribeDirections::Out,
-            WireDirections::Both => TranscribeDirections::Both,
-        }
-    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -342,7 +314,7 @@ impl WireEvent {
                 call_id: call_id.clone(),
                 transcribe_id: transcribe_id.clone(),
                 language: language.clone(),
-                directions: (*directions).into(),
+                directions: *directions,
                 at_ms: ms_of(*at),
             },
             CallEvent::TranscribeCompleted {
@@ -496,7 +468,7 @@ impl WireEvent {
                     call_id,
                     transcribe_id,
                     language,
-                    directions: directions.into(),
+                    directions,
                     at: time_of(at_ms)?,
                 },
             },

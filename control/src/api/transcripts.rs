@@ -31,29 +31,7 @@ pub struct StartTranscribe {
     pub language: Option<String>,
     /// `in` (the caller), `out` (what the caller heard) or `both`; the
     /// route's `directions` when absent.
-    pub directions: Option<Directions>,
-}
-
-/// Which audio of a call to transcribe.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Directions {
-    /// The caller's speech.
-    In,
-    /// What the caller heard (the bot).
-    Out,
-    /// Both, each its own stream.
-    Both,
-}
-
-impl From<Directions> for TranscribeDirections {
-    fn from(d: Directions) -> Self {
-        match d {
-            Directions::In => TranscribeDirections::In,
-            Directions::Out => TranscribeDirections::Out,
-            Directions::Both => TranscribeDirections::Both,
-        }
-    }
+    pub directions: Option<TranscribeDirections>,
 }
 
 fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -117,7 +95,7 @@ pub async fn start(
     let command = TranscribeStart {
         transcribe_id: transcribe_id.clone(),
         language: req.language.clone(),
-        directions: req.directions.map(Into::into),
+        directions: req.directions,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     s.commands

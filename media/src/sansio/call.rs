@@ -675,11 +675,6 @@ impl Call {
         }
     }
 
-    /// Tapped audio dropped because its chunk was not taken in time, ms.
-    pub fn tap_dropped_ms(&self) -> u64 {
-        self.tap.as_ref().map_or(0, |t| t.dropped_ms())
-    }
-
     /// What became of a frame from [`Call::take_ready_frame`]; marks whose
     /// audio it carried become leg requests.
     pub fn ready_frame_done(&mut self, outcome: FrameOutcome) {
