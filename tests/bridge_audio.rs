@@ -11,7 +11,7 @@ use harness::*;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use voxbridge::bot::{self, Mode};
-use voxbridge_media::{CallEvent, HangupCause};
+use voxbridge_media::{CallCommands, CallEvent, HangupCause};
 use voxbridge_proto::pipecat::Kind;
 
 /// Starts the built-in echo bot; returns its URL.
@@ -645,10 +645,43 @@ async fn a_recognizer_that_refuses_the_key_costs_the_call_nothing() {
     hear(&mut caller, 25).await;
     // Both directions give up while the call goes on: the transcribe is
     // over then, not only when the call ends.
-    d.event("the transcribe's end", |e| {
-        matches!(e, CallEvent::TranscribeCompleted { .. })
-    })
-    .await;
+    let ended = d
+        .event("the transcribe's end", |e| {
+            matches!(e, CallEvent::TranscribeCompleted { .. })
+        })
+        .await;
+    assert_eq!(
+        d.metrics
+            .transcribe_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "one refused connection per direction, no reconnects configured"
+    );
+    // The call is free for another transcribe (the API's), which gives up
+    // the same way.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let start = voxbridge_media::commands::TranscribeStart {
+        transcribe_id: "again".into(),
+        language: None,
+        directions: Some(voxbridge_media::commands::TranscribeDirections::In),
+    };
+    d.commands
+        .transcribe(ended.call_id(), start, Box::new(move |r| drop(tx.send(r))));
+    let running = within("the call to answer", rx)
+        .await
+        .expect("answered")
+        .expect("a given-up transcribe does not hold the call");
+    assert_eq!(running.language, "en-US");
+    caller.send_audio(&speech_8k(10)).await;
+    let again = d
+        .event("the second transcribe's end", |e| {
+            matches!(e, CallEvent::TranscribeCompleted { .. })
+        })
+        .await;
+    assert!(
+        matches!(&again, CallEvent::TranscribeCompleted { transcribe_id, .. } if transcribe_id == "again"),
+        "{again:?}"
+    );
     hear(&mut caller, 5).await;
     caller.send_raw(&[0x00, 0x00, 0x00]).await;
     let hungup = d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
@@ -665,8 +698,8 @@ async fn a_recognizer_that_refuses_the_key_costs_the_call_nothing() {
     let m = &d.metrics;
     assert_eq!(
         m.transcribe_failures.load(std::sync::atomic::Ordering::Relaxed),
-        2,
-        "one refused connection per direction, no reconnects configured"
+        3,
+        "and one more for the second transcribe's one direction"
     );
     assert_eq!(
         m.transcribe_segments.load(std::sync::atomic::Ordering::Relaxed),

@@ -326,6 +326,7 @@ async fn drive_loop(
             }
         };
         let sent = service(call, link, ctx, transcriber.as_ref());
+        end_given_up(call, transcriber);
         if let (Some(t0), true) = (from_caller, sent > 0) {
             call.forwarded(t0.elapsed());
         }
@@ -360,6 +361,15 @@ fn start_transcriber(
     tr
 }
 
+/// Ends a transcribe whose every direction gave up: the tap stops, and
+/// the API may start another.
+fn end_given_up(call: &mut Call, transcriber: &mut Option<stt::Transcriber>) {
+    if transcriber.as_ref().is_some_and(stt::Transcriber::gave_up) {
+        *transcriber = None;
+        call.drop_tap();
+    }
+}
+
 /// A transcribe asked for by the API: started unless one runs or the
 /// route names no recognizer.
 fn transcribe(
@@ -374,6 +384,7 @@ fn transcribe(
             ctx.route_name, ctx.route_name
         ));
     };
+    end_given_up(call, transcriber);
     if transcriber.is_some() {
         return Err("a transcribe already runs on this call; stop it first".into());
     }
@@ -403,6 +414,7 @@ fn stop_transcribe(
     ctx: &CallContext,
     transcriber: &mut Option<stt::Transcriber>,
 ) -> Result<(), String> {
+    end_given_up(call, transcriber);
     let Some(t) = transcriber.take() else {
         return Err("no transcribe runs on this call".into());
     };

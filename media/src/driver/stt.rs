@@ -12,8 +12,9 @@
 //! with words becomes a `Transcript` event (speaker by direction, its place
 //! in the call from the chunk times plus the result's `start`). A
 //! recognizer that fails, drops or stops reading (a send waiting 5 s) is
-//! reconnected `max_reconnects` times,
-//! one second apart, the audio in between held by the queue; a rate change
+//! reconnected `max_reconnects` times, one second apart, the audio in
+//! between held by the queue (then the direction gives up and its queue
+//! closes); a rate change
 //! (a codec change mid-call) ends the stream and starts another at the new
 //! rate. When the call ends the queue closes: what is queued is sent, then
 //! `CloseStream`, and the last results are waited for up to 5 s.
@@ -165,6 +166,12 @@ impl Transcriber {
         (self.queues[0].is_some(), self.queues[1].is_some())
     }
 
+    /// Whether every direction's stream has given up (its queue closed):
+    /// the transcribe is over though the call goes on.
+    pub(crate) fn gave_up(&self) -> bool {
+        self.queues.iter().flatten().all(|tx| tx.is_closed())
+    }
+
     /// Hands a chunk on without waiting; a full or closed queue drops it
     /// (counted).
     pub(crate) fn offer(&self, chunk: &Chunk<'_>) {
@@ -179,7 +186,7 @@ impl Transcriber {
             start_ms: chunk.start_ms,
         };
         if tx.try_send(audio).is_err() {
-            let ms = chunk.pcm_le.len() as u64 / 2 * 1000 / chunk.rate.max(1) as u64;
+            let ms = audio_ms(chunk.pcm_le, chunk.rate);
             self.metrics.transcribe_dropped_ms.fetch_add(ms, Relaxed);
         }
     }
@@ -223,9 +230,9 @@ impl Stream {
                         tracing::warn!(call_id = self.call_id, direction = self.direction.as_str(), error = %e,
                             "speech recognizer failed; transcription of this direction ends");
                         // Given up: this direction's part of the
-                        // transcribe is over, though the call goes on.
-                        self.completion = None;
-                        self.drain(rx).await;
+                        // transcribe is over, though the call goes on
+                        // (its queue closes; the call task sees that).
+                        self.give_up(rx);
                         return;
                     }
                     tracing::warn!(call_id = self.call_id, direction = self.direction.as_str(), error = %e,
@@ -384,13 +391,23 @@ impl Stream {
         Ok(())
     }
 
-    /// Transcription gave up: what still comes is dropped and counted.
-    async fn drain(&self, mut rx: mpsc::Receiver<Audio>) {
-        while let Some(a) = rx.recv().await {
-            let ms = a.pcm.len() as u64 / 2 * 1000 / a.rate.max(1) as u64;
-            self.metrics.transcribe_dropped_ms.fetch_add(ms, Relaxed);
+    /// Transcription of this direction gave up: the queue closes (what the
+    /// call offers from now on is dropped and counted there), what it held
+    /// is counted as dropped, and the transcribe is released.
+    fn give_up(&mut self, mut rx: mpsc::Receiver<Audio>) {
+        rx.close();
+        while let Ok(a) = rx.try_recv() {
+            self.metrics
+                .transcribe_dropped_ms
+                .fetch_add(audio_ms(&a.pcm, a.rate), Relaxed);
         }
+        self.completion = None;
     }
+}
+
+/// The length of `pcm_le` (PCM16) at `rate`, ms.
+fn audio_ms(pcm_le: &[u8], rate: u32) -> u64 {
+    pcm_le.len() as u64 / 2 * 1000 / u64::from(rate.max(1))
 }
 
 async fn send(ws: &mut Ws, pcm: Bytes) -> Result<(), Failure> {
