@@ -152,7 +152,8 @@ pub struct Route {
 }
 
 /// A speech recognizer the route's calls are streamed to, over its
-/// live-streaming WebSocket API (Deepgram's protocol: `/v1/listen`).
+/// live-streaming WebSocket API (Deepgram's protocol, `/v1/listen`, or
+/// voxbridge's own).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transcribe {
@@ -169,7 +170,9 @@ pub struct Transcribe {
     /// Sent as `Authorization: Token <key>` (`deepgram`) or `Bearer <key>`
     /// (`voxbridge`); none when absent.
     pub key: Option<crate::secret::Secret>,
-    /// The `language` query parameter.
+    /// The recognizer's language (Deepgram: the `language` query
+    /// parameter; voxbridge: the `start` message's); the API may ask for
+    /// another per transcribe.
     #[serde(default = "default_language")]
     pub language: String,
     /// `in` (the caller), `out` (what the caller heard), or both.
