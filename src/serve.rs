@@ -46,6 +46,12 @@ pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<(Config, ControlCon
     config.apply_env(|k| std::env::var(k).ok())?;
     config.validate()?;
     control.apply_env(|k| std::env::var(k).ok())?;
+    // `[recording]` is one section for both: the media plane writes the
+    // files, control serves and expires them.
+    control.recordings = voxbridge_control::config::RecordingFiles {
+        dir: config.recording.dir.clone(),
+        retention_days: config.recording.retention_days,
+    };
     Ok((config, control))
 }
 

@@ -88,6 +88,54 @@ pub trait CallCommands: Send + Sync + 'static {
             "call {call_id}: this media plane cannot stop transcription on command"
         )));
     }
+
+    /// Starts, stops, pauses or resumes a running call's recording.
+    /// `done` hears the recording as the command left it (a start: once
+    /// its file is made and `RecordingStarted` is out; `RecordingPaused`
+    /// or, once the file is complete, `RecordingFinished` follow the
+    /// others), or why not (no such call here, the file cannot be made,
+    /// one already runs, none runs). It is called at once when this media
+    /// plane cannot record.
+    fn record(&self, call_id: &str, command: RecordCommand, done: RecordDone) {
+        let _ = command;
+        done(Err(format!(
+            "call {call_id}: this media plane cannot record calls on command"
+        )));
+    }
+}
+
+/// What to do with a call's recording ([`CallCommands::record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordCommand {
+    /// Start recording, the file named after `recording_id`.
+    Start {
+        /// The recording's id (its record in control/); events carry it.
+        recording_id: String,
+    },
+    /// Stop: the file is completed and `RecordingFinished` follows.
+    Stop,
+    /// Record silence instead of the call's audio (a card number is read
+    /// out) until resumed.
+    Pause,
+    /// Record the call's audio again.
+    Resume,
+}
+
+/// How a [`CallCommands::record`] went: the recording as the command left
+/// it, or why not.
+pub type RecordDone = Box<dyn FnOnce(Result<RecordingInfo, String>) + Send>;
+
+/// A call's recording, as a [`CallCommands::record`] left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingInfo {
+    /// Its id.
+    pub recording_id: String,
+    /// The file's name in the recordings directory.
+    pub file: String,
+    /// Sample rate of the file, Hz.
+    pub rate: u32,
+    /// Whether it is paused.
+    pub paused: bool,
 }
 
 /// How a [`CallCommands::transcribe`] went: the language and directions

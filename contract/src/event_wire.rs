@@ -12,7 +12,7 @@
 
 use crate::commands::TranscribeDirections;
 use crate::error::ContractError;
-use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, SipCause, Speaker};
+use crate::events::{CallEvent, CallInfo, HangupCause, RecordingEnd, RtpCallStats, SipCause, Speaker};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -120,6 +120,30 @@ enum Msg {
         event_id: String,
         call_id: String,
         transcribe_id: String,
+        at_ms: u64,
+    },
+    RecordingStarted {
+        event_id: String,
+        call_id: String,
+        recording_id: String,
+        file: String,
+        rate: u32,
+        at_ms: u64,
+    },
+    RecordingPaused {
+        event_id: String,
+        call_id: String,
+        recording_id: String,
+        paused: bool,
+        at_ms: u64,
+    },
+    RecordingFinished {
+        event_id: String,
+        call_id: String,
+        recording_id: String,
+        duration_ms: u64,
+        bytes: u64,
+        end: RecordingEnd,
         at_ms: u64,
     },
     RtpStats {
@@ -327,6 +351,48 @@ impl WireEvent {
                 transcribe_id: transcribe_id.clone(),
                 at_ms: ms_of(*at),
             },
+            CallEvent::RecordingStarted {
+                call_id,
+                recording_id,
+                file,
+                rate,
+                at,
+            } => Msg::RecordingStarted {
+                event_id: id,
+                call_id: call_id.clone(),
+                recording_id: recording_id.clone(),
+                file: file.clone(),
+                rate: *rate,
+                at_ms: ms_of(*at),
+            },
+            CallEvent::RecordingPaused {
+                call_id,
+                recording_id,
+                paused,
+                at,
+            } => Msg::RecordingPaused {
+                event_id: id,
+                call_id: call_id.clone(),
+                recording_id: recording_id.clone(),
+                paused: *paused,
+                at_ms: ms_of(*at),
+            },
+            CallEvent::RecordingFinished {
+                call_id,
+                recording_id,
+                duration_ms,
+                bytes,
+                end,
+                at,
+            } => Msg::RecordingFinished {
+                event_id: id,
+                call_id: call_id.clone(),
+                recording_id: recording_id.clone(),
+                duration_ms: *duration_ms,
+                bytes: *bytes,
+                end: *end,
+                at_ms: ms_of(*at),
+            },
             CallEvent::RtpStats { call_id, stats } => Msg::RtpStats {
                 event_id: id,
                 call_id: call_id.clone(),
@@ -485,6 +551,57 @@ impl WireEvent {
                     at: time_of(at_ms)?,
                 },
             },
+            Msg::RecordingStarted {
+                event_id,
+                call_id,
+                recording_id,
+                file,
+                rate,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::RecordingStarted {
+                    call_id,
+                    recording_id,
+                    file,
+                    rate,
+                    at: time_of(at_ms)?,
+                },
+            },
+            Msg::RecordingPaused {
+                event_id,
+                call_id,
+                recording_id,
+                paused,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::RecordingPaused {
+                    call_id,
+                    recording_id,
+                    paused,
+                    at: time_of(at_ms)?,
+                },
+            },
+            Msg::RecordingFinished {
+                event_id,
+                call_id,
+                recording_id,
+                duration_ms,
+                bytes,
+                end,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::RecordingFinished {
+                    call_id,
+                    recording_id,
+                    duration_ms,
+                    bytes,
+                    end,
+                    at: time_of(at_ms)?,
+                },
+            },
             Msg::RtpStats {
                 event_id,
                 call_id,
@@ -600,6 +717,27 @@ mod tests {
                 call_id: "c1".into(),
                 transcribe_id: "t1".into(),
                 at: at(1_764_000_009_600),
+            },
+            CallEvent::RecordingStarted {
+                call_id: "c1".into(),
+                recording_id: "r1".into(),
+                file: "r1.wav".into(),
+                rate: 16000,
+                at: at(1_764_000_000_700),
+            },
+            CallEvent::RecordingPaused {
+                call_id: "c1".into(),
+                recording_id: "r1".into(),
+                paused: true,
+                at: at(1_764_000_001_700),
+            },
+            CallEvent::RecordingFinished {
+                call_id: "c1".into(),
+                recording_id: "r1".into(),
+                duration_ms: 9_000,
+                bytes: 576_044,
+                end: RecordingEnd::DiskFull,
+                at: at(1_764_000_009_700),
             },
             CallEvent::RtpStats {
                 call_id: "c1".into(),

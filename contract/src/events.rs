@@ -260,6 +260,47 @@ pub enum CallEvent {
         /// Wall-clock time.
         at: SystemTime,
     },
+    /// The call's recording started: a stereo WAV file (caller left, what
+    /// the caller heard right) named `file` in the recordings directory.
+    RecordingStarted {
+        /// Call id.
+        call_id: String,
+        /// The recording's id.
+        recording_id: String,
+        /// The file's name in the recordings directory.
+        file: String,
+        /// Sample rate of the file, Hz.
+        rate: u32,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
+    /// The recording was paused (silence is recorded in its place) or
+    /// resumed, by the API or the bot.
+    RecordingPaused {
+        /// Call id.
+        call_id: String,
+        /// The recording's id.
+        recording_id: String,
+        /// `true` paused, `false` resumed.
+        paused: bool,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
+    /// The recording's file is complete (or as complete as it could be).
+    RecordingFinished {
+        /// Call id.
+        call_id: String,
+        /// The recording's id.
+        recording_id: String,
+        /// Audio in the file, ms.
+        duration_ms: u64,
+        /// Size of the file, bytes.
+        bytes: u64,
+        /// Why it ended.
+        end: RecordingEnd,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
     /// RTP reception and transmission figures (every RTCP interval, 5 s, and at the end).
     RtpStats {
         /// Call id.
@@ -304,9 +345,40 @@ impl CallEvent {
             | CallEvent::Transcript { call_id, .. }
             | CallEvent::TranscribeStarted { call_id, .. }
             | CallEvent::TranscribeCompleted { call_id, .. }
+            | CallEvent::RecordingStarted { call_id, .. }
+            | CallEvent::RecordingPaused { call_id, .. }
+            | CallEvent::RecordingFinished { call_id, .. }
             | CallEvent::RtpStats { call_id, .. }
             | CallEvent::Transferred { call_id, .. }
             | CallEvent::Hungup { call_id, .. } => call_id,
+        }
+    }
+}
+
+/// Why a recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingEnd {
+    /// Stopped on command (API or bot).
+    Stopped,
+    /// The call ended.
+    CallEnded,
+    /// The disk filled up: the file holds what was written before; the
+    /// call went on.
+    DiskFull,
+    /// Another write error: as `disk_full`.
+    Failed,
+}
+
+impl RecordingEnd {
+    /// `stopped`, `call_ended`, `disk_full` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingEnd::Stopped => "stopped",
+            RecordingEnd::CallEnded => "call_ended",
+            RecordingEnd::DiskFull => "disk_full",
+            RecordingEnd::Failed => "failed",
         }
     }
 }

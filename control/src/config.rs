@@ -111,6 +111,28 @@ pub struct ControlConfig {
     pub originate: crate::originate::OriginateConfig,
     /// The campaign scheduler.
     pub campaigns: crate::campaign::scheduler::CampaignsConfig,
+    /// Where the media plane writes recordings and how long they stay (the
+    /// top-level `[recording]` section, which the media plane reads too).
+    #[serde(skip)]
+    pub recordings: RecordingFiles,
+}
+
+/// The recordings' directory and retention, as control sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingFiles {
+    /// Directory of the files.
+    pub dir: std::path::PathBuf,
+    /// Recordings older than this many days are deleted; 0 keeps them.
+    pub retention_days: u32,
+}
+
+impl Default for RecordingFiles {
+    fn default() -> Self {
+        RecordingFiles {
+            dir: "recordings".into(),
+            retention_days: 0,
+        }
+    }
 }
 
 /// `[control.billing]`.
@@ -138,6 +160,7 @@ impl Default for ControlConfig {
             heartbeat_ms: 1000,
             originate: crate::originate::OriginateConfig::default(),
             campaigns: crate::campaign::scheduler::CampaignsConfig::default(),
+            recordings: RecordingFiles::default(),
         }
     }
 }

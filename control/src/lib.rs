@@ -22,6 +22,7 @@ pub mod live;
 pub mod model;
 pub mod originate;
 pub mod relay;
+pub mod retention;
 pub mod secret;
 pub mod service;
 pub mod sink;

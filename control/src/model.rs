@@ -166,6 +166,39 @@ pub struct Transcribe {
     pub tm_end: Option<Millis>,
 }
 
+/// A call recording: a stereo WAV file (caller left, what the caller heard
+/// right) the media plane writes, `GET /v1/recordings/{id}` serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Recording {
+    /// Recording id.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// The call recorded.
+    pub call_id: String,
+    /// `recording`, `paused` (silence is recorded meanwhile), `completed`
+    /// (stopped or the call ended), `failed` (a write error such as a full
+    /// disk: the file holds what was written before), or `deleted` (by
+    /// retention).
+    #[schema(pattern = "^(recording|paused|completed|failed|deleted)$")]
+    pub status: String,
+    /// Why it ended: `stopped`, `call_ended`, `disk_full` or `failed`.
+    #[schema(pattern = "^(stopped|call_ended|disk_full|failed)$")]
+    pub end_reason: Option<String>,
+    /// Sample rate of the file, Hz.
+    pub rate: i64,
+    /// Audio in the file, ms (once ended).
+    pub duration_ms: Option<i64>,
+    /// Size of the file, bytes (once ended).
+    pub bytes: Option<i64>,
+    /// Started.
+    #[schema(value_type = String, format = DateTime)]
+    pub tm_create: Millis,
+    /// Ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub tm_end: Option<Millis>,
+}
+
 /// One transcript segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Transcript {

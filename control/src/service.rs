@@ -23,6 +23,10 @@ use voxbridge_contract::commands::CallCommands;
 pub struct Control {
     /// The store.
     pub store: Store,
+    /// Where recordings are read from.
+    recordings_dir: Arc<std::path::PathBuf>,
+    /// The recording retention sweep, when `retention_days` is set.
+    retention: Option<JoinHandle<()>>,
     /// The in-process bus (also when events go to Kafka: nothing publishes
     /// to it then).
     pub bus: Bus,
@@ -129,7 +133,17 @@ impl Control {
                 stop_rx.clone(),
             ))
         });
+        let retention = (cfg.recordings.retention_days > 0).then(|| {
+            tokio::spawn(crate::retention::run(
+                store.clone(),
+                cfg.recordings.dir.clone(),
+                cfg.recordings.retention_days,
+                stop_rx.clone(),
+            ))
+        });
         Ok(Control {
+            recordings_dir: Arc::new(cfg.recordings.dir.clone()),
+            retention,
             store,
             bus,
             relay_stats,
@@ -271,6 +285,7 @@ impl Control {
             live: self.live.clone(),
             webhook_allow: self.webhook_allow.clone(),
             dialer: self.dialer.clone(),
+            recordings_dir: self.recordings_dir.clone(),
         })
     }
 
@@ -288,6 +303,7 @@ impl Control {
             feeds,
             scheduler,
             heartbeat,
+            retention,
             ..
         } = self;
         stop_sink.send_replace(true);
@@ -308,6 +324,9 @@ impl Control {
             let _ = t.await;
         }
         if let Some(t) = heartbeat {
+            let _ = t.await;
+        }
+        if let Some(t) = retention {
             let _ = t.await;
         }
     }

@@ -556,6 +556,37 @@ pub async fn apply(
             )
             .await
         }
+        CallEvent::RecordingStarted {
+            call_id,
+            recording_id,
+            file,
+            rate,
+            at,
+        } => {
+            let (_, added) = store
+                .start_recording_once(recording_id, call_id, file, *rate, Millis::from_system(*at))
+                .await?;
+            Ok(added)
+        }
+        CallEvent::RecordingPaused {
+            recording_id, paused, ..
+        } => store.pause_recording(recording_id, *paused).await,
+        CallEvent::RecordingFinished {
+            recording_id,
+            duration_ms,
+            bytes,
+            end,
+            at,
+            ..
+        } => {
+            let ended = crate::store::recordings::RecordingEnded {
+                duration_ms: *duration_ms,
+                bytes: *bytes,
+                reason: end.as_str(),
+                at: Millis::from_system(*at),
+            };
+            store.finish_recording_once(recording_id, ended).await
+        }
         // A kind a newer media plane emits: counted as ignored.
         _ => Ok(false),
     }

@@ -115,6 +115,7 @@ async fn app_over(
         webhook_allow: Arc::new(allow),
         dialer: None,
         events,
+        recordings_dir: Arc::new(std::env::temp_dir()),
     })
 }
 

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 pub use voxbridge_contract::commands::{
-    AsteriskMediaDial, CallCommands, DialDone, SipDial, SipDialEvent, SipDialEvents, TranscribeDirections,
-    TranscribeDone, TranscribeRunning, TranscribeStart,
+    AsteriskMediaDial, CallCommands, DialDone, RecordCommand, RecordDone, RecordingInfo, SipDial,
+    SipDialEvent, SipDialEvents, TranscribeDirections, TranscribeDone, TranscribeRunning, TranscribeStart,
 };
 
 /// Signalling inputs sent to one call that may wait unread (SIP INFO
@@ -34,6 +34,9 @@ pub(crate) enum CallInput {
     Transcribe(TranscribeStart, TranscribeDone),
     /// Stop the running transcribe (API); `done` hears whether one ran.
     StopTranscribe(DialDone),
+    /// Start, stop, pause or resume the call's recording (API); `done`
+    /// hears how it went.
+    Record(RecordCommand, RecordDone),
 }
 
 impl std::fmt::Debug for CallInput {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for CallInput {
             CallInput::Format(x) => f.debug_tuple("Format").field(x).finish(),
             CallInput::Transcribe(t, _) => f.debug_tuple("Transcribe").field(t).finish(),
             CallInput::StopTranscribe(_) => f.write_str("StopTranscribe"),
+            CallInput::Record(c, _) => f.debug_tuple("Record").field(c).finish(),
         }
     }
 }
@@ -165,6 +169,7 @@ impl CallRegistry {
             match input {
                 CallInput::Transcribe(_, done) => done(Err(why)),
                 CallInput::StopTranscribe(done) => done(Err(why)),
+                CallInput::Record(_, done) => done(Err(why)),
                 _ => {}
             }
         }
@@ -216,6 +221,10 @@ impl CallCommands for MediaCommands {
 
     fn stop_transcribe(&self, call_id: &str, done: DialDone) {
         self.calls.command(call_id, CallInput::StopTranscribe(done));
+    }
+
+    fn record(&self, call_id: &str, command: RecordCommand, done: RecordDone) {
+        self.calls.command(call_id, CallInput::Record(command, done));
     }
 }
 

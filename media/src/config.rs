@@ -149,6 +149,35 @@ pub struct Route {
     /// Transcription of the route's calls through a speech recognizer
     /// (`[routes.<name>.transcribe]`; off when absent).
     pub transcribe: Option<Transcribe>,
+    /// Record every call of the route from its start (`[recording]` says
+    /// where); off by default, recordings then start by API or bot.
+    pub record: bool,
+}
+
+/// `[recording]`: where call recordings go and how long they stay.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Directory of the recording files (made when missing); the control
+    /// sidecar serves them from here, so a control node that runs apart
+    /// needs the same directory (a shared volume).
+    pub dir: std::path::PathBuf,
+    /// Audio a recording's writer holds while the disk is slow, ms; more is
+    /// dropped (silence in the file, counted), the call never waits.
+    pub buffer_ms: u32,
+    /// Recordings older than this many days are deleted (file and record);
+    /// 0 keeps them.
+    pub retention_days: u32,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            dir: "recordings".into(),
+            buffer_ms: 5000,
+            retention_days: 0,
+        }
+    }
 }
 
 /// A speech recognizer the route's calls are streamed to, over its
@@ -303,6 +332,7 @@ impl std::fmt::Debug for Route {
             .field("params", &self.params.keys().collect::<Vec<_>>())
             .field("chanws_pacing", &self.chanws_pacing)
             .field("transcribe", &self.transcribe)
+            .field("record", &self.record)
             .finish()
     }
 }
@@ -323,6 +353,7 @@ impl Default for Route {
             params: BTreeMap::new(),
             chanws_pacing: crate::sansio::chanws::Pacing::Voxbridge,
             transcribe: None,
+            record: false,
         }
     }
 }
@@ -1075,6 +1106,8 @@ pub struct Config {
     pub media_api: MediaApiConfig,
     /// SIP trunk endpoint (off unless `sip.listen` is set).
     pub sip: SipConfig,
+    /// Call recordings.
+    pub recording: RecordingConfig,
 }
 
 impl Default for Config {
@@ -1092,6 +1125,7 @@ impl Default for Config {
             limits: Limits::default(),
             media_api: MediaApiConfig::default(),
             sip: SipConfig::default(),
+            recording: RecordingConfig::default(),
         }
     }
 }
@@ -1236,6 +1270,12 @@ impl Config {
         }
         self.rtp.validate(&self.routes)?;
         self.sip.validate(&self.routes)?;
+        if !(100..=60_000).contains(&self.recording.buffer_ms) {
+            return Err(ConfigError(format!(
+                "recording.buffer_ms: {} (100 to 60000)",
+                self.recording.buffer_ms
+            )));
+        }
         if self.limits.max_calls == 0 {
             return Err(ConfigError("limits.max_calls: must be > 0".into()));
         }

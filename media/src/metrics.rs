@@ -165,6 +165,12 @@ pub struct Metrics {
     pub transcribe_failures: AtomicU64,
     /// Transcription: recognizer messages that were not usable (counted, skipped).
     pub transcribe_bad_messages: AtomicU64,
+    /// Recordings: files completed (any end).
+    pub recordings_finished: AtomicU64,
+    /// Recordings: ended by a write error (a full disk included).
+    pub recording_failures: AtomicU64,
+    /// Recordings: audio not written (the writer's queue full), ms.
+    pub recording_dropped_ms: AtomicU64,
     /// Bot connect attempts that failed.
     pub bot_connect_failures: AtomicU64,
     /// Bot links that dropped mid-call.
@@ -268,6 +274,9 @@ impl Default for Metrics {
             transcribe_dropped_ms: AtomicU64::new(0),
             transcribe_failures: AtomicU64::new(0),
             transcribe_bad_messages: AtomicU64::new(0),
+            recordings_finished: AtomicU64::new(0),
+            recording_failures: AtomicU64::new(0),
+            recording_dropped_ms: AtomicU64::new(0),
             caller_protocol_errors: AtomicU64::new(0),
             bot_connect_failures: AtomicU64::new(0),
             bot_drops: AtomicU64::new(0),
@@ -568,6 +577,24 @@ impl Metrics {
             "voxbridge_transcribe_bad_messages_total",
             "Speech recognizer messages that could not be used (skipped).",
             self.transcribe_bad_messages.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_recordings_finished_total",
+            "Call recordings whose file was completed (stopped, the call ended, or a write error).",
+            self.recordings_finished.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_recording_failures_total",
+            "Call recordings ended by a write error (a full disk included); their calls went on.",
+            self.recording_failures.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "voxbridge_recording_dropped_ms_total",
+            "Call audio not recorded because the writer's queue was full (silence in its place), ms.",
+            self.recording_dropped_ms.load(Relaxed),
         );
         counter(
             &mut o,

@@ -146,12 +146,20 @@ fn parse_fmt(f: &[u8]) -> Result<(WavEncoding, u32), ProtoError> {
 
 /// A 44-byte canonical header for `data_len` bytes of mono audio.
 pub fn write_header(encoding: WavEncoding, rate: u32, data_len: u32) -> [u8; 44] {
+    write_header_channels(encoding, rate, 1, data_len)
+}
+
+/// A 44-byte canonical header for `data_len` bytes of `channels`
+/// interleaved channels (a call recording is stereo: caller left, what the
+/// caller heard right). `data_len` `u32::MAX` says "until end of file", for
+/// a file still being written.
+pub fn write_header_channels(encoding: WavEncoding, rate: u32, channels: u16, data_len: u32) -> [u8; 44] {
     let (tag, bits): (u16, u16) = match encoding {
         WavEncoding::Pcm16 => (1, 16),
         WavEncoding::Alaw => (6, 8),
         WavEncoding::Ulaw => (7, 8),
     };
-    let block = bits / 8;
+    let block = bits / 8 * channels.max(1);
     let mut h = [0u8; 44];
     h[0..4].copy_from_slice(b"RIFF");
     h[4..8].copy_from_slice(&data_len.saturating_add(36).to_le_bytes());
@@ -159,7 +167,7 @@ pub fn write_header(encoding: WavEncoding, rate: u32, data_len: u32) -> [u8; 44]
     h[12..16].copy_from_slice(b"fmt ");
     h[16..20].copy_from_slice(&16u32.to_le_bytes());
     h[20..22].copy_from_slice(&tag.to_le_bytes());
-    h[22..24].copy_from_slice(&1u16.to_le_bytes());
+    h[22..24].copy_from_slice(&channels.max(1).to_le_bytes());
     h[24..28].copy_from_slice(&rate.to_le_bytes());
     h[28..32].copy_from_slice(&(rate * block as u32).to_le_bytes());
     h[32..34].copy_from_slice(&block.to_le_bytes());

@@ -20,6 +20,7 @@ pub mod compat;
 pub mod dial_document;
 pub mod error;
 pub mod paging;
+pub mod recordings;
 pub mod text;
 pub mod transcripts;
 pub mod webhooks;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub dialer: Option<Arc<crate::originate::Dialer>>,
     /// The call event pipeline (readiness, parked events).
     pub events: crate::sink::Pipeline,
+    /// Where recordings are read from.
+    pub recordings_dir: Arc<std::path::PathBuf>,
 }
 
 /// A media plane that runs no calls (control without media in-process).
@@ -192,6 +195,8 @@ impl Modify for Security {
         campaigns::add_targets, campaigns::list_targets, campaigns::stats,
         transcripts::start, transcripts::stop, transcripts::list_transcribes, transcripts::get_transcribe,
         transcripts::list_transcripts, transcripts::get_transcript,
+        recordings::start, recordings::stop, recordings::pause, recordings::resume, recordings::list,
+        recordings::file,
         admin::list_customers, admin::create_customer, admin::get_customer, admin::delete_customer,
         admin::list_keys, admin::create_key, admin::delete_key,
         admin::list_dead_letters, admin::get_dead_letter, admin::retry_dead_letter, admin::delete_dead_letter,
@@ -217,6 +222,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/calls/{id}/transfer", post(calls::transfer))
         .route("/v1/calls/{id}/transcribes", post(transcripts::start))
         .route("/v1/calls/{id}/transcribes/stop", post(transcripts::stop))
+        .route("/v1/calls/{id}/recordings", post(recordings::start))
+        .route("/v1/calls/{id}/recordings/stop", post(recordings::stop))
+        .route("/v1/calls/{id}/recordings/pause", post(recordings::pause))
+        .route("/v1/calls/{id}/recordings/resume", post(recordings::resume))
+        .route("/v1/recordings", get(recordings::list))
+        .route("/v1/recordings/{id}", get(recordings::file))
         .route("/v1/audit", get(calls::audit))
         .route("/v1/campaigns", get(campaigns::list).post(campaigns::create))
         .route("/v1/campaigns/{id}", get(campaigns::get))

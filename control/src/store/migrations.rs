@@ -324,6 +324,28 @@ CREATE INDEX transcribes_call ON transcribes (call_id, seq);
 CREATE UNIQUE INDEX transcribes_bot_call ON transcribes (call_id) WHERE source = 'bot';
 ",
     ),
+    (
+        9,
+        "
+CREATE TABLE recordings (
+    {SEQ},
+    id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    end_reason TEXT,
+    file TEXT NOT NULL,
+    rate BIGINT NOT NULL,
+    duration_ms BIGINT,
+    bytes BIGINT,
+    tm_create BIGINT NOT NULL,
+    tm_end BIGINT
+);
+CREATE INDEX recordings_customer ON recordings (customer_id, seq);
+CREATE INDEX recordings_call ON recordings (call_id, seq);
+CREATE INDEX recordings_created ON recordings (tm_create);
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {

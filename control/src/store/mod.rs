@@ -18,6 +18,7 @@ pub mod dead_letters;
 mod migrations;
 mod outbox;
 pub mod postgres;
+pub mod recordings;
 pub mod sqlite;
 mod tenants;
 mod transcripts;

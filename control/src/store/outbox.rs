@@ -20,6 +20,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "customer",
     "transcript",
     "transcribe",
+    "recording",
     "billing_record",
     "webhook_endpoint",
     "campaign",

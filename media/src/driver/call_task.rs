@@ -13,10 +13,11 @@
 use super::audiosocket::AudioSocketLeg;
 use super::botlink::{self, Connecting, Queued};
 use super::chanws::ChanWsLeg;
+use super::recorder::Recorder;
 use super::rtp::RtpLeg;
 use super::stt;
 use super::wsconn::WsSocket;
-use crate::commands::CallInput;
+use crate::commands::{CallInput, RecordCommand};
 use crate::config::Route;
 use crate::error::BotLinkError;
 use crate::events::{CallEvent, CallInfo, EventSink, HangupCause};
@@ -52,6 +53,8 @@ pub struct CallContext {
     /// The daemon's tasks: a call's recognizer streams run on it, so a
     /// shutdown waits for their last results.
     pub tracker: tokio_util::task::TaskTracker,
+    /// Where recordings go.
+    pub recording: Arc<crate::config::RecordingConfig>,
 }
 
 /// The bot link's I/O; when to connect is the call's to say.
@@ -195,27 +198,44 @@ pub(crate) async fn drive(
     stop: Option<crate::commands::CallControl>,
 ) {
     let mut link = Link::Down;
-    let mut transcriber = None;
-    if let Some(t) = ctx.route.transcribe.as_ref().filter(|t| t.auto) {
-        // The call's `Created` goes first: a transcribe belongs to a call
-        // control already knows.
+    let mut taps = Taps::default();
+    if ctx.route.record || ctx.route.transcribe.as_ref().is_some_and(|t| t.auto) {
+        // The call's `Created` goes first: a transcribe or a recording
+        // belongs to a call control already knows.
         while let Some(event) = call.poll_event() {
             ctx.sink.emit(event);
         }
+    }
+    if let Some(t) = ctx.route.transcribe.as_ref().filter(|t| t.auto) {
         let session = stt::Session {
             id: uuid::Uuid::new_v4().to_string(),
             language: t.language.clone(),
             directions: t.direction_set(),
             base_ms: 0,
         };
-        transcriber = Some(start_transcriber(&mut call, &ctx, t, session));
+        taps.transcriber = Some(start_transcriber(&mut call, &ctx, t, session));
     }
-    let cause = drive_loop(&mut call, &mut leg, &mut link, &ctx, stop, &mut transcriber).await;
+    if ctx.route.record {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Err(why) = start_recorder(&mut call, &ctx, &mut taps, id, None) {
+            tracing::warn!(call_id = call.call_id(), "recording not started: {why}");
+        }
+    }
+    let cause = drive_loop(&mut call, &mut leg, &mut link, &ctx, stop, &mut taps).await;
     leg.finish(&mut call, cause);
     call.finish(cause, Instant::now());
-    service(&mut call, &mut link, &ctx, transcriber.as_ref());
+    service(&mut call, &mut link, &ctx, &taps);
     // Dropping the transcriber closes its queues: its tasks send what is
-    // queued, then the recognizer's last results come as events.
+    // queued, then the recognizer's last results come as events. Dropping
+    // the recorder lets its writer complete the file.
+}
+
+/// What taps a call's audio off the pipeline: its transcribe and its
+/// recording, each while it runs.
+#[derive(Default)]
+struct Taps {
+    transcriber: Option<stt::Transcriber>,
+    recorder: Option<Recorder>,
 }
 
 async fn drive_loop(
@@ -224,13 +244,13 @@ async fn drive_loop(
     link: &mut Link,
     ctx: &CallContext,
     stop: Option<crate::commands::CallControl>,
-    transcriber: &mut Option<stt::Transcriber>,
+    taps: &mut Taps,
 ) -> HangupCause {
     // Whatever arrived before the call started (AudioSocket: with the UUID).
     if let Err(cause) = leg.input(call, Instant::now()) {
         call.hang_up(cause);
     }
-    service(call, link, ctx, transcriber.as_ref());
+    service(call, link, ctx, taps);
     let mut armed = call.poll_timeout();
     let sleep = tokio::time::sleep_until(armed.into());
     tokio::pin!(sleep);
@@ -319,14 +339,16 @@ async fn drive_loop(
                     CallInput::Digit(digit) => call.caller_digit(digit, Instant::now()),
                     CallInput::Hold(held) => leg.set_hold(held, Instant::now()),
                     CallInput::Format(format) => leg.set_format(call, format),
-                    CallInput::Transcribe(start, done) => done(transcribe(call, ctx, transcriber, start)),
-                    CallInput::StopTranscribe(done) => done(stop_transcribe(call, link, ctx, transcriber)),
+                    CallInput::Transcribe(start, done) => done(transcribe(call, ctx, &mut taps.transcriber, start)),
+                    CallInput::StopTranscribe(done) => done(stop_transcribe(call, link, ctx, taps)),
+                    CallInput::Record(command, done) => record(call, link, ctx, taps, command, done),
                 }
                 None
             }
         };
-        let sent = service(call, link, ctx, transcriber.as_ref());
-        end_given_up(call, transcriber);
+        bot_recording(call, link, ctx, taps);
+        let sent = service(call, link, ctx, taps);
+        end_given_up(call, taps);
         if let (Some(t0), true) = (from_caller, sent > 0) {
             call.forwarded(t0.elapsed());
         }
@@ -361,12 +383,17 @@ fn start_transcriber(
     tr
 }
 
-/// Ends a transcribe whose every direction gave up: the tap stops, and
-/// the API may start another.
-fn end_given_up(call: &mut Call, transcriber: &mut Option<stt::Transcriber>) {
-    if transcriber.as_ref().is_some_and(stt::Transcriber::gave_up) {
-        *transcriber = None;
+/// Ends a transcribe whose every direction gave up, and a recording whose
+/// writer ended (a full disk): their taps stop, and the API may start
+/// another.
+fn end_given_up(call: &mut Call, taps: &mut Taps) {
+    if taps.transcriber.as_ref().is_some_and(stt::Transcriber::gave_up) {
+        taps.transcriber = None;
         call.drop_tap();
+    }
+    if taps.recorder.as_ref().is_some_and(Recorder::closed) {
+        taps.recorder = None;
+        call.drop_recording();
     }
 }
 
@@ -384,7 +411,10 @@ fn transcribe(
             ctx.route_name, ctx.route_name
         ));
     };
-    end_given_up(call, transcriber);
+    if transcriber.as_ref().is_some_and(stt::Transcriber::gave_up) {
+        *transcriber = None;
+        call.drop_tap();
+    }
     if transcriber.is_some() {
         return Err("a transcribe already runs on this call; stop it first".into());
     }
@@ -412,16 +442,129 @@ fn stop_transcribe(
     call: &mut Call,
     link: &mut Link,
     ctx: &CallContext,
-    transcriber: &mut Option<stt::Transcriber>,
+    taps: &mut Taps,
 ) -> Result<(), String> {
-    end_given_up(call, transcriber);
-    let Some(t) = transcriber.take() else {
+    end_given_up(call, taps);
+    if taps.transcriber.is_none() {
         return Err("no transcribe runs on this call".into());
-    };
+    }
     call.flush_tap();
-    service(call, link, ctx, Some(&t));
+    service(call, link, ctx, taps);
+    taps.transcriber = None;
     call.drop_tap();
     Ok(())
+}
+
+/// Starts the call's recording `id` (its writer answers `done` once the
+/// file is made) and taps the call for it.
+fn start_recorder(
+    call: &mut Call,
+    ctx: &CallContext,
+    taps: &mut Taps,
+    id: String,
+    done: Option<crate::commands::RecordDone>,
+) -> Result<(), String> {
+    let recorder = Recorder::start(
+        &ctx.recording,
+        id,
+        call.call_id(),
+        call.bot_rate(),
+        ctx.sink.clone(),
+        ctx.metrics.clone(),
+        &ctx.tracker,
+        done,
+    )?;
+    call.enable_recording();
+    taps.recorder = Some(recorder);
+    Ok(())
+}
+
+/// What the bot asked of the recording, carried out as the API's commands
+/// are (a refusal is logged: the bot has no answer channel).
+fn bot_recording(call: &mut Call, link: &mut Link, ctx: &CallContext, taps: &mut Taps) {
+    use voxbridge_proto::telephony::RecordingAction;
+    while let Some(action) = call.poll_recording_request() {
+        let command = match action {
+            RecordingAction::Start => RecordCommand::Start {
+                recording_id: uuid::Uuid::new_v4().to_string(),
+            },
+            RecordingAction::Stop => RecordCommand::Stop,
+            RecordingAction::Pause => RecordCommand::Pause,
+            RecordingAction::Resume => RecordCommand::Resume,
+        };
+        let call_id = call.call_id().to_owned();
+        let done: crate::commands::RecordDone = Box::new(move |r| {
+            if let Err(why) = r {
+                tracing::info!(%call_id, action = action.as_str(), "the bot's recording request: {why}");
+            }
+        });
+        record(call, link, ctx, taps, command, done);
+    }
+}
+
+/// A recording command from the API: start (unless one runs), stop (the
+/// staged audio goes to the writer, which completes the file), pause or
+/// resume (silence recorded meanwhile; `RecordingPaused` tells).
+fn record(
+    call: &mut Call,
+    link: &mut Link,
+    ctx: &CallContext,
+    taps: &mut Taps,
+    command: RecordCommand,
+    done: crate::commands::RecordDone,
+) {
+    end_given_up(call, taps);
+    let paused = match command {
+        RecordCommand::Start { recording_id } => {
+            if let Some(r) = &taps.recorder {
+                return done(Err(format!(
+                    "recording {} runs on this call; stop it first",
+                    r.id()
+                )));
+            }
+            if call.ended().is_some() {
+                return done(Err("the call is ending".into()));
+            }
+            if !super::recorder::is_recording_id(&recording_id) {
+                return done(Err(format!(
+                    "recording id {recording_id:?}: 1-64 letters, digits, '-' and '_'"
+                )));
+            }
+            // `done` goes to the writer: it answers once the file is made.
+            if let Err(why) = start_recorder(call, ctx, taps, recording_id, Some(done)) {
+                tracing::warn!(call_id = call.call_id(), "recording not started: {why}");
+            }
+            return;
+        }
+        RecordCommand::Stop => {
+            if taps.recorder.is_none() {
+                return done(Err("no recording runs on this call".into()));
+            }
+            call.flush_recording();
+            service(call, link, ctx, taps);
+            let Some(r) = taps.recorder.take() else {
+                return done(Err("no recording runs on this call".into()));
+            };
+            let info = r.info(false);
+            r.stop();
+            call.drop_recording();
+            return done(Ok(info));
+        }
+        RecordCommand::Pause => true,
+        RecordCommand::Resume => false,
+    };
+    let Some(r) = taps.recorder.as_ref() else {
+        return done(Err("no recording runs on this call".into()));
+    };
+    if call.pause_recording(paused) {
+        ctx.sink.emit(CallEvent::RecordingPaused {
+            call_id: call.call_id().to_owned(),
+            recording_id: r.id().to_owned(),
+            paused,
+            at: SystemTime::now(),
+        });
+    }
+    done(Ok(r.info(paused)))
 }
 
 /// The next out-of-band caller digit; never, for a call without a queue
@@ -467,17 +610,19 @@ fn bot_event(call: &mut Call, link: &mut Link, w: BotWake, now: Instant) {
 /// Does what the call asks: events to the sink, link requests, the queue
 /// toward the bot written into the link. Returns how many messages went to
 /// the bot.
-fn service(
-    call: &mut Call,
-    link: &mut Link,
-    ctx: &CallContext,
-    transcriber: Option<&stt::Transcriber>,
-) -> usize {
-    if let Some(t) = transcriber {
+fn service(call: &mut Call, link: &mut Link, ctx: &CallContext, taps: &Taps) -> usize {
+    if let Some(t) = &taps.transcriber {
         while let Some(chunk) = call.poll_tap() {
             let direction = chunk.direction;
             t.offer(&chunk);
             call.tap_taken(direction);
+        }
+    }
+    if let Some(r) = &taps.recorder {
+        while let Some(chunk) = call.poll_recording() {
+            let direction = chunk.direction;
+            r.offer(&chunk);
+            call.recording_taken(direction);
         }
     }
     let mut sent = 0;

@@ -12,6 +12,7 @@ pub mod botlink;
 pub(crate) mod call_task;
 pub(crate) mod chanws;
 pub mod net;
+pub(crate) mod recorder;
 pub(crate) mod rtp;
 pub mod server;
 pub mod sessions;

@@ -130,6 +130,7 @@ impl MediaServer {
         let (hangup_tx, hangup_rx) = watch::channel(false);
         let tracker = TaskTracker::new();
         let calls = CallRegistry::default();
+        let recording = Arc::new(config.recording.clone());
         let contexts: Arc<BTreeMap<String, CallContext>> = Arc::new(
             routes
                 .iter()
@@ -145,6 +146,7 @@ impl MediaServer {
                         frame_timeout: Duration::from_millis(config.limits.frame_timeout_ms),
                         transfers: None,
                         tracker: tracker.clone(),
+                        recording: recording.clone(),
                     };
                     (name.clone(), ctx)
                 })
@@ -180,6 +182,7 @@ impl MediaServer {
             tracker: tracker.clone(),
             max_calls: config.limits.max_calls,
             calls: calls.clone(),
+            recording,
         });
         let sip_socket_on = sip_socket.is_some();
         Ok(MediaServer {

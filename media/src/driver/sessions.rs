@@ -120,6 +120,7 @@ struct Inner {
     tracker: TaskTracker,
     max_calls: usize,
     calls: CallRegistry,
+    recording: Arc<crate::config::RecordingConfig>,
     sessions: Mutex<HashMap<String, Entry>>,
     next_port: Mutex<u16>,
     shared: Option<SharedPort>,
@@ -142,6 +143,8 @@ pub(crate) struct RegistryParts {
     pub max_calls: usize,
     /// The server's one namespace of call ids.
     pub calls: CallRegistry,
+    /// Where recordings go.
+    pub recording: Arc<crate::config::RecordingConfig>,
 }
 
 impl RtpSessions {
@@ -158,6 +161,7 @@ impl RtpSessions {
             tracker: p.tracker,
             max_calls: p.max_calls,
             calls: p.calls,
+            recording: p.recording,
             sessions: Mutex::new(HashMap::new()),
             next_port: Mutex::new(first),
             shared: p.shared,
@@ -501,6 +505,7 @@ impl RtpSessions {
             frame_timeout: Duration::ZERO,
             transfers: req.on_transfer.clone(),
             tracker: inner.tracker.clone(),
+            recording: inner.recording.clone(),
         };
         inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(
             call_id.clone(),

@@ -19,7 +19,7 @@ use crate::events::{CallInfo, HangupCause, Speaker};
 use bytes::{Bytes, BytesMut};
 use voxbridge_codecs::{frame, g711};
 use voxbridge_proto::pipecat::{self, Kind, MessageFrame};
-use voxbridge_proto::telephony::{BotCommand, Dialect, Encoding, Ids, Opening};
+use voxbridge_proto::telephony::{BotCommand, Dialect, Encoding, Ids, Opening, RecordingAction};
 use voxbridge_proto::twilio;
 
 /// Arena size; one pipecat 24 kHz frame is ~1 KB, a Twilio one ~1.3 KB, a
@@ -82,6 +82,10 @@ pub enum BotInput<'a> {
     /// The bot asks for a key press to be played to the caller
     /// (pipecat `voxbridge.dtmf` message with `digit`, Twilio-style `dtmf`).
     Dtmf(char),
+    /// The bot starts, stops, pauses or resumes the call's recording
+    /// (pipecat `voxbridge.recording` message with `action`, Twilio-style
+    /// `recording`).
+    Recording(RecordingAction),
     /// Understood and not needed (pipecat frames voxbridge has no use for).
     Ignored,
 }
@@ -403,6 +407,14 @@ impl BotCodec {
                             ))
                         }
                     },
+                    Some("voxbridge.recording") => {
+                        let action = v.get("action").and_then(|a| a.as_str()).unwrap_or("");
+                        BotInput::Recording(RecordingAction::parse(action).ok_or_else(|| {
+                            MediaError::BotProtocol(format!(
+                                "voxbridge.recording: action {action:?} (start, stop, pause or resume)"
+                            ))
+                        })?)
+                    }
                     Some("voxbridge.dtmf") => {
                         BotInput::Dtmf(one_digit(v.get("digit").and_then(|d| d.as_str()).unwrap_or(""))?)
                     }
@@ -454,6 +466,7 @@ impl BotCodec {
                 return Err(MediaError::BotProtocol("transfer without a target".into()))
             }
             BotCommand::Hangup => BotInput::Hangup,
+            BotCommand::Recording { action } => BotInput::Recording(action),
             BotCommand::Notice { .. } => BotInput::Ignored,
         })
     }

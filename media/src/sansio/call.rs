@@ -31,6 +31,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use voxbridge_proto::telephony::RecordingAction;
 
 /// One egress frame period.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -138,6 +139,8 @@ pub struct Call {
     digits_out: VecDeque<char>,
     /// Transfers the bot asked for, for the ingress's signalling.
     transfers: VecDeque<String>,
+    /// What the bot asked of the call's recording, for the driver.
+    recording_requests: VecDeque<RecordingAction>,
     /// `Some` once the leg asked for [`LegRequest`]s.
     leg_requests: Option<VecDeque<LegRequest>>,
     ended: Option<HangupCause>,
@@ -148,6 +151,8 @@ pub struct Call {
     now: Instant,
     /// Audio taps for transcription (see [`Call::enable_tap`]).
     tap: Option<Box<Tap>>,
+    /// Audio taps for the recording (see [`Call::enable_recording`]).
+    rec: Option<Box<Tap>>,
 }
 
 impl Call {
@@ -194,12 +199,14 @@ impl Call {
             link_requests: VecDeque::from([LinkRequest::Connect]),
             digits_out: VecDeque::new(),
             transfers: VecDeque::new(),
+            recording_requests: VecDeque::new(),
             leg_requests: None,
             ended: None,
             sip_cause: None,
             finished: false,
             now,
             tap: None,
+            rec: None,
         })
     }
 
@@ -282,9 +289,9 @@ impl Call {
             return;
         }
         let bot_rate = self.pipeline.bot_rate();
-        let (codec, to_bot, tap) = (&mut self.codec, &mut self.to_bot, &mut self.tap);
+        let (codec, to_bot, mut taps) = (&mut self.codec, &mut self.to_bot, [&mut self.tap, &mut self.rec]);
         let n = self.pipeline.caller_audio(le, |f| {
-            tap_in(tap, bot_rate, f);
+            tap_in(&mut taps, bot_rate, f);
             to_bot.push_back(codec.audio(f))
         });
         self.counters.frames_to_bot += n as u64;
@@ -301,9 +308,9 @@ impl Call {
         self.counters.frames_in += 1;
         self.counters.frames_concealed += concealed as u64;
         let bot_rate = self.pipeline.bot_rate();
-        let (codec, to_bot, tap) = (&mut self.codec, &mut self.to_bot, &mut self.tap);
+        let (codec, to_bot, mut taps) = (&mut self.codec, &mut self.to_bot, [&mut self.tap, &mut self.rec]);
         let n = self.pipeline.caller_pcm(pcm, |f| {
-            tap_in(tap, bot_rate, f);
+            tap_in(&mut taps, bot_rate, f);
             to_bot.push_back(codec.audio(f))
         });
         self.counters.frames_to_bot += n as u64;
@@ -498,6 +505,7 @@ impl Call {
             BotInput::Dtmf(d) => self.digits_out.push_back(d),
             BotInput::Hangup => self.hang_up(HangupCause::BotHangup),
             BotInput::Transfer(target) => self.transfers.push_back(target),
+            BotInput::Recording(action) => self.recording_requests.push_back(action),
             BotInput::Ignored => {}
         }
     }
@@ -613,7 +621,7 @@ impl Call {
     pub fn take_caller_frame(&mut self) -> &[i16] {
         let rate = self.pipeline.caller_rate();
         let frame = self.pipeline.tick().0;
-        if let Some(tap) = self.tap.as_mut() {
+        for tap in [&mut self.tap, &mut self.rec].into_iter().flatten() {
             tap.push(TapDirection::Out, rate, frame);
         }
         frame
@@ -628,8 +636,10 @@ impl Call {
     pub fn take_ready_frame(&mut self, at_tick: bool) -> Option<&[i16]> {
         let rate = self.pipeline.caller_rate();
         let frame = self.pipeline.ready_frame(at_tick);
-        if let (Some(tap), Some(f)) = (self.tap.as_mut(), frame.as_ref()) {
-            tap.push(TapDirection::Out, rate, f);
+        if let Some(f) = frame.as_ref() {
+            for tap in [&mut self.tap, &mut self.rec].into_iter().flatten() {
+                tap.push(TapDirection::Out, rate, f);
+            }
         }
         frame
     }
@@ -666,6 +676,60 @@ impl Call {
     /// [`Call::tap_taken`] once handed on.
     pub fn poll_tap(&self) -> Option<Chunk<'_>> {
         self.tap.as_ref()?.take()
+    }
+
+    /// Taps both directions for a recording: the caller's speech at the
+    /// bot's rate, what the caller hears at the caller's rate. Allocates
+    /// the buffers once.
+    pub fn enable_recording(&mut self) {
+        self.rec = Some(Box::new(Tap::new(true, true)));
+    }
+
+    /// Whether a recording taps the call.
+    pub fn recording(&self) -> bool {
+        self.rec.is_some()
+    }
+
+    /// Pauses the recording's taps (silence in place of the audio) or
+    /// resumes them; `false` when no recording runs or it already is so.
+    pub fn pause_recording(&mut self, paused: bool) -> bool {
+        match self.rec.as_mut() {
+            Some(rec) if rec.paused() != paused => {
+                rec.set_paused(paused);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the recording's taps: what is staged becomes a last chunk, to
+    /// be taken with [`Call::poll_recording`] before [`Call::drop_recording`].
+    pub fn flush_recording(&mut self) {
+        if let Some(rec) = self.rec.as_mut() {
+            rec.flush();
+        }
+    }
+
+    /// Removes the recording's taps; their drops are counted.
+    pub fn drop_recording(&mut self) {
+        if let Some(rec) = self.rec.take() {
+            self.metrics
+                .recording_dropped_ms
+                .fetch_add(rec.dropped_ms(), Relaxed);
+        }
+    }
+
+    /// The next whole chunk for the recording, if any; release it with
+    /// [`Call::recording_taken`] once handed on.
+    pub fn poll_recording(&self) -> Option<Chunk<'_>> {
+        self.rec.as_ref()?.take()
+    }
+
+    /// The chunk from [`Call::poll_recording`] was handed on (or dropped).
+    pub fn recording_taken(&mut self, direction: TapDirection) {
+        if let Some(rec) = self.rec.as_mut() {
+            rec.taken(direction);
+        }
     }
 
     /// The chunk from [`Call::poll_tap`] was handed on (or dropped).
@@ -794,6 +858,12 @@ impl Call {
         self.transfers.pop_front()
     }
 
+    /// The next thing the bot asked of the call's recording (start, stop,
+    /// pause, resume), for the driver that owns the recording's writer.
+    pub fn poll_recording_request(&mut self) -> Option<RecordingAction> {
+        self.recording_requests.pop_front()
+    }
+
     /// The next event for the sink.
     pub fn poll_event(&mut self) -> Option<CallEvent> {
         self.events.pop_front()
@@ -839,9 +909,9 @@ impl Call {
         self.finished = true;
         self.now = self.now.max(now);
         let bot_rate = self.pipeline.bot_rate();
-        let (codec, to_bot, tap) = (&mut self.codec, &mut self.to_bot, &mut self.tap);
+        let (codec, to_bot, mut taps) = (&mut self.codec, &mut self.to_bot, [&mut self.tap, &mut self.rec]);
         let n = self.pipeline.flush_caller(|f| {
-            tap_in(tap, bot_rate, f);
+            tap_in(&mut taps, bot_rate, f);
             to_bot.push_back(codec.audio(f))
         });
         self.counters.frames_to_bot += n as u64;
@@ -850,6 +920,12 @@ impl Call {
             self.metrics
                 .transcribe_dropped_ms
                 .fetch_add(tap.dropped_ms(), Relaxed);
+        }
+        if let Some(rec) = self.rec.as_mut() {
+            rec.flush();
+            self.metrics
+                .recording_dropped_ms
+                .fetch_add(rec.dropped_ms(), Relaxed);
         }
         if self.link == LinkState::Up {
             let last = if cause == HangupCause::BotHangup {
@@ -884,8 +960,8 @@ fn outgoing_len(o: &Outgoing) -> usize {
 }
 
 /// A caller frame at the bot's rate into the `in` tap, when there is one.
-fn tap_in(tap: &mut Option<Box<Tap>>, bot_rate: u32, frame: &[i16]) {
-    if let Some(tap) = tap.as_mut() {
+fn tap_in(taps: &mut [&mut Option<Box<Tap>>; 2], bot_rate: u32, frame: &[i16]) {
+    for tap in taps.iter_mut().filter_map(|t| t.as_mut()) {
         tap.push(TapDirection::In, bot_rate, frame);
     }
 }

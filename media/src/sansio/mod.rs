@@ -20,4 +20,5 @@ pub mod pipeline;
 pub mod playout;
 pub mod rtp;
 pub mod sip;
+pub mod stereo;
 pub mod tap;

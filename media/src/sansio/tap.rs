@@ -9,7 +9,9 @@
 //! bounded queue. The call never waits: a chunk the driver has not taken
 //! when the next one is due is dropped and counted. A rate change (a codec
 //! change mid-call) ends the chunk in progress, so every chunk is at one
-//! rate.
+//! rate. A paused tap (a recording paused while a caller reads out a card
+//! number) writes silence in place of the audio: its time runs on, and
+//! what was said never leaves the call.
 
 /// Audio per chunk, ms.
 pub const CHUNK_MS: u32 = 100;
@@ -77,6 +79,7 @@ impl Stream {
 pub struct Tap {
     streams: [Option<Stream>; 2],
     dropped_ms: u64,
+    paused: bool,
 }
 
 /// A chunk taken from a tap.
@@ -106,7 +109,18 @@ impl Tap {
         Tap {
             streams: [make(inbound), make(outbound)],
             dropped_ms: 0,
+            paused: false,
         }
+    }
+
+    /// Pauses (silence in place of the audio, time kept) or resumes.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Whether the tap is paused.
+    pub fn paused(&self) -> bool {
+        self.paused
     }
 
     /// Whether `direction` is tapped.
@@ -150,7 +164,9 @@ impl Tap {
         }
         let at = s.staged.len();
         s.staged.resize(at + 2 * pcm.len(), 0);
-        voxbridge_codecs::frame::write_le(pcm, &mut s.staged[at..]);
+        if !self.paused {
+            voxbridge_codecs::frame::write_le(pcm, &mut s.staged[at..]);
+        }
         s.samples += pcm.len() as u64;
         if s.staged.len() >= chunk_bytes(rate) {
             s.seal();
@@ -267,6 +283,28 @@ mod tests {
         tap.flush();
         let c = tap.take().expect("flushed");
         assert_eq!((c.rate, c.pcm_le.len(), c.start_ms), (16000, 640, 20));
+    }
+
+    #[test]
+    fn a_paused_tap_gives_silence_in_the_audio_s_place() {
+        let mut tap = Tap::new(true, false);
+        tap.push(TapDirection::In, 8000, &[5; 160]);
+        tap.set_paused(true);
+        tap.push(TapDirection::In, 8000, &[5; 160]);
+        tap.set_paused(false);
+        for _ in 0..3 {
+            tap.push(TapDirection::In, 8000, &[5; 160]);
+        }
+        let c = tap.take().expect("a chunk of 100 ms");
+        let samples: Vec<i16> = c
+            .pcm_le
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(samples.len(), 800);
+        assert!(samples[..160].iter().all(|&x| x == 5));
+        assert!(samples[160..320].iter().all(|&x| x == 0), "paused: silence");
+        assert!(samples[320..].iter().all(|&x| x == 5));
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub enum BotCommand<'a> {
         /// A number or a `sip:` URI.
         target: Cow<'a, str>,
     },
+    /// Start, stop, pause or resume the call's recording (voxbridge
+    /// extension; pause while a caller reads out a card number).
+    Recording {
+        /// What to do.
+        action: RecordingAction,
+    },
     /// End the call (jambonz's and Genesys's `disconnect`; elsewhere the
     /// bot closes the socket).
     Hangup,
@@ -54,6 +60,63 @@ pub enum BotCommand<'a> {
         /// The message's type.
         kind: Cow<'a, str>,
     },
+}
+
+/// What a bot asks of the call's recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingAction {
+    /// Start recording (the route's `[recording]` settings).
+    Start,
+    /// Stop: the file is completed.
+    Stop,
+    /// Record silence until resumed.
+    Pause,
+    /// Record the call's audio again.
+    Resume,
+}
+
+impl RecordingAction {
+    /// `start`, `stop`, `pause` or `resume`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingAction::Start => "start",
+            RecordingAction::Stop => "stop",
+            RecordingAction::Pause => "pause",
+            RecordingAction::Resume => "resume",
+        }
+    }
+
+    /// From its name; `None` for another.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "start" => RecordingAction::Start,
+            "stop" => RecordingAction::Stop,
+            "pause" => RecordingAction::Pause,
+            "resume" => RecordingAction::Resume,
+            _ => return None,
+        })
+    }
+}
+
+/// A recording message's action (`recording.action`, or `data.action`).
+fn recording_action(
+    dialect: Dialect,
+    event: &str,
+    action: Option<&str>,
+) -> Result<RecordingAction, ProtoError> {
+    let action = action.ok_or_else(|| missing(dialect, event, "an action"))?;
+    RecordingAction::parse(action).ok_or_else(|| {
+        ProtoError::Json(format!(
+            "{} {event:?}: action {action:?} (start, stop, pause or resume)",
+            dialect.name()
+        ))
+    })
+}
+
+#[derive(Deserialize)]
+struct WireAction<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    action: Option<Cow<'a, str>>,
 }
 
 /// The control messages of the binary-audio dialects: Vonage names the
@@ -72,6 +135,9 @@ struct ControlWire<'a> {
     target: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     data: Option<ControlData<'a>>,
+    /// Vonage's recording message (`{"action": "recording", "recording": {"action": "pause"}}`).
+    #[serde(borrow, default)]
+    recording: Option<WireAction<'a>>,
     /// Genesys's arguments.
     #[serde(default)]
     parameters: Option<serde_json::Value>,
@@ -107,6 +173,8 @@ struct ControlData<'a> {
     audio_content_type: Option<Cow<'a, str>>,
     #[serde(rename = "sampleRate", default, deserialize_with = "lenient_u64")]
     sample_rate: Option<u64>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    action: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +192,8 @@ struct Wire<'a> {
     dtmf: Option<WireDigit<'a>>,
     #[serde(borrow, default)]
     transfer: Option<WireTarget<'a>>,
+    #[serde(borrow, default)]
+    recording: Option<WireAction<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +266,11 @@ impl<'a> BotCommand<'a> {
                     .transfer
                     .ok_or_else(|| missing(dialect, event, "transfer.target"))?
                     .target,
+            }
+        } else if event == "recording" {
+            let action = w.recording.as_ref().and_then(|r| r.action.as_deref());
+            BotCommand::Recording {
+                action: recording_action(dialect, event, action)?,
             }
         } else {
             return Err(ProtoError::Json(format!(
@@ -288,6 +363,16 @@ impl<'a> BotCommand<'a> {
             (Dialect::Jambonz, "dtmf") => BotCommand::Dtmf {
                 digit: data.digit.ok_or_else(|| missing(dialect, event, "data.digit"))?,
             },
+            (Dialect::Vonage, "recording") => BotCommand::Recording {
+                action: recording_action(
+                    dialect,
+                    event,
+                    w.recording.as_ref().and_then(|r| r.action.as_deref()),
+                )?,
+            },
+            (Dialect::Jambonz, "recording") => BotCommand::Recording {
+                action: recording_action(dialect, event, data.action.as_deref())?,
+            },
             (Dialect::Jambonz, "transfer") => BotCommand::Transfer {
                 target: data
                     .target
@@ -335,6 +420,9 @@ impl<'a> BotCommand<'a> {
             },
             BotCommand::Dtmf { digit } => json!({"event": "dtmf", "dtmf": {"digit": digit}}),
             BotCommand::Transfer { target } => json!({"event": "transfer", "transfer": {"target": target}}),
+            BotCommand::Recording { action } => {
+                json!({"event": "recording", "recording": {"action": action.as_str()}})
+            }
             BotCommand::Hangup | BotCommand::ClearMarks | BotCommand::Notice { .. } => return None,
         };
         // Telnyx's own bots send no stream id; the others name the stream.
@@ -369,6 +457,9 @@ impl<'a> BotCommand<'a> {
             (Dialect::Vonage, BotCommand::Transfer { target }) => {
                 json!({"action": "transfer", "target": target})
             }
+            (Dialect::Vonage, BotCommand::Recording { action }) => {
+                json!({"action": "recording", "recording": {"action": action.as_str()}})
+            }
             (
                 _,
                 BotCommand::Media {
@@ -382,6 +473,9 @@ impl<'a> BotCommand<'a> {
             (_, BotCommand::Mark { name }) => json!({"type": "mark", "data": {"name": name}}),
             (_, BotCommand::Dtmf { digit }) => json!({"type": "dtmf", "data": {"digit": digit}}),
             (_, BotCommand::Transfer { target }) => json!({"type": "transfer", "data": {"target": target}}),
+            (_, BotCommand::Recording { action }) => {
+                json!({"type": "recording", "data": {"action": action.as_str()}})
+            }
             (_, BotCommand::Hangup) => json!({"type": "disconnect"}),
         };
         Some(v.to_string())

@@ -40,7 +40,7 @@ mod caller;
 mod wire;
 mod write;
 
-pub use bot::{audiohook_seq, BotCommand};
+pub use bot::{audiohook_seq, BotCommand, RecordingAction};
 pub use caller::{CallerEvent, StartInfo};
 pub use write::Opening;
 

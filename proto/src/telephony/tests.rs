@@ -147,6 +147,9 @@ fn what_bots_send_round_trips_in_every_dialect() {
             BotCommand::Transfer {
                 target: "sip:desk@pbx".into(),
             },
+            BotCommand::Recording {
+                action: RecordingAction::Pause,
+            },
             BotCommand::Hangup,
             BotCommand::ClearMarks,
         ];
