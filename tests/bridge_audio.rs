@@ -757,3 +757,131 @@ async fn a_shutdown_waits_for_the_recognizers_last_results() {
     assert_eq!(last_words, ["goodbye now"]);
     assert_eq!(completed, 1);
 }
+
+/// A tmpfs of 32 KiB mounted for one test (half a second of a 16 kHz
+/// stereo recording), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(name: &str) -> SmallDisk {
+        let dir = common::tempdir(name);
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=32k", "tmpfs"])
+            .arg(&dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "a 32 KiB tmpfs could not be mounted at {} (mount needs root, as the CI runs): {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A full disk ends a recording, never its call: a route that records
+/// every call writes to a 32 KiB tmpfs; the recording ends with
+/// `disk_full` once it is full (its file cut to whole frames and its header
+/// made to match, so sox reads it), and the call goes on: the bot still
+/// hears the caller, and the call ends when the caller hangs up.
+#[tokio::test]
+async fn a_full_disk_ends_the_recording_and_the_call_goes_on() {
+    use voxbridge_media::events::RecordingEnd;
+    let disk = SmallDisk::mount("full-disk");
+    let mut bot = TestBot::start().await;
+    let route = voxbridge_media::config::Route {
+        record: true,
+        ..pipecat_route(&bot.url, 16000)
+    };
+    let mut config = one_listener(route);
+    config.recording.dir = disk.0.clone();
+    let mut d = Daemon::with_config(config).await;
+    let mut caller = Caller::connect(d.addr, uuid(62)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    d.event("the recording's start", |e| {
+        matches!(e, CallEvent::RecordingStarted { .. })
+    })
+    .await;
+    // Two seconds of speech in real time: four times what the disk holds.
+    let speech = speech_8k(100);
+    let mut clock = tokio::time::interval(Duration::from_millis(20));
+    for frame in speech.chunks(160) {
+        clock.tick().await;
+        caller.send_audio(frame).await;
+    }
+    let finished = d
+        .event("the recording's end", |e| {
+            matches!(e, CallEvent::RecordingFinished { .. })
+        })
+        .await;
+    let CallEvent::RecordingFinished {
+        recording_id,
+        duration_ms,
+        bytes,
+        end,
+        ..
+    } = finished
+    else {
+        unreachable!("matched above")
+    };
+    assert_eq!(end, RecordingEnd::DiskFull);
+    assert!(bytes <= 32 * 1024 && (bytes - 44) % 4 == 0, "{bytes} bytes");
+    assert!(duration_ms > 0, "what fitted was kept");
+    let file = disk.0.join(format!("{recording_id}.wav"));
+    assert_eq!(std::fs::metadata(&file).expect("the file").len(), bytes);
+    let out = common::run("sox", &["--i", "-D", file.to_str().expect("utf-8")]);
+    let secs: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("sox's duration");
+    assert_eq!(
+        (secs * 1000.0).round() as u64,
+        duration_ms,
+        "sox reads the header as written"
+    );
+    // The call goes on: everything the caller said reaches the bot, and
+    // more after the disk filled.
+    let mut heard = 0;
+    while heard < 32000 {
+        if let Some(Kind::Audio(a)) = pipecat_next(&mut link).await {
+            heard += a.audio.len() / 2;
+        }
+    }
+    caller.send_audio(&speech[..1600]).await;
+    while heard < 35200 {
+        if let Some(Kind::Audio(a)) = pipecat_next(&mut link).await {
+            heard += a.audio.len() / 2;
+        }
+    }
+    assert_eq!(
+        d.metrics
+            .recording_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    let hungup = d
+        .event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await;
+    assert!(
+        matches!(
+            hungup,
+            CallEvent::Hungup {
+                cause: HangupCause::CallerHangup,
+                ..
+            }
+        ),
+        "{hungup:?}"
+    );
+    d.shutdown.shutdown();
+    within("the daemon to stop", d.task).await.expect("daemon task");
+}

@@ -52,6 +52,10 @@ async fn control_in(
     let dir = std::env::temp_dir().join(format!("voxbridge-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ccfg = ControlConfig {
+        recordings: voxbridge_control::config::RecordingFiles {
+            dir: dir.join("recordings"),
+            retention_days: 0,
+        },
         data_dir: dir,
         ..ControlConfig::default()
     };
@@ -425,6 +429,232 @@ async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once
     assert_eq!(status, StatusCode::CONFLICT, "{gone}");
     assert_eq!(gone["error"]["code"], "not_live");
 
+    shutdown.shutdown();
+    within("media to stop", media).await.expect("media task");
+    within("control to stop", control.shutdown()).await;
+    let _ = std::fs::remove_dir_all(&ccfg.data_dir);
+}
+
+/// Sends 8 kHz speech as Asterisk does, a 20 ms frame every 20 ms (the
+/// call's two directions then run with one clock, as in a real call).
+async fn send_paced(caller: &mut Caller, pcm: &[i16]) {
+    let mut clock = tokio::time::interval(std::time::Duration::from_millis(20));
+    for frame in pcm.chunks(160) {
+        clock.tick().await;
+        caller.send_audio(frame).await;
+    }
+}
+
+/// Audio samples the bot has heard until `samples` more came.
+async fn bot_hears(link: &mut harness::BotConn, samples: usize) {
+    let mut heard = 0;
+    while heard < samples {
+        if let Some(Kind::Audio(a)) = pipecat_next(link).await {
+            heard += a.audio.len() / 2;
+        }
+    }
+}
+
+/// The normalized correlation of `a` and `b` (as long as the shorter).
+fn correlation(a: &[i16], b: &[i16]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa * bb).sqrt().max(1.0)
+}
+
+/// The best correlation of `expected` with `got` from an offset below
+/// `max_lag` on (over what they share, at least nine tenths of
+/// `expected`), and that offset.
+fn best_match(got: &[i16], expected: &[i16], max_lag: usize) -> (f64, usize) {
+    (0..max_lag)
+        .filter(|&lag| (got.len().saturating_sub(lag)) * 10 >= expected.len() * 9)
+        .map(|lag| (correlation(&got[lag..], expected), lag))
+        .fold((f64::MIN, 0), |best, c| if c.0 > best.0 { c } else { best })
+}
+
+/// A call recorded through the API: `POST /v1/calls/{id}/recordings`
+/// starts it (a second start is refused), `.../pause` and `.../resume`
+/// bracket what the caller says meanwhile, `.../stop` completes the file;
+/// `recording_started`, `_paused`, `_resumed` and `_finished` are published
+/// once each, in order. The file is what the call carried: sox reads it as
+/// 16 kHz stereo; its left channel is the caller's speech (correlation
+/// with what the caller sent, silence where it was paused), its right
+/// channel what the caller heard (correlation with the frames the caller
+/// received, the bot's tone among them). `GET /v1/recordings/{id}` serves
+/// exactly the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_through_the_api_holds_both_sides_of_the_call_and_its_pause() {
+    let (ccfg, control, mut bus, secret, _) = control_in("recordings").await;
+    let mut bot = TestBot::start().await;
+    let mut config = harness::one_listener(pipecat_route(&bot.url, 16000));
+    config.recording.dir = ccfg.recordings.dir.clone();
+    let server = MediaServer::bind(config, Arc::new(control.sink()))
+        .await
+        .expect("media binds");
+    let addr = server.audiosocket_addrs()[0];
+    let api = control.router(Arc::new(server.commands()));
+    let shutdown = server.shutdown_handle();
+    let media = tokio::spawn(server.run());
+
+    let mut caller = Caller::connect(addr, uuid(44)).await;
+    let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2c";
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start message");
+    assert_eq!(next_event(&mut bus).await.event_type, "call_created");
+    assert_eq!(next_event(&mut bus).await.event_type, "call_progressing");
+
+    let rec = format!("/v1/calls/{call_id}/recordings");
+    let (status, r) = api_call(&api, &secret, "POST", &rec, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{r}");
+    assert_eq!(
+        (&r["status"], &r["rate"]),
+        (&"recording".into(), &16000.into()),
+        "{r}"
+    );
+    let id = r["id"].as_str().expect("id").to_owned();
+    let (status, again) = api_call(&api, &secret, "POST", &rec, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error"]["code"], "recording_running");
+
+    // The caller says one thing, the bot answers with a tone; the caller
+    // says a second thing while the recording is paused, a third after.
+    let speech = harness::speech_8k(125);
+    let (said, paused_part, after) = (&speech[..8000], &speech[8000..12000], &speech[12000..]);
+    send_paced(&mut caller, said).await;
+    bot_hears(&mut link, 16000).await;
+    let tone: Vec<i16> = (0..16000)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 600.0 * f64::from(i) / 16000.0).sin()) as i16)
+        .collect();
+    for chunk in tone.chunks(640) {
+        link.send(harness::pipecat_audio(chunk, 16000)).await;
+    }
+    let (status, r) = api_call(&api, &secret, "POST", &format!("{rec}/pause"), None).await;
+    assert_eq!(
+        (status, &r["status"]),
+        (StatusCode::ACCEPTED, &"paused".into()),
+        "{r}"
+    );
+    send_paced(&mut caller, paused_part).await;
+    bot_hears(&mut link, 8000).await;
+    let (status, r) = api_call(&api, &secret, "POST", &format!("{rec}/resume"), None).await;
+    assert_eq!(
+        (status, &r["status"]),
+        (StatusCode::ACCEPTED, &"recording".into()),
+        "{r}"
+    );
+    send_paced(&mut caller, after).await;
+    bot_hears(&mut link, 16000).await;
+    // What the caller heard from the call's start until the tone has
+    // played and a few quiet frames followed it.
+    let (mut heard, mut toned, mut quiet_after) = (Vec::new(), false, 0);
+    while !toned || quiet_after < 10 {
+        let pcm = caller.next_audio().await;
+        if pcm.iter().any(|s| s.abs() > 1000) {
+            toned = true;
+            quiet_after = 0;
+        } else if toned {
+            quiet_after += 1;
+        }
+        heard.extend(pcm);
+    }
+    let (status, _) = api_call(&api, &secret, "POST", &format!("{rec}/stop"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mut published = Vec::new();
+    while published
+        .last()
+        .map(|(k, _): &(String, serde_json::Map<String, serde_json::Value>)| k.as_str())
+        != Some("recording_finished")
+    {
+        let e = next_event(&mut bus).await;
+        published.push((e.event_type.clone(), e.resource.fields.clone()));
+    }
+    let kinds: Vec<&str> = published.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "recording_started",
+            "recording_paused",
+            "recording_resumed",
+            "recording_finished"
+        ]
+    );
+    let finished = &published[3].1;
+    assert_eq!(
+        (&finished["status"], &finished["end_reason"]),
+        (&"completed".into(), &"stopped".into())
+    );
+    let (status, _) = api_call(&api, &secret, "POST", &format!("{rec}/stop"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing runs any more");
+
+    // The file: what the API serves is what is on disk, and sox reads it.
+    let path = ccfg.recordings.dir.join(format!("{id}.wav"));
+    let file = std::fs::read(&path).expect("the recording's file");
+    assert_eq!(finished["bytes"].as_u64(), Some(file.len() as u64));
+    let frames = (file.len() as u64 - 44) / 4;
+    assert_eq!(finished["duration_ms"].as_u64(), Some(frames * 1000 / 16000));
+    let resp = api
+        .clone()
+        .oneshot(
+            Request::get(format!("/v1/recordings/{id}"))
+                .header("x-access-key", &secret)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "audio/wav");
+    let served = resp.into_body().collect().await.expect("body").to_bytes();
+    assert!(served == file, "the API serves the file as it is");
+    let sox = |flag: &str| {
+        let out = std::process::Command::new("sox")
+            .args(["--i", flag])
+            .arg(&path)
+            .output()
+            .expect("sox runs (the README's test command installs it)");
+        assert!(out.status.success(), "sox reads the file: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!((sox("-c").as_str(), sox("-r").as_str()), ("2", "16000"));
+
+    // Left: the caller's speech, silence where paused. Right: what the
+    // caller heard. Both at 16 kHz; taken at 8 kHz to compare.
+    let samples: Vec<i16> = file[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let left: Vec<i16> = samples.iter().step_by(4).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(4).copied().collect();
+    let mut expected = said.to_vec();
+    expected.extend(std::iter::repeat_n(0, paused_part.len()));
+    expected.extend_from_slice(after);
+    let (corr, lag) = best_match(&left, &expected, 200);
+    assert!(
+        corr > 0.9,
+        "left channel vs the caller's speech: {corr:.3} at {lag}"
+    );
+    let pause = &left[lag + said.len() + 400..lag + said.len() + paused_part.len() - 400];
+    assert!(pause.iter().all(|s| s.abs() < 64), "the paused part is silent");
+    let onset = |x: &[i16]| x.iter().position(|s| s.abs() > 4000).expect("the tone");
+    let (in_file, at_caller) = (onset(&right), onset(&heard));
+    assert!(
+        at_caller >= 40 && heard.len() >= at_caller + 4000,
+        "{at_caller} of {}",
+        heard.len()
+    );
+    let (corr, _) = best_match(
+        &right[in_file.saturating_sub(40)..],
+        &heard[at_caller - 40..at_caller + 4000],
+        80,
+    );
+    assert!(corr > 0.9, "right channel vs what the caller heard: {corr:.3}");
+
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
     shutdown.shutdown();
     within("media to stop", media).await.expect("media task");
     within("control to stop", control.shutdown()).await;
