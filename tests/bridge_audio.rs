@@ -885,3 +885,83 @@ async fn a_full_disk_ends_the_recording_and_the_call_goes_on() {
     d.shutdown.shutdown();
     within("the daemon to stop", d.task).await.expect("daemon task");
 }
+
+/// A bot records its call itself (pipecat `voxbridge.recording` messages):
+/// `start` makes a recording, `pause` and `resume` are reported, a second
+/// `start` while one runs and an unknown action change nothing (the call
+/// goes on), and `stop` completes the file (`stopped`).
+#[tokio::test]
+async fn a_bot_starts_pauses_and_stops_its_call_s_recording() {
+    use voxbridge_media::events::RecordingEnd;
+    let dir = common::tempdir("bot-recording");
+    let mut bot = TestBot::start().await;
+    let mut config = one_listener(pipecat_route(&bot.url, 16000));
+    config.recording.dir = dir.clone();
+    let mut d = Daemon::with_config(config).await;
+    let mut caller = Caller::connect(d.addr, uuid(63)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    let say = |action: &str| {
+        let data = format!(r#"{{"type":"voxbridge.recording","action":"{action}"}}"#);
+        pipecat_msg(Kind::Message(voxbridge_proto::pipecat::MessageFrame { data }))
+    };
+    link.send(say("start")).await;
+    let started = d
+        .event("the recording's start", |e| {
+            matches!(e, CallEvent::RecordingStarted { .. })
+        })
+        .await;
+    let CallEvent::RecordingStarted {
+        recording_id, rate, ..
+    } = started
+    else {
+        unreachable!("matched above")
+    };
+    assert_eq!(rate, 16000);
+    for action in ["start", "rewind", "pause"] {
+        link.send(say(action)).await;
+    }
+    let paused = d
+        .event("the pause", |e| matches!(e, CallEvent::RecordingPaused { .. }))
+        .await;
+    assert!(
+        matches!(paused, CallEvent::RecordingPaused { paused: true, .. }),
+        "{paused:?}"
+    );
+    caller.send_audio(&speech_8k(25)).await;
+    link.send(say("resume")).await;
+    let resumed = d
+        .event("the resume", |e| matches!(e, CallEvent::RecordingPaused { .. }))
+        .await;
+    assert!(
+        matches!(resumed, CallEvent::RecordingPaused { paused: false, .. }),
+        "{resumed:?}"
+    );
+    link.send(say("stop")).await;
+    let finished = d
+        .event("the recording's end", |e| {
+            matches!(e, CallEvent::RecordingFinished { .. } | CallEvent::Hungup { .. })
+        })
+        .await;
+    let CallEvent::RecordingFinished {
+        recording_id: finished_id,
+        end,
+        bytes,
+        ..
+    } = finished
+    else {
+        panic!("the call ended before its recording: {finished:?}")
+    };
+    assert_eq!(
+        (finished_id.as_str(), end),
+        (recording_id.as_str(), RecordingEnd::Stopped)
+    );
+    let file = dir.join(format!("{recording_id}.wav"));
+    assert_eq!(std::fs::metadata(&file).expect("the file").len(), bytes);
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    d.event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+        .await;
+    d.shutdown.shutdown();
+    within("the daemon to stop", d.task).await.expect("daemon task");
+    let _ = std::fs::remove_dir_all(&dir);
+}

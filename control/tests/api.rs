@@ -321,6 +321,14 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         .create_webhook(&voxbridge_control::model::Actor { id: "t".into() }, "b", &spec)
         .await
         .expect("b's webhook");
+    // b's recording, its file where the API reads them (the temp dir).
+    let rec_id = voxbridge_control::store::new_id();
+    let rec_file = format!("{rec_id}.wav");
+    store
+        .start_recording_once(&rec_id, "b-call", &rec_file, 16000, Millis::now())
+        .await
+        .expect("b's recording");
+    std::fs::write(std::env::temp_dir().join(&rec_file), b"RIFF....WAVE").expect("the file");
     let app = app(store.clone(), Arc::default()).await;
     let a = token("a");
     for (method, uri) in [
@@ -333,6 +341,11 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         ("DELETE", format!("/v1/webhooks/{}", hook.id)),
         ("GET", format!("/v1/webhooks/{}/deliveries", hook.id)),
         ("GET", "/v1/billing".to_string()),
+        ("GET", format!("/v1/recordings/{rec_id}")),
+        ("POST", "/v1/calls/b-call/recordings".to_string()),
+        ("POST", "/v1/calls/b-call/recordings/stop".to_string()),
+        ("POST", "/v1/calls/b-call/recordings/pause".to_string()),
+        ("POST", "/v1/calls/b-call/recordings/resume".to_string()),
     ] {
         let (s, v) = call(&app, method, &uri, Some(&a), None).await;
         assert_eq!(
@@ -355,6 +368,8 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
         "/v1/billing/records?call_id=b-billed",
         "/v1/webhooks",
         &format!("/v1/transcripts?transcribe_id={}", t.transcribe_id),
+        "/v1/recordings",
+        "/v1/recordings?call_id=b-call",
     ] {
         let (s, v) = call(&app, "GET", uri, Some(&a), None).await;
         assert_eq!(s, StatusCode::OK, "{uri}");
@@ -367,6 +382,20 @@ async fn foreign_tenants_get_404_everywhere(store: Store) {
     let (s, v) = call(&app, "GET", "/v1/transcripts", Some(&token("b")), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["items"][0]["message"], "private words");
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get(format!("/v1/recordings/{rec_id}"))
+                .header("authorization", format!("Bearer {}", token("b")))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK, "the owner gets its recording");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(&body[..], b"RIFF....WAVE");
+    let _ = std::fs::remove_file(std::env::temp_dir().join(&rec_file));
 }
 
 async fn bad_requests_get_documented_errors(store: Store) {
@@ -862,6 +891,10 @@ async fn openapi_document_lists_every_route(store: Store) {
         "/v1/campaigns/{id}/stats",
         "/v1/calls/{id}/transcribes",
         "/v1/calls/{id}/transcribes/stop",
+        "/v1/calls/{id}/recordings",
+        "/v1/calls/{id}/recordings/pause",
+        "/v1/recordings",
+        "/v1/recordings/{id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

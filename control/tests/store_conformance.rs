@@ -18,6 +18,7 @@ both_stores!(
     tenants_never_see_each_other,
     list_calls_filters_and_pages,
     transcripts,
+    recordings_once_each_and_retention,
     concurrent_writers,
     concurrent_hangups_apply_once,
     outbox_marks_sent,
@@ -77,6 +78,101 @@ async fn events(s: &Store) -> Vec<(String, String)> {
 
 fn page(limit: u32) -> PageReq {
     PageReq::new(Some(limit), None).expect("page")
+}
+
+/// A recording's life, each step once however often its event comes:
+/// started, paused, resumed, finished (`failed` after a full disk); the
+/// retention sweep deletes its file and marks it `deleted`, and leaves a
+/// newer one.
+async fn recordings_once_each_and_retention(s: Store) {
+    use voxbridge_control::store::recordings::RecordingEnded;
+    customer(&s, "a").await;
+    s.create_call(&new_call("c1", "a", 10_000)).await.expect("create");
+    let dir = std::env::temp_dir().join(format!("vb-retention-{}", voxbridge_control::store::new_id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let before = events(&s).await.len();
+    for (id, at) in [("r-old", 20_000), ("r-new", 90_000)] {
+        let file = format!("{id}.wav");
+        std::fs::write(dir.join(&file), b"RIFF").expect("file");
+        let (r, added) = s
+            .start_recording_once(id, "c1", &file, 16000, Millis(at))
+            .await
+            .expect("start");
+        assert!(added);
+        assert_eq!((r.status.as_str(), r.rate), ("recording", 16000));
+        let (_, again) = s
+            .start_recording_once(id, "c1", &file, 16000, Millis(at))
+            .await
+            .expect("again");
+        assert!(!again, "once");
+    }
+    assert!(s.pause_recording("r-old", true).await.expect("pause"));
+    assert!(!s.pause_recording("r-old", true).await.expect("pause again"));
+    assert!(s.pause_recording("r-old", false).await.expect("resume"));
+    let ended = |reason| RecordingEnded {
+        duration_ms: 1000,
+        bytes: 64_044,
+        reason,
+        at: Millis(30_000),
+    };
+    assert!(s
+        .finish_recording_once("r-old", ended("disk_full"))
+        .await
+        .expect("finish"));
+    assert!(!s
+        .finish_recording_once("r-old", ended("stopped"))
+        .await
+        .expect("again"));
+    assert!(s
+        .finish_recording_once("r-new", ended("call_ended"))
+        .await
+        .expect("finish"));
+    let (old, _) = s.get_recording("a", "r-old").await.expect("get");
+    assert_eq!(
+        (old.status.as_str(), old.end_reason.as_deref(), old.bytes),
+        ("failed", Some("disk_full"), Some(64_044))
+    );
+    assert!(s.running_recording("a", "c1").await.expect("running").is_none());
+    let kinds: Vec<String> = events(&s).await[before..]
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "recording_started",
+            "recording_started",
+            "recording_paused",
+            "recording_resumed",
+            "recording_finished",
+            "recording_finished"
+        ]
+    );
+    // Older than the cut: gone; the newer one stays.
+    let n = voxbridge_control::retention::sweep(&s, &dir, Millis(50_000))
+        .await
+        .expect("sweep");
+    assert_eq!(n, 1);
+    assert!(!dir.join("r-old.wav").exists() && dir.join("r-new.wav").exists());
+    assert_eq!(
+        s.get_recording("a", "r-old").await.expect("get").0.status,
+        "deleted"
+    );
+    assert_eq!(
+        s.get_recording("a", "r-new").await.expect("get").0.status,
+        "completed"
+    );
+    assert_eq!(
+        voxbridge_control::retention::sweep(&s, &dir, Millis(50_000))
+            .await
+            .expect("again"),
+        0
+    );
+    assert_eq!(
+        events(&s).await.last().map(|(k, _)| k.as_str()),
+        Some("recording_deleted")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 async fn customers_and_audit(s: Store) {
