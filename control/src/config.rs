@@ -129,7 +129,7 @@ pub struct RecordingFiles {
 impl Default for RecordingFiles {
     fn default() -> Self {
         RecordingFiles {
-            dir: "recordings".into(),
+            dir: "voxbridge-data/recordings".into(),
             retention_days: 0,
         }
     }

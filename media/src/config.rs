@@ -158,7 +158,8 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
-    /// Directory of the recording files (made when missing); the control
+    /// Directory of the recording files (made when missing; default
+    /// `voxbridge-data/recordings`, beside the embedded store); the control
     /// sidecar serves them from here, so a control node that runs apart
     /// needs the same directory (a shared volume).
     pub dir: std::path::PathBuf,
@@ -173,7 +174,7 @@ pub struct RecordingConfig {
 impl Default for RecordingConfig {
     fn default() -> Self {
         RecordingConfig {
-            dir: "recordings".into(),
+            dir: "voxbridge-data/recordings".into(),
             buffer_ms: 5000,
             retention_days: 0,
         }
