@@ -17,3 +17,4 @@ pub mod loadgen_rtp;
 mod plot;
 pub mod serve;
 pub mod transcode;
+pub mod transcode_ogg;

@@ -11,7 +11,12 @@
 //! output untouched; an output that is the input (the same path, another
 //! spelling of it, a symlink or a hard link to it) is refused before
 //! anything is opened for writing. An input that starts with a RIFF/WAVE
-//! header is read as WAV whatever its extension, and the command says so.
+//! header is read as WAV whatever its extension, and the command says so;
+//! one that starts with an Ogg page is read as Ogg Opus.
+//!
+//! Ogg Opus (`.opus`, `.ogg`) is decoded to PCM16 at 48 kHz before the
+//! chain and encoded from PCM16 after it (`crate::transcode_ogg`), through
+//! temporary files beside the output.
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -43,6 +48,9 @@ pub enum Format {
     WavUlaw,
     /// WAV with A-law samples (output only).
     WavAlaw,
+    /// Ogg Opus (input: mono or stereo, mixed down; output: mono, 32 kbit/s,
+    /// at the input's rate when Opus takes it, else 48 kHz).
+    OggOpus,
 }
 
 /// Arguments of `voxbridge transcode`.
@@ -52,7 +60,7 @@ pub struct Args {
     input: PathBuf,
     /// Output file.
     output: PathBuf,
-    /// Input format (default: from the extension: .ul/.ulaw/.pcmu, .al/.alaw/.pcma, .g722, .wav, .sln/.sln16/.raw/.pcm).
+    /// Input format (default: from the extension: .ul/.ulaw/.pcmu, .al/.alaw/.pcma, .g722, .wav, .opus/.ogg, .sln/.sln16/.raw/.pcm).
     #[arg(long)]
     from: Option<Format>,
     /// Input sample rate for raw PCM16 (Hz).
@@ -76,6 +84,7 @@ fn format_from_ext(path: &Path) -> Option<(Format, Option<u32>)> {
         "al" | "alaw" | "pcma" | "a8" => (Format::Alaw, None),
         "g722" => (Format::G722, None),
         "wav" => (Format::Wav, None),
+        "opus" | "ogg" | "oga" => (Format::OggOpus, None),
         "sln" => (Format::Pcm16, Some(8000)),
         "sln12" => (Format::Pcm16, Some(12000)),
         "sln16" => (Format::Pcm16, Some(16000)),
@@ -139,6 +148,7 @@ fn open_input(args: &Args, file: &mut File) -> Result<Input> {
         len: file_len,
     };
     let input = match fmt {
+        Format::OggOpus => bail!("an Ogg Opus input is decoded before this (a bug)"),
         Format::Ulaw => raw(Codec::Pcmu),
         Format::Alaw => raw(Codec::Pcma),
         Format::G722 => raw(Codec::G722),
@@ -213,6 +223,7 @@ fn output_codec(args: &Args, input: Codec) -> Result<(Codec, Option<WavEncoding>
     };
     let ext_rate = format_from_ext(&args.output).and_then(|e| e.1);
     match fmt {
+        Format::OggOpus => bail!("an Ogg Opus output is encoded after this (a bug)"),
         Format::Ulaw => fixed(Codec::Pcmu, None),
         Format::Alaw => fixed(Codec::Pcma, None),
         Format::G722 => fixed(Codec::G722, None),
@@ -301,8 +312,112 @@ impl Drop for TempOutput {
     }
 }
 
+/// A temporary path beside `output` for an intermediate file, removed on drop.
+fn intermediate(output: &Path, tag: &str) -> Result<TempOutput> {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = output
+        .file_name()
+        .with_context(|| format!("{} names no file", output.display()))?
+        .to_string_lossy();
+    Ok(TempOutput {
+        path: dir.join(format!(".{name}.voxbridge-{}.{tag}", std::process::id())),
+        kept: false,
+    })
+}
+
 /// Runs the conversion.
 pub fn run(args: Args) -> Result<()> {
+    use crate::transcode_ogg::{decode, encode, is_opus_rate, starts_with_ogg};
+    refuse_same_file(&args.input, &args.output)?;
+    let in_ogg = starts_with_ogg(&args.input)?;
+    if !in_ogg && args.from == Some(Format::OggOpus) {
+        bail!(
+            "{} does not start with an Ogg page: not Ogg Opus",
+            args.input.display()
+        );
+    }
+    let out_ogg = args.to.or(format_from_ext(&args.output).map(|e| e.0)) == Some(Format::OggOpus);
+    if !in_ogg && !out_ogg {
+        return run_frames(args);
+    }
+    // An Ogg Opus input becomes PCM16 at 48 kHz first.
+    let decoded = if in_ogg {
+        let temp = intermediate(&args.output, "decoded")?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp.path)
+            .with_context(|| format!("creating {}", temp.path.display()))?;
+        decode(&args.input, f, 48000)?;
+        Some(temp)
+    } else {
+        None
+    };
+    let (source, from, from_rate) = match &decoded {
+        Some(t) => (t.path.clone(), Some(Format::Pcm16), Some(48000)),
+        None => (args.input.clone(), args.from, args.from_rate),
+    };
+    if !out_ogg {
+        return run_frames(Args {
+            input: source,
+            from,
+            from_rate,
+            ..args
+        });
+    }
+    // An Ogg Opus output is encoded from PCM16 at a rate Opus takes.
+    let in_rate = match &decoded {
+        Some(_) => 48000,
+        None => {
+            let probe = Args {
+                input: args.input.clone(),
+                output: args.output.clone(),
+                from: args.from,
+                from_rate: args.from_rate,
+                to: None,
+                to_rate: None,
+                quiet: true,
+            };
+            let mut file =
+                File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+            open_input(&probe, &mut file)?.codec.pcm_rate()
+        }
+    };
+    let rate = match args.to_rate {
+        Some(r) if is_opus_rate(r) => r,
+        Some(r) => bail!("--to-rate {r}: Opus takes 8000, 12000, 16000, 24000 or 48000 Hz"),
+        None if is_opus_rate(in_rate) => in_rate,
+        None => 48000,
+    };
+    // What the encoder reads: the decoded input as it is, or the frame
+    // chain's output at `rate` (each removed when done).
+    let converted;
+    let pcm: &Path = match &decoded {
+        Some(t) if rate == 48000 => &t.path,
+        _ => {
+            converted = intermediate(&args.output, "pcm")?;
+            run_frames(Args {
+                input: source,
+                output: converted.path.clone(),
+                from,
+                from_rate,
+                to: Some(Format::Pcm16),
+                to_rate: Some(rate),
+                quiet: args.quiet,
+            })?;
+            &converted.path
+        }
+    };
+    let (temp, out_file) = TempOutput::create(&args.output)?;
+    encode(pcm, rate, out_file)?;
+    temp.commit(&args.output)
+}
+
+/// The conversion of formats with fixed frames (all but Ogg Opus).
+fn run_frames(args: Args) -> Result<()> {
     refuse_same_file(&args.input, &args.output)?;
     let mut file = File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let input = open_input(&args, &mut file)?;

@@ -889,7 +889,8 @@ async fn a_full_disk_ends_the_recording_and_the_call_goes_on() {
 /// A bot records its call itself (pipecat `voxbridge.recording` messages):
 /// `start` makes a recording, `pause` and `resume` are reported, a second
 /// `start` while one runs and an unknown action change nothing (the call
-/// goes on), and `stop` completes the file (`stopped`).
+/// goes on), and `stop` completes the file (`stopped`), here in Ogg Opus:
+/// ffprobe reads it as stereo Opus of the length reported.
 #[tokio::test]
 async fn a_bot_starts_pauses_and_stops_its_call_s_recording() {
     use voxbridge_media::events::RecordingEnd;
@@ -897,6 +898,7 @@ async fn a_bot_starts_pauses_and_stops_its_call_s_recording() {
     let mut bot = TestBot::start().await;
     let mut config = one_listener(pipecat_route(&bot.url, 16000));
     config.recording.dir = dir.clone();
+    config.recording.format = voxbridge_media::sansio::recording_file::RecordingFormat::Ogg;
     let mut d = Daemon::with_config(config).await;
     let mut caller = Caller::connect(d.addr, uuid(63)).await;
     let mut link = bot.accept().await;
@@ -947,6 +949,7 @@ async fn a_bot_starts_pauses_and_stops_its_call_s_recording() {
         recording_id: finished_id,
         end,
         bytes,
+        duration_ms,
         ..
     } = finished
     else {
@@ -956,8 +959,30 @@ async fn a_bot_starts_pauses_and_stops_its_call_s_recording() {
         (finished_id.as_str(), end),
         (recording_id.as_str(), RecordingEnd::Stopped)
     );
-    let file = dir.join(format!("{recording_id}.wav"));
+    let file = dir.join(format!("{recording_id}.opus"));
     assert_eq!(std::fs::metadata(&file).expect("the file").len(), bytes);
+    let probe = common::run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,channels",
+            "-of",
+            "csv=p=0",
+            file.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "opus,2");
+    // FFmpeg plays exactly the length reported (pre-skip and end trimmed).
+    let decoded = dir.join("decoded.raw");
+    common::ffmpeg(&format!(
+        "-i {} -ar 16000 -f s16le {}",
+        file.to_str().expect("utf-8"),
+        decoded.to_str().expect("utf-8")
+    ));
+    let frames = std::fs::metadata(&decoded).expect("decoded").len() / 4;
+    assert_eq!(frames, duration_ms * 16, "{frames} stereo frames at 16 kHz");
     caller.send_raw(&[0x00, 0x00, 0x00]).await;
     d.event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
         .await;

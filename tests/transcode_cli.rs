@@ -334,3 +334,93 @@ fn the_input_is_never_overwritten_and_a_riff_header_wins_over_the_extension() {
     assert!(left.is_empty(), "temporary files left: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The normalized correlation of two signals over what they share.
+fn correlation(a: &[i16], b: &[i16]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa * bb).sqrt().max(1.0)
+}
+
+/// Ogg Opus both ways, checked against FFmpeg: what voxbridge writes FFmpeg
+/// decodes to exactly the input's length (pre-skip and end trimming
+/// right) and to the same speech; a stereo file FFmpeg's libopus wrote
+/// voxbridge decodes to FFmpeg's own decoding's length and signal (mixed
+/// down); a damaged file is one clear line and no output.
+#[test]
+fn ogg_opus_round_trips_with_ffmpeg_at_exact_length() {
+    let dir = tempdir("tc-opus");
+    let raw16 = speech(&dir, 16000);
+    let wav = dir.join("in.wav");
+    ffmpeg(&format!("-f s16le -ar 16000 -ac 1 -i {} {}", s(&raw16), s(&wav)));
+    let input = read_pcm(&raw16);
+    // Ours -> FFmpeg.
+    let ours = dir.join("ours.opus");
+    let out = voxbridge(&["transcode", "--quiet", s(&wav), s(&ours)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let probe = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,channels",
+            "-of",
+            "csv=p=0",
+            s(&ours),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "opus,1");
+    let by_ffmpeg = dir.join("by_ffmpeg.raw");
+    ffmpeg(&format!("-i {} -ar 16000 -f s16le {}", s(&ours), s(&by_ffmpeg)));
+    let decoded = read_pcm(&by_ffmpeg);
+    assert_eq!(
+        decoded.len(),
+        input.len(),
+        "FFmpeg plays exactly the input's length"
+    );
+    let c = correlation(&input, &decoded);
+    println!("voxbridge Ogg Opus decoded by FFmpeg vs the input: correlation {c:.3}");
+    assert!(c > 0.9, "correlation {c:.3}");
+    // FFmpeg's stereo -> ours.
+    let theirs = dir.join("theirs.opus");
+    ffmpeg(&format!("-i {} -ac 2 -c:a libopus {}", s(&wav), s(&theirs)));
+    let back = dir.join("back.wav");
+    let out = voxbridge(&["transcode", "--quiet", s(&theirs), s(&back), "--to-rate", "16000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ffmpeg_own = dir.join("ffmpeg_own.raw");
+    ffmpeg(&format!(
+        "-i {} -ac 1 -ar 16000 -f s16le {}",
+        s(&theirs),
+        s(&ffmpeg_own)
+    ));
+    let ours_back = std::fs::read(&back).expect("wav");
+    let ours_back: Vec<i16> = ours_back[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let reference = read_pcm(&ffmpeg_own);
+    assert_eq!(
+        ours_back.len(),
+        input.len(),
+        "the input's length, as FFmpeg's encoder kept it"
+    );
+    assert_eq!(reference.len(), input.len());
+    let c = correlation(&reference, &ours_back);
+    println!("FFmpeg's stereo Ogg Opus decoded by voxbridge vs by FFmpeg: correlation {c:.3}");
+    assert!(c > 0.9, "correlation {c:.3}");
+    // A damaged file: a clear error, nothing written.
+    let mut bytes = std::fs::read(&ours).expect("ours");
+    bytes.truncate(60);
+    let broken = dir.join("broken.opus");
+    std::fs::write(&broken, &bytes).expect("write");
+    let never = dir.join("never.wav");
+    fails_cleanly(&["transcode", "--quiet", s(&broken), s(&never)], "Ogg");
+    assert!(!never.exists(), "no output from a failed run");
+    let _ = std::fs::remove_dir_all(&dir);
+}

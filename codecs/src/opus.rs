@@ -1,4 +1,5 @@
-//! Opus encode/decode, mono, 20 ms frames, through libopus (the `opusic-c` binding).
+//! Opus encode/decode, 20 ms frames, through libopus (the `opusic-c`
+//! binding): mono for calls, stereo encoding for recordings.
 //!
 //! Binding choice: `opusic-c` over `audiopus`. audiopus has had no release
 //! since a 2021 release candidate and builds libopus 1.3; opusic-c is
@@ -57,10 +58,12 @@ impl Default for OpusSettings {
     }
 }
 
-/// Mono Opus encoder producing one packet per 20 ms frame.
+/// Opus encoder producing one packet per 20 ms frame (mono, or stereo with
+/// interleaved samples).
 pub struct OpusEncoder {
     inner: Encoder,
     frame: usize,
+    channels: usize,
 }
 
 impl std::fmt::Debug for OpusEncoder {
@@ -72,6 +75,13 @@ impl std::fmt::Debug for OpusEncoder {
 impl OpusEncoder {
     /// An encoder for `settings` (VoIP application, mono).
     pub fn new(settings: OpusSettings) -> Result<Self, CodecError> {
+        Self::with_channels(settings, false)
+    }
+
+    /// An encoder for `settings`, stereo when `stereo` (a call recording:
+    /// caller left, what the caller heard right), taking interleaved
+    /// samples.
+    pub fn with_channels(settings: OpusSettings, stereo: bool) -> Result<Self, CodecError> {
         let rate = rate_of(settings.rate)?;
         if settings.complexity > 10 {
             return Err(CodecError::InvalidSetting {
@@ -79,7 +89,8 @@ impl OpusEncoder {
                 detail: format!("{} is not in 0..=10", settings.complexity),
             });
         }
-        let mut inner = Encoder::new(Channels::Mono, rate, Application::Voip).map_err(err)?;
+        let channels = if stereo { Channels::Stereo } else { Channels::Mono };
+        let mut inner = Encoder::new(channels, rate, Application::Voip).map_err(err)?;
         inner.set_complexity(settings.complexity).map_err(err)?;
         let bitrate = settings.bitrate.map_or(Bitrate::Auto, Bitrate::Value);
         inner.set_bitrate(bitrate).map_err(err)?;
@@ -92,12 +103,19 @@ impl OpusEncoder {
         Ok(OpusEncoder {
             inner,
             frame: (settings.rate / 50) as usize,
+            channels: if stereo { 2 } else { 1 },
         })
     }
 
-    /// Samples per 20 ms frame.
+    /// Samples per 20 ms frame, per channel.
     pub fn frame_len(&self) -> usize {
         self.frame
+    }
+
+    /// The encoder's look-ahead, samples at its rate (an Ogg Opus file's
+    /// pre-skip is this at 48 kHz).
+    pub fn lookahead(&mut self) -> Result<u32, CodecError> {
+        self.inner.get_look_ahead().map_err(err)
     }
 
     /// The packet loss the encoder plans for, percent (capped at 100). With
@@ -108,11 +126,12 @@ impl OpusEncoder {
         self.inner.set_packet_loss(percent.min(100)).map_err(err)
     }
 
-    /// Encodes one 20 ms frame into `out`; returns the packet length.
+    /// Encodes one 20 ms frame (interleaved when stereo) into `out`;
+    /// returns the packet length.
     pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
-        if pcm.len() != self.frame {
+        if pcm.len() != self.frame * self.channels {
             return Err(CodecError::FrameLength {
-                expected: self.frame,
+                expected: self.frame * self.channels,
                 got: pcm.len(),
             });
         }

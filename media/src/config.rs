@@ -163,6 +163,9 @@ pub struct RecordingConfig {
     /// sidecar serves them from here, so a control node that runs apart
     /// needs the same directory (a shared volume).
     pub dir: std::path::PathBuf,
+    /// `wav` (stereo PCM16) or `ogg` (stereo Ogg Opus, `.opus`, about a
+    /// twelfth of the size at 16 kHz).
+    pub format: crate::sansio::recording_file::RecordingFormat,
     /// Audio a recording's writer holds while the disk is slow, ms; more is
     /// dropped (silence in the file, counted), the call never waits.
     pub buffer_ms: u32,
@@ -175,6 +178,7 @@ impl Default for RecordingConfig {
     fn default() -> Self {
         RecordingConfig {
             dir: "voxbridge-data/recordings".into(),
+            format: crate::sansio::recording_file::RecordingFormat::Wav,
             buffer_ms: 5000,
             retention_days: 0,
         }

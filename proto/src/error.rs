@@ -23,6 +23,10 @@ pub enum ProtoError {
     /// A valid WAV we do not support (multi-channel, float, odd bit depths).
     #[error("unsupported WAV: {0}")]
     UnsupportedWav(String),
+    /// Not an Ogg Opus stream voxbridge reads (a damaged page, another
+    /// codec, a surround mapping).
+    #[error("Ogg Opus: {0}")]
+    BadOgg(String),
 
     /// AudioSocket: a type byte the protocol does not define.
     #[error("unknown AudioSocket message type {0:#04x}")]

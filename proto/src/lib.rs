@@ -19,6 +19,7 @@
 //! | [`sdp`] | SDP offer/answer for one audio stream (RFC 4566/3264) |
 //! | [`stt`] | speech-to-text providers' live-streaming results (Deepgram's API) |
 //! | [`wav`] | WAV headers |
+//! | [`ogg_opus`] | Ogg Opus files (RFC 7845) |
 //! | [`websocket`] | RFC 6455 handshake and framing |
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod chanws;
 pub mod dtmf;
 pub mod envelope;
 pub mod error;
+pub mod ogg_opus;
 pub mod pipecat;
 pub mod rtcp;
 pub mod rtp;

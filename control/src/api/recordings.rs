@@ -231,13 +231,14 @@ fn plain_file_name(file: &str) -> bool {
 }
 
 /// The recording's file, `audio/wav` (stereo PCM16: caller left, what the
-/// caller heard right), streamed; to its tenant only. A recording still
+/// caller heard right) or `audio/ogg` (stereo Opus, with `[recording]
+/// format = "ogg"`), streamed; to its tenant only. A recording still
 /// being written is served as far as it is (its header says "to the end
 /// of the file"). `404` when there is no such recording of the tenant or
 /// its file is gone (retention).
 #[utoipa::path(get, path = "/v1/recordings/{id}", tag = "recordings", params(("id" = String, Path, description = "Recording id")),
     security(("bearer" = []), ("access_key" = [])),
-    responses((status = 200, content_type = "audio/wav", body = Vec<u8>, description = "The WAV file"),
+    responses((status = 200, description = "The recording's file", content((Vec<u8> = "audio/wav"), (Vec<u8> = "audio/ogg"))),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn file(
     State(s): State<AppState>,
@@ -278,7 +279,11 @@ pub async fn file(
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("audio/wav"),
+        header::HeaderValue::from_static(if file.ends_with(".opus") {
+            "audio/ogg"
+        } else {
+            "audio/wav"
+        }),
     );
     // Only a finished file's length is final.
     if let (Some(len), "completed" | "failed") = (len, r.status.as_str()) {

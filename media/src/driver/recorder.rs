@@ -1,14 +1,16 @@
-//! Call recording: a call's two directions written to a stereo WAV file
-//! (caller left, what the caller heard right) by a task of its own.
+//! Call recording: a call's two directions written to a stereo WAV or Ogg
+//! Opus file (caller left, what the caller heard right) by a task of its
+//! own.
 //!
 //! The call task taps the call (`sansio::tap`) and hands each 100 ms chunk
 //! to the recording's writer through a bounded queue (`[recording]
 //! buffer_ms` deep) without waiting: a full queue drops the chunk, counted,
 //! and the file gets silence of its length in its place
 //! (`sansio::stereo` places audio by its time in the call). The writer
-//! creates `<recording id>.wav` in `[recording] dir`, writes the header
-//! with an open length (a file read while it is written plays to its
-//! end), the audio through a 64 KiB buffer, and at the end the real
+//! creates `<recording id>.wav` (or `.opus`) in `[recording] dir`, writes
+//! the header (a WAV's with an open length: a file read while it is
+//! written plays to its end), the audio through a 64 KiB buffer
+//! (`sansio::recording_file` encodes it), and at the end a WAV's real
 //! lengths. A write that fails (a full disk) ends the recording with
 //! `RecordingFinished` (`disk_full` or `failed`, the file holding what was
 //! written, its header patched to match) and closes the queue; the call
@@ -18,6 +20,7 @@
 use crate::config::RecordingConfig;
 use crate::events::{CallEvent, EventSink};
 use crate::metrics::Metrics;
+use crate::sansio::recording_file::{FileEncoder, RecordingFormat, WAV_HEADER as HEADER};
 use crate::sansio::stereo::StereoMixer;
 use crate::sansio::tap::{Chunk, TapDirection, CHUNK_MS};
 use bytes::Bytes;
@@ -34,8 +37,6 @@ use voxbridge_contract::commands::{RecordDone, RecordingInfo};
 use voxbridge_contract::events::RecordingEnd;
 use voxbridge_proto::wav::{write_header_channels, WavEncoding};
 
-/// Bytes of a WAV header.
-const HEADER: u64 = 44;
 /// Write buffer.
 const WRITE_BUFFER: usize = 64 * 1024;
 
@@ -51,6 +52,7 @@ struct Piece {
 pub(crate) struct Recorder {
     id: String,
     rate: u32,
+    format: RecordingFormat,
     tx: mpsc::Sender<Piece>,
     /// Set when stopped on command (else the end is the call's).
     stopped: Arc<AtomicBool>,
@@ -68,13 +70,13 @@ pub(crate) fn is_recording_id(id: &str) -> bool {
 }
 
 /// The file name of recording `id`.
-pub(crate) fn recording_file(id: &str) -> String {
-    format!("{id}.wav")
+pub(crate) fn recording_file(id: &str, format: RecordingFormat) -> String {
+    format!("{id}.{}", format.extension())
 }
 
 /// Where recording `id` is written.
-pub(crate) fn recording_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join(recording_file(id))
+pub(crate) fn recording_path(dir: &Path, id: &str, format: RecordingFormat) -> PathBuf {
+    dir.join(recording_file(id, format))
 }
 
 impl Recorder {
@@ -101,6 +103,7 @@ impl Recorder {
         let stopped = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             dir: cfg.dir.clone(),
+            format: cfg.format,
             id: id.clone(),
             call_id: call_id.to_owned(),
             rate,
@@ -112,6 +115,7 @@ impl Recorder {
         Ok(Recorder {
             id,
             rate,
+            format: cfg.format,
             tx,
             stopped,
             metrics,
@@ -127,7 +131,7 @@ impl Recorder {
     pub(crate) fn info(&self, paused: bool) -> RecordingInfo {
         RecordingInfo {
             recording_id: self.id.clone(),
-            file: recording_file(&self.id),
+            file: recording_file(&self.id, self.format),
             rate: self.rate,
             paused,
         }
@@ -165,6 +169,7 @@ impl Recorder {
 /// The writer task's state.
 struct Writer {
     dir: PathBuf,
+    format: RecordingFormat,
     id: String,
     call_id: String,
     rate: u32,
@@ -183,8 +188,18 @@ enum Outcome {
 
 impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Piece>, done: Option<RecordDone>) {
-        let path = recording_path(&self.dir, &self.id);
-        let file = match self.create(&path).await {
+        let path = recording_path(&self.dir, &self.id, self.format);
+        let (mut encoder, first) = match FileEncoder::new(self.format, self.rate, rand_serial(&self.id)) {
+            Ok(e) => e,
+            Err(why) => {
+                self.metrics.recording_failures.fetch_add(1, Relaxed);
+                if let Some(done) = done {
+                    done(Err(why));
+                }
+                return;
+            }
+        };
+        let file = match self.create(&path, &first).await {
             Ok(f) => f,
             Err(e) => {
                 let why = format!("cannot create {}: {e}", path.display());
@@ -203,21 +218,21 @@ impl Writer {
         self.sink.emit(CallEvent::RecordingStarted {
             call_id: self.call_id.clone(),
             recording_id: self.id.clone(),
-            file: recording_file(&self.id),
+            file: recording_file(&self.id, self.format),
             rate: self.rate,
             at: SystemTime::now(),
         });
         if let Some(done) = done {
             done(Ok(RecordingInfo {
                 recording_id: self.id.clone(),
-                file: recording_file(&self.id),
+                file: recording_file(&self.id, self.format),
                 rate: self.rate,
                 paused: false,
             }));
         }
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut mixer = StereoMixer::new(self.rate);
-        let outcome = write_all(&mut out, &mut rx, &mut mixer).await;
+        let outcome = write_all(&mut out, &mut rx, &mut mixer, &mut encoder).await;
         // Nothing more is taken: the call's offers fail from here on.
         rx.close();
         let end = match &outcome {
@@ -232,15 +247,25 @@ impl Writer {
             self.metrics.recording_failures.fetch_add(1, Relaxed);
         }
         let mut file = out.into_inner();
-        let bytes = match finish_header(&mut file, self.rate).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(call_id = self.call_id, recording_id = self.id, error = %e,
-                    "cannot complete the recording's header");
-                file.metadata().await.map(|m| m.len()).unwrap_or(0)
+        let (bytes, frames) = match self.format {
+            RecordingFormat::Wav => {
+                let bytes = match finish_header(&mut file, self.rate).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(call_id = self.call_id, recording_id = self.id, error = %e,
+                            "cannot complete the recording's header");
+                        file.metadata().await.map(|m| m.len()).unwrap_or(0)
+                    }
+                };
+                (bytes, bytes.saturating_sub(HEADER) / 4)
             }
+            // What was encoded (after a failed write, the file may hold
+            // less: a player stops at its last whole page).
+            RecordingFormat::Ogg => (
+                file.metadata().await.map(|m| m.len()).unwrap_or(0),
+                mixer.frames(),
+            ),
         };
-        let frames = bytes.saturating_sub(HEADER) / 4;
         self.metrics.recordings_finished.fetch_add(1, Relaxed);
         self.sink.emit(CallEvent::RecordingFinished {
             call_id: self.call_id.clone(),
@@ -252,18 +277,26 @@ impl Writer {
         });
     }
 
-    /// Makes the directory and a new file with an open-length header.
-    async fn create(&self, path: &Path) -> std::io::Result<File> {
+    /// Makes the directory and a new file starting with `first` (its
+    /// headers).
+    async fn create(&self, path: &Path, first: &[u8]) -> std::io::Result<File> {
         tokio::fs::create_dir_all(&self.dir).await?;
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)
             .await?;
-        let header = write_header_channels(WavEncoding::Pcm16, self.rate, 2, u32::MAX);
-        file.write_all(&header).await?;
+        file.write_all(first).await?;
         Ok(file)
     }
+}
+
+/// An Ogg stream serial from the recording's id (any number will do; one
+/// that differs between files helps tools that chain them).
+fn rand_serial(id: &str) -> u32 {
+    id.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Writes the queue's audio until it closes or a write fails.
@@ -271,8 +304,11 @@ async fn write_all(
     out: &mut BufWriter<File>,
     rx: &mut mpsc::Receiver<Piece>,
     mixer: &mut StereoMixer,
+    encoder: &mut FileEncoder,
 ) -> Outcome {
-    let mut buf = Vec::with_capacity(WRITE_BUFFER);
+    let mut stereo = Vec::with_capacity(WRITE_BUFFER);
+    let mut bytes = Vec::with_capacity(WRITE_BUFFER);
+    let failed = |why: String| Outcome::Failed(std::io::Error::other(why));
     while let Some(piece) = rx.recv().await {
         let chunk = Chunk {
             direction: piece.direction,
@@ -280,15 +316,26 @@ async fn write_all(
             pcm_le: &piece.pcm,
             start_ms: piece.start_ms,
         };
-        buf.clear();
-        mixer.push(&chunk, &mut buf);
-        if let Err(e) = out.write_all(&buf).await {
+        stereo.clear();
+        bytes.clear();
+        mixer.push(&chunk, &mut stereo);
+        if let Err(why) = encoder.audio(&stereo, &mut bytes) {
+            return failed(why);
+        }
+        if let Err(e) = out.write_all(&bytes).await {
             return Outcome::Failed(e);
         }
     }
-    buf.clear();
-    mixer.finish(&mut buf);
-    if let Err(e) = out.write_all(&buf).await {
+    stereo.clear();
+    bytes.clear();
+    mixer.finish(&mut stereo);
+    let end = encoder
+        .audio(&stereo, &mut bytes)
+        .and_then(|()| encoder.finish(&mut bytes));
+    if let Err(why) = end {
+        return failed(why);
+    }
+    if let Err(e) = out.write_all(&bytes).await {
         return Outcome::Failed(e);
     }
     match out.flush().await {
@@ -385,7 +432,7 @@ mod tests {
             (duration_ms, bytes, end),
             (1000, 44 + 8000 * 4, RecordingEnd::Stopped)
         );
-        let file = std::fs::read(recording_path(&dir, "r1")).expect("the file");
+        let file = std::fs::read(recording_path(&dir, "r1", RecordingFormat::Wav)).expect("the file");
         assert_eq!(file.len() as u64, bytes);
         assert_eq!(&file[22..24], &2u16.to_le_bytes(), "stereo");
         assert_eq!(&file[40..44], &(8000u32 * 4).to_le_bytes(), "data length");
@@ -414,7 +461,8 @@ mod tests {
         }
         drop(tx);
         let mut out = BufWriter::with_capacity(16, file);
-        let outcome = write_all(&mut out, &mut rx, &mut StereoMixer::new(8000)).await;
+        let mut wav = FileEncoder::Wav;
+        let outcome = write_all(&mut out, &mut rx, &mut StereoMixer::new(8000), &mut wav).await;
         assert!(
             matches!(&outcome, Outcome::Failed(e) if e.kind() == std::io::ErrorKind::StorageFull),
             "a full disk is told apart from other errors"

@@ -18,6 +18,7 @@ pub mod jitter;
 pub mod pacer;
 pub mod pipeline;
 pub mod playout;
+pub mod recording_file;
 pub mod rtp;
 pub mod sip;
 pub mod stereo;
