@@ -804,7 +804,7 @@ async fn a_full_disk_ends_the_recording_and_the_call_goes_on() {
     let mut config = one_listener(route);
     config.recording.dir = disk.0.clone();
     let mut d = Daemon::with_config(config).await;
-    let mut caller = Caller::connect(d.addr, uuid(62)).await;
+    let mut caller = Caller::connect(d.addr, uuid(64)).await;
     let mut link = bot.accept().await;
     pipecat_next(&mut link).await.expect("start");
     d.event("the recording's start", |e| {
@@ -989,4 +989,66 @@ async fn a_bot_starts_pauses_and_stops_its_call_s_recording() {
     d.shutdown.shutdown();
     within("the daemon to stop", d.task).await.expect("daemon task");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tenant's own speech recognizer (`[tenants.<id>.transcribe]`) serves
+/// its calls on any route, with its own key; a tenant without one gets
+/// the route's.
+#[tokio::test]
+async fn a_tenant_s_own_recognizer_takes_its_calls() {
+    use voxbridge_media::config::{SttProtocol, TenantConfig, Transcribe, TranscribeDirection};
+    let recognizer = |url: &str, key: &str| Transcribe {
+        url: url.into(),
+        protocol: SttProtocol::Voxbridge,
+        key: Some(key.into()),
+        language: "en".into(),
+        directions: vec![TranscribeDirection::In],
+        buffer_ms: 10_000,
+        max_reconnects: 0,
+        auto: true,
+    };
+    let mut routes_own = ScriptedRecognizer::start(false).await;
+    let mut acmes_own = ScriptedRecognizer::start(false).await;
+    for (tenant, uuid_n) in [("acme", 65), ("globex", 66)] {
+        let mut bot = TestBot::start().await;
+        let mut route = pipecat_route(&bot.url, 16000);
+        route.transcribe = Some(recognizer(&routes_own.url, "route-key"));
+        route.params.insert("customer_id".into(), tenant.into());
+        let mut config = one_listener(route);
+        config.tenants.insert(
+            "acme".into(),
+            TenantConfig {
+                transcribe: Some(recognizer(&acmes_own.url, "acme-key")),
+            },
+        );
+        let mut d = Daemon::with_config(config).await;
+        let mut caller = Caller::connect(d.addr, uuid(uuid_n)).await;
+        let mut link = bot.accept().await;
+        pipecat_next(&mut link).await.expect("start");
+        caller.send_audio(&speech_8k(10)).await;
+        let expected = if tenant == "acme" {
+            &mut acmes_own
+        } else {
+            &mut routes_own
+        };
+        let (auth, opening) = within("the recognizer to be opened", expected.opened.recv())
+            .await
+            .expect("opened");
+        let key = if tenant == "acme" { "acme-key" } else { "route-key" };
+        assert_eq!(auth, format!("Bearer {key}"), "{tenant}");
+        assert_eq!(opening["type"], "start");
+        caller.send_raw(&[0x00, 0x00, 0x00]).await;
+        d.event("the hangup", |e| matches!(e, CallEvent::Hungup { .. }))
+            .await;
+        d.shutdown.shutdown();
+        within("the daemon to stop", d.task).await.expect("daemon task");
+    }
+    assert!(
+        routes_own.opened.try_recv().is_err(),
+        "acme's call never reached the route's recognizer"
+    );
+    assert!(
+        acmes_own.opened.try_recv().is_err(),
+        "globex's call never reached acme's"
+    );
 }

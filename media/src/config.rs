@@ -300,8 +300,10 @@ impl Transcribe {
         .unwrap_or(TranscribeDirections::Both)
     }
 
-    fn validate(&self, route: &str) -> Result<(), ConfigError> {
-        let bad = |what: String| Err(ConfigError(format!("routes.{route}.transcribe.{what}")));
+    /// Checks the settings; `at` names the section in errors
+    /// (`routes.<name>` or `tenants.<id>`).
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        let bad = |what: String| Err(ConfigError(format!("{at}.transcribe.{what}")));
         if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
             return bad(format!(
                 "url: {:?} is not a ws:// or wss:// URL",
@@ -425,10 +427,22 @@ impl Route {
             }
         }
         if let Some(t) = &self.transcribe {
-            t.validate(name)?;
+            t.validate(&format!("routes.{name}"))?;
         }
         Ok(())
     }
+}
+
+/// `[tenants.<customer id>]`: what a tenant's calls (those whose route, or
+/// media API token, names that `customer_id`) take in place of their
+/// route's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// The tenant's own speech recognizer (its URL, key, protocol,
+    /// language, directions, `auto`): used instead of the route's for its
+    /// calls, on every route.
+    pub transcribe: Option<Transcribe>,
 }
 
 /// One AudioSocket listener and the route its calls take.
@@ -1113,6 +1127,8 @@ pub struct Config {
     pub sip: SipConfig,
     /// Call recordings.
     pub recording: RecordingConfig,
+    /// Per-tenant settings, by customer id.
+    pub tenants: BTreeMap<String, TenantConfig>,
 }
 
 impl Default for Config {
@@ -1131,6 +1147,7 @@ impl Default for Config {
             media_api: MediaApiConfig::default(),
             sip: SipConfig::default(),
             recording: RecordingConfig::default(),
+            tenants: BTreeMap::new(),
         }
     }
 }
@@ -1275,6 +1292,11 @@ impl Config {
         }
         self.rtp.validate(&self.routes)?;
         self.sip.validate(&self.routes)?;
+        for (id, t) in &self.tenants {
+            if let Some(t) = &t.transcribe {
+                t.validate(&format!("tenants.{id}"))?;
+            }
+        }
         if !(100..=60_000).contains(&self.recording.buffer_ms) {
             return Err(ConfigError(format!(
                 "recording.buffer_ms: {} (100 to 60000)",

@@ -55,6 +55,20 @@ pub struct CallContext {
     pub tracker: tokio_util::task::TaskTracker,
     /// Where recordings go.
     pub recording: Arc<crate::config::RecordingConfig>,
+    /// Tenants' own speech recognizers, by customer id.
+    pub tenant_recognizers: Arc<std::collections::BTreeMap<String, crate::config::Transcribe>>,
+}
+
+impl CallContext {
+    /// The speech recognizer of a call: its tenant's (`[tenants.<id>.transcribe]`
+    /// for the call's `customer_id`) or its route's.
+    fn recognizer(&self, call: &Call) -> Option<&crate::config::Transcribe> {
+        call.info()
+            .params
+            .get("customer_id")
+            .and_then(|tenant| self.tenant_recognizers.get(tenant))
+            .or(self.route.transcribe.as_ref())
+    }
 }
 
 /// The bot link's I/O; when to connect is the call's to say.
@@ -199,21 +213,22 @@ pub(crate) async fn drive(
 ) {
     let mut link = Link::Down;
     let mut taps = Taps::default();
-    if ctx.route.record || ctx.route.transcribe.as_ref().is_some_and(|t| t.auto) {
+    let recognizer = ctx.recognizer(&call).filter(|t| t.auto).cloned();
+    if ctx.route.record || recognizer.is_some() {
         // The call's `Created` goes first: a transcribe or a recording
         // belongs to a call control already knows.
         while let Some(event) = call.poll_event() {
             ctx.sink.emit(event);
         }
     }
-    if let Some(t) = ctx.route.transcribe.as_ref().filter(|t| t.auto) {
+    if let Some(t) = recognizer {
         let session = stt::Session {
             id: uuid::Uuid::new_v4().to_string(),
             language: t.language.clone(),
             directions: t.direction_set(),
             base_ms: 0,
         };
-        taps.transcriber = Some(start_transcriber(&mut call, &ctx, t, session));
+        taps.transcriber = Some(start_transcriber(&mut call, &ctx, &t, session));
     }
     if ctx.route.record {
         let id = uuid::Uuid::new_v4().to_string();
@@ -405,12 +420,13 @@ fn transcribe(
     transcriber: &mut Option<stt::Transcriber>,
     start: crate::commands::TranscribeStart,
 ) -> Result<crate::commands::TranscribeRunning, String> {
-    let Some(cfg) = ctx.route.transcribe.as_ref() else {
+    let Some(cfg) = ctx.recognizer(call).cloned() else {
         return Err(format!(
-            "route {:?} names no speech recognizer ([routes.{}.transcribe])",
+            "neither route {:?} nor the call's tenant names a speech recognizer ([routes.{}.transcribe], [tenants.<id>.transcribe])",
             ctx.route_name, ctx.route_name
         ));
     };
+    let cfg = &cfg;
     if transcriber.as_ref().is_some_and(stt::Transcriber::gave_up) {
         *transcriber = None;
         call.drop_tap();

@@ -131,6 +131,13 @@ impl MediaServer {
         let tracker = TaskTracker::new();
         let calls = CallRegistry::default();
         let recording = Arc::new(config.recording.clone());
+        let tenant_recognizers: Arc<BTreeMap<String, crate::config::Transcribe>> = Arc::new(
+            config
+                .tenants
+                .iter()
+                .filter_map(|(id, t)| Some((id.clone(), t.transcribe.clone()?)))
+                .collect(),
+        );
         let contexts: Arc<BTreeMap<String, CallContext>> = Arc::new(
             routes
                 .iter()
@@ -147,6 +154,7 @@ impl MediaServer {
                         transfers: None,
                         tracker: tracker.clone(),
                         recording: recording.clone(),
+                        tenant_recognizers: tenant_recognizers.clone(),
                     };
                     (name.clone(), ctx)
                 })
@@ -183,6 +191,7 @@ impl MediaServer {
             max_calls: config.limits.max_calls,
             calls: calls.clone(),
             recording,
+            tenant_recognizers,
         });
         let sip_socket_on = sip_socket.is_some();
         Ok(MediaServer {

@@ -121,6 +121,7 @@ struct Inner {
     max_calls: usize,
     calls: CallRegistry,
     recording: Arc<crate::config::RecordingConfig>,
+    tenant_recognizers: Arc<std::collections::BTreeMap<String, crate::config::Transcribe>>,
     sessions: Mutex<HashMap<String, Entry>>,
     next_port: Mutex<u16>,
     shared: Option<SharedPort>,
@@ -145,6 +146,8 @@ pub(crate) struct RegistryParts {
     pub calls: CallRegistry,
     /// Where recordings go.
     pub recording: Arc<crate::config::RecordingConfig>,
+    /// Tenants' own speech recognizers.
+    pub tenant_recognizers: Arc<std::collections::BTreeMap<String, crate::config::Transcribe>>,
 }
 
 impl RtpSessions {
@@ -162,6 +165,7 @@ impl RtpSessions {
             max_calls: p.max_calls,
             calls: p.calls,
             recording: p.recording,
+            tenant_recognizers: p.tenant_recognizers,
             sessions: Mutex::new(HashMap::new()),
             next_port: Mutex::new(first),
             shared: p.shared,
@@ -506,6 +510,7 @@ impl RtpSessions {
             transfers: req.on_transfer.clone(),
             tracker: inner.tracker.clone(),
             recording: inner.recording.clone(),
+            tenant_recognizers: inner.tenant_recognizers.clone(),
         };
         inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(
             call_id.clone(),
