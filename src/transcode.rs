@@ -278,15 +278,7 @@ struct TempOutput {
 
 impl TempOutput {
     fn create(output: &Path) -> Result<(TempOutput, File)> {
-        let dir = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = output
-            .file_name()
-            .with_context(|| format!("{} names no file", output.display()))?
-            .to_string_lossy();
-        let path = dir.join(format!(".{name}.voxbridge-{}.tmp", std::process::id()));
+        let path = beside(output, "tmp")?;
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -312,8 +304,9 @@ impl Drop for TempOutput {
     }
 }
 
-/// A temporary path beside `output` for an intermediate file, removed on drop.
-fn intermediate(output: &Path, tag: &str) -> Result<TempOutput> {
+/// A hidden path beside `output` (same directory, so a rename is atomic):
+/// `.<name>.voxbridge-<pid>.<tag>`.
+fn beside(output: &Path, tag: &str) -> Result<PathBuf> {
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -322,8 +315,13 @@ fn intermediate(output: &Path, tag: &str) -> Result<TempOutput> {
         .file_name()
         .with_context(|| format!("{} names no file", output.display()))?
         .to_string_lossy();
+    Ok(dir.join(format!(".{name}.voxbridge-{}.{tag}", std::process::id())))
+}
+
+/// A temporary path beside `output` for an intermediate file, removed on drop.
+fn intermediate(output: &Path, tag: &str) -> Result<TempOutput> {
     Ok(TempOutput {
-        path: dir.join(format!(".{name}.voxbridge-{}.{tag}", std::process::id())),
+        path: beside(output, tag)?,
         kept: false,
     })
 }

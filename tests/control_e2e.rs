@@ -65,19 +65,34 @@ async fn control_in(
     (ccfg, control, bus, secret, plan)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_flows_through_store_outbox_bus_and_api() {
-    let (ccfg, control, mut bus, secret, plan) = control_in("e2e").await;
-
-    let mut bot = TestBot::start().await;
-    let config = one_listener(pipecat_route(&bot.url, 16000));
+/// The media plane of `config` reporting to `control`, running: its first
+/// AudioSocket address, the control API over its commands, its shutdown
+/// switch and its task.
+async fn media_for(
+    control: &Control,
+    config: voxbridge_media::Config,
+) -> (
+    std::net::SocketAddr,
+    axum::Router,
+    voxbridge_media::ShutdownHandle,
+    tokio::task::JoinHandle<()>,
+) {
     let server = MediaServer::bind(config, Arc::new(control.sink()))
         .await
         .expect("media binds");
     let addr = server.audiosocket_addrs()[0];
     let api = control.router(Arc::new(server.commands()));
     let shutdown = server.shutdown_handle();
-    let media = tokio::spawn(server.run());
+    (addr, api, shutdown, tokio::spawn(server.run()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_flows_through_store_outbox_bus_and_api() {
+    let (ccfg, control, mut bus, secret, plan) = control_in("e2e").await;
+
+    let mut bot = TestBot::start().await;
+    let config = one_listener(pipecat_route(&bot.url, 16000));
+    let (addr, api, shutdown, media) = media_for(&control, config).await;
 
     let mut caller = Caller::connect(addr, uuid(42)).await;
     let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2a";
@@ -250,13 +265,7 @@ async fn a_transcribe_started_and_stopped_by_the_api_is_saved_and_published_once
         }),
         ..pipecat_route(&bot.url, 16000)
     };
-    let server = MediaServer::bind(one_listener(route), Arc::new(control.sink()))
-        .await
-        .expect("media binds");
-    let addr = server.audiosocket_addrs()[0];
-    let api = control.router(Arc::new(server.commands()));
-    let shutdown = server.shutdown_handle();
-    let media = tokio::spawn(server.run());
+    let (addr, api, shutdown, media) = media_for(&control, one_listener(route)).await;
 
     let mut caller = Caller::connect(addr, uuid(43)).await;
     let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2b";
@@ -455,25 +464,13 @@ async fn bot_hears(link: &mut harness::BotConn, samples: usize) {
     }
 }
 
-/// The normalized correlation of `a` and `b` (as long as the shorter).
-fn correlation(a: &[i16], b: &[i16]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    ab / (aa * bb).sqrt().max(1.0)
-}
-
 /// The best correlation of `expected` with `got` from an offset below
 /// `max_lag` on (over what they share, at least nine tenths of
 /// `expected`), and that offset.
 fn best_match(got: &[i16], expected: &[i16], max_lag: usize) -> (f64, usize) {
     (0..max_lag)
         .filter(|&lag| (got.len().saturating_sub(lag)) * 10 >= expected.len() * 9)
-        .map(|lag| (correlation(&got[lag..], expected), lag))
+        .map(|lag| (common::correlation(&got[lag..], expected), lag))
         .fold((f64::MIN, 0), |best, c| if c.0 > best.0 { c } else { best })
 }
 
@@ -493,13 +490,7 @@ async fn a_recording_through_the_api_holds_both_sides_of_the_call_and_its_pause(
     let mut bot = TestBot::start().await;
     let mut config = harness::one_listener(pipecat_route(&bot.url, 16000));
     config.recording.dir = ccfg.recordings.dir.clone();
-    let server = MediaServer::bind(config, Arc::new(control.sink()))
-        .await
-        .expect("media binds");
-    let addr = server.audiosocket_addrs()[0];
-    let api = control.router(Arc::new(server.commands()));
-    let shutdown = server.shutdown_handle();
-    let media = tokio::spawn(server.run());
+    let (addr, api, shutdown, media) = media_for(&control, config).await;
 
     let mut caller = Caller::connect(addr, uuid(44)).await;
     let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2c";

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ffmpeg, read_pcm, run, snr_db, speech, tempdir, write_pcm};
+use common::{correlation, ffmpeg, read_pcm, run, snr_db, speech, tempdir, write_pcm};
 use std::path::Path;
 use std::process::Command;
 
@@ -333,18 +333,6 @@ fn the_input_is_never_overwritten_and_a_riff_header_wins_over_the_extension() {
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The normalized correlation of two signals over what they share.
-fn correlation(a: &[i16], b: &[i16]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    ab / (aa * bb).sqrt().max(1.0)
 }
 
 /// Ogg Opus both ways, checked against FFmpeg: what voxbridge writes FFmpeg

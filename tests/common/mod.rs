@@ -172,3 +172,16 @@ pub fn spawn_listening(
         .to_owned();
     (child, port, lines)
 }
+
+/// The normalized correlation of two signals over what they share (the
+/// shorter one's length): 1 for the same signal, about 0 for unrelated ones.
+pub fn correlation(a: &[i16], b: &[i16]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa * bb).sqrt().max(1.0)
+}
