@@ -85,6 +85,20 @@ impl ApiError {
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
+
+    /// 409 with `code`: the resource is not in a state for this.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 503 `media_unavailable`: the media plane did not answer a command.
+    pub fn media_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "media_unavailable",
+            "the media plane did not answer",
+        )
+    }
 }
 
 impl IntoResponse for ApiError {

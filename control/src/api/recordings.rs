@@ -26,10 +26,6 @@ const MEDIA_ANSWER: Duration = Duration::from_secs(5);
 /// Bytes read from a recording's file per piece of the response.
 const READ_PIECE: usize = 64 * 1024;
 
-fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
-}
-
 /// Asks the media plane to `command` call `id`'s recording.
 async fn ask(s: &AppState, id: &str, command: RecordCommand) -> Result<RecordingInfo, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -37,12 +33,8 @@ async fn ask(s: &AppState, id: &str, command: RecordCommand) -> Result<Recording
         .record(id, command, Box::new(move |r| drop(tx.send(r))));
     match tokio::time::timeout(MEDIA_ANSWER, rx).await {
         Ok(Ok(Ok(info))) => Ok(info),
-        Ok(Ok(Err(why))) => Err(conflict("not_recordable", why)),
-        Ok(Err(_)) | Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "media_unavailable",
-            "the media plane did not answer",
-        )),
+        Ok(Ok(Err(why))) => Err(ApiError::conflict("not_recordable", why)),
+        Ok(Err(_)) | Err(_) => Err(ApiError::media_unavailable()),
     }
 }
 
@@ -69,7 +61,7 @@ pub async fn start(
         call.status,
         CallStatus::Dialing | CallStatus::Ringing | CallStatus::Progressing
     ) {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "not_live",
             format!(
                 "only a live call can be recorded (this one is {})",
@@ -78,7 +70,7 @@ pub async fn start(
         ));
     }
     if let Some(running) = s.store.running_recording(customer, &id).await? {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "recording_running",
             format!("recording {} runs on this call; stop it first", running.id),
         ));

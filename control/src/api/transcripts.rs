@@ -34,18 +34,6 @@ pub struct StartTranscribe {
     pub directions: Option<TranscribeDirections>,
 }
 
-fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
-}
-
-fn media_unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "media_unavailable",
-        "the media plane did not answer",
-    )
-}
-
 /// Starts transcribing a live call through its route's speech recognizer
 /// (`[routes.<name>.transcribe]`): `202` with the transcribe, `running`;
 /// `transcribe_started` is published, each segment as `transcript_created`,
@@ -77,7 +65,7 @@ pub async fn start(
         call.status,
         CallStatus::Dialing | CallStatus::Ringing | CallStatus::Progressing
     ) {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "not_live",
             format!(
                 "only a live call can be transcribed (this one is {})",
@@ -86,7 +74,7 @@ pub async fn start(
         ));
     }
     if let Some(running) = s.store.running_transcribe(customer, &id).await? {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "transcribe_running",
             format!("transcribe {} runs on this call; stop it first", running.id),
         ));
@@ -102,8 +90,8 @@ pub async fn start(
         .transcribe(&id, command, Box::new(move |r| drop(tx.send(r))));
     let running = match tokio::time::timeout(MEDIA_ANSWER, rx).await {
         Ok(Ok(Ok(running))) => running,
-        Ok(Ok(Err(why))) => return Err(conflict("not_transcribable", why)),
-        Ok(Err(_)) | Err(_) => return Err(media_unavailable()),
+        Ok(Ok(Err(why))) => return Err(ApiError::conflict("not_transcribable", why)),
+        Ok(Err(_)) | Err(_) => return Err(ApiError::media_unavailable()),
     };
     // The media plane's `transcribe_started` may be stored first; either
     // way there is one record and one event.
@@ -156,8 +144,8 @@ pub async fn stop(
         .stop_transcribe(&id, Box::new(move |r| drop(tx.send(r))));
     match tokio::time::timeout(MEDIA_ANSWER, rx).await {
         Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(why))) => return Err(conflict("not_running", why)),
-        Ok(Err(_)) | Err(_) => return Err(media_unavailable()),
+        Ok(Ok(Err(why))) => return Err(ApiError::conflict("not_running", why)),
+        Ok(Err(_)) | Err(_) => return Err(ApiError::media_unavailable()),
     }
     s.store
         .audit_request(
