@@ -245,12 +245,18 @@ pub(crate) async fn drive(
     // the recorder lets its writer complete the file.
 }
 
+/// Recordings one call may make (a bot that starts and stops its
+/// recording in a loop makes no more files than this).
+const MAX_RECORDINGS_PER_CALL: u32 = 64;
+
 /// What taps a call's audio off the pipeline: its transcribe and its
 /// recording, each while it runs.
 #[derive(Default)]
 struct Taps {
     transcriber: Option<stt::Transcriber>,
     recorder: Option<Recorder>,
+    /// Recordings started on this call so far.
+    recordings: u32,
 }
 
 async fn drive_loop(
@@ -422,7 +428,7 @@ fn transcribe(
 ) -> Result<crate::commands::TranscribeRunning, String> {
     let Some(cfg) = ctx.recognizer(call).cloned() else {
         return Err(format!(
-            "neither route {:?} nor the call's tenant names a speech recognizer ([routes.{}.transcribe], [tenants.<id>.transcribe])",
+            "route {:?} names no speech recognizer ([routes.{}.transcribe]) and the call's tenant has none ([tenants.<id>.transcribe])",
             ctx.route_name, ctx.route_name
         ));
     };
@@ -492,6 +498,7 @@ fn start_recorder(
     )?;
     call.enable_recording();
     taps.recorder = Some(recorder);
+    taps.recordings += 1;
     Ok(())
 }
 
@@ -540,6 +547,11 @@ fn record(
             }
             if call.ended().is_some() {
                 return done(Err("the call is ending".into()));
+            }
+            if taps.recordings >= MAX_RECORDINGS_PER_CALL {
+                return done(Err(format!(
+                    "this call has made {MAX_RECORDINGS_PER_CALL} recordings, the most one call may"
+                )));
             }
             if !super::recorder::is_recording_id(&recording_id) {
                 return done(Err(format!(
