@@ -98,7 +98,8 @@ impl Recorder {
         if !is_recording_id(&id) {
             return Err(format!("recording id {id:?}: 1-64 letters, digits, '-' and '_'"));
         }
-        let depth = (cfg.buffer_ms / CHUNK_MS).max(2) as usize;
+        // A chunk per direction per 100 ms of call.
+        let depth = (2 * cfg.buffer_ms / CHUNK_MS).max(2) as usize;
         let (tx, rx) = mpsc::channel(depth);
         let stopped = Arc::new(AtomicBool::new(false));
         let writer = Writer {
