@@ -49,6 +49,7 @@ fn world() -> &'static World {
                     webhook_allow: Default::default(),
                     dialer: None,
                     events: Default::default(),
+                    recordings_dir: Arc::new(std::env::temp_dir().join("voxbridge-fuzz-recordings")),
                 }),
                 key,
             )
@@ -78,6 +79,10 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/v1/webhook_deliveries/x/redeliver"),
     ("GET", "/v1/dead_letters"),
     ("POST", "/v1/dead_letters/x/retry"),
+    ("GET", "/v1/recordings"),
+    ("GET", "/v1/recordings/x"),
+    ("POST", "/v1/calls/x/recordings"),
+    ("POST", "/v1/calls/x/recordings/pause"),
     ("GET", "/v1/calls/x%00y"),
     ("GET", "/v1/ws"),
 ];
