@@ -331,7 +331,8 @@ pub fn run(args: Args) -> Result<()> {
     use crate::transcode_ogg::{decode, encode, is_opus_rate, starts_with_ogg};
     refuse_same_file(&args.input, &args.output)?;
     let in_ogg = starts_with_ogg(&args.input)?;
-    if !in_ogg && args.from == Some(Format::OggOpus) {
+    let declared = args.from.or(format_from_ext(&args.input).map(|e| e.0));
+    if !in_ogg && declared == Some(Format::OggOpus) {
         bail!(
             "{} does not start with an Ogg page: not Ogg Opus",
             args.input.display()

@@ -410,5 +410,10 @@ fn ogg_opus_round_trips_with_ffmpeg_at_exact_length() {
     let never = dir.join("never.wav");
     fails_cleanly(&["transcode", "--quiet", s(&broken), s(&never)], "Ogg");
     assert!(!never.exists(), "no output from a failed run");
+    // Named .opus, not Ogg at all.
+    let fake = dir.join("fake.opus");
+    std::fs::write(&fake, b"not an ogg file at all").expect("write");
+    fails_cleanly(&["transcode", "--quiet", s(&fake), s(&never)], "not Ogg Opus");
+    assert!(!never.exists(), "no output from a failed run");
     let _ = std::fs::remove_dir_all(&dir);
 }
