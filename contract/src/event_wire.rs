@@ -122,6 +122,11 @@ enum Msg {
         transcribe_id: String,
         at_ms: u64,
     },
+    Ringing {
+        event_id: String,
+        call_id: String,
+        at_ms: u64,
+    },
     RecordingStarted {
         event_id: String,
         call_id: String,
@@ -351,6 +356,11 @@ impl WireEvent {
                 transcribe_id: transcribe_id.clone(),
                 at_ms: ms_of(*at),
             },
+            CallEvent::Ringing { call_id, at } => Msg::Ringing {
+                event_id: id,
+                call_id: call_id.clone(),
+                at_ms: ms_of(*at),
+            },
             CallEvent::RecordingStarted {
                 call_id,
                 recording_id,
@@ -551,6 +561,17 @@ impl WireEvent {
                     at: time_of(at_ms)?,
                 },
             },
+            Msg::Ringing {
+                event_id,
+                call_id,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::Ringing {
+                    call_id,
+                    at: time_of(at_ms)?,
+                },
+            },
             Msg::RecordingStarted {
                 event_id,
                 call_id,
@@ -717,6 +738,10 @@ mod tests {
                 call_id: "c1".into(),
                 transcribe_id: "t1".into(),
                 at: at(1_764_000_009_600),
+            },
+            CallEvent::Ringing {
+                call_id: "c1".into(),
+                at: at(1_764_000_000_050),
             },
             CallEvent::RecordingStarted {
                 call_id: "c1".into(),

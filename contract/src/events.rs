@@ -308,6 +308,15 @@ pub enum CallEvent {
         /// The figures.
         stats: RtpCallStats,
     },
+    /// The far end of a call voxbridge placed is ringing (SIP 180 or 183).
+    /// It comes before the call's `Created`, on the same ordered path, so
+    /// control never sees the answer before the ringing.
+    Ringing {
+        /// Call id.
+        call_id: String,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
     /// The call was handed on to `target` (SIP REFER: the far end said the
     /// new call is up); its `Hungup` with cause `transferred` follows.
     Transferred {
@@ -350,6 +359,7 @@ impl CallEvent {
             | CallEvent::RecordingFinished { call_id, .. }
             | CallEvent::RtpStats { call_id, .. }
             | CallEvent::Transferred { call_id, .. }
+            | CallEvent::Ringing { call_id, .. }
             | CallEvent::Hungup { call_id, .. } => call_id,
         }
     }

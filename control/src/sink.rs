@@ -540,6 +540,28 @@ pub async fn apply(
             ]);
             signal(store, event_id, call_id, "rtp_stats", "rtp_stats", fields).await
         }
+        // Also marked by the dialer when its originator reports the 18x;
+        // this is the ordered path (before the answer), and a second mark
+        // changes nothing.
+        CallEvent::Ringing { call_id, at } => {
+            let at = Millis::from_system(*at);
+            let t = store
+                .transition_call_with(None, call_id, None, |c| {
+                    (c.status == CallStatus::Dialing).then(|| CallChange {
+                        to: CallStatus::Ringing,
+                        at,
+                        hangup: None,
+                        sip: None,
+                    })
+                })
+                .await;
+            match t {
+                Ok(t) => Ok(t.applied),
+                // A call control did not place: nothing to mark.
+                Err(ControlError::NotFound) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
         CallEvent::Transferred { call_id, target, at } => {
             voxbridge_contract::text::check("target", target).map_err(ControlError::Rejected)?;
             let fields = json_map([

@@ -222,10 +222,15 @@ impl SipEndpoint {
         }
     }
 
-    /// `180`/`183` for a placed call.
+    /// `180`/`183` for a placed call: `Ringing` on the call's event path
+    /// (ahead of its `Created`), and to the dial's caller.
     pub(super) fn dial_progress(&mut self, call_id: &str) {
         if let Some(p) = self.pending.get_mut(call_id).filter(|p| !p.ringing_told) {
             p.ringing_told = true;
+            self.rtp.emit(crate::events::CallEvent::Ringing {
+                call_id: call_id.to_owned(),
+                at: std::time::SystemTime::now(),
+            });
             (p.events)(SipDialEvent::Ringing);
         }
     }
