@@ -547,7 +547,7 @@ pub async fn apply(
             let at = Millis::from_system(*at);
             let t = store
                 .transition_call_with(None, call_id, None, |c| {
-                    (c.status == CallStatus::Dialing).then(|| CallChange {
+                    (c.status == CallStatus::Dialing).then_some(CallChange {
                         to: CallStatus::Ringing,
                         at,
                         hangup: None,
