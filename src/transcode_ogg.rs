@@ -8,10 +8,12 @@
 //! encoder's look-ahead and an end trimmed to the input's length, so
 //! ffmpeg and opusdec play back exactly the input's duration.
 
+use crate::transcode::read_full;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
+use voxbridge_codecs::frame::{read_le, write_le};
 use voxbridge_codecs::opus::{OpusDecoder, OpusEncoder, OpusSettings, MAX_PACKET};
 use voxbridge_proto::ogg_opus::{OggOpusReader, OggOpusWriter, OpusHead, GRANULE_RATE};
 
@@ -24,13 +26,7 @@ pub fn is_opus_rate(rate: u32) -> bool {
 pub fn starts_with_ogg(path: &Path) -> Result<bool> {
     let mut magic = [0u8; 4];
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut n = 0;
-    while n < 4 {
-        match f.read(&mut magic[n..]).context("reading input")? {
-            0 => break,
-            k => n += k,
-        }
-    }
+    let n = read_full(&mut f, &mut magic).context("reading input")?;
     Ok(n == 4 && &magic == b"OggS")
 }
 
@@ -46,7 +42,7 @@ pub fn decode(input: &Path, out: File, rate: u32) -> Result<u64> {
     let mut skip = to_rate(u64::from(head.pre_skip));
     // At most 120 ms a packet.
     let mut pcm = vec![0i16; rate as usize * 120 / 1000];
-    let mut bytes = Vec::with_capacity(pcm.len() * 2);
+    let mut bytes = vec![0u8; pcm.len() * 2];
     let mut writer = BufWriter::with_capacity(1 << 20, out);
     let (mut written, mut index) = (0u64, 0u64);
     let mut end: Option<u64> = None;
@@ -69,9 +65,8 @@ pub fn decode(input: &Path, out: File, rate: u32) -> Result<u64> {
             let room = end.saturating_sub(written) as usize;
             keep = &keep[..keep.len().min(room)];
         }
-        bytes.clear();
-        bytes.extend(keep.iter().flat_map(|s| s.to_le_bytes()));
-        writer.write_all(&bytes).context("writing decoded audio")?;
+        let n = write_le(keep, &mut bytes);
+        writer.write_all(&bytes[..n]).context("writing decoded audio")?;
         written += keep.len() as u64;
     }
     if index == 0 {
@@ -111,20 +106,11 @@ pub fn encode(input: &Path, rate: u32, out: File) -> Result<()> {
     let mut packet = vec![0u8; MAX_PACKET];
     let mut taken = 0u64;
     loop {
-        let mut got = 0;
-        while got < raw.len() {
-            match reader.read(&mut raw[got..]).context("reading audio")? {
-                0 => break,
-                k => got += k,
-            }
-        }
+        let got = read_full(&mut reader, &mut raw).context("reading audio")?;
         if got == 0 {
             break;
         }
-        let samples = got / 2;
-        for (s, b) in pcm.iter_mut().zip(raw.chunks_exact(2)) {
-            *s = i16::from_le_bytes([b[0], b[1]]);
-        }
+        let samples = read_le(&raw[..got], &mut pcm);
         pcm[samples..].fill(0);
         taken += samples as u64;
         let n = encoder.encode(&pcm, &mut packet).context("encoding a frame")?;

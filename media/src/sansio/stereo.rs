@@ -85,13 +85,8 @@ impl StereoMixer {
             TapDirection::In => 0,
             TapDirection::Out => 1,
         };
-        self.input.clear();
-        self.input.extend(
-            chunk
-                .pcm_le
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]])),
-        );
+        self.input.resize(chunk.pcm_le.len() / 2, 0);
+        voxbridge_codecs::frame::read_le(chunk.pcm_le, &mut self.input);
         if !self.convert(side, chunk.rate) {
             self.channels[side].dropped += self.input.len() as u64;
             return;
