@@ -20,6 +20,7 @@
 # with: RESULT mode=<mode> calls=<n> seconds=<s> cpu_us_per_call_s=<..> p99_added_ms=<..> frames_lost=<n>
 #   io=<shared|per-call> floor_us_per_call_s=<..> floor_sleeping_peer_us_per_call_s=<..> vs_floor=<..>
 #   rss_kib_per_call=<..> loadgen_cpu_us_per_call_s=<..>
+#   p99_up_ms=<..> p99_down_ms=<..> floor_p99_up_ms=<..> floor_p99_down_ms=<..> p99_over_floor_ms=<..>
 # The floor is io_floor (benches/src/bin/io_floor.rs), run on the daemon's
 # core right after it: the same calls' datagrams and bot messages with
 # nothing but the system calls; floor_us_per_call_s with its peer spinning
@@ -31,6 +32,12 @@
 # rss_kib_per_call: the daemon's resident memory at its peak during the run
 # minus what it held before the first call, over the calls (sampled from
 # /proc every 200 ms).
+# floor_p99_up_ms / floor_p99_down_ms: the same two figures for io_floor's
+# paced window (its server sends each caller its frame on the call's own
+# 20 ms grid, waking with a millisecond timeout as tokio does; its sleeping
+# peer measures as loadgen does): what this machine's scheduling alone puts
+# on the traffic. p99_over_floor_ms is the worse direction's daemon p99 less
+# the floor's p99 in that direction: the part the daemon adds.
 # p99_added_ms is the worse of the two directions (caller->bot forwarding,
 # bot->caller lateness against the 20 ms tick); nothing is taken off: the
 # RTP jitter buffer forwards in-order packets as they arrive, so on this
@@ -104,4 +111,6 @@ echo "$floor"
 fget() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$floor"; }
 busy=$(fget busy_peer_cpu_us_per_call_s)
 ratio=$(awk -v d="$cpu" -v f="$busy" 'BEGIN { if (f > 0) printf "%.2f", d / f; else print "nan" }')
-echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$cpu p99_added_ms=$p99 frames_lost=$lost io=$IO floor_us_per_call_s=$busy floor_sleeping_peer_us_per_call_s=$(fget cpu_us_per_call_s) vs_floor=$ratio rss_kib_per_call=$rss_per_call loadgen_cpu_us_per_call_s=$(get loadgen_cpu_us_per_call_s)"
+over=$(awk -v u="$(get p99_up_ms)" -v d="$(get p99_down_ms)" -v fu="$(fget paced_p99_up_ms)" -v fd="$(fget paced_p99_down_ms)" \
+  'BEGIN { a = u - fu; b = d - fd; printf "%.3f", (a > b ? a : b) }')
+echo "RESULT mode=$MODE calls=$(get calls) seconds=$(get seconds) cpu_us_per_call_s=$cpu p99_added_ms=$p99 frames_lost=$lost io=$IO floor_us_per_call_s=$busy floor_sleeping_peer_us_per_call_s=$(fget cpu_us_per_call_s) vs_floor=$ratio rss_kib_per_call=$rss_per_call loadgen_cpu_us_per_call_s=$(get loadgen_cpu_us_per_call_s) p99_up_ms=$(get p99_up_ms) p99_down_ms=$(get p99_down_ms) floor_p99_up_ms=$(fget paced_p99_up_ms) floor_p99_down_ms=$(fget paced_p99_down_ms) p99_over_floor_ms=$over"

@@ -23,15 +23,27 @@
 //! time (its thread CPU clock, which includes the loopback delivery its
 //! sends cause, as the daemon's figure does) over a measured window.
 //!
-//! Two windows are measured. In the first the peer sleeps in `epoll_wait`
+//! Three windows are measured. In the first the peer sleeps in `epoll_wait`
 //! between frames, as loadgen does, so a server send that wakes it also
 //! pays for the wake-up (on a VM an inter-processor interrupt, the largest
 //! single cost seen here). In the second the peer spins, so the server pays
-//! only for its own system calls and its own wake-ups.
+//! only for its own system calls and its own wake-ups. In the third the
+//! server paces: it keeps each bot message and sends the caller its frame
+//! on the call's own 20 ms grid (10 ms after the caller's phase), waking
+//! for the next deadline with `epoll_wait`'s millisecond timeout as tokio
+//! does, and the sleeping peer measures each frame's lateness against its
+//! call's grid exactly as loadgen does (arrival - k x 20 ms, less the
+//! call's smallest such offset). That lateness is what this machine's
+//! scheduling alone puts on paced audio with nothing but the system calls:
+//! the floor under the daemon's `p99_down_ms`.
 //!
 //! Ends with `FLOOR mode=<m> calls=<n> seconds=<s> cpu_us_per_call_s=<peer
 //! sleeping> busy_peer_cpu_us_per_call_s=<peer spinning> delivered=<fraction
-//! of the expected frames that made the round trip, the lower window>`.
+//! of the expected frames that made the round trip, the lower window>
+//! paced_cpu_us_per_call_s=<..> paced_p99_up_ms=<..> paced_p50_down_ms=<..>
+//! paced_p99_down_ms=<..> paced_max_down_ms=<..>`; `paced_p99_up_ms` is the
+//! caller->bot time (a caller's send to the bot's receipt of that frame,
+//! forwarded at once) in the same window, as loadgen measures it.
 //!
 //! Linux only (epoll, recvmmsg/sendmmsg). The system calls are made
 //! through `libc` directly (hence `unsafe`): the point of the tool is that
@@ -337,42 +349,63 @@ mod linux {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let spin = Arc::new(AtomicBool::new(false));
+        let paced = Arc::new(AtomicBool::new(false));
+        let record = Arc::new(AtomicBool::new(false));
+        // Arrival times the peer keeps per call in the paced window.
+        let per_call = (a.seconds * 1000.0 / PERIOD.as_millis() as f64) as usize + 64;
         let c = Arc::new(Counters {
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
             sent: AtomicU64::new(0),
         });
         let peer = {
-            let (stop, spin, c, mode) = (stop.clone(), spin.clone(), c.clone(), a.mode);
-            std::thread::spawn(move || peer(mode, bot_p, caller_p, udp_p, &stop, &spin, &c))
+            let (c, mode) = (c.clone(), a.mode);
+            let flags = PeerFlags {
+                stop: stop.clone(),
+                spin: spin.clone(),
+                record: record.clone(),
+            };
+            std::thread::spawn(move || peer(mode, bot_p, caller_p, udp_p, &flags, &c, per_call))
         };
-        let (stop_s, mode) = (stop.clone(), a.mode);
-        let server = std::thread::spawn(move || server(mode, bot_s, caller_s, udp_s, &stop_s));
+        let (stop_s, paced_s, mode) = (stop.clone(), paced.clone(), a.mode);
+        let server = std::thread::spawn(move || server(mode, bot_s, caller_s, udp_s, &stop_s, &paced_s));
         let tid = server.as_pthread_t();
-        // Two windows: the peer sleeping in epoll_wait between frames (as
-        // loadgen does, so the server's sends also pay for waking it), then
-        // the peer spinning (only the server's own system calls and wake-ups).
-        let mut figures = [(0.0, 0.0); 2];
+        // Three windows: the peer sleeping in epoll_wait between frames (as
+        // loadgen does, so the server's sends also pay for waking it), the
+        // peer spinning (only the server's own system calls and wake-ups),
+        // then the server pacing its sends to the callers (peer sleeping,
+        // recording arrivals).
+        let mut figures = [(0.0, 0.0); 3];
         for (i, f) in figures.iter_mut().enumerate() {
             spin.store(i == 1, Relaxed);
+            paced.store(i == 2, Relaxed);
             std::thread::sleep(Duration::from_secs_f64(a.warmup));
+            record.store(i == 2, Relaxed);
             let (cpu0, up0, t0) = (thread_cpu(tid), c.up.load(Relaxed), Instant::now());
             std::thread::sleep(Duration::from_secs_f64(a.seconds));
             let (cpu1, up1, secs) = (thread_cpu(tid), c.up.load(Relaxed), t0.elapsed().as_secs_f64());
+            record.store(false, Relaxed);
             let cpu = cpu1.saturating_sub(cpu0).as_secs_f64();
             let expected = a.calls as f64 * secs / PERIOD.as_secs_f64();
             *f = (cpu * 1e6 / (a.calls as f64 * secs), (up1 - up0) as f64 / expected);
         }
         stop.store(true, Relaxed);
-        let _ = peer.join();
+        let rec = peer.join().unwrap_or_default();
         let _ = server.join();
+        let late = lateness_us(&rec.down_arrivals);
+        let mut up: Vec<u64> = rec.up_latency_ns.iter().map(|ns| ns / 1000).collect();
+        up.sort_unstable();
+        let q = |v: &[u64], p: f64| {
+            v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+                .map_or(f64::NAN, |&us| us as f64 / 1000.0)
+        };
         eprintln!(
             "io_floor: {} frames sent by the callers, {} round trips back to them",
             c.sent.load(Relaxed),
             c.down.load(Relaxed)
         );
         println!(
-            "FLOOR mode={} calls={} seconds={:.1} cpu_us_per_call_s={:.0} busy_peer_cpu_us_per_call_s={:.0} delivered={:.3}",
+            "FLOOR mode={} calls={} seconds={:.1} cpu_us_per_call_s={:.0} busy_peer_cpu_us_per_call_s={:.0} delivered={:.3} paced_cpu_us_per_call_s={:.0} paced_p99_up_ms={:.3} paced_p50_down_ms={:.3} paced_p99_down_ms={:.3} paced_max_down_ms={:.3}",
             match a.mode {
                 Mode::Rtp => "rtp",
                 Mode::AudioSocket => "audiosocket",
@@ -382,8 +415,58 @@ mod linux {
             figures[0].0,
             figures[1].0,
             figures[0].1.min(figures[1].1),
+            figures[2].0,
+            q(&up, 0.99),
+            q(&late, 0.5),
+            q(&late, 0.99),
+            q(&late, 1.0),
         );
         Ok(())
+    }
+
+    /// Each frame's lateness against its call's 20 ms grid, as loadgen
+    /// measures it: arrival - k x PERIOD, less the call's smallest such
+    /// offset; sorted, in microseconds.
+    fn lateness_us(arrivals: &[Vec<u64>]) -> Vec<u64> {
+        let period = PERIOD.as_nanos() as i128;
+        let mut all = Vec::new();
+        for call in arrivals {
+            let offsets: Vec<i128> = call
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| t as i128 - k as i128 * period)
+                .collect();
+            if let Some(&min) = offsets.iter().min() {
+                all.extend(offsets.iter().map(|o| ((o - min) / 1000) as u64));
+            }
+        }
+        all.sort_unstable();
+        all
+    }
+
+    /// What the peer measured in the paced window.
+    #[derive(Default)]
+    struct Recorded {
+        /// Arrival times of the frames back to each caller (ns since the
+        /// peer started).
+        down_arrivals: Vec<Vec<u64>>,
+        /// Caller -> bot: from a caller's send to the bot's receipt of it.
+        up_latency_ns: Vec<u64>,
+    }
+
+    /// The peer's switches, set by the main thread.
+    struct PeerFlags {
+        stop: Arc<AtomicBool>,
+        spin: Arc<AtomicBool>,
+        /// Keep each frame's arrival time (the paced window).
+        record: Arc<AtomicBool>,
+    }
+
+    /// Call i's deadline in `round`: its own phase of the period (as the
+    /// peer spreads the callers) plus half a period, so that the bot's echo
+    /// of the caller's frame is always there before it is due.
+    fn paced_due(round: u64, i: usize, n: usize) -> Duration {
+        PERIOD * (round as u32) + PERIOD * (i as u32) / (n as u32) + PERIOD / 2
     }
 
     /// One epoll set over every socket of one side (tokens: call index for
@@ -410,6 +493,7 @@ mod linux {
         mut callers: Vec<TcpStream>,
         udp: UdpSocket,
         stop: &AtomicBool,
+        paced: &AtomicBool,
     ) {
         pin(0);
         let Some(ep) = register(&bots, &callers, &udp) else {
@@ -423,8 +507,51 @@ mod linux {
         let mut bot_partial = vec![0usize; bots.len()];
         let mut caller_partial = vec![0usize; callers.len()];
         let fd = udp.as_raw_fd();
+        let calls = bots.len();
+        // Paced window: frames from the bot wait here for their call's slot.
+        let mut pending = vec![0u32; calls];
+        let (start, mut pacing, mut round, mut next) = (Instant::now(), false, 0u64, 0usize);
+        let send_down = |i: usize, tx: &mut Mmsg, callers: &mut [TcpStream]| match mode {
+            Mode::Rtp => {
+                tx.push(i as u32, RTP);
+                if tx.is_full() {
+                    tx.flush(fd);
+                }
+            }
+            Mode::AudioSocket => {
+                let _ = callers[i].write(&down);
+            }
+        };
         while !stop.load(Relaxed) {
-            let n = ep.wait(&mut evs, 50);
+            if paced.load(Relaxed) != pacing {
+                pacing = !pacing;
+                pending.fill(0);
+                round = (start.elapsed().as_nanos() / PERIOD.as_nanos()) as u64 + 1;
+                next = 0;
+            }
+            let mut timeout_ms = 50;
+            if pacing {
+                let now = start.elapsed();
+                loop {
+                    let due = paced_due(round, next, calls);
+                    if due > now {
+                        // Rounded up to the millisecond, as tokio's timer does.
+                        timeout_ms = (due - now).as_micros().div_ceil(1000).min(50) as i32;
+                        break;
+                    }
+                    if pending[next] > 0 {
+                        pending[next] -= 1;
+                        send_down(next, &mut tx, &mut callers);
+                    }
+                    next += 1;
+                    if next == calls {
+                        next = 0;
+                        round += 1;
+                    }
+                }
+                tx.flush(fd);
+            }
+            let n = ep.wait(&mut evs, timeout_ms);
             for ev in &evs[..n] {
                 let token = ev.u64;
                 if token == UDP {
@@ -443,17 +570,11 @@ mod linux {
                 } else {
                     let i = token as usize;
                     let whole = read_msgs(&mut bots[i], &mut buf, &mut bot_partial[i], BOT_DOWN);
-                    for _ in 0..whole {
-                        match mode {
-                            Mode::Rtp => {
-                                tx.push(i as u32, RTP);
-                                if tx.is_full() {
-                                    tx.flush(fd);
-                                }
-                            }
-                            Mode::AudioSocket => {
-                                let _ = callers[i].write(&down);
-                            }
+                    if pacing {
+                        pending[i] += whole as u32;
+                    } else {
+                        for _ in 0..whole {
+                            send_down(i, &mut tx, &mut callers);
                         }
                     }
                 }
@@ -467,14 +588,23 @@ mod linux {
         mut bots: Vec<TcpStream>,
         mut callers: Vec<TcpStream>,
         udp: UdpSocket,
-        stop: &AtomicBool,
-        spin: &AtomicBool,
+        flags: &PeerFlags,
         c: &Counters,
-    ) {
+        per_call: usize,
+    ) -> Recorded {
         pin(1);
         let Some(ep) = register(&bots, &callers, &udp) else {
-            return;
+            return Recorded::default();
         };
+        let calls = bots.len();
+        let mut rec = Recorded {
+            down_arrivals: (0..calls).map(|_| Vec::with_capacity(per_call)).collect(),
+            up_latency_ns: Vec::with_capacity(calls * per_call),
+        };
+        // Send times of the recorded frames per call, and how many of them
+        // the bot has received.
+        let mut sent_at: Vec<Vec<u64>> = (0..calls).map(|_| Vec::with_capacity(per_call)).collect();
+        let mut at_bot = vec![0usize; calls];
         let n = bots.len();
         let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let (mut rx, mut tx) = (Mmsg::new(), Mmsg::new());
@@ -488,7 +618,7 @@ mod linux {
         // Call i sends at start + (i / n) * PERIOD + k * PERIOD.
         let mut next = 0usize;
         let mut round = 0u64;
-        while !stop.load(Relaxed) {
+        while !flags.stop.load(Relaxed) {
             // Send every frame that is due.
             let now = start.elapsed();
             loop {
@@ -508,6 +638,9 @@ mod linux {
                     }
                 }
                 c.sent.fetch_add(1, Relaxed);
+                if flags.record.load(Relaxed) {
+                    sent_at[next].push(start.elapsed().as_nanos() as u64);
+                }
                 next += 1;
                 if next == n {
                     next = 0;
@@ -516,7 +649,7 @@ mod linux {
             }
             tx.flush(fd);
             let due = PERIOD * (round as u32) + PERIOD * (next as u32) / (n as u32);
-            let wait_ms = if spin.load(Relaxed) {
+            let wait_ms = if flags.spin.load(Relaxed) {
                 0
             } else {
                 due.saturating_sub(start.elapsed())
@@ -525,19 +658,41 @@ mod linux {
                     .min(50) as i32
             };
             let k = ep.wait(&mut evs, wait_ms);
+            let recording = flags.record.load(Relaxed);
             for ev in &evs[..k] {
                 let token = ev.u64;
                 if token == UDP {
                     let got = rx.recv(fd);
                     c.down.fetch_add(got as u64, Relaxed);
+                    if recording {
+                        let at = start.elapsed().as_nanos() as u64;
+                        for j in 0..got {
+                            if let Some(a) =
+                                call_of(rx.datagram(j)).and_then(|i| rec.down_arrivals.get_mut(i))
+                            {
+                                a.push(at);
+                            }
+                        }
+                    }
                 } else if token >= CALLER {
                     let i = (token - CALLER) as usize;
                     let whole = read_msgs(&mut callers[i], &mut buf, &mut caller_partial[i], AUDIOSOCKET);
                     c.down.fetch_add(whole as u64, Relaxed);
+                    if recording {
+                        let at = start.elapsed().as_nanos() as u64;
+                        rec.down_arrivals[i].extend(std::iter::repeat_n(at, whole));
+                    }
                 } else {
                     // The echo bot answers every message at once.
                     let i = token as usize;
                     let whole = read_msgs(&mut bots[i], &mut buf, &mut bot_partial[i], BOT_UP);
+                    let at = start.elapsed().as_nanos() as u64;
+                    for _ in 0..whole {
+                        if let Some(&sent) = sent_at[i].get(at_bot[i]) {
+                            rec.up_latency_ns.push(at.saturating_sub(sent));
+                            at_bot[i] += 1;
+                        }
+                    }
                     for _ in 0..whole {
                         let _ = bots[i].write(&reply);
                     }
@@ -545,5 +700,6 @@ mod linux {
                 }
             }
         }
+        rec
     }
 }
