@@ -1040,6 +1040,28 @@ async fn sipp_holds_resumes_and_changes_codec() {
     );
 }
 
+/// `sip.session_expires_s`: sipp supports session timers but asks for
+/// none; its scenario checks that the 200 gives it one to refresh (90 s,
+/// `refresher=uac`, `Require: timer`) and that its refresh UPDATE is granted.
+#[tokio::test]
+async fn sipp_is_given_a_session_timer_it_did_not_ask_for() {
+    let bot = TestBot::start().await;
+    let mut config = Config::default();
+    config
+        .routes
+        .insert("default".into(), pipecat_route(&bot.url, 8000));
+    config.sip.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sip.session_expires_s = 90;
+    let d = Daemon::with_config(config).await;
+    sipp_scenario(bot, d.sip.expect("SIP on"), "uac_session_timer.xml", 1, false).await;
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!(
+        (s.answered, s.byes_received, s.session_expired),
+        (1, 1, 0),
+        "{s:?}"
+    );
+}
+
 /// The bot hangs up: voxbridge sends BYE in sipp's dialog, which sipp
 /// answers (its scenario fails on anything else).
 #[tokio::test]

@@ -635,6 +635,12 @@ pub struct SipConfig {
     /// for) and the `200 OK` follows this many milliseconds later (0: off,
     /// the `200` at once; at most 60,000).
     pub early_media_ms: u32,
+    /// A session timer (RFC 4028, seconds) for callers that ask for none:
+    /// the caller refreshes when it supports `timer`, else voxbridge does
+    /// by UPDATE when the caller takes it; a session not refreshed in time
+    /// ends with BYE. 0 (the default): only callers that ask get a timer.
+    /// At least 90 when set; 1800 is RFC 4028's recommendation.
+    pub session_expires_s: u32,
     /// Trunks voxbridge places calls on (`originator = "sip"` in control);
     /// the first is the default.
     pub gateways: Vec<SipGatewayConfig>,
@@ -894,6 +900,7 @@ impl Default for SipConfig {
             auth: None,
             ringing: true,
             early_media_ms: 0,
+            session_expires_s: 0,
             gateways: Vec::new(),
         }
     }
@@ -997,6 +1004,12 @@ impl SipConfig {
                     auth.realm
                 )));
             }
+        }
+        if self.session_expires_s != 0 && self.session_expires_s < 90 {
+            return Err(ConfigError(format!(
+                "sip.session_expires_s: {} (0 for off, else at least 90: RFC 4028's Min-SE)",
+                self.session_expires_s
+            )));
         }
         if self.early_media_ms > 60_000 {
             return Err(ConfigError(format!(
@@ -1482,6 +1495,10 @@ mod tests {
             (
                 "[sip]\nlisten = \"127.0.0.1:5060\"\n[[sip.routes]]\nroute = \"nope\"",
                 "sip.routes[0].route",
+            ),
+            (
+                "[sip]\nlisten = \"127.0.0.1:5060\"\nsession_expires_s = 89",
+                "sip.session_expires_s",
             ),
             (
                 "[sip]\nlisten = \"127.0.0.1:5060\"\ninvite_rate = -1",

@@ -378,6 +378,8 @@ impl MediaServer {
                     early_media: (self.config.sip.early_media_ms > 0)
                         .then(|| Duration::from_millis(self.config.sip.early_media_ms.into())),
                     codecs: self.config.rtp.allowed_codecs(),
+                    session_expires: (self.config.sip.session_expires_s > 0)
+                        .then_some(self.config.sip.session_expires_s),
                 }),
                 rtp: self.rtp.clone(),
                 retry_after_s: self.config.sip.retry_after_s,

@@ -106,6 +106,8 @@ pub struct BotCodec {
     chunk: u64,
     arena: BytesMut,
     pcm: BytesMut,
+    /// Scratch of the JSON dialects (base64 text, raw payload bytes): made
+    /// at their first use and kept, so a pipecat call never holds them.
     b64: String,
     raw: Vec<u8>,
     samples: Vec<i16>,
@@ -133,8 +135,8 @@ impl BotCodec {
             chunk: 0,
             arena: BytesMut::with_capacity(ARENA),
             pcm: BytesMut::with_capacity(ARENA / 4),
-            b64: String::with_capacity(2048),
-            raw: Vec::with_capacity(4096),
+            b64: String::new(),
+            raw: Vec::new(),
             samples: Vec::with_capacity(1024),
         }
     }

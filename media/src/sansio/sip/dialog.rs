@@ -75,6 +75,9 @@ pub struct Dialog {
     /// voxbridge refreshes the session (the peer asked `refresher=uas`
     /// and takes UPDATE): see `super::refresh`.
     pub we_refresh: bool,
+    /// The peer supports `timer`: our responses that set the session
+    /// timer carry `Require: timer` (not for a peer that does not).
+    pub timer_required: bool,
     /// When voxbridge's next refresh is due.
     pub refresh_at: Option<std::time::Instant>,
     /// The caller holds the call (its last offer was `sendonly` or `inactive`).

@@ -202,4 +202,91 @@ mod tests {
         );
         assert_eq!(u.stats().refreshes_sent, 0);
     }
+
+    /// A UAS that gives a session timer of `secs` to callers that ask for none.
+    fn imposing(secs: u32) -> super::SipUas {
+        super::SipUas::new(super::super::uas::UasConfig {
+            session_expires: Some(secs),
+            ..uas().cfg
+        })
+    }
+
+    /// A plain INVITE (no `Session-Expires`) with these headers added.
+    fn invite_with(headers: &str) -> Bytes {
+        let invite = request("INVITE", "inv1", 1, None, Some(super::super::uas::tests::SDP));
+        let text = String::from_utf8(invite.to_vec()).expect("text").replacen(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\n{headers}"),
+            1,
+        );
+        Bytes::from(text)
+    }
+
+    #[test]
+    fn a_caller_that_supports_timers_but_asks_none_is_given_one_to_refresh() {
+        let t = Instant::now();
+        let mut u = imposing(1800);
+        let (call_id, ok) = answered(&mut u, t, invite_with("Supported: timer\r\nMin-SE: 2000\r\n"));
+        assert_eq!(
+            ok.header(HeaderName::SessionExpires),
+            Some("2000;refresher=uac"),
+            "the caller's Min-SE raises the interval"
+        );
+        assert_eq!(ok.header(HeaderName::Require), Some("timer"));
+        // Not refreshed: over at 2000 - 32 s, with BYE.
+        u.handle_timeout(t + Duration::from_secs(1967));
+        assert!(u.poll_action().is_none(), "not over yet");
+        u.handle_timeout(t + Duration::from_secs(1968));
+        match u.poll_action() {
+            Some(UasAction::EndCall { call_id: ended, .. }) => assert_eq!(ended, call_id),
+            other => panic!("expected EndCall, got {other:?}"),
+        }
+        let out = sent(&mut u);
+        assert!(out.iter().any(|m| m.method() == Some(&Method::Bye)), "BYE sent");
+        assert_eq!(u.stats().session_expired, 1);
+    }
+
+    #[test]
+    fn a_caller_without_timer_support_that_takes_update_is_refreshed_by_voxbridge() {
+        let t = Instant::now();
+        let mut u = imposing(120);
+        let (_, ok) = answered(
+            &mut u,
+            t,
+            invite_with("Allow: INVITE, ACK, BYE, CANCEL, UPDATE\r\n"),
+        );
+        assert_eq!(ok.header(HeaderName::SessionExpires), Some("120;refresher=uas"));
+        assert_eq!(
+            ok.header(HeaderName::Require),
+            None,
+            "no Require: timer to a caller that does not support it (RFC 4028 section 9)"
+        );
+        u.handle_timeout(t + Duration::from_secs(59));
+        assert!(updates(&sent(&mut u)).is_empty());
+        u.handle_timeout(t + Duration::from_secs(60));
+        let out = sent(&mut u);
+        let update = updates(&out);
+        assert_eq!(update.len(), 1, "voxbridge refreshes at half the interval");
+        assert_eq!(
+            update[0].header(HeaderName::SessionExpires),
+            Some("120;refresher=uas")
+        );
+    }
+
+    #[test]
+    fn a_caller_that_can_neither_refresh_nor_be_refreshed_gets_no_timer() {
+        let t = Instant::now();
+        let mut u = imposing(1800);
+        let (_, ok) = answered(&mut u, t, invite_with(""));
+        assert_eq!(ok.header(HeaderName::SessionExpires), None);
+        let mut off = uas();
+        let (_, ok) = answered(&mut off, t, invite_with("Supported: timer\r\n"));
+        assert_eq!(
+            ok.header(HeaderName::SessionExpires),
+            None,
+            "off by default: only a caller that asks gets a timer"
+        );
+        u.handle_timeout(t + Duration::from_secs(7200));
+        assert!(u.poll_action().is_none(), "the call goes on");
+    }
 }

@@ -324,6 +324,7 @@ impl SipUas {
             session_interval: None,
             session_deadline: None,
             we_refresh: false,
+            timer_required: false,
             refresh_at: None,
             held: false,
             transfer: None,

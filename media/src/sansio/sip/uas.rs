@@ -29,7 +29,12 @@
 //!   `refresher=uac`; each re-INVITE or UPDATE restarts it, and a session
 //!   not refreshed in time ends with BYE. Under 90 s: `422` with `Min-SE`.
 //!   A caller that asks `refresher=uas` and takes UPDATE gets that, and
-//!   voxbridge refreshes (`super::refresh`).
+//!   voxbridge refreshes (`super::refresh`). With
+//!   [`UasConfig::session_expires`] a caller that asks for no timer gets
+//!   one all the same (RFC 4028 section 9): `refresher=uac` with `Require:
+//!   timer` when it supports `timer`, else `refresher=uas` (no `Require`)
+//!   when it takes UPDATE, so that voxbridge refreshes; a caller that does
+//!   neither has no timer (nothing could refresh it).
 //! - With [`UasConfig::auth`], a new INVITE without right credentials gets
 //!   `401` with a challenge per configured algorithm (MD5, SHA-256: RFC
 //!   8760); a right answer
@@ -157,6 +162,62 @@ fn requested_timer(msg: &Message) -> Result<Option<(u32, bool)>, u32> {
     Ok(supports.then_some((seconds, asks_us && takes_update)))
 }
 
+/// A session timer granted to a caller (RFC 4028).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Granted {
+    /// Seconds.
+    interval: u32,
+    /// voxbridge refreshes (`refresher=uas`).
+    ours: bool,
+    /// The caller supports `timer`, so the response carries `Require: timer`.
+    required: bool,
+}
+
+/// The session timer of an INVITE or UPDATE: the one it asks for, else,
+/// when `imposed` is set, that interval (at least the caller's `Min-SE` and
+/// [`MIN_SE`]) with the caller as refresher when it supports `timer`, or
+/// voxbridge when it takes UPDATE; `Ok(None)` for no timer, `Err(MIN_SE)`
+/// for an interval it asks for under the minimum.
+fn granted_timer(msg: &Message, imposed: Option<u32>) -> Result<Option<Granted>, u32> {
+    if let Some((interval, ours)) = requested_timer(msg)? {
+        return Ok(Some(Granted {
+            interval,
+            ours,
+            required: true,
+        }));
+    }
+    let Some(imposed) = imposed else {
+        return Ok(None);
+    };
+    let min_se = msg
+        .header(HeaderName::MinSe)
+        .and_then(|v| v.split(';').next()?.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let interval = imposed.max(min_se).max(MIN_SE);
+    let supports = msg
+        .header_list(HeaderName::Supported)
+        .chain(msg.header_list(HeaderName::Require))
+        .any(|o| o.eq_ignore_ascii_case("timer"));
+    let takes_update = msg
+        .header_list(HeaderName::Allow)
+        .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
+    Ok(if supports {
+        Some(Granted {
+            interval,
+            ours: false,
+            required: true,
+        })
+    } else if takes_update {
+        Some(Granted {
+            interval,
+            ours: true,
+            required: false,
+        })
+    } else {
+        None
+    })
+}
+
 /// When the refresher sends its refresh: half the interval (RFC 4028
 /// section 10).
 pub(super) fn refresh_time(now: Instant, interval: u32) -> Instant {
@@ -210,6 +271,9 @@ pub struct UasConfig {
     /// The codecs a call may change to when an offer in its dialog drops
     /// the one it runs (`rtp.codecs`, in voxbridge's order of preference).
     pub codecs: Vec<AudioCodec>,
+    /// A session timer (seconds) for callers that ask for none (see the
+    /// module docs); `None`: only callers that ask get one.
+    pub session_expires: Option<u32>,
 }
 
 impl UasConfig {
@@ -985,8 +1049,8 @@ impl SipUas {
         }
         let trying = MessageBuilder::response_to(&msg, 100, "Trying", None, Some(source.addr)).build();
         self.respond(now, &key, 100, trying);
-        let (session_interval, we_refresh) = match requested_timer(&msg) {
-            Ok(timer) => (timer.map(|(i, _)| i), timer.is_some_and(|(_, ours)| ours)),
+        let timer = match granted_timer(&msg, self.cfg.session_expires) {
+            Ok(timer) => timer,
             Err(min) => {
                 self.stats.refused += 1;
                 let r = self
@@ -1062,9 +1126,10 @@ impl SipUas {
             answer: None,
             local_cseq: 0,
             awaiting_answer: offer.is_none(),
-            session_interval,
+            session_interval: timer.map(|g| g.interval),
             session_deadline: None,
-            we_refresh,
+            we_refresh: timer.is_some_and(|g| g.ours),
+            timer_required: timer.is_some_and(|g| g.required),
             refresh_at: None,
             held: false,
             transfer: None,
@@ -1184,12 +1249,15 @@ impl SipUas {
             .header("Server", &self.cfg.user_agent);
         if let Some(interval) = dialog.session_interval {
             let refresher = if dialog.we_refresh { "uas" } else { "uac" };
-            b = b
-                .header(
-                    "Session-Expires",
-                    format_args!("{interval};refresher={refresher}"),
-                )
-                .header("Require", "timer");
+            b = b.header(
+                "Session-Expires",
+                format_args!("{interval};refresher={refresher}"),
+            );
+            // Not for a caller that does not support `timer` (RFC 4028
+            // section 9): voxbridge refreshes that session itself.
+            if dialog.timer_required {
+                b = b.header("Require", "timer");
+            }
             let timer = dialog.arm_session_timer(now);
             self.timers.push(Reverse(timer));
         }
@@ -1441,7 +1509,7 @@ impl SipUas {
             .header("Server", &self.cfg.user_agent);
         if matches!(method, Method::Invite | Method::Update) {
             // A refresh (RFC 4028): the timer restarts with what it asks for.
-            let interval = match requested_timer(msg) {
+            let interval = match granted_timer(msg, self.cfg.session_expires) {
                 Ok(interval) => interval,
                 Err(min) => {
                     let r = self
@@ -1453,15 +1521,20 @@ impl SipUas {
                 }
             };
             if let Some(d) = self.dialogs.get_mut(&call_id) {
-                d.session_interval = interval.map(|(i, _)| i);
-                d.we_refresh = interval.is_some_and(|(_, ours)| ours);
+                d.session_interval = interval.map(|g| g.interval);
+                d.we_refresh = interval.is_some_and(|g| g.ours);
+                d.timer_required = interval.is_some_and(|g| g.required);
                 d.session_deadline = None;
                 d.refresh_at = None;
-                if let Some((i, ours)) = interval {
-                    let refresher = if ours { "uas" } else { "uac" };
-                    ok = ok
-                        .header("Session-Expires", format_args!("{i};refresher={refresher}"))
-                        .header("Require", "timer");
+                if let Some(g) = interval {
+                    let refresher = if g.ours { "uas" } else { "uac" };
+                    ok = ok.header(
+                        "Session-Expires",
+                        format_args!("{};refresher={refresher}", g.interval),
+                    );
+                    if g.required {
+                        ok = ok.header("Require", "timer");
+                    }
                     let timer = d.arm_session_timer(now);
                     self.timers.push(Reverse(timer));
                 }
@@ -1804,6 +1877,7 @@ pub(super) mod tests {
             ringing: true,
             codecs: AudioCodec::ALL.to_vec(),
             early_media: None,
+            session_expires: None,
         })
     }
 
