@@ -1123,6 +1123,75 @@ async fn the_bot_transfers_a_sipp_call_by_refer() {
     );
 }
 
+/// A transfer the far end reports failed (sipp's NOTIFY says `486 Busy
+/// Here`): the call goes on, the bot gets `voxbridge.transfer_failed` with
+/// the target and the status, and the caller's BYE ends the call as usual.
+#[tokio::test]
+async fn a_failed_transfer_is_told_to_the_bot_and_the_call_goes_on() {
+    let mut bot = TestBot::start().await;
+    let mut d = daemon(&bot).await;
+    let sip = d.sip.expect("SIP on");
+    let bots = tokio::spawn(async move {
+        let mut conn = bot.accept().await;
+        let ask = r#"{"type":"voxbridge.transfer","target":"+15550123"}"#;
+        conn.send(harness::pipecat_msg(Kind::Message(
+            voxbridge_proto::pipecat::MessageFrame { data: ask.into() },
+        )))
+        .await;
+        // Audio frames and the start message come too; the failure is a message.
+        loop {
+            let Some(kind) = harness::pipecat_next(&mut conn).await else {
+                panic!("the link closed before the bot heard of the failure")
+            };
+            if let Some(v) = harness::message_json(&kind).filter(|v| v["type"] == "voxbridge.transfer_failed")
+            {
+                // The link stays up: a bot that hangs up would end the call.
+                return (v, conn);
+            }
+        }
+    });
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sipp/uac_transfer_busy.xml"
+    );
+    let args = [
+        "-sf", scenario, "-s", "bot", "-m", "1", "-l", "1", "-timeout", "9s",
+    ];
+    let out = sipp(
+        "sipp uac_transfer_busy.xml",
+        sip,
+        args.iter().map(|a| a.to_string()).collect(),
+    )
+    .await;
+    assert!(out.status.success(), "sipp failed: {}", sipp_report(&out));
+    let (told, _conn) = within("the bot hearing of the failure", bots)
+        .await
+        .expect("bot task");
+    assert!(
+        told["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("sip:+15550123@")),
+        "{told}"
+    );
+    assert_eq!(
+        (told["code"].as_u64(), told["reason"].as_str()),
+        (Some(486), Some("Busy Here")),
+        "{told}"
+    );
+    let (_, cause) = hangup(&mut d).await;
+    assert_eq!(
+        cause,
+        HangupCause::CallerHangup,
+        "the call went on until the caller's BYE"
+    );
+    let s = *d.metrics.sip.lock().expect("metrics");
+    assert_eq!(
+        (s.transfers, s.transfers_completed, s.byes_received),
+        (1, 0, 1),
+        "{s:?}"
+    );
+}
+
 /// sipp drops a tenth of its INVITEs, BYEs and the 200s it receives:
 /// retransmissions on both sides carry every call through, and a
 /// retransmitted INVITE never starts a second call.

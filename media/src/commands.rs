@@ -37,6 +37,14 @@ pub(crate) enum CallInput {
     /// Start, stop, pause or resume the call's recording (API); `done`
     /// hears how it went.
     Record(RecordCommand, RecordDone),
+    /// A transfer of the call to `target` failed (SIP REFER refused, or a
+    /// failure in its NOTIFY); the call goes on and the bot is told.
+    TransferFailed {
+        /// Where the call was to go.
+        target: String,
+        /// What the far end said.
+        sip: crate::events::SipCause,
+    },
 }
 
 impl std::fmt::Debug for CallInput {
@@ -48,6 +56,11 @@ impl std::fmt::Debug for CallInput {
             CallInput::Transcribe(t, _) => f.debug_tuple("Transcribe").field(t).finish(),
             CallInput::StopTranscribe(_) => f.write_str("StopTranscribe"),
             CallInput::Record(c, _) => f.debug_tuple("Record").field(c).finish(),
+            CallInput::TransferFailed { target, sip } => f
+                .debug_struct("TransferFailed")
+                .field("target", target)
+                .field("sip", sip)
+                .finish(),
         }
     }
 }

@@ -363,6 +363,7 @@ async fn drive_loop(
                     CallInput::Transcribe(start, done) => done(transcribe(call, ctx, &mut taps.transcriber, start)),
                     CallInput::StopTranscribe(done) => done(stop_transcribe(call, link, ctx, taps)),
                     CallInput::Record(command, done) => record(call, link, ctx, taps, command, done),
+                    CallInput::TransferFailed { target, sip } => call.transfer_failed(&target, &sip, Instant::now()),
                 }
                 None
             }

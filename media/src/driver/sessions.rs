@@ -369,6 +369,17 @@ impl RtpSessions {
             .send_input(call_id, crate::commands::CallInput::Format(format))
     }
 
+    /// Tells the session's call that its transfer to `target` failed (SIP
+    /// REFER refused or a failure in its NOTIFY): the call goes on and its
+    /// bot hears why. `false` if there is no such call or its input queue
+    /// is full.
+    pub fn transfer_failed(&self, call_id: &str, target: String, sip: crate::events::SipCause) -> bool {
+        self.0.calls.send_input(
+            call_id,
+            crate::commands::CallInput::TransferFailed { target, sip },
+        )
+    }
+
     /// [`RtpSessions::hangup`] of a session `owner` created; `false` for a
     /// session of another owner, as for none.
     pub fn hangup_owned(&self, call_id: &str, owner: Option<&str>) -> bool {

@@ -276,6 +276,39 @@ impl BotCodec {
         }
     }
 
+    /// A transfer of the call (the bot's or the API's) failed at the far
+    /// end and the call goes on: the bot is told in the shape its dialect
+    /// asks for a transfer in (voxbridge's extension, as
+    /// [`BotInput::Transfer`]), with the target and the SIP status and
+    /// reason: pipecat a `voxbridge.transfer_failed` message, jambonz
+    /// `{"type":"transferFailed","data":{..}}`, the other JSON dialects
+    /// `{"event":"transferFailed","transferFailed":{..}}` (with `streamSid`
+    /// on Twilio's). Genesys AudioHook gets nothing: its bots are servers
+    /// of Genesys's sequenced protocol, which has no such message.
+    pub fn transfer_failed(&mut self, target: &str, code: Option<u16>, reason: &str) -> Option<Outgoing> {
+        let what = serde_json::json!({"target": target, "code": code, "reason": reason});
+        let event = match self.dialect {
+            None => {
+                return Some(self.message(serde_json::json!({
+                    "type": "voxbridge.transfer_failed",
+                    "call_id": self.call_id,
+                    "target": target,
+                    "code": code,
+                    "reason": reason,
+                })))
+            }
+            Some(Dialect::Genesys) => return None,
+            Some(Dialect::Jambonz) => serde_json::json!({"type": "transferFailed", "data": what}),
+            Some(Dialect::Twilio) => serde_json::json!({
+                "event": "transferFailed",
+                "streamSid": self.stream_sid,
+                "transferFailed": what,
+            }),
+            Some(_) => serde_json::json!({"event": "transferFailed", "transferFailed": what}),
+        };
+        Some(Outgoing::Text(event.to_string().into()))
+    }
+
     /// The audio before mark `name` has been played (the JSON dialects
     /// echo marks; pipecat has no marks, so nothing is sent).
     pub fn mark_played(&mut self, name: &str) -> Option<Outgoing> {
@@ -900,5 +933,57 @@ mod tests {
         assert_eq!(v["call_id"], "0123-abcd");
         assert_eq!(v["caller"], "+15550100");
         assert_eq!(v["sample_rate"], 16000);
+    }
+
+    #[test]
+    fn a_failed_transfer_is_told_in_the_dialects_that_can_ask_for_one() {
+        let mut c = BotCodec::new(BotProtocolKind::Pipecat, TwilioEncoding::L16, 16000, "0123-abcd");
+        let Some(Outgoing::Binary(b)) = c.transfer_failed("+15550123", Some(486), "Busy Here") else {
+            panic!("pipecat is told")
+        };
+        let Kind::Message(m) = pipecat::decode(b).expect("decodes") else {
+            panic!("a message frame")
+        };
+        let v: serde_json::Value = serde_json::from_str(&m.data).expect("json");
+        assert_eq!(v["type"], "voxbridge.transfer_failed");
+        assert_eq!(
+            (v["target"].as_str(), v["code"].as_u64()),
+            (Some("+15550123"), Some(486))
+        );
+        assert_eq!(v["reason"], "Busy Here");
+
+        let mut t = BotCodec::new(BotProtocolKind::Twilio, TwilioEncoding::Mulaw, 8000, "0123-abcd");
+        let said = text(
+            t.transfer_failed("sip:desk@pbx", None, "no answer to REFER")
+                .expect("Twilio-style is told"),
+        );
+        let v: serde_json::Value = serde_json::from_str(&said).expect("json");
+        assert_eq!(v["event"], "transferFailed");
+        assert_eq!(v["streamSid"], t.stream_sid());
+        assert_eq!(v["transferFailed"]["target"], "sip:desk@pbx");
+        assert!(v["transferFailed"]["code"].is_null());
+
+        let mut p = BotCodec::new(BotProtocolKind::Plivo, TwilioEncoding::Mulaw, 8000, "abc");
+        let said = text(p.transfer_failed("+1", Some(486), "Busy").expect("Plivo is told"));
+        let v: serde_json::Value = serde_json::from_str(&said).expect("json");
+        assert_eq!(
+            (v["event"].as_str(), v["transferFailed"]["code"].as_u64()),
+            (Some("transferFailed"), Some(486))
+        );
+        let mut j = BotCodec::new(BotProtocolKind::Jambonz, TwilioEncoding::L16, 8000, "abc");
+        let said = text(
+            j.transfer_failed("+1", Some(486), "Busy")
+                .expect("jambonz is told"),
+        );
+        let v: serde_json::Value = serde_json::from_str(&said).expect("json");
+        assert_eq!(
+            (v["type"].as_str(), v["data"]["reason"].as_str()),
+            (Some("transferFailed"), Some("Busy"))
+        );
+        let mut g = BotCodec::new(BotProtocolKind::Genesys, TwilioEncoding::Mulaw, 8000, "abc");
+        assert!(
+            g.transfer_failed("+1", Some(486), "Busy").is_none(),
+            "AudioHook has no word for it"
+        );
     }
 }

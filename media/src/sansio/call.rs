@@ -331,6 +331,21 @@ impl Call {
         self.bound_queue();
     }
 
+    /// A transfer of this call failed at the far end (a refused REFER, or
+    /// a failure in its NOTIFY): the call goes on, and the bot is told in
+    /// the dialects that have a word for it
+    /// ([`BotCodec::transfer_failed`](super::botcodec::BotCodec::transfer_failed)).
+    pub fn transfer_failed(&mut self, target: &str, sip: &SipCause, now: Instant) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.now = self.now.max(now);
+        if let Some(o) = self.codec.transfer_failed(target, sip.code, &sip.reason) {
+            self.to_bot.push_back(o);
+            self.bound_queue();
+        }
+    }
+
     /// The caller side took `took` from reading to handing its audio to the
     /// bot link (the driver's measure of the forward).
     pub fn forwarded(&mut self, took: Duration) {

@@ -328,6 +328,9 @@ impl SipEndpoint {
             }
             UasAction::TransferFailed { call_id, target, sip } => {
                 tracing::warn!(%call_id, %target, sip_code = ?sip.code, sip_reason = %sip.reason, "SIP transfer failed; the call goes on");
+                if !self.rtp.transfer_failed(&call_id, target, sip) {
+                    tracing::debug!(%call_id, "SIP transfer failure for no running call (or its queue is full)");
+                }
             }
             UasAction::DialProgress { call_id, .. } => self.dial_progress(&call_id),
             UasAction::DialAnswered { call_id, answer } => {

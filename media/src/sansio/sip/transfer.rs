@@ -110,7 +110,7 @@ impl SipUas {
         let is_refer = notify
             .header(HeaderName::Event)
             .is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("refer"));
-        let Some(code) = is_refer.then(|| sipfrag_status(notify.body())).flatten() else {
+        let Some((code, phrase)) = is_refer.then(|| sipfrag_status(notify.body())).flatten() else {
             return;
         };
         match code {
@@ -129,10 +129,15 @@ impl SipUas {
                 });
                 self.send_bye(now, call_id);
             }
-            _ => self.transfer_failed(
-                call_id,
-                SipCause::new(Some(code), "the transfer target did not answer"),
-            ),
+            // The new call's own status line says why (`486 Busy Here`).
+            _ => {
+                let reason = if phrase.is_empty() {
+                    "the transfer failed"
+                } else {
+                    phrase
+                };
+                self.transfer_failed(call_id, SipCause::new(Some(code), reason));
+            }
         }
     }
 
@@ -152,15 +157,13 @@ impl SipUas {
 
 /// The status code of a `message/sipfrag` body's status line
 /// (`SIP/2.0 200 OK`), if it has one.
-fn sipfrag_status(body: &[u8]) -> Option<u16> {
+fn sipfrag_status(body: &[u8]) -> Option<(u16, &str)> {
     let text = std::str::from_utf8(body).ok()?;
     let line = text.lines().next()?.trim();
     let rest = line.strip_prefix("SIP/2.0 ")?;
-    rest.split(' ')
-        .next()?
-        .parse()
-        .ok()
-        .filter(|c| (100..700).contains(c))
+    let (code, phrase) = rest.split_once(' ').unwrap_or((rest, ""));
+    let code = code.parse().ok().filter(|c| (100..700).contains(c))?;
+    Some((code, phrase.trim()))
 }
 
 #[cfg(test)]
@@ -171,8 +174,13 @@ mod tests {
 
     #[test]
     fn sipfrag_status_lines() {
-        assert_eq!(sipfrag_status(b"SIP/2.0 200 OK\r\n"), Some(200));
-        assert_eq!(sipfrag_status(b"SIP/2.0 180 Ringing"), Some(180));
+        assert_eq!(sipfrag_status(b"SIP/2.0 200 OK\r\n"), Some((200, "OK")));
+        assert_eq!(sipfrag_status(b"SIP/2.0 180 Ringing"), Some((180, "Ringing")));
+        assert_eq!(
+            sipfrag_status(b"SIP/2.0 486 Busy Here\r\n"),
+            Some((486, "Busy Here"))
+        );
+        assert_eq!(sipfrag_status(b"SIP/2.0 503"), Some((503, "")));
         assert_eq!(sipfrag_status(b"SIP/2.0 999 x"), None);
         assert_eq!(sipfrag_status(b"hello"), None);
         assert_eq!(sipfrag_status(&[0xff, 0xfe]), None);
