@@ -505,6 +505,64 @@ async fn an_api_call_goes_out_over_sip_and_follows_the_call_states() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
+    // A transfer whose target is busy (sipp's NOTIFY says 486): the API
+    // caller learns it from `call_transfer_failed`, and the call goes on
+    // until sipp's BYE.
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sipp/uac_transfer_busy.xml"
+    );
+    let args = [
+        "-sf", scenario, "-s", "bot", "-m", "1", "-l", "1", "-timeout", "9s",
+    ];
+    let caller = tokio::spawn(sipp(
+        "sipp uac_transfer_busy.xml",
+        sip,
+        args.iter().map(|a| a.to_string()).collect(),
+    ));
+    let e = event_where(
+        &mut bus,
+        "the second inbound call answered",
+        Duration::from_secs(10),
+        |e| {
+            e.event_type == "call_progressing"
+                && e.resource.fields["direction"] == "incoming"
+                && e.resource.id != inbound
+        },
+    )
+    .await;
+    let busy_transfer = e.resource.id.clone();
+    let (status, body) = s
+        .call(
+            "POST",
+            &format!("/v1/calls/{busy_transfer}/transfer"),
+            "application/json",
+            r#"{"target": "+15550123"}"#.into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let e = event_where(&mut bus, "call_transfer_failed", Duration::from_secs(10), |e| {
+        e.resource.id == busy_transfer && e.event_type == "call_transfer_failed"
+    })
+    .await;
+    assert_eq!(
+        (
+            e.resource.fields["sip_code"].as_u64(),
+            e.resource.fields["sip_reason"].as_str()
+        ),
+        (Some(486), Some("Busy Here"))
+    );
+    let e = event_where(&mut bus, "the caller's hangup", Duration::from_secs(10), |e| {
+        e.resource.id == busy_transfer && e.event_type == "call_hungup"
+    })
+    .await;
+    assert_eq!(
+        e.resource.fields["hangup_cause"], "caller_hangup",
+        "the call went on after the failure"
+    );
+    let out = within("sipp", caller).await.expect("sipp task");
+    assert!(out.status.success(), "sipp failed: {}", sipp_report(&out));
+
     // The next callee is busy: the call ends busy.
     let (port2, busy) = sipp_uas_on(port, "uas_busy.xml");
     assert_eq!(port2, port);

@@ -162,6 +162,13 @@ enum Msg {
         target: String,
         at_ms: u64,
     },
+    TransferFailed {
+        event_id: String,
+        call_id: String,
+        target: String,
+        sip: WireSipCause,
+        at_ms: u64,
+    },
     Hungup {
         event_id: String,
         call_id: String,
@@ -414,6 +421,21 @@ impl WireEvent {
                 target: target.clone(),
                 at_ms: ms_of(*at),
             },
+            CallEvent::TransferFailed {
+                call_id,
+                target,
+                sip,
+                at,
+            } => Msg::TransferFailed {
+                event_id: id,
+                call_id: call_id.clone(),
+                target: target.clone(),
+                sip: WireSipCause {
+                    code: sip.code,
+                    reason: sip.reason.clone(),
+                },
+                at_ms: ms_of(*at),
+            },
             CallEvent::Hungup {
                 call_id,
                 cause,
@@ -647,6 +669,21 @@ impl WireEvent {
                     at: time_of(at_ms)?,
                 },
             },
+            Msg::TransferFailed {
+                event_id,
+                call_id,
+                target,
+                sip,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::TransferFailed {
+                    call_id,
+                    target,
+                    sip: SipCause::new(sip.code, &sip.reason),
+                    at: time_of(at_ms)?,
+                },
+            },
             Msg::Hungup {
                 event_id,
                 call_id,
@@ -840,6 +877,7 @@ mod tests {
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::ZERO, at: at(ms), sip: Some(SipCause::new((ms % 2 == 0).then_some(487), &text)) },
                 CallEvent::Transcript { call_id: id.clone(), speaker: Speaker::Caller, text: text.clone(), user_id: text.clone(), offset_ms: (ms % 3 == 0).then_some(ms / 3), transcribe_id: (ms % 2 == 0).then(|| text.clone()) },
                 CallEvent::Transferred { call_id: id.clone(), target: text.clone(), at: at(ms) },
+                CallEvent::TransferFailed { call_id: id.clone(), target: text.clone(), sip: SipCause::new((ms % 2 == 0).then_some(486), &text), at: at(ms) },
             ] {
                 let w = WireEvent { event_id: id.clone(), event };
                 prop_assert_eq!(WireEvent::decode(&w.encode()).expect("decodes"), w);

@@ -327,6 +327,18 @@ pub enum CallEvent {
         /// Wall-clock time.
         at: SystemTime,
     },
+    /// A transfer of the call to `target` failed at the far end (SIP REFER
+    /// refused, or a failure in its NOTIFY); the call goes on.
+    TransferFailed {
+        /// Call id.
+        call_id: String,
+        /// Where the call was to go.
+        target: String,
+        /// What the far end said.
+        sip: SipCause,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
     /// The call ended.
     Hungup {
         /// Call id.
@@ -359,6 +371,7 @@ impl CallEvent {
             | CallEvent::RecordingFinished { call_id, .. }
             | CallEvent::RtpStats { call_id, .. }
             | CallEvent::Transferred { call_id, .. }
+            | CallEvent::TransferFailed { call_id, .. }
             | CallEvent::Ringing { call_id, .. }
             | CallEvent::Hungup { call_id, .. } => call_id,
         }

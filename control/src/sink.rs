@@ -578,6 +578,29 @@ pub async fn apply(
             )
             .await
         }
+        CallEvent::TransferFailed {
+            call_id,
+            target,
+            sip,
+            at,
+        } => {
+            voxbridge_contract::text::check("target", target).map_err(ControlError::Rejected)?;
+            let fields = json_map([
+                ("target", target.as_str().into()),
+                ("sip_code", sip.code.into()),
+                ("sip_reason", sip.reason.as_str().into()),
+                ("tm_failed", Millis::from_system(*at).rfc3339().into()),
+            ]);
+            signal(
+                store,
+                event_id,
+                call_id,
+                "call_transfer_failed",
+                "call_transfer",
+                fields,
+            )
+            .await
+        }
         CallEvent::RecordingStarted {
             call_id,
             recording_id,

@@ -328,6 +328,12 @@ impl SipEndpoint {
             }
             UasAction::TransferFailed { call_id, target, sip } => {
                 tracing::warn!(%call_id, %target, sip_code = ?sip.code, sip_reason = %sip.reason, "SIP transfer failed; the call goes on");
+                self.rtp.emit(crate::events::CallEvent::TransferFailed {
+                    call_id: call_id.clone(),
+                    target: target.clone(),
+                    sip: sip.clone(),
+                    at: std::time::SystemTime::now(),
+                });
                 if !self.rtp.transfer_failed(&call_id, target, sip) {
                     tracing::debug!(%call_id, "SIP transfer failure for no running call (or its queue is full)");
                 }
