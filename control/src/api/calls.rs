@@ -170,7 +170,8 @@ pub struct TransferStarted {
     pub target: String,
     /// `requested`: the REFER went out; `call_transferred` follows when the
     /// far end reports the new call up (and the call ends with cause
-    /// `transferred`), nothing when it refuses (the call goes on).
+    /// `transferred`), `call_transfer_failed` with its SIP status when it
+    /// refuses or the target fails (the call goes on).
     pub status: String,
 }
 
