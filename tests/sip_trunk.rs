@@ -939,6 +939,22 @@ async fn sipp_scenario(
     out
 }
 
+/// One call of sipp's `scenario` (in tests/fixtures/sipp) against `sip`,
+/// which must pass; the bot side is the caller's to run.
+async fn one_sipp_call(sip: SocketAddr, scenario: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sipp")
+        .join(scenario);
+    let mut args = vec!["-sf".to_owned(), path.display().to_string()];
+    args.extend("-s bot -m 1 -l 1 -timeout 9s".split(' ').map(String::from));
+    let out = sipp(scenario, sip, args).await;
+    assert!(
+        out.status.success(),
+        "sipp {scenario} failed: {}",
+        sipp_report(&out)
+    );
+}
+
 async fn early_media_daemon(bot: &TestBot, early_media_ms: u32) -> Daemon {
     let mut config = Config::default();
     config
@@ -1091,20 +1107,7 @@ async fn the_bot_transfers_a_sipp_call_by_refer() {
         .await;
         conn
     });
-    let scenario = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sipp/uac_transfer.xml"
-    );
-    let args = [
-        "-sf", scenario, "-s", "bot", "-m", "1", "-l", "1", "-timeout", "9s",
-    ];
-    let out = sipp(
-        "sipp uac_transfer.xml",
-        sip,
-        args.iter().map(|a| a.to_string()).collect(),
-    )
-    .await;
-    assert!(out.status.success(), "sipp failed: {}", sipp_report(&out));
+    one_sipp_call(sip, "uac_transfer.xml").await;
     let _conn = within("the bot connection", bots).await.expect("bot task");
     let transferred = d
         .event("the transfer", |e| matches!(e, CallEvent::Transferred { .. }))
@@ -1150,20 +1153,7 @@ async fn a_failed_transfer_is_told_to_the_bot_and_the_call_goes_on() {
             }
         }
     });
-    let scenario = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sipp/uac_transfer_busy.xml"
-    );
-    let args = [
-        "-sf", scenario, "-s", "bot", "-m", "1", "-l", "1", "-timeout", "9s",
-    ];
-    let out = sipp(
-        "sipp uac_transfer_busy.xml",
-        sip,
-        args.iter().map(|a| a.to_string()).collect(),
-    )
-    .await;
-    assert!(out.status.success(), "sipp failed: {}", sipp_report(&out));
+    one_sipp_call(sip, "uac_transfer_busy.xml").await;
     let (told, _conn) = within("the bot hearing of the failure", bots)
         .await
         .expect("bot task");

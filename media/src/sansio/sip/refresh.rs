@@ -261,9 +261,23 @@ mod tests {
             None,
             "no Require: timer to a caller that does not support it (RFC 4028 section 9)"
         );
-        u.handle_timeout(t + Duration::from_secs(59));
-        assert!(updates(&sent(&mut u)).is_empty());
-        u.handle_timeout(t + Duration::from_secs(60));
+        // A re-INVITE at 10 s without `Allow` (as re-INVITEs often are)
+        // keeps the timer voxbridge gave and restarts it.
+        let sdp = Some(super::super::uas::tests::SDP);
+        let reinvite = request("INVITE", "re1", 2, Some(&to_tag(&ok)), sdp);
+        u.handle_datagram(t + Duration::from_secs(10), peer(), reinvite);
+        let re = sent(&mut u);
+        assert_eq!(codes(&re), [200]);
+        assert_eq!(
+            re[0].header(HeaderName::SessionExpires),
+            Some("120;refresher=uas")
+        );
+        u.handle_timeout(t + Duration::from_secs(69));
+        assert!(
+            updates(&sent(&mut u)).is_empty(),
+            "the re-INVITE restarted the timer"
+        );
+        u.handle_timeout(t + Duration::from_secs(70));
         let out = sent(&mut u);
         let update = updates(&out);
         assert_eq!(update.len(), 1, "voxbridge refreshes at half the interval");

@@ -146,20 +146,26 @@ fn requested_timer(msg: &Message) -> Result<Option<(u32, bool)>, u32> {
     if seconds < MIN_SE {
         return Err(MIN_SE);
     }
-    let supports = msg
-        .header_list(HeaderName::Supported)
-        .chain(msg.header_list(HeaderName::Require))
-        .any(|o| o.eq_ignore_ascii_case("timer"));
     // voxbridge refreshes by UPDATE (RFC 4028 section 10 prefers it), so
     // only for a peer that takes UPDATE; otherwise the peer refreshes.
     let asks_us = value
         .split(';')
         .skip(1)
         .any(|p| p.trim().eq_ignore_ascii_case("refresher=uas"));
-    let takes_update = msg
-        .header_list(HeaderName::Allow)
-        .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
-    Ok(supports.then_some((seconds, asks_us && takes_update)))
+    Ok(supports_timer(msg).then_some((seconds, asks_us && takes_update(msg))))
+}
+
+/// The request says it supports (or requires) session timers.
+fn supports_timer(msg: &Message) -> bool {
+    msg.header_list(HeaderName::Supported)
+        .chain(msg.header_list(HeaderName::Require))
+        .any(|o| o.eq_ignore_ascii_case("timer"))
+}
+
+/// The request's `Allow` lists UPDATE.
+fn takes_update(msg: &Message) -> bool {
+    msg.header_list(HeaderName::Allow)
+        .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"))
 }
 
 /// A session timer granted to a caller (RFC 4028).
@@ -194,20 +200,13 @@ fn granted_timer(msg: &Message, imposed: Option<u32>) -> Result<Option<Granted>,
         .and_then(|v| v.split(';').next()?.trim().parse::<u32>().ok())
         .unwrap_or(0);
     let interval = imposed.max(min_se).max(MIN_SE);
-    let supports = msg
-        .header_list(HeaderName::Supported)
-        .chain(msg.header_list(HeaderName::Require))
-        .any(|o| o.eq_ignore_ascii_case("timer"));
-    let takes_update = msg
-        .header_list(HeaderName::Allow)
-        .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
-    Ok(if supports {
+    Ok(if supports_timer(msg) {
         Some(Granted {
             interval,
             ours: false,
             required: true,
         })
-    } else if takes_update {
+    } else if takes_update(msg) {
         Some(Granted {
             interval,
             ours: true,
@@ -1509,7 +1508,30 @@ impl SipUas {
             .header("Server", &self.cfg.user_agent);
         if matches!(method, Method::Invite | Method::Update) {
             // A refresh (RFC 4028): the timer restarts with what it asks for.
-            let interval = match granted_timer(msg, self.cfg.session_expires) {
+            // A timer voxbridge imposed stays as it is for a request that
+            // asks none (a re-INVITE often leaves `Allow` out).
+            let imposed = self
+                .dialogs
+                .get(&call_id)
+                .filter(|d| self.cfg.session_expires.is_some() && d.session_interval.is_some())
+                .and_then(|d| {
+                    Some(Granted {
+                        interval: d.session_interval?,
+                        ours: d.we_refresh,
+                        required: d.timer_required,
+                    })
+                });
+            let granted = match imposed {
+                Some(kept) => requested_timer(msg).map(|asked| {
+                    Some(asked.map_or(kept, |(interval, ours)| Granted {
+                        interval,
+                        ours,
+                        required: true,
+                    }))
+                }),
+                None => granted_timer(msg, self.cfg.session_expires),
+            };
+            let interval = match granted {
                 Ok(interval) => interval,
                 Err(min) => {
                     let r = self
