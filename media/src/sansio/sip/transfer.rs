@@ -155,8 +155,8 @@ impl SipUas {
     }
 }
 
-/// The status code of a `message/sipfrag` body's status line
-/// (`SIP/2.0 200 OK`), if it has one.
+/// The status code and reason phrase of a `message/sipfrag` body's status
+/// line (`SIP/2.0 486 Busy Here`), if it has one.
 fn sipfrag_status(body: &[u8]) -> Option<(u16, &str)> {
     let text = std::str::from_utf8(body).ok()?;
     let line = text.lines().next()?.trim();
