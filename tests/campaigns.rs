@@ -17,7 +17,7 @@ mod harness;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use harness::sipp::{sipp, sipp_done, sipp_report, sipp_uas, sipp_uas_on};
+use harness::sipp::{sipp_done, sipp_one_call, sipp_report, sipp_uas, sipp_uas_on};
 use harness::{billed_default_customer, within};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
@@ -448,18 +448,7 @@ async fn an_api_call_goes_out_over_sip_and_follows_the_call_states() {
     // A caller on the SIP trunk, handed on to a person through the API:
     // sipp checks the REFER and reports the new call up by NOTIFY.
     let sip = s.sip.expect("SIP on");
-    let scenario = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sipp/uac_transfer.xml"
-    );
-    let args = [
-        "-sf", scenario, "-s", "bot", "-m", "1", "-l", "1", "-timeout", "9s",
-    ];
-    let caller = tokio::spawn(sipp(
-        "sipp uac_transfer.xml",
-        sip,
-        args.iter().map(|a| a.to_string()).collect(),
-    ));
+    let caller = tokio::spawn(sipp_one_call(sip, "uac_transfer.xml"));
     let e = event_where(
         &mut bus,
         "the inbound call answered",
@@ -508,18 +497,7 @@ async fn an_api_call_goes_out_over_sip_and_follows_the_call_states() {
     // A transfer whose target is busy (sipp's NOTIFY says 486): the API
     // caller learns it from `call_transfer_failed`, and the call goes on
     // until sipp's BYE.
-    let scenario = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sipp/uac_transfer_busy.xml"
-    );
-    let args = [
-        "-sf", scenario, "-s", "bot", "-m", "1", "-l", "1", "-timeout", "9s",
-    ];
-    let caller = tokio::spawn(sipp(
-        "sipp uac_transfer_busy.xml",
-        sip,
-        args.iter().map(|a| a.to_string()).collect(),
-    ));
+    let caller = tokio::spawn(sipp_one_call(sip, "uac_transfer_busy.xml"));
     let e = event_where(
         &mut bus,
         "the second inbound call answered",

@@ -14,7 +14,7 @@ mod harness;
 mod outbound;
 
 use bytes::Bytes;
-use harness::sipp::{sipp, sipp_report};
+use harness::sipp::{sipp, sipp_one_call, sipp_report};
 use harness::{pipecat_audio, pipecat_next, pipecat_route, speech_8k, within, Daemon, TestBot};
 use std::net::SocketAddr;
 use tokio::net::UdpSocket;
@@ -941,13 +941,8 @@ async fn sipp_scenario(
 
 /// One call of sipp's `scenario` (in tests/fixtures/sipp) against `sip`,
 /// which must pass; the bot side is the caller's to run.
-async fn one_sipp_call(sip: SocketAddr, scenario: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/sipp")
-        .join(scenario);
-    let mut args = vec!["-sf".to_owned(), path.display().to_string()];
-    args.extend("-s bot -m 1 -l 1 -timeout 9s".split(' ').map(String::from));
-    let out = sipp(scenario, sip, args).await;
+async fn one_sipp_call(sip: SocketAddr, scenario: &'static str) {
+    let out = sipp_one_call(sip, scenario).await;
     assert!(
         out.status.success(),
         "sipp {scenario} failed: {}",
@@ -1089,6 +1084,17 @@ async fn sipp_gets_voxbridges_bye_when_the_bot_hangs_up() {
     assert_eq!((s.answered, s.byes_sent, s.byes_received), (2, 2, 0), "{s:?}");
 }
 
+/// The bot asks to hand its call on to `target` (pipecat `voxbridge.transfer`).
+async fn ask_transfer(conn: &mut harness::BotConn, target: &str) {
+    let ask = serde_json::json!({"type": "voxbridge.transfer", "target": target});
+    conn.send(harness::pipecat_msg(Kind::Message(
+        voxbridge_proto::pipecat::MessageFrame {
+            data: ask.to_string(),
+        },
+    )))
+    .await;
+}
+
 /// The bot hands the call on to a person (pipecat `voxbridge.transfer`):
 /// voxbridge sends REFER in sipp's dialog (sipp's scenario checks it and
 /// accepts), answers sipp's NOTIFY whose sipfrag says the new call is up,
@@ -1100,11 +1106,7 @@ async fn the_bot_transfers_a_sipp_call_by_refer() {
     let sip = d.sip.expect("SIP on");
     let bots = tokio::spawn(async move {
         let mut conn = bot.accept().await;
-        let ask = r#"{"type":"voxbridge.transfer","target":"+15550123"}"#;
-        conn.send(harness::pipecat_msg(Kind::Message(
-            voxbridge_proto::pipecat::MessageFrame { data: ask.into() },
-        )))
-        .await;
+        ask_transfer(&mut conn, "+15550123").await;
         conn
     });
     one_sipp_call(sip, "uac_transfer.xml").await;
@@ -1136,11 +1138,7 @@ async fn a_failed_transfer_is_told_to_the_bot_and_the_call_goes_on() {
     let sip = d.sip.expect("SIP on");
     let bots = tokio::spawn(async move {
         let mut conn = bot.accept().await;
-        let ask = r#"{"type":"voxbridge.transfer","target":"+15550123"}"#;
-        conn.send(harness::pipecat_msg(Kind::Message(
-            voxbridge_proto::pipecat::MessageFrame { data: ask.into() },
-        )))
-        .await;
+        ask_transfer(&mut conn, "+15550123").await;
         // Audio frames and the start message come too; the failure is a message.
         loop {
             let Some(kind) = harness::pipecat_next(&mut conn).await else {

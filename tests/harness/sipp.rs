@@ -110,6 +110,17 @@ pub async fn sipp(what: &str, target: std::net::SocketAddr, args: Vec<String>) -
     })
 }
 
+/// One call of the fixture `scenario` (in `tests/fixtures/sipp/`) from
+/// sipp as the caller to `target`; its output, for the caller to judge.
+pub async fn sipp_one_call(target: std::net::SocketAddr, scenario: &'static str) -> std::process::Output {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sipp")
+        .join(scenario);
+    let mut args = vec!["-sf".to_owned(), path.display().to_string()];
+    args.extend("-s bot -m 1 -l 1 -timeout 9s".split(' ').map(String::from));
+    sipp(scenario, target, args).await
+}
+
 /// The end of sipp's report, for a failed assertion.
 pub fn sipp_report(out: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);

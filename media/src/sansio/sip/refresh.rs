@@ -107,17 +107,22 @@ mod tests {
 
     /// An INVITE asking for a 90 s session refreshed by voxbridge.
     fn invite_asking_us_to_refresh(allow_update: bool) -> Bytes {
-        let invite = request("INVITE", "inv1", 1, None, Some(super::super::uas::tests::SDP));
         let allow = if allow_update {
             "INVITE, ACK, BYE, CANCEL, UPDATE"
         } else {
             "INVITE, ACK, BYE, CANCEL"
         };
+        invite_with(&format!(
+            "Session-Expires: 90;refresher=uas\r\nSupported: timer\r\nAllow: {allow}\r\n"
+        ))
+    }
+
+    /// The tests' INVITE (no `Session-Expires`) with these headers added.
+    fn invite_with(headers: &str) -> Bytes {
+        let invite = request("INVITE", "inv1", 1, None, Some(super::super::uas::tests::SDP));
         let text = String::from_utf8(invite.to_vec()).expect("text").replacen(
             "Max-Forwards: 70\r\n",
-            &format!(
-                "Max-Forwards: 70\r\nSession-Expires: 90;refresher=uas\r\nSupported: timer\r\nAllow: {allow}\r\n"
-            ),
+            &format!("Max-Forwards: 70\r\n{headers}"),
             1,
         );
         Bytes::from(text)
@@ -209,17 +214,6 @@ mod tests {
             session_expires: Some(secs),
             ..uas().cfg
         })
-    }
-
-    /// A plain INVITE (no `Session-Expires`) with these headers added.
-    fn invite_with(headers: &str) -> Bytes {
-        let invite = request("INVITE", "inv1", 1, None, Some(super::super::uas::tests::SDP));
-        let text = String::from_utf8(invite.to_vec()).expect("text").replacen(
-            "Max-Forwards: 70\r\n",
-            &format!("Max-Forwards: 70\r\n{headers}"),
-            1,
-        );
-        Bytes::from(text)
     }
 
     #[test]
