@@ -30,18 +30,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-  echo "setup: installing cargo-fuzz"
-  cargo install cargo-fuzz --locked --version 0.13.2 --quiet
-fi
-
-tansu_root=${XDG_CACHE_HOME:-$HOME/.cache}/tansu-0.6.0
-if [ ! -x "$tansu_root/bin/tansu" ]; then
-  echo "setup: installing tansu 0.6.0 (Kafka-protocol broker for the Kafka tests; long compile, once)"
-  cargo install tansu --version 0.6.0 --locked --no-default-features --features libsql \
-    --root "$tansu_root" --quiet
-fi
-
 # Python peers in venvs of their own, rebuilt when their requirement files change.
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/voxbridge
 # venv NAME REQUIREMENTS [REQUIREMENTS-INSTALLED-WITHOUT-DEPENDENCIES]
@@ -61,6 +49,25 @@ venv() {
     echo "$stamp" > "$dir/.stamp"
   fi
 }
-venv interop-venv tests/interop/requirements.txt tests/interop/requirements-nodeps.txt
-venv stt-venv tests/interop/stt-requirements.txt
-venv control-venv tests/interop/control-requirements.txt
+# The venvs mostly download and unpack, the cargo installs below mostly
+# compile: on a new machine they run side by side.
+(
+  venv interop-venv tests/interop/requirements.txt tests/interop/requirements-nodeps.txt
+  venv stt-venv tests/interop/stt-requirements.txt
+  venv control-venv tests/interop/control-requirements.txt
+) &
+venvs=$!
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --version 0.13.2 --quiet
+fi
+
+tansu_root=${XDG_CACHE_HOME:-$HOME/.cache}/tansu-0.6.0
+if [ ! -x "$tansu_root/bin/tansu" ]; then
+  echo "setup: installing tansu 0.6.0 (Kafka-protocol broker for the Kafka tests; long compile, once)"
+  cargo install tansu --version 0.6.0 --locked --no-default-features --features libsql \
+    --root "$tansu_root" --quiet
+fi
+
+wait "$venvs" || { echo "setup: a Python venv failed to build (see above)" >&2; exit 1; }

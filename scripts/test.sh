@@ -15,12 +15,14 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+echo "test.sh: cargo test took ${SECONDS}s since the start"
 # The REST API against its own OpenAPI document (schemathesis, every check).
 if [ "${SCHEMATHESIS:-1}" != "0" ] && [ "$status" -eq 0 ]; then
   scripts/schemathesis.sh 2>&1 | tail -25 || status=$?
 fi
 secs=${FUZZ_SECONDS:-3}
 if [ "$secs" != "0" ] && [ "$status" -eq 0 ]; then
+  echo "test.sh: fuzz smoke starts at ${SECONDS}s"
   fuzz/smoke.sh "$secs" || status=$?
 fi
 passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
