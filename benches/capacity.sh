@@ -7,7 +7,8 @@
 # LOADGEN_ARGS adds loadgen options: LOADGEN_ARGS=--quiet makes every caller
 # send one frame a second (calls in which nobody speaks), for the daemon's
 # memory at many calls (rss_kib_per_call; the CPU and floor figures then
-# do not compare like for like).
+# do not compare like for like). VAD=on turns on voice
+# activity detection, both directions, on the calls' route.
 #
 #   benches/capacity.sh [--mode audiosocket|chanws|rtp-pcmu|rtp-opus]
 #
@@ -72,7 +73,7 @@ if [ "${SHARED_PORT:-0}" = 1 ] && [ "${MODE#rtp}" != "$MODE" ]; then SHARED=4000
 TARGET=127.0.0.1:19092; [ "$MODE" = chanws ] && TARGET=127.0.0.1:19094
 VOXBRIDGE_RTP_SHARED_PORT=$SHARED VOXBRIDGE_WORKERS=1 VOXBRIDGE_MAX_CALLS=100000 VOXBRIDGE_OPUS_COMPLEXITY=${OPUS_COMPLEXITY:-1} VOXBRIDGE_OPUS_FEC=${OPUS_FEC:-1} \
 VOXBRIDGE_AUDIOSOCKET_LISTEN=127.0.0.1:19092 VOXBRIDGE_CHANWS_LISTEN=127.0.0.1:19094 VOXBRIDGE_METRICS_LISTEN=127.0.0.1:19100 \
-VOXBRIDGE_BOT_URL=ws://127.0.0.1:18765 RUST_LOG=warn \
+VOXBRIDGE_BOT_URL=ws://127.0.0.1:18765 VOXBRIDGE_VAD=${VAD:-off} RUST_LOG=warn \
 VOXBRIDGE_CONTROL_LISTEN=127.0.0.1:0 VOXBRIDGE_DATA_DIR="$tmp/data" \
   taskset -c 0 "$bin" serve >"$tmp/serve.out" 2>"$tmp/serve.err" &
 pid=$!

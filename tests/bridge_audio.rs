@@ -1052,3 +1052,94 @@ async fn a_tenant_s_own_recognizer_takes_its_calls() {
         "globex's call never reached acme's"
     );
 }
+
+/// The bot's `voxbridge.vad` message, as (direction, speaking, offset_ms).
+fn vad_message(kind: Kind) -> Option<(String, bool, u64)> {
+    let v = message_json(&kind)?;
+    (v["type"] == "voxbridge.vad").then(|| {
+        (
+            v["direction"].as_str().unwrap_or_default().to_owned(),
+            v["speaking"].as_bool().unwrap_or_default(),
+            v["offset_ms"].as_u64().unwrap_or_default(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn vad_tells_bot_and_control_when_caller_and_bot_start_and_stop_speaking() {
+    use voxbridge_media::events::Speaker;
+    let dir = common::tempdir("vad");
+    let caller_speech = spoken(&dir, "caller", CALLER_SAYS, 16000);
+    let bot_speech = spoken(&dir, "bot", BOT_SAYS, 16000);
+    let mut bot = TestBot::start().await;
+    let route = voxbridge_media::config::Route {
+        vad: Some(voxbridge_media::config::Vad::default()),
+        ..pipecat_route(&bot.url, 16000)
+    };
+    let mut d = Daemon::start(route).await;
+    let mut caller = Caller::connect(d.addr, uuid(61)).await;
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start");
+    // Half a second of quiet, the caller's sentence, a second of quiet, in
+    // real time.
+    let mut said = vec![0i16; 8000];
+    said.extend(&caller_speech);
+    said.extend(std::iter::repeat_n(0i16, 16000));
+    let mut clock = tokio::time::interval(Duration::from_millis(20));
+    for frame in slin16_frames(&said).chunks(3 + 640) {
+        clock.tick().await;
+        caller.send_raw(frame).await;
+    }
+    // The bot hears the caller start and stop, between the audio.
+    let mut told = Vec::new();
+    while told.len() < 2 {
+        if let Some(m) = vad_message(pipecat_next(&mut link).await.expect("the link stays up")) {
+            told.push(m);
+        }
+    }
+    assert_eq!(
+        told.iter().map(|(d, s, _)| (d.as_str(), *s)).collect::<Vec<_>>(),
+        [("in", true), ("in", false)]
+    );
+    assert!(told[0].2 < told[1].2, "{told:?}");
+    // The bot answers; the caller hears it paced (the daemon's ticks, its
+    // frames queue in the caller's socket), then quiet.
+    for chunk in bot_speech.chunks(640) {
+        link.send(pipecat_audio(chunk, 16000)).await;
+    }
+    while told.len() < 4 {
+        if let Some(m) = vad_message(pipecat_next(&mut link).await.expect("the link stays up")) {
+            told.push(m);
+        }
+    }
+    assert_eq!(
+        told[2..]
+            .iter()
+            .map(|(d, s, _)| (d.as_str(), *s))
+            .collect::<Vec<_>>(),
+        [("out", true), ("out", false)],
+        "{told:?}"
+    );
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    // Control hears the same four changes, in the order they happened,
+    // each at the bot's offset.
+    let mut events = Vec::new();
+    while let CallEvent::Speech {
+        speaker,
+        started,
+        offset_ms,
+        ..
+    } = d
+        .event("speech events and the hangup", |e| {
+            matches!(e, CallEvent::Speech { .. } | CallEvent::Hungup { .. })
+        })
+        .await
+    {
+        events.push((speaker, started, offset_ms));
+    }
+    let expected: Vec<(Speaker, bool, u64)> = told
+        .iter()
+        .map(|(d, s, ms)| (if d == "in" { Speaker::Caller } else { Speaker::Bot }, *s, *ms))
+        .collect();
+    assert_eq!(events, expected);
+}

@@ -792,3 +792,53 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
     within("control to stop", control.shutdown()).await;
     let _ = std::fs::remove_dir_all(&ccfg.data_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_speech_reaches_the_bus_as_it_starts_and_ends() {
+    use voxbridge_media::config::{Route, TranscribeDirection, Vad};
+    let (_ccfg, control, mut bus, _secret, _plan) = control_in("vad").await;
+    let mut bot = TestBot::start().await;
+    let route = Route {
+        vad: Some(Vad {
+            directions: vec![TranscribeDirection::In],
+            ..Vad::default()
+        }),
+        ..pipecat_route(&bot.url, 8000)
+    };
+    let (addr, _api, shutdown, media) = media_for(&control, one_listener(route)).await;
+    let mut caller = Caller::connect(addr, uuid(45)).await;
+    let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2d";
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start message");
+    // Half a second of quiet, 400 ms of a loud tone, a second of quiet.
+    let tone: Vec<i16> = (0..3200)
+        .map(|i| ((i as f32 * 0.25).sin() * 8000.0) as i16)
+        .collect();
+    caller.send_audio(&vec![0i16; 4000]).await;
+    caller.send_audio(&tone).await;
+    caller.send_audio(&vec![0i16; 8000]).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = next_event(&mut bus).await;
+        if e.resource.kind == "call_speech" {
+            assert_eq!(e.resource.id, call_id);
+            assert_eq!(e.resource.fields["call_id"], call_id);
+            assert_eq!(e.resource.fields["direction"], "in");
+            assert!(
+                e.resource.fields["tm_event"].is_string(),
+                "{:?}",
+                e.resource.fields
+            );
+            let offset = e.resource.fields["offset_ms"].as_u64().expect("offset_ms");
+            seen.push((e.event_type.clone(), offset));
+        }
+    }
+    assert_eq!(
+        seen.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        ["speech_started", "speech_ended"]
+    );
+    assert!(seen[0].1 <= seen[1].1, "{seen:?}");
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    shutdown.shutdown();
+    media.await.expect("media task");
+}

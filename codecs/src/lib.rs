@@ -1,7 +1,8 @@
 //! voxbridge-codecs: the DSP every call runs 100 times a second.
 //!
 //! G.711 u/A-law, G.722, Opus (libopus), a streaming 20 ms-exact resampler,
-//! packet loss concealment, and a PCM16 frame type over `bytes::Bytes`.
+//! packet loss concealment, voice activity detection, and a PCM16 frame
+//! type over `bytes::Bytes`.
 //! Pure computation: no I/O, no async, no clock, and no allocation per frame
 //! once a stream is set up. Wire formats live in `voxbridge-proto`; sockets
 //! and pacing in `voxbridge-media`.
@@ -17,6 +18,7 @@ pub mod g722;
 pub mod opus;
 pub mod plc;
 pub mod resample;
+pub mod vad;
 
 pub use chain::Transcoder;
 pub use codec::{Codec, FrameDecoder, FrameEncoder};

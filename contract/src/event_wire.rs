@@ -169,6 +169,14 @@ enum Msg {
         sip: WireSipCause,
         at_ms: u64,
     },
+    Speech {
+        event_id: String,
+        call_id: String,
+        speaker: WireSpeaker,
+        started: bool,
+        offset_ms: u64,
+        at_ms: u64,
+    },
     Hungup {
         event_id: String,
         call_id: String,
@@ -436,6 +444,23 @@ impl WireEvent {
                 },
                 at_ms: ms_of(*at),
             },
+            CallEvent::Speech {
+                call_id,
+                speaker,
+                started,
+                offset_ms,
+                at,
+            } => Msg::Speech {
+                event_id: id,
+                call_id: call_id.clone(),
+                speaker: match speaker {
+                    Speaker::Caller => WireSpeaker::Caller,
+                    Speaker::Bot => WireSpeaker::Bot,
+                },
+                started: *started,
+                offset_ms: *offset_ms,
+                at_ms: ms_of(*at),
+            },
             CallEvent::Hungup {
                 call_id,
                 cause,
@@ -684,6 +709,26 @@ impl WireEvent {
                     at: time_of(at_ms)?,
                 },
             },
+            Msg::Speech {
+                event_id,
+                call_id,
+                speaker,
+                started,
+                offset_ms,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::Speech {
+                    call_id,
+                    speaker: match speaker {
+                        WireSpeaker::Caller => Speaker::Caller,
+                        WireSpeaker::Bot => Speaker::Bot,
+                    },
+                    started,
+                    offset_ms,
+                    at: time_of(at_ms)?,
+                },
+            },
             Msg::Hungup {
                 event_id,
                 call_id,
@@ -878,6 +923,7 @@ mod tests {
                 CallEvent::Transcript { call_id: id.clone(), speaker: Speaker::Caller, text: text.clone(), user_id: text.clone(), offset_ms: (ms % 3 == 0).then_some(ms / 3), transcribe_id: (ms % 2 == 0).then(|| text.clone()) },
                 CallEvent::Transferred { call_id: id.clone(), target: text.clone(), at: at(ms) },
                 CallEvent::TransferFailed { call_id: id.clone(), target: text.clone(), sip: SipCause::new((ms % 2 == 0).then_some(486), &text), at: at(ms) },
+                CallEvent::Speech { call_id: id.clone(), speaker: if ms % 2 == 0 { Speaker::Caller } else { Speaker::Bot }, started: ms % 3 == 0, offset_ms: ms / 5, at: at(ms) },
             ] {
                 let w = WireEvent { event_id: id.clone(), event };
                 prop_assert_eq!(WireEvent::decode(&w.encode()).expect("decodes"), w);

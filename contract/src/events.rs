@@ -339,6 +339,21 @@ pub enum CallEvent {
         /// Wall-clock time.
         at: SystemTime,
     },
+    /// Voice activity (a route's `vad`): `speaker` started speaking
+    /// (`started`) or stopped, `offset_ms` into the call (the frame that
+    /// decided it).
+    Speech {
+        /// Call id.
+        call_id: String,
+        /// Whose speech: the caller's, or the bot's as the caller heard it.
+        speaker: Speaker,
+        /// Started (`true`) or stopped.
+        started: bool,
+        /// Time in the call, ms.
+        offset_ms: u64,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
     /// The call ended.
     Hungup {
         /// Call id.
@@ -372,6 +387,7 @@ impl CallEvent {
             | CallEvent::RtpStats { call_id, .. }
             | CallEvent::Transferred { call_id, .. }
             | CallEvent::TransferFailed { call_id, .. }
+            | CallEvent::Speech { call_id, .. }
             | CallEvent::Ringing { call_id, .. }
             | CallEvent::Hungup { call_id, .. } => call_id,
         }

@@ -601,6 +601,29 @@ pub async fn apply(
             )
             .await
         }
+        CallEvent::Speech {
+            call_id,
+            speaker,
+            started,
+            offset_ms,
+            at,
+        } => {
+            let direction = match speaker {
+                Speaker::Caller => "in",
+                Speaker::Bot => "out",
+            };
+            let fields = json_map([
+                ("direction", direction.into()),
+                ("offset_ms", (*offset_ms).into()),
+                ("tm_event", Millis::from_system(*at).rfc3339().into()),
+            ]);
+            let event_type = if *started {
+                "speech_started"
+            } else {
+                "speech_ended"
+            };
+            signal(store, event_id, call_id, event_type, "call_speech", fields).await
+        }
         CallEvent::RecordingStarted {
             call_id,
             recording_id,

@@ -152,6 +152,78 @@ pub struct Route {
     /// Record every call of the route from its start (`[recording]` says
     /// where); off by default, recordings then start by API or bot.
     pub record: bool,
+    /// Voice activity of the route's calls (`[routes.<name>.vad]`): speech
+    /// started and stopped, told to the bot and to control; off when absent.
+    pub vad: Option<Vad>,
+}
+
+/// `[routes.<name>.vad]`: voice activity detection on the route's calls
+/// (see `voxbridge_codecs::vad`). Each direction's speech start and stop go
+/// to the bot (pipecat `voxbridge.vad`, the JSON dialects' `vad` event) and
+/// to control (`speech_started`, `speech_ended`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vad {
+    /// `in` (the caller), `out` (what the caller heard: the bot), or both.
+    pub directions: Vec<TranscribeDirection>,
+    /// Speech for this long (within the last `start_ms + 40` ms) starts an
+    /// utterance.
+    pub start_ms: u32,
+    /// Silence for this long ends it.
+    pub stop_ms: u32,
+    /// Tell the bot.
+    pub to_bot: bool,
+    /// Publish `speech_started` / `speech_ended` to control.
+    pub to_control: bool,
+}
+
+impl Default for Vad {
+    fn default() -> Vad {
+        let d = voxbridge_codecs::vad::VadConfig::default();
+        Vad {
+            directions: both_directions(),
+            start_ms: d.start_ms,
+            stop_ms: d.stop_ms,
+            to_bot: true,
+            to_control: true,
+        }
+    }
+}
+
+impl Vad {
+    /// The detector's settings; an error names what is wrong.
+    pub fn detector_config(&self) -> Result<voxbridge_codecs::vad::VadConfig, String> {
+        let config = voxbridge_codecs::vad::VadConfig {
+            start_ms: self.start_ms,
+            stop_ms: self.stop_ms,
+        };
+        config.validate().map_err(|e| match e {
+            voxbridge_codecs::CodecError::InvalidSetting { name, detail } => {
+                format!("{}: {detail}", name.trim_start_matches("vad."))
+            }
+            other => other.to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// Whether `d` is watched.
+    pub fn wants(&self, d: TranscribeDirection) -> bool {
+        self.directions.contains(&d)
+    }
+
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        self.detector_config()
+            .map_err(|e| ConfigError(format!("{at}.vad.{e}")))?;
+        if self.directions.is_empty() {
+            return Err(ConfigError(format!("{at}.vad.directions: name in, out or both")));
+        }
+        if !self.to_bot && !self.to_control {
+            return Err(ConfigError(format!(
+                "{at}.vad: to_bot and to_control are both false (remove the table to turn it off)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `[recording]`: where call recordings go and how long they stay.
@@ -340,6 +412,7 @@ impl std::fmt::Debug for Route {
             .field("chanws_pacing", &self.chanws_pacing)
             .field("transcribe", &self.transcribe)
             .field("record", &self.record)
+            .field("vad", &self.vad)
             .finish()
     }
 }
@@ -361,6 +434,7 @@ impl Default for Route {
             chanws_pacing: crate::sansio::chanws::Pacing::Voxbridge,
             transcribe: None,
             record: false,
+            vad: None,
         }
     }
 }
@@ -428,6 +502,9 @@ impl Route {
         }
         if let Some(t) = &self.transcribe {
             t.validate(&format!("routes.{name}"))?;
+        }
+        if let Some(v) = &self.vad {
+            v.validate(&format!("routes.{name}"))?;
         }
         Ok(())
     }
@@ -1181,6 +1258,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "VOXBRIDGE_BOT_PROTOCOL",
         "protocol of the default route (pipecat|twilio|telnyx|plivo|exotel|vonage|jambonz|genesys)",
     ),
+    (
+        "VOXBRIDGE_VAD",
+        "voice activity on the default route: on (every key at its default) or off",
+    ),
     ("VOXBRIDGE_WORKERS", "tokio worker threads"),
     ("VOXBRIDGE_MAX_CALLS", "call limit"),
     (
@@ -1256,6 +1337,13 @@ impl Config {
                         "VOXBRIDGE_BOT_PROTOCOL={v:?}: use pipecat, twilio, telnyx, plivo, exotel, vonage, jambonz or genesys"
                     )))
                 }
+            };
+        }
+        if let Some(v) = get("VOXBRIDGE_VAD") {
+            route.vad = match v.as_str() {
+                "on" | "1" => Some(Vad::default()),
+                "off" | "0" | "" => None,
+                _ => return Err(ConfigError(format!("VOXBRIDGE_VAD={v:?}: use on or off"))),
             };
         }
         let num = |k: &str| -> Result<Option<usize>, ConfigError> {
@@ -1571,6 +1659,35 @@ mod tests {
         assert_eq!(c.limits.max_calls, 7);
         assert!(c
             .apply_env(|k| (k == "VOXBRIDGE_WORKERS").then(|| "x".into()))
+            .is_err());
+    }
+
+    #[test]
+    fn a_routes_voice_activity_is_read_checked_and_set_by_env() {
+        let c = Config::from_toml("[routes.default.vad]\ndirections = [\"in\"]\nstop_ms = 800\n")
+            .expect("parses");
+        c.validate().expect("valid");
+        let vad = c.routes["default"].vad.as_ref().expect("set");
+        assert_eq!(vad.detector_config().expect("valid").stop_ms, 800);
+        assert!(vad.wants(TranscribeDirection::In) && !vad.wants(TranscribeDirection::Out));
+        for (toml, says) in [
+            ("start_ms = 0", "routes.default.vad.start_ms: 0 ms"),
+            ("directions = []", "routes.default.vad.directions"),
+            ("to_bot = false\nto_control = false", "both false"),
+        ] {
+            let c = Config::from_toml(&format!("[routes.default.vad]\n{toml}\n")).expect("parses");
+            let e = c.validate().expect_err(toml).0;
+            assert!(e.contains(says), "{toml}: {e}");
+        }
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "VOXBRIDGE_VAD").then(|| "on".into()))
+            .expect("applies");
+        assert_eq!(c.routes["default"].vad.as_ref().map(|v| v.stop_ms), Some(600));
+        c.apply_env(|k| (k == "VOXBRIDGE_VAD").then(|| "off".into()))
+            .expect("applies");
+        assert!(c.routes["default"].vad.is_none());
+        assert!(c
+            .apply_env(|k| (k == "VOXBRIDGE_VAD").then(|| "loud".into()))
             .is_err());
     }
 }

@@ -29,6 +29,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "bot_link",
     "rtp_stats",
     "call_transfer",
+    "call_speech",
     "dead_letter",
 ];
 

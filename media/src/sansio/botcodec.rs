@@ -309,6 +309,36 @@ impl BotCodec {
         Some(Outgoing::Text(event.to_string().into()))
     }
 
+    /// Voice activity (a route's `vad`): `direction` (`in` the caller,
+    /// `out` the bot as the caller heard it) started or stopped speaking
+    /// `offset_ms` into the call. pipecat gets a `voxbridge.vad` message,
+    /// jambonz `{"type":"vad","data":{..}}`, the other JSON dialects
+    /// `{"event":"vad","vad":{..}}` (with `streamSid` on Twilio's);
+    /// Genesys AudioHook nothing (its protocol has no such message).
+    pub fn vad(&mut self, direction: &str, speaking: bool, offset_ms: u64) -> Option<Outgoing> {
+        let what = serde_json::json!({"direction": direction, "speaking": speaking, "offset_ms": offset_ms});
+        let event = match self.dialect {
+            None => {
+                return Some(self.message(serde_json::json!({
+                    "type": "voxbridge.vad",
+                    "call_id": self.call_id,
+                    "direction": direction,
+                    "speaking": speaking,
+                    "offset_ms": offset_ms,
+                })))
+            }
+            Some(Dialect::Genesys) => return None,
+            Some(Dialect::Jambonz) => serde_json::json!({"type": "vad", "data": what}),
+            Some(Dialect::Twilio) => serde_json::json!({
+                "event": "vad",
+                "streamSid": self.stream_sid,
+                "vad": what,
+            }),
+            Some(_) => serde_json::json!({"event": "vad", "vad": what}),
+        };
+        Some(Outgoing::Text(event.to_string().into()))
+    }
+
     /// The audio before mark `name` has been played (the JSON dialects
     /// echo marks; pipecat has no marks, so nothing is sent).
     pub fn mark_played(&mut self, name: &str) -> Option<Outgoing> {
@@ -933,6 +963,55 @@ mod tests {
         assert_eq!(v["call_id"], "0123-abcd");
         assert_eq!(v["caller"], "+15550100");
         assert_eq!(v["sample_rate"], 16000);
+    }
+
+    #[test]
+    fn voice_activity_is_told_in_each_dialects_shape() {
+        let mut c = BotCodec::new(BotProtocolKind::Pipecat, TwilioEncoding::L16, 16000, "0123-abcd");
+        let Some(Outgoing::Binary(b)) = c.vad("in", true, 1240) else {
+            panic!("pipecat is told")
+        };
+        let Kind::Message(m) = pipecat::decode(b).expect("decodes") else {
+            panic!("a message frame")
+        };
+        let v: serde_json::Value = serde_json::from_str(&m.data).expect("json");
+        assert_eq!(v["type"], "voxbridge.vad");
+        assert_eq!(
+            (
+                v["direction"].as_str(),
+                v["speaking"].as_bool(),
+                v["offset_ms"].as_u64()
+            ),
+            (Some("in"), Some(true), Some(1240))
+        );
+        assert_eq!(v["call_id"], "0123-abcd");
+
+        let mut t = BotCodec::new(BotProtocolKind::Twilio, TwilioEncoding::Mulaw, 8000, "0123-abcd");
+        let v: serde_json::Value =
+            serde_json::from_str(&text(t.vad("out", false, 99).expect("Twilio-style is told")))
+                .expect("json");
+        assert_eq!(v["event"], "vad");
+        assert_eq!(v["streamSid"], t.stream_sid());
+        assert_eq!(
+            (v["vad"]["direction"].as_str(), v["vad"]["speaking"].as_bool()),
+            (Some("out"), Some(false))
+        );
+        let mut j = BotCodec::new(BotProtocolKind::Jambonz, TwilioEncoding::L16, 8000, "abc");
+        let v: serde_json::Value =
+            serde_json::from_str(&text(j.vad("in", true, 5).expect("jambonz is told"))).expect("json");
+        assert_eq!(
+            (v["type"].as_str(), v["data"]["offset_ms"].as_u64()),
+            (Some("vad"), Some(5))
+        );
+        let mut p = BotCodec::new(BotProtocolKind::Plivo, TwilioEncoding::Mulaw, 8000, "abc");
+        let v: serde_json::Value =
+            serde_json::from_str(&text(p.vad("in", true, 5).expect("Plivo is told"))).expect("json");
+        assert_eq!(
+            (v["event"].as_str(), v["vad"]["speaking"].as_bool()),
+            (Some("vad"), Some(true))
+        );
+        let mut g = BotCodec::new(BotProtocolKind::Genesys, TwilioEncoding::Mulaw, 8000, "abc");
+        assert!(g.vad("in", true, 5).is_none(), "AudioHook has no word for it");
     }
 
     #[test]

@@ -18,13 +18,14 @@
 
 use super::bot_policy::{AfterFailure, BotPolicy};
 use super::botcodec::{BotCodec, BotInput, Outgoing};
+use super::listen::CallVad;
 use super::pacer::Pacer;
 use super::pipeline::Pipeline;
 use super::playout::PlayoutStats;
 use super::tap::{Chunk, Tap, TapDirection};
 use crate::config::Route;
 use crate::error::{BotLinkError, MediaError};
-use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, SipCause};
+use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, SipCause, Speaker};
 use crate::metrics::{CallCounters, Metrics, LATENCY_BUCKETS};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -153,6 +154,8 @@ pub struct Call {
     tap: Option<Box<Tap>>,
     /// Audio taps for the recording (see [`Call::enable_recording`]).
     rec: Option<Box<Tap>>,
+    /// Voice activity of both directions (a route's `vad`).
+    vad: Option<Box<CallVad>>,
 }
 
 impl Call {
@@ -172,6 +175,10 @@ impl Call {
         let pipeline = Pipeline::new(caller_rate, route.bot_rate(), route.playout_cap_ms)?
             .with_bot_cushion(route.bot_cushion_ms);
         let codec = BotCodec::new(route.protocol, route.encoding(), route.bot_rate(), &info.call_id);
+        let vad = match &route.vad {
+            Some(v) => Some(Box::new(CallVad::new(v, route.bot_rate(), caller_rate)?)),
+            None => None,
+        };
         metrics.active_calls.fetch_add(1, Relaxed);
         let mut events = VecDeque::with_capacity(4);
         events.push_back(CallEvent::Created {
@@ -207,6 +214,7 @@ impl Call {
             now,
             tap: None,
             rec: None,
+            vad,
         })
     }
 
@@ -289,12 +297,22 @@ impl Call {
             return;
         }
         let bot_rate = self.pipeline.bot_rate();
-        let (codec, to_bot, mut taps) = (&mut self.codec, &mut self.to_bot, [&mut self.tap, &mut self.rec]);
+        let offset_ms = self.age(now).as_millis() as u64;
+        let (codec, to_bot, mut taps, vad) = (
+            &mut self.codec,
+            &mut self.to_bot,
+            [&mut self.tap, &mut self.rec],
+            &mut self.vad,
+        );
         let n = self.pipeline.caller_audio(le, |f| {
             tap_in(&mut taps, bot_rate, f);
+            if let Some(v) = vad.as_mut() {
+                v.inbound(f, offset_ms);
+            }
             to_bot.push_back(codec.audio(f))
         });
         self.counters.frames_to_bot += n as u64;
+        self.speech_changes();
         self.bound_queue();
     }
 
@@ -308,13 +326,38 @@ impl Call {
         self.counters.frames_in += 1;
         self.counters.frames_concealed += concealed as u64;
         let bot_rate = self.pipeline.bot_rate();
-        let (codec, to_bot, mut taps) = (&mut self.codec, &mut self.to_bot, [&mut self.tap, &mut self.rec]);
+        let offset_ms = self.age(now).as_millis() as u64;
+        let (codec, to_bot, mut taps, vad) = (
+            &mut self.codec,
+            &mut self.to_bot,
+            [&mut self.tap, &mut self.rec],
+            &mut self.vad,
+        );
         let n = self.pipeline.caller_pcm(pcm, |f| {
             tap_in(&mut taps, bot_rate, f);
+            if let Some(v) = vad.as_mut() {
+                v.inbound(f, offset_ms);
+            }
             to_bot.push_back(codec.audio(f))
         });
         self.counters.frames_to_bot += n as u64;
+        self.speech_changes();
         self.bound_queue();
+    }
+
+    /// Voice activity's starts and stops since the last call: to the bot
+    /// and to control, as the route asks.
+    fn speech_changes(&mut self) {
+        if let Some(vad) = self.vad.as_mut() {
+            tell_speech(
+                vad,
+                &mut self.codec,
+                &mut self.to_bot,
+                &mut self.events,
+                &self.info.call_id,
+                self.wall_start,
+            );
+        }
     }
 
     /// A key press from the caller: an event and a message to the bot.
@@ -635,9 +678,21 @@ impl Call {
     /// or silence. Call once per [`Tick`].
     pub fn take_caller_frame(&mut self) -> &[i16] {
         let rate = self.pipeline.caller_rate();
+        let offset_ms = self.age(self.now).as_millis() as u64;
         let frame = self.pipeline.tick().0;
         for tap in [&mut self.tap, &mut self.rec].into_iter().flatten() {
             tap.push(TapDirection::Out, rate, frame);
+        }
+        if let Some(vad) = self.vad.as_mut() {
+            vad.outbound(rate, frame, offset_ms);
+            tell_speech(
+                vad,
+                &mut self.codec,
+                &mut self.to_bot,
+                &mut self.events,
+                &self.info.call_id,
+                self.wall_start,
+            );
         }
         frame
     }
@@ -656,6 +711,8 @@ impl Call {
                 tap.push(TapDirection::Out, rate, f);
             }
         }
+        // No voice activity for what Asterisk paces: when it plays these
+        // frames is Asterisk's to know (the route's `out` goes unwatched).
         frame
     }
 
@@ -975,6 +1032,38 @@ fn outgoing_len(o: &Outgoing) -> usize {
 }
 
 /// A caller frame at the bot's rate into the `in` tap, when there is one.
+/// Drains `vad`'s starts and stops: to the bot (its dialect's `vad`
+/// message) and to control (`CallEvent::Speech`), as the route asks.
+fn tell_speech(
+    vad: &mut CallVad,
+    codec: &mut BotCodec,
+    to_bot: &mut VecDeque<Outgoing>,
+    events: &mut VecDeque<CallEvent>,
+    call_id: &str,
+    wall_start: SystemTime,
+) {
+    while let Some(change) = vad.take_change() {
+        if vad.to_bot {
+            let direction = match change.speaker {
+                Speaker::Caller => "in",
+                Speaker::Bot => "out",
+            };
+            if let Some(o) = codec.vad(direction, change.started, change.offset_ms) {
+                to_bot.push_back(o);
+            }
+        }
+        if vad.to_control {
+            events.push_back(CallEvent::Speech {
+                call_id: call_id.to_owned(),
+                speaker: change.speaker,
+                started: change.started,
+                offset_ms: change.offset_ms,
+                at: wall_start + Duration::from_millis(change.offset_ms),
+            });
+        }
+    }
+}
+
 fn tap_in(taps: &mut [&mut Option<Box<Tap>>; 2], bot_rate: u32, frame: &[i16]) {
     for tap in taps.iter_mut().filter_map(|t| t.as_mut()) {
         tap.push(TapDirection::In, bot_rate, frame);

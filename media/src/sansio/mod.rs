@@ -8,13 +8,14 @@
 //! the [`pacer`] (the 20 ms egress clock), the [`botcodec`] (bot dialects)
 //! and the bot link's reconnect policy. The RTP leg's protocol halves are
 //! [`rtp`] and [`jitter`]; Asterisk's WebSocket channel leg is [`chanws`]; the SIP leg's
-//! signalling is [`sip`].
+//! signalling is [`sip`]. A route's voice activity detection is [`listen`].
 
 pub(crate) mod bot_policy;
 pub mod botcodec;
 pub mod call;
 pub mod chanws;
 pub mod jitter;
+pub mod listen;
 pub mod pacer;
 pub mod pipeline;
 pub mod playout;

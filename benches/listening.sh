@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 28's listening benchmark: builds the labelled set
+# (benches/listening/make_set.sh: espeak-ng speech with pauses; white, pink
+# and babble noise from sox and espeak-ng) and scores the voice activity
+# detectors on it (codecs/examples/listening.rs): per condition precision,
+# recall and F1 per 20 ms frame, onset latency (first labelled 10 ms of an
+# utterance to `speech started`), utterances missed, false starts, and CPU
+# per second of one stream at 8 kHz on this core.
+#
+#   benches/listening.sh [SETDIR]      (default target/listening-set)
+#
+# Ends with one line:
+#   RESULT vad_f1=<..> vad_latency_ms=<..> ns_snr_gain_db=<..> false_bargein_pct=<..>
+#          missed_bargein_pct=<..> amd_accuracy_pct=<..> amd_p90_ms=<..> cpu_us_per_call_s_all_on=<..>
+# vad_f1: the shipped detector's F1 at 10 dB SNR, averaged over the three
+# noises; vad_latency_ms: its median onset latency there;
+# cpu_us_per_call_s_all_on: what is built of issue 28 so far: voice
+# activity on both directions of a call (the caller's at a 16 kHz bot rate,
+# the bot's at the caller's 8 kHz). Parts not built yet print "na".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+set_dir=$(benches/listening/make_set.sh "${1:-target/listening-set}")
+cargo build --release --locked --quiet -p voxbridge-codecs --no-default-features --example listening
+out=$(target/release/examples/listening "$set_dir")
+echo "$out"
+line=$(grep '^RESULT ' <<<"$out")
+get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+all_on=$(awk -v a="$(get vad_cpu_us_per_call_s)" -v b="$(get vad_cpu_16k_us_per_call_s)" 'BEGIN { printf "%.1f", a + b }')
+echo "RESULT vad_f1=$(get vad_f1) vad_latency_ms=$(get vad_latency_ms) ns_snr_gain_db=na false_bargein_pct=na missed_bargein_pct=na amd_accuracy_pct=na amd_p90_ms=na cpu_us_per_call_s_all_on=$all_on"

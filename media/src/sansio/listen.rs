@@ -1,0 +1,191 @@
+//! A call's voice activity (a route's `[routes.<name>.vad]`): the caller's
+//! speech as it goes to the bot and the bot's as the caller hears it, each
+//! through a `voxbridge_codecs::vad::VoiceActivity`, with every start and
+//! stop kept (with its time in the call) until [`super::call::Call`] tells
+//! the bot and control. No allocation per frame: the queue of changes is
+//! made once and a change is a few bytes.
+
+use crate::config::Vad;
+use crate::error::MediaError;
+use crate::events::Speaker;
+use std::collections::VecDeque;
+use voxbridge_codecs::vad::{VadConfig, VoiceActivity};
+
+/// Changes a call holds before [`CallVad::take_change`] drains them (a
+/// frame gives at most one per direction; this is many frames' worth).
+const CHANGES_MAX: usize = 16;
+
+/// A start or stop of speech.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeechChange {
+    /// The caller's speech (`in`) or the bot's as the caller heard it (`out`).
+    pub speaker: Speaker,
+    /// Started (`true`) or stopped.
+    pub started: bool,
+    /// Time in the call, ms.
+    pub offset_ms: u64,
+}
+
+/// Both directions' voice activity of one call.
+#[derive(Debug)]
+pub struct CallVad {
+    config: VadConfig,
+    /// The caller's speech, at the bot's rate (as it goes to the bot).
+    inbound: Option<VoiceActivity>,
+    /// What the caller hears, at the caller's rate, and that rate.
+    outbound: Option<(u32, VoiceActivity)>,
+    /// Tell the bot.
+    pub to_bot: bool,
+    /// Tell control.
+    pub to_control: bool,
+    changes: VecDeque<SpeechChange>,
+}
+
+impl CallVad {
+    /// For a call whose bot side runs at `bot_rate` and caller side at
+    /// `caller_rate`, watching the directions `route` names.
+    pub fn new(route: &Vad, bot_rate: u32, caller_rate: u32) -> Result<CallVad, MediaError> {
+        use crate::config::TranscribeDirection::{In, Out};
+        let config = route
+            .detector_config()
+            .map_err(|e| MediaError::Config(crate::error::ConfigError(format!("vad.{e}"))))?;
+        let inbound = if route.wants(In) {
+            Some(VoiceActivity::new(&config, bot_rate)?)
+        } else {
+            None
+        };
+        let outbound = if route.wants(Out) {
+            Some((caller_rate, VoiceActivity::new(&config, caller_rate)?))
+        } else {
+            None
+        };
+        Ok(CallVad {
+            config,
+            inbound,
+            outbound,
+            to_bot: route.to_bot,
+            to_control: route.to_control,
+            changes: VecDeque::with_capacity(CHANGES_MAX),
+        })
+    }
+
+    /// A frame of the caller's audio at the bot's rate, `offset_ms` into the call.
+    pub fn inbound(&mut self, frame: &[i16], offset_ms: u64) {
+        if let Some(started) = self.inbound.as_mut().and_then(|v| v.push(frame)) {
+            self.keep(Speaker::Caller, started, offset_ms);
+        }
+    }
+
+    /// A frame the caller hears, at `rate` (a new rate, after the caller's
+    /// leg changed codec, starts that direction afresh); a frame shorter
+    /// than 20 ms (a paused bot's last piece) counts as silence.
+    pub fn outbound(&mut self, rate: u32, frame: &[i16], offset_ms: u64) {
+        let Some((at_rate, vad)) = self.outbound.as_mut() else {
+            return;
+        };
+        if *at_rate != rate {
+            match VoiceActivity::new(&self.config, rate) {
+                Ok(v) => (*at_rate, *vad) = (rate, v),
+                Err(_) => {
+                    // A rate the call could take but the detector cannot:
+                    // this direction goes unwatched rather than wrong.
+                    self.outbound = None;
+                    return;
+                }
+            }
+        }
+        if let Some(started) = vad.push(frame) {
+            self.keep(Speaker::Bot, started, offset_ms);
+        }
+    }
+
+    fn keep(&mut self, speaker: Speaker, started: bool, offset_ms: u64) {
+        if self.changes.len() == CHANGES_MAX {
+            // Not drained (cannot happen with a driver that polls the
+            // call): the oldest goes, the queue never grows.
+            self.changes.pop_front();
+        }
+        self.changes.push_back(SpeechChange {
+            speaker,
+            started,
+            offset_ms,
+        });
+    }
+
+    /// The oldest start or stop not yet taken.
+    pub fn take_change(&mut self) -> Option<SpeechChange> {
+        self.changes.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TranscribeDirection;
+
+    fn tone(len: usize, amp: f32) -> Vec<i16> {
+        (0..len).map(|i| (amp * (i as f32 * 0.3).sin()) as i16).collect()
+    }
+
+    #[test]
+    fn each_direction_reports_its_own_starts_and_stops() {
+        let route = Vad::default();
+        let mut v = CallVad::new(&route, 16_000, 8000).expect("valid");
+        let (quiet_in, quiet_out) = (vec![0i16; 320], vec![0i16; 160]);
+        let (loud_in, loud_out) = (tone(320, 8000.0), tone(160, 8000.0));
+        let mut ms = 0;
+        for _ in 0..50 {
+            v.inbound(&quiet_in, ms);
+            v.outbound(8000, &quiet_out, ms);
+            ms += 20;
+        }
+        assert_eq!(v.take_change(), None);
+        for _ in 0..10 {
+            v.inbound(&loud_in, ms);
+            v.outbound(8000, &quiet_out, ms);
+            ms += 20;
+        }
+        let c = v.take_change().expect("the caller started");
+        assert_eq!((c.speaker, c.started), (Speaker::Caller, true));
+        assert_eq!(c.offset_ms, 1040, "the third loud frame decides");
+        for _ in 0..40 {
+            v.inbound(&quiet_in, ms);
+            v.outbound(8000, &loud_out, ms);
+            ms += 20;
+        }
+        let order: Vec<(Speaker, bool)> = std::iter::from_fn(|| v.take_change())
+            .map(|c| (c.speaker, c.started))
+            .collect();
+        assert_eq!(order, vec![(Speaker::Bot, true), (Speaker::Caller, false)]);
+    }
+
+    #[test]
+    fn a_direction_not_named_is_not_watched_and_a_new_rate_starts_afresh() {
+        let route = Vad {
+            directions: vec![TranscribeDirection::Out],
+            ..Vad::default()
+        };
+        let mut v = CallVad::new(&route, 16_000, 8000).expect("valid");
+        for ms in 0..20 {
+            v.inbound(&tone(320, 8000.0), ms * 20);
+        }
+        assert_eq!(v.take_change(), None, "in is not watched");
+        for ms in 0..20 {
+            v.outbound(16_000, &tone(320, 8000.0), ms * 20);
+        }
+        assert_eq!(
+            v.take_change().map(|c| (c.speaker, c.started)),
+            Some((Speaker::Bot, true)),
+            "at the new rate"
+        );
+    }
+
+    #[test]
+    fn an_undrained_queue_keeps_the_newest_changes_only() {
+        let mut v = CallVad::new(&Vad::default(), 8000, 8000).expect("valid");
+        for i in 0..(CHANGES_MAX as u64 + 4) {
+            v.keep(Speaker::Caller, i % 2 == 0, i);
+        }
+        assert_eq!(v.take_change().map(|c| c.offset_ms), Some(4));
+    }
+}
