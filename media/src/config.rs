@@ -171,6 +171,16 @@ pub struct Vad {
     pub start_ms: u32,
     /// Silence for this long ends it.
     pub stop_ms: u32,
+    /// Hold back the caller's frames that may be the bot's echo on the line
+    /// (no louder than what the caller heard in the last 400 ms, less
+    /// `echo_return_loss_db`), so the bot's own voice never counts as the
+    /// caller speaking. Off for lines without echo (a browser with echo
+    /// cancellation) where the caller should interrupt more easily.
+    pub echo_gate: bool,
+    /// How much quieter than what was played the echo comes back at least,
+    /// dB (6: ITU-T G.168's minimum for a line). A caller must be about
+    /// this close to the bot's level to interrupt it.
+    pub echo_return_loss_db: f32,
     /// Tell the bot.
     pub to_bot: bool,
     /// Publish `speech_started` / `speech_ended` to control.
@@ -184,6 +194,8 @@ impl Default for Vad {
             directions: both_directions(),
             start_ms: d.start_ms,
             stop_ms: d.stop_ms,
+            echo_gate: true,
+            echo_return_loss_db: 6.0,
             to_bot: true,
             to_control: true,
         }
@@ -216,6 +228,12 @@ impl Vad {
             .map_err(|e| ConfigError(format!("{at}.vad.{e}")))?;
         if self.directions.is_empty() {
             return Err(ConfigError(format!("{at}.vad.directions: name in, out or both")));
+        }
+        if !(0.0..=40.0).contains(&self.echo_return_loss_db) {
+            return Err(ConfigError(format!(
+                "{at}.vad.echo_return_loss_db: {} (0 to 40)",
+                self.echo_return_loss_db
+            )));
         }
         if !self.to_bot && !self.to_control {
             return Err(ConfigError(format!(
@@ -1673,6 +1691,10 @@ mod tests {
         for (toml, says) in [
             ("start_ms = 0", "routes.default.vad.start_ms: 0 ms"),
             ("directions = []", "routes.default.vad.directions"),
+            (
+                "echo_return_loss_db = -3.0",
+                "routes.default.vad.echo_return_loss_db: -3",
+            ),
             ("to_bot = false\nto_control = false", "both false"),
         ] {
             let c = Config::from_toml(&format!("[routes.default.vad]\n{toml}\n")).expect("parses");

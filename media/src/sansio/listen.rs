@@ -2,14 +2,17 @@
 //! speech as it goes to the bot and the bot's as the caller hears it, each
 //! through a `voxbridge_codecs::vad::VoiceActivity`, with every start and
 //! stop kept (with its time in the call) until [`super::call::Call`] tells
-//! the bot and control. No allocation per frame: the queue of changes is
-//! made once and a change is a few bytes.
+//! the bot and control. The caller's side is echo-safe: an
+//! `EchoGate` fed what the caller heard holds back frames no louder than
+//! the bot's echo could be, so the bot's own voice coming back on the line
+//! is never taken for the caller interrupting it. No allocation per frame:
+//! the queue of changes is made once and a change is a few bytes.
 
 use crate::config::Vad;
 use crate::error::MediaError;
 use crate::events::Speaker;
 use std::collections::VecDeque;
-use voxbridge_codecs::vad::{VadConfig, VoiceActivity};
+use voxbridge_codecs::vad::{level_db, EchoGate, VadConfig, VoiceActivity};
 
 /// Changes a call holds before [`CallVad::take_change`] drains them (a
 /// frame gives at most one per direction; this is many frames' worth).
@@ -32,6 +35,8 @@ pub struct CallVad {
     config: VadConfig,
     /// The caller's speech, at the bot's rate (as it goes to the bot).
     inbound: Option<VoiceActivity>,
+    /// Holds back the caller's frames that may be the bot's echo.
+    echo: Option<EchoGate>,
     /// What the caller hears, at the caller's rate, and that rate.
     outbound: Option<(u32, VoiceActivity)>,
     /// Tell the bot.
@@ -54,6 +59,7 @@ impl CallVad {
         } else {
             None
         };
+        let echo = (inbound.is_some() && route.echo_gate).then(|| EchoGate::new(route.echo_return_loss_db));
         let outbound = if route.wants(Out) {
             Some((caller_rate, VoiceActivity::new(&config, caller_rate)?))
         } else {
@@ -62,6 +68,7 @@ impl CallVad {
         Ok(CallVad {
             config,
             inbound,
+            echo,
             outbound,
             to_bot: route.to_bot,
             to_control: route.to_control,
@@ -71,7 +78,9 @@ impl CallVad {
 
     /// A frame of the caller's audio at the bot's rate, `offset_ms` into the call.
     pub fn inbound(&mut self, frame: &[i16], offset_ms: u64) {
-        if let Some(started) = self.inbound.as_mut().and_then(|v| v.push(frame)) {
+        let Some(vad) = self.inbound.as_mut() else { return };
+        let not_echo = self.echo.as_ref().is_none_or(|g| g.allows(level_db(frame)));
+        if let Some(started) = vad.push_with(frame, not_echo) {
             self.keep(Speaker::Caller, started, offset_ms);
         }
     }
@@ -80,6 +89,9 @@ impl CallVad {
     /// leg changed codec, starts that direction afresh); a frame shorter
     /// than 20 ms (a paused bot's last piece) counts as silence.
     pub fn outbound(&mut self, rate: u32, frame: &[i16], offset_ms: u64) {
+        if let Some(gate) = self.echo.as_mut() {
+            gate.played(frame);
+        }
         let Some((at_rate, vad)) = self.outbound.as_mut() else {
             return;
         };
@@ -166,18 +178,72 @@ mod tests {
             ..Vad::default()
         };
         let mut v = CallVad::new(&route, 16_000, 8000).expect("valid");
-        for ms in 0..20 {
-            v.inbound(&tone(320, 8000.0), ms * 20);
+        for ms in 0..40 {
+            let frame = if ms < 10 {
+                vec![0i16; 320]
+            } else {
+                tone(320, 8000.0)
+            };
+            v.inbound(&frame, ms * 20);
         }
         assert_eq!(v.take_change(), None, "in is not watched");
         for ms in 0..20 {
-            v.outbound(16_000, &tone(320, 8000.0), ms * 20);
+            let frame = if ms < 10 {
+                vec![0i16; 320]
+            } else {
+                tone(320, 8000.0)
+            };
+            v.outbound(16_000, &frame, ms * 20);
         }
         assert_eq!(
             v.take_change().map(|c| (c.speaker, c.started)),
             Some((Speaker::Bot, true)),
             "at the new rate"
         );
+    }
+
+    #[test]
+    fn the_bots_echo_on_the_callers_side_is_not_the_caller_speaking() {
+        let mut v = CallVad::new(&Vad::default(), 8000, 8000).expect("valid");
+        let (quiet, bot) = (vec![0i16; 160], tone(160, 8000.0));
+        // The bot talks for a second; its echo comes back 10 dB down
+        // (amplitude / 3.16) 100 ms later.
+        let echo = tone(160, 8000.0 / 3.16);
+        let mut ms = 0;
+        for i in 0..100 {
+            v.outbound(8000, if i >= 50 { &bot } else { &quiet }, ms);
+            v.inbound(if i >= 55 { &echo } else { &quiet }, ms);
+            ms += 20;
+        }
+        let heard: Vec<_> = std::iter::from_fn(|| v.take_change())
+            .map(|c| c.speaker)
+            .collect();
+        assert_eq!(heard, vec![Speaker::Bot], "the echo is not the caller");
+        // The caller talks over the bot at the bot's level: that is heard.
+        for _ in 0..10 {
+            v.outbound(8000, &bot, ms);
+            v.inbound(&bot, ms);
+            ms += 20;
+        }
+        assert_eq!(
+            v.take_change().map(|c| (c.speaker, c.started)),
+            Some((Speaker::Caller, true))
+        );
+        // Without the gate the echo would have started the caller's speech.
+        let mut open = CallVad::new(
+            &Vad {
+                echo_gate: false,
+                ..Vad::default()
+            },
+            8000,
+            8000,
+        )
+        .expect("valid");
+        for i in 0..100 {
+            open.outbound(8000, if i >= 50 { &bot } else { &quiet }, i * 20);
+            open.inbound(if i >= 55 { &echo } else { &quiet }, i * 20);
+        }
+        assert!(std::iter::from_fn(|| open.take_change()).any(|c| c.speaker == Speaker::Caller));
     }
 
     #[test]

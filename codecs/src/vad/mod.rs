@@ -25,6 +25,10 @@
 //! (libfvad) lost in babble too (benches/RESULTS.md, "Listening").
 //! [`VoiceActivity::push_with`] lets such a classifier vote beside the test.
 
+mod echo;
+
+pub use echo::EchoGate;
+
 use crate::{error::CodecError, frame_len, is_supported_rate};
 
 /// How quickly starts and stops are raised.
@@ -151,6 +155,18 @@ impl VoiceActivity {
     pub fn speaking(&self) -> bool {
         self.hysteresis.speaking
     }
+
+    /// The last frame's level, dBFS (-100 before the first).
+    pub fn last_level_db(&self) -> f32 {
+        self.noise.level_db
+    }
+}
+
+/// A frame's level: its mean power in dB relative to full scale (-100
+/// for digital silence or an empty frame).
+pub fn level_db(frame: &[i16]) -> f32 {
+    let power = frame.iter().map(|s| (*s as f32) * (*s as f32)).sum::<f32>() / frame.len().max(1) as f32;
+    10.0 * (power / (32768.0 * 32768.0) + 1e-10).log10()
 }
 
 /// Turns per-frame decisions into started/stopped: started when at least
@@ -253,8 +269,7 @@ impl Default for NoiseLevel {
 impl NoiseLevel {
     /// Takes a frame.
     fn update(&mut self, frame: &[i16]) {
-        let power = frame.iter().map(|s| (*s as f32) * (*s as f32)).sum::<f32>() / frame.len().max(1) as f32;
-        let db = 10.0 * (power / (32768.0 * 32768.0) + 1e-10).log10();
+        let db = level_db(frame);
         self.level_db = db;
         self.current_min = self.current_min.min(db);
         self.current_frames += 1;
@@ -267,6 +282,9 @@ impl NoiseLevel {
         let floor = self.pieces.iter().fold(self.current_min, |m, p| m.min(*p));
         if db < floor + 10.0 {
             if self.noise_mean <= -99.0 {
+                // The first frame is taken for the noise: a line opens with
+                // its hiss, a bot's stream with silence; a stream that
+                // opens with speech is heard once it pauses.
                 self.noise_mean = db;
             }
             self.noise_mean += 0.02 * (db - self.noise_mean);
