@@ -1143,3 +1143,58 @@ async fn vad_tells_bot_and_control_when_caller_and_bot_start_and_stop_speaking()
         .collect();
     assert_eq!(events, expected);
 }
+
+#[tokio::test]
+async fn amd_tells_a_person_from_a_voicemail_to_bot_and_control() {
+    let dir = common::tempdir("amd");
+    let mut bot = TestBot::start().await;
+    let route = voxbridge_media::config::Route {
+        amd: Some(voxbridge_media::config::AnsweringMachine {
+            calls: voxbridge_media::config::AmdCalls::All,
+            ..Default::default()
+        }),
+        ..pipecat_route(&bot.url, 16000)
+    };
+    let mut d = Daemon::start(route).await;
+    for (n, (said, expected)) in [
+        ("Hello?", "human"),
+        (
+            "Hi, you have reached the voicemail of Mary Smith. Please leave a message after the tone.",
+            "machine",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let speech = spoken(&dir, &format!("callee{n}"), said, 16000);
+        let mut caller = Caller::connect(d.addr, uuid(70 + n as u8)).await;
+        let mut link = bot.accept().await;
+        pipecat_next(&mut link).await.expect("start");
+        // Half a second of the line, the greeting, then silence: the callee waits.
+        let mut audio = vec![0i16; 8000];
+        audio.extend(&speech);
+        audio.extend(std::iter::repeat_n(0i16, 3 * 16000));
+        caller.send_raw(&slin16_frames(&audio)).await;
+        let told = loop {
+            let kind = pipecat_next(&mut link).await.expect("the link stays up");
+            if let Some(v) = message_json(&kind).filter(|v| v["type"] == "voxbridge.amd") {
+                break v;
+            }
+        };
+        assert_eq!(told["answered_by"], expected, "{said}: {told}");
+        let CallEvent::AnsweredBy {
+            answered_by,
+            after_ms,
+            ..
+        } = d
+            .event("who answered", |e| matches!(e, CallEvent::AnsweredBy { .. }))
+            .await
+        else {
+            unreachable!("matched")
+        };
+        assert_eq!(answered_by, expected);
+        assert_eq!(Some(after_ms), told["after_ms"].as_u64());
+        caller.send_raw(&[0x00, 0x00, 0x00]).await;
+        d.event("hangup", |e| matches!(e, CallEvent::Hungup { .. })).await;
+    }
+}

@@ -7,7 +7,9 @@
 # the sentences backwards from its own starting point without pauses, mixed). The evaluator
 # (`cargo run --release -p voxbridge-codecs --example listening`) lays the
 # utterances out with pauses, mixes the noises in at a chosen SNR and
-# labels each 10 ms from the clean track.
+# labels each 10 ms from the clean track. For answering-machine detection
+# it also speaks benches/listening/amd_human.txt and amd_machine.txt in two
+# voices each (amd/human_*.wav, amd/machine_*.wav).
 # Usage: benches/listening/make_set.sh [OUTDIR]   (default target/listening-set)
 # Prints OUTDIR. Rebuilds only what is missing.
 set -euo pipefail
@@ -49,4 +51,21 @@ if [ ! -s "$out/noise/babble.wav" ]; then
   sox -q -m "${streams[@]}" "$out/noise/babble.wav" norm -6
   rm -f "$out"/talker*.wav
 fi
+# Answering-machine detection: what people and voicemails say on answering.
+mkdir -p "$out/amd"
+for kind in human machine; do
+  i=0
+  while IFS= read -r line; do
+    for v in 0 1; do
+      f=$(printf '%s/amd/%s_%02d_%d.wav' "$out" "$kind" "$i" "$v")
+      if [ ! -s "$f" ]; then
+        voice=${voices[$(( (i * 2 + v) % ${#voices[@]} ))]}
+        espeak-ng -v "$voice" -s "${rates[$(( (i + v) % ${#rates[@]} ))]}" -w "$out/raw.wav" "$line"
+        sox -q -v 0.7 "$out/raw.wav" -r 8000 -c 1 -b 16 -e signed "$f" "${trim[@]}"
+      fi
+    done
+    i=$((i + 1))
+  done < <(grep -v '^#' "benches/listening/amd_$kind.txt" | sed '/^\s*$/d')
+done
+rm -f "$out/raw.wav"
 echo "$out"

@@ -177,6 +177,14 @@ enum Msg {
         offset_ms: u64,
         at_ms: u64,
     },
+    AnsweredBy {
+        event_id: String,
+        call_id: String,
+        answered_by: String,
+        cause: String,
+        after_ms: u64,
+        at_ms: u64,
+    },
     Hungup {
         event_id: String,
         call_id: String,
@@ -461,6 +469,20 @@ impl WireEvent {
                 offset_ms: *offset_ms,
                 at_ms: ms_of(*at),
             },
+            CallEvent::AnsweredBy {
+                call_id,
+                answered_by,
+                cause,
+                after_ms,
+                at,
+            } => Msg::AnsweredBy {
+                event_id: id,
+                call_id: call_id.clone(),
+                answered_by: answered_by.clone(),
+                cause: cause.clone(),
+                after_ms: *after_ms,
+                at_ms: ms_of(*at),
+            },
             CallEvent::Hungup {
                 call_id,
                 cause,
@@ -729,6 +751,23 @@ impl WireEvent {
                     at: time_of(at_ms)?,
                 },
             },
+            Msg::AnsweredBy {
+                event_id,
+                call_id,
+                answered_by,
+                cause,
+                after_ms,
+                at_ms,
+            } => WireEvent {
+                event_id,
+                event: CallEvent::AnsweredBy {
+                    call_id,
+                    answered_by,
+                    cause,
+                    after_ms,
+                    at: time_of(at_ms)?,
+                },
+            },
             Msg::Hungup {
                 event_id,
                 call_id,
@@ -924,6 +963,7 @@ mod tests {
                 CallEvent::Transferred { call_id: id.clone(), target: text.clone(), at: at(ms) },
                 CallEvent::TransferFailed { call_id: id.clone(), target: text.clone(), sip: SipCause::new((ms % 2 == 0).then_some(486), &text), at: at(ms) },
                 CallEvent::Speech { call_id: id.clone(), speaker: if ms % 2 == 0 { Speaker::Caller } else { Speaker::Bot }, started: ms % 3 == 0, offset_ms: ms / 5, at: at(ms) },
+                CallEvent::AnsweredBy { call_id: id.clone(), answered_by: text.clone(), cause: text.clone(), after_ms: ms / 3, at: at(ms) },
             ] {
                 let w = WireEvent { event_id: id.clone(), event };
                 prop_assert_eq!(WireEvent::decode(&w.encode()).expect("decodes"), w);

@@ -354,6 +354,22 @@ pub enum CallEvent {
         /// Wall-clock time.
         at: SystemTime,
     },
+    /// Answering-machine detection on a call voxbridge placed (a route's
+    /// `amd`): who answered, by which rule, decided this long after the
+    /// answer.
+    AnsweredBy {
+        /// Call id.
+        call_id: String,
+        /// `human`, `machine` or `not_sure`.
+        answered_by: String,
+        /// The rule that decided (`human`, `long_greeting`, `max_words`,
+        /// `max_word_length`, `initial_silence`, `too_long`).
+        cause: String,
+        /// From the answer to the decision, ms.
+        after_ms: u64,
+        /// Wall-clock time.
+        at: SystemTime,
+    },
     /// The call ended.
     Hungup {
         /// Call id.
@@ -388,6 +404,7 @@ impl CallEvent {
             | CallEvent::Transferred { call_id, .. }
             | CallEvent::TransferFailed { call_id, .. }
             | CallEvent::Speech { call_id, .. }
+            | CallEvent::AnsweredBy { call_id, .. }
             | CallEvent::Ringing { call_id, .. }
             | CallEvent::Hungup { call_id, .. } => call_id,
         }

@@ -624,6 +624,24 @@ pub async fn apply(
             };
             signal(store, event_id, call_id, event_type, "call_speech", fields).await
         }
+        CallEvent::AnsweredBy {
+            call_id,
+            answered_by,
+            cause,
+            after_ms,
+            at,
+        } => {
+            for (what, v) in [("answered_by", answered_by), ("amd cause", cause)] {
+                voxbridge_contract::text::check(what, v).map_err(ControlError::Rejected)?;
+            }
+            let fields = json_map([
+                ("answered_by", answered_by.as_str().into()),
+                ("cause", cause.as_str().into()),
+                ("after_ms", (*after_ms).into()),
+                ("tm_decided", Millis::from_system(*at).rfc3339().into()),
+            ]);
+            signal(store, event_id, call_id, "call_answered_by", "call_amd", fields).await
+        }
         CallEvent::RecordingStarted {
             call_id,
             recording_id,

@@ -155,6 +155,110 @@ pub struct Route {
     /// Voice activity of the route's calls (`[routes.<name>.vad]`): speech
     /// started and stopped, told to the bot and to control; off when absent.
     pub vad: Option<Vad>,
+    /// Answering-machine detection on the route's calls that voxbridge
+    /// placed (`[routes.<name>.amd]`); off when absent.
+    pub amd: Option<AnsweringMachine>,
+}
+
+/// `[routes.<name>.amd]`: answering-machine detection on the calls of the
+/// route that voxbridge placed (`POST /v1/calls`, campaigns): from the
+/// callee's first seconds, `human`, `machine` or `not_sure` (see
+/// `voxbridge_codecs::vad::Amd`), told to the bot (pipecat `voxbridge.amd`,
+/// the JSON dialects' `amd` event) and to control (`call_answered_by`).
+/// The rules' settings keep Asterisk's `amd.conf` names and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnsweringMachine {
+    /// Which of the route's calls: `placed` (default), those voxbridge
+    /// dialled itself (SIP gateways, Asterisk's media WebSocket), or `all`,
+    /// for a route that only carries calls placed elsewhere (an ARI
+    /// originate to AudioSocket, the simulated callee).
+    pub calls: AmdCalls,
+    /// Silence before the first word that means a machine, ms.
+    pub initial_silence_ms: u32,
+    /// Speech in all that means a machine's greeting, ms.
+    pub greeting_ms: u32,
+    /// Silence after speech that means a person waiting, ms.
+    pub after_greeting_silence_ms: u32,
+    /// Longest analysis (then `not_sure`), ms.
+    pub total_analysis_ms: u32,
+    /// Shortest speech that is a word, ms.
+    pub min_word_ms: u32,
+    /// Silence that separates words, ms.
+    pub between_words_silence_ms: u32,
+    /// Words that mean a machine.
+    pub max_words: u32,
+    /// A word this long means a machine, ms.
+    pub max_word_ms: u32,
+    /// Tell the bot.
+    pub to_bot: bool,
+    /// Publish `call_answered_by` to control.
+    pub to_control: bool,
+}
+
+impl Default for AnsweringMachine {
+    fn default() -> AnsweringMachine {
+        let d = voxbridge_codecs::vad::AmdConfig::default();
+        AnsweringMachine {
+            calls: AmdCalls::Placed,
+            initial_silence_ms: d.initial_silence_ms,
+            greeting_ms: d.greeting_ms,
+            after_greeting_silence_ms: d.after_greeting_silence_ms,
+            total_analysis_ms: d.total_analysis_ms,
+            min_word_ms: d.min_word_ms,
+            between_words_silence_ms: d.between_words_silence_ms,
+            max_words: d.max_words,
+            max_word_ms: d.max_word_ms,
+            to_bot: true,
+            to_control: true,
+        }
+    }
+}
+
+/// The calls of a route that answering-machine detection listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmdCalls {
+    /// Calls voxbridge dialled itself (their `direction` is `outgoing`).
+    Placed,
+    /// Every call of the route.
+    All,
+}
+
+impl AnsweringMachine {
+    /// Whether a call with these start parameters is listened to.
+    pub fn listens_to(&self, params: &BTreeMap<String, String>) -> bool {
+        self.calls == AmdCalls::All || params.get("direction").is_some_and(|d| d == "outgoing")
+    }
+
+    /// The detector's settings.
+    pub fn detector_config(&self) -> voxbridge_codecs::vad::AmdConfig {
+        voxbridge_codecs::vad::AmdConfig {
+            initial_silence_ms: self.initial_silence_ms,
+            greeting_ms: self.greeting_ms,
+            after_greeting_silence_ms: self.after_greeting_silence_ms,
+            total_analysis_ms: self.total_analysis_ms,
+            min_word_ms: self.min_word_ms,
+            between_words_silence_ms: self.between_words_silence_ms,
+            max_words: self.max_words,
+            max_word_ms: self.max_word_ms,
+        }
+    }
+
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        self.detector_config().validate().map_err(|e| match e {
+            voxbridge_codecs::CodecError::InvalidSetting { name, detail } => {
+                ConfigError(format!("{at}.amd.{}: {detail}", name.trim_start_matches("amd.")))
+            }
+            other => ConfigError(format!("{at}.amd: {other}")),
+        })?;
+        if !self.to_bot && !self.to_control {
+            return Err(ConfigError(format!(
+                "{at}.amd: to_bot and to_control are both false (remove the table to turn it off)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `[routes.<name>.vad]`: voice activity detection on the route's calls
@@ -431,6 +535,7 @@ impl std::fmt::Debug for Route {
             .field("transcribe", &self.transcribe)
             .field("record", &self.record)
             .field("vad", &self.vad)
+            .field("amd", &self.amd)
             .finish()
     }
 }
@@ -453,6 +558,7 @@ impl Default for Route {
             transcribe: None,
             record: false,
             vad: None,
+            amd: None,
         }
     }
 }
@@ -523,6 +629,9 @@ impl Route {
         }
         if let Some(v) = &self.vad {
             v.validate(&format!("routes.{name}"))?;
+        }
+        if let Some(a) = &self.amd {
+            a.validate(&format!("routes.{name}"))?;
         }
         Ok(())
     }
@@ -1711,5 +1820,27 @@ mod tests {
         assert!(c
             .apply_env(|k| (k == "VOXBRIDGE_VAD").then(|| "loud".into()))
             .is_err());
+    }
+
+    #[test]
+    fn a_routes_answering_machine_detection_is_read_and_checked() {
+        let c = Config::from_toml("[routes.default.amd]\ngreeting_ms = 1200\n").expect("parses");
+        c.validate().expect("valid");
+        let amd = c.routes["default"].amd.as_ref().expect("set");
+        assert_eq!(amd.detector_config().greeting_ms, 1200);
+        assert_eq!(
+            amd.detector_config().after_greeting_silence_ms,
+            800,
+            "Asterisk's default"
+        );
+        for (toml, says) in [
+            ("max_words = 0", "routes.default.amd.max_words"),
+            ("greeting_ms = 9000", "routes.default.amd.greeting_ms: 9000 ms"),
+            ("to_bot = false\nto_control = false", "both false"),
+        ] {
+            let c = Config::from_toml(&format!("[routes.default.amd]\n{toml}\n")).expect("parses");
+            let e = c.validate().expect_err(toml).0;
+            assert!(e.contains(says), "{toml}: {e}");
+        }
     }
 }

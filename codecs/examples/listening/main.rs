@@ -11,6 +11,7 @@
 //! for the detector voxbridge ships (`shipped`), F1 averaged over the three
 //! noises at 10 dB SNR.
 
+mod amd;
 mod echo;
 
 use std::path::{Path, PathBuf};
@@ -104,6 +105,7 @@ fn main() {
     let dialogue = echo::Dialogue::build(&utterances);
     let hiss = &noises.iter().find(|(n, _)| *n == "pink").expect("pink noise").1;
     let barge = echo::report(&dialogue, hiss);
+    let (amd_accuracy, amd_p90) = amd::report(&dir.join("amd"), hiss);
     // The bridge runs the caller's direction at the bot's rate, often 16 kHz.
     let shipped_16k_us = cpu_at_16k(&track.clean);
     println!(
@@ -120,7 +122,7 @@ fn main() {
         .map(|(d, f1, _, cpu)| format!("{}_f1={f1:.3} {}_cpu_us={cpu:.1}", d.name(), d.name()))
         .collect();
     println!(
-        "RESULT vad_f1={:.3} vad_latency_ms={:.0} vad_cpu_us_per_call_s={:.1} vad_cpu_16k_us_per_call_s={shipped_16k_us:.1} false_bargein_pct={:.1} missed_bargein_pct={:.1} shipped={} {}",
+        "RESULT vad_f1={:.3} vad_latency_ms={:.0} vad_cpu_us_per_call_s={:.1} vad_cpu_16k_us_per_call_s={shipped_16k_us:.1} false_bargein_pct={:.1} missed_bargein_pct={:.1} amd_accuracy_pct={amd_accuracy:.1} amd_p90_ms={amd_p90:.0} shipped={} {}",
         shipped.1,
         shipped.2,
         shipped.3,

@@ -24,9 +24,15 @@
 //! of it added no accuracy for 45 times the CPU; the WebRTC detector
 //! (libfvad) lost in babble too (benches/RESULTS.md, "Listening").
 //! [`VoiceActivity::push_with`] lets such a classifier vote beside the test.
+//!
+//! Built on the same test: [`EchoGate`] keeps the bot's echo on a phone
+//! line from counting as the caller, and [`Amd`] tells a person from an
+//! answering machine by how the callee of an outbound call answers.
 
+mod amd;
 mod echo;
 
+pub use amd::{Amd, AmdCause, AmdConfig, AmdDecision, AmdVerdict};
 pub use echo::EchoGate;
 
 use crate::{error::CodecError, frame_len, is_supported_rate};
@@ -127,7 +133,7 @@ impl VoiceActivity {
     pub fn push_with(&mut self, frame: &[i16], also_speech: bool) -> Option<bool> {
         let speech = frame.len() == self.frame_len && {
             self.noise.update(frame);
-            self.noise.stands_out() && self.noise.level_db > MIN_SPEECH_DB && also_speech
+            self.noise.is_speech() && also_speech
         };
         self.since_speech = if speech {
             0
@@ -237,7 +243,7 @@ const FLOOR_PIECES: usize = 5;
 /// frame in the last 1.6 to 2 s (speech pauses that often; steady noise
 /// does not). The window is kept as the minima of five 400 ms pieces.
 #[derive(Debug, Clone)]
-struct NoiseLevel {
+pub(crate) struct NoiseLevel {
     /// Minima of the last complete pieces, dBFS.
     pieces: [f32; FLOOR_PIECES],
     next_piece: usize,
@@ -268,7 +274,7 @@ impl Default for NoiseLevel {
 
 impl NoiseLevel {
     /// Takes a frame.
-    fn update(&mut self, frame: &[i16]) {
+    pub(crate) fn update(&mut self, frame: &[i16]) {
         let db = level_db(frame);
         self.level_db = db;
         self.current_min = self.current_min.min(db);
@@ -296,6 +302,12 @@ impl NoiseLevel {
     /// deviations and at least [`STAND_OUT_MIN_DB`] over its mean level.
     /// Steady noise deviates little, so speech 4 dB over it stands out;
     /// babble deviates several dB, so only a nearer talker does.
+    /// The last frame is speech: it stands out and is louder than
+    /// [`MIN_SPEECH_DB`].
+    pub(crate) fn is_speech(&self) -> bool {
+        self.stands_out() && self.level_db > MIN_SPEECH_DB
+    }
+
     fn stands_out(&self) -> bool {
         self.level_db > self.noise_mean + (STAND_OUT_DEVIATIONS * self.noise_dev).max(STAND_OUT_MIN_DB)
     }

@@ -30,6 +30,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "rtp_stats",
     "call_transfer",
     "call_speech",
+    "call_amd",
     "dead_letter",
 ];
 

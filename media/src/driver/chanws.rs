@@ -271,7 +271,10 @@ impl MediaDialer {
             match started.await {
                 Ok((ws, start, state)) => {
                     done(Ok(()));
-                    let AsteriskMediaDial { call_id, params, .. } = dial;
+                    let AsteriskMediaDial {
+                        call_id, mut params, ..
+                    } = dial;
+                    params.insert("direction".into(), "outgoing".into());
                     if let Some((call, leg)) = prepare(ws, &start, state, params, call_id, &ctx) {
                         drive(call, leg, ctx, Some(stop)).await;
                     }

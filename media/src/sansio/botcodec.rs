@@ -287,54 +287,57 @@ impl BotCodec {
     /// of Genesys's sequenced protocol, which has no such message.
     pub fn transfer_failed(&mut self, target: &str, code: Option<u16>, reason: &str) -> Option<Outgoing> {
         let what = serde_json::json!({"target": target, "code": code, "reason": reason});
-        let event = match self.dialect {
-            None => {
-                return Some(self.message(serde_json::json!({
-                    "type": "voxbridge.transfer_failed",
-                    "call_id": self.call_id,
-                    "target": target,
-                    "code": code,
-                    "reason": reason,
-                })))
-            }
-            Some(Dialect::Genesys) => return None,
-            Some(Dialect::Jambonz) => serde_json::json!({"type": "transferFailed", "data": what}),
-            Some(Dialect::Twilio) => serde_json::json!({
-                "event": "transferFailed",
-                "streamSid": self.stream_sid,
-                "transferFailed": what,
-            }),
-            Some(_) => serde_json::json!({"event": "transferFailed", "transferFailed": what}),
-        };
-        Some(Outgoing::Text(event.to_string().into()))
+        self.extension_event("voxbridge.transfer_failed", "transferFailed", what)
     }
 
     /// Voice activity (a route's `vad`): `direction` (`in` the caller,
     /// `out` the bot as the caller heard it) started or stopped speaking
-    /// `offset_ms` into the call. pipecat gets a `voxbridge.vad` message,
+    /// `offset_ms` into the call: pipecat a `voxbridge.vad` message,
     /// jambonz `{"type":"vad","data":{..}}`, the other JSON dialects
-    /// `{"event":"vad","vad":{..}}` (with `streamSid` on Twilio's);
-    /// Genesys AudioHook nothing (its protocol has no such message).
+    /// `{"event":"vad","vad":{..}}`; Genesys AudioHook nothing.
     pub fn vad(&mut self, direction: &str, speaking: bool, offset_ms: u64) -> Option<Outgoing> {
         let what = serde_json::json!({"direction": direction, "speaking": speaking, "offset_ms": offset_ms});
+        self.extension_event("voxbridge.vad", "vad", what)
+    }
+
+    /// Answering-machine detection (a route's `amd`, on a call voxbridge
+    /// placed): who answered (`human`, `machine`, `not_sure`), by which
+    /// rule, how long after the answer: pipecat a `voxbridge.amd` message,
+    /// jambonz `{"type":"amd","data":{..}}`, the other JSON dialects
+    /// `{"event":"amd","amd":{..}}`; Genesys AudioHook nothing.
+    pub fn amd(&mut self, answered_by: &str, cause: &str, after_ms: u64) -> Option<Outgoing> {
+        let what = serde_json::json!({"answered_by": answered_by, "cause": cause, "after_ms": after_ms});
+        self.extension_event("voxbridge.amd", "amd", what)
+    }
+
+    /// One of voxbridge's own events, `what` (a JSON object) in each
+    /// dialect's shape: pipecat a `MessageFrame` of type `pipecat_type`
+    /// with the call id and `what`'s fields, jambonz
+    /// `{"type":name,"data":what}`, Twilio `{"event":name,"streamSid":..,
+    /// name:what}`, the other JSON dialects `{"event":name,name:what}`,
+    /// Genesys AudioHook nothing (its protocol has no such messages).
+    fn extension_event(
+        &mut self,
+        pipecat_type: &str,
+        name: &str,
+        what: serde_json::Value,
+    ) -> Option<Outgoing> {
         let event = match self.dialect {
             None => {
-                return Some(self.message(serde_json::json!({
-                    "type": "voxbridge.vad",
-                    "call_id": self.call_id,
-                    "direction": direction,
-                    "speaking": speaking,
-                    "offset_ms": offset_ms,
-                })))
+                let mut v = serde_json::json!({"type": pipecat_type, "call_id": self.call_id});
+                if let (Some(m), serde_json::Value::Object(fields)) = (v.as_object_mut(), what) {
+                    m.extend(fields);
+                }
+                return Some(self.message(v));
             }
             Some(Dialect::Genesys) => return None,
-            Some(Dialect::Jambonz) => serde_json::json!({"type": "vad", "data": what}),
+            Some(Dialect::Jambonz) => serde_json::json!({"type": name, "data": what}),
             Some(Dialect::Twilio) => serde_json::json!({
-                "event": "vad",
+                "event": name,
                 "streamSid": self.stream_sid,
-                "vad": what,
+                name: what,
             }),
-            Some(_) => serde_json::json!({"event": "vad", "vad": what}),
+            Some(_) => serde_json::json!({"event": name, name: what}),
         };
         Some(Outgoing::Text(event.to_string().into()))
     }
@@ -963,6 +966,33 @@ mod tests {
         assert_eq!(v["call_id"], "0123-abcd");
         assert_eq!(v["caller"], "+15550100");
         assert_eq!(v["sample_rate"], 16000);
+    }
+
+    #[test]
+    fn who_answered_is_told_in_each_dialects_shape() {
+        let mut c = BotCodec::new(BotProtocolKind::Pipecat, TwilioEncoding::L16, 16000, "0123-abcd");
+        let Some(Outgoing::Binary(b)) = c.amd("machine", "long_greeting", 2100) else {
+            panic!("pipecat is told")
+        };
+        let Kind::Message(m) = pipecat::decode(b).expect("decodes") else {
+            panic!("a message frame")
+        };
+        let v: serde_json::Value = serde_json::from_str(&m.data).expect("json");
+        assert_eq!(
+            (
+                v["type"].as_str(),
+                v["answered_by"].as_str(),
+                v["after_ms"].as_u64()
+            ),
+            (Some("voxbridge.amd"), Some("machine"), Some(2100))
+        );
+        let mut t = BotCodec::new(BotProtocolKind::Telnyx, TwilioEncoding::Mulaw, 8000, "abc");
+        let v: serde_json::Value =
+            serde_json::from_str(&text(t.amd("human", "human", 1700).expect("told"))).expect("json");
+        assert_eq!(
+            (v["event"].as_str(), v["amd"]["cause"].as_str()),
+            (Some("amd"), Some("human"))
+        );
     }
 
     #[test]

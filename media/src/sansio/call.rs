@@ -18,7 +18,7 @@
 
 use super::bot_policy::{AfterFailure, BotPolicy};
 use super::botcodec::{BotCodec, BotInput, Outgoing};
-use super::listen::CallVad;
+use super::listen::{CallAmd, CallVad};
 use super::pacer::Pacer;
 use super::pipeline::Pipeline;
 use super::playout::PlayoutStats;
@@ -156,6 +156,8 @@ pub struct Call {
     rec: Option<Box<Tap>>,
     /// Voice activity of both directions (a route's `vad`).
     vad: Option<Box<CallVad>>,
+    /// Answering-machine detection (a route's `amd`, on a call voxbridge placed).
+    amd: Option<Box<CallAmd>>,
 }
 
 impl Call {
@@ -178,6 +180,10 @@ impl Call {
         let vad = match &route.vad {
             Some(v) => Some(Box::new(CallVad::new(v, route.bot_rate(), caller_rate)?)),
             None => None,
+        };
+        let amd = match &route.amd {
+            Some(a) if a.listens_to(&info.params) => Some(Box::new(CallAmd::new(a)?)),
+            _ => None,
         };
         metrics.active_calls.fetch_add(1, Relaxed);
         let mut events = VecDeque::with_capacity(4);
@@ -215,6 +221,7 @@ impl Call {
             tap: None,
             rec: None,
             vad,
+            amd,
         })
     }
 
@@ -298,16 +305,20 @@ impl Call {
         }
         let bot_rate = self.pipeline.bot_rate();
         let offset_ms = self.age(now).as_millis() as u64;
-        let (codec, to_bot, mut taps, vad) = (
+        let (codec, to_bot, mut taps, vad, amd) = (
             &mut self.codec,
             &mut self.to_bot,
             [&mut self.tap, &mut self.rec],
             &mut self.vad,
+            &mut self.amd,
         );
         let n = self.pipeline.caller_audio(le, |f| {
             tap_in(&mut taps, bot_rate, f);
             if let Some(v) = vad.as_mut() {
                 v.inbound(f, offset_ms);
+            }
+            if let Some(a) = amd.as_mut() {
+                a.inbound(f);
             }
             to_bot.push_back(codec.audio(f))
         });
@@ -327,16 +338,20 @@ impl Call {
         self.counters.frames_concealed += concealed as u64;
         let bot_rate = self.pipeline.bot_rate();
         let offset_ms = self.age(now).as_millis() as u64;
-        let (codec, to_bot, mut taps, vad) = (
+        let (codec, to_bot, mut taps, vad, amd) = (
             &mut self.codec,
             &mut self.to_bot,
             [&mut self.tap, &mut self.rec],
             &mut self.vad,
+            &mut self.amd,
         );
         let n = self.pipeline.caller_pcm(pcm, |f| {
             tap_in(&mut taps, bot_rate, f);
             if let Some(v) = vad.as_mut() {
                 v.inbound(f, offset_ms);
+            }
+            if let Some(a) = amd.as_mut() {
+                a.inbound(f);
             }
             to_bot.push_back(codec.audio(f))
         });
@@ -345,8 +360,9 @@ impl Call {
         self.bound_queue();
     }
 
-    /// Voice activity's starts and stops since the last call: to the bot
-    /// and to control, as the route asks.
+    /// Voice activity's starts and stops since the last call, and the
+    /// answering-machine decision once made: to the bot and to control, as
+    /// the route asks.
     fn speech_changes(&mut self) {
         if let Some(vad) = self.vad.as_mut() {
             tell_speech(
@@ -357,6 +373,26 @@ impl Call {
                 &self.info.call_id,
                 self.wall_start,
             );
+        }
+        let Some(amd) = self.amd.as_mut() else { return };
+        let Some(d) = amd.take_decision() else { return };
+        let (to_bot, to_control) = (amd.to_bot, amd.to_control);
+        if to_bot {
+            if let Some(o) = self
+                .codec
+                .amd(d.verdict.as_str(), d.cause.as_str(), d.after_ms.into())
+            {
+                self.to_bot.push_back(o);
+            }
+        }
+        if to_control {
+            self.events.push_back(CallEvent::AnsweredBy {
+                call_id: self.info.call_id.clone(),
+                answered_by: d.verdict.as_str().to_owned(),
+                cause: d.cause.as_str().to_owned(),
+                after_ms: d.after_ms.into(),
+                at: self.wall(self.now),
+            });
         }
     }
 

@@ -7,12 +7,14 @@
 //! the bot's echo could be, so the bot's own voice coming back on the line
 //! is never taken for the caller interrupting it. No allocation per frame:
 //! the queue of changes is made once and a change is a few bytes.
+//! [`CallAmd`] runs answering-machine detection on the callee of a call
+//! voxbridge placed.
 
-use crate::config::Vad;
+use crate::config::{AnsweringMachine, Vad};
 use crate::error::MediaError;
 use crate::events::Speaker;
 use std::collections::VecDeque;
-use voxbridge_codecs::vad::{level_db, EchoGate, VadConfig, VoiceActivity};
+use voxbridge_codecs::vad::{level_db, Amd, AmdDecision, EchoGate, VadConfig, VoiceActivity};
 
 /// Changes a call holds before [`CallVad::take_change`] drains them (a
 /// frame gives at most one per direction; this is many frames' worth).
@@ -130,6 +132,42 @@ impl CallVad {
     }
 }
 
+/// Answering-machine detection on a call voxbridge placed (a route's
+/// `amd`): the callee's frames from the answer on, one decision.
+#[derive(Debug)]
+pub struct CallAmd {
+    amd: Amd,
+    /// Tell the bot.
+    pub to_bot: bool,
+    /// Tell control.
+    pub to_control: bool,
+    decided: Option<AmdDecision>,
+}
+
+impl CallAmd {
+    /// Detection as `route` sets it.
+    pub fn new(route: &AnsweringMachine) -> Result<CallAmd, MediaError> {
+        Ok(CallAmd {
+            amd: Amd::new(route.detector_config())?,
+            to_bot: route.to_bot,
+            to_control: route.to_control,
+            decided: None,
+        })
+    }
+
+    /// The callee's next 20 ms frame.
+    pub fn inbound(&mut self, frame: &[i16]) {
+        if let Some(d) = self.amd.push(frame) {
+            self.decided = Some(d);
+        }
+    }
+
+    /// The decision, once, when it has been made.
+    pub fn take_decision(&mut self) -> Option<AmdDecision> {
+        self.decided.take()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +282,21 @@ mod tests {
             open.inbound(if i >= 55 { &echo } else { &quiet }, i * 20);
         }
         assert!(std::iter::from_fn(|| open.take_change()).any(|c| c.speaker == Speaker::Caller));
+    }
+
+    #[test]
+    fn a_callee_who_says_hello_and_waits_is_a_person_decided_once() {
+        let mut a = CallAmd::new(&AnsweringMachine::default()).expect("valid");
+        let quiet = vec![0i16; 320];
+        let hello = tone(320, 8000.0);
+        let mut decided = Vec::new();
+        for i in 0..150 {
+            a.inbound(if (20..45).contains(&i) { &hello } else { &quiet });
+            decided.extend(a.take_decision());
+        }
+        assert_eq!(decided.len(), 1);
+        assert_eq!(decided[0].verdict.as_str(), "human");
+        assert_eq!(decided[0].after_ms, 45 * 20 + 800);
     }
 
     #[test]

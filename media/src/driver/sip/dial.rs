@@ -165,12 +165,16 @@ impl SipEndpoint {
                     return;
                 };
                 tracing::info!(call_id = %dial.call_id, gateway = %gateway.name, destination = %dial.destination, "SIP: placing a call");
+                // The call's `direction` tells the bot, control and the
+                // route's answering-machine detection that voxbridge placed it.
+                let mut params = dial.params.clone();
+                params.insert("direction".into(), "outgoing".into());
                 let request = SessionRequest {
                     call_id: Some(dial.call_id.clone()),
                     route: Some(dial.route.clone()),
                     caller: dial.caller.clone(),
                     callee: Some(dial.destination.clone()),
-                    params: dial.params.clone(),
+                    params,
                     ingress: Some("sip"),
                     on_end: None,
                     on_transfer: None,
