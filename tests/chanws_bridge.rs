@@ -297,6 +297,11 @@ async fn we_dial_asterisk_in_server_mode_and_the_call_runs_bit_exact() {
         info.params.get("asterisk_connection_id").map(String::as_str),
         Some("4f8a2c1e-7d3b-4c2a-9e1f-0a1b2c3d4e5f")
     );
+    assert_eq!(
+        info.params.get("direction").map(String::as_str),
+        Some("outgoing"),
+        "a call voxbridge placed says so"
+    );
 
     let sent = signal(16_000);
     send_slin16(&mut ws, &sent).await;
