@@ -58,12 +58,12 @@ pub fn report(dir: &Path, hiss: &[i16]) -> (f64, f64) {
             greeting_ms: greeting,
             ..AmdConfig::default()
         };
-        let (acc, p90, _) = run(&calls, &config);
+        let (acc, p90, _) = run(&calls, &config, false);
         println!(
             "amd: after_greeting_silence_ms={after} greeting_ms={greeting}: {acc:.1}% right, p90 {p90:.0} ms"
         );
     }
-    let (accuracy, p90, times) = run(&calls, &AmdConfig::default());
+    let (accuracy, p90, times) = run(&calls, &AmdConfig::default(), true);
     println!(
         "amd: {} calls ({} people, {} machines), default settings: {accuracy:.1}% right, decision p50 {:.0} ms, p90 {p90:.0} ms",
         calls.len(),
@@ -75,7 +75,7 @@ pub fn report(dir: &Path, hiss: &[i16]) -> (f64, f64) {
 }
 
 /// Accuracy (%), p90 decision time (ms) and every decision time of `calls` under `config`.
-fn run(calls: &[(String, bool, Vec<i16>)], config: &AmdConfig) -> (f64, f64, Vec<f64>) {
+fn run(calls: &[(String, bool, Vec<i16>)], config: &AmdConfig, verbose: bool) -> (f64, f64, Vec<f64>) {
     let (mut right, mut times, mut wrong) = (0usize, Vec::new(), Vec::new());
     let mut by_cause = std::collections::BTreeMap::<String, usize>::new();
     for (name, machine, audio) in calls {
@@ -107,7 +107,7 @@ fn run(calls: &[(String, bool, Vec<i16>)], config: &AmdConfig) -> (f64, f64, Vec
     }
     let accuracy = 100.0 * right as f64 / calls.len().max(1) as f64;
     let p90 = percentile(&times, 0.9);
-    if *config == AmdConfig::default() {
+    if verbose {
         println!("amd: decided by {by_cause:?}");
         for w in &wrong {
             println!("amd: wrong: {w}");

@@ -157,7 +157,7 @@ pub fn report(d: &Dialogue, hiss: &[i16]) -> BargeIns {
         d.bot_spans.len(),
         d.interruptions.len()
     );
-    println!("  the caller's level against the bot's; the gate starts at 6 dB of echo return loss and learns the line's; the last column has no gate (caller at 0 dB)");
+    println!("  the caller's level against the bot's; the gate assumes 6 dB of echo return loss; the last column has no gate (caller at 0 dB)");
     println!(
         "{:<10} {:>8} {:>14} {:>14} {:>14} {:>14}",
         "echo", "delay", "caller 0 dB", "caller -6 dB", "caller -12 dB", "no gate"
