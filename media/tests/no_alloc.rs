@@ -83,7 +83,9 @@ impl Bench {
     }
 }
 
-fn bench(kind: BotProtocolKind) -> Bench {
+/// A call of `kind`; with `listen`, its route also runs voice activity
+/// (both directions, echo gate) and answering-machine detection.
+fn bench(kind: BotProtocolKind, listen: bool) -> Bench {
     let mut caller_frame = vec![0x10, 0x01, 0x40];
     for i in 0..160 {
         caller_frame.extend_from_slice(&(((i as f32 * 0.3).sin() * 5000.0) as i16).to_le_bytes());
@@ -116,6 +118,11 @@ fn bench(kind: BotProtocolKind) -> Bench {
         protocol: kind,
         twilio_encoding: Some(TwilioEncoding::L16),
         sample_rate: 16000,
+        vad: listen.then(voxbridge_media::config::Vad::default),
+        amd: listen.then(|| voxbridge_media::config::AnsweringMachine {
+            calls: voxbridge_media::config::AmdCalls::All,
+            ..Default::default()
+        }),
         ..Route::default()
     };
     let info = CallInfo {
@@ -153,8 +160,13 @@ fn bench(kind: BotProtocolKind) -> Bench {
 fn a_thousand_frames_of_a_call_allocate_nothing() {
     // The counter sees allocations at all (so a zero below means something).
     assert!(alloc_count::allocations_in(|| drop(std::hint::black_box(vec![1u8; 64]))) >= 1);
-    for kind in BotProtocolKind::ALL {
-        let mut c = bench(kind);
+    let listening = [(BotProtocolKind::Pipecat, true), (BotProtocolKind::Twilio, true)];
+    for (kind, listen) in BotProtocolKind::ALL
+        .map(|k| (k, false))
+        .into_iter()
+        .chain(listening)
+    {
+        let mut c = bench(kind, listen);
         // Warm-up: arenas reach their steady size, buffers their capacity.
         for _ in 0..200 {
             c.frame();
@@ -164,7 +176,10 @@ fn a_thousand_frames_of_a_call_allocate_nothing() {
                 c.frame();
             }
         });
-        assert_eq!(n, 0, "{kind:?}: allocations per 1,000 frames");
+        assert_eq!(
+            n, 0,
+            "{kind:?} (listening: {listen}): allocations per 1,000 frames"
+        );
         assert_eq!(c.frames_out, 1200);
         assert!(c.to_bot >= 1200, "every caller frame went to the bot");
         assert!(

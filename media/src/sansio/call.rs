@@ -323,7 +323,7 @@ impl Call {
             to_bot.push_back(codec.audio(f))
         });
         self.counters.frames_to_bot += n as u64;
-        self.speech_changes();
+        self.tell_what_was_heard();
         self.bound_queue();
     }
 
@@ -356,14 +356,14 @@ impl Call {
             to_bot.push_back(codec.audio(f))
         });
         self.counters.frames_to_bot += n as u64;
-        self.speech_changes();
+        self.tell_what_was_heard();
         self.bound_queue();
     }
 
     /// Voice activity's starts and stops since the last call, and the
     /// answering-machine decision once made: to the bot and to control, as
     /// the route asks.
-    fn speech_changes(&mut self) {
+    fn tell_what_was_heard(&mut self) {
         if let Some(vad) = self.vad.as_mut() {
             tell_speech(
                 vad,
@@ -714,12 +714,12 @@ impl Call {
     /// or silence. Call once per [`Tick`].
     pub fn take_caller_frame(&mut self) -> &[i16] {
         let rate = self.pipeline.caller_rate();
-        let offset_ms = self.age(self.now).as_millis() as u64;
         let frame = self.pipeline.tick().0;
         for tap in [&mut self.tap, &mut self.rec].into_iter().flatten() {
             tap.push(TapDirection::Out, rate, frame);
         }
         if let Some(vad) = self.vad.as_mut() {
+            let offset_ms = self.now.saturating_duration_since(self.started).as_millis() as u64;
             vad.outbound(rate, frame, offset_ms);
             tell_speech(
                 vad,
@@ -1067,7 +1067,6 @@ fn outgoing_len(o: &Outgoing) -> usize {
     }
 }
 
-/// A caller frame at the bot's rate into the `in` tap, when there is one.
 /// Drains `vad`'s starts and stops: to the bot (its dialect's `vad`
 /// message) and to control (`CallEvent::Speech`), as the route asks.
 fn tell_speech(
@@ -1100,6 +1099,7 @@ fn tell_speech(
     }
 }
 
+/// A caller frame at the bot's rate into the `in` tap, when there is one.
 fn tap_in(taps: &mut [&mut Option<Box<Tap>>; 2], bot_rate: u32, frame: &[i16]) {
     for tap in taps.iter_mut().filter_map(|t| t.as_mut()) {
         tap.push(TapDirection::In, bot_rate, frame);
