@@ -303,28 +303,7 @@ impl Call {
         if rate != self.pipeline.caller_rate() && !self.set_caller_rate(rate) {
             return;
         }
-        let bot_rate = self.pipeline.bot_rate();
-        let offset_ms = self.age(now).as_millis() as u64;
-        let (codec, to_bot, mut taps, vad, amd) = (
-            &mut self.codec,
-            &mut self.to_bot,
-            [&mut self.tap, &mut self.rec],
-            &mut self.vad,
-            &mut self.amd,
-        );
-        let n = self.pipeline.caller_audio(le, |f| {
-            tap_in(&mut taps, bot_rate, f);
-            if let Some(v) = vad.as_mut() {
-                v.inbound(f, offset_ms);
-            }
-            if let Some(a) = amd.as_mut() {
-                a.inbound(f);
-            }
-            to_bot.push_back(codec.audio(f))
-        });
-        self.counters.frames_to_bot += n as u64;
-        self.tell_what_was_heard();
-        self.bound_queue();
+        self.forward_caller(now, |p, emit| p.caller_audio(le, emit));
     }
 
     /// One frame of caller audio as decoded samples at the caller rate;
@@ -336,6 +315,17 @@ impl Call {
         self.now = self.now.max(now);
         self.counters.frames_in += 1;
         self.counters.frames_concealed += concealed as u64;
+        self.forward_caller(now, |p, emit| p.caller_pcm(pcm, emit));
+    }
+
+    /// The caller's audio through the pipeline (`feed` runs its caller
+    /// side, handing each finished frame at the bot's rate to `emit`):
+    /// each frame to the taps, the listeners and the queue toward the bot.
+    fn forward_caller(
+        &mut self,
+        now: Instant,
+        feed: impl FnOnce(&mut Pipeline, &mut dyn FnMut(&[i16])) -> usize,
+    ) {
         let bot_rate = self.pipeline.bot_rate();
         let offset_ms = self.age(now).as_millis() as u64;
         let (codec, to_bot, mut taps, vad, amd) = (
@@ -345,7 +335,7 @@ impl Call {
             &mut self.vad,
             &mut self.amd,
         );
-        let n = self.pipeline.caller_pcm(pcm, |f| {
+        let mut emit = |f: &[i16]| {
             tap_in(&mut taps, bot_rate, f);
             if let Some(v) = vad.as_mut() {
                 v.inbound(f, offset_ms);
@@ -354,7 +344,8 @@ impl Call {
                 a.inbound(f);
             }
             to_bot.push_back(codec.audio(f))
-        });
+        };
+        let n = feed(&mut self.pipeline, &mut emit);
         self.counters.frames_to_bot += n as u64;
         self.tell_what_was_heard();
         self.bound_queue();
