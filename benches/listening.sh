@@ -17,9 +17,11 @@
 # false_bargein_pct / missed_bargein_pct: with the bot's echo at -10 dB
 # (averaged over 30-300 ms of delay), the caller at the bot's level;
 # amd_accuracy_pct / amd_p90_ms: answering-machine detection with
-# Asterisk's default settings; cpu_us_per_call_s_all_on: what is built of
-# issue 28 so far, all on for one call. Parts not built yet (noise
-# suppression) print "na".
+# Asterisk's default settings; ns_snr_gain_db: RNNoise (nnnoiseless) on the
+# caller's audio at 10 dB SNR, averaged over the noises: measured, not in
+# the bridge (its CPU, ns_cpu_us_per_call_s above, is many times the
+# budget; see benches/RESULTS.md); cpu_us_per_call_s_all_on: what the
+# bridge has of issue 28, all on for one call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 set_dir=$(benches/listening/make_set.sh "${1:-target/listening-set}")
@@ -32,4 +34,4 @@ get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
 # (the caller's at a 16 kHz bot rate with its echo gate, the bot's at the
 # caller's 8 kHz) and answering-machine detection on the caller's side.
 all_on=$(awk -v a="$(get vad_cpu_us_per_call_s)" -v b="$(get vad_cpu_16k_us_per_call_s)" -v c="$(get amd_cpu_16k_us_per_call_s)" 'BEGIN { printf "%.1f", a + b + c }')
-echo "RESULT vad_f1=$(get vad_f1) vad_latency_ms=$(get vad_latency_ms) ns_snr_gain_db=na false_bargein_pct=$(get false_bargein_pct) missed_bargein_pct=$(get missed_bargein_pct) amd_accuracy_pct=$(get amd_accuracy_pct) amd_p90_ms=$(get amd_p90_ms) cpu_us_per_call_s_all_on=$all_on"
+echo "RESULT vad_f1=$(get vad_f1) vad_latency_ms=$(get vad_latency_ms) ns_snr_gain_db=$(get ns_snr_gain_db) false_bargein_pct=$(get false_bargein_pct) missed_bargein_pct=$(get missed_bargein_pct) amd_accuracy_pct=$(get amd_accuracy_pct) amd_p90_ms=$(get amd_p90_ms) cpu_us_per_call_s_all_on=$all_on"

@@ -13,6 +13,7 @@
 
 mod amd;
 mod echo;
+mod noise;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -102,6 +103,7 @@ fn main() {
         );
         summary.push((*detector, f1, onset, cpu_us_per_s));
     }
+    let (ns_gain, ns_cpu) = noise::report(&track, &conditions);
     let dialogue = echo::Dialogue::build(&utterances);
     let hiss = &noises.iter().find(|(n, _)| *n == "pink").expect("pink noise").1;
     let barge = echo::report(&dialogue, hiss);
@@ -122,7 +124,7 @@ fn main() {
         .map(|(d, f1, _, cpu)| format!("{}_f1={f1:.3} {}_cpu_us={cpu:.1}", d.name(), d.name()))
         .collect();
     println!(
-        "RESULT vad_f1={:.3} vad_latency_ms={:.0} vad_cpu_us_per_call_s={:.1} vad_cpu_16k_us_per_call_s={shipped_16k_us:.1} amd_cpu_16k_us_per_call_s={amd_16k_us:.1} false_bargein_pct={:.1} missed_bargein_pct={:.1} amd_accuracy_pct={amd_accuracy:.1} amd_p90_ms={amd_p90:.0} shipped={} {}",
+        "RESULT vad_f1={:.3} vad_latency_ms={:.0} vad_cpu_us_per_call_s={:.1} vad_cpu_16k_us_per_call_s={shipped_16k_us:.1} amd_cpu_16k_us_per_call_s={amd_16k_us:.1} false_bargein_pct={:.1} missed_bargein_pct={:.1} amd_accuracy_pct={amd_accuracy:.1} amd_p90_ms={amd_p90:.0} ns_snr_gain_db={ns_gain:.1} ns_cpu_us_per_call_s={ns_cpu:.0} shipped={} {}",
         shipped.1,
         shipped.2,
         shipped.3,
