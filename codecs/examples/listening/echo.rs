@@ -15,7 +15,7 @@
 //! `missed_bargein_pct` missed interruptions per interruption.
 
 use super::{FRAME, RATE};
-use voxbridge_codecs::vad::{level_db, EchoGate, VadConfig, VoiceActivity};
+use voxbridge_codecs::vad::{EchoGate, VadConfig, VoiceActivity};
 
 /// The bot's track, the caller's, where each speaks (sample spans), and
 /// which bot utterances the caller interrupts.
@@ -117,14 +117,14 @@ pub fn barge_ins(
         .zip(d.bot.chunks_exact(FRAME))
         .enumerate()
     {
-        let allowed = match gate.as_mut() {
+        let change = match gate.as_mut() {
             Some(g) => {
                 g.played(played);
-                g.allows(level_db(frame))
+                vad.push_gated(frame, g)
             }
-            None => true,
+            None => vad.push(frame),
         };
-        if vad.push_with(frame, allowed) == Some(true) {
+        if change == Some(true) {
             starts.push(i * FRAME);
         }
     }

@@ -131,9 +131,22 @@ impl VoiceActivity {
     /// As [`VoiceActivity::push`], with another classifier's opinion of the
     /// same frame: the frame is speech only if both say so.
     pub fn push_with(&mut self, frame: &[i16], also_speech: bool) -> Option<bool> {
+        self.push_judged(frame, |_| also_speech)
+    }
+
+    /// As [`VoiceActivity::push`], with the caller's side of a call held
+    /// back where `gate` says the frame may be the bot's echo (the frame's
+    /// level is taken once for both).
+    pub fn push_gated(&mut self, frame: &[i16], gate: &EchoGate) -> Option<bool> {
+        self.push_judged(frame, |level| gate.allows(level))
+    }
+
+    /// The frame is speech when the noise test and `judge` (given the
+    /// frame's level) both say so.
+    fn push_judged(&mut self, frame: &[i16], judge: impl FnOnce(f32) -> bool) -> Option<bool> {
         let speech = frame.len() == self.frame_len && {
             self.noise.update(frame);
-            self.noise.is_speech() && also_speech
+            self.noise.is_speech() && judge(self.noise.level_db)
         };
         self.since_speech = if speech {
             0

@@ -14,7 +14,7 @@ use crate::config::{AnsweringMachine, Vad};
 use crate::error::MediaError;
 use crate::events::Speaker;
 use std::collections::VecDeque;
-use voxbridge_codecs::vad::{level_db, Amd, AmdDecision, EchoGate, VadConfig, VoiceActivity};
+use voxbridge_codecs::vad::{Amd, AmdDecision, EchoGate, VadConfig, VoiceActivity};
 
 /// Changes a call holds before [`CallVad::take_change`] drains them (a
 /// frame gives at most one per direction; this is many frames' worth).
@@ -81,8 +81,11 @@ impl CallVad {
     /// A frame of the caller's audio at the bot's rate, `offset_ms` into the call.
     pub fn inbound(&mut self, frame: &[i16], offset_ms: u64) {
         let Some(vad) = self.inbound.as_mut() else { return };
-        let not_echo = self.echo.as_ref().is_none_or(|g| g.allows(level_db(frame)));
-        if let Some(started) = vad.push_with(frame, not_echo) {
+        let change = match &self.echo {
+            Some(gate) => vad.push_gated(frame, gate),
+            None => vad.push(frame),
+        };
+        if let Some(started) = change {
             self.keep(Speaker::Caller, started, offset_ms);
         }
     }
