@@ -7,7 +7,7 @@
 //! hysteresis, when the stream *started* speaking (speech in
 //! [`VadConfig::start_ms`] of the last few frames) and when it *stopped*
 //! (no speech for [`VadConfig::stop_ms`]). Pure computation: no clock (the
-//! caller counts frames), no allocation per frame, about 10-20 us of CPU
+//! caller counts frames), no allocation per frame, about 15-35 us of CPU
 //! per stream-second.
 //!
 //! The detector learns the stream's noise: its floor by minimum statistics
@@ -21,7 +21,7 @@
 //! `benches/listening.sh` chose it: on its labelled set (espeak-ng speech in
 //! white, pink and babble noise at 20, 10 and 5 dB SNR) earshot's neural
 //! network (pure Rust) heard babble as speech, and with this test in front
-//! of it added no accuracy for 45 times the CPU; the WebRTC detector
+//! of it added no accuracy for 35 times the CPU; the WebRTC detector
 //! (libfvad) lost in babble too (benches/RESULTS.md, "Listening").
 //! [`VoiceActivity::push_with`] lets such a classifier vote beside the test.
 //!
