@@ -842,3 +842,51 @@ async fn a_callers_speech_reaches_the_bus_as_it_starts_and_ends() {
     shutdown.shutdown();
     media.await.expect("media task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_answered_reaches_the_bus_and_the_call_record() {
+    use voxbridge_media::config::{AmdCalls, AnsweringMachine, Route};
+    let (_ccfg, control, mut bus, _secret, _plan) = control_in("amd").await;
+    let mut bot = TestBot::start().await;
+    let route = Route {
+        amd: Some(AnsweringMachine {
+            calls: AmdCalls::All,
+            ..AnsweringMachine::default()
+        }),
+        ..pipecat_route(&bot.url, 8000)
+    };
+    let (addr, _api, shutdown, media) = media_for(&control, one_listener(route)).await;
+    let mut caller = Caller::connect(addr, uuid(46)).await;
+    let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2e";
+    let mut link = bot.accept().await;
+    pipecat_next(&mut link).await.expect("start message");
+    // Half a second of line, a short "hello" (400 ms of tone), then the
+    // silence of someone waiting: a person, decided 800 ms into it.
+    let hello: Vec<i16> = (0..3200)
+        .map(|i| ((i as f32 * 0.25).sin() * 8000.0) as i16)
+        .collect();
+    caller.send_audio(&vec![0i16; 4000]).await;
+    caller.send_audio(&hello).await;
+    caller.send_audio(&vec![0i16; 16000]).await;
+    let e = loop {
+        let e = next_event(&mut bus).await;
+        if e.event_type == "call_answered_by" {
+            break e;
+        }
+    };
+    assert_eq!(
+        (e.resource.kind.as_str(), e.resource.id.as_str()),
+        ("call_amd", call_id)
+    );
+    assert_eq!(e.resource.fields["answered_by"], "human");
+    assert_eq!(e.resource.fields["cause"], "human");
+    assert_eq!(e.resource.fields["after_ms"], 500 + 400 + 800);
+    let call = control.store.call_by_id(call_id).await.expect("the call");
+    assert_eq!(
+        (call.answered_by.as_deref(), call.amd_cause.as_deref()),
+        (Some("human"), Some("human"))
+    );
+    caller.send_raw(&[0x00, 0x00, 0x00]).await;
+    shutdown.shutdown();
+    media.await.expect("media task");
+}

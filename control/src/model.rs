@@ -72,6 +72,12 @@ pub struct Call {
     /// CANCEL's `Reason` header (RFC 3326) when it had one (`Q.850;cause=16;
     /// text="Normal call clearing"`), else `BYE`, `Request Terminated`, ...
     pub hangup_sip_reason: Option<String>,
+    /// For a call voxbridge placed on a route with answering-machine
+    /// detection: who answered, `human`, `machine` or `not_sure`.
+    pub answered_by: Option<String>,
+    /// The rule that decided `answered_by` (`human`, `long_greeting`,
+    /// `max_words`, `max_word_length`, `initial_silence`, `too_long`).
+    pub amd_cause: Option<String>,
     /// Created.
     #[schema(value_type = String, format = DateTime)]
     pub tm_create: Millis,

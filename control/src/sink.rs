@@ -640,7 +640,15 @@ pub async fn apply(
                 ("after_ms", (*after_ms).into()),
                 ("tm_decided", Millis::from_system(*at).rfc3339().into()),
             ]);
-            signal(store, event_id, call_id, "call_answered_by", "call_amd", fields).await
+            let id = event_id.map_or_else(crate::store::new_id, str::to_owned);
+            let signal = crate::store::CallSignal {
+                event_type: "call_answered_by",
+                resource_type: "call_amd",
+                fields,
+            };
+            store
+                .record_answered_by(&id, call_id, answered_by, cause, signal)
+                .await
         }
         CallEvent::RecordingStarted {
             call_id,

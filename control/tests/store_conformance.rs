@@ -19,6 +19,7 @@ both_stores!(
     list_calls_filters_and_pages,
     transcripts,
     recordings_once_each_and_retention,
+    who_answered_is_kept_on_the_call_once,
     concurrent_writers,
     concurrent_hangups_apply_once,
     outbox_marks_sent,
@@ -306,6 +307,50 @@ async fn call_lifecycle_writes_one_event_per_change(s: Store) {
         last.event.resource.fields["hangup_sip_reason"], "Q.850;cause=16;text=\"Normal call clearing\"",
         "the hangup event carries the SIP cause"
     );
+}
+
+async fn who_answered_is_kept_on_the_call_once(s: Store) {
+    s.create_call(&new_call("c1", "a", 1_000)).await.expect("create");
+    assert_eq!(s.get_call("a", "c1").await.expect("get").answered_by, None);
+    let signal = || voxbridge_control::store::CallSignal {
+        event_type: "call_answered_by",
+        resource_type: "call_amd",
+        fields: serde_json::Map::from_iter([("answered_by".to_owned(), "machine".into())]),
+    };
+    assert!(s
+        .record_answered_by("e-amd", "c1", "machine", "long_greeting", signal())
+        .await
+        .expect("record"));
+    assert!(
+        !s.record_answered_by("e-amd", "c1", "machine", "long_greeting", signal())
+            .await
+            .expect("replay"),
+        "a redelivered event writes nothing"
+    );
+    let c = s.get_call("a", "c1").await.expect("get");
+    assert_eq!(
+        (c.answered_by.as_deref(), c.amd_cause.as_deref()),
+        (Some("machine"), Some("long_greeting"))
+    );
+    let ev = events(&s).await;
+    assert_eq!(
+        ev.iter().filter(|e| e.0 == "call_answered_by").count(),
+        1,
+        "{ev:?}"
+    );
+    let last = s.outbox_pending(10).await.expect("outbox").pop().expect("event");
+    assert_eq!(
+        (
+            last.event.resource.kind.as_str(),
+            last.event.resource.fields["call_id"].as_str()
+        ),
+        ("call_amd", Some("c1"))
+    );
+    assert!(matches!(
+        s.record_answered_by("e-2", "ghost", "human", "human", signal())
+            .await,
+        Err(ControlError::NotFound)
+    ));
 }
 
 async fn refused_transitions_write_nothing(s: Store) {

@@ -1,6 +1,8 @@
 //! What a call's media reports besides its state: DTMF digits (stored, and
 //! published as `dtmf_received`), the bot link's connects and failures
-//! (`bot_connected`, `bot_failed`) and RTP quality reports (`rtp_stats`).
+//! (`bot_connected`, `bot_failed`), RTP quality reports (`rtp_stats`) and
+//! who answered a call voxbridge placed (`call_answered_by`, kept on the
+//! call too).
 //! Each is one transaction with its outbox event, so it reaches Kafka,
 //! webhooks and `/v1/ws` like every other event; none is dropped on the
 //! way (the sink counts each as applied, never as ignored).
@@ -111,6 +113,41 @@ impl Store {
         call_id: &str,
         signal: CallSignal,
     ) -> Result<bool> {
+        self.publish_call_signal_with(event_id, call_id, signal, None)
+            .await
+    }
+
+    /// Keeps who answered a call voxbridge placed (answering-machine
+    /// detection: `human`, `machine`, `not_sure`, and the rule that
+    /// decided) on its record, and publishes `signal` (`call_answered_by`)
+    /// under `event_id`, in one transaction; `false` when that event id was
+    /// published before.
+    pub async fn record_answered_by(
+        &self,
+        event_id: &str,
+        call_id: &str,
+        answered_by: &str,
+        cause: &str,
+        signal: CallSignal,
+    ) -> Result<bool> {
+        let update = (
+            "UPDATE calls SET answered_by = $1, amd_cause = $2, tm_update = $3 WHERE id = $4",
+            [answered_by, cause],
+        );
+        self.publish_call_signal_with(event_id, call_id, signal, Some(update))
+            .await
+    }
+
+    /// [`Store::publish_call_signal`], with the call's own record changed in
+    /// the same transaction by `update` (SQL taking the two texts, the time
+    /// and the call id as `$1`-`$4`).
+    async fn publish_call_signal_with(
+        &self,
+        event_id: &str,
+        call_id: &str,
+        signal: CallSignal,
+        update: Option<(&str, [&str; 2])>,
+    ) -> Result<bool> {
         let mut tx = self.db.begin().await?;
         let customer_id = Self::call_owner(tx.as_mut(), call_id).await?;
         let seen = tx
@@ -118,6 +155,10 @@ impl Store {
             .await?;
         if !seen.is_empty() {
             return Ok(false);
+        }
+        if let Some((sql, [first, second])) = update {
+            tx.execute(sql, vals![first, second, Millis::now(), call_id])
+                .await?;
         }
         let mut fields = signal.fields;
         fields.insert("call_id".into(), call_id.into());

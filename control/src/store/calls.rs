@@ -12,7 +12,7 @@ use crate::time::Millis;
 
 const COLS: &str = "seq, id, customer_id, status, direction, source, destination, route, ingress, \
      hangup_by, hangup_reason, hangup_cause, tm_create, tm_ringing, tm_progressing, tm_hangup, \
-     duration_ms, tm_update, hangup_sip_code, hangup_sip_reason";
+     duration_ms, tm_update, hangup_sip_code, hangup_sip_reason, answered_by, amd_cause";
 
 fn call(r: &Row) -> Result<Call> {
     Ok(Call {
@@ -35,6 +35,8 @@ fn call(r: &Row) -> Result<Call> {
         tm_update: r.millis(17)?,
         hangup_sip_code: r.opt_int(18)?.and_then(|c| u16::try_from(c).ok()),
         hangup_sip_reason: r.opt_text(19)?,
+        answered_by: r.opt_text(20)?,
+        amd_cause: r.opt_text(21)?,
     })
 }
 

@@ -346,6 +346,14 @@ CREATE INDEX recordings_call ON recordings (call_id, seq);
 CREATE INDEX recordings_created ON recordings (tm_create);
 ",
     ),
+    (
+        // Who answered a call voxbridge placed (answering-machine detection).
+        10,
+        "
+ALTER TABLE calls ADD COLUMN answered_by TEXT;
+ALTER TABLE calls ADD COLUMN amd_cause TEXT;
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {
