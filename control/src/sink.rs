@@ -631,9 +631,12 @@ pub async fn apply(
             after_ms,
             at,
         } => {
-            for (what, v) in [("answered_by", answered_by), ("amd cause", cause)] {
-                voxbridge_contract::text::check(what, v).map_err(ControlError::Rejected)?;
+            if !matches!(answered_by.as_str(), "human" | "machine" | "not_sure") {
+                return Err(ControlError::Rejected(format!(
+                    "answered_by {answered_by:?} is not human, machine or not_sure"
+                )));
             }
+            voxbridge_contract::text::check("amd cause", cause).map_err(ControlError::Rejected)?;
             let fields = json_map([
                 ("answered_by", answered_by.as_str().into()),
                 ("cause", cause.as_str().into()),

@@ -156,13 +156,6 @@ impl VoiceActivity {
         self.hysteresis.update(speech)
     }
 
-    /// A frame with no audio (nothing arrived): silence for the detector's
-    /// hysteresis, without running the classifier.
-    pub fn push_silence(&mut self) -> Option<bool> {
-        self.since_speech = self.since_speech.saturating_add(1);
-        self.hysteresis.update(false)
-    }
-
     /// Whether the last frame is speech: the classifier heard speech in
     /// it or in the [`HANGOVER_FRAMES`] before it (the gaps between words
     /// are speech; no start or stop delay).
