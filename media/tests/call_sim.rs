@@ -636,3 +636,80 @@ fn a_codec_change_mid_call_goes_on_at_the_new_rate_both_ways() {
         "the bot heard after the switch: {loud_after} loud ticks"
     );
 }
+
+/// The bot talks for 4 s; its voice comes back on the caller's side 10 dB
+/// down and 100 ms late (a line's hybrid); 2 s in the caller talks over it
+/// for 600 ms at the bot's level. With the route's voice activity on, the
+/// bot hears of exactly one caller start, at the interruption: never of its
+/// own echo. Without the echo gate the echo starts "the caller" at once.
+#[test]
+fn the_bots_echo_never_interrupts_it_and_the_callers_voice_does() {
+    use voxbridge_media::config::{TranscribeDirection, Vad};
+    let run = |echo_gate: bool| {
+        let vad = Vad {
+            directions: vec![TranscribeDirection::In],
+            echo_gate,
+            ..Vad::default()
+        };
+        let route = voxbridge_media::config::Route {
+            vad: Some(vad),
+            ..route(TWILIO)
+        };
+        let mut s = Sim::new(route, None, 9);
+        let mut far = sim::EchoingFarEnd::new(0.316, 5);
+        // Ticks 100-129 (2.00-2.58 s): the caller's 300 Hz voice.
+        for tick in 100..130u64 {
+            let frame = (0..160)
+                .map(|i| {
+                    let n = (tick * 160 + i) as f64;
+                    ((n * 300.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16
+                })
+                .collect();
+            far.speech.insert(tick, frame);
+        }
+        s.far_end = Some(far);
+        let start = s.at(300);
+        s.bot.say(&mut s.rng, start, 4_000, 20, 1.0, 0.0);
+        s.run_until(s.at(6_000));
+        let told: Vec<(bool, u64)> = s
+            .bot
+            .got_events("vad")
+            .into_iter()
+            .map(|(_, v)| {
+                (
+                    v["vad"]["speaking"].as_bool().unwrap_or_default(),
+                    v["vad"]["offset_ms"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        // Control hears the same changes, in the same order.
+        let events: Vec<(bool, u64)> = s
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                CallEvent::Speech {
+                    started, offset_ms, ..
+                } => Some((*started, *offset_ms)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, events);
+        told
+    };
+    let gated = run(true);
+    let starts: Vec<u64> = gated.iter().filter(|(s, _)| *s).map(|(_, ms)| *ms).collect();
+    assert_eq!(starts.len(), 1, "{gated:?}");
+    assert!(
+        (2_000..2_600).contains(&starts[0]),
+        "at the interruption: {gated:?}"
+    );
+    assert!(
+        gated.iter().any(|(s, ms)| !*s && *ms > starts[0]),
+        "and it stops: {gated:?}"
+    );
+    let open = run(false);
+    assert!(
+        open.iter().any(|(s, ms)| *s && *ms < 2_000),
+        "without the gate the echo is taken for the caller: {open:?}"
+    );
+}

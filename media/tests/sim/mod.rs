@@ -118,6 +118,47 @@ pub struct Heard {
     pub rms: f64,
 }
 
+/// A far end without RTP (the scenario's caller is `None`): what it hears
+/// comes back as echo, `gain` of its level `delay_frames` ticks later, and
+/// the caller's own speech is added on the ticks it is scheduled for; the
+/// sum goes into the call as the caller's audio (8 kHz) on every tick.
+pub struct EchoingFarEnd {
+    pub gain: f32,
+    pub delay_frames: usize,
+    played: VecDeque<Vec<i16>>,
+    /// The caller's own frames, by tick number.
+    pub speech: std::collections::BTreeMap<u64, Vec<i16>>,
+}
+
+impl EchoingFarEnd {
+    pub fn new(gain: f32, delay_frames: usize) -> Self {
+        EchoingFarEnd {
+            gain,
+            delay_frames,
+            played: VecDeque::new(),
+            speech: Default::default(),
+        }
+    }
+
+    /// The caller's audio for tick `tick`, after hearing `frame`.
+    fn answer(&mut self, tick: u64, frame: &[i16]) -> Vec<i16> {
+        self.played.push_back(frame.to_vec());
+        let echo = if self.played.len() > self.delay_frames {
+            self.played.pop_front().unwrap_or_default()
+        } else {
+            vec![0; frame.len()]
+        };
+        let own = self.speech.get(&tick);
+        echo.iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let s = own.and_then(|o| o.get(i)).copied().unwrap_or(0) as f32;
+                (*e as f32 * self.gain + s).clamp(-32768.0, 32767.0) as i16
+            })
+            .collect()
+    }
+}
+
 /// One simulated call.
 pub struct Sim {
     pub t0: Instant,
@@ -133,6 +174,8 @@ pub struct Sim {
     pub ended: Option<HangupCause>,
     /// Tick times, to check the pacing.
     pub tick_times: Vec<Instant>,
+    /// Without an RTP caller: a far end that echoes what it hears.
+    pub far_end: Option<EchoingFarEnd>,
 }
 
 /// A route for the simulator: `protocol` at 16 kHz.
@@ -460,6 +503,7 @@ impl Sim {
             ticks: 0,
             ended: None,
             tick_times: Vec::new(),
+            far_end: None,
         }
     }
 
@@ -560,6 +604,10 @@ impl Sim {
                         at: now,
                         rms: rms(frame),
                     });
+                    if let Some(far) = &mut self.far_end {
+                        let said = far.answer(self.ticks, frame);
+                        self.call.caller_pcm(&said, false, now);
+                    }
                     FrameOutcome::Sent
                 }
             };
