@@ -793,36 +793,74 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
     let _ = std::fs::remove_dir_all(&ccfg.data_dir);
 }
 
+/// A call through control `name` on the route `route_for` makes of the
+/// bot's URL, whose caller says half a second of quiet, 400 ms of a loud
+/// tone, then `quiet_ms` of quiet (all at once; the call counts frames).
+struct OneBurst {
+    control: Control,
+    bus: tokio::sync::broadcast::Receiver<Arc<EventEnvelope>>,
+    call_id: String,
+    caller: Caller,
+    shutdown: voxbridge_media::ShutdownHandle,
+    media: tokio::task::JoinHandle<()>,
+    _link: harness::BotConn,
+}
+
+impl OneBurst {
+    async fn start(
+        name: &str,
+        route_for: impl FnOnce(&str) -> voxbridge_media::config::Route,
+        call: u8,
+        quiet_ms: usize,
+    ) -> OneBurst {
+        let (_ccfg, control, bus, _secret, _plan) = control_in(name).await;
+        let mut bot = TestBot::start().await;
+        let (addr, _api, shutdown, media) = media_for(&control, one_listener(route_for(&bot.url))).await;
+        let mut caller = Caller::connect(addr, uuid(call)).await;
+        let call_id = format!("5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a{call:02x}");
+        let mut link = bot.accept().await;
+        pipecat_next(&mut link).await.expect("start message");
+        let tone: Vec<i16> = (0..3200)
+            .map(|i| ((i as f32 * 0.25).sin() * 8000.0) as i16)
+            .collect();
+        caller.send_audio(&vec![0i16; 4000]).await;
+        caller.send_audio(&tone).await;
+        caller.send_audio(&vec![0i16; quiet_ms * 8]).await;
+        OneBurst {
+            control,
+            bus,
+            call_id,
+            caller,
+            shutdown,
+            media,
+            _link: link,
+        }
+    }
+
+    async fn end(mut self) {
+        self.caller.send_raw(&[0x00, 0x00, 0x00]).await;
+        self.shutdown.shutdown();
+        self.media.await.expect("media task");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_speech_reaches_the_bus_as_it_starts_and_ends() {
     use voxbridge_media::config::{Route, TranscribeDirection, Vad};
-    let (_ccfg, control, mut bus, _secret, _plan) = control_in("vad").await;
-    let mut bot = TestBot::start().await;
-    let route = Route {
+    let route = |bot: &str| Route {
         vad: Some(Vad {
             directions: vec![TranscribeDirection::In],
             ..Vad::default()
         }),
-        ..pipecat_route(&bot.url, 8000)
+        ..pipecat_route(bot, 8000)
     };
-    let (addr, _api, shutdown, media) = media_for(&control, one_listener(route)).await;
-    let mut caller = Caller::connect(addr, uuid(45)).await;
-    let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2d";
-    let mut link = bot.accept().await;
-    pipecat_next(&mut link).await.expect("start message");
-    // Half a second of quiet, 400 ms of a loud tone, a second of quiet.
-    let tone: Vec<i16> = (0..3200)
-        .map(|i| ((i as f32 * 0.25).sin() * 8000.0) as i16)
-        .collect();
-    caller.send_audio(&vec![0i16; 4000]).await;
-    caller.send_audio(&tone).await;
-    caller.send_audio(&vec![0i16; 8000]).await;
+    let mut call = OneBurst::start("vad", route, 45, 1000).await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let e = next_event(&mut bus).await;
+        let e = next_event(&mut call.bus).await;
         if e.resource.kind == "call_speech" {
-            assert_eq!(e.resource.id, call_id);
-            assert_eq!(e.resource.fields["call_id"], call_id);
+            assert_eq!(e.resource.id, call.call_id);
+            assert_eq!(e.resource.fields["call_id"], call.call_id);
             assert_eq!(e.resource.fields["direction"], "in");
             assert!(
                 e.resource.fields["tm_event"].is_string(),
@@ -838,55 +876,44 @@ async fn a_callers_speech_reaches_the_bus_as_it_starts_and_ends() {
         ["speech_started", "speech_ended"]
     );
     assert!(seen[0].1 <= seen[1].1, "{seen:?}");
-    caller.send_raw(&[0x00, 0x00, 0x00]).await;
-    shutdown.shutdown();
-    media.await.expect("media task");
+    call.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_answered_reaches_the_bus_and_the_call_record() {
     use voxbridge_media::config::{AmdCalls, AnsweringMachine, Route};
-    let (_ccfg, control, mut bus, _secret, _plan) = control_in("amd").await;
-    let mut bot = TestBot::start().await;
-    let route = Route {
+    let route = |bot: &str| Route {
         amd: Some(AnsweringMachine {
             calls: AmdCalls::All,
             ..AnsweringMachine::default()
         }),
-        ..pipecat_route(&bot.url, 8000)
+        ..pipecat_route(bot, 8000)
     };
-    let (addr, _api, shutdown, media) = media_for(&control, one_listener(route)).await;
-    let mut caller = Caller::connect(addr, uuid(46)).await;
-    let call_id = "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a2e";
-    let mut link = bot.accept().await;
-    pipecat_next(&mut link).await.expect("start message");
-    // Half a second of line, a short "hello" (400 ms of tone), then the
-    // silence of someone waiting: a person, decided 800 ms into it.
-    let hello: Vec<i16> = (0..3200)
-        .map(|i| ((i as f32 * 0.25).sin() * 8000.0) as i16)
-        .collect();
-    caller.send_audio(&vec![0i16; 4000]).await;
-    caller.send_audio(&hello).await;
-    caller.send_audio(&vec![0i16; 16000]).await;
+    // A short "hello" then the silence of someone waiting: a person,
+    // decided 800 ms into the silence.
+    let mut call = OneBurst::start("amd", route, 46, 2000).await;
     let e = loop {
-        let e = next_event(&mut bus).await;
+        let e = next_event(&mut call.bus).await;
         if e.event_type == "call_answered_by" {
             break e;
         }
     };
     assert_eq!(
         (e.resource.kind.as_str(), e.resource.id.as_str()),
-        ("call_amd", call_id)
+        ("call_amd", call.call_id.as_str())
     );
     assert_eq!(e.resource.fields["answered_by"], "human");
     assert_eq!(e.resource.fields["cause"], "human");
     assert_eq!(e.resource.fields["after_ms"], 500 + 400 + 800);
-    let call = control.store.call_by_id(call_id).await.expect("the call");
+    let record = call
+        .control
+        .store
+        .call_by_id(&call.call_id)
+        .await
+        .expect("the call");
     assert_eq!(
-        (call.answered_by.as_deref(), call.amd_cause.as_deref()),
+        (record.answered_by.as_deref(), record.amd_cause.as_deref()),
         (Some("human"), Some("human"))
     );
-    caller.send_raw(&[0x00, 0x00, 0x00]).await;
-    shutdown.shutdown();
-    media.await.expect("media task");
+    call.end().await;
 }

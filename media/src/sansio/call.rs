@@ -355,15 +355,27 @@ impl Call {
     /// answering-machine decision once made: to the bot and to control, as
     /// the route asks.
     fn tell_what_was_heard(&mut self) {
-        if let Some(vad) = self.vad.as_mut() {
-            tell_speech(
-                vad,
-                &mut self.codec,
-                &mut self.to_bot,
-                &mut self.events,
-                &self.info.call_id,
-                self.wall_start,
-            );
+        while let Some(change) = self.vad.as_mut().and_then(|v| v.take_change()) {
+            let Some(vad) = self.vad.as_ref() else { break };
+            let (to_bot, to_control) = (vad.to_bot, vad.to_control);
+            if to_bot {
+                let direction = match change.speaker {
+                    Speaker::Caller => "in",
+                    Speaker::Bot => "out",
+                };
+                if let Some(o) = self.codec.vad(direction, change.started, change.offset_ms) {
+                    self.to_bot.push_back(o);
+                }
+            }
+            if to_control {
+                self.events.push_back(CallEvent::Speech {
+                    call_id: self.info.call_id.clone(),
+                    speaker: change.speaker,
+                    started: change.started,
+                    offset_ms: change.offset_ms,
+                    at: self.wall_start + Duration::from_millis(change.offset_ms),
+                });
+            }
         }
         let Some(amd) = self.amd.as_mut() else { return };
         let Some(d) = amd.take_decision() else { return };
@@ -712,16 +724,9 @@ impl Call {
         if let Some(vad) = self.vad.as_mut() {
             let offset_ms = self.now.saturating_duration_since(self.started).as_millis() as u64;
             vad.outbound(rate, frame, offset_ms);
-            tell_speech(
-                vad,
-                &mut self.codec,
-                &mut self.to_bot,
-                &mut self.events,
-                &self.info.call_id,
-                self.wall_start,
-            );
+            self.tell_what_was_heard();
         }
-        frame
+        self.pipeline.last_tick()
     }
 
     /// For a leg whose far end paces playback (Asterisk's queue): the next
@@ -1055,38 +1060,6 @@ impl Call {
 fn outgoing_len(o: &Outgoing) -> usize {
     match o {
         Outgoing::Text(b) | Outgoing::Binary(b) => b.len(),
-    }
-}
-
-/// Drains `vad`'s starts and stops: to the bot (its dialect's `vad`
-/// message) and to control (`CallEvent::Speech`), as the route asks.
-fn tell_speech(
-    vad: &mut CallVad,
-    codec: &mut BotCodec,
-    to_bot: &mut VecDeque<Outgoing>,
-    events: &mut VecDeque<CallEvent>,
-    call_id: &str,
-    wall_start: SystemTime,
-) {
-    while let Some(change) = vad.take_change() {
-        if vad.to_bot {
-            let direction = match change.speaker {
-                Speaker::Caller => "in",
-                Speaker::Bot => "out",
-            };
-            if let Some(o) = codec.vad(direction, change.started, change.offset_ms) {
-                to_bot.push_back(o);
-            }
-        }
-        if vad.to_control {
-            events.push_back(CallEvent::Speech {
-                call_id: call_id.to_owned(),
-                speaker: change.speaker,
-                started: change.started,
-                offset_ms: change.offset_ms,
-                at: wall_start + Duration::from_millis(change.offset_ms),
-            });
-        }
     }
 }
 

@@ -285,6 +285,11 @@ impl Pipeline {
         (&self.egress, fill)
     }
 
+    /// The frame the last [`Pipeline::tick`] gave, again.
+    pub fn last_tick(&self) -> &[i16] {
+        &self.egress
+    }
+
     /// For a caller that paces playback itself (Asterisk's queue, see
     /// [`crate::sansio::chanws`]): the next whole frame of bot audio queued,
     /// never silence. `at_tick` once per pacer tick: a bot that sent
