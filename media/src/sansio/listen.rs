@@ -94,12 +94,19 @@ impl CallVad {
     /// leg changed codec, starts that direction afresh); a frame shorter
     /// than 20 ms (a paused bot's last piece) counts as silence.
     pub fn outbound(&mut self, rate: u32, frame: &[i16], offset_ms: u64) {
+        let level = self.watch_outbound(rate, frame, offset_ms);
         if let Some(gate) = self.echo.as_mut() {
-            gate.played(frame);
+            match level {
+                Some(db) => gate.played_level(db),
+                None => gate.played(frame),
+            }
         }
-        let Some((at_rate, vad)) = self.outbound.as_mut() else {
-            return;
-        };
+    }
+
+    /// The `out` direction's detector takes the frame; the frame's level
+    /// when it did (so the echo gate need not take it again).
+    fn watch_outbound(&mut self, rate: u32, frame: &[i16], offset_ms: u64) -> Option<f32> {
+        let (at_rate, vad) = self.outbound.as_mut()?;
         if *at_rate != rate {
             match VoiceActivity::new(&self.config, rate) {
                 Ok(v) => (*at_rate, *vad) = (rate, v),
@@ -107,13 +114,16 @@ impl CallVad {
                     // A rate the call could take but the detector cannot:
                     // this direction goes unwatched rather than wrong.
                     self.outbound = None;
-                    return;
+                    return None;
                 }
             }
         }
-        if let Some(started) = vad.push(frame) {
+        let change = vad.push(frame);
+        let level = (frame.len() == vad.frame_len()).then(|| vad.last_level_db());
+        if let Some(started) = change {
             self.keep(Speaker::Bot, started, offset_ms);
         }
+        level
     }
 
     fn keep(&mut self, speaker: Speaker, started: bool, offset_ms: u64) {
