@@ -1,8 +1,8 @@
 //! voxbridge-codecs: the DSP every call runs 100 times a second.
 //!
 //! G.711 u/A-law, G.722, Opus (libopus), a streaming 20 ms-exact resampler,
-//! packet loss concealment, voice activity detection, and a PCM16 frame
-//! type over `bytes::Bytes`.
+//! packet loss concealment, voice activity detection, noise suppression,
+//! and a PCM16 frame type over `bytes::Bytes`.
 //! Pure computation: no I/O, no async, no clock, and no allocation per frame
 //! once a stream is set up. Wire formats live in `voxbridge-proto`; sockets
 //! and pacing in `voxbridge-media`.
@@ -10,6 +10,7 @@
 
 pub mod chain;
 pub mod codec;
+pub mod denoise;
 pub mod error;
 pub mod frame;
 pub mod g711;

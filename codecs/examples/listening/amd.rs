@@ -8,7 +8,7 @@
 
 use super::{percentile, read_wav, FRAME, RATE};
 use std::path::Path;
-use voxbridge_codecs::vad::{Amd, AmdConfig, AmdVerdict};
+use voxbridge_codecs::vad::{Amd, AmdConfig, AmdVerdict, BeepDetector};
 
 /// Accuracy in percent and the p90 decision time in ms.
 pub fn report(dir: &Path, hiss: &[i16]) -> (f64, f64) {
@@ -63,6 +63,12 @@ pub fn report(dir: &Path, hiss: &[i16]) -> (f64, f64) {
             "amd: after_greeting_silence_ms={after} greeting_ms={greeting}: {acc:.1}% right, p90 {p90:.0} ms"
         );
     }
+    let found = calls.iter().filter(|c| c.1 && beeps_in(&c.2) > 0).count();
+    let heard_in_people: usize = calls.iter().filter(|c| !c.1).map(|c| beeps_in(&c.2)).sum();
+    println!(
+        "beep: found in {found} of {} voicemails; {heard_in_people} in the people's answers",
+        calls.iter().filter(|c| c.1).count()
+    );
     let (accuracy, p90, times) = run(&calls, &AmdConfig::default(), true);
     println!(
         "amd: {} calls ({} people, {} machines), default settings: {accuracy:.1}% right, decision p50 {:.0} ms, p90 {p90:.0} ms",
@@ -74,12 +80,18 @@ pub fn report(dir: &Path, hiss: &[i16]) -> (f64, f64) {
     (accuracy, p90)
 }
 
+/// Beeps the detector finds in `audio` (8 kHz).
+pub fn beeps_in(audio: &[i16]) -> usize {
+    let mut d = BeepDetector::new(RATE as u32);
+    audio.chunks_exact(FRAME).filter_map(|f| d.push(f)).count()
+}
+
 /// Accuracy (%), p90 decision time (ms) and every decision time of `calls` under `config`.
 fn run(calls: &[(String, bool, Vec<i16>)], config: &AmdConfig, verbose: bool) -> (f64, f64, Vec<f64>) {
     let (mut right, mut times, mut wrong) = (0usize, Vec::new(), Vec::new());
     let mut by_cause = std::collections::BTreeMap::<String, usize>::new();
     for (name, machine, audio) in calls {
-        let mut amd = Amd::new(config.clone()).expect("valid settings");
+        let mut amd = Amd::new(config.clone(), 8000).expect("valid settings");
         let decision = audio.chunks_exact(FRAME).find_map(|f| amd.push(f));
         let Some(d) = decision else {
             wrong.push(format!("{name}: undecided"));

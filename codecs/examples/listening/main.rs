@@ -103,11 +103,25 @@ fn main() {
         );
         summary.push((*detector, f1, onset, cpu_us_per_s));
     }
-    let (ns_gain, ns_cpu) = noise::report(&track, &conditions);
+    let (ns, rnnoise) = noise::report(&track, &conditions);
     let dialogue = echo::Dialogue::build(&utterances);
     let hiss = &noises.iter().find(|(n, _)| *n == "pink").expect("pink noise").1;
     let barge = echo::report(&dialogue, hiss);
     let (amd_accuracy, amd_p90) = amd::report(&dir.join("amd"), hiss);
+    // Speech in every noise heard as a beep would cut a voicemail short.
+    let (mut false_beeps, mut speech_s) = (0usize, 0f64);
+    for (name, audio) in &conditions {
+        let n = amd::beeps_in(audio);
+        if n > 0 {
+            println!("beep: {n} in speech, {name}");
+        }
+        false_beeps += n;
+        speech_s += audio.len() as f64 / RATE as f64;
+    }
+    println!(
+        "beep: {false_beeps} false beeps in {:.0} s of speech in noise (all conditions)",
+        speech_s
+    );
     // The bridge runs the caller's direction at the bot's rate, often 16 kHz.
     let (shipped_16k_us, amd_16k_us) = cpu_at_16k(&track.clean);
     println!(
@@ -124,12 +138,16 @@ fn main() {
         .map(|(d, f1, _, cpu)| format!("{}_f1={f1:.3} {}_cpu_us={cpu:.1}", d.name(), d.name()))
         .collect();
     println!(
-        "RESULT vad_f1={:.3} vad_latency_ms={:.0} vad_cpu_us_per_call_s={:.1} vad_cpu_16k_us_per_call_s={shipped_16k_us:.1} amd_cpu_16k_us_per_call_s={amd_16k_us:.1} false_bargein_pct={:.1} missed_bargein_pct={:.1} amd_accuracy_pct={amd_accuracy:.1} amd_p90_ms={amd_p90:.0} ns_snr_gain_db={ns_gain:.1} ns_cpu_us_per_call_s={ns_cpu:.0} shipped={} {}",
+        "RESULT vad_f1={:.3} vad_latency_ms={:.0} vad_cpu_us_per_call_s={:.1} vad_cpu_16k_us_per_call_s={shipped_16k_us:.1} amd_cpu_16k_us_per_call_s={amd_16k_us:.1} false_bargein_pct={:.1} missed_bargein_pct={:.1} amd_accuracy_pct={amd_accuracy:.1} amd_p90_ms={amd_p90:.0} false_beeps={false_beeps} ns_snr_gain_db={:.1} ns_cpu_us_per_call_s={:.1} rnnoise_snr_gain_db={:.1} rnnoise_cpu_us_per_call_s={:.0} shipped={} {}",
         shipped.1,
         shipped.2,
         shipped.3,
         barge.false_pct,
         barge.missed_pct,
+        ns.gain_db,
+        ns.cpu_us,
+        rnnoise.gain_db,
+        rnnoise.cpu_us,
         shipped.0.name(),
         line.join(" ")
     );
@@ -153,11 +171,11 @@ fn cpu_at_16k(track: &[i16]) -> (f64, f64) {
     let vad_ns = t0.elapsed().as_nanos() as f64;
     std::hint::black_box(changes);
     let config = voxbridge_codecs::vad::AmdConfig::default();
-    let mut amd = voxbridge_codecs::vad::Amd::new(config.clone()).expect("valid");
+    let mut amd = voxbridge_codecs::vad::Amd::new(config.clone(), 16_000).expect("valid");
     let t0 = Instant::now();
     for frame in wide.chunks_exact(2 * FRAME) {
         if amd.push(frame).is_some() {
-            amd = voxbridge_codecs::vad::Amd::new(config.clone()).expect("valid");
+            amd = voxbridge_codecs::vad::Amd::new(config.clone(), 16_000).expect("valid");
         }
     }
     let amd_ns = t0.elapsed().as_nanos() as f64;
@@ -485,4 +503,28 @@ fn read_wav(path: &Path) -> Vec<i16> {
     }
     eprintln!("listening: {}: no data chunk", path.display());
     std::process::exit(2);
+}
+
+/// Writes `samples` as a mono 8 kHz PCM16 WAV (for the STOI scorer).
+fn write_wav(path: &Path, samples: &[i16]) {
+    let data = (samples.len() * 2) as u32;
+    let mut b = Vec::with_capacity(44 + data as usize);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&(RATE as u32).to_le_bytes());
+    b.extend_from_slice(&(RATE as u32 * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data.to_le_bytes());
+    for s in samples {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    if let Err(e) = std::fs::write(path, b) {
+        eprintln!("listening: {}: {e}", path.display());
+    }
 }

@@ -14,13 +14,15 @@
 //!   `max_words`, `long_greeting`);
 //! - speech, then `after_greeting_silence_ms` of silence: a person who said
 //!   hello and waits (`human`);
+//! - a voicemail's beep ([`super::BeepDetector`]) before any of these:
+//!   a machine (`beep`); Asterisk's AMD has no such rule;
 //! - nothing decided within `total_analysis_ms`: not sure (`too_long`).
 //!
 //! A word is `min_word_ms` of speech; words are apart after
 //! `between_words_silence_ms` of silence. Pure computation, no clock, no
 //! allocation.
 
-use super::NoiseLevel;
+use super::{BeepDetector, NoiseLevel};
 use crate::error::CodecError;
 
 /// The rules' settings, in ms (Asterisk's `amd.conf` names and defaults).
@@ -123,13 +125,15 @@ pub enum AmdCause {
     MaxWordLength,
     /// Speech, then the silence of someone waiting.
     Human,
+    /// A voicemail's beep.
+    Beep,
     /// Nothing decided in time.
     TooLong,
 }
 
 impl AmdCause {
     /// The cause's name (`initial_silence`, `long_greeting`, `max_words`,
-    /// `max_word_length`, `human`, `too_long`).
+    /// `max_word_length`, `human`, `beep`, `too_long`).
     pub fn as_str(self) -> &'static str {
         match self {
             AmdCause::InitialSilence => "initial_silence",
@@ -137,6 +141,7 @@ impl AmdCause {
             AmdCause::MaxWords => "max_words",
             AmdCause::MaxWordLength => "max_word_length",
             AmdCause::Human => "human",
+            AmdCause::Beep => "beep",
             AmdCause::TooLong => "too_long",
         }
     }
@@ -158,6 +163,7 @@ pub struct AmdDecision {
 pub struct Amd {
     config: AmdConfig,
     noise: NoiseLevel,
+    beep: BeepDetector,
     elapsed_ms: u32,
     silence_ms: u32,
     voice_run_ms: u32,
@@ -169,12 +175,13 @@ pub struct Amd {
 }
 
 impl Amd {
-    /// Detection with `config` (validated).
-    pub fn new(config: AmdConfig) -> Result<Amd, CodecError> {
+    /// Detection with `config` (validated) on frames at `rate` Hz.
+    pub fn new(config: AmdConfig, rate: u32) -> Result<Amd, CodecError> {
         config.validate()?;
         Ok(Amd {
             config,
             noise: NoiseLevel::default(),
+            beep: BeepDetector::new(rate),
             elapsed_ms: 0,
             silence_ms: 0,
             voice_run_ms: 0,
@@ -191,17 +198,20 @@ impl Amd {
         self.decided
     }
 
-    /// The callee's next 20 ms frame (any rate); the decision when this
-    /// frame makes it (once; later frames change nothing).
+    /// The callee's next 20 ms frame; the decision when this frame makes
+    /// it (once; later frames change nothing).
     pub fn push(&mut self, frame: &[i16]) -> Option<AmdDecision> {
         if self.decided.is_some() {
             return None;
         }
         self.noise.update(frame);
+        let beeped = self.beep.push(frame).is_some();
         let speech = !frame.is_empty() && self.noise.is_speech();
         self.elapsed_ms += 20;
         let c = &self.config;
-        let rule = if speech {
+        let rule = if beeped {
+            Some((AmdVerdict::Machine, AmdCause::Beep))
+        } else if speech {
             self.voice_run_ms += 20;
             self.voice_ms += 20;
             if self.voice_run_ms >= c.min_word_ms {
@@ -252,22 +262,41 @@ impl Amd {
 mod tests {
     use super::*;
 
-    fn tone(ms: u32) -> Vec<Vec<i16>> {
+    /// Loud noise: speech to the detector, and no beep (a tone would be).
+    fn voice(ms: u32) -> Vec<Vec<i16>> {
+        let mut seed = ms;
+        (0..ms / 20)
+            .map(|_| {
+                (0..160)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        (8000.0 * ((seed >> 16) as f32 / 32768.0 - 1.0)) as i16
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn beep(ms: u32) -> Vec<Vec<i16>> {
         (0..ms / 20)
             .map(|k| {
                 (0..160)
-                    .map(|i| (8000.0 * ((k * 160 + i) as f32 * 0.3).sin()) as i16)
+                    .map(|i| (8000.0 * ((k * 160 + i) as f32 * 0.785).sin()) as i16)
                     .collect()
             })
             .collect()
     }
 
     fn run(amd: &mut Amd, parts: &[(bool, u32)]) -> Option<AmdDecision> {
+        run_with(amd, parts, voice)
+    }
+
+    fn run_with(amd: &mut Amd, parts: &[(bool, u32)], loud: fn(u32) -> Vec<Vec<i16>>) -> Option<AmdDecision> {
         let quiet = vec![3i16; 160];
         let mut decided = None;
-        for (voice, ms) in parts {
-            let frames = if *voice {
-                tone(*ms)
+        for (sound, ms) in parts {
+            let frames = if *sound {
+                loud(*ms)
             } else {
                 vec![quiet.clone(); (*ms / 20) as usize]
             };
@@ -282,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_hello_and_a_wait_is_a_person() {
-        let mut amd = Amd::new(AmdConfig::default()).expect("valid");
+        let mut amd = Amd::new(AmdConfig::default(), 8000).expect("valid");
         let d = run(&mut amd, &[(false, 400), (true, 500), (false, 1000)]).expect("decided");
         assert_eq!((d.verdict, d.cause), (AmdVerdict::Human, AmdCause::Human));
         assert_eq!(d.after_ms, 400 + 500 + 800);
@@ -290,7 +319,7 @@ mod tests {
 
     #[test]
     fn a_long_greeting_is_a_machine_before_it_ends() {
-        let mut amd = Amd::new(AmdConfig::default()).expect("valid");
+        let mut amd = Amd::new(AmdConfig::default(), 8000).expect("valid");
         let d = run(
             &mut amd,
             &[(false, 400), (true, 1000), (false, 200), (true, 3000)],
@@ -306,7 +335,7 @@ mod tests {
 
     #[test]
     fn many_short_words_are_a_machine_and_silence_is_one_too() {
-        let mut amd = Amd::new(AmdConfig::default()).expect("valid");
+        let mut amd = Amd::new(AmdConfig::default(), 8000).expect("valid");
         let words = [
             (false, 300),
             (true, 200),
@@ -317,11 +346,25 @@ mod tests {
         ];
         let d = run(&mut amd, &words).expect("decided");
         assert_eq!((d.verdict, d.cause), (AmdVerdict::Machine, AmdCause::MaxWords));
-        let mut amd = Amd::new(AmdConfig::default()).expect("valid");
+        let mut amd = Amd::new(AmdConfig::default(), 8000).expect("valid");
         let d = run(&mut amd, &[(false, 3000)]).expect("decided");
         assert_eq!(
             (d.verdict, d.cause, d.after_ms),
             (AmdVerdict::Machine, AmdCause::InitialSilence, 2500)
+        );
+    }
+
+    #[test]
+    fn a_beep_after_a_short_greeting_is_a_machine() {
+        // "Leave a message." (one word to the rules) and a beep: without
+        // the beep, the silence after it would make a person.
+        let mut amd = Amd::new(AmdConfig::default(), 8000).expect("valid");
+        let d = run(&mut amd, &[(false, 400), (true, 600), (false, 300)]);
+        assert_eq!(d, None);
+        let d = run_with(&mut amd, &[(true, 400), (false, 100)], beep).expect("decided");
+        assert_eq!(
+            (d.verdict, d.cause, d.after_ms),
+            (AmdVerdict::Machine, AmdCause::Beep, 400 + 600 + 300 + 400 + 20)
         );
     }
 
@@ -341,7 +384,10 @@ mod tests {
                 ..AmdConfig::default()
             },
         ] {
-            assert!(matches!(Amd::new(c), Err(CodecError::InvalidSetting { .. })));
+            assert!(matches!(
+                Amd::new(c, 8000),
+                Err(CodecError::InvalidSetting { .. })
+            ));
         }
     }
 }

@@ -27,12 +27,15 @@
 //!
 //! Built on the same test: [`EchoGate`] keeps the bot's echo on a phone
 //! line from counting as the caller, and [`Amd`] tells a person from an
-//! answering machine by how the callee of an outbound call answers.
+//! answering machine by how the callee of an outbound call answers and by
+//! the voicemail's beep ([`BeepDetector`]).
 
 mod amd;
+mod beep;
 mod echo;
 
 pub use amd::{Amd, AmdCause, AmdConfig, AmdDecision, AmdVerdict};
+pub use beep::{tone_hz, Beep, BeepDetector, BEEP_MAX_MS, BEEP_MIN_MS};
 pub use echo::EchoGate;
 
 use crate::{error::CodecError, frame_len, is_supported_rate};
