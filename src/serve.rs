@@ -45,6 +45,7 @@ pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<(Config, ControlCon
     };
     config.apply_env(|k| std::env::var(k).ok())?;
     config.validate()?;
+    config.load_messages()?;
     control.apply_env(|k| std::env::var(k).ok())?;
     // `[recording]` is one section for both: the media plane writes the
     // files, control serves and expires them.

@@ -955,7 +955,7 @@ mod tests {
         }
 
         #[test]
-        fn hangups_round_trip(id in "[a-z0-9-]{1,40}", text in ".{0,60}", ms in 0u64..4_000_000_000_000, cause in 0usize..13) {
+        fn hangups_round_trip(id in "[a-z0-9-]{1,40}", text in ".{0,60}", ms in 0u64..4_000_000_000_000, cause in 0usize..HangupCause::ALL.len()) {
             for event in [
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::from_millis(ms / 7), at: at(ms), sip: None },
                 CallEvent::Hungup { call_id: id.clone(), cause: HangupCause::ALL[cause], duration: Duration::ZERO, at: at(ms), sip: Some(SipCause::new((ms % 2 == 0).then_some(487), &text)) },

@@ -72,11 +72,18 @@ pub enum HangupCause {
     Overload,
     /// The call was handed on (a SIP REFER the far end carried out).
     Transferred,
+    /// A call voxbridge placed reached an answering machine and its route
+    /// hangs up on machines (`amd.on_machine = "hangup"`).
+    AnsweringMachine,
+    /// A call voxbridge placed reached an answering machine, and the
+    /// route's message was left after its beep (`amd.on_machine =
+    /// "leave_message"`).
+    MessageLeft,
 }
 
 impl HangupCause {
     /// Every cause, for metrics.
-    pub const ALL: [HangupCause; 13] = [
+    pub const ALL: [HangupCause; 15] = [
         HangupCause::CallerHangup,
         HangupCause::CallerGone,
         HangupCause::CallerError,
@@ -90,6 +97,8 @@ impl HangupCause {
         HangupCause::ApiHangup,
         HangupCause::Overload,
         HangupCause::Transferred,
+        HangupCause::AnsweringMachine,
+        HangupCause::MessageLeft,
     ];
 
     /// The stable name.
@@ -108,6 +117,8 @@ impl HangupCause {
             HangupCause::ApiHangup => "api_hangup",
             HangupCause::Overload => "overload",
             HangupCause::Transferred => "transferred",
+            HangupCause::AnsweringMachine => "answering_machine",
+            HangupCause::MessageLeft => "message_left",
         }
     }
 

@@ -158,6 +158,11 @@ pub struct Route {
     /// Answering-machine detection on the route's calls that voxbridge
     /// placed (`[routes.<name>.amd]`); off when absent.
     pub amd: Option<AnsweringMachine>,
+    /// Noise suppression on the caller's audio at the caller's rate, before
+    /// anything else hears it (`voxbridge_codecs::denoise`): the bot,
+    /// transcription, recording and the detectors get the filtered audio,
+    /// 10 ms later. Off by default.
+    pub noise_suppression: bool,
 }
 
 /// `[routes.<name>.amd]`: answering-machine detection on the calls of the
@@ -194,6 +199,33 @@ pub struct AnsweringMachine {
     pub to_bot: bool,
     /// Publish `call_answered_by` to control.
     pub to_control: bool,
+    /// What a `machine` verdict does: `continue` (default; the call goes
+    /// on and the bot, told, decides), `hangup`, or `leave_message` (wait
+    /// for the beep, play `message`, hang up).
+    pub on_machine: OnMachine,
+    /// The message `leave_message` plays: a WAV file (PCM16, A-law or
+    /// u-law, mono, at a standard rate, at most 60 s), read when the
+    /// server starts.
+    pub message: Option<std::path::PathBuf>,
+    /// After the machine verdict, how long to wait for the beep before
+    /// leaving the message anyway, ms (some machines never beep).
+    pub beep_wait_ms: u32,
+    /// `message`'s audio, once read ([`Config::load_messages`]).
+    #[serde(skip)]
+    pub message_audio: Option<crate::sansio::voicemail::Prompt>,
+}
+
+/// What a route does with a callee that is an answering machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMachine {
+    /// Nothing: the call goes on (the bot is told and decides).
+    Continue,
+    /// Hang up at once (cause `answering_machine`).
+    Hangup,
+    /// Hold the bot's audio back, wait for the beep, play the route's
+    /// message, hang up (cause `message_left`).
+    LeaveMessage,
 }
 
 impl Default for AnsweringMachine {
@@ -211,6 +243,10 @@ impl Default for AnsweringMachine {
             max_word_ms: d.max_word_ms,
             to_bot: true,
             to_control: true,
+            on_machine: OnMachine::Continue,
+            message: None,
+            beep_wait_ms: 5000,
+            message_audio: None,
         }
     }
 }
@@ -252,9 +288,28 @@ impl AnsweringMachine {
             }
             other => ConfigError(format!("{at}.amd: {other}")),
         })?;
-        if !self.to_bot && !self.to_control {
+        if !self.to_bot && !self.to_control && self.on_machine == OnMachine::Continue {
             return Err(ConfigError(format!(
-                "{at}.amd: to_bot and to_control are both false (remove the table to turn it off)"
+                "{at}.amd: to_bot and to_control are both false and on_machine is continue (remove the table to turn it off)"
+            )));
+        }
+        match (self.on_machine, &self.message) {
+            (OnMachine::LeaveMessage, None) => {
+                return Err(ConfigError(format!(
+                    "{at}.amd.on_machine = \"leave_message\" needs message (a WAV file)"
+                )))
+            }
+            (OnMachine::Continue | OnMachine::Hangup, Some(_)) => {
+                return Err(ConfigError(format!(
+                    "{at}.amd.message is played only with on_machine = \"leave_message\""
+                )))
+            }
+            _ => {}
+        }
+        if !(500..=30_000).contains(&self.beep_wait_ms) {
+            return Err(ConfigError(format!(
+                "{at}.amd.beep_wait_ms: {} ms is not between 500 and 30000",
+                self.beep_wait_ms
             )));
         }
         Ok(())
@@ -536,6 +591,7 @@ impl std::fmt::Debug for Route {
             .field("record", &self.record)
             .field("vad", &self.vad)
             .field("amd", &self.amd)
+            .field("noise_suppression", &self.noise_suppression)
             .finish()
     }
 }
@@ -559,6 +615,7 @@ impl Default for Route {
             record: false,
             vad: None,
             amd: None,
+            noise_suppression: false,
         }
     }
 }
@@ -1493,6 +1550,24 @@ impl Config {
         if let Some(n) = num("VOXBRIDGE_RTP_SHARED_PORT")? {
             self.rtp.shared_port = u16::try_from(n)
                 .map_err(|_| ConfigError(format!("VOXBRIDGE_RTP_SHARED_PORT={n}: not a port")))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the messages routes leave on answering machines
+    /// (`amd.message`, relative to the working directory) that are not
+    /// read yet.
+    pub fn load_messages(&mut self) -> Result<(), ConfigError> {
+        for (name, route) in &mut self.routes {
+            let Some(amd) = route.amd.as_mut() else { continue };
+            let Some(path) = amd.message.as_ref().filter(|_| amd.message_audio.is_none()) else {
+                continue;
+            };
+            let bad = |detail: String| {
+                ConfigError(format!("routes.{name}.amd.message {}: {detail}", path.display()))
+            };
+            let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            amd.message_audio = Some(crate::sansio::voicemail::Prompt::from_wav(&bytes).map_err(bad)?);
         }
         Ok(())
     }

@@ -713,3 +713,93 @@ fn the_bots_echo_never_interrupts_it_and_the_callers_voice_does() {
         "without the gate the echo is taken for the caller: {open:?}"
     );
 }
+
+/// A placed call reaches a voicemail: 2 s of greeting, 300 ms of silence,
+/// a 500 ms beep at 1 kHz, then the machine records. The bot talks from
+/// the start. With the route's `on_machine = "leave_message"` the
+/// detection says `machine` during the greeting, the bot's audio stops,
+/// nothing plays until the beep has ended, then the route's one-second
+/// message plays whole and the call ends `message_left`.
+#[test]
+fn a_voicemail_gets_the_routes_message_after_its_beep_and_then_the_call_ends() {
+    use voxbridge_media::config::{AmdCalls, AnsweringMachine, OnMachine};
+    use voxbridge_media::sansio::voicemail::Prompt;
+    use voxbridge_proto::wav::{write_header, WavEncoding};
+    // The message: a second of 600 Hz at 8 kHz.
+    let mut wav = write_header(WavEncoding::Pcm16, 8000, 16_000).to_vec();
+    for i in 0..8000 {
+        let s = ((i as f64 * 600.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16;
+        wav.extend_from_slice(&s.to_le_bytes());
+    }
+    let amd = AnsweringMachine {
+        calls: AmdCalls::All,
+        on_machine: OnMachine::LeaveMessage,
+        message: Some("message.wav".into()),
+        message_audio: Some(Prompt::from_wav(&wav).expect("a WAV")),
+        ..AnsweringMachine::default()
+    };
+    let route = voxbridge_media::config::Route {
+        amd: Some(amd),
+        ..route(TWILIO)
+    };
+    let mut s = Sim::new(route, None, 11);
+    // The machine: no echo; its greeting (loud noise, ticks 10-109), the
+    // beep (ticks 125-149), then silence.
+    let mut far = sim::EchoingFarEnd::new(0.0, 1);
+    let mut seed = 3u32;
+    for tick in 10..110u64 {
+        let frame = (0..160)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (6000.0 * ((seed >> 16) as f32 / 32768.0 - 1.0)) as i16
+            })
+            .collect();
+        far.speech.insert(tick, frame);
+    }
+    for tick in 125..150u64 {
+        let frame = (0..160)
+            .map(|i| {
+                let n = (tick * 160 + i) as f64;
+                ((n * 1000.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16
+            })
+            .collect();
+        far.speech.insert(tick, frame);
+    }
+    s.far_end = Some(far);
+    let start = s.at(100);
+    s.bot.say(&mut s.rng, start, 10_000, 20, 1.0, 0.0);
+    s.run_until(s.at(20_000));
+    assert_eq!(
+        s.ended,
+        Some(HangupCause::MessageLeft),
+        "it hangs up once the message is left"
+    );
+    let verdict = s.events.iter().find_map(|e| match e {
+        CallEvent::AnsweredBy { answered_by, .. } => Some(answered_by.clone()),
+        _ => None,
+    });
+    assert_eq!(verdict.as_deref(), Some("machine"));
+    // What the machine heard, tick by tick: the bot until the verdict,
+    // quiet until the beep is over, then the message only.
+    let loud = s.loud();
+    let beep_over = 150;
+    let message: Vec<usize> = (beep_over..loud.len()).filter(|&t| loud[t]).collect();
+    let first = *message.first().expect("the message played");
+    assert!(first <= beep_over + 3, "it starts as the beep ends: tick {first}");
+    assert!(
+        (first..=*message.last().expect("played")).all(|t| loud[t]),
+        "the message plays without a hole"
+    );
+    assert!(
+        (49..=51).contains(&message.len()),
+        "all of it: {} ticks",
+        message.len()
+    );
+    let quiet_before = (90..beep_over).filter(|&t| loud[t]).count();
+    assert_eq!(quiet_before, 0, "nothing over the greeting's end and the beep");
+    assert!(
+        loud.len() <= first + 55,
+        "and the call ends after it: {} ticks",
+        loud.len()
+    );
+}

@@ -83,7 +83,7 @@ impl Bench {
     }
 }
 
-/// A call of `kind`; with `listen`, its route also runs voice activity
+/// A call of `kind`; with `listen`, its route also runs noise suppression, voice activity
 /// (both directions, echo gate) and answering-machine detection.
 fn bench(kind: BotProtocolKind, listen: bool) -> Bench {
     let mut caller_frame = vec![0x10, 0x01, 0x40];
@@ -123,6 +123,7 @@ fn bench(kind: BotProtocolKind, listen: bool) -> Bench {
             calls: voxbridge_media::config::AmdCalls::All,
             ..Default::default()
         }),
+        noise_suppression: listen,
         ..Route::default()
     };
     let info = CallInfo {

@@ -67,9 +67,11 @@ pub struct MediaServer {
 }
 
 impl MediaServer {
-    /// Validates `config` and binds every listener (port 0 picks a free port).
-    pub async fn bind(config: Config, sink: Arc<dyn EventSink>) -> Result<Self, MediaError> {
+    /// Validates `config`, reads the files it names and binds every listener
+    /// (port 0 picks a free port).
+    pub async fn bind(mut config: Config, sink: Arc<dyn EventSink>) -> Result<Self, MediaError> {
         config.validate()?;
+        config.load_messages()?;
         let mut listeners = Vec::new();
         for l in &config.audiosocket {
             let listener = TcpListener::bind(l.listen).await.map_err(|e| {

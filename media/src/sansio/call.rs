@@ -18,11 +18,12 @@
 
 use super::bot_policy::{AfterFailure, BotPolicy};
 use super::botcodec::{BotCodec, BotInput, Outgoing};
-use super::listen::{CallAmd, CallVad};
+use super::listen::{AfterVerdict, CallAmd, CallVad};
 use super::pacer::Pacer;
 use super::pipeline::Pipeline;
 use super::playout::PlayoutStats;
 use super::tap::{Chunk, Tap, TapDirection};
+use super::voicemail::Voicemail;
 use crate::config::Route;
 use crate::error::{BotLinkError, MediaError};
 use crate::events::{CallEvent, CallInfo, HangupCause, RtpCallStats, SipCause, Speaker};
@@ -158,6 +159,9 @@ pub struct Call {
     vad: Option<Box<CallVad>>,
     /// Answering-machine detection (a route's `amd`, on a call voxbridge placed).
     amd: Option<Box<CallAmd>>,
+    /// The route's message being left on an answering machine: the bot's
+    /// audio is held back meanwhile.
+    voicemail: Option<Box<Voicemail>>,
 }
 
 impl Call {
@@ -174,15 +178,18 @@ impl Call {
         now: Instant,
         wall: SystemTime,
     ) -> Result<Self, MediaError> {
-        let pipeline = Pipeline::new(caller_rate, route.bot_rate(), route.playout_cap_ms)?
+        let mut pipeline = Pipeline::new(caller_rate, route.bot_rate(), route.playout_cap_ms)?
             .with_bot_cushion(route.bot_cushion_ms);
+        if route.noise_suppression {
+            pipeline = pipeline.with_noise_suppression()?;
+        }
         let codec = BotCodec::new(route.protocol, route.encoding(), route.bot_rate(), &info.call_id);
         let vad = match &route.vad {
             Some(v) => Some(Box::new(CallVad::new(v, route.bot_rate(), caller_rate)?)),
             None => None,
         };
         let amd = match &route.amd {
-            Some(a) if a.listens_to(&info.params) => Some(Box::new(CallAmd::new(a)?)),
+            Some(a) if a.listens_to(&info.params) => Some(Box::new(CallAmd::new(a, route.bot_rate())?)),
             _ => None,
         };
         metrics.active_calls.fetch_add(1, Relaxed);
@@ -222,6 +229,7 @@ impl Call {
             rec: None,
             vad,
             amd,
+            voicemail: None,
         })
     }
 
@@ -328,12 +336,13 @@ impl Call {
     ) {
         let bot_rate = self.pipeline.bot_rate();
         let offset_ms = self.age(now).as_millis() as u64;
-        let (codec, to_bot, mut taps, vad, amd) = (
+        let (codec, to_bot, mut taps, vad, amd, voicemail) = (
             &mut self.codec,
             &mut self.to_bot,
             [&mut self.tap, &mut self.rec],
             &mut self.vad,
             &mut self.amd,
+            &mut self.voicemail,
         );
         let mut emit = |f: &[i16]| {
             tap_in(&mut taps, bot_rate, f);
@@ -342,6 +351,9 @@ impl Call {
             }
             if let Some(a) = amd.as_mut() {
                 a.inbound(f);
+            }
+            if let Some(v) = voicemail.as_mut() {
+                v.inbound(f);
             }
             to_bot.push_back(codec.audio(f))
         };
@@ -353,7 +365,7 @@ impl Call {
 
     /// Voice activity's starts and stops since the last call, and the
     /// answering-machine decision once made: to the bot and to control, as
-    /// the route asks.
+    /// the route asks, and on a machine what the route does with one.
     fn tell_what_was_heard(&mut self) {
         while let Some(change) = self.vad.as_mut().and_then(|v| v.take_change()) {
             let Some(vad) = self.vad.as_ref() else { break };
@@ -379,7 +391,7 @@ impl Call {
         }
         let Some(amd) = self.amd.as_mut() else { return };
         let Some(d) = amd.take_decision() else { return };
-        let (to_bot, to_control) = (amd.to_bot, amd.to_control);
+        let (to_bot, to_control, after) = (amd.to_bot, amd.to_control, amd.after(&d));
         if to_bot {
             if let Some(o) = self
                 .codec
@@ -396,6 +408,33 @@ impl Call {
                 after_ms: d.after_ms.into(),
                 at: self.wall(self.now),
             });
+        }
+        match after {
+            AfterVerdict::Continue => {}
+            AfterVerdict::HangUp => self.hang_up(HangupCause::AnsweringMachine),
+            AfterVerdict::LeaveMessage(voicemail) => {
+                // The bot stops talking to the machine: what it queued goes.
+                self.pipeline.clear();
+                if let Some(q) = &mut self.leg_requests {
+                    q.push_back(LegRequest::Flush);
+                }
+                self.voicemail = Some(voicemail);
+            }
+        }
+    }
+
+    /// On a tick while a message is being left: the next piece of it to the
+    /// playout, and the hangup once the callee has heard all of it.
+    fn leave_message(&mut self) {
+        let Some(vm) = self.voicemail.as_mut() else { return };
+        if let Some((piece, rate)) = vm.tick(self.pipeline.buffered_ms()) {
+            if self.pipeline.bot_audio(piece, rate).is_err() {
+                // A rate the route's validation let through: cannot happen;
+                // the call ends rather than waits for nothing.
+                self.hang_up(HangupCause::MessageLeft);
+            }
+        } else if vm.all_queued() && !self.pipeline.has_pending_audio() {
+            self.hang_up(HangupCause::MessageLeft);
         }
     }
 
@@ -542,6 +581,9 @@ impl Call {
             BotMessage::Close(close) => return self.bot_closed(close),
         };
         let input = match decoded {
+            // A message is being left on a machine: the bot's audio, and
+            // its interruptions, wait until the call ends.
+            Ok(BotInput::Audio { .. } | BotInput::Clear) if self.voicemail.is_some() => return,
             Ok(i) => i,
             Err(e) => {
                 self.counters.bot_protocol_errors += 1;
@@ -694,6 +736,7 @@ impl Call {
             self.counters.frames_late += 1;
         }
         self.ticks += 1;
+        self.leave_message();
         Some(Tick {
             fold: self.ticks % FOLD_TICKS == 0,
         })

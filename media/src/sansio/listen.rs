@@ -8,13 +8,14 @@
 //! is never taken for the caller interrupting it. No allocation per frame:
 //! the queue of changes is made once and a change is a few bytes.
 //! [`CallAmd`] runs answering-machine detection on the callee of a call
-//! voxbridge placed.
+//! voxbridge placed, and says what the route does with a machine.
 
-use crate::config::{AnsweringMachine, Vad};
+use super::voicemail::{Prompt, Voicemail};
+use crate::config::{AnsweringMachine, OnMachine, Vad};
 use crate::error::MediaError;
 use crate::events::Speaker;
 use std::collections::VecDeque;
-use voxbridge_codecs::vad::{Amd, AmdDecision, EchoGate, VadConfig, VoiceActivity};
+use voxbridge_codecs::vad::{Amd, AmdCause, AmdDecision, AmdVerdict, EchoGate, VadConfig, VoiceActivity};
 
 /// Changes a call holds before [`CallVad::take_change`] drains them (a
 /// frame gives at most one per direction; this is many frames' worth).
@@ -155,17 +156,50 @@ pub struct CallAmd {
     /// Tell control.
     pub to_control: bool,
     decided: Option<AmdDecision>,
+    on_machine: OnMachine,
+    message: Option<(Prompt, u32)>,
+    rate: u32,
+}
+
+/// What the call does once answering-machine detection has decided.
+#[derive(Debug)]
+pub enum AfterVerdict {
+    /// Goes on.
+    Continue,
+    /// Hangs up on the machine.
+    HangUp,
+    /// Leaves the route's message on the machine.
+    LeaveMessage(Box<Voicemail>),
 }
 
 impl CallAmd {
-    /// Detection as `route` sets it.
-    pub fn new(route: &AnsweringMachine) -> Result<CallAmd, MediaError> {
+    /// Detection as `route` sets it, on the callee's frames at `rate`.
+    pub fn new(route: &AnsweringMachine, rate: u32) -> Result<CallAmd, MediaError> {
         Ok(CallAmd {
-            amd: Amd::new(route.detector_config())?,
+            amd: Amd::new(route.detector_config(), rate)?,
             to_bot: route.to_bot,
             to_control: route.to_control,
             decided: None,
+            on_machine: route.on_machine,
+            message: route.message_audio.clone().map(|p| (p, route.beep_wait_ms)),
+            rate,
         })
+    }
+
+    /// What the route does after `decision` (a machine: go on, hang up, or
+    /// leave its message; a `leave_message` route whose message was never
+    /// read, as in a test that builds the route by hand, hangs up).
+    pub fn after(&self, decision: &AmdDecision) -> AfterVerdict {
+        if decision.verdict != AmdVerdict::Machine {
+            return AfterVerdict::Continue;
+        }
+        match (self.on_machine, &self.message) {
+            (OnMachine::Continue, _) => AfterVerdict::Continue,
+            (OnMachine::LeaveMessage, Some((prompt, wait))) => AfterVerdict::LeaveMessage(Box::new(
+                Voicemail::new(prompt.clone(), *wait, self.rate, decision.cause == AmdCause::Beep),
+            )),
+            (OnMachine::Hangup | OnMachine::LeaveMessage, _) => AfterVerdict::HangUp,
+        }
     }
 
     /// The callee's next 20 ms frame.
@@ -299,9 +333,16 @@ mod tests {
 
     #[test]
     fn a_callee_who_says_hello_and_waits_is_a_person_decided_once() {
-        let mut a = CallAmd::new(&AnsweringMachine::default()).expect("valid");
+        let mut a = CallAmd::new(&AnsweringMachine::default(), 16_000).expect("valid");
         let quiet = vec![0i16; 320];
-        let hello = tone(320, 8000.0);
+        // Noise, not a tone: a steady tone is a voicemail's beep.
+        let mut seed = 1u32;
+        let hello: Vec<i16> = (0..320)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (8000.0 * ((seed >> 16) as f32 / 32768.0 - 1.0)) as i16
+            })
+            .collect();
         let mut decided = Vec::new();
         for i in 0..150 {
             a.inbound(if (20..45).contains(&i) { &hello } else { &quiet });

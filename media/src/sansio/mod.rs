@@ -24,3 +24,4 @@ pub mod rtp;
 pub mod sip;
 pub mod stereo;
 pub mod tap;
+pub mod voicemail;

@@ -12,6 +12,7 @@
 
 use crate::error::MediaError;
 use crate::sansio::playout::{FrameFill, Playout};
+use voxbridge_codecs::denoise::NoiseSuppressor;
 use voxbridge_codecs::{frame, frame_len, max_frame_len, Resampler, STANDARD_RATES};
 
 /// The caller's side ticks one frame per 20 ms of the same length, so its rate
@@ -34,6 +35,9 @@ struct Framer {
     acc: Vec<i16>,
     fill: usize,
     out: Vec<i16>,
+    /// The caller's side with noise suppression on: each frame is filtered
+    /// at the input rate before it is resampled.
+    denoise: Option<Box<NoiseSuppressor>>,
 }
 
 impl Framer {
@@ -43,7 +47,14 @@ impl Framer {
             fill: 0,
             out: vec![0; max_frame_len(to)],
             resampler: Resampler::new(from, to)?,
+            denoise: None,
         })
+    }
+
+    /// The same stage with its input noise-suppressed.
+    fn denoised(mut self) -> Result<Self, MediaError> {
+        self.denoise = Some(Box::new(NoiseSuppressor::new(self.input_rate())?));
+        Ok(self)
     }
 
     fn input_rate(&self) -> u32 {
@@ -103,11 +114,11 @@ impl Framer {
         self.fill = 0;
         // Lengths come from the resampler itself, so process() cannot fail here.
         let (i, o) = (self.resampler.input_len(), self.resampler.output_len());
-        if self
-            .resampler
-            .process(&self.acc[..i], &mut self.out[..o])
-            .is_err()
-        {
+        let input = match self.denoise.as_mut() {
+            Some(ns) => ns.process(&self.acc[..i]),
+            None => &self.acc[..i],
+        };
+        if self.resampler.process(input, &mut self.out[..o]).is_err() {
             return 0;
         }
         emit(&self.out[..o]);
@@ -172,6 +183,13 @@ impl Pipeline {
         self
     }
 
+    /// Turns noise suppression on for the caller's audio (a route's
+    /// `noise_suppression`): filtered at the caller's rate, 10 ms later.
+    pub fn with_noise_suppression(mut self) -> Result<Self, MediaError> {
+        self.up = self.up.denoised()?;
+        Ok(self)
+    }
+
     /// The caller's sample rate.
     pub fn caller_rate(&self) -> u32 {
         self.caller_rate
@@ -190,7 +208,12 @@ impl Pipeline {
         }
         check_caller_rate(rate)?;
         let cap = self.playout.capacity_ms() as u32;
-        self.up = Framer::new(rate, self.bot_rate)?;
+        let up = Framer::new(rate, self.bot_rate)?;
+        self.up = if self.up.denoise.is_some() {
+            up.denoised()?
+        } else {
+            up
+        };
         self.down = Framer::new(self.down.input_rate(), rate)?;
         let cushion = self.playout.cushion_ms();
         self.playout = Playout::new(rate, cap);
@@ -395,6 +418,43 @@ mod tests {
 
     fn le(pcm: &[i16]) -> Vec<u8> {
         pcm.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn with_noise_suppression_the_bot_hears_the_lines_noise_turned_down_also_after_a_rate_change() {
+        let noise = |seed: &mut u32, len: usize| -> Vec<i16> {
+            (0..len)
+                .map(|_| {
+                    *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (2000.0 * ((*seed >> 16) as f32 / 32768.0 - 1.0)) as i16
+                })
+                .collect()
+        };
+        let to_bot_power = |p: &mut Pipeline, rate: u32| {
+            let mut seed = 5;
+            let (mut sum, mut n) = (0f64, 0usize);
+            for k in 0..150 {
+                let frame = noise(&mut seed, rate as usize / 50);
+                p.caller_pcm(&frame, |f| {
+                    if k >= 100 {
+                        sum += f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
+                        n += f.len();
+                    }
+                });
+            }
+            sum / n.max(1) as f64
+        };
+        let mut plain = Pipeline::new(8000, 16_000, 1000).expect("valid");
+        let mut quiet = Pipeline::new(8000, 16_000, 1000)
+            .expect("valid")
+            .with_noise_suppression()
+            .expect("8 kHz");
+        let down_db = 10.0 * (to_bot_power(&mut plain, 8000) / to_bot_power(&mut quiet, 8000)).log10();
+        assert!(down_db > 7.0, "noise down {down_db:.1} dB");
+        quiet.set_caller_rate(16_000).expect("16 kHz");
+        plain.set_caller_rate(16_000).expect("16 kHz");
+        let down_db = 10.0 * (to_bot_power(&mut plain, 16_000) / to_bot_power(&mut quiet, 16_000)).log10();
+        assert!(down_db > 7.0, "still on at the new rate: {down_db:.1} dB");
     }
 
     #[test]
