@@ -237,6 +237,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
                 max_tries: 1,
                 interval_s: 0,
             },
+            ..RetryPolicy::default()
         }),
     };
     let campaign = control.store.create_campaign(&admin, "default", &spec).await?;

@@ -137,6 +137,7 @@ async fn a_killed_daemon_resumes_its_campaign_without_double_dials() {
             max_tries: 3,
             interval_s: 0,
         },
+        ..RetryPolicy::default()
     };
     let spec = CampaignSpec {
         name: "restart".into(),

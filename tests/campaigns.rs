@@ -757,3 +757,127 @@ async fn pause_resume_and_stop_follow_the_campaign_state_machine() {
     );
     s.stop().await;
 }
+
+/// A campaign whose targets reach voicemails, on a route that leaves its
+/// message on machines: each attempt is answered by the simulated
+/// voicemail (greeting, beep), detected as a machine, given the message
+/// after the beep and hung up `message_left`; the target's result is
+/// `machine` and its own retry rule (2 tries) dials it once more; a target
+/// a person answers stays `answered`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voicemails_get_the_message_and_the_machine_retry_rule() {
+    use voxbridge_media::config::{AmdCalls, AnsweringMachine, OnMachine};
+    let message = std::env::temp_dir().join(format!("voxbridge-test-message-{}.wav", std::process::id()));
+    let mut wav =
+        voxbridge_proto::wav::write_header(voxbridge_proto::wav::WavEncoding::Pcm16, 8000, 8000).to_vec();
+    for i in 0..4000 {
+        let s = ((i as f64 * 600.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16;
+        wav.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(&message, wav).expect("write the message");
+    let originate = OriginateConfig {
+        kind: OriginatorKind::Simulated,
+        ring_timeout_ms: 5_000,
+        simulated: SimulatedConfig {
+            answer_delay_ms: 20,
+            // The greeting: two seconds of the built-in speech.
+            max_talk_ms: 2_000,
+            linger_ms: 100,
+            ..SimulatedConfig::default()
+        },
+        ..OriginateConfig::default()
+    };
+    let s = stack_with(harness::pg::fresh_pg_url().await, "local", originate, |config| {
+        let route = config.routes.get_mut("default").expect("the default route");
+        route.amd = Some(AnsweringMachine {
+            calls: AmdCalls::All,
+            on_machine: OnMachine::LeaveMessage,
+            message: Some(message.clone()),
+            ..AnsweringMachine::default()
+        });
+    })
+    .await;
+    let mut bus = s.control.bus.subscribe();
+    let (status, c) = s
+        .call(
+            "POST",
+            "/v1/campaigns",
+            "application/json",
+            serde_json::json!({
+                "name": "voicemails",
+                "calls_per_second": 20,
+                "retry": {"machine": {"max_tries": 2, "interval_s": 0}}
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    assert_eq!(c["retry"]["machine"]["max_tries"], 2);
+    let id = c["id"].as_str().expect("id").to_owned();
+    let csv = "destination,sim\n+15550001,machine\n+15550002,machine\n";
+    let (status, body) = s
+        .call(
+            "POST",
+            &format!("/v1/campaigns/{id}/targets"),
+            "text/csv",
+            csv.into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s
+        .call(
+            "POST",
+            &format!("/v1/campaigns/{id}/start"),
+            "application/json",
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let done = event_where(&mut bus, "campaign_completed", Duration::from_secs(60), |e| {
+        e.event_type == "campaign_completed" && e.resource.id == id
+    })
+    .await;
+    let f = &done.resource.fields;
+    assert_eq!(
+        (
+            f["dialed"].as_i64(),
+            f["machine"].as_i64(),
+            f["answered"].as_i64(),
+            f["failed"].as_i64()
+        ),
+        (Some(4), Some(4), Some(0), Some(0)),
+        "{f:?}"
+    );
+    let (status, stats) = s
+        .call(
+            "GET",
+            &format!("/v1/campaigns/{id}/stats"),
+            "application/json",
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["results"], serde_json::json!({"machine": 2}));
+    let page = PageReq::new(Some(10), None).expect("page");
+    let targets = s
+        .control
+        .store
+        .list_targets("default", &id, None, page)
+        .await
+        .expect("targets");
+    assert_eq!(targets.items.len(), 2);
+    for t in &targets.items {
+        assert_eq!((t.tries.machine, t.dial_count), (2, 2), "{t:?}");
+        assert_eq!(
+            t.result,
+            Some(voxbridge_control::campaign::DialResult::Machine),
+            "{t:?}"
+        );
+    }
+    for call in harness::all_calls(&s.control.store).await {
+        assert_eq!(call.answered_by.as_deref(), Some("machine"), "{call:?}");
+        assert_eq!(call.hangup_cause.as_deref(), Some("message_left"), "{call:?}");
+    }
+    s.stop().await;
+    let _ = std::fs::remove_file(&message);
+}

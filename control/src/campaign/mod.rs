@@ -10,6 +10,11 @@
 //!                                              └───> completed (answered, or tries used up)
 //! ```
 //!
+//! An attempt a voicemail answered (the route's answering-machine
+//! detection said `machine`) has its own result, `machine`, and its own
+//! retry rule: by default none, as for a person; set `retry.machine` to
+//! call again later hoping for the person.
+//!
 //! The rules are sans-IO here ([`pacing`], [`window`], [`after_attempt`]);
 //! the store applies them in transactions (`store/campaigns.rs`) and the
 //! [`scheduler`] drives running campaigns. A target's result is decided in
@@ -56,8 +61,10 @@ crate::state::string_enum! {
 crate::state::string_enum! {
     /// How one dial attempt ended.
     DialResult {
-        /// The callee answered.
+        /// The callee answered (a person, or not known to be a machine).
         Answered = "answered",
+        /// An answering machine answered (the route's detection said so).
+        Machine = "machine",
         /// The callee was busy.
         Busy = "busy",
         /// Nobody answered in time.
@@ -105,6 +112,8 @@ pub struct RetryPolicy {
     pub no_answer: Retry,
     /// After a failed attempt.
     pub failed: Retry,
+    /// After an answering machine answered (default: no retry).
+    pub machine: Retry,
 }
 
 impl Default for RetryPolicy {
@@ -122,6 +131,10 @@ impl Default for RetryPolicy {
                 max_tries: 2,
                 interval_s: 60,
             },
+            machine: Retry {
+                max_tries: 1,
+                interval_s: 3600,
+            },
         }
     }
 }
@@ -133,6 +146,7 @@ impl RetryPolicy {
             DialResult::Busy => Some(self.busy),
             DialResult::NoAnswer => Some(self.no_answer),
             DialResult::Failed => Some(self.failed),
+            DialResult::Machine => Some(self.machine),
         }
     }
 
@@ -142,6 +156,7 @@ impl RetryPolicy {
             ("busy", self.busy),
             ("no_answer", self.no_answer),
             ("failed", self.failed),
+            ("machine", self.machine),
         ] {
             if !(1..=20).contains(&r.max_tries) {
                 return Err(format!("retry.{name}.max_tries must be 1-20"));
@@ -163,6 +178,8 @@ pub struct Tries {
     pub no_answer: u32,
     /// Failed.
     pub failed: u32,
+    /// Answered by a machine.
+    pub machine: u32,
 }
 
 impl Tries {
@@ -173,6 +190,7 @@ impl Tries {
             DialResult::Busy => self.busy += 1,
             DialResult::NoAnswer => self.no_answer += 1,
             DialResult::Failed => self.failed += 1,
+            DialResult::Machine => self.machine += 1,
         }
     }
 
@@ -182,6 +200,7 @@ impl Tries {
             DialResult::Busy => self.busy,
             DialResult::NoAnswer => self.no_answer,
             DialResult::Failed => self.failed,
+            DialResult::Machine => self.machine,
         }
     }
 }
@@ -211,7 +230,11 @@ pub fn after_attempt(result: DialResult, tries: &Tries, policy: &RetryPolicy, no
 pub fn result_of(call: &crate::model::Call) -> DialResult {
     use crate::state::HangupReason as R;
     if call.tm_progressing.is_some() {
-        return DialResult::Answered;
+        return if call.answered_by.as_deref() == Some("machine") {
+            DialResult::Machine
+        } else {
+            DialResult::Answered
+        };
     }
     match call.hangup_reason {
         Some(R::Busy) => DialResult::Busy,
@@ -294,8 +317,10 @@ pub struct Campaign {
     pub retry: RetryPolicy,
     /// Dial attempts made.
     pub dialed: i64,
-    /// Attempts answered.
+    /// Attempts answered (by a person, or not known to be a machine).
     pub answered: i64,
+    /// Attempts an answering machine answered.
+    pub machine: i64,
     /// Attempts that ended unanswered (busy, no answer, failed).
     pub failed: i64,
     /// Calls in progress now.
@@ -440,6 +465,22 @@ mod tests {
             Next::RetryAt(Millis(61_000))
         );
         assert_eq!(after_attempt(DialResult::Answered, &t, &p, now), Next::Done);
+        // A machine: no retry by default, its own count when asked for.
+        t.add(DialResult::Machine);
+        assert_eq!(after_attempt(DialResult::Machine, &t, &p, now), Next::Done);
+        let p = RetryPolicy {
+            machine: Retry {
+                max_tries: 2,
+                interval_s: 7200,
+            },
+            ..p
+        };
+        assert_eq!(
+            after_attempt(DialResult::Machine, &t, &p, now),
+            Next::RetryAt(Millis(7_201_000))
+        );
+        t.add(DialResult::Machine);
+        assert_eq!(after_attempt(DialResult::Machine, &t, &p, now), Next::Done);
     }
 
     #[test]

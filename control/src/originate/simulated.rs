@@ -1,12 +1,15 @@
 //! The built-in simulated callee, for tests and `voxbridge demo`. Each
 //! attempt does what the target's `vars.sim` says: a comma-separated list
-//! of `answer`, `busy`, `no_answer` and `fail`, one per attempt (the last
-//! one repeats); without it, `default` from the config.
+//! of `answer`, `machine`, `busy`, `no_answer` and `fail`, one per attempt
+//! (the last one repeats); without it, `default` from the config.
 //!
 //! - `answer`: after `answer_delay_ms` it connects to the route's
 //!   AudioSocket listener as Asterisk would (UUID frame = call id), speaks
 //!   its WAV in real-time 20 ms frames (the first `max_talk_ms` of it),
 //!   listens `linger_ms` more and hangs up with a hangup frame;
+//! - `machine`: answers as a voicemail would: its WAV as the greeting,
+//!   300 ms of silence, a 500 ms beep at 1 kHz, then it records (listens)
+//!   until the media plane hangs up, a minute at most;
 //! - `busy` / `fail`: reports that after `answer_delay_ms`;
 //! - `no_answer`: accepts and never connects (the ring timeout ends it).
 //!
@@ -64,6 +67,8 @@ impl Default for SimulatedConfig {
 pub enum Behaviour {
     /// Answer and speak.
     Answer,
+    /// Answer as a voicemail: greet, beep, record.
+    Machine,
     /// Busy.
     Busy,
     /// Never answer.
@@ -76,6 +81,7 @@ impl Behaviour {
     fn parse(s: &str) -> Option<Self> {
         match s.trim() {
             "answer" => Some(Behaviour::Answer),
+            "machine" => Some(Behaviour::Machine),
             "busy" => Some(Behaviour::Busy),
             "no_answer" => Some(Behaviour::NoAnswer),
             "fail" => Some(Behaviour::Fail),
@@ -145,7 +151,7 @@ impl SimulatedCallee {
     pub fn new(cfg: &SimulatedConfig) -> Result<Self> {
         let default = Behaviour::parse(&cfg.default).ok_or_else(|| {
             ControlError::Config(format!(
-                "[control.originate.simulated] default {:?}: use answer, busy, no_answer or fail",
+                "[control.originate.simulated] default {:?}: use answer, machine, busy, no_answer or fail",
                 cfg.default
             ))
         })?;
@@ -197,15 +203,26 @@ impl Originator for SimulatedCallee {
                 tokio::time::sleep(delay).await;
                 DialOutcome::Failed("simulated failure".into())
             }
-            Behaviour::Answer => {
+            answer @ (Behaviour::Answer | Behaviour::Machine) => {
                 let Some(addr) = req.audiosocket else {
                     return DialOutcome::Failed(format!("no AudioSocket listener for route {:?}", req.route));
                 };
+                let machine = answer == Behaviour::Machine;
+                let max_talk = Duration::from_millis(self.cfg.max_talk_ms);
                 let leg = Leg {
                     call_id: req.call_id.clone(),
-                    speech: self.speech.clone(),
-                    max_talk: Duration::from_millis(self.cfg.max_talk_ms),
-                    linger: Duration::from_millis(self.cfg.linger_ms),
+                    // A voicemail's greeting is cut, not its beep.
+                    speech: if machine {
+                        with_beep(&self.speech, max_talk)
+                    } else {
+                        self.speech.clone()
+                    },
+                    max_talk: if machine { Duration::ZERO } else { max_talk },
+                    linger: if machine {
+                        VOICEMAIL_RECORDS
+                    } else {
+                        Duration::from_millis(self.cfg.linger_ms)
+                    },
                     probe: self.probe.get().cloned(),
                 };
                 let id = req.call_id.clone();
@@ -234,6 +251,25 @@ impl Originator for SimulatedCallee {
             t.abort();
         }
     }
+}
+
+/// How long a simulated voicemail records after its beep at most.
+const VOICEMAIL_RECORDS: Duration = Duration::from_secs(60);
+
+/// A voicemail's greeting: `speech` (its first `max_talk`, unless zero),
+/// 300 ms of silence, a 500 ms beep at 1 kHz (PCM16 LE at its rate).
+fn with_beep((pcm, rate): &(Bytes, u32), max_talk: Duration) -> (Bytes, u32) {
+    let mut greeting = pcm.len();
+    if !max_talk.is_zero() {
+        greeting = greeting.min((max_talk.as_millis() as usize * *rate as usize / 1000) * 2);
+    }
+    let mut out = BytesMut::from(&pcm[..greeting]);
+    out.resize(out.len() + (*rate as usize * 3 / 10) * 2, 0);
+    let w = std::f64::consts::TAU * 1000.0 / f64::from(*rate);
+    for i in 0..*rate as usize / 2 {
+        out.extend_from_slice(&((8000.0 * (w * i as f64).sin()) as i16).to_le_bytes());
+    }
+    (out.freeze(), *rate)
 }
 
 /// One answered call.
@@ -366,6 +402,7 @@ mod tests {
         assert_eq!(Behaviour::of(Some("busy,answer"), 1, d), Behaviour::Busy);
         assert_eq!(Behaviour::of(Some("busy,answer"), 2, d), Behaviour::Answer);
         assert_eq!(Behaviour::of(Some("busy,no_answer"), 7, d), Behaviour::NoAnswer);
+        assert_eq!(Behaviour::of(Some("machine,answer"), 1, d), Behaviour::Machine);
         assert_eq!(
             Behaviour::of(Some("nonsense"), 1, Behaviour::Fail),
             Behaviour::Fail

@@ -24,10 +24,11 @@ use crate::time::Millis;
 
 const CCOLS: &str = "seq, id, customer_id, name, status, route, source, max_concurrent, cps_milli, \
      window_start, window_end, timezone, retry, dialed, answered, failed, active, remaining, tm_create, \
-     tm_start, tm_end, tm_update, recent_starts";
+     tm_start, tm_end, tm_update, recent_starts, machine";
 
 const TCOLS: &str = "seq, id, campaign_id, customer_id, destination, timezone, vars, status, dial_count, \
-     busy_count, no_answer_count, failed_count, result, call_id, next_dial_at, last_dial_time, tm_create, tm_update";
+     busy_count, no_answer_count, failed_count, result, call_id, next_dial_at, last_dial_time, tm_create, tm_update, \
+     machine_count";
 
 fn campaign_row(r: &Row) -> Result<(Campaign, Vec<i64>)> {
     let window = match (r.opt_text(9)?, r.opt_text(10)?) {
@@ -51,6 +52,7 @@ fn campaign_row(r: &Row) -> Result<(Campaign, Vec<i64>)> {
         retry,
         dialed: r.int(13)?,
         answered: r.int(14)?,
+        machine: r.int(23)?,
         failed: r.int(15)?,
         active: r.int(16)?,
         remaining: r.int(17)?,
@@ -83,6 +85,7 @@ fn target(r: &Row) -> Result<Target> {
             busy: count(r.int(9)?),
             no_answer: count(r.int(10)?),
             failed: count(r.int(11)?),
+            machine: count(r.int(18)?),
         },
         result: r.opt_enum(12, DialResult::parse)?,
         call_id: r.opt_text(13)?,
@@ -557,13 +560,14 @@ pub(crate) async fn call_ended(tx: &mut dyn Tx, lock: &str, call: &Call) -> Resu
     };
     tx.execute(
         "UPDATE campaign_targets SET status = $1, result = $2, busy_count = $3, no_answer_count = $4, \
-         failed_count = $5, next_dial_at = $6, tm_update = $7 WHERE id = $8",
+         failed_count = $5, machine_count = $6, next_dial_at = $7, tm_update = $8 WHERE id = $9",
         vals![
             status.as_str(),
             result.as_str(),
             i64::from(tries.busy),
             i64::from(tries.no_answer),
             i64::from(tries.failed),
+            i64::from(tries.machine),
             next_dial_at,
             now,
             &t.id
@@ -571,12 +575,21 @@ pub(crate) async fn call_ended(tx: &mut dyn Tx, lock: &str, call: &Call) -> Resu
     )
     .await?;
     let answered = i64::from(result == DialResult::Answered);
+    let machine = i64::from(result == DialResult::Machine);
     let done = i64::from(status == TargetStatus::Completed);
     let sql = format!(
-        "UPDATE campaigns SET active = active - 1, answered = answered + $1, failed = failed + $2, \
-         remaining = remaining - $3, tm_update = $4 WHERE id = $5 RETURNING {CCOLS}"
+        "UPDATE campaigns SET active = active - 1, answered = answered + $1, machine = machine + $2, \
+         failed = failed + $3, remaining = remaining - $4, tm_update = $5 WHERE id = $6 RETURNING {CCOLS}"
     );
-    let c = updated(tx, &sql, vals![answered, 1 - answered, done, now, &t.campaign_id]).await?;
+    let values = vals![
+        answered,
+        machine,
+        1 - answered - machine,
+        done,
+        now,
+        &t.campaign_id
+    ];
+    let c = updated(tx, &sql, values).await?;
     announce(tx, "campaign_progress", &c).await
 }
 

@@ -354,6 +354,15 @@ ALTER TABLE calls ADD COLUMN answered_by TEXT;
 ALTER TABLE calls ADD COLUMN amd_cause TEXT;
 ",
     ),
+    (
+        // Campaign attempts an answering machine answered: their own
+        // result, count and retry rule.
+        11,
+        "
+ALTER TABLE campaign_targets ADD COLUMN machine_count BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE campaigns ADD COLUMN machine BIGINT NOT NULL DEFAULT 0;
+",
+    ),
 ];
 
 fn render(sql: &str, d: Dialect) -> String {
