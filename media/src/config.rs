@@ -1912,10 +1912,41 @@ mod tests {
             ("max_words = 0", "routes.default.amd.max_words"),
             ("greeting_ms = 9000", "routes.default.amd.greeting_ms: 9000 ms"),
             ("to_bot = false\nto_control = false", "both false"),
+            ("on_machine = \"leave_message\"", "needs message"),
+            ("message = \"m.wav\"", "only with on_machine = \"leave_message\""),
+            ("beep_wait_ms = 100", "routes.default.amd.beep_wait_ms: 100 ms"),
+            ("on_machine = \"voicemail\"", "unknown variant"),
         ] {
-            let c = Config::from_toml(&format!("[routes.default.amd]\n{toml}\n")).expect("parses");
-            let e = c.validate().expect_err(toml).0;
+            let e = match Config::from_toml(&format!("[routes.default.amd]\n{toml}\n")) {
+                Ok(c) => c.validate().expect_err(toml).0,
+                Err(e) => e.0,
+            };
             assert!(e.contains(says), "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn a_message_to_leave_is_read_at_start_and_a_missing_one_names_its_route() {
+        let dir = std::env::temp_dir().join(format!("voxbridge-config-message-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("message.wav");
+        let mut wav =
+            voxbridge_proto::wav::write_header(voxbridge_proto::wav::WavEncoding::Ulaw, 8000, 800).to_vec();
+        wav.extend(std::iter::repeat_n(0xffu8, 800));
+        std::fs::write(&path, wav).expect("write");
+        let toml = |p: &std::path::Path| {
+            format!(
+                "[routes.out.amd]\non_machine = \"leave_message\"\nmessage = {:?}\n",
+                p.display().to_string()
+            )
+        };
+        let mut c = Config::from_toml(&toml(&path)).expect("parses");
+        c.load_messages().expect("read");
+        let amd = c.routes["out"].amd.as_ref().expect("set");
+        assert_eq!(amd.message_audio.as_ref().map(|p| p.duration_ms()), Some(100));
+        let mut c = Config::from_toml(&toml(&dir.join("missing.wav"))).expect("parses");
+        let e = c.load_messages().expect_err("no such file").0;
+        assert!(e.starts_with("routes.out.amd.message"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
