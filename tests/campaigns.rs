@@ -128,6 +128,35 @@ impl Stack {
         )
     }
 
+    /// Creates a campaign from `spec`, adds the targets in `csv` (one per
+    /// line after the header) and starts it; its id.
+    async fn start_campaign(&self, spec: serde_json::Value, csv: String) -> String {
+        let (status, c) = self
+            .call("POST", "/v1/campaigns", "application/json", spec.to_string())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        let id = c["id"].as_str().expect("id").to_owned();
+        let rows = csv.lines().count() - 1;
+        let (status, added) = self
+            .call("POST", &format!("/v1/campaigns/{id}/targets"), "text/csv", csv)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        assert_eq!(added["added"], rows);
+        let (status, started) = self
+            .call(
+                "POST",
+                &format!("/v1/campaigns/{id}/start"),
+                "application/json",
+                String::new(),
+            )
+            .await;
+        assert_eq!(
+            (status, started["status"].as_str()),
+            (StatusCode::OK, Some("running"))
+        );
+        id
+    }
+
     async fn stop(self) {
         self.shutdown.shutdown();
         let _ = self.media.await;
@@ -178,47 +207,21 @@ async fn a_200_target_campaign_completes_with_its_retries_within_its_limits() {
     )
     .await;
     let mut bus = s.control.bus.subscribe();
-    let (status, c) = s
-        .call(
-            "POST",
-            "/v1/campaigns",
-            "application/json",
-            serde_json::json!({
-                "name": "two hundred",
-                "max_concurrent": 12,
-                "calls_per_second": 40,
-                "retry": {
-                    "busy": {"max_tries": 3, "interval_s": 0},
-                    "no_answer": {"max_tries": 2, "interval_s": 0},
-                    "failed": {"max_tries": 2, "interval_s": 0},
-                }
-            })
-            .to_string(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{c}");
-    let id = c["id"].as_str().expect("id").to_owned();
     let mut csv = String::from("destination,timezone,sim\n");
     for i in 0..200 {
         csv.push_str(&format!("+1555{i:07},Europe/Berlin,\"{}\"\n", CLASSES[i % 5].0));
     }
-    let (status, added) = s
-        .call("POST", &format!("/v1/campaigns/{id}/targets"), "text/csv", csv)
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{added}");
-    assert_eq!(added["added"], 200);
-    let (status, started) = s
-        .call(
-            "POST",
-            &format!("/v1/campaigns/{id}/start"),
-            "application/json",
-            String::new(),
-        )
-        .await;
-    assert_eq!(
-        (status, started["status"].as_str()),
-        (StatusCode::OK, Some("running"))
-    );
+    let spec = serde_json::json!({
+        "name": "two hundred",
+        "max_concurrent": 12,
+        "calls_per_second": 40,
+        "retry": {
+            "busy": {"max_tries": 3, "interval_s": 0},
+            "no_answer": {"max_tries": 2, "interval_s": 0},
+            "failed": {"max_tries": 2, "interval_s": 0},
+        }
+    });
+    let id = s.start_campaign(spec, csv).await;
 
     let done = event_where(&mut bus, "campaign_completed", Duration::from_secs(120), |e| {
         e.event_type == "campaign_completed" && e.resource.id == id
@@ -798,41 +801,13 @@ async fn voicemails_get_the_message_and_the_machine_retry_rule() {
     })
     .await;
     let mut bus = s.control.bus.subscribe();
-    let (status, c) = s
-        .call(
-            "POST",
-            "/v1/campaigns",
-            "application/json",
-            serde_json::json!({
-                "name": "voicemails",
-                "calls_per_second": 20,
-                "retry": {"machine": {"max_tries": 2, "interval_s": 0}}
-            })
-            .to_string(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{c}");
-    assert_eq!(c["retry"]["machine"]["max_tries"], 2);
-    let id = c["id"].as_str().expect("id").to_owned();
+    let spec = serde_json::json!({
+        "name": "voicemails",
+        "calls_per_second": 20,
+        "retry": {"machine": {"max_tries": 2, "interval_s": 0}}
+    });
     let csv = "destination,sim\n+15550001,machine\n+15550002,machine\n";
-    let (status, body) = s
-        .call(
-            "POST",
-            &format!("/v1/campaigns/{id}/targets"),
-            "text/csv",
-            csv.into(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = s
-        .call(
-            "POST",
-            &format!("/v1/campaigns/{id}/start"),
-            "application/json",
-            String::new(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = s.start_campaign(spec, csv.into()).await;
     let done = event_where(&mut bus, "campaign_completed", Duration::from_secs(60), |e| {
         e.event_type == "campaign_completed" && e.resource.id == id
     })

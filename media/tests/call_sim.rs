@@ -659,13 +659,7 @@ fn the_bots_echo_never_interrupts_it_and_the_callers_voice_does() {
         let mut far = sim::EchoingFarEnd::new(0.316, 5);
         // Ticks 100-129 (2.00-2.58 s): the caller's 300 Hz voice.
         for tick in 100..130u64 {
-            let frame = (0..160)
-                .map(|i| {
-                    let n = (tick * 160 + i) as f64;
-                    ((n * 300.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16
-                })
-                .collect();
-            far.speech.insert(tick, frame);
+            far.speech.insert(tick, sim::sine_frame(tick, 300.0));
         }
         s.far_end = Some(far);
         let start = s.at(300);
@@ -757,13 +751,7 @@ fn a_voicemail_gets_the_routes_message_after_its_beep_and_then_the_call_ends() {
         far.speech.insert(tick, frame);
     }
     for tick in 125..150u64 {
-        let frame = (0..160)
-            .map(|i| {
-                let n = (tick * 160 + i) as f64;
-                ((n * 1000.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16
-            })
-            .collect();
-        far.speech.insert(tick, frame);
+        far.speech.insert(tick, sim::sine_frame(tick, 1000.0));
     }
     s.far_end = Some(far);
     let start = s.at(100);

@@ -196,6 +196,17 @@ pub fn tone(rate: u32, ms: u32) -> Vec<i16> {
         .collect()
 }
 
+/// The caller's tick `tick` of a steady `hz` tone at 8 kHz, amplitude 8000
+/// (in phase from tick to tick).
+pub fn sine_frame(tick: u64, hz: f64) -> Vec<i16> {
+    (0..160)
+        .map(|i| {
+            let n = (tick * 160 + i) as f64;
+            ((n * hz * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16
+        })
+        .collect()
+}
+
 /// One second of the caller's 300 Hz tone at `rate`.
 fn caller_tone(rate: u32) -> Vec<i16> {
     (0..rate)
