@@ -794,8 +794,9 @@ async fn pipecat_bots_hang_up_through_the_provider_compatible_api() {
 }
 
 /// A call through control `name` on the route `route_for` makes of the
-/// bot's URL, whose caller says half a second of quiet, 400 ms of a loud
-/// tone, then `quiet_ms` of quiet (all at once; the call counts frames).
+/// bot's URL, whose caller says half a second of quiet, 400 ms of loud
+/// noise (speech to the detectors; a steady tone would be a voicemail's
+/// beep), then `quiet_ms` of quiet (all at once; the call counts frames).
 struct OneBurst {
     control: Control,
     bus: tokio::sync::broadcast::Receiver<Arc<EventEnvelope>>,
@@ -820,11 +821,15 @@ impl OneBurst {
         let call_id = format!("5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a{call:02x}");
         let mut link = bot.accept().await;
         pipecat_next(&mut link).await.expect("start message");
-        let tone: Vec<i16> = (0..3200)
-            .map(|i| ((i as f32 * 0.25).sin() * 8000.0) as i16)
+        let mut seed = 7u32;
+        let voice: Vec<i16> = (0..3200)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (8000.0 * ((seed >> 16) as f32 / 32768.0 - 1.0)) as i16
+            })
             .collect();
         caller.send_audio(&vec![0i16; 4000]).await;
-        caller.send_audio(&tone).await;
+        caller.send_audio(&voice).await;
         caller.send_audio(&vec![0i16; quiet_ms * 8]).await;
         OneBurst {
             control,
