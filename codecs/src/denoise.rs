@@ -15,7 +15,7 @@
 //! which keeps the speech natural.
 //!
 //! `benches/listening.sh` chose it over RNNoise (nnnoiseless): on its set
-//! it gains as much SNR as RNNoise at 10 dB, for a fortieth of its CPU
+//! it gains as much SNR as RNNoise at 10 dB, for under a fortieth of its CPU
 //! (benches/RESULTS.md, "Listening"). Pure computation: the FFT plans and
 //! buffers are made once per stream, nothing is allocated per frame; the
 //! output lags the input by one hop (10 ms).
