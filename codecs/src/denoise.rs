@@ -216,15 +216,7 @@ impl NoiseSuppressor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(seed: &mut u32, amp: f32, len: usize) -> Vec<i16> {
-        (0..len)
-            .map(|_| {
-                *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (amp * ((*seed >> 16) as f32 / 32768.0 - 1.0)) as i16
-            })
-            .collect()
-    }
+    use crate::test_signal::noise;
 
     fn power(x: &[i16]) -> f64 {
         x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len().max(1) as f64

@@ -19,6 +19,8 @@ pub mod g722;
 pub mod opus;
 pub mod plc;
 pub mod resample;
+#[cfg(test)]
+mod test_signal;
 pub mod vad;
 
 pub use chain::Transcoder;

@@ -266,14 +266,7 @@ mod tests {
     fn voice(ms: u32) -> Vec<Vec<i16>> {
         let mut seed = ms;
         (0..ms / 20)
-            .map(|_| {
-                (0..160)
-                    .map(|_| {
-                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                        (8000.0 * ((seed >> 16) as f32 / 32768.0 - 1.0)) as i16
-                    })
-                    .collect()
-            })
+            .map(|_| crate::test_signal::noise(&mut seed, 8000.0, 160))
             .collect()
     }
 

@@ -131,21 +131,12 @@ pub fn tone_hz(frame: &[i16], rate: u32) -> Option<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_signal::noise;
 
     fn sine(hz: f32, rate: u32, amp: f32, from: usize, len: usize) -> Vec<i16> {
         let w = std::f32::consts::TAU * hz / rate as f32;
         (from..from + len)
             .map(|i| (amp * (w * i as f32).sin()) as i16)
-            .collect()
-    }
-
-    /// Deterministic noise, like a fricative or a line's hiss.
-    fn noise(seed: &mut u32, amp: f32, len: usize) -> Vec<i16> {
-        (0..len)
-            .map(|_| {
-                *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (amp * ((*seed >> 16) as f32 / 32768.0 - 1.0)) as i16
-            })
             .collect()
     }
 
