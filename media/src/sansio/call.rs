@@ -413,13 +413,21 @@ impl Call {
             AfterVerdict::Continue => {}
             AfterVerdict::HangUp => self.hang_up(HangupCause::AnsweringMachine),
             AfterVerdict::LeaveMessage(voicemail) => {
-                // The bot stops talking to the machine: what it queued goes.
-                self.pipeline.clear();
-                if let Some(q) = &mut self.leg_requests {
-                    q.push_back(LegRequest::Flush);
-                }
+                // The bot stops talking to the machine: what it queued
+                // goes, and its marks come back cleared, never played.
+                self.drop_bot_audio();
+                self.release_cleared_marks();
                 self.voicemail = Some(voicemail);
             }
+        }
+    }
+
+    /// The bot's audio queued for the caller is dropped, here and in the
+    /// far end's queue (barge-in, a message left on a machine).
+    fn drop_bot_audio(&mut self) {
+        self.pipeline.clear();
+        if let Some(q) = &mut self.leg_requests {
+            q.push_back(LegRequest::Flush);
         }
     }
 
@@ -602,10 +610,7 @@ impl Call {
                 }
             }
             BotInput::Clear => {
-                self.pipeline.clear();
-                if let Some(q) = &mut self.leg_requests {
-                    q.push_back(LegRequest::Flush);
-                }
+                self.drop_bot_audio();
                 if let Some(o) = self.codec.cleared() {
                     self.to_bot.push_back(o);
                     self.bound_queue();

@@ -45,20 +45,18 @@ impl Prompt {
             Some(n) => data.get(..n as usize).unwrap_or(data),
             None => data,
         };
-        let pcm: Vec<i16> = match header.encoding {
-            WavEncoding::Pcm16 => data
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]))
-                .collect(),
-            WavEncoding::Ulaw => data
-                .iter()
-                .map(|&c| voxbridge_codecs::g711::ulaw_to_linear(c))
-                .collect(),
-            WavEncoding::Alaw => data
-                .iter()
-                .map(|&c| voxbridge_codecs::g711::alaw_to_linear(c))
-                .collect(),
+        // The project's own sample readers: PCM16 LE, G.711 tables.
+        let mut pcm = match header.encoding {
+            WavEncoding::Pcm16 => vec![0i16; data.len() / 2],
+            WavEncoding::Ulaw | WavEncoding::Alaw => vec![0i16; data.len()],
         };
+        match header.encoding {
+            WavEncoding::Pcm16 => {
+                voxbridge_codecs::frame::read_le(data, &mut pcm);
+            }
+            WavEncoding::Ulaw => voxbridge_codecs::g711::decode_ulaw(data, &mut pcm),
+            WavEncoding::Alaw => voxbridge_codecs::g711::decode_alaw(data, &mut pcm),
+        }
         let prompt = Prompt {
             rate: header.rate,
             pcm: pcm.into(),
