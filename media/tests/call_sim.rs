@@ -710,10 +710,11 @@ fn the_bots_echo_never_interrupts_it_and_the_callers_voice_does() {
 
 /// A placed call reaches a voicemail: 2 s of greeting, 300 ms of silence,
 /// a 500 ms beep at 1 kHz, then the machine records. The bot talks from
-/// the start. With the route's `on_machine = "leave_message"` the
+/// the start, its mark queued behind its audio. With the route's `on_machine = "leave_message"` the
 /// detection says `machine` during the greeting, the bot's audio stops,
-/// nothing plays until the beep has ended, then the route's one-second
-/// message plays whole and the call ends `message_left`.
+/// the mark comes back cleared, nothing plays until the beep has ended,
+/// then the route's one-second message plays whole and the call ends
+/// `message_left`.
 #[test]
 fn a_voicemail_gets_the_routes_message_after_its_beep_and_then_the_call_ends() {
     use voxbridge_media::config::{AmdCalls, AnsweringMachine, OnMachine};
@@ -732,9 +733,10 @@ fn a_voicemail_gets_the_routes_message_after_its_beep_and_then_the_call_ends() {
         message_audio: Some(Prompt::from_wav(&wav).expect("a WAV")),
         ..AnsweringMachine::default()
     };
+    // A jambonz bot: its marks say whether they were played or cleared.
     let route = voxbridge_media::config::Route {
         amd: Some(amd),
-        ..route(TWILIO)
+        ..route(BotProtocolKind::Jambonz)
     };
     let mut s = Sim::new(route, None, 11);
     // The machine: no echo; its greeting (loud noise, ticks 10-109), the
@@ -754,9 +756,21 @@ fn a_voicemail_gets_the_routes_message_after_its_beep_and_then_the_call_ends() {
         far.speech.insert(tick, sim::sine_frame(tick, 1000.0));
     }
     s.far_end = Some(far);
+    // The bot sends 3 s of audio at once and a mark behind it: the verdict
+    // (about 1.6 s in) drops that audio, so the mark comes back then, as
+    // cleared, not after the message.
     let start = s.at(100);
-    s.bot.say(&mut s.rng, start, 10_000, 20, 1.0, 0.0);
+    let sent = s.bot.say(&mut s.rng, start, 3_000, 20, 1e6, 0.0);
+    s.bot
+        .send_at(sent, Sim::text(r#"{"type":"mark","data":{"name":"m1"}}"#));
     s.run_until(s.at(20_000));
+    let marks = s.bot.got_events("mark");
+    assert_eq!(marks.len(), 1, "the mark echoed once: {marks:?}");
+    assert_eq!(marks[0].1["data"]["event"], "cleared", "{marks:?}");
+    assert!(
+        marks[0].0 < s.at(3_100),
+        "at the verdict, not when its audio would have ended or after the message"
+    );
     assert_eq!(
         s.ended,
         Some(HangupCause::MessageLeft),
