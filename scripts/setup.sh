@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc fonts-dejavu-core curl sip-tester baresip-core)
+apt_pkgs=(ffmpeg sox libsox-fmt-all espeak-ng cmake pkg-config libsoxr-dev libspeexdsp-dev bc fonts-dejavu-core curl sip-tester baresip-core redis-server)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

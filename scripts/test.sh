@@ -11,6 +11,9 @@ scripts/setup.sh
 # Real PostgreSQL for the store tests: the machine's, or a private one.
 VOXBRIDGE_TEST_PG=$(scripts/postgres.sh)
 export VOXBRIDGE_TEST_PG
+# Real Redis for the API cache's tests: the machine's, or a private one.
+VOXBRIDGE_TEST_REDIS=$(scripts/redis.sh)
+export VOXBRIDGE_TEST_REDIS
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

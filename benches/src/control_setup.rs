@@ -40,3 +40,56 @@ pub fn call(id: String, customer: &str) -> NewCall {
 pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
+
+/// One keep-alive HTTP/1.1 connection sending every GET with one
+/// authentication header; returns each response's status (the body is read
+/// and dropped).
+pub struct Http {
+    r: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    auth: String,
+}
+
+impl Http {
+    /// Connects to `addr`; `auth` is the header line (`x-access-key: ...`).
+    pub async fn connect(addr: &str, auth: &str) -> Res<Http> {
+        let sock = tokio::net::TcpStream::connect(addr).await?;
+        sock.set_nodelay(true)?;
+        let (r, w) = sock.into_split();
+        Ok(Http {
+            r: tokio::io::BufReader::new(r),
+            w,
+            auth: auth.to_owned(),
+        })
+    }
+
+    /// `GET path`, its status.
+    pub async fn get(&mut self, path: &str) -> Res<u16> {
+        Ok(self.fetch(path).await?.0)
+    }
+
+    /// `GET path`, its status and body.
+    pub async fn fetch(&mut self, path: &str) -> Res<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let req = format!("GET {path} HTTP/1.1\r\nhost: bench\r\n{}\r\n\r\n", self.auth);
+        self.w.write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        self.r.read_line(&mut line).await?;
+        let status: u16 = line.split_whitespace().nth(1).ok_or("no status")?.parse()?;
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).await?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse()?;
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.r.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}

@@ -99,6 +99,8 @@ pub struct ControlConfig {
     pub webhooks: crate::webhooks::WebhookConfig,
     /// Billing.
     pub billing: BillingSection,
+    /// The API's read cache (`[control.cache]`; crate::cache).
+    pub cache: crate::cache::CacheConfig,
     /// This instance's name, written on the calls it creates; at start it
     /// ends the calls of its name that are not over (they died with the
     /// previous run). Give each instance sharing a database its own.
@@ -156,6 +158,7 @@ impl Default for ControlConfig {
             auth: AuthSection::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
             billing: BillingSection::default(),
+            cache: crate::cache::CacheConfig::default(),
             node_id: "local".into(),
             heartbeat_ms: 1000,
             originate: crate::originate::OriginateConfig::default(),
@@ -178,6 +181,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("VOXBRIDGE_ADMIN_KEY", "admin key for /v1/customers"),
     ("VOXBRIDGE_JWT_HS256_SECRET", "HS256 secret for JWTs"),
     ("VOXBRIDGE_NODE_ID", "this instance's node id"),
+    ("VOXBRIDGE_CACHE", "off, memory or redis: the API's read cache"),
+    (
+        "VOXBRIDGE_REDIS_URL",
+        "redis://...; also switches the cache to redis",
+    ),
 ];
 
 impl ControlConfig {
@@ -217,6 +225,22 @@ impl ControlConfig {
         }
         if let Some(v) = get("VOXBRIDGE_NODE_ID") {
             self.node_id = v;
+        }
+        if let Some(v) = get("VOXBRIDGE_REDIS_URL") {
+            self.cache.redis_url = v;
+            self.cache.kind = crate::cache::CacheKind::Redis;
+        }
+        if let Some(v) = get("VOXBRIDGE_CACHE") {
+            self.cache.kind = match v.as_str() {
+                "off" => crate::cache::CacheKind::Off,
+                "memory" => crate::cache::CacheKind::Memory,
+                "redis" => crate::cache::CacheKind::Redis,
+                _ => {
+                    return Err(ControlError::Config(format!(
+                        "VOXBRIDGE_CACHE={v:?}: use off, memory or redis"
+                    )))
+                }
+            };
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod billing;
 pub mod billing_worker;
+pub mod cache;
 pub mod campaign;
 pub mod config;
 pub mod error;

@@ -72,7 +72,10 @@ impl Control {
     /// (`None`: outbound calls are refused).
     pub async fn start_with(cfg: &ControlConfig, originator: Option<Arc<dyn Originator>>) -> Result<Self> {
         let auth = Auth::new(&cfg.auth_config()?)?;
-        let store = Store::connect(&cfg.store_url()).await?.with_node(&cfg.node_id);
+        let store = Store::connect(&cfg.store_url())
+            .await?
+            .with_node(&cfg.node_id)
+            .with_cache(crate::cache::Cache::new(&cfg.cache)?);
         store
             .ensure_customer(&cfg.default_customer, "Default customer")
             .await?;
@@ -107,10 +110,19 @@ impl Control {
             stop_rx.clone(),
         ));
         let (events_ready_tx, events_ready) = watch::channel(cfg.events == EventsTo::Bus);
-        let feeds = match cfg.events {
+        let mut feeds = match cfg.events {
             EventsTo::Bus => Vec::new(),
             EventsTo::Kafka => kafka_feeds(cfg, &bus, &store, &billing, events_ready_tx, &stop_rx),
         };
+        // Other control nodes' writes reach this one as events (Kafka feeds
+        // the bus); an in-process cache follows them (crate::cache).
+        if cfg.events == EventsTo::Kafka && cfg.cache.kind == crate::cache::CacheKind::Memory {
+            feeds.push(tokio::spawn(follow_events(
+                store.cache().clone(),
+                bus.subscribe(),
+                stop_rx.clone(),
+            )));
+        }
         let webhooks = Arc::new(WebhookStats::default());
         let webhook_allow = Arc::new(Allow(cfg.webhooks.allow.clone()));
         let webhook_task = cfg.webhooks.enabled.then(|| {
@@ -259,6 +271,7 @@ impl Control {
             gate: self.sink_ctx.gate.clone(),
             dialer: self.dialer.clone(),
             scheduler: self.scheduler_stats.clone(),
+            store: self.store.clone(),
         }
     }
 
@@ -334,6 +347,25 @@ impl Control {
 
 /// Records every `every` that this node is alive, until `stop`. A store
 /// error is logged and the next beat tries again.
+/// Invalidates `cache` by the events on the bus until `stop`.
+async fn follow_events(
+    cache: crate::cache::Cache,
+    mut events: tokio::sync::broadcast::Receiver<Arc<voxbridge_proto::envelope::EventEnvelope>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            got = events.recv() => match got {
+                Ok(e) => cache.forget_for_event(&e),
+                Err(RecvError::Lagged(_)) => cache.forget_all(),
+                Err(RecvError::Closed) => return,
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 async fn heartbeat(store: Store, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -360,6 +392,7 @@ pub struct ControlMetrics {
     gate: Arc<CallGate>,
     dialer: Option<Arc<Dialer>>,
     scheduler: Arc<SchedulerStats>,
+    store: Store,
 }
 
 impl ControlMetrics {
@@ -372,6 +405,13 @@ impl ControlMetrics {
         link.push_str(&self.live.render());
         link.push_str(&self.billing.render());
         link.push_str(&self.webhooks.render());
+        link.push_str(&self.store.cache().render());
+        link.push_str(&format!(
+            "# HELP voxbridge_control_store_statements_total Statements sent to PostgreSQL (0 on the embedded store).\n\
+             # TYPE voxbridge_control_store_statements_total counter\n\
+             voxbridge_control_store_statements_total {}\n",
+            self.store.statements()
+        ));
         if let Some(d) = &self.dialer {
             link.push_str(&d.stats.render());
             link.push_str(&self.scheduler.render());

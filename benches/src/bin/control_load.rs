@@ -23,9 +23,7 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use voxbridge_benches::control_setup::{call, fresh_schema, ms, Res};
+use voxbridge_benches::control_setup::{call, fresh_schema, ms, Http, Res};
 use voxbridge_control::model::Actor;
 use voxbridge_control::relay::kafka::{KafkaConfig, KafkaPublisher};
 use voxbridge_control::relay::{self, RelayStats};
@@ -69,41 +67,6 @@ fn args() -> Res<Args> {
     Ok(a)
 }
 
-/// One keep-alive HTTP/1.1 connection; returns the status of each GET.
-struct Http {
-    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: tokio::net::tcp::OwnedWriteHalf,
-    key: String,
-}
-
-impl Http {
-    async fn get(&mut self, path: &str) -> Res<u16> {
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nhost: bench\r\nx-access-key: {}\r\n\r\n",
-            self.key
-        );
-        self.w.write_all(req.as_bytes()).await?;
-        let mut line = String::new();
-        self.r.read_line(&mut line).await?;
-        let status: u16 = line.split_whitespace().nth(1).ok_or("no status")?.parse()?;
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            self.r.read_line(&mut line).await?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse()?;
-            }
-        }
-        let mut body = vec![0u8; len];
-        self.r.read_exact(&mut body).await?;
-        Ok(status)
-    }
-}
-
 async fn api(a: &Args) -> Res<(f64, f64, f64)> {
     let url = fresh_schema(&a.pg).await?;
     let store = Store::connect(&url).await?;
@@ -138,14 +101,7 @@ async fn api(a: &Args) -> Res<(f64, f64, f64)> {
     let start = Instant::now() + Duration::from_millis(200);
     let mut tasks = Vec::new();
     for c in 0..a.conns {
-        let sock = TcpStream::connect(&addr).await?;
-        sock.set_nodelay(true)?;
-        let (r, w) = sock.into_split();
-        let mut http = Http {
-            r: BufReader::new(r),
-            w,
-            key: key.clone(),
-        };
+        let mut http = Http::connect(&addr, &format!("x-access-key: {key}")).await?;
         let (hist, errors) = (hist.clone(), errors.clone());
         let (rate, conns) = (a.rate, a.conns as u64);
         tasks.push(tokio::spawn(async move {

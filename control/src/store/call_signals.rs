@@ -172,7 +172,9 @@ impl Store {
             &fields,
         )
         .await?;
-        self.commit(tx).await?;
+        // The call's own record changed with the signal: its cached row goes.
+        let stale = update.map(|_| self.cache.call_key(call_id));
+        self.commit_invalidating(tx, stale.as_slice()).await?;
         Ok(true)
     }
 }

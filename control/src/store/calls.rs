@@ -239,9 +239,22 @@ impl Store {
         rows.first().map(call).unwrap_or(Err(ControlError::NotFound))
     }
 
-    /// One of a tenant's calls.
+    /// One of a tenant's calls (through the cache).
     pub async fn get_call(&self, customer_id: &str, id: &str) -> Result<Call> {
-        self.tenant_row(COLS, "calls", customer_id, id, call).await
+        let read = async {
+            let sql = format!("SELECT {COLS} FROM calls WHERE id = $1");
+            Ok(self.db.read(&sql, vals![id]).await?.into_iter().next())
+        };
+        match self.cached_row(&self.cache.call_key(id), read).await? {
+            Some(row) => call(&row).and_then(|c| {
+                if c.customer_id == customer_id {
+                    Ok(c)
+                } else {
+                    Err(ControlError::NotFound)
+                }
+            }),
+            None => Err(ControlError::NotFound),
+        }
     }
 
     /// A tenant's calls, newest first.
@@ -409,7 +422,7 @@ impl Store {
             )
             .await?;
         }
-        self.commit(tx).await?;
+        self.commit_invalidating(tx, &[self.cache.call_key(id)]).await?;
         Ok(Transition {
             call: after,
             applied: true,

@@ -31,6 +31,7 @@ pub use tenants::NewCustomer;
 pub use transcripts::SegmentTime;
 pub use value::{Row, Val};
 
+use crate::cache::Cache;
 use crate::error::{ControlError, Result};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -63,6 +64,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn begin(&self) -> Result<Box<dyn Tx>>;
     /// Runs one read-only statement outside a transaction.
     async fn read(&self, sql: &str, params: &[Val]) -> Result<Vec<Row>>;
+    /// Statements sent to a database server so far (0 for the embedded
+    /// store, which has none).
+    fn statements(&self) -> u64 {
+        0
+    }
 }
 
 /// An open transaction. Dropping it without [`Tx::commit`] rolls back.
@@ -89,6 +95,8 @@ pub struct Store {
     /// This instance's node id, written on the calls it creates (so that
     /// after a restart it can end the calls that died with it).
     node: Arc<str>,
+    /// The API's hot reads (crate::cache); off unless [`Store::with_cache`].
+    cache: Cache,
 }
 
 impl std::fmt::Debug for Store {
@@ -107,6 +115,7 @@ impl Store {
             db,
             committed: Arc::new(tokio::sync::watch::channel(0).0),
             node: Arc::from("local"),
+            cache: Cache::off(),
         })
     }
 
@@ -139,6 +148,44 @@ impl Store {
         &self.node
     }
 
+    /// The same store, reading access keys, customers and calls through
+    /// `cache` and invalidating it on their writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The cache the store reads through.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Statements sent to the database server so far (PostgreSQL; 0 for
+    /// the embedded store).
+    pub fn statements(&self) -> u64 {
+        self.db.statements()
+    }
+
+    /// A row through the cache: the cached one under `key`, else `read`'s,
+    /// which fills the cache. A cached value that does not decode counts
+    /// as a miss.
+    pub(crate) async fn cached_row<F>(&self, key: &str, read: F) -> Result<Option<Row>>
+    where
+        F: std::future::Future<Output = Result<Option<Row>>>,
+    {
+        if let Some(bytes) = self.cache.get(key).await {
+            if let Ok(row) = serde_json::from_slice::<Row>(&bytes) {
+                return Ok(Some(row));
+            }
+        }
+        let row = read.await?;
+        if let Some(r) = &row {
+            if let Ok(bytes) = serde_json::to_vec(r) {
+                self.cache.fill(key, bytes).await;
+            }
+        }
+        Ok(row)
+    }
     /// Which database this is.
     pub fn dialect(&self) -> Dialect {
         self.db.dialect()
@@ -146,7 +193,14 @@ impl Store {
 
     /// Commits and wakes the outbox relay.
     pub(crate) async fn commit(&self, tx: Box<dyn Tx>) -> Result<()> {
+        self.commit_invalidating(tx, &[]).await
+    }
+
+    /// Commits, invalidates the cache's `keys`, then wakes the outbox
+    /// relay: the database first, then the cache, then the event.
+    pub(crate) async fn commit_invalidating(&self, tx: Box<dyn Tx>, keys: &[String]) -> Result<()> {
         tx.commit().await?;
+        self.cache.invalidate(keys).await;
         self.committed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }

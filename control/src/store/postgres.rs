@@ -12,12 +12,16 @@ use super::{Backend, Dialect, Row, Tx, Val};
 use crate::error::{ControlError, Result};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::NoTls;
 
 /// PostgreSQL backend.
 pub struct PgBackend {
     pool: Pool,
+    /// Statements sent to the server (`BEGIN` and `COMMIT` included).
+    statements: Arc<AtomicU64>,
 }
 
 impl PgBackend {
@@ -39,7 +43,10 @@ impl PgBackend {
             .map_err(|e| ControlError::Config(format!("postgres pool: {e}")))?;
         // Fail at start, with the server's reason, rather than on first use.
         drop(pool.get().await?);
-        Ok(PgBackend { pool })
+        Ok(PgBackend {
+            pool,
+            statements: Arc::default(),
+        })
     }
 }
 
@@ -70,7 +77,8 @@ fn convert(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Row>> {
     Ok(out)
 }
 
-async fn query(c: &Object, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
+async fn query(c: &Object, statements: &AtomicU64, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
+    statements.fetch_add(1, Relaxed);
     let stmt = c.prepare_cached(sql).await?;
     convert(c.query(&stmt, &params(p)).await?)
 }
@@ -83,19 +91,28 @@ impl Backend for PgBackend {
 
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         let conn = self.pool.get().await?;
+        self.statements.fetch_add(1, Relaxed);
         conn.batch_execute("BEGIN").await?;
-        Ok(Box::new(PgTx { conn: Some(conn) }))
+        Ok(Box::new(PgTx {
+            conn: Some(conn),
+            statements: self.statements.clone(),
+        }))
     }
 
     async fn read(&self, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
         let conn = self.pool.get().await?;
-        query(&conn, sql, p).await
+        query(&conn, &self.statements, sql, p).await
+    }
+
+    fn statements(&self) -> u64 {
+        self.statements.load(Relaxed)
     }
 }
 
 struct PgTx {
     /// `None` once committed.
     conn: Option<Object>,
+    statements: Arc<AtomicU64>,
 }
 
 impl PgTx {
@@ -109,16 +126,18 @@ impl PgTx {
 #[async_trait]
 impl Tx for PgTx {
     async fn query(&mut self, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
-        query(self.conn()?, sql, p).await
+        query(self.conn()?, &self.statements, sql, p).await
     }
 
     async fn execute(&mut self, sql: &str, p: &[Val]) -> Result<u64> {
         let c = self.conn()?;
+        self.statements.fetch_add(1, Relaxed);
         let stmt = c.prepare_cached(sql).await?;
         Ok(c.execute(&stmt, &params(p)).await?)
     }
 
     async fn batch(&mut self, sql: &str) -> Result<()> {
+        self.statements.fetch_add(1, Relaxed);
         Ok(self.conn()?.batch_execute(sql).await?)
     }
 
@@ -127,6 +146,7 @@ impl Tx for PgTx {
             .conn
             .take()
             .ok_or_else(|| ControlError::Store("transaction already finished".into()))?;
+        self.statements.fetch_add(1, Relaxed);
         match conn.batch_execute("COMMIT").await {
             Ok(()) => Ok(()),
             Err(e) => {

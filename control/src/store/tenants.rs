@@ -156,16 +156,24 @@ impl Store {
         rows.first().map(customer).unwrap_or(Err(ControlError::NotFound))
     }
 
-    /// Whether `id` names an existing customer that was not deleted.
+    /// Whether `id` names an existing customer that was not deleted
+    /// (through the cache, which keeps only "active": a customer is not
+    /// undeleted, and one created later is never found stale).
     pub async fn customer_active(&self, id: &str) -> Result<bool> {
-        let rows = self
-            .db
-            .read(
-                "SELECT 1 FROM customers WHERE id = $1 AND tm_delete IS NULL",
-                vals![id],
-            )
-            .await?;
-        Ok(!rows.is_empty())
+        let read = async {
+            let rows = self
+                .db
+                .read(
+                    "SELECT 1 FROM customers WHERE id = $1 AND tm_delete IS NULL",
+                    vals![id],
+                )
+                .await?;
+            Ok(rows.into_iter().next())
+        };
+        Ok(self
+            .cached_row(&self.cache.customer_key(id), read)
+            .await?
+            .is_some())
     }
 
     /// All customers (not the deleted ones), newest first.
@@ -196,6 +204,16 @@ impl Store {
             .map(customer)
             .unwrap_or(Err(ControlError::NotFound))?;
         let now = Millis::now();
+        let mut stale = vec![self.cache.customer_key(id)];
+        for r in tx
+            .query(
+                "SELECT key_hash FROM access_keys WHERE customer_id = $1",
+                vals![id],
+            )
+            .await?
+        {
+            stale.push(self.cache.access_key_key(&r.text(0)?));
+        }
         tx.execute("DELETE FROM access_keys WHERE customer_id = $1", vals![id])
             .await?;
         tx.execute("DELETE FROM billing_accounts WHERE customer_id = $1", vals![id])
@@ -245,7 +263,7 @@ impl Store {
         )
         .await?;
         outbox::push(tx.as_mut(), "customer_deleted", id, "customer", id, &before).await?;
-        self.commit(tx).await?;
+        self.commit_invalidating(tx, &stale).await?;
         Ok(open)
     }
 
@@ -334,6 +352,16 @@ impl Store {
             .first()
             .map(access_key)
             .unwrap_or(Err(ControlError::NotFound))?;
+        let mut stale = Vec::new();
+        for r in tx
+            .query(
+                "SELECT key_hash FROM access_keys WHERE customer_id = $1 AND id = $2",
+                vals![customer_id, id],
+            )
+            .await?
+        {
+            stale.push(self.cache.access_key_key(&r.text(0)?));
+        }
         tx.execute(
             "DELETE FROM access_keys WHERE customer_id = $1 AND id = $2",
             vals![customer_id, id],
@@ -361,7 +389,7 @@ impl Store {
             &before,
         )
         .await?;
-        self.commit(tx).await
+        self.commit_invalidating(tx, &stale).await
     }
 
     /// The key a secret belongs to, if it exists, has not expired and its
@@ -376,8 +404,10 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let rows = self.db.read(&sql, vals![hash_key(secret)]).await?;
-        let Some(key) = rows.first().map(access_key).transpose()? else {
+        let hash = hash_key(secret);
+        let read = async { Ok(self.db.read(&sql, vals![&hash]).await?.into_iter().next()) };
+        let row = self.cached_row(&self.cache.access_key_key(&hash), read).await?;
+        let Some(key) = row.as_ref().map(access_key).transpose()? else {
             return Ok(None);
         };
         if key.tm_expire.is_some_and(|e| e <= Millis::now()) {

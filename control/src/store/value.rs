@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 /// A parameter or a column value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Val {
     /// `BIGINT`, maybe NULL.
     Int(Option<i64>),
@@ -84,8 +84,8 @@ impl ToSql for Val {
     to_sql_checked!();
 }
 
-/// One row read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One row read back (serialisable: the API's cache keeps rows as read).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row(pub Vec<Val>);
 
 impl Row {
