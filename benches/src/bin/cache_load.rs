@@ -10,7 +10,8 @@
 //! with a JWT (its customer's being active is the cached read), a quarter
 //! `GET /v1/calls?limit=20` (a list: the key is cached, the list is not).
 //!
-//! Per setting it prints the latency, the PostgreSQL statements per request
+//! `--rounds N` alternates the three settings N times and takes each
+//! setting's median run. Per run it prints the latency (per kind too), the PostgreSQL statements per request
 //! (from each node's `voxbridge_control_store_statements_total`) and the
 //! share of cached reads that went to PostgreSQL (cache misses over cache
 //! reads, each miss being one statement). Ends with
@@ -29,6 +30,9 @@ use voxbridge_benches::control_setup::{call, fresh_schema, ms, Http, Res};
 use voxbridge_control::model::Actor;
 use voxbridge_control::store::Store;
 
+/// tokio's timer resolution, and a little.
+const TIMER_TICK: Duration = Duration::from_micros(1100);
+
 const JWT_SECRET: &str = "cache-bench-hs256-secret-0123456789";
 
 struct Args {
@@ -39,6 +43,7 @@ struct Args {
     seconds: u64,
     nodes: usize,
     conns: usize,
+    rounds: usize,
 }
 
 fn args() -> Res<Args> {
@@ -50,6 +55,7 @@ fn args() -> Res<Args> {
         seconds: 20,
         nodes: 2,
         conns: 32,
+        rounds: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -62,11 +68,12 @@ fn args() -> Res<Args> {
             "--seconds" => a.seconds = v.parse()?,
             "--nodes" => a.nodes = v.parse()?,
             "--conns" => a.conns = v.parse()?,
+            "--rounds" => a.rounds = v.parse()?,
             _ => return Err(format!("unknown argument {k}").into()),
         }
     }
-    if a.nodes == 0 || a.conns < a.nodes {
-        return Err("--nodes must be at least 1 and --conns at least --nodes".into());
+    if a.nodes == 0 || a.conns < a.nodes || a.rounds == 0 {
+        return Err("--nodes and --rounds must be at least 1 and --conns at least --nodes".into());
     }
     Ok(a)
 }
@@ -171,6 +178,13 @@ const STATEMENTS: &str = "voxbridge_control_store_statements_total";
 const HITS: &str = "voxbridge_control_cache_reads_total{result=\"hit\"}";
 const MISSES: &str = "voxbridge_control_cache_reads_total{result=\"miss\"}";
 
+/// The run with the median p99 of `runs` (not empty).
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.p99.total_cmp(&b.p99));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
 struct Run {
     p50: f64,
     p99: f64,
@@ -194,6 +208,12 @@ async fn run(a: &Args, url: &str, cache: &str, key: &str, token: &str, calls: &[
     }
     let before = counters(&nodes, &[STATEMENTS, HITS, MISSES]).await?;
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    // Per kind of request: a call by key, a list, a call by JWT.
+    let kinds: Arc<[Mutex<Histogram<u64>>; 3]> = Arc::new([
+        Mutex::new(Histogram::new(3)?),
+        Mutex::new(Histogram::new(3)?),
+        Mutex::new(Histogram::new(3)?),
+    ]);
     let errors = Arc::new(Mutex::new(0u64));
     let total = a.rate * a.seconds;
     let start = Instant::now() + Duration::from_millis(200);
@@ -208,13 +228,30 @@ async fn run(a: &Args, url: &str, cache: &str, key: &str, token: &str, calls: &[
             format!("x-access-key: {key}")
         };
         let mut http = Http::connect(&node.api, &auth).await?;
-        let (hist, errors, calls) = (hist.clone(), errors.clone(), calls.clone());
+        let (hist, errors, calls, kinds) = (hist.clone(), errors.clone(), calls.clone(), kinds.clone());
+        let kind = match c % 4 {
+            2 => 1,
+            3 => 2,
+            _ => 0,
+        };
         let (rate, conns) = (a.rate, a.conns as u64);
         tasks.push(tokio::spawn(async move {
             let mut i = c as u64;
             while i < total {
                 let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                let slept = Instant::now() < due;
                 tokio::time::sleep_until(due.into()).await;
+                // Open loop: latency counts from the scheduled time, so a
+                // request held back by a slow previous one counts its wait.
+                // But tokio's timer wakes up to a millisecond late; a
+                // request that slept counts from its wake-up when that came
+                // within the timer's tick (no server made it late).
+                let woke = Instant::now();
+                let from = if slept && woke.duration_since(due) < TIMER_TICK {
+                    woke
+                } else {
+                    due
+                };
                 // A third of the key's requests are lists.
                 let path = if c % 4 == 2 {
                     "/v1/calls?limit=20".to_string()
@@ -223,8 +260,9 @@ async fn run(a: &Args, url: &str, cache: &str, key: &str, token: &str, calls: &[
                 };
                 match http.get(&path).await {
                     Ok(200) => {
-                        let us = due.elapsed().as_micros() as u64;
+                        let us = from.elapsed().as_micros() as u64;
                         let _ = hist.lock().map(|mut h| h.record(us.max(1)));
+                        let _ = kinds[kind].lock().map(|mut h| h.record(us.max(1)));
                     }
                     _ => {
                         let _ = errors.lock().map(|mut e| *e += 1);
@@ -246,6 +284,13 @@ async fn run(a: &Args, url: &str, cache: &str, key: &str, token: &str, calls: &[
         return Err(format!("cache={cache}: {errs} API requests failed").into());
     }
     let requests = h.len() as f64;
+    let p99_of = |k: usize| kinds[k].lock().map(|h| ms(&h, 0.99)).unwrap_or(f64::NAN);
+    println!(
+        "cache={cache}: p99 by kind: call by key {:.2} ms, list {:.2} ms, call by JWT {:.2} ms",
+        p99_of(0),
+        p99_of(1),
+        p99_of(2)
+    );
     let statements = after[0] - before[0];
     let (hits, misses) = (after[1] - before[1], after[2] - before[2]);
     let r = Run {
@@ -308,9 +353,15 @@ async fn main() -> Res<()> {
         .await?;
     let token = jwt("bench")?;
     let cpu0 = (cpu_seconds(), Instant::now());
-    let off = run(&a, &url, "off", &key, &token, &calls).await?;
-    let redis = run(&a, &url, "redis", &key, &token, &calls).await?;
-    let memory = run(&a, &url, "memory", &key, &token, &calls).await?;
+    // `--rounds` alternations of the three settings; each setting's figures
+    // are the median of its rounds (the VM's noise moves single runs).
+    let mut rounds: [Vec<Run>; 3] = Default::default();
+    for _ in 0..a.rounds {
+        for (k, cache) in ["off", "redis", "memory"].iter().enumerate() {
+            rounds[k].push(run(&a, &url, cache, &key, &token, &calls).await?);
+        }
+    }
+    let [off, redis, memory] = rounds.map(median);
     let loadgen_cpu_pct = 100.0 * (cpu_seconds() - cpu0.0) / cpu0.1.elapsed().as_secs_f64();
     println!(
         "LOAD api_p99_ms_off={:.2} api_p99_ms_redis={:.2} api_p99_ms_memory={:.2} p99_ratio_redis={:.2} p99_ratio_memory={:.2} \
