@@ -93,3 +93,53 @@ impl Http {
         Ok((status, body))
     }
 }
+
+/// One connection's share of an open-loop schedule: requests `first`,
+/// `first + step`, ... below `total`, request `i` due at `start + i / rate`.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// When request 0 is due.
+    pub start: std::time::Instant,
+    /// Requests per second, all connections together.
+    pub rate: u64,
+    /// Requests, all connections together.
+    pub total: u64,
+    /// This connection's first request.
+    pub first: u64,
+    /// Requests between two of this connection's (the connection count).
+    pub step: u64,
+}
+
+/// tokio's timer resolution, and a little.
+const TIMER_TICK: std::time::Duration = std::time::Duration::from_micros(1100);
+
+/// Sends `GET path(i)` on `http` for each of `schedule`'s requests at its
+/// time and tells `done` its status (`None` when the connection failed)
+/// and latency in microseconds. Latency counts from the due time, so a
+/// request held back by a slow previous one counts its wait; but tokio's
+/// timer wakes up to a millisecond late, so a request that slept counts
+/// from its wake-up when that came within the timer's tick (no server made
+/// it late).
+pub async fn open_loop(
+    http: &mut Http,
+    schedule: Schedule,
+    path: impl Fn(u64) -> String,
+    mut done: impl FnMut(Option<u16>, u64),
+) {
+    use std::time::{Duration, Instant};
+    let mut i = schedule.first;
+    while i < schedule.total {
+        let due = schedule.start + Duration::from_nanos(i * 1_000_000_000 / schedule.rate.max(1));
+        let slept = Instant::now() < due;
+        tokio::time::sleep_until(due.into()).await;
+        let woke = Instant::now();
+        let from = if slept && woke.duration_since(due) < TIMER_TICK {
+            woke
+        } else {
+            due
+        };
+        let status = http.get(&path(i)).await.ok();
+        done(status, (from.elapsed().as_micros() as u64).max(1));
+        i += schedule.step.max(1);
+    }
+}

@@ -26,12 +26,9 @@ use sha2::Sha256;
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use voxbridge_benches::control_setup::{call, fresh_schema, ms, Http, Res};
+use voxbridge_benches::control_setup::{call, fresh_schema, ms, open_loop, Http, Res, Schedule};
 use voxbridge_control::model::Actor;
 use voxbridge_control::store::Store;
-
-/// tokio's timer resolution, and a little.
-const TIMER_TICK: Duration = Duration::from_micros(1100);
 
 const JWT_SECRET: &str = "cache-bench-hs256-secret-0123456789";
 
@@ -234,42 +231,31 @@ async fn run(a: &Args, url: &str, cache: &str, key: &str, token: &str, calls: &[
             3 => 2,
             _ => 0,
         };
-        let (rate, conns) = (a.rate, a.conns as u64);
+        let schedule = Schedule {
+            start,
+            rate: a.rate,
+            total,
+            first: c as u64,
+            step: a.conns as u64,
+        };
         tasks.push(tokio::spawn(async move {
-            let mut i = c as u64;
-            while i < total {
-                let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
-                let slept = Instant::now() < due;
-                tokio::time::sleep_until(due.into()).await;
-                // Open loop: latency counts from the scheduled time, so a
-                // request held back by a slow previous one counts its wait.
-                // But tokio's timer wakes up to a millisecond late; a
-                // request that slept counts from its wake-up when that came
-                // within the timer's tick (no server made it late).
-                let woke = Instant::now();
-                let from = if slept && woke.duration_since(due) < TIMER_TICK {
-                    woke
-                } else {
-                    due
-                };
-                // A third of the key's requests are lists.
-                let path = if c % 4 == 2 {
+            // A third of the key's requests are lists.
+            let path = |i: u64| {
+                if c % 4 == 2 {
                     "/v1/calls?limit=20".to_string()
                 } else {
                     format!("/v1/calls/{}", calls[((i * 7919) % calls.len() as u64) as usize])
-                };
-                match http.get(&path).await {
-                    Ok(200) => {
-                        let us = from.elapsed().as_micros() as u64;
-                        let _ = hist.lock().map(|mut h| h.record(us.max(1)));
-                        let _ = kinds[kind].lock().map(|mut h| h.record(us.max(1)));
-                    }
-                    _ => {
-                        let _ = errors.lock().map(|mut e| *e += 1);
-                    }
                 }
-                i += conns;
-            }
+            };
+            open_loop(&mut http, schedule, path, |status, us| {
+                if status == Some(200) {
+                    let _ = hist.lock().map(|mut h| h.record(us));
+                    let _ = kinds[kind].lock().map(|mut h| h.record(us));
+                } else {
+                    let _ = errors.lock().map(|mut e| *e += 1);
+                }
+            })
+            .await;
         }));
     }
     for t in tasks {

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use voxbridge_benches::control_setup::{call, fresh_schema, ms, Http, Res};
+use voxbridge_benches::control_setup::{call, fresh_schema, ms, open_loop, Http, Res, Schedule};
 use voxbridge_control::model::Actor;
 use voxbridge_control::relay::kafka::{KafkaConfig, KafkaPublisher};
 use voxbridge_control::relay::{self, RelayStats};
@@ -103,28 +103,29 @@ async fn api(a: &Args) -> Res<(f64, f64, f64)> {
     for c in 0..a.conns {
         let mut http = Http::connect(&addr, &format!("x-access-key: {key}")).await?;
         let (hist, errors) = (hist.clone(), errors.clone());
-        let (rate, conns) = (a.rate, a.conns as u64);
+        let schedule = Schedule {
+            start,
+            rate: a.rate,
+            total,
+            first: c as u64,
+            step: a.conns as u64,
+        };
         tasks.push(tokio::spawn(async move {
-            let mut i = c as u64;
-            while i < total {
-                let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
-                tokio::time::sleep_until(due.into()).await;
-                let path = if i % 2 == 0 {
+            let path = |i: u64| {
+                if i % 2 == 0 {
                     "/v1/calls?limit=20".to_string()
                 } else {
                     format!("/v1/calls/call-{}", (i * 7919) % n_calls)
-                };
-                match http.get(&path).await {
-                    Ok(200) => {
-                        let us = due.elapsed().as_micros() as u64;
-                        let _ = hist.lock().map(|mut h| h.record(us.max(1)));
-                    }
-                    _ => {
-                        let _ = errors.lock().map(|mut e| *e += 1);
-                    }
                 }
-                i += conns;
-            }
+            };
+            open_loop(&mut http, schedule, path, |status, us| {
+                if status == Some(200) {
+                    let _ = hist.lock().map(|mut h| h.record(us));
+                } else {
+                    let _ = errors.lock().map(|mut e| *e += 1);
+                }
+            })
+            .await;
         }));
     }
     for t in tasks {
