@@ -227,7 +227,7 @@ impl ControlConfig {
             self.node_id = v;
         }
         if let Some(v) = get("VOXBRIDGE_REDIS_URL") {
-            self.cache.redis_url = v;
+            self.cache.redis_url = SecretUrl::new(v);
             self.cache.kind = crate::cache::CacheKind::Redis;
         }
         if let Some(v) = get("VOXBRIDGE_CACHE") {

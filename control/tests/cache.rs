@@ -12,6 +12,7 @@ mod common;
 use common::fresh_pg_url;
 use voxbridge_control::cache::{Cache, CacheConfig, CacheKind};
 use voxbridge_control::model::{Actor, CallChange, NewCall};
+use voxbridge_control::secret::SecretUrl;
 use voxbridge_control::state::{CallStatus, Direction};
 use voxbridge_control::store::{NewCustomer, Store};
 use voxbridge_control::time::Millis;
@@ -24,7 +25,7 @@ fn redis_url() -> String {
 fn config(kind: CacheKind, prefix: &str) -> CacheConfig {
     CacheConfig {
         kind,
-        redis_url: redis_url(),
+        redis_url: SecretUrl::new(redis_url()),
         key_prefix: prefix.into(),
         ..CacheConfig::default()
     }
@@ -217,7 +218,7 @@ async fn a_redis_that_is_down_sends_reads_to_postgresql_and_is_counted() {
         .expect("addr")
         .port();
     let down = CacheConfig {
-        redis_url: format!("redis://127.0.0.1:{port}"),
+        redis_url: SecretUrl::new(format!("redis://127.0.0.1:{port}")),
         ..config(CacheKind::Redis, "down")
     };
     let store = node(&url, &down).await;
@@ -233,4 +234,29 @@ async fn a_redis_that_is_down_sends_reads_to_postgresql_and_is_counted() {
         .errors
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(errors >= 1, "the failures are counted: {errors}");
+}
+
+/// A cached row this version cannot read (another version's columns in a
+/// shared Redis during a rolling upgrade) is not an error: the database
+/// answers, and the bad value goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_row_of_another_shape_is_read_from_postgresql_instead() {
+    use voxbridge_control::store::{Row, Val};
+    let url = fresh_pg_url().await;
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let store = node(&url, &config(CacheKind::Redis, &prefix)).await;
+    let secret = seed(&store).await;
+    let odd = serde_json::to_vec(&Row(vec![Val::Int(Some(1))])).expect("json");
+    let cache = store.cache();
+    cache.fill(&cache.call_key("call-1"), odd.clone()).await;
+    let key_hash = voxbridge_control::store::hash_key(&secret);
+    cache.fill(&cache.access_key_key(&key_hash), odd).await;
+    let call = store.get_call("c", "call-1").await.expect("read");
+    assert_eq!(call.status, CallStatus::Ringing);
+    assert!(store.authenticate_key(&secret).await.expect("read").is_some());
+    assert_eq!(
+        cache.get(&cache.call_key("call-1")).await,
+        None,
+        "the odd row is gone"
+    );
 }

@@ -57,8 +57,9 @@ pub enum CacheKind {
 pub struct CacheConfig {
     /// `off`, `memory` (default) or `redis`.
     pub kind: CacheKind,
-    /// `redis://host:port[/db]` for `kind = "redis"`.
-    pub redis_url: String,
+    /// `redis://[:password@]host:port[/db]` for `kind = "redis"` (printed
+    /// without its password).
+    pub redis_url: crate::secret::SecretUrl,
     /// How long a cached row lives, seconds (1-3600).
     pub ttl_s: u64,
     /// Most rows the in-process cache holds.
@@ -74,7 +75,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             kind: CacheKind::Memory,
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_url: crate::secret::SecretUrl::new("redis://127.0.0.1:6379"),
             ttl_s: 60,
             capacity: 100_000,
             redis_timeout_ms: 250,
@@ -108,10 +109,10 @@ impl CacheConfig {
                 self.key_prefix
             )));
         }
-        if self.kind == CacheKind::Redis && !self.redis_url.starts_with("redis://") {
+        if self.kind == CacheKind::Redis && !self.redis_url.expose().starts_with("redis://") {
             return Err(ControlError::Config(format!(
                 "cache.redis_url must start with redis:// (got {})",
-                crate::secret::SecretUrl::new(self.redis_url.clone())
+                self.redis_url
             )));
         }
         Ok(())
@@ -178,7 +179,7 @@ impl Cache {
             CacheKind::Off => Backend::Off,
             CacheKind::Memory => Backend::Memory(memory::MemoryCache::new(ttl, config.capacity)),
             CacheKind::Redis => Backend::Redis(redis_cache::RedisCache::new(
-                &config.redis_url,
+                config.redis_url.expose(),
                 ttl,
                 Duration::from_millis(config.redis_timeout_ms),
             )?),
@@ -431,7 +432,7 @@ mod tests {
             },
             CacheConfig {
                 kind: CacheKind::Redis,
-                redis_url: "http://x".into(),
+                redis_url: crate::secret::SecretUrl::new("http://x"),
                 ..CacheConfig::default()
             },
             CacheConfig {

@@ -245,15 +245,9 @@ impl Store {
             let sql = format!("SELECT {COLS} FROM calls WHERE id = $1");
             Ok(self.db.read(&sql, vals![id]).await?.into_iter().next())
         };
-        match self.cached_row(&self.cache.call_key(id), read).await? {
-            Some(row) => call(&row).and_then(|c| {
-                if c.customer_id == customer_id {
-                    Ok(c)
-                } else {
-                    Err(ControlError::NotFound)
-                }
-            }),
-            None => Err(ControlError::NotFound),
+        match self.cached_row(&self.cache.call_key(id), read, call).await? {
+            Some(c) if c.customer_id == customer_id => Ok(c),
+            _ => Err(ControlError::NotFound),
         }
     }
 

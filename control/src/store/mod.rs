@@ -27,7 +27,7 @@ pub mod webhooks;
 
 pub use call_signals::{CallSignal, Dtmf};
 pub use outbox::{OutboxRow, RESOURCE_TYPES};
-pub use tenants::NewCustomer;
+pub use tenants::{hash_key, NewCustomer};
 pub use transcripts::SegmentTime;
 pub use value::{Row, Val};
 
@@ -166,25 +166,40 @@ impl Store {
         self.db.statements()
     }
 
-    /// A row through the cache: the cached one under `key`, else `read`'s,
-    /// which fills the cache. A cached value that does not decode counts
-    /// as a miss.
-    pub(crate) async fn cached_row<F>(&self, key: &str, read: F) -> Result<Option<Row>>
+    /// A row through the cache, mapped by `map`: the cached one under
+    /// `key`, else `read`'s, which fills the cache. A cached row this
+    /// version cannot map (another version's columns during a rolling
+    /// upgrade, or a damaged value) is dropped and the database read
+    /// instead.
+    pub(crate) async fn cached_row<T, F>(
+        &self,
+        key: &str,
+        read: F,
+        map: impl Fn(&Row) -> Result<T>,
+    ) -> Result<Option<T>>
     where
         F: std::future::Future<Output = Result<Option<Row>>>,
     {
         if let Some(bytes) = self.cache.get(key).await {
-            if let Ok(row) = serde_json::from_slice::<Row>(&bytes) {
-                return Ok(Some(row));
+            let cached = serde_json::from_slice::<Row>(&bytes)
+                .map_err(|e| ControlError::Row(e.to_string()))
+                .and_then(|row| map(&row));
+            match cached {
+                Ok(value) => return Ok(Some(value)),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "a cached row does not fit; reading the database");
+                    self.cache.invalidate(&[key.to_owned()]).await;
+                }
             }
         }
-        let row = read.await?;
-        if let Some(r) = &row {
-            if let Ok(bytes) = serde_json::to_vec(r) {
-                self.cache.fill(key, bytes).await;
-            }
+        let Some(row) = read.await? else {
+            return Ok(None);
+        };
+        let value = map(&row)?;
+        if let Ok(bytes) = serde_json::to_vec(&row) {
+            self.cache.fill(key, bytes).await;
         }
-        Ok(row)
+        Ok(Some(value))
     }
     /// Which database this is.
     pub fn dialect(&self) -> Dialect {

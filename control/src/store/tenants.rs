@@ -170,10 +170,10 @@ impl Store {
                 .await?;
             Ok(rows.into_iter().next())
         };
-        Ok(self
-            .cached_row(&self.cache.customer_key(id), read)
-            .await?
-            .is_some())
+        let found = self
+            .cached_row(&self.cache.customer_key(id), read, |_| Ok(()))
+            .await?;
+        Ok(found.is_some())
     }
 
     /// All customers (not the deleted ones), newest first.
@@ -406,8 +406,10 @@ impl Store {
         );
         let hash = hash_key(secret);
         let read = async { Ok(self.db.read(&sql, vals![&hash]).await?.into_iter().next()) };
-        let row = self.cached_row(&self.cache.access_key_key(&hash), read).await?;
-        let Some(key) = row.as_ref().map(access_key).transpose()? else {
+        let found = self
+            .cached_row(&self.cache.access_key_key(&hash), read, access_key)
+            .await?;
+        let Some(key) = found else {
             return Ok(None);
         };
         if key.tm_expire.is_some_and(|e| e <= Millis::now()) {
