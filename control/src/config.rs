@@ -312,6 +312,26 @@ mod tests {
     }
 
     #[test]
+    fn env_picks_the_cache_and_a_redis_url_means_redis() {
+        use crate::cache::CacheKind;
+        let mut c = ControlConfig::default();
+        assert_eq!(c.cache.kind, CacheKind::Memory);
+        c.apply_env(|k| (k == "VOXBRIDGE_REDIS_URL").then(|| "redis://:pw@10.0.0.9:6379".into()))
+            .expect("env");
+        assert_eq!(c.cache.kind, CacheKind::Redis);
+        assert!(!format!("{c:?}").contains("pw@"), "the password is not printed");
+        c.apply_env(|k| (k == "VOXBRIDGE_CACHE").then(|| "off".into()))
+            .expect("env");
+        assert_eq!(c.cache.kind, CacheKind::Off);
+        assert!(c
+            .apply_env(|k| (k == "VOXBRIDGE_CACHE").then(|| "disk".into()))
+            .is_err());
+        let toml = "[cache]\nkind = \"redis\"\nttl_s = 5\nkey_prefix = \"blue\"\n";
+        let parsed: ControlConfig = toml::from_str(toml).expect("parses");
+        assert_eq!((parsed.cache.kind, parsed.cache.ttl_s), (CacheKind::Redis, 5));
+    }
+
+    #[test]
     fn short_admin_keys_are_refused() {
         let mut c = ControlConfig::default();
         c.auth.admin_key = Some(Secret::new("short"));
