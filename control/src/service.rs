@@ -345,8 +345,6 @@ impl Control {
     }
 }
 
-/// Records every `every` that this node is alive, until `stop`. A store
-/// error is logged and the next beat tries again.
 /// Invalidates `cache` by the events on the bus until `stop`.
 async fn follow_events(
     cache: crate::cache::Cache,
@@ -366,6 +364,8 @@ async fn follow_events(
     }
 }
 
+/// Records every `every` that this node is alive, until `stop`. A store
+/// error is logged and the next beat tries again.
 async fn heartbeat(store: Store, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

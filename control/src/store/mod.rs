@@ -201,6 +201,7 @@ impl Store {
         }
         Ok(Some(value))
     }
+
     /// Which database this is.
     pub fn dialect(&self) -> Dialect {
         self.db.dialect()
