@@ -16,8 +16,33 @@ struct Entry {
     expires: Instant,
 }
 
+/// The map and when it was last swept of expired entries.
+struct Entries {
+    map: HashMap<String, Entry>,
+    swept: Option<Instant>,
+}
+
+/// A full cache is swept at most this often: a sweep walks every entry
+/// under the lock, which must not happen on every miss while full.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl Entries {
+    /// Whether `incoming` more entries fit, after dropping the expired
+    /// ones if the last sweep is old enough.
+    fn room_for(&mut self, incoming: usize, capacity: usize, now: Instant) -> bool {
+        if self.map.len() + incoming <= capacity {
+            return true;
+        }
+        if self.swept.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY) {
+            self.map.retain(|_, e| e.expires > now);
+            self.swept = Some(now);
+        }
+        self.map.len() + incoming <= capacity
+    }
+}
+
 pub(super) struct MemoryCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
     ttl: Duration,
     capacity: usize,
 }
@@ -25,38 +50,40 @@ pub(super) struct MemoryCache {
 impl MemoryCache {
     pub(super) fn new(ttl: Duration, capacity: usize) -> MemoryCache {
         MemoryCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries {
+                map: HashMap::new(),
+                swept: None,
+            }),
             ttl,
             capacity,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic while holding the lock leaves a map that is still whole.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) fn get(&self, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
-        let map = self.lock();
-        map.get(key)
+        let entries = self.lock();
+        entries
+            .map
+            .get(key)
             .filter(|e| e.expires > now)
             .and_then(|e| e.value.clone())
     }
 
     pub(super) fn fill(&self, key: &str, value: Vec<u8>) {
         let now = Instant::now();
-        let mut map = self.lock();
-        if map.get(key).is_some_and(|e| e.expires > now) {
+        let mut entries = self.lock();
+        if entries.map.get(key).is_some_and(|e| e.expires > now) {
             return;
         }
-        if map.len() >= self.capacity {
-            map.retain(|_, e| e.expires > now);
-            if map.len() >= self.capacity {
-                return;
-            }
+        if !entries.room_for(1, self.capacity, now) {
+            return;
         }
-        map.insert(
+        entries.map.insert(
             key.to_owned(),
             Entry {
                 value: Some(value),
@@ -67,12 +94,12 @@ impl MemoryCache {
 
     pub(super) fn invalidate(&self, keys: &[String]) {
         let now = Instant::now();
-        let mut map = self.lock();
-        if map.len() + keys.len() > self.capacity {
-            map.retain(|_, e| e.expires > now);
-        }
+        let mut entries = self.lock();
+        // Tombstones go in even over capacity: they keep stale fills out,
+        // and expire within seconds.
+        entries.room_for(keys.len(), self.capacity, now);
         for key in keys {
-            map.insert(
+            entries.map.insert(
                 key.clone(),
                 Entry {
                     value: None,
@@ -87,8 +114,8 @@ impl MemoryCache {
     /// Tombstones every key that starts with `prefix`.
     pub(super) fn invalidate_prefix(&self, prefix: &str) {
         let expires = Instant::now() + TOMBSTONE;
-        let mut map = self.lock();
-        for (key, e) in map.iter_mut() {
+        let mut entries = self.lock();
+        for (key, e) in entries.map.iter_mut() {
             if key.starts_with(prefix) {
                 *e = Entry { value: None, expires };
             }

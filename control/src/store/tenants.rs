@@ -343,25 +343,15 @@ impl Store {
     /// Deletes one of a customer's keys.
     pub async fn delete_access_key(&self, actor: &Actor, customer_id: &str, id: &str) -> Result<()> {
         let mut tx = self.db.begin().await?;
+        // The key's columns, then its hash (column 7), for the cache.
         let sql = format!(
-            "SELECT {KEY_COLS} FROM access_keys WHERE customer_id = $1 AND id = $2{}",
+            "SELECT {KEY_COLS}, key_hash FROM access_keys WHERE customer_id = $1 AND id = $2{}",
             self.dialect().for_update()
         );
         let rows = tx.query(&sql, vals![customer_id, id]).await?;
-        let before = rows
-            .first()
-            .map(access_key)
-            .unwrap_or(Err(ControlError::NotFound))?;
-        let mut stale = Vec::new();
-        for r in tx
-            .query(
-                "SELECT key_hash FROM access_keys WHERE customer_id = $1 AND id = $2",
-                vals![customer_id, id],
-            )
-            .await?
-        {
-            stale.push(self.cache.access_key_key(&r.text(0)?));
-        }
+        let row = rows.first().ok_or(ControlError::NotFound)?;
+        let before = access_key(row)?;
+        let stale = [self.cache.access_key_key(&row.text(7)?)];
         tx.execute(
             "DELETE FROM access_keys WHERE customer_id = $1 AND id = $2",
             vals![customer_id, id],
